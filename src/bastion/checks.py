@@ -1,0 +1,167 @@
+"""The check plugin interface, its registry and the context a check runs in.
+
+A check is one module holding one :class:`Check` subclass decorated with
+``@CHECKS.register``. It declares a stable ``id`` (``DQ002``), the policy ``name`` of its
+section (``checks.data.completeness``), a pydantic ``Config`` with its thresholds, its
+``scope`` (what it needs) and returns one :class:`~bastion.findings.Finding` per run.
+
+Scopes:
+
+- ``dataset``: runs once per dataset (train, test); reads ``ctx.dataset`` and ``ctx.profile``
+  and, where it compares, ``ctx.reference`` / ``ctx.reference_profile`` (train).
+- ``data_pair``: needs both ``ctx.train`` and ``ctx.test`` (leakage).
+- ``model``: needs ``ctx.model`` and ``ctx.test`` with a target; reads ``ctx.predictions()``
+  so that every validation and fairness check shares one set of model queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from bastion.findings import Finding, Severity, Status
+from bastion.models.base import Capability
+from bastion.registry import Registry
+
+if TYPE_CHECKING:
+    from bastion.data.dataset import Dataset
+    from bastion.data.profile import Profile
+    from bastion.data.schema import FeatureSchema
+    from bastion.models.base import ModelAdapter
+    from bastion.models.predictions import Predictions
+
+__all__ = ["CHECKS", "Check", "CheckConfig", "CheckContext", "Scope"]
+
+Category = Literal["data", "validation", "fairness"]
+
+
+class Scope(StrEnum):
+    DATASET = "dataset"
+    DATA_PAIR = "data_pair"
+    MODEL = "model"
+
+
+class CheckConfig(BaseModel):
+    """Options every check accepts in the policy; subclasses add their thresholds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    severity: Severity | None = None  # overrides the check's default severity
+
+
+@dataclass
+class CheckContext:
+    """Everything a check may read. Fields a scope does not need stay ``None``."""
+
+    seed: int = 0
+    subject: str = ""
+    dataset: Dataset | None = None
+    profile: Profile | None = None
+    reference: Dataset | None = None
+    reference_profile: Profile | None = None
+    train: Dataset | None = None
+    test: Dataset | None = None
+    model: ModelAdapter | None = None
+    baseline: ModelAdapter | None = None
+    schema: FeatureSchema | None = None
+    sensitive_features: tuple[str, ...] = ()
+    expected_sha256: Mapping[str, str] = field(default_factory=dict)
+    positive_label: Any = None
+    allow_raw_rows: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def rng(self, check_id: str) -> np.random.Generator:
+        """A generator seeded by the run's seed and the check id, so order never matters."""
+        salt = int.from_bytes(hashlib.sha256(check_id.encode()).digest()[:4], "little")
+        return np.random.default_rng([self.seed, salt])
+
+    def predictions(self, which: Literal["model", "baseline"] = "model") -> Predictions:
+        """The model's predictions on ``test``, computed once and shared by every check."""
+        from bastion.models.predictions import predict_dataset
+
+        key = f"predictions:{which}"
+        if key not in self._cache:
+            model = self.model if which == "model" else self.baseline
+            if model is None or self.test is None:
+                raise ValueError(f"no {which} or no test dataset in this context")
+            self._cache[key] = predict_dataset(model, self.test, self.positive_label)
+        result: Predictions = self._cache[key]
+        return result
+
+
+class Check(ABC):
+    """Base class of every check. See the module docstring for the contract."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    title: ClassVar[str]
+    category: ClassVar[Category]
+    scope: ClassVar[Scope]
+    severity: ClassVar[Severity] = Severity.MEDIUM
+    tags: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[frozenset[Capability]] = frozenset()
+    needs_target: ClassVar[bool] = False
+    needs_sensitive: ClassVar[bool] = False
+    Config: ClassVar[type[CheckConfig]] = CheckConfig
+
+    def __init__(self, config: CheckConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @abstractmethod
+    def run(self, ctx: CheckContext) -> Finding:
+        """Run on ``ctx`` and return one finding; raising becomes an ``error`` finding."""
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    @property
+    def effective_severity(self) -> Severity:
+        return self.config.severity or self.severity
+
+    def finding(
+        self,
+        ctx: CheckContext,
+        status: Status,
+        message: str,
+        *,
+        metrics: Mapping[str, float | int | None] | None = None,
+        threshold: Mapping[str, float | int | str | None] | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> Finding:
+        return Finding(
+            check_id=self.id,
+            title=self.title,
+            status=status,
+            severity=self.effective_severity,
+            subject=ctx.subject,
+            metrics=dict(metrics or {}),
+            threshold=dict(threshold or {}),
+            message=message,
+            evidence=dict(evidence or {}),
+            tags=self.tags,
+        )
+
+    def skip(self, ctx: CheckContext, reason: str) -> Finding:
+        return self.finding(ctx, Status.SKIPPED, reason)
+
+    def execute(self, ctx: CheckContext) -> Finding:
+        """Run, timing it; any exception becomes an ``error`` finding and the run goes on."""
+        start = time.perf_counter()
+        try:
+            result = self.run(ctx)
+        except Exception as err:  # a crashing check is a finding, never a crash of the gate
+            result = self.finding(ctx, Status.ERROR, f"{type(err).__name__}: {err}")
+        return result.with_updates(duration_s=time.perf_counter() - start)
+
+
+CHECKS: Registry[Check] = Registry(
+    "check",
+    modules=("bastion.data.checks", "bastion.validation.checks", "bastion.fairness.checks"),
+)

@@ -1,0 +1,1 @@
+"""Datasets, feature schemas, mergeable profiles and the data-quality checks."""

@@ -1,0 +1,220 @@
+"""Datasets: a frame plus its target, sensitive features, feature schema and content hash."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bastion.data.schema import FeatureSchema
+from bastion.exceptions import DataError, EmptyDataError
+
+__all__ = ["Dataset", "sha256_file"]
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A table with its target column, sensitive features and schema.
+
+    Build one with :meth:`from_file` (CSV or Parquet) or :meth:`from_frame`.
+
+    Example::
+
+        train = Dataset.from_file("train.csv", target="diagnosis", name="train")
+        X, y = train.features, train.labels
+    """
+
+    name: str
+    frame: pd.DataFrame
+    target: str | None = None
+    sensitive: tuple[str, ...] = ()
+    schema: FeatureSchema = field(default_factory=FeatureSchema)
+    sha256: str | None = None
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        missing = [c for c in (self.target, *self.sensitive) if c and c not in self.frame.columns]
+        if missing:
+            where = f" ({self.path})" if self.path else ""
+            raise DataError(
+                f"dataset {self.name!r}{where}: column {missing[0]!r} not found; "
+                f"columns are {', '.join(map(str, self.frame.columns[:20]))}"
+            )
+        if self.target is not None and self.target in self.sensitive:
+            raise DataError(
+                f"dataset {self.name!r}: target {self.target!r} cannot also be sensitive"
+            )
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [str(c) for c in self.frame.columns if c != self.target]
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """The model's input columns: everything but the target."""
+        if self.target is None:
+            return self.frame
+        return self.frame.drop(columns=[self.target])
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self.target is None:
+            raise DataError(f"dataset {self.name!r} has no target column declared")
+        return self.frame[self.target].to_numpy()
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the file when read from one, else of the frame's values."""
+        if self.sha256 is not None:
+            return self.sha256
+        hashed = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
+        return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        name: str = "data",
+        target: str | None = None,
+        sensitive: Sequence[str] = (),
+        schema: FeatureSchema | None = None,
+    ) -> Dataset:
+        if frame.empty:
+            raise EmptyDataError(f"dataset {name!r} holds no rows")
+        return cls(
+            name=name,
+            frame=frame,
+            target=target,
+            sensitive=tuple(sensitive),
+            schema=schema or FeatureSchema(),
+        )
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+        sensitive: Sequence[str] = (),
+        schema: FeatureSchema | None = None,
+    ) -> Dataset:
+        """Read a CSV or Parquet file (chosen by content: Parquet files start with ``PAR1``).
+
+        Raises
+        ------
+        DataError
+            The file is missing, unreadable, not UTF-8, ragged, or lacks a named column.
+        EmptyDataError
+            The file holds no rows.
+        """
+        p = Path(path)
+        frame = read_table(p)
+        return cls(
+            name=name or p.stem,
+            frame=frame,
+            target=target,
+            sensitive=tuple(sensitive),
+            schema=schema or FeatureSchema(),
+            sha256=sha256_file(p),
+            path=p,
+        )
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read CSV or Parquet with errors that name the file and the problem."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
+    if path.stat().st_size == 0:
+        raise EmptyDataError(f"{path}: file is empty")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        return _read_parquet(path)
+    return _read_csv(path)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises many types; all mean "unreadable"
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+    if frame.empty:
+        raise EmptyDataError(f"{path}: Parquet file holds no rows")
+    return frame
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # pyarrow's reader is multi-threaded and strict: ragged rows and invalid UTF-8 are errors,
+    # where pandas would pad short rows with NaN and silently lose the corruption.
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(
+            path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+        )
+    except pa.ArrowInvalid as err:
+        text = str(err)
+        if "Empty CSV file" in text:
+            raise EmptyDataError(f"{path}: CSV file has no header and no rows") from err
+        _raise_if_not_utf8(path)
+        detail = _ragged_detail(path) or text.split(":")[0]
+        raise DataError(f"{path}: malformed CSV: {detail}") from err
+    # pyarrow falls back to a binary column for invalid UTF-8 instead of failing
+    if any(pa.types.is_binary(t) or pa.types.is_large_binary(t) for t in table.schema.types):
+        _raise_if_not_utf8(path)
+    if table.num_rows == 0:
+        raise EmptyDataError(f"{path}: CSV file has a header but no rows")
+    return table.to_pandas()
+
+
+def _raise_if_not_utf8(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}, "
+            f"line {line}); re-encode it as UTF-8"
+        ) from err
+
+
+def _ragged_detail(path: Path) -> str | None:
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return None
+        width = len(header)
+        for row in reader:
+            if row and len(row) != width:
+                return (
+                    f"line {reader.line_num} has {len(row)} fields, "
+                    f"the header has {width}"
+                )
+    return None

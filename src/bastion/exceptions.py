@@ -1,0 +1,75 @@
+"""Bastion's exceptions, in one place.
+
+Every exception also subclasses the matching built-in, so callers can catch either::
+
+    BastionError (Exception)
+    ├── ConfigError (ValueError)          a policy file or option is wrong
+    ├── DataError (ValueError)            a dataset cannot be read or does not fit its spec
+    │   └── EmptyDataError                the file holds no rows
+    ├── ModelError (ValueError)           a model cannot be loaded or called
+    │   ├── ModelOutputError              its output has NaNs or the wrong shape
+    │   ├── UnsafeArtifactError (PermissionError)
+    │   │                                 loading would deserialize untrusted code
+    │   └── RemoteModelError (ConnectionError)
+    │                                     a remote endpoint failed or answered badly
+    ├── CapabilityError (TypeError)       a check or attack needs what the model lacks
+    └── MissingExtraError (ImportError)   an optional dependency is not installed
+
+A finding is data, never an exception: checks that fail return ``Finding`` objects; these
+exceptions mean the tool could not do its job (CLI exit code 2).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BastionError",
+    "CapabilityError",
+    "ConfigError",
+    "DataError",
+    "EmptyDataError",
+    "MissingExtraError",
+    "ModelError",
+    "ModelOutputError",
+    "RemoteModelError",
+    "UnsafeArtifactError",
+]
+
+
+class BastionError(Exception):
+    """Base class of every error Bastion raises on purpose."""
+
+
+class ConfigError(BastionError, ValueError):
+    """A policy file, a configuration value or a command-line option is invalid."""
+
+
+class DataError(BastionError, ValueError):
+    """A dataset cannot be read, or does not match what the policy declares."""
+
+
+class EmptyDataError(DataError):
+    """A dataset file holds no rows."""
+
+
+class ModelError(BastionError, ValueError):
+    """A model cannot be loaded or called."""
+
+
+class ModelOutputError(ModelError):
+    """A model returned NaN values or an output of the wrong shape."""
+
+
+class UnsafeArtifactError(ModelError, PermissionError):
+    """Loading an artifact would deserialize code that nobody vouched for."""
+
+
+class RemoteModelError(ModelError, ConnectionError):
+    """A remote model endpoint failed, timed out or answered with a malformed body."""
+
+
+class CapabilityError(BastionError, TypeError):
+    """A check or attack requires a model capability that the adapter does not declare."""
+
+
+class MissingExtraError(BastionError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""

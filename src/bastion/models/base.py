@@ -1,0 +1,151 @@
+"""The ``ModelAdapter`` interface: declared capabilities, validated outputs and a query counter.
+
+Checks and attacks never touch a framework's model directly. They call an adapter, which
+declares what it can do (``predict``, ``predict_proba``, ``logits``, ``loss_gradient``,
+``trainable``), validates every output (no NaN, one row per input row) and counts queries: the
+attack pillar budgets and reports them.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bastion.exceptions import CapabilityError, ModelOutputError
+
+__all__ = ["ArrayLike", "Capability", "ModelAdapter", "ModelInfo"]
+
+ArrayLike = np.ndarray | pd.DataFrame
+
+
+class Capability(StrEnum):
+    PREDICT = "predict"
+    PREDICT_PROBA = "predict_proba"
+    LOGITS = "logits"
+    LOSS_GRADIENT = "loss_gradient"
+    TRAINABLE = "trainable"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a report says about the model: where it came from and how it was loaded."""
+
+    name: str
+    format: str
+    path: str | None = None
+    sha256: str | None = None
+    trusted_override: bool = False  # loaded a pickle-family file on the user's explicit trust
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "format": self.format,
+            "path": self.path,
+            "sha256": self.sha256,
+            "trusted_override": self.trusted_override,
+            "details": dict(self.details),
+        }
+
+
+class ModelAdapter(ABC):
+    """Uniform access to a classifier.
+
+    Subclasses implement ``_predict`` and, where they can, ``_predict_proba``; the public
+    methods count queries and validate shapes. ``classes_`` holds the label of each
+    probability column.
+
+    Example::
+
+        adapter = SklearnAdapter(fitted_estimator)
+        adapter.require(Capability.PREDICT_PROBA)
+        proba = adapter.predict_proba(X)
+        adapter.n_queries   # rows sent to the model so far
+    """
+
+    capabilities: frozenset[Capability] = frozenset({Capability.PREDICT})
+
+    def __init__(self, info: ModelInfo, classes: Iterable[Any] | None = None) -> None:
+        self.info = info
+        self.classes_: np.ndarray | None = None if classes is None else np.asarray(list(classes))
+        self._lock = threading.Lock()
+        self.n_queries = 0  # rows sent to the model
+        self.n_calls = 0  # calls made
+
+    # -- to implement -------------------------------------------------------------------
+    @abstractmethod
+    def _predict(self, X: ArrayLike) -> np.ndarray: ...
+
+    def _predict_proba(self, X: ArrayLike) -> np.ndarray:
+        raise CapabilityError(f"model {self.info.name!r} does not provide predict_proba")
+
+    # -- public API ---------------------------------------------------------------------
+    def has(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def require(self, *capabilities: Capability, by: str = "this operation") -> None:
+        """Raise :class:`CapabilityError` unless every capability is declared."""
+        missing = [c.value for c in capabilities if c not in self.capabilities]
+        if missing:
+            have = ", ".join(sorted(c.value for c in self.capabilities))
+            raise CapabilityError(
+                f"{by} needs {', '.join(missing)} but model {self.info.name!r} ({self.info.format})"
+                f" provides only {have}"
+            )
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predicted labels, one per row."""
+        n = self._count(X)
+        out = np.asarray(self._predict(X))
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.ndim != 1 or out.shape[0] != n:
+            raise ModelOutputError(
+                f"model {self.info.name!r}: predict returned shape {out.shape} for {n} rows; "
+                f"expected ({n},)"
+            )
+        if out.dtype.kind == "f" and np.isnan(out).any():
+            raise ModelOutputError(
+                f"model {self.info.name!r}: predict returned {int(np.isnan(out).sum())} NaN "
+                f"value(s) for {n} rows"
+            )
+        return out
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Class probabilities, shape (rows, classes), columns ordered as ``classes_``."""
+        self.require(Capability.PREDICT_PROBA, by="predict_proba")
+        n = self._count(X)
+        out = np.asarray(self._predict_proba(X), dtype=np.float64)
+        k = None if self.classes_ is None else len(self.classes_)
+        if out.ndim != 2 or out.shape[0] != n or (k is not None and out.shape[1] != k):
+            expected = f"({n}, {k})" if k is not None else f"({n}, n_classes)"
+            raise ModelOutputError(
+                f"model {self.info.name!r}: predict_proba returned shape {out.shape} for {n} "
+                f"rows; expected {expected}"
+            )
+        if not np.isfinite(out).all():
+            bad = int((~np.isfinite(out)).any(axis=1).sum())
+            raise ModelOutputError(
+                f"model {self.info.name!r}: predict_proba returned NaN or infinite values "
+                f"in {bad} of {n} rows"
+            )
+        return out
+
+    def reset_counter(self) -> None:
+        with self._lock:
+            self.n_queries = 0
+            self.n_calls = 0
+
+    def _count(self, X: ArrayLike) -> int:
+        n = int(X.shape[0])
+        with self._lock:
+            self.n_queries += n
+            self.n_calls += 1
+        return n

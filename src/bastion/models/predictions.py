@@ -1,0 +1,83 @@
+"""One set of predictions on the test set, shared by every validation and fairness check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bastion.exceptions import ModelOutputError
+from bastion.models.base import Capability
+
+if TYPE_CHECKING:
+    from bastion.data.dataset import Dataset
+    from bastion.models.base import ModelAdapter
+
+__all__ = ["Predictions", "predict_dataset"]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Labels, predictions and (when available) probabilities for one dataset.
+
+    ``classes`` orders the columns of ``proba``. For binary problems ``positive_label`` is the
+    class whose probability ``score`` returns; it defaults to the larger label, as in
+    scikit-learn's ``pos_label=1`` convention.
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray | None
+    classes: np.ndarray
+    positive_label: Any
+
+    @property
+    def n(self) -> int:
+        return int(self.y_true.shape[0])
+
+    @property
+    def is_binary(self) -> bool:
+        return len(self.classes) == 2
+
+    @property
+    def score(self) -> np.ndarray | None:
+        """Probability of the positive class (binary problems), else ``None``."""
+        if self.proba is None or not self.is_binary:
+            return None
+        idx = int(np.flatnonzero(self.classes == self.positive_label)[0])
+        return self.proba[:, idx]
+
+    @property
+    def y_true_binary(self) -> np.ndarray:
+        return (self.y_true == self.positive_label).astype(np.int8)
+
+    @property
+    def y_pred_binary(self) -> np.ndarray:
+        return (self.y_pred == self.positive_label).astype(np.int8)
+
+
+def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = None) -> Predictions:
+    """Query ``model`` once on ``data`` (predict, and predict_proba when declared)."""
+    X = data.features
+    y_true = data.labels
+    y_pred = model.predict(X)
+    proba = model.predict_proba(X) if model.has(Capability.PREDICT_PROBA) else None
+    if model.classes_ is not None:
+        classes = np.asarray(model.classes_)
+    else:
+        classes = np.unique(np.concatenate([np.unique(y_true), np.unique(y_pred)]))
+    unknown = np.setdiff1d(np.unique(y_pred), classes)
+    if unknown.size:
+        raise ModelOutputError(
+            f"model {model.info.name!r} predicted label(s) {unknown[:5].tolist()} that are not "
+            f"among its classes {classes.tolist()}"
+        )
+    if positive_label is None:
+        positive_label = classes[-1]
+    elif positive_label not in set(classes.tolist()):
+        raise ModelOutputError(
+            f"positive_label {positive_label!r} is not one of the model's classes "
+            f"{classes.tolist()}"
+        )
+    return Predictions(y_true, y_pred, proba, classes, positive_label)
