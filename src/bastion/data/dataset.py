@@ -47,9 +47,12 @@ class Dataset:
     schema: FeatureSchema = field(default_factory=FeatureSchema)
     sha256: str | None = None
     path: Path | None = None
+    # columns that are not model inputs (row ids, a derived age band used only for fairness)
+    non_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        missing = [c for c in (self.target, *self.sensitive) if c and c not in self.frame.columns]
+        named = (self.target, *self.sensitive, *self.non_features)
+        missing = [c for c in named if c and c not in self.frame.columns]
         if missing:
             where = f" ({self.path})" if self.path else ""
             raise DataError(
@@ -67,14 +70,16 @@ class Dataset:
 
     @property
     def feature_names(self) -> list[str]:
-        return [str(c) for c in self.frame.columns if c != self.target]
+        """The model's input columns: everything but the target and ``non_features``."""
+        excluded = {self.target, *self.non_features}
+        return [str(c) for c in self.frame.columns if c not in excluded]
 
     @property
     def features(self) -> pd.DataFrame:
-        """The model's input columns: everything but the target."""
-        if self.target is None:
+        """The model's input columns as a frame."""
+        if self.target is None and not self.non_features:
             return self.frame
-        return self.frame.drop(columns=[self.target])
+        return self.frame[self.feature_names]
 
     @property
     def labels(self) -> np.ndarray:
@@ -99,6 +104,7 @@ class Dataset:
         target: str | None = None,
         sensitive: Sequence[str] = (),
         schema: FeatureSchema | None = None,
+        non_features: Sequence[str] = (),
     ) -> Dataset:
         if frame.empty:
             raise EmptyDataError(f"dataset {name!r} holds no rows")
@@ -108,6 +114,7 @@ class Dataset:
             target=target,
             sensitive=tuple(sensitive),
             schema=schema or FeatureSchema(),
+            non_features=tuple(non_features),
         )
 
     @classmethod
@@ -119,6 +126,7 @@ class Dataset:
         target: str | None = None,
         sensitive: Sequence[str] = (),
         schema: FeatureSchema | None = None,
+        non_features: Sequence[str] = (),
     ) -> Dataset:
         """Read a CSV or Parquet file (chosen by content: Parquet files start with ``PAR1``).
 
@@ -139,6 +147,7 @@ class Dataset:
             schema=schema or FeatureSchema(),
             sha256=sha256_file(p),
             path=p,
+            non_features=tuple(non_features),
         )
 
 
