@@ -1,0 +1,43 @@
+# Two commands for a fresh clone:
+#   make demo   create .venv, install bastion, run `bastion demo` on bundled real data
+#   make test   create .venv, install bastion with its test extras, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# torch is pinned (a CPU build lies on this machine's disk); never let pip pick a newer one
+TORCH_PIN := torch==2.13.0
+
+.PHONY: demo test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.demo-installed: $(BIN)/python pyproject.toml
+	$(PIP) install --quiet -e '.[onnx]'
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/python pyproject.toml
+	$(PIP) install --quiet '$(TORCH_PIN)'
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/bastion demo --out bastion-demo
+
+test: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) bastion-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,90 @@
+"""Terminal output shared by the commands: progress bars and the findings table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from bastion.report import Report
+
+console = Console()
+err_console = Console(stderr=True)
+
+_STATUS_STYLE = {
+    "pass": "green",
+    "warn": "yellow",
+    "fail": "bold red",
+    "error": "bold magenta",
+    "skipped": "dim",
+}
+
+
+class ProgressBar:
+    """A rich progress bar on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, description: str = "checks") -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[label]}"),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        )
+        self._task = self._progress.add_task(description, total=total, label="")
+        self._progress.start()
+
+    def advance(self, label: str = "") -> None:
+        self._progress.update(self._task, advance=1, label=label)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def findings_table(report: Report, show_passed: bool = True) -> Table:
+    """A compact table: one row per finding, the key metric beside its limit."""
+    table = Table(title=f"bastion check: {report.project}", title_justify="left")
+    table.add_column("check")
+    table.add_column("subject", overflow="fold")
+    table.add_column("status")
+    table.add_column("severity")
+    table.add_column("metric", overflow="fold")
+    table.add_column("message", overflow="fold", max_width=70)
+    for f in report.findings:
+        if not show_passed and f.status.value == "pass":
+            continue
+        status = f.status.value + (" (waived)" if f.waived else "")
+        style = "yellow" if f.waived else _STATUS_STYLE.get(f.status.value, "")
+        table.add_row(
+            f"{f.check_id}",
+            f.subject,
+            f"[{style}]{status}[/]",
+            f.severity.value,
+            _key_metric(f.metrics, f.threshold),
+            f.message,
+        )
+    return table
+
+
+def _key_metric(metrics: object, threshold: object) -> str:
+    if not isinstance(metrics, dict) or not metrics:
+        return ""
+    limits = threshold if isinstance(threshold, dict) else {}
+    name = next((m for m in metrics if any(m in k or k in m for k in limits)), next(iter(metrics)))
+    value = metrics[name]
+    text = f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+    return text
+
+
+def verdict_line(report: Report) -> str:
+    v = report.verdict
+    counts = ", ".join(f"{n} {k}" for k, n in v.counts.items() if n)
+    if v.passed:
+        return f"[bold green]PASSED[/] (fail-on {v.fail_on.value}): {counts}"
+    return f"[bold red]FAILED[/] (fail-on {v.fail_on.value}): {counts}"

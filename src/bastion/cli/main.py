@@ -1,0 +1,202 @@
+"""The ``bastion`` command: a thin layer over the library.
+
+Exit codes: 0 passed, 1 the gate failed, 2 a usage, configuration or input error. No Python
+traceback reaches the user for a bad input; ``--debug`` shows it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bastion import __version__
+from bastion.exceptions import BastionError
+
+app = typer.Typer(
+    name="bastion",
+    help=(
+        "Secure ML pipelines end to end: test data and models, attack them, protect releases, "
+        "watch production.\n\nExit codes: 0 passed, 1 the gate failed, 2 usage, "
+        "configuration or input error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Profile and validate datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class FailOn(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class Format(StrEnum):
+    json = "json"
+    html = "html"
+    junit = "junit"
+    sarif = "sarif"
+    markdown = "markdown"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"bastion {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show Python tracebacks for errors.")
+    ] = False,
+) -> None:
+    """Bastion: the CI/CD gate for ML models."""
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the policy.")] = Path("bastion.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter policy (bastion.yaml)."""
+    from bastion.cli.commands import write_starter_policy
+
+    write_starter_policy(path, force=force)
+
+
+@app.command()
+def check(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The policy file.")
+    ] = Path("bastion.yaml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path(
+        "bastion-report"
+    ),
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option("--fail-on", help="Lowest severity of a failure that fails the gate."),
+    ] = None,
+    formats: Annotated[
+        list[Format] | None,
+        typer.Option("--format", "-f", help="Report format (repeatable; default: all)."),
+    ] = None,
+    show_passed: Annotated[
+        bool, typer.Option("--show-passed/--hide-passed", help="List passing checks too.")
+    ] = True,
+) -> None:
+    """Run the gate: every enabled check of the policy, then judge and write the reports.
+
+    Exits 0 when the gate passed, 1 when it failed, 2 on a usage, policy or input error.
+    """
+    from bastion.cli.commands import run_check
+
+    code = run_check(
+        config,
+        out,
+        fail_on=fail_on.value if fail_on else None,
+        formats=[f.value for f in formats] if formats else None,
+        show_passed=show_passed,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data and reports.")] = Path(
+        "bastion-demo"
+    ),
+) -> None:
+    """Run the gate end to end on real data that ships with scikit-learn (no download).
+
+    A diagnostic classifier on breast cancer, and a disease-progression risk classifier on
+    diabetes judged for fairness by sex and age band. Writes every report format.
+    """
+    from bastion.demo import run_demo
+
+    run_demo(out)
+
+
+@data_app.command("profile")
+def data_profile(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file.")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the profile summary as JSON.")
+    ] = None,
+) -> None:
+    """Profile a dataset in one pass: counts, nulls, ranges, moments, quantiles, distinct values."""
+    from bastion.cli.commands import profile_file
+
+    profile_file(file, json_out)
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file to validate.")],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The policy file.")
+    ] = Path("bastion.yaml"),
+    fail_on: Annotated[FailOn | None, typer.Option("--fail-on")] = None,
+) -> None:
+    """Run the policy's data-quality checks on one file (exit 1 when they fail)."""
+    from bastion.cli.commands import validate_file
+
+    raise typer.Exit(validate_file(file, config, fail_on.value if fail_on else None))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Console-script entry point; maps every error to exit code 2 with a one-line message."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("BASTION_DEBUG") == "1"
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="bastion", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return EXIT_USAGE
+    except click.ClickException as err:
+        err.show()
+        return EXIT_USAGE
+    except BastionError as err:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an internal bug: say so briefly; --debug shows where
+        if debug:
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,449 @@
+"""The policy file ``bastion.yaml``: what to check, with which thresholds, and how to judge.
+
+The policy is validated with pydantic in two stages: the fixed sections first, then each entry
+of ``checks.<category>.<name>`` against the ``Config`` model of the registered check of that
+name. Every error names the file, the key path, what was expected and what was found::
+
+    bastion.yaml: checks.fairness.demographic_parity.max_difference: expected a number
+    between 0 and 1, got 'high'
+
+Relative paths in the policy are resolved against the policy file's folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+
+from bastion.checks import CHECKS, Check, CheckConfig
+from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
+from bastion.exceptions import ConfigError
+from bastion.findings import Severity, Waiver
+
+__all__ = [
+    "DataSection",
+    "DatasetSpec",
+    "GateSection",
+    "ModelSpec",
+    "Policy",
+    "RemoteSpec",
+    "ReportSection",
+    "load_policy",
+    "parse_policy",
+]
+
+REPORT_FORMATS = ("json", "html", "junit", "sarif", "markdown")
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """One dataset file; ``target`` overrides ``data.target``."""
+
+    path: Path
+    target: str | None = None
+
+
+class ColumnSpecModel(_Strict):
+    """A declared column in ``data.schema``."""
+
+    type: ColumnKind
+    required: bool = True
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    immutable: bool = False
+    one_hot_group: str | None = None
+
+    def to_spec(self, name: str) -> ColumnSpec:
+        return ColumnSpec(
+            name=name,
+            kind=self.type,
+            required=self.required,
+            nullable=self.nullable,
+            min=self.min,
+            max=self.max,
+            categories=tuple(self.categories) if self.categories is not None else None,
+            immutable=self.immutable,
+            one_hot_group=self.one_hot_group,
+        )
+
+
+class DataSection(_Strict):
+    """Where the data is and what its columns mean."""
+
+    train: DatasetSpec | None = None
+    test: DatasetSpec | None = None
+    target: str | None = None
+    sensitive_features: list[str] = Field(default_factory=list)
+    non_features: list[str] = Field(default_factory=list)
+    positive_label: str | int | float | bool | None = None
+    schema_: dict[str, ColumnSpecModel] = Field(default_factory=dict, alias="schema")
+    expected_sha256: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("train", "test", mode="before")
+    @classmethod
+    def _path_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str | Path) else value
+
+    def feature_schema(self) -> FeatureSchema:
+        return FeatureSchema(
+            columns={name: spec.to_spec(name) for name, spec in self.schema_.items()}
+        )
+
+
+class RemoteSpec(_Strict):
+    """An Open Inference Protocol v2 endpoint."""
+
+    url: str
+    model_name: str
+    version: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    token_env: str | None = None  # name of the environment variable holding a bearer token
+    verify_tls: bool | Path = True
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    backoff_s: Annotated[float, Field(ge=0)] = 0.2
+
+
+class ModelSpec(_Strict):
+    """A model file (or endpoint) and how to load it."""
+
+    path: Path | None = None
+    format: Literal[
+        "auto", "onnx", "torch-export", "torch-safetensors", "pickle", "joblib", "remote"
+    ] = "auto"
+    name: str | None = None
+    trust_pickle: bool = False
+    factory: str | None = None
+    input_shape: list[int] | None = None
+    classes: list[str | int] | None = None
+    remote: RemoteSpec | None = None
+
+
+class GateSection(_Strict):
+    """How findings become a verdict."""
+
+    fail_on: Severity = Severity.MEDIUM
+    required: list[str] = Field(default_factory=list)
+
+
+class WaiverSpec(_Strict):
+    check: str
+    reason: Annotated[str, Field(min_length=1)]
+    owner: Annotated[str, Field(min_length=1)]
+    expires: dt.date
+    subject: str | None = None
+
+    def to_waiver(self) -> Waiver:
+        return Waiver(self.check, self.reason, self.owner, self.expires, self.subject)
+
+
+class ReportSection(_Strict):
+    formats: list[Literal["json", "html", "junit", "sarif", "markdown"]] = Field(
+        default_factory=lambda: list(REPORT_FORMATS)
+    )
+    allow_raw_rows: bool = False
+
+
+class ChecksSection(_Strict):
+    data: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    validation: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fairness: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class PolicyModel(_Strict):
+    """The static part of ``bastion.yaml``; check sections are validated per check."""
+
+    version: Literal[1] = 1
+    project: Annotated[str, Field(min_length=1)] = "bastion"
+    seed: int = 0
+    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSpec | None = None
+    baseline: ModelSpec | None = None
+    checks: ChecksSection = Field(default_factory=ChecksSection)
+    gate: GateSection = Field(default_factory=GateSection)
+    waivers: list[WaiverSpec] = Field(default_factory=list)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+
+class Policy:
+    """A validated policy: the static sections plus one ``CheckConfig`` per registered check.
+
+    Build one with :func:`load_policy` (a file) or :func:`parse_policy` (a mapping).
+    """
+
+    def __init__(
+        self,
+        model: PolicyModel,
+        check_configs: Mapping[str, CheckConfig],
+        path: Path | None = None,
+    ) -> None:
+        self.spec = model
+        self.check_configs = dict(check_configs)
+        self.path = path
+        self.base_dir = path.parent if path is not None else Path.cwd()
+
+    @property
+    def project(self) -> str:
+        return self.spec.project
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def waivers(self) -> list[Waiver]:
+        return [w.to_waiver() for w in self.spec.waivers]
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
+
+    def enabled_checks(self) -> list[Check]:
+        """An instance of every registered check whose config says ``enabled``."""
+        out: list[Check] = []
+        for cls in CHECKS:
+            config = self.check_configs.get(cls.id) or cls.Config()
+            if config.enabled:
+                out.append(cls(config))
+        return out
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate a policy file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not YAML, or any value is invalid; the message names the file,
+        the key path, what was expected and what was found.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: policy file not found (run 'bastion init' to write one)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{p}: {where}invalid YAML ({problem})") from err
+    if data is None:
+        data = {}
+    return parse_policy(data, source=p.name, path=p)
+
+
+def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None) -> Policy:
+    """Validate a policy given as a mapping (for example, parsed YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {data!r}")
+    try:
+        model = PolicyModel.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source, PolicyModel, data)) from None
+    configs: dict[str, CheckConfig] = {}
+    by_name = {(cls.category, cls.name): cls for cls in CHECKS}
+    for category in ("data", "validation", "fairness"):
+        section: dict[str, dict[str, Any]] = getattr(model.checks, category)
+        for name, raw in section.items():
+            cls = by_name.get((category, name))
+            if cls is None:
+                known = sorted(n for c, n in by_name if c == category)
+                raise ConfigError(
+                    f"{source}: checks.{category}.{name}: unknown check {name!r}; expected one "
+                    f"of: {', '.join(known)}"
+                )
+            try:
+                configs[cls.id] = cls.Config.model_validate(raw if raw is not None else {})
+            except ValidationError as err:
+                raise ConfigError(
+                    format_validation_error(
+                        err, source, cls.Config, raw, prefix=f"checks.{category}.{name}"
+                    )
+                ) from None
+    known_ids = set(CHECKS.ids())
+    for i, check_id in enumerate(model.gate.required):
+        if check_id not in known_ids:
+            raise ConfigError(
+                f"{source}: gate.required[{i}]: unknown check id {check_id!r}; expected one of: "
+                f"{', '.join(sorted(known_ids))}"
+            )
+    for i, waiver in enumerate(model.waivers):
+        if waiver.check not in known_ids:
+            raise ConfigError(
+                f"{source}: waivers[{i}].check: unknown check id {waiver.check!r}; expected one "
+                f"of: {', '.join(sorted(known_ids))}"
+            )
+    return Policy(model, configs, path)
+
+
+# -- error messages ---------------------------------------------------------------------------
+
+
+def format_validation_error(
+    err: ValidationError,
+    source: str,
+    model: type[BaseModel],
+    data: Any,
+    prefix: str = "",
+) -> str:
+    """One line per problem: ``source: key.path: expected ..., got ...``."""
+    lines = []
+    for item in err.errors():
+        loc = _format_loc(item["loc"], prefix)
+        lines.append(f"{source}: {loc}: {_describe_error(item, model)}")
+    return "\n".join(lines)
+
+
+def _format_loc(loc: Sequence[int | str], prefix: str) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe_error(item: Mapping[str, Any], model: type[BaseModel]) -> str:
+    kind = item["type"]
+    got = item.get("input")
+    if kind == "extra_forbidden":
+        owner = _owner_model(model, item["loc"][:-1])
+        keys = ", ".join(owner.model_fields) if owner is not None else ""
+        return f"unknown key; expected one of: {keys}" if keys else "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = item.get("ctx", {}).get("pattern", "")
+        return f"expected a string matching {pattern}, got {got!r}"
+    field = _field_at(model, item["loc"])
+    expected = _expected(field) if field is not None else None
+    if expected is None:
+        expected = str(item.get("msg", "a valid value")).removeprefix("Input should be ")
+    return f"expected {expected}, got {got!r}"
+
+
+def _owner_model(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part)) or _by_alias(current, str(part))
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _by_alias(model: type[BaseModel], name: str) -> FieldInfo | None:
+    return next((f for f in model.model_fields.values() if f.alias == name), None)
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_at(model: type[BaseModel], loc: Sequence[int | str]) -> FieldInfo | None:
+    parts = [p for p in loc if isinstance(p, str)]
+    if not parts:
+        return None
+    owner = _owner_model(model, loc[:-1]) if len(loc) > 1 else model
+    if owner is None:
+        return None
+    last = str(loc[-1]) if isinstance(loc[-1], str) else None
+    if last is None:
+        return None
+    return owner.model_fields.get(last) or _by_alias(owner, last)
+
+
+def _expected(field: FieldInfo) -> str | None:
+    base = _describe_type(field.annotation)
+    if base is None:
+        return None
+    lo = hi = None
+    lo_strict = hi_strict = False
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            lo = meta.ge
+        elif isinstance(meta, annotated_types.Gt):
+            lo, lo_strict = meta.gt, True
+        elif isinstance(meta, annotated_types.Le):
+            hi = meta.le
+        elif isinstance(meta, annotated_types.Lt):
+            hi, hi_strict = meta.lt, True
+    if lo is not None and hi is not None and not (lo_strict or hi_strict):
+        return f"{base} between {lo} and {hi}"
+    bounds = []
+    if lo is not None:
+        bounds.append(f"{'>' if lo_strict else '>='} {lo}")
+    if hi is not None:
+        bounds.append(f"{'<' if hi_strict else '<='} {hi}")
+    return f"{base} {' and '.join(bounds)}" if bounds else base
+
+
+def _describe_type(annotation: Any) -> str | None:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Annotated:
+        return _describe_type(args[0])
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe_type(a) for a in args if a is not type(None)]
+        named = [p for p in parts if p]
+        text = " or ".join(named) if named else None
+        if text and type(None) in args:
+            text += " (or null)"
+        return text
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin is list:
+        inner = _describe_type(args[0]) if args else None
+        return f"a list of {inner}" if inner else "a list"
+    if origin is dict:
+        return "a mapping"
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "an integer"
+    if annotation is float:
+        return "a number"
+    if annotation is str:
+        return "a string"
+    if annotation is Path:
+        return "a file path"
+    if annotation is dt.date:
+        return "a date (YYYY-MM-DD)"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping"
+    return None

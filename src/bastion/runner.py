@@ -1,0 +1,393 @@
+"""The gate runner: load what the policy names, run the selected checks, judge, report.
+
+Order matters for "fail closed" and "no partial report": everything that can be a bad input
+(datasets, sensitive features, the model, its predictions) is loaded and validated before any
+check runs, so a bad input raises a named exception and no report is written. A check that
+raises during the run becomes an ``error`` finding and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bastion.checks import CHECKS, Check, CheckContext, Scope
+from bastion.config import DatasetSpec, ModelSpec, Policy
+from bastion.data.dataset import Dataset
+from bastion.data.schema import FeatureSchema
+from bastion.exceptions import ConfigError, DataError
+from bastion.findings import Finding, Severity
+from bastion.models.base import ModelAdapter
+from bastion.report import DatasetRef, Report, waiver_entries
+from bastion.verdict import apply_waivers, decide
+
+if TYPE_CHECKING:
+    from bastion.data.profile import Profile
+
+__all__ = ["GateInputs", "load_inputs", "run_gate"]
+
+ProgressFactory = Callable[[int], Any]
+
+
+@dataclass
+class GateInputs:
+    """Everything a gate run reads, loaded and validated up front."""
+
+    train: Dataset | None = None
+    test: Dataset | None = None
+    model: ModelAdapter | None = None
+    baseline: ModelAdapter | None = None
+    schema: FeatureSchema = field(default_factory=FeatureSchema)
+    profiles: dict[str, Profile] = field(default_factory=dict)
+
+    @property
+    def datasets(self) -> list[Dataset]:
+        return [d for d in (self.train, self.test) if d is not None]
+
+
+def load_inputs(
+    policy: Policy,
+    *,
+    model: ModelAdapter | None = None,
+    baseline: ModelAdapter | None = None,
+    train: Dataset | None = None,
+    test: Dataset | None = None,
+    from_policy: bool = True,
+) -> GateInputs:
+    """Load and validate the datasets and models the policy names.
+
+    Objects passed in replace what the policy would load (the library face: a fitted model in
+    memory needs no file). With ``from_policy=False`` nothing else is loaded.
+
+    Raises
+    ------
+    DataError, ModelError, ConfigError
+        A dataset or model cannot be loaded, a named column is missing, a sensitive feature
+        has a single group, or the model's output is malformed.
+    """
+    data = policy.spec.data
+    if from_policy:
+        train = train or _load_dataset(policy, data.train, "train")
+        test = test or _load_dataset(policy, data.test, "test")
+    reference = train if train is not None else test
+    if reference is None:
+        raise ConfigError(
+            f"{_source(policy)}: data: no dataset given; set data.train and/or data.test"
+        )
+    declared = data.feature_schema()
+    exclude = tuple(c for c in (reference.target, *reference.non_features) if c)
+    schema = declared.merged_over(FeatureSchema.infer(reference.frame, exclude=exclude))
+    for ds in (train, test):
+        if ds is not None:
+            ds.schema = schema
+            _check_sensitive(ds)
+    if from_policy:
+        model = model or _load_model(policy, policy.spec.model, "model")
+        baseline = baseline or _load_model(policy, policy.spec.baseline, "baseline")
+    return GateInputs(train=train, test=test, model=model, baseline=baseline, schema=schema)
+
+
+def run_gate(
+    policy: Policy,
+    *,
+    inputs: GateInputs | None = None,
+    fail_on: Severity | None = None,
+    today: dt.date | None = None,
+    progress: ProgressFactory | None = None,
+    categories: Iterable[str] | None = None,
+) -> Report:
+    """Run every enabled check of ``policy`` and return the judged :class:`Report`.
+
+    Parameters
+    ----------
+    policy:
+        A validated policy (:func:`bastion.config.load_policy`).
+    inputs:
+        Pre-loaded inputs; loaded from the policy when omitted.
+    fail_on:
+        Overrides ``gate.fail_on``.
+    today:
+        The date waivers are judged against (default: today, UTC).
+    progress:
+        Called with the number of steps; returns an object with ``advance(label)`` and
+        ``close()`` (the CLI passes a rich progress bar).
+    categories:
+        Run only checks of these categories (``data``, ``validation``, ``fairness``).
+
+    Example::
+
+        report = run_gate(load_policy("bastion.yaml"))
+        sys.exit(report.verdict.exit_code)
+    """
+    from bastion.data.profile import Profile
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    inputs = inputs or load_inputs(policy)
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    for ds in inputs.datasets:
+        if ds.name not in inputs.profiles:
+            inputs.profiles[ds.name] = Profile.from_frame(ds.frame, seed=policy.seed)
+    timings["profile_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    base_ctx = _base_context(policy, inputs)
+    # Query the models once, up front: a model with NaN or misshapen output is a bad input
+    # (exit 2, no report), not a per-check error.
+    if base_ctx.model is not None and _has_target(inputs.test):
+        base_ctx.predictions("model")
+        if base_ctx.baseline is not None:
+            base_ctx.predictions("baseline")
+    timings["predict_s"] = time.perf_counter() - t0
+
+    checks = policy.enabled_checks()
+    required = set(policy.spec.gate.required)
+    if categories is not None:
+        wanted = set(categories)
+        checks = [c for c in checks if c.category in wanted]
+        in_scope = {c.id for c in CHECKS if c.category in wanted}
+        required &= in_scope
+    plan = list(_plan(checks, inputs, base_ctx))
+    bar = progress(len(plan)) if progress else None
+    findings: list[Finding] = []
+    t0 = time.perf_counter()
+    try:
+        for check, ctx, skip_reason in plan:
+            if skip_reason is not None:
+                findings.append(check.skip(ctx, skip_reason))
+            else:
+                findings.append(check.execute(ctx))
+            if bar is not None:
+                bar.advance(f"{check.id} {check.name} {ctx.subject}".strip())
+    finally:
+        if bar is not None:
+            bar.close()
+    timings["checks_s"] = time.perf_counter() - t0
+
+    allow_raw = policy.spec.report.allow_raw_rows
+    findings = [_redact(f, allow_raw) for f in findings]
+    day = today or dt.datetime.now(dt.UTC).date()
+    waivers = policy.waivers
+    findings = apply_waivers(findings, waivers, day)
+    verdict = decide(
+        findings,
+        fail_on=fail_on or policy.spec.gate.fail_on,
+        required=required,
+    )
+    timings["total_s"] = time.perf_counter() - started
+    return Report(
+        project=policy.project,
+        findings=tuple(findings),
+        verdict=verdict,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        bastion_version=_version(),
+        seed=policy.seed,
+        model=inputs.model.info.to_dict() if inputs.model else None,
+        baseline=inputs.baseline.info.to_dict() if inputs.baseline else None,
+        datasets=tuple(_dataset_ref(d) for d in inputs.datasets),
+        environment=environment(),
+        timings={k: round(v, 6) for k, v in timings.items()},
+        waivers=tuple(waiver_entries(waivers, findings, day.isoformat())),
+        profiles={name: p.summary() for name, p in inputs.profiles.items()},
+        policy_path=str(policy.path) if policy.path else None,
+        raw_rows_allowed=allow_raw,
+    )
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+def _plan(
+    checks: Sequence[Check], inputs: GateInputs, base: CheckContext
+) -> Iterable[tuple[Check, CheckContext, str | None]]:
+    """Each (check, context, skip reason or None) the run will go through, in order."""
+    for check in checks:
+        if check.scope is Scope.DATASET:
+            for ds in inputs.datasets:
+                ctx = _derive(base, subject=f"dataset:{ds.name}", dataset=ds)
+                ctx.profile = inputs.profiles.get(ds.name)
+                reason = None
+                if check.needs_target and ds.target is None:
+                    reason = f"dataset {ds.name!r} has no target column (set data.target)"
+                yield check, ctx, reason
+        elif check.scope is Scope.DATA_PAIR:
+            ctx = _derive(base, subject="dataset:train+test")
+            reason = None
+            if inputs.train is None or inputs.test is None:
+                reason = "needs both data.train and data.test"
+            yield check, ctx, reason
+        else:
+            ctx = _derive(base, subject="model")
+            yield check, ctx, _model_skip_reason(check, base)
+
+
+def _model_skip_reason(check: Check, ctx: CheckContext) -> str | None:
+    if ctx.model is None:
+        return "no model configured (set model.path)"
+    if ctx.test is None:
+        return "no test dataset configured (set data.test)"
+    if check.needs_target and ctx.test.target is None:
+        return "the test dataset has no target column (set data.target)"
+    if check.needs_sensitive and not ctx.sensitive_features:
+        return "no sensitive features configured (set data.sensitive_features)"
+    missing = sorted(c.value for c in check.requires if not ctx.model.has(c))
+    if missing:
+        return f"model {ctx.model.info.name!r} does not provide {', '.join(missing)}"
+    return None
+
+
+def _base_context(policy: Policy, inputs: GateInputs) -> CheckContext:
+    ref = inputs.train if inputs.train is not None else inputs.test
+    return CheckContext(
+        seed=policy.seed,
+        reference=ref,
+        reference_profile=inputs.profiles.get(ref.name) if ref is not None else None,
+        train=inputs.train,
+        test=inputs.test,
+        model=inputs.model,
+        baseline=inputs.baseline,
+        schema=inputs.schema,
+        sensitive_features=tuple(policy.spec.data.sensitive_features),
+        expected_sha256=dict(policy.spec.data.expected_sha256),
+        positive_label=policy.spec.data.positive_label,
+        allow_raw_rows=policy.spec.report.allow_raw_rows,
+    )
+
+
+def _derive(base: CheckContext, **changes: Any) -> CheckContext:
+    """A per-check context sharing the base's prediction cache (one set of model queries)."""
+    ctx = CheckContext(**{**_public_fields(base), **changes})
+    ctx._cache = base._cache
+    return ctx
+
+
+def _public_fields(ctx: CheckContext) -> dict[str, Any]:
+    return {k: v for k, v in vars(ctx).items() if not k.startswith("_")}
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _source(policy: Policy) -> str:
+    return policy.path.name if policy.path else "policy"
+
+
+def _load_dataset(policy: Policy, spec: DatasetSpec | None, name: str) -> Dataset | None:
+    if spec is None:
+        return None
+    data = policy.spec.data
+    return Dataset.from_file(
+        policy.resolve(spec.path),
+        name=name,
+        target=spec.target or data.target,
+        sensitive=data.sensitive_features,
+        non_features=data.non_features,
+    )
+
+
+def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapter | None:
+    if spec is None:
+        return None
+    from bastion.models.loading import load_model
+
+    remote = None
+    if spec.remote is not None:
+        from bastion.models.remote import RemoteEndpoint
+
+        r = spec.remote
+        verify = policy.resolve(r.verify_tls) if isinstance(r.verify_tls, Path) else r.verify_tls
+        remote = RemoteEndpoint(
+            url=r.url,
+            model_name=r.model_name,
+            version=r.version,
+            headers=dict(r.headers),
+            auth_token_env=r.token_env,
+            verify_tls=verify,
+            timeout_s=r.timeout_s,
+            retries=r.retries,
+            backoff_s=r.backoff_s,
+            classes=spec.classes,
+        )
+    path = policy.resolve(spec.path) if spec.path is not None else None
+    if path is None and remote is None:
+        raise ConfigError(f"{_source(policy)}: {role}: set {role}.path or {role}.remote")
+    return load_model(
+        path,
+        format=spec.format if spec.format != "joblib" else "pickle",
+        trust_pickle=spec.trust_pickle,
+        factory=spec.factory,
+        name=spec.name or role,
+        remote=remote,
+        classes=spec.classes,
+        input_shape=tuple(spec.input_shape) if spec.input_shape else None,
+    )
+
+
+def _check_sensitive(ds: Dataset) -> None:
+    for col in ds.sensitive:
+        groups = ds.frame[col].nunique(dropna=False)
+        if groups < 2:
+            raise DataError(
+                f"dataset {ds.name!r}: sensitive feature {col!r} has a single group "
+                f"({ds.frame[col].iloc[0]!r}); fairness needs at least two groups to compare"
+            )
+
+
+def _has_target(ds: Dataset | None) -> bool:
+    return ds is not None and ds.target is not None
+
+
+# -- report parts -----------------------------------------------------------------------------
+
+
+def _redact(finding: Finding, allow_raw_rows: bool) -> Finding:
+    """Drop raw data rows from evidence unless the policy allows them."""
+    if allow_raw_rows or "samples" not in finding.evidence:
+        return finding
+    evidence = {k: v for k, v in finding.evidence.items() if k != "samples"}
+    evidence["samples_redacted"] = True
+    return finding.with_updates(evidence=evidence)
+
+
+def _dataset_ref(ds: Dataset) -> DatasetRef:
+    return DatasetRef(
+        name=ds.name,
+        path=str(ds.path) if ds.path else None,
+        sha256=ds.content_hash,
+        n_rows=ds.n_rows,
+        n_columns=int(ds.frame.shape[1]),
+        target=ds.target,
+        sensitive=ds.sensitive,
+    )
+
+
+def _version() -> str:
+    from bastion import __version__
+
+    return __version__
+
+
+def environment() -> dict[str, Any]:
+    """Interpreter, platform and the versions of the libraries that shape the numbers."""
+    packages: dict[str, str] = {}
+    for name in ("numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "onnxruntime", "torch"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": packages,
+    }
