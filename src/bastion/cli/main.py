@@ -150,16 +150,17 @@ def data_profile(
 
 @data_app.command("validate")
 def data_validate(
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet file to validate.")],
+    files: Annotated[list[Path], typer.Argument(help="CSV or Parquet files to validate.")],
     config: Annotated[
         Path, typer.Option("--config", "-c", help="The policy file.")
     ] = Path("bastion.yaml"),
     fail_on: Annotated[FailOn | None, typer.Option("--fail-on")] = None,
 ) -> None:
-    """Run the policy's data-quality checks on one file (exit 1 when they fail)."""
+    """Run the policy's data-quality checks on each file (exit 1 when any fails)."""
     from bastion.cli.commands import validate_file
 
-    raise typer.Exit(validate_file(file, config, fail_on.value if fail_on else None))
+    codes = [validate_file(file, config, fail_on.value if fail_on else None) for file in files]
+    raise typer.Exit(max(codes))
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -1,0 +1,169 @@
+"""The CLI: exit codes 0/1/2, reports written, and bad input that never leaves a partial report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bastion import __version__
+from bastion.cli.main import run
+
+
+def edit_policy(project: Path, **changes: object) -> Path:
+    path = project / "bastion.yaml"
+    policy = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = policy
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return path
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"bastion {__version__}"
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("init", "check", "demo", "data"):
+        assert command in out
+    assert run(["data", "--help"]) == 0
+    assert "validate" in capsys.readouterr().out
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["check", "--fail-on", "severe"]) == 2
+    assert run(["no-such-command"]) == 2
+
+
+def test_init_writes_a_policy_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "bastion.yaml"
+    assert run(["init", str(target)]) == 0
+    assert "version: 1" in target.read_text()
+    assert run(["init", str(target)]) == 2
+    assert run(["init", str(target), "--force"]) == 0
+
+
+def test_check_passes_and_writes_every_format(project: Path) -> None:
+    out = project / "out"
+    code = run(["check", "-c", str(project / "bastion.yaml"), "--out", str(out)])
+    assert code in (0, 1)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["junit.xml", "report.html", "report.json", "report.sarif", "summary.md"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "bastion.report/v1"
+    assert (code == 0) is report["verdict"]["passed"]
+
+
+def test_fail_on_and_format_options(project: Path) -> None:
+    # an impossible accuracy bar makes MV001 (high) fail; --fail-on critical lets it through
+    policy = edit_policy(project, checks__validation__performance={"min_accuracy": 0.999})
+    out = project / "out"
+    assert run(["check", "-c", str(policy), "--out", str(out), "-f", "json"]) == 1
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    code = run(["check", "-c", str(policy), "--out", str(out), "-f", "json", "--fail-on", "critical"])
+    report = json.loads((out / "report.json").read_text())
+    failing = {f["check_id"] for f in report["findings"] if f["status"] in ("fail", "error")}
+    assert "MV001" in failing
+    assert code == (1 if any(r for r in report["verdict"]["reasons"]) else 0)
+
+
+def test_github_step_summary(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = project / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run(["check", "-c", str(project / "bastion.yaml"), "--out", str(project / "out")])
+    assert "breast-cancer-diagnosis" in summary.read_text()
+
+
+def _break_train_csv(project: Path, content: bytes) -> None:
+    (project / "data" / "train.csv").write_bytes(content)
+
+
+BAD_INPUTS = {
+    "missing file": (lambda p: (p / "data" / "train.csv").unlink(), "train.csv: file not found"),
+    "empty file": (lambda p: _break_train_csv(p, b""), "train.csv: file is empty"),
+    "ragged rows": (
+        lambda p: _break_train_csv(p, b"a,b,diagnosis\n1,2,0\n3,4\n"),
+        "line 3 has 2 fields",
+    ),
+    "not utf-8": (
+        lambda p: _break_train_csv(p, "a,diagnosis\ncaf\u00e9,1\n".encode("latin-1")),
+        "not UTF-8 text",
+    ),
+    "unknown policy key": (
+        lambda p: edit_policy(p, gate__fail_onn="high"),
+        "bastion.yaml: gate.fail_onn: unknown key",
+    ),
+    "wrong policy type": (
+        lambda p: edit_policy(p, checks__validation__calibration={"max_ece": "low"}),
+        "checks.validation.calibration.max_ece: expected a number",
+    ),
+    "unknown target": (
+        lambda p: edit_policy(p, data__target="outcome"),
+        "column 'outcome' not found",
+    ),
+    "single-group sensitive feature": (
+        lambda p: edit_policy(p, data__sensitive_features=["constant_group"]),
+        "sensitive feature 'constant_group' has a single group",
+    ),
+    "pickle model refused": (
+        lambda p: ((p / "m.pkl").write_bytes(b"\x80\x04K\x01."), edit_policy(p, model={"path": "m.pkl"})),
+        "trust_pickle",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_a_named_problem_and_no_report(
+    case: str, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    breaker, expected = BAD_INPUTS[case]
+    if case == "single-group sensitive feature":
+        for name in ("train.csv", "test.csv"):
+            path = project / "data" / name
+            path.write_text(
+                "\n".join(
+                    line + ("," + ("constant_group" if i == 0 else "A"))
+                    for i, line in enumerate(path.read_text().splitlines())
+                )
+                + "\n"
+            )
+    breaker(project)
+    out = project / "out"
+    code = run(["check", "-c", str(project / "bastion.yaml"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+    assert not out.exists(), "a bad input must not leave a partial report"
+
+
+def test_console_script_hides_tracebacks_unless_debug(tmp_path: Path) -> None:
+    policy = tmp_path / "bastion.yaml"
+    policy.write_text("seed: [1\n")
+    base = [sys.executable, "-c", "import sys; from bastion.cli.main import run; sys.exit(run())"]
+    plain = subprocess.run([*base, "check", "-c", str(policy)], capture_output=True, text=True)
+    assert plain.returncode == 2 and "invalid YAML" in plain.stderr
+    assert "Traceback" not in plain.stderr
+    debug = subprocess.run(
+        [*base, "--debug", "check", "-c", str(policy)], capture_output=True, text=True
+    )
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_data_profile_and_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    summary = project / "profile.json"
+    assert run(["data", "profile", str(project / "data" / "test.csv"), "--json", str(summary)]) == 0
+    assert "mean_radius" in capsys.readouterr().out
+    assert "mean_radius" in json.loads(summary.read_text())["columns"]
+    code = run(["data", "validate", str(project / "data" / "test.csv"), "-c", str(project / "bastion.yaml")])
+    assert code in (0, 1)
+    out = capsys.readouterr().out
+    assert "DQ002" in out and "MV001" not in out

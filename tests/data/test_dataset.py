@@ -1,0 +1,81 @@
+"""Reading datasets: every bad file gets a named error that says what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bastion.data.dataset import Dataset
+from bastion.data.schema import ColumnKind, FeatureSchema
+from bastion.exceptions import DataError, EmptyDataError
+
+
+def test_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [0.5, np.nan, 2.0], "y": ["x", "y", "x"]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.bin")  # detected by content, not by extension
+    from_csv = Dataset.from_file(tmp_path / "d.csv", target="y")
+    from_parquet = Dataset.from_file(tmp_path / "d.bin", target="y")
+    pd.testing.assert_frame_equal(from_csv.frame, from_parquet.frame, check_dtype=False)
+    assert from_csv.feature_names == ["a", "b"]
+    assert list(from_csv.labels) == ["x", "y", "x"]
+    expected = hashlib.sha256((tmp_path / "d.csv").read_bytes()).hexdigest()
+    assert from_csv.sha256 == expected == from_csv.content_hash
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
+        Dataset.from_file(tmp_path / "nope.csv")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "e.csv").write_bytes(b"")
+    with pytest.raises(EmptyDataError, match=r"e\.csv: file is empty"):
+        Dataset.from_file(tmp_path / "e.csv")
+    (tmp_path / "h.csv").write_text("a,b\n")
+    with pytest.raises(EmptyDataError, match="header but no rows"):
+        Dataset.from_file(tmp_path / "h.csv")
+
+
+def test_ragged_rows_are_an_error_not_missing_values(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(DataError, match="line 3 has 2 fields, the header has 3"):
+        Dataset.from_file(tmp_path / "r.csv")
+    (tmp_path / "l.csv").write_text("a,b\n1,2\n1,2,3\n")
+    with pytest.raises(DataError, match="line 3 has 3 fields, the header has 2"):
+        Dataset.from_file(tmp_path / "l.csv")
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    (tmp_path / "latin.csv").write_bytes("name,v\ncafé,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 0xe9 at offset 10, line 2\)"):
+        Dataset.from_file(tmp_path / "latin.csv")
+
+
+def test_unknown_target_or_sensitive_column(tmp_path: Path) -> None:
+    pd.DataFrame({"a": [1, 2]}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match="column 'label' not found; columns are a"):
+        Dataset.from_file(tmp_path / "d.csv", target="label")
+    with pytest.raises(DataError, match="column 'sex' not found"):
+        Dataset.from_file(tmp_path / "d.csv", sensitive=["sex"])
+
+
+def test_non_features_are_not_model_inputs() -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0], "band": ["a", "b"], "y": [0, 1]})
+    ds = Dataset.from_frame(frame, target="y", sensitive=["band"], non_features=["band"])
+    assert list(ds.features.columns) == ["x"]
+
+
+def test_schema_inference() -> None:
+    frame = pd.DataFrame(
+        {"age": [30, 40, 50], "bmi": [20.5, 30.1, np.nan], "sex": ["F", "M", "F"]}
+    )
+    schema = FeatureSchema.infer(frame)
+    assert schema.inferred
+    assert schema["age"].kind is ColumnKind.INTEGER and schema["age"].min == 30
+    assert schema["bmi"].kind is ColumnKind.NUMERIC and schema["bmi"].nullable
+    assert schema["sex"].categories == ("F", "M")

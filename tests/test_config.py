@@ -1,0 +1,113 @@
+"""Policy loading: validation errors name the file, key path, expectation and value."""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bastion.checks import CHECKS
+from bastion.config import load_policy, parse_policy
+from bastion.exceptions import ConfigError
+from bastion.findings import Severity
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bastion.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_starter_template_is_a_valid_policy() -> None:
+    text = resources.files("bastion").joinpath("templates/bastion.yaml").read_text("utf-8")
+    policy = parse_policy(yaml.safe_load(text), source="bastion.yaml")
+    assert policy.spec.gate.fail_on is Severity.MEDIUM
+    assert policy.spec.report.allow_raw_rows is False
+    assert policy.spec.data.target == "label"
+
+
+def test_the_issue_example_message() -> None:
+    data = {"checks": {"fairness": {"demographic_parity": {"max_difference": "high"}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data, source="bastion.yaml")
+    assert str(info.value) == (
+        "bastion.yaml: checks.fairness.demographic_parity.max_difference: "
+        "expected a number between 0 and 1, got 'high'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"projekt": "x"}, "bastion.yaml: projekt: unknown key; expected one of: version, project"),
+        ({"seed": "abc"}, "bastion.yaml: seed: expected an integer, got 'abc'"),
+        ({"gate": {"fail_on": "severe"}}, "gate.fail_on: expected one of info, low, medium"),
+        (
+            {"checks": {"data": {"completenes": {}}}},
+            "checks.data.completenes: unknown check 'completenes'; expected one of:",
+        ),
+        (
+            {"checks": {"data": {"completeness": {"mostly": 1.5}}}},
+            "checks.data.completeness.mostly: expected a number between 0 and 1, got 1.5",
+        ),
+        (
+            {"checks": {"data": {"completeness": {"bogus": 1}}}},
+            "checks.data.completeness.bogus: unknown key; expected one of: enabled, severity",
+        ),
+        (
+            {"waivers": [{"check": "DQ001", "reason": "r", "owner": "o", "expires": "soon"}]},
+            "waivers[0].expires: expected a date (YYYY-MM-DD), got 'soon'",
+        ),
+        (
+            {"waivers": [{"check": "XX999", "reason": "r", "owner": "o", "expires": "2027-01-01"}]},
+            "waivers[0].check: unknown check id 'XX999'",
+        ),
+        ({"waivers": [{"check": "DQ001"}]}, "waivers[0].reason: required key is missing"),
+        ({"gate": {"required": ["NOPE1"]}}, "gate.required[0]: unknown check id 'NOPE1'"),
+        (
+            {"model": {"remote": {"url": "u", "model_name": "m", "timeout_s": 0}}},
+            "model.remote.timeout_s: expected a number > 0, got 0",
+        ),
+        ([1, 2], "expected a mapping of keys at the top level"),
+    ],
+)
+def test_errors_name_path_expectation_and_value(data: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data, source="bastion.yaml")
+    assert message in str(info.value)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="policy file not found"):
+        load_policy(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"bastion.yaml: line 2, column \d+: invalid YAML"):
+        load_policy(write(tmp_path, "project: x\n  bad: [unclosed\n"))
+
+
+def test_paths_resolve_against_the_policy_folder(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, "data:\n  train: data/train.csv\n  target: y\n"))
+    assert policy.spec.data.train is not None
+    assert policy.resolve(policy.spec.data.train.path) == tmp_path / "data" / "train.csv"
+
+
+def test_every_check_is_enabled_by_default_and_can_be_disabled() -> None:
+    policy = parse_policy({"checks": {"data": {"duplicates": {"enabled": False}}}})
+    enabled = {c.id for c in policy.enabled_checks()}
+    assert enabled == set(CHECKS.ids()) - {"DQ005"}
+
+
+def test_severity_override_and_waiver_parsing() -> None:
+    policy = parse_policy(
+        {
+            "checks": {"data": {"duplicates": {"severity": "critical"}}},
+            "waivers": [
+                {"check": "DQ005", "reason": "known", "owner": "me", "expires": "2027-01-31"}
+            ],
+        }
+    )
+    dup = next(c for c in policy.enabled_checks() if c.id == "DQ005")
+    assert dup.effective_severity is Severity.CRITICAL
+    assert policy.waivers[0].expires == dt.date(2027, 1, 31)

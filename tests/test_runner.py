@@ -1,0 +1,176 @@
+"""The gate runner: bad inputs raise before any check, crashing checks become error findings,
+raw rows are redacted, and the same seed gives the same report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from bastion.checks import CHECKS, Check, CheckContext, Scope
+from bastion.config import parse_policy
+from bastion.data.dataset import Dataset
+from bastion.exceptions import DataError, ModelOutputError
+from bastion.findings import Finding, Status
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+from bastion.report import validate_report_dict
+from bastion.runner import load_inputs, run_gate
+
+TODAY = dt.date(2026, 11, 26)
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["group"] = np.where(np.arange(len(frame)) % 3 == 0, "a", "b")
+    train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame["target"])
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def datasets(split: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[Dataset, Dataset]:
+    train, test = split
+    kw = {"target": "target", "sensitive": ["group"], "non_features": ["group"]}
+    return Dataset.from_frame(train, name="train", **kw), Dataset.from_frame(test, name="test", **kw)
+
+
+def fitted(train: Dataset) -> SklearnAdapter:
+    model = LogisticRegression(max_iter=5000).fit(train.features.to_numpy(), train.labels)
+    return SklearnAdapter(model)
+
+
+POLICY = {"data": {"target": "target", "sensitive_features": ["group"]}}
+
+
+def test_full_run_produces_a_valid_report(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = datasets(split)
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=test, model=fitted(train), from_policy=False)
+    report = run_gate(policy, inputs=inputs, today=TODAY)
+    validate_report_dict(report.to_dict())
+    ran = {f.check_id for f in report.findings}
+    assert {"DQ002", "MV001", "FA001"} <= ran
+    assert report.by_status(Status.ERROR) == []
+    assert set(report.timings) >= {"load_s", "profile_s", "predict_s", "checks_s", "total_s"}
+    assert all(f.duration_s >= 0 for f in report.findings)
+    # one set of model queries serves every model check
+    assert inputs.model is not None and inputs.model.n_calls == 2  # predict + predict_proba
+
+
+def test_same_seed_same_report(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    def once() -> list[dict[str, object]]:
+        train, test = datasets(split)
+        policy = parse_policy({**POLICY, "seed": 3})
+        inputs = load_inputs(policy, train=train, test=test, model=fitted(train), from_policy=False)
+        report = run_gate(policy, inputs=inputs, today=TODAY)
+        return [{**f.to_dict(), "duration_s": 0} for f in report.findings]
+
+    assert once() == once()
+
+
+def test_nan_predictions_raise_before_any_report(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = datasets(split)
+    nan_model = CallableAdapter(predict=lambda X: np.full(len(X), np.nan), name="nan-model")
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=test, model=nan_model, from_policy=False)
+    with pytest.raises(ModelOutputError, match="nan-model.*NaN"):
+        run_gate(policy, inputs=inputs)
+
+
+def test_wrong_output_shape_raises(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = datasets(split)
+    bad = CallableAdapter(
+        predict=lambda X: np.zeros(len(X), dtype=int),
+        predict_proba=lambda X: np.full((len(X), 3), 1 / 3),
+        classes=[0, 1],
+        name="bad-shape",
+    )
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=test, model=bad, from_policy=False)
+    with pytest.raises(ModelOutputError, match=r"bad-shape.*shape \(\d+, 3\).*expected \(\d+, 2\)"):
+        run_gate(policy, inputs=inputs)
+
+
+def test_single_group_sensitive_feature_is_a_data_error(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = split
+    test = test.assign(group="a")
+    policy = parse_policy(POLICY)
+    kw = {"target": "target", "sensitive": ["group"], "non_features": ["group"]}
+    with pytest.raises(DataError, match="sensitive feature 'group' has a single group"):
+        load_inputs(
+            policy,
+            train=Dataset.from_frame(train, name="train", **kw),
+            test=Dataset.from_frame(test, name="test", **kw),
+            from_policy=False,
+        )
+
+
+class _Crashes(Check):
+    id: ClassVar[str] = "ZZ901"
+    name: ClassVar[str] = "crashes"
+    title: ClassVar[str] = "Always crashes"
+    category = "data"
+    scope = Scope.DATASET
+
+    def run(self, ctx: CheckContext) -> Finding:
+        raise RuntimeError("boom")
+
+
+class _LeaksRows(Check):
+    id: ClassVar[str] = "ZZ902"
+    name: ClassVar[str] = "leaks_rows"
+    title: ClassVar[str] = "Puts raw rows in its evidence"
+    category = "data"
+    scope = Scope.DATASET
+
+    def run(self, ctx: CheckContext) -> Finding:
+        assert ctx.dataset is not None
+        rows = ctx.dataset.frame.head(2).to_dict(orient="records")
+        return self.finding(ctx, Status.FAIL, "x", evidence={"samples": rows, "n": 2})
+
+
+@pytest.fixture
+def extra_checks() -> object:
+    CHECKS.register(_Crashes)
+    CHECKS.register(_LeaksRows)
+    yield
+    CHECKS._by_id.pop("ZZ901")
+    CHECKS._by_id.pop("ZZ902")
+
+
+@pytest.mark.usefixtures("extra_checks")
+@pytest.mark.parametrize("allow", [False, True])
+def test_crash_becomes_error_and_rows_are_redacted(
+    split: tuple[pd.DataFrame, pd.DataFrame], allow: bool
+) -> None:
+    train, test = datasets(split)
+    policy = parse_policy({**POLICY, "report": {"allow_raw_rows": allow}})
+    inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+    report = run_gate(policy, inputs=inputs, categories=["data"], today=TODAY)
+    crashed = [f for f in report.findings if f.check_id == "ZZ901"]
+    assert [f.status for f in crashed] == [Status.ERROR, Status.ERROR]
+    assert "RuntimeError: boom" in crashed[0].message
+    assert not report.passed  # errors fail closed
+    leaky = next(f for f in report.findings if f.check_id == "ZZ902")
+    assert ("samples" in leaky.evidence) is allow
+    assert leaky.evidence.get("samples_redacted", False) is (not allow)
+    assert ('"samples"' in report.to_json()) is allow
+
+
+def test_model_checks_skip_without_a_model(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = datasets(split)
+    policy = parse_policy({**POLICY, "gate": {"required": ["MV001"]}})
+    inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+    report = run_gate(policy, inputs=inputs, today=TODAY)
+    mv = next(f for f in report.findings if f.check_id == "MV001")
+    assert mv.status is Status.SKIPPED and "no model" in mv.message
+    assert not report.passed
+    assert any("MV001 is required" in r for r in report.verdict.reasons)
