@@ -1,0 +1,36 @@
+"""`bastion demo`, the main job: both scenarios run end to end and write every report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bastion.report import validate_report_dict
+
+pytest.importorskip("skl2onnx")
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    from bastion.cli.main import run
+
+    assert run(["demo", "--out", str(tmp_path)]) == 0
+    expected = {"junit.xml", "report.html", "report.json", "report.sarif", "summary.md"}
+    reports = {}
+    for scenario in ("breast_cancer", "diabetes"):
+        folder = tmp_path / scenario
+        assert (folder / "bastion.yaml").exists()
+        assert (folder / "data" / "train.csv").exists()
+        assert {p.name for p in (folder / "report").iterdir()} == expected
+        doc = json.loads((folder / "report" / "report.json").read_text())
+        validate_report_dict(doc)
+        assert not any(f["status"] == "error" for f in doc["findings"]), doc["verdict"]
+        reports[scenario] = doc
+    bc = {f["check_id"]: f for f in reports["breast_cancer"]["findings"]}
+    assert bc["MV005"]["status"] != "skipped"  # compared with the champion
+    assert reports["breast_cancer"]["model"]["format"] == "onnx"
+    fairness = {f["check_id"]: f for f in reports["diabetes"]["findings"]}
+    groups = {g["group"] for g in fairness["FA001"]["evidence"]["by_group"]}
+    assert any("sex" in g and "age_band" in g for g in groups)  # intersectional groups
