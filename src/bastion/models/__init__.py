@@ -1,4 +1,4 @@
-"""Model adapters: one interface over scikit-learn, ONNX, PyTorch, callables and remote endpoints."""
+"""Model adapters: one interface over scikit-learn, ONNX, PyTorch, callables and endpoints."""
 
 from bastion.models.base import Capability, ModelAdapter, ModelInfo
 

@@ -138,6 +138,18 @@ class ModelAdapter(ABC):
             )
         return out
 
+    def logits(self, X: ArrayLike) -> np.ndarray:
+        """Raw scores before softmax; adapters that have them override this."""
+        self.require(Capability.LOGITS, by="logits")
+        raise CapabilityError(f"model {self.info.name!r} declares logits but lacks the method")
+
+    def loss_gradient(self, X: ArrayLike, y: np.ndarray) -> np.ndarray:
+        """Gradient of the loss with respect to the input; white-box adapters override this."""
+        self.require(Capability.LOSS_GRADIENT, by="loss_gradient")
+        raise CapabilityError(
+            f"model {self.info.name!r} declares loss_gradient but lacks the method"
+        )
+
     def reset_counter(self) -> None:
         with self._lock:
             self.n_queries = 0

@@ -50,11 +50,11 @@ class Predictions:
 
     @property
     def y_true_binary(self) -> np.ndarray:
-        return (self.y_true == self.positive_label).astype(np.int8)
+        return np.asarray(self.y_true == self.positive_label, dtype=np.int8)
 
     @property
     def y_pred_binary(self) -> np.ndarray:
-        return (self.y_pred == self.positive_label).astype(np.int8)
+        return np.asarray(self.y_pred == self.positive_label, dtype=np.int8)
 
 
 def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = None) -> Predictions:

@@ -1,0 +1,256 @@
+"""Load a model file (or folder, or remote endpoint) into a :class:`ModelAdapter`, safely.
+
+The format is read from the file's content (:func:`bastion.models.formats.detect_format`),
+never from its extension, so a pickle renamed ``model.onnx`` is still a pickle.
+
+Fail closed: pickle and joblib files (and ``torch.save`` archives) can run arbitrary code when
+loaded, so they are refused with :class:`UnsafeArtifactError` unless the caller passes
+``trust_pickle=True``; the resulting ``ModelInfo.trusted_override`` is then True and the
+report records it. TorchScript archives and unknown formats are always refused. The artifact
+scanner (a later feature) replaces the trust flag with scan-before-load.
+
+Example::
+
+    >>> model = load_model("model.onnx")          # doctest: +SKIP
+    >>> model.info.sha256                          # doctest: +SKIP
+    '3a7bd3e2360a3d...'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bastion.exceptions import ConfigError, ModelError, UnsafeArtifactError
+from bastion.models.base import ModelAdapter, ModelInfo
+from bastion.models.formats import FORMATS, PICKLE_FAMILY, detect_format, sha256_path
+
+__all__ = ["LOADABLE_FORMATS", "detect_format", "load_model"]
+
+LOADABLE_FORMATS = ("onnx", "torch-export", "safetensors", "pickle", "torch-pickle")
+PICKLE_REFUSED = (
+    "{path!r} is a {fmt} file: loading it would run any code it contains. Bastion refuses "
+    "pickle-based files by default. Convert the model to ONNX, torch.export (.pt2) or "
+    "safetensors, or, if you trust where the file came from, pass trust_pickle=True "
+    "(CLI: --trust-pickle); the report will record that override."
+)
+_log = logging.getLogger(__name__)
+
+
+def _model_file_in(folder: Path) -> Path:
+    """The one model file in ``folder`` (side files such as ONNX external data are skipped)."""
+    found = []
+    for candidate in sorted(folder.rglob("*")):
+        if candidate.is_file() and not candidate.name.startswith("."):
+            fmt = detect_format(candidate)
+            if fmt != "unknown":
+                found.append((candidate, fmt))
+    if len(found) != 1:
+        listed = [f"{p.relative_to(folder)} ({fmt})" for p, fmt in found]
+        raise ModelError(
+            f"model folder {str(folder)!r} must hold exactly one model file; found "
+            f"{len(found)}: {listed}"
+        )
+    return found[0][0]
+
+
+def load_model(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    format: str = "auto",
+    trust_pickle: bool = False,
+    factory: str | None = None,
+    name: str | None = None,
+    remote: Any = None,
+    classes: Iterable[Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> ModelAdapter:
+    """Load a model into an adapter.
+
+    Parameters:
+        path: a model file, or a folder holding exactly one model file (plus side files).
+        format: ``"auto"`` (detect from content) or one of ``"onnx"``, ``"torch-export"``,
+            ``"safetensors"``, ``"pickle"``, ``"torch-pickle"``; an explicit format must agree
+            with the content when the content is recognised.
+        trust_pickle: load pickle-family files (and ``.pt2`` archives holding pickles). Only
+            for files whose origin you trust; recorded as ``info.trusted_override``.
+        factory: ``"package.module:function"`` building the ``nn.Module`` for safetensors
+            weights.
+        name: the model's name in reports (defaults to the file name).
+        remote: a :class:`bastion.models.remote.RemoteEndpoint` instead of a path.
+        classes: label of each probability column, for formats that do not store them.
+        input_shape: shape of one row for torch models, e.g. ``(1, 8, 8)``.
+
+    Returns:
+        The adapter; ``adapter.info`` carries name, format, path and SHA-256 (of the file, or
+        of every file in the folder).
+
+    Raises:
+        UnsafeArtifactError: a pickle-family file without ``trust_pickle``, a TorchScript
+            archive, or an ONNX file whose external data leaves its folder.
+        ModelError: the file is missing, of an unknown format, or does not load.
+        ConfigError: the arguments contradict each other (both or neither of ``path`` and
+            ``remote``, a ``factory`` without safetensors weights, an unknown ``format``).
+        MissingExtraError: the format's optional dependency is not installed.
+
+    Example::
+
+        >>> load_model("model.joblib")  # doctest: +SKIP
+        Traceback (most recent call last):
+        UnsafeArtifactError: 'model.joblib' is a pickle file: ...
+        >>> load_model("weights.safetensors", factory="mypkg.nets:make_mlp")  # doctest: +SKIP
+    """
+    if (path is None) == (remote is None):
+        raise ConfigError("load_model needs exactly one of path= or remote=")
+    if format != "auto" and format not in LOADABLE_FORMATS:
+        raise ConfigError(
+            f"format must be 'auto' or one of {list(LOADABLE_FORMATS)}; received {format!r}"
+        )
+    if remote is not None:
+        from bastion.models.remote import RemoteAdapter, RemoteEndpoint
+
+        if not isinstance(remote, RemoteEndpoint):
+            raise ConfigError(f"remote must be a RemoteEndpoint; received {type(remote).__name__}")
+        return RemoteAdapter(remote, name=name)
+
+    given = Path(os.fspath(path))  # type: ignore[arg-type]  # None excluded above
+    if given.is_dir():
+        file = _model_file_in(given)
+    elif given.is_file():
+        file = given
+    else:
+        raise ModelError(f"model path {str(given)!r} does not exist")
+    detected = detect_format(file)
+    fmt = detected if format == "auto" else format
+    if format != "auto" and detected not in ("unknown", format):
+        raise ModelError(f"{str(file)!r} was declared {format!r} but its content is {detected!r}")
+    if fmt == "torchscript":
+        raise UnsafeArtifactError(
+            f"{str(file)!r} is a TorchScript archive (code plus pickles; deprecated since torch "
+            "2.13). Export the model with torch.export.save (.pt2) or save its weights as "
+            "safetensors with a factory"
+        )
+    if fmt == "unknown":
+        raise ModelError(
+            f"cannot tell the format of {str(file)!r} from its content; supported: "
+            f"{[f for f in FORMATS if f not in ('unknown', 'torchscript')]}"
+        )
+    if factory is not None and fmt != "safetensors":
+        raise ConfigError(f"factory= applies to safetensors weights; {str(file)!r} is {fmt!r}")
+    if fmt in PICKLE_FAMILY and not trust_pickle:
+        raise UnsafeArtifactError(PICKLE_REFUSED.format(path=str(file), fmt=fmt))
+
+    digest = sha256_path(given)
+    info_path = str(given)
+    label = name or given.name
+
+    if fmt == "onnx":
+        from bastion.models.onnx import OnnxAdapter
+
+        return OnnxAdapter.from_file(file, classes=classes, name=label, sha256=digest)
+    if fmt in ("torch-export", "safetensors"):
+        return _load_torch(
+            file, fmt, factory, trust_pickle, label, info_path, digest, classes, input_shape
+        )
+    return _load_pickle(file, fmt, label, info_path, digest, classes, input_shape)
+
+
+def _load_torch(
+    file: Path,
+    fmt: str,
+    factory: str | None,
+    trust_pickle: bool,
+    label: str,
+    info_path: str,
+    digest: str,
+    classes: Iterable[Any] | None,
+    input_shape: Sequence[int] | None,
+) -> ModelAdapter:
+    from bastion.models.torch import (
+        TorchAdapter,
+        check_pt2_archive,
+        load_torch_export,
+        load_torch_safetensors,
+    )
+
+    details: dict[str, Any] = {}
+    trusted = False
+    if fmt == "torch-export":
+        if trust_pickle:
+            unsafe = check_pt2_archive(file.read_bytes(), str(file))
+            trusted = bool(unsafe)
+            if unsafe:
+                details["unpickled_members"] = unsafe
+                _log.warning("loading %s with pickled members on explicit trust", file)
+        module = load_torch_export(file, trust_pickle=trust_pickle)
+    else:
+        if factory is None:
+            raise ConfigError(
+                f"{str(file)!r} holds safetensors weights only; pass factory='package.module:"
+                "function' that builds the nn.Module"
+            )
+        module = load_torch_safetensors(factory, file)
+        details["factory"] = factory
+    info = ModelInfo(
+        name=label,
+        format=fmt,
+        path=info_path,
+        sha256=digest,
+        trusted_override=trusted,
+        details=details,
+    )
+    return TorchAdapter(module, classes=classes, input_shape=input_shape, info=info)
+
+
+def _load_pickle(
+    file: Path,
+    fmt: str,
+    label: str,
+    info_path: str,
+    digest: str,
+    classes: Iterable[Any] | None,
+    input_shape: Sequence[int] | None,
+) -> ModelAdapter:
+    _log.warning("deserializing pickle-family file %s on explicit trust (trust_pickle=True)", file)
+    try:
+        if fmt == "torch-pickle":
+            from bastion._optional import require
+
+            torch = require("torch", "torch.save archives")
+            obj = torch.load(file, weights_only=False, map_location="cpu")
+        else:
+            import joblib  # reads plain pickles and every joblib compression
+
+            obj = joblib.load(file)
+    except Exception as err:  # unpickling raises anything
+        raise ModelError(f"cannot unpickle {str(file)!r}: {err}") from err
+    info = ModelInfo(
+        name=label,
+        format=fmt,
+        path=info_path,
+        sha256=digest,
+        trusted_override=True,
+        details={"object_type": f"{type(obj).__module__}.{type(obj).__qualname__}"},
+    )
+    if callable(getattr(obj, "predict", None)):
+        from bastion.models.sklearn import SklearnAdapter
+
+        return SklearnAdapter(obj, info=info)
+    if _is_torch_module(obj):
+        from bastion.models.torch import TorchAdapter
+
+        return TorchAdapter(obj, classes=classes, input_shape=input_shape, info=info)
+    raise ModelError(
+        f"{str(file)!r} holds a {info.details['object_type']}, which is neither an estimator "
+        "with predict() nor a torch.nn.Module"
+    )
+
+
+def _is_torch_module(obj: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)

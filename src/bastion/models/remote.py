@@ -1,0 +1,396 @@
+"""Adapter for a model served over the Open Inference Protocol v2 (KServe, Triton, MLServer,
+``bastion serve``).
+
+Request: ``POST {url}/v2/models/{model_name}[/versions/{version}]/infer`` with one input
+tensor ``{"name": input_name, "shape": [rows, features], "datatype": "FP32"|"FP64",
+"data": [...row-major...]}``.
+
+Output naming convention (configurable through ``RemoteEndpoint.label_outputs`` and
+``proba_outputs``): the first output named ``label`` or ``predict`` holds one label per row;
+the first named ``probabilities`` or ``predict_proba`` holds a (rows, classes) matrix. This is
+what ``bastion serve`` and :func:`bastion.gateway.oip.create_oip_app` answer; MLServer's
+scikit-learn runtime uses ``predict`` / ``predict_proba``. Whether the model has a probability
+output, and its ``classes``, are read once from the model metadata
+(``GET {url}/v2/models/{model_name}``; ``classes`` from its ``parameters``, a Bastion
+extension) unless the endpoint states them.
+
+Transport: one ``httpx.Client`` per adapter; TLS verified by default (``verify_tls`` may name
+a CA bundle); a bearer token read from the environment variable ``auth_token_env`` at each
+request, never stored in messages; connection errors, timeouts and 5xx answers are retried
+with exponential backoff (``backoff_s * 2**attempt``), 4xx answers never.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+
+from bastion._optional import require
+from bastion.exceptions import ConfigError, DataError, RemoteModelError
+from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
+
+__all__ = [
+    "OIP_DATATYPES",
+    "RemoteAdapter",
+    "RemoteEndpoint",
+    "from_oip_datatype",
+    "to_oip_datatype",
+]
+
+# OIP v2 tensor datatype -> numpy dtype (BYTES carries strings).
+OIP_DATATYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+
+def to_oip_datatype(dtype: Any) -> str:
+    """The OIP datatype name for a numpy dtype (strings and objects map to ``BYTES``)."""
+    dt = np.dtype(dtype)
+    for name, np_type in OIP_DATATYPES.items():
+        if name != "BYTES" and dt == np.dtype(np_type):
+            return name
+    return "BYTES"
+
+
+def from_oip_datatype(name: str) -> Any:
+    """The numpy dtype for an OIP datatype name.
+
+    Raises:
+        DataError: the name is not an OIP datatype.
+    """
+    try:
+        return OIP_DATATYPES[name]
+    except KeyError:
+        raise DataError(
+            f"datatype {name!r} is not an Open Inference Protocol datatype; allowed: "
+            f"{sorted(OIP_DATATYPES)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RemoteEndpoint:
+    """Where and how to reach a remote model.
+
+    Parameters:
+        url: base URL of the server, e.g. ``https://models.example:8443`` (the ``/v2/...``
+            paths are appended).
+        model_name: the model's name on the server.
+        version: the model version, or None for the server's default.
+        headers: extra HTTP headers (do not put secrets here; use ``auth_token_env``).
+        auth_token_env: name of an environment variable holding the token.
+        auth_header, auth_scheme: the token is sent as ``{auth_header}: {auth_scheme} <token>``
+            (an empty scheme sends the bare token, e.g. for ``X-API-Key``).
+        verify_tls: True (system CAs), False (no verification) or a CA bundle path.
+        timeout_s: seconds per attempt (connect, read, write and pool).
+        retries: retries after the first attempt on connection errors, timeouts and 5xx.
+        backoff_s: first retry delay; doubles at each retry.
+        input_name: name of the input tensor.
+        datatype: ``"FP32"`` or ``"FP64"``; None picks FP32 for float32 rows, else FP64.
+        classes: label of each probability column; None reads them from the metadata.
+        probabilities: whether the model has a probability output; None asks the metadata.
+        label_outputs, proba_outputs: output names accepted for labels and probabilities.
+
+    Example::
+
+        >>> endpoint = RemoteEndpoint("http://127.0.0.1:8080", "cancer", auth_token_env="TOKEN")
+        >>> endpoint.model_path()
+        '/v2/models/cancer'
+    """
+
+    url: str
+    model_name: str
+    version: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    auth_token_env: str | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    verify_tls: bool | str = True
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 0.2
+    input_name: str = "input-0"
+    datatype: str | None = None
+    classes: Sequence[Any] | None = None
+    probabilities: bool | None = None
+    label_outputs: tuple[str, ...] = ("label", "predict")
+    proba_outputs: tuple[str, ...] = ("probabilities", "predict_proba")
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"url must be an http(s) URL; received {_redact_url(self.url)!r}")
+        if not self.model_name:
+            raise ConfigError("model_name must not be empty")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be > 0; received {self.timeout_s}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0; received {self.retries}")
+        if self.backoff_s < 0:
+            raise ConfigError(f"backoff_s must be >= 0; received {self.backoff_s}")
+        if self.datatype not in (None, "FP32", "FP64"):
+            raise ConfigError(
+                f"datatype must be 'FP32', 'FP64' or None; received {self.datatype!r}"
+            )
+        if isinstance(self.verify_tls, str) and not os.path.isfile(self.verify_tls):
+            raise ConfigError(
+                f"verify_tls names CA bundle {self.verify_tls!r}, which does not exist"
+            )
+        if any(k.lower() in ("authorization", self.auth_header.lower()) for k in self.headers):
+            raise ConfigError(
+                f"headers must not carry {self.auth_header!r}: put the token in an environment "
+                "variable named by auth_token_env (headers may end up in logs and reports)"
+            )
+
+    def model_path(self) -> str:
+        """``/v2/models/{name}[/versions/{version}]`` with both parts URL-quoted."""
+        path = f"/v2/models/{quote(self.model_name, safe='')}"
+        if self.version is not None:
+            path += f"/versions/{quote(self.version, safe='')}"
+        return path
+
+
+def _redact_url(url: str) -> str:
+    """The URL without user:password and without its query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class RemoteAdapter(ModelAdapter):
+    """A classifier behind an Open Inference Protocol v2 REST endpoint.
+
+    Capabilities: ``predict``, plus ``predict_proba`` when the model has a probability
+    output. Unless the endpoint states ``classes`` and ``probabilities``, the constructor
+    reads the model metadata once (that request is not counted as a query).
+
+    Parameters:
+        endpoint: where and how to reach the model.
+        name: the model's name in reports (defaults to the endpoint's model name).
+
+    Raises:
+        RemoteModelError: the server cannot be reached or answers with an error (the message
+            names the URL and the HTTP status, never the token).
+        ConfigError: ``auth_token_env`` names an unset variable.
+        MissingExtraError: httpx is not installed.
+
+    Example::
+
+        >>> endpoint = RemoteEndpoint("http://127.0.0.1:8080", "cancer")
+        >>> model = RemoteAdapter(endpoint)  # doctest: +SKIP
+        >>> model.predict(X_test)  # doctest: +SKIP
+    """
+
+    def __init__(self, endpoint: RemoteEndpoint, name: str | None = None) -> None:
+        httpx = require("httpx", "remote models")
+        self.endpoint = endpoint
+        self._base = endpoint.url.rstrip("/")
+        self._safe_base = _redact_url(self._base)
+        verify: Any = endpoint.verify_tls
+        if isinstance(verify, str):
+            import ssl
+
+            # httpx deprecated CA paths in verify=; an SSLContext is the supported form.
+            verify = ssl.create_default_context(cafile=verify)
+        self._client = httpx.Client(
+            verify=verify, timeout=httpx.Timeout(endpoint.timeout_s), follow_redirects=False
+        )
+        info = ModelInfo(
+            name=name or endpoint.model_name,
+            format="remote-oip",
+            path=self._safe_base + endpoint.model_path(),
+            details={"version": endpoint.version, "verify_tls": endpoint.verify_tls is not False},
+        )
+        classes: Iterable[Any] | None = endpoint.classes
+        has_proba = endpoint.probabilities
+        self.metadata: dict[str, Any] | None = None
+        if classes is None or has_proba is None:
+            try:
+                self.metadata = self._request("GET", endpoint.model_path(), None)
+            except BaseException:
+                self._client.close()
+                raise
+            outputs = [str(o.get("name")) for o in self.metadata.get("outputs", []) or []]
+            if has_proba is None:
+                has_proba = any(o in endpoint.proba_outputs for o in outputs)
+            params = self.metadata.get("parameters") or {}
+            if classes is None and isinstance(params, dict) and "classes" in params:
+                classes = params["classes"]
+        super().__init__(info, classes=classes)
+        caps = {Capability.PREDICT}
+        if has_proba:
+            caps.add(Capability.PREDICT_PROBA)
+        self.capabilities = frozenset(caps)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> RemoteAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ModelAdapter -------------------------------------------------------------------
+    def _predict(self, X: ArrayLike) -> np.ndarray:
+        outputs = self._infer(X)
+        label = self._pick(outputs, self.endpoint.label_outputs)
+        if label is not None:
+            return label.reshape(-1)
+        proba = self._pick(outputs, self.endpoint.proba_outputs)
+        if proba is None or self.classes_ is None:
+            raise RemoteModelError(
+                f"{self._url()}: the answer has no output named "
+                f"{list(self.endpoint.label_outputs)} (nor probabilities with known classes); "
+                f"outputs: {sorted(outputs)}"
+            )
+        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
+
+    def _predict_proba(self, X: ArrayLike) -> np.ndarray:
+        outputs = self._infer(X)
+        proba = self._pick(outputs, self.endpoint.proba_outputs)
+        if proba is None:
+            raise RemoteModelError(
+                f"{self._url()}: the answer has no output named "
+                f"{list(self.endpoint.proba_outputs)}; outputs: {sorted(outputs)}"
+            )
+        return proba
+
+    # -- protocol -----------------------------------------------------------------------
+    def _url(self, suffix: str = "/infer") -> str:
+        return self._safe_base + self.endpoint.model_path() + suffix
+
+    def _payload(self, X: ArrayLike) -> dict[str, Any]:
+        arr = X.to_numpy() if isinstance(X, pd.DataFrame) else np.asarray(X)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(
+                f"remote model {self.info.name!r}: rows must be numeric; received dtype {arr.dtype}"
+            )
+        datatype = self.endpoint.datatype or ("FP32" if arr.dtype == np.float32 else "FP64")
+        arr = arr.astype(OIP_DATATYPES[datatype], copy=False)
+        if not np.isfinite(arr).all():
+            raise DataError(
+                f"remote model {self.info.name!r}: rows hold NaN or infinite values, which JSON "
+                "cannot carry; impute them first"
+            )
+        return {
+            "inputs": [
+                {
+                    "name": self.endpoint.input_name,
+                    "shape": [int(d) for d in arr.shape],
+                    "datatype": datatype,
+                    "data": arr.reshape(-1).tolist(),
+                }
+            ]
+        }
+
+    def _infer(self, X: ArrayLike) -> dict[str, np.ndarray]:
+        body = self._request("POST", self.endpoint.model_path() + "/infer", self._payload(X))
+        outputs = body.get("outputs")
+        if not isinstance(outputs, list):
+            raise RemoteModelError(f"{self._url()}: the answer has no 'outputs' list")
+        parsed: dict[str, np.ndarray] = {}
+        for out in outputs:
+            try:
+                name = str(out["name"])
+                dtype = from_oip_datatype(str(out["datatype"]))
+                shape = [int(d) for d in out["shape"]]
+                parsed[name] = np.asarray(out["data"], dtype=dtype).reshape(shape)
+            except (KeyError, TypeError, ValueError) as err:
+                raise RemoteModelError(
+                    f"{self._url()}: malformed output tensor in the answer: {err}"
+                ) from err
+        return parsed
+
+    @staticmethod
+    def _pick(outputs: Mapping[str, np.ndarray], names: Iterable[str]) -> np.ndarray | None:
+        for name in names:
+            if name in outputs:
+                return outputs[name]
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", **dict(self.endpoint.headers)}
+        env = self.endpoint.auth_token_env
+        if env is not None:
+            token = os.environ.get(env)
+            if not token:
+                raise ConfigError(
+                    f"auth_token_env names environment variable {env!r}, which is not set"
+                )
+            scheme = self.endpoint.auth_scheme
+            headers[self.endpoint.auth_header] = f"{scheme} {token}" if scheme else token
+        return headers
+
+    def _scrub(self, text: str) -> str:
+        env = self.endpoint.auth_token_env
+        token = os.environ.get(env) if env else None
+        return text.replace(token, "***") if token else text
+
+    def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        """Send one request with retries; return the decoded JSON object."""
+        httpx = require("httpx", "remote models")
+        url = self._base + path
+        shown = self._safe_base + path
+        headers = self._headers()
+        attempts = self.endpoint.retries + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.endpoint.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self._client.request(method, url, json=payload, headers=headers)
+            except httpx.TimeoutException:
+                last = f"timed out after {self.endpoint.timeout_s} s"
+                continue
+            except httpx.TransportError as err:
+                last = f"connection failed ({type(err).__name__}: {self._scrub(str(err))})"
+                continue
+            if response.status_code >= 500:
+                last = f"HTTP {response.status_code}: {self._error_text(response)}"
+                continue
+            if response.status_code >= 400:
+                raise RemoteModelError(
+                    f"{method} {shown} answered HTTP {response.status_code}: "
+                    f"{self._error_text(response)}"
+                )
+            try:
+                body = response.json()
+            except ValueError as err:
+                raise RemoteModelError(
+                    f"{method} {shown} answered HTTP {response.status_code} with a body that "
+                    "is not JSON"
+                ) from err
+            if not isinstance(body, dict):
+                raise RemoteModelError(f"{method} {shown}: the answer is not a JSON object")
+            return body
+        raise RemoteModelError(f"{method} {shown} failed after {attempts} attempt(s): {last}")
+
+    def _error_text(self, response: Any) -> str:
+        try:
+            body = response.json()
+            text = str(body.get("error", body)) if isinstance(body, dict) else str(body)
+        except ValueError:
+            text = response.text
+        return self._scrub(text[:300])

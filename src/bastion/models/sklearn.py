@@ -1,0 +1,103 @@
+"""Adapter for fitted scikit-learn estimators and Pipelines.
+
+Feature names travel with the data: an estimator fitted on a DataFrame gets a DataFrame with
+its columns in its order (an ndarray is wrapped, a DataFrame is reordered), and one fitted on
+an array gets an array. scikit-learn therefore never warns about feature names, and a column
+that is missing is an error naming it rather than a silent misalignment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bastion.exceptions import ModelError
+from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
+
+__all__ = ["SklearnAdapter"]
+
+
+class SklearnAdapter(ModelAdapter):
+    """A fitted scikit-learn estimator or Pipeline behind the :class:`ModelAdapter` interface.
+
+    Capabilities: ``predict``, plus ``predict_proba`` when the estimator has it (a Pipeline
+    has it when its last step does). ``classes_`` comes from the estimator.
+
+    Parameters:
+        estimator: a fitted estimator (anything with ``predict``; scikit-learn's API).
+        info: what reports say about the model; defaults to the estimator's class name with
+            format ``"sklearn"``.
+
+    Raises:
+        ModelError: ``estimator`` has no ``predict`` method or is not fitted.
+
+    Example::
+
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> clf = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+        >>> SklearnAdapter(clf).predict(np.array([[0.9]])).tolist()
+        [1]
+    """
+
+    def __init__(self, estimator: Any, info: ModelInfo | None = None) -> None:
+        if not callable(getattr(estimator, "predict", None)):
+            raise ModelError(
+                f"estimator must have a predict method; received {type(estimator).__name__}"
+            )
+        _check_fitted(estimator)
+        if info is None:
+            info = ModelInfo(name=type(estimator).__name__, format="sklearn")
+        super().__init__(info, classes=getattr(estimator, "classes_", None))
+        self.estimator = estimator
+        caps = {Capability.PREDICT}
+        if callable(getattr(estimator, "predict_proba", None)):
+            caps.add(Capability.PREDICT_PROBA)
+        self.capabilities = frozenset(caps)
+        names = getattr(estimator, "feature_names_in_", None)
+        self.feature_names_in_: list[str] | None = None if names is None else list(names)
+        n_in = getattr(estimator, "n_features_in_", None)
+        self.n_features_in_: int | None = None if n_in is None else int(n_in)
+
+    def _predict(self, X: ArrayLike) -> np.ndarray:
+        return np.asarray(self.estimator.predict(self._prepare(X)))
+
+    def _predict_proba(self, X: ArrayLike) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(self._prepare(X)))
+
+    def _prepare(self, X: ArrayLike) -> ArrayLike:
+        """Give the estimator the container type it was fitted on."""
+        names = self.feature_names_in_
+        if names is None:
+            return X.to_numpy() if isinstance(X, pd.DataFrame) else X
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in names if c not in X.columns]
+            if missing:
+                raise ModelError(
+                    f"model {self.info.name!r} needs column(s) {missing[:5]} that the input "
+                    f"lacks; it was fitted on {len(names)} columns"
+                )
+            return X if list(X.columns) == names else X.loc[:, names]
+        arr = np.asarray(X)
+        if arr.ndim != 2 or arr.shape[1] != len(names):
+            raise ModelError(
+                f"model {self.info.name!r} expects {len(names)} features per row; received an "
+                f"array of shape {arr.shape}"
+            )
+        return pd.DataFrame(arr, columns=names)
+
+
+def _check_fitted(estimator: Any) -> None:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError as err:
+        raise ModelError(
+            f"estimator {type(estimator).__name__} is not fitted; fit it before wrapping it"
+        ) from err
+    except TypeError:
+        # Not a scikit-learn estimator (duck-typed predict): nothing to check.
+        pass

@@ -1,0 +1,485 @@
+"""Adapter for PyTorch modules, and the two safe ways to load one from files.
+
+PyTorch models arrive either as a ``torch.export`` archive (``.pt2``, loaded with
+``torch.export.load(...).module()``) or as a ``module:factory`` reference plus safetensors
+weights. TorchScript (deprecated in torch 2.13, and made of pickles and code) is not supported.
+
+``torch.export.load`` is not pickle-free: weights or constants flagged ``use_pickle``, custom
+and opaque objects, legacy weight files, and sample inputs that fail torch's restricted
+``weights_only`` unpickler are unpickled without restriction. :func:`check_pt2_archive` reads
+the archive with torch's own reader first and refuses every one of those paths unless the
+caller trusts the file.
+
+torch is imported inside the functions that need it, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bastion._optional import require
+from bastion.exceptions import ConfigError, ModelError, ModelOutputError, UnsafeArtifactError
+from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
+
+__all__ = [
+    "TorchAdapter",
+    "check_pt2_archive",
+    "load_torch_export",
+    "load_torch_safetensors",
+    "resolve_factory",
+]
+
+
+class TorchAdapter(ModelAdapter):
+    """A PyTorch classifier (an ``nn.Module`` or a module from ``torch.export``).
+
+    The module maps a float batch of shape ``(rows, *input_shape)`` to logits ``(rows, k)``.
+    Capabilities: ``predict``, ``predict_proba`` (softmax of the logits; a single logit column
+    is read as a binary sigmoid), ``logits``, ``loss_gradient`` and, for a real ``nn.Module``
+    with trainable parameters (not an exported one), ``trainable``. Prediction runs under
+    ``torch.inference_mode`` in eval mode; the module's training flag is restored afterwards.
+
+    Parameters:
+        module: the model; moved to ``device``.
+        classes: label of each logit column; ``predict`` returns column indices without it.
+        input_shape: shape of one row as the module expects it, e.g. ``(1, 8, 8)``; flat rows
+            are reshaped to it.
+        device: torch device for inference.
+        batch_size: rows per forward pass.
+        info: what reports say about the model.
+
+    Raises:
+        ModelError: ``module`` is not a torch module, or ``batch_size`` < 1.
+        MissingExtraError: torch is not installed.
+
+    Example::
+
+        >>> net = torch.nn.Sequential(torch.nn.Linear(30, 2))  # doctest: +SKIP
+        >>> model = TorchAdapter(net, classes=[0, 1])  # doctest: +SKIP
+        >>> model.loss_gradient(X, y).shape  # doctest: +SKIP
+        (100, 30)
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        classes: Iterable[Any] | None = None,
+        input_shape: Sequence[int] | None = None,
+        device: str = "cpu",
+        batch_size: int = 1024,
+        info: ModelInfo | None = None,
+    ) -> None:
+        torch = require("torch", "PyTorch models")
+        if not isinstance(module, torch.nn.Module):
+            raise ModelError(f"module must be a torch.nn.Module; received {type(module).__name__}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1; received {batch_size}")
+        if info is None:
+            info = ModelInfo(name=type(module).__name__, format="torch")
+        super().__init__(info, classes=classes)
+        self.device = torch.device(device)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.batch_size = batch_size
+        self._mode_switchable = _mode_switchable(module)
+        params = list(module.parameters())
+        if params and params[0].device != self.device:
+            module = module.to(self.device)
+        self.module = module
+        self._dtype = params[0].dtype if params and params[0].is_floating_point() else None
+        caps = {
+            Capability.PREDICT,
+            Capability.PREDICT_PROBA,
+            Capability.LOGITS,
+            Capability.LOSS_GRADIENT,
+        }
+        if self._mode_switchable and any(p.requires_grad for p in params):
+            caps.add(Capability.TRAINABLE)
+        self.capabilities = frozenset(caps)
+
+    # -- public extras ------------------------------------------------------------------
+    def logits(self, X: ArrayLike) -> np.ndarray:
+        """Raw model outputs, shape (rows, k); counts as queries like ``predict``."""
+        self.require(Capability.LOGITS, by="logits")
+        n = self._count(X)
+        out = self._logits(X)
+        self._check_scores(out, n, "logits")
+        return out
+
+    def loss_gradient(self, X: ArrayLike, y: ArrayLike | Sequence[Any]) -> np.ndarray:
+        """Gradient of each row's cross-entropy loss with respect to that row's input.
+
+        The loss is summed over rows, so a row's gradient is the gradient of its own loss and
+        does not depend on batching. The result has the shape of ``X``.
+
+        Parameters:
+            X: rows, as for ``predict``.
+            y: true labels (values of ``classes_``, or column indices when it is ``None``).
+
+        Raises:
+            ModelError: ``y`` has a label outside ``classes_`` or a length other than X's.
+        """
+        torch = require("torch", "PyTorch models")
+        self.require(Capability.LOSS_GRADIENT, by="loss_gradient")
+        n = self._count(X)
+        targets = self._label_indices(y, n)
+        rows = self._as_array(X)
+        grads = []
+        with self._eval_mode():
+            for start in range(0, n, self.batch_size):
+                xb = self._tensor(rows[start : start + self.batch_size]).requires_grad_(True)
+                out = self._as_2d(self._forward(xb))
+                tb = torch.as_tensor(targets[start : start + self.batch_size], device=self.device)
+                if out.shape[1] == 1:
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                        out[:, 0], tb.to(out.dtype), reduction="sum"
+                    )
+                else:
+                    loss = torch.nn.functional.cross_entropy(out, tb, reduction="sum")
+                (grad,) = torch.autograd.grad(loss, xb)
+                grads.append(grad.reshape(grad.shape[0], -1).detach().cpu().numpy())
+        result = np.concatenate(grads, axis=0) if grads else np.zeros((0, rows.shape[1]))
+        result = result.reshape(rows.shape)
+        if not np.isfinite(result).all():
+            raise ModelOutputError(
+                f"model {self.info.name!r}: loss_gradient returned NaN or infinite values"
+            )
+        return result
+
+    # -- ModelAdapter -------------------------------------------------------------------
+    def _predict(self, X: ArrayLike) -> np.ndarray:
+        scores = self._logits(X)
+        self._check_scores(scores, int(X.shape[0]), "predict")
+        if scores.shape[1] == 1:
+            idx = (scores[:, 0] > 0).astype(np.int64)
+        else:
+            idx = np.argmax(scores, axis=1)
+        return idx if self.classes_ is None else np.asarray(self.classes_[idx])
+
+    def _predict_proba(self, X: ArrayLike) -> np.ndarray:
+        scores = self._logits(X).astype(np.float64)
+        if scores.ndim == 2 and scores.shape[1] == 1:
+            p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.stack([1.0 - p, p], axis=1)
+        if scores.ndim != 2:
+            return scores  # the base class reports the shape
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+    # -- internals ----------------------------------------------------------------------
+    def _logits(self, X: ArrayLike) -> np.ndarray:
+        torch = require("torch", "PyTorch models")
+        rows = self._as_array(X)
+        outs = []
+        with self._eval_mode(), torch.inference_mode():
+            for start in range(0, rows.shape[0], self.batch_size):
+                out = self._as_2d(
+                    self._forward(self._tensor(rows[start : start + self.batch_size]))
+                )
+                outs.append(out.float().cpu().numpy())
+        if not outs:
+            k = 0 if self.classes_ is None else len(self.classes_)
+            return np.zeros((0, k), dtype=np.float32)
+        return np.concatenate(outs, axis=0)
+
+    def _as_array(self, X: ArrayLike) -> np.ndarray:
+        arr = X.to_numpy(dtype=np.float32) if isinstance(X, pd.DataFrame) else np.asarray(X)
+        return arr.astype(np.float32, copy=False)
+
+    def _tensor(self, rows: np.ndarray) -> Any:
+        torch = require("torch", "PyTorch models")
+        rows = np.ascontiguousarray(rows)
+        if not rows.flags.writeable:
+            # torch warns on read-only arrays (pandas copy-on-write hands those out).
+            rows = rows.copy()
+        t = torch.as_tensor(rows, device=self.device)
+        if self._dtype is not None:
+            t = t.to(self._dtype)
+        if self.input_shape is not None:
+            try:
+                t = t.reshape((t.shape[0], *self.input_shape))
+            except RuntimeError as err:
+                raise ModelError(
+                    f"model {self.info.name!r}: cannot reshape rows of shape "
+                    f"{tuple(rows.shape[1:])} to input_shape {self.input_shape}"
+                ) from err
+        return t
+
+    def _forward(self, batch: Any) -> Any:
+        try:
+            return self.module(batch)
+        except Exception as err:  # torch raises RuntimeError, guard failures and more
+            raise ModelError(
+                f"model {self.info.name!r} failed on a batch of shape {tuple(batch.shape)}: {err}"
+            ) from err
+
+    def _as_2d(self, out: Any) -> Any:
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.ndim == 1:
+            out = out.reshape(-1, 1)
+        return out
+
+    def _check_scores(self, out: np.ndarray, n: int, what: str) -> None:
+        if out.ndim != 2 or out.shape[0] != n:
+            raise ModelOutputError(
+                f"model {self.info.name!r}: {what} got module output of shape {out.shape} for "
+                f"{n} rows; expected ({n}, n_classes)"
+            )
+        if not np.isfinite(out).all():
+            raise ModelOutputError(
+                f"model {self.info.name!r}: {what} got NaN or infinite logits in "
+                f"{int((~np.isfinite(out)).any(axis=1).sum())} of {n} rows"
+            )
+
+    def _label_indices(self, y: ArrayLike | Sequence[Any], n: int) -> np.ndarray:
+        labels = np.asarray(y.to_numpy() if isinstance(y, pd.DataFrame | pd.Series) else y)
+        labels = labels.reshape(-1)
+        if labels.shape[0] != n:
+            raise ModelError(f"loss_gradient: y has {labels.shape[0]} labels for {n} rows")
+        if self.classes_ is None:
+            return labels.astype(np.int64)
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        try:
+            return np.array([lookup[v] for v in labels.tolist()], dtype=np.int64)
+        except KeyError as err:
+            raise ModelError(
+                f"loss_gradient: label {err.args[0]!r} is not one of the model's classes "
+                f"{self.classes_.tolist()}"
+            ) from err
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        if not self._mode_switchable:
+            yield
+            return
+        was_training = bool(self.module.training)
+        self.module.eval()
+        try:
+            yield
+        finally:
+            self.module.train(was_training)
+
+
+def _mode_switchable(module: Any) -> bool:
+    """False for modules from ``torch.export`` (their train()/eval() raise)."""
+    try:
+        module.train(bool(module.training))
+    except NotImplementedError:
+        return False
+    return True
+
+
+# -- loading ---------------------------------------------------------------------------
+def _payload_config(reader: Any, name: str) -> Mapping[str, Any]:
+    try:
+        config = json.loads(reader.read_string(name))
+    except Exception as err:  # torch's reader raises RuntimeError for a missing record
+        raise ModelError(f"torch.export archive: cannot read {name}: {err}") from err
+    entries = config.get("config", {}) if isinstance(config, dict) else None
+    if not isinstance(entries, dict):
+        raise ModelError(f"torch.export archive: {name} is malformed")
+    return entries
+
+
+def check_pt2_archive(data: bytes, source: str = "<bytes>") -> list[str]:
+    """List what in a ``.pt2`` archive ``torch.export.load`` would unpickle without restriction.
+
+    Parameters:
+        data: the archive's bytes.
+        source: the file name, for messages.
+
+    Returns:
+        One line per unsafe member (empty when the archive is pickle-free apart from
+        sample inputs that torch's ``weights_only`` unpickler accepts).
+
+    Raises:
+        ModelError: the bytes are not a ``torch.export`` archive.
+
+    Example::
+
+        >>> check_pt2_archive(Path("model.pt2").read_bytes())  # doctest: +SKIP
+        []
+    """
+    torch = require("torch", "torch.export archives")
+    from torch.export.pt2_archive import PT2ArchiveReader
+
+    try:
+        reader = PT2ArchiveReader(io.BytesIO(data))
+        names = list(reader.get_file_names())
+    except Exception as err:  # torch raises RuntimeError / AssertionError here
+        raise ModelError(f"{source!r} is not a torch.export archive: {err}") from err
+    unsafe: list[str] = []
+    models = [
+        n[len("models/") : -len(".json")]
+        for n in names
+        if n.startswith("models/") and n.endswith(".json")
+    ]
+    if not models:
+        raise ModelError(f"{source!r} holds no exported program (no models/*.json)")
+    for model in models:
+        for legacy in (f"data/weights/{model}.pt", f"data/constants/{model}.pt"):
+            if legacy in names:
+                unsafe.append(f"{legacy}: legacy pickled weights")
+        if f"data/weights/{model}.pt" not in names:
+            for fqn, meta in _payload_config(
+                reader, f"data/weights/{model}_weights_config.json"
+            ).items():
+                if not isinstance(meta, dict) or meta.get("use_pickle", True):
+                    unsafe.append(f"weight {fqn!r}: pickled")
+        if f"data/constants/{model}.pt" not in names:
+            for fqn, meta in _payload_config(
+                reader, f"data/constants/{model}_constants_config.json"
+            ).items():
+                path_name = str(meta.get("path_name", "")) if isinstance(meta, dict) else ""
+                if not isinstance(meta, dict) or meta.get("use_pickle", True):
+                    unsafe.append(f"constant {fqn!r}: pickled")
+                elif not path_name.startswith("tensor_"):
+                    unsafe.append(f"constant {fqn!r}: a custom or opaque object ({path_name})")
+        sample = f"data/sample_inputs/{model}.pt"
+        if sample in names:
+            try:
+                torch.load(io.BytesIO(reader.read_bytes(sample)), weights_only=True)
+            except Exception:
+                # torch.export.load would retry this with weights_only=False.
+                unsafe.append(f"{sample}: sample inputs that need unrestricted unpickling")
+    return unsafe
+
+
+def load_torch_export(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
+    """Load a ``torch.export`` archive (``.pt2``) as a callable module.
+
+    The file is read once; :func:`check_pt2_archive` inspects those bytes and
+    ``torch.export.load`` gets the same bytes, so nothing can swap the file in between.
+
+    Parameters:
+        path: the ``.pt2`` file written by ``torch.export.save``.
+        trust_pickle: load even when the archive holds pickled members.
+
+    Returns:
+        ``torch.export.load(path).module()``.
+
+    Raises:
+        UnsafeArtifactError: the archive holds pickled members and ``trust_pickle`` is False.
+        ModelError: the file is not a loadable ``torch.export`` archive.
+
+    Example::
+
+        >>> module = load_torch_export("model.pt2")  # doctest: +SKIP
+    """
+    torch = require("torch", "torch.export archives")
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"torch.export archive {str(p)!r} does not exist")
+    data = p.read_bytes()
+    unsafe = check_pt2_archive(data, str(p))
+    if unsafe and not trust_pickle:
+        raise UnsafeArtifactError(
+            f"torch.export archive {str(p)!r} would unpickle arbitrary objects: "
+            f"{'; '.join(unsafe[:5])}. Re-export it with plain tensors, or pass "
+            "trust_pickle=True (CLI: --trust-pickle) if you trust its origin"
+        )
+    try:
+        return torch.export.load(io.BytesIO(data)).module()
+    except Exception as err:  # torch raises many types here
+        raise ModelError(f"torch.export.load failed on {str(p)!r}: {err}") from err
+
+
+def resolve_factory(reference: str) -> Callable[..., Any]:
+    """Import ``"package.module:attribute"`` and return the callable it names.
+
+    Raises:
+        ConfigError: the reference is malformed, the module cannot be imported, or the
+            attribute is missing or not callable.
+    """
+    module_name, sep, attr = reference.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"factory must look like 'package.module:function'; received {reference!r}"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"factory {reference!r}: cannot import {module_name!r}: {err}") from err
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"factory {reference!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"factory {reference!r} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def load_torch_safetensors(
+    factory: str | Callable[..., Any],
+    weights: str | os.PathLike[str],
+    factory_kwargs: Mapping[str, Any] | None = None,
+) -> Any:
+    """Build a module with ``factory`` and load safetensors ``weights`` into it (strictly).
+
+    Parameters:
+        factory: ``"package.module:make_model"`` or the callable itself; it returns an
+            ``nn.Module``. It is code the caller names, imported like any Python import.
+        weights: a ``.safetensors`` file (tensors only: no code, no pickle).
+        factory_kwargs: keyword arguments for the factory.
+
+    Returns:
+        The module with its weights loaded.
+
+    Raises:
+        ModelError: the factory does not return a module, or the weights do not match it
+            (missing or unexpected keys, shape mismatches; each named).
+        ConfigError: the factory reference cannot be resolved.
+
+    Example::
+
+        >>> net = load_torch_safetensors("mypkg.nets:make_mlp", "mlp.safetensors")  # doctest: +SKIP
+    """
+    torch = require("torch", "PyTorch models")
+    st = require("safetensors.torch", "safetensors weights")
+    make = resolve_factory(factory) if isinstance(factory, str) else factory
+    name = factory if isinstance(factory, str) else getattr(factory, "__qualname__", "factory")
+    module = make(**dict(factory_kwargs or {}))
+    if not isinstance(module, torch.nn.Module):
+        raise ModelError(
+            f"factory {name!r} returned {type(module).__name__}, not a torch.nn.Module"
+        )
+    try:
+        state = st.load_file(os.fspath(weights), device="cpu")
+    except Exception as err:  # safetensors raises SafetensorError / OSError
+        raise ModelError(f"cannot read safetensors weights {os.fspath(weights)!r}: {err}") from err
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:10]}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected[:10]}")
+    if mismatched:
+        problems.append(f"shape mismatch {mismatched[:10]}")
+    if problems:
+        raise ModelError(
+            f"weights {os.fspath(weights)!r} do not fit the module built by {name!r}: "
+            + "; ".join(problems)
+        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"load_state_dict failed for {os.fspath(weights)!r}: {err}") from err
+    return module

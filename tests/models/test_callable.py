@@ -1,0 +1,77 @@
+"""CallableAdapter, and the output validation every adapter inherits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bastion.exceptions import CapabilityError, ConfigError, ModelOutputError
+from bastion.models.base import Capability
+from bastion.models.callable import CallableAdapter
+
+X = np.arange(12, dtype=float).reshape(6, 2)
+
+
+def test_predict_and_proba() -> None:
+    def proba(rows: np.ndarray) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(rows[:, 0] - 5)))
+        return np.stack([1 - p, p], axis=1)
+
+    model = CallableAdapter(
+        predict=lambda rows: (rows[:, 0] > 5).astype(int), predict_proba=proba, classes=[0, 1]
+    )
+    assert model.predict(X).tolist() == [0, 0, 0, 1, 1, 1]
+    np.testing.assert_allclose(model.predict_proba(X), proba(X))
+    assert model.capabilities == frozenset({Capability.PREDICT, Capability.PREDICT_PROBA})
+    assert model.info.format == "callable"
+    assert model.n_queries == 12
+
+
+def test_labels_from_probabilities_and_classes() -> None:
+    model = CallableAdapter(
+        predict_proba=lambda rows: np.tile([0.2, 0.8], (len(rows), 1)), classes=["no", "yes"]
+    )
+    assert model.predict(X).tolist() == ["yes"] * 6
+
+
+def test_predict_only_has_no_proba() -> None:
+    model = CallableAdapter(predict=lambda rows: np.zeros(len(rows)), name="zeros")
+    with pytest.raises(CapabilityError, match="'zeros'"):
+        model.predict_proba(X)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "neither"),
+        ({"predict": 3}, "predict must be callable"),
+        ({"predict_proba": lambda rows: rows}, "needs classes"),
+    ],
+)
+def test_configuration_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CallableAdapter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_nan_outputs_are_refused() -> None:
+    model = CallableAdapter(
+        predict=lambda rows: np.where(rows[:, 0] > 4, np.nan, 1.0),
+        predict_proba=lambda rows: np.full((len(rows), 2), np.nan),
+        classes=[0, 1],
+    )
+    with pytest.raises(ModelOutputError, match="3 NaN"):
+        model.predict(X)
+    with pytest.raises(ModelOutputError, match="NaN or infinite values in 6 of 6 rows"):
+        model.predict_proba(X)
+
+
+def test_wrong_shapes_are_refused() -> None:
+    model = CallableAdapter(
+        predict=lambda rows: np.zeros(len(rows) - 1),
+        predict_proba=lambda rows: np.full((len(rows), 3), 1 / 3),
+        classes=[0, 1],
+    )
+    with pytest.raises(ModelOutputError, match=r"expected \(6,\)"):
+        model.predict(X)
+    with pytest.raises(ModelOutputError, match=r"expected \(6, 2\)"):
+        model.predict_proba(X)

@@ -1,0 +1,188 @@
+"""load_model: format by content, fail-closed pickle handling, folders, and light imports."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from bastion.exceptions import ConfigError, ModelError, UnsafeArtifactError
+from bastion.models.formats import sha256_file, sha256_path
+from bastion.models.loading import PICKLE_REFUSED, load_model
+
+
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "lzma"])
+def test_joblib_refused_by_default_with_how_to_trust(
+    tmp_path: Path, cancer_pipeline: Pipeline, compress: Any
+) -> None:
+    path = tmp_path / "model.onnx"  # a pickle under an innocent name
+    joblib.dump(cancer_pipeline, path, compress=compress)
+    with pytest.raises(UnsafeArtifactError) as info:
+        load_model(path)
+    assert str(info.value) == PICKLE_REFUSED.format(path=str(path), fmt="pickle")
+    assert "trust_pickle=True" in str(info.value)
+    assert isinstance(info.value, PermissionError)
+
+
+def test_pickle_refusal_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            import os
+
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(Payload(), protocol=4))
+    with pytest.raises(UnsafeArtifactError):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_trusted_pickle_loads_and_is_recorded(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    X, _ = cancer
+    path = tmp_path / "model.joblib"
+    joblib.dump(cancer_pipeline, path, compress=3)
+    model = load_model(path, trust_pickle=True, name="cancer")
+    assert model.info.trusted_override is True
+    assert model.info.to_dict()["trusted_override"] is True
+    assert model.info.format == "pickle"
+    assert model.info.name == "cancer"
+    assert model.info.sha256 == sha256_file(path)
+    assert model.info.details["object_type"] == "sklearn.pipeline.Pipeline"
+    np.testing.assert_array_equal(model.predict(X), cancer_pipeline.predict(X))
+
+
+def test_trusted_pickle_of_something_else(tmp_path: Path) -> None:
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps({"not": "a model"}, protocol=4))
+    with pytest.raises(ModelError, match=r"builtins\.dict, which is neither"):
+        load_model(path, trust_pickle=True)
+
+
+def test_onnx_and_folder(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from skl2onnx import to_onnx
+
+    X, _ = cancer
+    folder = tmp_path / "release"
+    folder.mkdir()
+    proto = to_onnx(cancer_pipeline, X.to_numpy(np.float32)[:1], options={"zipmap": False})
+    (folder / "model.bin").write_bytes(proto.SerializeToString())  # no .onnx extension
+    (folder / "README.txt").write_text("side file, not a model")
+    by_file = load_model(folder / "model.bin")
+    by_folder = load_model(folder)
+    assert by_file.info.format == by_folder.info.format == "onnx"
+    assert by_file.info.sha256 == sha256_file(folder / "model.bin")
+    assert by_folder.info.sha256 == sha256_path(folder) != by_file.info.sha256
+    np.testing.assert_array_equal(by_folder.predict(X), cancer_pipeline.predict(X))
+
+
+def test_folder_with_two_models_is_ambiguous(tmp_path: Path, cancer_pipeline: Pipeline) -> None:
+    joblib.dump(cancer_pipeline, tmp_path / "a.joblib")
+    joblib.dump(cancer_pipeline, tmp_path / "b.joblib")
+    with pytest.raises(ModelError, match="exactly one model file; found 2"):
+        load_model(tmp_path, trust_pickle=True)
+
+
+def test_torch_export_and_safetensors(
+    tmp_path: Path,
+    pt2_file: Path,
+    torch_mlp: Any,
+    cancer_scaled: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    X, _ = cancer_scaled
+    with torch.no_grad():
+        expected = torch_mlp(torch.tensor(X)).argmax(dim=1).numpy()
+    exported = load_model(pt2_file, classes=[0, 1])
+    assert exported.info.format == "torch-export"
+    assert exported.info.trusted_override is False
+    np.testing.assert_array_equal(exported.predict(X), expected)
+
+    (tmp_path / "bastion_loading_nets.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.ReLU(),"
+        " torch.nn.Linear(16, 2))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "w.safetensors"
+    save_file(torch_mlp.state_dict(), weights)
+    with pytest.raises(ConfigError, match="factory="):
+        load_model(weights)
+    model = load_model(weights, factory="bastion_loading_nets:make")
+    assert model.info.format == "safetensors"
+    assert model.info.details["factory"] == "bastion_loading_nets:make"
+    np.testing.assert_array_equal(model.predict(X), expected)
+
+
+def test_torch_save_is_pickle_family(tmp_path: Path, torch_mlp: Any) -> None:
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save(torch_mlp, path)
+    with pytest.raises(UnsafeArtifactError, match="torch-pickle"):
+        load_model(path)
+    model = load_model(path, trust_pickle=True, classes=[0, 1])
+    assert model.info.trusted_override is True
+    assert model.info.format == "torch-pickle"
+
+
+def test_torchscript_and_unknown_are_refused(tmp_path: Path) -> None:
+    ts = tmp_path / "model.pt"
+    with zipfile.ZipFile(ts, "w") as zf:
+        for member in ("m/data.pkl", "m/constants.pkl", "m/code/__torch__.py"):
+            zf.writestr(member, b"x")
+    with pytest.raises(UnsafeArtifactError, match="TorchScript"):
+        load_model(ts, trust_pickle=True)
+    unknown = tmp_path / "model.onnx"
+    unknown.write_text("hello")
+    with pytest.raises(ModelError, match="cannot tell the format"):
+        load_model(unknown)
+
+
+def test_argument_errors(tmp_path: Path, cancer_pipeline: Pipeline) -> None:
+    path = tmp_path / "m.joblib"
+    joblib.dump(cancer_pipeline, path)
+    with pytest.raises(ConfigError, match="exactly one of path= or remote="):
+        load_model()
+    with pytest.raises(ConfigError, match="format must be"):
+        load_model(path, format="keras")
+    with pytest.raises(ModelError, match="declared 'onnx' but its content is 'pickle'"):
+        load_model(path, format="onnx")
+    with pytest.raises(ConfigError, match="factory= applies to safetensors"):
+        load_model(path, factory="x:y", trust_pickle=True)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="RemoteEndpoint"):
+        load_model(remote="http://example")
+
+
+def test_importing_the_loader_stays_light() -> None:
+    code = (
+        "import sys, bastion, bastion.models.loading, bastion.models.formats, "
+        "bastion.models.sklearn, bastion.models.callable, bastion.models.onnx, "
+        "bastion.models.torch, bastion.models.remote, bastion.gateway, bastion.gateway.oip\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'fastapi', 'uvicorn', 'httpx', "
+        "'matplotlib', 'safetensors', 'skl2onnx') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

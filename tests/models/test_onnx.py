@@ -1,0 +1,189 @@
+"""OnnxAdapter: skl2onnx classifiers (ZipMap on and off) and the external-data path check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from bastion.exceptions import CapabilityError, ModelError, UnsafeArtifactError
+from bastion.models.base import Capability
+from bastion.models.formats import sha256_file
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("skl2onnx")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from bastion.models.onnx import OnnxAdapter, check_external_data  # noqa: E402
+
+
+def _convert(pipeline: Pipeline, path: Path, zipmap: bool) -> Path:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    proto = convert_sklearn(
+        pipeline,
+        initial_types=[("input", FloatTensorType([None, 30]))],
+        options={"zipmap": zipmap},
+    )
+    onnx.save_model(proto, path)
+    return path
+
+
+@pytest.mark.parametrize("zipmap", [True, False], ids=["zipmap", "tensor"])
+def test_skl2onnx_classifier_matches_sklearn(
+    tmp_path: Path,
+    cancer: tuple[pd.DataFrame, pd.Series],
+    cancer_pipeline: Pipeline,
+    zipmap: bool,
+) -> None:
+    X, _ = cancer
+    path = _convert(cancer_pipeline, tmp_path / "cancer.onnx", zipmap)
+    model = OnnxAdapter.from_file(path)
+    assert model.capabilities == frozenset({Capability.PREDICT, Capability.PREDICT_PROBA})
+    assert model.classes_.tolist() == [0, 1]  # from the graph, not given
+    assert model.info.sha256 == sha256_file(path)
+    assert model.info.format == "onnx"
+    # The ONNX graph computes in float32: labels agree except where float32 rounding flips
+    # a probability sitting on 0.5, and probabilities agree to float32 precision.
+    expected = cancer_pipeline.predict_proba(X)
+    np.testing.assert_allclose(model.predict_proba(X), expected, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(X), cancer_pipeline.predict(X))
+    np.testing.assert_array_equal(model.predict(X.to_numpy()), cancer_pipeline.predict(X))
+    assert model.n_queries == 3 * len(X)
+
+
+def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
+    path = _model_with_external(tmp_path, "weights.bin")
+    weights = path.parent / "weights.bin"
+    weights.write_bytes(np.array([0.25, 0.5], dtype=np.float32).tobytes())
+    model = OnnxAdapter.from_file(path, classes=["a", "b"])
+    assert model.info.details["external_data"] == {"weights.bin": sha256_file(weights)}
+    X = np.array([[0.0, 0.5], [0.5, 0.0]], dtype=np.float32)
+    # The graph adds the external tensor: the data came from weights.bin.
+    np.testing.assert_allclose(model.predict_proba(X), X + np.array([0.25, 0.5]))
+    assert model.predict(X).tolist() == ["b", "a"]
+
+
+def _model_with_external(tmp_path: Path, location: str) -> Path:
+    """An Identity-plus-Add model whose one initializer names ``location`` as its data."""
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "8")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        initializer=[weight],
+    )
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    path = folder / "model.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    return path
+
+
+@pytest.fixture
+def ort_must_not_load(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Fail the test if onnxruntime is ever asked to open a session."""
+    import onnxruntime
+
+    calls: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        calls.append(args)
+        raise AssertionError("onnxruntime.InferenceSession was called")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("../outside.bin", "outside the model folder"),
+        ("sub/../../outside.bin", "outside the model folder"),
+        ("/etc/passwd", "absolute paths are refused"),
+        ("C:\\Windows\\win.ini", "absolute paths are refused"),
+        ("", "empty or malformed"),
+    ],
+)
+def test_escaping_external_data_is_refused_before_onnxruntime(
+    tmp_path: Path, location: str, message: str, ort_must_not_load: list[Any]
+) -> None:
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 8)
+    path = _model_with_external(tmp_path, location)
+    with pytest.raises(UnsafeArtifactError, match=message):
+        OnnxAdapter.from_file(path)
+    assert ort_must_not_load == []
+
+
+def test_symlink_leaving_the_folder_is_refused(
+    tmp_path: Path, ort_must_not_load: list[Any]
+) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * 8)
+    path = _model_with_external(tmp_path, "weights.bin")
+    os.symlink(secret, path.parent / "weights.bin")
+    with pytest.raises(UnsafeArtifactError, match="resolves to"):
+        OnnxAdapter.from_file(path)
+    assert ort_must_not_load == []
+
+
+def test_check_external_data_accepts_inside_paths(tmp_path: Path) -> None:
+    path = _model_with_external(tmp_path, "sub/../weights.bin")
+    proto = onnx.load(path, load_external_data=False)
+    assert check_external_data(proto, path.parent) == ["sub/../weights.bin"]
+
+
+def test_regressor_like_graph_without_classes(tmp_path: Path) -> None:
+    """A graph with only a float (rows, 2) output needs classes to produce labels."""
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["probabilities"], axis=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None, 2])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, [None, 2])],
+    )
+    path = tmp_path / "softmax.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    with pytest.raises(ModelError, match="pass classes="):
+        OnnxAdapter.from_file(path)
+    model = OnnxAdapter.from_file(path, classes=["a", "b"])
+    X = np.array([[0.0, 1.0], [2.0, -1.0]])
+    assert model.predict(X).tolist() == ["b", "a"]
+    expected = np.exp(X) / np.exp(X).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X), expected)
+
+
+def test_label_only_graph_has_no_proba(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None])],
+    )
+    path = tmp_path / "argmax.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    model = OnnxAdapter.from_file(path)
+    assert model.predict(np.eye(3)).tolist() == [0, 1, 2]
+    with pytest.raises(CapabilityError):
+        model.predict_proba(np.eye(3))
+
+
+def test_invalid_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\xfe not protobuf")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        OnnxAdapter.from_file(bad)
+    with pytest.raises(ModelError, match="does not exist"):
+        OnnxAdapter.from_file(tmp_path / "missing.onnx")

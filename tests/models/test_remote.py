@@ -1,0 +1,296 @@
+"""RemoteAdapter against the Open Inference Protocol server, served by uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from bastion.exceptions import ConfigError, DataError, RemoteModelError
+from bastion.models.base import Capability
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+from bastion.gateway.oip import create_oip_app, run_in_thread
+from bastion.models.remote import RemoteAdapter, RemoteEndpoint
+
+TOKEN = "tok-9f8e7d6c5b4a"
+TOKEN_ENV = "BASTION_TEST_REMOTE_TOKEN"
+
+
+@pytest.fixture(scope="module")
+def server(cancer_pipeline: Pipeline) -> Iterator[dict[str, Any]]:
+    """An OIP server (bearer token required) whose first two infer calls to 'flaky' fail."""
+    state = {"flaky_calls": 0, "infer_calls": 0}
+
+    def slow(X: Any) -> Any:
+        time.sleep(1.0)
+        return np.zeros(len(X))
+
+    models = {
+        "cancer": SklearnAdapter(cancer_pipeline),
+        "flaky": SklearnAdapter(cancer_pipeline),
+        "slow": CallableAdapter(predict=slow, name="slow"),
+    }
+    app = create_oip_app(models, api_token=TOKEN)
+
+    @app.middleware("http")
+    async def fail_twice(request: Any, call_next: Any) -> Any:
+        from fastapi.responses import JSONResponse
+
+        if request.url.path.endswith("/infer"):
+            state["infer_calls"] += 1
+        if request.url.path == "/v2/models/flaky/infer":
+            state["flaky_calls"] += 1
+            if state["flaky_calls"] <= 2:
+                return JSONResponse({"error": f"overloaded, token {TOKEN}"}, status_code=503)
+        return await call_next(request)
+
+    with run_in_thread(app) as url:
+        yield {"url": url, "state": state, "models": models}
+
+
+@pytest.fixture
+def token(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    return TOKEN
+
+
+def _endpoint(url: str, model: str = "cancer", **kwargs: Any) -> RemoteEndpoint:
+    kwargs.setdefault("auth_token_env", TOKEN_ENV)
+    kwargs.setdefault("backoff_s", 0.01)
+    return RemoteEndpoint(url, model, **kwargs)
+
+
+def test_predictions_equal_the_local_model(
+    server: dict[str, Any], token: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, _ = cancer
+    local = server["models"]["cancer"]
+    with RemoteAdapter(_endpoint(server["url"])) as remote:
+        assert remote.capabilities == frozenset({Capability.PREDICT, Capability.PREDICT_PROBA})
+        assert remote.classes_.tolist() == [0, 1]  # from the metadata
+        np.testing.assert_array_equal(remote.predict(X), local.predict(X))
+        np.testing.assert_allclose(remote.predict_proba(X.to_numpy()), local.predict_proba(X))
+        assert remote.n_queries == 2 * len(X)  # the metadata request is not a query
+        assert remote.info.format == "remote-oip"
+        assert remote.info.path == f"{server['url']}/v2/models/cancer"
+
+
+def test_fp32_rows_and_stated_classes(
+    server: dict[str, Any], token: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, _ = cancer
+    endpoint = _endpoint(server["url"], classes=(0, 1), probabilities=True)
+    with RemoteAdapter(endpoint) as remote:
+        assert remote.metadata is None  # nothing to ask
+        rows = X.to_numpy(np.float32)[:50]
+        np.testing.assert_array_equal(
+            remote.predict(rows), server["models"]["cancer"].predict(rows.astype(np.float64))
+        )
+
+
+def test_token_is_required_and_never_shown(server: dict[str, Any], token: str) -> None:
+    with pytest.raises(RemoteModelError, match="HTTP 401") as info:
+        RemoteAdapter(_endpoint(server["url"], auth_token_env=None))
+    assert f"{server['url']}/v2/models/cancer" in str(info.value)
+    with pytest.raises(ConfigError, match="BASTION_UNSET_VAR"):
+        RemoteAdapter(_endpoint(server["url"], auth_token_env="BASTION_UNSET_VAR"))
+    with pytest.raises(ConfigError, match="auth_token_env"):
+        RemoteEndpoint(server["url"], "cancer", headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_retries_on_503_then_succeeds(
+    server: dict[str, Any], token: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, _ = cancer
+    state = server["state"]
+    state["flaky_calls"] = 0
+    with RemoteAdapter(_endpoint(server["url"], "flaky", retries=3)) as remote:
+        np.testing.assert_array_equal(
+            remote.predict(X.iloc[:5]), server["models"]["flaky"].predict(X.iloc[:5])
+        )
+    assert state["flaky_calls"] == 3  # two 503 answers, then success
+
+
+def test_gives_up_after_retries_without_leaking_the_token(
+    server: dict[str, Any], token: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, _ = cancer
+    state = server["state"]
+    state["flaky_calls"] = 0
+    remote = RemoteAdapter(_endpoint(server["url"], "flaky", retries=1))
+    with remote, pytest.raises(RemoteModelError, match="failed after 2 attempt") as info:
+        remote.predict(X.iloc[:5])
+    message = str(info.value)
+    assert "HTTP 503" in message
+    assert f"{server['url']}/v2/models/flaky/infer" in message
+    assert TOKEN not in message  # the server echoed it; the client scrubs it
+    assert "***" in message
+
+
+def test_4xx_is_not_retried(
+    server: dict[str, Any], token: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, _ = cancer
+    state = server["state"]
+    with RemoteAdapter(_endpoint(server["url"], retries=3)) as remote:
+        before = state["infer_calls"]
+        with pytest.raises(RemoteModelError, match=r"HTTP 400: .*expects 30 features"):
+            remote.predict(X.to_numpy()[:3, :5])
+        assert state["infer_calls"] == before + 1
+    with pytest.raises(RemoteModelError, match="HTTP 404: unknown model 'nope'"):
+        RemoteAdapter(_endpoint(server["url"], "nope"))
+
+
+def test_timeout(server: dict[str, Any], token: str) -> None:
+    endpoint = _endpoint(server["url"], "slow", timeout_s=0.2, retries=0)
+    with RemoteAdapter(endpoint) as remote:
+        start = time.perf_counter()
+        with pytest.raises(RemoteModelError, match=r"timed out after 0\.2 s"):
+            remote.predict(np.zeros((2, 3)))
+        assert time.perf_counter() - start < 0.9
+
+
+def test_connection_refused_is_retried_then_reported(token: str) -> None:
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = RemoteEndpoint(
+        f"http://user:pw@127.0.0.1:{port}",
+        "m",
+        retries=2,
+        backoff_s=0.01,
+        classes=(0, 1),
+        probabilities=False,
+    )
+    with (
+        RemoteAdapter(endpoint) as remote,
+        pytest.raises(RemoteModelError, match=r"failed after 3 attempt.*connection failed") as e,
+    ):
+        remote.predict(np.zeros((1, 2)))
+    assert "pw" not in str(e.value)  # credentials in the URL are not shown
+
+
+def test_bad_rows_fail_before_sending(server: dict[str, Any], token: str) -> None:
+    with RemoteAdapter(_endpoint(server["url"])) as remote:
+        with pytest.raises(DataError, match="NaN"):
+            remote.predict(np.full((1, 30), np.nan))
+        with pytest.raises(DataError, match="numeric"):
+            remote.predict(np.array([["a"] * 30]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "ftp://x"}, "http"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"retries": -1}, "retries"),
+        ({"datatype": "INT8"}, "datatype"),
+        ({"verify_tls": "/nonexistent/ca.pem"}, "CA bundle"),
+    ],
+)
+def test_endpoint_validation(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"url": "http://127.0.0.1:1", "model_name": "m", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        RemoteEndpoint(**args)
+
+
+# -- TLS --------------------------------------------------------------------------------
+def _write_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bastion Test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+def test_tls_verification(
+    tmp_path: Path, cancer_pipeline: Pipeline, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    X, _ = cancer
+    ca, cert, key = _write_tls(tmp_path)
+    app = create_oip_app({"cancer": SklearnAdapter(cancer_pipeline)})
+    with run_in_thread(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as url:
+        assert url.startswith("https://")
+        with RemoteAdapter(RemoteEndpoint(url, "cancer", verify_tls=str(ca))) as remote:
+            np.testing.assert_array_equal(
+                remote.predict(X.iloc[:10]), cancer_pipeline.predict(X.iloc[:10])
+            )
+        # The system trust store does not know this CA: refused, and not retried forever.
+        with pytest.raises(RemoteModelError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+            RemoteAdapter(RemoteEndpoint(url, "cancer", verify_tls=True, retries=0))

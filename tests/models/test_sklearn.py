@@ -1,0 +1,87 @@
+"""SklearnAdapter: same answers as the estimator, no feature-name warnings, counted queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.pipeline import Pipeline
+
+from bastion.exceptions import CapabilityError, ModelError
+from bastion.models.base import Capability
+from bastion.models.sklearn import SklearnAdapter
+
+
+def test_pipeline_matches_estimator_on_frames_and_arrays(
+    cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    X, _ = cancer
+    model = SklearnAdapter(cancer_pipeline)
+    expected = cancer_pipeline.predict(X)
+    # filterwarnings=error: an ndarray given to a DataFrame-fitted model would warn.
+    np.testing.assert_array_equal(model.predict(X), expected)
+    np.testing.assert_array_equal(model.predict(X.to_numpy()), expected)
+    np.testing.assert_allclose(model.predict_proba(X.to_numpy()), cancer_pipeline.predict_proba(X))
+    assert model.classes_.tolist() == [0, 1]
+    assert model.has(Capability.PREDICT_PROBA)
+    assert model.info.format == "sklearn"
+    assert model.info.name == "Pipeline"
+
+
+def test_frame_given_to_array_fitted_model(
+    cancer: tuple[pd.DataFrame, pd.Series], cancer_lr_array: LogisticRegression
+) -> None:
+    X, _ = cancer
+    Xs = (X - X.mean()) / X.std()
+    model = SklearnAdapter(cancer_lr_array)
+    np.testing.assert_array_equal(model.predict(Xs), cancer_lr_array.predict(Xs.to_numpy()))
+
+
+def test_columns_are_reordered_to_the_fitted_order(
+    cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    X, _ = cancer
+    shuffled = X[X.columns[::-1]]
+    model = SklearnAdapter(cancer_pipeline)
+    np.testing.assert_array_equal(model.predict(shuffled), cancer_pipeline.predict(X))
+
+
+def test_missing_column_and_wrong_width_are_named(
+    cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    X, _ = cancer
+    model = SklearnAdapter(cancer_pipeline)
+    with pytest.raises(ModelError, match="mean radius"):
+        model.predict(X.drop(columns=["mean radius"]))
+    with pytest.raises(ModelError, match="expects 30 features"):
+        model.predict(X.to_numpy()[:, :5])
+
+
+def test_query_counter(cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline) -> None:
+    X, _ = cancer
+    model = SklearnAdapter(cancer_pipeline)
+    model.predict(X.iloc[:10])
+    model.predict_proba(X.iloc[:5])
+    assert (model.n_queries, model.n_calls) == (15, 2)
+    model.reset_counter()
+    assert (model.n_queries, model.n_calls) == (0, 0)
+
+
+def test_no_predict_proba_is_a_capability_error(cancer: tuple[pd.DataFrame, pd.Series]) -> None:
+    X, y = cancer
+    svc = RidgeClassifier().fit(X.iloc[:200].to_numpy(), y.iloc[:200].to_numpy())
+    model = SklearnAdapter(svc)
+    assert model.capabilities == frozenset({Capability.PREDICT})
+    with pytest.raises(CapabilityError, match="predict_proba"):
+        model.predict_proba(X.to_numpy()[:3])
+    with pytest.raises(CapabilityError, match="evasion needs predict_proba, logits"):
+        model.require(Capability.PREDICT_PROBA, Capability.LOGITS, by="evasion")
+    assert model.n_queries == 0  # refused before any query
+
+
+def test_unfitted_and_non_estimators_are_refused() -> None:
+    with pytest.raises(ModelError, match="not fitted"):
+        SklearnAdapter(LogisticRegression())
+    with pytest.raises(ModelError, match="predict method"):
+        SklearnAdapter(object())

@@ -1,0 +1,282 @@
+"""TorchAdapter and the two torch loaders (torch.export archives; factory + safetensors)."""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bastion.exceptions import CapabilityError, ConfigError, ModelError, UnsafeArtifactError
+from bastion.models.base import Capability
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+from bastion.models.torch import (  # noqa: E402
+    TorchAdapter,
+    check_pt2_archive,
+    load_torch_export,
+    load_torch_safetensors,
+)
+
+ALL_BUT_TRAINABLE = frozenset(
+    {Capability.PREDICT, Capability.PREDICT_PROBA, Capability.LOGITS, Capability.LOSS_GRADIENT}
+)
+
+
+def _reference(net: Any, X: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return net(torch.tensor(X)).numpy()
+
+
+def test_module_matches_torch(torch_mlp: Any, cancer_scaled: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = cancer_scaled
+    model = TorchAdapter(torch_mlp, classes=[0, 1])
+    logits = _reference(torch_mlp, X)
+    np.testing.assert_allclose(model.logits(X), logits, rtol=1e-6)
+    expected = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=1).numpy()
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(X), logits.argmax(axis=1))
+    assert (model.predict(X) == y).mean() > 0.9
+    assert model.capabilities == ALL_BUT_TRAINABLE | {Capability.TRAINABLE}
+    assert model.n_queries == 4 * len(X)  # logits, predict_proba, predict twice
+
+
+def test_batches_do_not_change_answers(
+    torch_mlp: Any, cancer_scaled: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = cancer_scaled
+    one = TorchAdapter(torch_mlp, batch_size=7)
+    whole = TorchAdapter(torch_mlp, batch_size=10_000)
+    np.testing.assert_allclose(one.logits(X), whole.logits(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        one.loss_gradient(X, y), whole.loss_gradient(X, y), rtol=1e-5, atol=1e-8
+    )
+
+
+def test_loss_gradient_matches_autograd(
+    torch_mlp: Any, cancer_scaled: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = cancer_scaled
+    X, y = X[:50], y[:50]
+    xt = torch.tensor(X, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(torch_mlp(xt), torch.tensor(y), reduction="sum")
+    (expected,) = torch.autograd.grad(loss, xt)
+    labels = np.where(y == 1, "malignant", "benign")  # labels go through classes_
+    model = TorchAdapter(torch_mlp, classes=["benign", "malignant"])
+    np.testing.assert_allclose(model.loss_gradient(X, labels), expected.numpy(), rtol=1e-5)
+    assert model.n_queries == 50
+    with pytest.raises(ModelError, match="'sick' is not one of"):
+        model.loss_gradient(X[:2], ["benign", "sick"])
+    with pytest.raises(ModelError, match="3 labels for 2 rows"):
+        model.loss_gradient(X[:2], ["benign"] * 3)
+
+
+def test_prediction_keeps_training_mode_and_tracks_no_gradients(
+    cancer_scaled: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, _ = cancer_scaled
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    net.train()
+    model = TorchAdapter(net)
+    first, second = model.logits(X), model.logits(X)
+    np.testing.assert_array_equal(first, second)  # dropout off while predicting
+    assert net.training  # restored afterwards
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_input_shape_for_images() -> None:
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 10)
+    )
+    rows = np.random.default_rng(0).random((5, 64), dtype=np.float32)
+    model = TorchAdapter(cnn, input_shape=(1, 8, 8), classes=range(10))
+    np.testing.assert_allclose(model.logits(rows), _reference(cnn, rows.reshape(5, 1, 8, 8)))
+    assert model.loss_gradient(rows, [1, 2, 3, 4, 5]).shape == (5, 64)
+    with pytest.raises(ModelError, match=r"cannot reshape rows of shape \(63,\)"):
+        model.predict(rows[:, :63])
+
+
+def test_nan_logits_and_bad_shapes_are_refused() -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return torch.full((x.shape[0], 2), float("nan"))
+
+    class Flat(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x.reshape(-1)[:3]
+
+    X = np.zeros((4, 2), dtype=np.float32)
+    from bastion.exceptions import ModelOutputError
+
+    with pytest.raises(ModelOutputError, match="NaN or infinite logits in 4 of 4 rows"):
+        TorchAdapter(Broken()).predict(X)
+    with pytest.raises(ModelOutputError, match="shape"):
+        TorchAdapter(Flat()).logits(X)
+    # No parameters: nothing to train.
+    assert Capability.TRAINABLE not in TorchAdapter(Broken()).capabilities
+
+
+def test_rejects_non_modules() -> None:
+    with pytest.raises(ModelError, match=r"torch\.nn\.Module"):
+        TorchAdapter(lambda x: x)
+    with pytest.raises(ConfigError, match="batch_size"):
+        TorchAdapter(torch.nn.Linear(2, 2), batch_size=0)
+
+
+# -- torch.export ----------------------------------------------------------------------
+def test_export_round_trip(
+    pt2_file: Path, torch_mlp: Any, cancer_scaled: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = cancer_scaled
+    module = load_torch_export(pt2_file)
+    model = TorchAdapter(module, classes=[0, 1])
+    np.testing.assert_allclose(model.logits(X), _reference(torch_mlp, X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(X), _reference(torch_mlp, X).argmax(axis=1))
+    # An exported module computes gradients but cannot be trained.
+    assert model.capabilities == ALL_BUT_TRAINABLE
+    assert model.loss_gradient(X[:5], y[:5]).shape == (5, 30)
+    with pytest.raises(CapabilityError, match="trainable"):
+        model.require(Capability.TRAINABLE, by="poisoning")
+
+
+def _rewrite(src: Path, dst: Path, replace: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            for suffix, new in replace.items():
+                if info.filename.endswith(suffix):
+                    data = new
+            zout.writestr(info.filename, data)
+    return dst
+
+
+class _Payload:
+    """Unpickling this creates a directory: a harmless stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (self.marker,))
+
+
+def test_pickled_sample_inputs_are_refused_before_they_run(
+    pt2_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "payload-ran"
+    buf = io.BytesIO()
+    torch.save(_Payload(marker), buf)
+    evil = _rewrite(pt2_file, tmp_path / "evil.pt2", {"sample_inputs/model.pt": buf.getvalue()})
+    with pytest.raises(UnsafeArtifactError, match=r"sample inputs .* trust_pickle=True"):
+        load_torch_export(evil)
+    assert not marker.exists()
+    # The threat is real: torch.export.load itself falls back to unrestricted unpickling.
+    with pytest.raises(Exception):  # noqa: B017, PT011 - torch fails after running it
+        torch.export.load(evil)
+    assert marker.exists()
+
+
+def test_pickled_weights_are_listed(pt2_file: Path, tmp_path: Path) -> None:
+    import json
+
+    with zipfile.ZipFile(pt2_file) as zf:
+        name = next(n for n in zf.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(zf.read(name))
+    first = next(iter(config["config"]))
+    config["config"][first]["use_pickle"] = True
+    path = _rewrite(
+        pt2_file, tmp_path / "w.pt2", {"model_weights_config.json": json.dumps(config).encode()}
+    )
+    assert check_pt2_archive(path.read_bytes()) == [f"weight {first!r}: pickled"]
+    with pytest.raises(UnsafeArtifactError, match="pickled"):
+        load_torch_export(path)
+    assert check_pt2_archive(pt2_file.read_bytes()) == []
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    path = tmp_path / "x.pt2"
+    path.write_bytes(b"nope")
+    with pytest.raises(ModelError, match=r"not a torch\.export archive"):
+        load_torch_export(path)
+
+
+# -- factory + safetensors --------------------------------------------------------------
+NETS = textwrap.dedent(
+    """
+    import torch
+
+    def make_mlp(hidden=16):
+        return torch.nn.Sequential(
+            torch.nn.Linear(30, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2)
+        )
+
+    def not_a_module():
+        return 42
+    """
+)
+
+
+@pytest.fixture
+def nets_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "bastion_test_nets.py").write_text(NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "bastion_test_nets"
+
+
+def test_safetensors_round_trip(
+    tmp_path: Path,
+    nets_module: str,
+    torch_mlp: Any,
+    cancer_scaled: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, _ = cancer_scaled
+    weights = tmp_path / "mlp.safetensors"
+    safetensors_torch.save_file(torch_mlp.state_dict(), weights)
+    module = load_torch_safetensors(f"{nets_module}:make_mlp", weights)
+    np.testing.assert_array_equal(TorchAdapter(module).logits(X), _reference(torch_mlp, X))
+
+
+def test_safetensors_mismatches_are_named(tmp_path: Path, nets_module: str, torch_mlp: Any) -> None:
+    state = dict(torch_mlp.state_dict())
+    weights = tmp_path / "w.safetensors"
+    safetensors_torch.save_file(state, weights)
+    with pytest.raises(ModelError, match=r"shape mismatch \['0.bias: file \(16,\) vs model \(8,\)"):
+        load_torch_safetensors(f"{nets_module}:make_mlp", weights, {"hidden": 8})
+    state.pop("2.bias")
+    state["extra"] = torch.zeros(1)
+    safetensors_torch.save_file(state, weights)
+    with pytest.raises(ModelError, match=r"missing keys \['2.bias'\]; unexpected keys \['extra'\]"):
+        load_torch_safetensors(f"{nets_module}:make_mlp", weights)
+
+
+@pytest.mark.parametrize(
+    ("factory", "error", "message"),
+    [
+        ("no_colon", ConfigError, "package.module:function"),
+        ("bastion_no_such_module:f", ConfigError, "cannot import"),
+        ("bastion_test_nets:missing", ConfigError, "no attribute"),
+        ("bastion_test_nets:not_a_module", ModelError, "not a torch.nn.Module"),
+    ],
+)
+def test_bad_factories(
+    tmp_path: Path, nets_module: str, factory: str, error: type[Exception], message: str
+) -> None:
+    weights = tmp_path / "w.safetensors"
+    safetensors_torch.save_file({"a": torch.zeros(1)}, weights)
+    with pytest.raises(error, match=message):
+        load_torch_safetensors(factory, weights)
+
+
+def test_forward_errors_are_model_errors() -> None:
+    model = TorchAdapter(torch.nn.Linear(3, 2))
+    with pytest.raises(ModelError, match=r"failed on a batch of shape \(2, 5\)"):
+        model.predict(np.zeros((2, 5), dtype=np.float32))
