@@ -6,6 +6,7 @@ import csv
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +88,13 @@ class Dataset:
             raise DataError(f"dataset {self.name!r} has no target column declared")
         return self.frame[self.target].to_numpy()
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """sha256 of the file when read from one, else of the frame's values."""
+        """sha256 of the file when read from one, else of the frame's values.
+
+        Computed once: a frame's hash costs a full pass, and the integrity check and the
+        report both read it. Datasets are treated as immutable once built.
+        """
         if self.sha256 is not None:
             return self.sha256
         hashed = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()

@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope
 from bastion.exceptions import ConfigError
+from bastion.threats import OWASP_MODEL_SKEWING
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.validation.checks._common import config_as
@@ -104,7 +105,7 @@ class SlicePerformance(Check):
     category = "validation"
     scope = Scope.MODEL
     severity = Severity.MEDIUM
-    tags = ("ML08",)
+    tags = (OWASP_MODEL_SKEWING,)
     requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT})
     needs_target = True
     Config = SliceConfig
