@@ -37,9 +37,15 @@ class Registry(Generic[T]):
 
     def _load(self) -> None:
         if not self._loaded:
+            # marked first so that a plugin module importing the registry does not recurse;
+            # unmarked again on failure so the next lookup retries and shows the real error
             self._loaded = True
-            for module in self._modules:
-                importlib.import_module(module)
+            try:
+                for module in self._modules:
+                    importlib.import_module(module)
+            except BaseException:
+                self._loaded = False
+                raise
 
     def get(self, plugin_id: str) -> type[T]:
         self._load()
