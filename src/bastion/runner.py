@@ -238,7 +238,8 @@ def _model_skip_reason(check: Check, ctx: CheckContext) -> str | None:
         return "no test dataset configured (set data.test)"
     if check.needs_target and ctx.test.target is None:
         return "the test dataset has no target column (set data.target)"
-    if check.needs_sensitive and not ctx.sensitive_features:
+    own = getattr(check.config, "sensitive_features", None)  # a check may name its own
+    if check.needs_sensitive and not (own or ctx.sensitive_features):
         return "no sensitive features configured (set data.sensitive_features)"
     missing = sorted(c.value for c in check.requires if not ctx.model.has(c))
     if missing:
