@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -11,8 +12,16 @@ from rich.table import Table
 if TYPE_CHECKING:
     from bastion.report import Report
 
-console = Console()
-err_console = Console(stderr=True)
+def _make_console(stderr: bool = False) -> Console:
+    # CI logs are not terminals; rich would then wrap tables at 80 columns and fold names
+    probe = Console(stderr=stderr)
+    if probe.is_terminal or "COLUMNS" in os.environ:
+        return probe
+    return Console(stderr=stderr, width=200)
+
+
+console = _make_console()
+err_console = _make_console(stderr=True)
 
 _STATUS_STYLE = {
     "pass": "green",
