@@ -76,13 +76,15 @@ def test_class_contract(check_id: str) -> None:
     cls = CHECKS.get(check_id)
     assert re.fullmatch(r"[A-Z]{2}\d{3}", cls.id)
     assert re.fullmatch(r"[a-z][a-z0-9_]*", cls.name)
-    assert cls.title and cls.category in ("data", "validation", "fairness")
+    assert cls.title
+    assert cls.category in ("data", "validation", "fairness")
     assert issubclass(cls.Config, CheckConfig)
     assert cls.Config.model_config.get("extra") == "forbid"
     assert isinstance(cls.severity, Severity)
     assert all(TAG.match(t) for t in cls.tags), cls.tags
     module_doc = sys.modules[cls.__module__].__doc__
-    assert module_doc and len(module_doc) > 80, "each check module opens with its rationale"
+    assert module_doc, "each check module opens with its rationale"
+    assert len(module_doc) > 80
     same_name = [c.id for c in CHECKS if c.category == cls.category and c.name == cls.name]
     assert same_name == [cls.id], "policy names are unique per category"
 
@@ -95,7 +97,8 @@ def test_runs_on_tiny_data_validly_and_deterministically(
     first = cls().execute(context(cls, tiny, seed=5))
     second = cls().execute(context(cls, tiny, seed=5))
     assert isinstance(first, Finding)
-    assert first.check_id == cls.id and first.title == cls.title
+    assert first.check_id == cls.id
+    assert first.title == cls.title
     assert first.status is not Status.ERROR, first.message
     assert first.message, "every finding explains itself"
     assert first.subject

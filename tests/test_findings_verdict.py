@@ -12,7 +12,9 @@ from bastion.verdict import apply_waivers, decide
 TODAY = dt.date(2026, 11, 26)
 
 
-def make(check_id: str, status: Status, severity: Severity = Severity.MEDIUM, subject: str = "") -> Finding:
+def make(
+    check_id: str, status: Status, severity: Severity = Severity.MEDIUM, subject: str = ""
+) -> Finding:
     return Finding(check_id, "title", status, severity, subject=subject, message="m")
 
 
@@ -52,9 +54,11 @@ def test_required_check_skipped_or_missing_fails() -> None:
 def test_active_waiver_turns_failure_into_visible_waived_result() -> None:
     waiver = Waiver("FA001", "retraining", "jane", TODAY)
     findings = apply_waivers([make("FA001", Status.FAIL, Severity.HIGH)], [waiver], TODAY)
-    assert findings[0].status is Status.FAIL and findings[0].waiver == waiver
+    assert findings[0].status is Status.FAIL
+    assert findings[0].waiver == waiver
     verdict = decide(findings)
-    assert verdict.passed and verdict.counts["waived"] == 1
+    assert verdict.passed
+    assert verdict.counts["waived"] == 1
 
 
 def test_expired_waiver_does_not_apply() -> None:
@@ -93,5 +97,8 @@ def test_finding_round_trip_and_json_numbers() -> None:
     d = f.to_dict()
     assert d["metrics"] == {"accuracy": 0.5, "nan": None, "n": 3}
     back = Finding.from_dict(d)
-    assert back.waiver == f.waiver and back.tags == f.tags and back.status is Status.FAIL
-    assert json_number(float("inf")) is None and json_number(True) == 1
+    assert back.waiver == f.waiver
+    assert back.tags == f.tags
+    assert back.status is Status.FAIL
+    assert json_number(float("inf")) is None
+    assert json_number(True) == 1

@@ -42,7 +42,8 @@ __all__ = [
     "parse_policy",
 ]
 
-REPORT_FORMATS = ("json", "html", "junit", "sarif", "markdown")
+ReportFormat = Literal["json", "html", "junit", "sarif", "markdown"]
+REPORT_FORMATS: tuple[ReportFormat, ...] = ("json", "html", "junit", "sarif", "markdown")
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -156,9 +157,7 @@ class WaiverSpec(_Strict):
 
 
 class ReportSection(_Strict):
-    formats: list[Literal["json", "html", "junit", "sarif", "markdown"]] = Field(
-        default_factory=lambda: list(REPORT_FORMATS)
-    )
+    formats: list[ReportFormat] = Field(default_factory=lambda: list(REPORT_FORMATS))
     allow_raw_rows: bool = False
 
 
@@ -390,7 +389,8 @@ def _expected(field: FieldInfo) -> str | None:
     base = _describe_type(field.annotation)
     if base is None:
         return None
-    lo = hi = None
+    lo: Any = None
+    hi: Any = None
     lo_strict = hi_strict = False
     for meta in field.metadata:
         if isinstance(meta, annotated_types.Ge):

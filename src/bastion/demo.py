@@ -75,10 +75,13 @@ def _write_project(folder: Path, scenario: _Scenario) -> Path:
     features = [c for c in scenario.train.columns if c not in _non_model_columns(scenario)]
     policy["model"] = _export(scenario.model, folder / "model.onnx", features, "model")
     if scenario.baseline is not None:
-        policy["baseline"] = _export(scenario.baseline, folder / "champion.onnx", features, "champion")
+        policy["baseline"] = _export(
+            scenario.baseline, folder / "champion.onnx", features, "champion"
+        )
     path = folder / "bastion.yaml"
     path.write_text(
-        f"# written by 'bastion demo': {scenario.title}\n" + yaml.safe_dump(policy, sort_keys=False),
+        f"# written by 'bastion demo': {scenario.title}\n"
+        + yaml.safe_dump(policy, sort_keys=False),
         encoding="utf-8",
     )
     return path
@@ -103,9 +106,7 @@ def _export(model: Any, path: Path, features: list[str], name: str) -> dict[str,
 def _split(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     from sklearn.model_selection import train_test_split
 
-    train, test = train_test_split(
-        frame, test_size=0.3, random_state=SEED, stratify=frame[target]
-    )
+    train, test = train_test_split(frame, test_size=0.3, random_state=SEED, stratify=frame[target])
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 

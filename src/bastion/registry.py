@@ -1,4 +1,4 @@
-"""Registries of plugins (checks now; attacks, detectors, guards and reporters later) by stable id."""
+"""Registries of plugins by stable id: checks now; attacks, detectors, guards later."""
 
 from __future__ import annotations
 

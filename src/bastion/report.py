@@ -134,7 +134,9 @@ class Report:
         )
 
 
-def waiver_entries(waivers: Sequence[Waiver], findings: Sequence[Finding], today: str) -> list[dict[str, Any]]:
+def waiver_entries(
+    waivers: Sequence[Waiver], findings: Sequence[Finding], today: str
+) -> list[dict[str, Any]]:
     """Each declared waiver with whether it is active and the findings it covered."""
     import datetime as dt
 

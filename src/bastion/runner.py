@@ -306,7 +306,9 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
         from bastion.models.remote import RemoteEndpoint
 
         r = spec.remote
-        verify = policy.resolve(r.verify_tls) if isinstance(r.verify_tls, Path) else r.verify_tls
+        verify = (
+            str(policy.resolve(r.verify_tls)) if isinstance(r.verify_tls, Path) else r.verify_tls
+        )
         remote = RemoteEndpoint(
             url=r.url,
             model_name=r.model_name,

@@ -44,7 +44,7 @@ class Verdict:
 def apply_waivers(
     findings: Sequence[Finding], waivers: Iterable[Waiver], today: dt.date
 ) -> list[Finding]:
-    """Attach the first active waiver that covers each ``fail`` finding; expired ones never apply."""
+    """Attach the first active waiver covering each ``fail`` finding; expired ones never apply."""
     active = [w for w in waivers if w.is_active(today)]
     out: list[Finding] = []
     for finding in findings:

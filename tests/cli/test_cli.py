@@ -68,7 +68,9 @@ def test_fail_on_and_format_options(project: Path) -> None:
     out = project / "out"
     assert run(["check", "-c", str(policy), "--out", str(out), "-f", "json"]) == 1
     assert [p.name for p in out.iterdir()] == ["report.json"]
-    code = run(["check", "-c", str(policy), "--out", str(out), "-f", "json", "--fail-on", "critical"])
+    code = run(
+        ["check", "-c", str(policy), "--out", str(out), "-f", "json", "--fail-on", "critical"]
+    )
     report = json.loads((out / "report.json").read_text())
     failing = {f["check_id"] for f in report["findings"] if f["status"] in ("fail", "error")}
     assert "MV001" in failing
@@ -114,7 +116,10 @@ BAD_INPUTS = {
         "sensitive feature 'constant_group' has a single group",
     ),
     "pickle model refused": (
-        lambda p: ((p / "m.pkl").write_bytes(b"\x80\x04K\x01."), edit_policy(p, model={"path": "m.pkl"})),
+        lambda p: (
+            (p / "m.pkl").write_bytes(b"\x80\x04K\x01."),
+            edit_policy(p, model={"path": "m.pkl"}),
+        ),
         "trust_pickle",
     ),
 }
@@ -150,12 +155,14 @@ def test_console_script_hides_tracebacks_unless_debug(tmp_path: Path) -> None:
     policy.write_text("seed: [1\n")
     base = [sys.executable, "-c", "import sys; from bastion.cli.main import run; sys.exit(run())"]
     plain = subprocess.run([*base, "check", "-c", str(policy)], capture_output=True, text=True)
-    assert plain.returncode == 2 and "invalid YAML" in plain.stderr
+    assert plain.returncode == 2
+    assert "invalid YAML" in plain.stderr
     assert "Traceback" not in plain.stderr
     debug = subprocess.run(
         [*base, "--debug", "check", "-c", str(policy)], capture_output=True, text=True
     )
-    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.returncode == 2
+    assert "Traceback" in debug.stderr
 
 
 def test_data_profile_and_validate(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -163,7 +170,16 @@ def test_data_profile_and_validate(project: Path, capsys: pytest.CaptureFixture[
     assert run(["data", "profile", str(project / "data" / "test.csv"), "--json", str(summary)]) == 0
     assert "mean_radius" in capsys.readouterr().out
     assert "mean_radius" in json.loads(summary.read_text())["columns"]
-    code = run(["data", "validate", str(project / "data" / "test.csv"), "-c", str(project / "bastion.yaml")])
+    code = run(
+        [
+            "data",
+            "validate",
+            str(project / "data" / "test.csv"),
+            "-c",
+            str(project / "bastion.yaml"),
+        ]
+    )
     assert code in (0, 1)
     out = capsys.readouterr().out
-    assert "DQ002" in out and "MV001" not in out
+    assert "DQ002" in out
+    assert "MV001" not in out

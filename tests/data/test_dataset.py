@@ -71,11 +71,11 @@ def test_non_features_are_not_model_inputs() -> None:
 
 
 def test_schema_inference() -> None:
-    frame = pd.DataFrame(
-        {"age": [30, 40, 50], "bmi": [20.5, 30.1, np.nan], "sex": ["F", "M", "F"]}
-    )
+    frame = pd.DataFrame({"age": [30, 40, 50], "bmi": [20.5, 30.1, np.nan], "sex": ["F", "M", "F"]})
     schema = FeatureSchema.infer(frame)
     assert schema.inferred
-    assert schema["age"].kind is ColumnKind.INTEGER and schema["age"].min == 30
-    assert schema["bmi"].kind is ColumnKind.NUMERIC and schema["bmi"].nullable
+    assert schema["age"].kind is ColumnKind.INTEGER
+    assert schema["age"].min == 30
+    assert schema["bmi"].kind is ColumnKind.NUMERIC
+    assert schema["bmi"].nullable
     assert schema["sex"].categories == ("F", "M")

@@ -40,10 +40,10 @@ class EstimatorAdapter(ModelAdapter):
         self.estimator = estimator
         self.proba_map = proba_map
 
-    def _predict(self, X: ArrayLike) -> np.ndarray:  # noqa: N803
+    def _predict(self, X: ArrayLike) -> np.ndarray:
         return np.asarray(self.estimator.predict(X))
 
-    def _predict_proba(self, X: ArrayLike) -> np.ndarray:  # noqa: N803
+    def _predict_proba(self, X: ArrayLike) -> np.ndarray:
         proba = np.asarray(self.estimator.predict_proba(X))
         return proba if self.proba_map is None else self.proba_map(proba)
 

@@ -12,6 +12,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from bastion.report import Report
 
+
 def _make_console(stderr: bool = False) -> Console:
     # CI logs are not terminals; rich would then wrap tables at 80 columns and fold names
     probe = Console(stderr=stderr)

@@ -20,8 +20,10 @@ def write_starter_policy(path: Path, *, force: bool = False) -> None:
         raise ConfigError(f"{path}: already exists (use --force to overwrite)")
     text = resources.files("bastion").joinpath("templates/bastion.yaml").read_text("utf-8")
     path.write_text(text, encoding="utf-8")
-    console.print(f"wrote {path}: edit data.train, data.test and model.path, then run "
-                  f"'bastion check -c {path}'")
+    console.print(
+        f"wrote {path}: edit data.train, data.test and model.path, then run "
+        f"'bastion check -c {path}'"
+    )
 
 
 def run_check(
@@ -75,12 +77,12 @@ def profile_file(file: Path, json_out: Path | None) -> None:
     profile = Profile.from_frame(ds.frame)
     summary = profile.summary()
     table = Table(title=f"{file} ({profile.n_rows} rows, sha256 {ds.content_hash[:12]})")
-    for col in ("column", "kind", "nulls", "min", "max", "mean", "std", "distinct", "top"):
-        table.add_column(col, overflow="fold")
-    for name, col in profile.columns.items():
+    for header in ("column", "kind", "nulls", "min", "max", "mean", "std", "distinct", "top"):
+        table.add_column(header, overflow="fold")
+    for column, col in profile.columns.items():
         top = ", ".join(f"{v} ({n})" for v, n in col.top(3)) if col.kind != "numeric" else ""
         table.add_row(
-            name,
+            column,
             col.kind,
             f"{col.null_count}",
             _fmt(col.min),

@@ -85,9 +85,9 @@ def init(
 
 @app.command()
 def check(
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="The policy file.")
-    ] = Path("bastion.yaml"),
+    config: Annotated[Path, typer.Option("--config", "-c", help="The policy file.")] = Path(
+        "bastion.yaml"
+    ),
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports.")] = Path(
         "bastion-report"
     ),
@@ -151,9 +151,9 @@ def data_profile(
 @data_app.command("validate")
 def data_validate(
     files: Annotated[list[Path], typer.Argument(help="CSV or Parquet files to validate.")],
-    config: Annotated[
-        Path, typer.Option("--config", "-c", help="The policy file.")
-    ] = Path("bastion.yaml"),
+    config: Annotated[Path, typer.Option("--config", "-c", help="The policy file.")] = Path(
+        "bastion.yaml"
+    ),
     fail_on: Annotated[FailOn | None, typer.Option("--fail-on")] = None,
 ) -> None:
     """Run the policy's data-quality checks on each file (exit 1 when any fails)."""

@@ -188,9 +188,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     import pyarrow.csv as pacsv
 
     try:
-        table = pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
-        )
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     except pa.ArrowInvalid as err:
         text = str(err)
         if "Empty CSV file" in text:
@@ -203,7 +201,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         _raise_if_not_utf8(path)
     if table.num_rows == 0:
         raise EmptyDataError(f"{path}: CSV file has a header but no rows")
-    return table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def _raise_if_not_utf8(path: Path) -> None:
@@ -227,8 +226,5 @@ def _ragged_detail(path: Path) -> str | None:
         width = len(header)
         for row in reader:
             if row and len(row) != width:
-                return (
-                    f"line {reader.line_num} has {len(row)} fields, "
-                    f"the header has {width}"
-                )
+                return f"line {reader.line_num} has {len(row)} fields, the header has {width}"
     return None

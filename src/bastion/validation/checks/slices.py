@@ -31,9 +31,9 @@ from pydantic import Field, field_validator
 
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope
 from bastion.exceptions import ConfigError
-from bastion.threats import OWASP_MODEL_SKEWING
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
+from bastion.threats import OWASP_MODEL_SKEWING
 from bastion.validation.checks._common import config_as
 from bastion.validation.metrics import (
     HIGHER_IS_BETTER,
