@@ -167,6 +167,7 @@ def _diabetes() -> _Scenario:
     frame = load_diabetes(as_frame=True, scaled=False).frame
     progression = frame.pop("target")
     frame["high_progression"] = (progression > progression.median()).astype(int)
+    frame["sex"] = frame["sex"].astype(int)
     # sex is coded 1/2 in the raw data; the age band is derived for fairness only
     frame["age_band"] = pd.cut(
         frame["age"], bins=[0, 39, 59, 200], labels=["<40", "40-59", "60+"]
