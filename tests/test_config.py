@@ -111,3 +111,16 @@ def test_severity_override_and_waiver_parsing() -> None:
     dup = next(c for c in policy.enabled_checks() if c.id == "DQ005")
     assert dup.effective_severity is Severity.CRITICAL
     assert policy.waivers[0].expires == dt.date(2027, 1, 31)
+
+
+def test_readme_documents_every_check_and_option() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")
+    }
+    for cls in CHECKS:
+        row = rows.get(cls.id, "")
+        assert f"`{cls.category}.{cls.name}`" in row, cls.id
+        for option in cls.Config.model_fields:
+            if option not in ("enabled", "severity"):
+                assert f"`{option}` [" in row, f"{cls.id}.{option} missing from README"
