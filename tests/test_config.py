@@ -124,3 +124,13 @@ def test_readme_documents_every_check_and_option() -> None:
         for option in cls.Config.model_fields:
             if option not in ("enabled", "severity"):
                 assert f"`{option}` [" in row, f"{cls.id}.{option} missing from README"
+
+
+def test_policy_model_formats_are_the_loaders() -> None:
+    import typing
+
+    from bastion.config import ModelSpec
+    from bastion.models.loading import LOADABLE_FORMATS
+
+    declared = set(typing.get_args(ModelSpec.model_fields["format"].annotation))
+    assert declared == {"auto", "joblib", *LOADABLE_FORMATS}

@@ -46,9 +46,19 @@ def test_required_check_skipped_or_missing_fails() -> None:
     findings = [make("DQ001", Status.SKIPPED), make("DQ002", Status.PASS)]
     verdict = decide(findings, required=["DQ001", "DQ002", "MV001"])
     assert not verdict.passed
-    assert any("DQ001 is required" in r for r in verdict.reasons)
-    assert any("MV001 is required" in r for r in verdict.reasons)
+    assert any("DQ001 is required but was skipped" in r for r in verdict.reasons)
+    assert any("MV001 is required but did not run" in r for r in verdict.reasons)
     assert not any("DQ002" in r for r in verdict.reasons)
+
+
+def test_required_check_skipped_on_one_subject_fails() -> None:
+    findings = [
+        make("DQ008", Status.PASS, subject="dataset:train"),
+        make("DQ008", Status.SKIPPED, subject="dataset:test"),
+    ]
+    verdict = decide(findings, required=["DQ008"])
+    assert not verdict.passed
+    assert verdict.reasons == ("DQ008 is required but was skipped on dataset:test: m",)
 
 
 def test_active_waiver_turns_failure_into_visible_waived_result() -> None:

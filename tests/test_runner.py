@@ -178,3 +178,64 @@ def test_model_checks_skip_without_a_model(split: tuple[pd.DataFrame, pd.DataFra
     assert "no model" in mv.message
     assert not report.passed
     assert any("MV001 is required" in r for r in report.verdict.reasons)
+
+
+def test_probabilities_outside_0_1_raise(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = datasets(split)
+    bad = CallableAdapter(
+        predict=lambda X: np.zeros(len(X), dtype=int),
+        predict_proba=lambda X: np.tile([1.5, -0.5], (len(X), 1)),
+        classes=[0, 1],
+        name="scores-not-probabilities",
+    )
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=test, model=bad, from_policy=False)
+    with pytest.raises(ModelOutputError, match=r"outside \[0, 1\] \(min -0.5, max 1.5\)"):
+        run_gate(policy, inputs=inputs)
+
+
+def test_check_level_sensitive_feature_is_validated_up_front(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = datasets(split)
+    policy = parse_policy(
+        {**POLICY, "checks": {"fairness": {"demographic_parity": {"sensitive_features": ["x"]}}}}
+    )
+    with pytest.raises(DataError, match="sensitive feature 'x' not found"):
+        load_inputs(policy, train=train, test=test, from_policy=False)
+
+
+def test_datasets_must_have_different_names(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, test = split
+    policy = parse_policy(POLICY)
+    with pytest.raises(DataError, match="both named 'data'"):
+        load_inputs(
+            policy,
+            train=Dataset.from_frame(train, target="target"),
+            test=Dataset.from_frame(test, target="target"),
+            from_policy=False,
+        )
+
+
+def test_report_profiles_suppress_rare_category_values(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    # an email column is a raw row in disguise: no value may reach any report format
+    train, test = split
+    train = train.assign(email=[f"person{i}@corp.example" for i in range(len(train))])
+    test = test.assign(email=[f"other{i}@corp.example" for i in range(len(test))])
+    kw = {"target": "target", "non_features": ["email", "group"]}
+    policy = parse_policy({"data": {"target": "target"}})
+    inputs = load_inputs(
+        policy,
+        train=Dataset.from_frame(train, name="train", **kw),
+        test=Dataset.from_frame(test, name="test", **kw),
+        from_policy=False,
+    )
+    report = run_gate(policy, inputs=inputs, today=TODAY)
+    from bastion.reporting.writers import FORMATS, render
+
+    for fmt in FORMATS:
+        assert "@corp.example" not in render(report, fmt), fmt
+    groups = report.profiles["train"]["columns"]["group"]["top"]
+    assert {g["value"] for g in groups} == {"a", "b"}  # common categories stay visible

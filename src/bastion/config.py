@@ -117,18 +117,23 @@ class RemoteSpec(_Strict):
     version: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     token_env: str | None = None  # name of the environment variable holding a bearer token
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"  # "" sends the bare token (e.g. for an X-API-Key header)
     verify_tls: bool | Path = True
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retries: Annotated[int, Field(ge=0, le=20)] = 3
     backoff_s: Annotated[float, Field(ge=0)] = 0.2
+    input_name: str = "input-0"
+    datatype: Literal["FP32", "FP64"] | None = None
 
 
 class ModelSpec(_Strict):
     """A model file (or endpoint) and how to load it."""
 
     path: Path | None = None
+    # the loader's formats (bastion.models.loading.LOADABLE_FORMATS); joblib is pickle
     format: Literal[
-        "auto", "onnx", "torch-export", "torch-safetensors", "pickle", "joblib", "remote"
+        "auto", "onnx", "torch-export", "safetensors", "pickle", "joblib", "torch-pickle"
     ] = "auto"
     name: str | None = None
     trust_pickle: bool = False
@@ -159,12 +164,15 @@ class WaiverSpec(_Strict):
 class ReportSection(_Strict):
     formats: list[ReportFormat] = Field(default_factory=lambda: list(REPORT_FORMATS))
     allow_raw_rows: bool = False
+    # category values seen fewer times are not named in report profiles (small-cell
+    # suppression: a value seen once is a raw row); ignored when raw rows are allowed
+    min_category_count: Annotated[int, Field(ge=1)] = 5
 
 
 class ChecksSection(_Strict):
-    data: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    validation: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    fairness: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    data: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    validation: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    fairness: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
 
 
 class PolicyModel(_Strict):
@@ -236,10 +244,14 @@ def load_policy(path: str | Path) -> Policy:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: policy file not found (run 'bastion init' to write one)")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, expected a policy file (bastion.yaml)")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{p}: not UTF-8 text") from err
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot be read ({err.strerror})") from err
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -263,7 +275,7 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
     configs: dict[str, CheckConfig] = {}
     by_name = {(cls.category, cls.name): cls for cls in CHECKS}
     for category in ("data", "validation", "fairness"):
-        section: dict[str, dict[str, Any]] = getattr(model.checks, category)
+        section: dict[str, dict[str, Any] | None] = getattr(model.checks, category)
         for name, raw in section.items():
             cls = by_name.get((category, name))
             if cls is None:
@@ -273,6 +285,7 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
                     f"of: {', '.join(known)}"
                 )
             try:
+                # `completeness:` with no value means "on, with defaults"
                 configs[cls.id] = cls.Config.model_validate(raw if raw is not None else {})
             except ValidationError as err:
                 raise ConfigError(

@@ -51,6 +51,12 @@ class GateInputs:
     def datasets(self) -> list[Dataset]:
         return [d for d in (self.train, self.test) if d is not None]
 
+    def close(self) -> None:
+        """Close the models' connections (a remote endpoint's HTTP client)."""
+        for model in (self.model, self.baseline):
+            if model is not None:
+                model.close()
+
 
 def load_inputs(
     policy: Policy,
@@ -84,10 +90,16 @@ def load_inputs(
     declared = data.feature_schema()
     exclude = tuple(c for c in (reference.target, *reference.non_features) if c)
     schema = declared.merged_over(FeatureSchema.infer(reference.frame, exclude=exclude))
+    if train is not None and test is not None and train.name == test.name:
+        raise DataError(
+            f"train and test datasets are both named {train.name!r}; profiles and findings "
+            f"are keyed by dataset name, so give them different names"
+        )
+    sensitive = _sensitive_columns(policy)
     for ds in (train, test):
         if ds is not None:
             ds.schema = schema
-            _check_sensitive(ds)
+            _check_sensitive(ds, sensitive)
     if from_policy:
         model = model or _load_model(policy, policy.spec.model, "model")
         baseline = baseline or _load_model(policy, policy.spec.baseline, "baseline")
@@ -126,13 +138,28 @@ def run_gate(
         report = run_gate(load_policy("bastion.yaml"))
         sys.exit(report.verdict.exit_code)
     """
+    started = time.perf_counter()
+    if inputs is not None:
+        return _run_loaded(policy, inputs, fail_on, today, progress, categories, started)
+    loaded = load_inputs(policy)
+    try:
+        return _run_loaded(policy, loaded, fail_on, today, progress, categories, started)
+    finally:
+        loaded.close()  # what the runner opened, it closes
+
+
+def _run_loaded(
+    policy: Policy,
+    inputs: GateInputs,
+    fail_on: Severity | None,
+    today: dt.date | None,
+    progress: ProgressFactory | None,
+    categories: Iterable[str] | None,
+    started: float,
+) -> Report:
     from bastion.data.profile import Profile
 
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    inputs = inputs or load_inputs(policy)
-    timings["load_s"] = time.perf_counter() - t0
+    timings: dict[str, float] = {"load_s": time.perf_counter() - started}
 
     t0 = time.perf_counter()
     for ds in inputs.datasets:
@@ -198,7 +225,10 @@ def run_gate(
         environment=environment(),
         timings={k: round(v, 6) for k, v in timings.items()},
         waivers=tuple(waiver_entries(waivers, findings, day.isoformat())),
-        profiles={name: p.summary() for name, p in inputs.profiles.items()},
+        profiles={
+            name: p.summary(1 if allow_raw else policy.spec.report.min_category_count)
+            for name, p in inputs.profiles.items()
+        },
         policy_path=str(policy.path) if policy.path else None,
         raw_rows_allowed=allow_raw,
     )
@@ -315,10 +345,14 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
             version=r.version,
             headers=dict(r.headers),
             auth_token_env=r.token_env,
+            auth_header=r.auth_header,
+            auth_scheme=r.auth_scheme,
             verify_tls=verify,
             timeout_s=r.timeout_s,
             retries=r.retries,
             backoff_s=r.backoff_s,
+            input_name=r.input_name,
+            datatype=r.datatype,
             classes=spec.classes,
         )
     path = policy.resolve(spec.path) if spec.path is not None else None
@@ -336,8 +370,24 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
     )
 
 
-def _check_sensitive(ds: Dataset) -> None:
-    for col in ds.sensitive:
+def _sensitive_columns(policy: Policy) -> list[str]:
+    """``data.sensitive_features`` plus any that an enabled check names for itself."""
+    columns = list(policy.spec.data.sensitive_features)
+    for check in policy.enabled_checks():
+        for col in getattr(check.config, "sensitive_features", None) or ():
+            if col not in columns:
+                columns.append(col)
+    return columns
+
+
+def _check_sensitive(ds: Dataset, columns: Sequence[str]) -> None:
+    """Every sensitive column exists and has at least two groups: a bad input, not a finding."""
+    for col in columns:
+        if col not in ds.frame.columns:
+            raise DataError(
+                f"dataset {ds.name!r}: sensitive feature {col!r} not found; columns are "
+                f"{', '.join(map(str, ds.frame.columns[:20]))}"
+            )
         groups = ds.frame[col].nunique(dropna=False)
         if groups < 2:
             raise DataError(

@@ -69,10 +69,16 @@ def decide(
             reasons.append(f"{f.check_id}{where} errored: {f.message}")
         elif f.status is Status.FAIL and not f.waived and f.severity.at_least(fail_on):
             reasons.append(f"{f.check_id}{where} failed ({f.severity.value}): {f.message}")
-    ran = {f.check_id for f in findings if f.status is not Status.SKIPPED}
+    present = {f.check_id for f in findings}
+    skipped = {f.check_id: f for f in findings if f.status is Status.SKIPPED}
     for check_id in sorted(set(required)):
-        if check_id not in ran:
-            reasons.append(f"{check_id} is required but was skipped or did not run")
+        if check_id not in present:
+            reasons.append(f"{check_id} is required but did not run")
+        elif check_id in skipped:
+            # a required check must run on every subject it applies to
+            f = skipped[check_id]
+            where = f" on {f.subject}" if f.subject else ""
+            reasons.append(f"{check_id} is required but was skipped{where}: {f.message}")
     counts = Counter(f.status.value for f in findings)
     counts["waived"] = sum(1 for f in findings if f.waived)
     return Verdict(

@@ -183,3 +183,29 @@ def test_data_profile_and_validate(project: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "DQ002" in out
     assert "MV001" not in out
+
+
+def test_check_against_a_remote_oip_endpoint(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate judges a deployed model through the Open Inference Protocol, token and all."""
+    from bastion.gateway.oip import create_oip_app, run_in_thread
+    from bastion.models.loading import load_model
+
+    local = load_model(project / "model.onnx")
+    monkeypatch.setenv("BASTION_TEST_TOKEN", "s3cret-token")
+    app = create_oip_app({"diagnosis": local}, api_token="s3cret-token")
+    with run_in_thread(app) as url:
+        remote = {"url": url, "model_name": "diagnosis", "token_env": "BASTION_TEST_TOKEN"}
+        policy = edit_policy(project, model={"remote": remote, "classes": [0, 1]})
+        out = project / "out"
+        code = run(["check", "-c", str(policy), "--out", str(out), "-f", "json"])
+        report = json.loads((out / "report.json").read_text())
+        assert code in (0, 1)
+        assert report["model"]["format"] == "remote-oip"
+        mv = {f["check_id"]: f for f in report["findings"]}["MV001"]
+        assert mv["status"] == "pass"
+        assert mv["metrics"]["accuracy"] > 0.9
+        monkeypatch.setenv("BASTION_TEST_TOKEN", "wrong-token")
+        assert run(["check", "-c", str(policy), "--out", str(project / "out2")]) == 2
+        assert not (project / "out2").exists()

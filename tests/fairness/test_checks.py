@@ -319,13 +319,16 @@ def test_multiclass_needs_a_positive_label(fn_model: Callable[..., ModelAdapter]
     assert finding.metrics["demographic_parity_difference"] == pytest.approx(theirs, abs=1e-12)
 
 
-def test_undefined_ratio_does_not_fail(
+def test_undefined_ratio_fails_closed(
     fn_model: Callable[..., ModelAdapter], make_biased: Builder
 ) -> None:
+    # a model that selects nobody has no defined ratio: the four-fifths rule cannot be shown
+    # to hold, so the gate must not pass it
     test, _ = make_biased()
     nobody = fn_model(lambda x: np.zeros(len(x), dtype=int), classes=[0, 1])
     finding = run("FA004", context(test, nobody))
     assert math.isnan(finding.metrics["demographic_parity_ratio"])  # type: ignore[arg-type]
-    assert finding.status is Status.PASS
-    assert "demographic_parity_ratio undefined" in finding.message
+    assert finding.status is Status.FAIL
+    assert finding.message.startswith("Cannot judge fairness")
+    assert "demographic_parity_ratio undefined so min_ratio 0.8 cannot be shown" in finding.message
     json.dumps(finding.to_dict(), allow_nan=False)

@@ -93,7 +93,7 @@ def test_performance_fail_names_each_violation(
     assert f.metrics["accuracy"] == pytest.approx(np.mean(cancer_test.labels == 1))
 
 
-def test_performance_without_limits_is_info_and_without_proba_warns(
+def test_performance_without_limits_is_info_and_unjudged_limit_fails(
     make_ctx: MakeCtx, cancer_test: Dataset, cancer_model: Any
 ) -> None:
     info = _run(Performance(), make_ctx(cancer_test, cancer_model))
@@ -101,7 +101,7 @@ def test_performance_without_limits_is_info_and_without_proba_warns(
     assert "No limits" in info.message
     ctx = make_ctx(cancer_test, cancer_model, with_proba=False)
     f = _run(Performance(PerformanceConfig(min_roc_auc=0.9)), ctx)
-    assert f.status is Status.WARN
+    assert f.status is Status.FAIL  # fail closed: the limit cannot be shown to hold
     assert "roc_auc" not in f.metrics
     assert "Not judged: roc_auc" in f.message
 
@@ -203,7 +203,7 @@ def test_confusion_matrix_multiclass_fnr_only_with_positive_label(
     named = _run(ConfusionMatrix(cfg), make_ctx(test, model, positive_label=2))
     assert named.metrics["false_negative_rate"] == pytest.approx(1 - named.metrics["recall[2]"])
     unjudged = _run(ConfusionMatrix(cfg), make_ctx(test, model))
-    assert unjudged.status is Status.WARN
+    assert unjudged.status is Status.FAIL
 
 
 # -- MV004 -------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_baseline_comparison_fail_when_significantly_worse(
     assert ll.metrics["ci_low"] > 0
 
 
-def test_baseline_comparison_skipped(
+def test_baseline_comparison_skipped_without_baseline_and_fails_when_unjudgeable(
     make_ctx: MakeCtx, cancer_test: Dataset, cancer_model: Any
 ) -> None:
     f = _run(BaselineComparison(), make_ctx(cancer_test, cancer_model))
@@ -316,7 +316,8 @@ def test_baseline_comparison_skipped(
     assert "baseline" in f.message
     no_proba = make_ctx(cancer_test, cancer_model, baseline=cancer_model, with_proba=False)
     g = _run(BaselineComparison(BaselineComparisonConfig(metric="roc_auc")), no_proba)
-    assert g.status is Status.SKIPPED
+    assert g.status is Status.FAIL
+    assert "Cannot compare" in g.message
     assert "predict_proba" in g.message
     with pytest.raises(ValidationError):
         BaselineComparisonConfig(confidence=1.0)

@@ -106,10 +106,11 @@ def validate_file(file: Path, config: Path, fail_on: str | None) -> int:
 
     policy = load_policy(config)
     data = policy.spec.data
+    # named by file name, so it never shares a name (and a profile) with the reference "train"
     candidate = Dataset.from_file(
         file,
-        name=file.stem,
-        target=data.target if data.target else None,
+        name=file.name,
+        target=(data.test.target if data.test and data.test.target else None) or data.target,
         sensitive=data.sensitive_features,
         non_features=data.non_features,
     )
@@ -120,7 +121,7 @@ def validate_file(file: Path, config: Path, fail_on: str | None) -> int:
         reference = Dataset.from_file(
             policy.resolve(data.train.path),
             name="train",
-            target=data.target,
+            target=data.train.target or data.target,
             sensitive=data.sensitive_features,
             non_features=data.non_features,
         )

@@ -397,9 +397,13 @@ class ColumnProfile:
 
     # ----------------------------------------------------------------- serialisation
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, min_category_count: int = 1) -> dict[str, Any]:
         """JSON-able aggregates for reports: never the sample or other raw rows, except the
-        (at most 10) top categories."""
+        (at most 10) top categories seen at least ``min_category_count`` times.
+
+        Small-cell suppression: a value seen once or twice (an email, a name, an id) is a raw
+        row in disguise, so reports pass ``min_category_count=5`` unless raw rows are allowed.
+        """
         out: dict[str, Any] = {
             "kind": self.kind,
             "count": self.count,
@@ -425,9 +429,12 @@ class ColumnProfile:
             }
             out["quantile_rank_error"] = round(self.quantile_rank_error(), 6)
         else:
-            out["top"] = [{"value": v, "count": c} for v, c in self.top(SUMMARY_TOP)]
+            top = self.top(SUMMARY_TOP)
+            shown = [(v, c) for v, c in top if c >= min_category_count]
+            out["top"] = [{"value": v, "count": c} for v, c in shown]
+            out["top_suppressed"] = len(top) - len(shown)
             out["top_exact"] = self.category_counts is not None
-        out["histogram"] = self._summary_histogram()
+        out["histogram"] = self._summary_histogram(min_category_count)
         return out
 
     def _distinct_exact(self) -> bool:
@@ -436,7 +443,7 @@ class ColumnProfile:
         sketch = self.quantile_sketch
         return sketch is not None and sketch.exact and self.kind == "numeric"
 
-    def _summary_histogram(self) -> dict[str, Any] | None:
+    def _summary_histogram(self, min_category_count: int = 1) -> dict[str, Any] | None:
         hist = self.histogram
         if hist is not None:
             body: dict[str, Any] = {
@@ -450,7 +457,7 @@ class ColumnProfile:
                 # at most 10 category names leave the profile; the rest are summed
                 cats = hist.categories or ()
                 order = sorted(range(len(cats)), key=lambda i: (-int(hist.counts[i]), cats[i]))
-                shown = order[:SUMMARY_TOP]
+                shown = [i for i in order[:SUMMARY_TOP] if hist.counts[i] >= min_category_count]
                 counts = [int(hist.counts[i]) for i in shown]
                 body["categories"] = [cats[i] for i in shown]
                 body["counts"] = counts
@@ -851,16 +858,18 @@ class Profile:
 
     # ----------------------------------------------------------------- output
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, min_category_count: int = 1) -> dict[str, Any]:
         """JSON-able aggregates for reports: per column kind, count, nulls, min, max, mean,
-        std, quantiles, distinct count, top categories (at most 10) and a histogram (the
-        reference bins' counts, else decile-edged counts from the sample, marked with
-        ``source``). Never the sample or other raw rows."""
+        std, quantiles, distinct count, top categories (at most 10, each seen at least
+        ``min_category_count`` times) and a histogram (the reference bins' counts, else
+        decile-edged counts from the sample, marked with ``source``). Never the sample."""
         return {
             "n_rows": self.n_rows,
             "window_start": self.window_start,
             "window_end": self.window_end,
-            "columns": {name: col.summary() for name, col in self.columns.items()},
+            "columns": {
+                name: col.summary(min_category_count) for name, col in self.columns.items()
+            },
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from bastion.exceptions import CapabilityError, ModelOutputError
 __all__ = ["ArrayLike", "Capability", "ModelAdapter", "ModelInfo"]
 
 ArrayLike = np.ndarray | pd.DataFrame
+_PROBA_TOLERANCE = 1e-5
 
 
 class Capability(StrEnum):
@@ -136,6 +137,12 @@ class ModelAdapter(ABC):
                 f"model {self.info.name!r}: predict_proba returned NaN or infinite values "
                 f"in {bad} of {n} rows"
             )
+        # float32 runtimes (ONNX) round a little past the ends; anything more is not a probability
+        if out.size and (out.min() < -_PROBA_TOLERANCE or out.max() > 1 + _PROBA_TOLERANCE):
+            raise ModelOutputError(
+                f"model {self.info.name!r}: predict_proba returned values outside [0, 1] "
+                f"(min {out.min():.6g}, max {out.max():.6g})"
+            )
         return out
 
     def logits(self, X: ArrayLike) -> np.ndarray:
@@ -149,6 +156,9 @@ class ModelAdapter(ABC):
         raise CapabilityError(
             f"model {self.info.name!r} declares loss_gradient but lacks the method"
         )
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most adapters hold nothing
+        """Release connections or sessions; adapters that hold some override this."""
 
     def reset_counter(self) -> None:
         with self._lock:

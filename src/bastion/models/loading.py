@@ -35,7 +35,7 @@ PICKLE_REFUSED = (
     "{path!r} is a {fmt} file: loading it would run any code it contains. Bastion refuses "
     "pickle-based files by default. Convert the model to ONNX, torch.export (.pt2) or "
     "safetensors, or, if you trust where the file came from, pass trust_pickle=True "
-    "(CLI: --trust-pickle); the report will record that override."
+    "(in bastion.yaml: model.trust_pickle: true); the report records that override."
 )
 _log = logging.getLogger(__name__)
 

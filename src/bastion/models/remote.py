@@ -344,9 +344,14 @@ class RemoteAdapter(ModelAdapter):
         return headers
 
     def _scrub(self, text: str) -> str:
+        """Remove the token and any URL credentials from text that reaches an error message."""
         env = self.endpoint.auth_token_env
         token = os.environ.get(env) if env else None
-        return text.replace(token, "***") if token else text
+        if token:
+            text = text.replace(token, "***")
+        if self._base != self._safe_base:
+            text = text.replace(self._base, self._safe_base)
+        return text
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
         """Send one request with retries; return the decoded JSON object."""
@@ -393,4 +398,5 @@ class RemoteAdapter(ModelAdapter):
             text = str(body.get("error", body)) if isinstance(body, dict) else str(body)
         except ValueError:
             text = response.text
-        return self._scrub(text[:300])
+        # scrub before truncating, so a token that crosses the cut cannot leak in part
+        return self._scrub(text)[:300]

@@ -387,7 +387,7 @@ def load_torch_export(path: str | os.PathLike[str], *, trust_pickle: bool = Fals
         raise UnsafeArtifactError(
             f"torch.export archive {str(p)!r} would unpickle arbitrary objects: "
             f"{'; '.join(unsafe[:5])}. Re-export it with plain tensors, or pass "
-            "trust_pickle=True (CLI: --trust-pickle) if you trust its origin"
+            "trust_pickle=True (in bastion.yaml: model.trust_pickle: true) if you trust its origin"
         )
     try:
         return torch.export.load(io.BytesIO(data)).module()

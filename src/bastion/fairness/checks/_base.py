@@ -81,9 +81,13 @@ class Limit:
     value: float
 
     def violated(self, measured: float) -> bool:
-        """True when the limit is broken; an undefined (NaN) metric breaks nothing."""
+        """True when the limit is broken or cannot be judged.
+
+        An undefined (NaN) metric, e.g. a ratio when no group is ever selected, cannot show
+        that the limit holds, so the gate fails closed on it.
+        """
         if math.isnan(measured):
-            return False
+            return True
         return measured > self.value if self.kind == "max" else measured < self.value
 
 
@@ -238,11 +242,14 @@ class FairnessCheck(Check):
             ci = intervals.get(limit.metric)
             if ci is not None and not math.isnan(ci.low):
                 text += f" ({ci.confidence:.0%} CI [{ci.low:.4f}, {ci.high:.4f}])"
-            if limit in broken:
+            if limit in broken and math.isnan(value):
+                text += f" so {limit.option} {limit.value:g} cannot be shown to hold"
+            elif limit in broken:
                 word = "above" if limit.kind == "max" else "below"
                 text += f" is {word} {limit.option} {limit.value:g}"
             parts.append(text)
-        verdict = "Unfair" if broken else "Within limits"
+        undefined = any(math.isnan(measured[lim.metric]) for lim in broken)
+        verdict = "Cannot judge fairness" if undefined else "Unfair" if broken else "Within limits"
         message = f"{verdict} across {gm.n_groups} groups of {over}: " + "; ".join(parts) + "."
         spans = []
         for rate in self.rates:

@@ -22,6 +22,7 @@ Metrics
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 from pydantic import Field, field_validator
@@ -92,7 +93,13 @@ class BaselineComparison(Check):
                     if cfg.metric in PROBA_METRICS and pred.proba is None
                     else "it is undefined on this test set"
                 )
-                return self.skip(ctx, f"Metric {cfg.metric!r} unavailable for the {which}: {why}.")
+                # a comparison the policy asked for but nobody can make fails closed
+                return self.finding(
+                    ctx,
+                    Status.FAIL,
+                    f"Cannot compare with the baseline: metric {cfg.metric!r} is unavailable "
+                    f"for the {which} ({why}).",
+                )
         res = paired_bootstrap(
             new,
             base,
@@ -102,10 +109,13 @@ class BaselineComparison(Check):
             random_state=ctx.rng(self.id),
         )
         higher = HIGHER_IS_BETTER[cfg.metric]
-        worse = res.ci_high < -cfg.margin if higher else res.ci_low > cfg.margin
+        undefined = math.isnan(res.ci_low) or math.isnan(res.ci_high)
+        worse = undefined or (res.ci_high < -cfg.margin if higher else res.ci_low > cfg.margin)
         pct = f"{cfg.confidence:.0%}"
         ci = f"{pct} CI [{res.ci_low:.4f}, {res.ci_high:.4f}]"
-        if worse:
+        if undefined:
+            verdict = "no confidence interval could be computed, so not shown to be no worse"
+        elif worse:
             bound = (
                 f"upper bound < -margin {cfg.margin:g}"
                 if higher

@@ -129,8 +129,7 @@ class ConfusionMatrix(Check):
             status, message = Status.PASS, f"Info only (no limits configured): {summary}."
         if unjudged:
             message += " Not judged: " + "; ".join(unjudged) + "."
-            if status is Status.PASS:
-                status = Status.WARN
+            status = Status.FAIL  # a configured limit that cannot be checked fails closed
         evidence = {
             "labels": [json_label(label) for label in labels],
             "matrix": matrix.astype(int).tolist(),

@@ -13,7 +13,7 @@ Metrics
     Every metric :func:`~bastion.validation.metrics.compute_metrics` returns (binary problems
     use the positive label; multiclass problems macro averages and one-vs-rest ROC-AUC).
     Probability metrics are absent for models without ``predict_proba``; a limit on an absent
-    metric is reported as not judged and turns the finding into a warning.
+    metric cannot be shown to hold, so it is reported as not judged and fails (fail closed).
 """
 
 from __future__ import annotations
@@ -109,6 +109,5 @@ class Performance(Check):
                 "predict_proba or the metric is undefined on this test set)."
             )
             message += note
-            if status is Status.PASS:
-                status = Status.WARN
+            status = Status.FAIL  # a limit nobody can check must not pass the gate
         return self.finding(ctx, status, message, metrics=metrics, threshold=threshold)
