@@ -22,11 +22,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from bastion.exceptions import ConfigError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.registry import Registry
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from bastion.models.base import ModelAdapter
     from bastion.models.predictions import Predictions
 
-__all__ = ["CHECKS", "Check", "CheckConfig", "CheckContext", "Scope"]
+__all__ = ["CHECKS", "Check", "CheckConfig", "CheckContext", "Scope", "config_as"]
 
 Category = Literal["data", "validation", "fairness"]
 
@@ -56,6 +57,18 @@ class CheckConfig(BaseModel):
 
     enabled: bool = True
     severity: Severity | None = None  # overrides the check's default severity
+
+
+C = TypeVar("C", bound=CheckConfig)
+
+
+def config_as(config: CheckConfig, cls: type[C]) -> C:
+    """``config`` as the check's own config class (a bare ``CheckConfig`` is upgraded)."""
+    if isinstance(config, cls):
+        return config
+    if type(config) is CheckConfig:
+        return cls.model_validate(config.model_dump(exclude_unset=True))
+    raise ConfigError(f"config must be a {cls.__qualname__}; received {type(config).__qualname__}")
 
 
 @dataclass
@@ -114,7 +127,7 @@ class Check(ABC):
     Config: ClassVar[type[CheckConfig]] = CheckConfig
 
     def __init__(self, config: CheckConfig | None = None) -> None:
-        self.config = config if config is not None else self.Config()
+        self.config = config_as(config, self.Config) if config is not None else self.Config()
 
     @abstractmethod
     def run(self, ctx: CheckContext) -> Finding:

@@ -26,6 +26,7 @@ from bastion.exceptions import ConfigError, DataError
 from bastion.findings import Finding, Severity
 from bastion.models.base import ModelAdapter
 from bastion.report import DatasetRef, Report, waiver_entries
+from bastion.reporting.writers import redact
 from bastion.verdict import apply_waivers, decide
 
 if TYPE_CHECKING:
@@ -202,7 +203,6 @@ def _run_loaded(
     timings["checks_s"] = time.perf_counter() - t0
 
     allow_raw = policy.spec.report.allow_raw_rows
-    findings = [_redact(f, allow_raw) for f in findings]
     day = today or dt.datetime.now(dt.UTC).date()
     waivers = policy.waivers
     findings = apply_waivers(findings, waivers, day)
@@ -212,7 +212,7 @@ def _run_loaded(
         required=required,
     )
     timings["total_s"] = time.perf_counter() - started
-    return Report(
+    report = Report(
         project=policy.project,
         findings=tuple(findings),
         verdict=verdict,
@@ -232,6 +232,8 @@ def _run_loaded(
         policy_path=str(policy.path) if policy.path else None,
         raw_rows_allowed=allow_raw,
     )
+    # the same redaction every writer applies, so a library caller never holds raw rows
+    return redact(report)
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -401,15 +403,6 @@ def _has_target(ds: Dataset | None) -> bool:
 
 
 # -- report parts -----------------------------------------------------------------------------
-
-
-def _redact(finding: Finding, allow_raw_rows: bool) -> Finding:
-    """Drop raw data rows from evidence unless the policy allows them."""
-    if allow_raw_rows or "samples" not in finding.evidence:
-        return finding
-    evidence = {k: v for k, v in finding.evidence.items() if k != "samples"}
-    evidence["samples_redacted"] = True
-    return finding.with_updates(evidence=evidence)
 
 
 def _dataset_ref(ds: Dataset) -> DatasetRef:

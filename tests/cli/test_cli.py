@@ -80,7 +80,8 @@ def test_fail_on_and_format_options(project: Path) -> None:
 def test_github_step_summary(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     summary = project / "step_summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    run(["check", "-c", str(project / "bastion.yaml"), "--out", str(project / "out")])
+    # written even when summary.md is not among the requested formats
+    run(["check", "-c", str(project / "bastion.yaml"), "--out", str(project / "out"), "-f", "json"])
     assert "breast-cancer-diagnosis" in summary.read_text()
 
 

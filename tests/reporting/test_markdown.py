@@ -18,7 +18,7 @@ def test_summary_has_verdict_counts_table_reasons_and_waivers() -> None:
     assert "| check | subject | status | severity | message |" in text
     assert "| `MV001` Accuracy | `model` | fail | high |" in text
     assert "| `DQ005` Duplicate rows | `dataset:train` | fail (waived) | medium |" in text
-    assert "- DQ009 is required but was skipped or did not run" in text
+    assert "- DQ009 is required but did not run" in text
     assert "### Waivers" in text
     assert "by data-team until 2030-01-31 (active)" in text
     rows = [line for line in text.splitlines() if line.startswith("| `")]

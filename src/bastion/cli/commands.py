@@ -6,10 +6,14 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bastion.cli._console import ProgressBar, console, err_console, findings_table, verdict_line
 from bastion.exceptions import ConfigError
 from bastion.findings import Severity
+
+if TYPE_CHECKING:
+    from bastion.report import Report
 
 __all__ = ["profile_file", "run_check", "validate_file", "write_starter_policy"]
 
@@ -52,17 +56,20 @@ def run_check(
     for reason in report.verdict.reasons:
         console.print(f"  - {reason}", markup=False)
     console.print(f"reports: {', '.join(str(p) for p in written.values())}", markup=False)
-    _append_step_summary(written.get("markdown"))
+    _append_step_summary(report)
     return report.verdict.exit_code
 
 
-def _append_step_summary(markdown: Path | None) -> None:
-    """Append summary.md to the CI job summary where the CI provides one (GitHub Actions)."""
+def _append_step_summary(report: Report) -> None:
+    """Append the Markdown summary to the CI job summary where the CI provides one (GitHub
+    Actions), whether or not summary.md was among the formats written."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not target or markdown is None:
+    if not target:
         return
+    from bastion.reporting.writers import render
+
     with Path(target).open("a", encoding="utf-8") as fh:
-        fh.write(markdown.read_text(encoding="utf-8"))
+        fh.write(render(report, "markdown"))
         fh.write("\n")
 
 

@@ -14,19 +14,9 @@ import pandas as pd
 
 from bastion.data.schema import FeatureSchema
 from bastion.exceptions import DataError, EmptyDataError
+from bastion.models.formats import sha256_file  # one hashing path for data and model files
 
 __all__ = ["Dataset", "sha256_file"]
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(eq=False)

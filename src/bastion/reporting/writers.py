@@ -155,7 +155,10 @@ def redact(report: Report) -> Report:
     if report.raw_rows_allowed or not any("samples" in f.evidence for f in report.findings):
         return report
     findings = tuple(
-        f.with_updates(evidence={k: v for k, v in f.evidence.items() if k != "samples"})
+        f.with_updates(
+            evidence={k: v for k, v in f.evidence.items() if k != "samples"}
+            | {"samples_redacted": True}
+        )
         if "samples" in f.evidence
         else f
         for f in report.findings

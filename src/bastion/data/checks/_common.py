@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from bastion.checks import Check, CheckConfig, CheckContext
+from bastion.checks import Check, CheckConfig, CheckContext, config_as
 from bastion.data.dataset import Dataset
 from bastion.data.sketches import hash_float64
 
@@ -183,9 +183,7 @@ def hash_candidates(hashes: np.ndarray) -> np.ndarray:
 
 def config_of(check: Check, cls: type[C]) -> C:
     """The check's config as its own ``Config`` class (a base ``CheckConfig`` is upgraded)."""
-    if isinstance(check.config, cls):
-        return check.config
-    return cls.model_validate(check.config.model_dump(exclude_unset=True))
+    return config_as(check.config, cls)
 
 
 def jsonable(value: object) -> object:

@@ -18,20 +18,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bastion.checks import Check, CheckConfig, CheckContext, Scope
-from bastion.exceptions import ConfigError, DataError
+from bastion.checks import Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.exceptions import DataError
 from bastion.fairness.metrics import ConfidenceInterval, GroupMetrics, group_metrics
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 
 __all__ = ["BootstrapConfig", "FairnessCheck", "FairnessConfig", "Limit"]
 
-C = TypeVar("C", bound=CheckConfig)
 
 MISSING_COLUMNS = (
     "sensitive feature column(s) {missing} not found in test dataset {dataset!r}; "
@@ -89,15 +88,6 @@ class Limit:
         if math.isnan(measured):
             return True
         return measured > self.value if self.kind == "max" else measured < self.value
-
-
-def config_as(config: CheckConfig, cls: type[C]) -> C:
-    """``config`` as the check's own config class (a bare ``CheckConfig`` gets the defaults)."""
-    if isinstance(config, cls):
-        return config
-    if type(config) is CheckConfig:
-        return cls.model_validate(config.model_dump())
-    raise ConfigError(f"config must be a {cls.__qualname__}; received {type(config).__qualname__}")
 
 
 _RATE_LABELS = {

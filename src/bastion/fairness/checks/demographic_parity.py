@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bastion.checks import CHECKS
-from bastion.fairness.checks._base import FairnessCheck, FairnessConfig, Limit, config_as
+from bastion.checks import CHECKS, config_as
+from bastion.fairness.checks._base import FairnessCheck, FairnessConfig, Limit
 from bastion.fairness.metrics import GroupMetrics
 
 __all__ = ["DemographicParity", "DemographicParityConfig"]

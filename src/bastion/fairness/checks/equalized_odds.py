@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from bastion.checks import CHECKS
-from bastion.fairness.checks._base import FairnessCheck, FairnessConfig, Limit, config_as
+from bastion.checks import CHECKS, config_as
+from bastion.fairness.checks._base import FairnessCheck, FairnessConfig, Limit
 from bastion.fairness.metrics import GroupMetrics
 
 __all__ = ["EqualizedOdds", "EqualizedOddsConfig"]

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from bastion.checks import CheckConfig
-from bastion.exceptions import ConfigError
+from bastion.checks import config_as
 
-C = TypeVar("C", bound=CheckConfig)
-
-
-def config_as(config: CheckConfig, cls: type[C]) -> C:
-    """``config`` as the check's own config class (a bare ``CheckConfig`` gets the defaults)."""
-    if isinstance(config, cls):
-        return config
-    if type(config) is CheckConfig:
-        return cls.model_validate(config.model_dump())
-    raise ConfigError(f"config must be a {cls.__qualname__}; received {type(config).__qualname__}")
+__all__ = ["config_as", "json_label"]
 
 
 def json_label(label: Any) -> Any:
