@@ -210,3 +210,24 @@ def test_check_against_a_remote_oip_endpoint(
         monkeypatch.setenv("BASTION_TEST_TOKEN", "wrong-token")
         assert run(["check", "-c", str(policy), "--out", str(project / "out2")]) == 2
         assert not (project / "out2").exists()
+
+
+def test_trusted_pickle_loads_and_the_report_records_the_override(project: Path) -> None:
+    import pickle
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    train = pd.read_csv(project / "data" / "train.csv")
+    X, y = train.drop(columns="diagnosis").to_numpy(), train["diagnosis"]
+    (project / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=5000).fit(X, y)))
+    policy = edit_policy(project, model={"path": "model.pkl", "trust_pickle": True})
+    out = project / "out"
+    assert run(["check", "-c", str(policy), "--out", str(out), "-f", "json", "-f", "html"]) in (
+        0,
+        1,
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["format"] == "pickle"
+    assert report["model"]["trusted_override"] is True
+    assert "trust" in (out / "report.html").read_text().lower()
