@@ -40,6 +40,9 @@ class Dataset:
     path: Path | None = None
     # columns that are not model inputs (row ids, a derived age band used only for fairness)
     non_features: tuple[str, ...] = ()
+    _row_hash_cache: dict[tuple[str, ...], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         named = (self.target, *self.sensitive, *self.non_features)
@@ -78,17 +81,42 @@ class Dataset:
             raise DataError(f"dataset {self.name!r} has no target column declared")
         return self.frame[self.target].to_numpy()
 
+    def row_hashes(self, columns: Sequence[str]) -> np.ndarray:
+        """A uint64 hash per row over ``columns``, computed once per column list.
+
+        Duplicates, conflicting labels and the content hash all read rows by these hashes,
+        so the frame is hashed once however many of them run. Datasets are treated as
+        immutable once built.
+        """
+        key = tuple(columns)
+        if key not in self._row_hash_cache:
+            from bastion.data.rowhash import row_hashes
+
+            (self._row_hash_cache[key],) = row_hashes([self.frame], key)
+        return self._row_hash_cache[key]
+
+    @property
+    def row_columns(self) -> list[str]:
+        """The columns that make a row what it is: the features plus the target (row ids and
+        other ``non_features`` would make every row unique)."""
+        cols = self.feature_names
+        return [*cols, self.target] if self.target is not None else cols
+
     @cached_property
     def content_hash(self) -> str:
-        """sha256 of the file when read from one, else of the frame's values.
+        """sha256 of the file when read from one, else of the frame's row hashes.
 
-        Computed once: a frame's hash costs a full pass, and the integrity check and the
-        report both read it. Datasets are treated as immutable once built.
+        A frame's hash reuses the row hashes the row-level checks compute, so it costs no
+        extra pass; it covers every column, names included.
         """
         if self.sha256 is not None:
             return self.sha256
-        hashed = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
-        return hashlib.sha256(hashed.tobytes()).hexdigest()
+        columns = self.row_columns + [str(c) for c in self.non_features]
+        digest = hashlib.sha256("\x1f".join(columns).encode())
+        digest.update(self.row_hashes(self.row_columns).tobytes())
+        if self.non_features:
+            digest.update(self.row_hashes(self.non_features).tobytes())
+        return digest.hexdigest()
 
     @classmethod
     def from_frame(

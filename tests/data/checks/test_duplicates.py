@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bastion.data.checks import duplicates
+from bastion.data import rowhash
 from bastion.data.checks.duplicates import DuplicateRows, DuplicatesConfig
 from bastion.findings import Status
 
@@ -71,7 +71,7 @@ def test_hash_collisions_never_change_the_count(make_ctx, monkeypatch: pytest.Mo
     frame = _random_frame(5, n=300)
     # every row collides: the exact confirmation must still give pandas' count
     monkeypatch.setattr(
-        duplicates, "row_hashes", lambda frames, cols: [np.zeros(len(f), np.uint64) for f in frames]
+        rowhash, "row_hashes", lambda frames, cols: [np.zeros(len(f), np.uint64) for f in frames]
     )
     finding = DuplicateRows().run(make_ctx(frame, profile=False))
     assert finding.metrics["duplicate_rows"] == int(frame.duplicated().sum())

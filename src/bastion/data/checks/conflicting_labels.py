@@ -30,7 +30,6 @@ from bastion.data.checks._common import (
     fraction,
     hash_candidates,
     jsonable,
-    row_hashes,
 )
 from bastion.findings import Finding, Severity, Status
 
@@ -84,7 +83,7 @@ class ConflictingLabels(Check):
         frame = ds.frame
         n_rows = len(frame)
         labelled = frame[target].notna().to_numpy()
-        (hashes,) = row_hashes([frame], features)
+        hashes = ds.row_hashes(features)
         # a conflict needs two labelled rows with equal features: hash candidates first
         candidates = labelled.copy()
         candidates[labelled] = hash_candidates(hashes[labelled])

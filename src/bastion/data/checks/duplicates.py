@@ -34,7 +34,6 @@ from bastion.data.checks._common import (
     fraction,
     hash_candidates,
     jsonable,
-    row_hashes,
 )
 from bastion.findings import Finding, Severity, Status
 
@@ -78,7 +77,7 @@ class DuplicateRows(Check):
         columns = dataset_columns(ds)
         frame = ds.frame
         n_rows = len(frame)
-        (hashes,) = row_hashes([frame], columns)
+        hashes = ds.row_hashes(columns)
         candidates = hash_candidates(hashes)
         sub = frame.loc[candidates, columns]
         # exact confirmation on the few candidate rows; first copies keep their order
