@@ -50,3 +50,17 @@ def test_missing_extra_names_the_pip_command() -> None:
     assert isinstance(info.value, ImportError)
     assert install_hint("onnxruntime") == "pip install 'bastion[onnx]'"
     assert install_hint("fastapi") == "pip install 'bastion[gateway]'"
+
+
+def test_cli_needs_no_undeclared_click() -> None:
+    # typer vendors its click; a stray `import click` worked here only because another
+    # package installed it, and broke `make demo` on a fresh machine
+    code = (
+        "import sys; sys.modules['click'] = None\n"
+        "from bastion.cli.main import run\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert run(['--help']) == 0\n"
+        "    assert run(['check', '--fail-on', 'nope']) == 2\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

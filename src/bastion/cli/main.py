@@ -165,21 +165,16 @@ def data_validate(
 
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry point; maps every error to exit code 2 with a one-line message."""
-    import click
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("BASTION_DEBUG") == "1"
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=args, prog_name="bastion", standalone_mode=False)
-    except click.exceptions.Exit as done:
-        return int(done.exit_code)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return EXIT_USAGE
-    except click.ClickException as err:
-        err.show()
-        return EXIT_USAGE
+        # standalone mode: the CLI framework prints usage errors itself and exits 2; every
+        # other exception comes through to the handlers below
+        command.main(args=args, prog_name="bastion", standalone_mode=True)
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
     except BastionError as err:
         if debug:
             traceback.print_exc()
@@ -196,7 +191,7 @@ def run(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return int(result) if isinstance(result, int) else EXIT_OK
+    return EXIT_OK
 
 
 if __name__ == "__main__":
