@@ -1,0 +1,98 @@
+"""The attack plugin interface and its registry.
+
+An attack is one module with one class decorated ``@ATTACKS.register``. It declares a stable
+``id`` (``pgd``, ``square``, ``extraction`` ...), its ``family``, the model capabilities it
+``requires`` (checked before any work starts: a mismatch is a :class:`CapabilityError`), its
+threat tags, and a pydantic ``Config`` whose defaults follow the papers, not the peers'
+weaker defaults.
+
+Evasion attacks share :class:`EvasionAttack`'s signature so the ``auto`` ensemble, the gate
+check and the CLI can run any of them; the other families define their own ``run``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from bastion.attacks.budget import Budget
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.results import EvasionResult
+from bastion.models.base import Capability, ModelAdapter
+from bastion.registry import Registry
+
+__all__ = ["ATTACKS", "Attack", "AttackConfig", "EvasionAttack", "Family"]
+
+Family = Literal["evasion", "extraction", "poisoning", "privacy"]
+
+
+class AttackConfig(BaseModel):
+    """Options every attack accepts; subclasses add theirs (paper defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Attack(ABC):
+    """Base of every attack: identity, requirements and configuration."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    family: ClassVar[Family]
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT})
+    tags: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type[AttackConfig]] = AttackConfig
+
+    def __init__(self, config: AttackConfig | None = None) -> None:
+        self.config = config_as_attack(config, self.Config) if config else self.Config()
+
+    def check_model(self, model: ModelAdapter) -> None:
+        """Raise :class:`~bastion.exceptions.CapabilityError` before any work starts."""
+        model.require(*sorted(self.requires), by=f"attack {self.id!r}")
+
+
+class EvasionAttack(Attack):
+    """An untargeted evasion attack within an ``eps`` ball, under feasibility constraints.
+
+    ``run`` returns an :class:`EvasionResult` whose ``x_adv`` satisfies ``constraints`` and
+    whose ``success`` counts only points that were correct before the attack and are
+    misclassified at ``x_adv`` with ``||x_adv - x|| <= eps`` (checked after projection, in
+    ``constraints.scale`` units, with a small float tolerance).
+    """
+
+    family: ClassVar[Family] = "evasion"
+
+    @abstractmethod
+    def run(
+        self,
+        model: ModelAdapter,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        eps: float,
+        norm: Literal["inf", "2"] = "inf",
+        constraints: FeatureConstraints | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ) -> EvasionResult:
+        """Attack every row of ``X`` (labels ``y``); see the class docstring."""
+
+
+def config_as_attack(config: AttackConfig, cls: type[AttackConfig]) -> AttackConfig:
+    """``config`` as the attack's own config class (a bare ``AttackConfig`` is upgraded)."""
+    if isinstance(config, cls):
+        return config
+    return cls.model_validate(config.model_dump(exclude_unset=True))
+
+
+ATTACKS: Registry[Attack] = Registry(
+    "attack",
+    modules=(
+        "bastion.attacks.evasion",
+        "bastion.attacks.extraction",
+        "bastion.attacks.poisoning",
+        "bastion.attacks.privacy",
+    ),
+)

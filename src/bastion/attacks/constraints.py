@@ -1,0 +1,237 @@
+"""Feasibility constraints on adversarial inputs, from the dataset's feature schema.
+
+An adversarial example that no real input could be (a negative age, a patient whose sex
+changed, half of two one-hot categories) proves nothing. Every attack's output goes through
+:meth:`FeatureConstraints.project`, which enforces, in this order: immutable features keep
+their original value; values stay inside per-feature bounds; integer features are rounded;
+each one-hot group has exactly one active member.
+
+Bounds come from the declared schema first (pixels in [0, 16], a lab value's physiological
+range). Bounds not declared are inferred from the *training data* with a margin and reported
+as inferred, never from the attacked sample alone (blank border pixels would pin the attack
+and give false assurance).
+
+For tabular data, ``eps`` is measured in units of each feature's standard deviation
+(``scale``); :meth:`to_original_units` converts perturbations back for the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bastion.data.schema import ColumnKind, FeatureSchema
+from bastion.exceptions import ConfigError, DataError
+
+__all__ = ["FeatureConstraints"]
+
+BoundSource = Literal["declared", "inferred", "none"]
+_NONE: BoundSource = "none"
+_DECLARED: BoundSource = "declared"
+
+
+@dataclass(frozen=True)
+class FeatureConstraints:
+    """Per-feature bounds, immutability, integrality and one-hot groups, in input order.
+
+    Attributes
+    ----------
+    names:
+        Feature names, in the model's input order.
+    lower, upper:
+        Bounds (``-inf`` / ``inf`` when unbounded).
+    bound_source:
+        Per feature, ``declared`` (schema), ``inferred`` (training data plus margin) or
+        ``none``.
+    immutable, integer:
+        Boolean masks.
+    one_hot_groups:
+        Index arrays of features that form one categorical variable.
+    scale:
+        Per-feature standard deviation of the training data (ddof 0, floored at 1e-12):
+        the unit of ``eps`` for tabular data. Ones for tensors.
+    """
+
+    names: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    bound_source: tuple[BoundSource, ...]
+    immutable: np.ndarray
+    integer: np.ndarray
+    one_hot_groups: tuple[np.ndarray, ...] = ()
+    scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+    @property
+    def n_features(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def unconstrained(
+        cls, n_features: int, names: Sequence[str] | None = None
+    ) -> FeatureConstraints:
+        names = tuple(names) if names is not None else tuple(f"x{i}" for i in range(n_features))
+        return cls(
+            names=names,
+            lower=np.full(n_features, -np.inf),
+            upper=np.full(n_features, np.inf),
+            bound_source=(_NONE,) * n_features,
+            immutable=np.zeros(n_features, dtype=bool),
+            integer=np.zeros(n_features, dtype=bool),
+            scale=np.ones(n_features),
+        )
+
+    @classmethod
+    def box(cls, n_features: int, low: float, high: float) -> FeatureConstraints:
+        """Declared bounds shared by every feature, e.g. pixels in [0, 1]; eps in input units."""
+        base = cls.unconstrained(n_features)
+        return cls(
+            names=base.names,
+            lower=np.full(n_features, float(low)),
+            upper=np.full(n_features, float(high)),
+            bound_source=(_DECLARED,) * n_features,
+            immutable=base.immutable,
+            integer=base.integer,
+            scale=np.ones(n_features),
+        )
+
+    @classmethod
+    def from_schema(
+        cls,
+        schema: FeatureSchema,
+        feature_names: Sequence[str],
+        reference: pd.DataFrame | None = None,
+        *,
+        margin: float = 0.05,
+        scale_by_std: bool = True,
+    ) -> FeatureConstraints:
+        """Constraints for ``feature_names`` from ``schema``, inferring missing bounds.
+
+        Parameters
+        ----------
+        schema:
+            Declared (and inferred) column specs; ``inferred`` schemas count as inferred.
+        feature_names:
+            The model's input columns, in order.
+        reference:
+            Training data: inferred bounds are its min / max widened by ``margin`` times the
+            range; ``scale`` is its per-feature standard deviation.
+        margin:
+            Relative widening of inferred bounds.
+        scale_by_std:
+            Measure eps in standard deviations (tabular data); False keeps input units.
+
+        Raises
+        ------
+        DataError
+            A feature is missing from the reference data, or a declared range is empty.
+        """
+        if margin < 0:
+            raise ConfigError(f"margin must be >= 0; received {margin}")
+        n = len(feature_names)
+        lower = np.full(n, -np.inf)
+        upper = np.full(n, np.inf)
+        source: list[BoundSource] = ["none"] * n
+        immutable = np.zeros(n, dtype=bool)
+        integer = np.zeros(n, dtype=bool)
+        groups: dict[str, list[int]] = {}
+        scale = np.ones(n)
+        for i, name in enumerate(feature_names):
+            spec = schema.columns.get(name)
+            col = _reference_column(reference, name)
+            if spec is not None:
+                immutable[i] = spec.immutable
+                integer[i] = spec.kind in (ColumnKind.INTEGER, ColumnKind.BOOLEAN)
+                if spec.one_hot_group:
+                    groups.setdefault(spec.one_hot_group, []).append(i)
+                if spec.min is not None or spec.max is not None:
+                    declared = not schema.inferred
+                    lower[i] = spec.min if spec.min is not None else -np.inf
+                    upper[i] = spec.max if spec.max is not None else np.inf
+                    source[i] = "declared" if declared else "inferred"
+                    if not declared and col is not None:
+                        lower[i], upper[i] = _widen(lower[i], upper[i], margin)
+            if source[i] == "none" and col is not None and col.size:
+                lower[i], upper[i] = _widen(float(col.min()), float(col.max()), margin)
+                source[i] = "inferred"
+            if lower[i] > upper[i]:
+                raise DataError(
+                    f"feature {name!r}: declared range is empty ({lower[i]} > {upper[i]})"
+                )
+            if scale_by_std and col is not None and col.size:
+                scale[i] = max(float(col.std()), 1e-12)
+        return cls(
+            names=tuple(feature_names),
+            lower=lower,
+            upper=upper,
+            bound_source=tuple(source),
+            immutable=immutable,
+            integer=integer,
+            one_hot_groups=tuple(np.asarray(g, dtype=np.intp) for g in groups.values()),
+            scale=scale,
+        )
+
+    # -- enforcement ------------------------------------------------------------------------
+    def project(self, x_adv: np.ndarray, x_orig: np.ndarray) -> np.ndarray:
+        """``x_adv`` made feasible (a new array); ``x_orig`` supplies immutable values."""
+        out = np.array(x_adv, dtype=np.float64, copy=True)
+        out[:, self.immutable] = x_orig[:, self.immutable]
+        np.clip(out, self.lower, self.upper, out=out)
+        if self.integer.any():
+            cols = self.integer
+            out[:, cols] = np.clip(np.rint(out[:, cols]), self.lower[cols], self.upper[cols])
+        for group in self.one_hot_groups:
+            winner = np.argmax(out[:, group], axis=1)
+            out[:, group] = 0.0
+            out[np.arange(len(out)), group[winner]] = 1.0
+        return out
+
+    def violations(self, x_adv: np.ndarray, x_orig: np.ndarray, atol: float = 1e-9) -> int:
+        """How many rows break any constraint (0 for every attack's output; tests assert it)."""
+        bad = np.zeros(len(x_adv), dtype=bool)
+        bad |= (x_adv < self.lower - atol).any(axis=1) | (x_adv > self.upper + atol).any(axis=1)
+        if self.immutable.any():
+            bad |= (np.abs(x_adv[:, self.immutable] - x_orig[:, self.immutable]) > atol).any(axis=1)
+        if self.integer.any():
+            vals = x_adv[:, self.integer]
+            bad |= (np.abs(vals - np.rint(vals)) > atol).any(axis=1)
+        for group in self.one_hot_groups:
+            block = x_adv[:, group]
+            ok = (np.abs(block.sum(axis=1) - 1) <= atol) & np.isin(block, (0.0, 1.0)).all(axis=1)
+            bad |= ~ok
+        return int(bad.sum())
+
+    def to_original_units(self, delta_scaled: np.ndarray) -> np.ndarray:
+        """A perturbation measured in ``scale`` units, in the features' own units."""
+        out: np.ndarray = np.asarray(delta_scaled) * self.scale
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Aggregate description for reports (counts, never data values)."""
+        sources = pd.Series(self.bound_source).value_counts().to_dict()
+        return {
+            "n_features": self.n_features,
+            "bounds": {str(k): int(v) for k, v in sources.items()},
+            "immutable": [n for n, m in zip(self.names, self.immutable, strict=True) if m],
+            "integer_features": int(self.integer.sum()),
+            "one_hot_groups": len(self.one_hot_groups),
+            "eps_unit": "std" if not np.allclose(self.scale, 1.0) else "input",
+        }
+
+
+def _reference_column(reference: pd.DataFrame | None, name: str) -> np.ndarray | None:
+    if reference is None:
+        return None
+    if name not in reference.columns:
+        raise DataError(f"feature {name!r} is not in the reference (training) data")
+    values = pd.to_numeric(reference[name], errors="coerce").to_numpy(dtype=np.float64)
+    finite: np.ndarray = values[np.isfinite(values)]
+    return finite
+
+
+def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
+    pad = margin * (hi - lo) if np.isfinite(hi - lo) else 0.0
+    return lo - pad, hi + pad
