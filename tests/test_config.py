@@ -93,10 +93,16 @@ def test_paths_resolve_against_the_policy_folder(tmp_path: Path) -> None:
     assert policy.resolve(policy.spec.data.train.path) == tmp_path / "data" / "train.csv"
 
 
-def test_every_check_is_enabled_by_default_and_can_be_disabled() -> None:
+def test_checks_on_by_default_can_be_disabled_and_opt_in_checks_need_their_section() -> None:
     policy = parse_policy({"checks": {"data": {"duplicates": {"enabled": False}}}})
     enabled = {c.id for c in policy.enabled_checks()}
-    assert enabled == set(CHECKS.ids()) - {"DQ005"}
+    by_default = {cls.id for cls in CHECKS if cls.enabled_by_default}
+    assert enabled == by_default - {"DQ005"}
+    opt_in = [cls for cls in CHECKS if not cls.enabled_by_default]
+    if opt_in:  # attack checks run only when the policy names them
+        cls = opt_in[0]
+        named = parse_policy({"checks": {cls.category: {cls.name: None}}})
+        assert cls.id in {c.id for c in named.enabled_checks()}
 
 
 def test_severity_override_and_waiver_parsing() -> None:

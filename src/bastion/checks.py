@@ -39,9 +39,28 @@ if TYPE_CHECKING:
     from bastion.models.base import ModelAdapter
     from bastion.models.predictions import Predictions
 
-__all__ = ["CHECKS", "Check", "CheckConfig", "CheckContext", "Scope", "config_as"]
+__all__ = [
+    "CATEGORIES",
+    "CHECKS",
+    "Check",
+    "CheckConfig",
+    "CheckContext",
+    "Scope",
+    "config_as",
+]
 
-Category = Literal["data", "validation", "fairness"]
+Category = Literal[
+    "data", "validation", "fairness", "robustness", "extraction", "poisoning", "privacy"
+]
+CATEGORIES: tuple[Category, ...] = (
+    "data",
+    "validation",
+    "fairness",
+    "robustness",
+    "extraction",
+    "poisoning",
+    "privacy",
+)
 
 
 class Scope(StrEnum):
@@ -124,6 +143,8 @@ class Check(ABC):
     requires: ClassVar[frozenset[Capability]] = frozenset()
     needs_target: ClassVar[bool] = False
     needs_sensitive: ClassVar[bool] = False
+    # attack checks are expensive: they run when their policy section is present
+    enabled_by_default: ClassVar[bool] = True
     Config: ClassVar[type[CheckConfig]] = CheckConfig
 
     def __init__(self, config: CheckConfig | None = None) -> None:
@@ -176,5 +197,10 @@ class Check(ABC):
 
 CHECKS: Registry[Check] = Registry(
     "check",
-    modules=("bastion.data.checks", "bastion.validation.checks", "bastion.fairness.checks"),
+    modules=(
+        "bastion.data.checks",
+        "bastion.validation.checks",
+        "bastion.fairness.checks",
+        "bastion.attacks.checks",
+    ),
 )

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from bastion.checks import CHECKS, Check, CheckConfig
+from bastion.checks import CATEGORIES, CHECKS, Check, CheckConfig
 from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
 from bastion.exceptions import ConfigError
 from bastion.findings import Severity, Waiver
@@ -173,6 +173,10 @@ class ChecksSection(_Strict):
     data: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     validation: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     fairness: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    robustness: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    extraction: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    poisoning: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    privacy: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
 
 
 class PolicyModel(_Strict):
@@ -223,11 +227,14 @@ class Policy:
         return path if path.is_absolute() else self.base_dir / path
 
     def enabled_checks(self) -> list[Check]:
-        """An instance of every registered check whose config says ``enabled``."""
+        """An instance of every check the policy runs: those on by default unless disabled,
+        and opt-in ones (attacks) whose section is present and not disabled."""
         out: list[Check] = []
         for cls in CHECKS:
-            config = self.check_configs.get(cls.id) or cls.Config()
-            if config.enabled:
+            config = self.check_configs.get(cls.id)
+            if config is None and cls.enabled_by_default:
+                out.append(cls(cls.Config()))
+            elif config is not None and config.enabled:
                 out.append(cls(config))
         return out
 
@@ -274,7 +281,7 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
         raise ConfigError(format_validation_error(err, source, PolicyModel, data)) from None
     configs: dict[str, CheckConfig] = {}
     by_name = {(cls.category, cls.name): cls for cls in CHECKS}
-    for category in ("data", "validation", "fairness"):
+    for category in CATEGORIES:
         section: dict[str, dict[str, Any] | None] = getattr(model.checks, category)
         for name, raw in section.items():
             cls = by_name.get((category, name))

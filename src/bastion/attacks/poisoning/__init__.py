@@ -1,0 +1,1 @@
+"""Poisoning attacks."""
