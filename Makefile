@@ -21,6 +21,9 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	$(PIP) install --quiet '$(TORCH_PIN)'
 	$(PIP) install --quiet -e '.[test]'
+	# torchattacks is a test-only reference; its declared dependencies pin an old requests and
+	# pull a torchvision that does not import beside this torch build; its code needs neither
+	$(PIP) install --quiet --no-deps 'torchattacks==3.5.1'
 	touch $@
 
 demo: $(VENV)/.demo-installed
