@@ -109,6 +109,9 @@ class CheckContext:
     expected_sha256: Mapping[str, str] = field(default_factory=dict)
     positive_label: Any = None
     allow_raw_rows: bool = False
+    # objects a check hands to its caller outside the report (an attack's adversarial
+    # examples for `bastion attack --save-adv`); shared by every check of a run
+    artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def rng(self, check_id: str) -> np.random.Generator:

@@ -115,6 +115,7 @@ def run_gate(
     today: dt.date | None = None,
     progress: ProgressFactory | None = None,
     categories: Iterable[str] | None = None,
+    artifacts: dict[str, Any] | None = None,
 ) -> Report:
     """Run every enabled check of ``policy`` and return the judged :class:`Report`.
 
@@ -132,7 +133,9 @@ def run_gate(
         Called with the number of steps; returns an object with ``advance(label)`` and
         ``close()`` (the CLI passes a rich progress bar).
     categories:
-        Run only checks of these categories (``data``, ``validation``, ``fairness``).
+        Run only checks of these categories (``data``, ``validation``, ``fairness`` ...).
+    artifacts:
+        A dict that checks may fill with objects for the caller (not part of the report).
 
     Example::
 
@@ -140,26 +143,31 @@ def run_gate(
         sys.exit(report.verdict.exit_code)
     """
     started = time.perf_counter()
+    options = _RunOptions(fail_on, today, progress, categories, artifacts, started)
     if inputs is not None:
-        return _run_loaded(policy, inputs, fail_on, today, progress, categories, started)
+        return _run_loaded(policy, inputs, options)
     loaded = load_inputs(policy)
     try:
-        return _run_loaded(policy, loaded, fail_on, today, progress, categories, started)
+        return _run_loaded(policy, loaded, options)
     finally:
         loaded.close()  # what the runner opened, it closes
 
 
-def _run_loaded(
-    policy: Policy,
-    inputs: GateInputs,
-    fail_on: Severity | None,
-    today: dt.date | None,
-    progress: ProgressFactory | None,
-    categories: Iterable[str] | None,
-    started: float,
-) -> Report:
+@dataclass(frozen=True)
+class _RunOptions:
+    fail_on: Severity | None
+    today: dt.date | None
+    progress: ProgressFactory | None
+    categories: Iterable[str] | None
+    artifacts: dict[str, Any] | None
+    started: float
+
+
+def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Report:
     from bastion.data.profile import Profile
 
+    fail_on, today, progress = options.fail_on, options.today, options.progress
+    categories, started = options.categories, options.started
     timings: dict[str, float] = {"load_s": time.perf_counter() - started}
 
     t0 = time.perf_counter()
@@ -170,6 +178,8 @@ def _run_loaded(
 
     t0 = time.perf_counter()
     base_ctx = _base_context(policy, inputs)
+    if options.artifacts is not None:
+        base_ctx.artifacts = options.artifacts
     # Query the models once, up front: a model with NaN or misshapen output is a bad input
     # (exit 2, no report), not a per-check error.
     if base_ctx.model is not None and _has_target(inputs.test):
