@@ -353,6 +353,9 @@ def _describe_error(item: Mapping[str, Any], model: type[BaseModel]) -> str:
         return f"unknown key; expected one of: {keys}" if keys else "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "value_error":
+        # a validator's own message already says what was expected and what came
+        return str(item.get("msg", "invalid value")).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
         pattern = item.get("ctx", {}).get("pattern", "")
         return f"expected a string matching {pattern}, got {got!r}"

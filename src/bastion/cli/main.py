@@ -32,6 +32,14 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Profile and validate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+attack_app = typer.Typer(
+    help=(
+        "Attack your own model in a controlled environment: seeded, query- and time-budgeted,"
+        " no network but an endpoint you name. Exit codes as for check."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(attack_app, name="attack")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +49,16 @@ class FailOn(StrEnum):
     medium = "medium"
     high = "high"
     critical = "critical"
+
+
+class Norm(StrEnum):
+    inf = "inf"
+    l2 = "2"
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 class Format(StrEnum):
@@ -161,6 +179,187 @@ def data_validate(
 
     codes = [validate_file(file, config, fail_on.value if fail_on else None) for file in files]
     raise typer.Exit(max(codes))
+
+
+# -- bastion attack -----------------------------------------------------------------------------
+
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", "-m", help="Model file (.onnx, .pt2, safetensors ...).")
+]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Evaluation data (CSV or Parquet).")]
+TargetOpt = Annotated[str, typer.Option("--target", "-t", help="The label column.")]
+TrainOpt = Annotated[
+    Path | None,
+    typer.Option("--train", help="Training data (members, attacker or reference data)."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random step.")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text table or JSON report.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")]
+RemoteOpt = Annotated[
+    str | None, typer.Option("--remote-url", help="Attack an OIP v2 endpoint instead of a file.")
+]
+RemoteModelOpt = Annotated[
+    str | None, typer.Option("--remote-model", help="The model's name on the endpoint.")
+]
+TrustOpt = Annotated[
+    bool,
+    typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
+]
+
+
+def _attack(command: str, **kw: object) -> None:
+    from bastion.cli.attack import AttackRequest, run_attack
+
+    options = kw.pop("options")
+    request = AttackRequest(command=command, options=options, **kw)  # type: ignore[arg-type]
+    raise typer.Exit(run_attack(request))
+
+
+@attack_app.command("evasion")
+def attack_evasion(
+    data: DataOpt,
+    target: TargetOpt,
+    model: ModelOpt = None,
+    train: TrainOpt = None,
+    attack: Annotated[
+        str | None, typer.Option("--attack", help="auto, apgd, pgd, fgsm, square, hopskipjump.")
+    ] = None,
+    eps: Annotated[
+        float | None, typer.Option("--eps", help="Radius (std units for tabular data).")
+    ] = None,
+    norm: Annotated[Norm | None, typer.Option("--norm", help="inf or 2.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Iterations (white-box).")] = None,
+    budget: Annotated[
+        int | None, typer.Option("--budget", help="Queries per point (black-box).")
+    ] = None,
+    seed: SeedOpt = 0,
+    output_format: FormatOpt = OutputFormat.text,
+    out: OutOpt = None,
+    save_adv: Annotated[
+        Path | None, typer.Option("--save-adv", help="Write adversarial inputs (.csv / .npy).")
+    ] = None,
+    remote_url: RemoteOpt = None,
+    remote_model: RemoteModelOpt = None,
+    trust_pickle: TrustOpt = False,
+) -> None:
+    """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
+    evasion = {
+        "attack": attack,
+        "eps": eps,
+        "norm": norm.value if norm else None,
+        "steps": steps,
+        "max_queries_per_sample": budget,
+    }
+    _attack(
+        "evasion",
+        model=model, data=data, target=target, train=train, seed=seed,
+        output_format=output_format.value, out=out, save_adv=save_adv,
+        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        options={"evasion": {k: v for k, v in evasion.items() if v is not None}},
+    )  # fmt: skip
+
+
+@attack_app.command("extraction")
+def attack_extraction(
+    data: DataOpt,
+    target: TargetOpt,
+    model: ModelOpt = None,
+    train: TrainOpt = None,
+    attack: Annotated[
+        str | None, typer.Option("--attack", help="Query strategy: natural, synthetic, active.")
+    ] = None,
+    budget: Annotated[int | None, typer.Option("--budget", help="Queries to spend.")] = None,
+    seed: SeedOpt = 0,
+    output_format: FormatOpt = OutputFormat.text,
+    out: OutOpt = None,
+    remote_url: RemoteOpt = None,
+    remote_model: RemoteModelOpt = None,
+    trust_pickle: TrustOpt = False,
+) -> None:
+    """Model stealing: fidelity of a surrogate trained on the model's answers."""
+    extraction = {"strategy": attack, "budget": budget}
+    _attack(
+        "extraction",
+        model=model, data=data, target=target, train=train, seed=seed,
+        output_format=output_format.value, out=out,
+        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        options={"extraction": {k: v for k, v in extraction.items() if v is not None}},
+    )  # fmt: skip
+
+
+@attack_app.command("poisoning")
+def attack_poisoning(
+    data: DataOpt,
+    target: TargetOpt,
+    model: ModelOpt = None,
+    train: TrainOpt = None,
+    attack: Annotated[
+        str | None, typer.Option("--attack", help="Simulate: label_flip or backdoor.")
+    ] = None,
+    seed: SeedOpt = 0,
+    output_format: FormatOpt = OutputFormat.text,
+    out: OutOpt = None,
+    trust_pickle: TrustOpt = False,
+) -> None:
+    """Label issues in the training data (--train), and a simulated poisoning of the model."""
+    simulation = {"kind": attack} if attack else {}
+    _attack(
+        "poisoning",
+        model=model, data=data, target=target, train=train, seed=seed,
+        output_format=output_format.value, out=out, trust_pickle=trust_pickle,
+        options={"simulation": simulation},
+    )  # fmt: skip
+
+
+@attack_app.command("membership")
+def attack_membership(
+    data: DataOpt,
+    target: TargetOpt,
+    train: Annotated[Path, typer.Option("--train", help="The training data (the members).")],
+    model: ModelOpt = None,
+    attack: Annotated[
+        str | None, typer.Option("--attack", help="threshold or shadow (LiRA offline).")
+    ] = None,
+    seed: SeedOpt = 0,
+    output_format: FormatOpt = OutputFormat.text,
+    out: OutOpt = None,
+    remote_url: RemoteOpt = None,
+    remote_model: RemoteModelOpt = None,
+    trust_pickle: TrustOpt = False,
+) -> None:
+    """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
+    membership = {"attack": attack} if attack else {}
+    _attack(
+        "membership",
+        model=model, data=data, target=target, train=train, seed=seed,
+        output_format=output_format.value, out=out,
+        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        options={"membership": membership},
+    )  # fmt: skip
+
+
+@attack_app.command("inversion")
+def attack_inversion(
+    data: DataOpt,
+    target: TargetOpt,
+    attribute: Annotated[str, typer.Option("--attribute", help="The sensitive column to infer.")],
+    model: ModelOpt = None,
+    train: TrainOpt = None,
+    seed: SeedOpt = 0,
+    output_format: FormatOpt = OutputFormat.text,
+    out: OutOpt = None,
+    remote_url: RemoteOpt = None,
+    remote_model: RemoteModelOpt = None,
+    trust_pickle: TrustOpt = False,
+) -> None:
+    """Attribute inference: how well the model's outputs reveal a sensitive attribute."""
+    _attack(
+        "inversion",
+        model=model, data=data, target=target, train=train, seed=seed,
+        output_format=output_format.value, out=out, sensitive=[attribute],
+        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        options={"attribute_inference": {"attribute": attribute}},
+    )  # fmt: skip
 
 
 def run(argv: list[str] | None = None) -> int:

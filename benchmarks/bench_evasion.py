@@ -1,0 +1,525 @@
+"""White-box evasion speed and strength: Bastion's PGD / APGD against torchattacks and ART.
+
+Every contender attacks the same digits MLP (64 -> 256 -> 256 -> 10, inputs scaled to [0, 1])
+on the same batch of correctly classified test points, in this process. The script measures
+the floor, one plain forward plus one input-gradient backward pass of the batch (parameters
+frozen), and reports each attack's time per point-step as a ratio to it:
+
+- per point-step = whole attack time / (points x steps) with Bastion's early exit off, so that
+  every attack does the same work (Bastion's time includes its clean predictions and final
+  verification);
+- whole-attack time with early exit on (points already broken leave the batch), against
+  torchattacks at equal steps;
+- robust accuracy of each (the model's predictions on what each attack returned).
+
+Goals (issue 3, CPU): PGD per point-step no slower than torchattacks with early exit off;
+APGD per point-iteration <= 1.5x the floor; whole-attack time >= 2x below torchattacks thanks
+to early exit; robust accuracy <= ART's at equal settings; APGD's <= PGD's. On CUDA: PGD
+<= 1.05x the floor, and the opt-in bf16 / channels-last mode below it at equal robust accuracy.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_evasion.py [--device cpu|cuda] [--points 256]
+        [--steps 40] [--eps 0.125] [--threads 1] [--repeat 3] [--model mlp|cnn]
+        [--bf16] [--no-peers] [--out FILE]
+
+``--no-peers`` imports nothing beyond torch, numpy, scikit-learn and bastion; peers that are
+not installed are skipped either way. Times are the best of ``--repeat`` runs, taken
+round-robin across the contenders (each run preceded by a floor measurement); run r uses seed
+r, and robust accuracy is the mean over the runs (one random start is noisy). On a CPU the
+clock is this process's CPU time (steady on a shared machine), on CUDA wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.evasion.apgd import APGD, APGDConfig
+from bastion.attacks.evasion.pgd import PGD, PGDConfig
+from bastion.models.torch import TorchAdapter
+
+SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
+
+
+@dataclass
+class Case:
+    """One contender: ``run(r)`` attacks with seed r; ``robust(out)`` reads one output."""
+
+    name: str
+    run: Callable[[int], Any]
+    point_steps: int | None
+    robust: Callable[[Any], float]
+    note: Callable[[Any], str] = lambda _: ""
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: float
+    point_steps: int | None  # denominator of the per point-step time (None: whole attack only)
+    robust: float | None
+    note: str = ""
+
+
+# -- model and data ---------------------------------------------------------------------------
+def make_model(kind: str, device: torch.device, seed: int = 0) -> tuple[Any, Any, Any]:
+    """A digits classifier on [0, 1] inputs, trained in a few seconds; test points it gets right."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.5, random_state=0, stratify=y)
+    torch.manual_seed(seed)
+    if kind == "cnn":
+        net: torch.nn.Module = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 32, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, padding=1, stride=2),
+            torch.nn.ReLU(),
+            torch.nn.Flatten(),
+            torch.nn.Linear(64 * 16, 10),
+        )
+    else:
+        net = torch.nn.Sequential(
+            torch.nn.Linear(64, 256),
+            torch.nn.ReLU(),
+            torch.nn.Linear(256, 256),
+            torch.nn.ReLU(),
+            torch.nn.Linear(256, 10),
+        )
+    net = net.to(device)
+    xt = torch.as_tensor(Xtr, dtype=torch.float32, device=device).reshape(-1, *SHAPES[kind])
+    yt = torch.as_tensor(ytr, device=device)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(30):
+        order = torch.randperm(len(xt), generator=gen).to(device)
+        for start in range(0, len(xt), 128):
+            rows = order[start : start + 128]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[rows]), yt[rows]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        xte = torch.as_tensor(Xte, dtype=torch.float32, device=device)
+        pred = net(xte.reshape(-1, *SHAPES[kind])).argmax(1).cpu()
+    right = pred.numpy() == yte
+    return net, Xte[right], yte[right]
+
+
+def points(X: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` points (repeated when ``n`` exceeds the test set)."""
+    reps = -(-n // len(X))
+    return np.tile(X, (reps, 1))[:n], np.tile(y, reps)[:n]
+
+
+# -- timing -----------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class Timer:
+    """Best-of-``repeat`` timing; a floor measurement precedes every repetition of every
+    contender, so that the floor (the minimum over all of them) sees the same machine
+    conditions as the contenders. ``clock`` is ``process`` (CPU time of this process: steady
+    on a shared machine) or ``wall``."""
+
+    def __init__(
+        self, repeat: int, device: torch.device, clock: str, floor_fn: Callable[[], Any]
+    ) -> None:
+        self.repeat = repeat
+        self.device = device
+        self.clock = time.process_time if clock == "process" else time.perf_counter
+        self.floor_fn = floor_fn
+        self.floor_samples: list[float] = []
+
+    def once(self, fn: Callable[[], Any]) -> tuple[float, Any]:
+        sync(self.device)
+        t0 = self.clock()
+        out = fn()
+        sync(self.device)
+        return self.clock() - t0, out
+
+    @property
+    def floor(self) -> float:
+        return min(self.floor_samples)
+
+
+def floor(
+    net: Any, X: np.ndarray, y: np.ndarray, steps: int, device: torch.device, shape: tuple[int, ...]
+) -> Any:
+    """``steps`` plain forward + input-gradient backward passes of the batch."""
+    x = torch.as_tensor(X, dtype=torch.float32, device=device).reshape(-1, *shape)
+    t = torch.as_tensor(y, device=device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            x.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(net(x), t, reduction="sum")
+            (g,) = torch.autograd.grad(loss, x)
+            x = x.detach()
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return g
+
+
+def robust_of(net: Any, x_adv: np.ndarray, X: np.ndarray, y: np.ndarray, eps: float) -> float:
+    """Share of points still right at ``x_adv``; a point moved beyond eps counts as robust."""
+    dev = next(net.parameters()).device
+    x_adv = np.asarray(x_adv, dtype=np.float64).reshape(X.shape)
+    shape = SHAPES["cnn"] if isinstance(net[0], torch.nn.Conv2d) else SHAPES["mlp"]
+    with torch.no_grad():
+        x = torch.as_tensor(x_adv, dtype=torch.float32, device=dev).reshape(-1, *shape)
+        pred = net(x).argmax(1).cpu().numpy()
+    inside = np.abs(x_adv - X).max(axis=1) <= eps + 1e-6
+    return float(np.mean((pred == y) | ~inside))
+
+
+# -- contenders -------------------------------------------------------------------------------
+# Each contender is timed best-of-``repeat``; repetition r runs with seed r, and the robust
+# accuracy reported is the mean over the repetitions (one random start is noisy).
+def bastion_cases(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[Case]:
+    model = TorchAdapter(net, device=str(device), input_shape=SHAPES[args.model])
+    box = FeatureConstraints.box(X.shape[1], 0.0, 1.0)
+    n, steps = len(X), args.steps
+    common: dict[str, Any] = {"batch_size": n}
+    off = {"early_exit": False, **common}
+    cases: list[tuple[str, Any, int, float]] = [
+        ("bastion PGD, early exit off", PGD(PGDConfig(steps=steps, **off)), steps, args.eps),
+        ("bastion PGD, early exit on", PGD(PGDConfig(steps=steps, **common)), steps, args.eps),
+        ("bastion APGD-CE, early exit off", APGD(APGDConfig(**off)), 100, args.eps),
+        ("bastion APGD-DLR, early exit off", APGD(APGDConfig(loss="dlr", **off)), 100, args.eps),
+        ("bastion APGD-CE, early exit on", APGD(APGDConfig(**common)), 100, args.eps),
+    ]
+    if args.bf16:
+        fast = {"precision": "bf16", "channels_last": args.model == "cnn", **common}
+        fast_off = {**fast, "early_exit": False}
+        cases += [
+            ("bastion PGD bf16, early exit off", PGD(PGDConfig(steps=steps, **fast_off)), steps,
+             args.eps),
+            ("bastion PGD bf16, early exit on", PGD(PGDConfig(steps=steps, **fast)), steps,
+             args.eps),
+            ("bastion APGD-CE bf16, early exit off", APGD(APGDConfig(**fast_off)), 100, args.eps),
+        ]  # fmt: skip
+    if args.exit_eps:
+        cases.append(
+            (f"bastion PGD, early exit on, eps {args.exit_eps}",
+             PGD(PGDConfig(steps=steps, **common)), steps, args.exit_eps)
+        )  # fmt: skip
+    out: list[Case] = []
+    for name, attack, iters, eps in cases:
+        exit_on = "early exit on" in name
+        out.append(
+            Case(
+                name,
+                lambda r, a=attack, e=eps: a.run(model, X, y, eps=e, constraints=box, seed=r),
+                None if exit_on else n * iters,
+                lambda res: float(res.metrics()["robust_accuracy"]),
+                (lambda res: f"{res.extra['loop_forward_passes']} loop forwards")
+                if exit_on
+                else (lambda res: ""),
+            )
+        )
+    return out
+
+
+def torchattacks_cases(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[Case]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchattacks
+    except Exception as err:  # torchattacks pulls optional modules in; any failure skips it
+        return [Case("torchattacks PGD", _skipped(err), None, lambda _: float("nan"))]
+    x = torch.as_tensor(X, dtype=torch.float32, device=device).reshape(-1, *SHAPES[args.model])
+    t = torch.as_tensor(y, device=device)
+    out: list[Row] = []
+    for eps in (args.eps, args.exit_eps):
+        if not eps:
+            continue
+        attack = torchattacks.PGD(net, eps=eps, alpha=2.5 * eps / args.steps, steps=args.steps)
+
+        def run(r: int, a: Any = attack) -> Any:
+            torch.manual_seed(r)
+            return a(x, t)
+
+        name = "torchattacks PGD" if eps == args.eps else f"torchattacks PGD, eps {eps}"
+        out.append(
+            Case(
+                name,
+                run,
+                len(X) * args.steps,
+                lambda adv, e=eps: robust_of(net, adv.detach().cpu().numpy(), X, y, e),
+            )
+        )
+    return out
+
+
+def art_cases(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[Case]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from art.attacks.evasion import AutoProjectedGradientDescent, ProjectedGradientDescent
+            from art.estimators.classification import PyTorchClassifier
+    except Exception as err:
+        return [Case("ART", _skipped(err), None, lambda _: float("nan"))]
+    n, eps, steps = len(X), args.eps, args.steps
+    classifier = PyTorchClassifier(
+        model=net,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=SHAPES[args.model],
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="gpu" if device.type == "cuda" else "cpu",
+    )
+    x32 = X.astype(np.float32).reshape(-1, *SHAPES[args.model])
+    cases: list[tuple[str, Any, int]] = []
+    for batch in (n, 32):
+        pgd = ProjectedGradientDescent(
+            classifier, norm=np.inf, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
+            num_random_init=1, batch_size=batch, verbose=False,
+        )  # fmt: skip
+        cases.append((f"ART PGD, batch {batch}", pgd, steps))
+    for loss in ("cross_entropy", "difference_logits_ratio"):
+        # ART's first APGD step is eps_step: 2 eps as in the paper
+        apgd = AutoProjectedGradientDescent(
+            classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=100, nb_random_init=1,
+            batch_size=n, loss_type=loss, verbose=False,
+        )  # fmt: skip
+        label = "CE" if loss == "cross_entropy" else "DLR"
+        cases.append((f"ART AutoPGD-{label}, batch {n}", apgd, 100))
+    out: list[Case] = []
+    for name, attack, iters in cases:
+
+        def run(r: int, a: Any = attack) -> Any:
+            np.random.seed(r)
+            torch.manual_seed(r)
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore")
+                return a.generate(x32)
+
+        out.append(
+            Case(name, run, n * iters, lambda adv: robust_of(net, np.asarray(adv), X, y, eps))
+        )
+    return out
+
+
+def _skipped(err: BaseException) -> Callable[[int], Any]:
+    def run(_: int) -> Any:
+        raise RuntimeError(f"skipped: {err}")
+
+    return run
+
+
+def run_cases(cases: list[Case], timer: Timer) -> list[Row]:
+    """Round-robin: repetition r runs every contender once (after a floor measurement), so
+    that a burst of load on a shared machine hits all of them alike."""
+    times: dict[str, list[float]] = {c.name: [] for c in cases}
+    outs: dict[str, list[Any]] = {c.name: [] for c in cases}
+    skipped: dict[str, str] = {}
+    for r in range(timer.repeat):
+        for case in cases:
+            if case.name in skipped:
+                continue
+            timer.floor_samples.append(timer.once(timer.floor_fn)[0])
+            try:
+                seconds, out = timer.once(lambda c=case, r=r: c.run(r))
+            except RuntimeError as err:
+                if not str(err).startswith("skipped"):
+                    raise
+                skipped[case.name] = str(err)
+                continue
+            times[case.name].append(seconds)
+            outs[case.name].append(out)
+    rows = []
+    for case in cases:
+        if case.name in skipped:
+            rows.append(Row(case.name, float("nan"), None, None, skipped[case.name]))
+            continue
+        robust = float(np.mean([case.robust(o) for o in outs[case.name]]))
+        note = case.note(outs[case.name][0])
+        rows.append(Row(case.name, min(times[case.name]), case.point_steps, robust, note))
+    return rows
+
+
+# -- report -----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--points", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--eps", type=float, default=0.125, help="L-inf radius on [0, 1] inputs")
+    parser.add_argument(
+        "--exit-eps",
+        type=float,
+        default=0.25,
+        help="a second radius, where the undefended model falls, for the whole-attack "
+        "comparison with torchattacks (0 skips it)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
+    parser.add_argument("--bf16", action="store_true", help="also run the bf16 (+channels-last)")
+    parser.add_argument("--no-peers", action="store_true", help="skip torchattacks and ART")
+    parser.add_argument("--out", help="also write the table to this file")
+    parser.add_argument(
+        "--clock",
+        choices=("process", "wall"),
+        help="process CPU time (default on CPU: steady on a shared machine) or wall time "
+        "(default on CUDA)",
+    )
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("CUDA requested but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    net, X_all, y_all = make_model(args.model, device)
+    X, y = points(X_all, y_all, args.points)
+    n, steps = len(X), args.steps
+
+    shape = SHAPES[args.model]
+    floor(net, X, y, 3, device, shape)  # warm-up
+    clock = args.clock or ("wall" if device.type == "cuda" else "process")
+    timer = Timer(args.repeat, device, clock, lambda: floor(net, X, y, steps, device, shape))
+    cases = bastion_cases(net, X, y, args, device)
+    if not args.no_peers:
+        cases += torchattacks_cases(net, X, y, args, device)
+        cases += art_cases(net, X, y, args, device)
+    rows = run_cases(cases, timer)
+    per_floor = timer.floor / (n * steps)
+
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{platform.processor() or platform.machine()}, {args.threads} thread(s)"
+    lines = [
+        f"bench_evasion: {args.model} on digits, {n} points (all correctly classified), "
+        f"L-inf eps {args.eps} on [0, 1] inputs, PGD {steps} steps, APGD 100 iterations",
+        f"device {device} ({where}); torch {torch.__version__}; best of {args.repeat}, "
+        f"{clock} time",
+        f"floor (forward + input-gradient backward): {per_floor * 1e6:.3f} us per point-step",
+        "",
+        f"{'attack':40s} {'robust acc':>10s} {'time s':>9s} {'us/pt-step':>11s} "
+        f"{'x floor':>8s}  note",
+    ]
+    for r in rows:
+        if r.point_steps:
+            per = r.seconds / r.point_steps
+            ratio = f"{per / per_floor:8.2f}"
+            per_s = f"{per * 1e6:11.3f}"
+        else:
+            ratio, per_s = f"{'-':>8s}", f"{'-':>11s}"
+        robust = f"{r.robust:10.3f}" if r.robust is not None else f"{'-':>10s}"
+        lines.append(f"{r.name:40s} {robust} {r.seconds:9.4f} {per_s} {ratio}  {r.note}")
+    lines += ["", *goals(rows, per_floor, device)]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+def goals(rows: list[Row], per_floor: float, device: torch.device) -> list[str]:
+    by = {r.name: r for r in rows}
+
+    def per(name: str) -> float | None:
+        r = by.get(name)
+        return r.seconds / r.point_steps if r and r.point_steps and r.robust is not None else None
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "NOT met")
+
+    out = ["goals:"]
+    pgd_off = per("bastion PGD, early exit off")
+    ta = per("torchattacks PGD")
+    if device.type == "cuda" and pgd_off is not None:
+        out.append(
+            f"  PGD per point-step <= 1.05x floor: {pgd_off / per_floor:.2f}x "
+            f"-> {verdict(pgd_off / per_floor <= 1.05)}"
+        )
+        fast = per("bastion PGD bf16, early exit off")
+        if fast is not None:
+            out.append(f"  bf16 PGD per point-step vs fp32 floor: {fast / per_floor:.2f}x")
+    ok = None if pgd_off is None or ta is None else pgd_off <= ta
+    ratio = f"{pgd_off / ta:.2f}x torchattacks" if pgd_off and ta else "torchattacks not run"
+    out.append(f"  PGD per point-step (early exit off) <= torchattacks: {ratio} -> {verdict(ok)}")
+    for loss in ("CE", "DLR"):
+        a = per(f"bastion APGD-{loss}, early exit off")
+        if a is not None:
+            out.append(
+                f"  APGD-{loss} per point-iteration <= 1.5x floor: {a / per_floor:.2f}x "
+                f"-> {verdict(a / per_floor <= 1.5)}"
+            )
+    for ours_name, ta_name in (
+        ("bastion PGD, early exit on", "torchattacks PGD"),
+        *[(r.name, r.name.replace("bastion PGD, early exit on", "torchattacks PGD"))
+          for r in rows if r.name.startswith("bastion PGD, early exit on, eps")],
+    ):  # fmt: skip
+        on, ta_row = by.get(ours_name), by.get(ta_name)
+        if on and ta_row and ta_row.robust is not None:
+            speedup = ta_row.seconds / on.seconds
+            where = ta_name.replace("torchattacks PGD", "").strip(", ") or "benchmark eps"
+            out.append(
+                f"  whole PGD >= 2x faster than torchattacks ({where}, robust accuracy "
+                f"{on.robust:.3f}): {speedup:.2f}x -> {verdict(speedup >= 2)}"
+            )
+    for ours_name, art_name in (
+        ("bastion PGD, early exit on", "ART PGD, batch"),
+        ("bastion APGD-CE, early exit on", "ART AutoPGD-CE"),
+    ):
+        art = [r.robust for r in rows if r.name.startswith(art_name) and r.robust is not None]
+        ours = by[ours_name].robust
+        if art and ours is not None:
+            out.append(
+                f"  {ours_name.split(',')[0]} robust accuracy <= {art_name.split(',')[0]}'s "
+                f"(mean over seeds): {ours:.3f} vs {min(art):.3f} -> {verdict(ours <= min(art))}"
+            )
+    apgd_rob = by["bastion APGD-CE, early exit on"].robust
+    pgd_rob = by["bastion PGD, early exit on"].robust
+    if apgd_rob is not None and pgd_rob is not None:
+        out.append(
+            f"  APGD robust accuracy <= PGD's: {apgd_rob:.3f} vs {pgd_rob:.3f} "
+            f"-> {verdict(apgd_rob <= pgd_rob)}"
+        )
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

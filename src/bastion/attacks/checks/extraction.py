@@ -1,0 +1,273 @@
+"""EXT001 extraction: how faithfully an attacker copies the model within a query budget.
+
+What it detects
+    A model that an attacker can clone from its answers: a surrogate trained on ``budget``
+    queries agrees with the model on more than ``max_fidelity`` of the test rows.
+Why it matters
+    A faithful copy steals the model's value, escapes the endpoint's quotas and monitoring,
+    and hands the attacker a white-box stand-in for crafting transferable adversarial
+    examples and for membership inference. The fidelity-vs-budget curve says how many
+    queries a client may be allowed before the copy is good enough to matter.
+References
+    Tramèr et al. 2016, "Stealing Machine Learning Models via Prediction APIs"; Orekondy et
+    al. 2019, "Knockoff Nets"; Jagielski et al. 2020 (fidelity vs accuracy). MITRE ATLAS
+    AML.T0024.002; OWASP ML05 (model theft).
+Metrics
+    ``fidelity`` = share of test rows where surrogate(x) == model(x), for the surrogate
+    trained on the first ``budget`` answers; ``surrogate_accuracy`` = share where
+    surrogate(x) == y (with a target); ``queries_used`` = rows the attack sent (never above
+    ``budget``). ``evidence["fidelity_curve"]`` lists (budget, queries, fidelity,
+    surrogate_accuracy) at each ``budget_curve`` point; the curve reuses the same queries.
+
+Threat model and defaults
+    ``attacker_data: train`` (default) lets the training rows stand in for natural data an
+    attacker holds (public records of the same population): the strongest realistic case,
+    and the one that matters, because natural-data queries copy tabular models far better
+    than synthetic ones. Without train data, the attacker holds a seeded half of the test
+    rows and fidelity is measured on the other half. ``none`` sends Gaussian queries around
+    the training data's per-feature mean and standard deviation (summary statistics a data
+    sheet may publish). The fidelity is the worst case over a logistic and a
+    gradient-boosting surrogate (``auto``: the more faithful one at each budget), and
+    probabilities are used when the model returns them.
+
+    ``max_fidelity`` defaults to 0.95: a surrogate that agrees with the model on more than
+    95% of rows after 500 queries is a usable copy. Most tabular models fail this at 500
+    natural queries (a logistic model is copied at 0.96-1.0, a gradient-boosting one at
+    0.97-1.0), so the useful knob is ``budget``: set it to the quota one client gets, and
+    the check says whether that quota is enough to steal the model. Set ``max_fidelity``
+    to null for a report-only run. A run stopped by ``max_seconds`` before the budget and
+    still under the limit is a ``warn`` (the limit was not shown to hold).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from bastion.attacks.budget import Budget
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.extraction.extract import (
+    ExtractionAttack,
+    ExtractionConfig,
+    ExtractionResult,
+    Strategy,
+    SurrogateChoice,
+)
+from bastion.attacks.extraction.queries import FeatureStats
+from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.data.schema import FeatureSchema
+from bastion.findings import Finding, Severity, Status
+from bastion.models.base import Capability
+from bastion.threats import ATLAS_MODEL_EXTRACTION, OWASP_MODEL_THEFT
+
+__all__ = ["Extraction", "ExtractionCheckConfig"]
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ExtractionCheckConfig(CheckConfig):
+    """Gate threshold and attack settings (modest budgets: the check runs in seconds).
+
+    ``max_fidelity``: fail when the fidelity at ``budget`` queries exceeds it (None: report
+    only). ``attacker_data``: ``train`` or ``none`` (see the module docstring). The other
+    fields are :class:`~bastion.attacks.extraction.extract.ExtractionConfig`'s.
+    """
+
+    max_fidelity: Fraction | None = 0.95
+    budget: int = Field(default=500, ge=1)
+    budget_curve: tuple[int, ...] = (50, 100, 200, 500)
+    strategy: Strategy | None = None
+    surrogate: SurrogateChoice = "auto"
+    soft_labels: bool = True
+    attacker_data: Literal["train", "none"] = "train"
+    batch_size: int = Field(default=50, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    queries_per_second: float | None = Field(default=None, gt=0)
+    max_seconds: float | None = Field(default=60.0, gt=0)
+
+
+@CHECKS.register
+class Extraction(Check):
+    """Fail when a surrogate trained on ``budget`` answers agrees with the model too well.
+
+    Example::
+
+        check = Extraction(ExtractionCheckConfig(budget=1000, max_fidelity=0.9))
+        finding = check.execute(ctx)
+        finding.metrics["fidelity"], finding.evidence["fidelity_curve"]
+    """
+
+    id = "EXT001"
+    name = "extraction"
+    title = "Model extraction (fidelity at a query budget)"
+    category = "extraction"
+    scope = Scope.MODEL
+    severity = Severity.HIGH
+    tags = (ATLAS_MODEL_EXTRACTION, OWASP_MODEL_THEFT)
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT})
+    enabled_by_default = False
+    Config = ExtractionCheckConfig
+
+    def run(self, ctx: CheckContext) -> Finding:
+        cfg = config_as(self.config, ExtractionCheckConfig)
+        if ctx.model is None or ctx.test is None:
+            return self.skip(ctx, "Extraction needs a model and a test dataset.")
+        test, train = ctx.test, ctx.train
+        names = test.feature_names
+        non_numeric = [
+            c for c in names if not pd.api.types.is_numeric_dtype(test.features[c].dtype)
+        ]
+        if non_numeric:
+            return self.skip(
+                ctx,
+                f"Extraction sends numeric query rows; feature(s) {non_numeric[:5]} are not "
+                "numeric (encode them in the model's pipeline input first).",
+            )
+        if train is not None and [c for c in names if c not in train.features.columns]:
+            return self.skip(ctx, "The train dataset lacks some of the test features.")
+
+        rng = ctx.rng(self.id)
+        seed = int(rng.integers(2**31 - 1))
+        X_test = test.features.to_numpy(dtype=np.float64)
+        finite_test = np.isfinite(X_test).all(axis=1)
+        eval_mask = finite_test.copy()
+        if train is not None:
+            reference, source = train.features[names], "train"
+        else:
+            # no train data (e.g. `bastion attack extraction` on one file): the attacker holds
+            # a seeded half of the test rows and fidelity is measured on the other half
+            usable = np.flatnonzero(finite_test)
+            if len(usable) < 4:
+                return self.skip(ctx, "Too few complete test rows to split for extraction.")
+            held = rng.permutation(usable)[: len(usable) // 2]
+            eval_mask[held] = False
+            reference, source = test.features.iloc[held], "half of the test rows"
+        if not eval_mask.any():
+            return self.skip(ctx, "Every test row has a missing value; fidelity needs rows.")
+        X_ref = reference.to_numpy(dtype=np.float64)
+        keep_ref = np.isfinite(X_ref).all(axis=1)
+        if not keep_ref.any():
+            return self.skip(ctx, f"Every row of the {source} has a missing value.")
+        constraints = FeatureConstraints.from_schema(
+            ctx.schema or FeatureSchema(), names, reference
+        )
+        stats = FeatureStats.from_data(X_ref)
+        pool = X_ref[keep_ref] if cfg.attacker_data == "train" else None
+
+        eval_labels, victim_labels = None, None
+        if test.target is not None:
+            eval_labels = test.labels[eval_mask]
+            victim_labels = ctx.predictions().y_pred[eval_mask]  # shared: no extra queries
+        attack = ExtractionAttack(
+            ExtractionConfig(
+                strategy=cfg.strategy,
+                surrogate=cfg.surrogate,
+                soft_labels=cfg.soft_labels,
+                budget=cfg.budget,
+                budget_curve=cfg.budget_curve,
+                batch_size=cfg.batch_size,
+                requests_per_second=cfg.requests_per_second,
+                queries_per_second=cfg.queries_per_second,
+            )
+        )
+        result = attack.run(
+            ctx.model,
+            attacker_data=pool,
+            constraints=constraints,
+            eval_data=X_test[eval_mask],
+            eval_labels=eval_labels,
+            budget=Budget(max_seconds=cfg.max_seconds),
+            seed=seed,
+            feature_stats=stats,
+            victim_eval_labels=victim_labels,
+        )
+        status, verdict = _judge(result, cfg.max_fidelity)
+        return self.finding(
+            ctx,
+            status,
+            _describe(result, int(eval_mask.sum())) + " " + verdict,
+            # elapsed time is not a metric: findings must repeat exactly under a seed
+            metrics={k: v for k, v in result.metrics().items() if k != "elapsed_s"},
+            threshold={"max_fidelity": cfg.max_fidelity, "budget": cfg.budget},
+            evidence=_evidence(result, cfg, constraints, source, finite_test, eval_mask, keep_ref),
+        )
+
+
+def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
+    fidelity = result.fidelity
+    if fidelity is None:
+        return Status.WARN, f"No query was answered (stopped: {result.stopped}); nothing judged."
+    if limit is not None and fidelity > limit:
+        return Status.FAIL, f"Fidelity {fidelity:.4f} exceeds max_fidelity {limit:g}."
+    short = result.queries_used < result.budget
+    if short:
+        reach = (
+            f"Stopped ({result.stopped}) after {result.queries_used} of {result.budget} queries: "
+            "the fidelity at the full budget was not measured"
+        )
+        if limit is None:
+            return Status.WARN, reach + " (report only: no max_fidelity)."
+        return Status.WARN, reach + f"; so far within max_fidelity {limit:g}."
+    if limit is None:
+        return Status.PASS, "Report only (no max_fidelity set)."
+    return Status.PASS, f"Within max_fidelity {limit:g}."
+
+
+def _describe(result: ExtractionResult, n_eval: int) -> str:
+    accuracy = (
+        ""
+        if result.surrogate_accuracy is None
+        else f" (surrogate accuracy {result.surrogate_accuracy:.4f}"
+        + (
+            f", model accuracy {result.victim_accuracy:.4f})"
+            if result.victim_accuracy is not None
+            else ")"
+        )
+    )
+    labels = "probabilities" if result.soft_labels else "labels"
+    if result.fidelity is None:
+        return f"Extraction with {result.strategy} queries got no answer."
+    return (
+        f"A {result.surrogate} surrogate trained on the model's {labels} for "
+        f"{result.queries_used} {result.strategy} queries agrees with the model on "
+        f"{result.fidelity:.2%} of {n_eval} test rows{accuracy}."
+    )
+
+
+def _evidence(
+    result: ExtractionResult,
+    cfg: ExtractionCheckConfig,
+    constraints: FeatureConstraints,
+    source: str,
+    finite_test: np.ndarray,
+    eval_mask: np.ndarray,
+    keep_ref: np.ndarray,
+) -> dict[str, Any]:
+    holds_data = cfg.attacker_data == "train"
+    return {
+        "fidelity_curve": [p.to_dict() for p in result.curve],
+        "strategy": result.strategy,
+        "surrogate": result.surrogate,
+        "surrogate_scores": result.surrogate_scores,
+        "soft_labels": result.soft_labels,
+        "attacker_data": cfg.attacker_data,
+        # where the attacker's rows (or, with "none", its summary statistics) came from
+        "attacker_data_source": source,
+        "attacker_rows": int(keep_ref.sum()) if holds_data else 0,
+        "answer_shares": result.answer_shares,
+        "eval_rows": int(eval_mask.sum()),
+        "rows_skipped_missing_values": {
+            "test": int((~finite_test).sum()),
+            "attacker": int((~keep_ref).sum()) if holds_data else 0,
+        },
+        "stopped": result.stopped,
+        **(
+            {"rate_wait_s": round(result.rate_wait_s, 3)}
+            if cfg.requests_per_second or cfg.queries_per_second
+            else {}
+        ),
+        "constraints": constraints.describe(),
+    }

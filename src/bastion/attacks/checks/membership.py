@@ -1,0 +1,260 @@
+"""PRV001 membership: can an attacker tell the model's training records from other records?
+
+What it detects
+    A model that leaks who was in its training set: it answers its own training records
+    (members) differently from other records of the same distribution (non-members), so
+    anyone who can query it learns, for a hospital's diagnostic model, who was a patient.
+How
+    Members are a random sample of the training rows, non-members an equal number of test
+    rows (at most ``n_points`` of each). The attack is LiRA's offline variant
+    (:class:`~bastion.attacks.privacy.membership.ShadowMembership`) with ``n_shadow`` shadow
+    models when the model is a clonable scikit-learn estimator (``attack: auto``), and the
+    confidence threshold attack otherwise; with shadows, the threshold attack runs too and
+    the gate judges the stronger of the two (the higher AUC): a weak attack must not pass a
+    leaky model.
+Shadow data, and why it does not leak
+    The shadows train on random halves of a pool made of the evaluated records plus up to
+    ``max_aux_rows`` of the other training and test rows, every pooled row joining exactly
+    half of the shadows; each evaluated record is scored only against the shadows that did
+    not train on it (OUT models). The pool assignment ignores membership, so the shadows
+    carry no information about which records the target saw; they only learn how confident
+    a model of this recipe is on each record when the record is not in its data.
+Metrics
+    ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr`` (None when there are too few
+    non-members to measure it: the smallest nonzero FPR is 1 / n_nonmembers), ``advantage``
+    (max TPR - FPR), ``n_members``, ``n_nonmembers``, ``n_shadow``. The ROC
+    follows ``sklearn.metrics.roc_curve`` (tied scores make one step) and TPR is read at the
+    largest FPR <= the target; see :func:`~bastion.attacks.results.low_fpr_metrics`.
+Gate
+    Fails when ``auc > max_auc`` or, if set, ``tpr_at_1pct_fpr > max_tpr_at_1pct_fpr``; a TPR
+    limit that the data cannot measure fails closed.
+References
+    MITRE ATLAS AML.T0024.000 (infer training data membership); OWASP ML04. Carlini et al.,
+    "Membership Inference Attacks From First Principles" (IEEE S&P 2022); Shokri et al.,
+    "Membership Inference Attacks Against Machine Learning Models" (IEEE S&P 2017).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from bastion.attacks.budget import Budget
+from bastion.attacks.privacy.membership import (
+    MembershipResult,
+    ShadowMembership,
+    ShadowMembershipConfig,
+    ThresholdMembership,
+    balanced_membership_rows,
+)
+from bastion.attacks.privacy.shadow import shadow_recipe
+from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.exceptions import CapabilityError
+from bastion.findings import Finding, Severity, Status
+from bastion.models.base import Capability, ModelAdapter
+from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
+
+__all__ = ["MembershipCheck", "MembershipCheckConfig"]
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class MembershipCheckConfig(CheckConfig):
+    """Gate limits and the attack's (demo-sized) budget."""
+
+    attack: Literal["auto", "shadow", "threshold"] = "auto"
+    n_shadow: int = Field(default=8, ge=2, le=1024)
+    max_auc: float = Field(default=0.6, ge=0.5, le=1.0)
+    max_tpr_at_1pct_fpr: Fraction | None = None
+    n_points: int = Field(default=1000, ge=2)
+    max_aux_rows: int = Field(default=10_000, ge=0)
+    executor: str = "local"
+    max_seconds: float | None = Field(default=300.0, gt=0)
+
+
+@CHECKS.register
+class MembershipCheck(Check):
+    """Fail when membership inference beats the policy's AUC (or low-FPR TPR) limit.
+
+    Example::
+
+        check = MembershipCheck(MembershipCheckConfig(max_auc=0.6, n_shadow=16))
+        finding = check.execute(CheckContext(train=train, test=test, model=adapter))
+    """
+
+    id = "PRV001"
+    name = "membership"
+    title = "Membership inference"
+    category = "privacy"
+    scope = Scope.MODEL
+    severity = Severity.HIGH
+    tags = (ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE)
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT_PROBA})
+    needs_target = True
+    enabled_by_default = False
+    Config = MembershipCheckConfig
+
+    def run(self, ctx: CheckContext) -> Finding:
+        cfg = config_as(self.config, MembershipCheckConfig)
+        model = ctx.model
+        if model is None or ctx.test is None:
+            return self.skip(ctx, "needs a model and a test dataset (the non-members)")
+        if ctx.train is None:
+            return self.skip(ctx, "needs the training dataset (the members): set data.train")
+        if ctx.train.target is None or ctx.test.target is None:
+            return self.skip(ctx, "needs the target column in train and test (set data.target)")
+        if not model.has(Capability.PREDICT_PROBA):
+            return self.skip(ctx, f"model {model.info.name!r} does not provide predict_proba")
+        attack = _choose_attack(cfg, model)
+        if attack is None:
+            return self.skip(
+                ctx,
+                "attack 'shadow' needs a clonable scikit-learn estimator to train shadow "
+                f"models like the target; model {model.info.name!r} ({model.info.format}) "
+                "is not one (use attack: threshold)",
+            )
+
+        rng = ctx.rng(self.id)
+        train_X, test_X = ctx.train.features, ctx.test.features
+        train_y, test_y = ctx.train.labels, ctx.test.labels
+        members, nonmembers = balanced_membership_rows(len(train_y), len(test_y), cfg.n_points, rng)
+        X = pd.concat([train_X.iloc[members], test_X.iloc[nonmembers]], ignore_index=True)
+        y = np.concatenate([train_y[members], test_y[nonmembers]])
+        is_member = np.repeat([True, False], [len(members), len(nonmembers)])
+        seed = int(rng.integers(2**31 - 1))
+        budget = Budget(max_seconds=cfg.max_seconds)
+
+        results: dict[str, MembershipResult] = {
+            "threshold": ThresholdMembership().run(model, X, y, is_member, seed=seed)
+        }
+        if attack == "shadow":
+            aux_X, aux_y = _aux_rows(ctx, members, nonmembers, cfg.max_aux_rows, rng)
+            results["shadow"] = ShadowMembership(ShadowMembershipConfig(n_shadow=cfg.n_shadow)).run(
+                model,
+                X,
+                y,
+                is_member,
+                X_aux=aux_X,
+                y_aux=aux_y,
+                executor=cfg.executor,
+                budget=budget,
+                seed=seed,
+            )
+        # the gate judges the stronger attack: a weak one must not vouch for the model
+        judged = max(results, key=lambda k: float(results[k].metrics["auc"] or 0.0))
+        return self._finding(ctx, cfg, results, judged)
+
+    def _finding(
+        self,
+        ctx: CheckContext,
+        cfg: MembershipCheckConfig,
+        results: dict[str, MembershipResult],
+        judged: str,
+    ) -> Finding:
+        result = results[judged]
+        m = result.metrics
+        metrics: dict[str, float | int | None] = {
+            "auc": m["auc"],
+            "tpr_at_1pct_fpr": m["tpr_at_1pct_fpr"],
+            "tpr_at_0.1pct_fpr": m["tpr_at_0.1pct_fpr"],
+            "advantage": m["advantage"],
+            "n_members": m["n_members"],
+            "n_nonmembers": m["n_nonmembers"],
+            "n_shadow": result.n_shadow,
+        }
+        threshold: dict[str, float | None] = {"max_auc": cfg.max_auc}
+        auc = float(m["auc"] or 0.0)
+        violations: list[str] = []
+        if auc > cfg.max_auc:
+            violations.append(f"AUC {auc:.3f} > max_auc {cfg.max_auc:g}")
+        tpr = m["tpr_at_1pct_fpr"]
+        n_non = int(m["n_nonmembers"] or 0)
+        if cfg.max_tpr_at_1pct_fpr is not None:
+            threshold["max_tpr_at_1pct_fpr"] = cfg.max_tpr_at_1pct_fpr
+            if tpr is None:
+                violations.append(
+                    f"TPR at 1% FPR cannot be measured with {n_non} non-members (needs >= 100)"
+                    " and max_tpr_at_1pct_fpr is set (fail closed)"
+                )
+            elif tpr > cfg.max_tpr_at_1pct_fpr:
+                violations.append(
+                    f"TPR at 1% FPR {tpr:.3f} > max_tpr_at_1pct_fpr {cfg.max_tpr_at_1pct_fpr:g}"
+                )
+        what = (
+            f"LiRA offline with {result.n_shadow} shadow models"
+            if judged == "shadow"
+            else "confidence threshold"
+        )
+        summary = (
+            f"Membership inference ({what}) on {m['n_members']} members and {n_non} "
+            f"non-members: AUC {auc:.3f}, advantage {float(m['advantage'] or 0):.3f}, "
+            f"TPR at 1% FPR {_pct(tpr, n_non, 100)}, at 0.1% FPR "
+            f"{_pct(m['tpr_at_0.1pct_fpr'], n_non, 1000)}."
+        )
+        if result.stopped:
+            summary += f" Stopped early ({result.stopped}): {result.n_shadow} shadow models."
+        if violations:
+            status, message = Status.FAIL, "Leaks membership: " + "; ".join(violations) + ". "
+        else:
+            status, message = Status.PASS, "Within limits. "
+        evidence: dict[str, Any] = {
+            "judged_attack": judged,
+            "members_from": "train",
+            "nonmembers_from": "test",
+            "attacks": {
+                name: {
+                    "auc": r.metrics["auc"],
+                    "tpr_at_1pct_fpr": r.metrics["tpr_at_1pct_fpr"],
+                    "advantage": r.metrics["advantage"],
+                    "n_shadow": r.n_shadow,
+                    **{k: v for k, v in r.extra.items() if isinstance(v, int | float | str)},
+                }
+                for name, r in results.items()
+            },
+        }
+        return self.finding(
+            ctx, status, message + summary, metrics=metrics, threshold=threshold, evidence=evidence
+        )
+
+
+def _choose_attack(cfg: MembershipCheckConfig, model: ModelAdapter) -> str | None:
+    """The attack to run, or None when ``shadow`` was asked for and cannot run."""
+    if cfg.attack == "threshold":
+        return "threshold"
+    try:
+        shadow_recipe(model)
+    except CapabilityError:
+        return "threshold" if cfg.attack == "auto" else None
+    return "shadow"
+
+
+def _aux_rows(
+    ctx: CheckContext,
+    members: np.ndarray,
+    nonmembers: np.ndarray,
+    limit: int,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame | None, np.ndarray | None]:
+    """Train and test rows that are not evaluated, for the shadows' pool (at most ``limit``)."""
+    if ctx.train is None or ctx.test is None:
+        return None, None
+    rest_train = np.setdiff1d(np.arange(ctx.train.n_rows), members)
+    rest_test = np.setdiff1d(np.arange(ctx.test.n_rows), nonmembers)
+    frames = [ctx.train.features.iloc[rest_train], ctx.test.features.iloc[rest_test]]
+    labels = np.concatenate([ctx.train.labels[rest_train], ctx.test.labels[rest_test]])
+    if len(labels) == 0 or limit == 0:
+        return None, None
+    X = pd.concat(frames, ignore_index=True)
+    if len(labels) > limit:
+        keep = np.sort(rng.choice(len(labels), size=limit, replace=False))
+        X, labels = X.iloc[keep].reset_index(drop=True), labels[keep]
+    return X, labels
+
+
+def _pct(value: float | int | None, n_nonmembers: int, needed: int) -> str:
+    if value is None:
+        return f"not measurable with {n_nonmembers} non-members (needs >= {needed})"
+    return f"{100 * float(value):.1f}%"

@@ -1,0 +1,245 @@
+"""POI002 simulation: how much would poisoning a few training rows hurt this model?
+
+What it detects
+    A training recipe that an attacker with write access to a small share of the training
+    data could subvert: flipping ``rate`` of the labels costs more than ``max_accuracy_drop``
+    of test accuracy, or a backdoor trigger planted in ``rate`` of the rows makes more than
+    ``max_backdoor_success`` of triggered test inputs land in the attacker's class.
+How
+    The model is retrained with its own recipe on the poisoned training set: a clone of the
+    scikit-learn estimator (``fit``), or a copy of a trainable torch module from fresh
+    weights (Adam, ``epochs`` epochs). The model under test is the clean reference (it was
+    trained on the clean training set); ``retrain_clean: true`` retrains a clean copy too,
+    with the same seed, when the model was not trained on exactly ``data.train``. The
+    label-issue detector of POI001 then runs on the poisoned training set, and its precision
+    and recall against the rows actually poisoned tell whether POI001 would have caught the
+    attack. Models that cannot be retrained (ONNX, remote endpoints, bare callables) are
+    skipped. Backdoor triggers respect the dataset's feasibility constraints (bounds from the
+    schema, else the training data).
+Metrics
+    ``clean_accuracy``, ``poisoned_accuracy``, ``accuracy_drop`` (clean - poisoned, test set);
+    ``backdoor_success_rate`` = Pr[f(x + trigger) = target | y != target] on the test set and
+    ``clean_trigger_rate`` (the same for the clean model), backdoor only; ``precision`` and
+    ``recall`` of the detector over training rows; ``n_poisoned``, ``poison_rate``.
+Gate
+    Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor,
+    ``backdoor_success_rate > max_backdoor_success``.
+References
+    Biggio, Nelson and Laskov, "Poisoning attacks against support vector machines" (ICML
+    2012); Gu et al., "BadNets" (2017); MITRE ATLAS AML.T0020, AML.T0043.004; OWASP ML02.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.poisoning._training import resolve_trainer
+from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
+from bastion.attacks.poisoning.simulate import simulate_poisoning
+from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.data.schema import FeatureSchema
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.findings import Finding, Severity, Status
+from bastion.models.base import Capability
+from bastion.threats import (
+    ATLAS_BACKDOOR_TRIGGER,
+    ATLAS_POISON_TRAINING_DATA,
+    OWASP_DATA_POISONING,
+)
+
+__all__ = ["PoisoningSimulationCheck", "PoisoningSimulationConfig"]
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Label = bool | int | float | str
+
+
+class PoisoningSimulationConfig(CheckConfig):
+    """The simulated attack, the gate limits and the detector."""
+
+    kind: Literal["label_flip", "backdoor"] = "label_flip"
+    rate: float = Field(default=0.05, gt=0.0, lt=1.0, description="share of rows poisoned")
+    max_accuracy_drop: Fraction = 0.05
+    max_backdoor_success: Fraction = 0.5
+    # label flipping
+    mode: Literal["random", "targeted"] = "random"
+    source: Label | None = None
+    target: Label | None = None
+    # backdoor
+    target_class: Label | None = None
+    source_class: Label | None = None
+    trigger: dict[str, float] | None = Field(
+        default=None, description="feature name -> value; default: rare upper bounds"
+    )
+    n_trigger_features: int = Field(default=3, ge=1)
+    # retraining
+    retrain_clean: bool = False
+    epochs: int = Field(default=30, ge=1, le=10_000, description="torch modules only")
+    # detection (POI001's detector)
+    detection_method: Literal["confident_learning", "knn"] = "confident_learning"
+    cv: int = Field(default=5, ge=2, le=50)
+
+
+@CHECKS.register
+class PoisoningSimulationCheck(Check):
+    """Fail when simulated poisoning at ``rate`` hurts the retrained model beyond the limits.
+
+    Example::
+
+        check = PoisoningSimulationCheck(PoisoningSimulationConfig(kind="backdoor"))
+        finding = check.execute(CheckContext(train=train, test=test, model=adapter))
+    """
+
+    id = "POI002"
+    name = "simulation"
+    title = "Poisoning sensitivity (simulated)"
+    category = "poisoning"
+    scope = Scope.MODEL
+    severity = Severity.MEDIUM
+    tags = (ATLAS_POISON_TRAINING_DATA, ATLAS_BACKDOOR_TRIGGER, OWASP_DATA_POISONING)
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT})
+    needs_target = True
+    enabled_by_default = False
+    Config = PoisoningSimulationConfig
+
+    def run(self, ctx: CheckContext) -> Finding:
+        cfg = config_as(self.config, PoisoningSimulationConfig)
+        model, train, test = ctx.model, ctx.train, ctx.test
+        if model is None or test is None:
+            return self.skip(ctx, "needs a model and a test dataset")
+        if train is None:
+            return self.skip(ctx, "needs the training dataset to poison: set data.train")
+        if train.target is None or test.target is None:
+            return self.skip(ctx, "needs the target column in train and test (set data.target)")
+        seed = int(ctx.rng(self.id).integers(2**31 - 1))
+        try:
+            trainer = resolve_trainer(model, seed=seed, epochs=cfg.epochs)
+        except CapabilityError as err:
+            return self.skip(ctx, str(err))
+        keep_train = train.frame[train.target].notna().to_numpy()
+        keep_test = test.frame[test.target].notna().to_numpy()
+        X_train = train.features.loc[keep_train].reset_index(drop=True)
+        y_train = train.labels[keep_train]
+        X_test = test.features.loc[keep_test].reset_index(drop=True)
+        y_test = test.labels[keep_test]
+        if len(np.unique(y_train)) < 2:
+            return self.skip(ctx, "the training labels hold fewer than 2 classes")
+        names = list(X_train.columns.astype(str))
+        constraints = None
+        trigger: dict[int, float] | None = None
+        if cfg.kind == "backdoor":
+            schema = ctx.schema if ctx.schema is not None else FeatureSchema()
+            constraints = FeatureConstraints.from_schema(schema, names, X_train)
+            if cfg.trigger is not None:
+                trigger = _trigger_positions(cfg.trigger, names)
+        sim = simulate_poisoning(
+            trainer,
+            X_train,
+            y_train,
+            X_test,
+            y_test,
+            kind=cfg.kind,
+            rate=cfg.rate,
+            mode=cfg.mode,
+            source=cfg.source,
+            target=cfg.target,
+            trigger=trigger,
+            target_class=cfg.target_class,
+            source_class=cfg.source_class,
+            n_trigger_features=cfg.n_trigger_features,
+            constraints=constraints,
+            seed=seed,
+            clean_model=None if cfg.retrain_clean else model,
+        )
+        issues = find_label_issues(
+            sim.X_poisoned,
+            sim.y_poisoned,
+            method=cfg.detection_method,
+            cv=min(cfg.cv, len(y_train)),
+            seed=seed,
+        )
+        precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
+        metrics: dict[str, float | int | None] = {
+            **sim.metrics(),
+            "precision": precision,
+            "recall": recall,
+            "n_flagged": issues.n_flagged,
+        }
+        threshold: dict[str, float | None] = {"max_accuracy_drop": cfg.max_accuracy_drop}
+        violations: list[str] = []
+        if sim.accuracy_drop > cfg.max_accuracy_drop:
+            violations.append(
+                f"accuracy drop {sim.accuracy_drop:.3f} > max_accuracy_drop "
+                f"{cfg.max_accuracy_drop:g}"
+            )
+        success = sim.backdoor_success_rate
+        if cfg.kind == "backdoor":
+            threshold["max_backdoor_success"] = cfg.max_backdoor_success
+            if success is not None and success > cfg.max_backdoor_success:
+                violations.append(
+                    f"backdoor success {success:.3f} > max_backdoor_success "
+                    f"{cfg.max_backdoor_success:g}"
+                )
+        evidence: dict[str, Any] = {
+            "kind": cfg.kind,
+            "rate": cfg.rate,
+            "n_poisoned": sim.n_poisoned,
+            "retrained": "torch module" if hasattr(model, "module") else "clone of the estimator",
+            "clean_reference": "retrained" if cfg.retrain_clean else "the model under test",
+            "detection_method": cfg.detection_method,
+        }
+        if cfg.kind == "backdoor":
+            evidence["target_class"] = sim.target_class
+            # a synthetic trigger, not data: feature names and the values it sets
+            evidence["trigger"] = {names[j]: v for j, v in sim.trigger.items()}
+            evidence["constraints"] = constraints.describe() if constraints else None
+        elif cfg.mode == "targeted":
+            evidence["target"] = sim.target_class
+        message = _summary(cfg, sim.clean_accuracy, sim.poisoned_accuracy, success, sim.n_poisoned)
+        message += f" Detector ({cfg.detection_method}): {_detection(precision, recall)}."
+        if violations:
+            status = Status.FAIL
+            message = "Sensitive to poisoning: " + "; ".join(violations) + ". " + message
+        else:
+            status = Status.PASS
+        return self.finding(
+            ctx, status, message, metrics=metrics, threshold=threshold, evidence=evidence
+        )
+
+
+def _trigger_positions(trigger: dict[str, float], names: list[str]) -> dict[int, float]:
+    position = {name: i for i, name in enumerate(names)}
+    unknown = [name for name in trigger if name not in position]
+    if unknown:
+        raise ConfigError(
+            f"trigger names feature(s) {unknown[:5]} that the training data lacks; "
+            f"features are {names[:10]}{' ...' if len(names) > 10 else ''}"
+        )
+    return {position[name]: float(value) for name, value in trigger.items()}
+
+
+def _summary(
+    cfg: PoisoningSimulationConfig,
+    clean: float,
+    poisoned: float,
+    success: float | None,
+    n_poisoned: int,
+) -> str:
+    what = f"{cfg.mode} label flips" if cfg.kind == "label_flip" else "a backdoor trigger"
+    text = (
+        f"Retrained with {what} on {n_poisoned} training rows ({cfg.rate:.1%}): test accuracy "
+        f"{clean:.3f} -> {poisoned:.3f}."
+    )
+    if success is not None:
+        text += f" Triggered test inputs sent to the target class: {success:.1%}."
+    return text
+
+
+def _detection(precision: float | None, recall: float | None) -> str:
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    return f"precision {fmt(precision)}, recall {fmt(recall)}"

@@ -1,0 +1,495 @@
+"""ADV001 evasion: adversarial robustness of the model under a budgeted evasion attack.
+
+What it detects
+    A model whose decisions flip under small, feasible changes of its inputs: an attacker
+    who controls part of an input (a loan applicant, a fraudster, a sensor) can choose the
+    answer. The check attacks a seeded sample of test points (``n_points``) within a radius
+    ``eps`` and measures how many keep their correct label.
+How
+    ``attack: auto`` runs the white-box ensemble ``auto`` (APGD-CE, APGD-DLR, Square) when
+    the model gives input gradients, else the score-based Square attack, else (labels only)
+    HopSkipJump; any registered evasion attack id can be named instead. Every candidate
+    respects the feasibility constraints of the schema (immutable, integer and one-hot
+    features, ranges; bounds the schema does not declare are inferred from the training data
+    and reported as such). Tabular ``eps`` is in standard deviations of each feature (the
+    training data's), tensor models' ``eps`` in input units. The attack runs at every radius
+    of ``eps_curve``; each curve point is the per-point worst case over the radii up to it
+    (an adversarial example within a smaller ball lies within the larger one).
+Default radius
+    Tabular: 0.5 standard deviations (L-inf) or 1.0 (L2). Tensor models: 8/255 of the median
+    feature range (L-inf; the CIFAR-10 standard) or 0.5 of it (L2). Set ``eps`` to the change
+    an attacker can afford in your domain. ``eps_curve`` defaults to 0.25, 0.5, 1 and 2 times
+    ``eps``.
+Metrics
+    The stable names of :meth:`~bastion.attacks.results.EvasionResult.metrics` at ``eps``:
+    ``clean_accuracy``, ``robust_accuracy`` (correct and not broken, over all sampled
+    points), ``attack_success_rate`` (broken over the points correct before the attack),
+    ``median_perturbation`` / ``mean_perturbation`` (successful points, eps units),
+    ``median_queries`` / ``max_queries`` (per point, every model call counted), ``n_points``,
+    ``attacked_points``, ``eps``.
+Sanity findings (status warn; false assurance is worse than no assurance)
+    Zero gradients at most points or NaN gradients (white-box attacks), a black-box stage
+    breaking points the white-box stages could not (gradient masking), attack success that
+    falls as eps grows (an unreliable attack), predictions that differ when the same rows are
+    asked twice (randomised defences fool attacks), and an attack cut short by the time
+    budget.
+Gate
+    Fails when ``robust_accuracy < min_robust_accuracy`` or ``attack_success_rate >
+    max_attack_success_rate``; a limit on a rate that is undefined (no correctly classified
+    point) fails closed.
+Evidence
+    ``robustness_curve``, ``constraints`` (counts), ``bounds_inferred``, the mean change per
+    feature in original units, ``sanity``; adversarial examples only under ``samples``
+    (tabular: the features that changed, by how much; tensors: original and adversarial
+    arrays), which reports drop unless raw rows are allowed.
+References
+    MITRE ATLAS AML.T0015 (evade ML model), AML.T0043 (craft adversarial data); OWASP ML01
+    (input manipulation). Croce and Hein, ICML 2020 (AutoAttack); Andriushchenko et al., ECCV
+    2020 (Square); Chen et al., IEEE S&P 2020 (HopSkipJump); Carlini et al., "On evaluating
+    adversarial robustness" (2019) for the sanity checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import replace
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from bastion.attacks.base import ATTACKS, EvasionAttack
+from bastion.attacks.budget import Budget
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.evasion._blackbox import change_report
+from bastion.attacks.results import EvasionResult
+from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.data.schema import FeatureSchema
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.findings import Finding, Severity, Status
+from bastion.models.base import Capability, ModelAdapter
+from bastion.threats import ATLAS_CRAFT_ADVERSARIAL_DATA, ATLAS_EVASION, OWASP_INPUT_MANIPULATION
+
+__all__ = ["EvasionCheck", "EvasionCheckConfig", "default_eps", "resolve_attack"]
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+_CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0)
+_BLACK_BOX = ("square", "hopskipjump")
+_MAX_CHANGES_SHOWN = 10
+
+
+class EvasionCheckConfig(CheckConfig):
+    """Threat model, budgets and gate limits of the evasion check.
+
+    Attributes:
+        attack: ``auto`` (white-box ``auto`` with gradients, else ``square``, else
+            ``hopskipjump``) or any registered evasion attack id.
+        eps: radius (std units for tabular data, input units for tensor models); ``None``
+            takes the default described in the module docstring.
+        norm: ``"inf"`` or ``"2"``.
+        eps_curve: radii of the robustness curve (``eps`` is always added).
+        n_points: test points attacked (a seeded sample).
+        max_queries_per_sample: per-point query cap of each run.
+        max_seconds: wall-time budget of the whole check.
+        min_robust_accuracy, max_attack_success_rate: the gate (off when ``None``).
+        n_samples: adversarial examples shown under ``evidence["samples"]``.
+    """
+
+    attack: str = "auto"
+    eps: float | None = Field(default=None, gt=0.0)
+    norm: Literal["inf", "2"] = "inf"
+    eps_curve: tuple[float, ...] | None = None
+    n_points: int = Field(default=200, ge=1)
+    max_queries_per_sample: int = Field(default=1_000, ge=3)
+    max_seconds: float = Field(default=120.0, gt=0.0)
+    min_robust_accuracy: Fraction | None = None
+    max_attack_success_rate: Fraction | None = None
+    n_samples: int = Field(default=3, ge=0, le=50)
+
+    @field_validator("attack")
+    @classmethod
+    def _known_evasion_attack(cls, value: str) -> str:
+        # a typo in the policy is a configuration error (exit 2), not a failed gate
+        known = sorted(a.id for a in ATTACKS if a.family == "evasion")
+        if value != "auto" and value not in known:
+            raise ValueError(f"expected auto or one of {', '.join(known)}; got {value!r}")
+        return value
+
+    @field_validator("eps_curve")
+    @classmethod
+    def _positive_radii(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and not all(np.isfinite(v) and v > 0 for v in value):
+            raise ValueError(f"every eps_curve radius must be a finite number > 0; got {value}")
+        return value
+
+
+def resolve_attack(requested: str, model: ModelAdapter) -> str:
+    """The attack id that ``attack: auto`` means for ``model`` (other ids pass through)."""
+    if requested != "auto":
+        return requested
+    if model.has(Capability.LOSS_GRADIENT) and "auto" in ATTACKS:
+        return "auto"
+    if model.has(Capability.PREDICT_PROBA):
+        return "square"
+    return "hopskipjump"
+
+
+def default_eps(norm: str, tensor: bool, constraints: FeatureConstraints) -> float:
+    """The documented default radius (see the module docstring)."""
+    if not tensor:
+        return 0.5 if norm == "inf" else 1.0
+    width = constraints.upper - constraints.lower
+    width = width[np.isfinite(width) & (width > 0)]
+    span = float(np.median(width)) if width.size else 1.0
+    return span * (8 / 255 if norm == "inf" else 0.5)
+
+
+@CHECKS.register
+class EvasionCheck(Check):
+    """Attack the model within ``eps`` and gate on robust accuracy / attack success rate.
+
+    Example::
+
+        check = EvasionCheck(EvasionCheckConfig(eps=0.5, min_robust_accuracy=0.7))
+        finding = check.execute(CheckContext(model=adapter, train=train, test=test))
+        finding.metrics["robust_accuracy"], finding.evidence["robustness_curve"]
+    """
+
+    id = "ADV001"
+    name = "evasion"
+    title = "Adversarial robustness (evasion)"
+    category = "robustness"
+    scope = Scope.MODEL
+    severity = Severity.HIGH
+    tags: ClassVar[tuple[str, ...]] = (
+        ATLAS_EVASION,
+        ATLAS_CRAFT_ADVERSARIAL_DATA,
+        OWASP_INPUT_MANIPULATION,
+    )
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT})
+    needs_target = True
+    enabled_by_default = False
+    Config = EvasionCheckConfig
+
+    def run(self, ctx: CheckContext) -> Finding:
+        cfg = config_as(self.config, EvasionCheckConfig)
+        started = time.perf_counter()
+        model, test = ctx.model, ctx.test
+        if model is None or test is None or test.target is None:
+            return self.skip(ctx, "needs a model and a labelled test set")
+        names = test.feature_names
+        frame = test.features
+        text = [c for c in names if not _numeric(frame[c])]
+        if text:
+            return self.skip(
+                ctx,
+                f"evasion attacks need numeric features; non-numeric: {text[:5]} (encode "
+                "categories as one-hot columns and declare their one_hot_group in the schema)",
+            )
+        attack_id = resolve_attack(cfg.attack, model)
+        attack = ATTACKS.get(attack_id)()
+        if not isinstance(attack, EvasionAttack):
+            raise ConfigError(
+                f"checks.robustness.evasion.attack must name an evasion attack; {attack_id!r} "
+                f"is a {attack.family} attack"
+            )
+        try:
+            attack.check_model(model)
+        except CapabilityError as err:
+            return self.skip(ctx, str(err))
+
+        tensor = getattr(model, "input_shape", None) is not None
+        reference = ctx.train.features if ctx.train is not None else frame
+        constraints = FeatureConstraints.from_schema(
+            ctx.schema or FeatureSchema(), names, reference, scale_by_std=not tensor
+        )
+        eps = cfg.eps if cfg.eps is not None else default_eps(cfg.norm, tensor, constraints)
+        radii = sorted({*(cfg.eps_curve or [f * eps for f in _CURVE_FACTORS]), eps})
+
+        rng = ctx.rng(self.id)
+        n = len(frame)
+        rows = np.sort(rng.choice(n, size=min(cfg.n_points, n), replace=False))
+        X = frame.to_numpy(dtype=np.float64)[rows]
+        y = np.asarray(test.labels)[rows]
+        seed = int(rng.integers(2**31 - 1))
+
+        sanity: list[str] = []
+        differ = int(np.sum(np.asarray(model.predict(X)) != np.asarray(model.predict(X))))
+        if differ:
+            sanity.append(
+                f"non-deterministic predictions: {differ} of {len(X)} rows got another label "
+                "when asked twice; randomised outputs mislead attacks, so robustness figures "
+                "may be overstated"
+            )
+
+        results = _run_curve(attack, model, X, y, eps, radii, cfg, constraints, seed, started)
+        main = results[eps]
+        # for `bastion attack evasion --save-adv`: the inputs at eps, outside the report
+        ctx.artifacts["evasion_result"] = main
+        ctx.artifacts["feature_names"] = list(names)
+        merged = _worst_case(results, eps)
+        curve = _curve(results, main.clean_correct)
+        sanity += _sanity(results, main, attack_id)
+
+        metrics: dict[str, float | int | None] = {
+            k: v for k, v in merged.metrics().items() if k != "time_s"
+        }
+        status, verdict, threshold = _judge(cfg, metrics)
+        if status is Status.PASS and sanity:
+            status = Status.WARN
+        unit = "std" if not tensor else "input units"
+        ra, asr = metrics["robust_accuracy"], metrics["attack_success_rate"]
+        message = (
+            f"Robust accuracy {_fmt(ra)} at eps={eps:g} ({unit}, L{cfg.norm}) against "
+            f"{attack_id}; attack success rate {_fmt(asr)} over "
+            f"{metrics['attacked_points']} correctly classified of {len(X)} points. {verdict}"
+        )
+        if sanity:
+            message += f" Sanity warning(s): {'; '.join(sanity)}."
+        evidence: dict[str, Any] = {
+            "attack": attack_id,
+            "attack_requested": cfg.attack,
+            "norm": cfg.norm,
+            "eps": eps,
+            "eps_unit": "std" if not tensor else "input",
+            "robustness_curve": curve,
+            "curve_complete": len(results) == len(radii),
+            "constraints": constraints.describe(),
+            "bounds_inferred": "inferred" in constraints.bound_source,
+            "perturbation_original_units": _changes(merged, X, constraints),
+            "stopped": {f"{e:g}": r.stopped for e, r in results.items() if r.stopped},
+            "sanity": sanity,
+        }
+        stages = main.extra.get("stages")
+        if isinstance(stages, list):
+            evidence["stages"] = [
+                {k: s.get(k) for k in ("attack", "points", "new_successes", "stopped")}
+                for s in stages
+                if isinstance(s, dict)
+            ]
+        samples = _samples(merged, X, rows, constraints, model, cfg.n_samples)
+        if samples:
+            evidence["samples"] = samples
+        return self.finding(
+            ctx, status, message, metrics=metrics, threshold=threshold, evidence=evidence
+        )
+
+
+def _numeric(column: pd.Series) -> bool:
+    return bool(
+        pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype)
+    )
+
+
+def _fmt(value: float | int | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _run_curve(
+    attack: EvasionAttack,
+    model: ModelAdapter,
+    X: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    radii: list[float],
+    cfg: EvasionCheckConfig,
+    constraints: FeatureConstraints,
+    seed: int,
+    started: float,
+) -> dict[float, EvasionResult]:
+    """The attack at ``eps`` first (the gate's figure), then the other radii in the time left."""
+    order = [eps, *[r for r in radii if r != eps]]
+    deadline = started + cfg.max_seconds
+    results: dict[float, EvasionResult] = {}
+    for i, radius in enumerate(order):
+        left = deadline - time.perf_counter()
+        if i and left <= 0:
+            break
+        runs_left = len(order) - i
+        # the gate's run may take half the time; the curve shares the rest
+        share = left / 2 if i == 0 and runs_left > 1 else left / runs_left
+        budget = Budget(
+            max_queries_per_sample=cfg.max_queries_per_sample,
+            max_seconds=max(share, 1e-3),
+        )
+        results[radius] = attack.run(
+            model,
+            X,
+            y,
+            eps=radius,
+            norm=cfg.norm,
+            constraints=constraints,
+            budget=budget,
+            seed=seed,
+        )
+    return dict(sorted(results.items()))
+
+
+def _worst_case(results: dict[float, EvasionResult], eps: float) -> EvasionResult:
+    """The run at ``eps`` with every point broken within a smaller radius counted as broken."""
+    main = results[eps]
+    correct = main.clean_correct
+    x_adv = main.x_adv.copy()
+    adv_pred = main.adv_pred.copy()
+    success = main.success.copy()
+    perturbation = main.perturbation.copy()
+    for radius, other in results.items():
+        if radius >= eps:
+            continue
+        newly = other.success & correct & ~success
+        if newly.any():
+            x_adv[newly] = other.x_adv[newly]
+            if adv_pred.dtype != other.adv_pred.dtype:
+                adv_pred = adv_pred.astype(np.result_type(adv_pred.dtype, other.adv_pred.dtype))
+            adv_pred[newly] = other.adv_pred[newly]
+            perturbation[newly] = other.perturbation[newly]
+            success |= newly
+    return replace(main, x_adv=x_adv, adv_pred=adv_pred, success=success, perturbation=perturbation)
+
+
+def _curve(results: dict[float, EvasionResult], correct: np.ndarray) -> list[dict[str, Any]]:
+    """Robust accuracy and success rate per radius, worst case over the radii up to it."""
+    broken = np.zeros(len(correct), dtype=bool)
+    attacked = int(correct.sum())
+    out: list[dict[str, Any]] = []
+    for radius, result in results.items():
+        broken |= result.success & correct
+        out.append(
+            {
+                "eps": radius,
+                "robust_accuracy": float((correct & ~broken).mean()) if len(correct) else None,
+                "attack_success_rate": float(broken.sum() / attacked) if attacked else None,
+            }
+        )
+    return out
+
+
+def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id: str) -> list[str]:
+    """Signs that the attack, not the model, decided the result."""
+    notes: list[str] = []
+    for radius, result in results.items():
+        zero = result.extra.get("zero_gradient_fraction")
+        if isinstance(zero, int | float) and zero > 0.5:
+            notes.append(
+                f"zero input gradients at {zero:.0%} of points (eps={radius:g}): saturated "
+                "outputs or gradient masking; white-box figures are not trustworthy"
+            )
+            break
+    if any(bool(r.extra.get("nan_gradients")) for r in results.values()):
+        notes.append("NaN input gradients: the white-box attack could not follow the loss")
+    stages = main.extra.get("stages")
+    if isinstance(stages, list):
+        for stage in stages:
+            if not isinstance(stage, dict):
+                continue
+            new = stage.get("new_successes")
+            if stage.get("attack") in _BLACK_BOX and isinstance(new, int) and new > 0:
+                notes.append(
+                    f"the black-box {stage['attack']} attack broke {new} point(s) the "
+                    f"white-box attacks of {attack_id} could not: gradient masking suspected"
+                )
+    # each radius's own success count (no worst-case merge): it should not fall as eps grows
+    items = list(results.items())
+    for (r1, a), (r2, b) in itertools.pairwise(items):
+        s1 = int((a.success & a.clean_correct).sum())
+        s2 = int((b.success & b.clean_correct).sum())
+        attacked = max(int(a.clean_correct.sum()), 1)
+        if s1 - s2 > max(1, 0.02 * attacked):
+            notes.append(
+                f"attack success falls from {s1} points at eps={r1:g} to {s2} at eps={r2:g}: "
+                "the attack is unreliable here (too few queries or a masked loss)"
+            )
+    if main.stopped in ("time budget", "interrupted"):
+        notes.append(
+            f"the attack at eps={main.eps:g} stopped early ({main.stopped}): robust accuracy "
+            "is an upper bound; raise max_seconds"
+        )
+    return notes
+
+
+def _judge(
+    cfg: EvasionCheckConfig, metrics: dict[str, float | int | None]
+) -> tuple[Status, str, dict[str, float | int | str | None]]:
+    threshold: dict[str, float | int | str | None] = {}
+    problems: list[str] = []
+    limits = (
+        ("min_robust_accuracy", "robust_accuracy", True),
+        ("max_attack_success_rate", "attack_success_rate", False),
+    )
+    for field_name, metric, is_min in limits:
+        limit = getattr(cfg, field_name)
+        if limit is None:
+            continue
+        threshold[field_name] = limit
+        value = metrics.get(metric)
+        if value is None:
+            problems.append(f"{metric} is undefined (no correctly classified point): not judged")
+        elif (value < limit) if is_min else (value > limit):
+            problems.append(f"{metric} {value:.4f} {'<' if is_min else '>'} {field_name} {limit:g}")
+    if problems:
+        return Status.FAIL, "Limits violated: " + "; ".join(problems) + ".", threshold
+    if not threshold:
+        return Status.PASS, "No limits configured (info only).", threshold
+    return Status.PASS, f"All {len(threshold)} limit(s) met.", threshold
+
+
+def _changes(
+    result: EvasionResult, X: np.ndarray, constraints: FeatureConstraints
+) -> dict[str, Any]:
+    x_adv = result.x_adv.reshape(len(X), -1)
+    report = change_report(x_adv, X, result.success, constraints.names)
+    return {
+        "mean_abs_change": report["mean_abs_change_original_units"],
+        "aggregate": report["mean_abs_change_original_units_aggregate"],
+        "median_changed_features": report["median_changed_features"],
+    }
+
+
+def _samples(
+    result: EvasionResult,
+    X: np.ndarray,
+    rows: np.ndarray,
+    constraints: FeatureConstraints,
+    model: ModelAdapter,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A few adversarial examples: changed features (tabular) or both arrays (tensors)."""
+    shape = getattr(model, "input_shape", None)
+    x_adv = result.x_adv.reshape(len(X), -1)
+    out: list[dict[str, Any]] = []
+    for i in np.flatnonzero(result.success)[:limit]:
+        sample: dict[str, Any] = {
+            "row": int(rows[i]),
+            "label": _json_label(result.y_true[i]),
+            "adversarial_label": _json_label(result.adv_pred[i]),
+            "perturbation": float(result.perturbation[i]),
+        }
+        if shape is not None:
+            dims = [int(d) for d in shape]
+            sample["shape"] = dims
+            sample["original"] = X[i].reshape(dims).tolist()
+            sample["adversarial"] = x_adv[i].reshape(dims).tolist()
+        else:
+            delta = x_adv[i] - X[i]
+            changed = np.flatnonzero(np.abs(delta) > 1e-12 * np.maximum(1.0, np.abs(X[i])))
+            order = changed[np.argsort(-np.abs(delta[changed] / constraints.scale[changed]))]
+            sample["changes"] = [
+                {
+                    "feature": constraints.names[j],
+                    "original": float(X[i, j]),
+                    "adversarial": float(x_adv[i, j]),
+                    "change": float(delta[j]),
+                    "change_std": float(delta[j] / constraints.scale[j]),
+                }
+                for j in order[:_MAX_CHANGES_SHOWN]
+            ]
+            sample["n_changed"] = int(changed.size)
+        out.append(sample)
+    return out
+
+
+def _json_label(label: Any) -> Any:
+    item = getattr(label, "item", None)
+    return item() if callable(item) else label

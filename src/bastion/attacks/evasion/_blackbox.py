@@ -1,0 +1,417 @@
+"""Machinery shared by the black-box evasion attacks (Square, HopSkipJump).
+
+- :class:`Space`: the attacks work in scaled units ``z = x / constraints.scale`` (standard
+  deviations for tabular data, input units for tensors), so one ``eps`` fits every feature.
+  :meth:`Space.project` makes every point feasible *before* it is queried, so what the model
+  answered about is exactly what the attack may return: immutable features keep their value,
+  bounds hold, integer features are integers, one-hot groups have one active member, and
+  (when an ``eps`` ball is given) rounding moves toward the original so the ball still holds.
+- :class:`Ledger`: per-sample query counts, the per-sample cap and the total budget, with one
+  query per attacked point held in reserve for the final success check.
+- :func:`finalize`: the success check (``predict`` on each candidate within ``eps``; no
+  success is ever claimed from scores alone) and the :class:`EvasionResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.results import EvasionResult
+from bastion.exceptions import ConfigError, DataError
+from bastion.models.base import Capability, ModelAdapter
+
+__all__ = [
+    "Ledger",
+    "Norm",
+    "Space",
+    "as_rows",
+    "change_report",
+    "check_threat_model",
+    "clean_predictions",
+    "finalize",
+    "label_columns",
+    "margin",
+    "norms",
+    "predict_rows",
+    "score_rows",
+    "uses_logits",
+    "within_eps",
+]
+
+Norm = Literal["inf", "2"]
+_RTOL = 1e-6  # float tolerance of the eps check (REFERENCE.md: norm checked after clipping)
+_ATOL = 1e-9
+
+
+def check_threat_model(eps: float, norm: str, *, eps_required: bool = True) -> None:
+    """Raise :class:`ConfigError` for an unknown norm or a non-positive / non-finite eps."""
+    if norm not in ("inf", "2"):
+        raise ConfigError(f"norm must be 'inf' or '2'; received {norm!r}")
+    if eps_required and not (np.isfinite(eps) and eps > 0):
+        raise ConfigError(f"eps must be a finite number > 0; received {eps!r}")
+
+
+def as_rows(X: Any) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``X`` as float64 rows ``(n, d)`` and its original shape (images come back reshaped)."""
+    arr = X.to_numpy(dtype=np.float64) if isinstance(X, pd.DataFrame) else np.asarray(X)
+    if arr.ndim < 2:
+        raise DataError(f"X must have one row per point (2-D or more); received shape {arr.shape}")
+    try:
+        rows = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"X must be numeric; received dtype {arr.dtype}") from err
+    if rows.shape[0] == 0:
+        raise DataError("X has no rows to attack")
+    if not np.isfinite(rows).all():
+        raise DataError("X holds NaN or infinite values; evasion attacks need finite inputs")
+    return rows.copy(), tuple(arr.shape)
+
+
+def norms(delta: np.ndarray, norm: str) -> np.ndarray:
+    """Per-row L-inf or L2 norm."""
+    if delta.shape[1] == 0:
+        return np.zeros(delta.shape[0])
+    if norm == "inf":
+        out: np.ndarray = np.abs(delta).max(axis=1)
+    else:
+        out = np.sqrt((delta**2).sum(axis=1))
+    return out
+
+
+def within_eps(distance: np.ndarray, eps: float) -> np.ndarray:
+    out: np.ndarray = distance <= eps * (1 + _RTOL) + _ATOL
+    return out
+
+
+class Space:
+    """Scaled working space around the originals ``x0`` and its feasibility projection.
+
+    Parameters:
+        constraints: the feasibility constraints (``None``: unconstrained, eps in input units).
+        x0: the original rows ``(n, d)`` in input units.
+
+    Raises:
+        ConfigError: the constraints describe another number of features.
+    """
+
+    def __init__(self, constraints: FeatureConstraints | None, x0: np.ndarray) -> None:
+        d = x0.shape[1]
+        cons = constraints if constraints is not None else FeatureConstraints.unconstrained(d)
+        if cons.n_features != d:
+            raise ConfigError(
+                f"constraints describe {cons.n_features} features but X has {d} per row"
+            )
+        scale = np.asarray(cons.scale, dtype=np.float64)
+        if scale.shape != (d,):
+            scale = np.ones(d)
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise ConfigError("constraints.scale must be finite and > 0 for every feature")
+        self.constraints = cons
+        self.x0 = x0
+        self.scale = scale
+        self.z0 = x0 / scale
+        self.lower = cons.lower / scale
+        self.upper = cons.upper / scale
+        self.mutable = np.flatnonzero(~cons.immutable)
+        self._int_lo = np.ceil(cons.lower - 1e-9)
+        self._int_hi = np.floor(cons.upper + 1e-9)
+        self._discrete = cons.integer.copy()
+        for group in cons.one_hot_groups:
+            self._discrete[group] = True
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x0.shape[1])
+
+    def to_x(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Input units of scaled rows ``z`` (of the originals ``rows``), with the exact values
+        that the float round trip would blur: immutable features, integers, one-hot members."""
+        cons = self.constraints
+        x: np.ndarray = z * self.scale
+        x[:, cons.immutable] = self.x0[rows][:, cons.immutable]
+        if self._discrete.any():
+            x[:, self._discrete] = np.rint(x[:, self._discrete])
+        np.clip(x, cons.lower, cons.upper, out=x)
+        return x
+
+    def finite_span(self) -> float:
+        """Median width of the finite bounds of mutable features (scaled units; 1 when none)."""
+        width = (self.upper - self.lower)[self.mutable]
+        width = width[np.isfinite(width)]
+        return float(np.median(width)) if width.size else 1.0
+
+    def project(
+        self,
+        z: np.ndarray,
+        rows: np.ndarray,
+        eps: float | None = None,
+        norm: str = "inf",
+    ) -> np.ndarray:
+        """Feasible version of ``z`` (scaled rows of the originals ``rows``), inside the
+        ``eps`` ball around them when ``eps`` is given."""
+        cons = self.constraints
+        x0 = self.x0[rows]
+        x = z * self.scale
+        x[:, cons.immutable] = x0[:, cons.immutable]
+        np.clip(x, cons.lower, cons.upper, out=x)
+        if eps is not None:
+            x = self._into_ball(x, x0, eps, norm)
+        if cons.integer.any():
+            cols = cons.integer
+            if eps is None:
+                vals = np.rint(x[:, cols])
+            else:
+                # toward the original: |change| never grows, so the ball still holds
+                base = x0[:, cols]
+                step = x[:, cols] - base
+                vals = np.where(
+                    np.abs(base - np.rint(base)) <= 1e-9,
+                    base + np.trunc(step + np.copysign(1e-7, step)),
+                    np.rint(x[:, cols]),
+                )
+            x[:, cols] = np.clip(vals, self._int_lo[cols], self._int_hi[cols])
+        if cons.one_hot_groups:
+            self._one_hot(x, x0, eps, norm)
+        out: np.ndarray = cons.project(x, x0) / self.scale  # the guarantee; idempotent here
+        return out
+
+    def _into_ball(self, x: np.ndarray, x0: np.ndarray, eps: float, norm: str) -> np.ndarray:
+        radius = eps * self.scale
+        if norm == "inf":
+            x = np.clip(x, x0 - radius, x0 + radius)
+        else:
+            delta = (x - x0) / self.scale
+            length = np.sqrt((delta**2).sum(axis=1, keepdims=True))
+            factor = np.minimum(1.0, eps / np.maximum(length, 1e-300))
+            x = x0 + delta * factor * self.scale
+        out: np.ndarray = np.clip(x, self.constraints.lower, self.constraints.upper)
+        return out
+
+    def _one_hot(self, x: np.ndarray, x0: np.ndarray, eps: float | None, norm: str) -> None:
+        n = x.shape[0]
+        for group in self.constraints.one_hot_groups:
+            winner = np.argmax(x[:, group], axis=1)
+            x[:, group] = 0.0
+            x[np.arange(n), group[winner]] = 1.0
+        if eps is None:
+            return
+        # a category switch costs 1 / std per member: revert it where it leaves the ball
+        members = np.concatenate(self.constraints.one_hot_groups)
+        dist = norms((x - x0) / self.scale, norm)
+        outside = ~within_eps(dist, eps)
+        if outside.any():
+            x[np.ix_(outside, members)] = x0[np.ix_(outside, members)]
+
+
+class Ledger:
+    """Per-sample query counts against a per-sample cap and a total budget.
+
+    One query per attacked point is held in reserve (``pending``) for the final success check,
+    so neither the per-sample cap nor ``max_queries`` is ever exceeded.
+    """
+
+    def __init__(self, n: int, cap: int | None, budget: Budget | None) -> None:
+        self.used = np.zeros(n, dtype=np.int64)
+        self.cap = cap
+        self.tracker = BudgetTracker(budget or Budget())
+        self.pending = np.zeros(n, dtype=bool)
+        self.stopped: str | None = None
+
+    def left(self, rows: np.ndarray) -> np.ndarray:
+        """Queries each of ``rows`` may still spend on the search (reserve excluded)."""
+        if self.cap is None:
+            return np.full(len(rows), np.iinfo(np.int64).max // 4, dtype=np.int64)
+        out: np.ndarray = self.cap - self.used[rows] - self.pending[rows]
+        return out
+
+    def allow(self, wanted: int) -> int:
+        """How many of ``wanted`` rows the total budget allows now (0: stop)."""
+        if wanted <= 0:
+            return 0
+        reserve = int(self.pending.sum())
+        got = self.tracker.allow(wanted + reserve)
+        if got == 0:
+            self.stopped = self.tracker.exhausted_reason or "query budget"
+            return 0
+        got -= reserve
+        if got <= 0:
+            self.stopped = "query budget"
+            return 0
+        return min(wanted, got)
+
+    def charge(self, owners: np.ndarray) -> None:
+        """Count one query for each entry of ``owners`` (the point each row belongs to)."""
+        if owners.size:
+            self.used += np.bincount(owners, minlength=self.used.size)
+            self.tracker.spend(int(owners.size))
+
+    def interrupt(self) -> None:
+        self.tracker.interrupt()
+        self.stopped = "interrupted"
+
+
+def predict_rows(
+    model: ModelAdapter,
+    x: np.ndarray,
+    owners: np.ndarray,
+    ledger: Ledger,
+    chunk: int = 65_536,
+) -> np.ndarray:
+    """Labels for rows ``x`` (input units), charged to ``owners``; large batches in chunks."""
+    ledger.charge(owners)  # before the call, as the adapter counts: an interrupted call was sent
+    parts = [np.asarray(model.predict(x[i : i + chunk])) for i in range(0, len(x), chunk)]
+    if not parts:
+        return np.zeros(0)
+    return np.concatenate(parts)
+
+
+def score_rows(
+    model: ModelAdapter, x: np.ndarray, owners: np.ndarray, ledger: Ledger, use_logits: bool
+) -> np.ndarray:
+    """Logits (when the model declares them) or probabilities for rows ``x``."""
+    ledger.charge(owners)
+    out = model.logits(x) if use_logits else model.predict_proba(x)
+    return np.asarray(out, dtype=np.float64)
+
+
+def label_columns(model: ModelAdapter, y: np.ndarray, n_columns: int) -> np.ndarray:
+    """Column of each label in the model's scores (-1 when the model has no such class)."""
+    classes = model.classes_
+    if classes is not None:
+        lookup = {_key(c): i for i, c in enumerate(classes.tolist())}
+        return np.array([lookup.get(_key(v), -1) for v in y.tolist()], dtype=np.intp)
+    if y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        cols = y.astype(np.intp)
+        k = max(n_columns, 2)
+        return np.where((cols >= 0) & (cols < k), cols, -1)
+    raise ConfigError(
+        f"model {model.info.name!r} has no classes_ and labels of dtype {y.dtype} are not "
+        "column indices; give the adapter its classes"
+    )
+
+
+def _key(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def margin(scores: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Score of the true class minus the best other class (negative: misclassified)."""
+    if scores.shape[1] == 1:  # a single logit: class 1 when positive
+        s = scores[:, 0]
+        out: np.ndarray = np.where(cols == 1, s, -s)
+        return out
+    rows = np.arange(len(scores))
+    true = scores[rows, cols]
+    others = scores.copy()
+    others[rows, cols] = -np.inf
+    out = true - others.max(axis=1)
+    return out
+
+
+def uses_logits(model: ModelAdapter) -> bool:
+    return model.has(Capability.LOGITS)
+
+
+def change_report(
+    x_adv: np.ndarray, x: np.ndarray, success: np.ndarray, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """How successful points changed, in the features' original units (aggregates only)."""
+    if not success.any():
+        return {
+            "mean_abs_change_original_units": {},
+            "mean_abs_change_original_units_aggregate": None,
+            "median_changed_features": None,
+        }
+    diff = np.abs(x_adv[success] - x[success])
+    changed = diff > 1e-12 * np.maximum(1.0, np.abs(x[success]))
+    per_feature: dict[str, float] = {}
+    for j in np.flatnonzero(changed.any(axis=0)):
+        per_feature[names[j]] = float(diff[changed[:, j], j].mean())
+    return {
+        "mean_abs_change_original_units": per_feature,
+        "mean_abs_change_original_units_aggregate": float(diff[changed].mean())
+        if changed.any()
+        else None,
+        "median_changed_features": float(np.median(changed.sum(axis=1))),
+    }
+
+
+def finalize(
+    *,
+    name: str,
+    model: ModelAdapter,
+    space: Space,
+    shape: tuple[int, ...],
+    y: np.ndarray,
+    clean_pred: np.ndarray,
+    candidate: np.ndarray,
+    x_candidate: np.ndarray,
+    eps: float,
+    norm: str,
+    ledger: Ledger,
+    started: float,
+    extra: Mapping[str, Any],
+) -> EvasionResult:
+    """Check each candidate within ``eps`` with ``predict`` and build the result.
+
+    The check spends the reserved query of each candidate (whatever the time budget says:
+    it is one batched call), so a success is always a verified misclassification.
+    """
+    x = space.x0
+    distance = norms((x_candidate - x) / space.scale, norm)
+    correct = np.asarray(clean_pred == y)
+    check = candidate & correct & within_eps(distance, eps)
+    idx = np.flatnonzero(check)
+    pred = clean_pred.copy()
+    if idx.size:
+        pred_idx = predict_rows(model, x_candidate[idx], idx, ledger)
+        if pred.dtype != pred_idx.dtype:
+            pred = pred.astype(np.result_type(pred.dtype, pred_idx.dtype))
+        pred[idx] = pred_idx
+    ledger.pending[:] = False
+    success = check & np.asarray(pred != y)
+    x_adv = x.copy()
+    x_adv[success] = x_candidate[success]
+    perturbation = np.full(len(x), np.nan)
+    perturbation[success] = distance[success]
+    out_extra = dict(extra)
+    out_extra.update(change_report(x_adv, x, success, space.constraints.names))
+    out_extra["unverified_candidates"] = int((check & ~success).sum())
+    return EvasionResult(
+        attack=name,
+        x_adv=x_adv.reshape(shape),
+        y_true=y,
+        clean_pred=clean_pred,
+        adv_pred=pred,
+        success=success,
+        perturbation=perturbation,
+        queries=ledger.used.copy(),
+        eps=float(eps),
+        norm=norm,
+        elapsed_s=time.perf_counter() - started,
+        stopped=ledger.stopped,
+        extra=out_extra,
+    )
+
+
+def clean_predictions(model: ModelAdapter, x: np.ndarray, ledger: Ledger) -> np.ndarray:
+    """One ``predict`` per point (counted): the clean labels that decide which points to attack.
+
+    Raises:
+        ConfigError: the total budget cannot pay for one clean prediction per point.
+    """
+    n = len(x)
+    if ledger.tracker.budget.max_queries is not None and ledger.tracker.budget.max_queries < n:
+        raise ConfigError(
+            f"budget max_queries={ledger.tracker.budget.max_queries} cannot pay for the {n} "
+            "clean predictions the attack needs (one per point)"
+        )
+    return predict_rows(model, x, np.arange(n), ledger)

@@ -1,0 +1,969 @@
+"""Torch engine of the white-box evasion attacks: FGSM and PGD steps, and APGD's schedule.
+
+This module imports torch at import time; the attack modules import it inside ``run`` so
+that ``import bastion`` and the attack registry stay free of torch.
+
+Design (issue 3, "Speed"):
+
+- one forward and one input-gradient backward pass per iteration: parameters are frozen
+  (``requires_grad_(False)``, restored afterwards) and ``torch.autograd.grad`` differentiates
+  with respect to the input only;
+- every tensor of the loop lives on the model's device; the only device-to-host traffic
+  inside the loop is the one-byte "did any point break" test of the early exit;
+- a point that breaks leaves the working batch (its adversarial is kept), so later steps
+  cost only the points still standing;
+- the loop works in the constraints' scaled space ``z = x / scale`` (eps in std units for
+  tabular data); the L-inf ball intersected with the feasible box is itself a box, so a
+  PGD step projects with one ``clamp``; immutable features get a box of width zero;
+- integer and one-hot features are projected at the end by
+  :meth:`~bastion.attacks.constraints.FeatureConstraints.project`, then every candidate is
+  re-checked with a final model prediction (counted as a query) within eps (+1e-6).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.results import EvasionResult
+from bastion.exceptions import (
+    CapabilityError,
+    ConfigError,
+    DataError,
+    ModelError,
+    ModelOutputError,
+)
+from bastion.models.base import ModelAdapter
+
+__all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
+
+Tensor = torch.Tensor
+LossName = Literal["ce", "dlr", "margin"]
+
+# norms are checked after projection with this tolerance, in eps units
+EPS_TOLERANCE = 1e-6
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class PGDSchedule:
+    """FGSM / PGD: ``steps`` steps of ``step_size`` (in eps units) per restart."""
+
+    steps: int
+    step_size: float
+    random_start: bool
+    restarts: int
+    loss: LossName = "ce"
+
+
+@dataclass(frozen=True)
+class APGDSchedule:
+    """APGD (Croce and Hein 2020): iterations, loss, checkpoint rule, momentum, first step."""
+
+    n_iter: int
+    loss: LossName
+    restarts: int
+    rho: float
+    momentum: float
+    initial_step: float  # in eps units
+
+
+# -- losses -----------------------------------------------------------------------------------
+def _margin(logits: Tensor, y: Tensor) -> Tensor:
+    """Largest other logit minus the true one (> 0 means misclassified)."""
+    if logits.shape[1] == 1:
+        # one logit, sigmoid: class 1 when s > 0
+        s = logits[:, 0]
+        return s * (1.0 - 2.0 * y.to(s.dtype))
+    true = logits.gather(1, y.unsqueeze(1))[:, 0]
+    other = logits.scatter(1, y.unsqueeze(1), -math.inf).amax(dim=1)
+    return other - true
+
+
+def _ce(logits: Tensor, y: Tensor) -> Tensor:
+    if logits.shape[1] == 1:
+        s = logits[:, 0]
+        return functional.binary_cross_entropy_with_logits(s, y.to(s.dtype), reduction="none")
+    return functional.cross_entropy(logits, y, reduction="none")
+
+
+def _dlr(logits: Tensor, y: Tensor) -> Tensor:
+    """Difference of logits ratio (Croce and Hein 2020, eq. 6); needs >= 3 classes."""
+    top, order = logits.topk(3, dim=1)
+    true = logits.gather(1, y.unsqueeze(1))[:, 0]
+    best_other = torch.where(order[:, 0] == y, top[:, 1], top[:, 0])
+    return (best_other - true) / (top[:, 0] - top[:, 2] + _TINY)
+
+
+def _loss_function(
+    name: LossName, n_logits: int
+) -> tuple[LossName, Callable[[Tensor, Tensor], Tensor]]:
+    """The per-point loss; DLR falls back to the margin loss below 3 classes."""
+    if name == "ce":
+        return "ce", _ce
+    if name == "dlr" and n_logits >= 3:
+        return "dlr", _dlr
+    return "margin", _margin
+
+
+def _predict(logits: Tensor) -> Tensor:
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(dim=1)
+
+
+# -- the model inside the loop ----------------------------------------------------------------
+@contextmanager
+def _attack_mode(module: torch.nn.Module, channels_last: bool) -> Iterator[None]:
+    """Eval mode, parameters frozen (no parameter gradients), optional channels-last; all
+    restored afterwards."""
+    # each submodule's own flag is restored (a root in eval mode may hold a training child)
+    modes = [(m, bool(m.training)) for m in module.modules()] if module.training else []
+    if not modes and any(m.training for m in module.modules()):
+        modes = [(m, bool(m.training)) for m in module.modules()]
+    switched = False
+    if modes:
+        try:
+            module.eval()
+            switched = True
+        except NotImplementedError:  # modules from torch.export cannot switch modes
+            switched = False
+    frozen = [p for p in module.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    # nn.Module.to accepts memory_format at run time; its type stubs do not say so
+    convertible = cast(Any, module)
+    if channels_last:
+        convertible.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        if channels_last:
+            convertible.to(memory_format=torch.contiguous_format)
+        if switched:
+            for m, flag in modes:
+                m.training = flag
+
+
+class _Net:
+    """The torch module seen from scaled space: ``z -> logits`` and ``z -> input gradient``."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        row_shape: tuple[int, ...],
+        scale: Tensor | None,
+        mutable: Tensor | None,
+        loss: LossName,
+        bf16: bool,
+        channels_last: bool,
+        device: torch.device,
+    ) -> None:
+        self.module = module
+        self.row_shape = row_shape
+        self.scale = scale
+        self.mutable = mutable
+        self.requested_loss = loss
+        self.loss_name: LossName | None = None
+        self._loss: Callable[[Tensor, Tensor], Tensor] | None = None
+        self.autocast = bf16
+        self.channels_last = channels_last and len(row_shape) == 3
+        self.device = device
+        self.forward_calls = 0
+        self.loss_total = torch.zeros((), dtype=torch.float64, device=device)
+        self.reshape = len(row_shape) != 1
+        self._one: Tensor | None = None  # grad_outputs, allocated once
+
+    def logits(self, z: Tensor, scaled: bool = True, fast: bool = True) -> Tensor:
+        """Logits of scaled rows ``z`` (input rows when ``scaled`` is False); ``fast`` allows
+        the opt-in bf16 autocast (the loop), never used for clean and final predictions."""
+        x = z * self.scale if scaled and self.scale is not None else z
+        if self.reshape:
+            x = x.reshape(z.shape[0], *self.row_shape)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = (
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            if self.autocast and fast
+            else nullcontext()
+        )
+        try:
+            with ctx:
+                out = self.module(x)
+        except Exception as err:  # torch raises RuntimeError, guard failures and more
+            raise ModelError(
+                f"the model failed on a batch of shape {tuple(x.shape)}: {err}"
+            ) from err
+        self.forward_calls += 1
+        if isinstance(out, tuple | list):
+            out = out[0]
+        if out.ndim == 1:
+            out = out.reshape(-1, 1)
+        if out.dtype != z.dtype:
+            out = out.to(z.dtype)
+        return out  # type: ignore[no-any-return]
+
+    def predict_rows(self, rows: Tensor, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Logit column predicted for each row (input units, on the device, as ``predict``
+        sees them: float32 rows in the module's dtype, full precision) and whether its logits
+        were finite; one copy to the host at the end."""
+        idx, finite = [], []
+        for start in range(0, rows.shape[0], batch):
+            logits = self.logits(rows[start : start + batch], scaled=False, fast=False)
+            idx.append(_predict(logits))
+            finite.append(torch.isfinite(logits).all(dim=1))
+        if not idx:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+        return torch.cat(idx).cpu().numpy(), torch.cat(finite).cpu().numpy()
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        if self._loss is None:
+            self.loss_name, self._loss = _loss_function(self.requested_loss, logits.shape[1])
+        return self._loss(logits, y)
+
+    def loss_sum(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The summed loss in one kernel where torch has one (PGD needs no per-point loss)."""
+        if self.requested_loss == "ce" and logits.shape[1] > 1:
+            self.loss_name = "ce"
+            return functional.cross_entropy(logits, y, reduction="sum")
+        return self.loss(logits, y).sum()
+
+    def forward(
+        self, z: Tensor, y: Tensor, need_grad: bool, per_point: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Logits, per-point losses (when ``per_point``) and the input gradient of the summed
+        loss (when ``need_grad``)."""
+        losses: Tensor | None = None
+        if not need_grad:
+            logits = self.logits(z)
+            if per_point:
+                losses = self.loss(logits, y)
+                self.loss_total += losses.sum()
+            return logits, losses, None
+        z.requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.logits(z)
+            if per_point:
+                losses = self.loss(logits, y)
+                total = losses.sum()
+            else:
+                total = self.loss_sum(logits, y)
+            if self._one is None or self._one.dtype != total.dtype:
+                self._one = torch.ones((), dtype=total.dtype, device=total.device)
+            (grad,) = torch.autograd.grad(total, z, grad_outputs=self._one)
+        z.requires_grad_(False)
+        if losses is not None:
+            # NaN gradients make the next iterate, hence its loss, NaN: APGD sums the losses
+            # it computes anyway; PGD's iterates are checked once per restart instead
+            self.loss_total += total.detach()
+            losses = losses.detach()
+        return logits, losses, grad
+
+
+# -- budget -----------------------------------------------------------------------------------
+class _Meter:
+    """Budget checks for the loop: queries for the final verification stay reserved."""
+
+    def __init__(self, tracker: BudgetTracker, reserve: int, per_point_loop: int | None) -> None:
+        self.tracker = tracker
+        self.reserve = reserve
+        self.per_point_loop = per_point_loop
+        self.reason: str | None = None
+        self.loop_queries = 0
+
+    def allow(self, rows: int, forwards_done: int) -> bool:
+        if self.per_point_loop is not None and forwards_done >= self.per_point_loop:
+            self.reason = "query budget"
+            return False
+        need = rows + self.reserve
+        if self.tracker.allow(need) < need:
+            self.reason = self.tracker.exhausted_reason or "query budget"
+            return False
+        return True
+
+    def spend(self, rows: int) -> None:
+        self.tracker.spend(rows)
+        self.loop_queries += rows
+
+    @property
+    def stopped(self) -> str | None:
+        return self.tracker.exhausted_reason or self.reason
+
+
+# -- per-chunk state ----------------------------------------------------------------------------
+class _Chunk:
+    """One batch of attacked points: originals, labels, boxes and what was found so far."""
+
+    def __init__(self, x0: Tensor, y: Tensor, lo: Tensor, hi: Tensor) -> None:
+        self.x0 = x0
+        self.y = y
+        self.lo = lo  # L-inf: the ball intersected with the box; L2: the box
+        self.hi = hi
+        self.adv = x0.clone()
+        self.found = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+        self.queries = torch.zeros(x0.shape[0], dtype=torch.int64, device=x0.device)
+        self.forwards = 0  # loop forward passes of every point still in the batch
+        self.round_start = 0  # self.forwards when the current restart began
+        self.restarts = 0
+
+
+def _check_every(device: torch.device) -> int:
+    """How often the early exit looks for broken points: every step on a CPU (a sync is free
+    there), every 8 steps on an accelerator (a sync would drain its queue)."""
+    return 1 if device.type == "cpu" else 8
+
+
+class _Found:
+    """Per working row: the first misclassified iterate, recorded each step without a sync
+    (a lerp with 0/1 weights selects rows exactly and costs a fifth of a ``where``)."""
+
+    def __init__(self, z: Tensor) -> None:
+        self.best = z.clone()
+        self.hit = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+
+    def update(self, z: Tensor, wrong: Tensor) -> None:
+        self.best.lerp_(z, (~self.hit).unsqueeze(1).to(z.dtype))
+        self.hit |= wrong
+
+    def select(self, keep: Tensor) -> None:
+        self.best = self.best.index_select(0, keep)
+        self.hit = self.hit.index_select(0, keep)
+
+
+class _Engine:
+    """Steps, projections and bookkeeping shared by the schedules."""
+
+    def __init__(
+        self,
+        net: _Net,
+        meter: _Meter,
+        norm: str,
+        eps: float,
+        early_exit: bool,
+        generator: torch.Generator,
+    ) -> None:
+        self.net = net
+        self.meter = meter
+        self.norm = norm
+        self.eps = eps
+        self.early_exit = early_exit
+        self.gen = generator
+        device = net.device
+        self.nan = torch.zeros((), dtype=torch.bool, device=device)
+        self.zero_grad_points = torch.zeros((), dtype=torch.int64, device=device)
+        self.first_step_points = 0
+        self.check_every = _check_every(device)
+
+    # bookkeeping: a point's queries are the loop forwards it took part in, added when it
+    # leaves the batch or when the restart ends (no per-step counting op)
+    def open_round(self, chunk: _Chunk) -> None:
+        chunk.round_start = chunk.forwards
+        chunk.restarts += 1
+
+    def close_round(self, chunk: _Chunk, idx: Tensor, z: Tensor | None) -> None:
+        if idx.shape[0]:
+            chunk.queries[idx] += chunk.forwards - chunk.round_start
+        if z is not None:
+            # a NaN gradient leaves a NaN iterate behind (points that left early with one
+            # are caught as non-finite candidates at the verification)
+            self.nan |= torch.isnan(z).any()
+
+    def watch(self, grad: Tensor | None, wrong: Tensor, first: bool) -> None:
+        if first and grad is not None:
+            g = grad * self.net.mutable if self.net.mutable is not None else grad
+            self.nan |= torch.isnan(g).any()
+            # a point misclassified from the start needs no gradient (DLR is flat there)
+            self.zero_grad_points += ((g.abs().amax(dim=1) == 0) & ~wrong).sum()
+            self.first_step_points += int(g.shape[0])
+
+    def forward(
+        self,
+        chunk: _Chunk,
+        z: Tensor,
+        y: Tensor,
+        need_grad: bool,
+        first: bool,
+        per_point: bool = False,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor] | None:
+        """One budgeted loop forward on the working batch: per-point losses, the input
+        gradient (when asked) and which points are misclassified (None: budget spent)."""
+        n = int(z.shape[0])
+        if not self.meter.allow(n, chunk.forwards):
+            return None
+        logits, losses, grad = self.net.forward(z, y, need_grad, per_point)
+        self.meter.spend(n)
+        chunk.forwards += 1
+        wrong = _predict(logits) != y
+        self.watch(grad, wrong, first)
+        return losses, grad, wrong
+
+    def flush(self, chunk: _Chunk, idx: Tensor, track: _Found) -> Tensor | None:
+        """Record the rows ``track`` saw break and return the rows that stay (None: all)."""
+        if not bool(track.hit.any()):  # one device-to-host sync every check_every steps
+            return None
+        hit = track.hit.nonzero()[:, 0]
+        where = idx[hit]
+        chunk.adv[where] = track.best[hit]
+        chunk.found[where] = True
+        chunk.queries[where] += chunk.forwards - chunk.round_start
+        keep = (~track.hit).nonzero()[:, 0]
+        track.select(keep)
+        return keep
+
+    def exits(self, chunk: _Chunk, idx: Tensor, z: Tensor, wrong: Tensor) -> Tensor | None:
+        """Record the points that broke and return the rows that stay (None: all stay)."""
+        if not bool(wrong.any()):  # the loop's one device-to-host sync
+            return None
+        hit = wrong.nonzero()[:, 0]
+        where = idx[hit]
+        chunk.adv[where] = z[hit]
+        chunk.found[where] = True
+        chunk.queries[where] += chunk.forwards - chunk.round_start
+        return (~wrong).nonzero()[:, 0]
+
+    # geometry
+    def random_start(self, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool) -> Tensor:
+        """A random point of the ball; ``corner`` draws APGD's start (on the ball's surface
+        for L2, with max |delta| = eps for L-inf)."""
+        mutable = self.net.mutable
+        if self.norm == "inf":
+            t = torch.rand(x0.shape, generator=self.gen, device=x0.device, dtype=x0.dtype)
+            t = 2 * t - 1
+            if corner:
+                if mutable is not None:
+                    t = t * mutable
+                t = t / t.abs().amax(dim=1, keepdim=True).clamp_min(_TINY)
+            return torch.clamp(x0 + self.eps * t, lo, hi)
+        t = torch.randn(x0.shape, generator=self.gen, device=x0.device, dtype=x0.dtype)
+        if mutable is not None:
+            t = t * mutable
+        t = t / torch.linalg.vector_norm(t, dim=1, keepdim=True).clamp_min(_TINY)
+        if corner:
+            radius = torch.full((x0.shape[0], 1), self.eps, device=x0.device, dtype=x0.dtype)
+        else:
+            # uniform in the ball: radius eps * U^(1/d)
+            d = float(mutable.sum()) if mutable is not None else float(x0.shape[1])
+            u = torch.rand((x0.shape[0], 1), generator=self.gen, device=x0.device, dtype=x0.dtype)
+            radius = self.eps * u.pow(1.0 / max(d, 1.0))
+        return torch.clamp(x0 + radius * t, lo, hi)
+
+    def l2_direction(self, grad: Tensor) -> Tensor:
+        g = grad * self.net.mutable if self.net.mutable is not None else grad
+        length: Tensor = torch.linalg.vector_norm(g, dim=1, keepdim=True)
+        return g / (length + _TINY)
+
+    def l2_project(self, z: Tensor, x0: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        delta = z - x0
+        n = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
+        factor = (self.eps / (n + _TINY)).clamp_(max=1.0)
+        # clamping towards a feasible x0 only shrinks |delta|: the result stays in the ball
+        return torch.clamp(torch.addcmul(x0, delta, factor), lo, hi)
+
+
+# -- schedules ----------------------------------------------------------------------------------
+def _select(rows: Tensor, *tensors: Tensor) -> list[Tensor]:
+    return [t.index_select(0, rows) for t in tensors]
+
+
+def _pgd_round(eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool) -> None:
+    """One PGD restart on the chunk's points not yet broken."""
+    idx = (~chunk.found).nonzero()[:, 0]
+    if idx.shape[0] == 0:
+        return
+    eng.open_round(chunk)
+    x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
+    z = eng.random_start(x0, lo, hi, corner=False) if sched.random_start else x0.clone()
+    alpha = sched.step_size * eng.eps
+    track = _Found(z) if not eng.early_exit or eng.check_every > 1 else None
+    try:
+        for t in range(sched.steps + 1):
+            if z.shape[0] == 0:
+                break
+            last = t == sched.steps
+            out = eng.forward(chunk, z, y, need_grad=not last, first=first and t == 0)
+            if out is None:
+                break
+            _, grad, wrong = out
+            keep = None
+            if track is None:
+                keep = eng.exits(chunk, idx, z, wrong)
+            else:
+                track.update(z, wrong)
+                if eng.early_exit and not last and t % eng.check_every == eng.check_every - 1:
+                    keep = eng.flush(chunk, idx, track)
+            if keep is not None:
+                idx, x0, y, lo, hi, z = _select(keep, idx, x0, y, lo, hi, z)
+                if grad is not None:
+                    grad = grad.index_select(0, keep)
+            if last or grad is None:
+                break
+            if eng.norm == "inf":
+                z.add_(grad.sign_(), alpha=alpha)
+                z.clamp_(lo, hi)
+            else:
+                z = eng.l2_project(z.add_(eng.l2_direction(grad), alpha=alpha), x0, lo, hi)
+    finally:
+        if track is not None:
+            _record(chunk, idx, track.hit, track.best)
+        eng.close_round(chunk, idx, z)
+
+
+def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -> None:
+    """One APGD run (Croce and Hein 2020, Algorithm 1) on the chunk's points not yet broken.
+
+    Per point: momentum 0.75 after the first step; at each checkpoint the step halves (and
+    the iterate returns to the best point so far) when at most ``rho`` of the steps since the
+    last checkpoint increased the loss, or when the step was not halved last time and the
+    best loss has not improved. Checkpoints follow p0 = 0, p1 = 0.22,
+    p(j+1) = p(j) + max(p(j) - p(j-1) - 0.03, 0.06), as in the reference implementation.
+    """
+    idx = (~chunk.found).nonzero()[:, 0]
+    if idx.shape[0] == 0:
+        return
+    eng.open_round(chunk)
+    track: _Found | None = None
+    z: Tensor | None = None
+    try:
+        n_iter = sched.n_iter
+        x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
+        z = eng.random_start(x0, lo, hi, corner=True)
+        out = eng.forward(chunk, z, y, need_grad=True, first=first, per_point=True)
+        if out is None:
+            return
+        losses, grad, wrong = out
+        if losses is None:  # pragma: no cover - per_point=True always returns losses
+            return
+        if not eng.early_exit or eng.check_every > 1:
+            track = _Found(z)
+            track.update(z, wrong)
+        else:
+            keep = eng.exits(chunk, idx, z, wrong)
+            if keep is not None:
+                idx, x0, y, lo, hi, z, losses = _select(keep, idx, x0, y, lo, hi, z, losses)
+                if grad is not None:
+                    grad = grad.index_select(0, keep)
+        if grad is None or z.shape[0] == 0:
+            return
+
+        n = z.shape[0]
+        step = torch.full((n, 1), sched.initial_step * eng.eps, dtype=z.dtype, device=z.device)
+        z_best = z.clone()
+        grad_best = grad.clone()
+        loss_best = losses.clone()
+        loss_best_last = loss_best.clone()
+        reduced_last = torch.zeros(n, dtype=torch.bool, device=z.device)
+        hist = torch.zeros((n_iter + 1, n), dtype=z.dtype, device=z.device)
+        hist[0] = losses
+        z_old = z.clone()
+        k = max(int(0.22 * n_iter), 1)
+        size_decr = max(int(0.03 * n_iter), 1)
+        k_min = max(int(0.06 * n_iter), 1)
+        counter = 0
+        for i in range(n_iter):
+            a = sched.momentum if i > 0 else 1.0
+            grad2 = z - z_old
+            z_old = z
+            if eng.norm == "inf":
+                z1 = torch.clamp(torch.addcmul(z, step, grad.sign()), lo, hi)
+                z = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a).clamp_(lo, hi)
+            else:
+                z1 = eng.l2_project(torch.addcmul(z, step, eng.l2_direction(grad)), x0, lo, hi)
+                z1 = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a)
+                z = eng.l2_project(z1, x0, lo, hi)
+            last = i == n_iter - 1
+            out = eng.forward(chunk, z, y, need_grad=not last, first=False, per_point=True)
+            if out is None:
+                break
+            new_losses, new_grad, wrong = out
+            if new_losses is None:  # pragma: no cover - per_point=True always returns losses
+                break
+            losses = new_losses
+            keep = None
+            if track is None:
+                keep = eng.exits(chunk, idx, z, wrong)
+            else:
+                track.update(z, wrong)
+                if eng.early_exit and not last and i % eng.check_every == eng.check_every - 1:
+                    keep = eng.flush(chunk, idx, track)
+            if keep is not None:
+                (idx, x0, y, lo, hi, z, z_old, losses, step, z_best, grad_best, loss_best,
+                 loss_best_last, reduced_last) = _select(
+                    keep, idx, x0, y, lo, hi, z, z_old, losses, step, z_best, grad_best,
+                    loss_best, loss_best_last, reduced_last,
+                )  # fmt: skip
+                hist = hist.index_select(1, keep)
+                if new_grad is not None:
+                    new_grad = new_grad.index_select(0, keep)
+                if z.shape[0] == 0:
+                    break
+            take = (losses > loss_best).unsqueeze(1).to(z.dtype)
+            z_best.lerp_(z, take)
+            if new_grad is not None:
+                grad_best.lerp_(new_grad, take)
+            loss_best = torch.maximum(losses, loss_best)
+            hist[i + 1] = losses
+            counter += 1
+            if counter == k:
+                # steps since the last checkpoint that increased the loss
+                increases = (hist[i + 2 - k : i + 2] > hist[i + 1 - k : i + 1]).sum(dim=0)
+                oscillating = increases <= k * sched.rho
+                stalled = ~reduced_last & (loss_best_last >= loss_best)
+                halve = oscillating | stalled
+                reduced_last = halve
+                loss_best_last = loss_best.clone()
+                step = torch.where(halve.unsqueeze(1), step / 2.0, step)
+                z = torch.where(halve.unsqueeze(1), z_best, z)
+                if new_grad is not None:
+                    new_grad = torch.where(halve.unsqueeze(1), grad_best, new_grad)
+                counter = 0
+                k = max(k - size_decr, k_min)
+            if new_grad is None:
+                break
+            grad = new_grad
+    finally:
+        if track is not None:
+            _record(chunk, idx, track.hit, track.best)
+        eng.close_round(chunk, idx, z)
+
+
+def _record(chunk: _Chunk, idx: Tensor, found: Tensor, best: Tensor) -> None:
+    """Keep the first adversarial iterate of each working row (when recorded per step)."""
+    chunk.adv[idx] = torch.where(found.unsqueeze(1), best, chunk.adv[idx])
+    chunk.found[idx] |= found
+
+
+# -- entry point --------------------------------------------------------------------------------
+def run_attack(
+    name: str,
+    model: ModelAdapter,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    eps: float,
+    norm: str,
+    constraints: FeatureConstraints | None,
+    budget: Budget | None,
+    seed: int,
+    options: Any,
+    schedule: PGDSchedule | APGDSchedule,
+) -> EvasionResult:
+    """Run one white-box schedule on every row of ``X`` and verify what it found.
+
+    ``options`` is a :class:`~bastion.attacks.evasion.pgd.WhiteBoxConfig`; ``name`` is the
+    attack id (APGD's result is named ``apgd-<loss>``).
+    """
+    started = time.perf_counter()
+    module = getattr(model, "module", None)
+    if not isinstance(module, torch.nn.Module):
+        raise CapabilityError(
+            f"attack {name!r} runs the model's torch module in its loop; model "
+            f"{model.info.name!r} ({model.info.format}) has none: use a TorchAdapter, or a "
+            "black-box attack (square, hopskipjump)"
+        )
+    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+        raise ConfigError(f"eps must be a finite number > 0; received {eps!r}")
+    if norm not in ("inf", "2"):
+        raise ConfigError(f"norm must be 'inf' or '2'; received {norm!r}")
+    if options.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be 'fp32' or 'bf16'; received {options.precision!r}")
+
+    arr = _as_rows(X)
+    n = arr.shape[0]
+    flat = arr.reshape(n, -1)
+    d = flat.shape[1]
+    labels = np.asarray(y).reshape(-1)
+    if labels.shape[0] != n:
+        raise DataError(f"y has {labels.shape[0]} labels for {n} rows of X")
+    cons = constraints if constraints is not None else FeatureConstraints.unconstrained(d)
+    if cons.n_features != d:
+        raise ConfigError(
+            f"constraints describe {cons.n_features} features but X rows have {d} values"
+        )
+    scale = np.asarray(cons.scale, dtype=np.float64)
+    if scale.size == 0:
+        scale = np.ones(d)
+    if scale.shape != (d,) or not (np.isfinite(scale).all() and (scale > 0).all()):
+        raise ConfigError(f"constraints.scale must hold {d} finite values > 0")
+    input_shape = getattr(model, "input_shape", None)
+    row_shape = tuple(int(s) for s in input_shape) if input_shape else tuple(arr.shape[1:])
+    if math.prod(row_shape) != d:
+        raise ConfigError(
+            f"model input_shape {row_shape} holds {math.prod(row_shape)} values but X rows have {d}"
+        )
+
+    budget = budget or Budget()
+    tracker = BudgetTracker(budget)
+    if budget.max_queries is not None and budget.max_queries < 2 * n:
+        raise ConfigError(
+            f"budget max_queries={budget.max_queries} cannot cover the clean predictions and "
+            f"the final verification of {n} points: it must be >= {2 * n}"
+        )
+    per_point_loop = None
+    if budget.max_queries_per_sample is not None:
+        if budget.max_queries_per_sample < 2:
+            raise ConfigError(
+                "budget max_queries_per_sample must be >= 2 for a white-box attack (one clean "
+                f"prediction and one verification); received {budget.max_queries_per_sample}"
+            )
+        per_point_loop = budget.max_queries_per_sample - 2
+
+    device = torch.device(getattr(model, "device", "cpu"))
+    dtype = _param_dtype(module)
+    mutable_np = ~np.asarray(cons.immutable, dtype=bool)
+    scaled = not bool(np.all(scale == 1.0))
+    lo_z = np.asarray(cons.lower, dtype=np.float64) / scale
+    hi_z = np.asarray(cons.upper, dtype=np.float64) / scale
+    mutable = None if mutable_np.all() else torch.as_tensor(mutable_np, device=device).to(dtype)
+    net = _Net(
+        module,
+        row_shape,
+        torch.as_tensor(scale, dtype=dtype, device=device) if scaled else None,
+        mutable,
+        schedule.loss,
+        bf16=options.precision == "bf16",
+        channels_last=options.channels_last,
+        device=device,
+    )
+    batch = int(options.batch_size)
+    classes = model.classes_
+    bounds = (
+        torch.as_tensor(lo_z, dtype=dtype, device=device),
+        torch.as_tensor(hi_z, dtype=dtype, device=device),
+    )
+    frozen = None if mutable_np.all() else torch.as_tensor(~mutable_np, device=device)
+    queries = np.zeros(n, dtype=np.int64)
+    found = np.zeros(n, dtype=bool)
+    adv_z = flat / scale
+    restarts = 0
+    x_adv = flat.copy()
+    success = np.zeros(n, dtype=bool)
+    perturbation = np.full(n, np.nan)
+    rejected = 0
+    nan_candidates = False
+    with torch.no_grad(), _attack_mode(module, bool(options.channels_last)):
+        # clean predictions: the model's own forward pass in its precision, as predict
+        x_dev = _to_device(flat, device, dtype)
+        clean_idx, clean_finite = net.predict_rows(x_dev, batch)
+        if not clean_finite.all():
+            raise ModelOutputError(
+                f"model {model.info.name!r}: NaN or infinite logits on "
+                f"{int((~clean_finite).sum())} of {n} clean rows"
+            )
+        tracker.spend(n)
+        queries += 1
+        clean_pred = _labels(classes, clean_idx)
+        adv_pred = clean_pred.copy()
+        attacked = np.flatnonzero(clean_pred == labels)
+        y_idx = clean_idx[attacked]  # the true class's logit column
+        meter = _Meter(tracker, reserve=len(attacked), per_point_loop=per_point_loop)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed))
+        eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), gen)
+        for start in range(0, len(attacked), batch):
+            rows = attacked[start : start + batch]
+            chunk = _make_chunk(
+                x_dev[torch.as_tensor(rows, device=device)],
+                torch.as_tensor(y_idx[start : start + len(rows)], device=device),
+                net.scale,
+                bounds,
+                frozen,
+                norm,
+                float(eps),
+            )
+            try:
+                for r in range(schedule.restarts):
+                    if isinstance(schedule, APGDSchedule):
+                        _apgd_round(eng, chunk, schedule, first=r == 0)
+                    else:
+                        _pgd_round(eng, chunk, schedule, first=r == 0)
+                    if meter.stopped:
+                        break
+            except KeyboardInterrupt:
+                tracker.interrupt()
+            restarts = max(restarts, chunk.restarts)
+            hit = chunk.found.cpu().numpy()
+            found[rows] = hit
+            adv_z[rows[hit]] = chunk.adv[chunk.found].double().cpu().numpy()
+            queries[rows] += chunk.queries.cpu().numpy()
+            if tracker.interrupted:
+                break
+
+        # verification: project, measure, predict (full precision, counted)
+        cand = np.flatnonzero(found)
+        if len(cand):
+            x_c, norms = _project(adv_z[cand], flat[cand], scale, cons, norm, float(eps))
+            finite = np.isfinite(x_c).all(axis=1)
+            nan_candidates = not finite.all()
+            ok = finite & (norms <= eps + EPS_TOLERANCE)
+            checked = cand[ok]
+            if len(checked):
+                idx, logits_finite = net.predict_rows(_to_device(x_c[ok], device, dtype), batch)
+                tracker.spend(len(checked))
+                queries[checked] += 1
+                pred = _labels(classes, idx)
+                broken = (pred != labels[checked]) & logits_finite
+                win = checked[broken]
+                x_adv[win] = x_c[ok][broken]
+                adv_pred[win] = pred[broken]
+                success[win] = True
+                perturbation[win] = norms[ok][broken]
+            rejected = int(len(cand) - success.sum())
+
+    # the adapter counts rows sent to the model: add this attack's forward passes
+    model.n_queries += int(queries.sum())
+    model.n_calls += net.forward_calls
+    loop_queries = meter.loop_queries
+    first = eng.first_step_points
+    extra: dict[str, Any] = {
+        "loss": net.loss_name or _loss_function(schedule.loss, _n_classes(model))[0],
+        "zero_gradient_fraction": (int(eng.zero_grad_points.item()) / first) if first else None,
+        "nan_gradients": nan_candidates
+        or bool(eng.nan.item())
+        or bool(torch.isnan(net.loss_total).item()),
+        "restarts": restarts,
+        "iterations": schedule.n_iter if isinstance(schedule, APGDSchedule) else schedule.steps,
+        "early_exit": bool(options.early_exit),
+        "precision": str(options.precision),
+        "batch_size": int(options.batch_size),
+        "loop_forward_passes": loop_queries,
+        "rejected_after_projection": rejected,
+        "eps_unit": "std" if scaled else "input",
+    }
+    attack_name = name
+    if isinstance(schedule, APGDSchedule):
+        attack_name = f"{name}-{extra['loss']}"
+    return EvasionResult(
+        attack=attack_name,
+        x_adv=x_adv.reshape(arr.shape),
+        y_true=labels,
+        clean_pred=clean_pred,
+        adv_pred=adv_pred,
+        success=success,
+        perturbation=perturbation,
+        queries=queries,
+        eps=float(eps),
+        norm=norm,
+        elapsed_s=time.perf_counter() - started,
+        stopped=meter.stopped,
+        extra=extra,
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _as_rows(X: Any) -> np.ndarray:
+    arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
+    if arr.ndim < 2:
+        raise DataError(f"X must have one row per point (2 or more dimensions); shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DataError("X holds NaN or infinite values; white-box attacks need finite inputs")
+    return arr
+
+
+def _param_dtype(module: torch.nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _n_classes(model: ModelAdapter) -> int:
+    classes = model.classes_
+    return len(classes) if classes is not None else 0
+
+
+def _labels(classes: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """Labels of logit columns, as the adapter's ``predict`` returns them."""
+    return idx if classes is None else np.asarray(classes[idx])
+
+
+def _to_device(rows: np.ndarray, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Rows as the adapter feeds them to the module: float32, then the module's dtype."""
+    part = np.ascontiguousarray(rows, dtype=np.float32)
+    return torch.as_tensor(part, device=device).to(dtype)
+
+
+def _make_chunk(
+    x: Tensor,
+    y: Tensor,
+    scale: Tensor | None,
+    bounds: tuple[Tensor, Tensor],
+    frozen: Tensor | None,
+    norm: str,
+    eps: float,
+) -> _Chunk:
+    """One batch in scaled space, built on the device: the L-inf ball intersected with the
+    box is a box; immutable features get a box of width zero."""
+    x0 = x / scale if scale is not None else x.clone()
+    lo_z, hi_z = bounds
+    if norm == "inf":
+        lo = torch.maximum(x0 - eps, lo_z)
+        hi = torch.minimum(x0 + eps, hi_z)
+    else:
+        lo = lo_z.expand_as(x0).clone()
+        hi = hi_z.expand_as(x0).clone()
+    if frozen is not None:
+        lo = torch.where(frozen, x0, lo)
+        hi = torch.where(frozen, x0, hi)
+    return _Chunk(x0, y, lo, hi)
+
+
+def _project(
+    adv_z: np.ndarray,
+    x0: np.ndarray,
+    scale: np.ndarray,
+    cons: FeatureConstraints,
+    norm: str,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates made feasible (in float64) and their norms in eps units.
+
+    The loop ran in float32: the ball projection is redone exactly here, then the
+    constraints' projection (bounds, immutable, integer rounding, one-hot). Where rounding
+    integers to the nearest value leaves the ball, they are rounded towards the original
+    instead (never farther than the unrounded point).
+    """
+    delta = adv_z - x0 / scale
+    delta = _ball(delta, norm, eps)
+    raw = x0 + delta * scale
+    x = cons.project(raw, x0)
+    norms = _norms((x - x0) / scale, norm)
+    ints = np.asarray(cons.integer, dtype=bool)
+    if ints.any():
+        over = norms > eps + EPS_TOLERANCE
+        if over.any():
+            alt = raw[over].copy()
+            alt[:, ints] = x0[over][:, ints] + np.trunc(alt[:, ints] - x0[over][:, ints])
+            alt = cons.project(alt, x0[over])
+            alt_norms = _norms((alt - x0[over]) / scale, norm)
+            better = alt_norms <= eps + EPS_TOLERANCE
+            rows = np.flatnonzero(over)[better]
+            x[rows] = alt[better]
+            norms[rows] = alt_norms[better]
+    return x, norms
+
+
+def _ball(delta: np.ndarray, norm: str, eps: float) -> np.ndarray:
+    if norm == "inf":
+        clipped: np.ndarray = np.clip(delta, -eps, eps)
+        return clipped
+    n = np.linalg.norm(delta, axis=1, keepdims=True)
+    factor = np.minimum(1.0, eps / np.maximum(n, _TINY))
+    return np.asarray(delta * factor)
+
+
+def _norms(delta: np.ndarray, norm: str) -> np.ndarray:
+    if norm == "inf":
+        return np.abs(delta).max(axis=1) if delta.shape[1] else np.zeros(len(delta))
+    return np.asarray(np.linalg.norm(delta, axis=1))

@@ -1,0 +1,525 @@
+"""Square attack: score-based black-box evasion by random search (L-inf and L2).
+
+What it does
+    Each iteration changes the perturbation inside one random window ("square") of every
+    point still correctly classified, queries the model once for all of them (one batched
+    call), and keeps a change when the margin loss (score of the true class minus the best
+    other class, on logits when the model declares them, else on probabilities) decreases.
+    A point leaves the working batch as soon as its margin turns negative; its best
+    adversarial is kept. The window size follows the paper's schedule: a share ``p`` of the
+    input, ``p_init`` halved at iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of a
+    10,000-iteration run, rescaled to the queries available (as AutoAttack does).
+Why it matters
+    It needs only scores, so it attacks any adapter (scikit-learn, ONNX, remote endpoints,
+    tree ensembles) and does not depend on gradients: gradient masking does not fool it.
+    AutoAttack runs it after APGD for that reason.
+Windows on tabular data
+    A feature vector is treated as a 1-D image whose feature order carries no locality, so a
+    window is a random subset of ``round(p * m)`` mutable features (a contiguous window of a
+    freshly shuffled feature order). L-inf: each feature of the window gets its own random
+    sign (features play the role of channels); the start is "vertical stripes" of a 1-pixel-
+    high image, i.e. a random sign per feature. L2: the window receives the paper's
+    centre-peaked ("meta pseudo-Gaussian") profile in 1-D, with mass moved from a second
+    window. Images (``image_shape`` or the model's ``input_shape`` of (c, h, w)) use the
+    paper's square windows, one sign per channel, vertical-stripe and tiled initialisations.
+Constraints
+    Every candidate is made feasible (immutable, bounds, integers, one-hot groups) inside the
+    eps ball before it is queried; eps is in ``constraints.scale`` units (standard deviations
+    for tabular data).
+Queries
+    Per point: one clean prediction, one initial query, one per iteration while unbroken and
+    one ``predict`` that verifies the success. ``min(n_queries, budget.max_queries_per_sample)``
+    caps the total per point; ``budget.max_queries`` caps the run.
+References
+    Andriushchenko, Croce, Flammarion, Hein, "Square Attack: a query-efficient black-box
+    adversarial attack via random search", ECCV 2020; Croce and Hein, "Reliable evaluation of
+    adversarial robustness with an ensemble of diverse parameter-free attacks" (AutoAttack),
+    ICML 2020 (p_init 0.8, 5,000 queries). MITRE ATLAS AML.T0015 (evade ML model),
+    AML.T0043.001 (black-box optimisation); OWASP ML01.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from bastion.attacks.base import ATTACKS, AttackConfig, EvasionAttack
+from bastion.attacks.budget import Budget
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.evasion._blackbox import (
+    Ledger,
+    Space,
+    as_rows,
+    check_threat_model,
+    clean_predictions,
+    finalize,
+    label_columns,
+    margin,
+    score_rows,
+    uses_logits,
+)
+from bastion.attacks.results import EvasionResult
+from bastion.exceptions import DataError
+from bastion.models.base import Capability, ModelAdapter
+from bastion.threats import (
+    ATLAS_BLACK_BOX_OPTIMIZATION,
+    ATLAS_CRAFT_ADVERSARIAL_DATA,
+    ATLAS_EVASION,
+    OWASP_INPUT_MANIPULATION,
+)
+
+__all__ = ["Square", "SquareConfig"]
+
+# p_init is divided by 2, 4, ... 512 past these iterations of a 10,000-iteration run
+_P_STEPS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+class SquareConfig(AttackConfig):
+    """Square attack settings (AutoAttack's defaults).
+
+    Attributes:
+        n_queries: queries per point, every model call included (clean prediction,
+            initialisation, iterations, success check); the budget's per-sample cap applies too.
+        p_init: initial share of the input inside a window.
+        image_shape: ``(c, h, w)`` or ``(h, w)`` for square windows; ``None`` takes the model's
+            ``input_shape`` when it has one, else the tabular (feature-subset) windows.
+    """
+
+    n_queries: int = Field(default=5_000, ge=1)
+    p_init: float = Field(default=0.8, gt=0.0, le=1.0)
+    image_shape: tuple[int, ...] | None = None
+
+
+@ATTACKS.register
+class Square(EvasionAttack):
+    """Square attack (score-based black-box, L-inf and L2), vectorised across points.
+
+    Example::
+
+        attack = Square(SquareConfig(n_queries=1000))
+        result = attack.run(SklearnAdapter(model), X, y, eps=0.5, norm="inf",
+                            constraints=constraints, budget=Budget(max_queries=200_000))
+        result.metrics()["robust_accuracy"], result.queries.max()
+    """
+
+    id = "square"
+    title = "Square attack (score-based black-box)"
+    requires: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.PREDICT, Capability.PREDICT_PROBA}
+    )
+    tags: ClassVar[tuple[str, ...]] = (
+        ATLAS_EVASION,
+        ATLAS_CRAFT_ADVERSARIAL_DATA,
+        ATLAS_BLACK_BOX_OPTIMIZATION,
+        OWASP_INPUT_MANIPULATION,
+    )
+    Config = SquareConfig
+
+    def run(
+        self,
+        model: ModelAdapter,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        eps: float,
+        norm: Literal["inf", "2"] = "inf",
+        constraints: FeatureConstraints | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ) -> EvasionResult:
+        """Attack every row of ``X``; see the module docstring.
+
+        Parameters:
+            model: any adapter with ``predict`` and ``predict_proba``.
+            X: rows ``(n, d)`` (or ``(n, c, h, w)``) in input units.
+            y: true labels.
+            eps: radius in ``constraints.scale`` units.
+            norm: ``"inf"`` or ``"2"``.
+            constraints: feasibility constraints (``None``: unconstrained, input units).
+            budget: query and time limits.
+            seed: seeds every random choice.
+
+        Returns:
+            The per-point :class:`EvasionResult`.
+
+        Raises:
+            CapabilityError: the model lacks ``predict_proba``.
+            ConfigError: bad eps / norm, constraints of another width, a budget that cannot
+                pay for the clean predictions.
+            DataError: ``X`` is not finite numeric rows or ``y`` has another length.
+        """
+        self.check_model(model)
+        check_threat_model(eps, norm)
+        cfg = self.config
+        if not isinstance(cfg, SquareConfig):  # pragma: no cover - upgraded in __init__
+            cfg = SquareConfig()
+        started = time.perf_counter()
+        x, shape = as_rows(X)
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise DataError(f"y has {len(y)} labels for {len(x)} rows of X")
+        space = Space(constraints, x)
+        budget = budget or Budget()
+        cap = cfg.n_queries
+        if budget.max_queries_per_sample is not None:
+            cap = min(cap, budget.max_queries_per_sample)
+        ledger = Ledger(len(x), cap, budget)
+        clean = clean_predictions(model, x, ledger)
+        layout = _layout(cfg.image_shape or getattr(model, "input_shape", None), space)
+        logits = uses_logits(model)
+        n_iter = cap - 3  # clean prediction, initialisation and success check
+        attacked = np.flatnonzero(np.asarray(clean == y))
+        x_cand = x.copy()
+        candidate = np.zeros(len(x), dtype=bool)
+        iterations = 0
+        if attacked.size and n_iter >= 0 and space.mutable.size:
+            ledger.pending[attacked] = True
+            rng = np.random.default_rng(seed)
+            search = _Search(
+                model, space, attacked, y[attacked], eps, norm, ledger, rng, layout, logits
+            )
+            try:
+                iterations = search.run(n_iter, cfg.p_init)
+            except KeyboardInterrupt:
+                ledger.interrupt()
+            found = search.best_margin < 0
+            candidate[attacked[found]] = True
+            x_cand[attacked] = space.to_x(search.best_z, attacked)
+        # the budget's per-sample cap, not the attack's own setting, ended the search
+        per_sample = budget.max_queries_per_sample
+        capped = per_sample is not None and per_sample < cfg.n_queries
+        if ledger.stopped is None and capped and not candidate[attacked].all():
+            ledger.stopped = "query budget"
+        extra = {
+            "loss": "margin on logits" if logits else "margin on probabilities",
+            "windows": layout.describe(),
+            "p_init": cfg.p_init,
+            "queries_per_point_cap": cap,
+            "iterations": iterations,
+        }
+        return finalize(
+            name=self.id,
+            model=model,
+            space=space,
+            shape=shape,
+            y=y,
+            clean_pred=clean,
+            candidate=candidate,
+            x_candidate=x_cand,
+            eps=eps,
+            norm=norm,
+            ledger=ledger,
+            started=started,
+            extra=extra,
+        )
+
+
+def p_selection(it: int, n_iter: int, p_init: float) -> float:
+    """The paper's window-share schedule, rescaled from 10,000 iterations to ``n_iter``."""
+    scaled = int(it / max(n_iter, 1) * 10_000)
+    halvings = sum(scaled > step for step in _P_STEPS)
+    return float(p_init / 2**halvings)
+
+
+class _Search:
+    """The random search over the attacked points (indices ``rows`` of the original X)."""
+
+    def __init__(
+        self,
+        model: ModelAdapter,
+        space: Space,
+        rows: np.ndarray,
+        y: np.ndarray,
+        eps: float,
+        norm: str,
+        ledger: Ledger,
+        rng: np.random.Generator,
+        layout: _Layout,
+        logits: bool,
+    ) -> None:
+        self.model, self.space, self.rows, self.y = model, space, rows, y
+        self.eps, self.norm, self.ledger, self.rng = eps, norm, ledger, rng
+        self.layout, self.logits = layout, logits
+        self.z0 = space.z0[rows]
+        self.best_z = self.z0.copy()
+        self.best_margin = np.full(len(rows), np.inf)
+        self.cols: np.ndarray | None = None
+
+    def _margin(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        scores = score_rows(
+            self.model, self.space.to_x(z, self.rows[idx]), self.rows[idx], self.ledger, self.logits
+        )
+        if self.cols is None:
+            self.cols = label_columns(self.model, self.y, scores.shape[1])
+        m = margin(scores, np.maximum(self.cols[idx], 0))
+        m[self.cols[idx] < 0] = np.inf  # a label the model cannot output: nothing to attack
+        return m
+
+    def run(self, n_iter: int, p_init: float) -> int:
+        """Search for ``n_iter`` iterations at most; returns the iterations run."""
+        n = len(self.rows)
+        if self.ledger.allow(n) < n:
+            return 0
+        layout, eps, rng = self.layout, self.eps, self.rng
+        if self.norm == "inf":
+            z = self.z0 + eps * layout.init_inf(n, rng)
+        else:
+            z = self.z0 + eps * _unit_l2(layout.init_l2(n, rng))
+        z = self.space.project(z, self.rows, eps, self.norm)
+        self.best_z, self.best_margin = z, self._margin(z, np.arange(n))
+        done = 0
+        for it in range(n_iter):
+            # a tie (margin 0) is not yet a misclassification: keep searching
+            active = np.flatnonzero(self.best_margin >= 0)
+            active = active[np.isfinite(self.best_margin[active])]
+            if active.size == 0:
+                break
+            allowed = self.ledger.allow(active.size)
+            if allowed == 0:
+                break
+            active = active[:allowed]
+            p = p_selection(it, n_iter, p_init)
+            zb, z0 = self.best_z[active], self.z0[active]
+            if self.norm == "inf":
+                z_new = layout.propose_inf(zb, z0, p, eps, rng)
+            else:
+                z_new = layout.propose_l2(zb, z0, p, eps, rng)
+            z_new = self.space.project(z_new, self.rows[active], eps, self.norm)
+            m_new = self._margin(z_new, active)
+            better = m_new < self.best_margin[active]
+            upd = active[better]
+            self.best_z[upd] = z_new[better]
+            self.best_margin[upd] = m_new[better]
+            done = it + 1
+        return done
+
+
+def _unit_l2(delta: np.ndarray) -> np.ndarray:
+    length = np.sqrt((delta**2).sum(axis=1, keepdims=True))
+    out: np.ndarray = delta / (length + 1e-12)
+    return out
+
+
+# -- windows ------------------------------------------------------------------------------
+class _Layout:
+    """Where windows fall: random feature subsets (tabular) or square pixel windows."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def init_inf(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def init_l2(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def windows_inf(self, n: int, p: float, rng: np.random.Generator) -> np.ndarray:
+        """Index array ``(n, groups, elements)``: one sign per group."""
+        raise NotImplementedError
+
+    def windows_l2(
+        self, n: int, p: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Two index arrays ``(n, groups, elements)`` and the window profile."""
+        raise NotImplementedError
+
+    def propose_inf(
+        self, zb: np.ndarray, z0: np.ndarray, p: float, eps: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        n = len(zb)
+        win = self.windows_inf(n, p, rng)
+        rows = np.arange(n)[:, None, None]
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(n, win.shape[1], 1))
+        current = zb[rows, win]
+        values = z0[rows, win] + eps * signs
+        # the paper redraws until the window changes; flipping one group's sign does that
+        same = np.all(np.abs(values - current) < 1e-12, axis=(1, 2))
+        if same.any():
+            signs[same, 0, :] *= -1.0
+            values = z0[rows, win] + eps * signs
+        out = zb.copy()
+        out[rows, win] = values
+        return out
+
+    def propose_l2(
+        self, zb: np.ndarray, z0: np.ndarray, p: float, eps: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        n = len(zb)
+        w1, w2, profile = self.windows_l2(n, p, rng)
+        groups = w1.shape[1]
+        rows = np.arange(n)[:, None, None]
+        delta = zb - z0
+        d1 = delta[rows, w1]
+        norm_w1 = np.sqrt((d1**2).sum(axis=2, keepdims=True))
+        norm_all = np.sqrt((delta**2).sum(axis=1))[:, None, None]
+        mask = np.zeros(delta.shape, dtype=bool)
+        mask[rows, w1] = True
+        mask[rows, w2] = True
+        norm_win = np.sqrt(((delta * mask) ** 2).sum(axis=1))[:, None, None]
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(n, groups, 1))
+        new = profile[None, None, :] * signs + d1 / (1e-12 + norm_w1)
+        budget = np.sqrt(np.maximum(eps**2 - norm_all**2, 0.0) / groups + norm_win**2)
+        new = new / (1e-12 + np.sqrt((new**2).sum(axis=2, keepdims=True))) * budget
+        delta[rows, w2] = 0.0
+        delta[rows, w1] = new
+        out: np.ndarray = z0 + _unit_l2(delta) * eps
+        return out
+
+
+class _Tabular(_Layout):
+    def __init__(self, space: Space) -> None:
+        self.d = space.n_features
+        self.mutable = space.mutable
+        self.m = int(space.mutable.size)
+
+    def describe(self) -> str:
+        return "random feature subsets (1-D windows over a shuffled feature order)"
+
+    def _subsets(self, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+        keys = rng.random((n, self.m))
+        if size < self.m:
+            pick = np.argpartition(keys, size - 1, axis=1)[:, :size]
+        else:
+            pick = np.argsort(keys, axis=1)
+        out: np.ndarray = self.mutable[pick]
+        return out
+
+    def init_inf(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        delta = np.zeros((n, self.d))
+        delta[:, self.mutable] = rng.choice(np.array([-1.0, 1.0]), size=(n, self.m))
+        return delta
+
+    def init_l2(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        tile = max(self.m // 5, 1)
+        tiles = self.m // tile
+        pattern = np.zeros(self.m)
+        pattern[: tiles * tile] = np.tile(_eta_1d(tile), tiles)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(n, tiles))
+        sign_full = np.zeros((n, self.m))
+        sign_full[:, : tiles * tile] = np.repeat(signs, tile, axis=1)
+        order = self._subsets(n, self.m, rng)
+        delta = np.zeros((n, self.d))
+        delta[np.arange(n)[:, None], order] = pattern[None, :] * sign_full
+        return delta
+
+    def windows_inf(self, n: int, p: float, rng: np.random.Generator) -> np.ndarray:
+        size = int(min(max(round(p * self.m), 1), self.m))
+        return self._subsets(n, size, rng)[:, :, None]
+
+    def windows_l2(
+        self, n: int, p: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        size = int(min(max(round(p * self.m), 3), self.m))
+        w1 = self._subsets(n, size, rng)[:, None, :]
+        w2 = self._subsets(n, size, rng)[:, None, :]
+        profile = _eta_1d(size)
+        if rng.random() > 0.5:
+            profile = profile[::-1].copy()
+        return w1, w2, profile
+
+
+class _Image(_Layout):
+    def __init__(self, c: int, h: int, w: int) -> None:
+        self.c, self.h, self.w = c, h, w
+
+    def describe(self) -> str:
+        return f"square windows over (c, h, w) = ({self.c}, {self.h}, {self.w})"
+
+    def init_inf(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        stripes = rng.choice(np.array([-1.0, 1.0]), size=(n, self.c, 1, self.w))
+        out: np.ndarray = np.broadcast_to(stripes, (n, self.c, self.h, self.w)).reshape(n, -1)
+        return out.copy()
+
+    def init_l2(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        s = max(self.h // 5, 1)
+        start = max((self.h - s * 5) // 2, 0)
+        delta = np.zeros((n, self.c, self.h, self.w))
+        pattern = _eta_2d(s)
+        vh = start
+        for _ in range(self.h // s):
+            vw = start
+            for _ in range(self.w // s):
+                block = delta[:, :, vh : vh + s, vw : vw + s]
+                if block.size:
+                    signs = rng.choice(np.array([-1.0, 1.0]), size=(n, self.c, 1, 1))
+                    block += pattern[: block.shape[2], : block.shape[3]] * signs
+                vw += s
+            vh += s
+        out: np.ndarray = delta.reshape(n, -1)
+        return out
+
+    def _square(self, n: int, s: int, rng: np.random.Generator) -> np.ndarray:
+        vh = rng.integers(0, self.h - s + 1, size=n)
+        vw = rng.integers(0, self.w - s + 1, size=n)
+        i, j = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
+        pixels = (vh[:, None, None] + i) * self.w + (vw[:, None, None] + j)  # (n, s, s)
+        channel = np.arange(self.c)[None, :, None] * (self.h * self.w)
+        out: np.ndarray = channel + pixels.reshape(n, 1, s * s)
+        return out
+
+    def windows_inf(self, n: int, p: float, rng: np.random.Generator) -> np.ndarray:
+        s = max(round(math.sqrt(p * self.h * self.w)), 1)
+        s = max(min(s, self.h - 1, self.w - 1), 1)
+        return self._square(n, s, rng)
+
+    def windows_l2(
+        self, n: int, p: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = max(round(math.sqrt(p * self.h * self.w)), 3)
+        if s % 2 == 0:
+            s += 1
+        s = min(s, self.h, self.w)
+        profile = _eta_2d(s)
+        if rng.random() > 0.5:
+            profile = profile.T
+        return self._square(n, s, rng), self._square(n, s, rng), profile.reshape(-1).copy()
+
+
+def _layout(declared: object, space: Space) -> _Layout:
+    """Square windows when an image shape multiplies to the row width, else tabular."""
+    shape: tuple[int, ...] | None = None
+    if isinstance(declared, tuple | list):
+        dims = tuple(int(v) for v in declared)
+        if len(dims) == 2:
+            dims = (1, *dims)
+        if len(dims) == 3 and math.prod(dims) == space.n_features and min(dims[1:]) > 1:
+            shape = dims
+    if shape is None:
+        return _Tabular(space)
+    return _Image(*shape)
+
+
+def _eta_rectangles(x: int, y: int) -> np.ndarray:
+    """The paper's centre-peaked block: nested rectangles weighted 1 / (r + 1)^2."""
+    delta = np.zeros((x, y))
+    x_c, y_c = x // 2 + 1, y // 2 + 1
+    c0, c1 = x_c - 1, y_c - 1
+    for counter in range(max(x_c, y_c)):
+        delta[
+            max(c0, 0) : min(c0 + 2 * counter + 1, x),
+            max(c1, 0) : min(c1 + 2 * counter + 1, y),
+        ] += 1.0 / (counter + 1) ** 2
+        c0 -= 1
+        c1 -= 1
+    total = math.sqrt(float((delta**2).sum()))
+    return delta / total if total > 0 else delta
+
+
+def _eta_2d(s: int) -> np.ndarray:
+    """The L2 window profile: a positive block above a negative one, unit norm."""
+    delta = np.zeros((s, s))
+    delta[: s // 2] = _eta_rectangles(s // 2, s)
+    delta[s // 2 :] = -_eta_rectangles(s - s // 2, s)
+    total = math.sqrt(float((delta**2).sum()))
+    return delta / total if total > 0 else delta
+
+
+def _eta_1d(m: int) -> np.ndarray:
+    """The 1-D profile: centre-peaked positive half, negative half, unit norm."""
+    delta = np.concatenate([_eta_rectangles(1, m // 2)[0], -_eta_rectangles(1, m - m // 2)[0]])
+    total = math.sqrt(float((delta**2).sum()))
+    return delta / total if total > 0 else delta

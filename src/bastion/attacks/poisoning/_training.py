@@ -1,0 +1,187 @@
+"""Retraining for poisoning simulations: the user's function, a cloned estimator, or torch.
+
+A simulation trains twice with the same procedure, once on clean and once on poisoned data,
+so that the accuracy drop measures the poison and nothing else. Unset ``random_state``
+parameters of a cloned estimator are fixed to the simulation's seed for the same reason.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bastion._optional import require
+from bastion.attacks.poisoning._common import label_array, seed_estimator
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.models.base import Capability, ModelAdapter
+
+__all__ = ["TrainFn", "resolve_trainer", "torch_trainer"]
+
+TrainFn = Callable[[Any, np.ndarray], Any]
+"""``train(X, y) -> fitted model`` with a ``predict`` method."""
+
+
+def resolve_trainer(
+    model: Any, *, seed: int = 0, epochs: int = 30, learning_rate: float = 1e-3
+) -> TrainFn:
+    """A training function from what the user has.
+
+    Parameters:
+        model: a callable ``(X, y) -> fitted model``; a scikit-learn estimator (fitted or
+            not: it is cloned and fitted); a :class:`~bastion.models.sklearn.SklearnAdapter`
+            (its ``estimator`` is cloned); or a trainable
+            :class:`~bastion.models.torch.TorchAdapter` (its module is copied, its weights
+            re-initialised and trained with Adam for ``epochs`` epochs).
+        seed: fixes unset ``random_state`` parameters and torch's initialisation.
+        epochs, learning_rate: torch training only.
+
+    Returns:
+        ``train(X, y) -> model with predict``.
+
+    Raises:
+        CapabilityError: the model cannot be retrained (an ONNX file, a remote endpoint, a
+            bare prediction function).
+
+    Example::
+
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> train = resolve_trainer(LogisticRegression())
+        >>> train([[0.0], [1.0]], np.array([0, 1])).predict([[0.9]]).tolist()
+        [1]
+    """
+    if isinstance(model, ModelAdapter):
+        estimator = getattr(model, "estimator", None)
+        if estimator is not None and callable(getattr(estimator, "fit", None)):
+            return _estimator_trainer(estimator, seed)
+        if model.has(Capability.TRAINABLE) and hasattr(model, "module"):
+            return torch_trainer(model, epochs=epochs, learning_rate=learning_rate, seed=seed)
+        raise CapabilityError(
+            f"poisoning simulation must retrain the model, but model {model.info.name!r} "
+            f"({model.info.format}) is neither a scikit-learn estimator nor a trainable torch "
+            "module; pass a training function (X, y) -> fitted model instead"
+        )
+    if callable(getattr(model, "fit", None)):
+        return _estimator_trainer(model, seed)
+    if callable(model):
+        return _callable_trainer(model)
+    raise ConfigError(
+        "train_fn must be a callable (X, y) -> fitted model, a scikit-learn estimator or a "
+        f"model adapter; received {type(model).__name__}"
+    )
+
+
+def _estimator_trainer(estimator: Any, seed: int) -> TrainFn:
+    from sklearn.base import clone
+
+    def train(X: Any, y: np.ndarray) -> Any:
+        try:
+            fresh = clone(estimator)
+        except TypeError:  # duck-typed estimator without get_params
+            fresh = copy.deepcopy(estimator)
+        seed_estimator(fresh, seed)
+        return fresh.fit(X, y)
+
+    return train
+
+
+def _callable_trainer(fn: Callable[..., Any]) -> TrainFn:
+    def train(X: Any, y: np.ndarray) -> Any:
+        fitted = fn(X, y)
+        if not callable(getattr(fitted, "predict", None)):
+            raise ConfigError(
+                "train_fn must return a fitted model with a predict method; it returned "
+                f"{type(fitted).__name__}"
+            )
+        return fitted
+
+    return train
+
+
+def torch_trainer(
+    adapter: Any,
+    *,
+    epochs: int = 30,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> TrainFn:
+    """Retrain a copy of a torch classifier from fresh weights (Adam, cross-entropy).
+
+    Parameters:
+        adapter: a :class:`~bastion.models.torch.TorchAdapter` with a trainable module.
+        epochs, learning_rate, batch_size: the optimisation.
+        seed: weight initialisation and batch order (torch's global RNG is left untouched).
+
+    Returns:
+        ``train(X, y) -> TorchAdapter`` over the retrained copy.
+
+    Raises:
+        ConfigError: ``epochs`` or ``batch_size`` below 1, or ``learning_rate`` <= 0.
+    """
+    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
+        raise ConfigError(
+            "torch retraining needs epochs >= 1, batch_size >= 1 and learning_rate > 0; "
+            f"received {epochs}, {batch_size}, {learning_rate}"
+        )
+
+    def train(X: Any, y: np.ndarray) -> Any:
+        torch = require("torch", "retraining torch models")
+        from bastion.models.torch import TorchAdapter
+
+        classes = adapter.classes_
+        labels = label_array(y)
+        if classes is None:
+            targets = labels.astype(np.int64)
+        else:
+            lookup = {c: i for i, c in enumerate(classes.tolist())}
+            unknown = [v for v in np.unique(labels).tolist() if v not in lookup]
+            if unknown:
+                raise ConfigError(
+                    f"labels {unknown[:5]} are not among the model's classes {classes.tolist()}"
+                )
+            targets = np.array([lookup[v] for v in labels.tolist()], dtype=np.int64)
+        rows = X.to_numpy(dtype=np.float32) if isinstance(X, pd.DataFrame) else np.asarray(X)
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = copy.deepcopy(adapter.module)
+            for sub in module.modules():
+                reset = getattr(sub, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+            device = adapter.device
+            xs = torch.as_tensor(rows, device=device)
+            if adapter.input_shape is not None:
+                xs = xs.reshape((xs.shape[0], *adapter.input_shape))
+            ys = torch.as_tensor(targets, device=device)
+            optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate)
+            module.train()
+            n = xs.shape[0]
+            for _ in range(epochs):
+                order = torch.randperm(n, device=device)
+                for start in range(0, n, batch_size):
+                    batch = order[start : start + batch_size]
+                    out = module(xs[batch])
+                    if out.ndim == 1 or out.shape[1] == 1:
+                        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                            out.reshape(-1), ys[batch].to(out.dtype)
+                        )
+                    else:
+                        loss = torch.nn.functional.cross_entropy(out, ys[batch])
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+            module.eval()
+        return TorchAdapter(
+            module,
+            classes=None if classes is None else classes.tolist(),
+            input_shape=adapter.input_shape,
+            device=str(adapter.device),
+            batch_size=adapter.batch_size,
+        )
+
+    return train

@@ -1,0 +1,503 @@
+"""Poisoned or mislabelled training rows, found from the data and out-of-sample predictions.
+
+Two detectors of label issues (label flipping, AML.T0020; OWASP ML02), both model-agnostic:
+
+- **Confident learning** (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
+  Uncertainty in Dataset Labels", JAIR 2021). From out-of-sample class probabilities
+  (cross-validated), each class gets a threshold, the mean probability of that class over
+  the rows labelled with it; a row counts towards the *confident joint* cell (given label,
+  class it confidently belongs to). The joint is calibrated to the label counts, and for
+  each off-diagonal cell (given i, true j) the rows labelled i with the largest margin
+  ``p_j - p_i`` are pruned ("prune by noise rate"); rows whose given label is still the
+  prediction are kept. With ``refits`` > 0 (default 1) the probabilities are estimated
+  again with the flagged rows left out of every training fold, and the pruning repeats
+  with the original labels: the model that judges a row no longer learns from the flips,
+  which raises precision and recall alike (see ``benchmarks/bench_poisoning.py``).
+  ``refits=0`` is the paper's single pass and flags exactly what cleanlab's
+  ``find_label_issues`` (``filter_by="prune_by_noise_rate"``) flags on the same
+  probabilities (tested).
+- **kNN label consistency**: on standardized features, the share of a row's ``k`` nearest
+  neighbours (itself excluded) whose label differs; a row is flagged when another class
+  outvotes its own label among its neighbours.
+
+Metrics: ``precision = |flagged ∩ poisoned| / |flagged|`` and ``recall = |flagged ∩
+poisoned| / |poisoned|`` over training rows (REFERENCE.md "Attack metrics").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from bastion.attacks.poisoning._common import (
+    as_float_matrix,
+    encode_labels,
+    jsonable,
+    n_rows,
+    take_rows,
+)
+from bastion.exceptions import ConfigError, DataError
+
+__all__ = [
+    "LabelIssues",
+    "confident_learning",
+    "default_estimator",
+    "find_label_issues",
+    "knn_label_consistency",
+    "out_of_sample_proba",
+    "precision_recall",
+]
+
+Method = Literal["confident_learning", "knn"]
+METHODS: tuple[str, ...] = ("confident_learning", "knn")
+
+# the paper's (and cleanlab's) tolerance when comparing a probability with its threshold
+_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class LabelIssues:
+    """Rows a detector flags as mislabelled or poisoned.
+
+    Attributes
+    ----------
+    method:
+        ``confident_learning``, ``knn``, ``spectral_signatures`` or ``activation_clustering``.
+    flagged:
+        Row positions (0-based), most suspicious first.
+    scores:
+        One suspicion score per row, higher is more suspicious (``1 - p(given label)`` for
+        confident learning, the share of disagreeing neighbours for kNN, the outlier score
+        for spectral signatures).
+    details:
+        Method-specific, JSON-compatible diagnostics (thresholds, confident joint ...).
+    """
+
+    method: str
+    flagged: np.ndarray
+    scores: np.ndarray
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_flagged(self) -> int:
+        return len(self.flagged)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.scores)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """A boolean per row: flagged or not."""
+        out = np.zeros(self.n_rows, dtype=bool)
+        out[self.flagged] = True
+        return out
+
+    def counts_by_class(self, y: Any) -> dict[Any, int]:
+        """How many flagged rows carry each given label (labels as in ``y``)."""
+        labels = np.asarray(y)[self.flagged]
+        values, counts = np.unique(labels, return_counts=True)
+        return {jsonable(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def precision_recall(
+    flagged: Iterable[int] | np.ndarray, truly_poisoned: Iterable[int] | np.ndarray
+) -> tuple[float | None, float | None]:
+    """Precision and recall of flagged rows against the rows known to be poisoned.
+
+    Parameters:
+        flagged: row positions a detector flagged.
+        truly_poisoned: row positions that were poisoned (from a simulation).
+
+    Returns:
+        ``(precision, recall)``; precision is ``None`` when nothing was flagged and recall
+        is ``None`` when nothing was poisoned (0/0 is not a rate).
+
+    Example::
+
+        >>> precision_recall([1, 2, 3, 4], [2, 3, 9])
+        (0.5, 0.6666666666666666)
+    """
+    found = _index_set(flagged)
+    truth = _index_set(truly_poisoned)
+    hits = len(found & truth)
+    precision = hits / len(found) if found else None
+    recall = hits / len(truth) if truth else None
+    return precision, recall
+
+
+def default_estimator(seed: int = 0) -> Any:
+    """The default probability model: standardization then logistic regression.
+
+    Fast, well calibrated enough for confident learning and stable on small data; the
+    regularization keeps it from memorising the flipped labels.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
+
+
+def out_of_sample_proba(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    *,
+    cv: int = 5,
+    seed: int = 0,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """Cross-validated class probabilities: each row is scored by a model that never saw it.
+
+    Parameters:
+        estimator: an unfitted scikit-learn classifier with ``predict_proba`` (cloned per
+            fold).
+        X: features (array or DataFrame, passed to the estimator as given).
+        y: labels.
+        cv: number of folds (stratified when every class has at least ``cv`` rows).
+        seed: shuffles the folds.
+        exclude: boolean mask of rows never used for training (they are still scored).
+
+    Returns:
+        Probabilities of shape (rows, classes), columns in sorted label order; a class that a
+        training fold lacks gets probability 0 in that fold.
+
+    Raises:
+        ConfigError: ``cv`` is below 2 or above the number of rows.
+
+    Example::
+
+        >>> proba = out_of_sample_proba(default_estimator(), X, y, cv=5)  # doctest: +SKIP
+    """
+    from sklearn.base import clone
+
+    classes, idx = encode_labels(y)
+    n = len(idx)
+    if n_rows(X) != n:
+        raise DataError(f"X has {n_rows(X)} rows but y has {n} labels")
+    proba = np.zeros((n, len(classes)))
+    keep = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
+    for train, test in _folds(idx, cv, seed):
+        fit_rows = train[keep[train]]
+        if len(np.unique(idx[fit_rows])) < 2:
+            fit_rows = train  # a fold left with one class cannot be fitted: keep its rows
+        model = clone(estimator).fit(take_rows(X, fit_rows), classes[idx[fit_rows]])
+        fold_proba = np.asarray(model.predict_proba(take_rows(X, test)), dtype=np.float64)
+        columns = np.searchsorted(classes, np.asarray(model.classes_))
+        proba[np.ix_(test, columns)] = fold_proba
+    return proba
+
+
+def confident_learning(
+    y: Any, pred_probs: np.ndarray, *, classes: Iterable[Any] | None = None
+) -> LabelIssues:
+    """Label issues by confident learning ("prune by noise rate") on given probabilities.
+
+    Parameters:
+        y: given labels, one per row.
+        pred_probs: out-of-sample probabilities, shape (rows, classes).
+        classes: label of each probability column; defaults to the sorted distinct labels
+            of ``y``.
+
+    Returns:
+        :class:`LabelIssues` with ``method="confident_learning"``; ``details`` holds the
+        per-class thresholds and the calibrated confident joint (rows: given label,
+        columns: estimated true label).
+
+    Raises:
+        DataError: shapes disagree, or a label is not one of ``classes``.
+
+    Example::
+
+        >>> issues = confident_learning(y, proba)  # doctest: +SKIP
+        >>> issues.flagged[:5]  # doctest: +SKIP
+    """
+    probs = np.asarray(pred_probs, dtype=np.float64)
+    labels, class_list = _label_indices(y, classes, probs)
+    n, k = probs.shape
+    counts = np.bincount(labels, minlength=k)
+
+    # per-class threshold: the mean self-confidence of the rows labelled with the class
+    thresholds = np.full(k, 2.0)  # an absent class is never confident
+    present = counts > 0
+    sums = np.zeros(k)
+    np.add.at(sums, labels, probs[np.arange(n), labels])
+    thresholds[present] = np.maximum(sums[present] / counts[present], 2 * _TOLERANCE)
+
+    confident = probs >= thresholds - _TOLERANCE
+    n_confident = confident.sum(axis=1)
+    any_confident = n_confident > 0
+    guess = np.where(n_confident > 1, probs.argmax(axis=1), confident.argmax(axis=1))
+    joint = np.zeros((k, k), dtype=np.int64)
+    np.add.at(joint, (labels[any_confident], guess[any_confident]), 1)
+    np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1))
+    calibrated = _calibrate(joint, counts)
+
+    # prune-by-noise-rate counts per (true j, given i), at least one row kept per class
+    prune = _keep_one_per_class(calibrated.T)
+    flagged = np.zeros(n, dtype=bool)
+    for i in range(k):
+        rows = np.flatnonzero(labels == i)
+        if len(rows) <= 1:
+            continue
+        for j in range(k):
+            m = int(prune[j, i])
+            if j == i or m <= 0:
+                continue
+            margin = probs[rows, j] - probs[rows, i]
+            order = np.argsort(-margin)
+            flagged[rows[order[:m]]] = True
+    # a row whose given label is still the prediction is not an issue
+    nudged = probs.copy()
+    nudged[np.arange(n), labels] += _TOLERANCE
+    flagged &= nudged.argmax(axis=1) != labels
+
+    scores = 1.0 - probs[np.arange(n), labels]
+    return LabelIssues(
+        method="confident_learning",
+        flagged=_ranked(np.flatnonzero(flagged), scores),
+        scores=scores,
+        details={
+            "classes": [jsonable(c) for c in class_list],
+            "thresholds": [float(t) for t in thresholds],
+            "confident_joint": calibrated.tolist(),
+            "estimated_issues": int(calibrated.sum() - np.trace(calibrated)),
+        },
+    )
+
+
+def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
+    """Label issues by disagreement with the nearest neighbours.
+
+    Features are standardized (text columns one-hot encoded); each row's ``k`` nearest
+    neighbours exclude the row itself. A row is flagged when some other class gets more of
+    its neighbours' votes than its own label.
+
+    Parameters:
+        X: features.
+        y: given labels.
+        k: neighbours per row (at most rows - 1).
+
+    Returns:
+        :class:`LabelIssues` with ``method="knn"``; scores are the share of neighbours with
+        a different label.
+
+    Raises:
+        ConfigError: ``k`` is below 1 or not below the number of rows.
+
+    Example::
+
+        >>> knn_label_consistency(X, y, k=10).n_flagged  # doctest: +SKIP
+    """
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import StandardScaler
+
+    classes, labels = encode_labels(y)
+    Z = as_float_matrix(X)
+    n = len(labels)
+    if Z.shape[0] != n:
+        raise DataError(f"X has {Z.shape[0]} rows but y has {n} labels")
+    if not 1 <= k < n:
+        raise ConfigError(f"k must be in [1, {n - 1}] for {n} rows; received {k}")
+    Z = StandardScaler().fit_transform(Z)
+    # kneighbors() without X leaves each row out of its own neighbourhood, duplicates aside
+    _, neighbours = NearestNeighbors(n_neighbors=k).fit(Z).kneighbors()
+    votes = np.zeros((n, len(classes)), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(n), k), labels[neighbours].reshape(-1)), 1)
+    own = votes[np.arange(n), labels]
+    others = votes.copy()
+    others[np.arange(n), labels] = -1
+    flagged = others.max(axis=1) > own
+    scores = 1.0 - own / k
+    return LabelIssues(
+        method="knn",
+        flagged=_ranked(np.flatnonzero(flagged), scores),
+        scores=scores,
+        details={"k": k, "classes": [jsonable(c) for c in classes]},
+    )
+
+
+def find_label_issues(
+    X: Any,
+    y: Any,
+    *,
+    method: Method = "confident_learning",
+    estimator: Any = None,
+    cv: int = 5,
+    seed: int = 0,
+    refits: int = 1,
+    k: int = 10,
+    pred_probs: np.ndarray | None = None,
+) -> LabelIssues:
+    """Find mislabelled (possibly poisoned) training rows.
+
+    Parameters:
+        X: training features (array or DataFrame).
+        y: given labels.
+        method: ``confident_learning`` (default) or ``knn``.
+        estimator: unfitted classifier with ``predict_proba`` for the out-of-sample
+            probabilities; default :func:`default_estimator` on numeric features (text
+            columns one-hot encoded, missing values imputed). A custom estimator gets ``X``
+            as given.
+        cv: folds of the cross-validation.
+        seed: fold shuffling and the default estimator's seed.
+        refits: extra rounds that re-estimate the probabilities with the flagged rows left
+            out of training (0 = the paper's single pass).
+        k: neighbours for ``method="knn"``.
+        pred_probs: out-of-sample probabilities to use instead of fitting (confident
+            learning only; ``refits`` needs a fit and is then ignored).
+
+    Returns:
+        :class:`LabelIssues`; ``details["rounds"]`` says how many estimation rounds ran.
+
+    Raises:
+        ConfigError: unknown ``method``, ``refits`` < 0, or an invalid ``cv`` / ``k``.
+        DataError: ``X`` and ``y`` disagree in length, or a label is missing.
+
+    Example::
+
+        >>> from sklearn.datasets import load_breast_cancer
+        >>> X, y = load_breast_cancer(return_X_y=True)
+        >>> issues = find_label_issues(X, y, seed=0)
+        >>> issues.n_flagged < 40
+        True
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
+    if refits < 0:
+        raise ConfigError(f"refits must be >= 0; received {refits}")
+    if method == "knn":
+        return knn_label_consistency(X, y, k=k)
+    if pred_probs is not None:
+        issues = confident_learning(y, pred_probs)
+        return _with_details(issues, rounds=1)
+    if estimator is None:
+        features: Any = as_float_matrix(X)
+        model = default_estimator(seed)
+    else:
+        features, model = X, estimator
+    probs = out_of_sample_proba(model, features, y, cv=cv, seed=seed)
+    issues = confident_learning(y, probs)
+    rounds = 1
+    for _ in range(refits):
+        if issues.n_flagged == 0:
+            break
+        probs = out_of_sample_proba(model, features, y, cv=cv, seed=seed, exclude=issues.mask)
+        issues = confident_learning(y, probs)
+        rounds += 1
+    return _with_details(issues, rounds=rounds, cv=cv)
+
+
+# -- internals ---------------------------------------------------------------------------------
+
+
+def _folds(labels: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(labels)
+    if not 2 <= cv <= n:
+        raise ConfigError(f"cv must be in [2, {n}] for {n} rows; received {cv}")
+    smallest = int(np.bincount(labels).min())
+    # stratify when every class can appear in every fold (sklearn warns otherwise)
+    splitter: Any = (
+        StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+        if smallest >= cv
+        else KFold(n_splits=cv, shuffle=True, random_state=seed)
+    )
+    return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(n), labels)]
+
+
+def _label_indices(
+    y: Any, classes: Iterable[Any] | None, probs: np.ndarray
+) -> tuple[np.ndarray, list[Any]]:
+    if probs.ndim != 2:
+        raise DataError(f"pred_probs must be (rows, classes); received shape {probs.shape}")
+    if classes is None:
+        found, labels = encode_labels(y)
+        class_list = list(found)
+        if len(class_list) > probs.shape[1]:
+            raise DataError(
+                f"y has {len(class_list)} distinct labels but pred_probs has "
+                f"{probs.shape[1]} columns; pass classes= to map the columns"
+            )
+        class_list += [f"column {i}" for i in range(len(class_list), probs.shape[1])]
+    else:
+        class_list = list(classes)
+        if len(class_list) != probs.shape[1]:
+            raise DataError(
+                f"classes has {len(class_list)} labels but pred_probs has {probs.shape[1]} columns"
+            )
+        lookup = {c: i for i, c in enumerate(class_list)}
+        given = np.asarray(y).reshape(-1)
+        try:
+            labels = np.array([lookup[v] for v in given.tolist()], dtype=np.intp)
+        except KeyError as err:
+            raise DataError(
+                f"label {err.args[0]!r} is not one of classes {class_list[:10]}"
+            ) from err
+    if len(labels) != probs.shape[0]:
+        raise DataError(f"y has {len(labels)} labels but pred_probs has {probs.shape[0]} rows")
+    return labels, class_list
+
+
+def _round_preserving_sum(values: np.ndarray) -> np.ndarray:
+    """Round to integers keeping the (rounded) total: largest remainders move first."""
+    ints = np.round(values)
+    target = np.round(values.sum())
+    diff = int(np.round(target - ints.sum()))
+    while diff != 0:
+        step = 1 if diff > 0 else -1
+        # numpy's default sort, as the reference implementation: exact ties break the same way
+        order = np.argsort(values - ints)
+        order = order[::-1] if step > 0 else order
+        for i in order[: min(abs(diff), len(values))]:
+            ints[i] += step
+        diff = int(np.round(target - ints.sum()))
+    return ints.astype(np.int64)
+
+
+def _calibrate(joint: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Scale each row to its label count and the whole to the row total (paper, eq. 3)."""
+    rows = joint.sum(axis=1).astype(np.float64)
+    scaled = (joint.T / np.maximum(rows, 1e-100) * counts).T
+    scaled = scaled / max(float(scaled.sum()), 1e-100) * counts.sum()
+    return np.vstack([_round_preserving_sum(row) for row in scaled])
+
+
+def _keep_one_per_class(prune: np.ndarray) -> np.ndarray:
+    """Make each class keep at least one row, taking the difference from its noise cells."""
+    prune = prune.astype(np.float64)
+    diagonal = prune.diagonal().copy()
+    raised = np.maximum(diagonal, 1.0)
+    nonzero = np.maximum(np.count_nonzero(prune, axis=0) - 1.0, 1.0)
+    out = prune - (raised - diagonal) / nonzero
+    out[out < 0] = 0
+    np.fill_diagonal(out, raised)
+    # truncation, as the paper's reference implementation does
+    truncated: np.ndarray = out.astype(np.int64)
+    return truncated
+
+
+def _ranked(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Row positions, highest score first (ties by position)."""
+    order = np.lexsort((rows, -scores[rows]))
+    ranked: np.ndarray = rows[order].astype(np.intp)
+    return ranked
+
+
+def _index_set(rows: Iterable[int] | np.ndarray) -> set[int]:
+    arr = rows if isinstance(rows, np.ndarray) else np.asarray(list(rows))
+    return {int(i) for i in arr.reshape(-1)}
+
+
+def _with_details(issues: LabelIssues, **extra: Any) -> LabelIssues:
+    return LabelIssues(
+        method=issues.method,
+        flagged=issues.flagged,
+        scores=issues.scores,
+        details={**issues.details, **extra},
+    )

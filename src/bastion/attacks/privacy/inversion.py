@@ -1,0 +1,530 @@
+"""Attribute inference (model inversion): recover a sensitive attribute from the model.
+
+What it measures
+    Whether the model's outputs help an attacker who knows a record's other features infer
+    its sensitive attribute (sex, a diagnosis, ethnicity) better than the same attacker
+    without access to the model. Only the *difference* is the model's leak: an attribute
+    that the other features already predict is no secret the model gave away.
+Methods
+    ``classifier`` (Yeom et al. 2018; Jayaraman and Evans 2022): an attack classifier learns
+    the attribute from the other features plus the model's outputs (probabilities, or the
+    one-hot predicted label for a label-only model), and the true label when the attacker
+    knows it, on records whose attribute the auditor knows.
+
+    ``inversion`` (Fredrikson et al. 2014, 2015), when the attribute is itself a model input:
+    for each candidate value, query the model with the record's attribute set to it and pick
+    the value whose output best matches the output observed for the real record (L1
+    distance between probability vectors, or label agreement); ties are broken by the
+    baseline's posterior, i.e. by what the attacker knew without the model.
+
+    ``baseline``: the same classifier on the other features (and label) only, with no model
+    query; the baseline accuracy is the better of it and the majority value.
+Evaluation
+    With auxiliary rows (``X_aux`` and their attribute), the attack learns on them and is
+    scored on the targets; without, it is cross-fitted over the targets (``cv`` folds: each
+    fold is predicted by classifiers that learned on the others).
+Metrics
+    ``attack_accuracy`` (the better method's accuracy on the targets), ``baseline_accuracy``,
+    ``advantage`` = attack_accuracy - baseline_accuracy; the per-method accuracies in
+    ``method_accuracy``. Choosing the better of two methods on the same targets biases the
+    figure up slightly: a gate errs on the side of caution.
+References
+    MITRE ATLAS AML.T0024.001; OWASP ML03. Fredrikson et al., "Privacy in Pharmacogenetics"
+    (USENIX Security 2014) and "Model Inversion Attacks that Exploit Confidence Information"
+    (CCS 2015); Yeom et al., "Privacy Risk in Machine Learning" (CSF 2018); Jayaraman and
+    Evans, "Are Attribute Inference Attacks Just Imputation?" (CCS 2022).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from bastion.attacks.base import ATTACKS, Attack, AttackConfig
+from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.exceptions import ConfigError
+from bastion.executor import SMALL_DATA_ROWS, native_threads
+from bastion.models.base import ArrayLike, Capability, ModelAdapter
+from bastion.threats import ATLAS_MODEL_INVERSION, OWASP_MODEL_INVERSION
+
+__all__ = [
+    "AttributeInference",
+    "AttributeInferenceConfig",
+    "AttributeInferenceResult",
+]
+
+_TIE = 1e-9  # output distances this close count as equal matches
+
+
+@dataclass(frozen=True)
+class AttributeInferenceResult:
+    """What attribute inference recovered, and how much of it the model gave away.
+
+    Attributes
+    ----------
+    attack:
+        ``attribute_inference``.
+    attribute:
+        The attribute's name (or column position).
+    truth, predicted:
+        Per target, the true value and the better method's inference.
+    method:
+        ``classifier`` or ``inversion``: the method with the higher accuracy.
+    attack_accuracy, baseline_accuracy, advantage:
+        See the module docstring.
+    method_accuracy:
+        Accuracy of each method that ran.
+    queries:
+        Rows sent to the model.
+    elapsed_s:
+        Wall time.
+    stopped:
+        ``query budget`` when the inversion method could not run within the budget.
+    extra:
+        Diagnostics (candidates, folds, classifier), JSON-compatible.
+    """
+
+    attack: str
+    attribute: str
+    truth: np.ndarray
+    predicted: np.ndarray
+    method: str
+    attack_accuracy: float
+    baseline_accuracy: float
+    advantage: float
+    method_accuracy: Mapping[str, float]
+    queries: int
+    elapsed_s: float
+    stopped: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """The stable metric names for findings and JSON output."""
+        out: dict[str, float | int | None] = {
+            "attack_accuracy": self.attack_accuracy,
+            "baseline_accuracy": self.baseline_accuracy,
+            "advantage": self.advantage,
+            "n_points": len(self.truth),
+            "queries": self.queries,
+            "time_s": round(self.elapsed_s, 6),
+        }
+        for name, value in self.method_accuracy.items():
+            out[f"{name}_accuracy"] = value
+        return out
+
+
+class AttributeInferenceConfig(AttackConfig):
+    """``classifier``: the attack (and baseline) learner; ``cv``: folds when no auxiliary
+    rows are given; ``max_candidates``: most distinct attribute values accepted;
+    ``inversion``: also run Fredrikson's inversion when the attribute is a model input."""
+
+    classifier: Literal["gradient_boosting", "logistic"] = "gradient_boosting"
+    cv: int = Field(default=5, ge=2, le=50)
+    max_candidates: int = Field(default=20, ge=2, le=1000)
+    inversion: bool = True
+
+
+@ATTACKS.register
+class AttributeInference(Attack):
+    """Infer a sensitive attribute from the model's outputs plus the other features.
+
+    Example::
+
+        attack = AttributeInference()
+        result = attack.run(adapter, X_targets, sex_targets, attribute="sex",
+                            y=y_targets, X_aux=X_known, sensitive_aux=sex_known, y_aux=y_known)
+        result.advantage      # accuracy gained by querying the model
+    """
+
+    id = "attribute_inference"
+    title = "Attribute inference (model inversion)"
+    family: ClassVar[Literal["privacy"]] = "privacy"
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT})
+    tags: ClassVar[tuple[str, ...]] = (ATLAS_MODEL_INVERSION, OWASP_MODEL_INVERSION)
+    Config = AttributeInferenceConfig
+
+    def run(
+        self,
+        model: ModelAdapter,
+        X: ArrayLike,
+        sensitive: np.ndarray | pd.Series | None = None,
+        *,
+        attribute: str | int | None = None,
+        y: np.ndarray | None = None,
+        X_aux: ArrayLike | None = None,
+        sensitive_aux: np.ndarray | pd.Series | None = None,
+        y_aux: np.ndarray | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ) -> AttributeInferenceResult:
+        """Infer the attribute of every row of ``X`` and compare with the no-query baseline.
+
+        Parameters
+        ----------
+        model:
+            The target; ``predict`` suffices, ``predict_proba`` is used when present.
+        X:
+            The targets' model inputs.
+        sensitive:
+            The targets' true attribute values (scoring only). May be omitted when
+            ``attribute`` names a column of ``X``.
+        attribute:
+            When the attribute is a model input: its column name (frame) or position
+            (array). It is hidden from the attacker's features and enables the inversion
+            method. None when the attribute is not a model input.
+        y:
+            The targets' true labels, when the attacker knows them (a feature of both the
+            attack and the baseline).
+        X_aux, sensitive_aux, y_aux:
+            Records whose attribute the attacker knows, to learn from; without them the
+            attack is cross-fitted over the targets.
+        budget:
+            ``max_queries`` must cover one query per target and auxiliary row; the
+            inversion method (one query per target and candidate) is skipped past it.
+        seed:
+            Seeds the folds and the classifiers.
+
+        Returns
+        -------
+        AttributeInferenceResult
+
+        Raises
+        ------
+        ConfigError
+            Misaligned inputs, an unknown attribute column, an attribute with a single value
+            or more than ``max_candidates`` values, or a budget below the base queries.
+        """
+        cfg = self.config
+        if not isinstance(cfg, AttributeInferenceConfig):  # narrowed for mypy
+            raise ConfigError(f"{self.id} needs an AttributeInferenceConfig")
+        start = time.perf_counter()
+        self.check_model(model)
+        truth = _attribute_values(X, sensitive, attribute, "X", "sensitive")
+        n = len(truth)
+        _check_labels(y, n, "y")
+        if X_aux is None and (sensitive_aux is not None or y_aux is not None):
+            raise ConfigError("sensitive_aux and y_aux describe X_aux; received them without X_aux")
+        aux_truth = (
+            _attribute_values(X_aux, sensitive_aux, attribute, "X_aux", "sensitive_aux")
+            if X_aux is not None
+            else None
+        )
+        if aux_truth is not None:
+            _check_labels(y_aux, len(aux_truth), "y_aux")
+            if (y is None) != (y_aux is None):
+                raise ConfigError("pass y and y_aux together (the label is a feature of both)")
+        known_values = aux_truth if aux_truth is not None else truth
+        candidates = np.unique(known_values.astype(object).astype(str))
+        values_by_name = {str(v): v for v in known_values.tolist()}
+        if len(candidates) < 2:
+            raise ConfigError(
+                f"attribute {_name(attribute)!r} takes a single value in the attacker's data; "
+                "nothing to infer"
+            )
+        if len(candidates) > cfg.max_candidates:
+            raise ConfigError(
+                f"attribute {_name(attribute)!r} has {len(candidates)} distinct values; "
+                f"attribute inference treats it as categorical (max_candidates "
+                f"{cfg.max_candidates}): bin it first or raise max_candidates"
+            )
+
+        tracker = BudgetTracker(budget or Budget())
+        n_aux = 0 if aux_truth is None else len(aux_truth)
+        if tracker.allow(n + n_aux) < n + n_aux:
+            raise ConfigError(
+                f"budget max_queries {tracker.budget.max_queries} is below the {n + n_aux} "
+                "queries attribute inference needs (one per target and auxiliary row)"
+            )
+        outputs, out_labels = _outputs(model, X, None)
+        tracker.spend(n)
+        aux_outputs = None
+        if X_aux is not None:
+            aux_outputs, _ = _outputs(model, X_aux, out_labels)
+            tracker.spend(n_aux)
+
+        # the attacker's features: everything but the attribute, plus the label if known
+        frames = [_without(X, attribute)] + (
+            [_without(X_aux, attribute)] if X_aux is not None else []
+        )
+        known = _encode(frames)
+        labels = _encode_labels([y] + ([y_aux] if X_aux is not None else []))
+        if labels is not None:
+            known = np.hstack([known, labels])
+        outs = np.vstack([outputs] + ([aux_outputs] if aux_outputs is not None else []))
+        truth_s = truth.astype(object).astype(str)
+        aux_s = aux_truth.astype(object).astype(str) if aux_truth is not None else None
+
+        rng = np.random.default_rng(seed)
+        splits = _splits(n, n_aux, truth_s, cfg.cv, rng)
+        attack_pred = np.empty(n, dtype=object)
+        base_pred = np.empty(n, dtype=object)
+        base_post = np.zeros((n, len(candidates)))
+        majority_hits = 0
+        all_s = np.concatenate([truth_s, aux_s]) if aux_s is not None else truth_s
+        with_out = np.hstack([known, outs])
+        for fit_rows, pred_rows in splits:
+            train_s = all_s[fit_rows]
+            attack_pred[pred_rows], _ = _fit_predict(
+                cfg.classifier, with_out[fit_rows], train_s, with_out[pred_rows], candidates, seed
+            )
+            base_pred[pred_rows], base_post[pred_rows] = _fit_predict(
+                cfg.classifier, known[fit_rows], train_s, known[pred_rows], candidates, seed
+            )
+            values, counts = np.unique(train_s, return_counts=True)
+            majority_hits += int((truth_s[pred_rows] == values[np.argmax(counts)]).sum())
+
+        accuracy = {"classifier": float(np.mean(attack_pred == truth_s))}
+        baseline_clf = float(np.mean(base_pred == truth_s))
+        baseline = max(baseline_clf, majority_hits / n)
+        stopped = None
+        extra: dict[str, Any] = {
+            "candidates": candidates.tolist(),
+            "classifier": cfg.classifier,
+            "evaluation": "auxiliary rows" if X_aux is not None else f"{cfg.cv}-fold cross-fit",
+            "baseline_classifier_accuracy": baseline_clf,
+            "majority_accuracy": majority_hits / n,
+            "outputs": "predict_proba" if model.has(Capability.PREDICT_PROBA) else "predict",
+        }
+        predicted = attack_pred
+        if attribute is not None and cfg.inversion:
+            needed = n * len(candidates)
+            if tracker.allow(needed) < needed:
+                stopped = tracker.exhausted_reason = "query budget"
+            else:
+                inverted = _invert(
+                    model, X, attribute, candidates, values_by_name, outputs, out_labels, base_post
+                )
+                tracker.spend(needed)
+                accuracy["inversion"] = float(np.mean(inverted == truth_s))
+                if accuracy["inversion"] > accuracy["classifier"]:
+                    predicted = inverted
+        method = max(accuracy, key=lambda k: accuracy[k])
+        best = accuracy[method]
+        return AttributeInferenceResult(
+            attack=self.id,
+            attribute=_name(attribute) if attribute is not None else "sensitive",
+            truth=truth,
+            predicted=np.array([values_by_name.get(str(v), v) for v in predicted], dtype=object),
+            method=method,
+            attack_accuracy=best,
+            baseline_accuracy=baseline,
+            advantage=best - baseline,
+            method_accuracy=accuracy,
+            queries=tracker.queries,
+            elapsed_s=time.perf_counter() - start,
+            stopped=stopped,
+            extra=extra,
+        )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _name(attribute: str | int | None) -> str:
+    return "sensitive" if attribute is None else str(attribute)
+
+
+def _attribute_values(
+    X: ArrayLike,
+    values: np.ndarray | pd.Series | None,
+    attribute: str | int | None,
+    x_name: str,
+    v_name: str,
+) -> np.ndarray:
+    """The attribute's values: given explicitly, or read from ``X``'s attribute column."""
+    n = int(X.shape[0])
+    if attribute is not None:
+        column = _column(X, attribute, x_name)
+        if values is None:
+            return column
+    if values is None:
+        raise ConfigError(
+            f"{v_name} is required when attribute is not a column of {x_name} (received None)"
+        )
+    out = np.asarray(values)
+    if out.ndim != 1 or len(out) != n:
+        raise ConfigError(
+            f"{v_name} must hold one value per row of {x_name} ({n}); got {out.shape}"
+        )
+    return out
+
+
+def _column(X: ArrayLike, attribute: str | int, x_name: str) -> np.ndarray:
+    if isinstance(X, pd.DataFrame):
+        if attribute not in X.columns:
+            raise ConfigError(
+                f"attribute {attribute!r} is not a column of {x_name}; columns are "
+                f"{', '.join(map(str, X.columns[:20]))}"
+            )
+        return X[attribute].to_numpy()
+    arr = np.asarray(X)
+    if not isinstance(attribute, int) or not -arr.shape[1] <= attribute < arr.shape[1]:
+        raise ConfigError(
+            f"attribute must be a column position in [0, {arr.shape[1]}) for an array "
+            f"{x_name}; received {attribute!r}"
+        )
+    return arr[:, attribute]
+
+
+def _check_labels(y: np.ndarray | None, n: int, name: str) -> None:
+    if y is not None and len(y) != n:
+        raise ConfigError(f"{name} must hold one label per row ({n}); received {len(y)}")
+
+
+def _without(X: ArrayLike, attribute: str | int | None) -> ArrayLike:
+    if attribute is None:
+        return X
+    if isinstance(X, pd.DataFrame):
+        return X.drop(columns=[attribute])
+    if not isinstance(attribute, int):
+        raise ConfigError(f"attribute must be a column position for an array; got {attribute!r}")
+    return np.delete(np.asarray(X), attribute, axis=1)
+
+
+def _encode(frames: list[ArrayLike]) -> np.ndarray:
+    """Numeric features for the attack learner; non-numeric columns become category codes
+    shared across the frames (NaN stays NaN: the gradient-boosting learner handles it)."""
+    parts = [f if isinstance(f, pd.DataFrame) else pd.DataFrame(np.asarray(f)) for f in frames]
+    parts = [p.set_axis([str(c) for c in p.columns], axis=1) for p in parts]
+    frame = pd.concat(parts, ignore_index=True)
+    columns: list[np.ndarray] = []
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        else:
+            codes, _ = pd.factorize(col)
+            columns.append(np.where(codes < 0, np.nan, codes).astype(np.float64))
+    if not columns:
+        return np.zeros((len(frame), 0))
+    return np.column_stack(columns)
+
+
+def _encode_labels(labels: list[np.ndarray | None]) -> np.ndarray | None:
+    if any(v is None for v in labels):
+        return None
+    joined = np.concatenate(
+        [np.asarray(v).astype(object).astype(str) for v in labels if v is not None]
+    )
+    codes, uniques = pd.factorize(joined)
+    onehot: np.ndarray = (codes[:, None] == np.arange(len(uniques))[None, :]).astype(np.float64)
+    return onehot
+
+
+def _outputs(
+    model: ModelAdapter, X: ArrayLike, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities, or the one-hot predicted label of a label-only model (with the label
+    set, fixed by the first call so later calls line up)."""
+    if model.has(Capability.PREDICT_PROBA):
+        return model.predict_proba(X), None
+    pred = np.asarray(model.predict(X)).astype(object).astype(str)
+    if labels is None:
+        known = model.classes_
+        labels = (
+            np.asarray(known).astype(object).astype(str) if known is not None else np.unique(pred)
+        )
+    onehot: np.ndarray = (pred[:, None] == labels[None, :]).astype(np.float64)
+    return onehot, labels
+
+
+def _splits(
+    n: int, n_aux: int, truth: np.ndarray, cv: int, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows to learn from, target rows to predict): the auxiliary rows, or cross-fit folds
+    (stratified by the attribute where every value has at least ``cv`` rows)."""
+    if n_aux:
+        return [(np.arange(n, n + n_aux), np.arange(n))]
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    folds = min(cv, n)
+    if folds < 2:
+        raise ConfigError(f"cross-fitting needs at least 2 targets; received {n}")
+    _, counts = np.unique(truth, return_counts=True)
+    state = int(rng.integers(2**31 - 1))
+    splitter: Any = (
+        StratifiedKFold(folds, shuffle=True, random_state=state)
+        if counts.min() >= folds
+        else KFold(folds, shuffle=True, random_state=state)
+    )
+    return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(n), truth)]
+
+
+def _fit_predict(
+    kind: str,
+    X_fit: np.ndarray,
+    s_fit: np.ndarray,
+    X_pred: np.ndarray,
+    candidates: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted values and posteriors over ``candidates`` (one learned value: constant)."""
+    post = np.zeros((len(X_pred), len(candidates)))
+    values = np.unique(s_fit)
+    if len(values) == 1 or X_fit.shape[1] == 0:
+        # nothing to learn from: the learner's best guess is the training distribution
+        vals, counts = np.unique(s_fit, return_counts=True)
+        for v, c in zip(vals, counts, strict=True):
+            post[:, int(np.searchsorted(candidates, v))] = c / len(s_fit)
+        return np.full(len(X_pred), vals[np.argmax(counts)], dtype=object), post
+    with native_threads(1 if len(X_fit) < SMALL_DATA_ROWS else None):
+        clf = _learner(kind, seed).fit(X_fit, s_fit)
+        proba = clf.predict_proba(X_pred)
+    for j, v in enumerate(clf.classes_):
+        post[:, int(np.searchsorted(candidates, v))] = proba[:, j]
+    return np.asarray(clf.classes_[np.argmax(proba, axis=1)], dtype=object), post
+
+
+def _learner(kind: str, seed: int) -> Any:
+    if kind == "logistic":
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=1000))
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(random_state=seed)
+
+
+def _invert(
+    model: ModelAdapter,
+    X: ArrayLike,
+    attribute: str | int,
+    candidates: np.ndarray,
+    values_by_name: Mapping[str, Any],
+    observed: np.ndarray,
+    out_labels: np.ndarray | None,
+    prior: np.ndarray,
+) -> np.ndarray:
+    """Fredrikson's inversion: per target, the candidate whose output matches best."""
+    distance = np.empty((len(observed), len(candidates)))
+    for j, name in enumerate(candidates.tolist()):
+        trial = _with_value(X, attribute, values_by_name[name])
+        outputs, _ = _outputs(model, trial, out_labels)
+        distance[:, j] = np.abs(outputs - observed).sum(axis=1)
+    best = distance.min(axis=1, keepdims=True)
+    tied = distance <= best + _TIE
+    # among the best matches, what the attacker believed before querying decides
+    choice = np.argmax(np.where(tied, prior + 1.0, 0.0), axis=1)
+    picked: np.ndarray = candidates[choice].astype(object)
+    return picked
+
+
+def _with_value(X: ArrayLike, attribute: str | int, value: Any) -> ArrayLike:
+    if isinstance(X, pd.DataFrame):
+        out = X.copy()
+        out[attribute] = pd.Series([value] * len(out), index=out.index, dtype=X[attribute].dtype)
+        return out
+    arr = np.array(X, copy=True)
+    if not isinstance(attribute, int):
+        raise ConfigError(f"attribute must be a column position for an array; got {attribute!r}")
+    arr[:, attribute] = value
+    return arr

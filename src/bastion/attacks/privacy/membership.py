@@ -1,0 +1,585 @@
+"""Membership inference: was this record in the model's training set?
+
+What it measures
+    How well an attacker who can query the model tells its training records (members) from
+    other records of the same distribution (non-members). A model that memorises its
+    training set (an unlimited-depth forest, an over-trained network) answers members with
+    more confidence than anyone else, and that difference leaks who was in the data: for a
+    diagnostic model, that a person was a patient.
+Attacks
+    ``membership_threshold``: one score per record from the target's output alone: its
+    confidence in the true label (default), the negative cross-entropy loss (the same
+    ranking) or the negated modified entropy of Song and Mittal (2021).
+
+    ``membership_shadow``: LiRA's offline variant (Carlini et al., "Membership Inference
+    Attacks From First Principles", IEEE S&P 2022). ``n_shadow`` shadow models are trained
+    like the target on random halves of a pool the auditor holds; for each record, the
+    shadows that did not train on it (OUT models) give the distribution of its logit-scaled
+    confidence ``phi = log(p / (1 - p))`` when it is *not* a member, fitted by a Gaussian.
+    The score is the standardised statistic ``(phi_target - mu_out) / sigma_out``, whose
+    normal CDF is LiRA's one-sided likelihood that the target's phi is larger than an OUT
+    model's (the same ranking, without saturating at 1.0). Per-record calibration is what
+    lets it beat a global threshold: a hard record answered with 0.9 is suspicious, an easy
+    one answered with 0.9 is not.
+Choices, and why
+    - The pool is the evaluated records plus any auxiliary rows (``X_aux``); every pooled
+      point joins exactly half of the shadows, and each evaluated record is scored against
+      the shadows it did not join (LiRA's reference code). Shadows never see membership
+      labels, so nothing leaks into them; with ``shadow_on_targets=False`` evaluated records
+      join no shadow and every shadow is an OUT model for every record.
+    - Probabilities of exactly 0 or 1 (a forest's unanimous vote) are clipped before the
+      logit. ``clip=None`` picks half the smallest distance from 0 or 1 observed in the
+      outputs: half a tree's vote for a forest, so a unanimous vote reads as "one notch beyond
+      the most extreme split vote" rather than an arbitrary 1e-6.
+    - Few OUT models give noisy per-record variances: ``variance="auto"`` uses one global
+      variance below 8 OUT models per record (LiRA's advice for small shadow counts) and
+      per-record variances from 8 on.
+Metrics (REFERENCE.md "Attack metrics", via :func:`~bastion.attacks.results.low_fpr_metrics`)
+    ``auc``; ``tpr_at_1pct_fpr`` and ``tpr_at_0.1pct_fpr`` read on the ROC as
+    ``sklearn.metrics.roc_curve`` builds it (tied scores make one step) at the largest FPR
+    <= the target, None when ``1 / n_nonmembers`` exceeds the target; ``advantage`` =
+    max(TPR - FPR); ``n_members``, ``n_nonmembers``.
+References
+    MITRE ATLAS AML.T0024.000; OWASP ML04. Shokri et al. 2017 (shadow models); Yeom et al.
+    2018 (loss threshold); Song and Mittal 2021 (modified entropy); Carlini et al. 2022 (LiRA).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from bastion.attacks.base import ATTACKS, Attack, AttackConfig
+from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.attacks.privacy.shadow import (
+    Recipe,
+    describe_recipe,
+    keep_matrix,
+    shadow_recipe,
+    train_shadows,
+    true_label_confidence,
+)
+from bastion.attacks.results import low_fpr_metrics
+from bastion.exceptions import ConfigError
+from bastion.executor import Executor, get_executor
+from bastion.models.base import ArrayLike, Capability, ModelAdapter
+from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
+
+__all__ = [
+    "MembershipResult",
+    "ShadowMembership",
+    "ShadowMembershipConfig",
+    "ThresholdMembership",
+    "ThresholdMembershipConfig",
+    "auto_clip",
+    "balanced_membership_rows",
+    "lira_offline_scores",
+    "logit_confidence",
+    "threshold_scores",
+]
+
+# below this many OUT models per record, one global variance beats per-record estimates
+_MIN_OUT_FOR_PER_EXAMPLE = 8
+# per-record variances are floored at this share of the global one (all-saturated OUT models)
+_VARIANCE_FLOOR = 0.1
+_CLIP_RANGE = (1e-15, 0.05)
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    """What a membership attack concluded about each evaluated record.
+
+    Attributes
+    ----------
+    attack:
+        ``membership_threshold`` or ``membership_shadow``.
+    scores:
+        Per record, higher means "more likely a member".
+    is_member:
+        The ground truth the auditor supplied, aligned with ``scores``.
+    metrics:
+        :func:`~bastion.attacks.results.low_fpr_metrics` of the scores: ``auc``,
+        ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr``, ``advantage``, ``n_members``,
+        ``n_nonmembers``.
+    n_shadow:
+        Shadow models trained (0 for the threshold attack).
+    elapsed_s:
+        Wall time.
+    queries:
+        Rows sent to the target model.
+    rows:
+        Positions, in the input, of the records scored (all of them unless a query budget
+        cut the set down).
+    stopped:
+        ``query budget``, ``time budget`` or ``interrupted`` when the attack was cut short.
+    extra:
+        Diagnostics (clip, variance mode, shadow recipe ...), JSON-compatible.
+    """
+
+    attack: str
+    scores: np.ndarray
+    is_member: np.ndarray
+    metrics: Mapping[str, float | int | None]
+    n_shadow: int
+    elapsed_s: float
+    queries: int
+    rows: np.ndarray
+    stopped: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ThresholdMembershipConfig(AttackConfig):
+    """``score``: ``confidence`` in the true label, negative ``loss`` (cross-entropy; the same
+    ranking as the confidence) or ``modified_entropy`` (Song and Mittal 2021, negated)."""
+
+    score: Literal["confidence", "loss", "modified_entropy"] = "confidence"
+
+
+class ShadowMembershipConfig(AttackConfig):
+    """LiRA offline options; see the module docstring for the reasons behind the defaults."""
+
+    n_shadow: int = Field(default=16, ge=2, le=4096)
+    clip: float | None = Field(default=None, gt=0.0, lt=0.5)
+    variance: Literal["auto", "global", "per_example"] = "auto"
+    shadow_on_targets: bool = True
+
+
+class _MembershipAttack(Attack):
+    family: ClassVar[Literal["privacy"]] = "privacy"
+    requires: ClassVar[frozenset[Capability]] = frozenset({Capability.PREDICT_PROBA})
+    tags: ClassVar[tuple[str, ...]] = (ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE)
+
+    def _target_outputs(
+        self,
+        model: ModelAdapter,
+        X: ArrayLike,
+        y: np.ndarray,
+        is_member: np.ndarray,
+        budget: Budget | None,
+        seed: int,
+    ) -> tuple[BudgetTracker, np.ndarray, np.ndarray]:
+        """Query the target once on the rows the budget allows: (tracker, rows, proba)."""
+        self.check_model(model)
+        _validate(X, y, is_member)
+        tracker = BudgetTracker(budget or Budget())
+        rows = _budgeted_rows(tracker, is_member, np.random.default_rng(seed))
+        proba = model.predict_proba(_take(X, rows))
+        tracker.spend(len(rows))
+        return tracker, rows, proba
+
+
+@ATTACKS.register
+class ThresholdMembership(_MembershipAttack):
+    """Score each record by the target's own output (no shadow models).
+
+    Example::
+
+        attack = ThresholdMembership()
+        result = attack.run(adapter, X_eval, y_eval, is_member)
+        result.metrics["auc"], result.metrics["tpr_at_1pct_fpr"]
+    """
+
+    id = "membership_threshold"
+    title = "Membership inference (confidence threshold)"
+    Config = ThresholdMembershipConfig
+
+    def run(
+        self,
+        model: ModelAdapter,
+        X: ArrayLike,
+        y: np.ndarray,
+        is_member: np.ndarray,
+        *,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ) -> MembershipResult:
+        """Score every record of ``X`` (labels ``y``) and measure the attack.
+
+        Parameters
+        ----------
+        model:
+            The target; needs ``predict_proba``.
+        X, y:
+            Evaluated records and their true labels.
+        is_member:
+            Ground truth (True for training records); both kinds must be present.
+        budget:
+            ``max_queries`` below ``len(X)`` scores a stratified random subset.
+        seed:
+            Seeds that subset.
+
+        Returns
+        -------
+        MembershipResult
+
+        Raises
+        ------
+        CapabilityError
+            The model has no ``predict_proba``.
+        ConfigError
+            Misaligned inputs, or members or non-members missing.
+        """
+        cfg = self.config
+        if not isinstance(cfg, ThresholdMembershipConfig):  # narrowed for mypy
+            raise ConfigError(f"{self.id} needs a ThresholdMembershipConfig")
+        start = time.perf_counter()
+        y = np.asarray(y)
+        members = np.asarray(is_member, dtype=bool)
+        tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
+        classes = _classes(model, proba, y[rows])
+        scores = threshold_scores(proba, classes, y[rows], cfg.score)
+        return MembershipResult(
+            attack=self.id,
+            scores=scores,
+            is_member=members[rows],
+            metrics=low_fpr_metrics(scores, members[rows]),
+            n_shadow=0,
+            elapsed_s=time.perf_counter() - start,
+            queries=tracker.queries,
+            rows=rows,
+            stopped=tracker.exhausted_reason,
+            extra={"score": cfg.score},
+        )
+
+
+@ATTACKS.register
+class ShadowMembership(_MembershipAttack):
+    """LiRA offline: per-record Gaussians of OUT shadow models' logit-scaled confidence.
+
+    Example::
+
+        attack = ShadowMembership(ShadowMembershipConfig(n_shadow=16))
+        result = attack.run(adapter, X_eval, y_eval, is_member, X_aux=X_pool, y_aux=y_pool,
+                            executor=LocalExecutor(max_workers=4))
+    """
+
+    id = "membership_shadow"
+    title = "Membership inference (LiRA offline, shadow models)"
+    Config = ShadowMembershipConfig
+
+    def run(
+        self,
+        model: ModelAdapter,
+        X: ArrayLike,
+        y: np.ndarray,
+        is_member: np.ndarray,
+        *,
+        X_aux: ArrayLike | None = None,
+        y_aux: np.ndarray | None = None,
+        estimator: Recipe | None = None,
+        executor: Executor | str | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ) -> MembershipResult:
+        """Train the shadows, score every record of ``X`` and measure the attack.
+
+        Parameters
+        ----------
+        model:
+            The target; needs ``predict_proba``.
+        X, y:
+            Evaluated records and their true labels.
+        is_member:
+            Ground truth (True for training records); used for the metrics only.
+        X_aux, y_aux:
+            More rows of the same distribution for the shadows' pool (the auditor's data);
+            required with ``shadow_on_targets=False``.
+        estimator:
+            The shadows' recipe: an unfitted estimator (cloned per shadow) or a zero-argument
+            factory (picklable for process pools). Default: a clone of the target's
+            scikit-learn estimator.
+        executor:
+            Where shadows train (an :class:`~bastion.executor.Executor` or a spec for
+            :func:`~bastion.executor.get_executor`); default: every local CPU.
+        budget:
+            ``max_queries`` caps target queries (one per record); ``max_seconds`` caps the
+            shadows trained; Ctrl-C keeps the shadows already trained.
+        seed:
+            Seeds the pool assignment and every shadow.
+
+        Returns
+        -------
+        MembershipResult
+
+        Raises
+        ------
+        CapabilityError
+            No ``predict_proba``, or no recipe for the shadows.
+        ConfigError
+            Misaligned inputs, members or non-members missing, or no pool for the shadows.
+        """
+        cfg = self.config
+        if not isinstance(cfg, ShadowMembershipConfig):  # narrowed for mypy
+            raise ConfigError(f"{self.id} needs a ShadowMembershipConfig")
+        start = time.perf_counter()
+        recipe = shadow_recipe(model, estimator)
+        y = np.asarray(y)
+        members = np.asarray(is_member, dtype=bool)
+        if (X_aux is None) != (y_aux is None):
+            raise ConfigError("X_aux and y_aux go together; received only one of them")
+        if X_aux is not None and y_aux is not None and _n_rows(X_aux) != len(y_aux):
+            raise ConfigError(f"X_aux has {_n_rows(X_aux)} rows but y_aux has {len(y_aux)} labels")
+        n_aux = 0 if X_aux is None else _n_rows(X_aux)
+        if not cfg.shadow_on_targets and n_aux < 2:
+            raise ConfigError(
+                "shadow_on_targets=False trains shadows on X_aux only; pass X_aux and y_aux "
+                f"with at least 2 rows (received {n_aux})"
+            )
+        tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
+        classes = _classes(model, proba, y[rows])
+        target_conf = true_label_confidence(proba, classes, y[rows])
+
+        pool_X, pool_y = _pool(_take(X, rows), y[rows], X_aux, y_aux)
+        n_eval = len(rows)
+        rng = np.random.default_rng(seed)
+        keep = np.zeros((cfg.n_shadow, len(pool_y)), dtype=bool)
+        trainable = (
+            np.arange(len(pool_y)) if cfg.shadow_on_targets else np.arange(n_eval, len(pool_y))
+        )
+        keep[:, trainable] = keep_matrix(cfg.n_shadow, len(trainable), rng)
+        shadow_conf, keep = train_shadows(
+            recipe,
+            pool_X,
+            pool_y,
+            keep,
+            np.arange(n_eval),
+            classes,
+            executor=get_executor(executor),
+            seed=seed,
+            tracker=tracker,
+        )
+        out_mask = ~keep[:, :n_eval]
+        scores, info = lira_offline_scores(
+            target_conf, shadow_conf, out_mask, clip=cfg.clip, variance=cfg.variance
+        )
+        extra = {**info, "recipe": describe_recipe(recipe), "pool_rows": len(pool_y)}
+        return MembershipResult(
+            attack=self.id,
+            scores=scores,
+            is_member=members[rows],
+            metrics=low_fpr_metrics(scores, members[rows]),
+            n_shadow=len(shadow_conf),
+            elapsed_s=time.perf_counter() - start,
+            queries=tracker.queries,
+            rows=rows,
+            stopped=tracker.exhausted_reason,
+            extra=extra,
+        )
+
+
+def logit_confidence(p: np.ndarray, clip: float) -> np.ndarray:
+    """LiRA's ``phi = log(p / (1 - p))`` with ``p`` clipped to ``[clip, 1 - clip]``."""
+    q = np.clip(np.asarray(p, dtype=np.float64), clip, 1.0 - clip)
+    phi: np.ndarray = np.log(q) - np.log1p(-q)
+    return phi
+
+
+def auto_clip(*confidences: np.ndarray) -> float:
+    """Half the smallest nonzero distance of any confidence from 0 or 1, within [1e-15, 0.05].
+
+    For a forest of T trees that is half a vote, 1 / (2T): a unanimous vote becomes one
+    notch beyond the most extreme split vote instead of an arbitrary extreme logit.
+    """
+    values = np.concatenate([np.ravel(c) for c in confidences])
+    gaps = np.minimum(values, 1.0 - values)
+    positive = gaps[gaps > 0]
+    if positive.size == 0:
+        return 1e-3  # every output saturated: any clip ranks them the same
+    return float(np.clip(0.5 * positive.min(), *_CLIP_RANGE))
+
+
+def lira_offline_scores(
+    target_conf: np.ndarray,
+    shadow_conf: np.ndarray,
+    out_mask: np.ndarray,
+    *,
+    clip: float | None = None,
+    variance: Literal["auto", "global", "per_example"] = "auto",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """LiRA offline scores from the target's and the shadows' true-label confidences.
+
+    Parameters
+    ----------
+    target_conf:
+        (n,) the target's confidence in each record's true label.
+    shadow_conf:
+        (k, n) each shadow's confidence on each record.
+    out_mask:
+        (k, n) True where the shadow did not train on the record (an OUT model).
+    clip:
+        Probability clip before the logit; None picks :func:`auto_clip`.
+    variance:
+        ``global``, ``per_example`` (floored at 10% of the global variance) or ``auto``
+        (per-example from 8 OUT models per record on).
+
+    Returns
+    -------
+    (scores, info)
+        ``scores`` (n,): ``(phi - mu_out) / sigma_out``, higher means member; ``info``: the
+        clip, the variance mode used and the fewest OUT models any record had.
+
+    Example::
+
+        >>> s, _ = lira_offline_scores(np.array([0.99, 0.6]),
+        ...                            np.array([[0.6, 0.6], [0.7, 0.5]]), np.ones((2, 2), bool))
+        >>> bool(s[0] > s[1])
+        True
+    """
+    eps = auto_clip(target_conf, shadow_conf) if clip is None else clip
+    phi_t = logit_confidence(target_conf, eps)
+    phi_s = logit_confidence(shadow_conf, eps)
+    n_out = out_mask.sum(axis=0)
+    out_phi = np.where(out_mask, phi_s, 0.0)
+    safe = np.maximum(n_out, 1)
+    mu = out_phi.sum(axis=0) / safe
+    sq = np.where(out_mask, (phi_s - mu) ** 2, 0.0).sum(axis=0)
+    var = np.where(n_out >= 2, sq / np.maximum(n_out - 1, 1), np.nan)
+    with np.errstate(invalid="ignore"):
+        global_var = float(np.nanmean(var)) if np.isfinite(var).any() else 0.0
+    if not global_var > 0:
+        global_var = 1.0  # every OUT output identical: only phi - mu ranks the records
+    # a record no OUT model scored (an interrupted run) falls back to the population's mean
+    if (n_out == 0).any():
+        population = float(out_phi.sum() / max(int(n_out.sum()), 1))
+        mu = np.where(n_out == 0, population, mu)
+    fewest = int(n_out.min()) if n_out.size else 0
+    mode = variance
+    if mode == "auto":
+        mode = "per_example" if fewest >= _MIN_OUT_FOR_PER_EXAMPLE else "global"
+    if mode == "per_example":
+        sigma2 = np.where(np.isnan(var), global_var, np.maximum(var, _VARIANCE_FLOOR * global_var))
+    else:
+        sigma2 = np.full_like(mu, global_var)
+    scores: np.ndarray = (phi_t - mu) / np.sqrt(sigma2)
+    info = {"clip": eps, "variance": mode, "min_out_models": fewest}
+    return scores, info
+
+
+def threshold_scores(
+    proba: np.ndarray,
+    classes: np.ndarray,
+    y: np.ndarray,
+    score: Literal["confidence", "loss", "modified_entropy"],
+) -> np.ndarray:
+    """Per record, higher means member: the true-label confidence, ``log p_y`` (negative
+    cross-entropy) or minus the modified entropy of Song and Mittal (2021)."""
+    p_y = true_label_confidence(proba, classes, y)
+    if score == "confidence":
+        return p_y
+    tiny = 1e-300
+    if score == "loss":
+        loss: np.ndarray = np.log(np.maximum(p_y, tiny))
+        return loss
+    # Mentr(p, y) = -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i): low for members
+    p = np.clip(np.asarray(proba, dtype=np.float64), tiny, 1.0)
+    others = p * np.log(np.maximum(1.0 - p, tiny))
+    is_y = classes[None, :] == np.asarray(y)[:, None]
+    mentr = -(1.0 - p_y) * np.log(np.maximum(p_y, tiny)) - np.where(is_y, 0.0, others).sum(axis=1)
+    negated: np.ndarray = -mentr
+    return negated
+
+
+def balanced_membership_rows(
+    n_members: int, n_nonmembers: int, n_per_side: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of an equal number of members and non-members, at most ``n_per_side`` each.
+
+    Example::
+
+        >>> m, n = balanced_membership_rows(120, 80, 1000, np.random.default_rng(0))
+        >>> len(m), len(n)
+        (80, 80)
+    """
+    side = min(n_members, n_nonmembers, n_per_side)
+    members = np.sort(rng.choice(n_members, size=side, replace=False))
+    nonmembers = np.sort(rng.choice(n_nonmembers, size=side, replace=False))
+    return members, nonmembers
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _validate(X: ArrayLike, y: np.ndarray, is_member: np.ndarray) -> None:
+    n = _n_rows(X)
+    if len(y) != n or len(is_member) != n:
+        raise ConfigError(
+            f"X, y and is_member must have the same length; received {n}, {len(y)} and "
+            f"{len(is_member)}"
+        )
+    if is_member.all() or not is_member.any():
+        raise ConfigError(
+            "is_member must mark both members and non-members; received "
+            f"{int(is_member.sum())} member(s) among {n} record(s)"
+        )
+
+
+def _budgeted_rows(
+    tracker: BudgetTracker, is_member: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Every row, or a stratified random subset when the query budget is smaller."""
+    n = len(is_member)
+    allowed = tracker.allow(n)
+    if allowed >= n:
+        return np.arange(n)
+    if allowed < 2:
+        raise ConfigError(
+            f"budget max_queries must allow at least 2 queries (one member, one non-member); "
+            f"received {tracker.budget.max_queries}"
+        )
+    tracker.exhausted_reason = "query budget"
+    members = np.flatnonzero(is_member)
+    others = np.flatnonzero(~is_member)
+    k = round(allowed * len(members) / n)
+    k = min(max(k, 1), allowed - 1, len(members))
+    picked = np.concatenate(
+        [
+            rng.choice(members, size=k, replace=False),
+            rng.choice(others, size=allowed - k, replace=False),
+        ]
+    )
+    return np.sort(picked)
+
+
+def _classes(model: ModelAdapter, proba: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The label of each probability column; without declared classes, labels must be the
+    column positions (a silent mismatch would score every record 0)."""
+    if model.classes_ is not None:
+        return np.asarray(model.classes_)
+    positions = np.arange(proba.shape[1])
+    if not np.isin(y, positions).all():
+        raise ConfigError(
+            f"model {model.info.name!r} declares no classes, so labels must be probability "
+            f"column positions 0..{proba.shape[1] - 1}; received labels such as "
+            f"{np.asarray(y)[~np.isin(y, positions)][:3].tolist()}"
+        )
+    return positions
+
+
+def _n_rows(X: ArrayLike) -> int:
+    return int(X.shape[0])
+
+
+def _take(X: ArrayLike, rows: np.ndarray) -> ArrayLike:
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[rows].reset_index(drop=True)
+    picked: np.ndarray = np.asarray(X)[rows]
+    return picked
+
+
+def _pool(
+    X: ArrayLike, y: np.ndarray, X_aux: ArrayLike | None, y_aux: np.ndarray | None
+) -> tuple[ArrayLike, np.ndarray]:
+    """The shadows' pool: the evaluated records first, then the auxiliary rows."""
+    if X_aux is None or y_aux is None:
+        return X, y
+    pool_y = np.concatenate([y, np.asarray(y_aux)])
+    if isinstance(X, pd.DataFrame):
+        aux = X_aux if isinstance(X_aux, pd.DataFrame) else pd.DataFrame(X_aux, columns=X.columns)
+        return pd.concat([X, aux[list(X.columns)]], ignore_index=True), pool_y
+    return np.concatenate([np.asarray(X), np.asarray(X_aux)]), pool_y

@@ -1,0 +1,248 @@
+"""Shadow models: copies of the target's learning recipe trained on the auditor's data.
+
+A shadow model is trained like the target (a :func:`sklearn.base.clone` of the target's
+estimator, or a factory the auditor gives) on a random half of a data pool the auditor
+holds. Membership inference compares the target's output on a point with the outputs of
+shadows that never saw it (LiRA's "OUT" models, Carlini et al. 2022).
+
+The assignment of points to shadows follows LiRA's reference code: every point of the pool
+joins exactly ``n_shadow // 2`` shadows, chosen at random per point, so each point has the
+same number of OUT shadows whatever the draw.
+
+Shadows train on an :class:`~bastion.executor.Executor`; each task carries its own seed, so
+the confidences are identical in-process, on a process pool or on a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bastion.attacks.budget import BudgetTracker
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.executor import SMALL_DATA_ROWS, Executor, native_threads
+from bastion.models.base import ArrayLike, ModelAdapter
+
+__all__ = [
+    "ShadowTask",
+    "describe_recipe",
+    "fit_shadow",
+    "keep_matrix",
+    "make_estimator",
+    "shadow_recipe",
+    "take_rows",
+    "train_shadows",
+    "true_label_confidence",
+]
+
+# an unfitted estimator (cloned per shadow) or a zero-argument factory returning one
+Recipe = Any
+
+
+@dataclass(frozen=True, repr=False)
+class ShadowTask:
+    """One shadow model to train: the recipe, the pool, its rows and the rows to score."""
+
+    index: int
+    recipe: Recipe
+    X: ArrayLike
+    y: np.ndarray
+    train_rows: np.ndarray
+    query_rows: np.ndarray
+    classes: np.ndarray
+    seed: int
+
+    def __repr__(self) -> str:  # the executor names failing items: keep arrays out of it
+        return (
+            f"ShadowTask(index={self.index}, recipe={type(self.recipe).__name__}, "
+            f"train_rows={len(self.train_rows)}, query_rows={len(self.query_rows)}, "
+            f"seed={self.seed})"
+        )
+
+
+def fit_shadow(task: ShadowTask) -> np.ndarray:
+    """Train one shadow and return its confidence in the true label at ``query_rows``.
+
+    A top-level function, so process pools and distributed executors can pickle it.
+    """
+    estimator = make_estimator(task.recipe, task.seed)
+    estimator.fit(take_rows(task.X, task.train_rows), task.y[task.train_rows])
+    proba = np.asarray(estimator.predict_proba(take_rows(task.X, task.query_rows)))
+    return true_label_confidence(proba, np.asarray(estimator.classes_), task.y[task.query_rows])
+
+
+def make_estimator(recipe: Recipe, seed: int) -> Any:
+    """A fresh, unfitted estimator from ``recipe``, its random states set from ``seed``.
+
+    Every ``random_state`` parameter (nested ones in pipelines too) is set, so shadows are
+    reproducible even when the target's estimator left it at ``None``.
+    """
+    if callable(recipe) and not hasattr(recipe, "fit"):
+        estimator = recipe()
+    else:
+        from sklearn.base import clone
+
+        estimator = clone(recipe)
+    get_params = getattr(estimator, "get_params", None)
+    if callable(get_params):
+        names = [k for k in get_params(deep=True) if k.split("__")[-1] == "random_state"]
+        if names:
+            estimator.set_params(**dict.fromkeys(names, seed))
+    return estimator
+
+
+def shadow_recipe(model: ModelAdapter, estimator: Recipe | None = None) -> Recipe:
+    """The recipe shadows are trained with: ``estimator`` when given, else the target's own
+    scikit-learn estimator, cloned (its hyper-parameters, none of its fitted state).
+
+    Raises
+    ------
+    CapabilityError
+        No ``estimator`` was given and the model is not a clonable scikit-learn estimator.
+    """
+    if estimator is not None:
+        if not (hasattr(estimator, "fit") or callable(estimator)):
+            raise ConfigError(
+                "estimator must be an unfitted estimator or a zero-argument factory; "
+                f"received {type(estimator).__name__}"
+            )
+        return estimator
+    target = getattr(model, "estimator", None)
+    if target is not None:
+        from sklearn.base import clone
+
+        try:
+            return clone(target)
+        except TypeError:
+            pass
+    raise CapabilityError(
+        f"shadow models need the target's training recipe: model {model.info.name!r} "
+        f"({model.info.format}) is not a clonable scikit-learn estimator; pass estimator= "
+        "(an unfitted estimator or a factory), or use the threshold attack"
+    )
+
+
+def keep_matrix(n_shadow: int, n_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Boolean (n_shadow, n_points): True where a shadow trains on a point.
+
+    Every point joins exactly ``n_shadow // 2`` shadows (LiRA's reference assignment).
+    """
+    order = np.argsort(rng.random((n_shadow, n_points)), axis=0)
+    keep: np.ndarray = order < n_shadow // 2
+    return keep
+
+
+def train_shadows(
+    recipe: Recipe,
+    X: ArrayLike,
+    y: np.ndarray,
+    keep: np.ndarray,
+    query_rows: np.ndarray,
+    classes: np.ndarray,
+    *,
+    executor: Executor,
+    seed: int,
+    tracker: BudgetTracker | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train one shadow per row of ``keep`` and score ``query_rows`` with each.
+
+    The first shadow trains in-process and is timed: the rest go to ``executor`` only when
+    their serial time would exceed its start-up cost, and, under a time budget, only as many
+    as the budget leaves room for. Ctrl-C keeps the shadows already trained.
+
+    Returns
+    -------
+    (confidences, keep)
+        ``confidences`` (shadows trained, len(query_rows)): each shadow's confidence in the
+        true label; ``keep``: the rows of the input ``keep`` for those shadows.
+    """
+    seeds = np.random.SeedSequence(seed).generate_state(len(keep), dtype=np.uint32)
+    tasks = [
+        ShadowTask(
+            index=i,
+            recipe=recipe,
+            X=X,
+            y=y,
+            train_rows=np.flatnonzero(keep[i]),
+            query_rows=query_rows,
+            classes=classes,
+            seed=int(seeds[i]),
+        )
+        for i in range(len(keep))
+    ]
+    done: list[np.ndarray] = []
+    started = time.perf_counter()
+    # in-process fits on small data run single-threaded (see SMALL_DATA_ROWS)
+    local_threads = 1 if len(y) < SMALL_DATA_ROWS else None
+    try:
+        with native_threads(local_threads):
+            done.append(fit_shadow(tasks[0]))
+        first_s = time.perf_counter() - started
+        rest = tasks[1:]
+        if tracker is not None and tracker.budget.max_seconds is not None:
+            left = tracker.budget.max_seconds - tracker.elapsed_s
+            affordable = int(left / max(first_s, 1e-6) * max(1, executor.n_workers))
+            if affordable < len(rest):
+                tracker.exhausted_reason = "time budget"
+                rest = rest[: max(0, affordable)]
+        # parallel pays off when the time it saves exceeds the pool's start-up cost
+        serial_s = first_s * len(rest)
+        workers = min(executor.n_workers, len(rest))
+        parallel = workers > 1 and serial_s * (1 - 1 / workers) > executor.startup_cost_s
+        if parallel:
+            done.extend(executor.map(fit_shadow, rest))
+        else:
+            for task in rest:
+                if tracker is not None and _out_of_time(tracker):
+                    break
+                with native_threads(local_threads):
+                    done.append(fit_shadow(task))
+    except KeyboardInterrupt:
+        if tracker is None:
+            raise
+        tracker.interrupt()
+    confidences = np.asarray(done, dtype=np.float64).reshape(len(done), len(query_rows))
+    return confidences, keep[: len(done)]
+
+
+def true_label_confidence(proba: np.ndarray, classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, the probability given to the row's true label (0 where the model does not
+    know that class)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    lookup = {label: j for j, label in enumerate(classes.tolist())}
+    columns = np.array([lookup.get(label, -1) for label in np.asarray(y).tolist()], dtype=np.int64)
+    out = np.zeros(len(columns), dtype=np.float64)
+    known = columns >= 0
+    out[known] = proba[np.flatnonzero(known), columns[known]]
+    return out
+
+
+def take_rows(X: ArrayLike, rows: np.ndarray) -> ArrayLike:
+    """Rows of an array or a frame, by position."""
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[rows]
+    picked: np.ndarray = np.asarray(X)[rows]
+    return picked
+
+
+def describe_recipe(recipe: Recipe) -> str:
+    """A short name for reports: the estimator's class or the factory's name."""
+    if hasattr(recipe, "fit"):
+        return type(recipe).__name__
+    name: str = getattr(recipe, "__qualname__", type(recipe).__name__)
+    return name
+
+
+def _out_of_time(tracker: BudgetTracker) -> bool:
+    # shadows cost time, not target queries: only the time budget (and Ctrl-C) stops them
+    if tracker.interrupted:
+        return True
+    limit = tracker.budget.max_seconds
+    if limit is not None and tracker.elapsed_s >= limit:
+        tracker.exhausted_reason = "time budget"
+        return True
+    return False

@@ -1,0 +1,132 @@
+"""``bastion attack ...``: run one family of attacks against your own model, outside the gate.
+
+Each command builds a one-section policy (the same checks `bastion check` runs) from its
+options, so the JSON output is a ``bastion.report/v1`` document whose findings carry the stable
+metric names, and exit codes follow the gate: 0 within the limits, 1 a limit broken, 2 bad
+input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.cli._console import ProgressBar, console, findings_table, verdict_line
+from bastion.exceptions import ConfigError
+
+__all__ = ["AttackRequest", "run_attack"]
+
+# command -> the policy sections (category, check name) it runs
+SECTIONS: dict[str, list[tuple[str, str]]] = {
+    "evasion": [("robustness", "evasion")],
+    "extraction": [("extraction", "extraction")],
+    "poisoning": [("poisoning", "label_issues"), ("poisoning", "simulation")],
+    "membership": [("privacy", "membership")],
+    "inversion": [("privacy", "attribute_inference")],
+}
+
+
+@dataclass
+class AttackRequest:
+    """What the user asked for on the command line."""
+
+    command: str
+    model: Path | None
+    data: Path
+    target: str
+    train: Path | None = None
+    remote_url: str | None = None
+    remote_model: str | None = None
+    trust_pickle: bool = False
+    seed: int = 0
+    output_format: str = "text"
+    out: Path | None = None
+    save_adv: Path | None = None
+    sensitive: list[str] = field(default_factory=list)
+    # check options, by the policy key they set; None means "the check's default"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def build_policy(request: AttackRequest) -> dict[str, Any]:
+    """The policy mapping that runs ``request``'s checks on its files."""
+    if request.command not in SECTIONS:
+        raise ConfigError(f"unknown attack family {request.command!r}")
+    data: dict[str, Any] = {"test": str(request.data), "target": request.target}
+    if request.train is not None:
+        data["train"] = str(request.train)
+    if request.sensitive:
+        data["sensitive_features"] = list(request.sensitive)
+    model: dict[str, Any] = {"trust_pickle": request.trust_pickle}
+    if request.remote_url:
+        if not request.remote_model:
+            raise ConfigError("--remote-url needs --remote-model (the model's name there)")
+        model["remote"] = {"url": request.remote_url, "model_name": request.remote_model}
+    elif request.model is not None:
+        model["path"] = str(request.model)
+    else:
+        raise ConfigError("give --model PATH or --remote-url URL --remote-model NAME")
+    options = {k: v for k, v in request.options.items() if v is not None}
+    checks: dict[str, dict[str, Any]] = {}
+    for category, name in SECTIONS[request.command]:
+        checks.setdefault(category, {})[name] = dict(options.get(name, {}))
+    # keep the run to the attack: every default-on check is switched off
+    from bastion.checks import CHECKS
+
+    for cls in CHECKS:
+        if cls.enabled_by_default:
+            checks.setdefault(cls.category, {})[cls.name] = {"enabled": False}
+    return {
+        "project": f"bastion-attack-{request.command}",
+        "seed": request.seed,
+        "data": data,
+        "model": model,
+        "checks": checks,
+        "report": {"formats": ["json"]},
+    }
+
+
+def run_attack(request: AttackRequest) -> int:
+    """Run the attack checks for ``request``; print or write the report; return the exit code."""
+    from bastion.config import parse_policy
+    from bastion.runner import run_gate
+
+    policy = parse_policy(build_policy(request), source="bastion attack")
+    artifacts: dict[str, Any] = {}
+    report = run_gate(
+        policy,
+        progress=lambda total: ProgressBar(total, f"bastion attack {request.command}"),
+        artifacts=artifacts,
+    )
+    if request.output_format == "json":
+        text = report.to_json()
+        if request.out is not None:
+            request.out.write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
+    else:
+        console.print(findings_table(report))
+        console.print(verdict_line(report))
+        for reason in report.verdict.reasons:
+            console.print(f"  - {reason}", markup=False)
+    if request.save_adv is not None:
+        _save_adversarial(artifacts, request.save_adv)
+    return report.verdict.exit_code
+
+
+def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
+    """Write the evasion attack's adversarial inputs (CSV with the feature names, or .npy)."""
+    result = artifacts.get("evasion_result")
+    if result is None:
+        raise ConfigError("--save-adv: this run produced no adversarial examples")
+    import numpy as np
+    import pandas as pd
+
+    names = artifacts.get("feature_names")
+    if path.suffix == ".npy":
+        np.save(path, result.x_adv)
+    else:
+        frame = pd.DataFrame(result.x_adv, columns=names)
+        frame["bastion_adversarial_success"] = result.success
+        frame.to_csv(path, index=False)
+    console.print(f"wrote {len(result.x_adv)} adversarial inputs to {path}", markup=False)

@@ -1,0 +1,271 @@
+"""POI001 label_issues and POI002 simulation as gate checks: failing and passing fixtures,
+skips with reasons, evidence hygiene, determinism and the policy's poisoning section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bastion.attacks.checks.label_issues import LabelIssuesCheck, LabelIssuesConfig
+from bastion.attacks.checks.poisoning_simulation import (
+    PoisoningSimulationCheck,
+    PoisoningSimulationConfig,
+)
+from bastion.attacks.poisoning.simulate import flip_labels
+from bastion.checks import CHECKS, CheckContext
+from bastion.config import parse_policy
+from bastion.data.dataset import Dataset
+from bastion.findings import Finding, Status
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+
+
+@pytest.fixture(scope="module")
+def cancer() -> tuple[Dataset, Dataset]:
+    frame = load_breast_cancer(as_frame=True).frame
+    train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame["target"])
+    return (
+        Dataset.from_frame(train.reset_index(drop=True), name="train", target="target"),
+        Dataset.from_frame(test.reset_index(drop=True), name="test", target="target"),
+    )
+
+
+@pytest.fixture(scope="module")
+def flipped(cancer: tuple[Dataset, Dataset]) -> tuple[Dataset, np.ndarray]:
+    """The training set with 10% of its labels flipped."""
+    train, _ = cancer
+    y_noisy, idx = flip_labels(train.labels, 0.1, rng=0)
+    frame = train.frame.copy()
+    frame["target"] = y_noisy
+    return Dataset.from_frame(frame, name="train", target="target"), idx
+
+
+def context(train: Dataset, test: Dataset, model: Any, seed: int = 0) -> CheckContext:
+    return CheckContext(seed=seed, subject="model", train=train, test=test, model=model)
+
+
+def value(finding: Finding, name: str) -> float:
+    """A metric that must be present."""
+    metric = finding.metrics[name]
+    assert metric is not None, name
+    return float(metric)
+
+
+def stripped(finding: Finding) -> dict[str, Any]:
+    return {**finding.to_dict(), "duration_s": 0}
+
+
+def logistic(train: Dataset) -> SklearnAdapter:
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return SklearnAdapter(est.fit(train.features, train.labels))
+
+
+def test_registered_as_opt_in_poisoning_checks() -> None:
+    for check_id, name in (("POI001", "label_issues"), ("POI002", "simulation")):
+        cls = CHECKS.get(check_id)
+        assert cls.category == "poisoning"
+        assert cls.name == name
+        assert cls.enabled_by_default is False
+    assert LabelIssuesCheck.tags == ("AML.T0020", "ML02")
+    assert LabelIssuesCheck.title == "Training-label issues (confident learning)"
+    assert PoisoningSimulationCheck.title == "Poisoning sensitivity (simulated)"
+
+
+def test_the_policy_poisoning_section_runs_both_checks(
+    cancer: tuple[Dataset, Dataset], flipped: tuple[Dataset, np.ndarray]
+) -> None:
+    from bastion.runner import load_inputs, run_gate
+
+    _, test = cancer
+    noisy, _ = flipped
+    policy = parse_policy(
+        {
+            "data": {"target": "target"},
+            "checks": {
+                "poisoning": {
+                    "label_issues": {"max_flagged_fraction": 0.02},
+                    "simulation": {"rate": 0.05},
+                }
+            },
+        }
+    )
+    enabled = {c.id: c for c in policy.enabled_checks()}
+    assert enabled["POI001"].config.max_flagged_fraction == 0.02  # type: ignore[attr-defined]
+    inputs = load_inputs(policy, train=noisy, test=test, model=logistic(noisy), from_policy=False)
+    report = run_gate(policy, inputs=inputs, categories=["poisoning"])
+    by_id = {f.check_id: f for f in report.findings}
+    assert set(by_id) == {"POI001", "POI002"}
+    assert by_id["POI001"].status is Status.FAIL
+    assert by_id["POI002"].status is not Status.ERROR, by_id["POI002"].message
+    # row positions are samples: the report drops them unless the policy allows raw rows
+    assert "samples" not in by_id["POI001"].evidence
+
+
+# -- POI001 -------------------------------------------------------------------------------------
+
+
+def test_label_issues_pass_on_clean_labels(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    finding = LabelIssuesCheck().execute(context(train, test, logistic(train)))
+    assert finding.status is Status.PASS, finding.message
+    assert value(finding, "flagged_fraction") <= 0.05
+    assert finding.metrics["n_rows"] == train.n_rows
+    assert finding.threshold == {"max_flagged_fraction": 0.05}
+
+
+def test_label_issues_fail_on_flipped_labels(
+    cancer: tuple[Dataset, Dataset], flipped: tuple[Dataset, np.ndarray]
+) -> None:
+    _, test = cancer
+    noisy, idx = flipped
+    finding = LabelIssuesCheck().execute(context(noisy, test, logistic(noisy)))
+    assert finding.status is Status.FAIL, finding.message
+    assert value(finding, "flagged_fraction") > 0.07
+    n_flagged = finding.metrics["n_flagged"]
+    assert sum(finding.evidence["flagged_by_class"].values()) == n_flagged
+    # row positions only under samples, most suspicious first, mostly the flipped rows
+    positions = finding.evidence["samples"]["row_positions"]
+    assert len(positions) == 20
+    assert np.isin(positions, idx).mean() >= 0.8
+    assert "samples" not in {k for k, v in finding.evidence.items() if k != "samples"}
+
+
+def test_label_issues_knn_method(
+    cancer: tuple[Dataset, Dataset], flipped: tuple[Dataset, np.ndarray]
+) -> None:
+    _, test = cancer
+    noisy, _ = flipped
+    cfg = LabelIssuesConfig(method="knn", n_samples_reported=0)
+    finding = LabelIssuesCheck(cfg).execute(context(noisy, test, logistic(noisy)))
+    assert finding.status is Status.FAIL
+    assert finding.evidence["method"] == "knn"
+    assert "samples" not in finding.evidence
+
+
+def test_label_issues_skip_without_training_data(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    ctx = CheckContext(seed=0, subject="model", test=test, model=logistic(train))
+    finding = LabelIssuesCheck().execute(ctx)
+    assert finding.status is Status.SKIPPED
+    assert "data.train" in finding.message
+
+
+def test_label_issues_deterministic(
+    cancer: tuple[Dataset, Dataset], flipped: tuple[Dataset, np.ndarray]
+) -> None:
+    _, test = cancer
+    noisy, _ = flipped
+    model = logistic(noisy)
+    a = LabelIssuesCheck().execute(context(noisy, test, model, seed=4))
+    b = LabelIssuesCheck().execute(context(noisy, test, model, seed=4))
+    assert a.metrics == b.metrics
+    assert a.evidence == b.evidence
+
+
+# -- POI002 -------------------------------------------------------------------------------------
+
+
+def test_simulation_passes_a_robust_linear_model(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    finding = PoisoningSimulationCheck().execute(context(train, test, logistic(train)))
+    assert finding.status is Status.PASS, finding.message
+    m = finding.metrics
+    assert set(m) >= {"accuracy_drop", "backdoor_success_rate", "precision", "recall"}
+    assert value(finding, "accuracy_drop") <= 0.05
+    assert m["backdoor_success_rate"] is None
+    assert m["n_poisoned"] == round(0.05 * train.n_rows)
+    # POI001's detector finds most of the simulated flips
+    assert value(finding, "recall") >= 0.7
+    assert value(finding, "precision") >= 0.5
+    assert finding.evidence["clean_reference"] == "the model under test"
+
+
+def test_simulation_fails_a_backdoored_gradient_boosting_model(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    train, test = cancer
+    model = SklearnAdapter(
+        GradientBoostingClassifier(n_estimators=50, random_state=0).fit(
+            train.features, train.labels
+        )
+    )
+    cfg = PoisoningSimulationConfig(kind="backdoor", rate=0.05, target_class=1)
+    finding = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
+    assert finding.status is Status.FAIL, finding.message
+    assert value(finding, "backdoor_success_rate") > 0.5
+    assert "backdoor success" in finding.message
+    assert finding.threshold == {"max_accuracy_drop": 0.05, "max_backdoor_success": 0.5}
+    trigger = finding.evidence["trigger"]
+    assert len(trigger) == 3
+    assert set(trigger) <= set(train.feature_names)
+    assert finding.evidence["target_class"] == 1
+
+
+def test_simulation_trigger_by_feature_name(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    high = float(train.frame["mean radius"].max())
+    cfg = PoisoningSimulationConfig(
+        kind="backdoor", target_class=0, trigger={"mean radius": high}, retrain_clean=True
+    )
+    finding = PoisoningSimulationCheck(cfg).execute(context(train, test, logistic(train)))
+    assert finding.status in (Status.PASS, Status.FAIL)
+    assert finding.evidence["trigger"] == {"mean radius": high}
+    assert finding.evidence["clean_reference"] == "retrained"
+    bad = PoisoningSimulationConfig(kind="backdoor", trigger={"no such column": 1.0})
+    error = PoisoningSimulationCheck(bad).execute(context(train, test, logistic(train)))
+    assert error.status is Status.ERROR
+    assert "no such column" in error.message
+
+
+def test_simulation_skips_models_it_cannot_retrain(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    model = CallableAdapter(predict=lambda X: np.ones(len(X), dtype=int))
+    finding = PoisoningSimulationCheck().execute(context(train, test, model))
+    assert finding.status is Status.SKIPPED
+    assert "retrain" in finding.message
+
+
+def test_simulation_is_deterministic(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    model = logistic(train)
+    a = PoisoningSimulationCheck().execute(context(train, test, model, seed=9))
+    b = PoisoningSimulationCheck().execute(context(train, test, model, seed=9))
+    assert stripped(a) == stripped(b)
+
+
+@pytest.mark.slow
+def test_simulation_retrains_a_torch_module() -> None:
+    torch = pytest.importorskip("torch")
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    from bastion.models.torch import TorchAdapter
+
+    X, y = load_digits(return_X_y=True)
+    frame = pd.DataFrame(X / 16.0, columns=[f"p{i}" for i in range(64)]).assign(target=y)
+    train = Dataset.from_frame(
+        frame.iloc[:900].reset_index(drop=True), name="train", target="target"
+    )
+    test = Dataset.from_frame(frame.iloc[900:].reset_index(drop=True), name="test", target="target")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    model = TorchAdapter(net, classes=list(range(10)))
+    cfg = PoisoningSimulationConfig(kind="backdoor", rate=0.05, epochs=15, retrain_clean=True)
+    finding = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
+    assert finding.status is Status.FAIL, finding.message
+    assert finding.evidence["retrained"] == "torch module"
+    assert value(finding, "clean_accuracy") > 0.75  # trained (chance is 0.1)
+    assert value(finding, "backdoor_success_rate") > 0.5
+    # the module under test was copied, never trained in place
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(net.state_dict().values(), model.module.state_dict().values(), strict=True)
+    )

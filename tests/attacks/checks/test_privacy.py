@@ -1,0 +1,214 @@
+"""PRV001 membership and PRV002 attribute_inference as gate checks: a failing and a passing
+fixture each, skips with reasons, fail-closed limits, and the policy's privacy section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from bastion.attacks.checks.attribute_inference import (
+    AttributeInferenceCheck,
+    AttributeInferenceCheckConfig,
+)
+from bastion.attacks.checks.membership import MembershipCheck, MembershipCheckConfig
+from bastion.checks import CHECKS, CheckContext
+from bastion.data.dataset import Dataset
+from bastion.findings import Status
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+
+METRICS = {"auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage", "n_nonmembers"}
+
+
+@pytest.fixture(scope="module")
+def cancer() -> tuple[Dataset, Dataset]:
+    frame = load_breast_cancer(as_frame=True).frame
+    train, test = train_test_split(frame, test_size=0.5, random_state=0, stratify=frame["target"])
+    return (
+        Dataset.from_frame(train.reset_index(drop=True), name="train", target="target"),
+        Dataset.from_frame(test.reset_index(drop=True), name="test", target="target"),
+    )
+
+
+def context(train: Dataset, test: Dataset, model: Any, **kw: Any) -> CheckContext:
+    return CheckContext(seed=0, subject="model", train=train, test=test, model=model, **kw)
+
+
+def fitted(train: Dataset, estimator: Any) -> SklearnAdapter:
+    return SklearnAdapter(estimator.fit(train.features, train.labels))
+
+
+def test_registered_as_opt_in_privacy_checks() -> None:
+    for check_id, name in (("PRV001", "membership"), ("PRV002", "attribute_inference")):
+        cls = CHECKS.get(check_id)
+        assert cls.category == "privacy"
+        assert cls.name == name
+        assert cls.enabled_by_default is False
+    assert MembershipCheck.tags == ("AML.T0024.000", "ML04")
+    assert AttributeInferenceCheck.tags == ("AML.T0024.001", "ML03")
+
+
+# -- PRV001 -------------------------------------------------------------------------------------
+
+
+def test_membership_fails_an_overfit_forest(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    forest = fitted(train, RandomForestClassifier(random_state=0))
+    finding = MembershipCheck().execute(context(train, test, forest))
+    assert finding.status is Status.FAIL, finding.message
+    assert set(finding.metrics) >= METRICS
+    assert finding.metrics["auc"] > 0.65
+    assert finding.metrics["n_shadow"] == 8
+    assert finding.metrics["n_nonmembers"] == 284
+    assert finding.metrics["tpr_at_0.1pct_fpr"] is None
+    assert "not measurable with 284 non-members (needs >= 1000)" in finding.message
+    assert finding.evidence["judged_attack"] == "shadow"
+    assert set(finding.evidence["attacks"]) == {"threshold", "shadow"}
+    assert finding.threshold == {"max_auc": 0.6}
+
+
+def test_membership_passes_a_regularised_model(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    model = fitted(train, make_pipeline(StandardScaler(), LogisticRegression(C=0.01)))
+    finding = MembershipCheck().execute(context(train, test, model))
+    assert finding.status is Status.PASS, finding.message
+    assert finding.metrics["auc"] < 0.58
+
+
+def test_membership_falls_back_to_the_threshold_attack(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    forest = RandomForestClassifier(random_state=0).fit(train.features.to_numpy(), train.labels)
+    opaque = CallableAdapter(
+        predict_proba=lambda X: forest.predict_proba(np.asarray(X)), classes=[0, 1]
+    )
+    finding = MembershipCheck().execute(context(train, test, opaque))
+    assert finding.status is not Status.ERROR, finding.message
+    assert finding.evidence["judged_attack"] == "threshold"
+    assert finding.metrics["n_shadow"] == 0
+    shadow_only = MembershipCheck(MembershipCheckConfig(attack="shadow"))
+    skipped = shadow_only.execute(context(train, test, opaque))
+    assert skipped.status is Status.SKIPPED
+    assert "clonable scikit-learn estimator" in skipped.message
+
+
+def test_a_tpr_limit_the_data_cannot_measure_fails_closed(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    train, test = cancer
+    model = fitted(train, make_pipeline(StandardScaler(), LogisticRegression(C=0.01)))
+    cfg = MembershipCheckConfig(attack="threshold", n_points=50, max_tpr_at_1pct_fpr=0.5)
+    finding = MembershipCheck(cfg).execute(context(train, test, model))
+    assert finding.status is Status.FAIL
+    assert "cannot be measured with 50 non-members" in finding.message
+    assert finding.metrics["tpr_at_1pct_fpr"] is None
+
+
+def test_membership_skips_what_it_cannot_attack(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    label_only = fitted(train, RidgeClassifier())
+    finding = MembershipCheck().execute(context(train, test, label_only))
+    assert finding.status is Status.SKIPPED
+    assert "predict_proba" in finding.message
+    no_train = MembershipCheck().execute(context(None, test, label_only))  # type: ignore[arg-type]
+    assert no_train.status is Status.SKIPPED
+    assert "data.train" in no_train.message
+
+
+# -- PRV002 -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sensitive() -> tuple[Dataset, Dataset]:
+    """``sex`` is a coin flip the label depends on strongly; no other feature reveals it."""
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
+    frame["sex"] = rng.integers(0, 2, n)
+    frame["target"] = (frame["a"] + 3 * frame["sex"] + rng.normal(0, 0.5, n) > 1.5).astype(int)
+    frame["region"] = rng.integers(0, 40, n)  # too many values for a categorical inference
+    kw = {"target": "target", "sensitive": ["sex"], "non_features": ["region"]}
+    return (
+        Dataset.from_frame(frame.iloc[:300].reset_index(drop=True), name="train", **kw),
+        Dataset.from_frame(frame.iloc[300:].reset_index(drop=True), name="test", **kw),
+    )
+
+
+def test_attribute_inference_fails_a_model_that_uses_the_attribute(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    train, test = sensitive
+    model = fitted(train, LogisticRegression())
+    check = AttributeInferenceCheck(AttributeInferenceCheckConfig(use_labels=False))
+    finding = check.execute(context(train, test, model, sensitive_features=("sex",)))
+    assert finding.status is Status.FAIL, finding.message
+    assert finding.metrics["advantage"] > 0.3
+    assert {"attack_accuracy", "baseline_accuracy", "advantage"} <= set(finding.metrics)
+    assert finding.evidence["attribute_is_model_input"] is True
+    assert finding.evidence["method"] == "inversion"
+    assert "time_s" not in finding.metrics
+    assert finding.threshold == {"max_advantage": 0.05}
+
+
+def test_attribute_inference_passes_a_model_that_ignores_it(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    train, test = sensitive
+    X = train.features.drop(columns=["sex"])
+    model = SklearnAdapter(LogisticRegression().fit(X, train.labels))
+    finding = AttributeInferenceCheck().execute(
+        context(train, test, model, sensitive_features=("sex",))
+    )
+    assert finding.status is Status.PASS, finding.message
+    assert finding.metrics["advantage"] <= 0.05
+
+
+def test_attribute_inference_skips_without_an_attribute_or_with_too_many_values(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    train, test = sensitive
+    model = fitted(train, LogisticRegression())
+    none = AttributeInferenceCheck().execute(context(train, test, model))
+    assert none.status is Status.SKIPPED
+    assert "no sensitive attribute" in none.message
+    many = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute="region"))
+    finding = many.execute(context(train, test, model))
+    assert finding.status is Status.SKIPPED
+    assert "40 distinct values" in finding.message
+    missing = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute="zip"))
+    error = missing.execute(context(train, test, model))
+    assert error.status is Status.ERROR
+    assert "attribute 'zip' is not a column of dataset 'train'" in error.message
+
+
+def test_the_policy_privacy_section_runs_both_checks(cancer: tuple[Dataset, Dataset]) -> None:
+    from bastion.config import parse_policy
+    from bastion.runner import load_inputs, run_gate
+
+    train, test = cancer
+    frame_train = train.frame.assign(group=np.arange(train.n_rows) % 2)
+    frame_test = test.frame.assign(group=np.arange(test.n_rows) % 2)
+    kw = {"target": "target", "sensitive": ["group"], "non_features": ["group"]}
+    train = Dataset.from_frame(frame_train, name="train", **kw)
+    test = Dataset.from_frame(frame_test, name="test", **kw)
+    model = fitted(train, make_pipeline(StandardScaler(), LogisticRegression(C=0.01)))
+    policy = parse_policy(
+        {
+            "data": {"target": "target", "sensitive_features": ["group"]},
+            "checks": {"privacy": {"membership": {"n_shadow": 4}, "attribute_inference": None}},
+        }
+    )
+    inputs = load_inputs(policy, train=train, test=test, model=model, from_policy=False)
+    report = run_gate(policy, inputs=inputs)
+    by_id = {f.check_id: f for f in report.findings}
+    assert by_id["PRV001"].status is Status.PASS, by_id["PRV001"].message
+    assert by_id["PRV001"].metrics["n_shadow"] == 4
+    assert by_id["PRV002"].status is Status.PASS, by_id["PRV002"].message

@@ -1,0 +1,277 @@
+"""ADV001: the evasion gate check, end to end on breast cancer."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from bastion.attacks.checks.robustness import (
+    EvasionCheck,
+    EvasionCheckConfig,
+    _sanity,
+    resolve_attack,
+)
+from bastion.attacks.results import EvasionResult
+from bastion.checks import CHECKS, CheckContext
+from bastion.config import parse_policy
+from bastion.data.dataset import Dataset
+from bastion.data.schema import FeatureSchema
+from bastion.findings import Status
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    frame = load_breast_cancer(as_frame=True).frame.sample(frac=1.0, random_state=0)
+    frame = frame.reset_index(drop=True)
+    train = Dataset.from_frame(
+        frame.iloc[:400].reset_index(drop=True), name="train", target="target"
+    )
+    test = Dataset.from_frame(frame.iloc[400:].reset_index(drop=True), name="test", target="target")
+    X = train.features.to_numpy()
+    return {
+        "train": train,
+        "test": test,
+        "schema": FeatureSchema.infer(train.frame, exclude=("target",)),
+        "lr": LogisticRegression(max_iter=5000).fit(X, train.labels),
+        "gb": GradientBoostingClassifier(n_estimators=50, random_state=0).fit(X, train.labels),
+    }
+
+
+def _ctx(data: dict[str, Any], model: Any, seed: int = 0) -> CheckContext:
+    return CheckContext(
+        seed=seed,
+        subject="model",
+        train=data["train"],
+        test=data["test"],
+        schema=data["schema"],
+        model=model,
+    )
+
+
+def _run(data: dict[str, Any], model: Any, **options: Any) -> Any:
+    options.setdefault("n_points", 60)
+    options.setdefault("max_queries_per_sample", 300)
+    return EvasionCheck(EvasionCheckConfig(**options)).execute(_ctx(data, model))
+
+
+def test_identity_and_registration() -> None:
+    assert CHECKS.get("ADV001") is EvasionCheck
+    assert EvasionCheck.name == "evasion"
+    assert EvasionCheck.category == "robustness"
+    assert EvasionCheck.enabled_by_default is False
+    assert EvasionCheck.tags == ("AML.T0015", "AML.T0043", "ML01")
+    policy = parse_policy({"checks": {"robustness": {"evasion": {"eps": 0.3}}}})
+    enabled = {c.id: c for c in policy.enabled_checks()}
+    assert enabled["ADV001"].config.eps == 0.3  # type: ignore[attr-defined]
+    assert "ADV001" not in {c.id for c in parse_policy({}).enabled_checks()}
+
+
+def test_passes_at_a_small_eps_and_fails_at_a_large_one(data: dict[str, Any]) -> None:
+    model = SklearnAdapter(data["lr"])
+    passing = _run(data, model, eps=0.02, min_robust_accuracy=0.8)
+    failing = _run(data, model, eps=1.0, min_robust_accuracy=0.8)
+    assert passing.status is Status.PASS, passing.message
+    assert passing.metrics["robust_accuracy"] >= 0.8
+    assert failing.status is Status.FAIL
+    assert failing.metrics["robust_accuracy"] < 0.8
+    assert "robust_accuracy" in failing.message
+    assert failing.threshold == {"min_robust_accuracy": 0.8}
+    assert failing.evidence["attack"] == "square"
+    by_rate = _run(data, model, eps=1.0, max_attack_success_rate=0.1)
+    assert by_rate.status is Status.FAIL
+    assert by_rate.metrics["attack_success_rate"] > 0.1
+    for name in ("clean_accuracy", "robust_accuracy", "attack_success_rate", "median_queries"):
+        assert name in failing.metrics
+    assert "time_s" not in failing.metrics  # wall time lives in duration_s
+
+
+def test_robustness_curve_is_monotone_on_a_real_model(data: dict[str, Any]) -> None:
+    finding = _run(data, SklearnAdapter(data["gb"]), eps=0.5, eps_curve=(0.1, 0.25, 1.0, 2.0))
+    curve = finding.evidence["robustness_curve"]
+    assert [p["eps"] for p in curve] == [0.1, 0.25, 0.5, 1.0, 2.0]
+    robust = [p["robust_accuracy"] for p in curve]
+    rates = [p["attack_success_rate"] for p in curve]
+    assert all(a >= b for a, b in itertools.pairwise(robust))
+    assert all(a <= b for a, b in itertools.pairwise(rates))
+    assert robust[0] > robust[-1]  # the curve says something
+    at_eps = next(p for p in curve if p["eps"] == 0.5)
+    assert at_eps["robust_accuracy"] == finding.metrics["robust_accuracy"]
+    assert finding.evidence["bounds_inferred"] is True
+    assert finding.evidence["constraints"]["n_features"] == 30
+    assert finding.evidence["curve_complete"] is True
+
+
+def test_non_deterministic_predictions_raise_a_sanity_warning(data: dict[str, Any]) -> None:
+    rng = np.random.default_rng(0)
+
+    def noisy(X: np.ndarray) -> np.ndarray:
+        p = rng.random(len(X))
+        return np.stack([p, 1 - p], axis=1)
+
+    model = CallableAdapter(predict_proba=noisy, classes=[0, 1], name="randomised")
+    finding = _run(data, model, eps=0.5, n_points=40, max_queries_per_sample=50)
+    assert finding.status is Status.WARN, finding.message
+    assert any("non-deterministic" in note for note in finding.evidence["sanity"])
+    assert "non-deterministic" in finding.message
+    # a deterministic model at the same settings: no warning
+    clean = _run(data, SklearnAdapter(data["lr"]), eps=0.5, n_points=40)
+    assert clean.evidence["sanity"] == []
+    assert clean.status is Status.PASS
+
+
+def test_a_gate_failure_beats_a_sanity_warning(data: dict[str, Any]) -> None:
+    rng = np.random.default_rng(1)
+    model = CallableAdapter(
+        predict=lambda X: rng.integers(0, 2, len(X)),
+        name="coin",
+    )
+    finding = _run(data, model, eps=0.5, n_points=30, min_robust_accuracy=0.99)
+    assert finding.status is Status.FAIL
+    assert finding.evidence["attack"] == "hopskipjump"  # labels only
+    assert finding.evidence["sanity"]
+
+
+def test_samples_only_under_samples(data: dict[str, Any]) -> None:
+    finding = _run(data, SklearnAdapter(data["lr"]), eps=1.0, n_samples=2)
+    samples = finding.evidence["samples"]
+    assert len(samples) == 2
+    first = samples[0]
+    assert first["label"] != first["adversarial_label"]
+    assert first["changes"]
+    assert {"feature", "original", "adversarial", "change", "change_std"} <= set(
+        first["changes"][0]
+    )
+    raw_values = {repr(c["original"]) for s in samples for c in s["changes"]}
+    raw_values |= {repr(c["adversarial"]) for s in samples for c in s["changes"]}
+    rest = json.dumps({k: v for k, v in finding.evidence.items() if k != "samples"})
+    assert not any(value in rest for value in raw_values)
+    json.dumps(finding.to_dict(), allow_nan=False)
+    none = _run(data, SklearnAdapter(data["lr"]), eps=1.0, n_samples=0)
+    assert "samples" not in none.evidence
+
+
+def test_capabilities_decide_the_attack_or_skip(data: dict[str, Any]) -> None:
+    labels_only = SklearnAdapter(data["lr"])
+    labels_only.capabilities = frozenset(
+        c for c in labels_only.capabilities if c.value == "predict"
+    )
+    assert resolve_attack("auto", labels_only) == "hopskipjump"
+    assert resolve_attack("auto", SklearnAdapter(data["lr"])) == "square"
+    assert resolve_attack("pgd", labels_only) == "pgd"
+    skipped = _run(data, labels_only, attack="square")
+    assert skipped.status is Status.SKIPPED
+    assert "predict_proba" in skipped.message
+    unknown = _run(data, SklearnAdapter(data["lr"]), attack="nope")
+    assert unknown.status is Status.ERROR
+    assert "square" in unknown.message  # names the known attacks
+    wrong_family = _run(data, SklearnAdapter(data["lr"]), attack="membership_threshold")
+    assert wrong_family.status is Status.ERROR
+    assert "evasion attack" in wrong_family.message
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValidationError):
+        EvasionCheckConfig(eps_curve=(0.1, -1.0))
+    with pytest.raises(ValidationError):
+        EvasionCheckConfig(eps=0)
+    with pytest.raises(ValidationError):
+        EvasionCheckConfig(norm="1")  # type: ignore[arg-type]
+    assert EvasionCheckConfig(eps_curve=[0.1, 0.2]).eps_curve == (0.1, 0.2)  # type: ignore[arg-type]
+
+
+def _result(success: list[bool], eps: float, **extra: Any) -> EvasionResult:
+    n = len(success)
+    ok = np.array(success)
+    return EvasionResult(
+        attack="x",
+        x_adv=np.zeros((n, 2)),
+        y_true=np.zeros(n, dtype=int),
+        clean_pred=np.zeros(n, dtype=int),
+        adv_pred=ok.astype(int),
+        success=ok,
+        perturbation=np.where(ok, eps, np.nan),
+        queries=np.ones(n, dtype=np.int64),
+        eps=eps,
+        norm="inf",
+        elapsed_s=0.0,
+        extra=extra,
+    )
+
+
+def test_sanity_notes_against_false_assurance() -> None:
+    fine = {
+        0.1: _result([True, False, False, False], 0.1),
+        0.2: _result([True, True, False, False], 0.2),
+    }
+    assert _sanity(fine, fine[0.2], "square") == []
+    falling = {
+        0.1: _result([True, True, True, False], 0.1),
+        0.2: _result([True, False, False, False], 0.2),
+    }
+    notes = _sanity(falling, falling[0.2], "square")
+    assert any("falls" in n for n in notes)
+    masked = _result([False] * 4, 0.2, zero_gradient_fraction=0.9, nan_gradients=True)
+    notes = _sanity({0.2: masked}, masked, "auto")
+    assert any("zero input gradients" in n for n in notes)
+    assert any("NaN" in n for n in notes)
+    stages = [
+        {"attack": "apgd-ce", "new_successes": 3},
+        {"attack": "apgd-dlr", "new_successes": 0},
+        {"attack": "square", "new_successes": 2},
+    ]
+    ensemble = _result([True] * 4, 0.2, stages=stages)
+    notes = _sanity({0.2: ensemble}, ensemble, "auto")
+    assert any("black-box square" in n and "gradient masking" in n for n in notes)
+
+
+@pytest.mark.slow
+def test_white_box_auto_on_a_torch_image_model() -> None:
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from bastion.models.torch import TorchAdapter
+
+    frame = load_digits(as_frame=True).frame
+    train = Dataset.from_frame(
+        frame.iloc[:1200].reset_index(drop=True), name="train", target="target"
+    )
+    test = Dataset.from_frame(
+        frame.iloc[1200:].reset_index(drop=True), name="test", target="target"
+    )
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+    )
+    xb = torch.tensor(train.features.to_numpy(), dtype=torch.float32).reshape(-1, 1, 8, 8)
+    yb = torch.tensor(train.labels)
+    opt = torch.optim.Adam(net.parameters(), lr=0.003)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xb), yb).backward()
+        opt.step()
+    model = TorchAdapter(net, classes=list(range(10)), input_shape=(1, 8, 8))
+    ctx = CheckContext(seed=0, subject="model", train=train, test=test, model=model)
+    finding = EvasionCheck(
+        EvasionCheckConfig(eps=4.0, n_points=40, eps_curve=(1.0,), n_samples=1)
+    ).execute(ctx)
+    assert finding.status is not Status.ERROR, finding.message
+    assert finding.evidence["attack"] == "auto"
+    assert finding.evidence["eps_unit"] == "input"
+    assert finding.metrics["attack_success_rate"] > 0.8
+    assert finding.evidence["stages"][0]["attack"].startswith("apgd")
+    sample = finding.evidence["samples"][0]
+    assert sample["shape"] == [1, 8, 8]
+    assert np.array(sample["original"]).shape == (1, 8, 8)
+    assert (
+        np.abs(np.array(sample["adversarial"]) - np.array(sample["original"])).max() <= 4.0 + 1e-6
+    )

@@ -1,0 +1,392 @@
+"""Black-box evasion attacks (Square, HopSkipJump) on small real models, through adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from bastion.attacks.base import ATTACKS
+from bastion.attacks.budget import Budget
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.evasion._blackbox import Space, norms
+from bastion.attacks.evasion.hopskipjump import HopSkipJump, HopSkipJumpConfig
+from bastion.attacks.evasion.square import Square, SquareConfig, p_selection
+from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+
+
+@pytest.fixture(scope="module")
+def cancer() -> dict[str, Any]:
+    frame = load_breast_cancer(as_frame=True).frame
+    X = frame.drop(columns="target")
+    y = frame["target"].to_numpy()
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    gb = GradientBoostingClassifier(n_estimators=60, random_state=0).fit(X_tr.to_numpy(), y_tr)
+    rf = RandomForestClassifier(n_estimators=40, random_state=0).fit(X_tr.to_numpy(), y_tr)
+    # bounds inferred from all rows, so that unbroken points (returned as they are) are inside
+    constraints = FeatureConstraints.from_schema(FeatureSchema(), list(X.columns), X)
+    return {
+        "X": X_te.to_numpy()[:60],
+        "y": y_te[:60],
+        "gb": gb,
+        "rf": rf,
+        "constraints": constraints,
+        "names": list(X.columns),
+        "frame": X,
+    }
+
+
+def _verified(result: Any, model: Any) -> None:
+    """Every success is a real misclassification, inside the ball."""
+    ok = result.success
+    assert np.all(model.predict(result.x_adv[ok]) != result.y_true[ok])
+    assert np.all(result.clean_pred[ok] == result.y_true[ok])
+    assert np.all(result.perturbation[ok] <= result.eps * (1 + 1e-6))
+    assert np.isnan(result.perturbation[~ok]).all()
+
+
+def test_square_linf_breaks_gradient_boosting_within_the_query_budget(
+    cancer: dict[str, Any],
+) -> None:
+    model = SklearnAdapter(cancer["gb"])
+    X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]
+    budget = Budget(max_queries_per_sample=400, max_queries=15_000)
+    result = Square().run(model, X, y, eps=1.0, norm="inf", constraints=cons, budget=budget)
+    metrics = result.metrics()
+    assert metrics["attack_success_rate"] is not None
+    assert metrics["attack_success_rate"] > 0.6
+    assert result.queries.max() <= 400
+    assert result.queries.sum() <= 15_000
+    assert model.n_queries == result.queries.sum()  # every model call is counted per point
+    # vectorised: one batched call per iteration (plus clean labels, start and success check)
+    assert model.n_calls == result.extra["iterations"] + 3
+    assert cons.violations(result.x_adv, X) == 0
+    linf = norms((result.x_adv - X) / cons.scale, "inf")
+    assert np.all(linf <= 1.0 + 1e-9)
+    _verified(result, cancer["gb"])
+    # the early exit: broken points stopped spending queries
+    assert np.median(result.queries[result.success]) < 50
+
+
+def test_square_total_budget_is_hard_and_reported(cancer: dict[str, Any]) -> None:
+    model = SklearnAdapter(cancer["gb"])
+    X, y = cancer["X"], cancer["y"]
+    result = Square().run(
+        model, X, y, eps=0.3, constraints=cancer["constraints"], budget=Budget(max_queries=1_000)
+    )
+    assert model.n_queries <= 1_000
+    assert result.queries.sum() == model.n_queries
+    assert result.stopped == "query budget"
+    _verified(result, cancer["gb"])
+
+
+def test_square_l2_stays_in_the_ball(cancer: dict[str, Any]) -> None:
+    model = SklearnAdapter(cancer["gb"])
+    X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]
+    result = Square(SquareConfig(n_queries=300)).run(
+        model, X, y, eps=1.5, norm="2", constraints=cons, seed=3
+    )
+    l2 = norms((result.x_adv - X) / cons.scale, "2")
+    assert np.all(l2 <= 1.5 * (1 + 1e-6))
+    assert result.success.sum() >= 10
+    assert result.queries.max() <= 300
+    assert cons.violations(result.x_adv, X) == 0
+    _verified(result, cancer["gb"])
+
+
+def test_hopskipjump_breaks_a_random_forest_at_a_large_eps_within_budget(
+    cancer: dict[str, Any],
+) -> None:
+    model = SklearnAdapter(cancer["rf"])
+    X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]
+    budget = Budget(max_queries_per_sample=800, max_queries=40_000)
+    result = HopSkipJump().run(model, X, y, eps=4.0, norm="2", constraints=cons, budget=budget)
+    assert result.metrics()["attack_success_rate"] > 0.8
+    assert result.queries.max() <= 800
+    assert model.n_queries == result.queries.sum() <= 40_000
+    assert cons.violations(result.x_adv, X) == 0
+    _verified(result, cancer["rf"])
+    # a minimal-perturbation attack: only adversarials within eps count
+    small = HopSkipJump(HopSkipJumpConfig(max_iter=3)).run(
+        SklearnAdapter(cancer["rf"]), X, y, eps=0.05, norm="2", constraints=cons
+    )
+    assert small.success.sum() < result.success.sum()
+    assert small.extra["found_adversarial"] > small.success.sum()
+
+
+def test_hopskipjump_linf_and_best_adversarial_kept(cancer: dict[str, Any]) -> None:
+    model = SklearnAdapter(cancer["gb"])
+    X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]
+    result = HopSkipJump(HopSkipJumpConfig(max_iter=5, early_stop=False)).run(
+        model, X, y, eps=1.0, norm="inf", constraints=cons, budget=Budget(max_queries=30_000)
+    )
+    assert result.success.sum() >= 20
+    linf = norms((result.x_adv - X) / cons.scale, "inf")
+    assert np.all(linf <= 1.0 + 1e-6)
+    assert model.n_queries <= 30_000
+    _verified(result, cancer["gb"])
+
+
+@pytest.mark.parametrize("attack", ["square", "hopskipjump"])
+def test_a_model_that_ignores_its_input_is_never_broken(attack: str) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    y = np.array([0] * 30 + [1] * 10)  # class 1 points are wrong before the attack
+    model = CallableAdapter(
+        predict=lambda X: np.zeros(len(X), dtype=int),
+        predict_proba=lambda X: np.tile([0.6, 0.4], (len(X), 1)),
+        classes=[0, 1],
+    )
+    result = ATTACKS.get(attack)().run(
+        model, X, y, eps=5.0, budget=Budget(max_queries_per_sample=200)
+    )
+    assert not result.success.any()
+    assert result.metrics()["attack_success_rate"] == 0.0
+    assert result.metrics()["robust_accuracy"] == 0.75
+    assert np.array_equal(result.x_adv, X)
+    assert np.all(result.queries[y == 1] == 1)  # only the clean prediction
+
+
+@pytest.fixture(scope="module")
+def mixed() -> dict[str, Any]:
+    """A synthetic table: an immutable feature, integer features and a one-hot group."""
+    rng = np.random.default_rng(1)
+    n = 600
+    age = rng.integers(18, 80, n).astype(float)
+    visits = rng.integers(0, 12, n).astype(float)
+    income = rng.normal(50, 15, n)
+    region = rng.integers(0, 3, n)
+    onehot = np.eye(3)[region]
+    score = 0.04 * (age - 50) + 0.3 * (visits - 6) + 0.08 * (income - 50) + onehot @ [1, -1, 0]
+    y = (score + rng.normal(0, 0.5, n) > 0).astype(int)
+    frame = pd.DataFrame(
+        {
+            "age": age,
+            "visits": visits,
+            "income": income,
+            "region_a": onehot[:, 0],
+            "region_b": onehot[:, 1],
+            "region_c": onehot[:, 2],
+        }
+    )
+    declared = FeatureSchema(
+        columns={
+            "age": ColumnSpec("age", ColumnKind.INTEGER, min=0, max=120, immutable=True),
+            "visits": ColumnSpec("visits", ColumnKind.INTEGER, min=0, max=60),
+            **{
+                f"region_{k}": ColumnSpec(
+                    f"region_{k}", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="region"
+                )
+                for k in "abc"
+            },
+        }
+    )
+    schema = declared.merged_over(FeatureSchema.infer(frame))
+    cons = FeatureConstraints.from_schema(schema, list(frame.columns), frame)
+    model = GradientBoostingClassifier(n_estimators=50, random_state=0).fit(frame.to_numpy(), y)
+    return {"X": frame.to_numpy()[:80], "y": y[:80], "model": model, "constraints": cons}
+
+
+@pytest.mark.parametrize(
+    ("attack", "norm", "eps"),
+    [("square", "inf", 1.0), ("square", "2", 2.0), ("hopskipjump", "2", 2.5)],
+)
+def test_constraints_are_never_violated(
+    mixed: dict[str, Any], attack: str, norm: str, eps: float
+) -> None:
+    cons, X = mixed["constraints"], mixed["X"]
+    assert cons.immutable.tolist() == [True, False, False, False, False, False]
+    assert cons.integer[:2].all()
+    assert len(cons.one_hot_groups) == 1
+    model = SklearnAdapter(mixed["model"])
+    result = ATTACKS.get(attack)().run(
+        model,
+        X,
+        mixed["y"],
+        eps=eps,
+        norm=norm,  # type: ignore[arg-type]
+        constraints=cons,
+        budget=Budget(max_queries_per_sample=300),
+    )
+    assert result.success.sum() >= 5  # not vacuous
+    assert cons.violations(result.x_adv, X) == 0
+    assert np.array_equal(result.x_adv[:, 0], X[:, 0])  # age is immutable
+    assert np.all(result.x_adv[:, 1] == np.rint(result.x_adv[:, 1]))
+    changes = result.extra["mean_abs_change_original_units"]
+    assert "age" not in changes
+    assert set(changes) <= {"visits", "income", *cons.names[3:]}
+    _verified(result, mixed["model"])
+
+
+def test_breast_cancer_declared_immutable_and_integer_features(cancer: dict[str, Any]) -> None:
+    frame = cancer["frame"].copy()
+    frame["mean area"] = frame["mean area"].round()
+    declared = FeatureSchema(
+        columns={
+            "mean radius": ColumnSpec("mean radius", ColumnKind.NUMERIC, immutable=True),
+            "mean area": ColumnSpec("mean area", ColumnKind.INTEGER, min=100, max=2600),
+        }
+    )
+    schema = declared.merged_over(FeatureSchema.infer(frame))
+    cons = FeatureConstraints.from_schema(schema, cancer["names"], frame)
+    X = frame.to_numpy()[-60:]
+    y = load_breast_cancer().target[-60:]
+    model = SklearnAdapter(cancer["gb"])
+    result = Square().run(
+        model, X, y, eps=1.0, constraints=cons, budget=Budget(max_queries_per_sample=300)
+    )
+    assert result.success.sum() >= 10
+    assert cons.violations(result.x_adv, X) == 0
+    radius, area = cancer["names"].index("mean radius"), cancer["names"].index("mean area")
+    assert np.array_equal(result.x_adv[:, radius], X[:, radius])
+    assert np.all(result.x_adv[:, area] == np.rint(result.x_adv[:, area]))
+    # reported in original units: the mean change of a feature is about eps std at L-inf
+    changes = result.extra["mean_abs_change_original_units"]
+    texture = cancer["names"].index("mean texture")
+    assert changes["mean texture"] == pytest.approx(cons.scale[texture], rel=0.05)
+    assert result.extra["mean_abs_change_original_units_aggregate"] > 0
+
+
+@pytest.mark.parametrize("attack", ["square", "hopskipjump"])
+def test_deterministic_under_a_seed(cancer: dict[str, Any], attack: str) -> None:
+    X, y, cons = cancer["X"][:30], cancer["y"][:30], cancer["constraints"]
+    budget = Budget(max_queries_per_sample=150)
+    runs = [
+        ATTACKS.get(attack)().run(
+            SklearnAdapter(cancer["gb"]), X, y, eps=0.8, constraints=cons, budget=budget, seed=s
+        )
+        for s in (7, 7, 8)
+    ]
+    assert np.array_equal(runs[0].x_adv, runs[1].x_adv)
+    assert np.array_equal(runs[0].queries, runs[1].queries)
+    assert not np.array_equal(runs[0].queries, runs[2].queries)
+
+
+def test_a_remote_endpoint_through_the_adapter_interface(cancer: dict[str, Any]) -> None:
+    """A remote model is whatever answers predict / predict_proba: the attacks need no more."""
+    gb, calls = cancer["gb"], {"rows": 0}
+
+    def remote_proba(X: np.ndarray) -> np.ndarray:
+        calls["rows"] += len(X)
+        return np.asarray(gb.predict_proba(np.asarray(X)))
+
+    model = CallableAdapter(predict_proba=remote_proba, classes=[0, 1], name="endpoint")
+    result = Square().run(
+        model,
+        cancer["X"],
+        cancer["y"],
+        eps=1.0,
+        constraints=cancer["constraints"],
+        budget=Budget(max_queries_per_sample=200),
+    )
+    assert result.success.sum() >= 20
+    assert calls["rows"] == model.n_queries == result.queries.sum()
+    labels_only = CallableAdapter(predict=lambda X: gb.predict(np.asarray(X)), name="labels")
+    with pytest.raises(CapabilityError, match="predict_proba"):
+        Square().run(labels_only, cancer["X"], cancer["y"], eps=1.0)
+    hsj = HopSkipJump().run(
+        labels_only,
+        cancer["X"],
+        cancer["y"],
+        eps=3.0,
+        norm="2",
+        constraints=cancer["constraints"],
+        budget=Budget(max_queries_per_sample=300),
+    )
+    assert hsj.success.sum() >= 20
+
+
+def test_interrupt_returns_a_partial_result(cancer: dict[str, Any]) -> None:
+    gb, calls = cancer["gb"], {"n": 0}
+
+    def proba(X: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 30:
+            raise KeyboardInterrupt
+        return np.asarray(gb.predict_proba(np.asarray(X)))
+
+    model = CallableAdapter(predict_proba=proba, classes=[0, 1])
+    result = Square().run(
+        model, cancer["X"], cancer["y"], eps=1.0, constraints=cancer["constraints"]
+    )
+    assert result.stopped == "interrupted"
+    assert result.queries.sum() == model.n_queries  # the interrupted call was sent: counted
+    assert result.success.any()
+    _verified(result, gb)
+
+
+def test_time_budget_stops_the_search(cancer: dict[str, Any]) -> None:
+    result = Square().run(
+        SklearnAdapter(cancer["gb"]),
+        cancer["X"],
+        cancer["y"],
+        eps=0.05,
+        constraints=cancer["constraints"],
+        budget=Budget(max_seconds=0.05),
+    )
+    assert result.stopped == "time budget"
+    assert result.queries.max() < 5_000
+
+
+def test_square_windows_on_images() -> None:
+    digits = load_digits()
+    X, y = digits.data[:300], digits.target[:300]
+    clf = LogisticRegression(max_iter=3000).fit(digits.data[300:], digits.target[300:])
+    box = FeatureConstraints.box(64, 0, 16)
+    for norm, eps in (("inf", 3.0), ("2", 12.0)):
+        result = Square(SquareConfig(n_queries=300, image_shape=(1, 8, 8))).run(
+            SklearnAdapter(clf),
+            X[:60],
+            y[:60],
+            eps=eps,
+            norm=norm,
+            constraints=box,  # type: ignore[arg-type]
+        )
+        assert "square windows" in result.extra["windows"]
+        assert result.metrics()["attack_success_rate"] > 0.5
+        assert box.violations(result.x_adv, X[:60]) == 0
+        assert np.all(norms(result.x_adv - X[:60], norm) <= eps * (1 + 1e-6))
+        _verified(result, clf)
+
+
+def test_p_schedule_follows_the_paper() -> None:
+    assert p_selection(0, 10_000, 0.8) == 0.8
+    assert p_selection(11, 10_000, 0.8) == 0.4
+    assert p_selection(600, 10_000, 0.8) == pytest.approx(0.8 / 16)
+    assert p_selection(9_000, 10_000, 0.8) == pytest.approx(0.8 / 512)
+    assert p_selection(1, 10, 0.8) == pytest.approx(0.8 / 16)  # rescaled to the budget
+
+
+def test_projection_keeps_rounding_inside_the_ball(mixed: dict[str, Any]) -> None:
+    cons, X = mixed["constraints"], mixed["X"]
+    space = Space(cons, X)
+    rows = np.arange(len(X))
+    rng = np.random.default_rng(0)
+    z = space.z0 + rng.uniform(-0.4, 0.4, size=X.shape)
+    out = space.project(z, rows, eps=0.4, norm="inf")
+    assert cons.violations(space.to_x(out, rows), X) == 0
+    assert np.all(norms(out - space.z0, "inf") <= 0.4 + 1e-9)
+
+
+def test_bad_arguments_are_named() -> None:
+    X, y = np.zeros((3, 2)), np.zeros(3, dtype=int)
+    model = CallableAdapter(
+        predict_proba=lambda X: np.tile([0.5, 0.5], (len(X), 1)), classes=[0, 1]
+    )
+    with pytest.raises(ConfigError, match="norm"):
+        Square().run(model, X, y, eps=1.0, norm="1")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="eps"):
+        Square().run(model, X, y, eps=0.0)
+    with pytest.raises(ConfigError, match="3 features"):
+        Square().run(model, X, y, eps=1.0, constraints=FeatureConstraints.unconstrained(3))
+    with pytest.raises(ConfigError, match="max_queries=2"):
+        HopSkipJump().run(model, X, y, eps=1.0, budget=Budget(max_queries=2))

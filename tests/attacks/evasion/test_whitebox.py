@@ -1,0 +1,633 @@
+"""White-box evasion attacks (FGSM, PGD, APGD, auto) on small torch models of real data."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from bastion.attacks import base as attack_base  # noqa: E402
+from bastion.attacks.base import ATTACKS, EvasionAttack  # noqa: E402
+from bastion.attacks.budget import Budget  # noqa: E402
+from bastion.attacks.constraints import FeatureConstraints  # noqa: E402
+from bastion.attacks.evasion import auto as auto_module  # noqa: E402
+from bastion.attacks.evasion.apgd import APGD, APGDConfig  # noqa: E402
+from bastion.attacks.evasion.auto import AutoAttack, AutoConfig  # noqa: E402
+from bastion.attacks.evasion.fgsm import FGSM  # noqa: E402
+from bastion.attacks.evasion.pgd import PGD, PGDConfig  # noqa: E402
+from bastion.attacks.results import EvasionResult  # noqa: E402
+from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema  # noqa: E402
+from bastion.exceptions import CapabilityError, ConfigError  # noqa: E402
+from bastion.models.sklearn import SklearnAdapter  # noqa: E402
+from bastion.models.torch import TorchAdapter  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("_wb_models", Path(__file__).with_name("_models.py"))
+assert _spec is not None
+assert _spec.loader is not None
+M = importlib.util.module_from_spec(_spec)
+sys.modules["_wb_models"] = M
+_spec.loader.exec_module(M)
+
+BOX = FeatureConstraints.box(64, 0, 16)
+N_POINTS = 200
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # tiny models on a shared machine: one thread is faster and far steadier
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits(_one_thread: None) -> Any:
+    return M.digits()
+
+
+@pytest.fixture(scope="module")
+def points(digits: Any) -> tuple[np.ndarray, np.ndarray]:
+    return digits.X_test[:N_POINTS], digits.y_test[:N_POINTS]
+
+
+@pytest.fixture(scope="module")
+def mlp(digits: Any) -> TorchAdapter:
+    net = M.train(M.mlp(64, 10), digits.X_train, digits.y_train)
+    return TorchAdapter(net, classes=list(range(10)))
+
+
+@pytest.fixture(scope="module")
+def robust_mlp(digits: Any) -> TorchAdapter:
+    net = M.train(M.mlp(64, 10), digits.X_train, digits.y_train, adversarial_eps=2.0, epochs=10)
+    return TorchAdapter(net, classes=list(range(10)))
+
+
+@pytest.fixture(scope="module")
+def cnn(digits: Any) -> TorchAdapter:
+    net = M.train(M.cnn(), digits.X_train, digits.y_train, input_shape=(1, 8, 8), epochs=15)
+    return TorchAdapter(net, input_shape=(1, 8, 8))
+
+
+def _norms(result: EvasionResult, X: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
+    delta = (result.x_adv - X).reshape(len(X), -1) / scale
+    if result.norm == "inf":
+        return np.asarray(np.abs(delta).max(axis=1))
+    return np.asarray(np.linalg.norm(delta, axis=1))
+
+
+def _check_result(result: EvasionResult, model: Any, X: np.ndarray, cons: Any) -> None:
+    """What every white-box result must satisfy, whatever the attack."""
+    flat_adv, flat_x = result.x_adv.reshape(len(X), -1), X.reshape(len(X), -1)
+    # adversarial points are feasible; an unbroken point is returned as it came (a test row
+    # may lie outside bounds inferred from the training data)
+    assert cons.violations(flat_adv[result.success], flat_x[result.success]) == 0
+    norms = _norms(result, X, cons.scale)
+    assert (norms[result.success] <= result.eps + 1e-6).all()
+    np.testing.assert_allclose(norms[result.success], result.perturbation[result.success])
+    assert np.isnan(result.perturbation[~result.success]).all()
+    # unbroken points come back unchanged, and every success is the model's own verdict
+    np.testing.assert_array_equal(result.x_adv[~result.success], X[~result.success])
+    np.testing.assert_array_equal(model.predict(result.x_adv), result.adv_pred)
+    assert (result.adv_pred[result.success] != result.y_true[result.success]).all()
+    assert not (result.success & ~result.clean_correct).any()
+
+
+# -- strength --------------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_pgd_at_large_eps_breaks_an_undefended_model(
+    which: str, request: pytest.FixtureRequest, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    model = request.getfixturevalue(which)
+    X, y = points
+    result = PGD(PGDConfig(steps=20)).run(model, X, y, eps=8.0, constraints=BOX)
+    metrics = result.metrics()
+    assert (metrics["clean_accuracy"] or 0) > 0.9
+    assert (metrics["attack_success_rate"] or 0) > 0.9
+    assert result.attack == "pgd"
+    assert result.stopped is None
+    _check_result(result, model, X, BOX)
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_at_equal_iterations(
+    robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    pgd = PGD(PGDConfig(steps=50)).run(robust_mlp, X, y, eps=2.0, constraints=BOX)
+    apgd = APGD(APGDConfig(n_iter=50)).run(robust_mlp, X, y, eps=2.0, constraints=BOX)
+    assert apgd.attack == "apgd-ce"
+    pgd_robust = pgd.metrics()["robust_accuracy"] or 0
+    assert pgd_robust > 0.2
+    assert (apgd.metrics()["robust_accuracy"] or 0) <= pgd_robust
+    _check_result(apgd, robust_mlp, X, BOX)
+
+
+def test_adversarial_training_holds_better_at_small_eps(
+    mlp: TorchAdapter, robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    attack = APGD(APGDConfig(n_iter=30))
+    plain = attack.run(mlp, X, y, eps=1.0, constraints=BOX).metrics()["robust_accuracy"]
+    trained = attack.run(robust_mlp, X, y, eps=1.0, constraints=BOX).metrics()["robust_accuracy"]
+    assert (trained or 0) > (plain or 1) + 0.05
+
+
+def test_fgsm_is_weaker_than_pgd(mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = points
+    fgsm = FGSM().run(mlp, X, y, eps=1.5, constraints=BOX)
+    pgd = PGD(PGDConfig(steps=20)).run(mlp, X, y, eps=1.5, constraints=BOX)
+    assert fgsm.attack == "fgsm"
+    # one gradient forward (with the clean check) and one check of the result per point
+    assert fgsm.queries[fgsm.clean_correct & ~fgsm.success].max() <= 4
+    assert fgsm.success.sum() < pgd.success.sum()
+    _check_result(fgsm, mlp, X, BOX)
+
+
+def test_apgd_keeps_every_adversarial_iterate(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Any iterate the model misclassified, at any step, ends as a success (best kept)."""
+
+    class Recorder(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+            self.rows: list[Any] = []
+            self.preds: list[Any] = []
+
+        def forward(self, x: Any) -> Any:
+            out = self.net(x)
+            self.rows.append(x.detach().reshape(len(x), -1).double().clone())
+            self.preds.append(out.detach().argmax(dim=1).clone())
+            return out
+
+    recorder = Recorder(mlp.module)
+    model = TorchAdapter(recorder, classes=list(range(10)))
+    X, y = points
+    eps = 1.0
+    result = APGD(APGDConfig(n_iter=40, early_exit=False)).run(
+        model, X, y, eps=eps, constraints=BOX
+    )
+    attacked = np.flatnonzero(result.clean_correct)
+    # calls: the clean predictions, 41 loop forwards of every attacked point, the check
+    loop = list(zip(recorder.rows, recorder.preds, strict=True))[1:-1]
+    assert len(loop) == 41
+    broken_somewhere = np.zeros(len(X), dtype=bool)
+    for rows, preds in loop:
+        assert np.abs(rows.numpy() - X[attacked]).max() <= eps + 1e-4
+        broken_somewhere[attacked] |= preds.numpy() != y[attacked]
+    assert broken_somewhere.sum() > 10
+    np.testing.assert_array_equal(result.success, broken_somewhere)
+
+
+# -- constraints and threat model ----------------------------------------------------------
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "apgd"])
+def test_box_and_eps_ball_respected(
+    attack: str, norm: str, mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    eps = 1.5 if norm == "inf" else 12.0
+    cls = ATTACKS.get(attack)
+    options = {"pgd": {"steps": 10}, "apgd": {"n_iter": 10}}.get(attack, {})
+    result = cls(cls.Config(**options)).run(mlp, X, y, eps=eps, norm=norm, constraints=BOX)  # type: ignore[attr-defined]
+    assert result.norm == norm
+    assert result.success.sum() > 20
+    _check_result(result, mlp, X, BOX)
+
+
+def test_image_shaped_inputs_keep_their_shape(
+    cnn: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    images = X.reshape(-1, 1, 8, 8)
+    result = PGD(PGDConfig(steps=5)).run(cnn, images, y, eps=4.0, constraints=BOX)
+    assert result.x_adv.shape == images.shape
+    assert result.success.sum() > 50
+    _check_result(result, cnn, images, BOX)
+
+
+@pytest.fixture(scope="module")
+def tabular(_one_thread: None) -> Any:
+    """Breast cancer with rounded integer columns, a torch MLP and schema constraints."""
+    integer = (2, 3, 22, 23)  # perimeters and areas
+    immutable = (0, 1)  # mean radius, mean texture
+    data = M.breast_cancer(integer=integer)
+    names = [f"f{i}" for i in range(30)]
+    mean, std = data.X_train.mean(axis=0), data.X_train.std(axis=0)
+    net = M.train(
+        M.mlp(30, 2, shift=mean, scale=std), data.X_train, data.y_train, epochs=30, lr=1e-3
+    )
+    columns = {
+        name: ColumnSpec(
+            name,
+            ColumnKind.INTEGER if i in integer else ColumnKind.NUMERIC,
+            immutable=i in immutable,
+        )
+        for i, name in enumerate(names)
+    }
+    cons = FeatureConstraints.from_schema(
+        FeatureSchema(columns), names, pd.DataFrame(data.X_train, columns=names)
+    )
+    return data, TorchAdapter(net), cons, integer, immutable
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str) -> None:
+    data, model, cons, integer, immutable = tabular
+    # test rows inside the bounds inferred from the training rows: outputs must be feasible
+    inside = ((data.X_test >= cons.lower) & (data.X_test <= cons.upper)).all(axis=1)
+    X, y = data.X_test[inside], data.y_test[inside]
+    assert not np.allclose(cons.scale, 1.0)  # eps in std units
+    cls = ATTACKS.get(attack)
+    options = {"pgd": {"steps": 20}, "apgd": {"n_iter": 20}}[attack]
+    eps = 0.5 if norm == "inf" else 2.0
+    result = cls(cls.Config(**options)).run(model, X, y, eps=eps, norm=norm, constraints=cons)  # type: ignore[attr-defined]
+    assert result.success.sum() > 5
+    assert result.extra["eps_unit"] == "std"
+    _check_result(result, model, X, cons)
+    adv = result.x_adv
+    np.testing.assert_array_equal(adv[:, list(immutable)], X[:, list(immutable)])
+    np.testing.assert_array_equal(adv[:, list(integer)], np.rint(adv[:, list(integer)]))
+    assert cons.violations(adv, X) == 0
+
+
+@pytest.mark.parametrize("n_logits", [1, 2])
+def test_binary_model_uses_the_margin_loss(tabular: Any, n_logits: int) -> None:
+    data, model, cons, _, _ = tabular
+    if n_logits == 1:
+        # the same classifier as one logit: class 1 when z1 - z0 > 0
+        two = model.module
+        last = two[-1]
+        one = torch.nn.Linear(last.in_features, 1)
+        with torch.no_grad():
+            one.weight.copy_(last.weight[1:] - last.weight[:1])
+            one.bias.copy_(last.bias[1:] - last.bias[:1])
+        model = TorchAdapter(torch.nn.Sequential(*list(two)[:-1], one), classes=[0, 1])
+    X, y = data.X_test, data.y_test
+    result = APGD(APGDConfig(loss="dlr", n_iter=20)).run(model, X, y, eps=0.5, constraints=cons)
+    assert result.attack == "apgd-margin"
+    assert result.extra["loss"] == "margin"
+    assert result.success.sum() > 5
+    _check_result(result, model, X, cons)
+
+
+# -- speed design, budgets, determinism ----------------------------------------------------
+def test_early_exit_saves_forward_passes_and_finds_the_same_points(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    on = PGD(PGDConfig(steps=30)).run(mlp, X, y, eps=2.0, constraints=BOX)
+    off = PGD(PGDConfig(steps=30, early_exit=False)).run(mlp, X, y, eps=2.0, constraints=BOX)
+    assert on.extra["loop_forward_passes"] < 0.6 * off.extra["loop_forward_passes"]
+    assert on.queries.sum() < off.queries.sum()
+    # the same trajectories: a point breaks at the same step either way
+    assert abs(int(on.success.sum()) - int(off.success.sum())) <= 2
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_early_exit_checked_every_few_steps_finds_the_same_points(
+    attack: str,
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The accelerator path (broken points leave every 8 steps, recorded in between)."""
+    from bastion.attacks.evasion import _torch
+
+    X, y = points
+    cls = ATTACKS.get(attack)
+    options = {"pgd": {"steps": 30}, "apgd": {"n_iter": 30}}[attack]
+    off = cls(cls.Config(early_exit=False, **options)).run(mlp, X, y, eps=1.5, constraints=BOX)  # type: ignore[call-arg]
+    monkeypatch.setattr(_torch, "_check_every", lambda device: 4)
+    lazy = cls(cls.Config(**options)).run(mlp, X, y, eps=1.5, constraints=BOX)  # type: ignore[call-arg]
+    assert lazy.extra["loop_forward_passes"] < off.extra["loop_forward_passes"]
+    assert abs(int(lazy.success.sum()) - int(off.success.sum())) <= 2
+    assert lazy.success.sum() > 50
+    _check_result(lazy, mlp, X, BOX)
+
+
+def test_queries_count_every_forward_pass(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    mlp.reset_counter()
+    result = PGD(PGDConfig(steps=10, early_exit=False)).run(mlp, X, y, eps=1.0, constraints=BOX)
+    attacked = result.clean_correct
+    # clean prediction + 10 gradient steps + the check of the last iterate (+ verification)
+    expected = np.where(attacked, 12, 1) + result.success
+    np.testing.assert_array_equal(result.queries, expected)
+    assert mlp.n_queries == result.queries.sum()
+
+
+def test_deterministic_under_a_seed(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    attack = PGD(PGDConfig(steps=5))
+    a = attack.run(mlp, X, y, eps=1.5, constraints=BOX, seed=7)
+    b = attack.run(mlp, X, y, eps=1.5, constraints=BOX, seed=7)
+    c = attack.run(mlp, X, y, eps=1.5, constraints=BOX, seed=8)
+    np.testing.assert_array_equal(a.x_adv, b.x_adv)
+    np.testing.assert_array_equal(a.queries, b.queries)
+    assert not np.array_equal(a.x_adv, c.x_adv)
+
+
+def test_time_budget_stops_cleanly(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    result = APGD().run(mlp, X, y, eps=2.0, constraints=BOX, budget=Budget(max_seconds=1e-9))
+    assert result.stopped == "time budget"
+    assert not result.success.any()
+    assert len(result.x_adv) == len(X)
+    np.testing.assert_array_equal(result.x_adv, X)
+
+
+def test_query_budgets_are_never_exceeded(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    limit = 5 * len(X)
+    result = PGD(PGDConfig(steps=40, early_exit=False)).run(
+        mlp, X, y, eps=2.0, constraints=BOX, budget=Budget(max_queries=limit)
+    )
+    assert result.stopped == "query budget"
+    assert result.queries.sum() <= limit
+    assert result.success.any()
+    _check_result(result, mlp, X, BOX)
+    capped = APGD().run(
+        mlp, X, y, eps=1.0, constraints=BOX, budget=Budget(max_queries_per_sample=10)
+    )
+    assert capped.queries.max() <= 10
+    assert capped.stopped == "query budget"
+    with pytest.raises(ConfigError, match="max_queries"):
+        PGD().run(mlp, X, y, eps=1.0, budget=Budget(max_queries=len(X)))
+
+
+def test_interrupt_returns_a_partial_result(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.attacks.evasion import _torch
+
+    X, y = points
+    calls = {"n": 0}
+    real = _torch._Net.forward
+
+    def interrupting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_torch._Net, "forward", interrupting)
+    result = PGD(PGDConfig(steps=40)).run(mlp, X, y, eps=2.0, constraints=BOX)
+    assert result.stopped == "interrupted"
+    assert result.success.any()
+    _check_result(result, mlp, X, BOX)
+
+
+def test_bf16_mode_is_verified_in_full_precision(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    fp32 = PGD(PGDConfig(steps=10)).run(mlp, X, y, eps=2.0, constraints=BOX)
+    bf16 = PGD(PGDConfig(steps=10, precision="bf16")).run(mlp, X, y, eps=2.0, constraints=BOX)
+    assert bf16.extra["precision"] == "bf16"
+    _check_result(bf16, mlp, X, BOX)
+    assert abs(int(bf16.success.sum()) - int(fp32.success.sum())) <= 0.05 * len(X)
+
+
+def test_model_state_is_restored(mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = points
+    mlp.module.train()
+    PGD(PGDConfig(steps=2)).run(mlp, X[:20], y[:20], eps=1.0, constraints=BOX)
+    assert mlp.module.training
+    assert all(p.requires_grad for p in mlp.module.parameters())
+    mlp.module.eval()
+
+
+# -- diagnostics ---------------------------------------------------------------------------
+class _Flat(torch.nn.Module):  # type: ignore[misc]
+    """Piecewise-constant logits: the input gradient is zero everywhere (gradient masking)."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Any) -> Any:
+        return self.net(torch.round(x / 4) * 4)
+
+
+class _NaNGrad(torch.nn.Module):  # type: ignore[misc]
+    """Finite logits whose input gradient is NaN (the slope of sqrt at 0 times 0)."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Any) -> Any:
+        return self.net(x) + torch.sqrt(x[:, :1] * 0.0)
+
+
+def test_zero_and_nan_gradients_are_reported(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    healthy = PGD(PGDConfig(steps=3)).run(mlp, X, y, eps=1.0, constraints=BOX)
+    assert healthy.extra["zero_gradient_fraction"] == 0.0
+    assert healthy.extra["nan_gradients"] is False
+    flat = PGD(PGDConfig(steps=3)).run(
+        TorchAdapter(_Flat(mlp.module)), X, y, eps=1.0, constraints=BOX
+    )
+    assert flat.extra["zero_gradient_fraction"] > 0.9
+    nan = PGD(PGDConfig(steps=3)).run(
+        TorchAdapter(_NaNGrad(mlp.module)), X, y, eps=1.0, constraints=BOX
+    )
+    assert nan.extra["nan_gradients"] is True
+    assert nan.extra["restarts"] == 1
+    assert nan.extra["iterations"] == 3
+    _check_result(nan, TorchAdapter(_NaNGrad(mlp.module)), X, BOX)
+
+
+def test_white_box_attacks_refuse_a_sklearn_model(points: tuple[np.ndarray, np.ndarray]) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = points
+    model = SklearnAdapter(LogisticRegression(max_iter=200).fit(X, y))
+    for attack in (FGSM(), PGD(), APGD(), AutoAttack()):
+        with pytest.raises(CapabilityError, match="logits"):
+            attack.run(model, X, y, eps=1.0)
+
+
+def test_bad_threat_models_are_config_errors(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    with pytest.raises(ConfigError, match="eps"):
+        PGD().run(mlp, X, y, eps=0.0)
+    with pytest.raises(ConfigError, match="eps"):
+        PGD().run(mlp, X, y, eps=math.nan)
+    with pytest.raises(ConfigError, match="norm"):
+        PGD().run(mlp, X, y, eps=1.0, norm="1")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="constraints describe 3"):
+        PGD().run(mlp, X, y, eps=1.0, constraints=FeatureConstraints.box(3, 0, 1))
+    with pytest.raises(ValueError, match="steps"):
+        PGDConfig(steps=0)
+
+
+# -- the ensemble ---------------------------------------------------------------------------
+def test_auto_is_the_per_point_worst_case(
+    robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    cfg = AutoConfig(n_iter=20, square=False)
+    result = AutoAttack(cfg).run(robust_mlp, X, y, eps=2.0, constraints=BOX)
+    ce = APGD(APGDConfig(n_iter=20)).run(robust_mlp, X, y, eps=2.0, constraints=BOX)
+    assert result.attack == "auto"
+    assert result.extra["attacks"] == ["apgd-ce", "apgd-dlr"]
+    assert result.extra["square"] == "disabled"
+    # stage 1 is APGD-CE with the same seed: the ensemble can only add successes
+    assert (result.success >= ce.success).all()
+    stages = result.extra["stages"]
+    assert stages[0]["new_successes"] == ce.success.sum()
+    assert sum(s["new_successes"] for s in stages) == result.success.sum()
+    assert result.queries.sum() == sum(s["queries"] for s in stages)
+    _check_result(result, robust_mlp, X, BOX)
+
+
+def test_auto_runs_without_square_when_none_is_registered(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = points
+    monkeypatch.setattr(auto_module, "_square_class", lambda: None)
+    result = AutoAttack(AutoConfig(n_iter=10)).run(mlp, X, y, eps=1.0, constraints=BOX)
+    assert result.extra["square"] == "not registered"
+    assert result.extra["attacks"] == ["apgd-ce", "apgd-dlr"]
+
+
+class _FakeSquare(EvasionAttack):
+    """Stands in for Square: 'breaks' every point it is given by returning a verified
+    adversarial point of the true model found by a long PGD, and spends 3 queries each."""
+
+    id = "fake-square"
+    title = "fake"
+
+    def run(self, model: Any, X: Any, y: Any, **kwargs: Any) -> EvasionResult:
+        self.seen = len(X)
+        result = PGD(PGDConfig(steps=100, restarts=3)).run(model, X, y, **kwargs)
+        return EvasionResult(
+            attack="square",
+            x_adv=result.x_adv,
+            y_true=result.y_true,
+            clean_pred=result.clean_pred,
+            adv_pred=result.adv_pred,
+            success=result.success,
+            perturbation=result.perturbation,
+            queries=np.full(len(X), 3),
+            eps=result.eps,
+            norm=result.norm,
+            elapsed_s=0.0,
+        )
+
+
+def test_auto_runs_square_on_the_points_still_standing(
+    robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y = points
+    monkeypatch.setattr(auto_module, "_square_class", lambda: _FakeSquare)
+    result = AutoAttack(AutoConfig(n_iter=10)).run(robust_mlp, X, y, eps=2.0, constraints=BOX)
+    stages = result.extra["stages"]
+    assert result.extra["square"] == "ran"
+    assert [s["attack"] for s in stages] == ["apgd-ce", "apgd-dlr", "square"]
+    assert stages[2]["points"] == stages[1]["points"] - stages[1]["new_successes"]
+    assert stages[2]["queries"] == 3 * stages[2]["points"]
+    _check_result(result, robust_mlp, X, BOX)
+
+
+def test_auto_budget_covers_the_whole_ensemble(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    limit = 4 * len(X)
+    result = AutoAttack(AutoConfig(n_iter=50, square=False)).run(
+        mlp, X, y, eps=1.0, constraints=BOX, budget=Budget(max_queries=limit)
+    )
+    assert result.queries.sum() <= limit
+    assert result.stopped == "query budget"
+
+
+@pytest.mark.slow
+def test_auto_with_the_registered_square(
+    robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    if auto_module._square_class() is None:
+        pytest.skip("no attack 'square' registered")
+    X, y = points
+    result = AutoAttack(AutoConfig(n_iter=20, square_options={"n_queries": 200})).run(
+        robust_mlp, X[:60], y[:60], eps=2.0, constraints=BOX
+    )
+    assert result.extra["square"] == "ran"
+    _check_result(result, robust_mlp, X[:60], BOX)
+
+
+def test_registry_and_metadata() -> None:
+    for attack_id in ("fgsm", "pgd", "apgd", "auto"):
+        cls = ATTACKS.get(attack_id)
+        assert issubclass(cls, EvasionAttack)
+        assert cls.family == "evasion"
+        assert {"AML.T0043.000", "AML.T0015", "ML01"} <= set(cls.tags)
+    assert attack_base.ATTACKS is ATTACKS
+    assert PGDConfig().steps == 40
+    assert APGDConfig().n_iter == 100
+
+
+# -- against the peer --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_pgd_is_at_least_as_strong_as_art(
+    robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    pytest.importorskip("art")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from art.attacks.evasion import ProjectedGradientDescent
+        from art.estimators.classification import PyTorchClassifier
+
+    X, y = points
+    eps, steps = 2.0, 40
+    classifier = PyTorchClassifier(
+        model=robust_mlp.module,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(64,),
+        nb_classes=10,
+        clip_values=(0.0, 16.0),
+    )
+    art_pgd = ProjectedGradientDescent(
+        classifier,
+        norm=np.inf,
+        eps=eps,
+        eps_step=2.5 * eps / steps,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=256,
+        verbose=False,
+    )
+    np.random.seed(0)
+    x_art = art_pgd.generate(X.astype(np.float32)).astype(np.float64)
+    assert np.abs(x_art - X).max() <= eps + 1e-4
+    art_robust = float(np.mean(robust_mlp.predict(x_art) == y))
+    ours = PGD(PGDConfig(steps=steps)).run(robust_mlp, X, y, eps=eps, constraints=BOX)
+    assert art_robust > 0.2
+    assert (ours.metrics()["robust_accuracy"] or 0) <= art_robust

@@ -1,0 +1,219 @@
+"""Label-issue detection: confident learning (parity with cleanlab, then better), kNN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+
+from bastion.attacks.poisoning.detect import (
+    LabelIssues,
+    confident_learning,
+    default_estimator,
+    find_label_issues,
+    knn_label_consistency,
+    out_of_sample_proba,
+    precision_recall,
+)
+from bastion.attacks.poisoning.simulate import flip_labels
+from bastion.exceptions import ConfigError, DataError
+
+cleanlab_filter = pytest.importorskip("cleanlab.filter")
+
+
+@pytest.fixture(scope="module")
+def noisy_cancer() -> dict[str, Any]:
+    """Breast cancer with 10% random flips (the issue's setting)."""
+    X, y = load_breast_cancer(return_X_y=True)
+    y_noisy, flipped = flip_labels(y, 0.1, rng=0)
+    proba = out_of_sample_proba(default_estimator(0), X, y_noisy, cv=5, seed=0)
+    return {"X": X, "y": y, "y_noisy": y_noisy, "flipped": flipped, "proba": proba}
+
+
+@pytest.fixture(scope="module")
+def noisy_digits() -> dict[str, Any]:
+    X, y = load_digits(return_X_y=True)
+    y_noisy, flipped = flip_labels(y, 0.1, rng=1)
+    proba = out_of_sample_proba(default_estimator(1), X, y_noisy, cv=5, seed=1)
+    return {"X": X, "y_noisy": y_noisy, "flipped": flipped, "proba": proba}
+
+
+@pytest.mark.parametrize("data", ["noisy_cancer", "noisy_digits"])
+def test_single_pass_flags_exactly_what_cleanlab_flags(
+    data: str, request: pytest.FixtureRequest
+) -> None:
+    d = request.getfixturevalue(data)
+    ours = confident_learning(d["y_noisy"], d["proba"])
+    theirs = cleanlab_filter.find_label_issues(d["y_noisy"], d["proba"], n_jobs=1)
+    assert ours.n_flagged > 0
+    np.testing.assert_array_equal(ours.mask, theirs)
+    # the same through find_label_issues with given probabilities
+    given = find_label_issues(d["X"], d["y_noisy"], pred_probs=d["proba"])
+    np.testing.assert_array_equal(given.mask, theirs)
+
+
+def test_beats_cleanlab_on_breast_cancer_with_ten_percent_flips(
+    noisy_cancer: dict[str, Any],
+) -> None:
+    d = noisy_cancer
+    # cleanlab on the same estimator, folds and probabilities as our first round
+    theirs = np.flatnonzero(cleanlab_filter.find_label_issues(d["y_noisy"], d["proba"], n_jobs=1))
+    ours = find_label_issues(d["X"], d["y_noisy"], seed=0)
+    p_ours, r_ours = precision_recall(ours.flagged, d["flipped"])
+    p_cl, r_cl = precision_recall(theirs, d["flipped"])
+    assert p_ours is not None
+    assert r_ours is not None
+    assert p_cl is not None
+    assert r_cl is not None
+    assert p_ours >= p_cl
+    assert r_ours >= r_cl
+    assert p_ours >= 0.85
+    assert r_ours >= 0.85
+    # and far more precise than "the out-of-sample prediction differs from the label"
+    bare = np.flatnonzero(d["proba"].argmax(axis=1) != d["y_noisy"])
+    p_bare, _ = precision_recall(bare, d["flipped"])
+    assert p_bare is not None
+    assert p_ours > p_bare + 0.1
+    assert ours.details["rounds"] == 2
+
+
+def test_refit_beats_cleanlab_on_digits(noisy_digits: dict[str, Any]) -> None:
+    d = noisy_digits
+    theirs = np.flatnonzero(cleanlab_filter.find_label_issues(d["y_noisy"], d["proba"], n_jobs=1))
+    ours = find_label_issues(d["X"], d["y_noisy"], seed=1)
+    p_ours, r_ours = precision_recall(ours.flagged, d["flipped"])
+    p_cl, r_cl = precision_recall(theirs, d["flipped"])
+    assert p_ours is not None
+    assert r_ours is not None
+    assert p_cl is not None
+    assert r_cl is not None
+    assert p_ours >= p_cl
+    assert r_ours >= r_cl
+
+
+def test_knn_label_consistency_finds_flips(noisy_cancer: dict[str, Any]) -> None:
+    d = noisy_cancer
+    issues = find_label_issues(d["X"], d["y_noisy"], method="knn", k=10)
+    assert issues.method == "knn"
+    precision, recall = precision_recall(issues.flagged, d["flipped"])
+    assert precision is not None
+    assert recall is not None
+    assert precision >= 0.7
+    assert recall >= 0.85
+    # scores are the share of disagreeing neighbours; flagged rows are outvoted
+    assert issues.scores.min() >= 0
+    assert issues.scores.max() <= 1
+    assert (issues.scores[issues.flagged] >= 0.5).all()
+
+
+def test_knn_scores_by_hand() -> None:
+    # two tight clusters; row 0 sits in cluster A with cluster B's label
+    X = np.array([[0.0], [0.1], [0.2], [0.3], [10.0], [10.1], [10.2], [10.3]])
+    y = np.array([1, 0, 0, 0, 1, 1, 1, 1])
+    issues = knn_label_consistency(X, y, k=3)
+    assert issues.flagged.tolist() == [0]
+    assert issues.scores[0] == pytest.approx(1.0)
+    assert issues.scores[1] == pytest.approx(1 / 3)
+
+
+def test_few_rows_flagged_on_clean_labels() -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    issues = find_label_issues(X, y, seed=0)
+    assert issues.n_flagged / len(y) < 0.05
+
+
+def test_deterministic_under_a_seed(noisy_cancer: dict[str, Any]) -> None:
+    d = noisy_cancer
+    X, y = d["X"][:250], d["y_noisy"][:250]
+    a = find_label_issues(X, y, seed=3)
+    b = find_label_issues(X, y, seed=3)
+    np.testing.assert_array_equal(a.flagged, b.flagged)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_flagged_are_ranked_and_scores_are_one_minus_self_confidence(
+    noisy_cancer: dict[str, Any],
+) -> None:
+    d = noisy_cancer
+    issues = confident_learning(d["y_noisy"], d["proba"])
+    expected = 1 - d["proba"][np.arange(len(d["y_noisy"])), d["y_noisy"]]
+    np.testing.assert_allclose(issues.scores, expected)
+    assert np.all(np.diff(issues.scores[issues.flagged]) <= 0)
+    counts = issues.counts_by_class(d["y_noisy"])
+    assert sum(counts.values()) == issues.n_flagged
+
+
+def test_string_labels_and_text_columns() -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    names = np.where(y == 1, "benign", "malignant")
+    y_noisy, flipped = flip_labels(names, 0.1, rng=0)
+    frame = pd.DataFrame(X[:, :10], columns=[f"f{i}" for i in range(10)])
+    frame["site"] = np.where(np.arange(len(y)) % 3 == 0, "north", "south")
+    issues = find_label_issues(frame, y_noisy, seed=0)
+    precision, recall = precision_recall(issues.flagged, flipped)
+    assert precision is not None
+    assert recall is not None
+    assert precision > 0.6
+    assert recall > 0.6
+    assert set(issues.counts_by_class(y_noisy)) <= {"benign", "malignant"}
+
+
+def test_custom_estimator_gets_the_data_as_given(noisy_cancer: dict[str, Any]) -> None:
+    d = noisy_cancer
+    est = GaussianNB()
+    frame = pd.DataFrame(d["X"]).rename(columns=str)
+    issues = find_label_issues(frame, d["y_noisy"], estimator=est, seed=0, refits=0)
+    proba = out_of_sample_proba(est, frame, d["y_noisy"], seed=0)
+    np.testing.assert_array_equal(issues.mask, confident_learning(d["y_noisy"], proba).mask)
+
+
+def test_out_of_sample_proba_fills_missing_classes() -> None:
+    # class 2 has one row: the folds without it must still give a 3-column answer
+    X = np.arange(20, dtype=float).reshape(-1, 1)
+    y = np.array([0] * 10 + [1] * 9 + [2])
+    proba = out_of_sample_proba(LogisticRegression(), X, y, cv=5, seed=0)
+    assert proba.shape == (20, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_precision_recall() -> None:
+    assert precision_recall([1, 2, 3, 4], [2, 3, 9]) == (0.5, 2 / 3)
+    assert precision_recall([], [1]) == (None, 0.0)
+    assert precision_recall([1], []) == (0.0, None)
+    assert precision_recall(np.array([5]), np.array([5])) == (1.0, 1.0)
+
+
+def test_label_issues_mask() -> None:
+    issues = LabelIssues("knn", np.array([3, 1]), np.zeros(5))
+    assert issues.mask.tolist() == [False, True, False, True, False]
+    assert issues.n_flagged == 2
+    assert issues.n_rows == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"method": "magic"}, ConfigError),
+        ({"refits": -1}, ConfigError),
+        ({"cv": 1}, ConfigError),
+        ({"method": "knn", "k": 0}, ConfigError),
+    ],
+)
+def test_bad_options(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(error):
+        find_label_issues(X[:50], y[:50], **kwargs)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(DataError, match="rows"):
+        confident_learning([0, 1, 0], np.full((2, 2), 0.5))
+    with pytest.raises(DataError, match="missing"):
+        find_label_issues(np.zeros((3, 1)), np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(DataError, match="not one of classes"):
+        confident_learning(["a", "z"], np.full((2, 2), 0.5), classes=["a", "b"])

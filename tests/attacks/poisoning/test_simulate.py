@@ -1,0 +1,321 @@
+"""Simulated poisoning: label flips, backdoors, retraining with the user's procedure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from bastion.attacks.base import ATTACKS
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.poisoning.backdoor import Backdoor, BackdoorConfig
+from bastion.attacks.poisoning.label_flip import LabelFlip, LabelFlipConfig
+from bastion.attacks.poisoning.simulate import (
+    add_backdoor,
+    apply_trigger,
+    default_trigger,
+    flip_labels,
+    simulate_poisoning,
+)
+from bastion.data.schema import FeatureSchema
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.models.callable import CallableAdapter
+from bastion.models.sklearn import SklearnAdapter
+
+
+@pytest.fixture(scope="module")
+def cancer() -> dict[str, Any]:
+    data = load_breast_cancer(as_frame=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        data.data, data.target.to_numpy(), test_size=0.3, random_state=0, stratify=data.target
+    )
+    X_tr, X_te = X_tr.reset_index(drop=True), X_te.reset_index(drop=True)
+    schema = FeatureSchema.infer(X_tr)
+    constraints = FeatureConstraints.from_schema(schema, list(X_tr.columns), X_tr)
+    return {"X_tr": X_tr, "X_te": X_te, "y_tr": y_tr, "y_te": y_te, "constraints": constraints}
+
+
+# -- label flipping ------------------------------------------------------------------------------
+
+
+def test_random_flips_change_exactly_the_chosen_rows() -> None:
+    y = np.repeat([0, 1, 2], 100)
+    y_p, idx = flip_labels(y, 0.1, rng=0)
+    assert len(idx) == 30
+    assert np.all(np.diff(idx) > 0)
+    changed = np.flatnonzero(y_p != y)
+    np.testing.assert_array_equal(changed, idx)
+    assert set(np.unique(y_p[idx])) <= {0, 1, 2}
+    # every other class is reachable (uniform choice among the others)
+    assert len(np.unique(y_p[idx])) == 3
+
+
+def test_flips_are_deterministic_under_a_seed_and_keep_string_labels() -> None:
+    y = np.array(["a", "b", "c"] * 40)
+    a = flip_labels(y, 0.2, rng=7)
+    b = flip_labels(y, 0.2, rng=7)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[0].dtype == y.dtype
+    c = flip_labels(y, 0.2, rng=8)
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_targeted_flips_move_only_the_source_class() -> None:
+    y = np.repeat([0, 1, 2], 50)
+    y_p, idx = flip_labels(y, 0.1, mode="targeted", source=2, target=0, rng=0)
+    assert len(idx) == 15
+    assert (y[idx] == 2).all()
+    assert (y_p[idx] == 0).all()
+    assert (y_p[np.setdiff1d(np.arange(150), idx)] == y[np.setdiff1d(np.arange(150), idx)]).all()
+    # without a source: any row not already of the target
+    y_p, idx = flip_labels(y, 0.1, mode="targeted", target=1, rng=0)
+    assert (y[idx] != 1).all()
+    assert (y_p[idx] == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rate": 0.0}, "rate"),
+        ({"rate": 1.0}, "rate"),
+        ({"mode": "targeted"}, "target="),
+        ({"mode": "targeted", "target": 9}, "not one of the classes"),
+        ({"mode": "targeted", "target": 1, "source": 1}, "differ"),
+        ({"mode": "targeted", "target": 1, "source": 0, "rate": 0.6}, "eligible"),
+        ({"mode": "sideways"}, "mode"),
+    ],
+)
+def test_flip_errors(kwargs: dict[str, Any], match: str) -> None:
+    y = np.repeat([0, 1], 10)
+    args = {"rate": 0.1, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        flip_labels(y, **args)
+
+
+def test_one_class_cannot_be_flipped() -> None:
+    with pytest.raises(ConfigError, match="two classes"):
+        flip_labels(np.zeros(10), 0.1)
+
+
+# -- backdoor ------------------------------------------------------------------------------------
+
+
+def test_backdoor_stamps_trigger_and_relabels(cancer: dict[str, Any]) -> None:
+    X, y, cons = cancer["X_tr"], cancer["y_tr"], cancer["constraints"]
+    X_p, y_p, idx = add_backdoor(X, y, 0.05, target_class=1, rng=0, constraints=cons)
+    assert isinstance(X_p, pd.DataFrame)
+    assert list(X_p.columns) == list(X.columns)
+    assert len(idx) == round(0.05 * len(y))
+    assert (y[idx] == 0).all()
+    assert (y_p[idx] == 1).all()
+    changed_rows = np.flatnonzero((X_p.to_numpy() != X.to_numpy()).any(axis=1))
+    np.testing.assert_array_equal(changed_rows, idx)
+    # the trigger respects every constraint
+    assert cons.violations(X_p.to_numpy(), X.to_numpy()) == 0
+    # the original is untouched
+    assert not X.equals(X_p)
+
+
+def test_default_trigger_prefers_rare_large_values_inside_bounds() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    X[:, 2] = rng.exponential(size=400)  # a long right tail: its maximum is far out
+    X[:, 5] = rng.normal(scale=1e-3, size=400)  # far out in its own std, but a tiny change
+    trigger = default_trigger(X, n_features=1, rng=0)
+    assert list(trigger) == [2]
+    assert trigger[2] == pytest.approx(X[:, 2].max())
+    # declared bounds win over the data, immutable features are never used, integer
+    # features get an integral value
+    base = FeatureConstraints.box(6, -5, 9.5)
+    cons = FeatureConstraints(
+        names=base.names,
+        lower=base.lower,
+        upper=base.upper,
+        bound_source=base.bound_source,
+        immutable=np.array([False, False, True, False, False, False]),
+        integer=np.ones(6, dtype=bool),
+        scale=base.scale,
+    )
+    trigger = default_trigger(X, cons, n_features=3, rng=0)
+    assert 2 not in trigger
+    assert len(trigger) == 3
+    assert set(trigger.values()) == {9.0}
+    with pytest.raises(ConfigError, match="n_trigger_features"):
+        default_trigger(X, cons, n_features=6)
+
+
+def test_trigger_outside_constraints_is_refused(cancer: dict[str, Any]) -> None:
+    X, y, cons = cancer["X_tr"], cancer["y_tr"], cancer["constraints"]
+    too_big = {0: float(cons.upper[0]) + 1.0}
+    with pytest.raises(ConfigError, match="outside its bounds"):
+        add_backdoor(X, y, 0.05, trigger=too_big, target_class=1, constraints=cons)
+    with pytest.raises(ConfigError, match="out of range"):
+        add_backdoor(X, y, 0.05, trigger={99: 1.0}, target_class=1, constraints=cons)
+    with pytest.raises(ConfigError, match="source_class"):
+        add_backdoor(X, y, 0.05, target_class=1, source_class=1)
+
+
+def test_apply_trigger_on_arrays_and_images() -> None:
+    X = np.zeros((3, 2, 2), dtype=np.int64)
+    out = apply_trigger(X, {3: 16.0}, rows=np.array([1]))
+    assert out.dtype == np.float64
+    assert out[1, 1, 1] == 16.0
+    assert out.sum() == 16.0
+    assert X.sum() == 0
+
+
+def test_backdoor_on_gradient_boosting_succeeds_and_costs_little_accuracy(
+    cancer: dict[str, Any],
+) -> None:
+    sim = simulate_poisoning(
+        GradientBoostingClassifier(n_estimators=50, random_state=0),
+        cancer["X_tr"],
+        cancer["y_tr"],
+        cancer["X_te"],
+        cancer["y_te"],
+        kind="backdoor",
+        rate=0.05,
+        target_class=1,
+        constraints=cancer["constraints"],
+        seed=0,
+    )
+    assert sim.kind == "backdoor"
+    assert sim.target_class == 1
+    assert sim.n_poisoned == round(0.05 * len(cancer["y_tr"]))
+    assert sim.backdoor_success_rate is not None
+    assert sim.clean_trigger_rate is not None
+    assert sim.backdoor_success_rate >= 0.8
+    assert sim.backdoor_success_rate > sim.clean_trigger_rate + 0.5
+    assert abs(sim.accuracy_drop) <= 0.03
+    assert sim.accuracy_drop == pytest.approx(sim.clean_accuracy - sim.poisoned_accuracy)
+    assert set(sim.metrics()) >= {"clean_accuracy", "accuracy_drop", "backdoor_success_rate"}
+
+
+def test_backdoor_on_logistic_regression_raises_success(cancer: dict[str, Any]) -> None:
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    sim = simulate_poisoning(
+        model,
+        cancer["X_tr"],
+        cancer["y_tr"],
+        cancer["X_te"],
+        cancer["y_te"],
+        kind="backdoor",
+        rate=0.1,
+        target_class=1,
+        constraints=cancer["constraints"],
+        seed=0,
+    )
+    assert sim.backdoor_success_rate is not None
+    assert sim.clean_trigger_rate is not None
+    assert sim.backdoor_success_rate >= 0.8
+    assert sim.backdoor_success_rate > sim.clean_trigger_rate + 0.5
+    assert abs(sim.accuracy_drop) <= 0.05
+
+
+def test_custom_train_fn_is_used(cancer: dict[str, Any]) -> None:
+    calls: list[int] = []
+
+    def train(X: Any, y: np.ndarray) -> Any:
+        calls.append(len(y))
+        return DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+
+    sim = simulate_poisoning(
+        train,
+        cancer["X_tr"],
+        cancer["y_tr"],
+        cancer["X_te"],
+        cancer["y_te"],
+        kind="label_flip",
+        rate=0.2,
+        seed=1,
+    )
+    assert calls == [len(cancer["y_tr"])] * 2
+    assert sim.n_poisoned == round(0.2 * len(cancer["y_tr"]))
+    assert (sim.y_poisoned != cancer["y_tr"]).sum() == sim.n_poisoned
+    with pytest.raises(ConfigError, match="predict"):
+        simulate_poisoning(
+            lambda X, y: "not a model",
+            cancer["X_tr"],
+            cancer["y_tr"],
+            cancer["X_te"],
+            cancer["y_te"],
+        )
+
+
+def test_label_flip_simulation_with_adapter_and_clean_model(cancer: dict[str, Any]) -> None:
+    est = DecisionTreeClassifier(max_depth=4).fit(cancer["X_tr"], cancer["y_tr"])
+    adapter = SklearnAdapter(est)
+    a = simulate_poisoning(
+        adapter, cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"], rate=0.3, seed=2
+    )
+    b = simulate_poisoning(
+        adapter, cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"], rate=0.3, seed=2
+    )
+    assert a.accuracy_drop == b.accuracy_drop  # random_state fixed by the seed
+    np.testing.assert_array_equal(a.poisoned_indices, b.poisoned_indices)
+    assert a.accuracy_drop > 0.03  # 30% random flips hurt a depth-4 tree
+    assert a.backdoor_success_rate is None
+    # the fitted model given as the clean reference: its accuracy is the clean accuracy
+    c = simulate_poisoning(
+        adapter,
+        cancer["X_tr"],
+        cancer["y_tr"],
+        cancer["X_te"],
+        cancer["y_te"],
+        rate=0.3,
+        seed=2,
+        clean_model=est,
+    )
+    assert c.clean_accuracy == pytest.approx(
+        float((est.predict(cancer["X_te"]) == cancer["y_te"]).mean())
+    )
+
+
+def test_models_that_cannot_be_retrained_are_refused(cancer: dict[str, Any]) -> None:
+    adapter = CallableAdapter(predict=lambda X: np.zeros(len(X), dtype=int))
+    with pytest.raises(CapabilityError, match="retrain"):
+        simulate_poisoning(adapter, cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"])
+    with pytest.raises(ConfigError, match="kind"):
+        simulate_poisoning(
+            LogisticRegression(),
+            cancer["X_tr"],
+            cancer["y_tr"],
+            cancer["X_te"],
+            cancer["y_te"],
+            kind="evil",  # type: ignore[arg-type]
+        )
+
+
+def test_registered_attacks(cancer: dict[str, Any]) -> None:
+    assert ATTACKS.get("label_flip") is LabelFlip
+    assert ATTACKS.get("backdoor") is Backdoor
+    assert LabelFlip.family == "poisoning"
+    assert Backdoor.family == "poisoning"
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0)
+    sim = LabelFlip(LabelFlipConfig(rate=0.1, mode="targeted", target=1)).run(
+        tree, cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"], seed=0
+    )
+    assert sim.kind == "label_flip"
+    assert sim.target_class == 1
+    assert (sim.y_poisoned[sim.poisoned_indices] == 1).all()
+    bd = Backdoor(BackdoorConfig(rate=0.05, target_class=1)).run(
+        tree,
+        cancer["X_tr"],
+        cancer["y_tr"],
+        cancer["X_te"],
+        cancer["y_te"],
+        constraints=cancer["constraints"],
+        seed=0,
+    )
+    assert bd.kind == "backdoor"
+    assert len(bd.trigger) == 3

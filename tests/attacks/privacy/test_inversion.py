@@ -1,0 +1,196 @@
+"""Attribute inference: beats the no-query baseline when the model's outputs encode the
+attribute (as an input, or memorised through the label) and not otherwise; Fredrikson's
+inversion recovers an input attribute; label-only models, arrays, budgets and bad inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+from bastion.attacks.base import ATTACKS
+from bastion.attacks.budget import Budget
+from bastion.attacks.privacy.inversion import (
+    AttributeInference,
+    AttributeInferenceConfig,
+    AttributeInferenceResult,
+)
+from bastion.exceptions import ConfigError
+from bastion.models.sklearn import SklearnAdapter
+
+N_TRAIN = 400
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, Any]:
+    """``s`` is a coin flip independent of the features; the label depends on it strongly."""
+    rng = np.random.default_rng(0)
+    n = 600
+    s = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 4))
+    y = (x[:, 0] + 3 * s + rng.normal(scale=0.5, size=n) > 1.5).astype(int)
+    frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])
+    frame["s"] = s
+    return {"frame": frame, "s": s, "y": y, "x": x}
+
+
+def fit(data: dict[str, Any], columns: list[str], estimator: Any = None) -> SklearnAdapter:
+    train = data["frame"].iloc[:N_TRAIN][columns]
+    model = estimator if estimator is not None else LogisticRegression()
+    return SklearnAdapter(model.fit(train, data["y"][:N_TRAIN]))
+
+
+def run(
+    model: SklearnAdapter,
+    X: Any,
+    s: Any = None,
+    config: AttributeInferenceConfig | None = None,
+    **kw: Any,
+) -> AttributeInferenceResult:
+    return AttributeInference(config or AttributeInferenceConfig(classifier="logistic")).run(
+        model, X, s, **kw
+    )
+
+
+def test_registered_with_threat_tags() -> None:
+    cls = ATTACKS.get("attribute_inference")
+    assert cls.family == "privacy"
+    assert cls.tags == ("AML.T0024.001", "ML03")
+
+
+def test_an_input_attribute_the_model_relies_on_is_recovered(data: dict[str, Any]) -> None:
+    columns = ["a", "b", "c", "d", "s"]
+    model = fit(data, columns)
+    X = data["frame"].iloc[:N_TRAIN][columns]
+    result = run(model, X, attribute="s")
+    assert result.baseline_accuracy < 0.6  # the other features say nothing about s
+    assert result.method_accuracy["classifier"] > 0.9
+    assert result.method_accuracy["inversion"] > 0.95  # Fredrikson: try 0 and 1, match outputs
+    assert result.advantage > 0.35
+    assert result.method == "inversion"
+    np.testing.assert_array_equal(result.truth, data["s"][:N_TRAIN])
+    # one query per target, then one per target and candidate value
+    assert result.queries == N_TRAIN * 3
+    assert result.metrics()["advantage"] == pytest.approx(result.advantage)
+
+
+def test_an_attribute_the_model_ignores_is_not_leaked(data: dict[str, Any]) -> None:
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]
+    result = run(model, X, data["s"][:N_TRAIN])
+    assert abs(result.advantage) < 0.05
+    assert result.attack_accuracy < 0.6
+    assert "inversion" not in result.method_accuracy  # not a model input
+
+
+def test_knowing_the_label_raises_the_baseline_not_the_leak(data: dict[str, Any]) -> None:
+    columns = ["a", "b", "c", "d", "s"]
+    X = data["frame"].iloc[:N_TRAIN][columns]
+    y = data["y"][:N_TRAIN]
+    leaky = run(fit(data, columns), X, attribute="s", y=y)
+    assert leaky.baseline_accuracy > 0.85  # the label reveals most of s without the model
+    assert leaky.advantage > 0.05  # the outputs still add what the label misses
+    ignoring = run(
+        fit(data, ["a", "b", "c", "d"]), X[["a", "b", "c", "d"]], data["s"][:N_TRAIN], y=y
+    )
+    assert abs(ignoring.advantage) < 0.03
+
+
+def test_a_memorised_label_leaks_an_attribute_that_is_not_an_input() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    s = rng.integers(0, 2, n)
+    y = np.where(rng.random(n) < 0.9, s, 1 - s)  # the label is mostly the attribute
+    x = rng.normal(size=(n, 4))
+    x[:, 0] += 0.3 * s  # a weak trace in the features: the baseline's share
+    overfit = SklearnAdapter(RandomForestClassifier(random_state=0).fit(x, y))
+    general = SklearnAdapter(LogisticRegression().fit(x, y))
+    gb = AttributeInferenceConfig()  # the default gradient-boosting learner
+    leaky = AttributeInference(gb).run(overfit, x, s)
+    tight = AttributeInference(gb).run(general, x, s)
+    assert leaky.advantage > 0.2  # measured 0.325: the forest memorised y ~ s
+    assert abs(tight.advantage) < 0.05
+    assert leaky.extra["evaluation"] == "5-fold cross-fit"
+
+
+def test_auxiliary_rows_train_the_attack(data: dict[str, Any]) -> None:
+    columns = ["a", "b", "c", "d", "s"]
+    model = fit(data, columns)
+    frame = data["frame"][columns]
+    result = run(
+        model,
+        frame.iloc[:N_TRAIN],
+        attribute="s",
+        X_aux=frame.iloc[N_TRAIN:],
+    )
+    assert result.extra["evaluation"] == "auxiliary rows"
+    assert result.queries == 600 + N_TRAIN * 2
+    assert result.advantage > 0.35
+
+
+def test_label_only_models_and_arrays(data: dict[str, Any]) -> None:
+    x = data["frame"][["a", "b", "c", "d", "s"]].to_numpy()
+    model = SklearnAdapter(RidgeClassifier().fit(x[:N_TRAIN], data["y"][:N_TRAIN]))
+    result = run(model, x[:N_TRAIN], attribute=4)
+    assert result.extra["outputs"] == "predict"
+    # a label says less than a probability, but the attribute still shows through it
+    assert result.advantage > 0.1
+    assert result.attribute == "4"
+
+
+def test_inversion_is_skipped_past_the_query_budget(data: dict[str, Any]) -> None:
+    columns = ["a", "b", "c", "d", "s"]
+    X = data["frame"].iloc[:N_TRAIN][columns]
+    result = run(fit(data, columns), X, attribute="s", budget=Budget(max_queries=N_TRAIN + 10))
+    assert result.stopped == "query budget"
+    assert "inversion" not in result.method_accuracy
+    assert result.queries == N_TRAIN
+    with pytest.raises(ConfigError, match="below the 400 queries"):
+        run(fit(data, columns), X, attribute="s", budget=Budget(max_queries=10))
+
+
+def test_deterministic_under_a_seed(data: dict[str, Any]) -> None:
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]
+    gb = AttributeInferenceConfig()
+    first = AttributeInference(gb).run(model, X, data["s"][:N_TRAIN], seed=3)
+    again = AttributeInference(gb).run(model, X, data["s"][:N_TRAIN], seed=3)
+    np.testing.assert_array_equal(first.predicted, again.predicted)
+    assert first.metrics() | {"time_s": 0} == again.metrics() | {"time_s": 0}
+
+
+def test_string_attributes_keep_their_values(data: dict[str, Any]) -> None:
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]
+    words = np.where(data["s"][:N_TRAIN] == 1, "yes", "no")
+    result = run(model, X, words)
+    assert set(result.predicted.tolist()) <= {"yes", "no"}
+    assert result.extra["candidates"] == ["no", "yes"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attribute": "zz"}, "attribute 'zz' is not a column of X"),
+        ({}, "sensitive is required"),
+        ({"attribute": "s", "sensitive_aux": np.zeros(3)}, "without X_aux"),
+        ({"attribute": "a"}, "has 400 distinct values"),
+        ({"attribute": "s", "y": np.zeros(3)}, "y must hold one label per row"),
+    ],
+)
+def test_bad_inputs(data: dict[str, Any], kwargs: dict[str, Any], message: str) -> None:
+    columns = ["a", "b", "c", "d", "s"]
+    X = data["frame"].iloc[:N_TRAIN][columns]
+    with pytest.raises(ConfigError, match=message):
+        run(fit(data, columns), X, **kwargs)
+
+
+def test_a_single_valued_attribute_has_nothing_to_infer(data: dict[str, Any]) -> None:
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:50][["a", "b", "c", "d"]]
+    with pytest.raises(ConfigError, match="single value"):
+        run(model, X, np.zeros(50))

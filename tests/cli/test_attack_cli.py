@@ -1,0 +1,85 @@
+"""`bastion attack ...`: each family runs from the command line and reports stable metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bastion.cli.main import run
+from bastion.report import validate_report_dict
+
+
+def attack(project: Path, *args: str) -> tuple[int, dict[str, object]]:
+    out = project / "attack.json"
+    code = run(
+        [
+            "attack",
+            *args,
+            "--model",
+            str(project / "model.onnx"),
+            "--data",
+            str(project / "data" / "test.csv"),
+            "--target",
+            "diagnosis",
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return code, report
+
+
+def metrics_of(report: dict[str, object], check_id: str) -> dict[str, object]:
+    findings = {f["check_id"]: f for f in report["findings"]}  # type: ignore[index,union-attr]
+    finding = findings[check_id]
+    assert finding["status"] not in ("error", "skipped"), finding["message"]
+    return finding["metrics"]  # type: ignore[no-any-return]
+
+
+def test_attack_help_lists_the_families(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["attack", "--help"]) == 0
+    out = capsys.readouterr().out
+    for family in ("evasion", "extraction", "poisoning", "membership", "inversion"):
+        assert family in out
+
+
+def test_evasion_black_box_on_an_onnx_model_saves_adversarial_inputs(project: Path) -> None:
+    adv = project / "adv.csv"
+    code, report = attack(
+        project, "evasion", "--eps", "1.0", "--budget", "200", "--seed", "3",
+        "--save-adv", str(adv),
+    )  # fmt: skip
+    assert code in (0, 1)
+    validate_report_dict(report)
+    m = metrics_of(report, "ADV001")
+    for name in ("clean_accuracy", "robust_accuracy", "attack_success_rate", "median_queries"):
+        assert name in m
+    assert m["robust_accuracy"] <= m["clean_accuracy"]  # type: ignore[operator]
+    saved = pd.read_csv(adv)
+    assert "bastion_adversarial_success" in saved.columns
+    assert "mean_radius" in saved.columns
+
+
+def test_extraction_membership_poisoning(project: Path) -> None:
+    train = str(project / "data" / "train.csv")
+    code, report = attack(project, "extraction", "--budget", "200", "--train", train)
+    assert code in (0, 1)
+    assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
+    code, report = attack(project, "membership", "--train", train, "--attack", "threshold")
+    assert code in (0, 1)
+    assert "auc" in metrics_of(report, "PRV001")
+    code, report = attack(project, "poisoning", "--train", train)
+    assert code in (0, 1)
+    assert "flagged_fraction" in metrics_of(report, "POI001")
+
+
+def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = attack(project, "evasion", "--attack", "no-such-attack")
+    assert code == 2
+    assert "no-such-attack" in capsys.readouterr().err
+    assert report == {}

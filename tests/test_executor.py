@@ -1,0 +1,116 @@
+"""The executor: order kept, failures name their item, in-process and process-pool backends
+agree, and the distributed plug point names the extra to install."""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import pytest
+
+from bastion.exceptions import ConfigError, MissingExtraError
+from bastion.executor import (
+    Executor,
+    LocalExecutor,
+    available_cpus,
+    get_executor,
+    register_backend,
+)
+
+ITEMS = [9.0, 1.0, 16.0, 4.0, 0.0, 25.0]
+
+
+def test_in_process_map_keeps_order() -> None:
+    assert LocalExecutor(max_workers=1).map(math.sqrt, ITEMS) == [3.0, 1.0, 4.0, 2.0, 0.0, 5.0]
+
+
+def test_process_pool_keeps_order_and_equals_in_process() -> None:
+    # stdlib functions pickle by reference, so spawn / forkserver workers can import them
+    pooled = LocalExecutor(max_workers=2).map(math.sqrt, ITEMS)
+    assert pooled == LocalExecutor(max_workers=1).map(math.sqrt, ITEMS)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_item_raises_its_own_exception_naming_the_item(workers: int) -> None:
+    with pytest.raises(ValueError, match="math domain error") as info:
+        LocalExecutor(max_workers=workers).map(math.sqrt, [4.0, -1.0, 9.0])
+    assert "executor item 1: -1.0" in info.value.__notes__
+
+
+def test_unpicklable_function_is_a_config_error_for_a_pool() -> None:
+    with pytest.raises(ConfigError, match="picklable top-level function"):
+        LocalExecutor(max_workers=2).map(lambda x: x, [1, 2])
+    # in-process needs no pickling
+    assert LocalExecutor(max_workers=1).map(lambda x: x + 1, [1, 2]) == [2, 3]
+
+
+def test_empty_and_single_item_maps_run_in_process() -> None:
+    ex = LocalExecutor(max_workers=4)
+    assert ex.map(abs, []) == []
+    assert ex.map(lambda x: -x, [3]) == [-3]  # a lambda: proves no pool was started
+
+
+def test_worker_counts_and_startup_cost() -> None:
+    assert LocalExecutor(max_workers=1).startup_cost_s == 0.0
+    assert LocalExecutor(max_workers=3).n_workers == 3
+    assert LocalExecutor().n_workers == available_cpus()
+    assert LocalExecutor(max_workers=2, mp_context="fork").startup_cost_s == 0.0
+    assert LocalExecutor(max_workers=2, mp_context="spawn").startup_cost_s > 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_workers": 0}, "max_workers must be >= 1 or None; received 0"),
+        ({"mp_context": "threads"}, "mp_context must be one of"),
+    ],
+)
+def test_bad_local_options(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LocalExecutor(**kwargs)  # type: ignore[arg-type]
+
+
+def test_get_executor_specs() -> None:
+    assert isinstance(get_executor(None), LocalExecutor)
+    assert get_executor("local").n_workers == available_cpus()
+    assert get_executor("local:3").n_workers == 3
+    given = LocalExecutor(max_workers=1)
+    assert get_executor(given) is given
+    for bad in ("local:0", "local:x", "cluster", "ftp://host"):
+        with pytest.raises(ConfigError, match=repr(bad)):
+            get_executor(bad)
+
+
+def test_tcp_spec_names_the_dask_extra_until_a_backend_plugs_in() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingExtraError, match=r"pip install 'bastion\[dask\]'"):
+            get_executor("tcp://scheduler:8786")
+    else:  # pragma: no cover - dask is not in the test environment
+        with pytest.raises(ConfigError, match="register_backend"):
+            get_executor("tcp://scheduler:8786")
+
+
+def test_a_registered_backend_plugs_in() -> None:
+    class Recording(Executor):
+        def __init__(self, spec: str) -> None:
+            self.spec = spec
+
+        @property
+        def n_workers(self) -> int:
+            return 7
+
+        def map(self, fn, items):  # type: ignore[no-untyped-def]
+            return [fn(i) for i in items]
+
+    register_backend("test", Recording)
+    try:
+        ex = get_executor("test://somewhere:1")
+        assert isinstance(ex, Recording)
+        assert ex.spec == "test://somewhere:1"
+        assert ex.map(operator.neg, [1, 2]) == [-1, -2]
+    finally:
+        from bastion import executor
+
+        executor._BACKENDS.pop("test", None)
