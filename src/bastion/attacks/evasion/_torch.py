@@ -9,15 +9,21 @@ Design (issue 3, "Speed"):
   (``requires_grad_(False)``, restored afterwards) and ``torch.autograd.grad`` differentiates
   with respect to the input only;
 - every tensor of the loop lives on the model's device; the only device-to-host traffic
-  inside the loop is the one-byte "did any point break" test of the early exit;
+  inside the loop is the one-byte "did any point break" test of the early exit (every step
+  on a CPU, every 8 steps on an accelerator, whose queue a sync would drain; in between the
+  first misclassified iterate of each point is recorded on the device);
 - a point that breaks leaves the working batch (its adversarial is kept), so later steps
-  cost only the points still standing;
+  cost only the points still standing; a point's queries are the forward passes it took
+  part in, added when it leaves (no per-step counting kernel);
 - the loop works in the constraints' scaled space ``z = x / scale`` (eps in std units for
   tabular data); the L-inf ball intersected with the feasible box is itself a box, so a
   PGD step projects with one ``clamp``; immutable features get a box of width zero;
 - integer and one-hot features are projected at the end by
-  :meth:`~bastion.attacks.constraints.FeatureConstraints.project`, then every candidate is
-  re-checked with a final model prediction (counted as a query) within eps (+1e-6).
+  :meth:`~bastion.attacks.constraints.FeatureConstraints.project` (after the ball projection
+  is redone in float64), then every candidate is re-checked with a final model prediction
+  (counted as a query) within eps (+1e-6). Clean and final predictions run the module as
+  the adapter's ``predict`` does (float32 rows, full precision, argmax or the sign of a
+  single logit), inside the attack's eval mode, and count in ``model.n_queries``.
 """
 
 from __future__ import annotations
