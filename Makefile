@@ -15,7 +15,8 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml
-	$(PIP) install --quiet -e '.[onnx]'
+	$(PIP) install --quiet '$(TORCH_PIN)'
+	$(PIP) install --quiet -e '.[onnx,torch]'
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml

@@ -19,7 +19,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert run(["demo", "--out", str(tmp_path)]) == 0
     expected = {"junit.xml", "report.html", "report.json", "report.sarif", "summary.md"}
     reports = {}
-    for scenario in ("breast_cancer", "diabetes"):
+    for scenario in ("breast_cancer", "diabetes", "digits"):
         folder = tmp_path / scenario
         assert (folder / "bastion.yaml").exists()
         assert (folder / "data" / "train.csv").exists()
@@ -34,3 +34,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     fairness = {f["check_id"]: f for f in reports["diabetes"]["findings"]}
     groups = {g["group"] for g in fairness["FA001"]["evidence"]["by_group"]}
     assert any("sex" in g and "age_band" in g for g in groups)  # intersectional groups
+    # the Attack pillar: every attack check ran, and the extraction failure is waived visibly
+    for check_id in ("ADV001", "EXT001", "PRV001", "POI001"):
+        assert bc[check_id]["status"] not in ("skipped", "error"), bc[check_id]["message"]
+    if bc["EXT001"]["status"] == "fail":
+        assert bc["EXT001"]["waiver"]["owner"] == "ml-platform@hospital.example"
+    assert fairness["PRV002"]["status"] in ("pass", "fail")
+    digits = {f["check_id"]: f for f in reports["digits"]["findings"]}
+    adv = digits["ADV001"]
+    assert adv["status"] in ("pass", "fail")
+    assert reports["digits"]["model"]["format"] == "torch-export"
+    assert adv["metrics"]["robust_accuracy"] < adv["metrics"]["clean_accuracy"]
+    assert [s["attack"] for s in adv["evidence"]["stages"]][:2] == ["apgd-ce", "apgd-dlr"]

@@ -1,6 +1,6 @@
 """``bastion demo``: the gate end to end on real data that ships with scikit-learn.
 
-Two scenarios, each written as a real project folder (CSV files, a model file, a
+Three scenarios, each written as a real project folder (CSV files, a model file, a
 ``bastion.yaml``) and checked exactly as ``bastion check`` would:
 
 - ``breast_cancer``: a diagnostic classifier (malignant vs benign) compared with a simpler
@@ -8,13 +8,22 @@ Two scenarios, each written as a real project folder (CSV files, a model file, a
 - ``diabetes``: a disease-progression risk classifier (target: progression above the median),
   judged for fairness across sex and an age band.
 
-Models are saved as ONNX (no code runs when an ONNX file loads), so the demo needs the
-``onnx`` extra: ``pip install 'bastion[onnx]'``, which ``make demo`` installs.
+- ``digits``: a small torch CNN on 8x8 digits, exported with ``torch.export``, attacked
+  white-box (APGD-CE, APGD-DLR, then Square on the points still standing).
+
+The Attack pillar joins with demo-sized budgets: black-box evasion, model extraction (waived,
+visibly, with an owner and an expiry date), membership inference and label issues on breast
+cancer; attribute inference of ``sex`` on diabetes; white-box evasion on digits.
+
+Scikit-learn models are saved as ONNX (no code runs when an ONNX file loads), so the demo needs
+the ``onnx`` extra; the digits scenario needs the ``torch`` extra and is skipped without it.
+``make demo`` installs both.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +49,27 @@ class _Scenario:
     model: Any
     baseline: Any | None
     policy: dict[str, Any]
+    # writes a non-ONNX model file into the project folder; returns the policy's model section
+    writer: Callable[[Path], dict[str, Any]] | None = None
 
 
 def run_demo(out: Path) -> int:
-    """Build both scenarios under ``out``, run the gate on each, print the verdicts."""
+    """Build the scenarios under ``out``, run the gate on each, print the verdicts."""
     from bastion.cli.commands import run_check
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     verdicts: list[tuple[str, int]] = []
-    for scenario in (_breast_cancer(), _diabetes()):
+    scenarios = [_breast_cancer(), _diabetes()]
+    digits = _digits()
+    if digits is None:
+        console.print(
+            "[yellow]torch is not installed: skipping the white-box attack scenario (digits); "
+            "pip install 'bastion[torch]' to see it[/]"
+        )
+    else:
+        scenarios.append(digits)
+    for scenario in scenarios:
         folder = out / scenario.name
         policy_path = _write_project(folder, scenario)
         console.rule(f"[bold]{scenario.title}")
@@ -73,7 +93,10 @@ def _write_project(folder: Path, scenario: _Scenario) -> Path:
     scenario.test.to_csv(data / "test.csv", index=False)
     policy = dict(scenario.policy)
     features = [c for c in scenario.train.columns if c not in _non_model_columns(scenario)]
-    policy["model"] = _export(scenario.model, folder / "model.onnx", features, "model")
+    if scenario.writer is not None:
+        policy["model"] = scenario.writer(folder)
+    else:
+        policy["model"] = _export(scenario.model, folder / "model.onnx", features, "model")
     if scenario.baseline is not None:
         policy["baseline"] = _export(
             scenario.baseline, folder / "champion.onnx", features, "champion"
@@ -142,8 +165,32 @@ def _breast_cancer() -> _Scenario:
                 "calibration": {"max_ece": 0.1},
                 "baseline_comparison": {"metric": "accuracy"},
             },
+            # the Attack pillar, with demo-sized budgets: black-box evasion (an ONNX model
+            # has no gradients), model stealing, membership inference, label issues
+            "robustness": {
+                "evasion": {
+                    "eps": 0.25,
+                    "n_points": 80,
+                    "max_queries_per_sample": 300,
+                    "max_seconds": 20,
+                    "min_robust_accuracy": 0.5,
+                }
+            },
+            "extraction": {"extraction": {"budget": 300, "max_fidelity": 0.95}},
+            "privacy": {"membership": {"max_auc": 0.6, "n_points": 150}},
+            "poisoning": {"label_issues": {"max_flagged_fraction": 0.05}},
         },
         "gate": {"fail_on": "medium", "required": ["MV001", "DQ012"]},
+        # a visible, expiring exception: a logistic model behind an open API is easy to copy
+        "waivers": [
+            {
+                "check": "EXT001",
+                "reason": "served only inside the hospital network, per-client rate limits "
+                "at the gateway (ticket SEC-142)",
+                "owner": "ml-platform@hospital.example",
+                "expires": "2027-06-30",
+            }
+        ],
         "report": {"allow_raw_rows": False},
     }
     return _Scenario(
@@ -198,6 +245,8 @@ def _diabetes() -> _Scenario:
                 "equalized_odds": {"max_difference": 0.2},
                 "disparate_impact": {"min_ratio": 0.8},
             },
+            # can the model's answers reveal a patient's sex? (model inversion)
+            "privacy": {"attribute_inference": {"attribute": "sex", "max_advantage": 0.05}},
         },
         "gate": {"fail_on": "high", "required": ["FA001"]},
     }
@@ -211,3 +260,97 @@ def _diabetes() -> _Scenario:
         None,
         policy,
     )
+
+
+def _digits() -> _Scenario | None:
+    """A small torch CNN on 8x8 digits, exported with torch.export: white-box evasion."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits(as_frame=True)
+    frame = bunch.frame.rename(columns={"target": "digit"})
+    train, test = _split(frame, "digit")
+    pixels = [c for c in frame.columns if c != "digit"]
+    net = _train_digits_cnn(torch, train[pixels].to_numpy(np.float32), train["digit"].to_numpy())
+
+    def write(folder: Path) -> dict[str, Any]:
+        example = (torch.zeros(4, 1, 8, 8),)
+        batch = torch.export.Dim("batch")
+        program = torch.export.export(net, example, dynamic_shapes=({0: batch},))
+        torch.export.save(program, folder / "model.pt2")
+        return {"path": "model.pt2", "name": "digits-cnn", "input_shape": [1, 8, 8]}
+
+    policy = {
+        "version": 1,
+        "project": "digits-cnn-robustness",
+        "seed": SEED,
+        "data": {
+            "train": "data/train.csv",
+            "test": "data/test.csv",
+            "target": "digit",
+            # pixels are 0..16 by construction: declared bounds, not inferred ones
+            "schema": {p: {"type": "numeric", "min": 0, "max": 16} for p in pixels},
+        },
+        "checks": {
+            # ten classes of about 10% each: the default minority share (10%) suits binary data
+            "data": {"label_balance": {"min_minority_fraction": 0.05}},
+            "validation": {"performance": {"min_accuracy": 0.9}},
+            "robustness": {
+                "evasion": {
+                    "attack": "auto",
+                    "eps": 2.0,  # L-inf, in pixel units (1/8 of the range)
+                    "eps_curve": [0.5, 1.0, 2.0, 4.0],
+                    "n_points": 200,
+                    "max_queries_per_sample": 700,
+                    "max_seconds": 40,
+                    "min_robust_accuracy": 0.3,
+                }
+            },
+        },
+        "gate": {"fail_on": "high", "required": ["ADV001"]},
+    }
+    return _Scenario(
+        "digits",
+        "Image classifier: a torch CNN on 8x8 digits, white-box evasion (APGD + Square)",
+        train,
+        test,
+        "digit",
+        net,
+        None,
+        policy,
+        writer=write,
+    )
+
+
+def _train_digits_cnn(torch: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """A few seconds of training on CPU; the returned model takes pixel units (0..16)."""
+    torch.manual_seed(SEED)
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 2 * 2, 10),
+    )
+    images = torch.from_numpy(X / 16.0).reshape(-1, 1, 8, 8)
+    labels = torch.from_numpy(y.astype(np.int64))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(SEED)
+    for _ in range(15):
+        for idx in torch.randperm(len(images), generator=gen).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(images[idx]), labels[idx]).backward()
+            opt.step()
+    net.eval()
+    # trained on pixels / 16; folding the scale into the first convolution lets the exported
+    # model take pixel units (0..16), the units the CSV files and the declared bounds use
+    with torch.no_grad():
+        net[0].weight /= 16.0
+    return net

@@ -24,6 +24,7 @@ from bastion.checks import CHECKS, CheckContext
 from bastion.config import parse_policy
 from bastion.data.dataset import Dataset
 from bastion.data.schema import FeatureSchema
+from bastion.exceptions import ConfigError
 from bastion.findings import Status
 from bastion.models.callable import CallableAdapter
 from bastion.models.sklearn import SklearnAdapter
@@ -172,7 +173,7 @@ def test_capabilities_decide_the_attack_or_skip(data: dict[str, Any]) -> None:
     assert skipped.status is Status.SKIPPED
     assert "predict_proba" in skipped.message
     # a wrong attack name is a policy error (exit 2), named with the known attacks
-    with pytest.raises(ValidationError, match="expected auto or one of .*square.*got 'nope'"):
+    with pytest.raises(ValidationError, match=r"expected auto or one of .*square.*got 'nope'"):
         EvasionCheckConfig(attack="nope")
     with pytest.raises(ValidationError, match="membership_threshold"):
         EvasionCheckConfig(attack="membership_threshold")
@@ -274,3 +275,13 @@ def test_white_box_auto_on_a_torch_image_model() -> None:
     assert (
         np.abs(np.array(sample["adversarial"]) - np.array(sample["original"])).max() <= 4.0 + 1e-6
     )
+
+
+def test_steps_option_reaches_the_attack(data: dict[str, Any]) -> None:
+    from bastion.attacks.checks.robustness import _configured
+
+    assert _configured("pgd", 7).config.steps == 7  # type: ignore[attr-defined]
+    assert _configured("apgd", 9).config.n_iter == 9  # type: ignore[attr-defined]
+    assert _configured("hopskipjump", 5).config.max_iter == 5  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="has no iteration count"):
+        _configured("square", 3)

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from bastion.attacks.base import ATTACKS, EvasionAttack
+from bastion.attacks.base import ATTACKS, Attack, EvasionAttack
 from bastion.attacks.budget import Budget
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.evasion._blackbox import change_report
@@ -107,6 +107,7 @@ class EvasionCheckConfig(CheckConfig):
     min_robust_accuracy: Fraction | None = None
     max_attack_success_rate: Fraction | None = None
     n_samples: int = Field(default=3, ge=0, le=50)
+    steps: int | None = Field(default=None, ge=1)
 
     @field_validator("attack")
     @classmethod
@@ -123,6 +124,21 @@ class EvasionCheckConfig(CheckConfig):
         if value is not None and not all(np.isfinite(v) and v > 0 for v in value):
             raise ValueError(f"every eps_curve radius must be a finite number > 0; got {value}")
         return value
+
+
+def _configured(attack_id: str, steps: int | None) -> Attack:
+    """The attack with ``steps`` iterations where it has such a knob (PGD ``steps``, APGD
+    and ``auto`` ``n_iter``, HopSkipJump ``max_iter``); others keep their paper defaults."""
+    cls = ATTACKS.get(attack_id)
+    if steps is None:
+        return cls()
+    fields = cls.Config.model_fields
+    knob = next((k for k in ("steps", "n_iter", "max_iter") if k in fields), None)
+    if knob is None:
+        raise ConfigError(
+            f"checks.robustness.evasion.steps: attack {attack_id!r} has no iteration count"
+        )
+    return cls(cls.Config(**{knob: steps}))
 
 
 def resolve_attack(requested: str, model: ModelAdapter) -> str:
@@ -189,7 +205,7 @@ class EvasionCheck(Check):
                 "categories as one-hot columns and declare their one_hot_group in the schema)",
             )
         attack_id = resolve_attack(cfg.attack, model)
-        attack = ATTACKS.get(attack_id)()
+        attack = _configured(attack_id, cfg.steps)
         if not isinstance(attack, EvasionAttack):
             raise ConfigError(
                 f"checks.robustness.evasion.attack must name an evasion attack; {attack_id!r} "
