@@ -304,3 +304,34 @@ def test_real_profile_summary_renders() -> None:
     assert ">high<" in svgs[0]  # the categorical column's top values
     assert "3 more columns not drawn" in page  # 15 plottable columns, 12 drawn
     assert "<code>grade</code>" in page
+
+
+def test_robustness_curve_changes_and_adversarial_images_are_drawn() -> None:
+    import dataclasses
+
+    evidence = {
+        "eps_unit": "std",
+        "robustness_curve": [
+            {"eps": 0.5, "robust_accuracy": 0.8, "attack_success_rate": 0.1},
+            {"eps": 1.0, "robust_accuracy": 0.4, "attack_success_rate": 0.55},
+        ],
+        "perturbation_original_units": {"mean_abs_change": {"pixel_1": 1.5, "pixel_2": 0.5}},
+        "samples": [
+            {
+                "label": 3,
+                "adversarial_label": 8,
+                "original": [[0.0, 1.0], [2.0, 3.0]],
+                "adversarial": [[0.5, 1.0], [2.0, 2.5]],
+            }
+        ],
+    }
+    adv = Finding("ADV001", "Adversarial robustness", Status.FAIL, Severity.HIGH,
+                  subject="model", evidence=evidence)  # fmt: skip
+    base = make_report()
+    with_samples = dataclasses.replace(base, findings=(adv,), raw_rows_allowed=True)
+    page = render_html(with_samples)
+    for title in ("Robustness curve", "What the attack changed", "Adversarial examples"):
+        assert title in page
+    without = render(dataclasses.replace(with_samples, raw_rows_allowed=False), "html")
+    assert "Robustness curve" in without
+    assert "Adversarial examples" not in without  # samples are raw rows: dropped by default

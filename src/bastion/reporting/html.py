@@ -270,6 +270,54 @@ def _sort_key(f: Finding) -> tuple[int, int, str, str]:
     return (_STATUS_ORDER.get(f.status.value, 9), 1 if f.waived else 0, f.check_id, f.subject)
 
 
+def _robustness_plots(f: Finding, where: str, index: int) -> list[dict[str, Any]]:
+    """ADV001: the robustness curve, the mean change per feature (tabular, aggregate), and
+    adversarial images when the report carries samples (raw rows allowed)."""
+    out: list[dict[str, Any]] = []
+    curve = f.evidence.get("robustness_curve")
+    if isinstance(curve, list) and curve and all(isinstance(p, dict) for p in curve):
+        try:
+            svg = plots.robustness_curve_svg(
+                curve, str(f.evidence.get("eps_unit", "")), key=f"rob{index}"
+            )
+        except (KeyError, TypeError, ValueError):
+            svg = None
+        if svg is not None:
+            out.append(
+                {
+                    "title": "Robustness curve",
+                    "caption": f"{where}: share of all points still classified correctly, and "
+                    "share of correct points broken, as the attack radius grows.",
+                    "svg": _markup(svg),
+                }
+            )
+    units = f.evidence.get("perturbation_original_units")
+    changes = units.get("mean_abs_change") if isinstance(units, dict) else None
+    # tabular only: on images every pixel moves by about eps and the chart says nothing
+    if isinstance(changes, dict) and changes and f.evidence.get("eps_unit") == "std":
+        out.append(
+            {
+                "title": "What the attack changed",
+                "caption": f"{where}: mean absolute change per feature over the successful "
+                "adversarial examples, in each feature's own units (aggregate).",
+                "svg": _markup(
+                    plots.feature_changes_svg(changes, "mean |change|", key=f"chg{index}")
+                ),
+            }
+        )
+    samples = f.evidence.get("samples")
+    if isinstance(samples, list) and any(isinstance(s, dict) and "original" in s for s in samples):
+        out.append(
+            {
+                "title": "Adversarial examples",
+                "caption": f"{where}: originals (top) and adversarial versions (bottom) with "
+                "the model's labels.",
+                "svg": _markup(plots.adversarial_images_svg(samples, key=f"img{index}")),
+            }
+        )
+    return out
+
+
 def _finding_plots(report: Report) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen_groups: dict[str, dict[str, Any]] = {}
@@ -294,6 +342,7 @@ def _finding_plots(report: Report) -> list[dict[str, Any]]:
                     "svg": _markup(plots.calibration_svg(bins, key=f"cal{index}")),
                 }
             )
+        out.extend(_robustness_plots(f, where, index))
         grouped = _group_series(f.evidence)
         if grouped is not None:
             features = f.evidence.get("sensitive_features")

@@ -309,3 +309,76 @@ def histograms_svg(columns: Sequence[tuple[str, Mapping[str, Any]]], key: str) -
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.2)
         return _to_svg(fig, key)
+
+
+def robustness_curve_svg(curve: Sequence[Mapping[str, float]], eps_unit: str, key: str) -> str:
+    """Robust accuracy and attack success rate against the attack radius (ADV001).
+
+    Parameters
+    ----------
+    curve:
+        ``{"eps", "robust_accuracy", "attack_success_rate"}`` per radius, increasing eps.
+    eps_unit:
+        What eps is measured in (``std`` for tabular data, ``input units`` for tensors).
+    key:
+        Unique name of the plot in its page.
+
+    Example::
+
+        svg = robustness_curve_svg([{"eps": 0.5, "robust_accuracy": 0.8,
+                                     "attack_success_rate": 0.15}], "std", key="adv")
+    """
+    eps = [float(p["eps"]) for p in curve]
+    with _figure(key, 5.2, 3.4) as fig:
+        ax: Axes = fig.add_subplot()
+        ax.plot(eps, [p["robust_accuracy"] for p in curve], marker="o", color=_BLUE,
+                label="robust accuracy")  # fmt: skip
+        ax.plot(eps, [p["attack_success_rate"] for p in curve], marker="s", color=_GREY,
+                linestyle="--", label="attack success rate")  # fmt: skip
+        ax.set_xlabel(f"eps ({_plain(eps_unit)})")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.25)
+        ax.legend(loc="best")
+        return _to_svg(fig, key)
+
+
+def feature_changes_svg(changes: Mapping[str, float], unit_note: str, key: str) -> str:
+    """Mean absolute change per feature over the successful adversarial examples (tabular).
+
+    Aggregates only: one bar per feature (the 15 largest), in the feature's own units.
+    """
+    top = sorted(changes.items(), key=lambda kv: -abs(kv[1]))[:15][::-1]
+    with _figure(key, 6.0, 0.28 * len(top) + 1.0) as fig:
+        ax: Axes = fig.add_subplot()
+        ax.barh([_plain(k) for k, _ in top], [abs(v) for _, v in top], color=_BLUE)
+        ax.set_xlabel(_plain(unit_note))
+        ax.grid(alpha=0.25, axis="x")
+        return _to_svg(fig, key)
+
+
+def adversarial_images_svg(samples: Sequence[Mapping[str, Any]], key: str) -> str:
+    """Originals above their adversarial versions, with labels (tensor models, 2-D inputs)."""
+    shown = [s for s in samples if "original" in s and "adversarial" in s][:6]
+    with _figure(key, 1.6 * max(1, len(shown)), 3.6) as fig:
+        axes = fig.subplots(2, max(1, len(shown)), squeeze=False)
+        for col, sample in enumerate(shown):
+            for row, field in enumerate(("original", "adversarial")):
+                image = _as_image(sample[field])
+                ax = axes[row][col]
+                ax.imshow(image, cmap="gray_r", interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                label = sample["label"] if row == 0 else sample["adversarial_label"]
+                ax.set_title(f"{field[:3]}: {_plain(label)}", fontsize=8)
+        return _to_svg(fig, key)
+
+
+def _as_image(values: Any) -> Any:
+    import numpy as np
+
+    array = np.asarray(values, dtype=float)
+    while array.ndim > 2 and array.shape[0] == 1:  # (1, H, W) channel-first grey images
+        array = array[0]
+    if array.ndim == 3:  # (C, H, W) colour: average the channels for a grey preview
+        array = array.mean(axis=0)
+    return array
