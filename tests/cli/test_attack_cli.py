@@ -62,6 +62,7 @@ def test_evasion_black_box_on_an_onnx_model_saves_adversarial_inputs(project: Pa
     assert m["robust_accuracy"] <= m["clean_accuracy"]  # type: ignore[operator]
     saved = pd.read_csv(adv)
     assert "bastion_adversarial_success" in saved.columns
+    assert saved["bastion_row"].between(0, len(pd.read_csv(project / "data" / "test.csv"))).all()
     assert "mean_radius" in saved.columns
 
 

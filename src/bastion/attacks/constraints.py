@@ -148,7 +148,7 @@ class FeatureConstraints:
                 if spec.one_hot_group:
                     groups.setdefault(spec.one_hot_group, []).append(i)
                 if spec.min is not None or spec.max is not None:
-                    declared = not schema.inferred
+                    declared = schema.is_declared(name)
                     lower[i] = spec.min if spec.min is not None else -np.inf
                     upper[i] = spec.max if spec.max is not None else np.inf
                     source[i] = "declared" if declared else "inferred"
@@ -182,7 +182,9 @@ class FeatureConstraints:
         np.clip(out, self.lower, self.upper, out=out)
         if self.integer.any():
             cols = self.integer
-            out[:, cols] = np.clip(np.rint(out[:, cols]), self.lower[cols], self.upper[cols])
+            # integer features live on whole numbers inside the bounds: [ceil(lo), floor(hi)]
+            lo, hi = np.ceil(self.lower[cols]), np.floor(self.upper[cols])
+            out[:, cols] = np.clip(np.rint(out[:, cols]), lo, hi)
         for group in self.one_hot_groups:
             winner = np.argmax(out[:, group], axis=1)
             out[:, group] = 0.0

@@ -76,12 +76,15 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
     for cls in CHECKS:
         if cls.enabled_by_default:
             checks.setdefault(cls.category, {})[cls.name] = {"enabled": False}
+    # the attack the user asked for must run: a skipped one fails, saying why
+    required = [cls.id for cls in CHECKS if (cls.category, cls.name) in SECTIONS[request.command]]
     return {
         "project": f"bastion-attack-{request.command}",
         "seed": request.seed,
         "data": data,
         "model": model,
         "checks": checks,
+        "gate": {"required": required},
         "report": {"formats": ["json"]},
     }
 
@@ -98,12 +101,11 @@ def run_attack(request: AttackRequest) -> int:
         progress=lambda total: ProgressBar(total, f"bastion attack {request.command}"),
         artifacts=artifacts,
     )
+    if request.out is not None:  # --out always gets the JSON report, whatever is printed
+        request.out.write_text(report.to_json() + "\n", encoding="utf-8")
     if request.output_format == "json":
-        text = report.to_json()
-        if request.out is not None:
-            request.out.write_text(text + "\n", encoding="utf-8")
-        else:
-            print(text)
+        if request.out is None:
+            print(report.to_json())
     else:
         console.print(findings_table(report))
         console.print(verdict_line(report))
@@ -126,7 +128,10 @@ def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
     if path.suffix == ".npy":
         np.save(path, result.x_adv)
     else:
-        frame = pd.DataFrame(result.x_adv, columns=names)
+        frame = pd.DataFrame(result.x_adv.reshape(len(result.x_adv), -1), columns=names)
+        rows = artifacts.get("rows")
+        if rows is not None:  # which row of --data each adversarial input came from
+            frame.insert(0, "bastion_row", rows)
         frame["bastion_adversarial_success"] = result.success
         frame.to_csv(path, index=False)
     console.print(f"wrote {len(result.x_adv)} adversarial inputs to {path}", markup=False)

@@ -67,6 +67,15 @@ class FeatureSchema:
 
     columns: Mapping[str, ColumnSpec] = field(default_factory=dict)
     inferred: bool = False
+    # which columns a person declared, when the schema mixes declared and inferred specs;
+    # None: all of them, unless the whole schema is inferred
+    declared_columns: frozenset[str] | None = None
+
+    def is_declared(self, name: str) -> bool:
+        """Whether ``name``'s spec was declared (bounds from it are facts, not estimates)."""
+        if self.declared_columns is not None:
+            return name in self.declared_columns
+        return not self.inferred and name in self.columns
 
     def __contains__(self, name: object) -> bool:
         return name in self.columns
@@ -98,7 +107,11 @@ class FeatureSchema:
         """Declared specs win; columns the declaration omits come from ``inferred``."""
         columns = dict(inferred.columns)
         columns.update(self.columns)
-        return FeatureSchema(columns=columns, inferred=inferred.inferred and not self.columns)
+        return FeatureSchema(
+            columns=columns,
+            inferred=inferred.inferred and not self.columns,
+            declared_columns=frozenset(self.columns),
+        )
 
 
 def kind_of(series: pd.Series) -> ColumnKind:

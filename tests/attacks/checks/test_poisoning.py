@@ -185,7 +185,7 @@ def test_simulation_passes_a_robust_linear_model(cancer: tuple[Dataset, Dataset]
     # POI001's detector finds most of the simulated flips
     assert value(finding, "recall") >= 0.7
     assert value(finding, "precision") >= 0.5
-    assert finding.evidence["clean_reference"] == "the model under test"
+    assert finding.evidence["clean_reference"] == "retrained"  # same recipe on both sides
 
 
 def test_simulation_fails_a_backdoored_gradient_boosting_model(

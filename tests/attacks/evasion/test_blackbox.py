@@ -390,3 +390,19 @@ def test_bad_arguments_are_named() -> None:
         Square().run(model, X, y, eps=1.0, constraints=FeatureConstraints.unconstrained(3))
     with pytest.raises(ConfigError, match="max_queries=2"):
         HopSkipJump().run(model, X, y, eps=1.0, budget=Budget(max_queries=2))
+
+
+def test_budget_cuts_are_always_reported(cancer: dict[str, Any]) -> None:
+    # a budget too small for the initialisation, or a per-point cap that ends the walk early,
+    # must show up as `stopped`: a silent early end would read as robustness
+    X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]
+    tiny = Square().run(
+        SklearnAdapter(cancer["gb"]), X, y, eps=0.3, constraints=cons,
+        budget=Budget(max_queries=int(2.5 * len(X))),
+    )  # fmt: skip
+    assert tiny.stopped == "query budget"
+    capped = HopSkipJump().run(
+        SklearnAdapter(cancer["rf"]), X, y, eps=4.0, norm="2", constraints=cons,
+        budget=Budget(max_queries_per_sample=200),
+    )  # fmt: skip
+    assert capped.stopped == "query budget"

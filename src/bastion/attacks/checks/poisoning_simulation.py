@@ -8,9 +8,10 @@ What it detects
 How
     The model is retrained with its own recipe on the poisoned training set: a clone of the
     scikit-learn estimator (``fit``), or a copy of a trainable torch module from fresh
-    weights (Adam, ``epochs`` epochs). The model under test is the clean reference (it was
-    trained on the clean training set); ``retrain_clean: true`` retrains a clean copy too,
-    with the same seed, when the model was not trained on exactly ``data.train``. The
+    weights (Adam, ``epochs`` epochs). A clean copy is retrained the same way with the same
+    seed (``retrain_clean``, default true), so the accuracy drop measures the poison and not
+    a difference between training recipes; ``retrain_clean: false`` uses the model under
+    test as the clean reference (cheaper, fair only when it was trained the same way). The
     label-issue detector of POI001 then runs on the poisoned training set, and its precision
     and recall against the rows actually poisoned tell whether POI001 would have caught the
     attack. Models that cannot be retrained (ONNX, remote endpoints, bare callables) are
@@ -76,7 +77,9 @@ class PoisoningSimulationConfig(CheckConfig):
     )
     n_trigger_features: int = Field(default=3, ge=1)
     # retraining
-    retrain_clean: bool = False
+    # the clean reference is retrained with the same recipe as the poisoned copy, so the
+    # accuracy drop measures the poison, not a difference between training recipes
+    retrain_clean: bool = True
     epochs: int = Field(default=30, ge=1, le=10_000, description="torch modules only")
     # detection (POI001's detector)
     detection_method: Literal["confident_learning", "knn"] = "confident_learning"

@@ -264,6 +264,9 @@ class _Walk:
         own cap leave the walk, and a short total budget stops it."""
         costs = np.broadcast_to(np.asarray(cost, dtype=np.int64), idx.shape)
         ok = self.ledger.left(self.rows[idx]) >= costs
+        if not ok.all():
+            # a point's own query cap ended its search: the finding must say so
+            self.ledger.stopped = self.ledger.stopped or "query budget"
         self.alive[idx[~ok]] = False
         idx, costs = idx[ok], costs[ok]
         if idx.size == 0:
@@ -272,6 +275,7 @@ class _Walk:
         allowed = self.ledger.allow(total)
         if allowed < total:
             self.alive[:] = False  # the total budget or the clock ran out: finish now
+            self.ledger.stopped = self.ledger.stopped or "query budget"
             if allowed == 0:
                 return idx[:0]
             idx = idx[np.cumsum(costs) <= allowed]

@@ -263,6 +263,8 @@ class _Search:
         """Search for ``n_iter`` iterations at most; returns the iterations run."""
         n = len(self.rows)
         if self.ledger.allow(n) < n:
+            # not even the initialisation fits: say so, never a silent "robust"
+            self.ledger.stopped = self.ledger.stopped or "query budget"
             return 0
         layout, eps, rng = self.layout, self.eps, self.rng
         if self.norm == "inf":

@@ -1,0 +1,129 @@
+"""The Attack pillar's core: constraints, budgets, per-sample results and low-FPR metrics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.results import EvasionResult, low_fpr_metrics, merge_worst_case
+from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
+from bastion.exceptions import ConfigError, DataError
+
+REFERENCE = pd.DataFrame(
+    {"age": [20.0, 40.0, 60.0, 80.0], "dose": [0.0, 1.0, 2.0, 4.0], "flag": [0, 1, 0, 1]}
+)
+
+
+def test_declared_bounds_are_kept_and_the_rest_inferred_with_a_margin() -> None:
+    declared = FeatureSchema({"dose": ColumnSpec("dose", ColumnKind.NUMERIC, min=0, max=10)})
+    schema = declared.merged_over(FeatureSchema.infer(REFERENCE))
+    cons = FeatureConstraints.from_schema(schema, ["age", "dose", "flag"], REFERENCE)
+    assert cons.bound_source == ("inferred", "declared", "inferred")
+    assert cons.lower[0] == pytest.approx(20 - 0.05 * 60)  # inferred: train range + 5%
+    assert (cons.lower[1], cons.upper[1]) == (0, 10)  # declared: exactly as written
+    assert cons.scale[0] == pytest.approx(REFERENCE["age"].std(ddof=0))
+
+
+def test_projection_enforces_every_constraint() -> None:
+    schema = FeatureSchema(
+        {
+            "age": ColumnSpec("age", ColumnKind.INTEGER, min=18.5, max=90.5, immutable=False),
+            "sex": ColumnSpec("sex", ColumnKind.NUMERIC, immutable=True),
+            "a": ColumnSpec("a", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g"),
+            "b": ColumnSpec("b", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g"),
+        }
+    )
+    cons = FeatureConstraints.from_schema(schema, ["age", "sex", "a", "b"], None)
+    x0 = np.array([[30.0, 1.0, 1.0, 0.0], [50.0, 0.0, 0.0, 1.0]])
+    wild = np.array([[5.0, 0.0, 0.2, 0.7], [99.7, 1.0, 0.6, 0.1]])
+    out = cons.project(wild, x0)
+    assert cons.violations(out, x0) == 0
+    assert out[:, 0].tolist() == [19.0, 90.0]  # whole numbers inside [18.5, 90.5]
+    assert out[:, 1].tolist() == [1.0, 0.0]  # immutable: the original value
+    assert out[:, 2:].tolist() == [[0.0, 1.0], [1.0, 0.0]]  # one member of the group
+    assert cons.violations(wild, x0) == 2
+
+
+def test_bad_constraints_are_named() -> None:
+    bad = FeatureSchema({"x": ColumnSpec("x", ColumnKind.NUMERIC, min=2, max=1)})
+    with pytest.raises(DataError, match="'x': declared range is empty"):
+        FeatureConstraints.from_schema(bad, ["x"], None)
+    with pytest.raises(DataError, match="'zzz' is not in the reference"):
+        FeatureConstraints.from_schema(FeatureSchema(), ["zzz"], REFERENCE)
+    with pytest.raises(ConfigError, match="margin"):
+        FeatureConstraints.from_schema(FeatureSchema(), ["age"], REFERENCE, margin=-1)
+
+
+def test_budget_tracker_stops_on_queries_and_time() -> None:
+    tracker = BudgetTracker(Budget(max_queries=10))
+    assert tracker.allow(6) == 6
+    tracker.spend(6)
+    assert tracker.allow(6) == 4
+    tracker.spend(4)
+    assert tracker.allow(1) == 0
+    assert tracker.exhausted_reason == "query budget"
+    timed = BudgetTracker(Budget(max_seconds=0.01))
+    time.sleep(0.02)
+    assert timed.allow(1) == 0
+    assert timed.exhausted_reason == "time budget"
+    interrupted = BudgetTracker(Budget())
+    interrupted.interrupt()
+    assert interrupted.allow(1) == 0
+    with pytest.raises(ConfigError, match="max_queries must be >= 1"):
+        Budget(max_queries=0)
+
+
+def _result(name: str, success: list[bool], queries: list[int]) -> EvasionResult:
+    n = len(success)
+    ok = np.array(success)
+    return EvasionResult(
+        attack=name,
+        x_adv=np.zeros((n, 2)),
+        y_true=np.array([0, 0, 1, 1]),
+        clean_pred=np.array([0, 0, 1, 0]),  # the last point is wrong before any attack
+        adv_pred=np.where(ok, 1, 0),
+        success=ok,
+        perturbation=np.where(ok, 0.5, np.nan),
+        queries=np.array(queries),
+        eps=1.0,
+        norm="inf",
+        elapsed_s=0.1,
+    )
+
+
+def test_metrics_follow_the_reference_definitions() -> None:
+    r = _result("pgd", [True, False, False, False], [3, 5, 5, 1])
+    m = r.metrics()
+    assert m["clean_accuracy"] == 0.75
+    assert m["robust_accuracy"] == 0.5  # wrong-before points are not robust
+    assert m["attack_success_rate"] == pytest.approx(1 / 3)  # over points correct before
+    assert m["median_perturbation"] == 0.5  # successful points only
+    assert (m["median_queries"], m["max_queries"]) == (4.0, 5)
+
+
+def test_worst_case_over_an_ensemble() -> None:
+    first = _result("apgd-ce", [True, False, False, False], [3, 5, 5, 1])
+    second = _result("square", [False, True, False, False], [0, 7, 7, 0])
+    merged = merge_worst_case([first, second])
+    assert merged.success.tolist() == [True, True, False, False]
+    assert merged.queries.tolist() == [3, 12, 12, 1]
+    assert merged.metrics()["robust_accuracy"] == 0.25
+
+
+def test_low_fpr_metrics_read_the_roc_as_sklearn_builds_it() -> None:
+    rng = np.random.default_rng(0)
+    members = np.r_[np.ones(2000, bool), np.zeros(2000, bool)]
+    scores = np.round(rng.normal(members * 0.5, 1.0), 1)  # many ties
+    out = low_fpr_metrics(scores, members)
+    fpr, tpr, _ = roc_curve(members, scores)
+    assert out["auc"] == pytest.approx(roc_auc_score(members, scores))
+    assert out["tpr_at_1pct_fpr"] == pytest.approx(tpr[fpr <= 0.01].max())
+    assert out["advantage"] == pytest.approx(np.max(tpr - fpr))
+    few = low_fpr_metrics(scores[1900:2100], members[1900:2100])
+    assert few["tpr_at_0.1pct_fpr"] is None  # 100 non-members cannot measure 0.1% FPR
