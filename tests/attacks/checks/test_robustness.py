@@ -234,6 +234,48 @@ def test_sanity_notes_against_false_assurance() -> None:
     assert any("black-box square" in n and "gradient masking" in n for n in notes)
 
 
+def test_sanity_notes_on_rounding_rejections_and_the_query_budget() -> None:
+    from dataclasses import replace
+
+    fine = _result([True, False], 0.2, rejected_after_projection=0)
+    assert _sanity({0.2: fine}, fine, "pgd") == []
+    rejected = _result([True, False], 0.2, rejected_after_projection=3)
+    notes = _sanity({0.2: rejected}, rejected, "pgd")
+    assert any(n.startswith("3 candidates were rejected after rounding") for n in notes)
+    # auto reports its stages' rejections
+    stages = [
+        {"attack": "apgd-ce", "new_successes": 1, "rejected_after_projection": 2},
+        {"attack": "apgd-dlr", "new_successes": 0, "rejected_after_projection": 1},
+    ]
+    ensemble = _result([True, False], 0.2, stages=stages)
+    notes = _sanity({0.2: ensemble}, ensemble, "auto")
+    assert any(n.startswith("3 candidates were rejected after rounding") for n in notes)
+    cut = replace(fine, stopped="query budget")
+    notes = _sanity({0.2: cut}, cut, "pgd")
+    assert any("cut by the query budget" in n and "upper bound" in n for n in notes)
+    timed = replace(fine, stopped="time budget")
+    assert not any("query budget" in n for n in _sanity({0.2: timed}, timed, "pgd"))
+    # a black-box search ends on its per-point cap by design: no warning
+    capped = replace(fine, attack="square", stopped="query budget")
+    assert not any("query budget" in n for n in _sanity({0.2: capped}, capped, "square"))
+    # auto: a white-box stage cut, or a stage skipped for lack of budget, is a cut
+    cases: list[tuple[list[dict[str, Any]], bool]] = [
+        ([{"attack": "apgd-ce", "stopped": "query budget"}], True),
+        ([{"attack": "apgd-ce", "stopped": None}], True),
+        (
+            [
+                {"attack": "apgd-ce", "stopped": None},
+                {"attack": "square", "stopped": "query budget"},
+            ],
+            False,
+        ),
+    ]
+    for stages, warned in cases:
+        auto = replace(fine, attack="auto", stopped="query budget", extra={"stages": stages})
+        notes = _sanity({0.2: auto}, auto, "auto")
+        assert any("cut by the query budget" in n for n in notes) is warned
+
+
 @pytest.mark.slow
 def test_white_box_auto_on_a_torch_image_model() -> None:
     torch = pytest.importorskip("torch")

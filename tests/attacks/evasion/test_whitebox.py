@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import sys
@@ -373,6 +374,87 @@ def test_query_budgets_are_never_exceeded(
     assert capped.stopped == "query budget"
     with pytest.raises(ConfigError, match="max_queries"):
         PGD().run(mlp, X, y, eps=1.0, budget=Budget(max_queries=len(X)))
+
+
+@pytest.fixture(scope="module")
+def integer_pixels(digits: Any) -> FeatureConstraints:
+    """Digits pixels as INTEGER columns 0..16, eps in std units (rounding can undo a step)."""
+    names = [f"p{i}" for i in range(64)]
+    schema = FeatureSchema(
+        {name: ColumnSpec(name, ColumnKind.INTEGER, min=0, max=16) for name in names}
+    )
+    return FeatureConstraints.from_schema(
+        schema, names, pd.DataFrame(digits.X_train, columns=names)
+    )
+
+
+@pytest.fixture(scope="module")
+def square_on_integer_pixels(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], integer_pixels: FeatureConstraints
+) -> float:
+    """The black-box reference: Square's robust accuracy under the same constraints."""
+    X, y = points
+    square = ATTACKS.get("square")
+    result = square(square.Config()).run(mlp, X, y, eps=0.3, constraints=integer_pixels)  # type: ignore[attr-defined]
+    robust = result.metrics()["robust_accuracy"]
+    assert robust is not None
+    return float(robust)
+
+
+@pytest.mark.parametrize("path", ["early-exit", "no-early-exit", "checked-every-4"])
+def test_rounded_candidates_are_confirmed_before_a_point_leaves(
+    path: str,
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    integer_pixels: FeatureConstraints,
+    square_on_integer_pixels: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a point whose first continuous success was undone by integer rounding
+    used to count as robust (robust accuracy 1.00 with integers, 0.46 without)."""
+    from bastion.attacks.evasion import _torch
+
+    X, y = points
+    cons = integer_pixels
+    if path == "checked-every-4":
+        monkeypatch.setattr(_torch, "_check_every", lambda device: 4)
+    options = {"early_exit": False} if path == "no-early-exit" else {}
+    mlp.reset_counter()
+    result = PGD(PGDConfig(steps=20, **options)).run(mlp, X, y, eps=0.3, constraints=cons)  # type: ignore[arg-type]
+    assert mlp.n_queries == result.queries.sum()
+    robust = result.metrics()["robust_accuracy"]
+    assert robust is not None
+    assert square_on_integer_pixels < 0.9
+    assert robust <= square_on_integer_pixels + 0.1
+    assert result.extra["rejected_after_projection"] <= 2
+    assert result.extra["confirmation_queries"] > 0
+    _check_result(result, mlp, X, cons)
+    adv = result.x_adv[result.success]
+    np.testing.assert_array_equal(adv, np.rint(adv))
+    # the rounding-free path confirms nothing (and pays nothing for it)
+    plain = dataclasses.replace(cons, integer=np.zeros(64, dtype=bool))
+    cont = PGD(PGDConfig(steps=20)).run(mlp, X, y, eps=0.3, constraints=plain)
+    assert cont.extra["confirmation_queries"] == 0
+
+
+def test_confirmations_respect_the_per_point_budget(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], integer_pixels: FeatureConstraints
+) -> None:
+    X, y = points
+    for attack in (PGD(PGDConfig(steps=20)), APGD(APGDConfig(n_iter=20))):
+        result = attack.run(
+            mlp, X, y, eps=0.3, constraints=integer_pixels, budget=Budget(max_queries_per_sample=8)
+        )
+        assert result.queries.max() <= 8
+        assert result.stopped == "query budget"
+        assert result.success.any()
+        _check_result(result, mlp, X, integer_pixels)
+    limit = 4 * len(X)
+    total = PGD(PGDConfig(steps=20)).run(
+        mlp, X, y, eps=0.3, constraints=integer_pixels, budget=Budget(max_queries=limit)
+    )
+    assert total.queries.sum() <= limit
+    _check_result(total, mlp, X, integer_pixels)
 
 
 def test_interrupt_returns_a_partial_result(

@@ -245,6 +245,7 @@ class EvasionCheck(Check):
         # for `bastion attack evasion --save-adv`: the inputs at eps, outside the report
         ctx.artifacts["evasion_result"] = main
         ctx.artifacts["feature_names"] = list(names)
+        ctx.artifacts["rows"] = rows
         merged = _worst_case(results, eps)
         curve = _curve(results, main.clean_correct)
         sanity += _sanity(results, main, attack_id)
@@ -417,12 +418,45 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
                 f"attack success falls from {s1} points at eps={r1:g} to {s2} at eps={r2:g}: "
                 "the attack is unreliable here (too few queries or a masked loss)"
             )
+    # candidates lost to integer / one-hot rounding: each radius's own count, or its stages'
+    rejected = 0
+    for result in results.values():
+        counts = [result.extra.get("rejected_after_projection")]
+        parts = result.extra.get("stages")
+        if isinstance(parts, list):
+            counts += [s.get("rejected_after_projection") for s in parts if isinstance(s, dict)]
+        rejected += sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool))
+    if rejected > 0:
+        notes.append(
+            f"{rejected} candidates were rejected after rounding to the feature constraints; "
+            "robust accuracy may be overstated"
+        )
     if main.stopped in ("time budget", "interrupted"):
         notes.append(
             f"the attack at eps={main.eps:g} stopped early ({main.stopped}): robust accuracy "
             "is an upper bound; raise max_seconds"
         )
+    elif _cut_by_query_budget(main):
+        notes.append(
+            f"the attack at eps={main.eps:g} was cut by the query budget: robust accuracy "
+            "is an upper bound; raise max_queries / max_queries_per_sample"
+        )
     return notes
+
+
+def _cut_by_query_budget(main: EvasionResult) -> bool:
+    """Whether the query budget cut the attack short. A black-box search that spent its
+    per-point cap on the points it could not break ran its course (every query-based
+    attack ends so); a white-box loop stopped by the budget, or an auto stage skipped for
+    lack of budget, did not."""
+    if main.stopped != "query budget":
+        return False
+    stages = main.extra.get("stages")
+    if isinstance(stages, list) and stages:
+        cut = [s for s in stages if isinstance(s, dict) and s.get("stopped") == "query budget"]
+        # no stage stopped on the budget: auto skipped a later stage for lack of it
+        return not cut or any(s.get("attack") not in _BLACK_BOX for s in cut)
+    return main.attack not in _BLACK_BOX
 
 
 def _judge(

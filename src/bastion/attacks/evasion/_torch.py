@@ -21,7 +21,12 @@ Design (issue 3, "Speed"):
 - integer and one-hot features are projected at the end by
   :meth:`~bastion.attacks.constraints.FeatureConstraints.project` (after the ball projection
   is redone in float64), then every candidate is re-checked with a final model prediction
-  (counted as a query) within eps (+1e-6). Clean and final predictions run the module as
+  (counted as a query) within eps (+1e-6);
+- with integer or one-hot features, rounding often undoes a continuous success: a point
+  leaves the batch only once its *feasible* version (the same projection, on the host) is
+  confirmed misclassified by a counted prediction; rows whose rounding failed stay in the
+  batch and the attack goes on. Only the rows that just broke are copied to the host, so
+  the plain box path (no rounding) pays nothing. Clean and final predictions run the module as
   the adapter's ``predict`` does (float32 rows, full precision, argmax or the sign of a
   single logit), inside the attack's eval mode, and count in ``model.n_queries``.
 """
@@ -308,6 +313,73 @@ class _Meter:
         return self.tracker.exhausted_reason or self.reason
 
 
+class _Confirm:
+    """Confirms candidates where rounding may undo them: the feasible version of each row
+    (:func:`_project`, as the final verification) must still be misclassified within eps."""
+
+    def __init__(
+        self,
+        net: _Net,
+        meter: _Meter,
+        cons: FeatureConstraints,
+        scale: np.ndarray,
+        norm: str,
+        eps: float,
+        batch: int,
+        dtype: torch.dtype,
+    ) -> None:
+        self.net = net
+        self.meter = meter
+        self.cons = cons
+        self.scale = scale
+        self.norm = norm
+        self.eps = eps
+        self.batch = batch
+        self.dtype = dtype
+        self.queries = 0  # confirmation predictions (counted per point in chunk.queries)
+
+    def __call__(self, chunk: _Chunk, where: Tensor, z: Tensor) -> Tensor:
+        """Of the chunk rows ``where`` with iterates ``z``: which to record as found (a bool
+        mask on the device); their adversarials are written to the chunk."""
+        if chunk.orig is None or chunk.y_host is None or chunk.adv_host is None:
+            raise RuntimeError("chunk prepared without its host rows")  # pragma: no cover
+        device = z.device
+        w = where.cpu().numpy()
+        x_c, norms = _project(
+            z.double().cpu().numpy(), chunk.orig[w], self.scale, self.cons, self.norm, self.eps
+        )
+        ok = np.isfinite(x_c).all(axis=1) & (norms <= self.eps + EPS_TOLERANCE)
+        k = int(ok.sum())
+        good = np.zeros(len(w), dtype=bool)
+        if k:
+            tracker = self.meter.tracker
+            need = k + self.meter.reserve
+            if tracker.allow(need) < need:
+                # no budget to confirm: record the iterates unconfirmed, the final
+                # verification (whose queries are reserved) decides
+                self.meter.reason = tracker.exhausted_reason or "query budget"
+                chunk.adv[where] = z
+                return torch.ones(len(w), dtype=torch.bool, device=device)
+            idx, finite = self.net.predict_rows(_to_device(x_c[ok], device, self.dtype), self.batch)
+            tracker.spend(k)
+            self.queries += k
+            asked = w[ok]
+            chunk.queries[torch.as_tensor(asked, device=device)] += 1
+            broken = (idx != chunk.y_host[asked]) & finite
+            good[np.flatnonzero(ok)[broken]] = True
+            chunk.rejects[asked[~broken]] += 1
+        won = w[good]
+        if len(won):
+            z_c = x_c[good] / self.scale
+            chunk.adv_host[won] = z_c
+            chunk.adv[torch.as_tensor(won, device=device)] = torch.as_tensor(
+                z_c, dtype=chunk.adv.dtype, device=device
+            )
+            chunk.rejects[won] = 0  # they leave for good: no longer limit the batch
+        chunk.max_rejects = int(chunk.rejects.max()) if len(chunk.rejects) else 0
+        return torch.as_tensor(good, device=device)
+
+
 # -- per-chunk state ----------------------------------------------------------------------------
 class _Chunk:
     """One batch of attacked points: originals, labels, boxes and what was found so far."""
@@ -323,6 +395,14 @@ class _Chunk:
         self.forwards = 0  # loop forward passes of every point still in the batch
         self.round_start = 0  # self.forwards when the current restart began
         self.restarts = 0
+        # confirmation of rounded candidates (integer / one-hot constraints only): original
+        # rows (input units, float64), true logit columns, confirmed feasible points (scaled,
+        # float64) and each row's failed confirmations (queries the loop counter misses)
+        self.orig: np.ndarray | None = None
+        self.y_host: np.ndarray | None = None
+        self.adv_host: np.ndarray | None = None
+        self.rejects = np.zeros(x0.shape[0], dtype=np.int64)
+        self.max_rejects = 0
 
 
 def _check_every(device: torch.device) -> int:
@@ -338,6 +418,8 @@ class _Found:
     def __init__(self, z: Tensor) -> None:
         self.best = z.clone()
         self.hit = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        # confirmed rows kept in the batch (rounding, no early exit)
+        self.done = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
 
     def update(self, z: Tensor, wrong: Tensor) -> None:
         self.best.lerp_(z, (~self.hit).unsqueeze(1).to(z.dtype))
@@ -346,6 +428,7 @@ class _Found:
     def select(self, keep: Tensor) -> None:
         self.best = self.best.index_select(0, keep)
         self.hit = self.hit.index_select(0, keep)
+        self.done = self.done.index_select(0, keep)
 
 
 class _Engine:
@@ -371,6 +454,13 @@ class _Engine:
         self.zero_grad_points = torch.zeros((), dtype=torch.int64, device=device)
         self.first_step_points = 0
         self.check_every = _check_every(device)
+        self.confirm: _Confirm | None = None  # set when rounding can undo a success
+
+    @property
+    def checks(self) -> bool:
+        """Whether the per-step record is looked at during the loop (early exit, or
+        candidates to confirm)."""
+        return self.early_exit or self.confirm is not None
 
     # bookkeeping: a point's queries are the loop forwards it took part in, added when it
     # leaves the batch or when the restart ends (no per-step counting op)
@@ -406,7 +496,8 @@ class _Engine:
         """One budgeted loop forward on the working batch: per-point losses, the input
         gradient (when asked) and which points are misclassified (None: budget spent)."""
         n = int(z.shape[0])
-        if not self.meter.allow(n, chunk.forwards):
+        # a row's failed confirmations count against its per-point budget too
+        if not self.meter.allow(n, chunk.forwards + chunk.max_rejects):
             return None
         logits, losses, grad = self.net.forward(z, y, need_grad, per_point)
         self.meter.spend(n)
@@ -417,11 +508,22 @@ class _Engine:
 
     def flush(self, chunk: _Chunk, idx: Tensor, track: _Found) -> Tensor | None:
         """Record the rows ``track`` saw break and return the rows that stay (None: all)."""
+        if not self.early_exit:
+            self.confirm_in_place(chunk, idx, track)
+            return None
         if not bool(track.hit.any()):  # one device-to-host sync every check_every steps
             return None
         hit = track.hit.nonzero()[:, 0]
+        if self.confirm is not None:
+            good = self.confirm(chunk, idx[hit], track.best[hit])
+            # rows whose rounding failed record their next misclassified iterate
+            track.hit[hit[~good]] = False
+            hit = hit[good]
+            if hit.shape[0] == 0:
+                return None
+        else:
+            chunk.adv[idx[hit]] = track.best[hit]
         where = idx[hit]
-        chunk.adv[where] = track.best[hit]
         chunk.found[where] = True
         chunk.queries[where] += chunk.forwards - chunk.round_start
         keep = (~track.hit).nonzero()[:, 0]
@@ -433,11 +535,47 @@ class _Engine:
         if not bool(wrong.any()):  # the loop's one device-to-host sync
             return None
         hit = wrong.nonzero()[:, 0]
+        if self.confirm is not None:
+            good = self.confirm(chunk, idx[hit], z[hit])
+            hit = hit[good]
+            if hit.shape[0] == 0:
+                return None  # rounding undid every one: they stay in the batch
+            wrong = torch.zeros_like(wrong)
+            wrong[hit] = True
+        else:
+            chunk.adv[idx[hit]] = z[hit]
         where = idx[hit]
-        chunk.adv[where] = z[hit]
         chunk.found[where] = True
         chunk.queries[where] += chunk.forwards - chunk.round_start
         return (~wrong).nonzero()[:, 0]
+
+    def confirm_in_place(self, chunk: _Chunk, idx: Tensor, track: _Found) -> None:
+        """No early exit, with rounding: confirm new candidates, keep every row working; a
+        row whose rounding failed records its next misclassified iterate."""
+        if self.confirm is None:
+            return
+        new = track.hit & ~track.done
+        if not bool(new.any()):
+            return
+        hit = new.nonzero()[:, 0]
+        good = self.confirm(chunk, idx[hit], track.best[hit])
+        track.hit[hit[~good]] = False
+        track.done[hit[good]] = True
+        chunk.found[idx[hit[good]]] = True
+
+    def record(self, chunk: _Chunk, idx: Tensor, found: Tensor, best: Tensor) -> None:
+        """Keep the first adversarial iterate of each working row (when recorded per step);
+        with rounding, only the confirmed ones."""
+        if self.confirm is None:
+            _record(chunk, idx, found, best)
+            return
+        hit = found.nonzero()[:, 0]
+        if hit.shape[0]:
+            # rows confirmed in place (no early exit) already hold their point
+            hit = hit[~chunk.found[idx[hit]]]
+        if hit.shape[0]:
+            good = self.confirm(chunk, idx[hit], best[hit])
+            chunk.found[idx[hit[good]]] = True
 
     # geometry
     def random_start(self, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool) -> Tensor:
@@ -507,7 +645,7 @@ def _pgd_round(eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool) -> 
                 keep = eng.exits(chunk, idx, z, wrong)
             else:
                 track.update(z, wrong)
-                if eng.early_exit and not last and t % eng.check_every == eng.check_every - 1:
+                if eng.checks and not last and t % eng.check_every == eng.check_every - 1:
                     keep = eng.flush(chunk, idx, track)
             if keep is not None:
                 idx, x0, y, lo, hi, z = _select(keep, idx, x0, y, lo, hi, z)
@@ -522,7 +660,7 @@ def _pgd_round(eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool) -> 
                 z = eng.l2_project(z.add_(eng.l2_direction(grad), alpha=alpha), x0, lo, hi)
     finally:
         if track is not None:
-            _record(chunk, idx, track.hit, track.best)
+            eng.record(chunk, idx, track.hit, track.best)
         eng.close_round(chunk, idx, z)
 
 
@@ -601,7 +739,7 @@ def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -
                 keep = eng.exits(chunk, idx, z, wrong)
             else:
                 track.update(z, wrong)
-                if eng.early_exit and not last and i % eng.check_every == eng.check_every - 1:
+                if eng.checks and not last and i % eng.check_every == eng.check_every - 1:
                     keep = eng.flush(chunk, idx, track)
             if keep is not None:
                 (idx, x0, y, lo, hi, z, z_old, losses, step, z_best, grad_best, loss_best,
@@ -640,7 +778,7 @@ def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -
             grad = new_grad
     finally:
         if track is not None:
-            _record(chunk, idx, track.hit, track.best)
+            eng.record(chunk, idx, track.hit, track.best)
         eng.close_round(chunk, idx, z)
 
 
@@ -711,6 +849,8 @@ def run_attack(
 
     budget = budget or Budget()
     tracker = BudgetTracker(budget)
+    # rounding can undo a continuous success: confirm candidates as they appear
+    rounding = bool(np.asarray(cons.integer, dtype=bool).any()) or bool(cons.one_hot_groups)
     if budget.max_queries is not None and budget.max_queries < 2 * n:
         raise ConfigError(
             f"budget max_queries={budget.max_queries} cannot cover the clean predictions and "
@@ -724,6 +864,9 @@ def run_attack(
                 f"prediction and one verification); received {budget.max_queries_per_sample}"
             )
         per_point_loop = budget.max_queries_per_sample - 2
+        if rounding:
+            # one more per point: the confirmation of the feasible candidate
+            per_point_loop = max(per_point_loop - 1, 0)
 
     device = torch.device(getattr(model, "device", "cpu"))
     dtype = _param_dtype(module)
@@ -777,6 +920,8 @@ def run_attack(
         gen = torch.Generator(device=device)
         gen.manual_seed(int(seed))
         eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), gen)
+        if rounding:
+            eng.confirm = _Confirm(net, meter, cons, scale, norm, float(eps), batch, dtype)
         for start in range(0, len(attacked), batch):
             rows = attacked[start : start + batch]
             chunk = _make_chunk(
@@ -788,6 +933,10 @@ def run_attack(
                 norm,
                 float(eps),
             )
+            if rounding:
+                chunk.orig = flat[rows]
+                chunk.y_host = y_idx[start : start + len(rows)]
+                chunk.adv_host = np.full((len(rows), d), np.nan)
             try:
                 for r in range(schedule.restarts):
                     if isinstance(schedule, APGDSchedule):
@@ -802,6 +951,10 @@ def run_attack(
             hit = chunk.found.cpu().numpy()
             found[rows] = hit
             adv_z[rows[hit]] = chunk.adv[chunk.found].double().cpu().numpy()
+            if chunk.adv_host is not None:
+                # confirmed points in float64, exactly as confirmed (budget fallbacks excepted)
+                exact = hit & ~np.isnan(chunk.adv_host).any(axis=1)
+                adv_z[rows[exact]] = chunk.adv_host[exact]
             queries[rows] += chunk.queries.cpu().numpy()
             if tracker.interrupted:
                 break
@@ -845,6 +998,7 @@ def run_attack(
         "batch_size": int(options.batch_size),
         "loop_forward_passes": loop_queries,
         "rejected_after_projection": rejected,
+        "confirmation_queries": eng.confirm.queries if eng.confirm is not None else 0,
         "eps_unit": "std" if scaled else "input",
     }
     attack_name = name

@@ -260,4 +260,5 @@ def _stage(result: EvasionResult, attacked: np.ndarray, done_before: np.ndarray)
         "queries": int(result.queries.sum()),
         "time_s": round(result.elapsed_s, 6),
         "stopped": result.stopped,
+        "rejected_after_projection": int(result.extra.get("rejected_after_projection") or 0),
     }
