@@ -239,3 +239,30 @@ def test_report_profiles_suppress_rare_category_values(
         assert "@corp.example" not in render(report, fmt), fmt
     groups = report.profiles["train"]["columns"]["group"]["top"]
     assert {g["value"] for g in groups} == {"a", "b"}  # common categories stay visible
+
+
+def test_attack_checks_report_their_progress(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    class Bar:
+        def __init__(self, total: int) -> None:
+            self.details: list[str] = []
+
+        def advance(self, label: str = "") -> None: ...
+
+        def detail(self, label: str) -> None:
+            self.details.append(label)
+
+        def close(self) -> None: ...
+
+    bars: list[Bar] = []
+
+    def factory(total: int) -> Bar:
+        bars.append(Bar(total))
+        return bars[-1]
+
+    train, test = datasets(split)
+    policy = parse_policy(
+        {**POLICY, "checks": {"privacy": {"membership": {"attack": "threshold"}}}}
+    )
+    inputs = load_inputs(policy, train=train, test=test, model=fitted(train), from_policy=False)
+    run_gate(policy, inputs=inputs, categories=["privacy"], progress=factory, today=TODAY)
+    assert any(d.startswith("PRV001 membership: ") and "queries" in d for d in bars[0].details)

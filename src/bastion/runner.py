@@ -203,6 +203,11 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
         for check, ctx, skip_reason in plan:
             if skip_reason is not None:
                 findings.append(check.skip(ctx, skip_reason))
+            elif bar is not None and hasattr(bar, "detail"):
+                from bastion.attacks.budget import report_progress
+
+                with report_progress(_detail(bar, f"{check.id} {check.name}")):
+                    findings.append(check.execute(ctx))
             else:
                 findings.append(check.execute(ctx))
             if bar is not None:
@@ -244,6 +249,15 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
     )
     # the same redaction every writer applies, so a library caller never holds raw rows
     return redact(report)
+
+
+def _detail(bar: Any, name: str) -> Callable[[str], None]:
+    """A progress callback that prefixes the running check's id to an attack's progress."""
+
+    def show(text: str) -> None:
+        bar.detail(f"{name}: {text}")
+
+    return show
 
 
 # -- planning ---------------------------------------------------------------------------------

@@ -127,3 +127,14 @@ def test_low_fpr_metrics_read_the_roc_as_sklearn_builds_it() -> None:
     assert out["advantage"] == pytest.approx(np.max(tpr - fpr))
     few = low_fpr_metrics(scores[1900:2100], members[1900:2100])
     assert few["tpr_at_0.1pct_fpr"] is None  # 100 non-members cannot measure 0.1% FPR
+
+
+def test_progress_of_a_budgeted_attack_is_reported() -> None:
+    from bastion.attacks.budget import report_progress
+
+    seen: list[str] = []
+    tracker = BudgetTracker(Budget(max_queries=100, max_seconds=60))
+    with report_progress(seen.append):
+        tracker.spend(10)
+    tracker.spend(10)  # outside the block: nobody listens
+    assert seen == ["10 of 100 queries, 0 s of 60 s"]

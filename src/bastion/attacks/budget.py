@@ -10,11 +10,36 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from bastion.exceptions import ConfigError
 
-__all__ = ["Budget", "BudgetTracker"]
+__all__ = ["Budget", "BudgetTracker", "report_progress"]
+
+# where a long attack tells its progress (the CLI's progress bar); None: nobody listens
+_REPORTER: ContextVar[Callable[[str], None] | None] = ContextVar(
+    "bastion_attack_progress", default=None
+)
+_REPORT_EVERY_S = 0.25
+
+
+@contextmanager
+def report_progress(callback: Callable[[str], None]) -> Iterator[None]:
+    """Send every budgeted attack's progress (queries spent, time) to ``callback`` meanwhile.
+
+    Example::
+
+        with report_progress(lambda text: print(text)):
+            result = Square().run(model, X, y, eps=0.5)
+    """
+    token = _REPORTER.set(callback)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,7 @@ class BudgetTracker:
         self.started = time.perf_counter()
         self.exhausted_reason: str | None = None
         self.interrupted = False
+        self._reported_at = 0.0
 
     @property
     def elapsed_s(self) -> float:
@@ -83,6 +109,19 @@ class BudgetTracker:
 
     def spend(self, queries: int) -> None:
         self.queries += int(queries)
+        reporter = _REPORTER.get()
+        if reporter is not None:
+            now = time.perf_counter()
+            if now - self._reported_at >= _REPORT_EVERY_S:
+                self._reported_at = now
+                reporter(self.describe())
+
+    def describe(self) -> str:
+        """``12,345 of 200,000 queries, 14 s of 120 s``: what a progress line shows."""
+        b = self.budget
+        text = f"{self.queries:,}" + (f" of {b.max_queries:,}" if b.max_queries else "")
+        text += f" queries, {self.elapsed_s:.0f} s"
+        return text + (f" of {b.max_seconds:.0f} s" if b.max_seconds else "")
 
     def interrupt(self) -> None:
         """Called on Ctrl-C: the attack stops at its next check and returns what it has."""

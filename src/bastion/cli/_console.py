@@ -53,6 +53,10 @@ class ProgressBar:
     def advance(self, label: str = "") -> None:
         self._progress.update(self._task, advance=1, label=label)
 
+    def detail(self, label: str) -> None:
+        """Show what the running step is doing (an attack's queries and time so far)."""
+        self._progress.update(self._task, label=label)
+
     def close(self) -> None:
         self._progress.stop()
 
