@@ -140,3 +140,18 @@ def test_policy_model_formats_are_the_loaders() -> None:
 
     declared = set(typing.get_args(ModelSpec.model_fields["format"].annotation))
     assert declared == {"auto", "joblib", *LOADABLE_FORMATS}
+
+
+def test_starter_template_attack_examples_are_valid_once_uncommented() -> None:
+    text = resources.files("bastion").joinpath("templates/bastion.yaml").read_text("utf-8")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Attack pillar is opt-in" in line)
+    block = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  # "):
+            break
+        block.append("  " + line[4:])  # "  # robustness:" -> "  robustness:"
+    policy = parse_policy(yaml.safe_load("checks:\n" + "\n".join(block)), source="template")
+    assert {"ADV001", "EXT001", "PRV001", "PRV002", "POI001", "POI002"} <= {
+        c.id for c in policy.enabled_checks()
+    }
