@@ -295,8 +295,6 @@ def _digits() -> _Scenario | None:
             "schema": {p: {"type": "numeric", "min": 0, "max": 16} for p in pixels},
         },
         "checks": {
-            # ten classes of about 10% each: the default minority share (10%) suits binary data
-            "data": {"label_balance": {"min_minority_fraction": 0.05}},
             "validation": {"performance": {"min_accuracy": 0.9}},
             "robustness": {
                 "evasion": {

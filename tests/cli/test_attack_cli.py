@@ -84,3 +84,16 @@ def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[
     assert code == 2
     assert "no-such-attack" in capsys.readouterr().err
     assert report == {}
+
+
+def test_saved_adversarial_inputs_agree_with_the_report(project: Path) -> None:
+    adv = project / "adv.csv"
+    _, report = attack(
+        project, "evasion", "--eps", "1.0", "--budget", "200", "--save-adv", str(adv)
+    )
+    m = metrics_of(report, "ADV001")
+    saved = pd.read_csv(adv)
+    correct = m["clean_accuracy"] * len(saved)  # type: ignore[operator]
+    assert saved["bastion_adversarial_success"].sum() == round(
+        m["attack_success_rate"] * correct  # type: ignore[operator]
+    )

@@ -46,3 +46,24 @@ def test_single_class_fails(make_ctx) -> None:
 def test_continuous_target_is_skipped(make_ctx) -> None:
     frame = pd.DataFrame({"x": range(200), "y": np.linspace(0, 1, 200)})
     assert LabelBalance().run(make_ctx(frame, target="y")).status is Status.SKIPPED
+
+
+def test_the_limit_scales_with_the_number_of_classes() -> None:
+    import pandas as pd
+
+    from bastion.checks import CheckContext
+    from bastion.data.dataset import Dataset
+
+    # ten balanced classes (about 9.7-10.3% each) pass the default, written for binary targets
+    labels = [i % 10 for i in range(1000)][:-3]
+    ds = Dataset.from_frame(pd.DataFrame({"x": range(len(labels)), "y": labels}), target="y")
+    finding = LabelBalance().run(CheckContext(dataset=ds, subject="dataset:data"))
+    assert finding.status.value == "pass"
+    assert finding.threshold["applied_limit"] == pytest.approx(0.02)
+    # a binary target keeps the limit as written
+    skewed = Dataset.from_frame(
+        pd.DataFrame({"x": range(100), "y": [0] * 95 + [1] * 5}), target="y"
+    )
+    result = LabelBalance().run(CheckContext(dataset=skewed, subject="dataset:data"))
+    assert result.status.value == "fail"
+    assert result.threshold["applied_limit"] == pytest.approx(0.1)

@@ -242,11 +242,11 @@ class EvasionCheck(Check):
 
         results = _run_curve(attack, model, X, y, eps, radii, cfg, constraints, seed, started)
         main = results[eps]
-        # for `bastion attack evasion --save-adv`: the inputs at eps, outside the report
-        ctx.artifacts["evasion_result"] = main
+        merged = _worst_case(results, eps)
+        # for `bastion attack evasion --save-adv`: the same worst case the metrics report
+        ctx.artifacts["evasion_result"] = merged
         ctx.artifacts["feature_names"] = list(names)
         ctx.artifacts["rows"] = rows
-        merged = _worst_case(results, eps)
         curve = _curve(results, main.clean_correct)
         sanity += _sanity(results, main, attack_id)
 

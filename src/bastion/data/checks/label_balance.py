@@ -8,7 +8,9 @@ ATLAS AML.T0020, OWASP ML02).
 Metric definitions (over rows with a non-null label):
 
 - ``minority_fraction``: rows of the rarest class / labelled rows; compared with
-  ``min_minority_fraction``. A target with a single class has a minority fraction of 0.
+  ``min_minority_fraction`` scaled by ``2 / n_classes`` (never up): the limit is written for
+  a binary target, and a balanced target of k classes has shares of 1/k, so ten balanced
+  classes (10% each) pass the default 10% (limit 2%). A single class has a fraction of 0.
 - ``majority_fraction``: rows of the most frequent class / labelled rows.
 - ``imbalance_ratio``: majority count / minority count (Deepchecks' class imbalance ratio
   is its inverse).
@@ -101,14 +103,15 @@ class LabelBalance(Check):
             minority_share = fraction(minority, labelled)
             ratio = majority / minority
         majority_share = fraction(majority, labelled)
-        failed = minority_share < config.min_minority_fraction
+        limit = config.min_minority_fraction * min(1.0, 2.0 / max(len(counts), 1))
+        failed = minority_share < limit
         if len(counts) < 2:
             message = f"target {target!r} holds a single class"
         else:
             message = (
                 f"rarest class is {minority_share:.2%} of {labelled} labelled rows "
-                f"(most frequent {majority_share:.2%}); needs at least "
-                f"{config.min_minority_fraction:.2%}"
+                f"(most frequent {majority_share:.2%}); needs at least {limit:.2%}"
+                + (f" ({len(counts)} classes)" if len(counts) > 2 else "")
             )
         return self.finding(
             ctx,
@@ -121,7 +124,10 @@ class LabelBalance(Check):
                 "majority_fraction": majority_share,
                 "imbalance_ratio": ratio,
             },
-            threshold={"min_minority_fraction": config.min_minority_fraction},
+            threshold={
+                "min_minority_fraction": config.min_minority_fraction,
+                "applied_limit": limit,
+            },
             evidence={
                 "class_counts": dict(sorted(counts.items())),
                 "minority_class": minority_label,
