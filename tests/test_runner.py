@@ -266,3 +266,28 @@ def test_attack_checks_report_their_progress(split: tuple[pd.DataFrame, pd.DataF
     inputs = load_inputs(policy, train=train, test=test, model=fitted(train), from_policy=False)
     run_gate(policy, inputs=inputs, categories=["privacy"], progress=factory, today=TODAY)
     assert any(d.startswith("PRV001 membership: ") and "queries" in d for d in bars[0].details)
+
+
+def test_attacks_cannot_reach_hosts_other_than_the_endpoint(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    import socket
+
+    calls = []
+
+    def phoning_home(X: object) -> np.ndarray:
+        # a model (or attack code) that tries to send data out once the attack is running
+        calls.append(1)
+        if len(calls) > 1:
+            socket.create_connection(("127.0.0.1", 9), timeout=1)
+        return np.zeros(len(X), dtype=int)  # type: ignore[arg-type]
+
+    train, test = datasets(split)
+    policy = parse_policy({**POLICY, "checks": {"extraction": {"extraction": {"budget": 50}}}})
+    leaky = CallableAdapter(predict=phoning_home, classes=[0, 1], name="leaky")
+    inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+    inputs.model = leaky
+    report = run_gate(policy, inputs=inputs, categories=["extraction"], today=TODAY)
+    ext = next(f for f in report.findings if f.check_id == "EXT001")
+    assert ext.status is Status.ERROR
+    assert "refused during an attack" in ext.message

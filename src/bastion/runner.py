@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -200,15 +201,22 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
     findings: list[Finding] = []
     t0 = time.perf_counter()
     try:
+        endpoints = _endpoint_urls(inputs)
         for check, ctx, skip_reason in plan:
             if skip_reason is not None:
                 findings.append(check.skip(ctx, skip_reason))
-            elif bar is not None and hasattr(bar, "detail"):
-                from bastion.attacks.budget import report_progress
+                continue
+            with ExitStack() as stack:
+                if check.category in _ATTACK_CATEGORIES:
+                    from bastion.attacks.budget import report_progress
+                    from bastion.attacks.network import only_endpoints
 
-                with report_progress(_detail(bar, f"{check.id} {check.name}")):
-                    findings.append(check.execute(ctx))
-            else:
+                    # the controlled environment: no host but the endpoint under test
+                    stack.enter_context(only_endpoints(endpoints))
+                    if bar is not None and hasattr(bar, "detail"):
+                        stack.enter_context(
+                            report_progress(_detail(bar, f"{check.id} {check.name}"))
+                        )
                 findings.append(check.execute(ctx))
             if bar is not None:
                 bar.advance(f"{check.id} {check.name} {ctx.subject}".strip())
@@ -249,6 +257,20 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
     )
     # the same redaction every writer applies, so a library caller never holds raw rows
     return redact(report)
+
+
+_ATTACK_CATEGORIES = frozenset({"robustness", "extraction", "poisoning", "privacy"})
+
+
+def _endpoint_urls(inputs: GateInputs) -> list[str]:
+    """The remote endpoints under test, the only hosts an attack may reach."""
+    urls = []
+    for model in (inputs.model, inputs.baseline):
+        endpoint = getattr(model, "endpoint", None)
+        url = getattr(endpoint, "url", None)
+        if isinstance(url, str):
+            urls.append(url)
+    return urls
 
 
 def _detail(bar: Any, name: str) -> Callable[[str], None]:

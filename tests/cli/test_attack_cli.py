@@ -97,3 +97,21 @@ def test_saved_adversarial_inputs_agree_with_the_report(project: Path) -> None:
     assert saved["bastion_adversarial_success"].sum() == round(
         m["attack_success_rate"] * correct  # type: ignore[operator]
     )
+
+
+def test_attacking_a_remote_endpoint_passes_the_network_guard(project: Path) -> None:
+    from bastion.gateway.oip import create_oip_app, run_in_thread
+    from bastion.models.loading import load_model
+
+    app = create_oip_app({"diagnosis": load_model(project / "model.onnx")})
+    out = project / "remote.json"
+    with run_in_thread(app) as url:
+        code = run(
+            ["attack", "extraction", "--remote-url", url, "--remote-model", "diagnosis",
+             "--data", str(project / "data" / "test.csv"), "--target", "diagnosis",
+             "--budget", "100", "--format", "json", "--out", str(out)]
+        )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert code in (0, 1)
+    assert report["model"]["format"] == "remote-oip"
+    assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
