@@ -197,32 +197,8 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
         in_scope = {c.id for c in CHECKS if c.category in wanted}
         required &= in_scope
     plan = list(_plan(checks, inputs, base_ctx))
-    bar = progress(len(plan)) if progress else None
-    findings: list[Finding] = []
     t0 = time.perf_counter()
-    try:
-        endpoints = _endpoint_urls(inputs)
-        for check, ctx, skip_reason in plan:
-            if skip_reason is not None:
-                findings.append(check.skip(ctx, skip_reason))
-                continue
-            with ExitStack() as stack:
-                if check.category in _ATTACK_CATEGORIES:
-                    from bastion.attacks.budget import report_progress
-                    from bastion.attacks.network import only_endpoints
-
-                    # the controlled environment: no host but the endpoint under test
-                    stack.enter_context(only_endpoints(endpoints))
-                    if bar is not None and hasattr(bar, "detail"):
-                        stack.enter_context(
-                            report_progress(_detail(bar, f"{check.id} {check.name}"))
-                        )
-                findings.append(check.execute(ctx))
-            if bar is not None:
-                bar.advance(f"{check.id} {check.name} {ctx.subject}".strip())
-    finally:
-        if bar is not None:
-            bar.close()
+    findings = _execute(plan, _endpoint_urls(inputs), progress)
     timings["checks_s"] = time.perf_counter() - t0
 
     allow_raw = policy.spec.report.allow_raw_rows
@@ -280,6 +256,43 @@ def _detail(bar: Any, name: str) -> Callable[[str], None]:
         bar.detail(f"{name}: {text}")
 
     return show
+
+
+def _execute(
+    plan: Sequence[tuple[Check, CheckContext, str | None]],
+    endpoints: Sequence[str],
+    progress: ProgressFactory | None,
+) -> list[Finding]:
+    """Run the plan in order; attacks run inside the controlled environment."""
+    bar = progress(len(plan)) if progress else None
+    findings: list[Finding] = []
+    try:
+        for check, ctx, skip_reason in plan:
+            if skip_reason is not None:
+                findings.append(check.skip(ctx, skip_reason))
+            else:
+                with ExitStack() as stack:
+                    if check.category in _ATTACK_CATEGORIES:
+                        _enter_attack_environment(stack, endpoints, bar, check)
+                    findings.append(check.execute(ctx))
+            if bar is not None:
+                bar.advance(f"{check.id} {check.name} {ctx.subject}".strip())
+    finally:
+        if bar is not None:
+            bar.close()
+    return findings
+
+
+def _enter_attack_environment(
+    stack: ExitStack, endpoints: Sequence[str], bar: Any, check: Check
+) -> None:
+    """No host but the endpoint under test; the attack's progress shown on the bar."""
+    from bastion.attacks.budget import report_progress
+    from bastion.attacks.network import only_endpoints
+
+    stack.enter_context(only_endpoints(endpoints))
+    if bar is not None and hasattr(bar, "detail"):
+        stack.enter_context(report_progress(_detail(bar, f"{check.id} {check.name}")))
 
 
 # -- planning ---------------------------------------------------------------------------------
