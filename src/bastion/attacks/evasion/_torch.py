@@ -22,6 +22,10 @@ Design (issue 3, "Speed"):
   :meth:`~bastion.attacks.constraints.FeatureConstraints.project` (after the ball projection
   is redone in float64), then every candidate is re-checked with a final model prediction
   (counted as a query) within eps (+1e-6);
+- with box constraints only (no integer, no one-hot: images), the setup casts, the final
+  ball projection, the immutable reset, the clamp to bounds, the norms and the verification
+  prediction run on the device in float64 (the numpy path's operations; L2 norms may differ
+  from numpy's in the last bit), with no host copy per chunk; x_adv comes back once;
 - with integer or one-hot features, rounding often undoes a continuous success: a point
   leaves the batch only once its *feasible* version (the same projection, on the host) is
   confirmed misclassified by a counted prediction; rows whose rounding failed stay in the
@@ -230,14 +234,22 @@ class _Net:
         """Logit column predicted for each row (input units, on the device, as ``predict``
         sees them: float32 rows in the module's dtype, full precision) and whether its logits
         were finite; one copy to the host at the end."""
+        idx, finite = self.predict_tensors(rows, batch)
+        return idx.cpu().numpy(), finite.cpu().numpy()
+
+    def predict_tensors(self, rows: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        """:meth:`predict_rows` left on the device (no host sync)."""
         idx, finite = [], []
         for start in range(0, rows.shape[0], batch):
             logits = self.logits(rows[start : start + batch], scaled=False, fast=False)
             idx.append(_predict(logits))
             finite.append(torch.isfinite(logits).all(dim=1))
         if not idx:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-        return torch.cat(idx).cpu().numpy(), torch.cat(finite).cpu().numpy()
+            return (
+                torch.zeros(0, dtype=torch.int64, device=rows.device),
+                torch.zeros(0, dtype=torch.bool, device=rows.device),
+            )
+        return torch.cat(idx), torch.cat(finite)
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         if self._loss is None:
@@ -892,18 +904,31 @@ def run_attack(
         torch.as_tensor(hi_z, dtype=dtype, device=device),
     )
     frozen = None if mutable_np.all() else torch.as_tensor(~mutable_np, device=device)
+    # box constraints only (no rounding): setup, projection, norms and verification stay on
+    # the device in float64 (the numpy path's arithmetic, without its host round trips)
+    on_device = not rounding and d > 0
     queries = np.zeros(n, dtype=np.int64)
     found = np.zeros(n, dtype=bool)
-    adv_z = flat / scale
     restarts = 0
-    x_adv = flat.copy()
+    x64: Tensor | None = None
+    if on_device:
+        x64 = torch.as_tensor(flat, device=device)
+        found_dev = torch.zeros(n, dtype=torch.bool, device=device)
+        adv_dev = torch.empty((n, d), dtype=dtype, device=device)
+        queries_dev = torch.zeros(n, dtype=torch.int64, device=device)
+    else:
+        adv_z = flat / scale
+        x_adv = flat.copy()
     success = np.zeros(n, dtype=bool)
     perturbation = np.full(n, np.nan)
     rejected = 0
     nan_candidates = False
     with torch.no_grad(), _attack_mode(module, bool(options.channels_last)):
         # clean predictions: the model's own forward pass in its precision, as predict
-        x_dev = _to_device(flat, device, dtype)
+        # the same float64 -> float32 -> module dtype casts as _to_device
+        x_dev = (
+            x64.to(torch.float32).to(dtype) if x64 is not None else _to_device(flat, device, dtype)
+        )
         clean_idx, clean_finite = net.predict_rows(x_dev, batch)
         if not clean_finite.all():
             raise ModelOutputError(
@@ -924,8 +949,9 @@ def run_attack(
             eng.confirm = _Confirm(net, meter, cons, scale, norm, float(eps), batch, dtype)
         for start in range(0, len(attacked), batch):
             rows = attacked[start : start + batch]
+            rows_dev = torch.as_tensor(rows, device=device)
             chunk = _make_chunk(
-                x_dev[torch.as_tensor(rows, device=device)],
+                x_dev[rows_dev],
                 torch.as_tensor(y_idx[start : start + len(rows)], device=device),
                 net.scale,
                 bounds,
@@ -948,6 +974,14 @@ def run_attack(
             except KeyboardInterrupt:
                 tracker.interrupt()
             restarts = max(restarts, chunk.restarts)
+            if on_device:
+                # no host copy per chunk: the verification reads these on the device
+                found_dev[rows_dev] = chunk.found
+                adv_dev[rows_dev] = chunk.adv
+                queries_dev[rows_dev] += chunk.queries
+                if tracker.interrupted:
+                    break
+                continue
             hit = chunk.found.cpu().numpy()
             found[rows] = hit
             adv_z[rows[hit]] = chunk.adv[chunk.found].double().cpu().numpy()
@@ -960,7 +994,27 @@ def run_attack(
                 break
 
         # verification: project, measure, predict (full precision, counted)
-        cand = np.flatnonzero(found)
+        if x64 is not None:
+            queries += queries_dev.cpu().numpy()
+            x_adv, nan_candidates, rejected = _verify_on_device(
+                net,
+                x64,
+                found_dev,
+                adv_dev,
+                _Geometry.of(cons, scale if scaled else None, frozen, device),
+                norm,
+                float(eps),
+                batch,
+                dtype,
+                labels,
+                classes,
+                tracker,
+                queries,
+                adv_pred,
+                success,
+                perturbation,
+            )
+        cand = np.flatnonzero(found) if x64 is None else np.zeros(0, dtype=np.int64)
         if len(cand):
             x_c, norms = _project(adv_z[cand], flat[cand], scale, cons, norm, float(eps))
             finite = np.isfinite(x_c).all(axis=1)
@@ -1019,6 +1073,109 @@ def run_attack(
         stopped=meter.stopped,
         extra=extra,
     )
+
+
+# -- verification on the device (box constraints) ---------------------------------------------
+@dataclass(frozen=True)
+class _Geometry:
+    """Constraints as float64 device tensors: scale (None when all ones), bounds, immutable."""
+
+    scale: Tensor | None
+    lower: Tensor
+    upper: Tensor
+    frozen: Tensor | None
+
+    @classmethod
+    def of(
+        cls,
+        cons: FeatureConstraints,
+        scale: np.ndarray | None,
+        frozen: Tensor | None,
+        device: torch.device,
+    ) -> _Geometry:
+        def f64(a: np.ndarray) -> Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
+
+        return cls(
+            f64(scale) if scale is not None else None,
+            f64(cons.lower),
+            f64(cons.upper),
+            frozen,
+        )
+
+
+def _project_device(
+    adv_z: Tensor, x0: Tensor, geo: _Geometry, norm: str, eps: float
+) -> tuple[Tensor, Tensor]:
+    """:func:`_project` for box constraints, on float64 device tensors (same operations, in
+    the same order: ball, back to input units, immutable reset, clamp to bounds, norms)."""
+    s = geo.scale
+    delta = adv_z - (x0 / s if s is not None else x0)
+    if norm == "inf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
+        delta = delta * (eps / length.clamp_min(_TINY)).clamp_max(1.0)
+    raw = x0 + (delta * s if s is not None else delta)
+    if geo.frozen is not None:
+        raw = torch.where(geo.frozen, x0, raw)
+    x = torch.clamp(raw, geo.lower, geo.upper)
+    diff = x - x0
+    if s is not None:
+        diff = diff / s
+    norms = diff.abs().amax(dim=1) if norm == "inf" else torch.linalg.vector_norm(diff, dim=1)
+    return x, norms
+
+
+def _verify_on_device(
+    net: _Net,
+    x64: Tensor,
+    found: Tensor,
+    adv: Tensor,
+    geo: _Geometry,
+    norm: str,
+    eps: float,
+    batch: int,
+    dtype: torch.dtype,
+    labels: np.ndarray,
+    classes: np.ndarray | None,
+    tracker: BudgetTracker,
+    queries: np.ndarray,
+    adv_pred: np.ndarray,
+    success: np.ndarray,
+    perturbation: np.ndarray,
+) -> tuple[np.ndarray, bool, int]:
+    """Project the candidates, measure them and predict them (full precision, counted), on
+    the device; fills ``queries``, ``adv_pred``, ``success`` and ``perturbation`` in place and
+    returns ``x_adv`` (float64, host), whether a candidate was not finite, and how many
+    candidates were rejected."""
+    device = x64.device
+    cand_t = found.nonzero()[:, 0]
+    n_cand = int(cand_t.shape[0])
+    if n_cand == 0:
+        return x64.cpu().numpy().copy(), False, 0
+    x0 = x64.index_select(0, cand_t)
+    x_c, norms = _project_device(adv.index_select(0, cand_t).to(torch.float64), x0, geo, norm, eps)
+    finite = torch.isfinite(x_c).all(dim=1)
+    ok = (finite & (norms <= eps + EPS_TOLERANCE)).nonzero()[:, 0]
+    nan_candidates = not bool(finite.all())
+    x_ok = x_c.index_select(0, ok)
+    checked = cand_t.index_select(0, ok).cpu().numpy()
+    x_out = x64.clone()
+    if len(checked):
+        idx_t, fin_t = net.predict_tensors(x_ok.to(torch.float32).to(dtype), batch)
+        idx, logits_finite = idx_t.cpu().numpy(), fin_t.cpu().numpy()
+        tracker.spend(len(checked))
+        queries[checked] += 1
+        pred = _labels(classes, idx)
+        broken = (pred != labels[checked]) & logits_finite
+        win = checked[broken]
+        broken_t = torch.as_tensor(broken, device=device)
+        x_out[torch.as_tensor(win, device=device)] = x_ok[broken_t]
+        adv_pred[win] = pred[broken]
+        success[win] = True
+        perturbation[win] = norms.index_select(0, ok)[broken_t].cpu().numpy()
+    return x_out.cpu().numpy(), nan_candidates, n_cand - int(success.sum())
 
 
 # -- helpers ------------------------------------------------------------------------------------
