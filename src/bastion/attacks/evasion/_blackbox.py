@@ -32,6 +32,7 @@ __all__ = [
     "Norm",
     "Space",
     "as_rows",
+    "attack_inputs",
     "change_report",
     "check_threat_model",
     "clean_predictions",
@@ -56,6 +57,18 @@ def check_threat_model(eps: float, norm: str, *, eps_required: bool = True) -> N
         raise ConfigError(f"norm must be 'inf' or '2'; received {norm!r}")
     if eps_required and not (np.isfinite(eps) and eps > 0):
         raise ConfigError(f"eps must be a finite number > 0; received {eps!r}")
+
+
+def attack_inputs(
+    X: Any, y: Any, constraints: FeatureConstraints | None
+) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, Space]:
+    """Rows, their original shape, labels and the feasible space every black-box attack
+    starts from; a label count that does not match the rows is a named error."""
+    x, shape = as_rows(X)
+    labels = np.asarray(y)
+    if len(labels) != len(x):
+        raise DataError(f"y has {len(labels)} labels for {len(x)} rows of X")
+    return x, shape, labels, Space(constraints, x)
 
 
 def as_rows(X: Any) -> tuple[np.ndarray, tuple[int, ...]]:

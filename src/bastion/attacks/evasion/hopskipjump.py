@@ -55,7 +55,7 @@ from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.evasion._blackbox import (
     Ledger,
     Space,
-    as_rows,
+    attack_inputs,
     check_threat_model,
     clean_predictions,
     finalize,
@@ -64,7 +64,6 @@ from bastion.attacks.evasion._blackbox import (
     within_eps,
 )
 from bastion.attacks.results import EvasionResult
-from bastion.exceptions import DataError
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import (
     ATLAS_BLACK_BOX_OPTIMIZATION,
@@ -165,11 +164,7 @@ class HopSkipJump(EvasionAttack):
         if not isinstance(cfg, HopSkipJumpConfig):  # pragma: no cover - upgraded in __init__
             cfg = HopSkipJumpConfig()
         started = time.perf_counter()
-        x, shape = as_rows(X)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise DataError(f"y has {len(y)} labels for {len(x)} rows of X")
-        space = Space(constraints, x)
+        x, shape, y, space = attack_inputs(X, y, constraints)
         budget = budget or Budget()
         ledger = Ledger(len(x), budget.max_queries_per_sample, budget)
         clean = clean_predictions(model, x, ledger)

@@ -53,7 +53,7 @@ from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.evasion._blackbox import (
     Ledger,
     Space,
-    as_rows,
+    attack_inputs,
     check_threat_model,
     clean_predictions,
     finalize,
@@ -63,7 +63,6 @@ from bastion.attacks.evasion._blackbox import (
     uses_logits,
 )
 from bastion.attacks.results import EvasionResult
-from bastion.exceptions import DataError
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import (
     ATLAS_BLACK_BOX_OPTIMIZATION,
@@ -158,11 +157,7 @@ class Square(EvasionAttack):
         if not isinstance(cfg, SquareConfig):  # pragma: no cover - upgraded in __init__
             cfg = SquareConfig()
         started = time.perf_counter()
-        x, shape = as_rows(X)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise DataError(f"y has {len(y)} labels for {len(x)} rows of X")
-        space = Space(constraints, x)
+        x, shape, y, space = attack_inputs(X, y, constraints)
         budget = budget or Budget()
         cap = cfg.n_queries
         if budget.max_queries_per_sample is not None:
