@@ -212,3 +212,14 @@ def test_the_policy_privacy_section_runs_both_checks(cancer: tuple[Dataset, Data
     assert by_id["PRV001"].status is Status.PASS, by_id["PRV001"].message
     assert by_id["PRV001"].metrics["n_shadow"] == 4
     assert by_id["PRV002"].status is Status.PASS, by_id["PRV002"].message
+
+
+def test_a_time_cut_attack_that_passes_only_warns(cancer: tuple[Dataset, Dataset]) -> None:
+    # too little time for the shadow models asked for: fewer shadows, a weaker attack, so a
+    # result within the limits is a warning, not a clean pass
+    train, test = cancer
+    model = fitted(train, make_pipeline(StandardScaler(), LogisticRegression(C=0.01)))
+    cfg = MembershipCheckConfig(attack="shadow", n_shadow=64, max_seconds=0.05)
+    finding = MembershipCheck(cfg).execute(context(train, test, model))
+    assert finding.status is Status.WARN, finding.message
+    assert "cut short" in finding.message

@@ -203,6 +203,9 @@ class MembershipCheck(Check):
             summary += f" Stopped early ({result.stopped}): {result.n_shadow} shadow models."
         if violations:
             status, message = Status.FAIL, "Leaks membership: " + "; ".join(violations) + ". "
+        elif any(r.stopped for r in results.values()):
+            # fewer shadow models than asked: a weaker attack that passed proves less
+            status, message = Status.WARN, "Within limits, but an attack was cut short. "
         else:
             status, message = Status.PASS, "Within limits. "
         evidence: dict[str, Any] = {
