@@ -115,3 +115,50 @@ def test_attacking_a_remote_endpoint_passes_the_network_guard(project: Path) -> 
     assert code in (0, 1)
     assert report["model"]["format"] == "remote-oip"
     assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
+
+
+FACTORY_MODULE = """
+import torch
+
+
+def make() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+"""
+
+
+@pytest.mark.slow
+def test_white_box_on_torch_models_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(120, random_state=0)
+    data = tmp_path / "test.csv"
+    frame.to_csv(data, index=False)
+    (tmp_path / "tiny_factory.py").write_text(FACTORY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tiny_factory  # type: ignore[import-not-found]
+
+    net = tiny_factory.make()
+    save_file(net.state_dict(), str(tmp_path / "weights.safetensors"))
+    program = torch.export.export(
+        net.eval(), (torch.zeros(4, 30),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(program, tmp_path / "model.pt2")
+    common = ["--data", str(data), "--target", "target", "--attack", "pgd", "--steps", "10",
+              "--eps", "0.5", "--format", "json"]  # fmt: skip
+    for model_args in (
+        ["--model", str(tmp_path / "model.pt2")],
+        ["--model", str(tmp_path / "weights.safetensors"), "--factory", "tiny_factory:make"],
+    ):
+        out = tmp_path / "report.json"
+        code = run(["attack", "evasion", *model_args, *common, "--out", str(out)])
+        assert code in (0, 1)
+        report = json.loads(out.read_text())
+        adv = {f["check_id"]: f for f in report["findings"]}["ADV001"]
+        assert adv["status"] not in ("error", "skipped"), adv["message"]
+        assert adv["evidence"]["attack"] == "pgd"
+    assert run(["attack", "evasion", "--model", "m.pt2", *common, "--input-shape", "1,x"]) == 2

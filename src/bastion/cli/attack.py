@@ -39,6 +39,8 @@ class AttackRequest:
     remote_url: str | None = None
     remote_model: str | None = None
     trust_pickle: bool = False
+    factory: str | None = None
+    input_shape: list[int] | None = None
     seed: int = 0
     output_format: str = "text"
     out: Path | None = None
@@ -58,6 +60,10 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
     if request.sensitive:
         data["sensitive_features"] = list(request.sensitive)
     model: dict[str, Any] = {"trust_pickle": request.trust_pickle}
+    if request.factory:
+        model["factory"] = request.factory
+    if request.input_shape:
+        model["input_shape"] = request.input_shape
     if request.remote_url:
         if not request.remote_model:
             raise ConfigError("--remote-url needs --remote-model (the model's name there)")

@@ -17,6 +17,7 @@ import typer
 
 from bastion import __version__
 from bastion.exceptions import BastionError
+from bastion.exceptions import ConfigError as BastionConfigError
 
 app = typer.Typer(
     name="bastion",
@@ -203,10 +204,28 @@ RemoteOpt = Annotated[
 RemoteModelOpt = Annotated[
     str | None, typer.Option("--remote-model", help="The model's name on the endpoint.")
 ]
+FactoryOpt = Annotated[
+    str | None,
+    typer.Option("--factory", help="module:function building the torch model for safetensors."),
+]
+ShapeOpt = Annotated[
+    str | None, typer.Option("--input-shape", help="Reshape each row, e.g. 1,8,8 (torch).")
+]
 TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
 ]
+
+
+def _shape(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise BastionConfigError(
+            f"--input-shape: expected integers separated by commas (e.g. 1,8,8), got {text!r}"
+        ) from None
 
 
 def _attack(command: str, **kw: object) -> None:
@@ -230,7 +249,9 @@ def attack_evasion(
         float | None, typer.Option("--eps", help="Radius (std units for tabular data).")
     ] = None,
     norm: Annotated[Norm | None, typer.Option("--norm", help="inf or 2.")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Iterations (white-box).")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Iterations (PGD, APGD, HopSkipJump).")
+    ] = None,
     budget: Annotated[
         int | None, typer.Option("--budget", help="Queries per point (black-box).")
     ] = None,
@@ -243,6 +264,8 @@ def attack_evasion(
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
     trust_pickle: TrustOpt = False,
+    factory: FactoryOpt = None,
+    input_shape: ShapeOpt = None,
 ) -> None:
     """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
     evasion = {
@@ -257,6 +280,7 @@ def attack_evasion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, save_adv=save_adv,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        factory=factory, input_shape=_shape(input_shape),
         options={"evasion": {k: v for k, v in evasion.items() if v is not None}},
     )  # fmt: skip
 
@@ -277,6 +301,8 @@ def attack_extraction(
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
     trust_pickle: TrustOpt = False,
+    factory: FactoryOpt = None,
+    input_shape: ShapeOpt = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
     extraction = {"strategy": attack, "budget": budget}
@@ -285,6 +311,7 @@ def attack_extraction(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        factory=factory, input_shape=_shape(input_shape),
         options={"extraction": {k: v for k, v in extraction.items() if v is not None}},
     )  # fmt: skip
 
@@ -302,6 +329,8 @@ def attack_poisoning(
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     trust_pickle: TrustOpt = False,
+    factory: FactoryOpt = None,
+    input_shape: ShapeOpt = None,
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
     simulation = {"kind": attack} if attack else {}
@@ -309,6 +338,7 @@ def attack_poisoning(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, trust_pickle=trust_pickle,
+        factory=factory, input_shape=_shape(input_shape),
         options={"simulation": simulation},
     )  # fmt: skip
 
@@ -328,6 +358,8 @@ def attack_membership(
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
     trust_pickle: TrustOpt = False,
+    factory: FactoryOpt = None,
+    input_shape: ShapeOpt = None,
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
     membership = {"attack": attack} if attack else {}
@@ -336,6 +368,7 @@ def attack_membership(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        factory=factory, input_shape=_shape(input_shape),
         options={"membership": membership},
     )  # fmt: skip
 
@@ -353,6 +386,8 @@ def attack_inversion(
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
     trust_pickle: TrustOpt = False,
+    factory: FactoryOpt = None,
+    input_shape: ShapeOpt = None,
 ) -> None:
     """Attribute inference: how well the model's outputs reveal a sensitive attribute."""
     _attack(
@@ -360,6 +395,7 @@ def attack_inversion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, sensitive=[attribute],
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        factory=factory, input_shape=_shape(input_shape),
         options={"attribute_inference": {"attribute": attribute}},
     )  # fmt: skip
 
