@@ -335,3 +335,17 @@ def test_robustness_curve_changes_and_adversarial_images_are_drawn() -> None:
     without = render(dataclasses.replace(with_samples, raw_rows_allowed=False), "html")
     assert "Robustness curve" in without
     assert "Adversarial examples" not in without  # samples are raw rows: dropped by default
+
+
+def test_extraction_fidelity_curve_is_drawn() -> None:
+    import dataclasses
+
+    curve = [
+        {"budget": 50, "queries": 50, "fidelity": 0.9, "surrogate_accuracy": 0.88},
+        {"budget": 100, "queries": 100, "fidelity": 0.97, "surrogate_accuracy": 0.93},
+    ]
+    ext = Finding("EXT001", "Model extraction", Status.FAIL, Severity.HIGH,
+                  subject="model", evidence={"fidelity_curve": curve})  # fmt: skip
+    page = render(dataclasses.replace(make_report(), findings=(ext,)), "html")
+    assert "Model extraction: fidelity against queries" in page
+    assert "<svg" in page.split("Model extraction: fidelity against queries")[1][:3000]

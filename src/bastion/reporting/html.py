@@ -272,7 +272,8 @@ def _sort_key(f: Finding) -> tuple[int, int, str, str]:
 
 def _robustness_plots(f: Finding, where: str, index: int) -> list[dict[str, Any]]:
     """ADV001: the robustness curve, the mean change per feature (tabular, aggregate), and
-    adversarial images when the report carries samples (raw rows allowed)."""
+    adversarial images when the report carries samples (raw rows allowed); EXT001: the
+    fidelity-vs-budget curve."""
     out: list[dict[str, Any]] = []
     curve = f.evidence.get("robustness_curve")
     if isinstance(curve, list) and curve and all(isinstance(p, dict) for p in curve):
@@ -305,6 +306,21 @@ def _robustness_plots(f: Finding, where: str, index: int) -> list[dict[str, Any]
                 ),
             }
         )
+    fidelity = f.evidence.get("fidelity_curve")
+    if isinstance(fidelity, list) and fidelity and all(isinstance(p, dict) for p in fidelity):
+        try:
+            svg = plots.fidelity_curve_svg(fidelity, key=f"ext{index}")
+        except (KeyError, TypeError, ValueError):
+            svg = None
+        if svg is not None:
+            out.append(
+                {
+                    "title": "Model extraction: fidelity against queries",
+                    "caption": f"{where}: how often a copy trained on the model's answers "
+                    "agrees with it, as the attacker's query budget grows.",
+                    "svg": _markup(svg),
+                }
+            )
     samples = f.evidence.get("samples")
     if isinstance(samples, list) and any(isinstance(s, dict) and "original" in s for s in samples):
         out.append(

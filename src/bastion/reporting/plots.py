@@ -382,3 +382,35 @@ def _as_image(values: Any) -> Any:
     if array.ndim == 3:  # (C, H, W) colour: average the channels for a grey preview
         array = array.mean(axis=0)
     return array
+
+
+def fidelity_curve_svg(curve: Sequence[Mapping[str, float]], key: str) -> str:
+    """Model extraction (EXT001): the stolen copy's agreement with the model per query budget.
+
+    Parameters
+    ----------
+    curve:
+        ``{"budget", "fidelity", "surrogate_accuracy"}`` per budget, increasing.
+    key:
+        Unique name of the plot in its page.
+
+    Example::
+
+        svg = fidelity_curve_svg([{"budget": 100, "fidelity": 0.9,
+                                   "surrogate_accuracy": 0.88}], key="ext")
+    """
+    budgets = [float(p["budget"]) for p in curve]
+    with _figure(key, 5.2, 3.4) as fig:
+        ax: Axes = fig.add_subplot()
+        ax.plot(budgets, [p["fidelity"] for p in curve], marker="o", color=_BLUE,
+                label="fidelity (agrees with the model)")  # fmt: skip
+        accuracy = [p.get("surrogate_accuracy") for p in curve]
+        if all(isinstance(a, int | float) for a in accuracy):
+            values = [float(a) for a in accuracy if a is not None]
+            ax.plot(budgets, values, marker="s", color=_GREY, linestyle="--",
+                    label="stolen copy's accuracy")  # fmt: skip
+        ax.set_xlabel("queries spent")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.25)
+        ax.legend(loc="best")
+        return _to_svg(fig, key)
