@@ -78,14 +78,15 @@ class CheckConfig(BaseModel):
     severity: Severity | None = None  # overrides the check's default severity
 
 
-C = TypeVar("C", bound=CheckConfig)
+C = TypeVar("C", bound=BaseModel)
 
 
-def config_as(config: CheckConfig, cls: type[C]) -> C:
-    """``config`` as the check's own config class (a bare ``CheckConfig`` is upgraded)."""
+def config_as(config: BaseModel, cls: type[C]) -> C:
+    """``config`` as a plugin's own config class (checks and attacks): an instance of one of
+    its base classes (a bare ``CheckConfig``) is upgraded, anything else is an error."""
     if isinstance(config, cls):
         return config
-    if type(config) is CheckConfig:
+    if issubclass(cls, type(config)):
         return cls.model_validate(config.model_dump(exclude_unset=True))
     raise ConfigError(f"config must be a {cls.__qualname__}; received {type(config).__qualname__}")
 

@@ -13,7 +13,7 @@ check and the CLI can run any of them; the other families define their own ``run
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -21,12 +21,14 @@ from pydantic import BaseModel, ConfigDict
 from bastion.attacks.budget import Budget
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.results import EvasionResult
+from bastion.checks import config_as
 from bastion.models.base import Capability, ModelAdapter
 from bastion.registry import Registry
 
 __all__ = ["ATTACKS", "Attack", "AttackConfig", "EvasionAttack", "Family"]
 
 Family = Literal["evasion", "extraction", "poisoning", "privacy"]
+C = TypeVar("C", bound="AttackConfig")  # an attack's own Config class
 
 
 class AttackConfig(BaseModel):
@@ -46,7 +48,11 @@ class Attack(ABC):
     Config: ClassVar[type[AttackConfig]] = AttackConfig
 
     def __init__(self, config: AttackConfig | None = None) -> None:
-        self.config = config_as_attack(config, self.Config) if config else self.Config()
+        self.config = config_as(config, self.Config) if config else self.Config()
+
+    def options(self, cls: type[C]) -> C:
+        """The configuration as the attack's own ``Config`` class (typed for its ``run``)."""
+        return config_as(self.config, cls)
 
     def check_model(self, model: ModelAdapter) -> None:
         """Raise :class:`~bastion.exceptions.CapabilityError` before any work starts."""
@@ -78,13 +84,6 @@ class EvasionAttack(Attack):
         seed: int = 0,
     ) -> EvasionResult:
         """Attack every row of ``X`` (labels ``y``); see the class docstring."""
-
-
-def config_as_attack(config: AttackConfig, cls: type[AttackConfig]) -> AttackConfig:
-    """``config`` as the attack's own config class (a bare ``AttackConfig`` is upgraded)."""
-    if isinstance(config, cls):
-        return config
-    return cls.model_validate(config.model_dump(exclude_unset=True))
 
 
 ATTACKS: Registry[Attack] = Registry(

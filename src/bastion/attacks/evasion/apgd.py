@@ -115,9 +115,7 @@ class APGD(EvasionAttack):
         self.check_model(model)
         from bastion.attacks.evasion import _torch
 
-        cfg = self.config
-        if not isinstance(cfg, APGDConfig):  # pragma: no cover - __init__ guarantees it
-            raise TypeError("APGD needs an APGDConfig")
+        cfg = self.options(APGDConfig)
         schedule = _torch.APGDSchedule(
             n_iter=cfg.n_iter,
             loss=cfg.loss,

@@ -116,9 +116,7 @@ class AutoAttack(EvasionAttack):
             ``eps`` / ``norm`` / budget / constraints do not fit the data.
         """
         self.check_model(model)
-        cfg = self.config
-        if not isinstance(cfg, AutoConfig):  # pragma: no cover - __init__ guarantees it
-            raise TypeError("auto needs an AutoConfig")
+        cfg = self.options(AutoConfig)
         started = time.perf_counter()
         budget = budget or Budget()
         shared = {

@@ -160,9 +160,7 @@ class HopSkipJump(EvasionAttack):
         """
         self.check_model(model)
         check_threat_model(eps, norm)
-        cfg = self.config
-        if not isinstance(cfg, HopSkipJumpConfig):  # pragma: no cover - upgraded in __init__
-            cfg = HopSkipJumpConfig()
+        cfg = self.options(HopSkipJumpConfig)
         started = time.perf_counter()
         x, shape, y, space = attack_inputs(X, y, constraints)
         budget = budget or Budget()

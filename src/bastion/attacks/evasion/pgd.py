@@ -168,9 +168,7 @@ class PGD(EvasionAttack):
         self.check_model(model)
         from bastion.attacks.evasion import _torch
 
-        cfg = self.config
-        if not isinstance(cfg, PGDConfig):  # pragma: no cover - __init__ guarantees it
-            raise TypeError("PGD needs a PGDConfig")
+        cfg = self.options(PGDConfig)
         step = cfg.step_size if cfg.step_size is not None else 2.5 / cfg.steps
         schedule = _torch.PGDSchedule(
             steps=cfg.steps, step_size=step, random_start=cfg.random_start, restarts=cfg.restarts

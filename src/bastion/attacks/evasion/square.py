@@ -153,9 +153,7 @@ class Square(EvasionAttack):
         """
         self.check_model(model)
         check_threat_model(eps, norm)
-        cfg = self.config
-        if not isinstance(cfg, SquareConfig):  # pragma: no cover - upgraded in __init__
-            cfg = SquareConfig()
+        cfg = self.options(SquareConfig)
         started = time.perf_counter()
         x, shape, y, space = attack_inputs(X, y, constraints)
         budget = budget or Budget()

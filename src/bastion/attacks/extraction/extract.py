@@ -305,9 +305,7 @@ class ExtractionAttack(Attack):
         DataError
             Arrays of the wrong shape, empty, or holding NaN.
         """
-        cfg = self.config
-        if not isinstance(cfg, ExtractionConfig):  # pragma: no cover - guaranteed by Attack
-            raise ConfigError("ExtractionAttack needs an ExtractionConfig")
+        cfg = self.options(ExtractionConfig)
         self.check_model(victim)
         started = time.perf_counter()
         n_features = constraints.n_features

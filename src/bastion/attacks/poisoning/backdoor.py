@@ -76,9 +76,7 @@ class Backdoor(Attack):
         adapter (see :func:`~bastion.attacks.poisoning.simulate.simulate_poisoning`)."""
         if isinstance(model, ModelAdapter):
             self.check_model(model)
-        cfg = self.config
-        if not isinstance(cfg, BackdoorConfig):  # pragma: no cover - Attack.__init__ converts
-            cfg = BackdoorConfig.model_validate(cfg.model_dump())
+        cfg = self.options(BackdoorConfig)
         return simulate_poisoning(
             model,
             X_train,

@@ -66,9 +66,7 @@ class LabelFlip(Attack):
         adapter (see :func:`~bastion.attacks.poisoning.simulate.simulate_poisoning`)."""
         if isinstance(model, ModelAdapter):
             self.check_model(model)
-        cfg = self.config
-        if not isinstance(cfg, LabelFlipConfig):  # pragma: no cover - Attack.__init__ converts
-            cfg = LabelFlipConfig.model_validate(cfg.model_dump())
+        cfg = self.options(LabelFlipConfig)
         del constraints  # flips touch labels only
         return simulate_poisoning(
             model,

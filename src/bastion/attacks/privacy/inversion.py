@@ -200,9 +200,7 @@ class AttributeInference(Attack):
             Misaligned inputs, an unknown attribute column, an attribute with a single value
             or more than ``max_candidates`` values, or a budget below the base queries.
         """
-        cfg = self.config
-        if not isinstance(cfg, AttributeInferenceConfig):  # narrowed for mypy
-            raise ConfigError(f"{self.id} needs an AttributeInferenceConfig")
+        cfg = self.options(AttributeInferenceConfig)
         start = time.perf_counter()
         self.check_model(model)
         truth = _attribute_values(X, sensitive, attribute, "X", "sensitive")

@@ -225,9 +225,7 @@ class ThresholdMembership(_MembershipAttack):
         ConfigError
             Misaligned inputs, or members or non-members missing.
         """
-        cfg = self.config
-        if not isinstance(cfg, ThresholdMembershipConfig):  # narrowed for mypy
-            raise ConfigError(f"{self.id} needs a ThresholdMembershipConfig")
+        cfg = self.options(ThresholdMembershipConfig)
         start = time.perf_counter()
         y = np.asarray(y)
         members = np.asarray(is_member, dtype=bool)
@@ -314,9 +312,7 @@ class ShadowMembership(_MembershipAttack):
         ConfigError
             Misaligned inputs, members or non-members missing, or no pool for the shadows.
         """
-        cfg = self.config
-        if not isinstance(cfg, ShadowMembershipConfig):  # narrowed for mypy
-            raise ConfigError(f"{self.id} needs a ShadowMembershipConfig")
+        cfg = self.options(ShadowMembershipConfig)
         start = time.perf_counter()
         recipe = shadow_recipe(model, estimator)
         y = np.asarray(y)
