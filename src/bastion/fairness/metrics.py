@@ -55,6 +55,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
+from bastion._numeric import safe_divide
 from bastion.exceptions import ConfigError, DataError
 
 __all__ = [
@@ -340,23 +341,16 @@ def _group_label(names: Sequence[str], values: Sequence[Any]) -> str:
 
 
 # -- rates and aggregation (shared by point estimates and every bootstrap resample) -------
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with 0 where den == 0 (scikit-learn's nan_to_num after normalising)."""
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
 def _rates(cells: np.ndarray) -> dict[str, np.ndarray]:
     """Per-group rates from a (..., groups, 4) count table; absent groups (count 0) are NaN."""
     tn, fp, fn, tp = (cells[..., i] for i in (_TN, _FP, _FN, _TP))
     count = tn + fp + fn + tp
     absent = count == 0
     rates = {
-        "selection_rate": _safe_div(fp + tp, count),
-        "tpr": _safe_div(tp, tp + fn),
-        "fpr": _safe_div(fp, fp + tn),
-        "precision": _safe_div(tp, tp + fp),
+        "selection_rate": safe_divide(fp + tp, count),
+        "tpr": safe_divide(tp, tp + fn),
+        "fpr": safe_divide(fp, fp + tn),
+        "precision": safe_divide(tp, tp + fp),
     }
     if absent.any():  # only in bootstrap resamples, where a small group may not be drawn
         for arr in rates.values():

@@ -46,6 +46,7 @@ from typing import Final
 
 import numpy as np
 
+from bastion._numeric import safe_divide
 from bastion.exceptions import CapabilityError, ConfigError, ModelOutputError
 from bastion.models.predictions import Predictions
 
@@ -369,13 +370,6 @@ def confusion(pred: Predictions) -> tuple[np.ndarray, np.ndarray]:
 Kernel = Callable[[np.ndarray], np.ndarray]
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with 0 where den == 0 (scikit-learn's zero_division=0)."""
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
 def _confusion_kernel(pred: Predictions, metric: str) -> Kernel:
     labels, codes = np.unique(np.concatenate([pred.y_true, pred.y_pred]), return_inverse=True)
     k = len(labels)
@@ -393,28 +387,28 @@ def _confusion_kernel(pred: Predictions, metric: str) -> Kernel:
         pred_n = cm.sum(axis=1)
         total = true_n.sum(axis=1)
         if metric == "accuracy":
-            return _safe_div(tp.sum(axis=1), total)
+            return safe_divide(tp.sum(axis=1), total)
         if metric == "balanced_accuracy":
             present = true_n > 0
-            rec = _safe_div(tp, true_n)
-            return _safe_div((rec * present).sum(axis=1), present.sum(axis=1).astype(float))
+            rec = safe_divide(tp, true_n)
+            return safe_divide((rec * present).sum(axis=1), present.sum(axis=1).astype(float))
         if pred.is_binary:
             if pos < 0:
                 return np.zeros(b)
             tp_, t_, p_ = tp[:, pos], true_n[:, pos], pred_n[:, pos]
             if metric == "precision":
-                return _safe_div(tp_, p_)
+                return safe_divide(tp_, p_)
             if metric == "recall":
-                return _safe_div(tp_, t_)
-            return _safe_div(2 * tp_, t_ + p_)
+                return safe_divide(tp_, t_)
+            return safe_divide(2 * tp_, t_ + p_)
         present = (true_n + pred_n) > 0
         if metric == "precision":
-            per = _safe_div(tp, pred_n)
+            per = safe_divide(tp, pred_n)
         elif metric == "recall":
-            per = _safe_div(tp, true_n)
+            per = safe_divide(tp, true_n)
         else:
-            per = _safe_div(2 * tp, true_n + pred_n)
-        return _safe_div((per * present).sum(axis=1), present.sum(axis=1).astype(float))
+            per = safe_divide(2 * tp, true_n + pred_n)
+        return safe_divide((per * present).sum(axis=1), present.sum(axis=1).astype(float))
 
     return kernel
 
