@@ -713,3 +713,25 @@ def test_pgd_is_at_least_as_strong_as_art(
     ours = PGD(PGDConfig(steps=steps)).run(robust_mlp, X, y, eps=eps, constraints=BOX)
     assert art_robust > 0.2
     assert (ours.metrics()["robust_accuracy"] or 0) <= art_robust
+
+
+def test_pgd_step_gradient_equals_autograd_cross_entropy(mlp: TorchAdapter) -> None:
+    """PGD starts backward at the logits with softmax - one-hot: the same input gradient as
+    autograd through the summed cross-entropy."""
+    from bastion.attacks.evasion import _torch
+
+    gen = torch.Generator().manual_seed(3)
+    z = torch.rand((32, 64), generator=gen)
+    y = torch.randint(0, 10, (32,), generator=gen)
+    net = _torch._Net(
+        mlp.module, (64,), None, None, "ce", bf16=False, channels_last=False, device=z.device
+    )
+    logits, losses, grad = net.forward(z.clone(), y, need_grad=True, per_point=False)
+    assert losses is None
+    assert grad is not None
+    reference = z.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(mlp.module(reference), y, reduction="sum")
+    (expected,) = torch.autograd.grad(loss, reference)
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(logits, mlp.module(z))
+    assert net.loss_name == "ce"

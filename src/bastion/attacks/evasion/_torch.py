@@ -200,6 +200,7 @@ class _Net:
         self.loss_total = torch.zeros((), dtype=torch.float64, device=device)
         self.reshape = len(row_shape) != 1
         self._one: Tensor | None = None  # grad_outputs, allocated once
+        self._neg: Tensor | None = None
 
     def logits(self, z: Tensor, scaled: bool = True, fast: bool = True) -> Tensor:
         """Logits of scaled rows ``z`` (input rows when ``scaled`` is False); ``fast`` allows
@@ -251,6 +252,13 @@ class _Net:
             )
         return torch.cat(idx), torch.cat(finite)
 
+    def _minus_one(self, like: Tensor, y: Tensor) -> Tensor:
+        """A (rows, 1) column of -1 (cached: the working batch only shrinks)."""
+        m = self._neg
+        if m is None or m.dtype != like.dtype or m.shape[0] < y.shape[0]:
+            m = self._neg = torch.full((y.shape[0], 1), -1.0, dtype=like.dtype, device=like.device)
+        return m[: y.shape[0]]
+
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         if self._loss is None:
             self.loss_name, self._loss = _loss_function(self.requested_loss, logits.shape[1])
@@ -278,6 +286,15 @@ class _Net:
         z.requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(z)
+            if not per_point and self.requested_loss == "ce" and logits.shape[1] > 1:
+                # the summed cross-entropy's logit gradient is softmax - one-hot: backward
+                # starts at the logits, skipping the loss's forward and backward kernels
+                self.loss_name = "ce"
+                seed = torch.softmax(logits.detach(), dim=1)
+                seed.scatter_add_(1, y.unsqueeze(1), self._minus_one(seed, y))
+                (grad,) = torch.autograd.grad(logits, z, grad_outputs=seed)
+                z.requires_grad_(False)
+                return logits.detach(), None, grad
             if per_point:
                 losses = self.loss(logits, y)
                 total = losses.sum()
