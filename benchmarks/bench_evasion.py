@@ -54,6 +54,8 @@ from bastion.attacks.evasion.pgd import PGD, PGDConfig
 from bastion.models.torch import TorchAdapter
 
 SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
+SHORT_PGD = "bastion PGD, early exit off, steps/4"
+SHORT_TA = "torchattacks PGD, steps/4"
 
 
 @dataclass
@@ -209,6 +211,9 @@ def bastion_cases(
     off = {"early_exit": False, **common}
     cases: list[tuple[str, Any, int, float]] = [
         ("bastion PGD, early exit off", PGD(PGDConfig(steps=steps, **off)), steps, args.eps),
+        # a quarter of the steps: the difference from the full run is the loop alone (the
+        # fixed costs, clean predictions, transfers and verification, cancel out)
+        (SHORT_PGD, PGD(PGDConfig(steps=max(steps // 4, 1), **off)), max(steps // 4, 1), args.eps),
         ("bastion PGD, early exit on", PGD(PGDConfig(steps=steps, **common)), steps, args.eps),
         ("bastion APGD-CE, early exit off", APGD(APGDConfig(**off)), 100, args.eps),
         ("bastion APGD-DLR, early exit off", APGD(APGDConfig(loss="dlr", **off)), 100, args.eps),
@@ -261,7 +266,7 @@ def torchattacks_cases(
         return [Case("torchattacks PGD", _skipped(err), None, lambda _: float("nan"))]
     x = torch.as_tensor(X, dtype=torch.float32, device=device).reshape(-1, *SHAPES[args.model])
     t = torch.as_tensor(y, device=device)
-    out: list[Row] = []
+    out: list[Case] = []
     for eps in (args.eps, args.exit_eps):
         if not eps:
             continue
@@ -280,6 +285,21 @@ def torchattacks_cases(
                 lambda adv, e=eps: robust_of(net, adv.detach().cpu().numpy(), X, y, e),
             )
         )
+    short = max(args.steps // 4, 1)
+    quarter = torchattacks.PGD(net, eps=args.eps, alpha=2.5 * args.eps / short, steps=short)
+
+    def run_short(r: int) -> Any:
+        torch.manual_seed(r)
+        return quarter(x, t)
+
+    out.append(
+        Case(
+            SHORT_TA,
+            run_short,
+            len(X) * short,
+            lambda adv: robust_of(net, adv.detach().cpu().numpy(), X, y, args.eps),
+        )
+    )
     return out
 
 
@@ -477,6 +497,24 @@ def goals(rows: list[Row], per_floor: float, device: torch.device) -> list[str]:
         fast = per("bastion PGD bf16, early exit off")
         if fast is not None:
             out.append(f"  bf16 PGD per point-step vs fp32 floor: {fast / per_floor:.2f}x")
+    for full_name, short_name in (
+        ("bastion PGD, early exit off", SHORT_PGD),
+        ("torchattacks PGD", SHORT_TA),
+    ):
+        full, short = by.get(full_name), by.get(short_name)
+        if not (full and short and full.point_steps and short.point_steps):
+            continue
+        if full.robust is None or short.robust is None:
+            continue
+        # per point-step of the loop alone: the slope between the two runs; what is left is
+        # the fixed cost (Bastion: clean predictions, transfers and the final verification)
+        slope = (full.seconds - short.seconds) / (full.point_steps - short.point_steps)
+        fixed = full.seconds - slope * full.point_steps
+        out.append(
+            f"  {full_name.split(',')[0]} loop alone (slope between steps/4 and steps): "
+            f"{slope / per_floor:.2f}x floor; fixed cost {fixed * 1e3:.2f} ms "
+            f"({fixed / full.seconds:.0%} of the whole attack)"
+        )
     ok = None if pgd_off is None or ta is None else pgd_off <= ta
     ratio = f"{pgd_off / ta:.2f}x torchattacks" if pgd_off and ta else "torchattacks not run"
     out.append(f"  PGD per point-step (early exit off) <= torchattacks: {ratio} -> {verdict(ok)}")
