@@ -1,0 +1,200 @@
+"""Scan model files before anything loads them: formats by content, verdicts by allowlist.
+
+``scan_path`` reads a file once (memory-mapped), detects its format from its bytes (never
+its extension), and walks it with the format's scanner; containers hand their members back
+here, so nesting is followed to the depth limit. The result records the sha256 of the bytes
+that were scanned, so a loader can refuse a file that changed after its scan.
+
+Example::
+
+    >>> from bastion.supply import scan_path
+    >>> result = scan_path("model.joblib")                 # doctest: +SKIP
+    >>> result.verdict.value, [f.rule for f in result.findings]   # doctest: +SKIP
+    ('suspicious', ['SC001'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from bastion.supply import containers
+from bastion.supply.allowlist import DEFAULT_ALLOWLIST, Allowlist
+from bastion.supply.context import ScanContext, ScanLimits
+from bastion.supply.pickle_scan import is_pickle_start, scan_pickle_streams
+from bastion.supply.results import FileScan, ScanFinding, ScanVerdict
+
+__all__ = ["iter_files", "scan_bytes", "scan_path", "scan_paths"]
+
+# findings sort worst first, then by where they are
+_ORDER = {v: -v.rank for v in ScanVerdict}
+
+
+def scan_path(
+    path: str | os.PathLike[str],
+    *,
+    allow: Allowlist = DEFAULT_ALLOWLIST,
+    limits: ScanLimits | None = None,
+) -> FileScan:
+    """Scan one file.
+
+    Parameters:
+        path: the file.
+        allow: names model files may import (defaults plus the policy's ``scan.allow``).
+        limits: depth, decompression and member limits.
+
+    Returns:
+        A :class:`FileScan`; an unreadable file gives verdict ``error`` (rule SC091).
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            if size == 0:
+                return _scan(memoryview(b""), str(p), p.parent, allow, limits)
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    return _scan(view, str(p), p.parent, allow, limits)
+                finally:
+                    view.release()
+    except OSError as err:
+        finding = ScanFinding("SC091", ScanVerdict.ERROR, f"cannot read the file: {err}")
+        return FileScan(path=str(p), format="unreadable", findings=(finding,))
+
+
+def scan_bytes(
+    data: bytes | memoryview,
+    name: str,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    allow: Allowlist = DEFAULT_ALLOWLIST,
+    limits: ScanLimits | None = None,
+) -> FileScan:
+    """Scan bytes already in memory (what a loader is about to load); ``name`` labels them."""
+    folder = Path(base_dir) if base_dir is not None else None
+    return _scan(memoryview(data), name, folder, allow, limits)
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Every regular file named or found (recursively, sorted) under the given folders; links
+    are not followed out of a folder. A missing path is yielded as is (its scan reports it)."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for fname in sorted(files):
+                    full = Path(root) / fname
+                    if full.is_file() and not full.is_symlink():
+                        yield full
+        else:
+            yield p
+
+
+def scan_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    allow: Allowlist = DEFAULT_ALLOWLIST,
+    limits: ScanLimits | None = None,
+    on_file: Callable[[FileScan], None] | None = None,
+) -> list[FileScan]:
+    """Scan every file under ``paths``; ``on_file`` sees each result as it is ready."""
+    results = []
+    for file in iter_files(paths):
+        result = scan_path(file, allow=allow, limits=limits)
+        if on_file is not None:
+            on_file(result)
+        results.append(result)
+    return results
+
+
+def _scan(
+    view: memoryview,
+    label: str,
+    base_dir: Path | None,
+    allow: Allowlist,
+    limits: ScanLimits | None,
+) -> FileScan:
+    ctx = ScanContext(allow=allow, limits=limits or ScanLimits(), base_dir=base_dir)
+    ctx.dispatch = _dispatch
+    digest = hashlib.sha256(view).hexdigest()
+    fmt = _dispatch(view, "", ctx, top=True)
+    findings = sorted(ctx.findings, key=lambda f: (_ORDER[f.verdict], f.rule, f.location))
+    return FileScan(
+        path=label,
+        format=fmt,
+        findings=tuple(findings),
+        sha256=digest,
+        size=len(view),
+        globals=tuple(sorted(ctx.globals_seen)),
+    )
+
+
+def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False) -> str:
+    """Detect ``data``'s format from its bytes and scan it; returns the format's name."""
+    from bastion.supply.formats import keras, onnx, safetensors
+
+    if len(data) == 0:
+        return "empty"
+    if containers.looks_like_zip(data):
+        return containers.scan_zip(data, where, ctx)
+    kind = containers.compression_of(data)
+    if kind is not None:
+        return containers.scan_compressed(data, kind, where, ctx)
+    if containers.looks_like_npy(data):
+        return containers.scan_npy(data, where, ctx)
+    if is_pickle_start(data):
+        fmt = scan_pickle_streams(data, where, ctx)
+        if top and _has_zip_directory(data):
+            ctx.add(
+                "SC013",
+                ScanVerdict.SUSPICIOUS,
+                "the file is both a pickle and a zip archive (a polyglot): loaders that look "
+                "for the zip directory read something else",
+                where,
+            )
+            containers.scan_zip(data, where, ctx)
+        return fmt
+    if keras.looks_like_hdf5(data):
+        keras.scan_keras_h5(data, where, ctx)
+        return "hdf5"
+    if containers.looks_like_tar(data):
+        return containers.scan_tar(data, where, ctx)
+    if safetensors.looks_like_safetensors(data):
+        safetensors.scan_safetensors(data, where, ctx)
+        return "safetensors"
+    if onnx.looks_like_onnx(data):
+        onnx.scan_onnx(data, where, ctx)
+        return "onnx"
+    if _is_text(data):
+        return "text"
+    if top:
+        ctx.add(
+            "SC090",
+            ScanVerdict.SUSPICIOUS,
+            "unrecognised binary format: not a model format the scanner knows, so nothing "
+            "vouches for it",
+            where,
+        )
+    return "data"
+
+
+def _is_text(data: memoryview) -> bool:
+    head = bytes(data[:8192])
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # a multi-byte character cut at the window's end is still text
+        return err.start >= len(head) - 3
+    return True
+
+
+def _has_zip_directory(data: memoryview) -> bool:
+    tail = bytes(data[-(65536 + 22) :])
+    return b"PK\x05\x06" in tail
