@@ -42,7 +42,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert fairness["PRV002"]["status"] in ("pass", "fail")
     digits = {f["check_id"]: f for f in reports["digits"]["findings"]}
     adv = digits["ADV001"]
-    assert adv["status"] in ("pass", "fail")
+    # a sanity warning (e.g. black-box beating white-box on a point or two) makes it "warn"
+    assert adv["status"] in ("pass", "warn", "fail")
     assert reports["digits"]["model"]["format"] == "torch-export"
     assert adv["metrics"]["robust_accuracy"] < adv["metrics"]["clean_accuracy"]
     assert [s["attack"] for s in adv["evidence"]["stages"]][:2] == ["apgd-ce", "apgd-dlr"]

@@ -169,6 +169,36 @@ class ReportSection(_Strict):
     min_category_count: Annotated[int, Field(ge=1)] = 5
 
 
+_SHA256 = r"^[0-9a-fA-F]{64}$"
+
+
+class AllowEntry(_Strict):
+    """One allowlisted name, pinned to the sha256 of the module file that defines it."""
+
+    name: Annotated[str, Field(min_length=3, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")]
+    sha256: Annotated[str, Field(pattern=_SHA256)]
+
+
+class ScanSection(_Strict):
+    """``scan:``: what model files may import beyond the built-in allowlist."""
+
+    allow: list[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] | AllowEntry
+    ] = Field(default_factory=list)
+
+    def allowlist(self) -> Any:
+        """The :class:`bastion.supply.allowlist.Allowlist` these entries make."""
+        from bastion.supply.allowlist import Allowlist
+
+        names: dict[str, str | None] = {}
+        for entry in self.allow:
+            if isinstance(entry, AllowEntry):
+                names[entry.name] = entry.sha256
+            else:
+                names[entry] = None
+        return Allowlist.of(names)
+
+
 class ChecksSection(_Strict):
     data: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     validation: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
@@ -192,6 +222,7 @@ class PolicyModel(_Strict):
     gate: GateSection = Field(default_factory=GateSection)
     waivers: list[WaiverSpec] = Field(default_factory=list)
     report: ReportSection = Field(default_factory=ReportSection)
+    scan: ScanSection = Field(default_factory=ScanSection)
 
 
 class Policy:

@@ -428,6 +428,7 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
         remote=remote,
         classes=spec.classes,
         input_shape=tuple(spec.input_shape) if spec.input_shape else None,
+        allow=policy.spec.scan.allowlist(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,20 +18,27 @@ from sklearn.pipeline import Pipeline
 
 from bastion.exceptions import ConfigError, ModelError, UnsafeArtifactError
 from bastion.models.formats import sha256_file, sha256_path
-from bastion.models.loading import PICKLE_REFUSED, load_model
+from bastion.models.loading import load_model
 
 
 @pytest.mark.parametrize("compress", [0, 3, "gzip", "lzma"])
-def test_joblib_refused_by_default_with_how_to_trust(
-    tmp_path: Path, cancer_pipeline: Pipeline, compress: Any
+def test_clean_joblib_loads_through_the_restricted_unpickler(
+    tmp_path: Path,
+    cancer: tuple[pd.DataFrame, pd.Series],
+    cancer_pipeline: Pipeline,
+    compress: Any,
 ) -> None:
-    path = tmp_path / "model.onnx"  # a pickle under an innocent name
+    X, _ = cancer
+    path = tmp_path / "model.onnx"  # a pickle under an innocent name: found by content
     joblib.dump(cancer_pipeline, path, compress=compress)
-    with pytest.raises(UnsafeArtifactError) as info:
-        load_model(path)
-    assert str(info.value) == PICKLE_REFUSED.format(path=str(path), fmt="pickle")
-    assert "trust_pickle=True" in str(info.value)
-    assert isinstance(info.value, PermissionError)
+    model = load_model(path)
+    assert model.info.format == "pickle"
+    assert model.info.trusted_override is False
+    scan = model.info.details["scan"]
+    assert scan["verdict"] == "safe"
+    assert scan["sha256"] == sha256_file(path)
+    assert scan["override"] is False
+    np.testing.assert_array_equal(model.predict(X), cancer_pipeline.predict(X))
 
 
 def test_pickle_refusal_runs_nothing(tmp_path: Path) -> None:
@@ -44,25 +52,79 @@ def test_pickle_refusal_runs_nothing(tmp_path: Path) -> None:
 
     path = tmp_path / "m.pkl"
     path.write_bytes(pickle.dumps(Payload(), protocol=4))
-    with pytest.raises(UnsafeArtifactError):
+    with pytest.raises(UnsafeArtifactError) as info:
+        load_model(path)
+    assert "verdict unsafe" in str(info.value)
+    assert "SC002" in str(info.value)
+    assert "trust_pickle=True" in str(info.value)
+    assert isinstance(info.value, PermissionError)
+    assert not marker.exists()
+
+
+def test_a_gap_between_scan_and_load_cannot_run_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even if the scanner were fooled, the loader's unpickler admits only allowlisted names."""
+    from bastion.supply import scanner
+    from bastion.supply.results import FileScan
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            import os
+
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(Payload(), protocol=4))
+
+    def fooled(data: Any, name: str, **_: Any) -> FileScan:
+        return FileScan(path=name, format="pickle", sha256="0" * 64)
+
+    monkeypatch.setattr(scanner, "scan_bytes", fooled)
+    monkeypatch.setattr("bastion.supply.scan_bytes", fooled)
+    with pytest.raises(UnsafeArtifactError, match=r"posix\.mkdir|os\.mkdir"):
         load_model(path)
     assert not marker.exists()
 
 
-def test_trusted_pickle_loads_and_is_recorded(
-    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+class _Unlisted:
+    """A model class outside the allowlist (a user's own wrapper)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def predict(self, X: Any) -> Any:
+        return self.inner.predict(X)
+
+
+def test_unlisted_classes_need_the_allowlist_or_trust(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series]
 ) -> None:
-    X, _ = cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.supply import Allowlist
+
+    X, y = cancer
+    inner = LogisticRegression(max_iter=5000).fit(X.to_numpy(), y)
     path = tmp_path / "model.joblib"
-    joblib.dump(cancer_pipeline, path, compress=3)
-    model = load_model(path, trust_pickle=True, name="cancer")
-    assert model.info.trusted_override is True
-    assert model.info.to_dict()["trusted_override"] is True
-    assert model.info.format == "pickle"
-    assert model.info.name == "cancer"
-    assert model.info.sha256 == sha256_file(path)
-    assert model.info.details["object_type"] == "sklearn.pipeline.Pipeline"
-    np.testing.assert_array_equal(model.predict(X), cancer_pipeline.predict(X))
+    joblib.dump(_Unlisted(inner), path, compress=3)
+    qualname = f"{_Unlisted.__module__}._Unlisted"
+    expected = rf"\(verdict suspicious\): SC001 .*{re.escape(qualname)}"
+    with pytest.raises(UnsafeArtifactError, match=expected):
+        load_model(path)
+    listed = load_model(path, allow=Allowlist.of([qualname]))
+    assert listed.info.trusted_override is False
+    np.testing.assert_array_equal(listed.predict(X), inner.predict(X.to_numpy()))
+    trusted = load_model(path, trust_pickle=True, name="cancer")
+    assert trusted.info.trusted_override is True
+    assert trusted.info.to_dict()["trusted_override"] is True
+    assert trusted.info.details["scan"]["verdict"] == "suspicious"
+    assert trusted.info.details["scan"]["override"] is True
+    assert trusted.info.name == "cancer"
+    assert trusted.info.sha256 == sha256_file(path)
+    np.testing.assert_array_equal(trusted.predict(X), inner.predict(X.to_numpy()))
 
 
 def test_trusted_pickle_of_something_else(tmp_path: Path) -> None:
@@ -138,11 +200,10 @@ def test_torch_save_is_pickle_family(tmp_path: Path, torch_mlp: Any) -> None:
     torch = pytest.importorskip("torch")
     path = tmp_path / "model.pt"
     torch.save(torch_mlp, path)
-    with pytest.raises(UnsafeArtifactError, match="torch-pickle"):
-        load_model(path)
-    model = load_model(path, trust_pickle=True, classes=[0, 1])
-    assert model.info.trusted_override is True
+    model = load_model(path, classes=[0, 1])  # torch.nn classes only: a clean scan
+    assert model.info.trusted_override is False
     assert model.info.format == "torch-pickle"
+    assert model.info.details["scan"]["verdict"] == "safe"
 
 
 def test_torchscript_and_unknown_are_refused(tmp_path: Path) -> None:

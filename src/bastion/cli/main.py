@@ -62,6 +62,12 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+class ScanFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
 class Format(StrEnum):
     json = "json"
     html = "html"
@@ -152,6 +158,52 @@ def demo(
     from bastion.demo import run_demo
 
     run_demo(out)
+
+
+@app.command()
+def scan(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Model files or folders (folders are scanned recursively).")
+    ],
+    output_format: Annotated[
+        ScanFormat, typer.Option("--format", "-f", help="text, json or sarif.")
+    ] = ScanFormat.text,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            help="Also allow this module.Name to be imported (repeatable): your own classes.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Policy file whose scan.allow list applies."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the result to this file.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list every name each file imports.")
+    ] = False,
+) -> None:
+    """Scan model files before anything loads them; nothing is deserialized.
+
+    Formats are detected by content: pickle (protocols 0-5), joblib (any compression),
+    torch.save archives (zip and legacy), torch.export, NumPy .npy/.npz, Keras .keras/.h5,
+    ONNX, safetensors, zip and tar. A pickle may import only allowlisted callables; anything
+    else is suspicious, a known code-execution gadget is unsafe, a malformed or truncated
+    file is an error (never safe).
+
+    Exit codes: 0 every file safe, 1 something unsafe or suspicious, 2 only read errors or
+    bad usage.
+    """
+    from bastion.cli.scan import run_scan
+
+    code = run_scan(
+        paths, output_format=output_format.value, allow=allow or [], config=config, out=out,
+        verbose=verbose,
+    )  # fmt: skip
+    raise typer.Exit(code)
 
 
 @data_app.command("profile")

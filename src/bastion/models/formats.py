@@ -59,6 +59,7 @@ FORMATS = (
 PICKLE_FAMILY = frozenset({"pickle", "torch-pickle"})
 
 _CHUNK = 1 << 20
+_TEXT_PICKLE_PROBE = 1 << 20
 # ModelProto field number -> protobuf wire type (0 varint, 2 length-delimited); see onnx.proto.
 _MODEL_PROTO_FIELDS = {
     1: 0,  # ir_version
@@ -144,7 +145,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         head = fh.read(64)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _zip_format(p)
-    if _is_pickle_stream(head) or _is_compressed_pickle(p, head):
+    if _is_pickle_stream(head) or _is_compressed_pickle(p, head) or _is_text_pickle(p, head):
         return "pickle"
     if _is_safetensors(p, head):
         return "safetensors"
@@ -157,6 +158,18 @@ def _is_pickle_stream(head: bytes) -> bool:
     # Protocol 2+ pickles (everything pickle, joblib and torch have written since 2008)
     # open with PROTO (0x80) and the protocol number.
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _is_text_pickle(path: Path, head: bytes) -> bool:
+    """A protocol 0/1 pickle (text opcodes, no PROTO): parsed to its STOP by the scanner's
+    walker, which imports and runs nothing."""
+    from bastion.supply.pickle_scan import is_pickle_start
+
+    if not head or head[0] == 0x80:
+        return False
+    with open(path, "rb") as fh:
+        data = fh.read(_TEXT_PICKLE_PROBE)
+    return is_pickle_start(memoryview(data))
 
 
 def _decompressed_head(path: Path, head: bytes) -> bytes | None:

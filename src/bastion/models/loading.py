@@ -3,11 +3,16 @@
 The format is read from the file's content (:func:`bastion.models.formats.detect_format`),
 never from its extension, so a pickle renamed ``model.onnx`` is still a pickle.
 
-Fail closed: pickle and joblib files (and ``torch.save`` archives) can run arbitrary code when
-loaded, so they are refused with :class:`UnsafeArtifactError` unless the caller passes
-``trust_pickle=True``; the resulting ``ModelInfo.trusted_override`` is then True and the
-report records it. TorchScript archives and unknown formats are always refused. The artifact
-scanner (a later feature) replaces the trust flag with scan-before-load.
+Scan before load, fail closed: every file is scanned (:mod:`bastion.supply`) before anything
+reads it as a model. Pickle-family files (pickle, joblib, ``torch.save`` archives) are read
+into memory once; those bytes are scanned and, when the verdict is ``safe``, loaded through
+an unpickler that admits only the allowlisted globals (so a gap between scanner and loader
+cannot run code). A file whose scan is not clean is refused with
+:class:`UnsafeArtifactError` naming the findings, unless the caller passes
+``trust_pickle=True``: then it loads with the stock unpickler and ``ModelInfo.trusted_override``
+(recorded in the report) is True. ``ModelInfo.details["scan"]`` holds the scan's verdict,
+findings and the sha256 of the scanned bytes. TorchScript archives and unknown formats are
+always refused.
 
 Example::
 
@@ -18,24 +23,30 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.exceptions import ConfigError, ModelError, UnsafeArtifactError
 from bastion.models.base import ModelAdapter, ModelInfo
 from bastion.models.formats import FORMATS, PICKLE_FAMILY, detect_format, sha256_path
 
+if TYPE_CHECKING:
+    from bastion.supply.allowlist import Allowlist
+    from bastion.supply.results import FileScan
+
 __all__ = ["LOADABLE_FORMATS", "detect_format", "load_model"]
 
 LOADABLE_FORMATS = ("onnx", "torch-export", "safetensors", "pickle", "torch-pickle")
-PICKLE_REFUSED = (
-    "{path!r} is a {fmt} file: loading it would run any code it contains. Bastion refuses "
-    "pickle-based files by default. Convert the model to ONNX, torch.export (.pt2) or "
-    "safetensors, or, if you trust where the file came from, pass trust_pickle=True "
-    "(in bastion.yaml: model.trust_pickle: true); the report records that override."
+SCAN_REFUSED = (
+    "{path!r} ({fmt}) did not scan clean (verdict {verdict}): {findings}. Bastion loads "
+    "only files whose scan is clean. Convert the model to ONNX, torch.export (.pt2) or "
+    "safetensors; add classes you trust to scan.allow in bastion.yaml; or, if you trust where "
+    "the file came from, pass trust_pickle=True (in bastion.yaml: model.trust_pickle: true); "
+    "the report records that override."
 )
 _log = logging.getLogger(__name__)
 
@@ -67,30 +78,34 @@ def load_model(
     remote: Any = None,
     classes: Iterable[Any] | None = None,
     input_shape: Sequence[int] | None = None,
+    allow: Allowlist | None = None,
 ) -> ModelAdapter:
-    """Load a model into an adapter.
+    """Load a model into an adapter, after a scan.
 
     Parameters:
         path: a model file, or a folder holding exactly one model file (plus side files).
         format: ``"auto"`` (detect from content) or one of ``"onnx"``, ``"torch-export"``,
             ``"safetensors"``, ``"pickle"``, ``"torch-pickle"``; an explicit format must agree
             with the content when the content is recognised.
-        trust_pickle: load pickle-family files (and ``.pt2`` archives holding pickles). Only
-            for files whose origin you trust; recorded as ``info.trusted_override``.
+        trust_pickle: load a file whose scan is not clean (and ``.pt2`` archives holding
+            pickles) with the stock loaders. Only for files whose origin you trust; recorded
+            as ``info.trusted_override``.
         factory: ``"package.module:function"`` building the ``nn.Module`` for safetensors
             weights.
         name: the model's name in reports (defaults to the file name).
         remote: a :class:`bastion.models.remote.RemoteEndpoint` instead of a path.
         classes: label of each probability column, for formats that do not store them.
         input_shape: shape of one row for torch models, e.g. ``(1, 8, 8)``.
+        allow: the scan's allowlist (default: the built-in one; the policy's ``scan.allow``
+            extends it).
 
     Returns:
         The adapter; ``adapter.info`` carries name, format, path and SHA-256 (of the file, or
         of every file in the folder).
 
     Raises:
-        UnsafeArtifactError: a pickle-family file without ``trust_pickle``, a TorchScript
-            archive, or an ONNX file whose external data leaves its folder.
+        UnsafeArtifactError: a file whose scan is not clean, without ``trust_pickle``; a
+            TorchScript archive; an ONNX file whose external data leaves its folder.
         ModelError: the file is missing, of an unknown format, or does not load.
         ConfigError: the arguments contradict each other (both or neither of ``path`` and
             ``remote``, a ``factory`` without safetensors weights, an unknown ``format``).
@@ -100,7 +115,7 @@ def load_model(
 
         >>> load_model("model.joblib")  # doctest: +SKIP
         Traceback (most recent call last):
-        UnsafeArtifactError: 'model.joblib' is a pickle file: ...
+        UnsafeArtifactError: 'model.joblib' (pickle) did not scan clean (verdict unsafe): ...
         >>> load_model("weights.safetensors", factory="mypkg.nets:make_mlp")  # doctest: +SKIP
     """
     if (path is None) == (remote is None):
@@ -140,22 +155,75 @@ def load_model(
         )
     if factory is not None and fmt != "safetensors":
         raise ConfigError(f"factory= applies to safetensors weights; {str(file)!r} is {fmt!r}")
-    if fmt in PICKLE_FAMILY and not trust_pickle:
-        raise UnsafeArtifactError(PICKLE_REFUSED.format(path=str(file), fmt=fmt))
+    from bastion.supply import DEFAULT_ALLOWLIST, scan_bytes, scan_path
+
+    allowlist = allow if allow is not None else DEFAULT_ALLOWLIST
+    data: bytes | None = None
+    if fmt in PICKLE_FAMILY:
+        # read once: the bytes scanned are the bytes loaded
+        data = file.read_bytes()
+        scan = scan_bytes(data, str(file), base_dir=file.parent, allow=allowlist)
+    else:
+        scan = scan_path(file, allow=allowlist)
+    if not scan.safe:
+        if not trust_pickle:
+            raise UnsafeArtifactError(
+                SCAN_REFUSED.format(
+                    path=str(file), fmt=fmt, verdict=scan.verdict.value, findings=_brief(scan)
+                )
+            )
+        _log.warning(
+            "loading %s despite its scan (verdict %s) on explicit trust",
+            file,
+            scan.verdict.value,
+        )
 
     digest = sha256_path(given)
     info_path = str(given)
     label = name or given.name
+    overridden = not scan.safe
+    scan_details = _scan_details(scan, overridden)
 
     if fmt == "onnx":
         from bastion.models.onnx import OnnxAdapter
 
-        return OnnxAdapter.from_file(file, classes=classes, name=label, sha256=digest)
-    if fmt in ("torch-export", "safetensors"):
-        return _load_torch(
+        adapter: ModelAdapter = OnnxAdapter.from_file(
+            file, classes=classes, name=label, sha256=digest
+        )
+    elif fmt in ("torch-export", "safetensors"):
+        adapter = _load_torch(
             file, fmt, factory, trust_pickle, label, info_path, digest, classes, input_shape
         )
-    return _load_pickle(file, fmt, label, info_path, digest, classes, input_shape)
+    else:
+        assert data is not None  # read above for every pickle-family format
+        adapter = _load_pickle(
+            data, file, fmt, label, info_path, digest, classes, input_shape, allowlist,
+            overridden,
+        )  # fmt: skip
+    if data is None and sha256_path(file) != scan.sha256:
+        raise UnsafeArtifactError(
+            f"{str(file)!r} changed while it was loaded (sha256 {scan.sha256} when scanned)"
+        )
+    adapter.info.details["scan"] = scan_details
+    if overridden and not adapter.info.trusted_override:
+        adapter.info = dataclasses.replace(adapter.info, trusted_override=True)
+    return adapter
+
+
+def _brief(scan: FileScan, limit: int = 3) -> str:
+    shown = [f"{f.rule} {f.message}" for f in scan.findings[:limit]]
+    more = len(scan.findings) - limit
+    return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _scan_details(scan: FileScan, overridden: bool) -> dict[str, Any]:
+    return {
+        "verdict": scan.verdict.value,
+        "format": scan.format,
+        "sha256": scan.sha256,
+        "findings": [f.to_dict() for f in scan.findings[:20]],
+        "override": overridden,
+    }
 
 
 def _load_torch(
@@ -206,6 +274,7 @@ def _load_torch(
 
 
 def _load_pickle(
+    data: bytes,
     file: Path,
     fmt: str,
     label: str,
@@ -213,18 +282,23 @@ def _load_pickle(
     digest: str,
     classes: Iterable[Any] | None,
     input_shape: Sequence[int] | None,
+    allow: Allowlist,
+    overridden: bool,
 ) -> ModelAdapter:
-    _log.warning("deserializing pickle-family file %s on explicit trust (trust_pickle=True)", file)
+    """Unpickle the scanned bytes: restricted unpicklers after a clean scan, the stock ones
+    on an explicit override."""
+    from bastion.supply import safe_load
+
     try:
-        if fmt == "torch-pickle":
-            from bastion._optional import require
-
-            torch = require("torch", "torch.save archives")
-            obj = torch.load(file, weights_only=False, map_location="cpu")
+        if overridden:
+            _log.warning("deserializing %s with the stock unpickler on explicit trust", file)
+            obj = _load_unrestricted(data, fmt)
+        elif fmt == "torch-pickle" or data[:4] == b"PK\x03\x04":
+            obj = safe_load.load_torch_bytes(data, allow=allow)
         else:
-            import joblib  # reads plain pickles and every joblib compression
-
-            obj = joblib.load(file)
+            obj = safe_load.load_joblib_bytes(data, allow=allow)
+    except UnsafeArtifactError:
+        raise
     except Exception as err:  # unpickling raises anything
         raise ModelError(f"cannot unpickle {str(file)!r}: {err}") from err
     info = ModelInfo(
@@ -232,7 +306,7 @@ def _load_pickle(
         format=fmt,
         path=info_path,
         sha256=digest,
-        trusted_override=True,
+        trusted_override=overridden,
         details={"object_type": f"{type(obj).__module__}.{type(obj).__qualname__}"},
     )
     if callable(getattr(obj, "predict", None)):
@@ -247,6 +321,19 @@ def _load_pickle(
         f"{str(file)!r} holds a {info.details['object_type']}, which is neither an estimator "
         "with predict() nor a torch.nn.Module"
     )
+
+
+def _load_unrestricted(data: bytes, fmt: str) -> Any:
+    import io
+
+    if fmt == "torch-pickle":
+        from bastion._optional import require
+
+        torch = require("torch", "torch.save archives")
+        return torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
+    import joblib  # reads plain pickles and every joblib compression
+
+    return joblib.load(io.BytesIO(data))
 
 
 def _is_torch_module(obj: Any) -> bool:

@@ -40,7 +40,7 @@ from bastion.reporting.writers import (
 if TYPE_CHECKING:
     from bastion.report import Report
 
-__all__ = ["SARIF_SCHEMA", "SARIF_VERSION", "SarifWriter", "render_sarif"]
+__all__ = ["SARIF_SCHEMA", "SARIF_VERSION", "SarifWriter", "artifact_uri", "render_sarif"]
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -114,7 +114,8 @@ def _rule(check_id: str, findings: list[Finding]) -> dict[str, Any]:
     return rule
 
 
-def _uri(path: str) -> dict[str, str]:
+def artifact_uri(path: str) -> dict[str, str]:
+    """A SARIF ``artifactLocation`` for a path: relative to ``%SRCROOT%``, or a file URI."""
     drive = PureWindowsPath(path).drive
     if len(drive) == 2:  # C:\data\train.csv
         return {"uri": "file:///" + quote(PureWindowsPath(path).as_posix(), safe="/:")}
@@ -183,7 +184,7 @@ def _result(f: Finding, index: int, report: Report) -> dict[str, Any]:
         result["locations"] = [
             {
                 "physicalLocation": {
-                    "artifactLocation": _uri(path),
+                    "artifactLocation": artifact_uri(path),
                     "region": {"startLine": 1},
                 },
                 "message": {"text": f.subject or f.check_id},

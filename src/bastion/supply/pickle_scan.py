@@ -160,9 +160,10 @@ class _Reader:
 
 
 def is_pickle_start(data: memoryview) -> bool:
-    """Whether ``data`` opens like a pickle stream: ``PROTO`` 2-5, or a protocol-0/1 stream
+    """Whether ``data`` opens like a pickle stream: ``PROTO``, or a protocol-0/1 stream
     that parses to its ``STOP`` (text that merely starts with an opcode character fails)."""
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+    if len(data) >= 2 and data[0] == 0x80:
+        # PROTO: a pickle, whatever its protocol byte says (an unsupported one is reported)
         return True
     if len(data) < 2 or data[0] not in _PROTO0_STARTS:
         return False

@@ -29,6 +29,7 @@ from bastion.supply.results import FileScan, ScanFinding, ScanVerdict
 
 __all__ = ["iter_files", "scan_bytes", "scan_path", "scan_paths"]
 
+_HDF5 = b"\x89HDF\r\n\x1a\n"
 # findings sort worst first, then by where they are
 _ORDER = {v: -v.rank for v in ScanVerdict}
 
@@ -136,8 +137,6 @@ def _scan(
 
 def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False) -> str:
     """Detect ``data``'s format from its bytes and scan it; returns the format's name."""
-    from bastion.supply.formats import keras, onnx, safetensors
-
     if len(data) == 0:
         return "empty"
     if containers.looks_like_zip(data):
@@ -159,17 +158,27 @@ def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False)
             )
             containers.scan_zip(data, where, ctx)
         return fmt
-    if keras.looks_like_hdf5(data):
-        keras.scan_keras_h5(data, where, ctx)
-        return "hdf5"
     if containers.looks_like_tar(data):
         return containers.scan_tar(data, where, ctx)
-    if safetensors.looks_like_safetensors(data):
-        safetensors.scan_safetensors(data, where, ctx)
-        return "safetensors"
-    if onnx.looks_like_onnx(data):
-        onnx.scan_onnx(data, where, ctx)
-        return "onnx"
+    # the format modules load only when their format is plausible
+    if bytes(data[:8]) == _HDF5 or bytes(data[512:520]) == _HDF5:
+        from bastion.supply.formats import keras
+
+        if keras.looks_like_hdf5(data):
+            keras.scan_keras_h5(data, where, ctx)
+            return "hdf5"
+    if len(data) > 9 and data[8] == 0x7B:  # "{" after an 8-byte header length
+        from bastion.supply.formats import safetensors
+
+        if safetensors.looks_like_safetensors(data):
+            safetensors.scan_safetensors(data, where, ctx)
+            return "safetensors"
+    if data[0] == 0x08:  # ModelProto opens with ir_version (field 1, varint)
+        from bastion.supply.formats import onnx
+
+        if onnx.looks_like_onnx(data):
+            onnx.scan_onnx(data, where, ctx)
+            return "onnx"
     if _is_text(data):
         return "text"
     if top:
@@ -191,7 +200,7 @@ def _is_text(data: memoryview) -> bool:
         head.decode("utf-8")
     except UnicodeDecodeError as err:
         # a multi-byte character cut at the window's end is still text
-        return err.start >= len(head) - 3
+        return len(data) > len(head) and err.reason == "unexpected end of data"
     return True
 
 

@@ -1,0 +1,182 @@
+"""The pickle opcode walker: what it follows, what it refuses, and that it never runs anything."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+from bastion.supply import Allowlist, ScanVerdict, scan_bytes, scan_path
+
+
+def rules(data: bytes, **kw: Any) -> list[tuple[str, str]]:
+    return [(f.rule, f.verdict.value) for f in scan_bytes(data, "t", **kw).findings]
+
+
+def verdict(data: bytes, **kw: Any) -> str:
+    return scan_bytes(data, "t", **kw).verdict.value
+
+
+class _System:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_reduce_of_a_gadget_is_unsafe_in_every_protocol(protocol: int, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    data = pickle.dumps(_System(marker), protocol=protocol)
+    result = scan_bytes(data, "p.pkl")
+    assert result.verdict is ScanVerdict.UNSAFE
+    assert ("SC002", "unsafe") in [(f.rule, f.verdict.value) for f in result.findings]
+    assert "posix.system" in result.globals or "nt.system" in result.globals
+    assert not marker.exists()
+
+
+def test_stack_global_names_fed_from_the_memo_are_followed() -> None:
+    # "os" and "system" pushed, memoized, popped, then fetched back with BINGET
+    data = (
+        b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94"
+        b"00"  # POP POP: the names now live only in the memo
+        b"h\x00h\x01\x93"  # BINGET 0, BINGET 1, STACK_GLOBAL
+        b"\x8c\x04true\x85R."
+    )
+    result = scan_bytes(data, "memo.pkl")
+    assert result.globals == ("os.system",)
+    assert result.verdict is ScanVerdict.UNSAFE
+
+
+def test_stack_global_of_a_computed_name_is_unsafe() -> None:
+    # the module name is the result of a call, not a literal string
+    data = b"\x80\x04cbuiltins\nstr\n)R\x8c\x06system\x93)R."
+    found = rules(data)
+    assert ("SC003", "unsafe") in found
+
+
+def test_unknown_names_are_suspicious_and_can_be_allowlisted() -> None:
+    data = b"\x80\x04\x8c\x05mypkg\x8c\x05Thing\x93)R."
+    assert rules(data) == [("SC001", "suspicious")]
+    assert verdict(data, allow=Allowlist.of(["mypkg.Thing"])) == "safe"
+    # a user's list never makes a known gadget safe
+    gadget = b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x01x\x85R."
+    assert verdict(gadget, allow=Allowlist.of(["os.system"])) == "unsafe"
+
+
+def test_inst_and_obj_opcodes_are_judged() -> None:
+    inst = b"(S'touch x'\nios\nsystem\n."
+    obj = b"(cos\nsystem\nS'touch x'\no."
+    assert ("SC002", "unsafe") in rules(inst)
+    assert ("SC002", "unsafe") in rules(obj)
+
+
+def test_extension_codes_are_suspicious() -> None:
+    for op in (b"\x82\x01", b"\x83\x01\x00", b"\x84\x01\x00\x00\x00"):
+        data = b"\x80\x02" + op + b")R."
+        assert ("SC004", "suspicious") in rules(data)
+
+
+def test_build_on_an_imported_object_and_calls_of_non_imports_are_unsafe() -> None:
+    build = b"\x80\x04\x8c\x08builtins\x8c\x03str\x93}b."  # BUILD on the class str itself
+    assert ("SC008", "unsafe") in rules(build)
+    call = b"\x80\x04\x8c\x03abc)R."  # REDUCE calls a string
+    assert ("SC008", "unsafe") in rules(call)
+
+
+def test_payload_before_a_parse_error_is_still_reported() -> None:
+    payload = pickle.dumps(_System(Path("/nonexistent/x")), protocol=2)[:-1]  # drop STOP
+    broken = payload + b"\xff"  # unknown opcode
+    found = rules(broken)
+    assert ("SC002", "unsafe") in found
+    assert ("SC005", "error") in found
+    truncated = scan_bytes(payload[:-3], "t")
+    assert truncated.verdict is not ScanVerdict.SAFE
+    assert any(f.rule == "SC005" for f in truncated.findings)
+
+
+def test_a_truncated_benign_stream_is_an_error_never_safe() -> None:
+    data = pickle.dumps({"a": list(range(100))}, protocol=4)
+    assert verdict(data) == "safe"
+    for cut in (5, len(data) // 2, len(data) - 1):
+        assert verdict(data[:cut]) == "error"
+
+
+def test_every_concatenated_stream_is_walked() -> None:
+    benign = pickle.dumps([1, 2, 3], protocol=4)
+    evil = pickle.dumps(_System(Path("/nonexistent/x")), protocol=0)
+    assert verdict(benign + evil) == "unsafe"
+    assert verdict(benign + benign) == "safe"
+    assert ("SC006", "suspicious") in rules(benign + b"\x00\x01garbage")
+
+
+def test_frames_and_protocol_zero_text_are_read() -> None:
+    big = pickle.dumps({"k": "v" * 70_000, "f": os.path.join}, protocol=5)  # framed
+    assert b"\x95" in big[:12]
+    assert "posixpath.join" in scan_bytes(big, "t").globals
+    text = pickle.dumps({"a": 1.5, "b": [None, True]}, protocol=0)
+    result = scan_bytes(text, "t")
+    assert result.format == "pickle"
+    assert result.safe
+
+
+def test_persistent_ids_outside_torch_are_suspicious() -> None:
+    class P(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return "ref" if obj == "x" else None
+
+    buf = io.BytesIO()
+    P(buf, protocol=2).dump(["x"])
+    assert ("SC007", "suspicious") in rules(buf.getvalue())
+
+
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "lzma", "xz"])
+def test_joblib_arrays_are_skipped_by_size_and_object_arrays_walked(
+    compress: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.joblib"
+    arrays = {
+        "f": np.random.default_rng(0).random((50, 7)),
+        "i": np.arange(13, dtype=np.int16),
+        "s": np.zeros(3, dtype=[("x", "<f4"), ("y", "<i8")]),
+        "u": np.array(["ab", "c"]),
+        "t": np.array(["2020-01-01"], dtype="datetime64[ns]"),
+        "e": np.zeros((0, 4)),
+    }
+    joblib.dump(arrays, path, compress=compress)
+    assert scan_path(path).safe
+    evil = {"x": np.arange(5.0), "o": np.array([_System(tmp_path / "ran"), 1], dtype=object)}
+    joblib.dump(evil, path, compress=compress)
+    result = scan_path(path)
+    assert result.verdict is ScanVerdict.UNSAFE
+    assert not (tmp_path / "ran").exists()
+
+
+def test_torch_legacy_checkpoints_are_recognised(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    path = tmp_path / "legacy.pt"
+    torch.save(net, path, _use_new_zipfile_serialization=False)
+    result = scan_path(path)
+    assert result.format == "torch-legacy"
+    assert result.safe
+    assert "torch.nn.modules.linear.Linear" in result.globals
+
+
+def test_opcodes_with_bad_arguments_are_errors() -> None:
+    for bad in (
+        b"\x80\x06.",  # protocol 6
+        b"\x80\x04h\x05.",  # memo key never stored
+        b"\x80\x04R.",  # stack underflow
+        b"\x80\x04(d\x01.",  # (unknown opcode 0x01)
+        b"\x80\x04" + b"X" + struct.pack("<I", 1000) + b"abc",  # length past the end
+    ):
+        assert verdict(bad) == "error", bad
