@@ -42,6 +42,26 @@ attack_app = typer.Typer(
 )
 app.add_typer(attack_app, name="attack")
 
+
+def _add_governance_apps() -> None:
+    # each command group lives in its own module; importing them stays light (no crypto,
+    # no database driver until a command runs)
+    from bastion.cli import keys as keys_cli
+    from bastion.cli.registry import audit_app, registry_app, users_app
+
+    app.add_typer(registry_app, name="registry")
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(keys_cli.app, name="keys")
+    from bastion.cli.crypto import decrypt_command, encrypt_command, rewrap_command
+
+    app.command("encrypt")(encrypt_command)
+    app.command("decrypt")(decrypt_command)
+    app.command("rewrap")(rewrap_command)
+
+
+_add_governance_apps()
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
