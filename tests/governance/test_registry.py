@@ -165,3 +165,35 @@ def test_refs_and_names_are_validated() -> None:
     for bad in ("", "a b", "x@", "../x", "x/y@1"):
         with pytest.raises(ConfigError):
             parse_ref(bad)
+
+
+def test_blobs_are_encrypted_at_rest_with_a_store_key(
+    location: Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from bastion.governance.crypto import generate_kek, is_encrypted
+
+    kek = generate_kek()
+    reg = Registry(location, kek=kek)
+    folder = release_folder(tmp_path / "rel", tag="secret weights")
+    mv = reg.register("m", folder)
+    for _, sha in mv.files:
+        blob = reg.store.path_of(sha)
+        assert is_encrypted(blob)
+        assert b"secret weights" not in blob.read_bytes()
+    out = reg.export("m@1", tmp_path / "out")
+    assert sha256_path(out) == mv.manifest_sha256
+    assert repr(kek) not in repr(reg.store)
+    # without the key the blobs cannot be read; with it from the environment they can
+    with pytest.raises(DataError, match="BASTION_STORE_KEK"):
+        Registry(location).export("m@1", tmp_path / "out2")
+    monkeypatch.setenv("BASTION_STORE_KEK", base64.b64encode(kek).decode())
+    assert sha256_path(Registry(location).export("m@1", tmp_path / "out3")) == mv.manifest_sha256
+    # a flipped byte in an encrypted blob is caught
+    blob = reg.store.path_of(dict(mv.files)["model.onnx"])
+    raw = bytearray(blob.read_bytes())
+    raw[-5] ^= 1
+    blob.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="missing or corrupt"):
+        Registry(location).export("m@1", tmp_path / "out4")

@@ -120,10 +120,17 @@ class Registry:
         >>> reg.set_alias("cancer@1", "staging")                        # doctest: +SKIP
     """
 
-    def __init__(self, location: Location, identity: Identity | None = None) -> None:
+    def __init__(
+        self, location: Location, identity: Identity | None = None, kek: bytes | None = None
+    ) -> None:
         self.location = location
         self.engine: Engine = engine_for(location)
-        self.store = Store(location.home / "store")
+        if kek is None and os.environ.get("BASTION_STORE_KEK"):
+            from bastion.governance.crypto import load_kek
+
+            kek = load_kek(key_env="BASTION_STORE_KEK")
+        # with a key-encryption key, every blob is stored encrypted at rest
+        self.store = Store(location.home / "store", kek)
         self.access = AccessControl(self.engine)
         self.audit = AuditLog(self.engine)
         self.identity = identity or self.access.authenticate(None)
@@ -206,7 +213,10 @@ class Registry:
                 ):
                     conn.execute(
                         schema.artifacts.insert().values(
-                            sha256=sha, size=size, encrypted=False, created_at=now
+                            sha256=sha,
+                            size=size,
+                            encrypted=self.store.encrypted(sha),
+                            created_at=now,
                         )
                     )
             conn.execute(
