@@ -47,12 +47,15 @@ def _add_governance_apps() -> None:
     # each command group lives in its own module; importing them stays light (no crypto,
     # no database driver until a command runs)
     from bastion.cli import keys as keys_cli
-    from bastion.cli.registry import audit_app, registry_app, users_app
+    from bastion.cli import lineage as lineage_cli
+    from bastion.cli.registry import audit_app, registry_app, release_command, users_app
 
+    app.command("release")(release_command)
     app.add_typer(registry_app, name="registry")
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_cli.app, name="keys")
+    app.add_typer(lineage_cli.app, name="lineage")
     from bastion.cli.crypto import decrypt_command, encrypt_command, rewrap_command
 
     app.command("encrypt")(encrypt_command)
