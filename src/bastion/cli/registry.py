@@ -387,3 +387,50 @@ def _trusted(keyring: Path | None, pems: list[Path] | None) -> Any:
         return bool(k is not None and k.can_verify and k.verify(message, signature))
 
     return check
+
+
+def release_command(
+    name: Annotated[str, typer.Argument(help="The model's name in the registry.")],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Policy file (its model and data).")
+    ] = Path("bastion.yaml"),
+    key: Annotated[
+        str | None, typer.Option(help="Signing key id (or prefix); default: the active key.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Keep the release folder here (default: temporary)."),
+    ] = None,
+    card: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML or JSON file of model card fields: intended_use, limitations, owners..."
+        ),
+    ] = None,
+    token: TokenOpt = None,
+) -> None:
+    """Release a model: scan it, run the gate (it must pass), build the model card and ML-BOM,
+    sign the release folder, register it, record lineage and seal the audit trail.
+
+    Each refusal says why (exit 1: the scan or the gate refused; 2: usage or input error).
+    """
+    from bastion.governance.release import ReleaseRefusedError, release
+
+    fields = None
+    if card is not None:
+        import yaml
+
+        try:
+            fields = yaml.safe_load(card.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"--card {card}: {err}") from err
+        if not isinstance(fields, dict):
+            raise ConfigError(f"--card {card}: expected a mapping of card fields")
+    try:
+        result = release(
+            config, name, registry=open_registry(token), key=key, out=out, card_fields=fields
+        )
+    except ReleaseRefusedError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from err
+    typer.echo(result.summary())
