@@ -1,0 +1,231 @@
+"""safetensors header validation (SC030), checked against the safetensors library itself.
+
+Benign files come from the library (NumPy and torch writers); corrupt variants are built by
+hand. For every variant the library's own reader is asked too: the scanner must flag exactly
+the files the library refuses (except where the module documents that it is stricter).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bastion.supply.allowlist import Allowlist
+from bastion.supply.context import ScanContext
+from bastion.supply.formats.safetensors import (
+    MAX_HEADER,
+    looks_like_safetensors,
+    scan_safetensors,
+)
+from bastion.supply.results import ScanFinding, ScanVerdict
+
+st_numpy = pytest.importorskip("safetensors.numpy")
+
+UNSAFE, ERROR = ScanVerdict.UNSAFE, ScanVerdict.ERROR
+
+
+def _scan(data: bytes) -> list[ScanFinding]:
+    ctx = ScanContext(allow=Allowlist())
+    scan_safetensors(memoryview(data), "", ctx)
+    return ctx.findings
+
+
+def _raw(header: str | bytes, data: bytes = b"") -> bytes:
+    """A file from header text (padded to 8 bytes as the library pads) and data bytes."""
+    raw = header.encode() if isinstance(header, str) else header
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def _file(header: dict[str, object], data: bytes = b"") -> bytes:
+    return _raw(json.dumps(header), data)
+
+
+def _t(dtype: str, shape: list[object], begin: object, end: object) -> dict[str, object]:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [begin, end]}
+
+
+def _library_accepts(data: bytes, tmp_path: Path) -> bool:
+    from safetensors import safe_open
+
+    path = tmp_path / "probe.safetensors"
+    path.write_bytes(data)
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            list(fh.keys())
+    except Exception:
+        return False
+    return True
+
+
+def _benign() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    tensors = {
+        "dense.weight": rng.standard_normal((4, 3)).astype(np.float32),
+        "dense.bias": np.zeros(3, dtype=np.float64),
+        "steps": np.arange(5, dtype=np.int64),
+        "mask": np.array([True, False]),
+        "empty": np.zeros((0, 4), dtype=np.float16),
+    }
+    return {
+        "numpy": bytes(st_numpy.save(tensors, metadata={"format": "np", "seed": "0"})),
+        "no tensors": bytes(st_numpy.save({})),
+        "sub-byte dtype": _file({"t": _t("F4", [2, 2], 0, 2)}, bytes(2)),
+        "metadata null": _file({"__metadata__": None, "t": _t("U8", [1], 0, 1)}, b"\x01"),
+        "empty tensors share an offset": _file(
+            {"a": _t("F32", [0], 0, 0), "b": _t("F32", [0], 0, 0), "c": _t("U8", [2], 0, 2)},
+            bytes(2),
+        ),
+        "unknown entry key": _file({"t": {**_t("U8", [1], 0, 1), "note": "x"}}, b"\x01"),
+    }
+
+
+def _corrupt() -> dict[str, tuple[bytes, ScanVerdict, str]]:
+    """name -> (file, verdict, text the message must contain)."""
+    u8 = _t("U8", [4], 0, 4)
+    return {
+        "overlap": (
+            _file({"a": _t("U8", [8], 0, 8), "b": _t("U8", [8], 4, 12)}, bytes(12)),
+            ERROR,
+            "overlap",
+        ),
+        "gap": (
+            _file({"a": _t("U8", [4], 0, 4), "b": _t("U8", [4], 6, 10)}, bytes(10)),
+            ERROR,
+            "gap",
+        ),
+        "trailing bytes": (_file({"a": u8}, bytes(9)), ERROR, "last 5 bytes"),
+        "bad dtype": (_file({"a": _t("F128", [1], 0, 16)}, bytes(16)), ERROR, "'F128'"),
+        "size mismatch": (_file({"a": _t("F32", [3], 0, 8)}, bytes(8)), ERROR, "needs 12 bytes"),
+        "sub-byte remainder": (_file({"a": _t("F4", [3], 0, 2)}, bytes(2)), ERROR, "whole bytes"),
+        "end before begin": (_file({"a": _t("U8", [0], 4, 0)}, bytes(4)), ERROR, "end before"),
+        "negative dim": (_file({"a": _t("U8", [-1], 0, 0)}), ERROR, "shape"),
+        "boolean dim": (_file({"a": _t("U8", [True], 0, 1)}, b"\x00"), ERROR, "shape"),
+        "float offset": (_file({"a": _t("U8", [1], 0.0, 1)}, b"\x00"), ERROR, "data_offsets"),
+        "three offsets": (
+            _file({"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1, 1]}}, b"\x00"),
+            ERROR,
+            "data_offsets",
+        ),
+        "entry not an object": (_file({"a": [1, 2]}), ERROR, "not an object"),
+        "metadata not strings": (
+            _file({"__metadata__": {"epoch": 3}, "a": u8}, bytes(4)),
+            ERROR,
+            "__metadata__",
+        ),
+        "NaN literal": (
+            _raw('{"a":{"dtype":"U8","shape":[NaN],"data_offsets":[0,1]}}'),
+            ERROR,
+            "NaN",
+        ),
+        "invalid JSON": (_raw('{"a": {"dtype": "U8",'), ERROR, "not valid JSON"),
+        "not UTF-8": (_raw(b'{"\xff": 1}'), ERROR, "not UTF-8"),
+        "short file": (b"\x08\x00\x00\x00\x00", ERROR, "fewer than the 8-byte length"),
+        "header past the end": (
+            struct.pack("<Q", 4096) + b'{"a": 1}',
+            ERROR,
+            "runs past the end",
+        ),
+        "header over the limit": (
+            struct.pack("<Q", MAX_HEADER + 1) + b"{}",
+            ERROR,
+            "over the",
+        ),
+        "offsets past the end": (
+            _file({"a": _t("U8", [64], 0, 64)}, bytes(4)),
+            UNSAFE,
+            "reach past",
+        ),
+        "size overflow": (
+            _file({"a": _t("F32", [1 << 40, 1 << 40], 0, 0)}),
+            UNSAFE,
+            "overflows",
+        ),
+    }
+
+
+# ---------------------------------------------------------------- detection
+
+
+def test_looks_like_safetensors() -> None:
+    assert looks_like_safetensors(memoryview(_benign()["numpy"]))
+    # lenient on purpose: a truncated file is still recognised, and then reported
+    assert looks_like_safetensors(memoryview(_corrupt()["header past the end"][0]))
+    assert not looks_like_safetensors(memoryview(pickle.dumps([1, 2], protocol=4)))
+    assert not looks_like_safetensors(memoryview(b"PK\x03\x04" + bytes(60)))
+    assert not looks_like_safetensors(memoryview(b"\x08\x07\x12\x08skl2onnx"))
+    assert not looks_like_safetensors(memoryview(np.random.default_rng(1).bytes(256)))
+
+
+# ---------------------------------------------------------------- benign files
+
+
+@pytest.mark.parametrize("name", list(_benign()))
+def test_benign_files_have_no_findings(name: str, tmp_path: Path) -> None:
+    data = _benign()[name]
+    assert _library_accepts(data, tmp_path)
+    assert _scan(data) == []
+
+
+def test_torch_file_has_no_findings(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    st_torch = pytest.importorskip("safetensors.torch")
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 3)
+    state = {k: v.detach() for k, v in layer.state_dict().items()}
+    state["half"] = torch.ones(2, 2, dtype=torch.bfloat16)
+    data = bytes(st_torch.save(state, metadata={"format": "pt"}))
+    assert _library_accepts(data, tmp_path)
+    assert _scan(data) == []
+
+
+# ---------------------------------------------------------------- corrupt files
+
+
+@pytest.mark.parametrize("name", list(_corrupt()))
+def test_corrupt_files_are_flagged(name: str, tmp_path: Path) -> None:
+    data, verdict, text = _corrupt()[name]
+    findings = _scan(data)
+    assert findings, name
+    assert {f.rule for f in findings} == {"SC030"}
+    assert max(f.verdict.rank for f in findings) == verdict.rank
+    assert any(text in f.message for f in findings), [f.message for f in findings]
+    # the reference implementation refuses every one of them too
+    assert not _library_accepts(data, tmp_path)
+
+
+def test_out_of_bounds_tensor_is_not_also_reported_as_a_gap() -> None:
+    findings = _scan(_file({"a": _t("U8", [4], 0, 4), "b": _t("U8", [60], 4, 64)}, bytes(8)))
+    assert [(f.verdict, "'b'" in f.location) for f in findings] == [(UNSAFE, True)]
+
+
+def test_stricter_than_the_library(tmp_path: Path) -> None:
+    u8 = json.dumps(_t("U8", [4], 0, 4))
+    # duplicate names: parsers disagree on which entry wins
+    duplicate = _raw('{"a":' + u8 + ',"a":' + u8 + "}", bytes(4))
+    # leading whitespace: no writer emits it
+    spaced = _raw(" " + json.dumps({"a": _t("U8", [1], 0, 1)}), b"\x00")
+    for data, text in ((duplicate, "duplicate key 'a'"), (spaced, "start with '{'")):
+        assert _library_accepts(data, tmp_path)  # documented differences
+        findings = _scan(data)
+        assert [f.verdict for f in findings] == [ERROR]
+        assert text in findings[0].message
+
+
+def test_many_problems_are_summarised() -> None:
+    header = {f"t{i}": _t("X", [1], i, i + 1) for i in range(50)}
+    findings = _scan(_file(header, bytes(50)))
+    assert len(findings) == 21
+    assert "30 more header problems" in findings[-1].message
+
+
+def test_location_names_the_tensor() -> None:
+    ctx = ScanContext(allow=Allowlist())
+    scan_safetensors(memoryview(_corrupt()["bad dtype"][0]), "member m.zip > w.st", ctx)
+    (finding,) = ctx.findings
+    assert finding.location == "member m.zip > w.st tensor 'a'"
