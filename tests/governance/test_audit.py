@@ -232,3 +232,37 @@ def test_export_writes_json_lines(sqlite_location: Location, tmp_path: Path) -> 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["seq"] for e in lines] == [1, 2, 3]
     assert lines[1]["prev_hash"] == lines[0]["hash"]
+
+
+def test_group_commit_writer_acknowledges_after_commit(location: Location) -> None:
+    from bastion.governance.audit import AuditWriter
+
+    engine = engine_for(location)
+    log = AuditLog(engine)
+    seen: list[int] = []
+    lock = threading.Lock()
+    with AuditWriter(log, max_batch=50) as writer:
+
+        def work(k: int) -> None:
+            for i in range(40):
+                event = writer.append(f"t{k}", "tick", f"o:{k}:{i}", {"i": i})
+                # acknowledged means committed: a fresh connection already reads it
+                with engine.connect() as conn:
+                    found = conn.execute(
+                        text("SELECT hash FROM audit_events WHERE seq = :s"), {"s": event.seq}
+                    ).scalar_one()
+                assert found == event.hash
+                with lock:
+                    seen.append(event.seq)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with pytest.raises(ConfigError, match="actor"):
+            writer.append("", "tick", "o", {})
+    assert sorted(seen) == list(range(1, 241))
+    assert verify_chain(engine).ok
+    with pytest.raises(ConfigError, match="closed"):
+        writer.append("a", "b", "c", {})
