@@ -47,3 +47,27 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert reports["digits"]["model"]["format"] == "torch-export"
     assert adv["metrics"]["robust_accuracy"] < adv["metrics"]["clean_accuracy"]
     assert [s["attack"] for s in adv["evidence"]["stages"]][:2] == ["apgd-ce", "apgd-dlr"]
+    # the Protect pillar: the breast-cancer model released, signed, registered and verified
+    release = tmp_path / "release"
+    assert {"model_card.md", "model_card.html", "mlbom.json", "model.sig", "report.json"} <= {
+        p.name for p in release.iterdir()
+    }
+    from bastion.governance.db import dispose, resolve_location
+    from bastion.governance.keys import load_trusted_keys
+    from bastion.governance.registry import Registry
+    from bastion.governance.signing import verify_folder
+
+    home = tmp_path / "registry"
+    location = resolve_location(home, f"sqlite:///{home / 'registry.db'}")
+    try:
+        registry = Registry(location)
+        version = registry.get("breast-cancer@1")
+        assert version.gate_passed is True
+        exported = registry.export(version.ref, tmp_path / "check")
+        keys = load_trusted_keys(keyring=tmp_path / "registry" / "keys" / "keyring.json")
+        assert verify_folder(exported, keys).ok
+    finally:
+        dispose(location)
+    from bastion.supply import scan_path
+
+    assert scan_path(tmp_path / "downloaded_model.pkl").verdict.value == "unsafe"

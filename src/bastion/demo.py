@@ -75,15 +75,95 @@ def run_demo(out: Path) -> int:
         console.rule(f"[bold]{scenario.title}")
         code = run_check(policy_path, folder / "report", show_passed=False)
         verdicts.append((scenario.name, code))
+    protected = _protect(out, out / scenarios[0].name)
     console.rule("[bold]demo summary")
     for name, code in verdicts:
         state = "[green]passed[/]" if code == 0 else "[red]failed[/]"
         console.print(f"{name}: gate {state}; reports in {out / name / 'report'}")
+    console.print(protected, markup=False)
     console.print(
         f"done in {time.perf_counter() - start:.1f} s. Re-run one with "
         f"'bastion check -c {out / verdicts[0][0] / 'bastion.yaml'} --out DIR'."
     )
     return 0
+
+
+# the demo's own signing key is protected by this passphrase; it signs nothing but the demo
+# (a real key store takes its passphrase or key-encryption key from the environment)
+DEMO_PASSPHRASE = "bastion-demo-only-passphrase"
+
+
+def _protect(out: Path, project: Path) -> str:
+    """The Protect pillar on the breast-cancer model: scan, sign, register, release; then
+    show its lineage, model card and audit trail, and verify everything."""
+    from bastion.governance.audit import verify_chain
+    from bastion.governance.db import dispose, resolve_location
+    from bastion.governance.keys import KeyProtection, KeyStore, load_trusted_keys
+    from bastion.governance.lineage import Lineage, render_tree
+    from bastion.governance.registry import Registry
+    from bastion.governance.release import release
+    from bastion.governance.signing import verify_folder
+    from bastion.supply import scan_path
+
+    console.rule("[bold]Protect: scan, sign, register, release, verify")
+    home = out / "registry"
+    protection = KeyProtection.from_passphrase(DEMO_PASSPHRASE, "the demo")
+    # explicit paths: the demo never touches the user's own registry, keys or keyring
+    keys = KeyStore.at(home / "keys", home / "keys" / "keyring.json")
+    if not keys.keyring().keys:
+        keys.generate("release", protection)
+    # a pickle carrying a (harmless) command: the scanner names it without loading it
+    bait = out / "downloaded_model.pkl"
+    bait.write_bytes(_bait_pickle())
+    for file in (project / "model.onnx", project / "champion.onnx", bait):
+        scanned = scan_path(file)
+        rules = ", ".join(sorted({f.rule for f in scanned.findings})) or "no findings"
+        console.print(f"scan {file.name}: {scanned.verdict.value} ({rules})", markup=False)
+    location = resolve_location(home, f"sqlite:///{home / 'registry.db'}")
+    try:
+        registry = Registry(location)
+        result = release(
+            project / "bastion.yaml",
+            "breast-cancer",
+            registry=registry,
+            out=out,
+            key_store=home / "keys",
+            keyring=keys.keyring_path,
+            protection=protection,
+            card_fields={
+                "intended_use": "decision support for breast-cancer triage; never the sole "
+                "basis of a diagnosis",
+                "owners": ["ml-platform@hospital.example"],
+            },
+        )
+        console.print(result.summary(), markup=False)
+        lineage = Lineage(registry.engine)
+        console.print(render_tree(lineage.tree(result.version.ref)), markup=False)
+        trusted = load_trusted_keys(keyring=keys.keyring_path)
+        exported = registry.export(result.version.ref, out / "verified" / result.version.ref)
+        signature = verify_folder(exported, trusted)
+        ring = keys.keyring()
+        chain = verify_chain(registry.engine, ring.verify_signature, require_checkpoint=True)
+        events = list(registry.audit.events())
+    finally:
+        dispose(location)
+    for event in events[-5:]:
+        console.print(
+            f"audit #{event.seq} {event.ts} {event.actor} {event.action} {event.object}",
+            markup=False,
+        )
+    return (
+        f"protect: {result.version.ref} released; signature "
+        f"{'verified' if signature.ok else 'NOT verified'} ({len(signature.files_checked)} "
+        f"files); audit chain {'holds' if chain.ok else 'BROKEN'} ({chain.events} events, "
+        f"{chain.checkpoints} signed checkpoint(s)); model card "
+        f"{result.folder / 'model_card.html'}; registry {home}"
+    )
+
+
+def _bait_pickle() -> bytes:
+    """A pickle that would run ``echo`` if anything loaded it (the scan must say so)."""
+    return b"\x80\x04\x8c\x05posix\x8c\x06system\x93\x8c\x16echo demo-bait-was-run\x85R."
 
 
 def _write_project(folder: Path, scenario: _Scenario) -> Path:

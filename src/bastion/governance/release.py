@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from bastion.exceptions import BastionError, ConfigError
 
 if TYPE_CHECKING:
+    from bastion.governance.keys import KeyProtection
     from bastion.governance.registry import ModelVersion, Registry
     from bastion.report import Report
 
@@ -43,7 +44,7 @@ class ReleaseResult:
     """What a release produced."""
 
     version: ModelVersion
-    folder: Path
+    folder: Path  # the release folder (removed after registration unless ``out`` was given)
     report: Report
     key_id: str
     audit_seq: int
@@ -65,6 +66,8 @@ def release(
     out: str | os.PathLike[str] | None = None,
     card_fields: Mapping[str, Any] | None = None,
     key_store: str | os.PathLike[str] | None = None,
+    keyring: str | os.PathLike[str] | None = None,
+    protection: KeyProtection | None = None,
 ) -> ReleaseResult:
     """Release the model of policy ``config`` as the next version of ``name``.
 
@@ -76,7 +79,10 @@ def release(
         out: where to build the release folder (default: a temporary folder, removed after
             registration).
         card_fields: the model card's owner fields (intended use, limitations, ...).
-        key_store: the key store folder (default as for ``bastion keys``).
+        key_store, keyring: the key store folder and its keyring file (defaults as for
+            ``bastion keys``).
+        protection: how the signing key is decrypted (default: from the environment, as
+            for ``bastion keys``).
 
     Raises:
         ReleaseRefusedError: the scan is not clean or the gate did not pass.
@@ -106,15 +112,21 @@ def release(
             first = "; ".join(f"{f.rule} {f.message}" for f in scanned.findings[:3])
             _refuse(registry, name, f"scan of {file.name}: {scanned.verdict.value}: {first}")
     # the key is loaded before the (long) gate, so a missing passphrase fails fast
-    signer = KeyStore.at(key_store).load_signing_key(key, KeyProtection.from_env())
+    signer = KeyStore.at(key_store, keyring).load_signing_key(
+        key, protection or KeyProtection.from_env()
+    )
     # 2. gate
     report, inputs = _gate(policy)
     if not report.verdict.passed:
+        inputs.close()
         reasons = "; ".join(report.verdict.reasons[:5]) or "see the report"
         _refuse(registry, name, f"the gate failed: {reasons}")
     work = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bastion-release-"))
     try:
-        folder = _assemble(work, files, model_path, report, inputs, card_fields)
+        try:
+            folder = _assemble(work, files, model_path, report, inputs, card_fields)
+        finally:
+            inputs.close()
         # 4. sign the whole folder
         from bastion.governance.signing import sign_folder
 
@@ -150,7 +162,8 @@ def release(
     finally:
         if out is None:
             shutil.rmtree(work, ignore_errors=True)
-    return ReleaseResult(version, Path(out) if out else folder, report, signer.key_id, seq)
+    # the folder is gone when it was temporary; its files live on in the registry
+    return ReleaseResult(version, folder, report, signer.key_id, seq)
 
 
 def _refuse(registry: Registry, name: str, why: str) -> None:
@@ -161,13 +174,15 @@ def _refuse(registry: Registry, name: str, why: str) -> None:
 
 
 def _gate(policy: Any) -> tuple[Report, Any]:
+    """The gate's report and its inputs (still open: the model card queries the model)."""
     from bastion.runner import load_inputs, run_gate
 
     inputs = load_inputs(policy)
     try:
         return run_gate(policy, inputs=inputs), inputs
-    finally:
+    except BaseException:
         inputs.close()
+        raise
 
 
 def _assemble(
@@ -199,7 +214,7 @@ def _assemble(
     card = build_model_card(report, inputs.model, inputs.test, fields=card_fields)
     (folder / "model_card.md").write_text(card.to_markdown(), encoding="utf-8")
     (folder / "model_card.html").write_text(card.to_html(), encoding="utf-8")
-    references = [("documentation", folder / "model_card.md"), ("other", folder / "report.json")]
+    references = [("model-card", folder / "model_card.md"), ("evidence", folder / "report.json")]
     bom = build_mlbom(report, copied, card, base_dir=folder, references=references)
     (folder / "mlbom.json").write_text(json.dumps(bom, indent=2) + "\n", encoding="utf-8")
     return folder
