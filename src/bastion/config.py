@@ -182,9 +182,9 @@ class AllowEntry(_Strict):
 class ScanSection(_Strict):
     """``scan:``: what model files may import beyond the built-in allowlist."""
 
-    allow: list[
-        Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] | AllowEntry
-    ] = Field(default_factory=list)
+    allow: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] | AllowEntry] = (
+        Field(default_factory=list)
+    )
 
     def allowlist(self) -> Any:
         """The :class:`bastion.supply.allowlist.Allowlist` these entries make."""
@@ -197,6 +197,14 @@ class ScanSection(_Strict):
             else:
                 names[entry] = None
         return Allowlist.of(names)
+
+
+class SigningSection(_Strict):
+    """``signing:``: the public keys a release must verify against, pinned here (never read
+    from the registry database)."""
+
+    keyring: Path | None = None
+    trusted_keys: list[Path] = Field(default_factory=list)
 
 
 class ChecksSection(_Strict):
@@ -223,6 +231,7 @@ class PolicyModel(_Strict):
     waivers: list[WaiverSpec] = Field(default_factory=list)
     report: ReportSection = Field(default_factory=ReportSection)
     scan: ScanSection = Field(default_factory=ScanSection)
+    signing: SigningSection = Field(default_factory=SigningSection)
 
 
 class Policy:

@@ -121,3 +121,34 @@ def test_audit_checkpoint_verify_and_export(
         conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1")
     assert run(["audit", "verify"]) == 1
     assert "event 1: content does not match its hash" in out_of(capsys)
+
+
+def test_verify_with_keys_pinned_in_the_policy(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.governance.keys import KeyStore
+
+    assert run(["keys", "generate"]) == 0
+    folder = release(tmp_path / "rel")
+    assert run(["registry", "sign", str(folder)]) == 0
+    assert run(["registry", "register", "m", str(folder)]) == 0
+    store = KeyStore.at()
+    (key,) = store.list()
+    pem = tmp_path / "pinned.pem"
+    pem.write_text(store.public_key_path(key.key_id).read_text())
+    policy = tmp_path / "bastion.yaml"
+    policy.write_text(f"version: 1\nsigning:\n  trusted_keys: [{pem.name}]\n")
+    capsys.readouterr()
+    # keys pinned in the policy replace the default keyring (which also holds the key)
+    assert run(["registry", "verify", "m@1", "-c", str(policy)]) == 0
+    other = tmp_path / "other.pem"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    policy.write_text(f"version: 1\nsigning:\n  trusted_keys: [{other.name}]\n")
+    assert run(["registry", "verify", "m@1", "-c", str(policy)]) == 1

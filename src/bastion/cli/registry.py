@@ -277,24 +277,51 @@ TrustedOpt = Annotated[
 ]
 
 
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Policy file whose signing.keyring / signing.trusted_keys apply."
+    ),
+]
+
+
+def _pinned(
+    config: Path | None, keyring: Path | None, trusted: list[Path] | None
+) -> tuple[Path | None, list[Path]]:
+    """Keys pinned by the flags, else by the policy's ``signing`` section."""
+    pems = list(trusted or [])
+    if config is not None:
+        from bastion.config import load_policy
+
+        policy = load_policy(config)
+        section = policy.spec.signing
+        if keyring is None and section.keyring is not None:
+            keyring = policy.resolve(section.keyring)
+        pems += [policy.resolve(p) for p in section.trusted_keys]
+    return keyring, pems
+
+
 @registry_app.command("verify")
 def registry_verify(
     ref: Annotated[str, typer.Argument(help="The version to verify.")],
     keyring: KeyringOpt = None,
     trusted_key: TrustedOpt = None,
+    config: ConfigOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Re-hash every file of a version and check its signature against trusted keys pinned
-    outside the registry database (a keyring file or PEM files). Exit 1 when it fails."""
+    outside the registry database (a keyring file, PEM files, or the policy's signing
+    section). Exit 1 when it fails."""
     import tempfile
 
     from bastion.cli.keys import render_verification, verify_release
 
+    keyring, trusted_key = _pinned(config, keyring, trusted_key)
     reg = open_registry(token)
     reg.access.require(reg.identity, "registry.verify")
     with tempfile.TemporaryDirectory(prefix="bastion-verify-") as tmp:
         folder = reg.export(ref, Path(tmp) / "release")
-        result = verify_release(folder, keyring=keyring, pem_files=trusted_key or [])
+        result = verify_release(folder, keyring=keyring, pem_files=trusted_key)
     sys.stdout.write(render_verification(result).replace(str(folder), ref))
     reg.audit.append(
         reg.identity.name,
