@@ -133,8 +133,11 @@ def test_compressed_streams_truncated_or_followed_by_data(evil: bytes) -> None:
     assert scan_bytes(packed[:-4], "p.z").verdict is not ScanVerdict.SAFE
     two = gzip.compress(pickle.dumps(1)) + gzip.compress(evil)  # a second gzip member
     assert scan_bytes(two, "two.gz").verdict is ScanVerdict.UNSAFE
-    joblib_zf = b"ZF" + b"0x" + b"0" * 14 + packed  # joblib < 0.10 "ZF" prefix
-    assert scan_bytes(joblib_zf, "old.pkl").verdict is ScanVerdict.UNSAFE
+    from joblib.numpy_pickle_compat import write_zfile
+
+    old = io.BytesIO()
+    write_zfile(old, evil)  # joblib < 0.10: "ZF", the length padded to 19, zlib data
+    assert scan_bytes(old.getvalue(), "old.pkl").verdict is ScanVerdict.UNSAFE
 
 
 def test_npy_object_arrays_are_walked_and_headers_checked(tmp_path: Path) -> None:

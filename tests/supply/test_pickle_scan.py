@@ -180,3 +180,35 @@ def test_opcodes_with_bad_arguments_are_errors() -> None:
         b"\x80\x04" + b"X" + struct.pack("<I", 1000) + b"abc",  # length past the end
     ):
         assert verdict(bad) == "error", bad
+
+
+def test_getattr_is_followed_only_for_a_literal_attribute_of_an_allowed_class() -> None:
+    import datetime as dt
+    import zoneinfo
+
+    aware = dt.datetime(2020, 1, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    for protocol in range(6):
+        result = scan_bytes(pickle.dumps(aware, protocol=protocol), "tz.pkl")
+        assert result.safe, (protocol, result.findings)
+        assert "zoneinfo.ZoneInfo._unpickle" in result.globals
+    # getattr(cls, "name") is judged as the attribute it reaches...
+    chain = (
+        b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93"
+        b"\x8c\x05mypkg\x8c\x05Thing\x93\x8c\x04make\x86R)R."
+    )
+    found = rules(chain)
+    assert scan_bytes(chain, "c").globals == ("builtins.getattr", "mypkg.Thing", "mypkg.Thing.make")
+    assert ("SC001", "suspicious") in found
+    assert ("SC002", "unsafe") not in found
+    assert verdict(chain, allow=Allowlist.of(["mypkg.Thing", "mypkg.Thing.make"])) == "safe"
+    gadget = chain.replace(b"\x05mypkg\x8c\x05Thing", b"\x05posix\x8c\x05uname")
+    assert ("SC002", "unsafe") in rules(gadget)
+    # ...and getattr handed anywhere else (here: stored in a list) is getattr itself
+    escaped = b"\x80\x04]\x8c\x08builtins\x8c\x07getattr\x93a."
+    assert ("SC002", "unsafe") in rules(escaped)
+    # a non-literal attribute name cannot be followed
+    computed = (
+        b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93"
+        b"\x8c\x08zoneinfo\x8c\x08ZoneInfo\x93\x8c\x08builtins\x8c\x03str\x93)R\x86R."
+    )
+    assert ("SC002", "unsafe") in rules(computed)

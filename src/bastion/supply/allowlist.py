@@ -76,6 +76,9 @@ _EXACT: frozenset[str] = frozenset(
         "datetime.time",
         "datetime.timedelta",
         "datetime.timezone",
+        # tz-aware timestamps: Python pickles the classmethod as getattr(ZoneInfo, "_unpickle")
+        "zoneinfo.ZoneInfo",
+        "zoneinfo.ZoneInfo._unpickle",
         "decimal.Decimal",
         "fractions.Fraction",
         "uuid.UUID",
@@ -92,6 +95,11 @@ _EXACT: frozenset[str] = frozenset(
         "numpy.dtype",
         "numpy.ma.core._mareconstruct",
         "numpy.ma.core.MaskedArray",
+        "numpy.ma.MaskedArray",
+        # Cython helpers of sklearn's trees: newObj(cls) is cls.__new__(cls)
+        "sklearn.neighbors._kd_tree.newObj",
+        "sklearn.neighbors._ball_tree.newObj",
+        "sklearn.metrics._dist_metrics.newObj",
         "numpy.random._pickle.__randomstate_ctor",
         "numpy.random._pickle.__bit_generator_ctor",
         "numpy.random._pickle.__generator_ctor",
@@ -411,6 +419,14 @@ DANGEROUS_PREFIXES: tuple[str, ...] = (
     "telnetlib",
     "xmlrpc",
     "webbrowser",
+    "imaplib",
+    "mailcap",
+    "uuid._get_command_stdout",
+    "uuid._popen",
+    "logging.config",
+    "torch.utils.collect_env",
+    "torch.utils.bottleneck",
+    "torch.distributed",
     "shutil",
     "tempfile",
     "glob",
@@ -575,6 +591,21 @@ class Allowlist:
         if self.use_defaults and _default_allowed(qualname):
             return "allowed"
         return "unknown"
+
+    def classify_global(self, qualname: str, attribute_path: bool = False) -> Classification:
+        """:meth:`classify` for an import whose name part is dotted (``attribute_path``):
+        protocol 4 walks attributes from the module, so ``sklearn`` + ``logging.FileHandler``
+        reaches the logging module. The package rules vouch for a package's own classes only:
+        such a name is allowed when listed exactly, dangerous when any tail is a gadget."""
+        kind = self.classify(qualname)
+        if not attribute_path or kind == "dangerous":
+            return kind
+        parts = qualname.split(".")
+        if any(is_dangerous(".".join(parts[i:])) for i in range(1, len(parts))):
+            return "dangerous"
+        if kind == "allowed" and qualname not in _EXACT and qualname not in self.extra:
+            return "unknown"
+        return kind
 
     def allows(self, qualname: str) -> bool:
         return self.classify(qualname) == "allowed"

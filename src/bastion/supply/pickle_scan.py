@@ -23,6 +23,8 @@ compromise: model), AML.T0011.000 (unsafe ML artifacts).
 
 from __future__ import annotations
 
+import _compat_pickle
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -49,7 +51,6 @@ _JOBLIB_COMPAT = frozenset(
 )
 _TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER (legacy format)
 _MAX_LITERAL_ITEMS = 64  # containers remember this many items (enough for wrapper states)
-_MAX_LINE = 1 << 16
 _DTYPE = re.compile(r"^[<>=|]?([a-zA-Z])(\d*)")
 
 
@@ -150,13 +151,19 @@ class _Reader:
         return int.from_bytes(self.take(n), "little", signed=True)
 
     def line(self) -> bytes:
-        start = self.pos
-        limit = min(self.end, start + _MAX_LINE)
-        idx = bytes(self.data[start:limit]).find(b"\n")
-        if idx < 0:
-            raise PickleError("a text argument has no end of line (truncated)", start)
-        self.pos = start + idx + 1
-        return bytes(self.data[start : start + idx])
+        # look for the newline in growing windows: a short line copies a few hundred bytes,
+        # a long one (protocol 0 writes array bytes as one line) costs its own length
+        start = pos = self.pos
+        step = 256
+        while pos < self.end:
+            chunk = bytes(self.data[pos : min(self.end, pos + step)])
+            idx = chunk.find(b"\n")
+            if idx >= 0:
+                self.pos = pos + idx + 1
+                return bytes(self.data[start : pos + idx])
+            pos += len(chunk)
+            step = min(step * 2, 1 << 20)
+        raise PickleError("a text argument has no end of line (truncated)", start)
 
 
 def is_pickle_start(data: memoryview) -> bool:
@@ -168,10 +175,12 @@ def is_pickle_start(data: memoryview) -> bool:
     if len(data) < 2 or data[0] not in _PROTO0_STARTS:
         return False
     probe = ScanContext(allow=_PERMISSIVE)
+    info = _StreamInfo()
     try:
-        end = walk_stream(_Reader(data), probe, "")
+        end = walk_stream(_Reader(data), probe, "", info)
     except PickleError:
-        return False
+        # pickle.load runs what it read before the break: an import that was called is code
+        return bool(probe.globals_seen) and info.calls > 0
     return end > 1
 
 
@@ -186,9 +195,9 @@ def scan_pickle_streams(data: memoryview, where: str, ctx: ScanContext) -> str:
     streams = 0
     while reader.pos < reader.end:
         start = reader.pos
+        if fmt == "torch-legacy" and streams >= 5:
+            break  # raw storage bytes follow the five pickles of torch's legacy format
         if streams and not _starts_stream(data, start):
-            if fmt == "torch-legacy" and streams >= 5:
-                break  # raw storage bytes follow the five pickles of torch's legacy format
             ctx.add(
                 "SC006",
                 ScanVerdict.SUSPICIOUS,
@@ -213,17 +222,44 @@ def scan_pickle_streams(data: memoryview, where: str, ctx: ScanContext) -> str:
             ctx.in_torch_archive = True
         if info.joblib:
             fmt = "joblib"
+            _plain_view(data, start, ctx, where)
         streams += 1
     return fmt
+
+
+def _plain_view(data: memoryview, start: int, ctx: ScanContext, where: str) -> None:
+    """pickle.load (unlike joblib.load) reads the bytes after an array wrapper as opcodes:
+    walk the stream that way too and report what it would import there."""
+    probe = ScanContext(allow=ctx.allow, limits=ctx.limits, in_torch_archive=ctx.in_torch_archive)
+    with contextlib.suppress(PickleError):
+        walk_stream(_Reader(data, start), probe, where, _StreamInfo(plain=True))
+    # only known gadgets: array bytes read as opcodes make junk names out of chance bytes
+    for name in sorted(probe.globals_seen - ctx.globals_seen):
+        if ctx.allow.classify(name) == "dangerous":
+            ctx.globals_seen.add(name)
+            ctx.add(
+                "SC002",
+                ScanVerdict.UNSAFE,
+                f"pickle.load (not joblib.load) reads joblib's array bytes as opcodes, and they "
+                f"import {name}",
+                _at(where, start),
+            )
 
 
 @dataclass
 class _StreamInfo:
     first_int: int | None = None
     joblib: bool = False
+    calls: int = 0
+    proto: int = 0
+    plain: bool = False  # read as pickle.load would: no joblib array skipping
 
 
-_PROTO0_STARTS = frozenset(b"(cilgdNIFLSVJKM]})\x80")
+# every opcode that can open a stream (pickle.load needs no PROTO): literals, containers, MARK,
+# GLOBAL, FRAME, PROTO, extension codes, persistent ids
+_PROTO0_STARTS = frozenset(
+    b"(cilgdNIFLSVJKM]})\x80GTUXBC\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x95\x96\x82\x83\x84"
+)
 
 
 def _starts_stream(data: memoryview, pos: int) -> bool:
@@ -268,252 +304,351 @@ def walk_stream(r: _Reader, ctx: ScanContext, where: str, info: _StreamInfo | No
             raise PickleError("stack underflow", op_pos)
         return stack[-1]
 
-    def imported(name: str, how: str) -> _Global:
-        _judge(name, how, ctx, _at(where, op_pos))
-        return _Global(name)
+    # getattr(<allowed class>, "<literal>") is how Python pickles a classmethod such as
+    # zoneinfo.ZoneInfo._unpickle: it is judged as an import of that attribute. Any other use
+    # of getattr, or one the walker cannot follow, is judged as getattr itself when the
+    # stream ends (or breaks)
+    deferred: dict[int, tuple[_Global, int, list[bool]]] = {}
 
-    while True:
-        op_pos = r.pos
-        op = r.byte()
-        # -- literals ----------------------------------------------------------------------
-        if op == 0x4B:  # BININT1
-            v: Any = r.uint(1)
-        elif op == 0x4D:  # BININT2
-            v = r.uint(2)
-        elif op == 0x4A:  # BININT
-            v = r.sint(4)
-        elif op == 0x8A:  # LONG1
-            v = int.from_bytes(r.take(r.uint(1)), "little", signed=True)
-        elif op == 0x8B:  # LONG4
-            raw = r.take(r.sint(4))
-            v = int.from_bytes(raw, "little", signed=True) if len(raw) <= 64 else _UNKNOWN
-        elif op == 0x49:  # INT
-            v = _parse_int(r.line(), op_pos)
-        elif op == 0x4C:  # LONG
-            v = _parse_int(r.line().rstrip(b"L"), op_pos)
-        elif op == 0x46:  # FLOAT
-            v = _parse_float(r.line(), op_pos)
-        elif op == 0x47:  # BINFLOAT
-            r.take(8)
-            v = 0.0
-        elif op == 0x4E:  # NONE
-            v = None
-        elif op == 0x88:  # NEWTRUE
-            v = True
-        elif op == 0x89:  # NEWFALSE
-            v = False
-        elif op == 0x8C:  # SHORT_BINUNICODE
-            v = _text(r.take(r.uint(1)), op_pos)
-        elif op == 0x58:  # BINUNICODE
-            v = _text(r.take(r.uint(4)), op_pos)
-        elif op == 0x8D:  # BINUNICODE8
-            v = _text(r.take(r.uint(8)), op_pos)
-        elif op == 0x56:  # UNICODE (raw-unicode-escape, one line)
-            v = r.line().decode("raw_unicode_escape", errors="replace")
-        elif op == 0x53:  # STRING (repr-quoted, one line)
-            v = _py2_string(r.line(), op_pos)
-        elif op == 0x54:  # BINSTRING
-            v = _text(r.take(r.sint(4)), op_pos, latin=True)
-        elif op == 0x55:  # SHORT_BINSTRING
-            v = _text(r.take(r.uint(1)), op_pos, latin=True)
-        elif op in (0x43, 0x42, 0x8E, 0x96):  # SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8
-            size = {0x43: 1, 0x42: 4, 0x8E: 8, 0x96: 8}[op]
-            n = r.uint(size)
-            payload = r.take(n)
-            v = bytes(payload) if n <= 64 else _UNKNOWN
-        else:
-            v = _NO_VALUE
-        if v is not _NO_VALUE:
-            if first_literal and info is not None and isinstance(v, int):
-                info.first_int = v
-            first_literal = False
-            stack.append(v)
-            continue
-        if op not in (0x80, 0x95):  # PROTO and FRAME come before the first value
-            first_literal = False
-        # -- structure ---------------------------------------------------------------------
-        if op == 0x28:  # MARK
-            marks.append(len(stack))
-        elif op == 0x2E:  # STOP
-            return r.pos
-        elif op == 0x30:  # POP
-            if stack and marks and marks[-1] == len(stack):
-                marks.pop()  # POP of a MARK, as pickle.py does
+    def settle() -> None:
+        for g, pos, uses in deferred.values():
+            if not uses or not all(uses):
+                _judge(g.name, "GLOBAL", ctx, _at(where, pos))
+        deferred.clear()
+
+    def escape(values: Any) -> None:
+        """Deferred getattrs among ``values`` went somewhere the walker cannot follow."""
+        for v in values:
+            if isinstance(v, _Global) and id(v) in deferred:
+                deferred[id(v)][2].append(False)
+            elif isinstance(v, _Container):
+                if v.items is None:
+                    for _, _, uses in deferred.values():
+                        uses.append(False)
+                else:
+                    escape(
+                        [
+                            x
+                            for item in v.items
+                            for x in (item if isinstance(item, tuple) else (item,))
+                        ]
+                    )
+
+    def imported(module: str, name: str, how: str) -> _Global:
+        written = _qualname(module, name)
+        proto = info.proto if info is not None else 0
+        if proto < 3 and (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif proto < 3 and module in _compat_pickle.IMPORT_MAPPING:
+            # pickle.load maps Python 2 names (fix_imports) for protocols 0-2
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        qualname = _qualname(module, name)
+        if qualname != written:
+            how = f"{how} (written {written}, a Python 2 name)"
+        if qualname in _GETATTR:
+            found = _Global(qualname)
+            ctx.globals_seen.add(qualname)
+            deferred[id(found)] = (found, op_pos, [])
+            return found
+        _judge(qualname, how, ctx, _at(where, op_pos), attribute_path="." in name)
+        return _Global(qualname)
+
+    try:
+        while True:
+            op_pos = r.pos
+            op = r.byte()
+            # -- literals ----------------------------------------------------------------------
+            if op == 0x4B:  # BININT1
+                v: Any = r.uint(1)
+            elif op == 0x4D:  # BININT2
+                v = r.uint(2)
+            elif op == 0x4A:  # BININT
+                v = r.sint(4)
+            elif op == 0x8A:  # LONG1
+                v = int.from_bytes(r.take(r.uint(1)), "little", signed=True)
+            elif op == 0x8B:  # LONG4
+                raw = r.take(r.sint(4))
+                v = int.from_bytes(raw, "little", signed=True) if len(raw) <= 64 else _UNKNOWN
+            elif op == 0x49:  # INT
+                v = _parse_int(r.line(), op_pos)
+            elif op == 0x4C:  # LONG
+                v = _parse_int(r.line().rstrip(b"L"), op_pos)
+            elif op == 0x46:  # FLOAT
+                v = _parse_float(r.line(), op_pos)
+            elif op == 0x47:  # BINFLOAT
+                r.take(8)
+                v = 0.0
+            elif op == 0x4E:  # NONE
+                v = None
+            elif op == 0x88:  # NEWTRUE
+                v = True
+            elif op == 0x89:  # NEWFALSE
+                v = False
+            elif op == 0x8C:  # SHORT_BINUNICODE
+                v = _text(r.take(r.uint(1)), op_pos)
+            elif op == 0x58:  # BINUNICODE
+                v = _text(r.take(r.uint(4)), op_pos)
+            elif op == 0x8D:  # BINUNICODE8
+                v = _text(r.take(r.uint(8)), op_pos)
+            elif op == 0x56:  # UNICODE (raw-unicode-escape, one line)
+                v = r.line().decode("raw_unicode_escape", errors="replace")
+            elif op == 0x53:  # STRING (repr-quoted, one line)
+                v = _py2_string(r.line(), op_pos)
+            elif op == 0x54:  # BINSTRING
+                v = _text(r.take(r.sint(4)), op_pos, latin=True)
+            elif op == 0x55:  # SHORT_BINSTRING
+                v = _text(r.take(r.uint(1)), op_pos, latin=True)
+            elif op in (0x43, 0x42, 0x8E, 0x96):  # SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8
+                size = {0x43: 1, 0x42: 4, 0x8E: 8, 0x96: 8}[op]
+                n = r.uint(size)
+                payload = r.take(n)
+                v = bytes(payload) if n <= 64 else _UNKNOWN
             else:
-                pop()
-        elif op == 0x31:  # POP_MARK
-            pop_mark()
-        elif op == 0x32:  # DUP
-            stack.append(top())
-        elif op == 0x80:  # PROTO
-            proto = r.uint(1)
-            if proto > 5:
-                raise PickleError(f"unsupported pickle protocol {proto}", op_pos)
-        elif op == 0x95:  # FRAME: framing only; opcodes continue inside
-            r.uint(8)
-        elif op in (0x5D, 0x7D, 0x29, 0x8F):  # EMPTY_LIST, EMPTY_DICT, EMPTY_TUPLE, EMPTY_SET
-            kind = {0x5D: "list", 0x7D: "dict", 0x29: "tuple", 0x8F: "set"}[op]
-            stack.append(_Container(kind, []))
-        elif op in (0x6C, 0x74, 0x91):  # LIST, TUPLE, FROZENSET
-            items = pop_mark()
-            kind = {0x6C: "list", 0x74: "tuple", 0x91: "set"}[op]
-            stack.append(_Container(kind, items if len(items) <= _MAX_LITERAL_ITEMS else None))
-        elif op in (0x85, 0x86, 0x87):  # TUPLE1..3
-            k = op - 0x84
-            items = [pop() for _ in range(k)][::-1]
-            stack.append(_Container("tuple", items))
-        elif op == 0x64:  # DICT
-            items = pop_mark()
-            if len(items) % 2:
-                raise PickleError("DICT with an odd number of items", op_pos)
-            pairs = list(zip(items[::2], items[1::2], strict=True))
-            stack.append(_Container("dict", pairs if len(pairs) <= _MAX_LITERAL_ITEMS else None))
-        elif op == 0x61:  # APPEND
-            value = pop()
-            _extend(top(), [value], op_pos)
-        elif op in (0x65, 0x90):  # APPENDS, ADDITEMS
-            values = pop_mark()
-            _extend(top(), values, op_pos)
-        elif op == 0x73:  # SETITEM
-            value = pop()
-            key = pop()
-            _extend(top(), [(key, value)], op_pos)
-        elif op == 0x75:  # SETITEMS
-            items = pop_mark()
-            if len(items) % 2:
-                raise PickleError("SETITEMS with an odd number of items", op_pos)
-            _extend(top(), list(zip(items[::2], items[1::2], strict=True)), op_pos)
-        # -- memo --------------------------------------------------------------------------
-        elif op == 0x70:  # PUT
-            memo[_parse_int(r.line(), op_pos)] = top()
-        elif op == 0x71:  # BINPUT
-            memo[r.uint(1)] = top()
-        elif op == 0x72:  # LONG_BINPUT
-            memo[r.uint(4)] = top()
-        elif op == 0x94:  # MEMOIZE
-            memo[len(memo)] = top()
-        elif op in (0x67, 0x68, 0x6A):  # GET, BINGET, LONG_BINGET
-            idx = (
-                _parse_int(r.line(), op_pos)
-                if op == 0x67
-                else r.uint(1)
-                if op == 0x68
-                else r.uint(4)
-            )
-            if idx not in memo:
-                raise PickleError(f"memo key {idx} was never stored", op_pos)
-            stack.append(memo[idx])
-        # -- imports -----------------------------------------------------------------------
-        elif op == 0x63:  # GLOBAL
-            module = _text(memoryview(r.line()), op_pos)
-            name = _text(memoryview(r.line()), op_pos)
-            stack.append(imported(_qualname(module, name), "GLOBAL"))
-        elif op == 0x93:  # STACK_GLOBAL
-            name_v = pop()
-            module_v = pop()
-            if isinstance(module_v, str) and isinstance(name_v, str):
-                stack.append(imported(_qualname(module_v, name_v), "STACK_GLOBAL"))
-            else:
-                ctx.add(
-                    "SC003",
-                    ScanVerdict.UNSAFE,
-                    "STACK_GLOBAL imports a name computed at load time "
-                    f"(module {_describe(module_v)}, name {_describe(name_v)})",
-                    _at(where, op_pos),
+                v = _NO_VALUE
+            if v is not _NO_VALUE:
+                if first_literal and info is not None and isinstance(v, int):
+                    info.first_int = v
+                first_literal = False
+                stack.append(v)
+                continue
+            if op not in (0x80, 0x95):  # PROTO and FRAME come before the first value
+                first_literal = False
+            # -- structure ---------------------------------------------------------------------
+            if op == 0x28:  # MARK
+                marks.append(len(stack))
+            elif op == 0x2E:  # STOP
+                return r.pos
+            elif op == 0x30:  # POP
+                if stack and marks and marks[-1] == len(stack):
+                    marks.pop()  # POP of a MARK, as pickle.py does
+                else:
+                    pop()
+            elif op == 0x31:  # POP_MARK
+                pop_mark()
+            elif op == 0x32:  # DUP
+                stack.append(top())
+            elif op == 0x80:  # PROTO
+                proto = r.uint(1)
+                if info is not None:
+                    info.proto = proto
+                if proto > 5:
+                    raise PickleError(f"unsupported pickle protocol {proto}", op_pos)
+            elif op == 0x95:  # FRAME: framing only; opcodes continue inside
+                r.uint(8)
+            elif op in (0x5D, 0x7D, 0x29, 0x8F):  # EMPTY_LIST, EMPTY_DICT, EMPTY_TUPLE, EMPTY_SET
+                kind = {0x5D: "list", 0x7D: "dict", 0x29: "tuple", 0x8F: "set"}[op]
+                stack.append(_Container(kind, []))
+            elif op in (0x6C, 0x74, 0x91):  # LIST, TUPLE, FROZENSET
+                items = pop_mark()
+                kind = {0x6C: "list", 0x74: "tuple", 0x91: "set"}[op]
+                stack.append(_Container(kind, items if len(items) <= _MAX_LITERAL_ITEMS else None))
+            elif op in (0x85, 0x86, 0x87):  # TUPLE1..3
+                k = op - 0x84
+                items = [pop() for _ in range(k)][::-1]
+                stack.append(_Container("tuple", items))
+            elif op == 0x64:  # DICT
+                items = pop_mark()
+                if len(items) % 2:
+                    raise PickleError("DICT with an odd number of items", op_pos)
+                pairs = list(zip(items[::2], items[1::2], strict=True))
+                stack.append(
+                    _Container("dict", pairs if len(pairs) <= _MAX_LITERAL_ITEMS else None)
                 )
-                stack.append(_Global("<computed>"))
-        elif op == 0x69:  # INST: import + call with the marked arguments
-            module = _text(memoryview(r.line()), op_pos)
-            name = _text(memoryview(r.line()), op_pos)
-            cls = imported(_qualname(module, name), "INST")
-            stack.append(_Call(cls, _Container("tuple", pop_mark())))
-        elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
-            code = r.uint({0x82: 1, 0x83: 2, 0x84: 4}[op])
-            ctx.add(
-                "SC004",
-                ScanVerdict.SUSPICIOUS,
-                f"extension code {code}: the loading process's copyreg registry decides what "
-                "it imports",
-                _at(where, op_pos),
-            )
-            stack.append(_Global(f"<extension {code}>"))
-        # -- calls -------------------------------------------------------------------------
-        elif op == 0x52:  # REDUCE
-            args = pop()
-            func = pop()
-            _check_callable(func, "REDUCE", ctx, _at(where, op_pos))
-            stack.append(_Call(func, args))
-        elif op == 0x81:  # NEWOBJ
-            args = pop()
-            cls_v = pop()
-            _check_callable(cls_v, "NEWOBJ", ctx, _at(where, op_pos))
-            stack.append(_Call(cls_v, args))
-        elif op == 0x92:  # NEWOBJ_EX
-            pop()  # kwargs
-            args = pop()
-            cls_v = pop()
-            _check_callable(cls_v, "NEWOBJ_EX", ctx, _at(where, op_pos))
-            stack.append(_Call(cls_v, args))
-        elif op == 0x6F:  # OBJ
-            items = pop_mark()
-            if not items:
-                raise PickleError("OBJ without a class", op_pos)
-            _check_callable(items[0], "OBJ", ctx, _at(where, op_pos))
-            stack.append(_Call(items[0], _Container("tuple", items[1:])))
-        elif op == 0x62:  # BUILD
-            state = pop()
-            target = top()
-            if isinstance(target, _Global):
-                # setting attributes on an imported module-level object rewrites it for the
-                # whole process (a known way to plant a gadget)
-                ctx.add(
-                    "SC008",
-                    ScanVerdict.UNSAFE,
-                    f"BUILD sets state on the imported object {target.name!r} itself",
-                    _at(where, op_pos),
+            elif op == 0x61:  # APPEND
+                value = pop()
+                escape([value])
+                _extend(top(), [value], op_pos)
+            elif op in (0x65, 0x90):  # APPENDS, ADDITEMS
+                values = pop_mark()
+                escape(values)
+                _extend(top(), values, op_pos)
+            elif op == 0x73:  # SETITEM
+                value = pop()
+                key = pop()
+                escape([key, value])
+                _extend(top(), [(key, value)], op_pos)
+            elif op == 0x75:  # SETITEMS
+                items = pop_mark()
+                escape(items)
+                if len(items) % 2:
+                    raise PickleError("SETITEMS with an odd number of items", op_pos)
+                _extend(top(), list(zip(items[::2], items[1::2], strict=True)), op_pos)
+            # -- memo --------------------------------------------------------------------------
+            elif op == 0x70:  # PUT
+                memo[_parse_int(r.line(), op_pos)] = top()
+            elif op == 0x71:  # BINPUT
+                memo[r.uint(1)] = top()
+            elif op == 0x72:  # LONG_BINPUT
+                memo[r.uint(4)] = top()
+            elif op == 0x94:  # MEMOIZE
+                memo[len(memo)] = top()
+            elif op in (0x67, 0x68, 0x6A):  # GET, BINGET, LONG_BINGET
+                idx = (
+                    _parse_int(r.line(), op_pos)
+                    if op == 0x67
+                    else r.uint(1)
+                    if op == 0x68
+                    else r.uint(4)
                 )
-            elif isinstance(target, _Call):
-                target.state = state
-                func = target.func
-                if isinstance(func, _Global) and func.name in _JOBLIB_WRAPPERS:
-                    if info is not None:
-                        info.joblib = True
-                    _skip_joblib_array(r, target, ctx, where, op_pos)
-                elif isinstance(func, _Global) and func.name in _JOBLIB_COMPAT:
+                if idx not in memo:
+                    raise PickleError(f"memo key {idx} was never stored", op_pos)
+                stack.append(memo[idx])
+            # -- imports -----------------------------------------------------------------------
+            elif op == 0x63:  # GLOBAL
+                module = _text(memoryview(r.line()), op_pos)
+                name = _text(memoryview(r.line()), op_pos)
+                stack.append(imported(module, name, "GLOBAL"))
+            elif op == 0x93:  # STACK_GLOBAL
+                name_v = pop()
+                module_v = pop()
+                if isinstance(module_v, str) and isinstance(name_v, str):
+                    stack.append(imported(module_v, name_v, "STACK_GLOBAL"))
+                else:
                     ctx.add(
-                        "SC001",
-                        ScanVerdict.SUSPICIOUS,
-                        "joblib < 0.10 array wrapper: the array lives in a separate file "
-                        "that joblib loads with its own unpickler",
+                        "SC003",
+                        ScanVerdict.UNSAFE,
+                        "STACK_GLOBAL imports a name computed at load time "
+                        f"(module {_describe(module_v)}, name {_describe(name_v)})",
                         _at(where, op_pos),
                     )
-        # -- persistent ids and out-of-band buffers ----------------------------------------
-        elif op == 0x50:  # PERSID
-            r.line()
-            _persistent(ctx, where, op_pos)
-            stack.append(_UNKNOWN)
-        elif op == 0x51:  # BINPERSID
-            pid = pop()
-            _persistent(ctx, where, op_pos)
-            stack.append(_persistent_value(pid, ctx))
-        elif op == 0x97:  # NEXT_BUFFER
-            stack.append(_UNKNOWN)
-        elif op == 0x98:  # READONLY_BUFFER
-            top()
-        else:
-            raise PickleError(f"unknown opcode 0x{op:02x}", op_pos)
+                    stack.append(_Global("<computed>"))
+            elif op == 0x69:  # INST: import + call with the marked arguments
+                module = _text(memoryview(r.line()), op_pos)
+                name = _text(memoryview(r.line()), op_pos)
+                if info is not None:
+                    info.calls += 1
+                cls = imported(module, name, "INST")
+                inst_args = pop_mark()
+                escape(inst_args)
+                stack.append(_Call(cls, _Container("tuple", inst_args)))
+            elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
+                code = r.uint({0x82: 1, 0x83: 2, 0x84: 4}[op])
+                ctx.add(
+                    "SC004",
+                    ScanVerdict.SUSPICIOUS,
+                    f"extension code {code}: the loading process's copyreg registry decides what "
+                    "it imports",
+                    _at(where, op_pos),
+                )
+                stack.append(_Global(f"<extension {code}>"))
+            # -- calls -------------------------------------------------------------------------
+            elif op == 0x52:  # REDUCE
+                if info is not None:
+                    info.calls += 1
+                args = pop()
+                func = pop()
+                if isinstance(func, _Global) and id(func) in deferred:
+                    attribute = _getattr_target(args, deferred)
+                    deferred[id(func)][2].append(attribute is not None)
+                    if attribute is not None:
+                        _judge(attribute, "getattr", ctx, _at(where, op_pos))
+                        stack.append(_Global(attribute))
+                        continue
+                else:
+                    escape([args])
+                _check_callable(func, "REDUCE", ctx, _at(where, op_pos))
+                stack.append(_Call(func, args))
+            elif op == 0x81:  # NEWOBJ
+                args = pop()
+                cls_v = pop()
+                escape([args, cls_v])
+                _check_callable(cls_v, "NEWOBJ", ctx, _at(where, op_pos))
+                stack.append(_Call(cls_v, args))
+            elif op == 0x92:  # NEWOBJ_EX
+                kwargs = pop()
+                args = pop()
+                cls_v = pop()
+                escape([kwargs, args, cls_v])
+                _check_callable(cls_v, "NEWOBJ_EX", ctx, _at(where, op_pos))
+                stack.append(_Call(cls_v, args))
+            elif op == 0x6F:  # OBJ
+                items = pop_mark()
+                if not items:
+                    raise PickleError("OBJ without a class", op_pos)
+                escape(items)
+                if info is not None:
+                    info.calls += 1
+                _check_callable(items[0], "OBJ", ctx, _at(where, op_pos))
+                stack.append(_Call(items[0], _Container("tuple", items[1:])))
+            elif op == 0x62:  # BUILD
+                state = pop()
+                target = top()
+                escape([state])
+                if isinstance(target, _Global):
+                    # setting attributes on an imported module-level object rewrites it for the
+                    # whole process (a known way to plant a gadget)
+                    ctx.add(
+                        "SC008",
+                        ScanVerdict.UNSAFE,
+                        f"BUILD sets state on the imported object {target.name!r} itself",
+                        _at(where, op_pos),
+                    )
+                elif isinstance(target, _Call):
+                    target.state = state
+                    func = target.func
+                    if (
+                        isinstance(func, _Global)
+                        and func.name in _JOBLIB_WRAPPERS
+                        and not (info is not None and info.plain)
+                    ):
+                        if info is not None:
+                            info.joblib = True
+                        _skip_joblib_array(r, target, ctx, where, op_pos)
+                    elif isinstance(func, _Global) and func.name in _JOBLIB_COMPAT:
+                        ctx.add(
+                            "SC001",
+                            ScanVerdict.SUSPICIOUS,
+                            "joblib < 0.10 array wrapper: the array lives in a separate file "
+                            "that joblib loads with its own unpickler",
+                            _at(where, op_pos),
+                        )
+            # -- persistent ids and out-of-band buffers ----------------------------------------
+            elif op == 0x50:  # PERSID
+                r.line()
+                _persistent(ctx, where, op_pos)
+                stack.append(_UNKNOWN)
+            elif op == 0x51:  # BINPERSID
+                pid = pop()
+                _persistent(ctx, where, op_pos)
+                stack.append(_persistent_value(pid, ctx))
+            elif op == 0x97:  # NEXT_BUFFER
+                stack.append(_UNKNOWN)
+            elif op == 0x98:  # READONLY_BUFFER
+                top()
+            else:
+                raise PickleError(f"unknown opcode 0x{op:02x}", op_pos)
+
+    finally:
+        settle()
 
 
 _NO_VALUE = object()
+_GETATTR = frozenset({"builtins.getattr", "__builtin__.getattr"})
+
+
+def _getattr_target(args: Any, deferred: dict[int, Any]) -> str | None:
+    """``cls.attr`` for getattr's arguments ``(an imported class, "literal")``, else None."""
+    if not (isinstance(args, _Container) and args.kind == "tuple" and args.items is not None):
+        return None
+    if len(args.items) != 2:
+        return None
+    owner, attr = args.items
+    if not isinstance(owner, _Global) or id(owner) in deferred or not isinstance(attr, str):
+        return None
+    if not attr.isidentifier() or owner.name.startswith("<"):
+        return None
+    return f"{owner.name}.{attr}"
 
 
 def _qualname(module: str, name: str) -> str:
     return f"{module}.{name}"
 
 
-def _judge(name: str, how: str, ctx: ScanContext, location: str) -> None:
+def _judge(
+    name: str, how: str, ctx: ScanContext, location: str, attribute_path: bool = False
+) -> None:
     ctx.globals_seen.add(name)
-    kind = ctx.allow.classify(name)
+    kind = ctx.allow.classify_global(name, attribute_path)
     if kind == "dangerous":
         ctx.add(
             "SC002",
@@ -686,6 +821,9 @@ class _AllowEverything:
     """Permissive allowlist for :func:`is_pickle_start`'s probe (it judges nothing)."""
 
     def classify(self, qualname: str) -> str:
+        return "allowed"
+
+    def classify_global(self, qualname: str, attribute_path: bool = False) -> str:
         return "allowed"
 
     def pin_mismatch(self, qualname: str) -> None:
