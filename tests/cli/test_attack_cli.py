@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -77,6 +78,13 @@ def test_extraction_membership_poisoning(project: Path) -> None:
     code, report = attack(project, "poisoning", "--train", train)
     assert code in (0, 1)
     assert "flagged_fraction" in metrics_of(report, "POI001")
+    # activation clustering runs for torch models only; an ONNX model skips it without
+    # failing the run (it is not required, unlike the attack the user asked for)
+    document: Any = report
+    findings = {f["check_id"]: f for f in document["findings"]}
+    assert findings["POI003"]["status"] == "skipped"
+    assert "torch model" in findings["POI003"]["message"]
+    assert not any("POI003" in reason for reason in document["verdict"]["reasons"])
 
 
 def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,3 +170,37 @@ def test_white_box_on_torch_models_from_the_command_line(
         assert adv["status"] not in ("error", "skipped"), adv["message"]
         assert adv["evidence"]["attack"] == "pgd"
     assert run(["attack", "evasion", "--model", "m.pt2", *common, "--input-shape", "1,x"]) == 2
+
+
+@pytest.mark.slow
+def test_poisoning_on_a_torch_model_runs_activation_clustering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from safetensors.torch import save_file
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(300, random_state=0)
+    frame.iloc[:200].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[200:].to_csv(tmp_path / "test.csv", index=False)
+    (tmp_path / "tiny_factory.py").write_text(FACTORY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tiny_factory
+
+    save_file(tiny_factory.make().state_dict(), str(tmp_path / "weights.safetensors"))
+    out = tmp_path / "report.json"
+    code = run(
+        ["attack", "poisoning", "--model", str(tmp_path / "weights.safetensors"),
+         "--factory", "tiny_factory:make", "--data", str(tmp_path / "test.csv"),
+         "--train", str(tmp_path / "train.csv"), "--target", "target", "--attack", "backdoor",
+         "--format", "json", "--out", str(out)]
+    )  # fmt: skip
+    assert code in (0, 1)
+    report = json.loads(out.read_text())
+    validate_report_dict(report)
+    m = metrics_of(report, "POI003")
+    assert {"n_flagged", "n_rows", "flagged_fraction", "n_suspect_classes"} <= set(m)
+    assert m["n_rows"] == 200
+    # the simulated backdoor is judged by both detectors
+    simulated = metrics_of(report, "POI002")
+    assert {"recall", "activation_precision", "activation_recall"} <= set(simulated)

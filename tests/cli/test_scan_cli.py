@@ -115,3 +115,12 @@ def test_help_explains_and_start_up_is_light() -> None:
     )
     assert "Exit codes" in done.stdout
     assert "HEAVY []" in done.stdout
+
+
+def test_no_digest_skips_the_hash_but_not_the_verdict(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["scan", "--no-digest", "-f", "json", str(files["evil"])]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["files"][0]["sha256"] == ""
+    assert doc["files"][0]["verdict"] == "unsafe"

@@ -197,3 +197,31 @@ def test_blobs_are_encrypted_at_rest_with_a_store_key(
     blob.write_bytes(bytes(raw))
     with pytest.raises(DataError, match="missing or corrupt"):
         Registry(location).export("m@1", tmp_path / "out4")
+
+
+def test_datasets_are_stored_encrypted_and_recorded_in_lineage(
+    location: Location, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+
+    from bastion.governance import schema
+    from bastion.governance.crypto import generate_kek, is_encrypted
+
+    csv = tmp_path / "train.csv"
+    csv.write_text("age,label\n41,1\n37,0\n")
+    reg = Registry(location, kek=generate_kek())
+    sha = reg.add_dataset(csv, "train")
+    assert sha == sha256_file(csv)
+    assert is_encrypted(reg.store.path_of(sha))
+    assert b"41,1" not in reg.store.path_of(sha).read_bytes()
+    out = reg.get_dataset(sha, tmp_path / "back.csv")
+    assert out.read_bytes() == csv.read_bytes()
+    events = [(e.action, e.object) for e in AuditLog(reg.engine).events()]
+    assert ("dataset.add", f"dataset:{sha}") in events
+    with reg.engine.connect() as conn:
+        row = conn.execute(
+            select(schema.datasets.c.name, schema.datasets.c.location, schema.datasets.c.rows)
+        ).one()
+    assert tuple(row) == ("train", f"registry:sha256:{sha}", 2)
+    with pytest.raises(DataError, match="no dataset"):
+        reg.get_dataset("0" * 64, tmp_path / "x.csv")

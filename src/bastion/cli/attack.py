@@ -21,10 +21,17 @@ __all__ = ["AttackRequest", "run_attack"]
 SECTIONS: dict[str, list[tuple[str, str]]] = {
     "evasion": [("robustness", "evasion")],
     "extraction": [("extraction", "extraction")],
-    "poisoning": [("poisoning", "label_issues"), ("poisoning", "simulation")],
+    "poisoning": [
+        ("poisoning", "label_issues"),
+        ("poisoning", "simulation"),
+        ("poisoning", "backdoor_activations"),
+    ],
     "membership": [("privacy", "membership")],
     "inversion": [("privacy", "attribute_inference")],
 }
+# sections that run when they apply and are skipped, saying why, when they do not: activation
+# clustering reads a torch model's layers, so an ONNX or scikit-learn model passes without it
+OPTIONAL: frozenset[tuple[str, str]] = frozenset({("poisoning", "backdoor_activations")})
 
 
 @dataclass
@@ -83,7 +90,12 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         if cls.enabled_by_default:
             checks.setdefault(cls.category, {})[cls.name] = {"enabled": False}
     # the attack the user asked for must run: a skipped one fails, saying why
-    required = [cls.id for cls in CHECKS if (cls.category, cls.name) in SECTIONS[request.command]]
+    required = [
+        cls.id
+        for cls in CHECKS
+        if (cls.category, cls.name) in SECTIONS[request.command]
+        and (cls.category, cls.name) not in OPTIONAL
+    ]
     return {
         "project": f"bastion-attack-{request.command}",
         "seed": request.seed,

@@ -208,6 +208,13 @@ def scan(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also list every name each file imports.")
     ] = False,
+    digest: Annotated[
+        bool,
+        typer.Option(
+            "--digest/--no-digest",
+            help="Record each file's sha256 (default); --no-digest reads only what the scan needs.",
+        ),
+    ] = True,
 ) -> None:
     """Scan model files before anything loads them; nothing is deserialized.
 
@@ -224,7 +231,7 @@ def scan(
 
     code = run_scan(
         paths, output_format=output_format.value, allow=allow or [], config=config, out=out,
-        verbose=verbose,
+        verbose=verbose, digest=digest,
     )  # fmt: skip
     raise typer.Exit(code)
 

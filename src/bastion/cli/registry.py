@@ -172,6 +172,27 @@ def registry_export(
     typer.echo(f"wrote {out}")
 
 
+@registry_app.command("add-data")
+def registry_add_data(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file.")],
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: file stem).")] = None,
+    token: TokenOpt = None,
+) -> None:
+    """Store a dataset in the registry (encrypted at rest with $BASTION_STORE_KEK) and record
+    it in the lineage graph; prints its sha256."""
+    typer.echo(open_registry(token).add_dataset(file, name))
+
+
+@registry_app.command("get-data")
+def registry_get_data(
+    sha256: Annotated[str, typer.Argument(help="The dataset's sha256.")],
+    dest: Annotated[Path, typer.Argument(help="Where to write it.")],
+    token: TokenOpt = None,
+) -> None:
+    """Write a stored dataset (decrypted and verified) to DEST."""
+    typer.echo(f"wrote {open_registry(token).get_dataset(sha256, dest)}")
+
+
 # -- users ---------------------------------------------------------------------------------------
 @users_app.command("add")
 def users_add(

@@ -19,6 +19,7 @@ def run_scan(
     config: Path | None = None,
     out: Path | None = None,
     verbose: bool = False,
+    digest: bool = True,
 ) -> int:
     """Scan ``paths`` (folders recursively), write the result, return the exit code.
 
@@ -45,7 +46,7 @@ def run_scan(
     results = []
     live = output_format == "text" and out is None
     for file in files:
-        result = scan_path(file, allow=allowlist)
+        result = scan_path(file, allow=allowlist, digest=digest)
         results.append(result)
         if live:  # people see each file as it is done
             sys.stdout.write(render_text([result], verbose).rsplit("\n", 2)[0] + "\n")

@@ -457,6 +457,63 @@ class Registry:
             self.store.copy_out(sha, target)
         return out
 
+    def add_dataset(self, path: str | os.PathLike[str], name: str | None = None) -> str:
+        """Store a dataset file in the registry (encrypted at rest when the store has a key)
+        and record it in the lineage graph; returns its sha256.
+
+        Raises:
+            AccessDeniedError: the caller may not record lineage.
+            DataError: the file cannot be read as a table.
+        """
+        from bastion.data.dataset import read_table
+        from bastion.governance.lineage import Lineage
+
+        self.access.require(self.identity, "lineage.record")
+        source = Path(path)
+        frame = read_table(source)  # a named DataError for a missing or unreadable file
+        sha, size = self.store.put(source)
+        now = utc_now()
+        with self.engine.begin() as conn:
+            if (
+                conn.execute(
+                    select(schema.artifacts.c.sha256).where(schema.artifacts.c.sha256 == sha)
+                ).first()
+                is None
+            ):
+                conn.execute(
+                    schema.artifacts.insert().values(
+                        sha256=sha, size=size, encrypted=self.store.encrypted(sha), created_at=now
+                    )
+                )
+        columns = {str(c): str(t) for c, t in frame.dtypes.items()}
+        Lineage(self.engine).record_dataset(
+            sha,
+            name or source.stem,
+            f"registry:sha256:{sha}",
+            columns,
+            len(frame),
+            by=self.identity,
+        )
+        self.audit.append(
+            self.identity.name,
+            "dataset.add",
+            f"dataset:{sha}",
+            {
+                "name": name or source.stem,
+                "encrypted": self.store.encrypted(sha),
+                "rows": len(frame),
+            },
+        )
+        return sha
+
+    def get_dataset(self, sha256: str, dest: str | os.PathLike[str]) -> Path:
+        """Write a stored dataset (decrypted, verified against its digest) to ``dest``."""
+        self.access.require(self.identity, "registry.read")
+        if not self.store.has(sha256):
+            raise DataError(f"no dataset {sha256} in the registry store")
+        self.store.copy_out(sha256, dest)
+        return Path(dest)
+
     def approvals(self, ref: str) -> list[str]:
         return self._approvers(self.get(ref).id)
 

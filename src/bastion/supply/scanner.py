@@ -39,6 +39,7 @@ def scan_path(
     *,
     allow: Allowlist = DEFAULT_ALLOWLIST,
     limits: ScanLimits | None = None,
+    digest: bool = True,
 ) -> FileScan:
     """Scan one file.
 
@@ -46,6 +47,9 @@ def scan_path(
         path: the file.
         allow: names model files may import (defaults plus the policy's ``scan.allow``).
         limits: depth, decompression and member limits.
+        digest: record the sha256 of the scanned bytes (what a loader checks against); off,
+            a scan reads only what its format needs (a torch archive's raw storages are
+            skipped) and ``FileScan.sha256`` is empty.
 
     Returns:
         A :class:`FileScan`; an unreadable file gives verdict ``error`` (rule SC091).
@@ -55,11 +59,11 @@ def scan_path(
         size = p.stat().st_size
         with open(p, "rb") as fh:
             if size == 0:
-                return _scan(memoryview(b""), str(p), p.parent, allow, limits)
+                return _scan(memoryview(b""), str(p), p.parent, allow, limits, digest)
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 view = memoryview(mapped)
                 try:
-                    return _scan(view, str(p), p.parent, allow, limits)
+                    return _scan(view, str(p), p.parent, allow, limits, digest)
                 finally:
                     view.release()
     except OSError as err:
@@ -102,11 +106,12 @@ def scan_paths(
     allow: Allowlist = DEFAULT_ALLOWLIST,
     limits: ScanLimits | None = None,
     on_file: Callable[[FileScan], None] | None = None,
+    digest: bool = True,
 ) -> list[FileScan]:
     """Scan every file under ``paths``; ``on_file`` sees each result as it is ready."""
     results = []
     for file in iter_files(paths):
-        result = scan_path(file, allow=allow, limits=limits)
+        result = scan_path(file, allow=allow, limits=limits, digest=digest)
         if on_file is not None:
             on_file(result)
         results.append(result)
@@ -119,17 +124,18 @@ def _scan(
     base_dir: Path | None,
     allow: Allowlist,
     limits: ScanLimits | None,
+    digest: bool = True,
 ) -> FileScan:
     ctx = ScanContext(allow=allow, limits=limits or ScanLimits(), base_dir=base_dir)
     ctx.dispatch = _dispatch
-    digest = hashlib.sha256(view).hexdigest()
+    sha = hashlib.sha256(view).hexdigest() if digest else ""
     fmt = _dispatch(view, "", ctx, top=True)
     findings = sorted(ctx.findings, key=lambda f: (_ORDER[f.verdict], f.rule, f.location))
     return FileScan(
         path=label,
         format=fmt,
         findings=tuple(findings),
-        sha256=digest,
+        sha256=sha,
         size=len(view),
         globals=tuple(sorted(ctx.globals_seen)),
     )

@@ -186,6 +186,10 @@ def test_simulation_passes_a_robust_linear_model(cancer: tuple[Dataset, Dataset]
     assert value(finding, "recall") >= 0.7
     assert value(finding, "precision") >= 0.5
     assert finding.evidence["clean_reference"] == "retrained"  # same recipe on both sides
+    # activation clustering needs a backdoor and a torch module
+    assert m["activation_precision"] is None
+    assert m["activation_recall"] is None
+    assert "activation_detector" not in finding.evidence
 
 
 def test_simulation_fails_a_backdoored_gradient_boosting_model(
@@ -269,3 +273,46 @@ def test_simulation_retrains_a_torch_module() -> None:
         torch.equal(a, b)
         for a, b in zip(net.state_dict().values(), model.module.state_dict().values(), strict=True)
     )
+
+
+@pytest.mark.slow
+def test_simulated_backdoor_on_a_torch_module_reports_activation_detection() -> None:
+    torch = pytest.importorskip("torch")
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    from bastion.models.torch import TorchAdapter
+
+    X, y = load_digits(return_X_y=True)
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(64)]).assign(target=y)
+    train = Dataset.from_frame(
+        frame.iloc[:1300].reset_index(drop=True), name="train", target="target"
+    )
+    test = Dataset.from_frame(
+        frame.iloc[1300:].reset_index(drop=True), name="test", target="target"
+    )
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 32),
+        torch.nn.ReLU(),
+        torch.nn.Linear(32, 10),
+    )
+    model = TorchAdapter(net, classes=list(range(10)))
+    cfg = PoisoningSimulationConfig(
+        kind="backdoor", rate=0.03, source_class=1, target_class=7, epochs=20
+    )
+    finding = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
+    assert finding.status is Status.FAIL, finding.message
+    m = finding.metrics
+    assert value(finding, "backdoor_success_rate") > 0.5
+    # the label detector cannot see a learnable trigger; POI003's detector finds it
+    assert value(finding, "activation_recall") >= 0.9
+    assert value(finding, "activation_precision") >= 0.5
+    assert value(finding, "activation_recall") > value(finding, "recall")
+    assert {"precision", "recall", "n_flagged", "accuracy_drop"} <= set(m)  # names kept
+    detector = finding.evidence["activation_detector"]
+    assert detector["suspect_classes"] == [7]
+    assert detector["presence"] == "both"
+    assert "Activation clustering: precision" in finding.message

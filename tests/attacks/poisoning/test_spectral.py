@@ -1,4 +1,5 @@
-"""Spectral signatures and activation clustering find a backdoor planted in a digits MLP."""
+"""Spectral signatures and activation clustering find a backdoor planted in a digits MLP,
+and activation clustering's presence test leaves a clean model's classes alone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bastion.attacks.poisoning._training import torch_trainer
 from bastion.attacks.poisoning.detect import precision_recall
 from bastion.attacks.poisoning.simulate import add_backdoor, apply_trigger
 from bastion.attacks.poisoning.spectral import (
+    Presence,
     activation_clustering,
     penultimate_activations,
     spectral_signatures,
@@ -101,23 +103,130 @@ def test_spectral_signatures_rank_the_poison_high(backdoored: dict[str, Any]) ->
     assert roc_auc_score(poisoned, wide.scores[rows]) >= top_auc
 
 
+@pytest.fixture(scope="module")
+def clean() -> dict[str, Any]:
+    """The same MLP and recipe trained on clean digits."""
+    from bastion.models.torch import TorchAdapter
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 32),
+        torch.nn.ReLU(),
+        torch.nn.Linear(32, 10),
+    )
+    template = TorchAdapter(net, classes=list(range(10)))
+    model = torch_trainer(template, epochs=20, batch_size=128, learning_rate=3e-3, seed=1)(X, y)
+    return {"X": X, "y": y, "model": model}
+
+
 @slow
 def test_activation_clustering_isolates_the_poison(backdoored: dict[str, Any]) -> None:
     d = backdoored
     issues = activation_clustering(d["model"], d["X_p"], d["y_p"])
-    assert issues.details["classes"][str(TARGET)]["flagged"] is True
-    _, recall = precision_recall(issues.flagged, d["idx"])
+    assert issues.details["presence"] == "both"
+    # the presence test keeps the poisoned class and only it
+    assert issues.details["suspect_classes"] == [TARGET]
+    target = issues.details["classes"][str(TARGET)]
+    assert target["flagged"] is True
+    # the trigger transfers: the corner pixels send other digits to 7
+    assert target["transfer_lift"] >= 0.5
+    assert set(d["trigger"]) <= set(target["transfer_features"])
+    # reclassified without the cluster, the poisoned rows go back to their source class
+    assert target["reclassified_own_share"] < 0.5
+    assert target["reclassified_to"] == SOURCE
+    precision, recall = precision_recall(issues.flagged, d["idx"])
     assert recall is not None
     assert recall >= 0.9
+    assert precision is not None
+    assert precision >= 0.75
+    # clean classes split too, but fail the presence test
+    assert sum(1 for e in issues.details["classes"].values() if e["candidate"]) > 1
+
+
+@slow
+def test_without_a_presence_test_clean_modes_are_flagged(backdoored: dict[str, Any]) -> None:
+    d = backdoored
+    acts = penultimate_activations(d["model"], d["X_p"])
+    tested = activation_clustering(d["model"], d["X_p"], d["y_p"], activations=acts)
+    rule = activation_clustering(None, None, d["y_p"], presence=None, activations=acts)
+    assert rule.details["size_threshold"] == 0.35  # the paper's rule, 2-means
+    assert rule.details["max_clusters"] == 2
+    flagged = [c for c, e in rule.details["classes"].items() if e["flagged"]]
+    assert str(TARGET) in flagged
+    assert len(flagged) > 1
+    rule_precision, _ = precision_recall(rule.flagged, d["idx"])
+    tested_precision, _ = precision_recall(tested.flagged, d["idx"])
+    assert rule_precision is not None
+    assert tested_precision is not None
+    assert tested_precision > rule_precision
+
+
+@slow
+def test_presence_test_flags_no_class_of_a_clean_model(clean: dict[str, Any]) -> None:
+    d = clean
+    issues = activation_clustering(d["model"], d["X"], d["y"])
+    assert issues.details["suspect_classes"] == []
+    assert issues.n_flagged == 0
+    classes = issues.details["classes"]
+    candidates = [c for c, e in classes.items() if e["candidate"]]
+    assert candidates  # the clusters exist; the presence test rejects them
+    for label in candidates:
+        entry = classes[label]
+        assert entry["flagged"] is False
+        assert entry["transfer_lift"] < 0.5 or entry["reclassified_own_share"] >= 0.5
+    # the paper's rule alone flags clean classes of the same model
+    rule = activation_clustering(d["model"], d["X"], d["y"], presence=None)
+    assert any(e["flagged"] for e in rule.details["classes"].values())
+
+
+@slow
+def test_each_presence_test_alone(backdoored: dict[str, Any]) -> None:
+    d = backdoored
+    acts = penultimate_activations(d["model"], d["X_p"])
+    tests: tuple[Presence, ...] = ("transfer", "reclassification")
+    for presence in tests:
+        issues = activation_clustering(
+            d["model"], d["X_p"], d["y_p"], presence=presence, activations=acts
+        )
+        assert TARGET in issues.details["suspect_classes"], presence
+        _, recall = precision_recall(issues.flagged, d["idx"])
+        assert recall is not None
+        assert recall >= 0.9
+
+
+@slow
+def test_reclassifier_can_retrain_the_network(backdoored: dict[str, Any]) -> None:
+    # the paper retrains the network without the cluster; any train(X, y) -> model works
+    d = backdoored
+    acts = penultimate_activations(d["model"], d["X_p"])
+    calls: list[int] = []
+
+    def retrain(X: Any, y: Any) -> Any:
+        calls.append(len(y))
+        return torch_trainer(d["model"], epochs=20, batch_size=128, learning_rate=3e-3, seed=1)(
+            X, y
+        )
+
+    issues = activation_clustering(
+        d["model"], d["X_p"], d["y_p"], activations=acts, reclassifier=retrain
+    )
+    assert calls
+    assert all(n < len(d["y_p"]) for n in calls)
+    assert issues.details["suspect_classes"] == [TARGET]
+    assert issues.details["classes"][str(TARGET)]["reclassified_to"] == SOURCE
 
 
 @slow
 def test_detectors_are_deterministic(backdoored: dict[str, Any]) -> None:
     d = backdoored
     acts = penultimate_activations(d["model"], d["X_p"])
-    a = activation_clustering(None, None, d["y_p"], activations=acts, seed=3)
-    b = activation_clustering(None, None, d["y_p"], activations=acts, seed=3)
+    a = activation_clustering(d["model"], d["X_p"], d["y_p"], activations=acts, seed=3)
+    b = activation_clustering(d["model"], d["X_p"], d["y_p"], activations=acts, seed=3)
     np.testing.assert_array_equal(a.flagged, b.flagged)
+    assert a.details == b.details
     s1 = spectral_signatures(None, None, d["y_p"], activations=acts)
     s2 = spectral_signatures(d["model"], d["X_p"], d["y_p"])
     np.testing.assert_array_equal(s1.flagged, s2.flagged)
@@ -138,7 +247,7 @@ def test_planted_direction_in_synthetic_activations() -> None:
         issues.details["classes"]["1"]["spectral_gap"]
         > issues.details["classes"]["0"]["spectral_gap"]
     )
-    clusters = activation_clustering(None, None, y, activations=acts)
+    clusters = activation_clustering(None, None, y, presence=None, activations=acts)
     assert clusters.details["classes"]["1"]["flagged"] is True
     assert set(clusters.flagged.tolist()) == set(poison.tolist())
 
@@ -151,4 +260,13 @@ def test_bad_options() -> None:
     with pytest.raises(ConfigError):
         spectral_signatures(None, None, y, n_directions=0, activations=acts)
     with pytest.raises(ConfigError):
-        activation_clustering(None, None, y, size_threshold=0.9, activations=acts)
+        activation_clustering(None, None, y, size_threshold=0.9, presence=None, activations=acts)
+    with pytest.raises(ConfigError, match="presence must be one of"):
+        activation_clustering(None, None, y, presence="nope", activations=acts)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="min_presence"):
+        activation_clustering(None, None, y, presence=None, min_presence=0, activations=acts)
+    with pytest.raises(ConfigError, match="max_clusters"):
+        activation_clustering(None, None, y, presence=None, max_clusters=1, activations=acts)
+    # the presence test asks the model: activations alone are not enough
+    with pytest.raises(ConfigError, match="needs the model"):
+        activation_clustering(None, None, y, activations=acts)

@@ -14,14 +14,19 @@ How
     test as the clean reference (cheaper, fair only when it was trained the same way). The
     label-issue detector of POI001 then runs on the poisoned training set, and its precision
     and recall against the rows actually poisoned tell whether POI001 would have caught the
-    attack. Models that cannot be retrained (ONNX, remote endpoints, bare callables) are
-    skipped. Backdoor triggers respect the dataset's feasibility constraints (bounds from the
-    schema, else the training data).
+    attack. For a backdoor on a torch module, POI003's detector (activation clustering with
+    its presence test) also runs on the poisoned training set with the retrained poisoned
+    model, and its precision and recall are reported beside the label detector's. Models
+    that cannot be retrained (ONNX, remote endpoints, bare callables) are skipped. Backdoor
+    triggers respect the dataset's feasibility constraints (bounds from the schema, else the
+    training data).
 Metrics
     ``clean_accuracy``, ``poisoned_accuracy``, ``accuracy_drop`` (clean - poisoned, test set);
     ``backdoor_success_rate`` = Pr[f(x + trigger) = target | y != target] on the test set and
     ``clean_trigger_rate`` (the same for the clean model), backdoor only; ``precision`` and
-    ``recall`` of the detector over training rows; ``n_poisoned``, ``poison_rate``.
+    ``recall`` of the label detector over training rows; ``activation_precision`` and
+    ``activation_recall`` of activation clustering (backdoor on a torch module, else None);
+    ``n_poisoned``, ``poison_rate``.
 Gate
     Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor,
     ``backdoor_success_rate > max_backdoor_success``.
@@ -40,10 +45,10 @@ from pydantic import Field
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
-from bastion.attacks.poisoning.simulate import simulate_poisoning
+from bastion.attacks.poisoning.simulate import PoisoningSimulation, simulate_poisoning
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.data.schema import FeatureSchema
-from bastion.exceptions import CapabilityError, ConfigError
+from bastion.exceptions import CapabilityError, ConfigError, ModelError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.threats import (
@@ -165,11 +170,14 @@ class PoisoningSimulationCheck(Check):
             seed=seed,
         )
         precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
+        activation = _activation_detection(cfg, model, sim, seed)
         metrics: dict[str, float | int | None] = {
             **sim.metrics(),
             "precision": precision,
             "recall": recall,
             "n_flagged": issues.n_flagged,
+            "activation_precision": activation.get("precision"),
+            "activation_recall": activation.get("recall"),
         }
         threshold: dict[str, float | None] = {"max_accuracy_drop": cfg.max_accuracy_drop}
         violations: list[str] = []
@@ -194,6 +202,8 @@ class PoisoningSimulationCheck(Check):
             "clean_reference": "retrained" if cfg.retrain_clean else "the model under test",
             "detection_method": cfg.detection_method,
         }
+        if activation:
+            evidence["activation_detector"] = activation.get("evidence")
         if cfg.kind == "backdoor":
             evidence["target_class"] = sim.target_class
             # a synthetic trigger, not data: feature names and the values it sets
@@ -203,6 +213,9 @@ class PoisoningSimulationCheck(Check):
             evidence["target"] = sim.target_class
         message = _summary(cfg, sim.clean_accuracy, sim.poisoned_accuracy, success, sim.n_poisoned)
         message += f" Detector ({cfg.detection_method}): {_detection(precision, recall)}."
+        if "precision" in activation:
+            found = _detection(activation["precision"], activation["recall"])
+            message += f" Activation clustering: {found}."
         if violations:
             status = Status.FAIL
             message = "Sensitive to poisoning: " + "; ".join(violations) + ". " + message
@@ -211,6 +224,34 @@ class PoisoningSimulationCheck(Check):
         return self.finding(
             ctx, status, message, metrics=metrics, threshold=threshold, evidence=evidence
         )
+
+
+def _activation_detection(
+    cfg: PoisoningSimulationConfig, model: Any, sim: PoisoningSimulation, seed: int
+) -> dict[str, Any]:
+    """POI003's detector on the poisoned training set, for a backdoor on a torch module.
+
+    Returns ``{}`` when it does not apply, ``{"evidence": why}`` when it cannot read the
+    retrained model, else precision, recall and evidence.
+    """
+    if cfg.kind != "backdoor" or getattr(model, "module", None) is None:
+        return {}
+    from bastion.attacks.poisoning.spectral import activation_clustering
+
+    try:
+        found = activation_clustering(sim.poisoned_model, sim.X_poisoned, sim.y_poisoned, seed=seed)
+    except ModelError as err:
+        return {"evidence": {"skipped": str(err)}}
+    precision, recall = precision_recall(found.flagged, sim.poisoned_indices)
+    return {
+        "precision": precision,
+        "recall": recall,
+        "evidence": {
+            "presence": found.details["presence"],
+            "suspect_classes": found.details["suspect_classes"],
+            "n_flagged": found.n_flagged,
+        },
+    }
 
 
 def _trigger_positions(trigger: dict[str, float], names: list[str]) -> dict[int, float]:

@@ -89,6 +89,9 @@ class PoisoningSimulation:
     X_poisoned, y_poisoned:
         The poisoned training data (``X_poisoned`` is the training features themselves for
         label flips).
+    poisoned_model:
+        The model retrained on the poisoned data (for detectors that read a model, such as
+        activation clustering).
     elapsed_s:
         Wall time, both trainings included.
     """
@@ -107,6 +110,7 @@ class PoisoningSimulation:
     y_poisoned: np.ndarray = field(default_factory=lambda: np.zeros(0))
     X_poisoned: Any = None
     elapsed_s: float = 0.0
+    poisoned_model: Any = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, float | int | None]:
         """Stable metric names for findings and JSON output."""
@@ -484,6 +488,7 @@ def simulate_poisoning(
         y_poisoned=y_p,
         X_poisoned=X_p,
         elapsed_s=time.perf_counter() - started,
+        poisoned_model=poisoned_model,
     )
 
 
