@@ -110,8 +110,7 @@ def _protect(out: Path, project: Path) -> str:
     protection = KeyProtection.from_passphrase(DEMO_PASSPHRASE, "the demo")
     # explicit paths: the demo never touches the user's own registry, keys or keyring
     keys = KeyStore.at(home / "keys", home / "keys" / "keyring.json")
-    if not keys.keyring().keys:
-        keys.generate("release", protection)
+    generated = None if keys.keyring().keys else keys.generate("release", protection)
     # a pickle carrying a (harmless) command: the scanner names it without loading it
     bait = out / "downloaded_model.pkl"
     bait.write_bytes(_bait_pickle())
@@ -122,6 +121,13 @@ def _protect(out: Path, project: Path) -> str:
     location = resolve_location(home, f"sqlite:///{home / 'registry.db'}")
     try:
         registry = Registry(location)
+        if generated is not None:
+            registry.audit.append(
+                registry.identity.name,
+                "key.generate",
+                f"key:{generated.key_id}",
+                {"label": generated.label, "status": generated.status.value},
+            )
         result = release(
             project / "bastion.yaml",
             "breast-cancer",

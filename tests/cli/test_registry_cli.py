@@ -79,7 +79,11 @@ def test_users_roles_and_four_eyes_from_the_command_line(
     for name, role in (("dana", "data-scientist"), ("ava", "approver"), ("vic", "viewer")):
         assert run(["users", "add", name, "--role", role, "--token", root]) == 0
         tokens[name] = out_of(capsys).strip().splitlines()[-1]
-    assert run(["keys", "generate"]) == 0
+    assert run(["keys", "generate"]) == 2  # key changes need an admin once users exist
+    assert "pass an API token" in capsys.readouterr().err
+    assert run(["keys", "generate", "--token", tokens["dana"]]) == 2
+    assert "may not keys.manage" in capsys.readouterr().err
+    assert run(["keys", "generate", "--token", root]) == 0
     folder = release(tmp_path / "rel")
     monkeypatch.setenv("BASTION_TOKEN", tokens["dana"])
     assert run(["registry", "sign", str(folder)]) == 0
@@ -113,14 +117,14 @@ def test_audit_checkpoint_verify_and_export(
     out = tmp_path / "audit.jsonl"
     assert run(["audit", "export", "-o", str(out)]) == 0
     events = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["action"] for e in events] == ["model.register"]
+    assert [e["action"] for e in events] == ["key.generate", "model.register"]
     # rewrite an event's actor in the database: verify names the broken link
     import sqlite3
 
     with sqlite3.connect(env / "registry.db") as conn:
-        conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1")
+        conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
     assert run(["audit", "verify"]) == 1
-    assert "event 1: content does not match its hash" in out_of(capsys)
+    assert "event 2: content does not match its hash" in out_of(capsys)
 
 
 def test_verify_with_keys_pinned_in_the_policy(

@@ -259,6 +259,10 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     if added:
         main.app.add_typer(keys_cli.app, name="keys")
     monkeypatch.setenv("BASTION_KEY_STORE", str(tmp_path / "store"))
+    # key changes are audited in the registry: keep it in the test's folder
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    monkeypatch.delenv("BASTION_TOKEN", raising=False)
     monkeypatch.delenv("BASTION_KEYRING", raising=False)
     monkeypatch.delenv("BASTION_KEY_KEK", raising=False)
     monkeypatch.setenv("BASTION_KEY_PASSPHRASE", PASS)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -81,6 +81,33 @@ LabelOpt = Annotated[
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text or json.")]
 
 
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="BASTION_TOKEN", help="API token (or $BASTION_TOKEN).", show_envvar=False
+    ),
+]
+
+
+def _registry_for_keys(token: str | None) -> Any:
+    """The registry whose audit trail records key changes; the caller must manage keys
+    (checked before anything changes)."""
+    from bastion.cli.registry import open_registry
+
+    reg = open_registry(token)
+    reg.access.require(reg.identity, "keys.manage")
+    return reg
+
+
+def _audit(reg: Any, action: str, key: TrustedKey, **details: Any) -> None:
+    reg.audit.append(
+        reg.identity.name,
+        action,
+        f"key:{key.key_id}",
+        {"label": key.label, "status": key.status.value, **details},
+    )
+
+
 def _protection(passphrase_env: str, kek_env: str, kek_file: Path | None) -> KeyProtection:
     from bastion.governance.keys import KeyProtection
 
@@ -107,12 +134,15 @@ def generate(
     kek_env: KekEnvOpt = DEFAULT_KEK_ENV,
     kek_file: KekFileOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    token: TokenOpt = None,
 ) -> None:
     """Generate an active ECDSA P-256 key pair for LABEL and add it to the keyring."""
     from bastion.governance.keys import KeyStore
 
+    reg = _registry_for_keys(token)
     key_store = KeyStore.at(store, keyring)
     key = key_store.generate(label, _protection(passphrase_env, kek_env, kek_file))
+    _audit(reg, "key.generate", key)
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(_describe(key), indent=2))
     else:
@@ -162,13 +192,16 @@ def rotate(
     kek_env: KekEnvOpt = DEFAULT_KEK_ENV,
     kek_file: KekFileOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    token: TokenOpt = None,
 ) -> None:
     """Replace LABEL's active key with a new one. The old key is retired: it still verifies
     the releases it signed until you revoke it, and signs nothing new."""
     from bastion.governance.keys import KeyStore
 
+    reg = _registry_for_keys(token)
     key_store = KeyStore.at(store, keyring)
     new, old = key_store.rotate(label, _protection(passphrase_env, kek_env, kek_file))
+    _audit(reg, "key.rotate", new, supersedes=old.key_id)
     if output_format is OutputFormat.json:
         typer.echo(json.dumps({"new": _describe(new), "old": _describe(old)}, indent=2))
     else:
@@ -183,14 +216,17 @@ def revoke(
     store: StoreOpt = None,
     keyring: KeyringOpt = None,
     output_format: FormatOpt = OutputFormat.text,
+    token: TokenOpt = None,
 ) -> None:
     """Revoke a key, for good: none of its signatures verify any more, old releases included
     (a key-based signature carries no trusted time, so a stolen key could back-date one).
     Its private key file is deleted."""
     from bastion.governance.keys import KeyStore
 
+    reg = _registry_for_keys(token)
     key_store = KeyStore.at(store, keyring)
     key = key_store.revoke(key_id, reason)
+    _audit(reg, "key.revoke", key, reason=reason)
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(_describe(key), indent=2))
     else:
