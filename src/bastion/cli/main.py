@@ -57,7 +57,9 @@ def _add_governance_apps() -> None:
     app.add_typer(keys_cli.app, name="keys")
     app.add_typer(lineage_cli.app, name="lineage")
     from bastion.cli.crypto import decrypt_command, encrypt_command, rewrap_command
+    from bastion.cli.serve import serve_command
 
+    app.command("serve")(serve_command)
     app.command("encrypt")(encrypt_command)
     app.command("decrypt")(decrypt_command)
     app.command("rewrap")(rewrap_command)

@@ -251,6 +251,9 @@ def create_oip_app(
 
     registry = dict(models)
     app = FastAPI(title=f"{server_name} (Open Inference Protocol v2)", version="2")
+    # every request looks its model up here: replacing an entry swaps the model served
+    # (`bastion serve` does when a watched alias moves to a verified release)
+    app.state.models = registry
     expected = None if api_token is None else f"Bearer {api_token}".encode()
 
     @app.exception_handler(_OipError)

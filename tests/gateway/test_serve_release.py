@@ -1,0 +1,131 @@
+"""``bastion serve``'s release checks: only a signed release whose signed gate report passed is
+served; a moved alias is verified before it is swapped in."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from bastion.gateway.oip import create_oip_app, run_in_thread
+from bastion.gateway.release import AliasWatcher, ServeRefusedError, load_release
+from bastion.governance.db import dispose, resolve_location
+from bastion.governance.keys import KeyProtection, KeyStore, SigningKey
+from bastion.governance.registry import Registry
+from bastion.governance.signing import sign_folder
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def setting(tmp_path: Path) -> Any:
+    location = resolve_location(tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'r.db'}")
+    store = KeyStore.at(tmp_path / "keys", tmp_path / "keys" / "keyring.json")
+    protection = KeyProtection.from_passphrase("serve-test-passphrase", "the test")
+    store.generate("release", protection)
+    signer = store.load_signing_key(None, protection)
+    registry = Registry(location)
+    yield registry, signer, tuple(store.keyring().keys)
+    dispose(location)
+
+
+def make_release(
+    root: Path, signer: SigningKey | None, *, passed: bool = True, model: Any = None
+) -> Path:
+    (root / "model").mkdir(parents=True)
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    estimator = model if model is not None else LogisticRegression().fit(X, [0, 0, 1, 1])
+    joblib.dump(estimator, root / "model" / "model.joblib")
+    verdict = {"passed": passed, "fail_on": "medium", "reasons": [] if passed else ["MV001"]}
+    (root / "report.json").write_text(json.dumps({"verdict": {**verdict, "counts": {}}}))
+    if signer is not None:
+        sign_folder(root, signer)
+    return root
+
+
+def test_a_signed_passing_release_is_served(setting: Any, tmp_path: Path) -> None:
+    registry, signer, trusted = setting
+    registry.register("m", make_release(tmp_path / "r1", signer))
+    registry.set_alias("m@1", "staging")
+    served = load_release(registry, "m@staging", trusted)
+    assert served.ref == "m@1"
+    assert served.key_id == signer.key_id
+    app = create_oip_app({"m": served.model})
+    with run_in_thread(app) as url:
+        body = {"inputs": [{"name": "input-0", "shape": [2, 1], "datatype": "FP64",
+                            "data": [0.0, 3.0]}]}  # fmt: skip
+        answer = httpx.post(f"{url}/v2/models/m/infer", json=body).json()
+        assert answer["outputs"][0]["data"] == [0, 1]
+        assert answer["model_version"] == "1"
+
+
+@pytest.mark.parametrize("case", ["unsigned", "untrusted", "failed gate", "tampered", "unsafe"])
+def test_each_failed_condition_is_named(setting: Any, tmp_path: Path, case: str) -> None:
+    registry, signer, trusted = setting
+    root = tmp_path / "r"
+    if case == "unsigned":
+        make_release(root, None)
+        expected = "signature does not verify"
+    elif case == "untrusted":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        make_release(root, SigningKey.from_private_key(ec.generate_private_key(ec.SECP256R1())))
+        expected = "signature does not verify"
+    elif case == "failed gate":
+        make_release(root, signer, passed=False)
+        expected = "signed gate report did not pass: MV001"
+    elif case == "tampered":
+        make_release(root, signer)
+        (root / "report.json").write_text(
+            json.dumps({"verdict": {"passed": True, "reasons": [], "counts": {}}}) + " "
+        )
+        expected = "signature does not verify"
+    else:
+        make_release(root, None)
+        (root / "model" / "model.joblib").write_bytes(pickle.dumps(os.system))
+        sign_folder(root, signer)
+        expected = "did not scan clean"
+    registry.register("m", root)
+    with pytest.raises(ServeRefusedError, match=expected):
+        load_release(registry, "m@1", trusted)
+    with pytest.raises(ServeRefusedError, match="no trusted signing key"):
+        load_release(registry, "m@1", ())
+
+
+def test_a_moved_alias_is_verified_before_the_swap(setting: Any, tmp_path: Path) -> None:
+    registry, signer, trusted = setting
+    registry.register("m", make_release(tmp_path / "r1", signer))
+    registry.set_alias("m@1", "staging")
+    current = load_release(registry, "m@staging", trusted)
+    swapped: list[str] = []
+    refused: list[str] = []
+    watcher = AliasWatcher(
+        registry, "m@staging", trusted, current,
+        on_swap=lambda r: swapped.append(r.ref), on_refused=lambda ref, _: refused.append(ref),
+    )  # fmt: skip
+    assert watcher.check_once() is None  # nothing moved
+    registry.register("m", make_release(tmp_path / "r2", signer, passed=False))
+    registry.set_alias("m@2", "staging")
+    assert watcher.check_once() is None
+    assert refused == ["m@2"]
+    assert watcher.current.ref == "m@1"  # the old release keeps serving
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    registry.register(
+        "m", make_release(tmp_path / "r3", signer, model=LogisticRegression().fit(X, [1, 1, 0, 0]))
+    )
+    registry.set_alias("m@3", "staging")
+    fresh = watcher.check_once()
+    assert fresh is not None
+    assert swapped == ["m@3"]
+    assert fresh.model.predict(np.array([[0.0]]))[0] == 1
+    actions = [e.action for e in registry.audit.events()]
+    assert "serve.swap.refused" in actions
+    assert "serve.swap" in actions
