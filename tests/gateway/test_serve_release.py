@@ -129,3 +129,59 @@ def test_a_moved_alias_is_verified_before_the_swap(setting: Any, tmp_path: Path)
     actions = [e.action for e in registry.audit.events()]
     assert "serve.swap.refused" in actions
     assert "serve.swap" in actions
+
+
+def test_serve_command_refuses_and_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from bastion.cli.main import run
+
+    home = tmp_path / "home"
+    env = {
+        "BASTION_HOME": str(home),
+        "BASTION_KEY_STORE": str(home / "keys"),
+        "BASTION_KEY_PASSPHRASE": "serve-test-passphrase",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("BASTION_DATABASE_URL", "BASTION_TOKEN", "BASTION_KEYRING"):
+        monkeypatch.delenv(k, raising=False)
+    assert run(["keys", "generate"]) == 0
+    unsigned = make_release(tmp_path / "r1", None)
+    assert run(["registry", "register", "m", str(unsigned)]) == 0
+    assert run(["registry", "alias", "m@1", "staging"]) == 0
+    capsys.readouterr()
+    assert run(["serve", "-m", "m@staging", "--port", "1"]) == 1
+    assert "not serving: m@1: its signature does not verify" in capsys.readouterr().err
+    signed = make_release(tmp_path / "r2", None)
+    assert run(["registry", "sign", str(signed)]) == 0
+    assert run(["registry", "register", "m", str(signed)]) == 0
+    assert run(["registry", "alias", "m@2", "staging"]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli.main", "serve", "-m", "m@staging", "--port",
+         str(port), "--watch-s", "0"],
+        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                live = httpx.get(f"http://127.0.0.1:{port}/v2/models/m", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"bastion serve did not start: {proc.stderr.read() if proc.stderr else ''}")
+        assert live.json()["versions"] == ["2"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
