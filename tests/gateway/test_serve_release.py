@@ -162,26 +162,38 @@ def test_serve_command_refuses_and_serves(
     assert run(["registry", "sign", str(signed)]) == 0
     assert run(["registry", "register", "m", str(signed)]) == 0
     assert run(["registry", "alias", "m@2", "staging"]) == 0
+    assert run(["serve", "-m", "m@staging", "--port", "1"]) == 2  # no users: nobody could log in
+    assert "the registry has no users" in capsys.readouterr().err
+    assert run(["users", "add", "root", "--role", "admin"]) == 0
+    root = capsys.readouterr().out.strip().splitlines()[-1]
+    assert run(["users", "add", "client", "--role", "viewer", "--token", root]) == 0
+    client = capsys.readouterr().out.strip().splitlines()[-1]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bastion.cli.main", "serve", "-m", "m@staging", "--port",
          str(port), "--watch-s", "0"],
-        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env={**os.environ, **env, "BASTION_TOKEN": root, "PYTHONPATH": os.pathsep.join(sys.path)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                live = httpx.get(f"http://127.0.0.1:{port}/v2/models/m", timeout=1)
+                live = httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
         else:
             pytest.fail(f"bastion serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-        assert live.json()["versions"] == ["2"]
+        assert live.json() == {"live": True}
+        url = f"http://127.0.0.1:{port}/v2/models/m"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer bst_nope"}).status_code == 401
+        meta = httpx.get(url, headers={"Authorization": f"Bearer {client}"})
+        assert meta.status_code == 200
+        assert meta.json()["versions"] == ["2"]
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

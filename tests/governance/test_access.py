@@ -20,7 +20,7 @@ from bastion.governance.db import Location, engine_for
 
 # the matrix, spelled out independently of PERMISSIONS: a change to either fails this test
 EXPECTED = {
-    "viewer": {"registry.read", "registry.verify", "lineage.read"},
+    "viewer": {"registry.read", "registry.verify", "lineage.read", "serve.infer"},
     "data-scientist": {
         "registry.read",
         "registry.verify",
@@ -29,6 +29,8 @@ EXPECTED = {
         "registry.release",
         "registry.alias",
         "lineage.record",
+        "serve.infer",
+        "serve.feedback",
     },
     "approver": {
         "registry.read",
@@ -38,6 +40,9 @@ EXPECTED = {
         "registry.promote",
         "audit.read",
         "audit.checkpoint",
+        "serve.infer",
+        "serve.feedback",
+        "serve.metrics",
     },
     "admin": set(PERMISSIONS),
 }

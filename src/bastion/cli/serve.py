@@ -26,6 +26,13 @@ def serve_command(
     watch_s: Annotated[
         float, typer.Option(help="Seconds between checks of the alias (0: do not watch).")
     ] = 10.0,
+    allow_anonymous: Annotated[
+        bool,
+        typer.Option(
+            "--allow-anonymous",
+            help="Serve without authentication (local experiments only; never in production).",
+        ),
+    ] = False,
     token: TokenOpt = None,
 ) -> None:
     """Serve a registered release whose signature verifies against the pinned keys and whose
@@ -57,12 +64,31 @@ def serve_command(
         typer.echo(f"not serving: {err}", err=True)
         raise typer.Exit(1) from err
     name = served.version.name
-    app = create_oip_app({name: served.model}, server_name="bastion")
+    authorizer = None
+    if not allow_anonymous:
+        if registry.access.single_user_mode():
+            from bastion.exceptions import ConfigError
+
+            raise ConfigError(
+                "the registry has no users, so no client could authenticate: create one "
+                "(bastion users add client --role viewer) and call with its token, or pass "
+                "--allow-anonymous for a local experiment"
+            )
+        from bastion.gateway.guards.auth import TokenAuthorizer
+
+        authorizer = TokenAuthorizer(registry.access)
+    app = create_oip_app({name: served.model}, server_name="bastion", authorizer=authorizer)
     registry.audit.append(
         registry.identity.name,
         "serve.start",
         f"model:{served.ref}",
-        {"alias": model, "key_id": served.key_id, "host": host, "port": port},
+        {
+            "alias": model,
+            "key_id": served.key_id,
+            "host": host,
+            "port": port,
+            "authenticated": authorizer is not None,
+        },
     )
     watcher = None
     if watch_s > 0 and "@" in model and not model.split("@", 1)[1].isdigit():

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +211,7 @@ def create_oip_app(
     api_token: str | None = None,
     max_rows: int = 10_000,
     server_name: str = "bastion",
+    authorizer: Callable[[str | None, str], object] | None = None,
 ) -> "FastAPI":
     """Build a FastAPI app serving ``models`` over the Open Inference Protocol v2.
 
@@ -220,6 +221,9 @@ def create_oip_app(
             ``Authorization: Bearer <api_token>`` (401 otherwise).
         max_rows: largest batch one request may send (413 above it).
         server_name: the name in the server metadata.
+        authorizer: ``(authorization header, operation) -> identity``, raising
+            :class:`~bastion.gateway.guards.auth.GuardRejectedError` (401 / 403); replaces
+            ``api_token`` (``bastion serve`` passes the registry's tokens and roles).
 
     Returns:
         The app; run it with uvicorn (or :func:`run_in_thread` in tests).
@@ -269,7 +273,18 @@ def create_oip_app(
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": f"invalid request: {exc.errors()}"}, status_code=400)
 
-    def authorize(request: Request) -> None:
+    from bastion.gateway.guards.auth import GuardRejectedError
+
+    @app.exception_handler(GuardRejectedError)
+    async def _guard(request: Request, exc: GuardRejectedError) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.message}, status_code=exc.status, headers=dict(exc.headers) or None
+        )
+
+    def authorize(request: Request, operation: str = "serve.infer") -> None:
+        if authorizer is not None:
+            authorizer(request.headers.get("authorization"), operation)
+            return
         if expected is None:
             return
         given = request.headers.get("authorization", "").encode()

@@ -55,6 +55,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.checkpoint": frozenset({"approver", "admin"}),
     "users.manage": frozenset({"admin"}),
     "keys.manage": frozenset({"admin"}),
+    "serve.infer": frozenset(ROLES),
+    "serve.feedback": frozenset({"data-scientist", "approver", "admin"}),
+    "serve.metrics": frozenset({"approver", "admin"}),
     "serve.admin": frozenset({"admin"}),
 }
 _TOKEN_PREFIX = "bst_"
