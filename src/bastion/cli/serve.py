@@ -26,6 +26,20 @@ def serve_command(
     watch_s: Annotated[
         float, typer.Option(help="Seconds between checks of the alias (0: do not watch).")
     ] = 10.0,
+    max_body_mb: Annotated[
+        float, typer.Option(help="Largest request body, MiB (413 above it).")
+    ] = 16.0,
+    rate: Annotated[
+        float, typer.Option(help="Requests per second per client address (before login).")
+    ] = 50.0,
+    token_rate: Annotated[
+        float, typer.Option(help="Requests per second per authenticated identity.")
+    ] = 20.0,
+    burst: Annotated[int, typer.Option(help="Burst size of both rate limits.")] = 40,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(help="CIDR of a reverse proxy whose X-Forwarded-For is believed."),
+    ] = None,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
@@ -77,7 +91,18 @@ def serve_command(
         from bastion.gateway.guards.auth import TokenAuthorizer
 
         authorizer = TokenAuthorizer(registry.access)
-    app = create_oip_app({name: served.model}, server_name="bastion", authorizer=authorizer)
+    from bastion.gateway.guards.rate_limit import limiter_from_env
+
+    # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
+    app = create_oip_app(
+        {name: served.model},
+        server_name="bastion",
+        authorizer=authorizer,
+        max_body_bytes=int(max_body_mb * (1 << 20)),
+        address_limiter=limiter_from_env(rate, burst),
+        token_limiter=limiter_from_env(token_rate, burst),
+        trusted_proxies=tuple(trusted_proxy or ()),
+    )
     registry.audit.append(
         registry.identity.name,
         "serve.start",

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -212,6 +212,10 @@ def create_oip_app(
     max_rows: int = 10_000,
     server_name: str = "bastion",
     authorizer: Callable[[str | None, str], object] | None = None,
+    max_body_bytes: int | None = None,
+    address_limiter: Any = None,
+    token_limiter: Any = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> "FastAPI":
     """Build a FastAPI app serving ``models`` over the Open Inference Protocol v2.
 
@@ -224,6 +228,12 @@ def create_oip_app(
         authorizer: ``(authorization header, operation) -> identity``, raising
             :class:`~bastion.gateway.guards.auth.GuardRejectedError` (401 / 403); replaces
             ``api_token`` (``bastion serve`` passes the registry's tokens and roles).
+        max_body_bytes: refuse larger request bodies with 413 before reading them.
+        address_limiter, token_limiter: :class:`~bastion.gateway.guards.rate_limit.Limiter`
+            per client address (before authentication, so floods and token guessing are
+            throttled too) and per authenticated identity; 429 with ``Retry-After``, 503 when
+            a shared limiter (Redis) is unreachable (fail closed).
+        trusted_proxies: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed.
 
     Returns:
         The app; run it with uvicorn (or :func:`run_in_thread` in tests).
@@ -281,9 +291,41 @@ def create_oip_app(
             {"error": exc.message}, status_code=exc.status, headers=dict(exc.headers) or None
         )
 
+    def limited(limiter: Any, key: str) -> None:
+        from bastion.gateway.guards.rate_limit import RateLimiterUnavailableError
+
+        try:
+            decision = limiter.hit(key)
+        except RateLimiterUnavailableError as err:
+            raise GuardRejectedError(503, f"rate limiter unavailable: {err}") from err
+        if not decision.allowed:
+            wait = max(1, math.ceil(decision.retry_after_s))
+            raise GuardRejectedError(429, "too many requests", (("Retry-After", str(wait)),))
+
+    if address_limiter is not None:
+        from bastion.gateway.guards.rate_limit import client_address
+
+        @app.middleware("http")
+        async def _per_address(request: Request, call_next: Any) -> Any:
+            if not request.url.path.startswith("/v2/health/"):
+                peer = request.client.host if request.client else "unknown"
+                who = client_address(peer, request.headers.get("x-forwarded-for"), trusted_proxies)
+                try:
+                    limited(address_limiter, f"addr:{who}")
+                except GuardRejectedError as exc:
+                    return await _guard(request, exc)
+            return await call_next(request)
+
+    if max_body_bytes is not None:
+        from bastion.gateway.guards.body_size import BodySizeLimit
+
+        app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
     def authorize(request: Request, operation: str = "serve.infer") -> None:
         if authorizer is not None:
-            authorizer(request.headers.get("authorization"), operation)
+            identity = authorizer(request.headers.get("authorization"), operation)
+            if token_limiter is not None:
+                limited(token_limiter, f"id:{getattr(identity, 'name', identity)}")
             return
         if expected is None:
             return

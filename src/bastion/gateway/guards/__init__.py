@@ -1,0 +1,10 @@
+"""Request guards for the serving gateway, one module per guard.
+
+A guard decides, before a request reaches the model, whether it may pass: who is asking,
+how often, and with what. Each guard is framework-agnostic at its core (plain functions and
+small classes over strings and numbers) so it can be tested without a server; ``bastion
+serve`` wires them into the ASGI app.
+
+- :mod:`bastion.gateway.guards.rate_limit`: token-bucket rate limits per client, in-process
+  or shared through Redis, and the client address behind trusted reverse proxies.
+"""
