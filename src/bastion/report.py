@@ -32,9 +32,10 @@ class DatasetRef:
     n_columns: int
     target: str | None = None
     sensitive: tuple[str, ...] = ()
+    features: tuple[str, ...] | None = None  # the model's input columns, in order
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "path": self.path,
             "sha256": self.sha256,
@@ -43,6 +44,9 @@ class DatasetRef:
             "target": self.target,
             "sensitive": list(self.sensitive),
         }
+        if self.features is not None:
+            out["features"] = list(self.features)
+        return out
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Report:
     profiles: Mapping[str, Any] = field(default_factory=dict)
     policy_path: str | None = None
     raw_rows_allowed: bool = False
+    # the feature schema the gate judged the data by (declared or inferred, per column); a
+    # release carries it signed, and the gateway validates requests against it
+    feature_schema: Mapping[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -95,6 +102,7 @@ class Report:
             "waivers": [dict(w) for w in self.waivers],
             "findings": [f.to_dict() for f in self.findings],
             "profiles": dict(self.profiles),
+            "feature_schema": dict(self.feature_schema) if self.feature_schema else None,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -122,7 +130,13 @@ class Report:
             model=data.get("model"),
             baseline=data.get("baseline"),
             datasets=tuple(
-                DatasetRef(**{**d, "sensitive": tuple(d.get("sensitive", ()))})
+                DatasetRef(
+                    **{
+                        **d,
+                        "sensitive": tuple(d.get("sensitive", ())),
+                        "features": tuple(d["features"]) if d.get("features") is not None else None,
+                    }
+                )
                 for d in data.get("datasets", ())
             ),
             environment=data.get("environment", {}),
@@ -131,6 +145,7 @@ class Report:
             profiles=data.get("profiles", {}),
             policy_path=data.get("policy_path"),
             raw_rows_allowed=bool(data.get("raw_rows_allowed", False)),
+            feature_schema=data.get("feature_schema"),
         )
 
 

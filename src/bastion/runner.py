@@ -230,6 +230,7 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
         },
         policy_path=str(policy.path) if policy.path else None,
         raw_rows_allowed=allow_raw,
+        feature_schema=_schema_summary(inputs.schema),
     )
     # the same redaction every writer applies, so a library caller never holds raw rows
     return redact(report)
@@ -474,7 +475,22 @@ def _dataset_ref(ds: Dataset) -> DatasetRef:
         n_columns=int(ds.frame.shape[1]),
         target=ds.target,
         sensitive=ds.sensitive,
+        features=tuple(ds.feature_names),
     )
+
+
+def _schema_summary(schema: FeatureSchema) -> dict[str, Any] | None:
+    """The feature schema as the report (and a release) carries it; None when empty.
+    Category lists are left out: category values can be raw data."""
+    if not schema.columns:
+        return None
+    columns = {}
+    for name, spec in schema.columns.items():
+        entry = spec.to_dict()
+        entry.pop("categories", None)
+        columns[name] = entry
+    declared = sorted(n for n in schema.columns if schema.is_declared(n))
+    return {"inferred": schema.inferred, "columns": columns, "declared": declared}
 
 
 def _version() -> str:
