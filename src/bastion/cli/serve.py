@@ -92,6 +92,7 @@ def serve_command(
 
         authorizer = TokenAuthorizer(registry.access)
     from bastion.gateway.guards.rate_limit import limiter_from_env
+    from bastion.gateway.guards.schema import InputSchema
 
     # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
     app = create_oip_app(
@@ -102,6 +103,7 @@ def serve_command(
         address_limiter=limiter_from_env(rate, burst),
         token_limiter=limiter_from_env(token_rate, burst),
         trusted_proxies=tuple(trusted_proxy or ()),
+        input_schema=InputSchema.from_report(served.report),
     )
     registry.audit.append(
         registry.identity.name,

@@ -162,8 +162,16 @@ def _requested_outputs(body: dict[str, Any], available: list[str]) -> list[str]:
     return names
 
 
-def _infer(name: str, model: ModelAdapter, body: dict[str, Any], max_rows: int) -> dict[str, Any]:
+def _infer(
+    name: str,
+    model: ModelAdapter,
+    body: dict[str, Any],
+    max_rows: int,
+    input_schema: Any = None,
+) -> dict[str, Any]:
     X = _parse_input(body, max_rows)
+    if input_schema is not None and X.ndim == 2:
+        input_schema.check(X)  # 422 naming the column and the row
     available = ["label"] + (["probabilities"] if model.has(Capability.PREDICT_PROBA) else [])
     wanted = _requested_outputs(body, available)
     outputs: list[dict[str, Any]] = []
@@ -216,6 +224,7 @@ def create_oip_app(
     address_limiter: Any = None,
     token_limiter: Any = None,
     trusted_proxies: Sequence[str] = (),
+    input_schema: Any = None,
 ) -> "FastAPI":
     """Build a FastAPI app serving ``models`` over the Open Inference Protocol v2.
 
@@ -234,6 +243,8 @@ def create_oip_app(
             throttled too) and per authenticated identity; 429 with ``Retry-After``, 503 when
             a shared limiter (Redis) is unreachable (fail closed).
         trusted_proxies: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed.
+        input_schema: a :class:`~bastion.gateway.guards.schema.InputSchema`; rows that break
+            it are refused with 422 naming the column and the row.
 
     Returns:
         The app; run it with uvicorn (or :func:`run_in_thread` in tests).
@@ -376,7 +387,9 @@ def create_oip_app(
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise _OipError(400, f"the request body is not valid JSON: {err}") from err
         # The model runs in a worker thread so one slow batch does not stall the event loop.
-        result: dict[str, Any] = await run_in_threadpool(_infer, name, model, body, max_rows)
+        result: dict[str, Any] = await run_in_threadpool(
+            _infer, name, model, body, max_rows, input_schema
+        )
         return result
 
     @app.get("/v2/models/{name}")
