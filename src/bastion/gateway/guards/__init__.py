@@ -7,4 +7,9 @@ serve`` wires them into the ASGI app.
 
 - :mod:`bastion.gateway.guards.rate_limit`: token-bucket rate limits per client, in-process
   or shared through Redis, and the client address behind trusted reverse proxies.
+- :mod:`bastion.gateway.guards.body_size`: a cap on request bodies, before anything reads them.
+- :mod:`bastion.gateway.guards.auth`: the registry's API tokens and the role of each route.
+- :mod:`bastion.gateway.guards.schema`: validation against the release's feature schema.
+- :mod:`bastion.gateway.guards.extraction`: a PRADA-style per-client extraction detector with
+  query-coverage statistics and bounded state (not wired into ``bastion serve`` yet).
 """
