@@ -1,0 +1,90 @@
+"""Live drift against the release's reference profile, prediction drift, feedback accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import jensenshannon
+from sklearn.datasets import load_breast_cancer
+
+from bastion.data.profile import Profile
+from bastion.exceptions import DataError
+from bastion.monitoring.live import PSI_EPSILON, LiveMonitor
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[dict[str, Any], pd.DataFrame]:
+    frame = load_breast_cancer(as_frame=True).frame.rename(columns={"target": "diagnosis"})
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    train = frame.sample(frac=0.6, random_state=0)
+    test = frame.drop(train.index)
+    features = [c for c in frame.columns if c != "diagnosis"]
+    report = {
+        "datasets": [{"name": "train", "features": features, "target": "diagnosis"}],
+        "profiles": {"train": Profile.from_frame(train, seed=0).summary(5)},
+    }
+    return report, test
+
+
+def test_same_distribution_does_not_drift_and_a_shift_does(
+    reference: tuple[dict[str, Any], pd.DataFrame],
+) -> None:
+    report, test = reference
+    X = test.drop(columns="diagnosis").to_numpy()
+    calm = LiveMonitor(report, clock=lambda: 1000.0)
+    calm.observe(X, test["diagnosis"].tolist())
+    snap = calm.snapshot()
+    assert snap.n_rows == len(X)
+    assert not snap.drifted_features, snap.drifted_features
+    assert snap.prediction_js is not None
+    assert snap.prediction_js < 0.05  # the labels' shares match the training shares
+    shifted = X.copy()
+    shifted[:, 0] *= 1.6  # mean_radius grows by 60%
+    moved = LiveMonitor(report, clock=lambda: 1000.0)
+    moved.observe(shifted, [1] * len(X))
+    snap = moved.snapshot()
+    assert "mean_radius" in snap.drifted_features
+    assert "mean_texture" not in snap.drifted_features
+    assert snap.prediction_js is not None
+    assert snap.prediction_js > 0.3
+
+
+def test_psi_and_js_follow_their_definitions(
+    reference: tuple[dict[str, Any], pd.DataFrame],
+) -> None:
+    report, test = reference
+    mon = LiveMonitor(report, clock=lambda: 0.0)
+    X = test.drop(columns="diagnosis").to_numpy()
+    mon.observe(X, [0] * len(X))
+    col = report["profiles"]["train"]["columns"]["mean_radius"]["histogram"]
+    edges, counts = np.asarray(col["edges"]), np.asarray(col["counts"], dtype=float)
+    cur = np.bincount(np.searchsorted(edges, X[:, 0], side="right"), minlength=len(counts))
+    r, c = counts / counts.sum(), cur / cur.sum()
+    rf, cf = np.maximum(r, PSI_EPSILON), np.maximum(c, PSI_EPSILON)
+    got = next(f for f in mon.snapshot().features if f.feature == "mean_radius")
+    assert got.psi == pytest.approx(float(np.sum((cf - rf) * np.log(cf / rf))), rel=1e-12)
+    assert got.jensenshannon == pytest.approx(float(jensenshannon(r, c, base=2)), rel=1e-9)
+
+
+def test_the_window_forgets_and_feedback_measures_accuracy(
+    reference: tuple[dict[str, Any], pd.DataFrame],
+) -> None:
+    report, test = reference
+    now = [0.0]
+    mon = LiveMonitor(report, window_s=120, bucket_s=60, clock=lambda: now[0])
+    X = test.drop(columns="diagnosis").to_numpy()[:10]
+    mon.observe(X, [1] * 10, request_id="r1")
+    with pytest.raises(DataError, match="had 10 rows; received 3"):
+        mon.feedback("r1", [1, 0, 1])
+    assert mon.feedback("r1", [1] * 8 + [0, 0]) == 10
+    with pytest.raises(DataError, match="no prediction is waiting"):
+        mon.feedback("r1", [1] * 10)
+    snap = mon.snapshot()
+    assert snap.accuracy == pytest.approx(0.8)
+    assert snap.n_feedback == 10
+    now[0] = 500.0  # past the window
+    assert mon.snapshot().n_rows == 0
+    assert mon.snapshot().accuracy is None
