@@ -21,6 +21,7 @@ from bastion.governance.db import dispose, resolve_location
 from bastion.governance.keys import KeyProtection, KeyStore, SigningKey
 from bastion.governance.registry import Registry
 from bastion.governance.signing import sign_folder
+from bastion.models.sklearn import SklearnAdapter as SklearnAdapterForTest
 
 pytest.importorskip("fastapi")
 
@@ -197,3 +198,48 @@ def test_serve_command_refuses_and_serves(
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_feedback_and_monitor_routes(setting: Any, tmp_path: Path) -> None:
+    from bastion.gateway.guards.auth import TokenAuthorizer
+    from bastion.monitoring.live import LiveMonitor
+
+    registry = setting[0]
+    access = registry.access
+    root = access.add_user("root", "admin", by=access.local_identity())
+    admin = access.authenticate(root)
+    viewer = access.add_user("vic", "viewer", by=admin)
+    scientist = access.add_user("dana", "data-scientist", by=admin)
+    report = {
+        "datasets": [{"name": "train", "features": ["x"], "target": "y"}],
+        "profiles": {"train": {"columns": {"x": {"kind": "numeric", "histogram": {
+            "edges": [1.0, 2.0], "counts": [5, 5, 5]}}}}},
+    }  # fmt: skip
+    monitor = LiveMonitor(report)
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    app = create_oip_app(
+        {"m": SklearnAdapterForTest(LogisticRegression().fit(X, [0, 0, 1, 1]))},
+        authorizer=TokenAuthorizer(access),
+        on_predict=lambda _n, _m, rows, labels, rid: monitor.observe(rows, labels, rid),
+        on_feedback=lambda _n, rid, labels: monitor.feedback(rid, labels),
+        monitor_snapshot=lambda _n: monitor.snapshot().to_dict(),
+    )
+    body = {"id": "req-1", "inputs": [{"name": "input-0", "shape": [2, 1], "datatype": "FP64",
+                                       "data": [0.0, 3.0]}]}  # fmt: skip
+
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    with run_in_thread(app) as url:
+        assert httpx.post(f"{url}/v2/models/m/infer", json=body, headers=auth(viewer)).is_success
+        feedback = {"id": "req-1", "labels": [0, 0]}
+        assert httpx.post(f"{url}/v2/models/m/feedback", json=feedback,
+                          headers=auth(viewer)).status_code == 403  # fmt: skip
+        done = httpx.post(f"{url}/v2/models/m/feedback", json=feedback, headers=auth(scientist))
+        assert done.json() == {"id": "req-1", "matched": 2}
+        again = httpx.post(f"{url}/v2/models/m/feedback", json=feedback, headers=auth(scientist))
+        assert again.status_code == 404
+        assert httpx.get(f"{url}/v2/models/m/monitor", headers=auth(viewer)).status_code == 403
+        snap = httpx.get(f"{url}/v2/models/m/monitor", headers=auth(root)).json()
+        assert snap["n_rows"] == 2
+        assert snap["accuracy"] == 0.5

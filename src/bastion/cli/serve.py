@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -93,6 +93,27 @@ def serve_command(
         authorizer = TokenAuthorizer(registry.access)
     from bastion.gateway.guards.rate_limit import limiter_from_env
     from bastion.gateway.guards.schema import InputSchema
+    from bastion.monitoring.live import LiveMonitor
+
+    # drift of recent traffic against the release's signed reference profile (counts only)
+    monitors: dict[str, LiveMonitor | None] = {name: _monitor_for(served.report)}
+
+    def on_predict(model_name: str, _model: object, X: Any, labels: Any, request_id: str) -> None:
+        monitor = monitors.get(model_name)
+        if monitor is not None:
+            monitor.observe(X, labels, request_id)
+
+    def on_feedback(model_name: str, request_id: str, labels: list[Any]) -> int:
+        monitor = monitors.get(model_name)
+        if monitor is None:
+            from bastion.exceptions import DataError
+
+            raise DataError(f"model {model_name!r} is served without monitoring (no profile)")
+        return monitor.feedback(request_id, labels)
+
+    def snapshot(model_name: str) -> dict[str, Any]:
+        monitor = monitors.get(model_name)
+        return {"monitoring": False} if monitor is None else monitor.snapshot().to_dict()
 
     # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
     app = create_oip_app(
@@ -104,6 +125,9 @@ def serve_command(
         token_limiter=limiter_from_env(token_rate, burst),
         trusted_proxies=tuple(trusted_proxy or ()),
         input_schema=InputSchema.from_report(served.report),
+        on_predict=on_predict,
+        on_feedback=on_feedback,
+        monitor_snapshot=snapshot,
     )
     registry.audit.append(
         registry.identity.name,
@@ -120,8 +144,9 @@ def serve_command(
     watcher = None
     if watch_s > 0 and "@" in model and not model.split("@", 1)[1].isdigit():
 
-        def swap(release: object) -> None:
-            app.state.models[name] = release.model  # type: ignore[attr-defined]
+        def swap(release: Any) -> None:
+            monitors[name] = _monitor_for(release.report)
+            app.state.models[name] = release.model
 
         watcher = AliasWatcher(registry, model, trusted, served, swap, interval_s=watch_s)
         watcher.start()
@@ -139,3 +164,18 @@ def serve_command(
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+def _monitor_for(report: Any) -> Any:
+    """A live monitor for a release, or None (with a warning) when its report carries no
+    feature list or profile (releases made before reports carried them)."""
+    import logging
+
+    from bastion.exceptions import DataError
+    from bastion.monitoring.live import LiveMonitor
+
+    try:
+        return LiveMonitor(report)
+    except DataError as err:
+        logging.getLogger(__name__).warning("serving without drift monitoring: %s", err)
+        return None

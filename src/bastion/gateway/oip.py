@@ -168,6 +168,7 @@ def _infer(
     body: dict[str, Any],
     max_rows: int,
     input_schema: Any = None,
+    on_predict: Callable[[str, ModelAdapter, np.ndarray, np.ndarray, str], None] | None = None,
 ) -> dict[str, Any]:
     X = _parse_input(body, max_rows)
     if input_schema is not None and X.ndim == 2:
@@ -210,6 +211,10 @@ def _infer(
     version = _version_of(model)
     if version:
         answer["model_version"] = version
+    if on_predict is not None:
+        given = [np.asarray(o["data"]) for o in outputs if o["name"] == "label"]
+        labels = given[0] if given else model.predict(X)
+        on_predict(name, model, X, labels, answer["id"])
     return answer
 
 
@@ -225,6 +230,9 @@ def create_oip_app(
     token_limiter: Any = None,
     trusted_proxies: Sequence[str] = (),
     input_schema: Any = None,
+    on_predict: Callable[[str, ModelAdapter, np.ndarray, np.ndarray, str], None] | None = None,
+    on_feedback: Callable[[str, str, list[Any]], int] | None = None,
+    monitor_snapshot: Callable[[str], dict[str, Any]] | None = None,
 ) -> "FastAPI":
     """Build a FastAPI app serving ``models`` over the Open Inference Protocol v2.
 
@@ -245,6 +253,12 @@ def create_oip_app(
         trusted_proxies: CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed.
         input_schema: a :class:`~bastion.gateway.guards.schema.InputSchema`; rows that break
             it are refused with 422 naming the column and the row.
+        on_predict: called with (model name, adapter, rows, predicted labels, request id)
+            after each inference (monitoring, detectors).
+        on_feedback: ``POST /v2/models/{name}/feedback`` with ``{"id", "labels"}`` (role
+            ``serve.feedback``) calls it; returns the rows matched.
+        monitor_snapshot: ``GET /v2/models/{name}/monitor`` (role ``serve.metrics``) returns
+            its drift and performance snapshot.
 
     Returns:
         The app; run it with uvicorn (or :func:`run_in_thread` in tests).
@@ -388,9 +402,38 @@ def create_oip_app(
             raise _OipError(400, f"the request body is not valid JSON: {err}") from err
         # The model runs in a worker thread so one slow batch does not stall the event loop.
         result: dict[str, Any] = await run_in_threadpool(
-            _infer, name, model, body, max_rows, input_schema
+            _infer, name, model, body, max_rows, input_schema, on_predict
         )
         return result
+
+    if on_feedback is not None:
+
+        @app.post("/v2/models/{name}/feedback")
+        async def post_feedback(request: Request, name: str) -> dict[str, Any]:
+            authorize(request, "serve.feedback")
+            lookup(name, None)
+            try:
+                body = json.loads(await request.body())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise _OipError(400, f"the request body is not valid JSON: {err}") from err
+            if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+                raise _OipError(400, "feedback needs 'id' (the inference id) and 'labels'")
+            labels = body.get("labels")
+            if not isinstance(labels, list) or not labels:
+                raise _OipError(400, "'labels' must be a non-empty list, one per row")
+            try:
+                matched = on_feedback(name, body["id"], labels)
+            except BastionError as err:
+                raise _OipError(404 if "no prediction" in str(err) else 400, str(err)) from err
+            return {"id": body["id"], "matched": matched}
+
+    if monitor_snapshot is not None:
+
+        @app.get("/v2/models/{name}/monitor")
+        def get_monitor(request: Request, name: str) -> dict[str, Any]:
+            authorize(request, "serve.metrics")
+            lookup(name, None)
+            return monitor_snapshot(name)
 
     @app.get("/v2/models/{name}")
     def get_model(request: Request, name: str) -> dict[str, Any]:

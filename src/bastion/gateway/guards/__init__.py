@@ -12,4 +12,7 @@ serve`` wires them into the ASGI app.
 - :mod:`bastion.gateway.guards.schema`: validation against the release's feature schema.
 - :mod:`bastion.gateway.guards.extraction`: a PRADA-style per-client extraction detector with
   query-coverage statistics and bounded state (not wired into ``bastion serve`` yet).
+- :mod:`bastion.gateway.guards.ood`: out-of-distribution rows against the reference profile
+  (per-feature ranges and a density score), flag or block, and burst tracking for alerts
+  (not wired into ``bastion serve`` yet).
 """
