@@ -372,3 +372,32 @@ def test_tritonclient_decodes_our_response() -> None:
     assert HEADER_LENGTH_HEADER not in headers
     result = http.InferResult.from_response_body(plain)
     np.testing.assert_array_equal(result.as_numpy("i64"), tensors["i64"])
+
+
+def test_tritonclient_talks_to_the_gateway_unchanged() -> None:
+    """The standard client, with its default binary tensors, against a served model."""
+    httpclient = pytest.importorskip("tritonclient.http")
+    pytest.importorskip("fastapi")
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.gateway.oip import create_oip_app, run_in_thread
+    from bastion.models.sklearn import SklearnAdapter
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0]])
+    estimator = LogisticRegression().fit(X, [0, 0, 1, 1])
+    app = create_oip_app({"m": SklearnAdapter(estimator)})
+    with run_in_thread(app) as url:
+        client = httpclient.InferenceServerClient(url=url.removeprefix("http://"))
+        assert client.is_server_live()
+        assert client.is_model_ready("m")
+        rows = np.array([[0.0, 1.0], [3.0, 0.0]], dtype=np.float64)
+        tensor = httpclient.InferInput("input-0", list(rows.shape), "FP64")
+        tensor.set_data_from_numpy(rows, binary_data=True)
+        outputs = [
+            httpclient.InferRequestedOutput("label", binary_data=True),
+            httpclient.InferRequestedOutput("probabilities", binary_data=False),
+        ]
+        result = client.infer("m", [tensor], outputs=outputs)
+        np.testing.assert_array_equal(result.as_numpy("label"), estimator.predict(rows))
+        np.testing.assert_allclose(result.as_numpy("probabilities"), estimator.predict_proba(rows))
+        client.close()

@@ -103,8 +103,11 @@ def _jsonable(values: np.ndarray) -> list[Any]:
     return list(values.tolist())
 
 
-def _parse_input(body: Any, max_rows: int) -> np.ndarray:
-    """The single input tensor of an infer request, as an array of its declared shape."""
+def _parse_input(
+    body: Any, max_rows: int, arrays: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """The single input tensor of an infer request, as an array of its declared shape (its
+    values from the JSON ``data``, or from ``arrays`` when it came in the binary section)."""
     if not isinstance(body, dict):
         raise _OipError(400, "the request body must be a JSON object")
     inputs = body.get("inputs")
@@ -114,7 +117,9 @@ def _parse_input(body: Any, max_rows: int) -> np.ndarray:
     tensor = inputs[0]
     if not isinstance(tensor, dict):
         raise _OipError(400, "inputs[0] must be an object with name, shape, datatype and data")
-    missing = [k for k in ("name", "shape", "datatype", "data") if k not in tensor]
+    binary = arrays is not None and tensor.get("name") in arrays
+    required = ("name", "shape", "datatype") if binary else ("name", "shape", "datatype", "data")
+    missing = [k for k in required if k not in tensor]
     if missing:
         raise _OipError(400, f"inputs[0] lacks {missing}")
     if tensor["name"] != DEFAULT_INPUT_NAME:
@@ -137,6 +142,8 @@ def _parse_input(body: Any, max_rows: int) -> np.ndarray:
         )
     if shape[0] > max_rows:
         raise _OipError(413, f"{shape[0]} rows exceed this server's limit of {max_rows}")
+    if binary and arrays is not None:
+        return np.asarray(arrays[tensor["name"]]).reshape(shape)
     try:
         arr = np.asarray(tensor["data"], dtype=OIP_DATATYPES[datatype])
     except (TypeError, ValueError, OverflowError) as err:
@@ -169,8 +176,9 @@ def _infer(
     max_rows: int,
     input_schema: Any = None,
     on_predict: Callable[[str, ModelAdapter, np.ndarray, np.ndarray, str], None] | None = None,
+    arrays: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    X = _parse_input(body, max_rows)
+    X = _parse_input(body, max_rows, arrays)
     if input_schema is not None and X.ndim == 2:
         input_schema.check(X)  # 422 naming the column and the row
     available = ["label"] + (["probabilities"] if model.has(Capability.PREDICT_PROBA) else [])
@@ -282,7 +290,7 @@ def create_oip_app(
     require("fastapi", "the inference server")
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -381,7 +389,11 @@ def create_oip_app(
     @app.get("/v2")
     def server_metadata(request: Request) -> dict[str, Any]:
         authorize(request)
-        return {"name": server_name, "version": bastion.__version__, "extensions": []}
+        return {
+            "name": server_name,
+            "version": bastion.__version__,
+            "extensions": ["binary_tensor_data"],
+        }
 
     def metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
         authorize(request)
@@ -392,19 +404,37 @@ def create_oip_app(
         lookup(name, version)
         return {"name": name, "ready": True}
 
-    async def infer(request: Request, name: str, version: str | None) -> dict[str, Any]:
+    async def infer(request: Request, name: str, version: str | None) -> Response:
+        from bastion.gateway.binary import (
+            HEADER_LENGTH_HEADER,
+            encode_infer_response,
+            parse_infer_request,
+            wants_binary,
+        )
+
         authorize(request)
         model = lookup(name, version)
         raw = await request.body()
+        # JSON, or tritonclient's binary tensor extension (a JSON header of the given
+        # length, then the tensors' bytes)
+        length = request.headers.get(HEADER_LENGTH_HEADER)
+        available = ["label"] + (["probabilities"] if model.has(Capability.PREDICT_PROBA) else [])
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise _OipError(400, f"the request body is not valid JSON: {err}") from err
+            body, arrays = parse_infer_request(raw, None if length is None else int(length))
+            binary = wants_binary(body, available)
+        except ValueError as err:
+            raise _OipError(400, str(err)) from err
         # The model runs in a worker thread so one slow batch does not stall the event loop.
         result: dict[str, Any] = await run_in_threadpool(
-            _infer, name, model, body, max_rows, input_schema, on_predict
+            _infer, name, model, body, max_rows, input_schema, on_predict, arrays
         )
-        return result
+        try:
+            payload, headers = encode_infer_response(result, {}, binary)
+        except ValueError as err:
+            raise _OipError(
+                500, f"model {name!r} returned an output that cannot be encoded"
+            ) from err
+        return Response(content=payload, headers=headers)
 
     if on_feedback is not None:
 
@@ -452,11 +482,11 @@ def create_oip_app(
         return model_ready(request, name, version)
 
     @app.post("/v2/models/{name}/infer")
-    async def post_infer(request: Request, name: str) -> dict[str, Any]:
+    async def post_infer(request: Request, name: str) -> Response:
         return await infer(request, name, None)
 
     @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def post_infer_version(request: Request, name: str, version: str) -> dict[str, Any]:
+    async def post_infer_version(request: Request, name: str, version: str) -> Response:
         return await infer(request, name, version)
 
     return app
