@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import typer
 
@@ -39,6 +39,16 @@ def serve_command(
     trusted_proxy: Annotated[
         list[str] | None,
         typer.Option(help="CIDR of a reverse proxy whose X-Forwarded-For is believed."),
+    ] = None,
+    ood: Annotated[
+        str,
+        typer.Option(
+            help="Out-of-distribution inputs: flag (alert on bursts), block (422) or off."
+        ),
+    ] = "flag",
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(help="Alert webhook URL (repeatable); signed with $BASTION_WEBHOOK_SECRET."),
     ] = None,
     allow_anonymous: Annotated[
         bool,
@@ -91,30 +101,30 @@ def serve_command(
         from bastion.gateway.guards.auth import TokenAuthorizer
 
         authorizer = TokenAuthorizer(registry.access)
+    import os
+
     from bastion.gateway.guards.rate_limit import limiter_from_env
-    from bastion.gateway.guards.schema import InputSchema
-    from bastion.monitoring.live import LiveMonitor
+    from bastion.gateway.metrics import GatewayMetrics
+    from bastion.gateway.service import GatewayService, WatchOptions
+    from bastion.governance.audit import AuditWriter
+    from bastion.monitoring.alerts import Alerter
 
-    # drift of recent traffic against the release's signed reference profile (counts only)
-    monitors: dict[str, LiveMonitor | None] = {name: _monitor_for(served.report)}
+    if ood not in ("flag", "block", "off"):
+        from bastion.exceptions import ConfigError
 
-    def on_predict(model_name: str, _model: object, X: Any, labels: Any, request_id: str) -> None:
-        monitor = monitors.get(model_name)
-        if monitor is not None:
-            monitor.observe(X, labels, request_id)
-
-    def on_feedback(model_name: str, request_id: str, labels: list[Any]) -> int:
-        monitor = monitors.get(model_name)
-        if monitor is None:
-            from bastion.exceptions import DataError
-
-            raise DataError(f"model {model_name!r} is served without monitoring (no profile)")
-        return monitor.feedback(request_id, labels)
-
-    def snapshot(model_name: str) -> dict[str, Any]:
-        monitor = monitors.get(model_name)
-        return {"monitoring": False} if monitor is None else monitor.snapshot().to_dict()
-
+        raise ConfigError(f"--ood must be flag, block or off; received {ood!r}")
+    ood_mode = cast(Literal["flag", "block", "off"], ood)
+    metrics = GatewayMetrics()
+    # alerts: an audit event (group-committed), a signed webhook per URL, a log line
+    audit_writer = AuditWriter(registry.audit)
+    alerter = Alerter(
+        audit=audit_writer.append,
+        webhook_urls=webhook or [],
+        secret=os.environ.get("BASTION_WEBHOOK_SECRET"),
+        on_fire=metrics.alert,
+    )
+    service = GatewayService(metrics, alerter, WatchOptions(ood_mode=ood_mode))
+    service.serve(name, served.ref, served.report)
     # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
     app = create_oip_app(
         {name: served.model},
@@ -124,10 +134,11 @@ def serve_command(
         address_limiter=limiter_from_env(rate, burst),
         token_limiter=limiter_from_env(token_rate, burst),
         trusted_proxies=tuple(trusted_proxy or ()),
-        input_schema=InputSchema.from_report(served.report),
-        on_predict=on_predict,
-        on_feedback=on_feedback,
-        monitor_snapshot=snapshot,
+        input_schema=service.input_check(name),
+        on_predict=service.on_predict,
+        on_feedback=service.on_feedback,
+        monitor_snapshot=service.snapshot,
+        metrics=metrics,
     )
     registry.audit.append(
         registry.identity.name,
@@ -145,11 +156,12 @@ def serve_command(
     if watch_s > 0 and "@" in model and not model.split("@", 1)[1].isdigit():
 
         def swap(release: Any) -> None:
-            monitors[name] = _monitor_for(release.report)
+            service.serve(name, release.ref, release.report)
             app.state.models[name] = release.model
 
         watcher = AliasWatcher(registry, model, trusted, served, swap, interval_s=watch_s)
         watcher.start()
+    service.start()
     typer.echo(f"serving {served.ref} (signed by key {served.key_id[:16]}) on {host}:{port}")
     uvicorn = require("uvicorn", "bastion serve")
     try:
@@ -164,18 +176,6 @@ def serve_command(
     finally:
         if watcher is not None:
             watcher.stop()
-
-
-def _monitor_for(report: Any) -> Any:
-    """A live monitor for a release, or None (with a warning) when its report carries no
-    feature list or profile (releases made before reports carried them)."""
-    import logging
-
-    from bastion.exceptions import DataError
-    from bastion.monitoring.live import LiveMonitor
-
-    try:
-        return LiveMonitor(report)
-    except DataError as err:
-        logging.getLogger(__name__).warning("serving without drift monitoring: %s", err)
-        return None
+        service.stop()
+        alerter.close()
+        audit_writer.close()

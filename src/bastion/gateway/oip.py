@@ -22,6 +22,7 @@ This is the seed of ``bastion serve``: guards, signatures and monitoring wrap it
 fastapi and uvicorn are imported when an app is created, never when this module is imported.
 """
 
+import contextvars
 import hmac
 import json
 import logging
@@ -44,9 +45,14 @@ from bastion.models.remote import OIP_DATATYPES, to_oip_datatype
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["DEFAULT_INPUT_NAME", "create_oip_app", "run_in_thread"]
+__all__ = ["CURRENT_CLIENT", "DEFAULT_INPUT_NAME", "create_oip_app", "run_in_thread"]
 
 DEFAULT_INPUT_NAME = "input-0"
+# who sent the request being served (identity name, else client address): detectors that keep
+# per-client state read it from the worker thread the model runs in
+CURRENT_CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "bastion_current_client", default="anonymous"
+)
 _NUMERIC = frozenset(OIP_DATATYPES) - {"BYTES"}
 _log = logging.getLogger(__name__)
 
@@ -241,6 +247,7 @@ def create_oip_app(
     on_predict: Callable[[str, ModelAdapter, np.ndarray, np.ndarray, str], None] | None = None,
     on_feedback: Callable[[str, str, list[Any]], int] | None = None,
     monitor_snapshot: Callable[[str], dict[str, Any]] | None = None,
+    metrics: Any = None,
 ) -> "FastAPI":
     """Build a FastAPI app serving ``models`` over the Open Inference Protocol v2.
 
@@ -267,6 +274,9 @@ def create_oip_app(
             ``serve.feedback``) calls it; returns the rows matched.
         monitor_snapshot: ``GET /v2/models/{name}/monitor`` (role ``serve.metrics``) returns
             its drift and performance snapshot.
+        metrics: a :class:`~bastion.gateway.metrics.GatewayMetrics`: every request is timed
+            and counted, guard rejections counted, and ``GET /metrics`` serves the Prometheus
+            exposition (role ``serve.metrics`` when an authorizer is set).
 
     Returns:
         The app; run it with uvicorn (or :func:`run_in_thread` in tests).
@@ -320,20 +330,26 @@ def create_oip_app(
 
     @app.exception_handler(GuardRejectedError)
     async def _guard(request: Request, exc: GuardRejectedError) -> JSONResponse:
+        if metrics is not None:
+            guard = exc.guard or {401: "auth", 403: "role", 422: "schema"}.get(exc.status, "")
+            if guard:
+                metrics.rejected(guard, exc.status)
         return JSONResponse(
             {"error": exc.message}, status_code=exc.status, headers=dict(exc.headers) or None
         )
 
-    def limited(limiter: Any, key: str) -> None:
+    def limited(limiter: Any, key: str, guard: str) -> None:
         from bastion.gateway.guards.rate_limit import RateLimiterUnavailableError
 
         try:
             decision = limiter.hit(key)
         except RateLimiterUnavailableError as err:
-            raise GuardRejectedError(503, f"rate limiter unavailable: {err}") from err
+            raise GuardRejectedError(503, f"rate limiter unavailable: {err}", guard=guard) from err
         if not decision.allowed:
             wait = max(1, math.ceil(decision.retry_after_s))
-            raise GuardRejectedError(429, "too many requests", (("Retry-After", str(wait)),))
+            raise GuardRejectedError(
+                429, "too many requests", (("Retry-After", str(wait)),), guard=guard
+            )
 
     if address_limiter is not None:
         from bastion.gateway.guards.rate_limit import client_address
@@ -344,21 +360,49 @@ def create_oip_app(
                 peer = request.client.host if request.client else "unknown"
                 who = client_address(peer, request.headers.get("x-forwarded-for"), trusted_proxies)
                 try:
-                    limited(address_limiter, f"addr:{who}")
+                    limited(address_limiter, f"addr:{who}", "rate_limit_address")
                 except GuardRejectedError as exc:
                     return await _guard(request, exc)
             return await call_next(request)
 
+    if metrics is not None:
+
+        @app.middleware("http")
+        async def _timed(request: Request, call_next: Any) -> Any:
+            started = time.perf_counter()
+            response = await call_next(request)
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            model = request.path_params.get("name", "") if "path_params" in request.scope else ""
+            metrics.observe_request(
+                model, route, response.status_code, time.perf_counter() - started
+            )
+            return response
+
+        @app.get("/metrics")
+        def get_metrics(request: Request) -> Response:
+            if authorizer is not None:
+                authorizer(request.headers.get("authorization"), "serve.metrics")
+            payload, content_type = metrics.render()
+            return Response(content=payload, media_type=content_type)
+
     if max_body_bytes is not None:
         from bastion.gateway.guards.body_size import BodySizeLimit
 
-        app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+        def _too_big() -> None:
+            if metrics is not None:
+                metrics.rejected("body_size", 413)
+
+        app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, on_reject=_too_big)
 
     def authorize(request: Request, operation: str = "serve.infer") -> None:
+        CURRENT_CLIENT.set(f"addr:{request.client.host}" if request.client else "anonymous")
         if authorizer is not None:
             identity = authorizer(request.headers.get("authorization"), operation)
+            CURRENT_CLIENT.set(f"id:{getattr(identity, 'name', identity)}")
             if token_limiter is not None:
-                limited(token_limiter, f"id:{getattr(identity, 'name', identity)}")
+                limited(
+                    token_limiter, f"id:{getattr(identity, 'name', identity)}", "rate_limit_token"
+                )
             return
         if expected is None:
             return

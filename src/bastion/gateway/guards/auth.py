@@ -26,13 +26,14 @@ from bastion.governance.access import (
 __all__ = ["GuardRejectedError", "TokenAuthorizer"]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: frameworks set __traceback__ on exceptions they handle
 class GuardRejectedError(Exception):
     """A guard refused the request: HTTP ``status``, a message, optional headers."""
 
     status: int
     message: str
     headers: tuple[tuple[str, str], ...] = ()
+    guard: str = ""  # which guard (metrics count rejections by it); inferred when empty
 
 
 class TokenAuthorizer:

@@ -32,13 +32,16 @@ class BodySizeLimit:
         >>> app = BodySizeLimit(app, max_bytes=16 << 20)   # doctest: +SKIP
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, on_reject: Callable[[], None] | None = None
+    ) -> None:
         if max_bytes < 1:
             from bastion.exceptions import ConfigError
 
             raise ConfigError(f"max_bytes must be >= 1; received {max_bytes}")
         self.app = app
         self.max_bytes = max_bytes
+        self.on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +55,7 @@ class BodySizeLimit:
                     await _reject(send, 400, "invalid Content-Length")
                     return
                 if declared > self.max_bytes:
+                    self._rejected()
                     await _reject(send, 413, self._message())
                     return
         seen = 0
@@ -75,8 +79,13 @@ class BodySizeLimit:
         try:
             await self.app(scope, counted, tracked_send)
         except _TooLargeError:
+            self._rejected()
             if not started:
                 await _reject(send, 413, self._message())
+
+    def _rejected(self) -> None:
+        if self.on_reject is not None:
+            self.on_reject()
 
     def _message(self) -> str:
         return f"the request body exceeds this server's limit of {self.max_bytes} bytes"

@@ -331,7 +331,9 @@ class OODDetector:
         result = self.score(X)
         if self.mode == "block" and result.anomalous.any():
             row = int(np.argmax(result.anomalous))
-            raise GuardRejectedError(422, self._explain(np.asarray(X, np.float64), result, row))
+            raise GuardRejectedError(
+                422, self._explain(np.asarray(X, np.float64), result, row), guard="ood"
+            )
         return result
 
     def calibrate(self, X: npt.ArrayLike) -> float:

@@ -1,0 +1,223 @@
+"""``bastion serve``'s watch loop: guards, detectors, monitoring, metrics and alerts around one
+served release.
+
+:class:`GatewayService` holds, per served model, a :class:`~bastion.monitoring.live.LiveMonitor`
+(drift of recent traffic against the signed reference profile), an
+:class:`~bastion.gateway.guards.ood.OODDetector` (flag or block) with an
+:class:`~bastion.gateway.guards.ood.OODBurst` tracker, and an
+:class:`~bastion.gateway.guards.extraction.ExtractionDetector` per client; one
+:class:`~bastion.gateway.metrics.GatewayMetrics` and one
+:class:`~bastion.monitoring.alerts.Alerter` (audit event, signed webhook, log line;
+deduplicated while a condition lasts). A background thread evaluates drift and OOD bursts every
+``evaluate_s`` seconds; extraction suspicion is raised as soon as a client is flagged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from bastion.exceptions import DataError
+
+__all__ = ["GatewayService", "WatchOptions"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What the gateway watches and how it reacts."""
+
+    ood_mode: Literal["flag", "block", "off"] = "flag"
+    ood_burst_share: float = 0.2
+    ood_burst_window_s: float = 60.0
+    ood_burst_min_requests: int = 20
+    psi_threshold: float = 0.2
+    min_rows_for_drift: int = 200
+    extraction: bool = True
+    evaluate_s: float = 10.0
+
+
+class _Served:
+    """One model's monitors and detectors (rebuilt when the alias moves)."""
+
+    def __init__(self, ref: str, report: Mapping[str, Any], options: WatchOptions) -> None:
+        from bastion.gateway.guards.ood import OODBurst, OODDetector
+        from bastion.gateway.guards.schema import InputSchema
+        from bastion.monitoring.live import LiveMonitor
+
+        self.ref = ref
+        self.schema = InputSchema.from_report(report)
+        self.monitor: LiveMonitor | None = None
+        self.ood: Any = None
+        self.extraction: Any = None
+        try:
+            self.monitor = LiveMonitor(report, psi_threshold=options.psi_threshold)
+        except DataError as err:
+            _log.warning("%s: serving without drift monitoring: %s", ref, err)
+        if options.ood_mode != "off":
+            try:
+                mode: Literal["flag", "block"] = options.ood_mode
+                self.ood = OODDetector.from_report(report, mode=mode)
+            except DataError as err:
+                _log.warning("%s: serving without the OOD detector: %s", ref, err)
+        self.burst = OODBurst(
+            options.ood_burst_window_s, options.ood_burst_share, options.ood_burst_min_requests
+        )
+        if options.extraction and self.schema is not None:
+            from bastion.gateway.guards.extraction import ExtractionDetector
+
+            scale = _scales(report, self.schema.features)
+            self.extraction = ExtractionDetector(len(self.schema.features), scale=scale)
+
+
+class GatewayService:
+    """The callbacks ``create_oip_app`` takes, backed by the detectors and monitors.
+
+    Example::
+
+        >>> service = GatewayService(metrics, alerter)                    # doctest: +SKIP
+        >>> service.serve("cancer", "cancer@3", release.report)
+        >>> app = create_oip_app(models, input_schema=service.input_check("cancer"), ...)
+    """
+
+    def __init__(self, metrics: Any, alerter: Any, options: WatchOptions | None = None) -> None:
+        self.metrics = metrics
+        self.alerter = alerter
+        self.options = options or WatchOptions()
+        self._served: dict[str, _Served] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def serve(self, name: str, ref: str, report: Mapping[str, Any]) -> None:
+        """(Re)build the watch state of model ``name`` for release ``ref``."""
+        self._served[name] = _Served(ref, report, self.options)
+
+    # -- callbacks for create_oip_app ---------------------------------------------------------
+    def input_check(self, name: str) -> Any:
+        """An object whose ``check(X)`` runs the schema guard, then the OOD detector."""
+        service = self
+
+        class _Checks:
+            def check(self, X: np.ndarray) -> None:
+                served = service._served.get(name)
+                if served is None:
+                    return
+                if served.schema is not None:
+                    served.schema.check(X)
+                if served.ood is not None:
+                    result = served.ood.check(X)  # block mode raises 422 (guard "ood")
+                    served.burst.record(len(X), int(result.n_anomalous))
+
+        return _Checks()
+
+    def on_predict(
+        self, name: str, _model: Any, X: np.ndarray, labels: np.ndarray, request_id: str
+    ) -> None:
+        from bastion.gateway.oip import CURRENT_CLIENT
+
+        served = self._served.get(name)
+        if served is None:
+            return
+        if served.monitor is not None:
+            served.monitor.observe(X, list(labels), request_id)
+        if served.extraction is not None and X.ndim == 2:
+            client = CURRENT_CLIENT.get()
+            status = served.extraction.observe(client, X, np.asarray(labels))
+            if status.flagged:
+                self.alerter.raise_(
+                    "extraction",
+                    f"{served.ref}:{client}",
+                    {
+                        "client": client,
+                        "queries": status.n_queries,
+                        "w_statistic": status.w_statistic,
+                        "coverage": status.coverage,
+                        "reasons": list(getattr(status, "reasons", ())),
+                    },
+                )
+
+    def on_feedback(self, name: str, request_id: str, labels: list[Any]) -> int:
+        served = self._served.get(name)
+        if served is None or served.monitor is None:
+            raise DataError(f"model {name!r} is served without monitoring (no reference profile)")
+        return int(served.monitor.feedback(request_id, labels))
+
+    def snapshot(self, name: str) -> dict[str, Any]:
+        served = self._served.get(name)
+        if served is None or served.monitor is None:
+            return {"monitoring": False}
+        return {"release": served.ref, **served.monitor.snapshot().to_dict()}
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self) -> None:
+        """Update drift gauges; raise or clear drift and OOD-burst alerts."""
+        for served in list(self._served.values()):
+            name, _, version = served.ref.partition("@")
+            if served.monitor is not None:
+                snap = served.monitor.snapshot()
+                for f in snap.features:
+                    self.metrics.set_drift(name, version, f.feature, "psi", f.psi)
+                    self.metrics.set_drift(
+                        name, version, f.feature, "jensenshannon", f.jensenshannon
+                    )
+                if snap.n_rows >= self.options.min_rows_for_drift and snap.drifted_features:
+                    self.alerter.raise_(
+                        "drift",
+                        served.ref,
+                        {"features": list(snap.drifted_features), "rows": snap.n_rows},
+                    )
+                elif snap.n_rows >= self.options.min_rows_for_drift:
+                    self.alerter.clear("drift", served.ref)
+            state = served.burst.state()
+            if state.active:
+                self.alerter.raise_(
+                    "ood_burst",
+                    served.ref,
+                    {"share": state.share, "rows": state.rows, "requests": state.requests},
+                )
+            elif state.changed:
+                self.alerter.clear("ood_burst", served.ref)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.options.evaluate_s):
+                try:
+                    self.evaluate()
+                except Exception:  # monitoring must never stop serving
+                    _log.exception("gateway evaluation")
+
+        self._thread = threading.Thread(target=loop, name="bastion-gateway-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.options.evaluate_s + 5)
+
+
+def _scales(report: Mapping[str, Any], features: tuple[str, ...]) -> np.ndarray:
+    """Per-feature standard deviations of the reference profile (1 where unknown)."""
+    profiles: Mapping[str, Any] = report.get("profiles") or {}
+    chosen: Mapping[str, Any] = profiles.get("train") or next(iter(profiles.values()), {})
+    columns: Mapping[str, Any] = chosen.get("columns", {})
+    out = np.ones(len(features))
+    for i, name in enumerate(features):
+        std = (columns.get(name) or {}).get("std")
+        if isinstance(std, int | float) and std > 0:
+            out[i] = float(std)
+    return out
+
+
+def make_audit(appender: Callable[..., Any]) -> Callable[[str, str, str, dict[str, Any]], None]:
+    """Adapt an audit appender to the Alerter's ``audit(actor, action, object, details)``."""
+
+    def audit(actor: str, action: str, obj: str, details: dict[str, Any]) -> None:
+        appender(actor, action, obj, details)
+
+    return audit
