@@ -125,3 +125,21 @@ def test_an_ood_burst_raises_an_alert_in_flag_mode(release: dict[str, Any]) -> N
         service.evaluate()
     assert [e for e in audited if e[1] == "alert.ood_burst"]
     assert pd.notna(service.snapshot("m")["n_rows"])
+
+
+def test_an_error_spike_raises_and_clears(release: dict[str, Any]) -> None:
+    _app, service, audited = serve(release, "off")
+    metrics = service.metrics
+    for status in [200] * 15 + [500] * 10:
+        metrics.observe_request("m", "/v2/models/{name}/infer", status, 0.01)
+    service.evaluate()
+    spikes = [e for e in audited if e[1] == "alert.error_spike"]
+    assert len(spikes) == 1
+    assert spikes[0][3]["details"] == {"requests": 25.0, "errors": 10.0}
+    for _ in range(30):
+        metrics.observe_request("m", "/v2/models/{name}/infer", 200, 0.01)
+    service.evaluate()  # a calm interval ends the condition: the next spike fires again
+    for _ in range(25):
+        metrics.observe_request("m", "/v2/models/{name}/infer", 503, 0.01)
+    service.evaluate()
+    assert len([e for e in audited if e[1] == "alert.error_spike"]) == 2

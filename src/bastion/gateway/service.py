@@ -41,6 +41,8 @@ class WatchOptions:
     min_rows_for_drift: int = 200
     extraction: bool = True
     evaluate_s: float = 10.0
+    error_share: float = 0.05  # 5xx share of the requests since the last evaluation
+    error_min_requests: int = 20
 
 
 class _Served:
@@ -91,6 +93,7 @@ class GatewayService:
         self.alerter = alerter
         self.options = options or WatchOptions()
         self._served: dict[str, _Served] = {}
+        self._seen_requests: tuple[float, float] = (0.0, 0.0)  # (all, 5xx) at the last look
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -156,7 +159,8 @@ class GatewayService:
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> None:
-        """Update drift gauges; raise or clear drift and OOD-burst alerts."""
+        """Update drift gauges; raise or clear drift, OOD-burst and error-spike alerts."""
+        self._errors()
         for served in list(self._served.values()):
             name, _, version = served.ref.partition("@")
             if served.monitor is not None:
@@ -183,6 +187,24 @@ class GatewayService:
                 )
             elif state.changed:
                 self.alerter.clear("ood_burst", served.ref)
+
+    def _errors(self) -> None:
+        """An error spike: 5xx answers above ``error_share`` of the requests since the last
+        evaluation (with at least ``error_min_requests`` of them)."""
+        samples = self.metrics.snapshot().get("bastion_gateway_requests_total", [])
+        total = sum(float(x["value"]) for x in samples)
+        errors = sum(
+            float(x["value"]) for x in samples if str(x["labels"].get("status", "")).startswith("5")
+        )
+        before_total, before_errors = self._seen_requests
+        self._seen_requests = (total, errors)
+        n, bad = total - before_total, errors - before_errors
+        if n < self.options.error_min_requests:
+            return
+        if bad / n > self.options.error_share:
+            self.alerter.raise_("error_spike", "gateway", {"requests": n, "errors": bad})
+        else:
+            self.alerter.clear("error_spike", "gateway")
 
     def start(self) -> None:
         def loop() -> None:
