@@ -48,6 +48,7 @@ def _add_governance_apps() -> None:
     # no database driver until a command runs)
     from bastion.cli import keys as keys_cli
     from bastion.cli import lineage as lineage_cli
+    from bastion.cli import monitor as monitor_cli
     from bastion.cli.registry import audit_app, registry_app, release_command, users_app
 
     app.command("release")(release_command)
@@ -56,6 +57,7 @@ def _add_governance_apps() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(keys_cli.app, name="keys")
     app.add_typer(lineage_cli.app, name="lineage")
+    app.add_typer(monitor_cli.app, name="monitor")
     from bastion.cli.crypto import decrypt_command, encrypt_command, rewrap_command
     from bastion.cli.serve import serve_command
 

@@ -55,9 +55,11 @@ class MonitorSnapshot:
     accuracy: float | None
     n_feedback: int
     drifted_features: tuple[str, ...] = field(default=())
+    psi_threshold: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "psi_threshold": self.psi_threshold,
             "n_rows": self.n_rows,
             "features": [f.__dict__ for f in self.features],
             "prediction_js": self.prediction_js,
@@ -225,6 +227,7 @@ class LiveMonitor:
             accuracy=(correct / fed) if fed else None,
             n_feedback=fed,
             drifted_features=tuple(d.feature for d in drifts if d.drifted),
+            psi_threshold=self.psi_threshold,
         )
 
 
