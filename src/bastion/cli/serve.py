@@ -140,6 +140,17 @@ def serve_command(
         monitor_snapshot=service.snapshot,
         metrics=metrics,
     )
+    from bastion.gateway.dashboard import add_dashboard, alerts_from
+
+    add_dashboard(
+        app,
+        models=lambda: sorted(app.state.models),
+        snapshot=service.snapshot,
+        metrics_snapshot=metrics.snapshot,
+        alerts=alerts_from(alerter),
+        authorize=authorizer,
+        psi_threshold=service.options.psi_threshold,
+    )
     registry.audit.append(
         registry.identity.name,
         "serve.start",
