@@ -151,8 +151,10 @@ def _parse_input(
     if binary and arrays is not None:
         return np.asarray(arrays[tensor["name"]]).reshape(shape)
     try:
-        arr = np.asarray(tensor["data"], dtype=OIP_DATATYPES[datatype])
-    except (TypeError, ValueError, OverflowError) as err:
+        # a value beyond the datatype's range (FP16 65520, FP32 1e39) is an error, not inf
+        with np.errstate(over="raise", invalid="raise"):
+            arr = np.asarray(tensor["data"], dtype=OIP_DATATYPES[datatype])
+    except (TypeError, ValueError, OverflowError, FloatingPointError) as err:
         raise _OipError(400, f"inputs[0].data does not hold {datatype} values: {err}") from err
     if arr.size != math.prod(shape):
         raise _OipError(
