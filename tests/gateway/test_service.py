@@ -143,3 +143,22 @@ def test_an_error_spike_raises_and_clears(release: dict[str, Any]) -> None:
         metrics.observe_request("m", "/v2/models/{name}/infer", 503, 0.01)
     service.evaluate()
     assert len([e for e in audited if e[1] == "alert.error_spike"]) == 2
+
+
+def test_the_worker_batches_deferred_work_and_feedback_waits_for_it(
+    release: dict[str, Any],
+) -> None:
+    _app, service, audited = serve(release, "flag")
+    X = release["test"]
+    service.start()
+    try:
+        for i in range(20):
+            service.on_predict("m", None, X[i : i + 1], np.array([1]), f"r{i}")
+        # feedback drains the queue first, so a prediction still queued is found
+        assert service.on_feedback("m", "r19", [1]) == 1
+        snap = service.snapshot("m")
+        assert snap["n_rows"] == 20
+        assert snap["accuracy"] == 1.0
+    finally:
+        service.stop()
+    assert not [e for e in audited if e[1] == "alert.ood_burst"]

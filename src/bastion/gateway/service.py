@@ -15,7 +15,9 @@ deduplicated while a condition lasts). A background thread evaluates drift and O
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -88,11 +90,22 @@ class GatewayService:
         >>> app = create_oip_app(models, input_schema=service.input_check("cancer"), ...)
     """
 
-    def __init__(self, metrics: Any, alerter: Any, options: WatchOptions | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Any,
+        alerter: Any,
+        options: WatchOptions | None = None,
+        max_queue: int = 100_000,
+    ) -> None:
         self.metrics = metrics
         self.alerter = alerter
         self.options = options or WatchOptions()
         self._served: dict[str, _Served] = {}
+        self._work: queue.Queue[tuple[str, np.ndarray, np.ndarray, str, str]] = queue.Queue(
+            maxsize=max_queue
+        )
+        self._drain_lock = threading.Lock()
+        self._dropped = 0
         self._seen_requests: tuple[float, float] = (0.0, 0.0)  # (all, 5xx) at the last look
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,7 +116,9 @@ class GatewayService:
 
     # -- callbacks for create_oip_app ---------------------------------------------------------
     def input_check(self, name: str) -> Any:
-        """An object whose ``check(X)`` runs the schema guard, then the OOD detector."""
+        """An object whose ``check(X)`` runs the schema guard, then, in block mode, the OOD
+        detector (inline: a refusal must come before the model); in flag mode the OOD score
+        joins the deferred work."""
         service = self
 
         class _Checks:
@@ -113,8 +128,8 @@ class GatewayService:
                     return
                 if served.schema is not None:
                     served.schema.check(X)
-                if served.ood is not None:
-                    result = served.ood.check(X)  # block mode raises 422 (guard "ood")
+                if served.ood is not None and service.options.ood_mode == "block":
+                    result = served.ood.check(X)  # raises 422 (guard "ood")
                     served.burst.record(len(X), int(result.n_anomalous))
 
         return _Checks()
@@ -122,16 +137,67 @@ class GatewayService:
     def on_predict(
         self, name: str, _model: Any, X: np.ndarray, labels: np.ndarray, request_id: str
     ) -> None:
+        """Queue the request for the watch worker: monitoring, OOD flagging and extraction
+        detection run off the request path, in batches (numpy's per-call overhead dominates
+        single-row requests)."""
         from bastion.gateway.oip import CURRENT_CLIENT
 
-        served = self._served.get(name)
-        if served is None:
+        if name not in self._served:
             return
-        if served.monitor is not None:
-            served.monitor.observe(X, list(labels), request_id)
-        if served.extraction is not None and X.ndim == 2:
-            client = CURRENT_CLIENT.get()
-            status = served.extraction.observe(client, X, np.asarray(labels))
+        item = (name, np.asarray(X), np.asarray(labels), request_id, CURRENT_CLIENT.get())
+        try:
+            self._work.put_nowait(item)
+        except queue.Full:
+            self._dropped += 1  # shed monitoring, never requests
+        if self._thread is None:  # no worker (tests, library use): process now
+            self.drain()
+
+    def drain(self) -> None:
+        """Process every queued request now (the worker does this every few milliseconds)."""
+        items = []
+        while True:
+            try:
+                items.append(self._work.get_nowait())
+            except queue.Empty:
+                break
+        if items:
+            with self._drain_lock:
+                self._process(items)
+
+    def _process(self, items: list[tuple[str, np.ndarray, np.ndarray, str, str]]) -> None:
+        by_model: dict[str, list[tuple[np.ndarray, np.ndarray, str, str]]] = {}
+        for name, X, labels, rid, client in items:
+            by_model.setdefault(name, []).append((X, labels, rid, client))
+        for name, batch in by_model.items():
+            served = self._served.get(name)
+            if served is None:
+                continue
+            tabular = [b for b in batch if b[0].ndim == 2]
+            if served.monitor is not None and tabular:
+                served.monitor.observe_many(
+                    [(X, list(labels), rid) for X, labels, rid, _ in tabular]
+                )
+            if served.ood is not None and self.options.ood_mode == "flag" and tabular:
+                rows = np.concatenate([b[0] for b in tabular])
+                flags = served.ood.score(rows).anomalous
+                start = 0
+                for X, _, _, _ in tabular:
+                    n = len(X)
+                    served.burst.record(n, int(flags[start : start + n].sum()))
+                    start += n
+            if served.extraction is not None and tabular:
+                self._extraction(served, tabular)
+
+    def _extraction(
+        self, served: _Served, batch: list[tuple[np.ndarray, np.ndarray, str, str]]
+    ) -> None:
+        by_client: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for X, labels, _, client in batch:
+            by_client.setdefault(client, []).append((X, labels))
+        for client, parts in by_client.items():
+            X = np.concatenate([p[0] for p in parts])
+            labels = np.concatenate([p[1] for p in parts])
+            status = served.extraction.observe(client, X, labels)
             if status.flagged:
                 self.alerter.raise_(
                     "extraction",
@@ -146,12 +212,14 @@ class GatewayService:
                 )
 
     def on_feedback(self, name: str, request_id: str, labels: list[Any]) -> int:
+        self.drain()  # the prediction may still be queued
         served = self._served.get(name)
         if served is None or served.monitor is None:
             raise DataError(f"model {name!r} is served without monitoring (no reference profile)")
         return int(served.monitor.feedback(request_id, labels))
 
     def snapshot(self, name: str) -> dict[str, Any]:
+        self.drain()
         served = self._served.get(name)
         if served is None or served.monitor is None:
             return {"monitoring": False}
@@ -160,6 +228,7 @@ class GatewayService:
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self) -> None:
         """Update drift gauges; raise or clear drift, OOD-burst and error-spike alerts."""
+        self.drain()
         self._errors()
         for served in list(self._served.values()):
             name, _, version = served.ref.partition("@")
@@ -207,12 +276,18 @@ class GatewayService:
             self.alerter.clear("error_spike", "gateway")
 
     def start(self) -> None:
+        """Drain the queue every 20 ms and evaluate every ``evaluate_s`` seconds, in a thread."""
+
         def loop() -> None:
-            while not self._stop.wait(self.options.evaluate_s):
+            next_evaluation = time.monotonic() + self.options.evaluate_s
+            while not self._stop.wait(0.02):
                 try:
-                    self.evaluate()
+                    self.drain()
+                    if time.monotonic() >= next_evaluation:
+                        next_evaluation += self.options.evaluate_s
+                        self.evaluate()
                 except Exception:  # monitoring must never stop serving
-                    _log.exception("gateway evaluation")
+                    _log.exception("gateway watch")
 
         self._thread = threading.Thread(target=loop, name="bastion-gateway-watch", daemon=True)
         self._thread.start()

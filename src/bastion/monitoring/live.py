@@ -156,6 +156,26 @@ class LiveMonitor:
                 while len(self._pending) > self.max_pending:
                     self._pending.popitem(last=False)
 
+    def observe_many(
+        self, requests: Sequence[tuple[np.ndarray, Sequence[Any], str | None]]
+    ) -> None:
+        """:meth:`observe` for several requests at once (binned in one pass)."""
+        usable = [
+            (np.asarray(X, dtype=np.float64), labels, rid)
+            for X, labels, rid in requests
+            if np.ndim(X) == 2 and np.shape(X)[1] == len(self.features)
+        ]
+        if not usable:
+            return
+        rows = np.concatenate([X for X, _, _ in usable])
+        self.observe(rows, [label for _, labels, _ in usable for label in labels])
+        with self._lock:
+            for _, labels, rid in usable:
+                if rid is not None:
+                    self._pending[rid] = np.asarray([str(v) for v in labels], dtype=object)
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+
     def feedback(self, request_id: str, labels: Sequence[Any]) -> int:
         """True labels for an earlier request's rows; returns how many rows were matched.
 
