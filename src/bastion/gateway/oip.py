@@ -353,32 +353,18 @@ def create_oip_app(
                 429, "too many requests", (("Retry-After", str(wait)),), guard=guard
             )
 
-    if address_limiter is not None:
-        from bastion.gateway.guards.rate_limit import client_address
-
-        @app.middleware("http")
-        async def _per_address(request: Request, call_next: Any) -> Any:
-            if not request.url.path.startswith("/v2/health/"):
-                peer = request.client.host if request.client else "unknown"
-                who = client_address(peer, request.headers.get("x-forwarded-for"), trusted_proxies)
-                try:
-                    limited(address_limiter, f"addr:{who}", "rate_limit_address")
-                except GuardRejectedError as exc:
-                    return await _guard(request, exc)
-            return await call_next(request)
+    if address_limiter is not None or metrics is not None:
+        # one plain ASGI middleware for the per-address limit and the request metrics
+        # (Starlette's BaseHTTPMiddleware costs a task and a stream per request)
+        app.add_middleware(
+            _EdgeMiddleware,
+            limiter=address_limiter,
+            trusted=tuple(trusted_proxies),
+            metrics=metrics,
+            hit=lambda key: limited(address_limiter, key, "rate_limit_address"),
+        )
 
     if metrics is not None:
-
-        @app.middleware("http")
-        async def _timed(request: Request, call_next: Any) -> Any:
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            model = request.path_params.get("name", "") if "path_params" in request.scope else ""
-            metrics.observe_request(
-                model, route, response.status_code, time.perf_counter() - started
-            )
-            return response
 
         @app.get("/metrics")
         def get_metrics(request: Request) -> Response:
@@ -536,6 +522,70 @@ def create_oip_app(
         return await infer(request, name, version)
 
     return app
+
+
+class _EdgeMiddleware:
+    """Per-address rate limit (before anything else reads the request) and request metrics."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        limiter: Any,
+        trusted: tuple[str, ...],
+        metrics: Any,
+        hit: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.trusted = trusted
+        self.metrics = metrics
+        self.hit = hit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.limiter is not None and not scope["path"].startswith("/v2/health/"):
+            from bastion.gateway.guards.auth import GuardRejectedError
+            from bastion.gateway.guards.rate_limit import client_address
+
+            peer = scope["client"][0] if scope.get("client") else "unknown"
+            forwarded = None
+            for key, value in scope.get("headers", []):
+                if key == b"x-forwarded-for":
+                    forwarded = value.decode("latin-1")
+            try:
+                self.hit(f"addr:{client_address(peer, forwarded, self.trusted)}")
+            except GuardRejectedError as exc:
+                if self.metrics is not None:
+                    self.metrics.rejected(exc.guard or "rate_limit_address", exc.status)
+                body = json.dumps({"error": exc.message}).encode()
+                headers = [(b"content-type", b"application/json")]
+                headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers]
+                await send(
+                    {"type": "http.response.start", "status": exc.status, "headers": headers}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        if self.metrics is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def tracked(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            model = str((scope.get("path_params") or {}).get("name", ""))
+            self.metrics.observe_request(model, route, status, time.perf_counter() - started)
 
 
 @contextmanager
