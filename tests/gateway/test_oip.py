@@ -238,3 +238,27 @@ def test_app_arguments() -> None:
     model = CallableAdapter(predict=lambda X: np.zeros(len(X)))
     with pytest.raises(ConfigError, match="max_rows"):
         create_oip_app({"m": model}, max_rows=0)
+
+
+def test_output_hardening_label_only_and_rounded_probabilities() -> None:
+    import httpx
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.gateway.oip import create_oip_app, run_in_thread
+    from bastion.models.sklearn import SklearnAdapter
+
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = SklearnAdapter(LogisticRegression().fit(X, [0, 0, 1, 1]))
+    body = {"inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP64", "data": [1.3]}]}
+    with run_in_thread(create_oip_app({"m": model}, label_only=True)) as url:
+        answer = httpx.post(f"{url}/v2/models/m/infer", json=body).json()
+        assert [o["name"] for o in answer["outputs"]] == ["label"]
+        meta = httpx.get(f"{url}/v2/models/m").json()
+        assert [o["name"] for o in meta["outputs"]] == ["label"]
+        asked = {**body, "outputs": [{"name": "probabilities"}]}
+        assert httpx.post(f"{url}/v2/models/m/infer", json=asked).status_code == 400
+    with run_in_thread(create_oip_app({"m": model}, round_probabilities=1)) as url:
+        answer = httpx.post(f"{url}/v2/models/m/infer", json=body).json()
+        proba = next(o for o in answer["outputs"] if o["name"] == "probabilities")["data"]
+        assert proba == [round(p, 1) for p in proba]  # unrounded values would differ
+        assert len(proba) == 2

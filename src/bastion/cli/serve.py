@@ -50,6 +50,12 @@ def serve_command(
         list[str] | None,
         typer.Option(help="Alert webhook URL (repeatable); signed with $BASTION_WEBHOOK_SECRET."),
     ] = None,
+    label_only: Annotated[
+        bool, typer.Option(help="Answer the top label only (no probabilities).")
+    ] = False,
+    round_probabilities: Annotated[
+        int | None, typer.Option(help="Round probabilities to this many decimals.")
+    ] = None,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
@@ -139,6 +145,8 @@ def serve_command(
         on_feedback=service.on_feedback,
         monitor_snapshot=service.snapshot,
         metrics=metrics,
+        label_only=label_only,
+        round_probabilities=round_probabilities,
     )
     from bastion.gateway.dashboard import add_dashboard, alerts_from
 

@@ -69,7 +69,7 @@ def _version_of(model: ModelAdapter) -> str | None:
     return None if version is None else str(version)
 
 
-def _model_metadata(name: str, model: ModelAdapter) -> dict[str, Any]:
+def _model_metadata(name: str, model: ModelAdapter, label_only: bool = False) -> dict[str, Any]:
     version = _version_of(model)
     n_features = getattr(model, "n_features_in_", None)
     input_dtype = getattr(model, "input_dtype", np.float64)
@@ -82,7 +82,7 @@ def _model_metadata(name: str, model: ModelAdapter) -> dict[str, Any]:
             "shape": [-1],
         }
     ]
-    if model.has(Capability.PREDICT_PROBA):
+    if model.has(Capability.PREDICT_PROBA) and not label_only:
         k = -1 if model.classes_ is None else len(model.classes_)
         outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, k]})
     meta: dict[str, Any] = {
@@ -177,6 +177,10 @@ def _requested_outputs(body: dict[str, Any], available: list[str]) -> list[str]:
     return names
 
 
+def _probability_outputs(model: ModelAdapter) -> list[str]:
+    return ["probabilities"] if model.has(Capability.PREDICT_PROBA) else []
+
+
 def _infer(
     name: str,
     model: ModelAdapter,
@@ -185,11 +189,13 @@ def _infer(
     input_schema: Any = None,
     on_predict: Callable[[str, ModelAdapter, np.ndarray, np.ndarray, str], None] | None = None,
     arrays: Mapping[str, np.ndarray] | None = None,
+    hardening: tuple[bool, int | None] = (False, None),
 ) -> dict[str, Any]:
     X = _parse_input(body, max_rows, arrays)
     if input_schema is not None and X.ndim == 2:
         input_schema.check(X)  # 422 naming the column and the row
-    available = ["label"] + (["probabilities"] if model.has(Capability.PREDICT_PROBA) else [])
+    label_only, decimals = hardening
+    available = ["label"] + (_probability_outputs(model) if not label_only else [])
     wanted = _requested_outputs(body, available)
     outputs: list[dict[str, Any]] = []
     try:
@@ -211,7 +217,9 @@ def _infer(
                         "name": "probabilities",
                         "datatype": "FP64",
                         "shape": [int(d) for d in proba.shape],
-                        "data": proba.reshape(-1).tolist(),
+                        "data": (np.round(proba, decimals) if decimals is not None else proba)
+                        .reshape(-1)
+                        .tolist(),
                     }
                 )
     except ModelOutputError as err:
@@ -250,6 +258,8 @@ def create_oip_app(
     on_feedback: Callable[[str, str, list[Any]], int] | None = None,
     monitor_snapshot: Callable[[str], dict[str, Any]] | None = None,
     metrics: Any = None,
+    label_only: bool = False,
+    round_probabilities: int | None = None,
 ) -> "FastAPI":
     """Build a FastAPI app serving ``models`` over the Open Inference Protocol v2.
 
@@ -279,6 +289,9 @@ def create_oip_app(
         metrics: a :class:`~bastion.gateway.metrics.GatewayMetrics`: every request is timed
             and counted, guard rejections counted, and ``GET /metrics`` serves the Prometheus
             exposition (role ``serve.metrics`` when an authorizer is set).
+        label_only, round_probabilities: output hardening against extraction and membership
+            inference: answer the top label only (``probabilities`` is not an output), or
+            round probabilities to this many decimals.
 
     Returns:
         The app; run it with uvicorn (or :func:`run_in_thread` in tests).
@@ -429,7 +442,7 @@ def create_oip_app(
 
     def metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
         authorize(request)
-        return _model_metadata(name, lookup(name, version))
+        return _model_metadata(name, lookup(name, version), label_only)
 
     def model_ready(request: Request, name: str, version: str | None) -> dict[str, Any]:
         authorize(request)
@@ -450,7 +463,7 @@ def create_oip_app(
         # JSON, or tritonclient's binary tensor extension (a JSON header of the given
         # length, then the tensors' bytes)
         length = request.headers.get(HEADER_LENGTH_HEADER)
-        available = ["label"] + (["probabilities"] if model.has(Capability.PREDICT_PROBA) else [])
+        available = ["label"] + (_probability_outputs(model) if not label_only else [])
         try:
             body, arrays = parse_infer_request(raw, None if length is None else int(length))
             binary = wants_binary(body, available)
@@ -458,7 +471,15 @@ def create_oip_app(
             raise _OipError(400, str(err)) from err
         # The model runs in a worker thread so one slow batch does not stall the event loop.
         result: dict[str, Any] = await run_in_threadpool(
-            _infer, name, model, body, max_rows, input_schema, on_predict, arrays
+            _infer,
+            name,
+            model,
+            body,
+            max_rows,
+            input_schema,
+            on_predict,
+            arrays,
+            (label_only, round_probabilities),
         )
         try:
             payload, headers = encode_infer_response(result, {}, binary)
