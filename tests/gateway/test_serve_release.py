@@ -21,7 +21,7 @@ from bastion.governance.db import dispose, resolve_location
 from bastion.governance.keys import KeyProtection, KeyStore, SigningKey
 from bastion.governance.registry import Registry
 from bastion.governance.signing import sign_folder
-from bastion.models.sklearn import SklearnAdapter as SklearnAdapterForTest
+from bastion.models.sklearn import SklearnAdapter
 
 pytest.importorskip("fastapi")
 
@@ -218,7 +218,7 @@ def test_feedback_and_monitor_routes(setting: Any, tmp_path: Path) -> None:
     monitor = LiveMonitor(report)
     X = np.array([[0.0], [1.0], [2.0], [3.0]])
     app = create_oip_app(
-        {"m": SklearnAdapterForTest(LogisticRegression().fit(X, [0, 0, 1, 1]))},
+        {"m": SklearnAdapter(LogisticRegression().fit(X, [0, 0, 1, 1]))},
         authorizer=TokenAuthorizer(access),
         on_predict=lambda _n, _m, rows, labels, rid: monitor.observe(rows, labels, rid),
         on_feedback=lambda _n, rid, labels: monitor.feedback(rid, labels),

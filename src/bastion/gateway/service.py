@@ -300,9 +300,9 @@ class GatewayService:
 
 def _scales(report: Mapping[str, Any], features: tuple[str, ...]) -> np.ndarray:
     """Per-feature standard deviations of the reference profile (1 where unknown)."""
-    profiles: Mapping[str, Any] = report.get("profiles") or {}
-    chosen: Mapping[str, Any] = profiles.get("train") or next(iter(profiles.values()), {})
-    columns: Mapping[str, Any] = chosen.get("columns", {})
+    from bastion.monitoring.live import reference_columns
+
+    columns = reference_columns(report)
     out = np.ones(len(features))
     for i, name in enumerate(features):
         std = (columns.get(name) or {}).get("std")

@@ -178,7 +178,8 @@ def load_model(
             scan.verdict.value,
         )
 
-    digest = sha256_path(given)
+    # the scan already hashed the file's bytes; a folder's digest covers its side files too
+    digest = scan.sha256 if given.is_file() else sha256_path(given)
     info_path = str(given)
     label = name or given.name
     overridden = not scan.safe

@@ -31,7 +31,7 @@ import numpy as np
 
 from bastion.exceptions import DataError
 
-__all__ = ["PSI_EPSILON", "FeatureDrift", "LiveMonitor", "MonitorSnapshot"]
+__all__ = ["PSI_EPSILON", "FeatureDrift", "LiveMonitor", "MonitorSnapshot", "reference_columns"]
 
 PSI_EPSILON = 1e-4
 
@@ -281,10 +281,16 @@ def _reference_parts(
             target = ds.get("target") or target
     if not features:
         raise DataError("the release's report names no feature columns: nothing to monitor")
+    return tuple(str(f) for f in features), reference_columns(report), target
+
+
+def reference_columns(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The per-column summaries of a report's reference profile: ``train``'s, else the
+    first profile's (empty when the report has none)."""
     profiles: Mapping[str, Any] = report.get("profiles") or {}
     chosen: Mapping[str, Any] = profiles.get("train") or next(iter(profiles.values()), {})
-    profile: Mapping[str, Any] = chosen.get("columns", {})
-    return tuple(str(f) for f in features), profile, target
+    columns: Mapping[str, Any] = chosen.get("columns", {})
+    return columns
 
 
 def _label_shares(column: Mapping[str, Any]) -> dict[str, float] | None:
