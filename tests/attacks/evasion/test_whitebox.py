@@ -179,9 +179,12 @@ def test_apgd_keeps_every_adversarial_iterate(
         model, X, y, eps=eps, constraints=BOX
     )
     attacked = np.flatnonzero(result.clean_correct)
-    # calls: the clean predictions, 41 loop forwards of every attacked point, the check
-    loop = list(zip(recorder.rows, recorder.preds, strict=True))[1:-1]
+    # calls: the clean predictions, 40 loop forwards of every attacked point, then the
+    # verification: without early exit every attacked point is a candidate there (its first
+    # adversarial iterate, or the 41st iterate, which no loop forward evaluates)
+    loop = list(zip(recorder.rows, recorder.preds, strict=True))[1:]
     assert len(loop) == 41
+    assert all(len(rows) == len(attacked) for rows, _ in loop)
     broken_somewhere = np.zeros(len(X), dtype=bool)
     for rows, preds in loop:
         assert np.abs(rows.numpy() - X[attacked]).max() <= eps + 1e-4
@@ -325,8 +328,9 @@ def test_queries_count_every_forward_pass(
     mlp.reset_counter()
     result = PGD(PGDConfig(steps=10, early_exit=False)).run(mlp, X, y, eps=1.0, constraints=BOX)
     attacked = result.clean_correct
-    # clean prediction + 10 gradient steps + the check of the last iterate (+ verification)
-    expected = np.where(attacked, 12, 1) + result.success
+    # clean prediction + 10 gradient steps + the verification, which also judges the last
+    # iterate of the points no step broke (one prediction per attacked point)
+    expected = np.where(attacked, 12, 1)
     np.testing.assert_array_equal(result.queries, expected)
     assert mlp.n_queries == result.queries.sum()
 
@@ -735,3 +739,32 @@ def test_pgd_step_gradient_equals_autograd_cross_entropy(mlp: TorchAdapter) -> N
     torch.testing.assert_close(grad, expected, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(logits, mlp.module(z))
     assert net.loss_name == "ce"
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr", "margin"])
+def test_per_point_losses_and_gradients_equal_autograd(mlp: TorchAdapter, loss: str) -> None:
+    """APGD's per-point losses and input gradients come from closed-form logit gradients:
+    they equal autograd through the loss functions themselves, on a 10-class model and on a
+    2-logit one (where DLR falls back to the margin)."""
+    from bastion.attacks.evasion import _torch
+
+    gen = torch.Generator().manual_seed(5)
+    z = torch.rand((48, 64), generator=gen)
+    for module, n_classes in ((mlp.module, 10), (torch.nn.Linear(64, 2), 2)):
+        y = torch.randint(0, n_classes, (48,), generator=gen)
+        net = _torch._Net(
+            module, (64,), None, None, loss, bf16=False, channels_last=False, device=z.device
+        )  # type: ignore[arg-type]
+        _, losses, grad = net.forward(z.clone(), y, need_grad=True, per_point=True)
+        assert losses is not None and grad is not None
+        name, fn = _torch._loss_function(loss, n_classes)  # type: ignore[arg-type]
+        assert net.loss_name == name
+        reference = z.clone().requires_grad_(True)
+        expected_losses = fn(module(reference), y)
+        (expected,) = torch.autograd.grad(expected_losses.sum(), reference)
+        # float32 sums in another order: a wrong formula is off by O(1), not 1e-5
+        torch.testing.assert_close(losses, expected_losses.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+        # the closed form is the path taken: not a fallback through autograd of the loss
+        closed = _torch._loss_and_seed(name, module(z).detach(), y)
+        assert closed is not None

@@ -120,6 +120,42 @@ def _dlr(logits: Tensor, y: Tensor) -> Tensor:
     return (best_other - true) / (top[:, 0] - top[:, 2] + _TINY)
 
 
+def _loss_and_seed(name: LossName, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Per-point losses and their gradient with respect to the logits, in closed form (None
+    where there is none here: one logit). Backward then starts at the logits: the loss's own
+    forward and backward kernels (log-softmax, gather, topk, where) are skipped, and the
+    gradient is the one autograd computes through :func:`_ce`, :func:`_dlr` or
+    :func:`_margin` (tested against it)."""
+    if logits.shape[1] < 2:
+        return None
+    col = y.unsqueeze(1)
+    if name == "ce":
+        # CE = logsumexp - z_y; d/dz = softmax - one-hot
+        lse = torch.logsumexp(logits, dim=1, keepdim=True)
+        losses = (lse - logits.gather(1, col))[:, 0]
+        seed = torch.exp(logits - lse)
+        seed.scatter_add_(1, col, torch.full_like(lse, -1.0))
+        return losses, seed
+    if name == "dlr" and logits.shape[1] >= 3:
+        # L = (z_j - z_y) / d, j the best other class, d = z_pi1 - z_pi3 + tiny: the
+        # gradient has four entries, +1/d at j, -1/d at y, -L/d at pi1 and +L/d at pi3
+        top, order = logits.topk(3, dim=1)
+        y_first = order[:, 0] == y
+        best_other = torch.where(y_first, top[:, 1], top[:, 0])
+        j = torch.where(y_first, order[:, 1], order[:, 0])
+        inv = 1.0 / (top[:, 0] - top[:, 2] + _TINY)
+        losses = (best_other - logits.gather(1, col)[:, 0]) * inv
+        index = torch.stack((j, y, order[:, 0], order[:, 2]), dim=1)
+        src = torch.stack((inv, -inv, -losses * inv, losses * inv), dim=1)
+        return losses, torch.zeros_like(logits).scatter_add_(1, index, src)
+    # margin: largest other logit minus the true one; +1 at the other, -1 at y
+    other, j = logits.scatter(1, col, -math.inf).max(dim=1)
+    losses = other - logits.gather(1, col)[:, 0]
+    ones = torch.ones_like(losses).unsqueeze(1)
+    seed = torch.zeros_like(logits).scatter_add_(1, j.unsqueeze(1), ones)
+    return losses, seed.scatter_add_(1, col, -ones)
+
+
 def _loss_function(
     name: LossName, n_logits: int
 ) -> tuple[LossName, Callable[[Tensor, Tensor], Tensor]]:
@@ -295,6 +331,16 @@ class _Net:
                 (grad,) = torch.autograd.grad(logits, z, grad_outputs=seed)
                 z.requires_grad_(False)
                 return logits.detach(), None, grad
+            if self.loss_name is None:
+                self.loss_name, self._loss = _loss_function(self.requested_loss, logits.shape[1])
+            closed = _loss_and_seed(self.loss_name, logits.detach(), y)
+            if closed is not None:
+                losses, seed = closed
+                (grad,) = torch.autograd.grad(logits, z, grad_outputs=seed)
+                z.requires_grad_(False)
+                # NaN gradients make the next iterate, hence its loss, NaN (see below)
+                self.loss_total += losses.sum()
+                return logits.detach(), losses if per_point else None, grad
             if per_point:
                 losses = self.loss(logits, y)
                 total = losses.sum()
@@ -420,6 +466,8 @@ class _Chunk:
         self.hi = hi
         self.adv = x0.clone()
         self.found = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+        # final iterates never evaluated in the loop: the verification judges them
+        self.pending = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
         self.queries = torch.zeros(x0.shape[0], dtype=torch.int64, device=x0.device)
         self.forwards = 0  # loop forward passes of every point still in the batch
         self.round_start = 0  # self.forwards when the current restart began
@@ -484,6 +532,9 @@ class _Engine:
         self.first_step_points = 0
         self.check_every = _check_every(device)
         self.confirm: _Confirm | None = None  # set when rounding can undo a success
+        # the last restart's final iterate goes to the verification unevaluated (its one
+        # prediction judges it) instead of costing a loop forward of its own
+        self.defer_last = False
 
     @property
     def checks(self) -> bool:
@@ -504,6 +555,16 @@ class _Engine:
             # a NaN gradient leaves a NaN iterate behind (points that left early with one
             # are caught as non-finite candidates at the verification)
             self.nan |= torch.isnan(z).any()
+
+    def defer(self, chunk: _Chunk, idx: Tensor, z: Tensor, track: _Found | None) -> None:
+        """Hand the working rows' unevaluated final iterates to the verification (rows
+        ``track`` saw break keep their first adversarial iterate)."""
+        if track is not None:
+            rows = (~track.hit).nonzero()[:, 0]
+            idx, z = idx.index_select(0, rows), z.index_select(0, rows)
+        if idx.shape[0]:
+            chunk.adv[idx] = z
+            chunk.pending[idx] = True
 
     def watch(self, grad: Tensor | None, wrong: Tensor, first: bool) -> None:
         if first and grad is not None:
@@ -650,8 +711,11 @@ def _select(rows: Tensor, *tensors: Tensor) -> list[Tensor]:
     return [t.index_select(0, rows) for t in tensors]
 
 
-def _pgd_round(eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool) -> None:
-    """One PGD restart on the chunk's points not yet broken."""
+def _pgd_round(
+    eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool, final: bool = False
+) -> None:
+    """One PGD restart on the chunk's points not yet broken (``final``: the last restart,
+    whose final iterate may go to the verification unevaluated)."""
     idx = (~chunk.found).nonzero()[:, 0]
     if idx.shape[0] == 0:
         return
@@ -660,11 +724,16 @@ def _pgd_round(eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool) -> 
     z = eng.random_start(x0, lo, hi, corner=False) if sched.random_start else x0.clone()
     alpha = sched.step_size * eng.eps
     track = _Found(z) if not eng.early_exit or eng.check_every > 1 else None
+    defer = final and eng.defer_last
+    deferred = False  # the loop ran to its end and left the final iterate unevaluated
     try:
         for t in range(sched.steps + 1):
             if z.shape[0] == 0:
                 break
             last = t == sched.steps
+            if last and defer:
+                deferred = True
+                break
             out = eng.forward(chunk, z, y, need_grad=not last, first=first and t == 0)
             if out is None:
                 break
@@ -690,10 +759,14 @@ def _pgd_round(eng: _Engine, chunk: _Chunk, sched: PGDSchedule, first: bool) -> 
     finally:
         if track is not None:
             eng.record(chunk, idx, track.hit, track.best)
+        if deferred:
+            eng.defer(chunk, idx, z, track)
         eng.close_round(chunk, idx, z)
 
 
-def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -> None:
+def _apgd_round(
+    eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool, final: bool = False
+) -> None:
     """One APGD run (Croce and Hein 2020, Algorithm 1) on the chunk's points not yet broken.
 
     Per point: momentum 0.75 after the first step; at each checkpoint the step halves (and
@@ -708,6 +781,8 @@ def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -
     eng.open_round(chunk)
     track: _Found | None = None
     z: Tensor | None = None
+    defer = final and eng.defer_last
+    deferred = False  # the loop ran to its end and left the final iterate unevaluated
     try:
         n_iter = sched.n_iter
         x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
@@ -756,6 +831,9 @@ def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -
                 z1 = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a)
                 z = eng.l2_project(z1, x0, lo, hi)
             last = i == n_iter - 1
+            if last and defer:
+                deferred = True
+                break
             out = eng.forward(chunk, z, y, need_grad=not last, first=False, per_point=True)
             if out is None:
                 break
@@ -808,6 +886,8 @@ def _apgd_round(eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool) -
     finally:
         if track is not None:
             eng.record(chunk, idx, track.hit, track.best)
+        if deferred and z is not None:
+            eng.defer(chunk, idx, z, track)
         eng.close_round(chunk, idx, z)
 
 
@@ -931,6 +1011,7 @@ def run_attack(
     if on_device:
         x64 = torch.as_tensor(flat, device=device)
         found_dev = torch.zeros(n, dtype=torch.bool, device=device)
+        pending_dev = torch.zeros(n, dtype=torch.bool, device=device)
         adv_dev = torch.empty((n, d), dtype=dtype, device=device)
         queries_dev = torch.zeros(n, dtype=torch.int64, device=device)
     else:
@@ -964,6 +1045,7 @@ def run_attack(
         eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), gen)
         if rounding:
             eng.confirm = _Confirm(net, meter, cons, scale, norm, float(eps), batch, dtype)
+        eng.defer_last = on_device
         for start in range(0, len(attacked), batch):
             rows = attacked[start : start + batch]
             rows_dev = torch.as_tensor(rows, device=device)
@@ -982,10 +1064,11 @@ def run_attack(
                 chunk.adv_host = np.full((len(rows), d), np.nan)
             try:
                 for r in range(schedule.restarts):
+                    final = r == schedule.restarts - 1
                     if isinstance(schedule, APGDSchedule):
-                        _apgd_round(eng, chunk, schedule, first=r == 0)
+                        _apgd_round(eng, chunk, schedule, first=r == 0, final=final)
                     else:
-                        _pgd_round(eng, chunk, schedule, first=r == 0)
+                        _pgd_round(eng, chunk, schedule, first=r == 0, final=final)
                     if meter.stopped:
                         break
             except KeyboardInterrupt:
@@ -994,6 +1077,7 @@ def run_attack(
             if on_device:
                 # no host copy per chunk: the verification reads these on the device
                 found_dev[rows_dev] = chunk.found
+                pending_dev[rows_dev] = chunk.pending
                 adv_dev[rows_dev] = chunk.adv
                 queries_dev[rows_dev] += chunk.queries
                 if tracker.interrupted:
@@ -1017,6 +1101,7 @@ def run_attack(
                 net,
                 x64,
                 found_dev,
+                pending_dev,
                 adv_dev,
                 _Geometry.of(cons, scale if scaled else None, frozen, device),
                 norm,
@@ -1148,6 +1233,7 @@ def _verify_on_device(
     net: _Net,
     x64: Tensor,
     found: Tensor,
+    pending: Tensor,
     adv: Tensor,
     geo: _Geometry,
     norm: str,
@@ -1162,18 +1248,21 @@ def _verify_on_device(
     success: np.ndarray,
     perturbation: np.ndarray,
 ) -> tuple[np.ndarray, bool, int]:
-    """Project the candidates, measure them and predict them (full precision, counted), on
-    the device; fills ``queries``, ``adv_pred``, ``success`` and ``perturbation`` in place and
-    returns ``x_adv`` (float64, host), whether a candidate was not finite, and how many
-    candidates were rejected."""
+    """Project the candidates (rows ``found`` in the loop, and the ``pending`` final
+    iterates nobody evaluated yet), measure them and predict them (full precision, counted),
+    on the device; fills ``queries``, ``adv_pred``, ``success`` and ``perturbation`` in place
+    and returns ``x_adv`` (float64, host), whether a candidate was not finite, and how many
+    found candidates were rejected (a pending iterate that is still classified right is not
+    a rejection: it was never a candidate of the loop)."""
     device = x64.device
-    cand_t = found.nonzero()[:, 0]
+    cand_t = (found | pending).nonzero()[:, 0]
     n_cand = int(cand_t.shape[0])
     if n_cand == 0:
         return x64.cpu().numpy().copy(), False, 0
     x0 = x64.index_select(0, cand_t)
     x_c, norms = _project_device(adv.index_select(0, cand_t).to(torch.float64), x0, geo, norm, eps)
-    finite = torch.isfinite(x_c).all(dim=1)
+    # a NaN or infinite coordinate makes the row's norm NaN or infinite (the clamps keep NaN)
+    finite = torch.isfinite(norms)
     ok = (finite & (norms <= eps + EPS_TOLERANCE)).nonzero()[:, 0]
     nan_candidates = not bool(finite.all())
     x_ok = x_c.index_select(0, ok)
@@ -1192,7 +1281,8 @@ def _verify_on_device(
         adv_pred[win] = pred[broken]
         success[win] = True
         perturbation[win] = norms.index_select(0, ok)[broken_t].cpu().numpy()
-    return x_out.cpu().numpy(), nan_candidates, n_cand - int(success.sum())
+    rejected = int((found.cpu().numpy() & ~success).sum())
+    return x_out.cpu().numpy(), nan_candidates, rejected
 
 
 # -- helpers ------------------------------------------------------------------------------------
