@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -23,6 +22,8 @@ from bastion.governance.registry import Registry
 from bastion.governance.signing import sign_folder
 from bastion.models.sklearn import SklearnAdapter
 
+from .conftest import SERVE_PASSPHRASE, add_users, cli_environment, make_release, serving
+
 pytest.importorskip("fastapi")
 
 
@@ -30,26 +31,12 @@ pytest.importorskip("fastapi")
 def setting(tmp_path: Path) -> Any:
     location = resolve_location(tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'r.db'}")
     store = KeyStore.at(tmp_path / "keys", tmp_path / "keys" / "keyring.json")
-    protection = KeyProtection.from_passphrase("serve-test-passphrase", "the test")
+    protection = KeyProtection.from_passphrase(SERVE_PASSPHRASE, "the test")
     store.generate("release", protection)
     signer = store.load_signing_key(None, protection)
     registry = Registry(location)
     yield registry, signer, tuple(store.keyring().keys)
     dispose(location)
-
-
-def make_release(
-    root: Path, signer: SigningKey | None, *, passed: bool = True, model: Any = None
-) -> Path:
-    (root / "model").mkdir(parents=True)
-    X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    estimator = model if model is not None else LogisticRegression().fit(X, [0, 0, 1, 1])
-    joblib.dump(estimator, root / "model" / "model.joblib")
-    verdict = {"passed": passed, "fail_on": "medium", "reasons": [] if passed else ["MV001"]}
-    (root / "report.json").write_text(json.dumps({"verdict": {**verdict, "counts": {}}}))
-    if signer is not None:
-        sign_folder(root, signer)
-    return root
 
 
 def test_a_signed_passing_release_is_served(setting: Any, tmp_path: Path) -> None:
@@ -135,23 +122,9 @@ def test_a_moved_alias_is_verified_before_the_swap(setting: Any, tmp_path: Path)
 def test_serve_command_refuses_and_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import socket
-    import subprocess
-    import sys
-    import time
-
     from bastion.cli.main import run
 
-    home = tmp_path / "home"
-    env = {
-        "BASTION_HOME": str(home),
-        "BASTION_KEY_STORE": str(home / "keys"),
-        "BASTION_KEY_PASSPHRASE": "serve-test-passphrase",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    for k in ("BASTION_DATABASE_URL", "BASTION_TOKEN", "BASTION_KEYRING"):
-        monkeypatch.delenv(k, raising=False)
+    env = cli_environment(tmp_path / "home", monkeypatch)
     assert run(["keys", "generate"]) == 0
     unsigned = make_release(tmp_path / "r1", None)
     assert run(["registry", "register", "m", str(unsigned)]) == 0
@@ -165,39 +138,16 @@ def test_serve_command_refuses_and_serves(
     assert run(["registry", "alias", "m@2", "staging"]) == 0
     assert run(["serve", "-m", "m@staging", "--port", "1"]) == 2  # no users: nobody could log in
     assert "the registry has no users" in capsys.readouterr().err
-    assert run(["users", "add", "root", "--role", "admin"]) == 0
-    root = capsys.readouterr().out.strip().splitlines()[-1]
-    assert run(["users", "add", "client", "--role", "viewer", "--token", root]) == 0
-    client = capsys.readouterr().out.strip().splitlines()[-1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli.main", "serve", "-m", "m@staging", "--port",
-         str(port), "--watch-s", "0"],
-        env={**os.environ, **env, "BASTION_TOKEN": root, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                live = httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"bastion serve did not start: {proc.stderr.read() if proc.stderr else ''}")
-        assert live.json() == {"live": True}
-        url = f"http://127.0.0.1:{port}/v2/models/m"
+    root, client = add_users(run, capsys)
+    with serving(
+        "m@staging", {**env, "BASTION_TOKEN": root}, ["--watch-s", "0"], logs=tmp_path / "logs"
+    ) as (server,):
+        url = f"{server.url}/v2/models/m"
         assert httpx.get(url).status_code == 401
         assert httpx.get(url, headers={"Authorization": "Bearer bst_nope"}).status_code == 401
         meta = httpx.get(url, headers={"Authorization": f"Bearer {client}"})
         assert meta.status_code == 200
         assert meta.json()["versions"] == ["2"]
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 def test_feedback_and_monitor_routes(setting: Any, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -280,23 +279,9 @@ def test_unreachable_redis_fails_closed() -> None:
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="BASTION_TEST_REDIS_URL is not set")
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    redis = pytest.importorskip("redis")
-    assert REDIS_URL is not None
-    value = f"bastion-test:{uuid.uuid4().hex}:"
-    yield value
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=value + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @pytest.mark.redis
 @needs_redis
-def test_redis_bucket_math_and_expiry(prefix: str) -> None:
+def test_redis_bucket_math_and_expiry(redis_prefix: str) -> None:
     assert REDIS_URL is not None
     limit = RateLimit(rate_per_s=10.0, burst=3)
     limiter = limiter_from_env(
@@ -304,7 +289,7 @@ def test_redis_bucket_math_and_expiry(prefix: str) -> None:
     )
     assert isinstance(limiter, RedisLimiter)
     assert limiter.limit == limit
-    limiter = RedisLimiter.from_url(REDIS_URL, limit, prefix=prefix)
+    limiter = RedisLimiter.from_url(REDIS_URL, limit, prefix=redis_prefix)
     decisions = [limiter.hit("a") for _ in range(4)]
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert decisions[0].remaining == pytest.approx(2.0, abs=0.05)
@@ -319,9 +304,32 @@ def test_redis_bucket_math_and_expiry(prefix: str) -> None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
-    ttl_ms = client.pttl(prefix + "a")
+    ttl_ms = client.pttl(redis_prefix + "a")
     client.close()
     assert 0 < ttl_ms <= 1300
+
+
+@pytest.mark.redis
+@needs_redis
+def test_the_redis_key_prefix_comes_from_the_environment(redis_prefix: str) -> None:
+    assert REDIS_URL is not None
+    redis = pytest.importorskip("redis")
+
+    def from_env(prefix: str) -> Limiter:
+        env = {"BASTION_REDIS_URL": REDIS_URL or "", "BASTION_REDIS_PREFIX": prefix}
+        return limiter_from_env(1.0, 2, environ=env)
+
+    one, two = from_env(redis_prefix + "a:"), from_env(redis_prefix + "a:")
+    other = from_env(redis_prefix + "b:")
+    # one prefix, one deployment: burst 2 between the two limiters
+    assert [limiter.hit("k").allowed for limiter in (one, two, one)] == [True, True, False]
+    assert other.hit("k").allowed  # another prefix, another deployment: its own bucket
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = sorted(k.decode() for k in client.scan_iter(match=redis_prefix + "*"))
+    finally:
+        client.close()
+    assert keys == [redis_prefix + "a:k", redis_prefix + "b:k"]
 
 
 _HAMMER = textwrap.dedent(
@@ -347,7 +355,7 @@ _HAMMER = textwrap.dedent(
 
 @pytest.mark.redis
 @needs_redis
-def test_two_processes_share_one_limit(prefix: str) -> None:
+def test_two_processes_share_one_limit(redis_prefix: str) -> None:
     assert REDIS_URL is not None
     rate, burst, duration = 40.0, 20, 1.5
     procs = [
@@ -357,7 +365,7 @@ def test_two_processes_share_one_limit(prefix: str) -> None:
                 "-c",
                 _HAMMER,
                 REDIS_URL,
-                prefix,
+                redis_prefix,
                 str(rate),
                 str(burst),
                 str(duration),

@@ -18,7 +18,9 @@ Two interchangeable backends implement the :class:`Limiter` protocol:
   script refills and takes atomically, timed by the Redis server's clock (``TIME``) so that
   replicas with skewed clocks still agree on one limit.
 
-:func:`limiter_from_env` picks Redis when ``BASTION_REDIS_URL`` is set. When Redis cannot be
+:func:`limiter_from_env` picks Redis when ``BASTION_REDIS_URL`` is set, its keys under
+``BASTION_REDIS_PREFIX`` (default ``bastion:ratelimit:``) so that separate deployments, or test
+runs, can share one Redis without sharing buckets. When Redis cannot be
 reached the limiter raises :class:`RateLimiterUnavailableError` instead of answering: the
 gateway fails *closed* (HTTP 503) because a limiter that silently lets everything through
 when its store is down is exactly the gap an attacker would aim for.
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RATE_ENV",
+    "REDIS_PREFIX_ENV",
     "REDIS_URL_ENV",
     "Decision",
     "InMemoryLimiter",
@@ -61,6 +64,7 @@ __all__ = [
 ]
 
 REDIS_URL_ENV = "BASTION_REDIS_URL"
+REDIS_PREFIX_ENV = "BASTION_REDIS_PREFIX"
 RATE_ENV = "BASTION_RATE_LIMIT_PER_S"
 DEFAULT_PREFIX = "bastion:ratelimit:"
 # Float noise must not refuse a request that exactly fits (e.g. ten 0.1-cost hits in 1.0).
@@ -380,7 +384,9 @@ def limiter_from_env(
 ) -> Limiter:
     """The limiter the environment asks for: Redis when ``BASTION_REDIS_URL`` is set.
 
-    ``BASTION_RATE_LIMIT_PER_S``, when set, overrides ``default_rate``. With Redis, the
+    ``BASTION_RATE_LIMIT_PER_S``, when set, overrides ``default_rate``. With Redis, bucket keys
+    start with ``BASTION_REDIS_PREFIX`` (default ``bastion:ratelimit:``): replicas that must
+    share one limit use the same prefix, deployments that must not use different ones. The
     server is pinged once here so a wrong URL fails at start-up, not on the first request.
 
     Parameters
@@ -417,7 +423,8 @@ def limiter_from_env(
     url = env.get(REDIS_URL_ENV, "").strip()
     if not url:
         return InMemoryLimiter(limit, max_keys=max_keys)
-    limiter = RedisLimiter.from_url(url, limit)
+    prefix = env.get(REDIS_PREFIX_ENV, "") or DEFAULT_PREFIX
+    limiter = RedisLimiter.from_url(url, limit, prefix=prefix)
     limiter.ping()
     return limiter
 
