@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, cast
 import typer
 
 from bastion.cli.registry import ConfigOpt, KeyringOpt, TokenOpt, TrustedOpt, _pinned, open_registry
+from bastion.exceptions import BastionError
 
 __all__ = ["serve_command"]
 
@@ -46,6 +47,16 @@ def serve_command(
             help="Out-of-distribution inputs: flag (alert on bursts), block (422) or off."
         ),
     ] = "flag",
+    ood_profile: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "The reference profile of the release's gate report the OOD detector compares "
+                "with (default: 'train', else the first dataset's). A release without it is "
+                "refused: at startup (naming the profiles it holds) and when the alias moves."
+            )
+        ),
+    ] = None,
     webhook: Annotated[
         list[str] | None,
         typer.Option(help="Alert webhook URL (repeatable); signed with $BASTION_WEBHOOK_SECRET."),
@@ -120,6 +131,10 @@ def serve_command(
 
         raise ConfigError(f"--ood must be flag, block or off; received {ood!r}")
     ood_mode = cast(Literal["flag", "block", "off"], ood)
+    if ood_profile is not None and ood_mode == "off":
+        from bastion.exceptions import ConfigError
+
+        raise ConfigError("--ood-profile needs --ood flag or block; received --ood off")
     metrics = GatewayMetrics()
     # alerts: an audit event (group-committed), a signed webhook per URL, a log line
     audit_writer = AuditWriter(registry.audit)
@@ -129,8 +144,18 @@ def serve_command(
         secret=os.environ.get("BASTION_WEBHOOK_SECRET"),
         on_fire=metrics.alert,
     )
-    service = GatewayService(metrics, alerter, WatchOptions(ood_mode=ood_mode))
-    service.serve(name, served.ref, served.report)
+    service = GatewayService(
+        metrics, alerter, WatchOptions(ood_mode=ood_mode, ood_profile=ood_profile)
+    )
+    try:
+        service.serve(name, served.ref, served.report)
+    except BastionError as err:  # --ood-profile names a profile the release lacks
+        alerter.close()
+        audit_writer.close()
+        registry.audit.append(
+            registry.identity.name, "serve.refused", f"model:{served.ref}", {"reason": str(err)}
+        )
+        raise
     # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
     app = create_oip_app(
         {name: served.model},

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bastion.exceptions import DataError
+from bastion.exceptions import ConfigError, DataError
 
 __all__ = ["GatewayService", "WatchOptions"]
 
@@ -36,6 +36,9 @@ class WatchOptions:
     """What the gateway watches and how it reacts."""
 
     ood_mode: Literal["flag", "block", "off"] = "flag"
+    # the report's reference profile the OOD detector uses; None: "train", else the first
+    # dataset's. Named explicitly, a release without it is refused rather than served unguarded
+    ood_profile: str | None = None
     ood_burst_share: float = 0.2
     ood_burst_window_s: float = 60.0
     ood_burst_min_requests: int = 20
@@ -67,8 +70,12 @@ class _Served:
         if options.ood_mode != "off":
             try:
                 mode: Literal["flag", "block"] = options.ood_mode
-                self.ood = OODDetector.from_report(report, mode=mode)
+                self.ood = OODDetector.from_report(report, mode=mode, profile=options.ood_profile)
             except DataError as err:
+                if options.ood_profile is not None:
+                    raise ConfigError(
+                        f"--ood-profile {options.ood_profile!r}: {ref}: {err}"
+                    ) from err
                 _log.warning("%s: serving without the OOD detector: %s", ref, err)
         self.burst = OODBurst(
             options.ood_burst_window_s, options.ood_burst_share, options.ood_burst_min_requests
@@ -111,7 +118,12 @@ class GatewayService:
         self._thread: threading.Thread | None = None
 
     def serve(self, name: str, ref: str, report: Mapping[str, Any]) -> None:
-        """(Re)build the watch state of model ``name`` for release ``ref``."""
+        """(Re)build the watch state of model ``name`` for release ``ref``.
+
+        Raises:
+            ConfigError: ``options.ood_profile`` names a profile the release's report does
+                not hold (the message lists those it holds); the previous state is kept.
+        """
         self._served[name] = _Served(ref, report, self.options)
 
     # -- callbacks for create_oip_app ---------------------------------------------------------
