@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
 from bastion.cli.registry import ConfigOpt, KeyringOpt, TokenOpt, TrustedOpt, _pinned, open_registry
 from bastion.exceptions import BastionError
+
+if TYPE_CHECKING:
+    from bastion.config import LogInputsSection
 
 __all__ = ["serve_command"]
 
@@ -67,6 +70,30 @@ def serve_command(
     round_probabilities: Annotated[
         int | None, typer.Option(help="Round probabilities to this many decimals.")
     ] = None,
+    log_inputs: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "Opt in to the prediction log: append every answered request (UTC time, "
+                "model, release, request id, a hash of the client identity, input rows as "
+                "{feature: value}, predicted labels) as JSON lines to files in this folder, "
+                "mode 0600, rotated by size (overrides monitoring.log_inputs.path). Off by "
+                "default: no raw input is stored."
+            )
+        ),
+    ] = None,
+    log_max_mb: Annotated[
+        float | None,
+        typer.Option(
+            help="Prediction log: size of a file before rotation, MiB (default 64).", min=0.001
+        ),
+    ] = None,
+    log_max_files: Annotated[
+        int | None,
+        typer.Option(
+            help="Prediction log: files kept; the oldest are deleted (default 16).", min=1
+        ),
+    ] = None,
     allow_anonymous: Annotated[
         bool,
         typer.Option(
@@ -92,6 +119,7 @@ def serve_command(
 
         raise ConfigError("--tls-cert and --tls-key go together")
     keyring, pems = _pinned(config, keyring, trusted_key)
+    log_settings = _log_settings(config, log_inputs, log_max_mb, log_max_files)
     if keyring is None and not pems:
         keyring = default_keyring_path()
     trusted = load_trusted_keys(keyring=keyring, pem_files=pems)
@@ -135,6 +163,15 @@ def serve_command(
         from bastion.exceptions import ConfigError
 
         raise ConfigError("--ood-profile needs --ood flag or block; received --ood off")
+    prediction_log = None  # opt-in; the folder is created (or refused) before serving
+    if log_settings is not None:
+        from bastion.monitoring.prediction_log import PredictionLogWriter
+
+        prediction_log = PredictionLogWriter(
+            log_settings.path,
+            max_file_bytes=max(1, int(log_settings.max_file_mb * (1 << 20))),
+            max_files=log_settings.max_files,
+        )
     metrics = GatewayMetrics()
     # alerts: an audit event (group-committed), a signed webhook per URL, a log line
     audit_writer = AuditWriter(registry.audit)
@@ -145,13 +182,18 @@ def serve_command(
         on_fire=metrics.alert,
     )
     service = GatewayService(
-        metrics, alerter, WatchOptions(ood_mode=ood_mode, ood_profile=ood_profile)
+        metrics,
+        alerter,
+        WatchOptions(ood_mode=ood_mode, ood_profile=ood_profile),
+        prediction_log=prediction_log,
     )
     try:
         service.serve(name, served.ref, served.report)
     except BastionError as err:  # --ood-profile names a profile the release lacks
         alerter.close()
         audit_writer.close()
+        if prediction_log is not None:
+            prediction_log.close()
         registry.audit.append(
             registry.identity.name, "serve.refused", f"model:{served.ref}", {"reason": str(err)}
         )
@@ -194,6 +236,7 @@ def serve_command(
             "host": host,
             "port": port,
             "authenticated": authorizer is not None,
+            "prediction_log": str(log_settings.path) if log_settings is not None else None,
         },
     )
     watcher = None
@@ -223,3 +266,33 @@ def serve_command(
         service.stop()
         alerter.close()
         audit_writer.close()
+
+
+def _log_settings(
+    config: Path | None, path: Path | None, max_mb: float | None, max_files: int | None
+) -> LogInputsSection | None:
+    """The prediction log's settings: the flags over the policy's ``monitoring.log_inputs``;
+    ``None`` (no log) unless one of them names a folder."""
+    from bastion.config import LogInputsSection, load_policy
+
+    section = None
+    if config is not None:
+        policy = load_policy(config)
+        section = policy.spec.monitoring.log_inputs
+        if section is not None:
+            section = section.model_copy(update={"path": policy.resolve(section.path)})
+    if path is None and section is None:
+        if max_mb is not None or max_files is not None:
+            from bastion.exceptions import ConfigError
+
+            raise ConfigError(
+                "--log-max-mb and --log-max-files need a prediction log: pass --log-inputs DIR "
+                "or set monitoring.log_inputs.path in the policy"
+            )
+        return None
+    base = section or LogInputsSection(path=path or Path())
+    return LogInputsSection(
+        path=path or base.path,
+        max_file_mb=max_mb if max_mb is not None else base.max_file_mb,
+        max_files=max_files if max_files is not None else base.max_files,
+    )
