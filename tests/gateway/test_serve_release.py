@@ -174,7 +174,7 @@ def test_serve_command_refuses_and_serves(
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bastion.cli.main", "serve", "-m", "m@staging", "--port",
-         str(port), "--watch-s", "0"],
+         str(port), "--watch-s", "0", "--log-inputs", str(tmp_path / "plog")],
         env={**os.environ, **env, "BASTION_TOKEN": root, "PYTHONPATH": os.pathsep.join(sys.path)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -195,9 +195,21 @@ def test_serve_command_refuses_and_serves(
         meta = httpx.get(url, headers={"Authorization": f"Bearer {client}"})
         assert meta.status_code == 200
         assert meta.json()["versions"] == ["2"]
+        infer = {"id": "q1", "inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP64",
+                                         "data": [2.5]}]}  # fmt: skip
+        answer = httpx.post(
+            f"{url}/infer", json=infer, headers={"Authorization": f"Bearer {client}"}
+        )
+        assert answer.status_code == 200
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=30)
+    assert f"every request's inputs are stored in {tmp_path / 'plog'}" in out
+    (log,) = (tmp_path / "plog").glob("predictions-*.jsonl")  # written, then closed on exit
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    line = json.loads(log.read_text())
+    assert (line["request_id"], line["release"], line["inputs"]) == ("q1", "m@2", [{"x0": 2.5}])
+    assert client not in log.read_text()
 
 
 def test_feedback_and_monitor_routes(setting: Any, tmp_path: Path) -> None:

@@ -250,6 +250,8 @@ def serve_command(
         watcher.start()
     service.start()
     typer.echo(f"serving {served.ref} (signed by key {served.key_id[:16]}) on {host}:{port}")
+    if log_settings is not None:
+        typer.echo(f"prediction log: every request's inputs are stored in {log_settings.path}")
     uvicorn = require("uvicorn", "bastion serve")
     try:
         uvicorn.run(

@@ -392,9 +392,10 @@ class GatewayService:
             self._thread.join(timeout=self.options.evaluate_s + 5)
         try:
             self.drain()  # what was queued still reaches the monitors and the log
-        finally:
-            if self.prediction_log is not None:
-                self.prediction_log.close()
+        except Exception:  # shutting down: report it, close the rest
+            _log.exception("gateway watch: the last drain failed")
+        if self.prediction_log is not None:
+            self.prediction_log.close()
 
 
 def _scales(report: Mapping[str, Any], features: tuple[str, ...]) -> np.ndarray:
