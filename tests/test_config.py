@@ -155,3 +155,27 @@ def test_starter_template_attack_examples_are_valid_once_uncommented() -> None:
     assert {"ADV001", "EXT001", "PRV001", "PRV002", "POI001", "POI002"} <= {
         c.id for c in policy.enabled_checks()
     }
+
+
+def test_readme_documents_every_policy_section_key() -> None:
+    import re
+
+    from bastion.config import LogInputsSection, PolicyModel, _model_in
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    rows: dict[str, str] = {}
+    for line in readme.splitlines():
+        cell = re.match(r"^\| (.*?) \| ", line)
+        if cell:
+            for key in re.findall(r"`([^`]+)`", cell.group(1)):
+                rows[key] = line
+    for name, field in PolicyModel.model_fields.items():
+        section = _model_in(field.annotation)
+        if name in rows or name == "checks":  # documented whole, or per check above
+            continue
+        assert section is not None, f"{name} missing from the README's bastion.yaml reference"
+        for sub, info in section.model_fields.items():
+            key = f"{name}.{info.alias or sub}"
+            assert any(k == key or k.startswith(key + ".") for k in rows), f"{key} missing"
+    for sub in LogInputsSection.model_fields:
+        assert sub in rows["monitoring.log_inputs"], f"monitoring.log_inputs.{sub} missing"

@@ -34,7 +34,9 @@ __all__ = [
     "DataSection",
     "DatasetSpec",
     "GateSection",
+    "LogInputsSection",
     "ModelSpec",
+    "MonitoringSection",
     "Policy",
     "RemoteSpec",
     "ReportSection",
@@ -207,6 +209,24 @@ class SigningSection(_Strict):
     trusted_keys: list[Path] = Field(default_factory=list)
 
 
+class LogInputsSection(_Strict):
+    """``monitoring.log_inputs``: the opt-in prediction log of ``bastion serve``
+    (:mod:`bastion.monitoring.prediction_log`)."""
+
+    path: Path
+    # the writer's own defaults (a test keeps them equal; importing them here would load
+    # bastion.monitoring for every policy read)
+    max_file_mb: Annotated[float, Field(gt=0)] = 64.0
+    max_files: Annotated[int, Field(ge=1)] = 16
+
+
+class MonitoringSection(_Strict):
+    """``monitoring:``: what ``bastion serve`` keeps of the traffic it watches. Without
+    ``log_inputs`` it keeps binned counts only, never raw inputs."""
+
+    log_inputs: LogInputsSection | None = None
+
+
 class ChecksSection(_Strict):
     data: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     validation: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
@@ -232,6 +252,7 @@ class PolicyModel(_Strict):
     report: ReportSection = Field(default_factory=ReportSection)
     scan: ScanSection = Field(default_factory=ScanSection)
     signing: SigningSection = Field(default_factory=SigningSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
 
 
 class Policy:

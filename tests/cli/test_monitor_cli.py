@@ -140,3 +140,60 @@ def test_snapshot_input(tmp_path: Path) -> None:
     code, _, err = _invoke("--current-snapshot", str(snap), "-r", str(snap))
     assert code == 2
     assert "replaces --reference" in err
+
+
+def test_current_log_options_and_bad_lines(files: dict[str, Path], tmp_path: Path) -> None:
+    import time
+
+    from bastion.monitoring.prediction_log import encode_request
+
+    rng = np.random.default_rng(3)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [
+        encode_request(
+            ts=time.time(), model="m", release="m@1", request_id=f"r{i}", client="id:c",
+            features=("a", "b"), X=np.column_stack([rng.normal(0, 1, 10), rng.uniform(0, 1, 10)]),
+            labels=np.zeros(10),
+        )
+        for i in range(100)
+    ]  # fmt: skip
+    log = logs / "predictions-1.jsonl"
+    log.write_text("".join(lines[:50]) + "{oops\n" + "".join(lines[50:]), encoding="utf-8")
+    ref = str(files["ref"])
+    code, _, err = _invoke("-r", ref, "--current-log", str(logs))
+    assert code == 2
+    assert f"{log}:51: not JSON" in err
+    assert "--skip-bad-lines" in err
+    code, out, err = _invoke(
+        "-r", ref, "--current-log", str(logs), "--skip-bad-lines", "--format", "json"
+    )
+    assert code == 0, err
+    assert "skipped 1 malformed log line(s)" in err
+    report = json.loads(out)
+    assert [c["column"] for c in report["columns"]] == ["a", "b"]  # the logged features
+    assert report["prediction_log"]["skipped_lines"] == 1
+    assert report["prediction_log"]["rows"] == 1000
+    for args, message in [
+        (["-r", ref, "--model", "m"], "--model need --current-log"),
+        (["-r", ref, "-c", ref, "--current-log", str(logs)], "--current-log replaces"),
+        (["--current-log", str(logs)], "--current-log needs --reference"),
+        (["-r", ref, "--current-log", str(logs), "--since", "soon"], "ISO 8601"),
+        (
+            [
+                "-r",
+                ref,
+                "--current-log",
+                str(logs),
+                "--since",
+                "2030-01-01",
+                "--until",
+                "2029-01-01",
+            ],
+            "is not before --until",
+        ),
+        (["-r", ref, "--current-log", str(tmp_path / "none")], "file or folder not found"),
+    ]:
+        code, _, err = _invoke(*args)
+        assert code == 2, args
+        assert message in err, (args, err)

@@ -140,7 +140,10 @@ def test_serve_command_refuses_and_serves(
     assert "the registry has no users" in capsys.readouterr().err
     root, client = add_users(run, capsys)
     with serving(
-        "m@staging", {**env, "BASTION_TOKEN": root}, ["--watch-s", "0"], logs=tmp_path / "logs"
+        "m@staging",
+        {**env, "BASTION_TOKEN": root},
+        ["--watch-s", "0", "--log-inputs", str(tmp_path / "plog")],
+        logs=tmp_path / "logs",
     ) as (server,):
         url = f"{server.url}/v2/models/m"
         assert httpx.get(url).status_code == 401
@@ -148,6 +151,19 @@ def test_serve_command_refuses_and_serves(
         meta = httpx.get(url, headers={"Authorization": f"Bearer {client}"})
         assert meta.status_code == 200
         assert meta.json()["versions"] == ["2"]
+        infer = {"id": "q1", "inputs": [{"name": "input-0", "shape": [1, 1], "datatype": "FP64",
+                                         "data": [2.5]}]}  # fmt: skip
+        answer = httpx.post(
+            f"{url}/infer", json=infer, headers={"Authorization": f"Bearer {client}"}
+        )
+        assert answer.status_code == 200
+    out = server.log.read_text()
+    assert f"every request's inputs are stored in {tmp_path / 'plog'}" in out
+    (log,) = (tmp_path / "plog").glob("predictions-*.jsonl")  # written, then closed on exit
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+    line = json.loads(log.read_text())
+    assert (line["request_id"], line["release"], line["inputs"]) == ("q1", "m@2", [{"x0": 2.5}])
+    assert client not in log.read_text()
 
 
 def test_feedback_and_monitor_routes(setting: Any, tmp_path: Path) -> None:
@@ -193,3 +209,80 @@ def test_feedback_and_monitor_routes(setting: Any, tmp_path: Path) -> None:
         snap = httpx.get(f"{url}/v2/models/m/monitor", headers=auth(root)).json()
         assert snap["n_rows"] == 2
         assert snap["accuracy"] == 0.5
+
+
+def profiled_report() -> dict[str, Any]:
+    column = {"kind": "numeric", "min": 0.0, "max": 3.0,
+              "histogram": {"edges": [1.0, 2.0], "counts": [1, 1, 2]}}  # fmt: skip
+    return {
+        "verdict": {"passed": True, "fail_on": "medium", "reasons": [], "counts": {}},
+        "datasets": [{"name": "train", "features": ["x"]}],
+        "profiles": {"train": {"columns": {"x": column}}, "holdout": {"columns": {"x": column}}},
+    }
+
+
+def test_ood_profile_unknown_is_a_startup_error_naming_the_available_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.cli.main import run
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("BASTION_HOME", str(home))
+    monkeypatch.setenv("BASTION_KEY_STORE", str(home / "keys"))
+    monkeypatch.setenv("BASTION_KEY_PASSPHRASE", "serve-test-passphrase")
+    for k in ("BASTION_DATABASE_URL", "BASTION_TOKEN", "BASTION_KEYRING"):
+        monkeypatch.delenv(k, raising=False)
+    assert run(["keys", "generate"]) == 0
+    release = make_release(tmp_path / "r1", None)
+    (release / "report.json").write_text(json.dumps(profiled_report()))
+    assert run(["registry", "sign", str(release)]) == 0
+    assert run(["registry", "register", "m", str(release)]) == 0
+    assert run(["users", "add", "root", "--role", "admin"]) == 0
+    root = capsys.readouterr().out.strip().splitlines()[-1]
+    monkeypatch.setenv("BASTION_TOKEN", root)
+    assert run(["serve", "-m", "m@1", "--port", "1", "--ood-profile", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--ood-profile 'nope'" in err
+    assert "available: ['holdout', 'train']" in err
+    assert run(["serve", "-m", "m@1", "--ood", "off", "--ood-profile", "train"]) == 2
+    assert "--ood-profile needs --ood flag or block" in capsys.readouterr().err
+
+
+def test_a_release_without_the_ood_profile_is_refused_at_the_swap(
+    setting: Any, tmp_path: Path
+) -> None:
+    from bastion.gateway.metrics import GatewayMetrics
+    from bastion.gateway.service import GatewayService, WatchOptions
+    from bastion.monitoring.alerts import Alerter
+
+    registry, signer, trusted = setting
+    first = make_release(tmp_path / "r1", None)
+    (first / "report.json").write_text(json.dumps(profiled_report()))
+    sign_folder(first, signer)
+    registry.register("m", first)
+    registry.set_alias("m@1", "staging")
+    current = load_release(registry, "m@staging", trusted)
+    service = GatewayService(
+        GatewayMetrics(), Alerter(audit=lambda *_: None), WatchOptions(ood_profile="holdout")
+    )
+    service.serve("m", current.ref, current.report)
+    assert service._served["m"].ood is not None
+    second = make_release(tmp_path / "r2", None)
+    lacking = profiled_report()
+    del lacking["profiles"]["holdout"]
+    (second / "report.json").write_text(json.dumps(lacking))
+    sign_folder(second, signer)
+    registry.register("m", second)
+    registry.set_alias("m@2", "staging")
+    refused: list[str] = []
+    watcher = AliasWatcher(
+        registry, "m@staging", trusted, current,
+        on_swap=lambda r: service.serve("m", r.ref, r.report),
+        on_refused=lambda ref, err: refused.append(f"{ref}: {err}"),
+    )  # fmt: skip
+    assert watcher.check_once() is None
+    assert watcher.current.ref == "m@1"
+    assert service._served["m"].ref == "m@1"  # the old release keeps its detectors
+    assert len(refused) == 1
+    assert "available: ['train']" in refused[0]
+    assert "serve.swap.refused" in [e.action for e in registry.audit.events()]

@@ -162,3 +162,29 @@ def test_the_worker_batches_deferred_work_and_feedback_waits_for_it(
     finally:
         service.stop()
     assert not [e for e in audited if e[1] == "alert.ood_burst"]
+
+
+def test_ood_profile_picks_the_reference_and_an_unknown_one_is_refused(
+    release: dict[str, Any],
+) -> None:
+    from bastion.exceptions import ConfigError
+    from bastion.gateway.guards.ood import OODDetector
+
+    report = dict(release["report"])
+    train = report["profiles"]["train"]
+    narrow = {"columns": {k: {**v, "max": v["min"]} if v.get("kind") == "numeric" else v
+                          for k, v in train["columns"].items()}}  # fmt: skip
+    report["profiles"] = {"train": train, "narrow": narrow}
+    alerter = Alerter(audit=lambda *_: None)
+    default = GatewayService(GatewayMetrics(), alerter, WatchOptions())
+    default.serve("m", "m@1", report)
+    chosen = GatewayService(GatewayMetrics(), alerter, WatchOptions(ood_profile="narrow"))
+    chosen.serve("m", "m@1", report)
+    X = release["test"][:20]
+    expected = OODDetector.from_report(report, profile="narrow").score(X).anomalous
+    assert chosen._served["m"].ood.score(X).anomalous.tolist() == expected.tolist()
+    assert expected.sum() > default._served["m"].ood.score(X).anomalous.sum()
+    unknown = GatewayService(GatewayMetrics(), alerter, WatchOptions(ood_profile="nope"))
+    with pytest.raises(ConfigError, match=r"available: \['narrow', 'train'\]"):
+        unknown.serve("m", "m@1", report)
+    assert "m" not in unknown._served

@@ -1,7 +1,8 @@
 """``bastion monitor``: offline drift reports (see :mod:`bastion.monitoring.report`).
 
-``bastion monitor report`` compares a reference dataset with a current one, or renders a
-snapshot saved from the gateway's ``GET /v2/models/{name}/monitor``, as HTML or JSON.
+``bastion monitor report`` compares a reference dataset with a current one or with the rows
+of the gateway's opt-in prediction log, or renders a snapshot saved from the gateway's
+``GET /v2/models/{name}/monitor``, as HTML or JSON.
 Exit codes: 0 no dataset drift, 1 dataset drift, 2 a usage or input error.
 """
 
@@ -23,8 +24,9 @@ EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     help=(
-        "Watch production data offline: drift reports from two datasets or from a gateway "
-        "snapshot. Exit codes: 0 no dataset drift, 1 dataset drift, 2 usage or input error."
+        "Watch production data offline: drift reports from two datasets, from the gateway's "
+        "prediction log or from a gateway snapshot. Exit codes: 0 no dataset drift, 1 dataset "
+        "drift, 2 usage or input error."
     ),
     no_args_is_help=True,
 )
@@ -61,9 +63,56 @@ def report_command(
             ),
         ),
     ] = None,
+    current_log: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--current-log",
+            help=(
+                "Instead of --current: the gateway's prediction log (bastion serve "
+                "--log-inputs DIR), a file or a folder of its rotated files; repeat the option "
+                "for more. The logged rows become the current data and are compared with "
+                "--reference as --current would be."
+            ),
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="With --current-log: the model whose requests to read (needed when the log "
+            "holds several).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="With --current-log: only requests at or after this ISO 8601 time (UTC when "
+            "it names no offset), e.g. 2025-01-31T00:00:00Z.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="With --current-log: only requests before this ISO time."),
+    ] = None,
+    skip_bad_lines: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-lines",
+            help=(
+                "With --current-log: skip malformed lines (a write cut short by a crash), "
+                "counting them in the report. Default: a malformed line is an error (exit 2) "
+                "naming the file and the line."
+            ),
+        ),
+    ] = False,
     target: Annotated[
         str | None,
-        typer.Option("--target", help="Label column: reported as target drift, not a feature."),
+        typer.Option(
+            "--target",
+            help="Label column: reported as target drift, not a feature (with --current-log: "
+            "the predicted labels are compared with it).",
+        ),
     ] = None,
     columns: Annotated[
         str | None,
@@ -98,16 +147,22 @@ def report_command(
         Path | None, typer.Option("--out", "-o", help="Write to this file (default: stdout).")
     ] = None,
 ) -> None:
-    """Build a drift report offline, from two datasets or from a gateway snapshot.
+    """Build a drift report offline, from two datasets, from the gateway's prediction log, or
+    from a gateway snapshot.
 
     Exit 0: no dataset drift; 1: dataset drift (share of drifted columns >= --drift-share);
-    2: usage or input error.
+    2: usage or input error (a malformed log line too, unless --skip-bad-lines).
     """
     try:
         code = run_report(
             reference=reference,
             current=current,
             current_snapshot=current_snapshot,
+            current_log=current_log or [],
+            model=model,
+            since=since,
+            until=until,
+            skip_bad_lines=skip_bad_lines,
             target=target,
             columns=columns.split(",") if columns is not None else None,
             stattests=stattest or [],
@@ -129,6 +184,11 @@ def run_report(
     reference: Path | None,
     current: Path | None,
     current_snapshot: Path | None = None,
+    current_log: Sequence[Path] = (),
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    skip_bad_lines: bool = False,
     target: str | None = None,
     columns: Sequence[str] | None = None,
     stattests: Sequence[str] = (),
@@ -148,6 +208,7 @@ def run_report(
         render_html,
         render_json,
         report_from_files,
+        report_from_log,
         report_from_snapshot,
     )
 
@@ -158,7 +219,53 @@ def run_report(
     cols = [c.strip() for c in columns if c.strip()] if columns is not None else None
     if columns is not None and not cols:
         raise ConfigError("--columns is empty; name at least one column")
-    if current_snapshot is not None:
+    log_options = [
+        flag
+        for flag, value in (
+            ("--model", model),
+            ("--since", since),
+            ("--until", until),
+            ("--skip-bad-lines", skip_bad_lines or None),
+        )
+        if value is not None
+    ]
+    if log_options and not current_log:
+        raise ConfigError(f"{', '.join(log_options)} need --current-log")
+    if current_log:
+        if current is not None or current_snapshot is not None:
+            raise ConfigError(
+                "--current-log replaces --current and --current-snapshot; pass one of them"
+            )
+        if reference is None:
+            raise ConfigError("--current-log needs --reference (the data to compare with)")
+        from bastion.monitoring.prediction_log import parse_timestamp
+
+        start = parse_timestamp(since, "--since") if since is not None else None
+        end = parse_timestamp(until, "--until") if until is not None else None
+        if start is not None and end is not None and start >= end:
+            raise ConfigError(f"--since {since} is not before --until {until}")
+        report = report_from_log(
+            reference,
+            list(current_log),
+            model=model,
+            since=start,
+            until=end,
+            skip_bad_lines=skip_bad_lines,
+            target=target,
+            columns=cols,
+            stattests=tests,
+            thresholds=limits,
+            compatibility=compatibility,
+            drift_share=drift_share,
+        )
+        log = report.prediction_log or {}
+        if log.get("skipped_lines"):
+            typer.echo(
+                f"skipped {log['skipped_lines']} malformed log line(s): "
+                + "; ".join(log.get("skipped_examples", [])),
+                err=True,
+            )
+    elif current_snapshot is not None:
         if reference is not None or current is not None:
             raise ConfigError(
                 "--current-snapshot replaces --reference and --current (the gateway compared "
@@ -175,7 +282,9 @@ def run_report(
         )
     else:
         if reference is None or current is None:
-            raise ConfigError("pass --reference and --current, or --current-snapshot")
+            raise ConfigError(
+                "pass --reference and --current (or --current-log), or --current-snapshot"
+            )
         report = report_from_files(
             reference,
             current,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
 from bastion.cli.registry import ConfigOpt, KeyringOpt, TokenOpt, TrustedOpt, _pinned, open_registry
+from bastion.exceptions import BastionError
+
+if TYPE_CHECKING:
+    from bastion.config import LogInputsSection
 
 __all__ = ["serve_command"]
 
@@ -46,6 +50,16 @@ def serve_command(
             help="Out-of-distribution inputs: flag (alert on bursts), block (422) or off."
         ),
     ] = "flag",
+    ood_profile: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "The reference profile of the release's gate report the OOD detector compares "
+                "with (default: 'train', else the first dataset's). A release without it is "
+                "refused: at startup (naming the profiles it holds) and when the alias moves."
+            )
+        ),
+    ] = None,
     webhook: Annotated[
         list[str] | None,
         typer.Option(help="Alert webhook URL (repeatable); signed with $BASTION_WEBHOOK_SECRET."),
@@ -55,6 +69,30 @@ def serve_command(
     ] = False,
     round_probabilities: Annotated[
         int | None, typer.Option(help="Round probabilities to this many decimals.")
+    ] = None,
+    log_inputs: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "Opt in to the prediction log: append every answered request (UTC time, "
+                "model, release, request id, a hash of the client identity, input rows as "
+                "{feature: value}, predicted labels) as JSON lines to files in this folder, "
+                "mode 0600, rotated by size (overrides monitoring.log_inputs.path). Off by "
+                "default: no raw input is stored."
+            )
+        ),
+    ] = None,
+    log_max_mb: Annotated[
+        float | None,
+        typer.Option(
+            help="Prediction log: size of a file before rotation, MiB (default 64).", min=0.001
+        ),
+    ] = None,
+    log_max_files: Annotated[
+        int | None,
+        typer.Option(
+            help="Prediction log: files kept; the oldest are deleted (default 16).", min=1
+        ),
     ] = None,
     allow_anonymous: Annotated[
         bool,
@@ -81,6 +119,7 @@ def serve_command(
 
         raise ConfigError("--tls-cert and --tls-key go together")
     keyring, pems = _pinned(config, keyring, trusted_key)
+    log_settings = _log_settings(config, log_inputs, log_max_mb, log_max_files)
     if keyring is None and not pems:
         keyring = default_keyring_path()
     trusted = load_trusted_keys(keyring=keyring, pem_files=pems)
@@ -120,6 +159,19 @@ def serve_command(
 
         raise ConfigError(f"--ood must be flag, block or off; received {ood!r}")
     ood_mode = cast(Literal["flag", "block", "off"], ood)
+    if ood_profile is not None and ood_mode == "off":
+        from bastion.exceptions import ConfigError
+
+        raise ConfigError("--ood-profile needs --ood flag or block; received --ood off")
+    prediction_log = None  # opt-in; the folder is created (or refused) before serving
+    if log_settings is not None:
+        from bastion.monitoring.prediction_log import PredictionLogWriter
+
+        prediction_log = PredictionLogWriter(
+            log_settings.path,
+            max_file_bytes=max(1, int(log_settings.max_file_mb * (1 << 20))),
+            max_files=log_settings.max_files,
+        )
     metrics = GatewayMetrics()
     # alerts: an audit event (group-committed), a signed webhook per URL, a log line
     audit_writer = AuditWriter(registry.audit)
@@ -129,8 +181,23 @@ def serve_command(
         secret=os.environ.get("BASTION_WEBHOOK_SECRET"),
         on_fire=metrics.alert,
     )
-    service = GatewayService(metrics, alerter, WatchOptions(ood_mode=ood_mode))
-    service.serve(name, served.ref, served.report)
+    service = GatewayService(
+        metrics,
+        alerter,
+        WatchOptions(ood_mode=ood_mode, ood_profile=ood_profile),
+        prediction_log=prediction_log,
+    )
+    try:
+        service.serve(name, served.ref, served.report)
+    except BastionError as err:  # --ood-profile names a profile the release lacks
+        alerter.close()
+        audit_writer.close()
+        if prediction_log is not None:
+            prediction_log.close()
+        registry.audit.append(
+            registry.identity.name, "serve.refused", f"model:{served.ref}", {"reason": str(err)}
+        )
+        raise
     # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
     app = create_oip_app(
         {name: served.model},
@@ -169,6 +236,7 @@ def serve_command(
             "host": host,
             "port": port,
             "authenticated": authorizer is not None,
+            "prediction_log": str(log_settings.path) if log_settings is not None else None,
         },
     )
     watcher = None
@@ -182,6 +250,8 @@ def serve_command(
         watcher.start()
     service.start()
     typer.echo(f"serving {served.ref} (signed by key {served.key_id[:16]}) on {host}:{port}")
+    if log_settings is not None:
+        typer.echo(f"prediction log: every request's inputs are stored in {log_settings.path}")
     uvicorn = require("uvicorn", "bastion serve")
     try:
         uvicorn.run(
@@ -198,3 +268,33 @@ def serve_command(
         service.stop()
         alerter.close()
         audit_writer.close()
+
+
+def _log_settings(
+    config: Path | None, path: Path | None, max_mb: float | None, max_files: int | None
+) -> LogInputsSection | None:
+    """The prediction log's settings: the flags over the policy's ``monitoring.log_inputs``;
+    ``None`` (no log) unless one of them names a folder."""
+    from bastion.config import LogInputsSection, load_policy
+
+    section = None
+    if config is not None:
+        policy = load_policy(config)
+        section = policy.spec.monitoring.log_inputs
+        if section is not None:
+            section = section.model_copy(update={"path": policy.resolve(section.path)})
+    if path is None and section is None:
+        if max_mb is not None or max_files is not None:
+            from bastion.exceptions import ConfigError
+
+            raise ConfigError(
+                "--log-max-mb and --log-max-files need a prediction log: pass --log-inputs DIR "
+                "or set monitoring.log_inputs.path in the policy"
+            )
+        return None
+    base = section or LogInputsSection(path=path or Path())
+    return LogInputsSection(
+        path=path or base.path,
+        max_file_mb=max_mb if max_mb is not None else base.max_file_mb,
+        max_files=max_files if max_files is not None else base.max_files,
+    )

@@ -2,7 +2,7 @@
 
 What: one :class:`GatewayMetrics` object per app owns a private ``CollectorRegistry`` (never
 the process-global one, so several apps, or the tests, in one process do not collide on
-metric names) and five metric families:
+metric names) and six metric families:
 
 =========================================== ========= ====================================
 name                                        type      labels
@@ -12,6 +12,7 @@ name                                        type      labels
 ``bastion_gateway_rejections_total``        counter   guard, status
 ``bastion_drift_score``                     gauge     model, version, feature, statistic
 ``bastion_alerts_total``                    counter   kind
+``bastion_prediction_log_requests_total``   counter   outcome (written, failed, skipped)
 =========================================== ========= ====================================
 
 Why: rejections per guard show an attack in progress (a burst of ``extraction`` or
@@ -51,6 +52,8 @@ __all__ = [
     "DRIFT_SCORE",
     "GUARDS",
     "LATENCY_BUCKETS_S",
+    "PREDICTION_LOG",
+    "PREDICTION_LOG_OUTCOMES",
     "REJECTIONS",
     "REQUESTS",
     "REQUEST_DURATION",
@@ -62,6 +65,8 @@ REQUEST_DURATION = "bastion_gateway_request_duration_seconds"
 REJECTIONS = "bastion_gateway_rejections_total"
 DRIFT_SCORE = "bastion_drift_score"
 ALERTS = "bastion_alerts_total"
+PREDICTION_LOG = "bastion_prediction_log_requests_total"
+PREDICTION_LOG_OUTCOMES: tuple[str, ...] = ("written", "failed", "skipped")
 
 # Upper bounds in seconds; prometheus-client adds +Inf.
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -168,6 +173,12 @@ class GatewayMetrics:
             ("kind",),
             registry=self.registry,
         )
+        self._prediction_log: Counter = prom.Counter(
+            PREDICTION_LOG.removesuffix("_total"),
+            "Requests the opt-in prediction log wrote, failed to write, or skipped (not tabular).",
+            ("outcome",),
+            registry=self.registry,
+        )
 
     def observe_request(self, model: str, route: str, status: int | str, seconds: float) -> None:
         """Count one answered request and record its latency.
@@ -197,6 +208,15 @@ class GatewayMetrics:
     def alert(self, kind: str) -> None:
         """Count one fired alert of ``kind`` (pass this as the alerter's ``on_fire``)."""
         self._alerts.labels(kind=kind).inc()
+
+    def prediction_log(self, outcome: str, requests: int = 1) -> None:
+        """Count ``requests`` requests of the prediction log with ``outcome`` (one of
+        :data:`PREDICTION_LOG_OUTCOMES`)."""
+        if outcome not in PREDICTION_LOG_OUTCOMES:
+            raise ConfigError(
+                f"outcome must be one of {list(PREDICTION_LOG_OUTCOMES)}, got {outcome!r}"
+            )
+        self._prediction_log.labels(outcome=outcome).inc(requests)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of every metric, and its content type.

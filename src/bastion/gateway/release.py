@@ -115,8 +115,9 @@ def load_release(
 class AliasWatcher:
     """Poll an alias; verify a moved alias's new version before swapping it in.
 
-    ``on_swap(release)`` runs with each new verified release; ``on_refused(ref, error)`` with
-    each refused one (the old release keeps serving).
+    ``on_swap(release)`` runs with each new verified release (raising a
+    :class:`~bastion.exceptions.BastionError` refuses it, with nothing swapped);
+    ``on_refused(ref, error)`` runs with each refused one (the old release keeps serving).
     """
 
     def __init__(
@@ -147,6 +148,9 @@ class AliasWatcher:
             return None
         try:
             fresh = load_release(self.registry, target.ref, self.trusted_keys)
+            # the gateway may refuse it too (a configured reference profile it lacks); then
+            # nothing was swapped and the old release keeps serving
+            self.on_swap(fresh)
         except BastionError as err:
             self._refused.add(target.id)
             _log.error("not serving %s: %s", target.ref, err)
@@ -161,7 +165,6 @@ class AliasWatcher:
             return None
         previous = self.current
         self.current = fresh
-        self.on_swap(fresh)
         self.registry.audit.append(
             self.registry.identity.name,
             "serve.swap",

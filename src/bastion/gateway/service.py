@@ -10,21 +10,30 @@ served release.
 :class:`~bastion.monitoring.alerts.Alerter` (audit event, signed webhook, log line;
 deduplicated while a condition lasts). A background thread evaluates drift and OOD bursts every
 ``evaluate_s`` seconds; extraction suspicion is raised as soon as a client is flagged.
+
+With a :class:`~bastion.monitoring.prediction_log.PredictionLogWriter` (opt-in), the same
+worker appends every answered tabular request to the prediction log, in batches; a failed
+write is logged and counted (``bastion_prediction_log_requests_total{outcome="failed"}``),
+never raised into a request.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from bastion.exceptions import DataError
+from bastion.exceptions import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from bastion.monitoring.prediction_log import PredictionLogWriter
 
 __all__ = ["GatewayService", "WatchOptions"]
 
@@ -36,6 +45,9 @@ class WatchOptions:
     """What the gateway watches and how it reacts."""
 
     ood_mode: Literal["flag", "block", "off"] = "flag"
+    # the report's reference profile the OOD detector uses; None: "train", else the first
+    # dataset's. Named explicitly, a release without it is refused rather than served unguarded
+    ood_profile: str | None = None
     ood_burst_share: float = 0.2
     ood_burst_window_s: float = 60.0
     ood_burst_min_requests: int = 20
@@ -45,6 +57,18 @@ class WatchOptions:
     evaluate_s: float = 10.0
     error_share: float = 0.05  # 5xx share of the requests since the last evaluation
     error_min_requests: int = 20
+
+
+class _Item(NamedTuple):
+    """One answered request, queued for the watch worker."""
+
+    name: str
+    X: np.ndarray
+    labels: np.ndarray
+    request_id: str
+    client: str  # CURRENT_CLIENT: "id:NAME" or "addr:HOST", never a token
+    ts: float  # when it was answered (epoch seconds)
+    ref: str  # the release that answered it
 
 
 class _Served:
@@ -57,6 +81,7 @@ class _Served:
 
         self.ref = ref
         self.schema = InputSchema.from_report(report)
+        self.features = self.schema.features if self.schema is not None else None
         self.monitor: LiveMonitor | None = None
         self.ood: Any = None
         self.extraction: Any = None
@@ -67,8 +92,12 @@ class _Served:
         if options.ood_mode != "off":
             try:
                 mode: Literal["flag", "block"] = options.ood_mode
-                self.ood = OODDetector.from_report(report, mode=mode)
+                self.ood = OODDetector.from_report(report, mode=mode, profile=options.ood_profile)
             except DataError as err:
+                if options.ood_profile is not None:
+                    raise ConfigError(
+                        f"--ood-profile {options.ood_profile!r}: {ref}: {err}"
+                    ) from err
                 _log.warning("%s: serving without the OOD detector: %s", ref, err)
         self.burst = OODBurst(
             options.ood_burst_window_s, options.ood_burst_share, options.ood_burst_min_requests
@@ -96,14 +125,16 @@ class GatewayService:
         alerter: Any,
         options: WatchOptions | None = None,
         max_queue: int = 100_000,
+        prediction_log: PredictionLogWriter | None = None,
     ) -> None:
         self.metrics = metrics
         self.alerter = alerter
         self.options = options or WatchOptions()
+        self.prediction_log = prediction_log
         self._served: dict[str, _Served] = {}
-        self._work: queue.Queue[tuple[str, np.ndarray, np.ndarray, str, str]] = queue.Queue(
-            maxsize=max_queue
-        )
+        self._work: queue.Queue[_Item] = queue.Queue(maxsize=max_queue)
+        self._log_failures = 0
+        self._log_warned_at = -math.inf
         self._drain_lock = threading.Lock()
         self._dropped = 0
         self._seen_requests: tuple[float, float] = (0.0, 0.0)  # (all, 5xx) at the last look
@@ -111,7 +142,12 @@ class GatewayService:
         self._thread: threading.Thread | None = None
 
     def serve(self, name: str, ref: str, report: Mapping[str, Any]) -> None:
-        """(Re)build the watch state of model ``name`` for release ``ref``."""
+        """(Re)build the watch state of model ``name`` for release ``ref``.
+
+        Raises:
+            ConfigError: ``options.ood_profile`` names a profile the release's report does
+                not hold (the message lists those it holds); the previous state is kept.
+        """
         self._served[name] = _Served(ref, report, self.options)
 
     # -- callbacks for create_oip_app ---------------------------------------------------------
@@ -142,9 +178,18 @@ class GatewayService:
         single-row requests)."""
         from bastion.gateway.oip import CURRENT_CLIENT
 
-        if name not in self._served:
+        served = self._served.get(name)
+        if served is None:
             return
-        item = (name, np.asarray(X), np.asarray(labels), request_id, CURRENT_CLIENT.get())
+        item = _Item(
+            name,
+            np.asarray(X),
+            np.asarray(labels),
+            request_id,
+            CURRENT_CLIENT.get(),
+            time.time(),
+            served.ref,
+        )
         try:
             self._work.put_nowait(item)
         except queue.Full:
@@ -164,10 +209,14 @@ class GatewayService:
             with self._drain_lock:
                 self._process(items)
 
-    def _process(self, items: list[tuple[str, np.ndarray, np.ndarray, str, str]]) -> None:
+    def _process(self, items: list[_Item]) -> None:
+        if self.prediction_log is not None:
+            self._log_predictions(self.prediction_log, items)
         by_model: dict[str, list[tuple[np.ndarray, np.ndarray, str, str]]] = {}
-        for name, X, labels, rid, client in items:
-            by_model.setdefault(name, []).append((X, labels, rid, client))
+        for item in items:
+            by_model.setdefault(item.name, []).append(
+                (item.X, item.labels, item.request_id, item.client)
+            )
         for name, batch in by_model.items():
             served = self._served.get(name)
             if served is None:
@@ -187,6 +236,51 @@ class GatewayService:
                     start += n
             if served.extraction is not None and tabular:
                 self._extraction(served, tabular)
+
+    def _log_predictions(self, log: PredictionLogWriter, items: list[_Item]) -> None:
+        """Append the tabular requests to the prediction log; count, never raise, failures."""
+        from bastion.monitoring.prediction_log import encode_request
+
+        lines: list[str] = []
+        skipped = 0
+        try:
+            for item in items:
+                if item.X.ndim != 2 or item.labels.ndim != 1 or len(item.labels) != len(item.X):
+                    skipped += 1
+                    continue
+                served = self._served.get(item.name)
+                lines.append(
+                    encode_request(
+                        ts=item.ts,
+                        model=item.name,
+                        release=item.ref,
+                        request_id=item.request_id,
+                        client=item.client,
+                        features=served.features if served is not None else None,
+                        X=item.X,
+                        labels=item.labels,
+                    )
+                )
+            log.write(lines)
+        except Exception as err:  # the log must never stop monitoring or serving
+            self._log_failures += len(items) - skipped
+            self._count_log("failed", len(items) - skipped)
+            now = time.monotonic()
+            if now - self._log_warned_at >= 60.0:  # one line a minute while it lasts
+                self._log_warned_at = now
+                _log.error(
+                    "prediction log: %d request(s) not logged (%d so far): %s",
+                    len(items) - skipped,
+                    self._log_failures,
+                    err,
+                )
+        else:
+            self._count_log("written", len(lines))
+        self._count_log("skipped", skipped)
+
+    def _count_log(self, outcome: str, n: int) -> None:
+        if n:
+            self.metrics.prediction_log(outcome, n)
 
     def _extraction(
         self, served: _Served, batch: list[tuple[np.ndarray, np.ndarray, str, str]]
@@ -296,6 +390,12 @@ class GatewayService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.options.evaluate_s + 5)
+        try:
+            self.drain()  # what was queued still reaches the monitors and the log
+        except Exception:  # shutting down: report it, close the rest
+            _log.exception("gateway watch: the last drain failed")
+        if self.prediction_log is not None:
+            self.prediction_log.close()
 
 
 def _scales(report: Mapping[str, Any], features: tuple[str, ...]) -> np.ndarray:

@@ -22,9 +22,17 @@
   or above the threshold, as in :class:`~bastion.monitoring.drift.ColumnDrift` (the gateway's
   own flag uses ``>``; the two differ only at exact equality).
 
-Either way the result is a :class:`MonitorReport`: a :class:`DriftReport` plus metadata (input
-files with their SHA-256 and row counts, creation time, Bastion version). JSON is
-``DriftReport.to_dict()`` with ``target_drift``, ``metadata`` (and ``snapshot``) keys added.
+- **The gateway's prediction log** (:func:`report_from_log`): a reference file and the JSON
+  lines ``bastion serve --log-inputs DIR`` wrote (opt-in; see
+  :mod:`bastion.monitoring.prediction_log`). The logged rows of one model (optionally within
+  ``since`` / ``until``) are rebuilt into the current frame and compared exactly as two datasets
+  are; the columns default to the logged features that the reference holds. With a ``target``,
+  the logged *predicted* labels stand in for it, so target drift is prediction drift.
+
+Whichever the input, the result is a :class:`MonitorReport`: a :class:`DriftReport` plus
+metadata (input files with their SHA-256 and row counts, creation time, Bastion version). JSON
+is ``DriftReport.to_dict()`` with ``target_drift``, ``metadata`` (and ``snapshot`` or
+``prediction_log``) keys added.
 HTML is one self-contained page (no script, no external resource, a Content-Security-Policy
 that forbids both; every value autoescaped) with an inline SVG bar per column: the bar is the
 column's score in units of its threshold, so the threshold line sits at the same place on
@@ -34,6 +42,7 @@ every row and a bar past it means drift. For p-value tests (KS, chi-square, z) t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -64,6 +73,7 @@ __all__ = [
     "render_json",
     "report_from_files",
     "report_from_frames",
+    "report_from_log",
     "report_from_snapshot",
 ]
 
@@ -80,7 +90,7 @@ _BAR_W, _LINE_X = 300.0, 150.0
 class InputFile:
     """A file the report read: its role, path, SHA-256 and row count."""
 
-    role: Literal["reference", "current", "snapshot"]
+    role: Literal["reference", "current", "snapshot", "prediction-log"]
     path: str
     sha256: str
     rows: int
@@ -94,20 +104,24 @@ class InputFile:
 class MonitorReport:
     """A drift report with the provenance needed to reproduce it.
 
-    ``source`` is ``"datasets"`` (two files compared by :func:`drift_report`) or
-    ``"gateway-snapshot"`` (statistics the gateway computed). ``target`` is the target
-    column's drift (datasets only, when a target was named); it is not part of ``drift``'s
-    verdict. ``snapshot`` keeps the snapshot's other fields (release, rows, prediction drift,
-    accuracy, per-feature PSI / JS / counts).
+    ``source`` is ``"datasets"`` (two files compared by :func:`drift_report`),
+    ``"prediction-log"`` (a reference file against the rows of the gateway's prediction log,
+    compared the same way) or ``"gateway-snapshot"`` (statistics the gateway computed).
+    ``target`` is the target column's drift (datasets and logs only, when a target was named);
+    it is not part of ``drift``'s verdict. ``snapshot`` keeps the snapshot's other fields
+    (release, rows, prediction drift, accuracy, per-feature PSI / JS / counts);
+    ``prediction_log`` what was read from the log (model, releases, requests, rows, time span,
+    filters, skipped lines).
     """
 
     drift: DriftReport
-    source: Literal["datasets", "gateway-snapshot"]
+    source: Literal["datasets", "gateway-snapshot", "prediction-log"]
     inputs: tuple[InputFile, ...]
     created_at: str
     bastion_version: str
     target: ColumnDrift | None = None
     snapshot: Mapping[str, Any] | None = field(default=None)
+    prediction_log: Mapping[str, Any] | None = field(default=None)
 
     @property
     def dataset_drift(self) -> bool:
@@ -126,6 +140,8 @@ class MonitorReport:
         }
         if self.snapshot is not None:
             out["snapshot"] = dict(self.snapshot)
+        if self.prediction_log is not None:
+            out["prediction_log"] = dict(self.prediction_log)
         return out
 
 
@@ -262,6 +278,92 @@ def report_from_files(
         drift_share=drift_share,
         inputs=inputs,
     )
+
+
+def report_from_log(
+    reference: Path,
+    logs: Sequence[Path],
+    *,
+    model: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    skip_bad_lines: bool = False,
+    target: str | None = None,
+    columns: Sequence[str] | None = None,
+    stattests: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    compatibility: str | None = None,
+    drift_share: float = DATASET_DRIFT_SHARE,
+) -> MonitorReport:
+    """Compare a reference file with the rows of the gateway's prediction log.
+
+    Parameters
+    ----------
+    reference:
+        The reference data, CSV or Parquet.
+    logs:
+        Prediction-log files, or folders of them (see
+        :func:`bastion.monitoring.prediction_log.read_prediction_log`).
+    model, since, until, skip_bad_lines:
+        Which lines to read: one model (default: the only one logged), ``since <= ts <
+        until``, and whether a malformed line is skipped (counted) rather than an error.
+    target:
+        The reference's label column; the logged predicted labels are compared with it.
+    columns:
+        Feature columns (default: the logged features the reference holds, minus ``target``).
+    stattests, thresholds, compatibility, drift_share:
+        As for :func:`report_from_frames`.
+
+    Raises
+    ------
+    DataError
+        A file is missing or unreadable, a log line is malformed (naming the file and line)
+        and not skipped, the logs hold no request that passes the filters, or several models
+        and no ``model``; no logged feature is a reference column; as
+        :func:`report_from_frames`.
+    ConfigError
+        As :func:`report_from_frames`.
+
+    Example
+    -------
+    >>> logs = [Path("logs")]
+    >>> report = report_from_log(Path("train.csv"), logs, model="cancer")  # doctest: +SKIP
+    """
+    from bastion.data.dataset import read_table, sha256_file
+    from bastion.monitoring.prediction_log import read_prediction_log
+
+    ref = read_table(reference)
+    log = read_prediction_log(
+        logs, model=model, since=since, until=until, skip_bad_lines=skip_bad_lines
+    )
+    current = log.frame
+    if target is not None:
+        if target in current.columns:
+            raise DataError(f"--target {target!r} is a logged input feature, not a label")
+        current = current.assign(**{target: log.labels})
+    if columns is None:
+        logged = set(map(str, log.frame.columns))
+        columns = [c for c in map(str, ref.columns) if c in logged and c != target]
+        if not columns:
+            raise DataError(
+                f"none of the logged features {sorted(logged)[:10]} is a column of {reference}"
+            )
+    inputs = (
+        InputFile("reference", str(reference), sha256_file(reference), len(ref)),
+        *(InputFile("prediction-log", str(f.path), f.sha256, f.rows) for f in log.files),
+    )
+    report = report_from_frames(
+        ref,
+        current,
+        target=target,
+        columns=columns,
+        stattests=stattests,
+        thresholds=thresholds,
+        compatibility=compatibility,
+        drift_share=drift_share,
+        inputs=inputs,
+    )
+    return dataclasses.replace(report, source="prediction-log", prediction_log=log.summary())
 
 
 def report_from_snapshot(
@@ -492,10 +594,34 @@ def _context(report: MonitorReport) -> dict[str, Any]:
                 value = snap[key]
                 text = _fmt(value) if isinstance(value, float) else str(value)
                 snapshot_facts.append((label, "—" if value is None else text))
+    log_facts = []
+    if report.prediction_log is not None:
+        log = report.prediction_log
+        for key, label in (
+            ("model", "Model"),
+            ("releases", "Releases"),
+            ("requests", "Requests"),
+            ("rows", "Rows"),
+            ("first_ts", "First request"),
+            ("last_ts", "Last request"),
+            ("since", "Since (filter)"),
+            ("until", "Until (filter)"),
+            ("skipped_lines", "Malformed lines skipped"),
+        ):
+            value = log.get(key)
+            if value is not None:
+                text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+                log_facts.append((label, text))
     return {
         "bastion_version": report.bastion_version,
         "created_at": report.created_at,
         "source": report.source,
+        "source_label": {
+            "datasets": "two datasets",
+            "gateway-snapshot": "gateway snapshot",
+            "prediction-log": "reference vs prediction log",
+        }[report.source],
+        "log_facts": log_facts,
         "compatibility": drift.compatibility or "default",
         "dataset_drift": drift.dataset_drift,
         "n_columns": len(drift.columns),

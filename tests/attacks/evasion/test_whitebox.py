@@ -756,7 +756,8 @@ def test_per_point_losses_and_gradients_equal_autograd(mlp: TorchAdapter, loss: 
             module, (64,), None, None, loss, bf16=False, channels_last=False, device=z.device
         )  # type: ignore[arg-type]
         _, losses, grad = net.forward(z.clone(), y, need_grad=True, per_point=True)
-        assert losses is not None and grad is not None
+        assert losses is not None
+        assert grad is not None
         name, fn = _torch._loss_function(loss, n_classes)  # type: ignore[arg-type]
         assert net.loss_name == name
         reference = z.clone().requires_grad_(True)

@@ -263,7 +263,8 @@ class OODDetector:
         Raises
         ------
         DataError
-            The report names no input features or holds no such profile.
+            The report names no input features or holds no such profile (the message lists
+            the profiles it holds).
         """
         datasets = list(report.get("datasets") or [])
         features: Sequence[str] | None = None
@@ -279,7 +280,10 @@ class OODDetector:
         name = profile or ("train" if "train" in profiles else first_with_features)
         summary = profiles.get(name) if name is not None else None
         if not summary or not summary.get("columns"):
-            raise DataError(f"OOD detector: the report holds no profile {name!r}")
+            available = sorted(str(k) for k, v in profiles.items() if v and v.get("columns"))
+            raise DataError(
+                f"OOD detector: the report holds no profile {name!r}; available: {available}"
+            )
         return cls(
             features,
             summary["columns"],
