@@ -319,7 +319,7 @@ def test_clear_keeps_the_alert_active_when_the_audit_fails() -> None:
 
     alerter = Alerter(audit=audit)
     assert alerter.raise_("drift", "iris@3") is not None
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         alerter.clear("drift", "iris@3")
     assert [a.subject for a in alerter.active()] == ["iris@3"]
     assert alerter.clear("drift", "iris@3") is not None

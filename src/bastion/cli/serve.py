@@ -46,6 +46,16 @@ def serve_command(
             help="Out-of-distribution inputs: flag (alert on bursts), block (422) or off."
         ),
     ] = "flag",
+    extraction: Annotated[
+        str,
+        typer.Option(
+            help="Clients flagged for extraction-style querying: alert only, throttle (to "
+            "--extraction-rate, 429), block (403) or off (no detector)."
+        ),
+    ] = "alert",
+    extraction_rate: Annotated[
+        float, typer.Option(help="Requests per second a flagged client keeps in throttle mode.")
+    ] = 0.2,
     webhook: Annotated[
         list[str] | None,
         typer.Option(help="Alert webhook URL (repeatable); signed with $BASTION_WEBHOOK_SECRET."),
@@ -120,6 +130,24 @@ def serve_command(
 
         raise ConfigError(f"--ood must be flag, block or off; received {ood!r}")
     ood_mode = cast(Literal["flag", "block", "off"], ood)
+    if extraction not in ("alert", "throttle", "block", "off"):
+        from bastion.exceptions import ConfigError
+
+        raise ConfigError(
+            f"--extraction must be alert, throttle, block or off; received {extraction!r}"
+        )
+    options = WatchOptions(
+        ood_mode=ood_mode,
+        extraction=cast(Literal["alert", "throttle", "block", "off"], extraction),
+        extraction_rate=extraction_rate,
+    )
+    # the extraction throttle's buckets live beside the rate limits' (Redis when
+    # BASTION_REDIS_URL is set, so replicas share them); its rate is its own
+    throttle = (
+        limiter_from_env(extraction_rate, options.extraction_burst, rate_env=None)
+        if options.extraction == "throttle"
+        else None
+    )
     metrics = GatewayMetrics()
     # alerts: an audit event (group-committed), a signed webhook per URL, a log line
     audit_writer = AuditWriter(registry.audit)
@@ -129,7 +157,7 @@ def serve_command(
         secret=os.environ.get("BASTION_WEBHOOK_SECRET"),
         on_fire=metrics.alert,
     )
-    service = GatewayService(metrics, alerter, WatchOptions(ood_mode=ood_mode))
+    service = GatewayService(metrics, alerter, options, throttle=throttle)
     service.serve(name, served.ref, served.report)
     # in-process buckets, or shared through Redis when BASTION_REDIS_URL is set
     app = create_oip_app(
@@ -144,6 +172,8 @@ def serve_command(
         on_predict=service.on_predict,
         on_feedback=service.on_feedback,
         monitor_snapshot=service.snapshot,
+        client_guard=service.admit,
+        on_release=service.release,
         metrics=metrics,
         label_only=label_only,
         round_probabilities=round_probabilities,

@@ -18,6 +18,9 @@ Alerts are therefore deduplicated while their condition lasts: :meth:`Alerter.ra
 once per ``(kind, subject)`` and suppresses repeats until :meth:`Alerter.clear` says the
 condition ended (or, when ``renotify_after_s`` is set, until that long has passed since the
 last notice). A receiver that pages on ``firing`` can close the page on ``resolved``.
+Request handling never waits on a webhook receiver: deliveries go through a bounded queue (a
+full queue drops the delivery and logs it rather than blocking or growing memory without
+bound).
 
 Webhook payload (JSON object, keys sorted, no whitespace)::
 
@@ -32,9 +35,7 @@ Webhook payload (JSON object, keys sorted, no whitespace)::
 ``suppressed`` the repeats swallowed since the previous notice. The audit events carry the
 same facts: action ``alert.<kind>`` with ``alert_id``, ``kind``, ``occurrence``,
 ``suppressed``, ``details``; action ``alert.resolved`` with ``alert_id``, ``resolves``,
-``kind``, ``fired_ts``, ``suppressed``, ``details``. Request handling never waits on a webhook receiver: deliveries go through a
-bounded queue (a full queue drops the delivery and logs it rather than blocking or growing
-memory without bound).
+``kind``, ``fired_ts``, ``suppressed``, ``details``.
 
 Webhook signing (how receivers authenticate a delivery and refuse replays): each attempt
 carries the headers
