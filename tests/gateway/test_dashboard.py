@@ -69,7 +69,7 @@ def gateway() -> Iterator[Gateway]:
     clf.fit(train[features].to_numpy(), train["diagnosis"].to_numpy())
     metrics = GatewayMetrics()
     alerter = Alerter(on_fire=metrics.alert)
-    options = WatchOptions(ood_mode="off", extraction=False, min_rows_for_drift=50)
+    options = WatchOptions(ood_mode="off", extraction="off", min_rows_for_drift=50)
     service = GatewayService(metrics, alerter, options)
     service.serve("cancer", "cancer@1", report)
     app = create_oip_app(

@@ -235,17 +235,97 @@ def test_dedup_until_cleared(receiver: Receiver) -> None:
         assert len(audit.events) == 2
         assert {a.subject for a in alerter.active()} == {"iris@3", "iris@4"}
 
-        assert alerter.clear("drift", "iris@3") is True
-        assert alerter.clear("drift", "iris@3") is False
+        assert alerter.clear("drift", "iris@3") is not None
+        assert alerter.clear("drift", "iris@3") is None  # not active: no second notice
         again = alerter.raise_("drift", "iris@3", {"psi": 0.45})
         assert again is not None
         assert again.id != first.id
         assert again.occurrence == 1
         assert alerter.flush(5.0)
-    assert len(receiver.received) == 3
-    assert len(audit.events) == 3
-    assert [e[2] for e in audit.events] == ["iris@3", "iris@4", "iris@3"]
-    assert json.loads(receiver.received[2]["body"])["details"] == {"psi": 0.45}
+    assert len(receiver.received) == 4  # 2 firing, 1 resolved, 1 firing again
+    assert [e[1:3] for e in audit.events] == [
+        ("alert.drift", "iris@3"),
+        ("alert.drift", "iris@4"),
+        ("alert.resolved", "iris@3"),
+        ("alert.drift", "iris@3"),
+    ]
+    statuses = [json.loads(r["body"])["status"] for r in receiver.received]
+    assert sorted(statuses) == ["firing", "firing", "firing", "resolved"]
+    last = json.loads(receiver.received[3]["body"])
+    assert last["details"] == {"psi": 0.45}
+    assert last["status"] == "firing"
+
+
+def test_clearing_an_active_alert_sends_a_signed_resolved_notice(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditRecorder()
+    fired: list[str] = []
+    caplog.set_level(logging.INFO, logger="bastion.monitoring.alerts")
+    with Alerter(
+        audit=audit, webhook_urls=[receiver.url], secret=SECRET, on_fire=fired.append, **fast()
+    ) as alerter:
+        alert = alerter.raise_("extraction", "m@1:id:eve", {"queries": 120})
+        assert alert is not None
+        assert alerter.raise_("extraction", "m@1:id:eve", {"queries": 130}) is None
+        assert alerter.flush(5.0)
+        resolved = alerter.clear("extraction", "m@1:id:eve", {"reason": "expired"})
+        assert resolved is not None
+        assert alerter.active() == []
+        assert alerter.flush(5.0)
+        assert alerter.stats().delivered == 2
+    assert fired == ["extraction"]  # metrics count fired alerts only
+    firing, ended = (json.loads(r["body"]) for r in receiver.received)
+    assert all(r["valid"] for r in receiver.received)
+    assert firing["status"] == "firing"
+    assert "resolves" not in firing
+    assert ended == {
+        "id": resolved.id,
+        "kind": "extraction",
+        "subject": "m@1:id:eve",
+        "status": "resolved",
+        "details": {"reason": "expired"},
+        "ts": resolved.ts,
+        "occurrence": 1,
+        "suppressed": 1,
+        "source": "bastion.alerts",
+        "resolves": alert.id,
+    }
+    assert ended["id"] != alert.id  # receivers drop replays by id: a new notice, a new id
+    assert audit.events[-1] == (
+        "bastion.alerts",
+        "alert.resolved",
+        "m@1:id:eve",
+        {
+            "alert_id": resolved.id,
+            "resolves": alert.id,
+            "kind": "extraction",
+            "fired_ts": alert.ts,
+            "suppressed": 1,
+            "details": {"reason": "expired"},
+        },
+    )
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("resolved" in m and "m@1:id:eve" in m for m in infos)
+
+
+def test_clear_keeps_the_alert_active_when_the_audit_fails() -> None:
+    calls: list[str] = []
+
+    def audit(actor: str, action: str, obj: str, details: Any) -> None:
+        calls.append(action)
+        if action == "alert.resolved" and calls.count(action) == 1:
+            raise OSError("disk full")
+
+    alerter = Alerter(audit=audit)
+    assert alerter.raise_("drift", "iris@3") is not None
+    with pytest.raises(OSError, match="disk full"):
+        alerter.clear("drift", "iris@3")
+    assert [a.subject for a in alerter.active()] == ["iris@3"]
+    assert alerter.clear("drift", "iris@3") is not None
+    assert alerter.active() == []
+    with pytest.raises(ConfigError, match="JSON-serializable"):
+        alerter.clear("drift", "iris@3", {"bad": object()})
 
 
 def test_renotify_interval() -> None:

@@ -60,6 +60,16 @@ def serve_command(
             )
         ),
     ] = None,
+    extraction: Annotated[
+        str,
+        typer.Option(
+            help="Clients flagged for extraction-style querying: alert only, throttle (to "
+            "--extraction-rate, 429), block (403) or off (no detector)."
+        ),
+    ] = "alert",
+    extraction_rate: Annotated[
+        float, typer.Option(help="Requests per second a flagged client keeps in throttle mode.")
+    ] = 0.2,
     webhook: Annotated[
         list[str] | None,
         typer.Option(help="Alert webhook URL (repeatable); signed with $BASTION_WEBHOOK_SECRET."),
@@ -163,6 +173,12 @@ def serve_command(
         from bastion.exceptions import ConfigError
 
         raise ConfigError("--ood-profile needs --ood flag or block; received --ood off")
+    if extraction not in ("alert", "throttle", "block", "off"):
+        from bastion.exceptions import ConfigError
+
+        raise ConfigError(
+            f"--extraction must be alert, throttle, block or off; received {extraction!r}"
+        )
     prediction_log = None  # opt-in; the folder is created (or refused) before serving
     if log_settings is not None:
         from bastion.monitoring.prediction_log import PredictionLogWriter
@@ -172,6 +188,19 @@ def serve_command(
             max_file_bytes=max(1, int(log_settings.max_file_mb * (1 << 20))),
             max_files=log_settings.max_files,
         )
+    options = WatchOptions(
+        ood_mode=ood_mode,
+        ood_profile=ood_profile,
+        extraction=cast(Literal["alert", "throttle", "block", "off"], extraction),
+        extraction_rate=extraction_rate,
+    )
+    # the extraction throttle's buckets live beside the rate limits' (Redis when
+    # BASTION_REDIS_URL is set, so replicas share them); its rate is its own
+    throttle = (
+        limiter_from_env(extraction_rate, options.extraction_burst, rate_env=None)
+        if options.extraction == "throttle"
+        else None
+    )
     metrics = GatewayMetrics()
     # alerts: an audit event (group-committed), a signed webhook per URL, a log line
     audit_writer = AuditWriter(registry.audit)
@@ -184,8 +213,9 @@ def serve_command(
     service = GatewayService(
         metrics,
         alerter,
-        WatchOptions(ood_mode=ood_mode, ood_profile=ood_profile),
+        options,
         prediction_log=prediction_log,
+        throttle=throttle,
     )
     try:
         service.serve(name, served.ref, served.report)
@@ -211,6 +241,8 @@ def serve_command(
         on_predict=service.on_predict,
         on_feedback=service.on_feedback,
         monitor_snapshot=service.snapshot,
+        client_guard=service.admit,
+        on_release=service.release,
         metrics=metrics,
         label_only=label_only,
         round_probabilities=round_probabilities,

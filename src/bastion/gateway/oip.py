@@ -257,6 +257,8 @@ def create_oip_app(
     on_predict: Callable[[str, ModelAdapter, np.ndarray, np.ndarray, str], None] | None = None,
     on_feedback: Callable[[str, str, list[Any]], int] | None = None,
     monitor_snapshot: Callable[[str], dict[str, Any]] | None = None,
+    client_guard: Callable[[str, str], None] | None = None,
+    on_release: Callable[[str, str, str], bool] | None = None,
     metrics: Any = None,
     label_only: bool = False,
     round_probabilities: int | None = None,
@@ -286,6 +288,13 @@ def create_oip_app(
             ``serve.feedback``) calls it; returns the rows matched.
         monitor_snapshot: ``GET /v2/models/{name}/monitor`` (role ``serve.metrics``) returns
             its drift and performance snapshot.
+        client_guard: called with (model name, client) on each inference after
+            authentication, before the body is read; raises
+            :class:`~bastion.gateway.guards.auth.GuardRejectedError` to refuse the client
+            (``bastion serve`` throttles or blocks clients flagged for extraction).
+        on_release: ``POST /v2/models/{name}/extraction/release`` with ``{"client"}`` (role
+            ``serve.admin``) calls it with (model name, client, caller); it lifts the
+            client's extraction flag and returns whether there was one.
         metrics: a :class:`~bastion.gateway.metrics.GatewayMetrics`: every request is timed
             and counted, guard rejections counted, and ``GET /metrics`` serves the Prometheus
             exposition (role ``serve.metrics`` when an authorizer is set).
@@ -353,18 +362,7 @@ def create_oip_app(
             {"error": exc.message}, status_code=exc.status, headers=dict(exc.headers) or None
         )
 
-    def limited(limiter: Any, key: str, guard: str) -> None:
-        from bastion.gateway.guards.rate_limit import RateLimiterUnavailableError
-
-        try:
-            decision = limiter.hit(key)
-        except RateLimiterUnavailableError as err:
-            raise GuardRejectedError(503, f"rate limiter unavailable: {err}", guard=guard) from err
-        if not decision.allowed:
-            wait = max(1, math.ceil(decision.retry_after_s))
-            raise GuardRejectedError(
-                429, "too many requests", (("Retry-After", str(wait)),), guard=guard
-            )
+    from bastion.gateway.guards.rate_limit import enforce as limited
 
     if address_limiter is not None or metrics is not None:
         # one plain ASGI middleware for the per-address limit and the request metrics
@@ -459,6 +457,8 @@ def create_oip_app(
 
         authorize(request)
         model = lookup(name, version)
+        if client_guard is not None:
+            client_guard(name, CURRENT_CLIENT.get())
         raw = await request.body()
         # JSON, or tritonclient's binary tensor extension (a JSON header of the given
         # length, then the tensors' bytes)
@@ -509,6 +509,22 @@ def create_oip_app(
             except BastionError as err:
                 raise _OipError(404 if "no prediction" in str(err) else 400, str(err)) from err
             return {"id": body["id"], "matched": matched}
+
+    if on_release is not None:
+
+        @app.post("/v2/models/{name}/extraction/release")
+        async def post_release(request: Request, name: str) -> dict[str, Any]:
+            authorize(request, "serve.admin")
+            lookup(name, None)
+            try:
+                body = json.loads(await request.body())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise _OipError(400, f"the request body is not valid JSON: {err}") from err
+            client = body.get("client") if isinstance(body, dict) else None
+            if not isinstance(client, str) or not client:
+                raise _OipError(400, "release needs 'client' (e.g. \"id:alice\")")
+            released = on_release(name, client, CURRENT_CLIENT.get())
+            return {"client": client, "released": released}
 
     if monitor_snapshot is not None:
 

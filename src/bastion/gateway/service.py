@@ -15,6 +15,21 @@ With a :class:`~bastion.monitoring.prediction_log.PredictionLogWriter` (opt-in),
 worker appends every answered tabular request to the prediction log, in batches; a failed
 write is logged and counted (``bastion_prediction_log_requests_total{outcome="failed"}``),
 never raised into a request.
+Extraction (``WatchOptions.extraction``): the detector measures queries in
+:class:`~bastion.gateway.guards.extraction.ReferenceScores` units built from the release's
+reference profile. A flagged client raises an ``extraction`` alert (subject
+``model@version:client``) in every mode; ``throttle`` also sends its later requests through
+a token bucket of ``extraction_rate`` requests per second (key ``extraction:<client>``, in
+the limiter given, so a Redis limiter shares it between replicas; 429 with ``Retry-After``
+beyond it), ``block`` refuses them with 403 (a policy refusal: waiting does not help, so no
+``Retry-After`` invites retries). Both count as rejections by guard ``extraction``. The flag
+is per model name (it survives an alias move) and per replica; at most
+``extraction_max_clients`` flags are held (least recently seen dropped first), and a flag
+lapses once its client has sent nothing for ``extraction_idle_s`` seconds, the detector's own
+idle eviction. A lapsed or dropped flag resolves its alert (``{"reason": "expired"}``); an
+administrator lifts one at once with ``POST /v2/models/{name}/extraction/release``
+(``{"reason": "released", "by": ...}``), which also forgets the detector's state of the
+client.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import math
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -53,10 +69,81 @@ class WatchOptions:
     ood_burst_min_requests: int = 20
     psi_threshold: float = 0.2
     min_rows_for_drift: int = 200
-    extraction: bool = True
+    extraction: Literal["alert", "throttle", "block", "off"] = "alert"
+    extraction_rate: float = 0.2  # requests/s of a flagged client in throttle mode
+    extraction_burst: int = 1
+    extraction_idle_s: float = 3600.0  # detector idle eviction and flag expiry
+    extraction_max_clients: int = 1024
     evaluate_s: float = 10.0
     error_share: float = 0.05  # 5xx share of the requests since the last evaluation
     error_min_requests: int = 20
+
+    def __post_init__(self) -> None:
+        if self.extraction not in ("alert", "throttle", "block", "off"):
+            raise ConfigError(
+                f"extraction must be alert, throttle, block or off; received {self.extraction!r}"
+            )
+        if not self.extraction_rate > 0:
+            raise ConfigError(f"extraction_rate must be > 0; received {self.extraction_rate!r}")
+        if not self.extraction_idle_s > 0:
+            raise ConfigError(f"extraction_idle_s must be > 0; received {self.extraction_idle_s!r}")
+
+
+class _Flags:
+    """Clients flagged for extraction: client -> (alert subject, last request), in last-seen
+    order; at most ``cap`` entries, and an entry lapses after ``idle_s`` without a request."""
+
+    def __init__(self, cap: int, idle_s: float, clock: Callable[[], float] = time.monotonic):
+        self.cap = cap
+        self.idle_s = idle_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._gone: list[tuple[str, str]] = []  # dropped, alert not yet resolved
+
+    def add(self, client: str, subject: str) -> None:
+        with self._lock:
+            if client not in self._held:
+                while len(self._held) >= self.cap:
+                    old, (old_subject, _) = self._held.popitem(last=False)
+                    self._gone.append((old, old_subject))
+            self._held[client] = (subject, self._clock())
+            self._held.move_to_end(client)
+
+    def seen(self, client: str) -> bool:
+        """Whether ``client`` is flagged; a request from it keeps the flag alive."""
+        with self._lock:
+            entry = self._held.get(client)
+            if entry is None:
+                return False
+            now = self._clock()
+            if now - entry[1] > self.idle_s:
+                return False  # lapsed; lapse() resolves it
+            self._held[client] = (entry[0], now)
+            self._held.move_to_end(client)
+            return True
+
+    def pop(self, client: str) -> str | None:
+        with self._lock:
+            entry = self._held.pop(client, None)
+        return None if entry is None else entry[0]
+
+    def lapse(self) -> list[tuple[str, str]]:
+        """Remove and return (client, subject) of the flags dropped or idle too long."""
+        now = self._clock()
+        with self._lock:
+            out, self._gone = self._gone, []
+            while self._held:
+                client, (subject, last) = next(iter(self._held.items()))
+                if now - last <= self.idle_s:
+                    break
+                del self._held[client]
+                out.append((client, subject))
+        return out
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)
 
 
 class _Item(NamedTuple):
@@ -102,11 +189,17 @@ class _Served:
         self.burst = OODBurst(
             options.ood_burst_window_s, options.ood_burst_share, options.ood_burst_min_requests
         )
-        if options.extraction and self.schema is not None:
-            from bastion.gateway.guards.extraction import ExtractionDetector
+        if options.extraction != "off" and self.schema is not None:
+            from bastion.gateway.guards.extraction import ExtractionDetector, ReferenceScores
+            from bastion.monitoring.live import reference_columns
 
-            scale = _scales(report, self.schema.features)
-            self.extraction = ExtractionDetector(len(self.schema.features), scale=scale)
+            scores = ReferenceScores(reference_columns(report), self.schema.features)
+            self.extraction = ExtractionDetector(
+                len(self.schema.features),
+                transform=scores,
+                idle_s=options.extraction_idle_s,
+                max_clients=options.extraction_max_clients,
+            )
 
 
 class GatewayService:
@@ -126,11 +219,24 @@ class GatewayService:
         options: WatchOptions | None = None,
         max_queue: int = 100_000,
         prediction_log: PredictionLogWriter | None = None,
+        throttle: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
         self.alerter = alerter
         self.options = options or WatchOptions()
         self.prediction_log = prediction_log
+        if throttle is None and self.options.extraction == "throttle":
+            from bastion.gateway.guards.rate_limit import InMemoryLimiter, RateLimit
+
+            throttle = InMemoryLimiter(
+                RateLimit(self.options.extraction_rate, self.options.extraction_burst),
+                max_keys=self.options.extraction_max_clients,
+            )
+        # the extraction throttle (a rate_limit.Limiter); Redis-backed, it is shared by replicas
+        self.throttle = throttle
+        self._flags: dict[str, _Flags] = {}
+        self._clock = clock
         self._served: dict[str, _Served] = {}
         self._work: queue.Queue[_Item] = queue.Queue(maxsize=max_queue)
         self._log_failures = 0
@@ -149,6 +255,52 @@ class GatewayService:
                 not hold (the message lists those it holds); the previous state is kept.
         """
         self._served[name] = _Served(ref, report, self.options)
+        if name not in self._flags:
+            self._flags[name] = _Flags(
+                self.options.extraction_max_clients, self.options.extraction_idle_s, self._clock
+            )
+
+    # -- extraction flags ---------------------------------------------------------------------
+    def admit(self, name: str, client: str) -> None:
+        """The ``client_guard`` of ``create_oip_app``: in throttle mode a flagged client goes
+        through its ``extraction:<client>`` bucket (429 beyond it), in block mode it is refused
+        (403); both count as rejections by guard ``extraction``."""
+        mode = self.options.extraction
+        if mode not in ("throttle", "block"):
+            return
+        flags = self._flags.get(name)
+        if flags is None or not flags.seen(client):
+            return
+        from bastion.gateway.guards.auth import GuardRejectedError
+
+        if mode == "block":
+            raise GuardRejectedError(
+                403,
+                "this client is blocked: its queries look like a model-extraction attack "
+                "(an administrator can release it)",
+                guard="extraction",
+            )
+        from bastion.gateway.guards.rate_limit import enforce
+
+        enforce(self.throttle, f"extraction:{client}", "extraction")
+
+    def flagged(self, name: str) -> int:
+        """How many clients of model ``name`` are flagged now."""
+        flags = self._flags.get(name)
+        return 0 if flags is None else len(flags)
+
+    def release(self, name: str, client: str, by: str) -> bool:
+        """Lift ``client``'s extraction flag on model ``name``, forget what the detector held
+        about it and resolve its alert; True if it was flagged (the ``on_release`` callback)."""
+        self.drain()  # a flag may still be on its way
+        flags = self._flags.get(name)
+        subject = None if flags is None else flags.pop(client)
+        served = self._served.get(name)
+        if served is not None and served.extraction is not None:
+            served.extraction.forget(client)
+        if subject is not None:
+            self.alerter.clear("extraction", subject, {"reason": "released", "by": by})
+        return subject is not None
 
     # -- callbacks for create_oip_app ---------------------------------------------------------
     def input_check(self, name: str) -> Any:
@@ -235,7 +387,7 @@ class GatewayService:
                     served.burst.record(n, int(flags[start : start + n].sum()))
                     start += n
             if served.extraction is not None and tabular:
-                self._extraction(served, tabular)
+                self._extraction(served, tabular, self._flags.get(name))
 
     def _log_predictions(self, log: PredictionLogWriter, items: list[_Item]) -> None:
         """Append the tabular requests to the prediction log; count, never raise, failures."""
@@ -283,7 +435,10 @@ class GatewayService:
             self.metrics.prediction_log(outcome, n)
 
     def _extraction(
-        self, served: _Served, batch: list[tuple[np.ndarray, np.ndarray, str, str]]
+        self,
+        served: _Served,
+        batch: list[tuple[np.ndarray, np.ndarray, str, str]],
+        flags: _Flags | None,
     ) -> None:
         by_client: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for X, labels, _, client in batch:
@@ -293,15 +448,19 @@ class GatewayService:
             labels = np.concatenate([p[1] for p in parts])
             status = served.extraction.observe(client, X, labels)
             if status.flagged:
+                subject = f"{served.ref}:{client}"
+                if flags is not None:
+                    flags.add(client, subject)
                 self.alerter.raise_(
                     "extraction",
-                    f"{served.ref}:{client}",
+                    subject,
                     {
                         "client": client,
                         "queries": status.n_queries,
                         "w_statistic": status.w_statistic,
                         "coverage": status.coverage,
                         "reasons": list(getattr(status, "reasons", ())),
+                        "action": self.options.extraction,
                     },
                 )
 
@@ -324,6 +483,9 @@ class GatewayService:
         """Update drift gauges; raise or clear drift, OOD-burst and error-spike alerts."""
         self.drain()
         self._errors()
+        for flags in list(self._flags.values()):
+            for _, subject in flags.lapse():
+                self.alerter.clear("extraction", subject, {"reason": "expired"})
         for served in list(self._served.values()):
             name, _, version = served.ref.partition("@")
             if served.monitor is not None:
@@ -396,19 +558,6 @@ class GatewayService:
             _log.exception("gateway watch: the last drain failed")
         if self.prediction_log is not None:
             self.prediction_log.close()
-
-
-def _scales(report: Mapping[str, Any], features: tuple[str, ...]) -> np.ndarray:
-    """Per-feature standard deviations of the reference profile (1 where unknown)."""
-    from bastion.monitoring.live import reference_columns
-
-    columns = reference_columns(report)
-    out = np.ones(len(features))
-    for i, name in enumerate(features):
-        std = (columns.get(name) or {}).get("std")
-        if isinstance(std, int | float) and std > 0:
-            out[i] = float(std)
-    return out
 
 
 def make_audit(appender: Callable[..., Any]) -> Callable[[str, str, str, dict[str, Any]], None]:

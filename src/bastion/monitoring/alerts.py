@@ -9,13 +9,33 @@ alert
    callable (``AuditWriter.append`` or ``AuditLog.append``), action ``alert.<kind>``;
 3. is POSTed as JSON to every configured webhook URL by a background worker thread.
 
+When the condition ends, :meth:`Alerter.clear` sends a *resolved* notice the same three ways
+(log line at INFO, audit action ``alert.resolved``, webhook with ``"status": "resolved"``),
+once, and only for an alert that was active.
+
 Why: an alert nobody receives is no alert, and one received a thousand times is ignored.
 Alerts are therefore deduplicated while their condition lasts: :meth:`Alerter.raise_` fires
 once per ``(kind, subject)`` and suppresses repeats until :meth:`Alerter.clear` says the
 condition ended (or, when ``renotify_after_s`` is set, until that long has passed since the
-last notice). Request handling never waits on a webhook receiver: deliveries go through a
-bounded queue (a full queue drops the delivery and logs it rather than blocking or growing
-memory without bound).
+last notice). A receiver that pages on ``firing`` can close the page on ``resolved``.
+Request handling never waits on a webhook receiver: deliveries go through a bounded queue (a
+full queue drops the delivery and logs it rather than blocking or growing memory without
+bound).
+
+Webhook payload (JSON object, keys sorted, no whitespace)::
+
+    {"id": "<32 hex: this notice>", "kind": "drift|extraction|ood_burst|error_spike",
+     "subject": "<model@version, or model@version:client>", "status": "firing|resolved",
+     "details": {...}, "ts": "<ISO 8601 UTC of this notice>", "occurrence": 1,
+     "suppressed": 0, "source": "bastion.alerts",
+     "resolves": "<id of the firing notice>"}          # resolved notices only
+
+``details`` are the condition's facts when firing and the reason it ended when resolved
+(e.g. ``{"reason": "expired"}``); ``occurrence`` counts re-notices of one condition and
+``suppressed`` the repeats swallowed since the previous notice. The audit events carry the
+same facts: action ``alert.<kind>`` with ``alert_id``, ``kind``, ``occurrence``,
+``suppressed``, ``details``; action ``alert.resolved`` with ``alert_id``, ``resolves``,
+``kind``, ``fired_ts``, ``suppressed``, ``details``.
 
 Webhook signing (how receivers authenticate a delivery and refuse replays): each attempt
 carries the headers
@@ -44,7 +64,7 @@ Example::
     >>> alerter = Alerter(audit=audit_log.append, webhook_urls=["https://hooks.example/a"],
     ...                   secret=os.environ["BASTION_WEBHOOK_SECRET"])  # doctest: +SKIP
     >>> alerter.raise_("drift", "iris@3", {"feature": "x1", "psi": 0.41})  # doctest: +SKIP
-    >>> alerter.clear("drift", "iris@3")  # doctest: +SKIP
+    >>> alerter.clear("drift", "iris@3", {"reason": "psi back under 0.2"})  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -61,7 +81,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from bastion._optional import require
@@ -164,11 +184,13 @@ def _check_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Alert:
-    """One fired alert.
+    """One notice: an alert fired (``status`` ``"firing"``) or its condition ended
+    (``"resolved"``).
 
     ``occurrence`` is 1 when the condition is first seen and counts up on each re-notice;
     ``suppressed`` is how many ``raise_`` calls were swallowed since the previous notice.
-    ``ts`` is the UTC time it fired, ISO 8601.
+    ``ts`` is the UTC time of the notice, ISO 8601. A resolved notice has its own ``id`` and
+    names in ``resolves`` the ``id`` of the firing notice it ends.
     """
 
     kind: str
@@ -178,19 +200,25 @@ class Alert:
     ts: str
     occurrence: int = 1
     suppressed: int = 0
+    status: Literal["firing", "resolved"] = "firing"
+    resolves: str | None = None
 
     def payload(self, source: str) -> dict[str, Any]:
-        """The JSON object sent to webhooks."""
-        return {
+        """The JSON object sent to webhooks (see the module docstring)."""
+        body = {
             "id": self.id,
             "kind": self.kind,
             "subject": self.subject,
+            "status": self.status,
             "details": dict(self.details),
             "ts": self.ts,
             "occurrence": self.occurrence,
             "suppressed": self.suppressed,
             "source": source,
         }
+        if self.resolves is not None:
+            body["resolves"] = self.resolves
+        return body
 
 
 @dataclass(frozen=True)
@@ -414,13 +442,77 @@ class Alerter:
         self._enqueue(alert)
         return alert
 
-    def clear(self, kind: str, subject: str) -> bool:
-        """Say the condition ended; the next :meth:`raise_` fires again. True if it was active."""
+    def clear(
+        self, kind: str, subject: str, details: Mapping[str, Any] | None = None
+    ) -> Alert | None:
+        """Say the condition ended; the next :meth:`raise_` fires again.
+
+        For an active alert this is a notice of its own: a log line (INFO), an audit event
+        (action ``alert.resolved``) and a signed webhook with ``status`` ``"resolved"``.
+        Clearing an alert that is not active does nothing.
+
+        Parameters
+        ----------
+        kind, subject:
+            The alert, as given to :meth:`raise_`.
+        details:
+            JSON-serializable facts about the end (e.g. ``{"reason": "expired"}``).
+
+        Returns
+        -------
+        Alert or None
+            The resolved notice, or None when the alert was not active.
+
+        Raises
+        ------
+        ConfigError
+            ``details`` not JSON-serializable.
+        Exception
+            Whatever ``audit`` raises; the alert then stays active so the next call retries.
+        """
+        facts = dict(details or {})
+        try:
+            json.dumps(facts, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"details must be JSON-serializable: {err}") from err
+        key = (kind, subject)
         with self._lock:
-            active = self._active.pop((kind, subject), None)
-        if active is not None:
-            logger.info("alert %s on %s cleared", kind, subject)
-        return active is not None
+            active = self._active.get(key)
+            if active is None:
+                return None
+            fired = active.alert
+            notice = Alert(
+                kind=kind,
+                subject=subject,
+                details=facts,
+                id=uuid.uuid4().hex,
+                ts=datetime.now(UTC).isoformat(),
+                occurrence=fired.occurrence,
+                suppressed=active.suppressed,
+                status="resolved",
+                resolves=fired.id,
+            )
+            if self._audit is not None:
+                self._audit(
+                    self.actor,
+                    "alert.resolved",
+                    subject,
+                    {
+                        "alert_id": notice.id,
+                        "resolves": fired.id,
+                        "kind": kind,
+                        "fired_ts": fired.ts,
+                        "suppressed": active.suppressed,
+                        "details": facts,
+                    },
+                )
+            del self._active[key]
+            logger.info(
+                "alert %s on %s resolved: %s", kind, subject, json.dumps(facts, sort_keys=True)
+            )
+        if not self._closed:
+            self._enqueue(notice)
+        return notice
 
     def active(self) -> list[Alert]:
         """The alerts whose condition has not been cleared, latest notice each."""

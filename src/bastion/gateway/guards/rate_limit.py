@@ -60,6 +60,7 @@ __all__ = [
     "RateLimiterUnavailableError",
     "RedisLimiter",
     "client_address",
+    "enforce",
     "limiter_from_env",
 ]
 
@@ -375,12 +376,33 @@ class RedisLimiter:
             ) from err
 
 
+def enforce(limiter: Limiter, key: str, guard: str) -> None:
+    """Take one token from ``key``'s bucket or refuse the request.
+
+    Raises :class:`~bastion.gateway.guards.auth.GuardRejectedError` (guard ``guard``): 429
+    with ``Retry-After`` (whole seconds, rounded up) when the bucket is empty, 503 when the
+    limiter's store cannot be reached (fail closed).
+    """
+    from bastion.gateway.guards.auth import GuardRejectedError
+
+    try:
+        decision = limiter.hit(key)
+    except RateLimiterUnavailableError as err:
+        raise GuardRejectedError(503, f"rate limiter unavailable: {err}", guard=guard) from err
+    if not decision.allowed:
+        wait = max(1, math.ceil(decision.retry_after_s))
+        raise GuardRejectedError(
+            429, "too many requests", (("Retry-After", str(wait)),), guard=guard
+        )
+
+
 def limiter_from_env(
     default_rate: float,
     burst: int,
     *,
     environ: Mapping[str, str] | None = None,
     max_keys: int = 100_000,
+    rate_env: str | None = RATE_ENV,
 ) -> Limiter:
     """The limiter the environment asks for: Redis when ``BASTION_REDIS_URL`` is set.
 
@@ -397,6 +419,9 @@ def limiter_from_env(
         Where to read the variables (default ``os.environ``).
     max_keys:
         Bucket cap for the in-memory backend.
+    rate_env:
+        The variable that may override ``default_rate``; None: nothing overrides it (the
+        extraction throttle, whose rate must not follow the general limit).
 
     Raises
     ------
@@ -414,11 +439,11 @@ def limiter_from_env(
     """
     env = os.environ if environ is None else environ
     rate = default_rate
-    if raw_rate := env.get(RATE_ENV, "").strip():
+    if rate_env is not None and (raw_rate := env.get(rate_env, "").strip()):
         try:
             rate = float(raw_rate)
         except ValueError as err:
-            raise ConfigError(f"{RATE_ENV} must be a number, got {raw_rate!r}") from err
+            raise ConfigError(f"{rate_env} must be a number, got {raw_rate!r}") from err
     limit = RateLimit(rate_per_s=rate, burst=burst)
     url = env.get(REDIS_URL_ENV, "").strip()
     if not url:
