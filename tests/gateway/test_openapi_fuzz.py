@@ -30,12 +30,14 @@ from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 
 from bastion.data.profile import Profile  # noqa: E402
+from bastion.gateway.admin import add_admin_routes  # noqa: E402
 from bastion.gateway.guards.auth import TokenAuthorizer  # noqa: E402
 from bastion.gateway.guards.rate_limit import InMemoryLimiter, RateLimit  # noqa: E402
 from bastion.gateway.metrics import GatewayMetrics  # noqa: E402
 from bastion.gateway.oip import create_oip_app  # noqa: E402
 from bastion.gateway.service import GatewayService, WatchOptions  # noqa: E402
 from bastion.governance.access import AccessControl  # noqa: E402
+from bastion.governance.audit import AuditLog  # noqa: E402
 from bastion.governance.db import dispose, engine_for, resolve_location  # noqa: E402
 from bastion.models.sklearn import SklearnAdapter  # noqa: E402
 from bastion.monitoring.alerts import Alerter  # noqa: E402
@@ -81,6 +83,7 @@ _FEEDBACK_BODY = {
     "type": "object",
     "properties": {"id": {"type": "string"}, "labels": {"type": "array", "items": {}}},
 }
+_RELEASE_BODY = {"type": "object", "properties": {"client": {"type": "string"}}}
 
 
 def _with_bodies(doc: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +99,13 @@ def _with_bodies(doc: dict[str, Any]) -> dict[str, Any]:
         post = item.get("post")
         if post is None:
             continue
-        body = _FEEDBACK_BODY if path.endswith("/feedback") else _INFER_BODY
+        body = (
+            _FEEDBACK_BODY
+            if path.endswith("/feedback")
+            else _RELEASE_BODY
+            if path.endswith("/release")
+            else _INFER_BODY
+        )
         post["requestBody"] = {"content": {"application/json": {"schema": body}}}
     return doc
 
@@ -134,12 +143,15 @@ def guarded(
     """The schema of a gateway with every guard on, and an admin token for it."""
     root_dir: Path = tmp_path_factory.mktemp("registry")
     location = resolve_location(root_dir, f"sqlite:///{root_dir / 'r.db'}")
-    access = AccessControl(engine_for(location))
+    engine = engine_for(location)
+    access = AccessControl(engine)
     root = access.add_user("root", "admin", by=access.local_identity())
     token = root  # add_user answers the new user's bearer token
     metrics = GatewayMetrics()
     alerter = Alerter(on_fire=metrics.alert)
-    service = GatewayService(metrics, alerter, WatchOptions(ood_mode="block"))
+    service = GatewayService(
+        metrics, alerter, WatchOptions(ood_mode="block", extraction="throttle")
+    )
     service.serve(MODEL, f"{MODEL}@1", release["report"])
     plenty = RateLimit(rate_per_s=1e6, burst=1_000_000)
     app = create_oip_app(
@@ -152,7 +164,12 @@ def guarded(
         on_predict=service.on_predict,
         on_feedback=service.on_feedback,
         monitor_snapshot=service.snapshot,
+        client_guard=service.admit,
+        on_release=service.release,
         metrics=metrics,
+    )
+    add_admin_routes(
+        app, authorize=TokenAuthorizer(access), alerter=alerter, audit_log=AuditLog(engine)
     )
     yield _schema(app), token
     alerter.close()
@@ -185,6 +202,9 @@ GUARDED_ROUTES = [
     ("GET", "/metrics"),
     ("POST", "/v2/models/{name}/feedback"),
     ("GET", "/v2/models/{name}/monitor"),
+    ("POST", "/v2/models/{name}/extraction/release"),
+    ("GET", "/v2/admin/alerts"),
+    ("GET", "/v2/admin/audit"),
 ]
 
 

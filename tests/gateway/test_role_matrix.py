@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from bastion.gateway.admin import add_admin_routes
+from bastion.gateway.dashboard import add_dashboard
 from bastion.gateway.guards.auth import TokenAuthorizer
 from bastion.gateway.metrics import GatewayMetrics
 from bastion.gateway.oip import create_oip_app, run_in_thread
 from bastion.governance.access import PERMISSIONS, ROLES, AccessControl
+from bastion.governance.audit import AuditLog
 from bastion.governance.db import dispose, engine_for, resolve_location
 from bastion.models.sklearn import SklearnAdapter
+from bastion.monitoring.alerts import Alerter
 
 pytest.importorskip("fastapi")
 
@@ -28,6 +32,15 @@ ENDPOINTS: dict[str, tuple[str, str, Any, str]] = {
     "feedback": ("POST", "/v2/models/m/feedback", {"id": "r", "labels": [1]}, "serve.feedback"),
     "monitor": ("GET", "/v2/models/m/monitor", None, "serve.metrics"),
     "metrics": ("GET", "/metrics", None, "serve.metrics"),
+    "dashboard data": ("GET", "/dashboard/data", None, "serve.metrics"),
+    "extraction release": (
+        "POST",
+        "/v2/models/m/extraction/release",
+        {"client": "id:eve"},
+        "serve.admin",
+    ),
+    "admin alerts": ("GET", "/v2/admin/alerts", None, "serve.admin"),
+    "admin audit": ("GET", "/v2/admin/audit?limit=5", None, "serve.admin"),
 }
 
 
@@ -35,19 +48,32 @@ ENDPOINTS: dict[str, tuple[str, str, Any, str]] = {
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
     home = tmp_path_factory.mktemp("matrix")
     location = resolve_location(home, f"sqlite:///{home / 'r.db'}")
-    access = AccessControl(engine_for(location))
+    engine = engine_for(location)
+    access = AccessControl(engine)
     root = access.add_user("root", "admin", by=access.local_identity())
     admin = access.authenticate(root)
     tokens = {role: access.add_user(f"u-{role}", role, by=admin) for role in ROLES}
     X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    authorizer = TokenAuthorizer(access)
+    metrics = GatewayMetrics()
     app = create_oip_app(
         {"m": SklearnAdapter(LogisticRegression().fit(X, [0, 0, 1, 1]))},
-        authorizer=TokenAuthorizer(access),
+        authorizer=authorizer,
         on_predict=lambda *_: None,
         on_feedback=lambda _n, _rid, labels: len(labels),
         monitor_snapshot=lambda _n: {"monitoring": False},
-        metrics=GatewayMetrics(),
+        on_release=lambda _n, _client, _by: False,
+        metrics=metrics,
     )
+    add_dashboard(
+        app,
+        models=lambda: ["m"],
+        snapshot=lambda _n: {"monitoring": False},
+        metrics_snapshot=metrics.snapshot,
+        alerts=None,
+        authorize=authorizer,
+    )
+    add_admin_routes(app, authorize=authorizer, alerter=Alerter(), audit_log=AuditLog(engine))
     with run_in_thread(app) as url:
         yield url, tokens
     dispose(location)

@@ -258,6 +258,10 @@ def serve_command(
         authorize=authorizer,
         psi_threshold=service.options.psi_threshold,
     )
+    from bastion.gateway.admin import add_admin_routes
+
+    # role serve.admin: active and recent alerts, and the registry's audit trail
+    add_admin_routes(app, authorize=authorizer, alerter=alerter, audit_log=registry.audit)
     registry.audit.append(
         registry.identity.name,
         "serve.start",

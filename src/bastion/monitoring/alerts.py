@@ -69,6 +69,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
@@ -275,6 +276,8 @@ class Alerter:
         Retry policy of one delivery (see the module docstring).
     queue_size:
         Deliveries waiting at most; beyond that new ones are dropped and logged.
+    history:
+        Notices (firing and resolved) kept for :meth:`recent`, newest last in; 0 keeps none.
     random_state:
         Seed of the backoff jitter.
     clock:
@@ -302,6 +305,7 @@ class Alerter:
         total_timeout_s: float = 60.0,
         request_timeout_s: float = 5.0,
         queue_size: int = 1000,
+        history: int = 100,
         random_state: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -324,6 +328,8 @@ class Alerter:
             raise ConfigError(f"renotify_after_s must be > 0 or None, got {renotify_after_s!r}")
         if queue_size < 1:
             raise ConfigError(f"queue_size must be >= 1, got {queue_size!r}")
+        if history < 0:
+            raise ConfigError(f"history must be >= 0, got {history!r}")
         self.kinds: frozenset[str] = frozenset(kinds)
         self.actor = actor
         self.renotify_after_s = renotify_after_s
@@ -339,6 +345,8 @@ class Alerter:
         self._rng = random.Random(random_state)
         self._lock = threading.Lock()
         self._active: dict[tuple[str, str], _Active] = {}
+        # the last notices sent, firing and resolved (the gateway's /v2/admin/alerts)
+        self._recent: collections.deque[Alert] = collections.deque(maxlen=history)
         # None is the stop sentinel.
         self._queue: queue.Queue[tuple[Alert, str, bytes] | None] = queue.Queue(maxsize=queue_size)
         self._counts = _Counts()
@@ -437,6 +445,7 @@ class Alerter:
                     },
                 )
             self._active[key] = _Active(alert=alert, last_notice=now)
+            self._recent.append(alert)
         if self._on_fire is not None:
             self._on_fire(kind)
         self._enqueue(alert)
@@ -507,6 +516,7 @@ class Alerter:
                     },
                 )
             del self._active[key]
+            self._recent.append(notice)
             logger.info(
                 "alert %s on %s resolved: %s", kind, subject, json.dumps(facts, sort_keys=True)
             )
@@ -518,6 +528,11 @@ class Alerter:
         """The alerts whose condition has not been cleared, latest notice each."""
         with self._lock:
             return [a.alert for a in self._active.values()]
+
+    def recent(self) -> list[Alert]:
+        """The last ``history`` notices (firing and resolved), newest first."""
+        with self._lock:
+            return list(reversed(self._recent))
 
     # ----------------------------------------------------------------- delivery
 
