@@ -499,6 +499,14 @@ class _Found:
         self.done = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
 
     def update(self, z: Tensor, wrong: Tensor) -> None:
+        if z.device.type == "cpu":
+            # a sync is free on a CPU: copy only the rows that just broke (most steps: none)
+            new = wrong & ~self.hit
+            if bool(new.any()):
+                rows = new.nonzero()[:, 0]
+                self.best[rows] = z.index_select(0, rows)
+                self.hit |= new
+            return
         self.best.lerp_(z, (~self.hit).unsqueeze(1).to(z.dtype))
         self.hit |= wrong
 
