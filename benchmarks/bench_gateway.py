@@ -188,8 +188,10 @@ def _memory_diagnostics(path: str, period: float) -> None:
         return round(sum(sys.getsizeof(t) for t in tables) / 2**20, 2)
 
     def loop() -> None:
-        with open(path, "a") as out:
-            out.write(json.dumps({"bastion": sys.modules["bastion"].__file__}) + "\n")
+        import bastion
+
+        with open(path, "a") as out:  # which checkout the gateway imports
+            out.write(json.dumps({"bastion": bastion.__file__}) + "\n")
         previous = tracemalloc.take_snapshot() if traced else None
         while True:
             time.sleep(period)
