@@ -15,6 +15,12 @@ latency, the throughput ratio gateway/bare (goal >= 70%) and the p99 added by th
 (goal <= 2 ms; measure it with ``--concurrency 1``, where latency is service time rather than
 queueing).
 ``--soak SECONDS`` then drives the gateway alone that long and samples its RSS (flat memory).
+Diagnostics of the gateway process (off unless asked; they cost throughput):
+``BASTION_BENCH_MEMDIAG=FILE`` makes it append one JSON line every ``--sample`` seconds to
+FILE: RSS, glibc ``mallinfo2`` (heap in arenas vs mmapped blocks, in use vs free), Python's
+allocated blocks, threads, the size of the pending-feedback map; with
+``BASTION_BENCH_TRACEMALLOC=1`` also the traced total and the top allocation differences by
+file:line since the previous line (tracemalloc's own bookkeeping adds to RSS).
 
 The driver shares the machine with the servers, so absolute figures are a floor; the ratio
 and the added latency compare like with like. Every answer must be 200, else the run fails.
@@ -63,6 +69,9 @@ def _release() -> dict[str, Any]:
     return {"model": model, "report": report, "test": test[features].to_numpy()}
 
 
+_SERVICE: Any = None  # the gateway's GatewayService, for the memory diagnostics
+
+
 def _gateway_app(registry_dir: Path) -> Any:
     from bastion.gateway.guards.auth import TokenAuthorizer
     from bastion.gateway.guards.rate_limit import InMemoryLimiter, RateLimit
@@ -81,6 +90,8 @@ def _gateway_app(registry_dir: Path) -> Any:
     service = GatewayService(metrics, Alerter(on_fire=metrics.alert), WatchOptions(ood_mode="flag"))
     service.serve(MODEL, f"{MODEL}@1", release["report"])
     service.start()  # the background evaluation runs as in `bastion serve`
+    global _SERVICE
+    _SERVICE = service
     plenty = RateLimit(rate_per_s=1e9, burst=1_000_000_000)
     return create_oip_app(
         {MODEL: SklearnAdapter(release["model"])},
@@ -130,11 +141,92 @@ def _oip_app() -> Any:
     return create_oip_app({MODEL: SklearnAdapter(_release()["model"])})
 
 
-def _serve(kind: str, port: int, registry_dir: str) -> None:
+def _mallinfo() -> dict[str, int]:
+    """glibc's ``mallinfo2`` (bytes): ``arena`` heap obtained with brk/arenas, ``hblkhd`` in
+    mmapped blocks, ``uordblks`` in use and ``fordblks`` free inside the heap; {} elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    fields = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+              "uordblks", "fordblks", "keepcost"]  # fmt: skip
+
+    class Info(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in fields]
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallinfo2.restype = Info
+    except (OSError, AttributeError):
+        return {}
+    info = libc.mallinfo2()
+    return {f: int(getattr(info, f)) for f in ("arena", "hblkhd", "uordblks", "fordblks")}
+
+
+def _memory_diagnostics(path: str, period: float) -> None:
+    """Append a JSON line of memory facts to ``path`` every ``period`` seconds (a thread)."""
+    import gc
+    import threading
+    import tracemalloc
+
+    traced = os.environ.get("BASTION_BENCH_TRACEMALLOC") == "1"
+    if traced:
+        tracemalloc.start(1)
+    began = time.monotonic()
+
+    def pending() -> int | None:
+        served = getattr(_SERVICE, "_served", {}).get(MODEL)
+        monitor = getattr(served, "monitor", None)
+        return None if monitor is None else len(monitor._pending)
+
+    def pending_sizeof() -> float | None:  # the map's own tables, not its keys and values
+        served = getattr(_SERVICE, "_served", {}).get(MODEL)
+        monitor = getattr(served, "monitor", None)
+        if monitor is None:
+            return None
+        held = monitor._pending  # an OrderedDict in older versions, else PendingPredictions' dicts
+        tables = [held] if isinstance(held, dict) else [held._new, held._old]
+        return round(sum(sys.getsizeof(t) for t in tables) / 2**20, 2)
+
+    def loop() -> None:
+        import bastion
+
+        with open(path, "a") as out:  # which checkout the gateway imports
+            out.write(json.dumps({"bastion": bastion.__file__}) + "\n")
+        previous = tracemalloc.take_snapshot() if traced else None
+        while True:
+            time.sleep(period)
+            line: dict[str, Any] = {
+                "t": round(time.monotonic() - began, 1),
+                "rss_mib": round(_rss_mib(os.getpid()), 1),
+                "mallinfo2_mib": {k: round(v / 2**20, 2) for k, v in _mallinfo().items()},
+                "py_blocks": sys.getallocatedblocks(),
+                "threads": threading.active_count(),
+                "gc_objects": len(gc.get_objects()),
+                "pending": pending(),
+                "pending_sizeof_mib": pending_sizeof(),
+            }
+            if traced and previous is not None:
+                snapshot = tracemalloc.take_snapshot()
+                line["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
+                line["top_diff"] = [
+                    f"{d.traceback[0].filename}:{d.traceback[0].lineno} "
+                    f"{d.size_diff / 2**20:+.2f} MiB ({d.size / 2**20:.2f}, {d.count_diff:+d})"
+                    for d in snapshot.compare_to(previous, "lineno")[:8]
+                ]
+                previous = snapshot
+            with open(path, "a") as out:
+                out.write(json.dumps(line) + "\n")
+
+    threading.Thread(target=loop, name="bench-memdiag", daemon=True).start()
+
+
+def _serve(kind: str, port: int, registry_dir: str, sample: float = 30.0) -> None:
     import uvicorn
 
     if kind == "gateway":
         app = _gateway_app(Path(registry_dir))
+        if diag := os.environ.get("BASTION_BENCH_MEMDIAG"):
+            _memory_diagnostics(diag, sample)
     else:
         app = _oip_app() if kind == "oip" else _bare_app()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -146,11 +238,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(kind: str, registry_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    kind: str, registry_dir: Path, sample: float = 30.0
+) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     port = _free_port()
-    cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+    cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--sample", str(sample)]
     proc = subprocess.Popen([*cmd, "--registry", str(registry_dir)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -207,7 +301,7 @@ def _rss_mib(pid: int) -> float:
 def _measure(
     kind: str, registry_dir: Path, bodies: list[bytes], headers: dict[str, str], args: Any
 ) -> dict[str, float]:
-    proc, url = _start(kind, registry_dir)
+    proc, url = _start(kind, registry_dir, args.sample)
     try:
         asyncio.run(_drive(url, bodies, headers, args.concurrency, args.warmup))
         n, lat, wall = asyncio.run(_drive(url, bodies, headers, args.concurrency, args.seconds))
@@ -257,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        _serve(args.serve, args.port, args.registry)
+        _serve(args.serve, args.port, args.registry, args.sample)
         return 0
 
     from bastion.governance.access import AccessControl

@@ -11,8 +11,8 @@ from scipy.spatial.distance import jensenshannon
 from sklearn.datasets import load_breast_cancer
 
 from bastion.data.profile import Profile
-from bastion.exceptions import DataError
-from bastion.monitoring.live import PSI_EPSILON, LiveMonitor
+from bastion.exceptions import ConfigError, DataError
+from bastion.monitoring.live import PSI_EPSILON, LiveMonitor, PendingPredictions
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +88,57 @@ def test_the_window_forgets_and_feedback_measures_accuracy(
     now[0] = 500.0  # past the window
     assert mon.snapshot().n_rows == 0
     assert mon.snapshot().accuracy is None
+
+
+def test_pending_predictions_are_bounded_and_dropped_oldest_first() -> None:
+    pending = PendingPredictions(10)
+    for i in range(1000):
+        pending.add(f"r{i}", [i % 3])
+        assert len(pending) <= 10
+    held = [i for i in range(1000) if pending.get(f"r{i}") is not None]
+    # the last cap // 2 ids always answer; none older than the last cap does
+    assert set(range(995, 1000)) <= set(held) <= set(range(990, 1000))
+    assert held == list(range(held[0], 1000))  # oldest dropped first
+    got = pending.get("r999")
+    assert got is not None
+    assert got.tolist() == ["0"]
+    pending.discard("r999")
+    assert pending.get("r999") is None
+    pending.add("multi", [1, "a", 2.5])
+    got = pending.get("multi")
+    assert got is not None
+    assert got.dtype == object
+    assert got.tolist() == ["1", "a", "2.5"]
+    with pytest.raises(ConfigError, match="at least 2"):
+        PendingPredictions(1)
+
+
+def test_a_reused_id_is_held_once_with_its_latest_prediction() -> None:
+    pending = PendingPredictions(4)
+    pending.add("a", [0])
+    pending.add("b", [0])
+    pending.add("c", [0])  # the first generation ("a", "b") becomes the older one
+    pending.add("a", [1])
+    assert len(pending) == 3
+    got = pending.get("a")
+    assert got is not None
+    assert got.tolist() == ["1"]
+
+
+def test_feedback_for_a_dropped_prediction_is_refused(
+    reference: tuple[dict[str, Any], pd.DataFrame],
+) -> None:
+    report, test = reference
+    mon = LiveMonitor(report, max_pending=6, clock=lambda: 0.0)
+    X = test.drop(columns="diagnosis").to_numpy()
+    mon.observe_many([(X[i : i + 1], [1], f"r{i}") for i in range(20)])
+    assert len(mon._pending) <= 6
+    with pytest.raises(DataError, match="no prediction is waiting"):
+        mon.feedback("r0", [1])
+    with pytest.raises(DataError, match="had 1 rows; received 2"):
+        mon.feedback("r19", [1, 1])
+    assert mon.feedback("r19", [1]) == 1  # a refused count leaves it waiting
+    assert mon.feedback("r17", [0]) == 1
+    snap = mon.snapshot()
+    assert snap.n_feedback == 2
+    assert snap.accuracy == pytest.approx(0.5)
