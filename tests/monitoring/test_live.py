@@ -142,3 +142,25 @@ def test_feedback_for_a_dropped_prediction_is_refused(
     snap = mon.snapshot()
     assert snap.n_feedback == 2
     assert snap.accuracy == pytest.approx(0.5)
+
+
+def test_binned_counts_equal_a_searchsorted_per_feature(
+    reference: tuple[dict[str, Any], pd.DataFrame],
+) -> None:
+    """observe bins every column in one broadcast: the same counts as a searchsorted and a
+    bincount per feature over its finite values."""
+    report, test = reference
+    monitor = LiveMonitor(report, clock=lambda: 1000.0)
+    X = test[list(monitor.features)].to_numpy(dtype=float).copy()
+    X[0, 0], X[1, 1], X[2, 2] = np.nan, np.inf, -np.inf
+    monitor.observe(X, [0] * len(X))
+    expected = np.zeros((len(monitor.features), monitor._cells))
+    for j, edges in enumerate(monitor._edges):
+        if edges is None:
+            continue
+        col = X[:, j][np.isfinite(X[:, j])]
+        expected[j, : len(edges) + 1] = np.bincount(
+            np.searchsorted(edges, col, side="right"), minlength=len(edges) + 1
+        )
+    np.testing.assert_array_equal(monitor._buckets[-1].counts, expected)
+    assert expected.sum() == X.size - 3

@@ -188,6 +188,12 @@ class LiveMonitor:
             self._edges.append(None)
             self._reference.append(None)
         self._cells = max((len(e) + 1 for e in self._edges if e is not None), default=1)
+        from bastion.data.binning import ColumnEdges
+
+        self._binned = np.array(
+            [j for j, e in enumerate(self._edges) if e is not None], dtype=np.intp
+        )
+        self._column_edges = ColumnEdges([e for e in self._edges if e is not None])
         self._label_reference = _label_shares(profile.get(target, {})) if target else None
         self._buckets: deque[_Bucket] = deque()
         self._pending = PendingPredictions(max_pending)
@@ -202,13 +208,15 @@ class LiveMonitor:
         if X.ndim != 2 or X.shape[1] != len(self.features):
             return  # the schema guard answers such requests; nothing to count
         cells = np.zeros((len(self.features), self._cells))
-        for j, edges in enumerate(self._edges):
-            if edges is None:
-                continue
-            col = X[:, j]
-            col = col[np.isfinite(col)]
-            idx = np.searchsorted(edges, col, side="right")
-            cells[j, : len(edges) + 1] += np.bincount(idx, minlength=len(edges) + 1)
+        if len(self._binned):
+            # every binned column at once: cell (j, bin) of a finite value, counted in one
+            # bincount over flat indices; non-finite values are not counted
+            values = X[:, self._binned]
+            flat = self._column_edges.bins(values) + np.arange(len(self._binned)) * self._cells
+            counts = np.bincount(
+                flat[np.isfinite(values)], minlength=len(self._binned) * self._cells
+            )
+            cells[self._binned] = counts.reshape(len(self._binned), self._cells)
         labels = [str(p) for p in predicted]
         with self._lock:
             bucket = self._bucket()

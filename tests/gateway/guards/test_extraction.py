@@ -271,3 +271,12 @@ def test_malformed_queries_raise(x: np.ndarray, predicted: np.ndarray) -> None:
 def test_bad_configuration_raises(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         ExtractionDetector(5, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_unwrapped_shapiro_gives_scipys_w() -> None:
+    from scipy.stats import shapiro
+
+    from bastion.gateway.guards.extraction import _shapiro
+
+    sample = np.random.default_rng(3).gamma(2.0, size=400)
+    assert float(_shapiro()(sample).statistic) == float(shapiro(sample).statistic)

@@ -203,3 +203,19 @@ def test_burst_triggers_and_clears() -> None:
         burst.record(1, 2)
     with pytest.raises(ConfigError):
         OODBurst(window_s=0, threshold_share=0.5, min_requests=1)
+
+
+def test_batched_scores_equal_each_columns_own_score(
+    detector: OODDetector, split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """The serving path scores all columns in one broadcast: equal to the per-column
+    definition (searchsorted, -log density, the floor outside the reference range or NaN)."""
+    _, test = split
+    checked = test[list(detector.features)].to_numpy(dtype=float)[:, detector._index].copy()
+    checked[0, 0] = np.nan
+    checked[1, 1] = np.inf
+    checked[2, 2] = -1e9
+    expected = np.column_stack(
+        [col.score(checked[:, j]) for j, col in enumerate(detector._columns)]
+    )
+    np.testing.assert_array_equal(detector._scores(checked), expected)

@@ -551,11 +551,9 @@ class ExtractionDetector:
             return  # too few values, or identical ones (repeated queries): no shape to test
         if len(pooled) > self.max_test:
             pooled = pooled[np.linspace(0, len(pooled) - 1, self.max_test).astype(np.int64)]
-        from scipy.stats import shapiro
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # p-value accuracy notes; only W is used
-            state.w = float(shapiro(pooled).statistic)
+            state.w = float(_shapiro()(pooled).statistic)
         if state.w < self.delta:
             self._flag(state, "distance-distribution")
 
@@ -708,3 +706,14 @@ def _knots(summary: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
         lo[k] = max(lo[k], hi[k - 1])
         hi[k] = max(hi[k], lo[k])
     return values, lo, hi
+
+
+def _shapiro() -> Callable[[np.ndarray], Any]:
+    """``scipy.stats.shapiro`` without its argument-checking wrapper when scipy exposes the
+    undecorated function (``__wrapped__``): the wrapper (axis and NaN policy, signature
+    inspection) costs ~90 us a call against ~10 us for the test itself, and the watch worker
+    calls it every 10 queries of every client on 1-D, NaN-free samples. Same W (tested)."""
+    from scipy.stats import shapiro
+
+    inner: Callable[[np.ndarray], Any] | None = getattr(shapiro, "__wrapped__", None)
+    return inner if callable(inner) else shapiro
