@@ -280,7 +280,8 @@ class _Net:
         for start in range(0, rows.shape[0], batch):
             logits = self.logits(rows[start : start + batch], scaled=False, fast=False)
             idx.append(_predict(logits))
-            finite.append(torch.isfinite(logits).all(dim=1))
+            # a row's logits are all finite iff its largest magnitude is (amax keeps NaN)
+            finite.append(torch.isfinite(logits.abs().amax(dim=1)))
         if not idx:
             return (
                 torch.zeros(0, dtype=torch.int64, device=rows.device),
@@ -1108,6 +1109,7 @@ def run_attack(
             x_adv, nan_candidates, rejected = _verify_on_device(
                 net,
                 x64,
+                flat,
                 found_dev,
                 pending_dev,
                 adv_dev,
@@ -1240,6 +1242,7 @@ def _project_device(
 def _verify_on_device(
     net: _Net,
     x64: Tensor,
+    flat: np.ndarray,
     found: Tensor,
     pending: Tensor,
     adv: Tensor,
@@ -1265,8 +1268,11 @@ def _verify_on_device(
     device = x64.device
     cand_t = (found | pending).nonzero()[:, 0]
     n_cand = int(cand_t.shape[0])
+    # x_adv starts as a host copy of the original rows (``flat``, which x64 holds): only
+    # the winners' rows cross from the device
+    x_out = np.array(flat, dtype=np.float64, copy=True)
     if n_cand == 0:
-        return x64.cpu().numpy().copy(), False, 0
+        return x_out, False, 0
     x0 = x64.index_select(0, cand_t)
     x_c, norms = _project_device(adv.index_select(0, cand_t).to(torch.float64), x0, geo, norm, eps)
     # a NaN or infinite coordinate makes the row's norm NaN or infinite (the clamps keep NaN)
@@ -1275,7 +1281,6 @@ def _verify_on_device(
     nan_candidates = not bool(finite.all())
     x_ok = x_c.index_select(0, ok)
     checked = cand_t.index_select(0, ok).cpu().numpy()
-    x_out = x64.clone()
     if len(checked):
         idx_t, fin_t = net.predict_tensors(x_ok.to(torch.float32).to(dtype), batch)
         idx, logits_finite = idx_t.cpu().numpy(), fin_t.cpu().numpy()
@@ -1285,12 +1290,12 @@ def _verify_on_device(
         broken = (pred != labels[checked]) & logits_finite
         win = checked[broken]
         broken_t = torch.as_tensor(broken, device=device)
-        x_out[torch.as_tensor(win, device=device)] = x_ok[broken_t]
+        x_out[win] = x_ok[broken_t].cpu().numpy()
         adv_pred[win] = pred[broken]
         success[win] = True
         perturbation[win] = norms.index_select(0, ok)[broken_t].cpu().numpy()
     rejected = int((found.cpu().numpy() & ~success).sum())
-    return x_out.cpu().numpy(), nan_candidates, rejected
+    return x_out, nan_candidates, rejected
 
 
 # -- helpers ------------------------------------------------------------------------------------
