@@ -744,13 +744,14 @@ def test_pgd_step_gradient_equals_autograd_cross_entropy(mlp: TorchAdapter) -> N
 @pytest.mark.parametrize("loss", ["ce", "dlr", "margin"])
 def test_per_point_losses_and_gradients_equal_autograd(mlp: TorchAdapter, loss: str) -> None:
     """APGD's per-point losses and input gradients come from closed-form logit gradients:
-    they equal autograd through the loss functions themselves, on a 10-class model and on a
-    2-logit one (where DLR falls back to the margin)."""
+    they equal autograd through the loss functions themselves."""
     from bastion.attacks.evasion import _torch
 
     gen = torch.Generator().manual_seed(5)
     z = torch.rand((48, 64), generator=gen)
-    for module, n_classes in ((mlp.module, 10), (torch.nn.Linear(64, 2), 2)):
+    # 10 classes (DLR sorts the logits), 100 (it takes topk) and 2 logits (the margin)
+    models = ((mlp.module, 10), (torch.nn.Linear(64, 100), 100), (torch.nn.Linear(64, 2), 2))
+    for module, n_classes in models:
         y = torch.randint(0, n_classes, (48,), generator=gen)
         net = _torch._Net(
             module, (64,), None, None, loss, bf16=False, channels_last=False, device=z.device
