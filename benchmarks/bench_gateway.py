@@ -10,8 +10,11 @@ that parses the same OIP JSON body and calls ``predict``; a third, ``create_oip_
 guard (skip with ``--no-oip``), splits the cost between the OIP server and the guards. Requests
 ask for the ``label`` output only, so every server runs ``predict`` once. An asyncio + httpx
 driver keeps ``--concurrency`` requests in flight against each for ``--seconds`` (after a
-warm-up), one row per request, cycling through held-out rows, and reports throughput, p50/p99
-latency, the throughput ratio gateway/bare (goal >= 70%) and the p99 added by the gateway
+warm-up), one row per request, cycling through held-out rows. All servers run at once and are
+driven in turn, in ``--rounds`` interleaved slices whose order rotates every round (a slow
+spell of the shared machine then hits each server alike; ``--rounds 1`` drives each in one
+block). It reports throughput, p50/p99 latency pooled over the slices, the throughput ratio
+gateway/bare (goal >= 70%) and the p99 added by the gateway
 (goal <= 2 ms; measure it with ``--concurrency 1``, where latency is service time rather than
 queueing).
 ``--soak SECONDS`` then drives the gateway alone that long and samples its RSS (flat memory).
@@ -23,10 +26,11 @@ allocated blocks, threads, the size of the pending-feedback map; with
 file:line since the previous line (tracemalloc's own bookkeeping adds to RSS).
 
 The driver shares the machine with the servers, so absolute figures are a floor; the ratio
-and the added latency compare like with like. Every answer must be 200, else the run fails.
+and the added latency compare like with like; the per-round line shows their spread. Every
+answer must be 200, else the run fails.
 
-Run: ``.venv/bin/python benchmarks/bench_gateway.py [--seconds 20] [--concurrency 16]
-[--soak 600]``.
+Run: ``.venv/bin/python benchmarks/bench_gateway.py [--seconds 20] [--rounds 5]
+[--concurrency 16] [--soak 600]``.
 """
 
 import argparse
@@ -298,26 +302,57 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _measure(
-    kind: str, registry_dir: Path, bodies: list[bytes], headers: dict[str, str], args: Any
-) -> dict[str, float]:
-    proc, url = _start(kind, registry_dir, args.sample)
+def _measure_all(
+    kinds: list[str],
+    registry_dir: Path,
+    bodies: list[bytes],
+    headers: dict[str, dict[str, str]],
+    args: Any,
+) -> dict[str, dict[str, Any]]:
+    """Start every server at once, then drive them in turn, ``args.rounds`` slices of
+    ``args.seconds / args.rounds`` each, the order rotating every round: a slow spell of a
+    shared machine hits every server alike instead of whichever ran then. Per server: the
+    pooled throughput and latency percentiles, and per round its req/s and p99."""
+    started = {kind: _start(kind, registry_dir, args.sample) for kind in kinds}
     try:
-        asyncio.run(_drive(url, bodies, headers, args.concurrency, args.warmup))
-        n, lat, wall = asyncio.run(_drive(url, bodies, headers, args.concurrency, args.seconds))
-        result = {
-            "requests": float(n),
-            "rps": n / wall,
-            "p50_ms": float(np.percentile(lat, 50) * 1e3),
-            "p99_ms": float(np.percentile(lat, 99) * 1e3),
-            "rss_mib": _rss_mib(proc.pid),
-        }
-        if kind == "gateway" and args.soak:
-            result["soak"] = _soak(proc.pid, url, bodies, headers, args)  # type: ignore[assignment]
-        return result
+        for kind, (_, url) in started.items():
+            asyncio.run(_drive(url, bodies, headers[kind], args.concurrency, args.warmup))
+        pooled: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
+        walls = dict.fromkeys(kinds, 0.0)
+        rounds: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
+        span = args.seconds / args.rounds
+        for r in range(args.rounds):
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+                url = started[kind][1]
+                n, lat, wall = asyncio.run(
+                    _drive(url, bodies, headers[kind], args.concurrency, span)
+                )
+                pooled[kind].append(lat)
+                walls[kind] += wall
+                rounds[kind].append((n / wall, float(np.percentile(lat, 99) * 1e3)))
+        results: dict[str, dict[str, Any]] = {}
+        for kind in kinds:
+            lat = np.concatenate(pooled[kind])
+            results[kind] = {
+                "requests": float(len(lat)),
+                "rps": len(lat) / walls[kind],
+                "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                "rss_mib": _rss_mib(started[kind][0].pid),
+                "rounds": rounds[kind],
+            }
+        if "gateway" in started and args.soak:
+            for kind, (proc, _) in started.items():
+                if kind != "gateway":  # the gateway soaks alone
+                    proc.terminate()
+            proc, url = started["gateway"]
+            results["gateway"]["soak"] = _soak(proc.pid, url, bodies, headers["gateway"], args)
+        return results
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _ in started.values():
+            proc.terminate()
+        for proc, _ in started.values():
+            proc.wait(timeout=30)
 
 
 def _soak(
@@ -339,6 +374,12 @@ def _soak(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per server")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="slices per server, interleaved across the servers (1: one block each)",
+    )
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--soak", type=float, default=0.0, help="then soak the gateway (s)")
@@ -373,13 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         auth = {"Authorization": f"Bearer {token}"}
         print(f"loopback, {args.concurrency} concurrent, {args.seconds:g} s per server, "
               f"1 row/request, cpu count {os.cpu_count()}", flush=True)  # fmt: skip
-        bare = _measure("bare", registry_dir, bodies, {}, args)
-        runs = [("bare FastAPI", bare)]
-        if not args.no_oip:
-            oip = _measure("oip", registry_dir, bodies, {}, args)
-            runs.append(("create_oip_app, no guard", oip))
-        gateway = _measure("gateway", registry_dir, bodies, auth, args)
-        runs.append(("gateway (all guards)", gateway))
+        kinds = ["bare"] + ([] if args.no_oip else ["oip"]) + ["gateway"]
+        measured = _measure_all(
+            kinds, registry_dir, bodies, {"bare": {}, "oip": {}, "gateway": auth}, args
+        )
+    labels = {"bare": "bare FastAPI", "oip": "create_oip_app, no guard",
+              "gateway": "gateway (all guards)"}  # fmt: skip
+    runs = [(labels[kind], measured[kind]) for kind in kinds]
+    bare, gateway = measured["bare"], measured["gateway"]
     for name, r in runs:
         print(f"{name:26s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
               f"p99 {r['p99_ms']:6.2f} ms  ({r['requests']:.0f} requests, "
@@ -389,6 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput ratio {ratio:.1%} (goal >= 70%: {'met' if ratio >= 0.7 else 'MISSED'})")
     print(f"added p99 {added:+.2f} ms (goal <= 2 ms: {'met' if added <= 2.0 else 'MISSED'}); "
           f"added p50 {gateway['p50_ms'] - bare['p50_ms']:+.2f} ms")  # fmt: skip
+    if args.rounds > 1:
+        # each round's gateway slice against the bare slice of the same round
+        pairs = list(zip(gateway["rounds"], bare["rounds"], strict=True))
+        ratios = sorted(g[0] / b[0] for g, b in pairs)
+        adds = sorted(g[1] - b[1] for g, b in pairs)
+        print(f"per round ({len(pairs)} x {args.seconds / args.rounds:g} s): throughput ratio "
+              f"{ratios[0]:.1%} .. {ratios[-1]:.1%} (median {float(np.median(ratios)):.1%}); "
+              f"added p99 {adds[0]:+.2f} .. {adds[-1]:+.2f} ms "
+              f"(median {float(np.median(adds)):+.2f} ms)")  # fmt: skip
     if "soak" in gateway:
         soak: Any = gateway["soak"]
         first, last = soak[1][1], soak[-1][1]
