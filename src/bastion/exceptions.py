@@ -5,7 +5,9 @@ Every exception also subclasses the matching built-in, so callers can catch eith
     BastionError (Exception)
     ├── ConfigError (ValueError)          a policy file or option is wrong
     ├── DataError (ValueError)            a dataset cannot be read or does not fit its spec
-    │   └── EmptyDataError                the file holds no rows
+    │   ├── EmptyDataError                the file holds no rows
+    │   ├── BinaryTensorError             a binary tensor section contradicts its header
+    │   └── DecryptionError               an encrypted file failed a check
     ├── ModelError (ValueError)           a model cannot be loaded or called
     │   ├── ModelOutputError              its output has NaNs or the wrong shape
     │   ├── UnsafeArtifactError (PermissionError)
@@ -13,7 +15,9 @@ Every exception also subclasses the matching built-in, so callers can catch eith
     │   └── RemoteModelError (ConnectionError)
     │                                     a remote endpoint failed or answered badly
     ├── CapabilityError (TypeError)       a check or attack needs what the model lacks
-    └── MissingExtraError (ImportError)   an optional dependency is not installed
+    ├── MissingExtraError (ImportError)   an optional dependency is not installed
+    └── RateLimiterUnavailableError (ConnectionError)
+                                          the rate limiter's store cannot be reached
 
 A finding is data, never an exception: checks that fail return ``Finding`` objects; these
 exceptions mean the tool could not do its job (CLI exit code 2).
@@ -23,13 +27,16 @@ from __future__ import annotations
 
 __all__ = [
     "BastionError",
+    "BinaryTensorError",
     "CapabilityError",
     "ConfigError",
     "DataError",
+    "DecryptionError",
     "EmptyDataError",
     "MissingExtraError",
     "ModelError",
     "ModelOutputError",
+    "RateLimiterUnavailableError",
     "RemoteModelError",
     "UnsafeArtifactError",
 ]
@@ -49,6 +56,23 @@ class DataError(BastionError, ValueError):
 
 class EmptyDataError(DataError):
     """A dataset file holds no rows."""
+
+
+class BinaryTensorError(DataError):
+    """A request's binary tensor section does not match what its JSON header declares.
+
+    A client error (HTTP 400). The message names the input and the mismatch.
+    """
+
+
+class DecryptionError(DataError):
+    """An encrypted file failed a check; ``path`` names it and ``chunk`` the chunk, if any."""
+
+    def __init__(self, path: str, message: str, chunk: int | None = None) -> None:
+        where = path if chunk is None else f"{path}, chunk {chunk}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.chunk = chunk
 
 
 class ModelError(BastionError, ValueError):
@@ -73,3 +97,7 @@ class CapabilityError(BastionError, TypeError):
 
 class MissingExtraError(BastionError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+class RateLimiterUnavailableError(BastionError, ConnectionError):
+    """The limiter's store (Redis) cannot be reached; the gateway answers 503, never 'allow'."""

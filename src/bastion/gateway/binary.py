@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bastion.exceptions import DataError, ModelOutputError
+from bastion.exceptions import BinaryTensorError, ModelOutputError
 from bastion.models.remote import OIP_DATATYPES, to_oip_datatype
 
 __all__ = [
@@ -60,13 +60,6 @@ JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 
 _LENGTH_PREFIX = struct.Struct("<I")
-
-
-class BinaryTensorError(DataError):
-    """A request's binary tensor section does not match what its JSON header declares.
-
-    A client error (HTTP 400). The message names the input and the mismatch.
-    """
 
 
 def _is_int(value: Any) -> bool:

@@ -86,7 +86,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from bastion.exceptions import ConfigError, DataError
+from bastion.exceptions import ConfigError, DataError, DecryptionError
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -154,16 +154,6 @@ MSG_CHUNK_TAG = (
     "the chunk failed authentication: it is corrupted, tampered with, truncated, extended,"
     " duplicated or out of order"
 )
-
-
-class DecryptionError(DataError):
-    """An encrypted file failed a check; ``path`` names it and ``chunk`` the chunk, if any."""
-
-    def __init__(self, path: str, message: str, chunk: int | None = None) -> None:
-        where = path if chunk is None else f"{path}, chunk {chunk}"
-        super().__init__(f"{where}: {message}")
-        self.path = path
-        self.chunk = chunk
 
 
 class WrongKeyError(DecryptionError):

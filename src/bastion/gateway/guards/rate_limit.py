@@ -44,7 +44,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion._optional import require
-from bastion.exceptions import BastionError, ConfigError
+from bastion.exceptions import ConfigError, RateLimiterUnavailableError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -70,10 +70,6 @@ RATE_ENV = "BASTION_RATE_LIMIT_PER_S"
 DEFAULT_PREFIX = "bastion:ratelimit:"
 # Float noise must not refuse a request that exactly fits (e.g. ten 0.1-cost hits in 1.0).
 _EPS = 1e-9
-
-
-class RateLimiterUnavailableError(BastionError, ConnectionError):
-    """The limiter's store (Redis) cannot be reached; the gateway answers 503, never 'allow'."""
 
 
 @dataclass(frozen=True)
