@@ -17,7 +17,6 @@ Numbers are shown with 4 significant digits (:func:`format_number`); the card's
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from functools import cache
@@ -25,6 +24,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from bastion.governance.modelcard import AREAS
+from bastion.reporting.html import format_number  # one number format for reports and cards
 
 if TYPE_CHECKING:
     import jinja2
@@ -58,25 +58,6 @@ def render_html(card: ModelCard) -> str:
 
     css = Markup(_report_css())  # trusted: the package's own stylesheet
     return _template("modelcard.html.j2", markdown=False).render(**_view(card), css=css)
-
-
-def format_number(value: Any) -> str:
-    """A metric as cards show it: integers with separators, floats with 4 significant digits.
-
-    Example::
-
-        format_number(0.9298245614035088)  # '0.9298'
-        format_number(1234)                # '1,234'
-    """
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else "n/a"
-    return str(value)
 
 
 _MD_ESCAPE = re.compile(r"([\\`*_\[\]|~!])")

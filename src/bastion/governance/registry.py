@@ -205,20 +205,7 @@ class Registry:
                 + 1
             )
             for _, sha, size in stored:
-                if (
-                    conn.execute(
-                        select(schema.artifacts.c.sha256).where(schema.artifacts.c.sha256 == sha)
-                    ).first()
-                    is None
-                ):
-                    conn.execute(
-                        schema.artifacts.insert().values(
-                            sha256=sha,
-                            size=size,
-                            encrypted=self.store.encrypted(sha),
-                            created_at=now,
-                        )
-                    )
+                self._record_artifact(conn, sha, size, now)
             conn.execute(
                 schema.model_versions.insert().values(
                     model_id=model_id,
@@ -474,17 +461,7 @@ class Registry:
         sha, size = self.store.put(source)
         now = utc_now()
         with self.engine.begin() as conn:
-            if (
-                conn.execute(
-                    select(schema.artifacts.c.sha256).where(schema.artifacts.c.sha256 == sha)
-                ).first()
-                is None
-            ):
-                conn.execute(
-                    schema.artifacts.insert().values(
-                        sha256=sha, size=size, encrypted=self.store.encrypted(sha), created_at=now
-                    )
-                )
+            self._record_artifact(conn, sha, size, now)
         columns = {str(c): str(t) for c, t in frame.dtypes.items()}
         Lineage(self.engine).record_dataset(
             sha,
@@ -536,6 +513,19 @@ class Registry:
             m.insert().values(name=name, created_at=utc_now(), created_by=self.identity.name)
         )
         return int(conn.execute(select(m.c.id).where(m.c.name == name)).scalar_one())
+
+    def _record_artifact(self, conn: Any, sha: str, size: int, now: str) -> None:
+        """Add a stored blob to the artifacts table unless it is there (content-addressed:
+        the same bytes stored twice are one row)."""
+        known = conn.execute(
+            select(schema.artifacts.c.sha256).where(schema.artifacts.c.sha256 == sha)
+        ).first()
+        if known is None:
+            conn.execute(
+                schema.artifacts.insert().values(
+                    sha256=sha, size=size, encrypted=self.store.encrypted(sha), created_at=now
+                )
+            )
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from bastion.report import Report
 
-__all__ = ["MAX_HISTOGRAMS", "HtmlWriter", "render_html"]
+__all__ = ["MAX_HISTOGRAMS", "HtmlWriter", "format_number", "render_html"]
 
 MAX_HISTOGRAMS = 12
 """Histogram panels drawn per dataset; the statistics table still lists every column."""
@@ -69,7 +69,15 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _fmt(value: Any) -> str:
+def format_number(value: Any) -> str:
+    """A metric as reports and model cards show it: integers with separators, floats with 4
+    significant digits, None and non-finite floats as ``n/a``.
+
+    Example::
+
+        format_number(0.9298245614035088)  # '0.9298'
+        format_number(1234)                # '1,234'
+    """
     if value is None:
         return "n/a"
     if isinstance(value, bool):
@@ -78,8 +86,13 @@ def _fmt(value: Any) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else "n/a"
-    if isinstance(value, str):
-        return value
+    return str(value)
+
+
+def _fmt(value: Any) -> str:
+    """:func:`format_number`, with containers as JSON."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return format_number(value)
     return json.dumps(value, default=str)
 
 

@@ -51,9 +51,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
+from bastion.attacks.checks._training import labelled_rows
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import ModelError
 from bastion.findings import Finding, Severity, Status
@@ -122,18 +122,11 @@ class BackdoorActivationsCheck(Check):
                 "needs a torch model to read its activations (safetensors weights with a "
                 f"factory); model {model.info.name!r} is {model.info.format}",
             )
-        if train is None:
-            return self.skip(ctx, "needs the training data the model learned from: set data.train")
-        if train.target is None:
-            return self.skip(ctx, "the training dataset has no target column (set data.target)")
-        if not train.feature_names:
-            return self.skip(ctx, f"dataset {train.name!r} has no feature columns")
-        labelled = train.frame[train.target].notna().to_numpy()
-        positions = np.flatnonzero(labelled)
-        y = train.labels[labelled]
+        rows = labelled_rows(train)
+        if isinstance(rows, str):
+            return self.skip(ctx, rows)
+        train, positions, y = rows
         n = len(y)
-        if len(np.unique(y)) < 2:
-            return self.skip(ctx, f"the training labels hold {len(np.unique(y))} class(es); need 2")
         X = train.features.iloc[positions]
         try:
             acts = penultimate_activations(model, X, layer=cfg.layer)

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
+from bastion.attacks.checks._training import labelled_rows
 from bastion.attacks.poisoning.detect import find_label_issues
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.findings import Finding, Severity, Status
@@ -79,20 +79,11 @@ class LabelIssuesCheck(Check):
 
     def run(self, ctx: CheckContext) -> Finding:
         cfg = config_as(self.config, LabelIssuesConfig)
-        train = ctx.train
-        if train is None:
-            return self.skip(ctx, "needs the training dataset: set data.train")
-        if train.target is None:
-            return self.skip(ctx, "the training dataset has no target column (set data.target)")
-        if not train.feature_names:
-            return self.skip(ctx, f"dataset {train.name!r} has no feature columns")
-        labelled = train.frame[train.target].notna().to_numpy()
-        positions = np.flatnonzero(labelled)
-        y = train.labels[labelled]
-        classes = np.unique(y)
+        rows = labelled_rows(ctx.train)
+        if isinstance(rows, str):
+            return self.skip(ctx, rows)
+        train, positions, y = rows
         n = len(y)
-        if len(classes) < 2:
-            return self.skip(ctx, f"the training labels hold {len(classes)} class(es); need 2")
         folds = min(cfg.cv, n)
         if cfg.method == "knn" and n <= cfg.k:
             return self.skip(ctx, f"{n} labelled rows; method knn needs more than k={cfg.k}")

@@ -1,0 +1,28 @@
+"""labelled_rows: the poisoning checks' shared reading of the training set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bastion.attacks.checks._training import labelled_rows
+from bastion.data.dataset import Dataset
+
+
+def test_labelled_rows_skip_reasons_and_rows() -> None:
+    frame = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "target": [0.0, None, 1.0, 0.0]})
+    assert labelled_rows(None) == "needs the training dataset: set data.train"
+    no_target = Dataset.from_frame(frame, name="train")
+    assert "no target column" in str(labelled_rows(no_target))
+    no_features = Dataset.from_frame(frame[["target"]], name="t", target="target")
+    assert labelled_rows(no_features) == "dataset 't' has no feature columns"
+    one_class = Dataset.from_frame(frame.assign(target=[1.0, None, 1.0, 1.0]), name="o",
+                                   target="target")  # fmt: skip
+    assert labelled_rows(one_class) == "the training labels hold 1 class(es); need 2"
+    train = Dataset.from_frame(frame, name="train", target="target")
+    rows = labelled_rows(train)
+    assert not isinstance(rows, str)
+    same, positions, y = rows
+    assert same is train
+    np.testing.assert_array_equal(positions, [0, 2, 3])  # the unlabelled row is left out
+    assert list(y) == list(train.labels[[0, 2, 3]])
