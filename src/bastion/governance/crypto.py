@@ -68,14 +68,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import struct
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -86,6 +83,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from bastion._atomic import atomic_write
 from bastion.exceptions import ConfigError, DataError, DecryptionError
 
 __all__ = [
@@ -598,36 +596,6 @@ def decrypt_stream(
 # ---------------------------------------------------------------------------- files
 
 
-def _atomic_write(dst: Path, write: Callable[[_Writer], _T]) -> _T:
-    """Run ``write`` on a temporary file beside ``dst``; rename it into place only if it
-    returns, and remove it if anything (a failed check, Ctrl-C) interrupts it."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            result = write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(dst.parent)
-    return result
-
-
-def _fsync_dir(folder: Path) -> None:
-    # makes the rename durable on POSIX; Windows cannot open folders, and needs no such step
-    if os.name != "posix":  # pragma: no cover
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _prepare(src: StrPath, dst: StrPath, overwrite: bool) -> tuple[Path, Path]:
     source, target = Path(src), Path(dst)
     if not source.is_file():
@@ -672,7 +640,7 @@ def encrypt_file(
     source, target = _prepare(src, dst, overwrite)
     try:
         with source.open("rb") as fin:
-            return _atomic_write(
+            return atomic_write(
                 target, lambda out: encrypt_stream(fin, out, kek, chunk_size=chunk_size)
             )
     except OSError as err:
@@ -709,9 +677,7 @@ def decrypt_file(
     source, target = _prepare(src, dst, overwrite)
     try:
         with source.open("rb") as fin:
-            return _atomic_write(
-                target, lambda out: decrypt_stream(fin, out, kek, name=str(source))
-            )
+            return atomic_write(target, lambda out: decrypt_stream(fin, out, kek, name=str(source)))
     except OSError as err:
         raise DataError(f"decrypting {source} to {target}: {err.strerror or err}") from err
 

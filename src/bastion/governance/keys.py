@@ -54,7 +54,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -67,6 +66,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bastion._atomic import atomic_write_bytes
 from bastion.exceptions import ConfigError
 
 try:
@@ -353,7 +353,7 @@ class Keyring:
         text = json.dumps(
             {"schema": KEYRING_SCHEMA, "keys": [k.to_dict() for k in self.keys]}, indent=2
         )
-        _atomic_write(self.path, (text + "\n").encode("utf-8"), mode=0o644)
+        atomic_write_bytes(self.path, (text + "\n").encode("utf-8"), mode=0o644)
 
     def get(self, ref: str) -> TrustedKey:
         """The key whose id is ``ref`` or starts with it (at least 8 hex digits).
@@ -726,22 +726,6 @@ def default_keyring_path(store: str | os.PathLike[str] | None = None) -> Path:
     if os.environ.get(KEYRING_ENV):
         return Path(os.environ[KEYRING_ENV]).absolute()
     return (Path(store) if store is not None else default_store_folder()) / "keyring.json"
-
-
-def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:

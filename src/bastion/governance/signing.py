@@ -59,12 +59,12 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bastion._atomic import atomic_write_bytes
 from bastion.exceptions import ConfigError
 from bastion.governance.keys import Keyring, KeyStatus, SigningKey, TrustedKey
 
@@ -397,25 +397,9 @@ def sign_folder(
             "signatures": [{"sig": base64.b64encode(sig).decode("ascii"), "keyid": ""}],
         },
     }
-    _write_atomic(sig_path, json.dumps(bundle).encode("utf-8"))
+    atomic_write_bytes(sig_path, json.dumps(bundle).encode("utf-8"), mode=0o644)
     root = statement["subject"][0]["digest"]["sha256"]
     return SignatureResult(base, sig_path, key.key_id, root, files)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # -- verification -------------------------------------------------------------------------------
