@@ -321,6 +321,29 @@ def test_early_exit_checked_every_few_steps_finds_the_same_points(
     _check_result(lazy, mlp, X, BOX)
 
 
+def test_pgd_returns_the_first_adversarial_iterate_on_every_path(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PGD row that breaks stops moving until it is recorded: with early exit off, on, or
+    checked every few steps (the accelerator path), the same seed yields the same
+    adversarial examples, not only the same number of them."""
+    from bastion.attacks.evasion import _torch
+
+    X, y = points
+    config = {"steps": 30}
+    off = PGD(PGDConfig(early_exit=False, **config)).run(mlp, X, y, eps=1.5, constraints=BOX)
+    on = PGD(PGDConfig(**config)).run(mlp, X, y, eps=1.5, constraints=BOX)
+    monkeypatch.setattr(_torch, "_check_every", lambda device: 4)
+    lazy = PGD(PGDConfig(**config)).run(mlp, X, y, eps=1.5, constraints=BOX)
+    assert off.success.sum() > 50
+    for other in (on, lazy):
+        both = off.success & other.success
+        assert both.sum() >= off.success.sum() - 2
+        # a smaller batch may change a matmul's last bit, hence a later sign: allow a few
+        same = np.all(off.x_adv[both] == other.x_adv[both], axis=1)
+        assert same.mean() >= 0.95
+
+
 def test_queries_count_every_forward_pass(
     mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -730,8 +753,9 @@ def test_pgd_step_gradient_equals_autograd_cross_entropy(mlp: TorchAdapter) -> N
     net = _torch._Net(
         mlp.module, (64,), None, None, "ce", bf16=False, channels_last=False, device=z.device
     )
-    logits, losses, grad = net.forward(z.clone(), y, need_grad=True, per_point=False)
+    logits, losses, grad, cls = net.forward(z.clone(), y, need_grad=True, per_point=False)
     assert losses is None
+    torch.testing.assert_close(cls, mlp.module(z).argmax(dim=1))
     assert grad is not None
     reference = z.clone().requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(mlp.module(reference), y, reduction="sum")
@@ -756,7 +780,9 @@ def test_per_point_losses_and_gradients_equal_autograd(mlp: TorchAdapter, loss: 
         net = _torch._Net(
             module, (64,), None, None, loss, bf16=False, channels_last=False, device=z.device
         )  # type: ignore[arg-type]
-        _, losses, grad = net.forward(z.clone(), y, need_grad=True, per_point=True)
+        logits, losses, grad, cls = net.forward(z.clone(), y, need_grad=True, per_point=True)
+        if cls is not None:  # the class the loss computed on the way equals argmax's
+            torch.testing.assert_close(cls, logits.argmax(dim=1))
         assert losses is not None
         assert grad is not None
         name, fn = _torch._loss_function(loss, n_classes)  # type: ignore[arg-type]
@@ -770,3 +796,18 @@ def test_per_point_losses_and_gradients_equal_autograd(mlp: TorchAdapter, loss: 
         # the closed form is the path taken: not a fallback through autograd of the loss
         closed = _torch._loss_and_seed(name, module(z).detach(), y)
         assert closed is not None
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_predicted_class_from_the_loss_breaks_ties_as_argmax(loss: str) -> None:
+    """The loop's "misclassified" test reads the class the loss computed on the way; on tied
+    logits it must be argmax's (the first maximal index), as the final verification's."""
+    from bastion.attacks.evasion import _torch
+
+    gen = torch.Generator().manual_seed(11)
+    logits = torch.randint(0, 3, (200, 10), generator=gen).to(torch.float32)  # many ties
+    y = torch.randint(0, 10, (200,), generator=gen)
+    closed = _torch._loss_and_seed(loss, logits, y)  # type: ignore[arg-type]
+    assert closed is not None
+    assert closed[2] is not None
+    torch.testing.assert_close(closed[2], logits.argmax(dim=1))

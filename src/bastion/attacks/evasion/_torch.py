@@ -11,7 +11,10 @@ Design (issue 3, "Speed"):
 - every tensor of the loop lives on the model's device; the only device-to-host traffic
   inside the loop is the one-byte "did any point break" test of the early exit (every step
   on a CPU, every 8 steps on an accelerator, whose queue a sync would drain; in between the
-  first misclassified iterate of each point is recorded on the device);
+  first misclassified iterate of each point is kept on the device: a PGD row that breaks
+  stops moving, its step multiplied by 0, so that keeping it costs no copy; APGD copies it);
+- the loop's "misclassified" test reads the class that the loss's closed-form gradient
+  computed on the way (the row maximum's index), not a reduction of its own;
 - a point that breaks leaves the working batch (its adversarial is kept), so later steps
   cost only the points still standing; a point's queries are the forward passes it took
   part in, added when it leaves (no per-step counting kernel);
@@ -121,39 +124,48 @@ def _dlr(logits: Tensor, y: Tensor) -> Tensor:
     return (best_other - true) / (top[:, 0] - top[:, 2] + _TINY)
 
 
-def _softmax(logits: Tensor) -> Tensor:
-    """Softmax over the classes, spelled out: torch's kernel takes a slow path when the
-    class dimension is short and last (51 vs 16 us for 256 x 10 on a CPU)."""
-    seed = (logits - logits.amax(dim=1, keepdim=True)).exp_()
-    return seed.div_(seed.sum(dim=1, keepdim=True))
+def _softmax_and_class(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Softmax over the classes, the predicted class and the sum of the shifted exponents.
+
+    Spelled out: torch's softmax kernel takes a slow path when the class dimension is short
+    and last (51 vs 16 us for 256 x 10 on a CPU). The row maximum and its index come from
+    one reduction (``max`` returns the first maximal index, as ``argmax`` does), so the
+    loop's "misclassified" test costs no reduction of its own."""
+    top, cls = logits.max(dim=1, keepdim=True)
+    seed = (logits - top).exp_()
+    total = seed.sum(dim=1, keepdim=True)
+    return seed.div_(total), cls[:, 0], total
 
 
-def _loss_and_seed(name: LossName, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
-    """Per-point losses and their gradient with respect to the logits, in closed form (None
-    where there is none here: one logit). Backward then starts at the logits: the loss's own
-    forward and backward kernels (log-softmax, gather, topk, where) are skipped, and the
-    gradient is the one autograd computes through :func:`_ce`, :func:`_dlr` or
-    :func:`_margin` (tested against it)."""
+def _loss_and_seed(
+    name: LossName, logits: Tensor, y: Tensor
+) -> tuple[Tensor, Tensor, Tensor | None] | None:
+    """Per-point losses, their gradient with respect to the logits in closed form, and the
+    predicted class where the computation yields it for free (None where there is no closed
+    form here: one logit). Backward then starts at the logits: the loss's own forward and
+    backward kernels (log-softmax, gather, topk, where) are skipped, and the gradient is the
+    one autograd computes through :func:`_ce`, :func:`_dlr` or :func:`_margin` (tested
+    against it)."""
     if logits.shape[1] < 2:
         return None
     col = y.unsqueeze(1)
     if name == "ce":
         # CE = log(sum exp(z - m)) + m - z_y; d/dz = softmax - one-hot
-        top = logits.amax(dim=1, keepdim=True)
-        seed = (logits - top).exp_()
-        total = seed.sum(dim=1, keepdim=True)
+        seed, cls, total = _softmax_and_class(logits)
+        top = logits.gather(1, cls.unsqueeze(1))
         losses = (total.log() + top - logits.gather(1, col))[:, 0]
-        seed.div_(total).scatter_add_(1, col, torch.full_like(total, -1.0))
-        return losses, seed
+        seed.scatter_add_(1, col, torch.full_like(total, -1.0))
+        return losses, seed, cls
     if name == "dlr" and logits.shape[1] >= 3:
         # L = (z_j - z_y) / d, j the best other class, d = z_pi1 - z_pi3 + tiny: the
         # gradient has four entries, +1/d at j, -1/d at y, -L/d at pi1 and +L/d at pi3.
         # A full sort beats topk(3) on few classes (a sort of 256 x 10 costs half a topk on
         # a CPU); topk wins on many
+        # (a stable sort puts the first maximal index first, as argmax does: the predicted
+        # class comes with it; topk's order among ties is unspecified)
+        sort = logits.shape[1] <= _SORT_CLASSES
         top, order = (
-            logits.sort(dim=1, descending=True)
-            if logits.shape[1] <= _SORT_CLASSES
-            else logits.topk(3, dim=1)
+            logits.sort(dim=1, descending=True, stable=True) if sort else logits.topk(3, dim=1)
         )
         y_first = order[:, 0] == y
         best_other = torch.where(y_first, top[:, 1], top[:, 0])
@@ -163,13 +175,14 @@ def _loss_and_seed(name: LossName, logits: Tensor, y: Tensor) -> tuple[Tensor, T
         scaled = losses * inv
         index = torch.stack((j, y, order[:, 0], order[:, 2]), dim=1)
         src = torch.stack((inv, -inv, -scaled, scaled), dim=1)
-        return losses, torch.zeros_like(logits).scatter_add_(1, index, src)
+        seed = torch.zeros_like(logits).scatter_add_(1, index, src)
+        return losses, seed, order[:, 0] if sort else None
     # margin: largest other logit minus the true one; +1 at the other, -1 at y
     other, j = logits.scatter(1, col, -math.inf).max(dim=1)
     losses = other - logits.gather(1, col)[:, 0]
     ones = torch.ones_like(losses).unsqueeze(1)
     seed = torch.zeros_like(logits).scatter_add_(1, j.unsqueeze(1), ones)
-    return losses, seed.scatter_add_(1, col, -ones)
+    return losses, seed.scatter_add_(1, col, -ones), None
 
 
 def _loss_function(
@@ -296,8 +309,9 @@ class _Net:
         for start in range(0, rows.shape[0], batch):
             logits = self.logits(rows[start : start + batch], scaled=False, fast=False)
             idx.append(_predict(logits))
-            # a row's logits are all finite iff its largest magnitude is (amax keeps NaN)
-            finite.append(torch.isfinite(logits.abs().amax(dim=1)))
+            finite.append(torch.isfinite(logits).all(dim=1))
+        if len(idx) == 1:
+            return idx[0], finite[0]
         if not idx:
             return (
                 torch.zeros(0, dtype=torch.int64, device=rows.device),
@@ -326,16 +340,17 @@ class _Net:
 
     def forward(
         self, z: Tensor, y: Tensor, need_grad: bool, per_point: bool
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Logits, per-point losses (when ``per_point``) and the input gradient of the summed
-        loss (when ``need_grad``)."""
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """Logits, per-point losses (when ``per_point``), the input gradient of the summed
+        loss (when ``need_grad``) and the predicted logit column where the loss computed it
+        anyway (else None)."""
         losses: Tensor | None = None
         if not need_grad:
             logits = self.logits(z)
             if per_point:
                 losses = self.loss(logits, y)
                 self.loss_total += losses.sum()
-            return logits, losses, None
+            return logits, losses, None, None
         z.requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(z)
@@ -343,21 +358,21 @@ class _Net:
                 # the summed cross-entropy's logit gradient is softmax - one-hot: backward
                 # starts at the logits, skipping the loss's forward and backward kernels
                 self.loss_name = "ce"
-                seed = _softmax(logits.detach())
+                seed, predicted, _ = _softmax_and_class(logits.detach())
                 seed.scatter_add_(1, y.unsqueeze(1), self._minus_one(seed, y))
                 (grad,) = torch.autograd.grad(logits, z, grad_outputs=seed)
                 z.requires_grad_(False)
-                return logits.detach(), None, grad
+                return logits.detach(), None, grad, predicted
             if self.loss_name is None:
                 self.loss_name, self._loss = _loss_function(self.requested_loss, logits.shape[1])
             closed = _loss_and_seed(self.loss_name, logits.detach(), y)
             if closed is not None:
-                losses, seed = closed
+                losses, seed, cls = closed
                 (grad,) = torch.autograd.grad(logits, z, grad_outputs=seed)
                 z.requires_grad_(False)
                 # NaN gradients make the next iterate, hence its loss, NaN (see below)
                 self.loss_total += losses.sum()
-                return logits.detach(), losses if per_point else None, grad
+                return logits.detach(), losses if per_point else None, grad, cls
             if per_point:
                 losses = self.loss(logits, y)
                 total = losses.sum()
@@ -372,7 +387,7 @@ class _Net:
             # it computes anyway; PGD's iterates are checked once per restart instead
             self.loss_total += total.detach()
             losses = losses.detach()
-        return logits, losses, grad
+        return logits, losses, grad, None
 
 
 # -- budget -----------------------------------------------------------------------------------
@@ -534,6 +549,35 @@ class _Found:
         self.done = self.done.index_select(0, keep)
 
 
+class _Halted:
+    """PGD's record of the rows that broke, with no copy and no sync: a misclassified row
+    stops moving (its step is multiplied by ``moving`` = 0), so its iterate stays its first
+    adversarial one until the engine records it (:meth:`_Engine.settle`)."""
+
+    def __init__(self, z: Tensor) -> None:
+        n = z.shape[0]
+        self.moving = torch.ones((n, 1), dtype=z.dtype, device=z.device)
+        # rows confirmed while they stay in the batch (rounding, no early exit)
+        self.confirmed = torch.zeros(n, dtype=torch.bool, device=z.device)
+
+    def mark(self, wrong: Tensor) -> None:
+        self.moving.masked_fill_(wrong.unsqueeze(1), 0.0)
+
+    @property
+    def hit(self) -> Tensor:
+        """Rows that stopped: misclassified at their current iterate."""
+        return self.moving[:, 0] == 0
+
+    def release(self, rows: Tensor) -> None:
+        """Rows whose rounded version failed its confirmation move on."""
+        self.moving[rows] = 1.0
+
+    def select(self, keep: Tensor) -> None:
+        """Keep rows ``keep`` (early exit only: ``confirmed`` serves the rows that stay in
+        the batch without it, and goes stale here)."""
+        self.moving = self.moving.index_select(0, keep)
+
+
 class _Engine:
     """Steps, projections and bookkeeping shared by the schedules."""
 
@@ -625,10 +669,10 @@ class _Engine:
         # a row's failed confirmations count against its per-point budget too
         if not self.meter.allow(n, chunk.forwards + chunk.max_rejects):
             return None
-        logits, losses, grad = self.net.forward(z, y, need_grad, per_point)
+        logits, losses, grad, cls = self.net.forward(z, y, need_grad, per_point)
         self.meter.spend(n)
         chunk.forwards += 1
-        wrong = _predict(logits) != y
+        wrong = (cls if cls is not None else _predict(logits)) != y
         self.watch(grad, wrong, first)
         return losses, grad, wrong
 
@@ -655,6 +699,75 @@ class _Engine:
         keep = (~track.hit).nonzero()[:, 0]
         track.select(keep)
         return keep
+
+    def settle(self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted) -> Tensor | None:
+        """PGD, during the loop: record the rows that stopped (with rounding: once their
+        feasible version is confirmed; the others move on) and, with early exit, return the
+        rows that stay (None: all stay)."""
+        stopped = halted.hit
+        if not self.early_exit:
+            if self.confirm is None:
+                return None
+            stopped &= ~halted.confirmed
+        if not bool(stopped.any()):  # one device-to-host sync per look
+            return None
+        rows = stopped.nonzero()[:, 0]
+        if self.confirm is not None:
+            good = self.confirm(chunk, idx[rows], z.index_select(0, rows))
+            halted.release(rows[~good])
+            rows = rows[good]
+            if not self.early_exit:
+                # confirmed rows stay in the batch, stopped
+                halted.confirmed[rows] = True
+                chunk.found[idx[rows]] = True
+                return None
+            if rows.shape[0] == 0:
+                return None
+            stopped = halted.hit  # released rows move on
+        where = idx.index_select(0, rows)
+        if self.confirm is None:
+            chunk.adv[where] = z.index_select(0, rows)
+        chunk.found[where] = True
+        chunk.queries.index_put_((where,), self.queries_in_round(chunk), accumulate=True)
+        keep = (~stopped).nonzero()[:, 0]
+        halted.select(keep)
+        return keep
+
+    def queries_in_round(self, chunk: _Chunk) -> Tensor:
+        """The loop forwards of the current restart, as a device scalar."""
+        return torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
+
+    def settle_round(
+        self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, deferred: bool
+    ) -> None:
+        """PGD, at a restart's end: record the rows that stopped (with rounding: those
+        confirmed) and, when ``deferred``, hand the moving rows' unevaluated final iterates
+        to the verification."""
+        stopped = halted.hit
+        if self.confirm is not None:
+            # rounding never defers (the verification of rounded rows runs on the host);
+            # rows confirmed in place (no early exit) already hold their point
+            new = stopped if self.early_exit else stopped & ~halted.confirmed
+            if bool(new.any()):
+                rows = new.nonzero()[:, 0]
+                good = self.confirm(chunk, idx[rows], z.index_select(0, rows))
+                chunk.found[idx[rows[good]]] = True
+            return
+        if _whole(chunk, idx):  # no row left the batch: no indexing
+            chunk.adv = z if deferred else torch.where(stopped.unsqueeze(1), z, chunk.adv)
+            chunk.found |= stopped
+            if deferred:
+                chunk.pending |= ~stopped
+            return
+        if not deferred:
+            rows = stopped.nonzero()[:, 0]
+            if rows.shape[0]:
+                chunk.adv[idx[rows]] = z.index_select(0, rows)
+                chunk.found[idx[rows]] = True
+            return
+        chunk.adv[idx] = z
+        chunk.found[idx[stopped]] = True
+        chunk.pending[idx[~stopped]] = True
 
     def exits(self, chunk: _Chunk, idx: Tensor, z: Tensor, wrong: Tensor) -> Tensor | None:
         """Record the points that broke and return the rows that stay (None: all stay)."""
@@ -758,13 +871,12 @@ def _pgd_round(
     x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
     z = eng.random_start(x0, lo, hi, corner=False) if sched.random_start else x0.clone()
     alpha = sched.step_size * eng.eps
-    track = _Found(z) if not eng.early_exit or eng.check_every > 1 else None
+    halted = _Halted(z)
+    settle_every = eng.check_every if eng.checks else 0
     defer = final and eng.defer_last
     deferred = False  # the loop ran to its end and left the final iterate unevaluated
     try:
         for t in range(sched.steps + 1):
-            if z.shape[0] == 0:
-                break
             last = t == sched.steps
             if last and defer:
                 deferred = True
@@ -773,29 +885,26 @@ def _pgd_round(
             if out is None:
                 break
             _, grad, wrong = out
-            keep = None
-            if track is None:
-                keep = eng.exits(chunk, idx, z, wrong)
-            else:
-                track.update(z, wrong)
-                if eng.checks and not last and t % eng.check_every == eng.check_every - 1:
-                    keep = eng.flush(chunk, idx, track)
-            if keep is not None:
-                idx, x0, y, lo, hi, z = _select(keep, idx, x0, y, lo, hi, z)
-                if grad is not None:
-                    grad = grad.index_select(0, keep)
+            halted.mark(wrong)
             if last or grad is None:
                 break
+            if settle_every and t % settle_every == settle_every - 1:
+                keep = eng.settle(chunk, idx, z, halted)
+                if keep is not None:
+                    if eng.norm != "inf":  # the L-inf step needs only the box
+                        x0 = x0.index_select(0, keep)
+                    idx, y, lo, hi, z, grad = _select(keep, idx, y, lo, hi, z, grad)
+                    if z.shape[0] == 0:
+                        break
             if eng.norm == "inf":
-                z.add_(grad.sign_(), alpha=alpha)
-                z.clamp_(lo, hi)
+                # a halted row's step is multiplied by 0: its iterate does not move
+                z.addcmul_(grad.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
             else:
-                z = eng.l2_project(z.add_(eng.l2_direction(grad), alpha=alpha), x0, lo, hi)
+                step = torch.addcmul(z, eng.l2_direction(grad), halted.moving, value=alpha)
+                # the projection of an unmoved row could change its last bit: keep it as is
+                z = torch.where(halted.moving > 0, eng.l2_project(step, x0, lo, hi), z)
     finally:
-        if track is not None:
-            eng.record(chunk, idx, track.hit, track.best)
-        if deferred:
-            eng.defer(chunk, idx, z, track)
+        eng.settle_round(chunk, idx, z, halted, deferred)
         eng.close_round(chunk, idx, z)
 
 
@@ -1330,11 +1439,15 @@ def _verify_on_device(
         pred = _labels(classes, idx)
         broken = (pred != labels[checked]) & logits_finite
         win = checked[broken]
-        broken_t = torch.as_tensor(broken, device=device)
-        x_out[win] = x_ok[broken_t].cpu().numpy()
+        if broken.all():  # the usual case: no boolean indexing on the device
+            x_out[win] = x_ok.cpu().numpy()
+            perturbation[win] = norms.index_select(0, ok).cpu().numpy()
+        else:
+            broken_t = torch.as_tensor(broken, device=device)
+            x_out[win] = x_ok[broken_t].cpu().numpy()
+            perturbation[win] = norms.index_select(0, ok)[broken_t].cpu().numpy()
         adv_pred[win] = pred[broken]
         success[win] = True
-        perturbation[win] = norms.index_select(0, ok)[broken_t].cpu().numpy()
     rejected = int((found.cpu().numpy() & ~success).sum())
     return x_out, nan_candidates, rejected
 
@@ -1386,8 +1499,8 @@ def _make_chunk(
     x0 = x / scale if scale is not None else x.clone()
     lo_z, hi_z = bounds
     if norm == "inf":
-        lo = torch.maximum(x0 - eps, lo_z)
-        hi = torch.minimum(x0 + eps, hi_z)
+        lo = (x0 - eps).clamp_(min=lo_z)
+        hi = (x0 + eps).clamp_(max=hi_z)
     else:
         lo = lo_z.expand_as(x0).clone()
         hi = hi_z.expand_as(x0).clone()
