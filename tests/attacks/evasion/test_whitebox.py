@@ -702,6 +702,36 @@ def test_registry_and_metadata() -> None:
 
 
 # -- against the peer --------------------------------------------------------------------------
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_apgd_breaks_the_points_the_reference_implementation_breaks(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], loss: str
+) -> None:
+    """APGD follows Croce and Hein's reference code, whose port in torchattacks (a test-only
+    reference) runs here on the same model, points and seed: the same points break, one by
+    one. (The adversarial examples differ: the reference returns each point's last
+    misclassified iterate, Bastion its first.)"""
+    torchattacks = pytest.importorskip("torchattacks")
+    X, y = points
+    # the reference clamps to [0, 1]: the model sees 16 x its [0, 1] input
+    unit = torch.nn.Sequential(M.Affine(0.0, 1 / 16), mlp.module)
+    model = TorchAdapter(unit, classes=list(range(10)))
+    X_unit, eps = X / 16, 1.5 / 16
+    x = torch.as_tensor(X_unit, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    for seed in (0, 1):
+        ours = APGD(APGDConfig(loss=loss)).run(
+            model, X_unit, y, eps=eps, constraints=FeatureConstraints.box(64, 0, 1), seed=seed
+        )
+        reference = torchattacks.APGD(
+            torch.nn.Sequential(torch.nn.Flatten(), unit),
+            norm="Linf", eps=eps, steps=100, n_restarts=1, seed=seed, loss=loss,
+        )  # fmt: skip
+        adv = reference(x, torch.as_tensor(y)).detach().reshape(-1, 64)
+        with torch.no_grad():
+            broken = unit(adv).argmax(dim=1).numpy() != y
+        assert 20 < ours.success.sum() < ours.clean_correct.sum()
+        np.testing.assert_array_equal(ours.success, broken & ours.clean_correct)
+
+
 @pytest.mark.slow
 def test_pgd_is_at_least_as_strong_as_art(
     robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
