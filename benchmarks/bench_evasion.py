@@ -61,6 +61,7 @@ from bastion.attacks.evasion.pgd import PGD, PGDConfig
 from bastion.models.torch import TorchAdapter
 
 SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
+Tensor = torch.Tensor
 SHORT_PGD = "bastion PGD, early exit off, steps/4"
 SHORT_TA = "torchattacks PGD, steps/4"
 
@@ -83,6 +84,7 @@ class Row:
     point_steps: int | None  # denominator of the per point-step time (None: whole attack only)
     robust: float | None
     note: str = ""
+    output: Any = None  # what the first repetition returned
 
 
 # Bastion against torchattacks, head to head: (Bastion's case, torchattacks' case)
@@ -232,6 +234,48 @@ def floor(
         for p in params:
             p.requires_grad_(True)
     return g
+
+
+def exit_floor(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    result: Any,
+    steps: int,
+    device: torch.device,
+    shape: tuple[int, ...],
+    timer: Timer,
+) -> float:
+    """Seconds that an early-exit PGD would take if each of its steps cost exactly the floor
+    at that step's working batch size, nothing else counted (no clean predictions, no
+    verification, no bookkeeping): a bound no early-exit implementation can beat.
+
+    A point's loop forwards are its queries less the clean prediction and the verification;
+    ``n_t`` points take part in step t. The floor at n rows is the best of 5 runs of 10 steps
+    on tensors prepared beforehand, parameters frozen."""
+    loop = np.asarray(result.queries)[np.asarray(result.clean_correct)] - 2
+    sizes = [int((loop > t).sum()) for t in range(steps)]
+    params = [p for p in net.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    cost: dict[int, float] = {0: 0.0}
+    try:
+        for n in sorted(set(sizes) - {0}):
+            x = torch.as_tensor(X[:n], dtype=torch.float32, device=device).reshape(-1, *shape)
+            t = torch.as_tensor(y[:n], device=device)
+
+            def ten_steps(x: Tensor = x, t: Tensor = t) -> None:
+                for _ in range(10):
+                    x.requires_grad_(True)
+                    loss = torch.nn.functional.cross_entropy(net(x), t, reduction="sum")
+                    torch.autograd.grad(loss, x)
+                    x.requires_grad_(False)
+
+            cost[n] = min(timer.once(ten_steps)[0] for _ in range(5)) / 10
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return sum(cost[n] for n in sizes)
 
 
 def robust_of(net: Any, x_adv: np.ndarray, X: np.ndarray, y: np.ndarray, eps: float) -> float:
@@ -464,7 +508,11 @@ def run_cases(cases: list[Case], timer: Timer) -> list[Row]:
             continue
         robust = float(np.mean([case.robust(o) for o in outs[case.name]]))
         note = case.note(outs[case.name][0])
-        rows.append(Row(case.name, min(times[case.name]), case.point_steps, robust, note))
+        rows.append(
+            Row(
+                case.name, min(times[case.name]), case.point_steps, robust, note, outs[case.name][0]
+            )
+        )
     return rows
 
 
@@ -527,6 +575,13 @@ def main(argv: list[str] | None = None) -> int:
              f"torchattacks PGD, eps {args.exit_eps}")
         )  # fmt: skip
     duels = run_duels(cases, pairs, args.duel_rounds, timer) if not args.no_peers else []
+    bounds = {
+        r.name: exit_floor(net, X, y, r.output, steps, device, shape, timer)
+        for r in rows
+        if r.name.startswith("bastion PGD, early exit on")
+        and r.output is not None
+        and not args.no_peers
+    }
     per_floor = timer.floor / (n * steps)
 
     if device.type == "cuda":
@@ -552,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio, per_s = f"{'-':>8s}", f"{'-':>11s}"
         robust = f"{r.robust:10.3f}" if r.robust is not None else f"{'-':>10s}"
         lines.append(f"{r.name:40s} {robust} {r.seconds:9.4f} {per_s} {ratio}  {r.note}")
-    lines += ["", *goals(rows, duels, per_floor, device)]
+    lines += ["", *goals(rows, duels, bounds, per_floor, device)]
     text = "\n".join(lines)
     print(text)
     if args.out:
@@ -561,7 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def goals(rows: list[Row], duels: list[Duel], per_floor: float, device: torch.device) -> list[str]:
+def goals(
+    rows: list[Row],
+    duels: list[Duel],
+    bounds: dict[str, float],
+    per_floor: float,
+    device: torch.device,
+) -> list[str]:
     by = {r.name: r for r in rows}
     duel = {(d.ours, d.peer): d for d in duels}
 
@@ -635,6 +696,12 @@ def goals(rows: list[Row], duels: list[Duel], per_floor: float, device: torch.de
                 f"  whole PGD >= 2x faster than torchattacks ({where}, robust accuracy "
                 f"{on.robust:.3f}): {speedup:.2f}x best times{head} -> {verdict(speedup >= 2)}"
             )
+            if ours_name in bounds:
+                out.append(
+                    f"    bound: every step at the floor of its working batch, nothing else, "
+                    f"would be {ta_row.seconds / bounds[ours_name]:.2f}x torchattacks "
+                    f"({bounds[ours_name] * 1e3:.1f} ms)"
+                )
     for ours_name, art_name in (
         ("bastion PGD, early exit on", "ART PGD, batch"),
         ("bastion APGD-CE, early exit on", "ART AutoPGD-CE"),
