@@ -10,7 +10,9 @@ frozen), and reports each attack's time per point-step as a ratio to it:
   verification);
 - whole-attack time with early exit on (points already broken leave the batch), against
   torchattacks at equal steps;
-- robust accuracy of each (the model's predictions on what each attack returned);
+- robust accuracy of each (the model's predictions on what each attack returned), and,
+  for the comparisons with ART, paired by seed over ``--strength-seeds`` untimed runs
+  (mean difference and its standard error: one random start is noisy);
   torchattacks' APGD, a port of Croce and Hein's reference code, runs with the same seeds
   as Bastion's APGD: their robust accuracies should be equal.
 
@@ -27,8 +29,9 @@ to early exit; robust accuracy <= ART's at equal settings; APGD's <= PGD's. On C
 Usage::
 
     .venv/bin/python benchmarks/bench_evasion.py [--device cpu|cuda] [--points 256]
-        [--steps 40] [--eps 0.125] [--threads 1] [--repeat 3] [--model mlp|cnn]
-        [--bf16] [--no-peers] [--out FILE]
+        [--steps 40] [--eps 0.125] [--exit-eps 0.25] [--threads 1] [--repeat 3]
+        [--duel-rounds 16] [--strength-seeds 30] [--model mlp|cnn] [--bf16] [--no-peers]
+        [--out FILE]
 
 ``--no-peers`` imports nothing beyond torch, numpy, scikit-learn and bastion; peers that are
 not installed are skipped either way. Times are the best of ``--repeat`` runs, taken
@@ -110,6 +113,56 @@ class Duel:
 
     def spread(self) -> str:
         return f"{min(self.ratios):.3f}-{max(self.ratios):.3f} over {len(self.ratios)} pairs"
+
+
+# robust accuracy, Bastion against a peer, seed by seed: (Bastion's case, the peer's case)
+STRENGTH_PAIRS = (
+    ("bastion PGD, early exit on", "ART PGD, batch 256"),
+    ("bastion APGD-CE, early exit on", "ART AutoPGD-CE, batch 256"),
+    ("bastion APGD-CE, early exit on", "torchattacks APGD-CE"),
+)
+
+
+@dataclass
+class Strength:
+    """Robust accuracy of ``ours`` minus the peer's, one difference per seed (untimed runs)."""
+
+    ours: str
+    peer: str
+    diffs: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.diffs))
+
+    @property
+    def se(self) -> float:
+        n = len(self.diffs)
+        return float(np.std(self.diffs, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
+def run_strength(cases: list[Case], seeds: int) -> list[Strength]:
+    """Each pair's robust accuracies over seeds 0..seeds-1 (each case's output cached)."""
+    by = {c.name: c for c in cases}
+    robust: dict[str, list[float]] = {}
+
+    def of(name: str) -> list[float]:
+        if name not in robust:
+            case = by[name]
+            robust[name] = [case.robust(case.run(r)) for r in range(seeds)]
+        return robust[name]
+
+    out = []
+    for ours, peer in STRENGTH_PAIRS:
+        if ours in by and peer in by:
+            try:
+                diffs = tuple(a - b for a, b in zip(of(ours), of(peer), strict=True))
+            except RuntimeError as err:  # a skipped peer
+                if not str(err).startswith("skipped"):
+                    raise
+                continue
+            out.append(Strength(ours, peer, diffs))
+    return out
 
 
 def run_duels(
@@ -533,6 +586,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--strength-seeds",
+        type=int,
+        default=30,
+        help="untimed runs, seeds 0..N-1, for the paired robust-accuracy comparisons with the "
+        "peers (0 skips them)",
+    )
+    parser.add_argument(
         "--duel-rounds",
         type=int,
         default=16,
@@ -575,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
              f"torchattacks PGD, eps {args.exit_eps}")
         )  # fmt: skip
     duels = run_duels(cases, pairs, args.duel_rounds, timer) if not args.no_peers else []
+    strength = run_strength(cases, args.strength_seeds) if args.strength_seeds > 1 else []
     bounds = {
         r.name: exit_floor(net, X, y, r.output, steps, device, shape, timer)
         for r in rows
@@ -607,7 +668,20 @@ def main(argv: list[str] | None = None) -> int:
             ratio, per_s = f"{'-':>8s}", f"{'-':>11s}"
         robust = f"{r.robust:10.3f}" if r.robust is not None else f"{'-':>10s}"
         lines.append(f"{r.name:40s} {robust} {r.seconds:9.4f} {per_s} {ratio}  {r.note}")
-    lines += ["", *goals(rows, duels, bounds, per_floor, device)]
+    lines += ["", *goals(rows, duels, bounds, per_floor, device, bool(strength))]
+    if strength:
+        lines += [
+            "",
+            f"robust accuracy, paired by seed over {args.strength_seeds} seeds (Bastion minus "
+            "the peer; goal: <= 0 against ART):",
+        ]
+        for st in strength:
+            within = abs(st.mean) <= 2 * st.se
+            lines.append(
+                f"  {st.ours.split(',')[0]} - {st.peer.split(',')[0]}: {st.mean:+.4f} "
+                f"+- {st.se:.4f} (SE){'; within 2 SE of 0' if within else ''}"
+                + (f" -> {'met' if st.mean <= 0 else 'NOT met'}" if "ART" in st.peer else "")
+            )
     text = "\n".join(lines)
     print(text)
     if args.out:
@@ -622,7 +696,11 @@ def goals(
     bounds: dict[str, float],
     per_floor: float,
     device: torch.device,
+    paired_strength: bool = False,
 ) -> list[str]:
+    """The goals' lines; ``paired_strength``: the robust-accuracy goals against ART are read
+    from the paired comparison over more seeds printed after them, not from the few timed
+    seeds."""
     by = {r.name: r for r in rows}
     duel = {(d.ours, d.peer): d for d in duels}
 
@@ -708,10 +786,11 @@ def goals(
     ):
         art = [r.robust for r in rows if r.name.startswith(art_name) and r.robust is not None]
         ours = by[ours_name].robust
-        if art and ours is not None:
+        if art and ours is not None and not paired_strength:
             out.append(
                 f"  {ours_name.split(',')[0]} robust accuracy <= {art_name.split(',')[0]}'s "
-                f"(mean over seeds): {ours:.3f} vs {min(art):.3f} -> {verdict(ours <= min(art))}"
+                f"(mean over the timed seeds): {ours:.3f} vs {min(art):.3f} "
+                f"-> {verdict(ours <= min(art))}"
             )
     for loss in ("CE", "DLR"):
         ref = by.get(f"torchattacks APGD-{loss}")
