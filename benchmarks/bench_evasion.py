@@ -304,7 +304,7 @@ def exit_floor(
     verification, no bookkeeping): a bound no early-exit implementation can beat.
 
     A point's loop forwards are its queries less the clean prediction and the verification;
-    ``n_t`` points take part in step t. The floor at n rows is the best of 5 runs of 10 steps
+    ``n_t`` points take part in step t. The floor at n rows is the best of 15 runs of 10 steps
     on tensors prepared beforehand, parameters frozen."""
     loop = np.asarray(result.queries)[np.asarray(result.clean_correct)] - 2
     sizes = [int((loop > t).sum()) for t in range(steps)]
@@ -324,7 +324,7 @@ def exit_floor(
                     torch.autograd.grad(loss, x)
                     x.requires_grad_(False)
 
-            cost[n] = min(timer.once(ten_steps)[0] for _ in range(5)) / 10
+            cost[n] = min(timer.once(ten_steps)[0] for _ in range(15)) / 10
     finally:
         for p in params:
             p.requires_grad_(True)

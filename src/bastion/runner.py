@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bastion._names import known_names
 from bastion.checks import CHECKS, Check, CheckContext, Scope
 from bastion.config import DatasetSpec, ModelSpec, Policy
 from bastion.data.dataset import Dataset
@@ -448,8 +449,8 @@ def _check_sensitive(ds: Dataset, columns: Sequence[str]) -> None:
     for col in columns:
         if col not in ds.frame.columns:
             raise DataError(
-                f"dataset {ds.name!r}: sensitive feature {col!r} not found; columns are "
-                f"{', '.join(map(str, ds.frame.columns[:20]))}"
+                f"dataset {ds.name!r}: sensitive feature {col!r} not found; "
+                f"{known_names(col, ds.frame.columns)}"
             )
         groups = ds.frame[col].nunique(dropna=False)
         if groups < 2:

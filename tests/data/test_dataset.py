@@ -62,6 +62,11 @@ def test_unknown_target_or_sensitive_column(tmp_path: Path) -> None:
         Dataset.from_file(tmp_path / "d.csv", target="label")
     with pytest.raises(DataError, match="column 'sex' not found"):
         Dataset.from_file(tmp_path / "d.csv", sensitive=["sex"])
+    wide = pd.DataFrame({**{f"pixel_{i}": [0] for i in range(64)}, "digit": [1]})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    # the target of a wide table is named although it is the 65th column
+    with pytest.raises(DataError, match=r"pixel_63, digit \(65 in all\)$"):
+        Dataset.from_file(tmp_path / "wide.csv", target="target")
 
 
 def test_non_features_are_not_model_inputs() -> None:

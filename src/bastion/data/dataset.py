@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bastion._names import known_names
 from bastion.data.schema import FeatureSchema
 from bastion.exceptions import DataError, EmptyDataError
 from bastion.models.formats import sha256_file  # one hashing path for data and model files
@@ -51,7 +52,7 @@ class Dataset:
             where = f" ({self.path})" if self.path else ""
             raise DataError(
                 f"dataset {self.name!r}{where}: column {missing[0]!r} not found; "
-                f"columns are {', '.join(map(str, self.frame.columns[:20]))}"
+                f"{known_names(missing[0], self.frame.columns)}"
             )
         if self.target is not None and self.target in self.sensitive:
             raise DataError(

@@ -54,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from bastion._names import known_names
 from bastion.data.sketches import (
     FrequentItems,
     HyperLogLog,
@@ -593,8 +594,7 @@ class Profile:
             return self.columns[name]
         except KeyError:
             raise DataError(
-                f"profile has no column {name!r}; columns are "
-                f"{', '.join(list(self.columns)[:20]) or '(none)'}"
+                f"profile has no column {name!r}; {known_names(name, self.columns)}"
             ) from None
 
     @property

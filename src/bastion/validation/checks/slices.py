@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+from bastion._names import known_names
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope
 from bastion.exceptions import ConfigError
 from bastion.findings import Finding, Severity, Status
@@ -126,7 +127,7 @@ class SlicePerformance(Check):
         if absent:
             raise ConfigError(
                 f"checks.validation.slices.columns: column {absent[0]!r} is not in the test "
-                f"dataset {ctx.test.name!r}; columns are {', '.join(map(str, frame.columns[:20]))}"
+                f"dataset {ctx.test.name!r}; {known_names(absent[0], frame.columns)}"
             )
         pred = ctx.predictions()
         overall = compute_metrics(pred).get(cfg.metric)

@@ -1,0 +1,34 @@
+"""How an error names what the user could have meant: close matches, then the known names."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["known_names"]
+
+
+def known_names(
+    wanted: str, known: Iterable[object], *, noun: str = "columns", limit: int = 20
+) -> str:
+    """The tail of a "not found" message: ``did you mean 'digit'? columns are a, b, ..., y, z
+    (65 in all)``.
+
+    Close matches come first (difflib's, as a user mistypes). Up to ``limit`` names are
+    listed in full; beyond that the first and the last ones, since the column a user looks for
+    (a target, a label) is often the last of a wide table.
+    """
+    names = [str(n) for n in known]
+    if not names:
+        return f"there are no {noun}"
+    close = difflib.get_close_matches(str(wanted), names, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    if len(names) <= limit:
+        listed = ", ".join(names)
+    else:
+        tail = min(5, limit // 2)
+        listed = (
+            f"{', '.join(names[: limit - tail])}, ..., {', '.join(names[-tail:])} "
+            f"({len(names)} in all)"
+        )
+    return f"{hint}{noun} are {listed}"
