@@ -21,7 +21,9 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 from bastion.models.torch import (  # noqa: E402
     TorchAdapter,
     check_pt2_archive,
+    export_row_shape,
     load_torch_export,
+    load_torch_export_program,
     load_torch_safetensors,
 )
 
@@ -133,6 +135,40 @@ def test_rejects_non_modules() -> None:
 
 
 # -- torch.export ----------------------------------------------------------------------
+def test_an_exported_image_model_takes_flat_rows_without_input_shape(tmp_path: Path) -> None:
+    """A CSV holds flat rows; the archive records the (batch, 1, 8, 8) example it was
+    exported with, so the loader reshapes rows to (1, 8, 8) without being told."""
+    from bastion.models.loading import load_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(256, 3)
+    ).eval()
+    program = torch.export.export(
+        net, (torch.zeros(4, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    torch.export.save(program, tmp_path / "cnn.pt2")
+    assert export_row_shape(load_torch_export_program(tmp_path / "cnn.pt2")) == (1, 8, 8)
+    model = load_model(tmp_path / "cnn.pt2", classes=[0, 1, 2])
+    X = np.random.default_rng(0).random((5, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.tensor(X).reshape(5, 1, 8, 8)).numpy()
+    np.testing.assert_allclose(model.logits(X), expected, rtol=1e-5, atol=1e-6)
+    assert model.info.details["input_shape"] == [1, 8, 8]
+    # a shape given explicitly wins
+    assert load_model(tmp_path / "cnn.pt2", input_shape=(64,)).input_shape == (64,)  # type: ignore[attr-defined]
+
+
+def test_no_row_shape_from_a_program_with_two_inputs(tmp_path: Path) -> None:
+    class Two(torch.nn.Module):
+        def forward(self, a: Any, b: Any) -> Any:
+            return a + b
+
+    program = torch.export.export(Two(), (torch.zeros(2, 3), torch.zeros(2, 3)))
+    assert export_row_shape(program) is None
+    assert export_row_shape(object()) is None
+
+
 def test_export_round_trip(
     pt2_file: Path, torch_mlp: Any, cancer_scaled: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -278,5 +314,5 @@ def test_bad_factories(
 
 def test_forward_errors_are_model_errors() -> None:
     model = TorchAdapter(torch.nn.Linear(3, 2))
-    with pytest.raises(ModelError, match=r"failed on a batch of shape \(2, 5\)"):
+    with pytest.raises(ModelError, match=r"failed on a batch of shape \(2, 5\).*--input-shape"):
         model.predict(np.zeros((2, 5), dtype=np.float32))

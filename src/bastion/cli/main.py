@@ -295,7 +295,12 @@ FactoryOpt = Annotated[
     typer.Option("--factory", help="module:function building the torch model for safetensors."),
 ]
 ShapeOpt = Annotated[
-    str | None, typer.Option("--input-shape", help="Reshape each row, e.g. 1,8,8 (torch).")
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="Reshape each row, e.g. 1,8,8 (torch; a .pt2 archive's own example shape "
+        "is the default).",
+    ),
 ]
 TrustOpt = Annotated[
     bool,

@@ -241,7 +241,8 @@ def _load_torch(
     from bastion.models.torch import (
         TorchAdapter,
         check_pt2_archive,
-        load_torch_export,
+        export_row_shape,
+        load_torch_export_program,
         load_torch_safetensors,
     )
 
@@ -254,7 +255,15 @@ def _load_torch(
             if unsafe:
                 details["unpickled_members"] = unsafe
                 _log.warning("loading %s with pickled members on explicit trust", file)
-        module = load_torch_export(file, trust_pickle=trust_pickle)
+        program = load_torch_export_program(file, trust_pickle=trust_pickle)
+        module = program.module()
+        if input_shape is None:
+            # the archive records the example it was exported with: flat rows of a CSV are
+            # reshaped to it without --input-shape
+            input_shape = export_row_shape(program)
+            if input_shape is not None:
+                details["input_shape"] = list(input_shape)
+                details["input_shape_source"] = "the exported program's example input"
     else:
         if factory is None:
             raise ConfigError(

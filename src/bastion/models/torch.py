@@ -34,7 +34,9 @@ from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
 __all__ = [
     "TorchAdapter",
     "check_pt2_archive",
+    "export_row_shape",
     "load_torch_export",
+    "load_torch_export_program",
     "load_torch_safetensors",
     "resolve_factory",
 ]
@@ -219,8 +221,15 @@ class TorchAdapter(ModelAdapter):
         try:
             return self.module(batch)
         except Exception as err:  # torch raises RuntimeError, guard failures and more
+            hint = (
+                "; if the model takes shaped rows (images), give the shape of one row: "
+                "--input-shape (e.g. 1,8,8) or model.input_shape in bastion.yaml"
+                if self.input_shape is None and batch.ndim == 2
+                else ""
+            )
             raise ModelError(
-                f"model {self.info.name!r} failed on a batch of shape {tuple(batch.shape)}: {err}"
+                f"model {self.info.name!r} failed on a batch of shape {tuple(batch.shape)}: "
+                f"{err}{hint}"
             ) from err
 
     def _as_2d(self, out: Any) -> Any:
@@ -357,7 +366,35 @@ def check_pt2_archive(data: bytes, source: str = "<bytes>") -> list[str]:
 
 
 def load_torch_export(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
-    """Load a ``torch.export`` archive (``.pt2``) as a callable module.
+    """Load a ``torch.export`` archive (``.pt2``) as a callable module
+    (:func:`load_torch_export_program`'s ``.module()``)."""
+    return load_torch_export_program(path, trust_pickle=trust_pickle).module()
+
+
+def export_row_shape(program: Any) -> tuple[int, ...] | None:
+    """The shape of one row that an exported program takes, read from the example its
+    single tensor input was exported with: ``(1, 8, 8)`` for a ``(batch, 1, 8, 8)`` input.
+    None when that cannot be read (several inputs, a scalar, a symbolic dimension past the
+    first), in which case rows go to the module as given."""
+    try:
+        names = list(program.graph_signature.user_inputs)
+        vals = [
+            node.meta.get("val")
+            for node in program.graph.nodes
+            if node.op == "placeholder" and node.name in names
+        ]
+    except AttributeError:  # not an ExportedProgram
+        return None
+    if len(vals) != 1 or not hasattr(vals[0], "shape") or len(vals[0].shape) < 2:
+        return None
+    dims = vals[0].shape[1:]
+    if not all(isinstance(d, int) for d in dims):
+        return None
+    return tuple(int(d) for d in dims)
+
+
+def load_torch_export_program(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
+    """Load a ``torch.export`` archive (``.pt2``) as an ``ExportedProgram``.
 
     The file is read once; :func:`check_pt2_archive` inspects those bytes and
     ``torch.export.load`` gets the same bytes, so nothing can swap the file in between.
@@ -367,7 +404,7 @@ def load_torch_export(path: str | os.PathLike[str], *, trust_pickle: bool = Fals
         trust_pickle: load even when the archive holds pickled members.
 
     Returns:
-        ``torch.export.load(path).module()``.
+        ``torch.export.load(path)``.
 
     Raises:
         UnsafeArtifactError: the archive holds pickled members and ``trust_pickle`` is False.
@@ -375,7 +412,8 @@ def load_torch_export(path: str | os.PathLike[str], *, trust_pickle: bool = Fals
 
     Example::
 
-        >>> module = load_torch_export("model.pt2")  # doctest: +SKIP
+        >>> program = load_torch_export_program("model.pt2")  # doctest: +SKIP
+        >>> module = program.module()  # doctest: +SKIP
     """
     torch = require("torch", "torch.export archives")
     p = Path(path)
@@ -390,7 +428,7 @@ def load_torch_export(path: str | os.PathLike[str], *, trust_pickle: bool = Fals
             "trust_pickle=True (in bastion.yaml: model.trust_pickle: true) if you trust its origin"
         )
     try:
-        return torch.export.load(io.BytesIO(data)).module()
+        return torch.export.load(io.BytesIO(data))
     except Exception as err:  # torch raises many types here
         raise ModelError(f"torch.export.load failed on {str(p)!r}: {err}") from err
 
