@@ -204,3 +204,36 @@ def test_poisoning_on_a_torch_model_runs_activation_clustering(
     # the simulated backdoor is judged by both detectors
     simulated = metrics_of(report, "POI002")
     assert {"recall", "activation_precision", "activation_recall"} <= set(simulated)
+
+
+def test_poisoning_an_onnx_model_with_the_users_training_function(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ONNX model cannot be retrained by Bastion: --train-fn names the user's recipe, found
+    in the working folder although the console script does not put it on sys.path."""
+    import os
+    import sys
+
+    (project / "bastion_cli_recipe.py").write_text(
+        "from sklearn.ensemble import RandomForestClassifier\n\n\n"
+        "def train(X, y):\n"
+        "    return RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", os.getcwd())])
+    monkeypatch.delitem(sys.modules, "bastion_cli_recipe", raising=False)
+    train = str(project / "data" / "train.csv")
+    code, report = attack(
+        project, "poisoning", "--train", train, "--train-fn", "bastion_cli_recipe:train"
+    )
+    assert code in (0, 1)
+    simulated = metrics_of(report, "POI002")  # ran: neither skipped nor an error
+    assert {"accuracy_drop", "precision", "recall"} <= set(simulated)
+    assert sys.path[-1] == str(project)  # appended, after every installed package
+    # without it, the simulation cannot run and says how to give it a recipe
+    code, report = attack(project, "poisoning", "--train", train)
+    document: Any = report
+    finding = {f["check_id"]: f for f in document["findings"]}["POI002"]
+    assert finding["status"] == "skipped"
+    assert "--train-fn" in finding["message"]

@@ -11,7 +11,7 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -416,6 +416,14 @@ def attack_poisoning(
     attack: Annotated[
         str | None, typer.Option("--attack", help="Simulate: label_flip or backdoor.")
     ] = None,
+    train_fn: Annotated[
+        str | None,
+        typer.Option(
+            "--train-fn",
+            help="package.module:function (X, y) -> fitted model, to retrain a model "
+            "Bastion cannot (ONNX, remote) with your own recipe.",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
@@ -424,7 +432,9 @@ def attack_poisoning(
     input_shape: ShapeOpt = None,
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
-    simulation = {"kind": attack} if attack else {}
+    simulation: dict[str, Any] = {"kind": attack} if attack else {}
+    if train_fn:
+        simulation["train_fn"] = train_fn
     _attack(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,

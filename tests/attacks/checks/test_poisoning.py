@@ -3,6 +3,7 @@ skips with reasons, evidence hygiene, determinism and the policy's poisoning sec
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,6 +236,44 @@ def test_simulation_skips_models_it_cannot_retrain(cancer: tuple[Dataset, Datase
     finding = PoisoningSimulationCheck().execute(context(train, test, model))
     assert finding.status is Status.SKIPPED
     assert "retrain" in finding.message
+    assert "train_fn" in finding.message  # and says how to give it a recipe
+
+
+RECIPE = """
+from sklearn.linear_model import LogisticRegression
+
+calls = []
+
+
+def train(X, y):
+    calls.append(len(y))
+    return LogisticRegression(max_iter=5000).fit(X, y)
+"""
+
+
+def test_simulation_retrains_with_the_users_recipe(
+    cancer: tuple[Dataset, Dataset], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model Bastion cannot retrain (here a bare prediction function, as an ONNX file or an
+    endpoint) is simulated with the user's own training function, named in the policy."""
+    import importlib
+
+    train, test = cancer
+    (tmp_path / "bastion_test_recipe.py").write_text(RECIPE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = CallableAdapter(predict=lambda X: np.ones(len(X), dtype=int))
+    cfg = PoisoningSimulationConfig(train_fn="bastion_test_recipe:train")
+    finding = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
+    assert finding.status in (Status.PASS, Status.FAIL), finding.message
+    assert value(finding, "accuracy_drop") <= 0.05
+    recipe = importlib.import_module("bastion_test_recipe")
+    # the clean reference and the poisoned copy, both trained by the recipe
+    assert len(recipe.calls) == 2
+    assert recipe.calls == [train.n_rows, train.n_rows]
+    bad = PoisoningSimulationConfig(train_fn="no_such_module_here:train")
+    error = PoisoningSimulationCheck(bad).execute(context(train, test, model))
+    assert error.status is Status.ERROR
+    assert "train_fn 'no_such_module_here:train'" in error.message
 
 
 def test_simulation_is_deterministic(cancer: tuple[Dataset, Dataset]) -> None:

@@ -86,6 +86,13 @@ class PoisoningSimulationConfig(CheckConfig):
     # accuracy drop measures the poison, not a difference between training recipes
     retrain_clean: bool = True
     epochs: int = Field(default=30, ge=1, le=10_000, description="torch modules only")
+    train_fn: str | None = Field(
+        default=None,
+        description="'package.module:function' taking (X, y) and returning a fitted model "
+        "with predict: the user's own training recipe, for models Bastion cannot retrain "
+        "(ONNX, a remote endpoint) or to replace its default (fit on a clone, or Adam for a "
+        "torch module). It is the user's code, imported like any Python import",
+    )
     # detection (POI001's detector)
     detection_method: Literal["confident_learning", "knn"] = "confident_learning"
     cv: int = Field(default=5, ge=2, le=50)
@@ -124,7 +131,12 @@ class PoisoningSimulationCheck(Check):
             return self.skip(ctx, "needs the target column in train and test (set data.target)")
         seed = int(ctx.rng(self.id).integers(2**31 - 1))
         try:
-            trainer = resolve_trainer(model, seed=seed, epochs=cfg.epochs)
+            recipe: Any = model
+            if cfg.train_fn is not None:
+                from bastion.models.torch import resolve_factory
+
+                recipe = resolve_factory(cfg.train_fn, what="train_fn")
+            trainer = resolve_trainer(recipe, seed=seed, epochs=cfg.epochs)
         except CapabilityError as err:
             return self.skip(ctx, str(err))
         keep_train = train.frame[train.target].notna().to_numpy()

@@ -62,7 +62,9 @@ def resolve_trainer(
         raise CapabilityError(
             f"poisoning simulation must retrain the model, but model {model.info.name!r} "
             f"({model.info.format}) is neither a scikit-learn estimator nor a trainable torch "
-            "module; pass a training function (X, y) -> fitted model instead"
+            "module; name a training function (X, y) -> fitted model: train_fn "
+            "'package.module:function' (bastion.yaml: checks.poisoning.simulation.train_fn; "
+            "bastion attack poisoning --train-fn)"
         )
     if callable(getattr(model, "fit", None)):
         return _estimator_trainer(model, seed)
