@@ -3,6 +3,7 @@ fixture each, skips with reasons, fail-closed limits, and the policy's privacy s
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from bastion.attacks.checks.attribute_inference import (
 from bastion.attacks.checks.membership import MembershipCheck, MembershipCheckConfig
 from bastion.checks import CHECKS, CheckContext
 from bastion.data.dataset import Dataset
+from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
 from bastion.findings import Status
 from bastion.models.callable import CallableAdapter
 from bastion.models.sklearn import SklearnAdapter
@@ -180,7 +182,17 @@ def test_attribute_inference_skips_without_an_attribute_or_with_too_many_values(
     assert none.status is Status.SKIPPED
     assert "no sensitive attribute" in none.message
     many = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute="region"))
-    finding = many.execute(context(train, test, model))
+    # region codes are integers: binned unless the schema says they are categories
+    binned = many.execute(context(train, test, model))
+    assert binned.status is Status.PASS, binned.message
+    assert "(5 quantile bins)" in binned.message
+    assert binned.evidence["bins"] == 5
+    schema = FeatureSchema.infer(train.frame)
+    columns = dict(schema.columns)
+    columns["region"] = ColumnSpec("region", ColumnKind.CATEGORICAL)
+    declared = FeatureSchema(columns)
+    categorical = dataclasses.replace(train, schema=declared)
+    finding = many.execute(context(categorical, test, model))
     assert finding.status is Status.SKIPPED
     assert "40 distinct values" in finding.message
     missing = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute="zip"))

@@ -178,7 +178,6 @@ def test_string_attributes_keep_their_values(data: dict[str, Any]) -> None:
         ({"attribute": "zz"}, "attribute 'zz' is not a column of X"),
         ({}, "sensitive is required"),
         ({"attribute": "s", "sensitive_aux": np.zeros(3)}, "without X_aux"),
-        ({"attribute": "a"}, "has 400 distinct values"),
         ({"attribute": "s", "y": np.zeros(3)}, "y must hold one label per row"),
     ],
 )
@@ -194,3 +193,35 @@ def test_a_single_valued_attribute_has_nothing_to_infer(data: dict[str, Any]) ->
     X = data["frame"].iloc[:50][["a", "b", "c", "d"]]
     with pytest.raises(ConfigError, match="single value"):
         run(model, X, np.zeros(50))
+
+
+def test_a_numeric_attribute_with_many_values_is_inferred_as_quantile_bins(
+    data: dict[str, Any],
+) -> None:
+    """``a`` (400 distinct values, a model input the label depends on) is hidden from the
+    attacker, whose other features say nothing of it: the model's outputs reveal its quintile,
+    by the classifier and by inversion (each bin's median plugged in)."""
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]
+    result = run(model, X, attribute="a", config=AttributeInferenceConfig(classifier="logistic"))
+    assert result.extra["bins"]["count"] == 5
+    assert len(result.extra["bins"]["edges"]) == 4
+    names = set(result.extra["candidates"])
+    assert len(names) == 5
+    assert set(result.truth.tolist()) == names
+    assert set(result.predicted.tolist()) <= names
+    # equal-count bins: the majority guess is right a fifth of the time
+    assert result.extra["majority_accuracy"] == pytest.approx(0.2, abs=0.02)
+    assert result.method_accuracy["inversion"] > 0.4
+    assert result.advantage > 0.2
+    # the truth's bins are the quintiles of a
+    edges = np.quantile(X["a"], [0.2, 0.4, 0.6, 0.8])
+    np.testing.assert_allclose(result.extra["bins"]["edges"], edges)
+
+
+def test_a_non_numeric_attribute_with_many_values_is_refused(data: dict[str, Any]) -> None:
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]
+    words = np.array([f"v{i}" for i in range(N_TRAIN)])
+    with pytest.raises(ConfigError, match=f"has {N_TRAIN} distinct values.*non-numeric"):
+        run(model, X, words)

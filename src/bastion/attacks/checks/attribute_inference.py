@@ -13,9 +13,10 @@ How
     the other features alone; when the attribute is a model input, Fredrikson's inversion
     (try each value, keep the one whose output matches) runs too and the better method
     counts. The attribute is ``attribute`` or the first of ``data.sensitive_features``; the
-    check is skipped when there is none, and when the attribute has more than
-    ``max_candidates`` distinct values (bin a numeric attribute first). Rows where the
-    attribute is missing are left out.
+    check is skipped when there is none, and when a non-numeric attribute (or one the
+    schema declares categorical) has more than ``max_candidates`` distinct values. A numeric
+    attribute with more (an age, a lab value) is inferred as one of ``bins`` quantile bins.
+    Rows where the attribute is missing are left out.
 Metrics
     ``attack_accuracy``, ``baseline_accuracy`` (the better of the no-query classifier and
     the majority value), ``advantage`` = attack_accuracy - baseline_accuracy, the accuracy
@@ -33,8 +34,10 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
+from bastion._names import known_names
 from bastion.attacks.privacy.inversion import AttributeInference, AttributeInferenceConfig
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import ConfigError
@@ -55,6 +58,7 @@ class AttributeInferenceCheckConfig(CheckConfig):
     classifier: Literal["gradient_boosting", "logistic"] = "gradient_boosting"
     cv: int = Field(default=5, ge=2, le=50)
     max_candidates: int = Field(default=20, ge=2, le=1000)
+    bins: int = Field(default=5, ge=2, le=100)
     inversion: bool = True
 
 
@@ -94,19 +98,24 @@ class AttributeInferenceCheck(Check):
             return self.skip(ctx, "needs the training dataset (set data.train)")
         if attribute not in ds.frame.columns:
             raise ConfigError(
-                f"attribute {attribute!r} is not a column of dataset {ds.name!r}; columns are "
-                f"{', '.join(map(str, ds.frame.columns[:20]))}"
+                f"attribute {attribute!r} is not a column of dataset {ds.name!r}; "
+                f"{known_names(attribute, ds.frame.columns)}"
             )
         values = ds.frame[attribute]
         present = np.flatnonzero(values.notna().to_numpy())
         n_values = int(values.iloc[present].nunique())
         if n_values < 2:
             return self.skip(ctx, f"attribute {attribute!r} takes a single value: nothing to infer")
-        if n_values > cfg.max_candidates:
+        # a numeric column is binned unless the schema declares it categorical (region codes)
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if attribute in ds.schema and ds.schema.is_declared(attribute):
+            numeric = numeric and ds.schema[attribute].kind.is_numeric
+        if n_values > cfg.max_candidates and not numeric:
             return self.skip(
                 ctx,
                 f"attribute {attribute!r} has {n_values} distinct values; attribute inference "
-                f"treats it as categorical (max_candidates {cfg.max_candidates}): bin it first",
+                f"treats a non-numeric attribute as categorical (max_candidates "
+                f"{cfg.max_candidates}): group its values first",
             )
         rng = ctx.rng(self.id)
         rows = present
@@ -120,6 +129,7 @@ class AttributeInferenceCheck(Check):
                 classifier=cfg.classifier,
                 cv=cfg.cv,
                 max_candidates=cfg.max_candidates,
+                bins=cfg.bins,
                 inversion=cfg.inversion,
             )
         )
@@ -133,8 +143,10 @@ class AttributeInferenceCheck(Check):
         )
         # wall time lives in the finding's duration_s: metrics stay reproducible under a seed
         metrics = {k: v for k, v in result.metrics().items() if k != "time_s"}
+        binned = result.extra.get("bins")
+        what = f"{attribute!r} ({binned['count']} quantile bins)" if binned else repr(attribute)
         summary = (
-            f"Inferring {attribute!r} on {len(rows)} {ds.name} rows: attack accuracy "
+            f"Inferring {what} on {len(rows)} {ds.name} rows: attack accuracy "
             f"{result.attack_accuracy:.3f} ({result.method}) vs {result.baseline_accuracy:.3f} "
             f"without querying the model: advantage {result.advantage:+.3f}."
         )
@@ -152,6 +164,8 @@ class AttributeInferenceCheck(Check):
             "dataset": ds.name,
             "method": result.method,
             "n_values": n_values,
+            # the number of bins only: their edges are quantiles of the sensitive attribute
+            "bins": binned["count"] if binned else None,
             "labels_known": y is not None,
             "evaluation": result.extra.get("evaluation"),
             "classifier": cfg.classifier,

@@ -37,6 +37,7 @@ References
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,12 +122,16 @@ class AttributeInferenceResult:
 
 class AttributeInferenceConfig(AttackConfig):
     """``classifier``: the attack (and baseline) learner; ``cv``: folds when no auxiliary
-    rows are given; ``max_candidates``: most distinct attribute values accepted;
-    ``inversion``: also run Fredrikson's inversion when the attribute is a model input."""
+    rows are given; ``max_candidates``: most distinct values of a categorical attribute;
+    ``bins``: a numeric attribute with more distinct values than ``max_candidates`` (an age,
+    a lab value) is inferred as one of this many quantile bins of the attacker's known
+    values instead (the inversion method tries each bin's median); ``inversion``: also run
+    Fredrikson's inversion when the attribute is a model input."""
 
     classifier: Literal["gradient_boosting", "logistic"] = "gradient_boosting"
     cv: int = Field(default=5, ge=2, le=50)
     max_candidates: int = Field(default=20, ge=2, le=1000)
+    bins: int = Field(default=5, ge=2, le=100)
     inversion: bool = True
 
 
@@ -218,8 +223,16 @@ class AttributeInference(Attack):
             if (y is None) != (y_aux is None):
                 raise ConfigError("pass y and y_aux together (the label is a feature of both)")
         known_values = aux_truth if aux_truth is not None else truth
+        binning: _Bins | None = None
+        if _is_numeric(known_values) and len(np.unique(known_values)) > cfg.max_candidates:
+            binning = _Bins.of(known_values, cfg.bins)
+            truth = binning.names_of(truth)
+            aux_truth = binning.names_of(aux_truth) if aux_truth is not None else None
+            known_values = aux_truth if aux_truth is not None else truth
         candidates = np.unique(known_values.astype(object).astype(str))
+        # what each candidate name stands for in the result, and in the model's input
         values_by_name = {str(v): v for v in known_values.tolist()}
+        plug = binning.medians if binning is not None else values_by_name
         if len(candidates) < 2:
             raise ConfigError(
                 f"attribute {_name(attribute)!r} takes a single value in the attacker's data; "
@@ -228,8 +241,9 @@ class AttributeInference(Attack):
         if len(candidates) > cfg.max_candidates:
             raise ConfigError(
                 f"attribute {_name(attribute)!r} has {len(candidates)} distinct values; "
-                f"attribute inference treats it as categorical (max_candidates "
-                f"{cfg.max_candidates}): bin it first or raise max_candidates"
+                f"attribute inference treats a non-numeric attribute as categorical "
+                f"(max_candidates {cfg.max_candidates}): group its values first or raise "
+                "max_candidates"
             )
 
         tracker = BudgetTracker(budget or Budget())
@@ -289,6 +303,8 @@ class AttributeInference(Attack):
             "majority_accuracy": majority_hits / n,
             "outputs": "predict_proba" if model.has(Capability.PREDICT_PROBA) else "predict",
         }
+        if binning is not None:
+            extra["bins"] = {"count": len(binning.medians), "edges": binning.edges.tolist()}
         predicted = attack_pred
         if attribute is not None and cfg.inversion:
             needed = n * len(candidates)
@@ -296,7 +312,7 @@ class AttributeInference(Attack):
                 stopped = tracker.exhausted_reason = "query budget"
             else:
                 inverted = _invert(
-                    model, X, attribute, candidates, values_by_name, outputs, out_labels, base_post
+                    model, X, attribute, candidates, plug, outputs, out_labels, base_post
                 )
                 tracker.spend(needed)
                 accuracy["inversion"] = float(np.mean(inverted == truth_s))
@@ -322,6 +338,45 @@ class AttributeInference(Attack):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _is_numeric(values: np.ndarray) -> bool:
+    return bool(np.issubdtype(np.asarray(values).dtype, np.number)) and not np.issubdtype(
+        np.asarray(values).dtype, np.bool_
+    )
+
+
+@dataclass(frozen=True)
+class _Bins:
+    """Quantile bins of a numeric attribute: inner ``edges``, the bins' interval names and
+    the median of the known values in each (what the inversion method plugs in)."""
+
+    edges: np.ndarray
+    medians: dict[str, float]
+
+    @classmethod
+    def of(cls, known: np.ndarray, bins: int) -> _Bins:
+        values = np.asarray(known, dtype=np.float64)
+        quantiles = np.quantile(values, np.linspace(0.0, 1.0, bins + 1))
+        # inner edges only; ties (a spike of one value) merge bins
+        edges = np.unique(quantiles[1:-1])
+        index = np.searchsorted(edges, values, side="right")
+        names = cls._names(edges)
+        medians = {
+            names[k]: float(np.median(values[index == k]))
+            for k in range(len(names))
+            if np.any(index == k)
+        }
+        return cls(edges, medians)
+
+    @staticmethod
+    def _names(edges: np.ndarray) -> list[str]:
+        bounds = ["-inf", *(f"{e:.6g}" for e in edges), "inf"]
+        return [f"[{lo}, {hi})" for lo, hi in itertools.pairwise(bounds)]
+
+    def names_of(self, values: np.ndarray) -> np.ndarray:
+        names = np.array(self._names(self.edges), dtype=object)
+        index = np.searchsorted(self.edges, np.asarray(values, dtype=np.float64), side="right")
+        out: np.ndarray = names[index]
+        return out
 
 
 def _name(attribute: str | int | None) -> str:
