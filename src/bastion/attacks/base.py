@@ -22,6 +22,7 @@ from bastion.attacks.budget import Budget
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.results import EvasionResult
 from bastion.checks import config_as
+from bastion.exceptions import CapabilityError
 from bastion.models.base import Capability, ModelAdapter
 from bastion.registry import Registry
 
@@ -69,6 +70,20 @@ class EvasionAttack(Attack):
     """
 
     family: ClassVar[Family] = "evasion"
+
+    def check_model(self, model: ModelAdapter) -> None:
+        """As :meth:`Attack.check_model`; a white-box attack refused for want of gradients
+        names the black-box attacks that need only the model's outputs."""
+        try:
+            super().check_model(model)
+        except CapabilityError as err:
+            gradients = {Capability.LOGITS, Capability.LOSS_GRADIENT}
+            if not self.requires & gradients or not model.has(Capability.PREDICT):
+                raise
+            raise CapabilityError(
+                f"{err}; the black-box attacks 'square' (scores) and 'hopskipjump' (labels "
+                "only) need no gradients"
+            ) from err
 
     @abstractmethod
     def run(
