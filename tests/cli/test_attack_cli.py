@@ -237,3 +237,27 @@ def test_poisoning_an_onnx_model_with_the_users_training_function(
     finding = {f["check_id"]: f for f in document["findings"]}["POI002"]
     assert finding["status"] == "skipped"
     assert "--train-fn" in finding["message"]
+
+
+def test_membership_shadows_of_an_onnx_model_with_the_users_training_function(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "bastion_cli_shadow_recipe.py").write_text(
+        "from sklearn.ensemble import GradientBoostingClassifier\n\n\n"
+        "def train(X, y):\n"
+        "    return GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, y)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(project)
+    train = str(project / "data" / "train.csv")
+    code, report = attack(
+        project, "membership", "--train", train, "--attack", "shadow",
+        "--train-fn", "bastion_cli_shadow_recipe:train",
+    )  # fmt: skip
+    assert code in (0, 1)
+    document: Any = report
+    finding = {f["check_id"]: f for f in document["findings"]}["PRV001"]
+    assert finding["status"] in ("pass", "fail"), finding["message"]
+    shadow = finding["evidence"]["attacks"]["shadow"]
+    assert shadow["recipe"] == "train_fn bastion_cli_shadow_recipe:train"
+    assert shadow["n_shadow"] == 8

@@ -306,6 +306,14 @@ TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
 ]
+TrainFnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--train-fn",
+        help="package.module:function (X, y) -> fitted model: your training recipe, to "
+        "retrain a model Bastion cannot clone (ONNX, torch, remote).",
+    ),
+]
 
 
 def _shape(text: str | None) -> list[int] | None:
@@ -416,14 +424,7 @@ def attack_poisoning(
     attack: Annotated[
         str | None, typer.Option("--attack", help="Simulate: label_flip or backdoor.")
     ] = None,
-    train_fn: Annotated[
-        str | None,
-        typer.Option(
-            "--train-fn",
-            help="package.module:function (X, y) -> fitted model, to retrain a model "
-            "Bastion cannot (ONNX, remote) with your own recipe.",
-        ),
-    ] = None,
+    train_fn: TrainFnOpt = None,
     seed: SeedOpt = 0,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
@@ -453,6 +454,7 @@ def attack_membership(
     attack: Annotated[
         str | None, typer.Option("--attack", help="threshold or shadow (LiRA offline).")
     ] = None,
+    train_fn: TrainFnOpt = None,
     seed: SeedOpt = 0,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
@@ -463,7 +465,9 @@ def attack_membership(
     input_shape: ShapeOpt = None,
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
-    membership = {"attack": attack} if attack else {}
+    membership: dict[str, Any] = {"attack": attack} if attack else {}
+    if train_fn:
+        membership["train_fn"] = train_fn
     _attack(
         "membership",
         model=model, data=data, target=target, train=train, seed=seed,

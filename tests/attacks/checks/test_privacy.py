@@ -100,6 +100,47 @@ def test_membership_falls_back_to_the_threshold_attack(cancer: tuple[Dataset, Da
     skipped = shadow_only.execute(context(train, test, opaque))
     assert skipped.status is Status.SKIPPED
     assert "clonable scikit-learn estimator" in skipped.message
+    assert "--train-fn" in skipped.message  # says how to give the shadows a recipe
+
+
+FOREST_RECIPE = """
+from sklearn.ensemble import RandomForestClassifier
+
+
+def train(X, y):
+    return RandomForestClassifier(random_state=0).fit(X, y)
+
+
+def no_proba(X, y):
+    from sklearn.linear_model import RidgeClassifier
+
+    return RidgeClassifier().fit(X, y)
+"""
+
+
+def test_shadows_of_an_opaque_model_train_with_the_users_recipe(
+    cancer: tuple[Dataset, Dataset], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overfit forest behind a bare predict_proba (as an ONNX file or an endpoint):
+    the shadow attack runs with the user's training function and finds the leak."""
+    train, test = cancer
+    forest = RandomForestClassifier(random_state=0).fit(train.features.to_numpy(), train.labels)
+    opaque = CallableAdapter(
+        predict_proba=lambda X: forest.predict_proba(np.asarray(X)), classes=[0, 1]
+    )
+    (tmp_path / "bastion_test_forest.py").write_text(FOREST_RECIPE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = MembershipCheckConfig(attack="shadow", train_fn="bastion_test_forest:train")
+    finding = MembershipCheck(cfg).execute(context(train, test, opaque))
+    assert finding.status is Status.FAIL, finding.message
+    shadow = finding.evidence["attacks"]["shadow"]
+    assert shadow["n_shadow"] == 8
+    assert shadow["recipe"] == "train_fn bastion_test_forest:train"
+    assert shadow["auc"] > 0.65
+    bad = MembershipCheckConfig(attack="shadow", train_fn="bastion_test_forest:no_proba")
+    error = MembershipCheck(bad).execute(context(train, test, opaque))
+    assert error.status is Status.ERROR
+    assert "must return a fitted model with predict_proba" in error.message
 
 
 def test_a_tpr_limit_the_data_cannot_measure_fails_closed(

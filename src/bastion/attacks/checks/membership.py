@@ -36,6 +36,7 @@ References
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -50,7 +51,7 @@ from bastion.attacks.privacy.membership import (
     ThresholdMembership,
     balanced_membership_rows,
 )
-from bastion.attacks.privacy.shadow import shadow_recipe
+from bastion.attacks.privacy.shadow import TrainedBy, shadow_recipe
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import CapabilityError
 from bastion.findings import Finding, Severity, Status
@@ -73,6 +74,12 @@ class MembershipCheckConfig(CheckConfig):
     max_aux_rows: int = Field(default=10_000, ge=0)
     executor: str = "local"
     max_seconds: float | None = Field(default=300.0, gt=0)
+    train_fn: str | None = Field(
+        default=None,
+        description="'package.module:function' taking (X, y) and returning a fitted model "
+        "with predict_proba and classes_: trains the shadow models like the target when it "
+        "is not a clonable scikit-learn estimator (ONNX, torch, an endpoint)",
+    )
 
 
 @CHECKS.register
@@ -114,7 +121,9 @@ class MembershipCheck(Check):
                 ctx,
                 "attack 'shadow' needs a clonable scikit-learn estimator to train shadow "
                 f"models like the target; model {model.info.name!r} ({model.info.format}) "
-                "is not one (use attack: threshold)",
+                "is not one: name the target's training recipe (train_fn "
+                "'package.module:function'; bastion attack membership --train-fn), or use "
+                "attack: threshold",
             )
 
         rng = ctx.rng(self.id)
@@ -139,6 +148,7 @@ class MembershipCheck(Check):
                 is_member,
                 X_aux=aux_X,
                 y_aux=aux_y,
+                estimator=_user_recipe(cfg),
                 executor=cfg.executor,
                 budget=budget,
                 seed=seed,
@@ -228,10 +238,21 @@ class MembershipCheck(Check):
         )
 
 
+def _user_recipe(cfg: MembershipCheckConfig) -> Any:
+    """The shadows' recipe from ``train_fn`` (None: the target's own estimator, cloned)."""
+    if cfg.train_fn is None:
+        return None
+    from bastion.models.torch import resolve_factory
+
+    return functools.partial(TrainedBy, resolve_factory(cfg.train_fn, what="train_fn"))
+
+
 def _choose_attack(cfg: MembershipCheckConfig, model: ModelAdapter) -> str | None:
     """The attack to run, or None when ``shadow`` was asked for and cannot run."""
     if cfg.attack == "threshold":
         return "threshold"
+    if cfg.train_fn is not None:
+        return "shadow"
     try:
         shadow_recipe(model)
     except CapabilityError:

@@ -15,7 +15,9 @@ the confidences are identical in-process, on a process pool or on a cluster.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,7 @@ from bastion.models.base import ArrayLike, ModelAdapter
 
 __all__ = [
     "ShadowTask",
+    "TrainedBy",
     "describe_recipe",
     "fit_shadow",
     "keep_matrix",
@@ -73,6 +76,40 @@ def fit_shadow(task: ShadowTask) -> np.ndarray:
     estimator.fit(take_rows(task.X, task.train_rows), task.y[task.train_rows])
     proba = np.asarray(estimator.predict_proba(take_rows(task.X, task.query_rows)))
     return true_label_confidence(proba, np.asarray(estimator.classes_), task.y[task.query_rows])
+
+
+class TrainedBy:
+    """An estimator whose ``fit`` calls the user's training function ``(X, y) -> fitted
+    model``: shadows of a model Bastion cannot clone (ONNX, torch, an endpoint) are trained
+    by the user's own recipe. ``functools.partial(TrainedBy, fn)`` is a zero-argument
+    factory that pickles when ``fn`` is a module-level function."""
+
+    def __init__(self, train_fn: Callable[[Any, np.ndarray], Any]) -> None:
+        self.train_fn = train_fn
+        self.model_: Any = None
+
+    def fit(self, X: Any, y: np.ndarray) -> TrainedBy:
+        fitted = self.train_fn(X, y)
+        if not callable(getattr(fitted, "predict_proba", None)):
+            raise ConfigError(
+                "the training function of the shadow models must return a fitted model with "
+                f"predict_proba (the shadows' confidence); it returned {type(fitted).__name__}"
+            )
+        self.model_ = fitted
+        return self
+
+    @property
+    def classes_(self) -> np.ndarray:
+        classes = getattr(self.model_, "classes_", None)
+        if classes is None:
+            raise ConfigError(
+                "the training function of the shadow models must return a model with "
+                "classes_ (the label of each predict_proba column)"
+            )
+        return np.asarray(classes)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict_proba(X))
 
 
 def make_estimator(recipe: Recipe, seed: int) -> Any:
@@ -230,9 +267,13 @@ def take_rows(X: ArrayLike, rows: np.ndarray) -> ArrayLike:
 
 
 def describe_recipe(recipe: Recipe) -> str:
-    """A short name for reports: the estimator's class or the factory's name."""
+    """A short name for reports: the estimator's class, the factory's name, or the user's
+    training function (``train_fn package.module:function``)."""
     if hasattr(recipe, "fit"):
         return type(recipe).__name__
+    if isinstance(recipe, functools.partial) and recipe.func is TrainedBy and recipe.args:
+        fn = recipe.args[0]
+        return f"train_fn {getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
     name: str = getattr(recipe, "__qualname__", type(recipe).__name__)
     return name
 
