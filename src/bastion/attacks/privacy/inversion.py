@@ -74,7 +74,8 @@ class AttributeInferenceResult:
     attribute:
         The attribute's name (or column position).
     truth, predicted:
-        Per target, the true value and the better method's inference.
+        Per target, the true value and the better method's inference; for a numeric
+        attribute inferred by quantile bins (``extra["bins"]``), the bins' interval names.
     method:
         ``classifier`` or ``inversion``: the method with the higher accuracy.
     attack_accuracy, baseline_accuracy, advantage:
