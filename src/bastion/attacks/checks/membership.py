@@ -242,9 +242,9 @@ def _user_recipe(cfg: MembershipCheckConfig) -> Any:
     """The shadows' recipe from ``train_fn`` (None: the target's own estimator, cloned)."""
     if cfg.train_fn is None:
         return None
-    from bastion.models.torch import resolve_factory
+    from bastion._user_code import resolve_reference
 
-    return functools.partial(TrainedBy, resolve_factory(cfg.train_fn, what="train_fn"))
+    return functools.partial(TrainedBy, resolve_reference(cfg.train_fn, what="train_fn"))
 
 
 def _choose_attack(cfg: MembershipCheckConfig, model: ModelAdapter) -> str | None:

@@ -133,9 +133,9 @@ class PoisoningSimulationCheck(Check):
         try:
             recipe: Any = model
             if cfg.train_fn is not None:
-                from bastion.models.torch import resolve_factory
+                from bastion._user_code import resolve_reference
 
-                recipe = resolve_factory(cfg.train_fn, what="train_fn")
+                recipe = resolve_reference(cfg.train_fn, what="train_fn")
             trainer = resolve_trainer(recipe, seed=seed, epochs=cfg.epochs)
         except CapabilityError as err:
             return self.skip(ctx, str(err))

@@ -1,0 +1,56 @@
+"""The user's own code, named in a policy or on the command line as ``package.module:name``
+(a model factory, a training function): imported like any Python import, with the working
+folder searched too."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from bastion.exceptions import ConfigError
+
+__all__ = ["resolve_reference"]
+
+
+def _import_from_cwd_too(module_name: str) -> Any:
+    """``importlib.import_module``, and when the top-level package is not found, again with
+    the working folder at the end of ``sys.path``: the ``bastion`` console script does not
+    put it there as ``python -m`` does, and a user's ``mymodels.py`` usually lives there.
+    Appended, not prepended, so that it never shadows an installed package."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        cwd = os.getcwd()
+        if err.name != module_name.split(".")[0] or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
+
+
+def resolve_reference(reference: str, *, what: str) -> Callable[..., Any]:
+    """Import ``"package.module:attribute"`` and return the callable it names (``what``
+    names the setting in error messages: ``factory``, ``train_fn``).
+
+    Raises:
+        ConfigError: the reference is malformed, the module cannot be imported, or the
+            attribute is missing or not callable.
+    """
+    module_name, sep, attr = reference.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"{what} must look like 'package.module:function'; received {reference!r}"
+        )
+    try:
+        obj: Any = _import_from_cwd_too(module_name)
+    except ImportError as err:
+        raise ConfigError(f"{what} {reference!r}: cannot import {module_name!r}: {err}") from err
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{what} {reference!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{what} {reference!r} is not callable")
+    return obj  # type: ignore[no-any-return]

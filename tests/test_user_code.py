@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from bastion._user_code import resolve_reference
+from bastion.exceptions import ConfigError
+
+
+def test_a_reference_names_a_callable() -> None:
+    assert resolve_reference("os.path:join", what="factory") is os.path.join
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("no_colon", "train_fn must look like 'package.module:function'"),
+        ("os.path:", "train_fn must look like"),
+        ("no_such_package_here:f", "train_fn 'no_such_package_here:f': cannot import"),
+        ("os.path:no_such_name", "has no attribute 'no_such_name'"),
+        ("os:sep", "train_fn 'os:sep' is not callable"),
+    ],
+)
+def test_bad_references_name_the_setting(reference: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_reference(reference, what="train_fn")
+
+
+def test_the_working_folder_is_searched_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console script does not put the working folder on sys.path: a user's recipes.py
+    there is still found, with the folder appended after every installed package."""
+    (tmp_path / "bastion_user_recipes.py").write_text("def train(X, y):\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "bastion_user_recipes", raising=False)
+    fn = resolve_reference("bastion_user_recipes:train", what="train_fn")
+    assert fn.__module__ == "bastion_user_recipes"
+    assert sys.path[-1] == str(tmp_path)
