@@ -219,6 +219,7 @@ def test_missing_sensitive_column_is_an_error_finding(make_biased: Builder) -> N
     assert "DataError: sensitive feature column(s) ['sex'] not found in test dataset 'test'" in (
         finding.message
     )
+    assert "; columns are " in finding.message  # and what the dataset has instead
 
 
 def test_small_groups_turn_a_pass_into_a_warning(make_biased: Builder) -> None:

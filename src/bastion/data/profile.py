@@ -974,8 +974,7 @@ def profile_by_window(
     """
     if time_column not in frame.columns:
         raise DataError(
-            f"time_column {time_column!r} not found; columns are "
-            f"{', '.join(map(str, frame.columns[:20]))}"
+            f"time_column {time_column!r} not found; {known_names(time_column, frame.columns)}"
         )
     try:
         step = pd.Timedelta(freq)

@@ -65,6 +65,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from bastion._names import known_names
 from bastion._optional import require
 from bastion.attacks.poisoning._common import (
     as_float_matrix,
@@ -125,8 +126,11 @@ def penultimate_activations(
             )
         layer = linears[-1]
     if layer not in named:
-        known = ", ".join(n for n in list(named)[:20] if n)
-        raise ModelError(f"layer {layer!r} is not a submodule of the model; known: {known}")
+        names = [n for n in named if n]
+        raise ModelError(
+            f"layer {layer!r} is not a submodule of the model; "
+            f"{known_names(str(layer), names, noun='submodules')}"
+        )
     rows = X.to_numpy(dtype=np.float32) if isinstance(X, pd.DataFrame) else np.asarray(X)
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     captured: list[Any] = []

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker
 from bastion.exceptions import ConfigError
@@ -413,8 +414,8 @@ def _column(X: ArrayLike, attribute: str | int, x_name: str) -> np.ndarray:
     if isinstance(X, pd.DataFrame):
         if attribute not in X.columns:
             raise ConfigError(
-                f"attribute {attribute!r} is not a column of {x_name}; columns are "
-                f"{', '.join(map(str, X.columns[:20]))}"
+                f"attribute {attribute!r} is not a column of {x_name}; "
+                f"{known_names(str(attribute), X.columns)}"
             )
         return X[attribute].to_numpy()
     arr = np.asarray(X)

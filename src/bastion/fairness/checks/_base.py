@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bastion._names import known_names
 from bastion.checks import Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import DataError
 from bastion.fairness.metrics import ConfidenceInterval, GroupMetrics, group_metrics
@@ -33,8 +34,7 @@ __all__ = ["BootstrapConfig", "FairnessCheck", "FairnessConfig", "Limit"]
 
 
 MISSING_COLUMNS = (
-    "sensitive feature column(s) {missing} not found in test dataset {dataset!r}; "
-    "its columns are {columns}"
+    "sensitive feature column(s) {missing} not found in test dataset {dataset!r}; {columns}"
 )
 
 
@@ -155,7 +155,7 @@ class FairnessCheck(Check):
                 MISSING_COLUMNS.format(
                     missing=missing,
                     dataset=ctx.test.name,
-                    columns=", ".join(map(str, frame.columns[:20])),
+                    columns=known_names(missing[0], frame.columns),
                 )
             )
         pred = ctx.predictions()
