@@ -183,6 +183,17 @@ def _check_url(url: str) -> str:
     return url
 
 
+def _json_facts(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``details``, refused unless it is JSON-serializable (it goes to webhooks and
+    the audit trail)."""
+    facts = dict(details or {})
+    try:
+        json.dumps(facts, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"details must be JSON-serializable: {err}") from err
+    return facts
+
+
 @dataclass(frozen=True)
 class Alert:
     """One notice: an alert fired (``status`` ``"firing"``) or its condition ended
@@ -401,11 +412,7 @@ class Alerter:
             raise ConfigError("subject must be a non-empty string, got ''")
         if self._closed:
             raise ConfigError("the alerter is closed")
-        facts = dict(details or {})
-        try:
-            json.dumps(facts, allow_nan=False)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"details must be JSON-serializable: {err}") from err
+        facts = _json_facts(details)
         key = (kind, subject)
         with self._lock:
             now = self._clock()
@@ -479,11 +486,7 @@ class Alerter:
         Exception
             Whatever ``audit`` raises; the alert then stays active so the next call retries.
         """
-        facts = dict(details or {})
-        try:
-            json.dumps(facts, allow_nan=False)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"details must be JSON-serializable: {err}") from err
+        facts = _json_facts(details)
         key = (kind, subject)
         with self._lock:
             active = self._active.get(key)
