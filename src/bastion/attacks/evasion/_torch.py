@@ -692,9 +692,7 @@ class _Engine:
                 return None
         else:
             chunk.adv[idx[hit]] = track.best[hit]
-        where = idx[hit]
-        chunk.found[where] = True
-        chunk.queries[where] += chunk.forwards - chunk.round_start
+        self.leave(chunk, idx[hit])
         keep = (~track.hit).nonzero()[:, 0]
         track.select(keep)
         return keep
@@ -726,15 +724,18 @@ class _Engine:
         where = idx.index_select(0, rows)
         if self.confirm is None:
             chunk.adv[where] = z.index_select(0, rows)
-        chunk.found[where] = True
-        chunk.queries.index_put_((where,), self.queries_in_round(chunk), accumulate=True)
+        self.leave(chunk, where)
         keep = (~stopped).nonzero()[:, 0]
         halted.select(keep)
         return keep
 
-    def queries_in_round(self, chunk: _Chunk) -> Tensor:
-        """The loop forwards of the current restart, as a device scalar."""
-        return torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
+    @staticmethod
+    def leave(chunk: _Chunk, where: Tensor) -> None:
+        """Chunk rows ``where`` broke (their adversarials are written): they leave the batch
+        with the loop forwards of this restart as their queries."""
+        chunk.found[where] = True
+        spent = torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
+        chunk.queries.index_put_((where,), spent, accumulate=True)
 
     def settle_round(
         self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, deferred: bool
@@ -782,9 +783,7 @@ class _Engine:
             wrong[hit] = True
         else:
             chunk.adv[idx[hit]] = z[hit]
-        where = idx[hit]
-        chunk.found[where] = True
-        chunk.queries[where] += chunk.forwards - chunk.round_start
+        self.leave(chunk, idx[hit])
         return (~wrong).nonzero()[:, 0]
 
     def confirm_in_place(self, chunk: _Chunk, idx: Tensor, track: _Found) -> None:
