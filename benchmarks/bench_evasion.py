@@ -102,7 +102,7 @@ DUELS = (
 
 @dataclass
 class Duel:
-    """``ours`` and ``peer`` run back to back, ``rounds`` times, in A-B-B-A order; the ratio of
+    """``ours`` and ``peer`` run back to back, ``--duel-rounds`` times, A-B-B-A; the ratio of
     their times is taken within each pair. On a shared machine this is steadier than the
     ratio of best times, which may come from different moments."""
 
