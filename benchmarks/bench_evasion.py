@@ -32,7 +32,7 @@ to early exit; robust accuracy <= ART's at equal settings; APGD's <= PGD's. On C
 Usage::
 
     .venv/bin/python benchmarks/bench_evasion.py [--device cpu|cuda] [--points 256]
-        [--steps 40] [--eps 0.125] [--exit-eps 0.25] [--threads 1] [--repeat 3]
+        [--steps 40] [--norm inf|2] [--eps 0.125] [--exit-eps 0.25] [--threads 1] [--repeat 3]
         [--duel-rounds 16] [--strength-seeds 50] [--model mlp|cnn] [--bf16] [--no-peers]
         [--out FILE]
 
@@ -334,15 +334,20 @@ def exit_floor(
     return sum(cost[n] for n in sizes)
 
 
-def robust_of(net: Any, x_adv: np.ndarray, X: np.ndarray, y: np.ndarray, eps: float) -> float:
-    """Share of points still right at ``x_adv``; a point moved beyond eps counts as robust."""
+def robust_of(
+    net: Any, x_adv: np.ndarray, X: np.ndarray, y: np.ndarray, eps: float, norm: str = "inf"
+) -> float:
+    """Share of points still right at ``x_adv``; a point moved beyond eps (in ``norm``)
+    counts as robust."""
     dev = next(net.parameters()).device
     x_adv = np.asarray(x_adv, dtype=np.float64).reshape(X.shape)
     shape = SHAPES["cnn"] if isinstance(net[0], torch.nn.Conv2d) else SHAPES["mlp"]
     with torch.no_grad():
         x = torch.as_tensor(x_adv, dtype=torch.float32, device=dev).reshape(-1, *shape)
         pred = net(x).argmax(1).cpu().numpy()
-    inside = np.abs(x_adv - X).max(axis=1) <= eps + 1e-6
+    delta = x_adv - X
+    moved = np.abs(delta).max(axis=1) if norm == "inf" else np.linalg.norm(delta, axis=1)
+    inside = moved <= eps + 1e-6
     return float(np.mean((pred == y) | ~inside))
 
 
@@ -392,7 +397,9 @@ def bastion_cases(
         out.append(
             Case(
                 name,
-                lambda r, a=attack, e=eps: a.run(model, X, y, eps=e, constraints=box, seed=r),
+                lambda r, a=attack, e=eps: a.run(
+                    model, X, y, eps=e, norm=args.norm, constraints=box, seed=r
+                ),
                 None if exit_on else n * iters,
                 lambda res: float(res.metrics()["robust_accuracy"]),
                 (lambda res: f"{res.extra['loop_forward_passes']} loop forwards")
@@ -418,15 +425,31 @@ def torchattacks_cases(
         return [Case("torchattacks PGD", _skipped(err), None, lambda _: float("nan"))]
     x = torch.as_tensor(X, dtype=torch.float32, device=device).reshape(-1, *SHAPES[args.model])
     t = torch.as_tensor(y, device=device)
+    # torchattacks' L2 attacks and its APGD (a port of Croce and Hein's reference code)
+    # assume image batches (N, C, H, W): the MLP gets its rows as (N, 1, 8, 8) behind a Flatten
+    image = net if args.model == "cnn" else torch.nn.Sequential(torch.nn.Flatten(), net)
+    x4 = x.reshape(len(X), 1, 8, 8)
+    l2 = args.norm == "2"
+
+    def pgd(eps: float, steps: int) -> Any:
+        alpha = 2.5 * eps / steps
+        if l2:
+            return torchattacks.PGDL2(image, eps=eps, alpha=alpha, steps=steps)
+        return torchattacks.PGD(net, eps=eps, alpha=alpha, steps=steps)
+
+    def robust(adv: Tensor, eps: float) -> float:
+        return robust_of(net, adv.detach().cpu().numpy().reshape(len(X), -1), X, y, eps, args.norm)
+
+    rows = x4 if l2 else x
     out: list[Case] = []
     for eps in (args.eps, args.exit_eps):
         if not eps:
             continue
-        attack = torchattacks.PGD(net, eps=eps, alpha=2.5 * eps / args.steps, steps=args.steps)
+        attack = pgd(eps, args.steps)
 
         def run(r: int, a: Any = attack) -> Any:
             torch.manual_seed(r)
-            return a(x, t)
+            return a(rows, t)
 
         name = "torchattacks PGD" if eps == args.eps else f"torchattacks PGD, eps {eps}"
         out.append(
@@ -434,18 +457,20 @@ def torchattacks_cases(
                 name,
                 run,
                 len(X) * args.steps,
-                lambda adv, e=eps: robust_of(net, adv.detach().cpu().numpy(), X, y, e),
+                lambda adv, e=eps: robust(adv, e),
             )
         )
-    # torchattacks' APGD is a port of Croce and Hein's reference code, which assumes image
-    # batches (N, C, H, W): the MLP gets its rows as (N, 1, 8, 8) behind a Flatten
-    image = net if args.model == "cnn" else torch.nn.Sequential(torch.nn.Flatten(), net)
-    x4 = x.reshape(len(X), 1, 8, 8)
     for loss in ("ce", "dlr"):
 
         def run_apgd(r: int, loss: str = loss) -> Any:
             apgd = torchattacks.APGD(
-                image, norm="Linf", eps=args.eps, steps=100, n_restarts=1, seed=r, loss=loss
+                image,
+                norm="L2" if l2 else "Linf",
+                eps=args.eps,
+                steps=100,
+                n_restarts=1,
+                seed=r,
+                loss=loss,
             )
             return apgd(x4, t).reshape(len(X), -1)
 
@@ -454,22 +479,22 @@ def torchattacks_cases(
                 f"torchattacks APGD-{loss.upper()}",
                 run_apgd,
                 len(X) * 100,
-                lambda adv: robust_of(net, adv.detach().cpu().numpy(), X, y, args.eps),
+                lambda adv: robust(adv, args.eps),
             )
         )
     short = max(args.steps // 4, 1)
-    quarter = torchattacks.PGD(net, eps=args.eps, alpha=2.5 * args.eps / short, steps=short)
+    quarter = pgd(args.eps, short)
 
     def run_short(r: int) -> Any:
         torch.manual_seed(r)
-        return quarter(x, t)
+        return quarter(rows, t)
 
     out.append(
         Case(
             SHORT_TA,
             run_short,
             len(X) * short,
-            lambda adv: robust_of(net, adv.detach().cpu().numpy(), X, y, args.eps),
+            lambda adv: robust(adv, args.eps),
         )
     )
     return out
@@ -490,6 +515,7 @@ def art_cases(
     except Exception as err:
         return [Case("ART", _skipped(err), None, lambda _: float("nan"))]
     n, eps, steps = len(X), args.eps, args.steps
+    norm = np.inf if args.norm == "inf" else 2
     classifier = PyTorchClassifier(
         model=net,
         loss=torch.nn.CrossEntropyLoss(),
@@ -502,14 +528,14 @@ def art_cases(
     cases: list[tuple[str, Any, int]] = []
     for batch in (n, 32):
         pgd = ProjectedGradientDescent(
-            classifier, norm=np.inf, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
+            classifier, norm=norm, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
             num_random_init=1, batch_size=batch, verbose=False,
         )  # fmt: skip
         cases.append((f"ART PGD, batch {batch}", pgd, steps))
     for loss in ("cross_entropy", "difference_logits_ratio"):
         # ART's first APGD step is eps_step: 2 eps as in the paper
         apgd = AutoProjectedGradientDescent(
-            classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=100, nb_random_init=1,
+            classifier, norm=norm, eps=eps, eps_step=2 * eps, max_iter=100, nb_random_init=1,
             batch_size=n, loss_type=loss, verbose=False,
         )  # fmt: skip
         label = "CE" if loss == "cross_entropy" else "DLR"
@@ -525,7 +551,12 @@ def art_cases(
                 return a.generate(x32)
 
         out.append(
-            Case(name, run, n * iters, lambda adv: robust_of(net, np.asarray(adv), X, y, eps))
+            Case(
+                name,
+                run,
+                n * iters,
+                lambda adv: robust_of(net, np.asarray(adv), X, y, eps, args.norm),
+            )
         )
     return out
 
@@ -578,13 +609,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--points", type=int, default=256)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--eps", type=float, default=0.125, help="L-inf radius on [0, 1] inputs")
+    parser.add_argument("--norm", choices=("inf", "2"), default="inf", help="the ball's norm")
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="radius on [0, 1] inputs (default 0.125 for L-inf, 1.0 for L2)",
+    )
     parser.add_argument(
         "--exit-eps",
         type=float,
-        default=0.25,
+        default=None,
         help="a second radius, where the undefended model falls, for the whole-attack "
-        "comparison with torchattacks (0 skips it)",
+        "comparison with torchattacks (default twice --eps; 0 skips it)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeat", type=int, default=3)
@@ -599,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         "--duel-rounds",
         type=int,
         default=16,
-        help="back-to-back runs of Bastion's PGD and torchattacks' for the speed goals",
+        help="back-to-back runs of Bastion's PGD and torchattacks' for the speed goals (0 skips "
+        "them)",
     )
     parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--bf16", action="store_true", help="also run the bf16 (+channels-last)")
@@ -612,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
         "(default on CUDA)",
     )
     args = parser.parse_args(argv)
+    if args.eps is None:
+        args.eps = 0.125 if args.norm == "inf" else 1.0
+    if args.exit_eps is None:
+        args.exit_eps = 2 * args.eps
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -637,7 +679,11 @@ def main(argv: list[str] | None = None) -> int:
             (f"bastion PGD, early exit on, eps {args.exit_eps}",
              f"torchattacks PGD, eps {args.exit_eps}")
         )  # fmt: skip
-    duels = run_duels(cases, pairs, args.duel_rounds, timer) if not args.no_peers else []
+    duels = (
+        run_duels(cases, pairs, args.duel_rounds, timer)
+        if args.duel_rounds > 0 and not args.no_peers
+        else []
+    )
     strength = run_strength(cases, args.strength_seeds) if args.strength_seeds > 1 else []
     bounds = {
         r.name: exit_floor(net, X, y, r.output, steps, device, shape, timer)
@@ -654,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{platform.processor() or platform.machine()}, {args.threads} thread(s)"
     lines = [
         f"bench_evasion: {args.model} on digits, {n} points (all correctly classified), "
-        f"L-inf eps {args.eps} on [0, 1] inputs, PGD {steps} steps, APGD 100 iterations",
+        f"{'L-inf' if args.norm == 'inf' else 'L2'} eps {args.eps} on [0, 1] inputs, "
+        f"PGD {steps} steps, APGD 100 iterations",
         f"device {device} ({where}); torch {torch.__version__}; best of {args.repeat}, "
         f"{clock} time",
         f"floor (forward + input-gradient backward): {per_floor * 1e6:.3f} us per point-step",
