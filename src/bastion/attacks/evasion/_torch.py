@@ -844,12 +844,61 @@ class _Engine:
         length: Tensor = torch.linalg.vector_norm(g, dim=1, keepdim=True)
         return g / (length + _TINY)
 
-    def l2_project(self, z: Tensor, x0: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    def l2_project(
+        self, z: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, nearest: bool = True
+    ) -> Tensor:
+        """``z`` brought into the ball intersected with the box: the nearest such point (see
+        :func:`_l2_box_shrink`), or, with ``nearest`` False, scaled onto the ball and then
+        clamped to the box (feasible, cheaper, and as good where the clamp rarely bites)."""
         delta = z - x0
-        n = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
-        factor = (self.eps / (n + _TINY)).clamp_(max=1.0)
+        if nearest:
+            factor = _l2_box_shrink(delta, x0, lo, hi, self.eps)
+        else:
+            n = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
+            factor = (self.eps / (n + _TINY)).clamp_(max=1.0)
         # clamping towards a feasible x0 only shrinks |delta|: the result stays in the ball
         return torch.clamp(torch.addcmul(x0, delta, factor), lo, hi)
+
+
+def _l2_box_shrink(delta: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, eps: float) -> Tensor:
+    """Per row, the factor ``s`` in (0, 1] such that ``clamp(x0 + s * delta, lo, hi)`` is the
+    Euclidean projection of ``x0 + delta`` onto the L2 ball of radius ``eps`` around ``x0``
+    intersected with the box (``x0`` inside it), as ``(rows, 1)``.
+
+    Scaling onto the sphere and then clamping (the reference APGD code, torchattacks) leaves
+    the point inside the ball wherever the clamp bites, wasting radius; clamping and then
+    scaling (ART) uses it all but is not the nearest point either. The nearest point is
+    ``clamp(x0 + s * delta)`` for the largest ``s`` whose clamped step has norm <= eps (the KKT
+    conditions of the projection); its squared norm ``f(s)`` is nondecreasing and quadratic
+    between the points ``t_i`` where coordinate i reaches its bound, so sorting them gives
+    ``s`` exactly, with no iteration.
+
+    On the digits MLP (L2, eps 0.5 on [0, 1] pixels, robust accuracy over 80-100 seeds) it
+    lowers PGD's by 0.0021 +- 0.0003 and APGD-CE's by 0.0023 +- 0.0003 against scaling then
+    clamping (clamping then scaling: 0.0003 and 0.0017). APGD's gain comes whole from its
+    gradient step's projection, none from the momentum step's, which keeps the cheap one.
+    """
+    # where each coordinate reaches the bound it moves towards (the larger of the two ratios:
+    # the other is negative); past s = 1, and for a coordinate that does not move or has no
+    # bound (nan, inf), it never does
+    t = torch.maximum((hi - x0).div_(delta), (lo - x0).div_(delta))
+    t = t.nan_to_num_(nan=1.0, posinf=1.0).clamp_(0.0, 1.0)
+    t, order = t.sort(dim=1)
+    free = delta.square().gather(1, order)
+    t2 = t.square()
+    held = t2 * free  # a coordinate's share of f(s) once at its bound: (t delta)^2
+    # at s = t_k the coordinates before k are at their bounds, k and after still move:
+    # f(t_k) = t_k^2 * (sum of free from k on) + (sum of held before k)
+    total = free.cumsum(1)
+    moving = total[:, -1:] - total + free
+    fixed = held.cumsum(1).sub_(held)
+    # f(t_k) grows with k: the first breakpoint past the radius is the count of those within
+    # it, and s lies in the interval before it. When none is past (f(1) <= eps^2), the last
+    # interval's s is at least 1 or past every breakpoint: either way s = 1 gives the point
+    inside = torch.addcmul(fixed, t2, moving) <= eps * eps
+    k = inside.sum(dim=1, keepdim=True).clamp_max_(delta.shape[1] - 1)
+    room = (eps * eps - fixed.gather(1, k)).clamp_min_(0.0)
+    return room.div_(moving.gather(1, k).clamp_min_(_TINY)).sqrt_().clamp_max_(1.0)
 
 
 # -- schedules ----------------------------------------------------------------------------------
@@ -971,7 +1020,7 @@ def _apgd_round(
             else:
                 z1 = eng.l2_project(torch.addcmul(z, step, eng.l2_direction(grad)), x0, lo, hi)
                 z1 = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a)
-                z = eng.l2_project(z1, x0, lo, hi)
+                z = eng.l2_project(z1, x0, lo, hi, nearest=False)
             last = i == n_iter - 1
             if last and defer:
                 deferred = True

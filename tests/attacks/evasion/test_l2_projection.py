@@ -1,0 +1,94 @@
+"""The L2 step's projection onto the ball intersected with the box is the nearest point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from bastion.attacks.evasion._torch import _l2_box_shrink  # noqa: E402
+
+EPS = 0.7
+
+
+def _instances(seed: int, rows: int = 400, dim: int = 7) -> tuple[Any, Any, Any, Any]:
+    """Boxes around x0 (some coordinates unbounded, some with x0 on a face), steps of every
+    size (some inside the ball, some far out, some coordinates not moving)."""
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(-1, 1, (rows, dim))
+    lo = x0 - rng.exponential(0.3, (rows, dim))
+    hi = x0 + rng.exponential(0.3, (rows, dim))
+    lo[rng.random((rows, dim)) < 0.1] = -np.inf
+    hi[rng.random((rows, dim)) < 0.1] = np.inf
+    on_face = rng.random((rows, dim)) < 0.05
+    lo[on_face] = x0[on_face]
+    delta = rng.normal(0, 1, (rows, dim)) * rng.choice([0.05, 0.3, 1.0, 5.0], (rows, 1))
+    delta[rng.random((rows, dim)) < 0.1] = 0.0
+    return tuple(torch.as_tensor(a) for a in (x0, lo, hi, delta))  # type: ignore[return-value]
+
+
+def _project(x0: Any, lo: Any, hi: Any, delta: Any) -> Any:
+    s = _l2_box_shrink(delta, x0, lo, hi, EPS)
+    return torch.clamp(x0 + s * delta, lo, hi)
+
+
+def _by_bisection(x0: Any, lo: Any, hi: Any, delta: Any) -> Any:
+    """The largest s in [0, 1] with |clamp(x0 + s delta) - x0| <= eps, by 200 halvings."""
+    a = torch.zeros(delta.shape[0], 1, dtype=delta.dtype)
+    b = torch.ones(delta.shape[0], 1, dtype=delta.dtype)
+    for _ in range(200):
+        mid = (a + b) / 2
+        length = torch.linalg.vector_norm(torch.clamp(x0 + mid * delta, lo, hi) - x0, dim=1)
+        fits = (length <= EPS).unsqueeze(1)
+        a, b = torch.where(fits, mid, a), torch.where(fits, b, mid)
+    return torch.clamp(x0 + a * delta, lo, hi)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_projection_is_feasible_and_matches_bisection(seed: int) -> None:
+    x0, lo, hi, delta = _instances(seed)
+    p = _project(x0, lo, hi, delta)
+    assert torch.all((p >= lo) & (p <= hi))
+    assert torch.all(torch.linalg.vector_norm(p - x0, dim=1) <= EPS * (1 + 1e-9))
+    assert torch.allclose(p, _by_bisection(x0, lo, hi, delta), atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_no_feasible_point_is_nearer(seed: int) -> None:
+    """Projection onto a convex set: <z - P(z), y - P(z)> <= 0 for every feasible y."""
+    x0, lo, hi, delta = _instances(seed, rows=200)
+    z = x0 + delta
+    p = _project(x0, lo, hi, delta)
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        # random feasible points: a random step, clamped to the box, shrunk into the ball
+        step = torch.as_tensor(rng.normal(0, 1, delta.shape)) * float(rng.uniform(0.1, 3))
+        y = torch.clamp(x0 + step, lo, hi) - x0
+        y = x0 + y * (EPS / torch.linalg.vector_norm(y, dim=1, keepdim=True)).clamp(max=1)
+        assert torch.all(((z - p) * (y - p)).sum(dim=1) <= 1e-9)
+
+
+def test_it_is_nearer_than_scaling_then_clamping() -> None:
+    """Where the clamp bites, the reference code's order (scale onto the sphere, then clamp)
+    is never nearer, and strictly farther somewhere."""
+    x0, lo, hi, delta = _instances(5)
+    z = x0 + delta
+    p = _project(x0, lo, hi, delta)
+    length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
+    scaled = torch.clamp(x0 + delta * (EPS / length.clamp_min(1e-12)).clamp(max=1), lo, hi)
+    ours = torch.linalg.vector_norm(z - p, dim=1)
+    theirs = torch.linalg.vector_norm(z - scaled, dim=1)
+    assert torch.all(ours <= theirs + 1e-12)
+    assert bool((ours < theirs - 1e-6).any())
+
+
+def test_unbounded_box_is_plain_scaling() -> None:
+    x0, _, _, delta = _instances(6)
+    inf = torch.full_like(x0, np.inf)
+    p = _project(x0, -inf, inf, delta)
+    length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
+    expected = x0 + delta * (EPS / length.clamp_min(1e-12)).clamp(max=1)
+    assert torch.allclose(p, expected, atol=1e-12)
