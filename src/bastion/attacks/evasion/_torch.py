@@ -892,11 +892,12 @@ def _l2_box_shrink(delta: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, eps: float
     total = free.cumsum(1)
     moving = total[:, -1:] - total + free
     fixed = held.cumsum(1).sub_(held)
-    # f(t_k) grows with k: the first breakpoint past the radius is the count of those within
-    # it, and s lies in the interval before it. When none is past (f(1) <= eps^2), the last
+    # f(t_k) grows with k: a binary search finds the first breakpoint past the radius, and s
+    # lies in the interval before it. When none is past (f(1) <= eps^2), the last
     # interval's s is at least 1 or past every breakpoint: either way s = 1 gives the point
-    inside = torch.addcmul(fixed, t2, moving) <= eps * eps
-    k = inside.sum(dim=1, keepdim=True).clamp_max_(delta.shape[1] - 1)
+    at = torch.addcmul(fixed, t2, moving)
+    limit = torch.full((at.shape[0], 1), eps * eps, dtype=at.dtype, device=at.device)
+    k = torch.searchsorted(at, limit, right=True).clamp_max_(delta.shape[1] - 1)
     room = (eps * eps - fixed.gather(1, k)).clamp_min_(0.0)
     return room.div_(moving.gather(1, k).clamp_min_(_TINY)).sqrt_().clamp_max_(1.0)
 
