@@ -1,9 +1,10 @@
 """White-box evasion speed and strength: Bastion's PGD / APGD against torchattacks and ART.
 
 Every contender attacks the same digits MLP (64 -> 256 -> 256 -> 10, inputs scaled to [0, 1])
-on the same batch of correctly classified test points, in this process. The script measures
-the floor, one plain forward plus one input-gradient backward pass of the batch (parameters
-frozen), and reports each attack's time per point-step as a ratio to it:
+on the same batch of correctly classified test points, in this process, in the L-inf ball or,
+with ``--norm 2``, the L2 ball (torchattacks' PGDL2 and APGD-L2, ART with ``norm=2``). The
+script measures the floor, one plain forward plus one input-gradient backward pass of the
+batch (parameters frozen), and reports each attack's time per point-step as a ratio to it:
 
 - per point-step = whole attack time / (points x steps) with Bastion's early exit off, so that
   every attack does the same work (Bastion's time includes its clean predictions and final
