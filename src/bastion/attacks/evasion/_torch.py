@@ -844,19 +844,12 @@ class _Engine:
         length: Tensor = torch.linalg.vector_norm(g, dim=1, keepdim=True)
         return g / (length + _TINY)
 
-    def l2_project(
-        self, z: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, nearest: bool = True
-    ) -> Tensor:
-        """``z`` brought into the ball intersected with the box: the nearest such point (see
-        :func:`_l2_box_shrink`), or, with ``nearest`` False, scaled onto the ball and then
-        clamped to the box (feasible, cheaper, and as good where the clamp rarely bites)."""
+    def l2_project(self, z: Tensor, x0: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        """The point of the ball intersected with the box nearest to ``z`` (see
+        :func:`_l2_box_shrink`)."""
         delta = z - x0
-        if nearest:
-            factor = _l2_box_shrink(delta, x0, lo, hi, self.eps)
-        else:
-            n = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
-            factor = (self.eps / (n + _TINY)).clamp_(max=1.0)
-        # clamping towards a feasible x0 only shrinks |delta|: the result stays in the ball
+        factor = _l2_box_shrink(delta, x0, lo, hi, self.eps)
+        # the clamp holds the coordinates that reached their bounds there
         return torch.clamp(torch.addcmul(x0, delta, factor), lo, hi)
 
 
@@ -873,10 +866,11 @@ def _l2_box_shrink(delta: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, eps: float
     between the points ``t_i`` where coordinate i reaches its bound, so sorting them gives
     ``s`` exactly, with no iteration.
 
-    On the digits MLP (L2, eps 0.5 on [0, 1] pixels, robust accuracy over 80-100 seeds) it
-    lowers PGD's by 0.0021 +- 0.0003 and APGD-CE's by 0.0023 +- 0.0003 against scaling then
-    clamping (clamping then scaling: 0.0003 and 0.0017). APGD's gain comes whole from its
-    gradient step's projection, none from the momentum step's, which keeps the cheap one.
+    Measured with Bastion's own attacks, paired by seed, L2 eps 0.5 on [0, 1] digits: robust
+    accuracy against scaling then clamping, MLP (60 seeds) PGD -0.0021 +- 0.0003 and APGD-CE
+    -0.0049 +- 0.0004; CNN (40 seeds) PGD -0.0002 +- 0.0001 and APGD-CE +0.0001 +- 0.0004.
+    (APGD with the exact projection on its gradient step only, or clamping then scaling
+    there, was weaker on the CNN: +0.0009 and +0.0011 +- 0.0004.)
     """
     # where each coordinate reaches the bound it moves towards (the larger of the two ratios:
     # the other is negative); past s = 1, and for a coordinate that does not move or has no
@@ -1021,7 +1015,7 @@ def _apgd_round(
             else:
                 z1 = eng.l2_project(torch.addcmul(z, step, eng.l2_direction(grad)), x0, lo, hi)
                 z1 = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a)
-                z = eng.l2_project(z1, x0, lo, hi, nearest=False)
+                z = eng.l2_project(z1, x0, lo, hi)
             last = i == n_iter - 1
             if last and defer:
                 deferred = True
