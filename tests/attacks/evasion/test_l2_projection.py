@@ -35,14 +35,14 @@ def _project(x0: Any, lo: Any, hi: Any, delta: Any) -> Any:
     return torch.clamp(x0 + s * delta, lo, hi)
 
 
-def _by_bisection(x0: Any, lo: Any, hi: Any, delta: Any) -> Any:
+def _by_bisection(x0: Any, lo: Any, hi: Any, delta: Any, eps: float = EPS) -> Any:
     """The largest s in [0, 1] with |clamp(x0 + s delta) - x0| <= eps, by 200 halvings."""
     a = torch.zeros(delta.shape[0], 1, dtype=delta.dtype)
     b = torch.ones(delta.shape[0], 1, dtype=delta.dtype)
     for _ in range(200):
         mid = (a + b) / 2
         length = torch.linalg.vector_norm(torch.clamp(x0 + mid * delta, lo, hi) - x0, dim=1)
-        fits = (length <= EPS).unsqueeze(1)
+        fits = (length <= eps).unsqueeze(1)
         a, b = torch.where(fits, mid, a), torch.where(fits, b, mid)
     return torch.clamp(x0 + a * delta, lo, hi)
 
@@ -92,3 +92,23 @@ def test_unbounded_box_is_plain_scaling() -> None:
     length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
     expected = x0 + delta * (EPS / length.clamp_min(1e-12)).clamp(max=1)
     assert torch.allclose(p, expected, atol=1e-12)
+
+
+def test_float32_stays_in_the_ball_when_most_coordinates_saturate() -> None:
+    """In float32: most of a long step pushes blank or full pixels outwards (they are at
+    their bounds from the start and carry most of the step's squared length), and the
+    radius is reached among the few interior pixels, where the sum of what still moves is
+    small next to the total: it must not be taken as a difference of large sums."""
+    rng = np.random.default_rng(7)
+    rows, dim, inner, eps = 300, 784, 84, 0.3
+    x0 = rng.choice([0.0, 1.0], (rows, dim))
+    delta = np.where(x0 > 0.5, 1.0, -1.0) * rng.uniform(5.0, 10.0, (rows, dim))  # outwards
+    x0[:, :inner] = rng.uniform(0.3, 0.7, (rows, inner))
+    delta[:, :inner] = rng.normal(0.0, 0.05, (rows, inner))
+    lo, hi = np.zeros((rows, dim)), np.ones((rows, dim))
+    exact64 = _by_bisection(*(torch.as_tensor(a) for a in (x0, lo, hi, delta)), eps=eps)
+    x, low, high, d = (torch.as_tensor(a, dtype=torch.float32) for a in (x0, lo, hi, delta))
+    p = torch.clamp(x + _l2_box_shrink(d, x, low, high, eps) * d, low, high).double()
+    length = torch.linalg.vector_norm(p - torch.as_tensor(x0), dim=1)
+    assert torch.all(length <= eps * (1 + 1e-5))
+    assert torch.allclose(p, exact64, atol=1e-5)

@@ -883,9 +883,10 @@ def _l2_box_shrink(delta: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, eps: float
     held = t2 * free  # a coordinate's share of f(s) once at its bound: (t delta)^2
     # at s = t_k the coordinates before k are at their bounds, k and after still move:
     # f(t_k) = t_k^2 * (sum of free from k on) + (sum of held before k)
-    total = free.cumsum(1)
-    moving = total[:, -1:] - total + free
-    fixed = held.cumsum(1).sub_(held)
+    # (sums of their own terms: a total less a prefix, or a prefix less its last term, would
+    # lose small sums to cancellation in float32)
+    moving = free.flip(1).cumsum_(1).flip(1)
+    fixed = functional.pad(held[:, :-1], (1, 0)).cumsum_(1)
     # f(t_k) grows with k: a binary search finds the first breakpoint past the radius, and s
     # lies in the interval before it. When none is past (f(1) <= eps^2), the last
     # interval's s is at least 1 or past every breakpoint: either way s = 1 gives the point
