@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         "--eps",
         type=float,
         default=None,
-        help="radius on [0, 1] inputs (default 0.125 for L-inf, 1.0 for L2)",
+        help="radius on [0, 1] inputs (default 0.125 for L-inf, 0.5 for L2)",
     )
     parser.add_argument(
         "--exit-eps",
@@ -652,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.eps is None:
-        args.eps = 0.125 if args.norm == "inf" else 1.0
+        args.eps = 0.125 if args.norm == "inf" else 0.5
     if args.exit_eps is None:
         args.exit_eps = 2 * args.eps
 
