@@ -121,12 +121,29 @@ def test_low_fpr_metrics_read_the_roc_as_sklearn_builds_it() -> None:
     members = np.r_[np.ones(2000, bool), np.zeros(2000, bool)]
     scores = np.round(rng.normal(members * 0.5, 1.0), 1)  # many ties
     out = low_fpr_metrics(scores, members)
-    fpr, tpr, _ = roc_curve(members, scores)
+    fpr, tpr, _ = roc_curve(members, scores, drop_intermediate=False)
     assert out["auc"] == pytest.approx(roc_auc_score(members, scores))
     assert out["tpr_at_1pct_fpr"] == pytest.approx(tpr[fpr <= 0.01].max())
     assert out["advantage"] == pytest.approx(np.max(tpr - fpr))
     few = low_fpr_metrics(scores[1900:2100], members[1900:2100])
     assert few["tpr_at_0.1pct_fpr"] is None  # 100 non-members cannot measure 0.1% FPR
+
+
+def test_tpr_at_low_fpr_reads_operating_points_on_a_straight_stretch_of_the_roc() -> None:
+    """Four top tie groups of 1 non-member and 5 members each lie on one straight line of the
+    ROC: ``roc_curve``'s default drops the middle ones, and reading it would give the point
+    at FPR 0.5% (TPR 2.5%) instead of the threshold that reaches FPR 1% exactly (TPR 5%)."""
+    rng = np.random.default_rng(0)
+    top = np.repeat([1.0, 0.9, 0.8, 0.7], 6)
+    top_members = np.tile([False, True, True, True, True, True], 4)
+    scores = np.r_[top, rng.uniform(0.0, 0.5, 376)]
+    members = np.r_[top_members, np.ones(180, bool), np.zeros(196, bool)]
+    assert low_fpr_metrics(scores, members)["tpr_at_1pct_fpr"] == pytest.approx(0.05)
+    above = scores >= 0.9  # the threshold itself: FPR 2/200, TPR 10/200
+    assert (above & ~members).sum() / 200 == 0.01
+    assert (above & members).sum() / 200 == 0.05
+    fpr, tpr, _ = roc_curve(members, scores)  # the default curve skips that point
+    assert tpr[fpr <= 0.01].max() == pytest.approx(0.025)
 
 
 def test_progress_of_a_budgeted_attack_is_reported() -> None:

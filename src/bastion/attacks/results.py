@@ -146,7 +146,10 @@ def low_fpr_metrics(scores: np.ndarray, is_member: np.ndarray) -> dict[str, floa
     n_neg = int((~members).sum())
     if members.all() or not members.any():
         raise ValueError("membership metrics need both members and non-members")
-    fpr, tpr, _ = roc_curve(members, scores)
+    # every threshold's operating point: the default drops those on a straight line between
+    # their neighbours (tie groups alike in make-up), and the TPR read at the largest FPR
+    # <= the target would then come from an earlier, lower point
+    fpr, tpr, _ = roc_curve(members, scores, drop_intermediate=False)
     out: dict[str, float | int | None] = {
         "auc": float(roc_auc_score(members, scores)),
         "advantage": float(np.max(tpr - fpr)),

@@ -225,3 +225,42 @@ def test_a_non_numeric_attribute_with_many_values_is_refused(data: dict[str, Any
     words = np.array([f"v{i}" for i in range(N_TRAIN)])
     with pytest.raises(ConfigError, match=f"has {N_TRAIN} distinct values.*non-numeric"):
         run(model, X, words)
+
+
+def test_a_binned_integer_attribute_is_plugged_in_as_a_value_it_takes() -> None:
+    """An integer age in a frame: each bin's plugged-in value is a (lower) median, an age the
+    data holds, so the integer column accepts it (a median of 23.5 used to fail the trial)."""
+    rng = np.random.default_rng(1)
+    n = 200
+    age = np.arange(n) % 40 + 20
+    X = pd.DataFrame({"a": rng.normal(size=n), "age": age})
+    y = (X["a"] + 0.05 * (age - 40) > 0).astype(int)
+    model = SklearnAdapter(LogisticRegression().fit(X, y))
+    result = run(model, X, attribute="age")
+    assert result.extra["bins"]["count"] == 5
+    assert result.method_accuracy["inversion"] > 0.5
+    # on an array too, where a fractional value used to be truncated silently
+    arrays = run(model, X.to_numpy(), attribute=1)
+    assert arrays.method_accuracy["inversion"] == result.method_accuracy["inversion"]
+
+
+def test_auxiliary_rows_as_an_array_beside_a_frame_line_up(data: dict[str, Any]) -> None:
+    """Auxiliary rows given as an array take the frame's column names (they used to form a
+    second set of columns, NaN in the targets' rows, and both accuracies fell to chance)."""
+    columns = ["a", "b", "c", "d", "s"]
+    model = fit(data, columns)
+    frame = data["frame"][columns]
+    as_frame = run(model, frame.iloc[:N_TRAIN], attribute="s", X_aux=frame.iloc[N_TRAIN:])
+    as_array = run(
+        model, frame.iloc[:N_TRAIN], attribute="s", X_aux=frame.iloc[N_TRAIN:].to_numpy()
+    )
+    assert as_array.attack_accuracy == as_frame.attack_accuracy
+    assert as_array.baseline_accuracy == as_frame.baseline_accuracy
+    shuffled = frame.iloc[N_TRAIN:][["s", "d", "c", "b", "a"]]  # same columns, other order
+    reordered = run(model, frame.iloc[:N_TRAIN], attribute="s", X_aux=shuffled)
+    assert reordered.attack_accuracy == as_frame.attack_accuracy
+    with pytest.raises(ConfigError, match="X_aux must hold the same feature columns as X"):
+        run(model, frame.iloc[:N_TRAIN], attribute="s", X_aux=frame.iloc[N_TRAIN:, :3])
+    renamed = frame.iloc[N_TRAIN:].rename(columns={"b": "B"})
+    with pytest.raises(ConfigError, match=r"lacks \['b'\] and has \['B'\]"):
+        run(model, frame.iloc[:N_TRAIN], attribute="s", X_aux=renamed)

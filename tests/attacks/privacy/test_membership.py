@@ -132,7 +132,7 @@ def test_metrics_equal_sklearn_on_the_attack_scores(
     forest_results: dict[str, MembershipResult],
 ) -> None:
     for result in forest_results.values():
-        fpr, tpr, _ = roc_curve(result.is_member, result.scores)
+        fpr, tpr, _ = roc_curve(result.is_member, result.scores, drop_intermediate=False)
         assert result.metrics["auc"] == pytest.approx(
             roc_auc_score(result.is_member, result.scores)
         )
@@ -144,15 +144,16 @@ def test_tied_scores_make_one_roc_step() -> None:
     n = 200
     members = np.repeat([True, False], n)
     scores = np.concatenate([np.linspace(0.0, 0.5, n), np.linspace(0.0, 0.5, n)])
-    # 10 members and 1 non-member share the top score: one step to FPR 0.5%, TPR 5%
+    # 10 members and 1 non-member share the top score: one step to FPR 0.5%, TPR 5%; the
+    # next tie (a member and a non-member at 0.5) reaches FPR 1% with TPR 5.5%
     scores[:10] = 1.0
     scores[n] = 1.0
-    assert low_fpr_metrics(scores, members)["tpr_at_1pct_fpr"] == pytest.approx(0.05)
+    assert low_fpr_metrics(scores, members)["tpr_at_1pct_fpr"] == pytest.approx(0.055)
     # with 3 non-members in the tie the step lands at FPR 1.5%: nothing at <= 1% (no random
     # tie-breaking that would credit part of the step)
     scores[n : n + 3] = 1.0
     assert low_fpr_metrics(scores, members)["tpr_at_1pct_fpr"] == 0.0
-    fpr, tpr, _ = roc_curve(members, scores)
+    fpr, tpr, _ = roc_curve(members, scores, drop_intermediate=False)
     assert tpr[fpr <= 0.01].max() == 0.0
 
 

@@ -210,6 +210,8 @@ class AttributeInference(Attack):
         cfg = self.options(AttributeInferenceConfig)
         start = time.perf_counter()
         self.check_model(model)
+        if X_aux is not None:
+            X_aux = _aligned_aux(X, X_aux)
         truth = _attribute_values(X, sensitive, attribute, "X", "sensitive")
         n = len(truth)
         _check_labels(y, n, "y")
@@ -349,7 +351,7 @@ def _is_numeric(values: np.ndarray) -> bool:
 @dataclass(frozen=True)
 class _Bins:
     """Quantile bins of a numeric attribute: inner ``edges``, the bins' interval names and
-    the median of the known values in each (what the inversion method plugs in)."""
+    the (lower) median of the known values in each (what the inversion method plugs in)."""
 
     edges: np.ndarray
     medians: dict[str, float]
@@ -362,8 +364,10 @@ class _Bins:
         edges = np.unique(quantiles[1:-1])
         index = np.searchsorted(edges, values, side="right")
         names = cls._names(edges)
+        # the lower median: a value the attribute takes (an integer age stays an integer,
+        # which an integer column or an integer-only model input accepts)
         medians = {
-            names[k]: float(np.median(values[index == k]))
+            names[k]: float(np.quantile(values[index == k], 0.5, method="lower"))
             for k in range(len(names))
             if np.any(index == k)
         }
@@ -430,6 +434,42 @@ def _column(X: ArrayLike, attribute: str | int, x_name: str) -> np.ndarray:
 def _check_labels(y: np.ndarray | None, n: int, name: str) -> None:
     if y is not None and len(y) != n:
         raise ConfigError(f"{name} must hold one label per row ({n}); received {len(y)}")
+
+
+def _aligned_aux(X: ArrayLike, X_aux: ArrayLike) -> ArrayLike:
+    """``X_aux`` with ``X``'s columns: an array beside a frame takes the frame's column names
+    (its width must match), frames with the same columns in another order are reordered.
+    Without this the attacker's features would be the union of both column sets, each half
+    NaN in the other's rows, and both accuracies would collapse without a word."""
+    width, aux_width = np.shape(X)[1], np.shape(X_aux)[1]
+    if aux_width != width:
+        raise ConfigError(
+            f"X_aux must hold the same feature columns as X: X has {width}, X_aux {aux_width}"
+        )
+    if isinstance(X, pd.DataFrame) and isinstance(X_aux, pd.DataFrame):
+        missing = [c for c in X.columns if c not in X_aux.columns]
+        if missing:
+            extra = [c for c in X_aux.columns if c not in X.columns]
+            raise ConfigError(
+                f"X_aux must hold the same feature columns as X: X_aux lacks {missing[:5]}"
+                f" and has {extra[:5]} instead"
+            )
+        return X_aux[list(X.columns)]
+    if isinstance(X, pd.DataFrame):
+        aux = pd.DataFrame(np.asarray(X_aux), columns=X.columns)
+        # an array holds one dtype: give each column X's back where that loses nothing, so
+        # that an integer attribute reads 1, not 1.0, in both
+        for name, dtype in X.dtypes.items():
+            try:
+                cast = aux[name].astype(dtype)
+            except (TypeError, ValueError):
+                continue
+            if bool((cast == aux[name]).all()):
+                aux[name] = cast
+        return aux
+    if isinstance(X_aux, pd.DataFrame):
+        return X_aux.to_numpy()
+    return X_aux
 
 
 def _without(X: ArrayLike, attribute: str | int | None) -> ArrayLike:
