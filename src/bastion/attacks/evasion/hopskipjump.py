@@ -95,7 +95,7 @@ class HopSkipJumpConfig(AttackConfig):
     """
 
     max_iter: int = Field(default=64, ge=0)
-    init_evals: int = Field(default=100, ge=1)
+    init_evals: int = Field(default=100, ge=2)  # the estimate needs two probes
     max_evals: int = Field(default=10_000, ge=1)
     init_size: int = Field(default=100, ge=0)
     gamma: float = Field(default=1.0, gt=0.0)
@@ -238,6 +238,10 @@ class _Walk:
             self.theta = gamma / (self.d_eff * math.sqrt(self.d_eff))
         else:
             self.theta = gamma / self.d_eff**2
+        # queries held back from a gradient estimate for the step and the binary search
+        self.step_reserve = 1 + min(
+            math.ceil(math.log2(1.0 / min(self.theta, 0.5))), _MAX_BISECTIONS
+        )
         self.iterations = 0
         self.starts = {"natural": 0, "random": 0}
         self.immutable = space.constraints.immutable
@@ -409,8 +413,14 @@ class _Walk:
             delta = self.d_eff * self.theta * self.dist_post[idx]
         delta = np.maximum(delta, 1e-12)
         wanted = min(int(cfg.init_evals * math.sqrt(t)), cfg.max_evals)
-        evals = np.minimum(wanted, self.ledger.left(self.rows[idx]))
+        # what the estimate leaves must pay for the step it serves (a check, and the binary
+        # search back to the boundary): an estimate that takes a point's last queries is
+        # thrown away when the point then retires unable to step
+        left = self.ledger.left(self.rows[idx]) - self.step_reserve
+        evals = np.minimum(wanted, left)
         usable = evals >= 2
+        if not usable.all():
+            self.ledger.stopped = self.ledger.stopped or "query budget"
         self.alive[idx[~usable]] = False
         grads = np.full((len(idx), d), np.nan)
         per_chunk = max(1, _CHUNK_ELEMENTS // max(wanted * d, 1))
