@@ -89,6 +89,51 @@ def test_square_total_budget_is_hard_and_reported(cancer: dict[str, Any]) -> Non
     _verified(result, cancer["gb"])
 
 
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_square_queries_only_candidates_that_changed(
+    norm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten 0/1 integer features that eps cannot move by a unit (the projection rounds a window
+    on them back): such windows are redrawn for free. Half the queries used to go to
+    candidates identical to the point's best so far."""
+    from bastion.attacks.evasion import square as square_module
+
+    rng = np.random.default_rng(0)
+    n, d = 300, 20
+    X = np.column_stack([rng.normal(size=(n, 10)), rng.integers(0, 2, (n, 10))]).astype(float)
+    y = ((X - X.mean(0)) @ rng.normal(size=d) + rng.normal(0, 0.5, n) > 0).astype(int)
+    model = SklearnAdapter(LogisticRegression(C=10).fit(X, y))
+    integer = np.r_[np.zeros(10, bool), np.ones(10, bool)]
+    cons = FeatureConstraints(
+        names=tuple(f"f{i}" for i in range(d)),
+        lower=np.r_[np.full(10, -5.0), np.zeros(10)],
+        upper=np.r_[np.full(10, 5.0), np.ones(10)],
+        bound_source=("declared",) * d,
+        immutable=np.zeros(d, bool),
+        integer=integer,
+        scale=X.std(0),
+    )
+    queried = {"rows": 0, "unchanged": 0, "calls": 0}
+    margin = square_module._Search._margin
+
+    def counting(self: Any, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        queried["calls"] += 1
+        if queried["calls"] > 1:  # past the initialisation
+            queried["rows"] += len(idx)
+            same = np.all(np.abs(z - self.best_z[idx]) < 1e-12, axis=1)
+            queried["unchanged"] += int(same.sum())
+        return margin(self, z, idx)
+
+    monkeypatch.setattr(square_module._Search, "_margin", counting)
+    eps = 0.3 if norm == "inf" else 0.6
+    result = Square(SquareConfig(n_queries=200)).run(
+        model, X[:60], y[:60], eps=eps, norm=norm, constraints=cons
+    )
+    assert queried["rows"] > 1000
+    assert queried["unchanged"] == 0
+    assert cons.violations(result.x_adv, X[:60]) == 0
+
+
 def test_square_l2_stays_in_the_ball(cancer: dict[str, Any]) -> None:
     model = SklearnAdapter(cancer["gb"])
     X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]

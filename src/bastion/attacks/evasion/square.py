@@ -75,6 +75,8 @@ __all__ = ["Square", "SquareConfig"]
 
 # p_init is divided by 2, 4, ... 512 past these iterations of a 10,000-iteration run
 _P_STEPS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+# free redraws of a window the projection undid, before its row sits an iteration out
+_REDRAWS = 8
 
 
 class SquareConfig(AttackConfig):
@@ -252,6 +254,16 @@ class _Search:
         m[self.cols[idx] < 0] = np.inf  # a label the model cannot output: nothing to attack
         return m
 
+    def _propose(self, idx: np.ndarray, p: float) -> np.ndarray:
+        """Feasible candidates for points ``idx``: their best so far with one new window."""
+        zb, z0 = self.best_z[idx], self.z0[idx]
+        if self.norm == "inf":
+            z = self.layout.propose_inf(zb, z0, p, self.eps, self.rng)
+        else:
+            z = self.layout.propose_l2(zb, z0, p, self.eps, self.rng)
+        out: np.ndarray = self.space.project(z, self.rows[idx], self.eps, self.norm)
+        return out
+
     def run(self, n_iter: int, p_init: float) -> int:
         """Search for ``n_iter`` iterations at most; returns the iterations run."""
         n = len(self.rows)
@@ -278,12 +290,24 @@ class _Search:
                 break
             active = active[:allowed]
             p = p_selection(it, n_iter, p_init)
-            zb, z0 = self.best_z[active], self.z0[active]
-            if self.norm == "inf":
-                z_new = layout.propose_inf(zb, z0, p, eps, rng)
-            else:
-                z_new = layout.propose_l2(zb, z0, p, eps, rng)
-            z_new = self.space.project(z_new, self.rows[active], eps, self.norm)
+            zb = self.best_z[active]
+            z_new = self._propose(active, p)
+            # a window the projection undoes (an integer feature that eps cannot move by a
+            # unit, a feature at its bound) is redrawn for free, as the paper redraws windows
+            # that do not change; a row still unchanged sits this iteration out, unqueried
+            same = np.flatnonzero(_unchanged(z_new, zb))
+            for _ in range(_REDRAWS):
+                if same.size == 0:
+                    break
+                z_new[same] = self._propose(active[same], p)
+                same = same[_unchanged(z_new[same], zb[same])]
+            if same.size:
+                moved = np.ones(active.size, dtype=bool)
+                moved[same] = False
+                active, zb, z_new = active[moved], zb[moved], z_new[moved]
+                if active.size == 0:
+                    done = it + 1
+                    continue
             m_new = self._margin(z_new, active)
             better = m_new < self.best_margin[active]
             upd = active[better]
@@ -291,6 +315,12 @@ class _Search:
             self.best_margin[upd] = m_new[better]
             done = it + 1
         return done
+
+
+def _unchanged(z: np.ndarray, zb: np.ndarray) -> np.ndarray:
+    """Rows of ``z`` equal to ``zb`` up to the projection's rounding."""
+    out: np.ndarray = np.all(np.abs(z - zb) <= 1e-12, axis=1)
+    return out
 
 
 def _unit_l2(delta: np.ndarray) -> np.ndarray:
