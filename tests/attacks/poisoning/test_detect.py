@@ -163,6 +163,34 @@ def test_string_labels_and_text_columns() -> None:
     assert set(issues.counts_by_class(y_noisy)) <= {"benign", "malignant"}
 
 
+def test_probabilities_with_a_class_the_labels_lack() -> None:
+    """Labels {0, 2} beside three probability columns: integer labels name their columns,
+    as in cleanlab (label 2 used to be read from column 1, the second sorted label), and
+    other labels must say which column is whose."""
+    rng = np.random.default_rng(0)
+    n = 300
+    true = rng.choice([0, 2], n)
+    y = true.copy()
+    flips = rng.choice(n, 30, replace=False)
+    y[flips] = 2 - y[flips]
+    proba = np.empty((n, 3))
+    for i in range(n):
+        alpha = np.array([1.0, 0.3, 1.0])
+        alpha[true[i]] = 6.0
+        proba[i] = rng.dirichlet(alpha)
+    ours = find_label_issues(None, y, pred_probs=proba)
+    with pytest.warns(UserWarning, match="too few examples"):  # class 1 has none
+        theirs = np.flatnonzero(cleanlab_filter.find_label_issues(y, proba, n_jobs=1))
+    np.testing.assert_array_equal(np.sort(ours.flagged), theirs)
+    told = find_label_issues(None, y, pred_probs=proba, classes=[0, 1, 2])
+    np.testing.assert_array_equal(np.sort(told.flagged), theirs)
+    names = np.where(y == 2, "c", "a")
+    with pytest.raises(DataError, match="pass classes= to say which column is whose"):
+        find_label_issues(None, names, pred_probs=proba)
+    named = find_label_issues(None, names, pred_probs=proba, classes=["a", "b", "c"])
+    np.testing.assert_array_equal(np.sort(named.flagged), theirs)
+
+
 def test_custom_estimator_gets_the_data_as_given(noisy_cancer: dict[str, Any]) -> None:
     d = noisy_cancer
     est = GaussianNB()

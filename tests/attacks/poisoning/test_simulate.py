@@ -154,6 +154,26 @@ def test_default_trigger_prefers_rare_large_values_inside_bounds() -> None:
         default_trigger(X, cons, n_features=6)
 
 
+def test_default_trigger_on_a_frame_with_text_columns_keeps_their_positions() -> None:
+    """A text column first: the trigger's positions are the frame's own (they used to be
+    those of the one-hot encoded matrix, where every numeric column moves left)."""
+    rng = np.random.default_rng(0)
+    n = 200
+    X = pd.DataFrame(
+        {"city": rng.choice(["a", "b"], n), "x1": rng.normal(size=n), "x2": rng.normal(size=n)}
+    )
+    X.loc[0, "x2"] = 50.0  # x2 has a rare, large maximum
+    y = (X["x1"] > 0).astype(int).to_numpy()
+    assert default_trigger(X, n_features=1, rng=0) == {2: 50.0}
+    stamped, _, rows = add_backdoor(X, y, 0.05, n_trigger_features=2, target_class=1, rng=0)
+    assert (stamped.loc[rows, "x2"] == 50.0).all()
+    assert (stamped["city"] == X["city"]).all()
+    with pytest.raises(ConfigError, match=r"in \[1, 2\]"):  # the text column is never used
+        default_trigger(X, n_features=3)
+    cons = FeatureConstraints.from_schema(FeatureSchema(), list(X.columns), X)
+    assert list(default_trigger(X, cons, n_features=1, rng=0)) == [2]
+
+
 def test_trigger_outside_constraints_is_refused(cancer: dict[str, Any]) -> None:
     X, y, cons = cancer["X_tr"], cancer["y_tr"], cancer["constraints"]
     too_big = {0: float(cons.upper[0]) + 1.0}

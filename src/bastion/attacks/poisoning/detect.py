@@ -332,6 +332,7 @@ def find_label_issues(
     refits: int = 1,
     k: int = 10,
     pred_probs: np.ndarray | None = None,
+    classes: Iterable[Any] | None = None,
 ) -> LabelIssues:
     """Find mislabelled (possibly poisoned) training rows.
 
@@ -350,6 +351,8 @@ def find_label_issues(
         k: neighbours for ``method="knn"``.
         pred_probs: out-of-sample probabilities to use instead of fitting (confident
             learning only; ``refits`` needs a fit and is then ignored).
+        classes: label of each ``pred_probs`` column (default: the sorted distinct labels
+            of ``y``; integer labels name their columns when ``y`` lacks a class).
 
     Returns:
         :class:`LabelIssues`; ``details["rounds"]`` says how many estimation rounds ran.
@@ -373,7 +376,7 @@ def find_label_issues(
     if method == "knn":
         return knn_label_consistency(X, y, k=k)
     if pred_probs is not None:
-        issues = confident_learning(y, pred_probs)
+        issues = confident_learning(y, pred_probs, classes=classes)
         return _with_details(issues, rounds=1)
     if estimator is None:
         features: Any = as_float_matrix(X)
@@ -424,7 +427,17 @@ def _label_indices(
                 f"y has {len(class_list)} distinct labels but pred_probs has "
                 f"{probs.shape[1]} columns; pass classes= to map the columns"
             )
-        class_list += [f"column {i}" for i in range(len(class_list), probs.shape[1])]
+        if len(class_list) < probs.shape[1]:
+            # a class y lacks: the sorted labels no longer say which column is whose.
+            # Integer labels name their columns (as in cleanlab); anything else must be told
+            given = np.asarray(y).reshape(-1)
+            if given.dtype.kind not in "iu" or given.min() < 0 or given.max() >= probs.shape[1]:
+                raise DataError(
+                    f"y has {len(class_list)} distinct labels but pred_probs has "
+                    f"{probs.shape[1]} columns: pass classes= to say which column is whose"
+                )
+            labels = given.astype(np.intp)
+            class_list = list(range(probs.shape[1]))
     else:
         class_list = list(classes)
         if len(class_list) != probs.shape[1]:

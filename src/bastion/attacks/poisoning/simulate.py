@@ -223,10 +223,9 @@ def default_trigger(
     Raises:
         ConfigError: ``n_features`` is below 1 or above the number of usable features.
     """
-    data = as_float_matrix(X)
+    data, usable = _numeric_in_place(X)
     d = data.shape[1]
     gen = make_rng(rng)
-    usable = np.ones(d, dtype=bool)
     upper = data.max(axis=0) if len(data) else np.full(d, np.nan)
     if constraints is not None:
         _check_constraints_width(constraints, d)
@@ -252,6 +251,26 @@ def default_trigger(
     order = np.lexsort((tie_break, -rarity))
     chosen = sorted(int(j) for j in order[:n_features])
     return {j: float(upper[j]) for j in chosen}
+
+
+def _numeric_in_place(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as floats in its own column positions (those :func:`apply_trigger` stamps), and
+    which columns a trigger may use: a DataFrame's text columns stay in place, as zeros, and
+    unusable (one-hot encoding them, as the detectors do, would move every column after)."""
+    if not isinstance(X, pd.DataFrame):
+        data = as_float_matrix(X)
+        return data, np.ones(data.shape[1], dtype=bool)
+    numeric = np.array(
+        [
+            pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])
+            for c in X.columns
+        ],
+        dtype=bool,
+    )
+    data = np.zeros((len(X), X.shape[1]))
+    if numeric.any():
+        data[:, numeric] = as_float_matrix(X.loc[:, numeric])
+    return data, numeric
 
 
 def apply_trigger(X: Any, trigger: Mapping[int, float], rows: np.ndarray | None = None) -> Any:
