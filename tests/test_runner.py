@@ -291,3 +291,29 @@ def test_attacks_cannot_reach_hosts_other_than_the_endpoint(
     ext = next(f for f in report.findings if f.check_id == "EXT001")
     assert ext.status is Status.ERROR
     assert "refused during an attack" in ext.message
+
+
+def test_features_follow_the_order_the_model_names(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """A model fitted on a frame, a test file with its columns in another order: the checks
+    that hand the model arrays see the model's order (they used to see the file's, and
+    reported the accuracy of a scrambled model), and a column the model takes is required."""
+    train_frame, test_frame = split
+    kw = {"target": "target", "sensitive": ["group"], "non_features": ["group"]}
+    train = Dataset.from_frame(train_frame, name="train", **kw)
+    features = train.feature_names
+    model = SklearnAdapter(
+        LogisticRegression(max_iter=5000).fit(train.features, train.labels)  # fitted on names
+    )
+    reordered = test_frame[["target", *features[::-1], "group"]]
+    test = Dataset.from_frame(reordered, name="test", **kw)
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=test, model=model, from_policy=False)
+    assert inputs.test is not None
+    assert inputs.test.feature_names == features
+    expected = model.estimator.predict(test_frame[features])
+    assert np.array_equal(model.predict(inputs.test.features.to_numpy()), expected)
+    short = Dataset.from_frame(reordered.drop(columns=[features[3]]), name="test", **kw)
+    with pytest.raises(DataError, match=f"takes column '{features[3]}'"):
+        load_inputs(policy, train=train, test=short, model=model, from_policy=False)

@@ -106,7 +106,34 @@ def load_inputs(
     if from_policy:
         model = model or _load_model(policy, policy.spec.model, "model")
         baseline = baseline or _load_model(policy, policy.spec.baseline, "baseline")
+    for ds in (train, test):
+        if ds is not None and model is not None:
+            _in_model_order(ds, model)
     return GateInputs(train=train, test=test, model=model, baseline=baseline, schema=schema)
+
+
+def _in_model_order(ds: Dataset, model: ModelAdapter) -> None:
+    """Feature columns in the order the model names its inputs (a scikit-learn estimator
+    fitted on a frame): checks that hand the model arrays would otherwise pair each value with
+    whatever input holds its position, and report figures of a scrambled model. A model
+    input the dataset lacks is an error here, named; extra columns are left to the checks."""
+    expected = getattr(model, "feature_names_in_", None)
+    if not expected:
+        return
+    have = ds.feature_names
+    if have == list(expected):
+        return
+    missing = [c for c in expected if c not in have]
+    if missing:
+        where = f" ({ds.path})" if ds.path else ""
+        raise DataError(
+            f"dataset {ds.name!r}{where}: the model {model.info.name!r} takes column "
+            f"{missing[0]!r}, which the dataset lacks"
+            + (f" ({len(missing)} missing in all)" if len(missing) > 1 else "")
+            + f"; {known_names(missing[0], have)}"
+        )
+    if sorted(have) == sorted(expected):
+        ds.feature_order = tuple(str(c) for c in expected)
 
 
 def run_gate(

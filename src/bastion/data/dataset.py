@@ -41,6 +41,9 @@ class Dataset:
     path: Path | None = None
     # columns that are not model inputs (row ids, a derived age band used only for fairness)
     non_features: tuple[str, ...] = ()
+    # the model's input order of the feature columns, when the model names its inputs and the
+    # file holds them in another order (set by the runner; empty: the file's order)
+    feature_order: tuple[str, ...] = ()
     _row_hash_cache: dict[tuple[str, ...], np.ndarray] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -67,7 +70,10 @@ class Dataset:
     def feature_names(self) -> list[str]:
         """The model's input columns: everything but the target and ``non_features``."""
         excluded = {self.target, *self.non_features}
-        return [str(c) for c in self.frame.columns if c not in excluded]
+        names = [str(c) for c in self.frame.columns if c not in excluded]
+        if self.feature_order and sorted(self.feature_order) == sorted(names):
+            return list(self.feature_order)
+        return names
 
     @property
     def features(self) -> pd.DataFrame:
