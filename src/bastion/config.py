@@ -242,7 +242,7 @@ class PolicyModel(_Strict):
 
     version: Literal[1] = 1
     project: Annotated[str, Field(min_length=1)] = "bastion"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's and torch's generators take no negative seed
     data: DataSection = Field(default_factory=DataSection)
     model: ModelSpec | None = None
     baseline: ModelSpec | None = None

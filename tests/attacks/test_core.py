@@ -30,6 +30,16 @@ def test_declared_bounds_are_kept_and_the_rest_inferred_with_a_margin() -> None:
     assert cons.scale[0] == pytest.approx(REFERENCE["age"].std(ddof=0))
 
 
+def test_an_inferred_margin_never_crosses_zero_where_the_data_does_not() -> None:
+    reference = pd.DataFrame(
+        {"count": [0.0, 3.0, 10.0], "debt": [-8.0, -2.0, 0.0], "shift": [-1.0, 0.5, 1.0]}
+    )
+    cons = FeatureConstraints.from_schema(FeatureSchema(), list(reference.columns), reference)
+    assert (cons.lower[0], cons.upper[0]) == pytest.approx((0.0, 10.5))
+    assert (cons.lower[1], cons.upper[1]) == pytest.approx((-8.4, 0.0))
+    assert (cons.lower[2], cons.upper[2]) == pytest.approx((-1.1, 1.1))  # crosses: padded
+
+
 def test_projection_enforces_every_constraint() -> None:
     schema = FeatureSchema(
         {

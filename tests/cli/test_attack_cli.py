@@ -94,6 +94,52 @@ def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[
     assert report == {}
 
 
+def test_json_on_stdout_stays_json_with_save_adv(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    adv = project / "adv.npy"
+    code = run(
+        [
+            "attack", "evasion", "--model", str(project / "model.onnx"),
+            "--data", str(project / "data" / "test.csv"), "--target", "diagnosis",
+            "--budget", "50", "--format", "json", "--save-adv", str(adv),
+        ]
+    )  # fmt: skip
+    assert code in (0, 1)
+    captured = capsys.readouterr()
+    validate_report_dict(json.loads(captured.out))  # the note on the file went to stderr
+    assert "adversarial inputs to" in captured.err
+    assert adv.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--save-adv", "adv.parquet"], "--save-adv adv.parquet: write a .csv"),
+        (["--save-adv", "nowhere/adv.csv"], "the folder nowhere does not exist"),
+        (["--out", "nowhere/report.json"], "--out nowhere/report.json: the folder nowhere"),
+        (["--seed", "-1"], "seed: expected an integer >= 0"),
+        (["--eps", "inf"], "checks.robustness.evasion.eps"),
+    ],
+)
+def test_bad_outputs_and_values_are_refused_before_the_attack(
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(project)
+    code = run(
+        [
+            "attack", "evasion", "--model", "model.onnx", "--data", "data/test.csv",
+            "--target", "diagnosis", *args,
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_saved_adversarial_inputs_agree_with_the_report(project: Path) -> None:
     adv = project / "adv.csv"
     _, report = attack(

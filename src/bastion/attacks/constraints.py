@@ -236,4 +236,8 @@ def _reference_column(reference: pd.DataFrame | None, name: str) -> np.ndarray |
 
 def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
     pad = margin * (hi - lo) if np.isfinite(hi - lo) else 0.0
-    return lo - pad, hi + pad
+    # the margin never crosses zero where the data never does: a count, a length or a
+    # concentration observed >= 0 stays >= 0 (a negative one is no real input)
+    return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), (
+        min(hi + pad, 0.0) if hi <= 0 else hi + pad
+    )

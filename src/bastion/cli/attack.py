@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion.cli._console import ProgressBar, console, findings_table, verdict_line
+from bastion.cli._console import ProgressBar, console, err_console, findings_table, verdict_line
 from bastion.exceptions import ConfigError
 
 __all__ = ["AttackRequest", "run_attack"]
@@ -113,6 +113,7 @@ def run_attack(request: AttackRequest) -> int:
     from bastion.runner import run_gate
 
     policy = parse_policy(build_policy(request), source="bastion attack")
+    _check_outputs(request)
     artifacts: dict[str, Any] = {}
     report = run_gate(
         policy,
@@ -134,6 +135,18 @@ def run_attack(request: AttackRequest) -> int:
     return report.verdict.exit_code
 
 
+def _check_outputs(request: AttackRequest) -> None:
+    """Refuse output paths that cannot be written before the attack runs, not after."""
+    if request.save_adv is not None and request.save_adv.suffix.lower() not in (".csv", ".npy"):
+        raise ConfigError(
+            f"--save-adv {request.save_adv}: write a .csv (features by name, with the source "
+            "row) or a .npy (the array); other formats are not supported"
+        )
+    for flag, path in (("--out", request.out), ("--save-adv", request.save_adv)):
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(f"{flag} {path}: the folder {path.parent} does not exist")
+
+
 def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
     """Write the evasion attack's adversarial inputs (CSV with the feature names, or .npy)."""
     result = artifacts.get("evasion_result")
@@ -143,7 +156,7 @@ def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
     import pandas as pd
 
     names = artifacts.get("feature_names")
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         np.save(path, result.x_adv)
     else:
         frame = pd.DataFrame(result.x_adv.reshape(len(result.x_adv), -1), columns=names)
@@ -152,4 +165,5 @@ def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
             frame.insert(0, "bastion_row", rows)
         frame["bastion_adversarial_success"] = result.success
         frame.to_csv(path, index=False)
-    console.print(f"wrote {len(result.x_adv)} adversarial inputs to {path}", markup=False)
+    # on stderr: stdout may be the JSON report, which must stay parseable
+    err_console.print(f"wrote {len(result.x_adv)} adversarial inputs to {path}", markup=False)

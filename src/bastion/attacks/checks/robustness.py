@@ -98,7 +98,7 @@ class EvasionCheckConfig(CheckConfig):
     """
 
     attack: str = "auto"
-    eps: float | None = Field(default=None, gt=0.0)
+    eps: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     norm: Literal["inf", "2"] = "inf"
     eps_curve: tuple[float, ...] | None = None
     n_points: int = Field(default=200, ge=1)
