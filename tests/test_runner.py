@@ -317,3 +317,18 @@ def test_features_follow_the_order_the_model_names(
     short = Dataset.from_frame(reordered.drop(columns=[features[3]]), name="test", **kw)
     with pytest.raises(DataError, match=f"takes column '{features[3]}'"):
         load_inputs(policy, train=train, test=short, model=model, from_policy=False)
+
+
+def test_missing_feature_values_the_model_refuses_are_named(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = datasets(split)
+    frame = test.frame.copy()
+    frame.loc[[0, 5], "mean radius"] = np.nan
+    holey = Dataset.from_frame(
+        frame, name="test", target="target", sensitive=["group"], non_features=["group"]
+    )
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=holey, model=fitted(train), from_policy=False)
+    with pytest.raises(DataError, match=r"refused its missing values, in 'mean radius' \(2 rows\)"):
+        run_gate(policy, inputs=inputs, today=TODAY)

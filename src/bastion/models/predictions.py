@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bastion.exceptions import ModelOutputError
+from bastion.exceptions import DataError, ModelOutputError
 from bastion.models.base import Capability
 
 if TYPE_CHECKING:
@@ -61,8 +61,20 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
     """Query ``model`` once on ``data`` (predict, and predict_proba when declared)."""
     X = data.features
     y_true = data.labels
-    y_pred = model.predict(X)
-    proba = model.predict_proba(X) if model.has(Capability.PREDICT_PROBA) else None
+    try:
+        y_pred = model.predict(X)
+        proba = model.predict_proba(X) if model.has(Capability.PREDICT_PROBA) else None
+    except (ValueError, TypeError) as err:
+        missing = _missing_by_column(X)
+        if not missing:
+            raise
+        where = f" ({data.path})" if data.path else ""
+        listed = ", ".join(f"{c!r} ({n} rows)" for c, n in list(missing.items())[:5])
+        raise DataError(
+            f"dataset {data.name!r}{where}: model {model.info.name!r} refused its missing "
+            f"values, in {listed}{' ...' if len(missing) > 5 else ''}: impute them, drop those "
+            f"rows, or use a model that takes missing values ({str(err).splitlines()[0]})"
+        ) from err
     if model.classes_ is not None:
         classes = np.asarray(model.classes_)
     else:
@@ -81,3 +93,12 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
             f"{classes.tolist()}"
         )
     return Predictions(y_true, y_pred, proba, classes, positive_label)
+
+
+def _missing_by_column(X: Any) -> dict[str, int]:
+    """Count of missing values per feature column that has any."""
+    import pandas as pd
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    counts = frame.isna().sum()
+    return {str(c): int(n) for c, n in counts.items() if n}

@@ -161,6 +161,22 @@ def test_samples_only_under_samples(data: dict[str, Any]) -> None:
     assert "samples" not in none.evidence
 
 
+def test_test_rows_without_a_label_are_left_out(data: dict[str, Any]) -> None:
+    """A missing label used to count its row as misclassified (clean accuracy too low)."""
+    frame = data["test"].frame.copy()
+    frame["target"] = frame["target"].astype(float)
+    frame.loc[:9, "target"] = np.nan
+    partial = {**data, "test": Dataset.from_frame(frame, name="test", target="target")}
+    finding = _run(partial, SklearnAdapter(data["lr"]), n_points=500, eps=0.05)
+    assert finding.evidence["unlabelled_rows_left_out"] == 10
+    assert finding.metrics["n_points"] == len(frame) - 10
+    assert "10 test row(s) without a label left out" in finding.message
+    labelled = frame["target"].notna().to_numpy()
+    right = data["lr"].predict(frame.drop(columns="target").to_numpy()[labelled])
+    expected = np.mean(right == frame["target"].to_numpy()[labelled])
+    assert finding.metrics["clean_accuracy"] == pytest.approx(expected)
+
+
 def test_capabilities_decide_the_attack_or_skip(data: dict[str, Any]) -> None:
     labels_only = SklearnAdapter(data["lr"])
     labels_only.capabilities = frozenset(
@@ -184,6 +200,8 @@ def test_config_is_validated() -> None:
         EvasionCheckConfig(eps_curve=(0.1, -1.0))
     with pytest.raises(ValidationError):
         EvasionCheckConfig(eps=0)
+    with pytest.raises(ValidationError):
+        EvasionCheckConfig(eps=float("inf"))
     with pytest.raises(ValidationError):
         EvasionCheckConfig(norm="1")  # type: ignore[arg-type]
     assert EvasionCheckConfig(eps_curve=[0.1, 0.2]).eps_curve == (0.1, 0.2)  # type: ignore[arg-type]

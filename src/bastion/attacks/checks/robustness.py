@@ -225,8 +225,13 @@ class EvasionCheck(Check):
         radii = sorted({*(cfg.eps_curve or [f * eps for f in _CURVE_FACTORS]), eps})
 
         rng = ctx.rng(self.id)
-        n = len(frame)
-        rows = np.sort(rng.choice(n, size=min(cfg.n_points, n), replace=False))
+        # a row without a label cannot be judged: it would count as misclassified
+        labelled = np.flatnonzero(test.frame[test.target].notna().to_numpy())
+        unlabelled = len(frame) - len(labelled)
+        if len(labelled) == 0:
+            return self.skip(ctx, f"the test set's {test.target!r} column holds no labels")
+        n = len(labelled)
+        rows = labelled[np.sort(rng.choice(n, size=min(cfg.n_points, n), replace=False))]
         X = frame.to_numpy(dtype=np.float64)[rows]
         y = np.asarray(test.labels)[rows]
         seed = int(rng.integers(2**31 - 1))
@@ -263,9 +268,12 @@ class EvasionCheck(Check):
             f"{attack_id}; attack success rate {_fmt(asr)} over "
             f"{metrics['attacked_points']} correctly classified of {len(X)} points. {verdict}"
         )
+        if unlabelled:
+            message += f" {unlabelled} test row(s) without a label left out."
         if sanity:
             message += f" Sanity warning(s): {'; '.join(sanity)}."
         evidence: dict[str, Any] = {
+            "unlabelled_rows_left_out": unlabelled,
             "attack": attack_id,
             "attack_requested": cfg.attack,
             "norm": cfg.norm,
