@@ -43,7 +43,7 @@ def test_the_issue_example_message() -> None:
     ("data", "message"),
     [
         ({"projekt": "x"}, "bastion.yaml: projekt: unknown key; expected one of: version, project"),
-        ({"seed": "abc"}, "bastion.yaml: seed: expected an integer, got 'abc'"),
+        ({"seed": "abc"}, "bastion.yaml: seed: expected an integer >= 0, got 'abc'"),
         ({"gate": {"fail_on": "severe"}}, "gate.fail_on: expected one of info, low, medium"),
         (
             {"checks": {"data": {"completenes": {}}}},

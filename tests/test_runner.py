@@ -332,3 +332,20 @@ def test_missing_feature_values_the_model_refuses_are_named(
     inputs = load_inputs(policy, train=train, test=holey, model=fitted(train), from_policy=False)
     with pytest.raises(DataError, match=r"refused its missing values, in 'mean radius' \(2 rows\)"):
         run_gate(policy, inputs=inputs, today=TODAY)
+
+
+def test_labels_that_share_nothing_with_the_model_classes_are_refused(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """Text labels against a 0/1 model: every row would count as misclassified and every
+    attack figure be empty, under a passing verdict."""
+    train, test = datasets(split)
+    frame = test.frame.copy()
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    named = Dataset.from_frame(
+        frame, name="test", target="target", sensitive=["group"], non_features=["group"]
+    )
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=named, model=fitted(train), from_policy=False)
+    with pytest.raises(DataError, match="share nothing with the classes of model"):
+        run_gate(policy, inputs=inputs, today=TODAY)

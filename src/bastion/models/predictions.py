@@ -79,6 +79,8 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
         classes = np.asarray(model.classes_)
     else:
         classes = np.unique(np.concatenate([np.unique(y_true), np.unique(y_pred)]))
+    if model.classes_ is not None:
+        _check_labels_overlap(data, model, classes, y_true)
     unknown = np.setdiff1d(np.unique(y_pred), classes)
     if unknown.size:
         raise ModelOutputError(
@@ -102,3 +104,21 @@ def _missing_by_column(X: Any) -> dict[str, int]:
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     counts = frame.isna().sum()
     return {str(c): int(n) for c, n in counts.items() if n}
+
+
+def _check_labels_overlap(
+    data: Dataset, model: ModelAdapter, classes: np.ndarray, y_true: np.ndarray
+) -> None:
+    """Labels that share nothing with the model's classes ("benign" against 0/1) would make
+    every row misclassified and every attack figure empty, under a passing verdict."""
+    import pandas as pd
+
+    given = pd.unique(pd.Series(y_true).dropna())
+    known = set(classes.tolist())
+    if len(given) and not any(label in known for label in given.tolist()):
+        where = f" ({data.path})" if data.path else ""
+        raise DataError(
+            f"dataset {data.name!r}{where}: its labels {given[:5].tolist()} share nothing with "
+            f"the classes of model {model.info.name!r}, {classes[:5].tolist()}: is "
+            f"{data.target!r} the right target, encoded as the model was trained?"
+        )
