@@ -71,3 +71,21 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     from bastion.supply import scan_path
 
     assert scan_path(tmp_path / "downloaded_model.pkl").verdict.value == "unsafe"
+
+
+def test_the_demo_replaces_its_own_output_and_nothing_else(tmp_path: Path) -> None:
+    from bastion.demo import fresh_output
+    from bastion.exceptions import ConfigError
+
+    out = tmp_path / "demo"
+    fresh_output(out)  # created
+    (out / "release").mkdir()
+    (out / "release" / "model.sig").write_text("from the last run")
+    fresh_output(out)  # an earlier demo's output: replaced
+    assert [p.name for p in out.iterdir()] == [".bastion-demo"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not an earlier demo's output"):
+        fresh_output(mine)
+    assert (mine / "notes.txt").read_text() == "keep me"

@@ -58,7 +58,7 @@ def run_demo(out: Path) -> int:
     from bastion.cli.commands import run_check
 
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_output(out)
     verdicts: list[tuple[str, int]] = []
     scenarios = [_breast_cancer(), _diabetes()]
     digits = _digits()
@@ -86,6 +86,31 @@ def run_demo(out: Path) -> int:
         f"'bastion check -c {out / verdicts[0][0] / 'bastion.yaml'} --out DIR'."
     )
     return 0
+
+
+# left in the output folder: the next run may replace a folder holding it, and no other
+_MARKER = ".bastion-demo"
+
+
+def fresh_output(out: Path) -> None:
+    """An empty ``out`` for this run: an earlier demo's output (it holds the marker file) is
+    replaced, so that ``make demo`` runs twice (the release refused its non-empty folder);
+    any other non-empty folder is left alone and refused."""
+    import shutil
+
+    from bastion.exceptions import ConfigError
+
+    if out.exists() and any(out.iterdir()):
+        if not (out / _MARKER).is_file():
+            raise ConfigError(
+                f"{out} is not empty and not an earlier demo's output: give the demo another "
+                "folder (--out DIR)"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text(
+        "written by `bastion demo`; its next run into this folder replaces it\n", encoding="utf-8"
+    )
 
 
 # the demo's own signing key is protected by this passphrase; it signs nothing but the demo
