@@ -345,3 +345,8 @@ def test_steps_option_reaches_the_attack(data: dict[str, Any]) -> None:
     assert _configured("hopskipjump", 5).config.max_iter == 5  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="has no iteration count"):
         _configured("square", 3)
+    assert _configured("square", 3, chosen=True).config == _configured("square", None).config
+    # `auto` on a model without gradients picks square: steps is set aside, said so
+    finding = _run(data, SklearnAdapter(data["gb"]), steps=3, max_queries_per_sample=50)
+    assert finding.status is not Status.ERROR
+    assert "steps=3 does not apply to square" in finding.message

@@ -126,15 +126,19 @@ class EvasionCheckConfig(CheckConfig):
         return value
 
 
-def _configured(attack_id: str, steps: int | None) -> Attack:
+def _configured(attack_id: str, steps: int | None, chosen: bool = False) -> Attack:
     """The attack with ``steps`` iterations where it has such a knob (PGD ``steps``, APGD
-    and ``auto`` ``n_iter``, HopSkipJump ``max_iter``); others keep their paper defaults."""
+    and ``auto`` ``n_iter``, HopSkipJump ``max_iter``); others keep their paper defaults.
+    An attack without one is an error when named, and runs as it is when ``chosen`` by
+    ``attack: auto`` (Square for a model without gradients: the caller says so)."""
     cls = ATTACKS.get(attack_id)
     if steps is None:
         return cls()
     fields = cls.Config.model_fields
     knob = next((k for k in ("steps", "n_iter", "max_iter") if k in fields), None)
     if knob is None:
+        if chosen:
+            return cls()
         raise ConfigError(
             f"checks.robustness.evasion.steps: attack {attack_id!r} has no iteration count"
         )
@@ -205,7 +209,8 @@ class EvasionCheck(Check):
                 "categories as one-hot columns and declare their one_hot_group in the schema)",
             )
         attack_id = resolve_attack(cfg.attack, model)
-        attack = _configured(attack_id, cfg.steps)
+        chosen = cfg.attack == "auto"
+        attack = _configured(attack_id, cfg.steps, chosen)
         if not isinstance(attack, EvasionAttack):
             raise ConfigError(
                 f"checks.robustness.evasion.attack must name an evasion attack; {attack_id!r} "
@@ -270,6 +275,11 @@ class EvasionCheck(Check):
         )
         if unlabelled:
             message += f" {unlabelled} test row(s) without a label left out."
+        if cfg.steps is not None and chosen and attack_id == "square":
+            message += (
+                f" steps={cfg.steps} does not apply to square (chosen by auto for a model "
+                "without gradients): it ran on its query budget."
+            )
         if sanity:
             message += f" Sanity warning(s): {'; '.join(sanity)}."
         evidence: dict[str, Any] = {
