@@ -433,9 +433,11 @@ class _Confirm:
         eps: float,
         batch: int,
         dtype: torch.dtype,
+        leaves: bool,
     ) -> None:
         self.net = net
         self.meter = meter
+        self.leaves = leaves  # confirmed rows leave the batch (early exit)
         self.cons = cons
         self.scale = scale
         self.norm = norm
@@ -481,7 +483,10 @@ class _Confirm:
             chunk.adv[torch.as_tensor(won, device=device)] = torch.as_tensor(
                 z_c, dtype=chunk.adv.dtype, device=device
             )
-            chunk.rejects[won] = 0  # they leave for good: no longer limit the batch
+            if self.leaves:
+                # they leave for good: their failed confirmations no longer limit the batch
+                # (rows that stay, without early exit, keep taking forwards: their count holds)
+                chunk.rejects[won] = 0
         chunk.max_rejects = int(chunk.rejects.max()) if len(chunk.rejects) else 0
         return torch.as_tensor(good, device=device)
 
@@ -1243,7 +1248,14 @@ def run_attack(
         gen.manual_seed(int(seed))
         eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), gen)
         if rounding:
-            eng.confirm = _Confirm(net, meter, cons, scale, norm, float(eps), batch, dtype)
+            eng.confirm = _Confirm(
+                net, meter, cons, scale, norm, float(eps), batch, dtype, bool(options.early_exit)
+            )
+            # every step: a PGD row halts while its continuous iterate is misclassified, so
+            # one whose rounded version failed would otherwise wait for the next look each
+            # time it moves (one step in check_every on an accelerator); a confirmation
+            # syncs with the host anyway
+            eng.check_every = 1
         eng.defer_last = on_device
         for start in range(0, len(attacked), batch):
             rows = attacked[start : start + batch]
