@@ -36,7 +36,10 @@ app.add_typer(data_app, name="data")
 attack_app = typer.Typer(
     help=(
         "Attack your own model in a controlled environment: seeded, query- and time-budgeted,"
-        " no network but an endpoint you name. Exit codes as for check."
+        " no network but an endpoint you name. Limits are the checks' defaults (the README's"
+        " table); a policy run by bastion check sets others.\n\nExit codes: 0 passed, 1 the gate"
+        " failed (a limit crossed, or the attack could not run), 2 a usage, configuration or"
+        " input error."
     ),
     no_args_is_help=True,
 )
