@@ -132,8 +132,8 @@ def _in_model_order(ds: Dataset, model: ModelAdapter) -> None:
             + (f" ({len(missing)} missing in all)" if len(missing) > 1 else "")
             + f"; {known_names(missing[0], have)}"
         )
-    if sorted(have) == sorted(expected):
-        ds.feature_order = tuple(str(c) for c in expected)
+    # applied by the dataset only where its feature columns are exactly these
+    ds.feature_order = tuple(str(c) for c in expected)
 
 
 def run_gate(

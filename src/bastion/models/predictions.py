@@ -77,10 +77,9 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
         ) from err
     if model.classes_ is not None:
         classes = np.asarray(model.classes_)
+        _check_labels_overlap(data, model, classes, y_true)
     else:
         classes = np.unique(np.concatenate([np.unique(y_true), np.unique(y_pred)]))
-    if model.classes_ is not None:
-        _check_labels_overlap(data, model, classes, y_true)
     unknown = np.setdiff1d(np.unique(y_pred), classes)
     if unknown.size:
         raise ModelOutputError(

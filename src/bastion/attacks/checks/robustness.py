@@ -134,8 +134,7 @@ def _configured(attack_id: str, steps: int | None, chosen: bool = False) -> Atta
     cls = ATTACKS.get(attack_id)
     if steps is None:
         return cls()
-    fields = cls.Config.model_fields
-    knob = next((k for k in ("steps", "n_iter", "max_iter") if k in fields), None)
+    knob = _step_knob(attack_id)
     if knob is None:
         if chosen:
             return cls()
@@ -143,6 +142,12 @@ def _configured(attack_id: str, steps: int | None, chosen: bool = False) -> Atta
             f"checks.robustness.evasion.steps: attack {attack_id!r} has no iteration count"
         )
     return cls(cls.Config(**{knob: steps}))
+
+
+def _step_knob(attack_id: str) -> str | None:
+    """The name of the attack's iteration count, if it has one."""
+    fields = ATTACKS.get(attack_id).Config.model_fields
+    return next((k for k in ("steps", "n_iter", "max_iter") if k in fields), None)
 
 
 def resolve_attack(requested: str, model: ModelAdapter) -> str:
@@ -275,10 +280,10 @@ class EvasionCheck(Check):
         )
         if unlabelled:
             message += f" {unlabelled} test row(s) without a label left out."
-        if cfg.steps is not None and chosen and attack_id == "square":
+        if cfg.steps is not None and chosen and _step_knob(attack_id) is None:
             message += (
-                f" steps={cfg.steps} does not apply to square (chosen by auto for a model "
-                "without gradients): it ran on its query budget."
+                f" steps={cfg.steps} does not apply to {attack_id} (chosen by auto for this "
+                "model): it ran on its query budget."
             )
         if sanity:
             message += f" Sanity warning(s): {'; '.join(sanity)}."

@@ -433,11 +433,9 @@ class _Confirm:
         eps: float,
         batch: int,
         dtype: torch.dtype,
-        leaves: bool,
     ) -> None:
         self.net = net
         self.meter = meter
-        self.leaves = leaves  # confirmed rows leave the batch (early exit)
         self.cons = cons
         self.scale = scale
         self.norm = norm
@@ -483,10 +481,6 @@ class _Confirm:
             chunk.adv[torch.as_tensor(won, device=device)] = torch.as_tensor(
                 z_c, dtype=chunk.adv.dtype, device=device
             )
-            if self.leaves:
-                # they leave for good: their failed confirmations no longer limit the batch
-                # (rows that stay, without early exit, keep taking forwards: their count holds)
-                chunk.rejects[won] = 0
         chunk.max_rejects = int(chunk.rejects.max()) if len(chunk.rejects) else 0
         return torch.as_tensor(good, device=device)
 
@@ -741,6 +735,11 @@ class _Engine:
         chunk.found[where] = True
         spent = torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
         chunk.queries.index_put_((where,), spent, accumulate=True)
+        if chunk.max_rejects:
+            # their failed confirmations no longer limit the batch; rows that stay (no early
+            # exit) keep taking forwards, so theirs keep counting
+            chunk.rejects[where.cpu().numpy()] = 0
+            chunk.max_rejects = int(chunk.rejects.max())
 
     def settle_round(
         self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, deferred: bool
@@ -1248,9 +1247,7 @@ def run_attack(
         gen.manual_seed(int(seed))
         eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), gen)
         if rounding:
-            eng.confirm = _Confirm(
-                net, meter, cons, scale, norm, float(eps), batch, dtype, bool(options.early_exit)
-            )
+            eng.confirm = _Confirm(net, meter, cons, scale, norm, float(eps), batch, dtype)
             # every step: a PGD row halts while its continuous iterate is misclassified, so
             # one whose rounded version failed would otherwise wait for the next look each
             # time it moves (one step in check_every on an accelerator); a confirmation

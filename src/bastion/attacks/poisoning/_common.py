@@ -74,6 +74,18 @@ def check_rate(rate: float, name: str = "rate") -> float:
     return value
 
 
+def numeric_columns(frame: pd.DataFrame) -> np.ndarray:
+    """Which columns of ``frame`` hold numbers (booleans count): the rest are text or
+    categories."""
+    return np.array(
+        [
+            pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])
+            for c in frame.columns
+        ],
+        dtype=bool,
+    )
+
+
 def as_float_matrix(X: Any, name: str = "X") -> np.ndarray:
     """Numeric features for distance and linear models.
 
@@ -83,11 +95,7 @@ def as_float_matrix(X: Any, name: str = "X") -> np.ndarray:
     """
     if isinstance(X, pd.DataFrame):
         frame = X
-        other = [
-            c
-            for c in frame.columns
-            if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
-        ]
+        other = list(frame.columns[~numeric_columns(frame)])
         if other:
             frame = pd.get_dummies(frame, columns=other, dummy_na=True, dtype=float)
         arr = frame.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -47,6 +47,7 @@ from bastion.attacks.poisoning._common import (
     label_array,
     make_rng,
     n_rows,
+    numeric_columns,
     take_rows,
 )
 from bastion.attacks.poisoning._training import TrainFn, resolve_trainer
@@ -260,13 +261,7 @@ def _numeric_in_place(X: Any) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(X, pd.DataFrame):
         data = as_float_matrix(X)
         return data, np.ones(data.shape[1], dtype=bool)
-    numeric = np.array(
-        [
-            pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])
-            for c in X.columns
-        ],
-        dtype=bool,
-    )
+    numeric = numeric_columns(X)
     data = np.zeros((len(X), X.shape[1]))
     if numeric.any():
         data[:, numeric] = as_float_matrix(X.loc[:, numeric])
