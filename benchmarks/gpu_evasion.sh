@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # White-box evasion benchmark on one CUDA GPU (H100 / H200), for the lead to run.
 #
-# The machine has torch with CUDA but no network and no .venv: this runs
-# benchmarks/bench_evasion.py from the source tree (PYTHONPATH=src) without the peers
-# (--no-peers: torch, numpy, scikit-learn and bastion only), on the digits MLP at two batch
-# sizes and on the digits CNN, each with the opt-in bf16 (+ channels-last for the CNN) mode.
-# Finishes in well under 4 minutes; the tables go to $OUT/gpu_evasion.txt (default: ./).
+# The machine has torch with CUDA but no network and no .venv: this runs from the source tree
+# (PYTHONPATH=src), in order:
+#   1. the CUDA tests (pytest -m gpu tests/attacks/evasion/test_cuda.py);
+#   2. benchmarks/profile_gpu_step.py: kernels and GPU busy time per step against wall time,
+#      for the floor and Bastion's PGD (MLP 4096 points, CNN 8192);
+#   3. benchmarks/bench_evasion.py on the digits MLP at two batch sizes and on the digits CNN,
+#      each with the opt-in bf16 (+ channels-last for the CNN) mode, against torchattacks when
+#      it is installed (ART, when missing, is skipped).
+# Finishes in about 5 minutes; the output goes to $OUT/gpu_evasion.txt (default: ./).
 #
 # Usage: bash benchmarks/gpu_evasion.sh   (PYTHON=python3 picks the interpreter; WHEELS=dir
 #        holds wheels of missing packages such as pydantic, for a machine without a network)
@@ -48,17 +52,27 @@ print("cuda available:", torch.cuda.is_available())
 PY
 } 2>&1 | tee "$REPORT"
 
-run() {
+step() {  # step SECONDS TITLE COMMAND...: one part, cut off after SECONDS
+  local limit="$1" title="$2"
+  shift 2
   echo
-  echo "== bench_evasion.py $*"
-  timeout 70 "$PY" benchmarks/bench_evasion.py --device cuda --no-peers --bf16 "$@" 2>&1
+  echo "== $title"
+  timeout "$limit" "$@" 2>&1
   local rc=$?
   [ "$rc" -eq 0 ] || echo "(exit status $rc)"
 }
 
+bench() {
+  step 90 "bench_evasion.py $*" "$PY" benchmarks/bench_evasion.py --device cuda --bf16 \
+    --duel-rounds 4 --strength-seeds 10 "$@"
+}
+
 {
-  run --model mlp --points 4096 --exit-eps 0.25
-  run --model mlp --points 32768 --exit-eps 0
-  run --model cnn --points 8192 --exit-eps 0
+  step 180 "CUDA tests" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/attacks/evasion/test_cuda.py
+  step 60 "profile: mlp" "$PY" benchmarks/profile_gpu_step.py --model mlp --points 4096
+  step 60 "profile: cnn" "$PY" benchmarks/profile_gpu_step.py --model cnn --points 8192
+  bench --model mlp --points 4096 --exit-eps 0.25
+  bench --model mlp --points 32768 --exit-eps 0
+  bench --model cnn --points 8192 --exit-eps 0
 } | tee -a "$REPORT"
 echo "wrote $REPORT"

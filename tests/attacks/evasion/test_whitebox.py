@@ -8,6 +8,7 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -31,12 +32,20 @@ from bastion.exceptions import CapabilityError, ConfigError  # noqa: E402
 from bastion.models.sklearn import SklearnAdapter  # noqa: E402
 from bastion.models.torch import TorchAdapter  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("_wb_models", Path(__file__).with_name("_models.py"))
-assert _spec is not None
-assert _spec.loader is not None
-M = importlib.util.module_from_spec(_spec)
-sys.modules["_wb_models"] = M
-_spec.loader.exec_module(M)
+
+def _load(name: str) -> ModuleType:
+    key = f"_wb{Path(name).stem}"
+    spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(name))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+M = _load("_models.py")
+C = _load("_checks.py")
 
 BOX = FeatureConstraints.box(64, 0, 16)
 N_POINTS = 200
@@ -79,30 +88,6 @@ def cnn(digits: Any) -> TorchAdapter:
     return TorchAdapter(net, input_shape=(1, 8, 8))
 
 
-def _norms(result: EvasionResult, X: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
-    delta = (result.x_adv - X).reshape(len(X), -1) / scale
-    if result.norm == "inf":
-        return np.asarray(np.abs(delta).max(axis=1))
-    return np.asarray(np.linalg.norm(delta, axis=1))
-
-
-def _check_result(result: EvasionResult, model: Any, X: np.ndarray, cons: Any) -> None:
-    """What every white-box result must satisfy, whatever the attack."""
-    flat_adv, flat_x = result.x_adv.reshape(len(X), -1), X.reshape(len(X), -1)
-    # adversarial points are feasible; an unbroken point is returned as it came (a test row
-    # may lie outside bounds inferred from the training data)
-    assert cons.violations(flat_adv[result.success], flat_x[result.success]) == 0
-    norms = _norms(result, X, cons.scale)
-    assert (norms[result.success] <= result.eps + 1e-6).all()
-    np.testing.assert_allclose(norms[result.success], result.perturbation[result.success])
-    assert np.isnan(result.perturbation[~result.success]).all()
-    # unbroken points come back unchanged, and every success is the model's own verdict
-    np.testing.assert_array_equal(result.x_adv[~result.success], X[~result.success])
-    np.testing.assert_array_equal(model.predict(result.x_adv), result.adv_pred)
-    assert (result.adv_pred[result.success] != result.y_true[result.success]).all()
-    assert not (result.success & ~result.clean_correct).any()
-
-
 # -- strength --------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 def test_pgd_at_large_eps_breaks_an_undefended_model(
@@ -116,7 +101,7 @@ def test_pgd_at_large_eps_breaks_an_undefended_model(
     assert (metrics["attack_success_rate"] or 0) > 0.9
     assert result.attack == "pgd"
     assert result.stopped is None
-    _check_result(result, model, X, BOX)
+    C.check_result(result, model, X, BOX)
 
 
 def test_apgd_is_at_least_as_strong_as_pgd_at_equal_iterations(
@@ -129,7 +114,7 @@ def test_apgd_is_at_least_as_strong_as_pgd_at_equal_iterations(
     pgd_robust = pgd.metrics()["robust_accuracy"] or 0
     assert pgd_robust > 0.2
     assert (apgd.metrics()["robust_accuracy"] or 0) <= pgd_robust
-    _check_result(apgd, robust_mlp, X, BOX)
+    C.check_result(apgd, robust_mlp, X, BOX)
 
 
 def test_adversarial_training_holds_better_at_small_eps(
@@ -150,7 +135,7 @@ def test_fgsm_is_weaker_than_pgd(mlp: TorchAdapter, points: tuple[np.ndarray, np
     # one gradient forward (with the clean check) and one check of the result per point
     assert fgsm.queries[fgsm.clean_correct & ~fgsm.success].max() <= 4
     assert fgsm.success.sum() < pgd.success.sum()
-    _check_result(fgsm, mlp, X, BOX)
+    C.check_result(fgsm, mlp, X, BOX)
 
 
 def test_apgd_keeps_every_adversarial_iterate(
@@ -206,7 +191,7 @@ def test_box_and_eps_ball_respected(
     result = cls(cls.Config(**options)).run(mlp, X, y, eps=eps, norm=norm, constraints=BOX)  # type: ignore[attr-defined]
     assert result.norm == norm
     assert result.success.sum() > 20
-    _check_result(result, mlp, X, BOX)
+    C.check_result(result, mlp, X, BOX)
 
 
 def test_image_shaped_inputs_keep_their_shape(
@@ -217,7 +202,7 @@ def test_image_shaped_inputs_keep_their_shape(
     result = PGD(PGDConfig(steps=5)).run(cnn, images, y, eps=4.0, constraints=BOX)
     assert result.x_adv.shape == images.shape
     assert result.success.sum() > 50
-    _check_result(result, cnn, images, BOX)
+    C.check_result(result, cnn, images, BOX)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +244,7 @@ def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str
     result = cls(cls.Config(**options)).run(model, X, y, eps=eps, norm=norm, constraints=cons)  # type: ignore[attr-defined]
     assert result.success.sum() > 5
     assert result.extra["eps_unit"] == "std"
-    _check_result(result, model, X, cons)
+    C.check_result(result, model, X, cons)
     adv = result.x_adv
     np.testing.assert_array_equal(adv[:, list(immutable)], X[:, list(immutable)])
     np.testing.assert_array_equal(adv[:, list(integer)], np.rint(adv[:, list(integer)]))
@@ -324,7 +309,7 @@ def test_binary_model_uses_the_margin_loss(tabular: Any, n_logits: int) -> None:
     assert result.attack == "apgd-margin"
     assert result.extra["loss"] == "margin"
     assert result.success.sum() > 5
-    _check_result(result, model, X, cons)
+    C.check_result(result, model, X, cons)
 
 
 # -- speed design, budgets, determinism ----------------------------------------------------
@@ -359,7 +344,7 @@ def test_early_exit_checked_every_few_steps_finds_the_same_points(
     assert lazy.extra["loop_forward_passes"] < off.extra["loop_forward_passes"]
     assert abs(int(lazy.success.sum()) - int(off.success.sum())) <= 2
     assert lazy.success.sum() > 50
-    _check_result(lazy, mlp, X, BOX)
+    C.check_result(lazy, mlp, X, BOX)
 
 
 def test_pgd_returns_the_first_adversarial_iterate_on_every_path(
@@ -434,7 +419,7 @@ def test_query_budgets_are_never_exceeded(
     assert result.stopped == "query budget"
     assert result.queries.sum() <= limit
     assert result.success.any()
-    _check_result(result, mlp, X, BOX)
+    C.check_result(result, mlp, X, BOX)
     capped = APGD().run(
         mlp, X, y, eps=1.0, constraints=BOX, budget=Budget(max_queries_per_sample=10)
     )
@@ -496,7 +481,7 @@ def test_rounded_candidates_are_confirmed_before_a_point_leaves(
     assert robust <= square_on_integer_pixels + 0.1
     assert result.extra["rejected_after_projection"] <= 2
     assert result.extra["confirmation_queries"] > 0
-    _check_result(result, mlp, X, cons)
+    C.check_result(result, mlp, X, cons)
     adv = result.x_adv[result.success]
     np.testing.assert_array_equal(adv, np.rint(adv))
     # the rounding-free path confirms nothing (and pays nothing for it)
@@ -516,13 +501,13 @@ def test_confirmations_respect_the_per_point_budget(
         assert result.queries.max() <= 8
         assert result.stopped == "query budget"
         assert result.success.any()
-        _check_result(result, mlp, X, integer_pixels)
+        C.check_result(result, mlp, X, integer_pixels)
     limit = 4 * len(X)
     total = PGD(PGDConfig(steps=20)).run(
         mlp, X, y, eps=0.3, constraints=integer_pixels, budget=Budget(max_queries=limit)
     )
     assert total.queries.sum() <= limit
-    _check_result(total, mlp, X, integer_pixels)
+    C.check_result(total, mlp, X, integer_pixels)
 
 
 def test_interrupt_returns_a_partial_result(
@@ -544,7 +529,7 @@ def test_interrupt_returns_a_partial_result(
     result = PGD(PGDConfig(steps=40)).run(mlp, X, y, eps=2.0, constraints=BOX)
     assert result.stopped == "interrupted"
     assert result.success.any()
-    _check_result(result, mlp, X, BOX)
+    C.check_result(result, mlp, X, BOX)
 
 
 def test_bf16_mode_is_verified_in_full_precision(
@@ -554,7 +539,7 @@ def test_bf16_mode_is_verified_in_full_precision(
     fp32 = PGD(PGDConfig(steps=10)).run(mlp, X, y, eps=2.0, constraints=BOX)
     bf16 = PGD(PGDConfig(steps=10, precision="bf16")).run(mlp, X, y, eps=2.0, constraints=BOX)
     assert bf16.extra["precision"] == "bf16"
-    _check_result(bf16, mlp, X, BOX)
+    C.check_result(bf16, mlp, X, BOX)
     assert abs(int(bf16.success.sum()) - int(fp32.success.sum())) <= 0.05 * len(X)
 
 
@@ -607,7 +592,7 @@ def test_zero_and_nan_gradients_are_reported(
     assert nan.extra["nan_gradients"] is True
     assert nan.extra["restarts"] == 1
     assert nan.extra["iterations"] == 3
-    _check_result(nan, TorchAdapter(_NaNGrad(mlp.module)), X, BOX)
+    C.check_result(nan, TorchAdapter(_NaNGrad(mlp.module)), X, BOX)
 
 
 def test_white_box_attacks_refuse_a_sklearn_model(points: tuple[np.ndarray, np.ndarray]) -> None:
@@ -654,7 +639,7 @@ def test_auto_is_the_per_point_worst_case(
     assert stages[0]["new_successes"] == ce.success.sum()
     assert sum(s["new_successes"] for s in stages) == result.success.sum()
     assert result.queries.sum() == sum(s["queries"] for s in stages)
-    _check_result(result, robust_mlp, X, BOX)
+    C.check_result(result, robust_mlp, X, BOX)
 
 
 def test_auto_runs_without_square_when_none_is_registered(
@@ -703,7 +688,7 @@ def test_auto_runs_square_on_the_points_still_standing(
     assert [s["attack"] for s in stages] == ["apgd-ce", "apgd-dlr", "square"]
     assert stages[2]["points"] == stages[1]["points"] - stages[1]["new_successes"]
     assert stages[2]["queries"] == 3 * stages[2]["points"]
-    _check_result(result, robust_mlp, X, BOX)
+    C.check_result(result, robust_mlp, X, BOX)
 
 
 def test_auto_budget_covers_the_whole_ensemble(
@@ -729,7 +714,7 @@ def test_auto_with_the_registered_square(
         robust_mlp, X[:60], y[:60], eps=2.0, constraints=BOX
     )
     assert result.extra["square"] == "ran"
-    _check_result(result, robust_mlp, X[:60], BOX)
+    C.check_result(result, robust_mlp, X[:60], BOX)
 
 
 def test_registry_and_metadata() -> None:

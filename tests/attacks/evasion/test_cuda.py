@@ -1,0 +1,198 @@
+"""White-box evasion on a CUDA device: the same contract as on the CPU, the accelerator's own
+paths (broken points leave every 8 steps, bf16 / channels-last), and no device-to-host sync
+per step.
+
+Marked ``gpu`` (deselected by default; ``pytest -m gpu`` runs them) and skipped where torch
+sees no CUDA device. CI has none; ``benchmarks/gpu_evasion.sh`` runs them on a machine that
+has one, beside the benchmark.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from bastion.attacks.base import ATTACKS  # noqa: E402
+from bastion.attacks.budget import Budget  # noqa: E402
+from bastion.attacks.constraints import FeatureConstraints  # noqa: E402
+from bastion.attacks.evasion.apgd import APGD  # noqa: E402
+from bastion.attacks.evasion.pgd import PGD, PGDConfig  # noqa: E402
+from bastion.models.torch import TorchAdapter  # noqa: E402
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
+
+
+def _load(name: str) -> ModuleType:
+    key = f"_wb{Path(name).stem}"
+    spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(name))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+M = _load("_models.py")
+C = _load("_checks.py")
+BOX = FeatureConstraints.box(64, 0, 16)
+N_POINTS = 200
+
+
+@pytest.fixture(scope="module")
+def digits() -> Any:
+    return M.digits()
+
+
+@pytest.fixture(scope="module")
+def points(digits: Any) -> tuple[np.ndarray, np.ndarray]:
+    return digits.X_test[:N_POINTS], digits.y_test[:N_POINTS]
+
+
+@pytest.fixture(scope="module")
+def nets(digits: Any) -> dict[str, Any]:
+    """Trained once on the CPU; each test wraps a copy for the device it needs."""
+    return {
+        "mlp": M.train(M.mlp(64, 10), digits.X_train, digits.y_train),
+        "cnn": M.train(M.cnn(), digits.X_train, digits.y_train, input_shape=(1, 8, 8), epochs=15),
+    }
+
+
+def _adapter(nets: dict[str, Any], which: str, device: str) -> TorchAdapter:
+    import copy
+
+    shape = (1, 8, 8) if which == "cnn" else None
+    return TorchAdapter(copy.deepcopy(nets[which]), device=device, input_shape=shape)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_results_keep_the_contract_and_the_cpu_strength(
+    attack: str, norm: str, nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Feasible, inside the ball, unbroken points unchanged, each success the model's own
+    verdict; robust accuracy as on the CPU up to the random start (the devices' generators
+    differ), within 3 points in 100."""
+    X, y = points
+    eps = 1.5 if norm == "inf" else 12.0
+    cls = ATTACKS.get(attack)
+    options = {"pgd": {"steps": 20}, "apgd": {"n_iter": 20}}[attack]
+    robust = {}
+    for device in ("cuda", "cpu"):
+        model = _adapter(nets, "mlp", device)
+        result = cls(cls.Config(**options)).run(  # type: ignore[call-arg]
+            model, X, y, eps=eps, norm=norm, constraints=BOX, seed=0
+        )
+        C.check_result(result, model, X, BOX)
+        assert result.success.sum() > 20
+        robust[device] = result.metrics()["robust_accuracy"] or 0.0
+    assert abs(robust["cuda"] - robust["cpu"]) <= 0.03
+
+
+def test_pgd_at_large_eps_breaks_an_undefended_model(
+    nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    model = _adapter(nets, "cnn", "cuda")
+    result = PGD(PGDConfig(steps=20)).run(model, X, y, eps=8.0, constraints=BOX)
+    assert (result.metrics()["attack_success_rate"] or 0) > 0.9
+    C.check_result(result, model, X, BOX)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_broken_points_leave_every_few_steps_and_the_same_points_break(
+    attack: str, nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    model = _adapter(nets, "mlp", "cuda")
+    cls = ATTACKS.get(attack)
+    options = {"pgd": {"steps": 30}, "apgd": {"n_iter": 30}}[attack]
+    off = cls(cls.Config(early_exit=False, **options)).run(model, X, y, eps=1.5, constraints=BOX)  # type: ignore[call-arg]
+    on = cls(cls.Config(**options)).run(model, X, y, eps=1.5, constraints=BOX)  # type: ignore[call-arg]
+    assert on.extra["loop_forward_passes"] < off.extra["loop_forward_passes"]
+    assert abs(int(on.success.sum()) - int(off.success.sum())) <= 2
+    assert on.success.sum() > 50
+    C.check_result(on, model, X, BOX)
+
+
+def test_bf16_channels_last_is_verified_in_full_precision(
+    nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    model = _adapter(nets, "cnn", "cuda")
+    fp32 = PGD(PGDConfig(steps=20)).run(model, X, y, eps=2.0, constraints=BOX)
+    fast = PGD(PGDConfig(steps=20, precision="bf16", channels_last=True)).run(
+        model, X, y, eps=2.0, constraints=BOX
+    )
+    assert fast.extra["precision"] == "bf16"
+    C.check_result(fast, model, X, BOX)
+    assert abs(int(fast.success.sum()) - int(fp32.success.sum())) <= 0.05 * len(X)
+    # the model is handed back as it came: fp32 weights, default memory format
+    conv = next(m for m in model.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.dtype == torch.float32
+    assert conv.weight.is_contiguous()
+
+
+def test_query_budgets_are_never_exceeded(
+    nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    model = _adapter(nets, "mlp", "cuda")
+    limit = 5 * len(X)
+    result = PGD(PGDConfig(steps=40, early_exit=False)).run(
+        model, X, y, eps=2.0, constraints=BOX, budget=Budget(max_queries=limit)
+    )
+    assert result.stopped == "query budget"
+    assert result.queries.sum() <= limit
+    C.check_result(result, model, X, BOX)
+    capped = APGD().run(
+        model, X, y, eps=1.0, constraints=BOX, budget=Budget(max_queries_per_sample=10)
+    )
+    assert capped.queries.max() <= 10
+
+
+def _syncs(run: Callable[[], Any]) -> int:
+    """Device-to-host synchronisations while ``run`` runs, as torch's sync debug mode counts
+    them (one warning each)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_no_device_to_host_sync_per_step(
+    attack: str, nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Twice the steps may add a few syncs (the early exit looks every 8 steps); one per step
+    would add 32."""
+    X, y = points
+    model = _adapter(nets, "mlp", "cuda")
+    cls = ATTACKS.get(attack)
+    knob = {"pgd": "steps", "apgd": "n_iter"}[attack]
+
+    def attack_with(steps: int) -> Callable[[], Any]:
+        config = cls.Config(**{knob: steps})  # type: ignore[call-arg]
+        return lambda: cls(config).run(model, X, y, eps=0.5, constraints=BOX, seed=0)
+
+    attack_with(8)()  # warm-up: the first call's one-off syncs (cuBLAS set-up) stay out
+    short, long = _syncs(attack_with(32)), _syncs(attack_with(64))
+    assert short > 0  # the counter works: results come back to the host at least once
+    assert long - short < 32
