@@ -405,7 +405,7 @@ def bastion_cases(
                 lambda res: float(res.metrics()["robust_accuracy"]),
                 (lambda res: f"{res.extra['loop_forward_passes']} loop forwards")
                 if exit_on
-                else (lambda res: ""),
+                else (lambda res: "cuda graph" if res.extra.get("cuda_graph") else ""),
             )
         )
     return out

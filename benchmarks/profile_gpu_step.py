@@ -36,7 +36,8 @@ def kernels(prof: Any) -> tuple[int, float]:
     for e in prof.events():
         if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA:
             n += 1
-            busy += float(getattr(e, "device_time", getattr(e, "cuda_time", 0.0))) * 1e-6
+            time_us = e.device_time if hasattr(e, "device_time") else e.cuda_time
+            busy += float(time_us) * 1e-6
     return n, busy
 
 
@@ -73,13 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     model = TorchAdapter(net, device="cuda", input_shape=shape)
     box = FeatureConstraints.box(X.shape[1], 0.0, 1.0)
 
-    def pgd(precision: str, channels_last: bool = False) -> Callable[[], Any]:
+    def pgd(precision: str, channels_last: bool = False, graphs: bool = True) -> Callable[[], Any]:
         config = PGDConfig(
             steps=args.steps,
             early_exit=False,
             batch_size=len(X),
             precision=precision,  # type: ignore[arg-type]
             channels_last=channels_last,
+            cuda_graphs=graphs,
         )
         return lambda: PGD(config).run(model, X, y, eps=0.125, constraints=box, seed=0)
 
@@ -88,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         measure("floor (fwd + input-grad bwd)",
                 lambda: bench.floor(net, X, y, args.steps, device, shape), args.steps, device),
-        measure("bastion PGD fp32, early exit off", pgd("fp32"), args.steps, device),
-        measure("bastion PGD bf16, early exit off", pgd("bf16", args.model == "cnn"),
+        measure("bastion PGD fp32, eager steps", pgd("fp32", graphs=False), args.steps, device),
+        measure("bastion PGD fp32, cuda graph", pgd("fp32"), args.steps, device),
+        measure("bastion PGD bf16, cuda graph", pgd("bf16", args.model == "cnn"),
                 args.steps, device),
     ]  # fmt: skip
     print("\n".join(lines))
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        pgd("fp32")()
+        pgd("fp32", graphs=False)()
         bench.sync(device)
     try:
         table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=15)

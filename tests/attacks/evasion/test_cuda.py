@@ -32,6 +32,8 @@ from bastion.models.torch import TorchAdapter  # noqa: E402
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+    # torch's own notice on the autograd thread's first cuBLAS call, not Bastion's
+    pytest.mark.filterwarnings("ignore:Attempting to run cuBLAS, but there was no current CUDA"),
 ]
 
 
@@ -196,3 +198,69 @@ def test_no_device_to_host_sync_per_step(
     short, long = _syncs(attack_with(32)), _syncs(attack_with(64))
     assert short > 0  # the counter works: results come back to the host at least once
     assert long - short < 32
+
+
+@pytest.mark.parametrize(
+    ("which", "norm", "precision"),
+    [("mlp", "inf", "fp32"), ("mlp", "2", "fp32"), ("cnn", "inf", "bf16")],
+)
+def test_pgd_replays_a_captured_step_with_the_eager_results(
+    which: str, norm: str, precision: str, nets: dict[str, Any], points: tuple[np.ndarray, ...]
+) -> None:
+    """Early exit off: PGD captures one step as a CUDA graph and replays it; the same points
+    break, with the same adversarial examples and queries, as with every step eager."""
+    X, y = points
+    model = _adapter(nets, which, "cuda")
+    eps = 1.5 if norm == "inf" else 12.0
+    runs = [
+        PGD(
+            PGDConfig(
+                steps=20,
+                early_exit=False,
+                cuda_graphs=graphs,
+                precision=precision,  # type: ignore[arg-type]
+                channels_last=which == "cnn",
+            )
+        ).run(model, X, y, eps=eps, norm=norm, constraints=BOX, seed=1)
+        for graphs in (True, False)
+    ]
+    graphed, eager = runs
+    assert graphed.extra["cuda_graph"] is True
+    assert eager.extra["cuda_graph"] is False
+    np.testing.assert_array_equal(graphed.success, eager.success)
+    np.testing.assert_allclose(graphed.x_adv, eager.x_adv, atol=1e-5)
+    np.testing.assert_array_equal(graphed.queries, eager.queries)
+    assert graphed.success.sum() > 20
+    C.check_result(graphed, model, X, BOX)
+
+
+class _SyncsInForward(torch.nn.Module):
+    """A model whose forward pass reads a value back to the host (cannot be captured)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Any) -> Any:
+        out = self.inner(x)
+        if float(out.abs().max()) > 1e30:  # a host sync on every call
+            return out * 0
+        return out
+
+
+def test_a_module_that_cannot_be_captured_runs_eagerly(
+    nets: dict[str, Any], points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    import copy
+
+    X, y = points
+    model = TorchAdapter(_SyncsInForward(copy.deepcopy(nets["mlp"])), device="cuda")
+    config = {"steps": 20, "early_exit": False}
+    tried = PGD(PGDConfig(**config)).run(model, X, y, eps=1.5, constraints=BOX, seed=1)  # type: ignore[arg-type]
+    eager = PGD(PGDConfig(**config, cuda_graphs=False)).run(  # type: ignore[arg-type]
+        model, X, y, eps=1.5, constraints=BOX, seed=1
+    )
+    assert tried.extra["cuda_graph"] is False
+    np.testing.assert_array_equal(tried.success, eager.success)
+    np.testing.assert_array_equal(tried.queries, eager.queries)
+    C.check_result(tried, model, X, BOX)

@@ -313,6 +313,84 @@ def test_binary_model_uses_the_margin_loss(tabular: Any, n_logits: int) -> None:
 
 
 # -- speed design, budgets, determinism ----------------------------------------------------
+class _EagerGraph:
+    """A stand-in for a captured CUDA graph on the CPU: a replay runs the step."""
+
+    def __init__(self, step: Any) -> None:
+        self.step = step
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.step()
+
+
+@pytest.mark.parametrize(
+    ("norm", "budget", "captured"),
+    [
+        ("inf", None, True),
+        ("2", None, True),
+        ("inf", Budget(max_queries=2 * N_POINTS + 9 * (N_POINTS - 10)), True),  # mid-replay
+        ("inf", Budget(max_queries=2 * N_POINTS + 2 * (N_POINTS - 10)), True),  # mid-warm-up
+        ("inf", None, False),  # the capture failed: eager from there on
+    ],
+)
+def test_pgd_graph_path_keeps_the_eager_results(
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    norm: str,
+    budget: Budget | None,
+    captured: bool,
+) -> None:
+    """PGD's CUDA-graph path (two warm-up steps on a side stream, one step captured, then
+    replays), run on the CPU with a stand-in graph: the same adversarial points, queries,
+    forward passes and stop reason as the eager loop, under budgets that end the attack in
+    the warm-up or among the replays."""
+    import contextlib
+
+    from bastion.attacks.evasion import _graphs
+
+    graphs: list[_EagerGraph] = []
+
+    def capture(step: Any, device: Any) -> _EagerGraph | None:
+        graphs.append(_EagerGraph(step))
+        return graphs[-1] if captured else None
+
+    monkeypatch.setattr(_graphs, "available", lambda device: True)
+    monkeypatch.setattr(_graphs, "side_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(_graphs, "capture_step", capture)
+    X, y = points
+    eps = 1.0 if norm == "inf" else 6.0
+    results, calls = [], []
+    for graphed in (True, False):
+        before = mlp.n_calls
+        results.append(
+            PGD(PGDConfig(steps=20, early_exit=False, cuda_graphs=graphed)).run(
+                mlp, X, y, eps=eps, norm=norm, constraints=BOX, seed=3, budget=budget
+            )
+        )
+        calls.append(mlp.n_calls - before)
+    graph_run, eager = results
+    # a budget that ends in the warm-up leaves nothing to capture
+    in_warm_up = budget is not None and budget.max_queries == 2 * N_POINTS + 2 * (N_POINTS - 10)
+    assert len(graphs) == (0 if in_warm_up else 1)
+    assert graph_run.extra["cuda_graph"] is (captured and not in_warm_up)
+    assert eager.extra["cuda_graph"] is False
+    if budget is None and captured:
+        assert graphs[0].replays == 20 - 1 - _graphs.WARMUP_STEPS
+    np.testing.assert_array_equal(graph_run.x_adv, eager.x_adv)
+    np.testing.assert_array_equal(graph_run.success, eager.success)
+    np.testing.assert_array_equal(graph_run.queries, eager.queries)
+    assert graph_run.extra["loop_forward_passes"] == eager.extra["loop_forward_passes"]
+    assert graph_run.stopped == eager.stopped
+    # each stand-in replay also ran the module's Python (a real one does not): one more call
+    replays = graphs[0].replays if graphs and captured else 0
+    assert calls[0] - replays == calls[1]
+    assert graph_run.success.sum() > (20 if budget is None else 0)
+    C.check_result(graph_run, mlp, X, BOX)
+
+
 def test_early_exit_saves_forward_passes_and_finds_the_same_points(
     mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
 ) -> None:

@@ -53,6 +53,7 @@ from torch.nn import functional
 
 from bastion.attacks.budget import Budget, BudgetTracker
 from bastion.attacks.constraints import FeatureConstraints
+from bastion.attacks.evasion import _graphs
 from bastion.attacks.results import EvasionResult
 from bastion.exceptions import (
     CapabilityError,
@@ -275,7 +276,9 @@ class _Net:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = (
-            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            # no cast cache: each weight is cast once per forward anyway, and a cached cast
+            # must not outlive a CUDA graph capture
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=False)
             if self.autocast and fast
             else nullcontext()
         )
@@ -603,6 +606,8 @@ class _Engine:
         # the last restart's final iterate goes to the verification unevaluated (its one
         # prediction judges it) instead of costing a loop forward of its own
         self.defer_last = False
+        self.graphs = False  # PGD steps may be captured as CUDA graphs (see _graphs)
+        self.graph_used = False
 
     @property
     def checks(self) -> bool:
@@ -652,6 +657,41 @@ class _Engine:
             self.zero_grad_points += ((g.abs().amax(dim=1) == 0) & ~wrong).sum()
             self.first_step_points += int(g.shape[0])
 
+    def allow(self, chunk: _Chunk, z: Tensor) -> bool:
+        """Whether the budget allows one more loop forward of the working batch ``z``."""
+        # a row's failed confirmations count against its per-point budget too
+        return self.meter.allow(int(z.shape[0]), chunk.forwards + chunk.max_rejects)
+
+    def spent(self, chunk: _Chunk, z: Tensor) -> None:
+        self.meter.spend(int(z.shape[0]))
+        chunk.forwards += 1
+
+    def replayed(self, chunk: _Chunk, z: Tensor) -> None:
+        """Count a replayed step: a forward the module's Python code did not see."""
+        self.spent(chunk, z)
+        self.net.forward_calls += 1
+
+    def capture(
+        self, chunk: _Chunk, z: Tensor, step: Callable[[], None]
+    ) -> tuple[int, _graphs.Replay | None]:
+        """Run the warm-up steps (real, counted steps) and capture ``step``; returns the
+        steps run and the graph (None: budget spent during the warm-up, or the module could
+        not be captured, and the loop goes on eagerly)."""
+        device = self.net.device
+        done = 0
+        with _graphs.side_stream(device):
+            for _ in range(_graphs.WARMUP_STEPS):
+                if not self.allow(chunk, z):
+                    return done, None
+                step()
+                self.spent(chunk, z)
+                done += 1
+        calls = self.net.forward_calls
+        graph = _graphs.capture_step(step, device)
+        self.net.forward_calls = calls  # the capture ran no forward pass
+        self.graph_used |= graph is not None
+        return done, graph
+
     def forward(
         self,
         chunk: _Chunk,
@@ -663,13 +703,10 @@ class _Engine:
     ) -> tuple[Tensor | None, Tensor | None, Tensor] | None:
         """One budgeted loop forward on the working batch: per-point losses, the input
         gradient (when asked) and which points are misclassified (None: budget spent)."""
-        n = int(z.shape[0])
-        # a row's failed confirmations count against its per-point budget too
-        if not self.meter.allow(n, chunk.forwards + chunk.max_rejects):
+        if not self.allow(chunk, z):
             return None
         logits, losses, grad, cls = self.net.forward(z, y, need_grad, per_point)
-        self.meter.spend(n)
-        chunk.forwards += 1
+        self.spent(chunk, z)
         wrong = (cls if cls is not None else _predict(logits)) != y
         self.watch(grad, wrong, first)
         return losses, grad, wrong
@@ -923,12 +960,45 @@ def _pgd_round(
     settle_every = eng.check_every if eng.checks else 0
     defer = final and eng.defer_last
     deferred = False  # the loop ran to its end and left the final iterate unevaluated
+    # a CUDA graph of the step, captured after the first (watched) step and the warm-up,
+    # when no row can leave the batch (its tensors keep their shapes)
+    want_graph = (
+        eng.graphs and not eng.checks and sched.steps > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
+    )
+    graph: _graphs.Replay | None = None
+
+    def captured_step() -> None:
+        """One whole step, in place: forward, gradient, halting, update and projection."""
+        logits, _, g, cls = eng.net.forward(z, y, True, False)
+        halted.mark((cls if cls is not None else _predict(logits)) != y)
+        assert g is not None
+        if eng.norm == "inf":
+            z.addcmul_(g.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
+        else:
+            moved = torch.addcmul(z, eng.l2_direction(g), halted.moving, value=alpha)
+            z.copy_(torch.where(halted.moving > 0, eng.l2_project(moved, x0, lo, hi), z))
+
     try:
-        for t in range(sched.steps + 1):
+        t = 0
+        while t <= sched.steps:
             last = t == sched.steps
             if last and defer:
                 deferred = True
                 break
+            if graph is not None and not last:
+                if not eng.allow(chunk, z):
+                    break
+                graph.replay()
+                eng.replayed(chunk, z)
+                t += 1
+                continue
+            if want_graph and t == 1:
+                want_graph = False
+                done, graph = eng.capture(chunk, z, captured_step)
+                t += done
+                if done < _graphs.WARMUP_STEPS:  # the budget ran out during the warm-up
+                    break
+                continue
             out = eng.forward(chunk, z, y, need_grad=not last, first=first and t == 0)
             if out is None:
                 break
@@ -951,6 +1021,7 @@ def _pgd_round(
                 step = torch.addcmul(z, eng.l2_direction(grad), halted.moving, value=alpha)
                 # the projection of an unmoved row could change its last bit: keep it as is
                 z = torch.where(halted.moving > 0, eng.l2_project(step, x0, lo, hi), z)
+            t += 1
     finally:
         eng.settle_round(chunk, idx, z, halted, deferred)
         eng.close_round(chunk, idx, z)
@@ -1254,6 +1325,7 @@ def run_attack(
             # syncs with the host anyway
             eng.check_every = 1
         eng.defer_last = on_device
+        eng.graphs = bool(options.cuda_graphs) and _graphs.available(device)
         for start in range(0, len(attacked), batch):
             rows = attacked[start : start + batch]
             rows_dev = torch.as_tensor(rows, device=device)
@@ -1365,6 +1437,7 @@ def run_attack(
         "early_exit": bool(options.early_exit),
         "precision": str(options.precision),
         "batch_size": int(options.batch_size),
+        "cuda_graph": eng.graph_used,
         "loop_forward_passes": loop_queries,
         "rejected_after_projection": rejected,
         "confirmation_queries": eng.confirm.queries if eng.confirm is not None else 0,

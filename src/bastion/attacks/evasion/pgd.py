@@ -73,12 +73,19 @@ class WhiteBoxConfig(AttackConfig):
     channels_last:
         Opt-in: run 4-D (image) inputs and the module in channels-last memory format inside
         the loop (CUDA convolutions); the module's format is restored afterwards.
+    cuda_graphs:
+        On a CUDA device, with early exit off and no rounding constraints (the working batch
+        keeps its shape), PGD captures one step as a CUDA graph after three eager steps and
+        replays it: a small model's step is bound by launching its kernels, which a replay
+        does at once. A model that cannot be captured runs eagerly; ``extra["cuda_graph"]``
+        says whether a graph ran. Off: every step eager.
     """
 
     batch_size: int = Field(default=512, ge=1)
     early_exit: bool = True
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
+    cuda_graphs: bool = True
 
 
 class PGDConfig(WhiteBoxConfig):
