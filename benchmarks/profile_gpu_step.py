@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--points", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument(
+        "--host",
+        action="store_true",
+        help="instead: where the host's time goes in whole PGD runs (cProfile, graphs on)",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return lambda: PGD(config).run(model, X, y, eps=0.125, constraints=box, seed=0)
 
+    if args.host:
+        return host_profile(pgd("fp32"))
     print(f"profile_gpu_step: {args.model}, {len(X)} points, {args.steps} steps, "
           f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}")  # fmt: skip
     lines = [
@@ -104,6 +111,25 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # older torch names the column after CUDA
         table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=15)
     print(table)
+    return 0
+
+
+def host_profile(run: Callable[[], Any]) -> int:
+    """cProfile of three whole runs after a warm one: the host's time by function (time
+    spent waiting for the GPU shows up in the calls that sync)."""
+    import cProfile
+    import pstats
+
+    run()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(3):
+        run()
+    torch.cuda.synchronize()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(35)
+    stats.sort_stats("tottime").print_stats(25)
     return 0
 
 
