@@ -782,6 +782,12 @@ def goals(
             continue
         if full.robust is None or short.robust is None:
             continue
+        if ("cuda graph" in full.note) != ("cuda graph" in short.note):
+            out.append(
+                f"  {full_name.split(',')[0]} loop alone: n/a (the run of steps/4 is too short "
+                "for a CUDA graph and runs eagerly)"
+            )
+            continue
         # per point-step of the loop alone: the slope between the two runs; what is left is
         # the fixed cost (Bastion: clean predictions, transfers and the final verification)
         slope = (full.seconds - short.seconds) / (full.point_steps - short.point_steps)
