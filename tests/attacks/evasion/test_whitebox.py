@@ -621,6 +621,49 @@ def test_bf16_mode_is_verified_in_full_precision(
     assert abs(int(bf16.success.sum()) - int(fp32.success.sum())) <= 0.05 * len(X)
 
 
+@pytest.mark.parametrize("early_exit", [True, False])
+def test_bf16_verdicts_never_stop_a_point_the_model_still_gets_right(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], early_exit: bool
+) -> None:
+    """A bf16 forward pass near the boundary can call a point misclassified that the model,
+    in its own precision, still gets right. Stopping there lost those points at the final
+    verification (bf16 PGD 2 points of robust accuracy weaker than fp32 on the digits MLP):
+    with early exit a stopped row is confirmed in full precision first (a counted query),
+    without it no row stops on a bf16 verdict."""
+    X, y = points
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        config = PGDConfig(steps=20, early_exit=early_exit, precision=precision)  # type: ignore[arg-type]
+        runs[precision] = PGD(config).run(mlp, X, y, eps=0.75, constraints=BOX, seed=0)
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert bf16.extra["rejected_after_projection"] == 0
+    assert abs(int(bf16.success.sum()) - int(fp32.success.sum())) <= 2
+    assert bf16.success.sum() > 20
+    if early_exit:
+        # one confirmation per point that left, and each counted as a query of its point
+        assert bf16.extra["confirmation_queries"] >= bf16.success.sum()
+        assert (
+            bf16.queries.sum()
+            == bf16.extra["loop_forward_passes"]
+            + 2 * int(bf16.clean_correct.sum())
+            + int((~bf16.clean_correct).sum())
+            + bf16.extra["confirmation_queries"]
+        )
+    C.check_result(bf16, mlp, X, BOX)
+
+
+def test_bf16_confirmations_respect_the_per_point_budget(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = points
+    for cap in (4, 9):
+        result = PGD(PGDConfig(steps=20, precision="bf16")).run(
+            mlp, X, y, eps=0.75, constraints=BOX, budget=Budget(max_queries_per_sample=cap)
+        )
+        assert result.queries.max() <= cap
+        C.check_result(result, mlp, X, BOX)
+
+
 def test_model_state_is_restored(mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = points
     mlp.module.train()

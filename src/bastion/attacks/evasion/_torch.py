@@ -608,6 +608,7 @@ class _Engine:
         self.defer_last = False
         self.graphs = False  # PGD steps may be captured as CUDA graphs (see _graphs)
         self.graph_used = False
+        self.precise_queries = 0  # full-precision confirmations of bf16 verdicts
 
     @property
     def checks(self) -> bool:
@@ -733,10 +734,43 @@ class _Engine:
         track.select(keep)
         return keep
 
+    @property
+    def halts_on_loop_verdict(self) -> bool:
+        """Whether a PGD row stops where the loop's own forward pass calls it misclassified.
+        Not in the bf16 loop without a look in between (early exit off, no rounding): there
+        a bf16 verdict near the boundary would stop a row the model itself still classifies
+        correctly (digits MLP, L-inf 0.125: 2% of the points stopped so and failed the full
+        precision verification); it moves on and its final iterate is verified instead."""
+        return not self.net.autocast or self.checks
+
+    def confirm_precise(self, chunk: _Chunk, where: Tensor, z: Tensor) -> Tensor:
+        """bf16 loop with early exit: of the chunk rows ``where`` (iterates ``z``), those the
+        model in its own precision calls misclassified (a bool mask on the device); the
+        others move on. Each confirmation is a counted query of its row."""
+        k = int(where.shape[0])
+        tracker = self.meter.tracker
+        need = k + self.meter.reserve
+        if tracker.allow(need) < need:
+            # no budget to confirm: the rows leave unconfirmed and the final verification
+            # (whose queries are reserved) decides
+            self.meter.reason = tracker.exhausted_reason or "query budget"
+            return torch.ones(k, dtype=torch.bool, device=z.device)
+        good = _predict(self.net.logits(z, fast=False)) != chunk.y.index_select(0, where)
+        tracker.spend(k)
+        self.precise_queries += k
+        chunk.queries.index_add_(0, where, torch.ones_like(where))
+        failed = where[~good].cpu().numpy()
+        if len(failed):
+            # a failed confirmation is a query the loop counter misses (per-point budget)
+            chunk.rejects[failed] += 1
+            chunk.max_rejects = int(chunk.rejects.max())
+        return good
+
     def settle(self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted) -> Tensor | None:
         """PGD, during the loop: record the rows that stopped (with rounding: once their
-        feasible version is confirmed; the others move on) and, with early exit, return the
-        rows that stay (None: all stay)."""
+        feasible version is confirmed; in the bf16 loop: once the model's own precision
+        agrees; the others move on) and, with early exit, return the rows that stay (None:
+        all stay)."""
         stopped = halted.hit
         if not self.early_exit:
             if self.confirm is None:
@@ -745,7 +779,14 @@ class _Engine:
         if not bool(stopped.any()):  # one device-to-host sync per look
             return None
         rows = stopped.nonzero()[:, 0]
-        if self.confirm is not None:
+        if self.confirm is None and self.net.autocast:
+            good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
+            halted.release(rows[~good])
+            rows = rows[good]
+            if rows.shape[0] == 0:
+                return None
+            stopped = halted.hit  # released rows move on
+        elif self.confirm is not None:
             good = self.confirm(chunk, idx[rows], z.index_select(0, rows))
             halted.release(rows[~good])
             rows = rows[good]
@@ -966,11 +1007,13 @@ def _pgd_round(
         eng.graphs and not eng.checks and sched.steps > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
     )
     graph: _graphs.Replay | None = None
+    halts = eng.halts_on_loop_verdict
 
     def captured_step() -> None:
         """One whole step, in place: forward, gradient, halting, update and projection."""
         logits, _, g, cls = eng.net.forward(z, y, True, False)
-        halted.mark((cls if cls is not None else _predict(logits)) != y)
+        if halts:
+            halted.mark((cls if cls is not None else _predict(logits)) != y)
         assert g is not None
         if eng.norm == "inf":
             z.addcmul_(g.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
@@ -1003,7 +1046,8 @@ def _pgd_round(
             if out is None:
                 break
             _, grad, wrong = out
-            halted.mark(wrong)
+            if halts:
+                halted.mark(wrong)
             if last or grad is None:
                 break
             if settle_every and t % settle_every == settle_every - 1:
@@ -1247,8 +1291,9 @@ def run_attack(
                 f"prediction and one verification); received {budget.max_queries_per_sample}"
             )
         per_point_loop = budget.max_queries_per_sample - 2
-        if rounding:
-            # one more per point: the confirmation of the feasible candidate
+        if rounding or (options.precision == "bf16" and options.early_exit):
+            # one more per point: the confirmation of the feasible candidate (of a bf16
+            # verdict, in the model's own precision)
             per_point_loop = max(per_point_loop - 1, 0)
 
     device = torch.device(getattr(model, "device", "cpu"))
@@ -1440,7 +1485,8 @@ def run_attack(
         "cuda_graph": eng.graph_used,
         "loop_forward_passes": loop_queries,
         "rejected_after_projection": rejected,
-        "confirmation_queries": eng.confirm.queries if eng.confirm is not None else 0,
+        "confirmation_queries": (eng.confirm.queries if eng.confirm is not None else 0)
+        + eng.precise_queries,
         "eps_unit": "std" if scaled else "input",
     }
     attack_name = name

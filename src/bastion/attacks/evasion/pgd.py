@@ -65,7 +65,10 @@ class WhiteBoxConfig(AttackConfig):
         Points attacked together (one forward and one backward pass per step for the batch).
     early_exit:
         Points already misclassified leave the working batch (their adversarial is kept):
-        fewer forward passes, same successes. Off only to measure per-step cost.
+        fewer forward passes, same successes. Off to measure per-step cost, and on CUDA for a
+        small model, whose steps cost their kernel launches rather than their rows: off, PGD
+        replays a CUDA graph (below). Measured on an H100, digits MLP, 4,096 points, 40
+        steps: 18 ms with early exit off (graph) against 51 ms with it on.
     precision:
         ``"fp32"`` (default) or ``"bf16"``: opt-in bfloat16 autocast of the model's forward
         pass inside the attack loop (meant for CUDA). Success is always verified in the
