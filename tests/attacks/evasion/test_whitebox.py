@@ -314,79 +314,112 @@ def test_binary_model_uses_the_margin_loss(tabular: Any, n_logits: int) -> None:
 
 # -- speed design, budgets, determinism ----------------------------------------------------
 class _EagerGraph:
-    """A stand-in for a captured CUDA graph on the CPU: a replay runs the step."""
+    """A stand-in for a captured CUDA graph on the CPU: a replay runs the step. A real graph
+    is bound to the tensors it saw at capture, so every replay checks that the step's
+    closure still holds the same tensors, at the same addresses (a rebound ``z`` or
+    ``halted.moving`` would leave a real graph working on freed memory), and takes back the
+    module call that running the step in Python adds (a real replay runs no Python)."""
 
     def __init__(self, step: Any) -> None:
         self.step = step
         self.replays = 0
+        self.bound = self._tensors()
+
+    def _tensors(self) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        for name, cell in zip(self.step.__code__.co_freevars, self.step.__closure__, strict=True):
+            value = cell.cell_contents
+            owners = {name: value} if isinstance(value, torch.Tensor) else {
+                f"{name}.{k}": v for k, v in vars(value).items() if isinstance(v, torch.Tensor)
+            } if hasattr(value, "__dict__") else {}  # fmt: skip
+            for key, tensor in owners.items():
+                found[key] = (id(tensor), tensor.data_ptr())
+        return found
 
     def replay(self) -> None:
+        assert self._tensors() == self.bound
         self.replays += 1
         self.step()
+        engine = dict(zip(self.step.__code__.co_freevars, self.step.__closure__, strict=True))
+        engine["eng"].cell_contents.net.forward_calls -= 1
 
 
 @pytest.mark.parametrize(
-    ("norm", "budget", "captured"),
+    ("case", "budget", "options", "captured"),
     [
-        ("inf", None, True),
-        ("2", None, True),
-        ("inf", Budget(max_queries=2 * N_POINTS + 9 * (N_POINTS - 10)), True),  # mid-replay
-        ("inf", Budget(max_queries=2 * N_POINTS + 2 * (N_POINTS - 10)), True),  # mid-warm-up
-        ("inf", None, False),  # the capture failed: eager from there on
+        ("inf", None, {}, True),
+        ("2", None, {}, True),
+        ("mid-replay", Budget(max_queries=2 * N_POINTS + 9 * (N_POINTS - 10)), {}, True),
+        ("mid-warm-up", Budget(max_queries=2 * N_POINTS + 2 * (N_POINTS - 10)), {}, True),
+        ("per-point cap", Budget(max_queries_per_sample=12), {}, True),
+        ("chunks and restarts", None, {"batch_size": 64, "restarts": 2}, True),
+        ("bf16", None, {"precision": "bf16"}, True),
+        ("capture failed", None, {"batch_size": 64, "restarts": 2}, False),
     ],
 )
 def test_pgd_graph_path_keeps_the_eager_results(
     mlp: TorchAdapter,
     points: tuple[np.ndarray, np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
-    norm: str,
+    case: str,
     budget: Budget | None,
+    options: dict[str, Any],
     captured: bool,
 ) -> None:
     """PGD's CUDA-graph path (two warm-up steps on a side stream, one step captured, then
     replays), run on the CPU with a stand-in graph: the same adversarial points, queries,
-    forward passes and stop reason as the eager loop, under budgets that end the attack in
-    the warm-up or among the replays."""
+    forward passes, module calls and stop reason as the eager loop, under budgets that end
+    the attack in the warm-up or among the replays, over several chunks and restarts; a
+    capture that fails is not tried again."""
     import contextlib
 
     from bastion.attacks.evasion import _graphs
 
     graphs: list[_EagerGraph] = []
+    tries: list[int] = []
+    drains: list[int] = []
 
     def capture(step: Any, device: Any) -> _EagerGraph | None:
+        tries.append(1)
+        if not captured:
+            return None
         graphs.append(_EagerGraph(step))
-        return graphs[-1] if captured else None
+        return graphs[-1]
 
     monkeypatch.setattr(_graphs, "available", lambda device: True)
     monkeypatch.setattr(_graphs, "side_stream", lambda device: contextlib.nullcontext())
     monkeypatch.setattr(_graphs, "capture_step", capture)
+    monkeypatch.setattr(_graphs, "drain", lambda device: drains.append(1))
     X, y = points
-    eps = 1.0 if norm == "inf" else 6.0
+    norm = "2" if case == "2" else "inf"
+    eps = 6.0 if norm == "2" else 1.0
     results, calls = [], []
     for graphed in (True, False):
         before = mlp.n_calls
+        config = PGDConfig(steps=20, early_exit=False, cuda_graphs=graphed, **options)
         results.append(
-            PGD(PGDConfig(steps=20, early_exit=False, cuda_graphs=graphed)).run(
-                mlp, X, y, eps=eps, norm=norm, constraints=BOX, seed=3, budget=budget
-            )
+            PGD(config).run(mlp, X, y, eps=eps, norm=norm, constraints=BOX, seed=3, budget=budget)
         )
         calls.append(mlp.n_calls - before)
     graph_run, eager = results
-    # a budget that ends in the warm-up leaves nothing to capture
-    in_warm_up = budget is not None and budget.max_queries == 2 * N_POINTS + 2 * (N_POINTS - 10)
-    assert len(graphs) == (0 if in_warm_up else 1)
-    assert graph_run.extra["cuda_graph"] is (captured and not in_warm_up)
+    replays = sum(g.replays for g in graphs)
+    assert graph_run.extra["cuda_graph"] is (replays > 0)
     assert eager.extra["cuda_graph"] is False
-    if budget is None and captured:
-        assert graphs[0].replays == 20 - 1 - _graphs.WARMUP_STEPS
+    if case == "mid-warm-up":
+        assert not tries  # the budget ended before anything could be captured
+    elif not captured:
+        assert len(tries) == 1  # one try per attack, not one per chunk and restart
+    else:
+        assert replays > 0
+        assert len(drains) >= replays // _graphs.DRAIN_EVERY
+    if budget is None and captured and not options.get("restarts"):
+        assert replays == 20 - 1 - _graphs.WARMUP_STEPS
     np.testing.assert_array_equal(graph_run.x_adv, eager.x_adv)
     np.testing.assert_array_equal(graph_run.success, eager.success)
     np.testing.assert_array_equal(graph_run.queries, eager.queries)
     assert graph_run.extra["loop_forward_passes"] == eager.extra["loop_forward_passes"]
     assert graph_run.stopped == eager.stopped
-    # each stand-in replay also ran the module's Python (a real one does not): one more call
-    replays = graphs[0].replays if graphs and captured else 0
-    assert calls[0] - replays == calls[1]
+    assert calls[0] == calls[1]
     assert graph_run.success.sum() > (20 if budget is None else 0)
     C.check_result(graph_run, mlp, X, BOX)
 

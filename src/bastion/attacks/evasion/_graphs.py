@@ -21,7 +21,16 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["MIN_STEPS", "WARMUP_STEPS", "Replay", "available", "capture_step", "side_stream"]
+__all__ = [
+    "DRAIN_EVERY",
+    "MIN_STEPS",
+    "WARMUP_STEPS",
+    "Replay",
+    "available",
+    "capture_step",
+    "drain",
+    "side_stream",
+]
 
 # steps run on a side stream before the capture: lazy initialisations (cuBLAS workspaces,
 # cuDNN algorithm choices, autograd's stream bookkeeping) must not happen inside it
@@ -29,6 +38,10 @@ WARMUP_STEPS = 2
 # replays needed for a capture to pay: on an H100 a capture of the digits MLP's step cost
 # ~10 ms, the launches of ~17 eager steps of it
 MIN_STEPS = 16
+# replays queued before the host waits for the device (budgets and Ctrl-C see progress)
+DRAIN_EVERY = 8
+
+_streams: dict[tuple[torch.device, str], torch.cuda.Stream] = {}
 
 
 class Replay(Protocol):
@@ -40,12 +53,28 @@ def available(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def drain(device: torch.device) -> None:
+    """Wait until the device has run what was queued on the current stream."""
+    torch.cuda.current_stream(device).synchronize()
+
+
+def _stream(device: torch.device, role: str) -> torch.cuda.Stream:
+    """The device's side stream for ``role`` (warm-up or capture), made once and reused, as
+    torch keeps one capture stream: cuBLAS keeps a workspace per stream, and one first met
+    inside a capture is allocated from (and pins) that graph's memory pool."""
+    stream = _streams.get((device, role))
+    if stream is None:
+        stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+        _streams[(device, role)] = stream
+    return stream
+
+
 @contextmanager
 def side_stream(device: torch.device) -> Iterator[None]:
     """Run the block's work on a side stream, ordered after and before the current
     stream's (warm-up steps go there: a capture must follow work on another stream)."""
     main = torch.cuda.current_stream(device)
-    side = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+    side = _stream(device, "warm-up")
     side.wait_stream(main)
     try:
         with torch.cuda.stream(side):
@@ -68,7 +97,7 @@ def capture_step(step: Callable[[], None], device: torch.device) -> Replay | Non
     """
     graph = torch.cuda.CUDAGraph()
     main = torch.cuda.current_stream(device)
-    stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
+    stream = _stream(device, "capture")
     stream.wait_stream(main)
     try:
         with torch.cuda.stream(stream):

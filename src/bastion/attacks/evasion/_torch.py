@@ -276,8 +276,8 @@ class _Net:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = (
-            # no cast cache: each weight is cast once per forward anyway, and a cached cast
-            # must not outlive a CUDA graph capture
+            # no cast cache: with the parameters frozen there is nothing to cache anyway,
+            # and a captured step (the setting measured on the H100) never depends on one
             torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=False)
             if self.autocast and fast
             else nullcontext()
@@ -667,10 +667,15 @@ class _Engine:
         self.meter.spend(int(z.shape[0]))
         chunk.forwards += 1
 
-    def replayed(self, chunk: _Chunk, z: Tensor) -> None:
-        """Count a replayed step: a forward the module's Python code did not see."""
+    def replayed(self, chunk: _Chunk, z: Tensor, replays: int) -> None:
+        """Count a replayed step (a forward the module's Python code did not see); every
+        few replays, wait for the device: replays queue in microseconds, so without a wait
+        the time budget and Ctrl-C would see the queue, not the attack's progress."""
         self.spent(chunk, z)
         self.net.forward_calls += 1
+        self.graph_used = True
+        if replays % _graphs.DRAIN_EVERY == 0:
+            _graphs.drain(self.net.device)
 
     def capture(
         self, chunk: _Chunk, z: Tensor, step: Callable[[], None]
@@ -688,9 +693,14 @@ class _Engine:
                 self.spent(chunk, z)
                 done += 1
         calls = self.net.forward_calls
-        graph = _graphs.capture_step(step, device)
-        self.net.forward_calls = calls  # the capture ran no forward pass
-        self.graph_used |= graph is not None
+        try:
+            graph = _graphs.capture_step(step, device)
+        finally:
+            self.net.forward_calls = calls  # the capture ran no forward pass
+        if graph is None:
+            # one try per attack: a module that cannot be captured once never will, and a
+            # failed capture leaves allocator state behind
+            self.graphs = False
         return done, graph
 
     def forward(
@@ -1007,6 +1017,7 @@ def _pgd_round(
         eng.graphs and not eng.checks and sched.steps > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
     )
     graph: _graphs.Replay | None = None
+    replays = 0
     halts = eng.halts_on_loop_verdict
 
     def captured_step() -> None:
@@ -1032,7 +1043,8 @@ def _pgd_round(
                 if not eng.allow(chunk, z):
                     break
                 graph.replay()
-                eng.replayed(chunk, z)
+                replays += 1
+                eng.replayed(chunk, z, replays)
                 t += 1
                 continue
             if want_graph and t == 1:

@@ -81,7 +81,10 @@ class WhiteBoxConfig(AttackConfig):
         keeps its shape), PGD captures one step as a CUDA graph after three eager steps and
         replays it: a small model's step is bound by launching its kernels, which a replay
         does at once. A model that cannot be captured runs eagerly; ``extra["cuda_graph"]``
-        says whether a graph ran. Off: every step eager.
+        says whether a graph ran. Off: every step eager. Turn it off for a module whose
+        forward pass makes choices in Python (Python or numpy randomness, attributes it
+        changes): a replay repeats the choice made at the capture (torch's own random
+        numbers are drawn anew at each replay). PGD only; the other attacks ignore it.
     """
 
     batch_size: int = Field(default=512, ge=1)
