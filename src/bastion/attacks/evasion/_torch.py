@@ -570,7 +570,8 @@ class _Halted:
         return self.moving[:, 0] == 0
 
     def release(self, rows: Tensor) -> None:
-        """Rows whose rounded version failed its confirmation move on."""
+        """Rows whose confirmation failed (their rounded version, or a bf16 verdict the model's
+        own precision does not share) move on."""
         self.moving[rows] = 1.0
 
     def select(self, keep: Tensor) -> None:
@@ -746,11 +747,13 @@ class _Engine:
 
     @property
     def halts_on_loop_verdict(self) -> bool:
-        """Whether a PGD row stops where the loop's own forward pass calls it misclassified.
-        Not in the bf16 loop without a look in between (early exit off, no rounding): there
+        """Whether a PGD row stops, during the loop, where the loop's own forward pass calls
+        it misclassified. Not in the bf16 loop without looks (early exit off, no rounding):
         a bf16 verdict near the boundary would stop a row the model itself still classifies
         correctly (digits MLP, L-inf 0.125: 2% of the points stopped so and failed the full
-        precision verification); it moves on and its final iterate is verified instead."""
+        precision verification), with no look to release it. There rows stop only at a
+        restart's last forward (confirmed in full precision before they count), and an
+        attack cut short hands its current iterates to the verification."""
         return not self.net.autocast or self.checks
 
     def confirm_precise(self, chunk: _Chunk, where: Tensor, z: Tensor) -> Tensor:
@@ -760,10 +763,14 @@ class _Engine:
         k = int(where.shape[0])
         tracker = self.meter.tracker
         need = k + self.meter.reserve
-        if tracker.allow(need) < need:
-            # no budget to confirm: the rows leave unconfirmed and the final verification
-            # (whose queries are reserved) decides
-            self.meter.reason = tracker.exhausted_reason or "query budget"
+        cap = self.meter.per_point_loop
+        if tracker.allow(need) < need or (
+            cap is not None and chunk.forwards + chunk.max_rejects >= cap
+        ):
+            # no budget to confirm (in all, or these rows' own): they are taken unconfirmed
+            # and the final verification (whose queries are reserved) decides
+            if tracker.allow(need) < need:
+                self.meter.reason = tracker.exhausted_reason or "query budget"
             return torch.ones(k, dtype=torch.bool, device=z.device)
         good = _predict(self.net.logits(z, fast=False)) != chunk.y.index_select(0, where)
         tracker.spend(k)
@@ -845,11 +852,19 @@ class _Engine:
                 good = self.confirm(chunk, idx[rows], z.index_select(0, rows))
                 chunk.found[idx[rows[good]]] = True
             return
+        moving = ~stopped
+        if self.net.autocast and bool(stopped.any()):
+            # bf16 verdicts since the last look: only those the model's own precision
+            # confirms are found; the others are neither found nor handed on (a later
+            # restart attacks them again)
+            rows = stopped.nonzero()[:, 0]
+            good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
+            stopped = torch.zeros_like(stopped).index_fill_(0, rows[good], True)
         if _whole(chunk, idx):  # no row left the batch: no indexing
             chunk.adv = z if deferred else torch.where(stopped.unsqueeze(1), z, chunk.adv)
             chunk.found |= stopped
             if deferred:
-                chunk.pending |= ~stopped
+                chunk.pending |= moving
             return
         if not deferred:
             rows = stopped.nonzero()[:, 0]
@@ -859,7 +874,7 @@ class _Engine:
             return
         chunk.adv[idx] = z
         chunk.found[idx[stopped]] = True
-        chunk.pending[idx[~stopped]] = True
+        chunk.pending[idx[moving]] = True
 
     def exits(self, chunk: _Chunk, idx: Tensor, z: Tensor, wrong: Tensor) -> Tensor | None:
         """Record the points that broke and return the rows that stay (None: all stay)."""
@@ -1019,6 +1034,10 @@ def _pgd_round(
     graph: _graphs.Replay | None = None
     replays = 0
     halts = eng.halts_on_loop_verdict
+    # an attack cut short (budget, Ctrl-C) where rows do not stop during the loop: their
+    # current iterates go to the verification (its queries are reserved), else nothing
+    # would be recorded
+    cut = eng.defer_last and not halts
 
     def captured_step() -> None:
         """One whole step, in place: forward, gradient, halting, update and projection."""
@@ -1041,6 +1060,7 @@ def _pgd_round(
                 break
             if graph is not None and not last:
                 if not eng.allow(chunk, z):
+                    deferred = cut
                     break
                 graph.replay()
                 replays += 1
@@ -1052,13 +1072,15 @@ def _pgd_round(
                 done, graph = eng.capture(chunk, z, captured_step)
                 t += done
                 if done < _graphs.WARMUP_STEPS:  # the budget ran out during the warm-up
+                    deferred = cut
                     break
                 continue
             out = eng.forward(chunk, z, y, need_grad=not last, first=first and t == 0)
             if out is None:
+                deferred = cut
                 break
             _, grad, wrong = out
-            if halts:
+            if halts or last:
                 halted.mark(wrong)
             if last or grad is None:
                 break
@@ -1078,6 +1100,9 @@ def _pgd_round(
                 # the projection of an unmoved row could change its last bit: keep it as is
                 z = torch.where(halted.moving > 0, eng.l2_project(step, x0, lo, hi), z)
             t += 1
+    except KeyboardInterrupt:
+        deferred = cut
+        raise
     finally:
         eng.settle_round(chunk, idx, z, halted, deferred)
         eng.close_round(chunk, idx, z)
@@ -1303,9 +1328,8 @@ def run_attack(
                 f"prediction and one verification); received {budget.max_queries_per_sample}"
             )
         per_point_loop = budget.max_queries_per_sample - 2
-        if rounding or (options.precision == "bf16" and options.early_exit):
-            # one more per point: the confirmation of the feasible candidate (of a bf16
-            # verdict, in the model's own precision)
+        if rounding:
+            # one more per point: the confirmation of the feasible candidate
             per_point_loop = max(per_point_loop - 1, 0)
 
     device = torch.device(getattr(model, "device", "cpu"))
