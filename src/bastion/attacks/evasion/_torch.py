@@ -1034,10 +1034,10 @@ def _pgd_round(
     graph: _graphs.Replay | None = None
     replays = 0
     halts = eng.halts_on_loop_verdict
-    # an attack cut short (budget, Ctrl-C) where rows do not stop during the loop: their
-    # current iterates go to the verification (its queries are reserved), else nothing
-    # would be recorded
-    cut = eng.defer_last and not halts
+    # an attack cut short (budget, Ctrl-C): the moving rows' current iterates go to the
+    # verification, whose queries are reserved anyway (their last step was taken but never
+    # looked at; and where rows do not stop during the loop, nothing else would be recorded)
+    cut = eng.defer_last
 
     def captured_step() -> None:
         """One whole step, in place: forward, gradient, halting, update and projection."""
