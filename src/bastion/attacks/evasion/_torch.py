@@ -757,9 +757,10 @@ class _Engine:
         return not self.net.autocast or self.checks
 
     def confirm_precise(self, chunk: _Chunk, where: Tensor, z: Tensor) -> Tensor:
-        """bf16 loop with early exit: of the chunk rows ``where`` (iterates ``z``), those the
-        model in its own precision calls misclassified (a bool mask on the device); the
-        others move on. Each confirmation is a counted query of its row."""
+        """bf16 loop (at a look with early exit, and at a restart's end): of the chunk rows
+        ``where`` (iterates ``z``), those the model in its own precision calls misclassified
+        (a bool mask on the device); the others move on. Each confirmation is a counted
+        query of its row."""
         k = int(where.shape[0])
         tracker = self.meter.tracker
         need = k + self.meter.reserve
