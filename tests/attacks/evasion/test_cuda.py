@@ -73,6 +73,13 @@ def nets(digits: Any) -> dict[str, Any]:
     }
 
 
+def _attack(attack: str, iterations: int, **options: Any) -> Any:
+    """PGD or APGD with ``iterations`` steps (PGD's ``steps``, APGD's ``n_iter``)."""
+    cls = ATTACKS.get(attack)
+    knob = {"pgd": "steps", "apgd": "n_iter"}[attack]
+    return cls(cls.Config(**{knob: iterations, **options}))  # type: ignore[call-arg]
+
+
 def _adapter(nets: dict[str, Any], which: str, device: str) -> TorchAdapter:
     import copy
 
@@ -90,14 +97,10 @@ def test_results_keep_the_contract_and_the_cpu_strength(
     differ), within 3 points in 100."""
     X, y = points
     eps = 1.5 if norm == "inf" else 12.0
-    cls = ATTACKS.get(attack)
-    options = {"pgd": {"steps": 20}, "apgd": {"n_iter": 20}}[attack]
     robust = {}
     for device in ("cuda", "cpu"):
         model = _adapter(nets, "mlp", device)
-        result = cls(cls.Config(**options)).run(  # type: ignore[call-arg]
-            model, X, y, eps=eps, norm=norm, constraints=BOX, seed=0
-        )
+        result = _attack(attack, 20).run(model, X, y, eps=eps, norm=norm, constraints=BOX, seed=0)
         C.check_result(result, model, X, BOX)
         assert result.success.sum() > 20
         robust[device] = result.metrics()["robust_accuracy"] or 0.0
@@ -120,10 +123,8 @@ def test_broken_points_leave_every_few_steps_and_the_same_points_break(
 ) -> None:
     X, y = points
     model = _adapter(nets, "mlp", "cuda")
-    cls = ATTACKS.get(attack)
-    options = {"pgd": {"steps": 30}, "apgd": {"n_iter": 30}}[attack]
-    off = cls(cls.Config(early_exit=False, **options)).run(model, X, y, eps=1.5, constraints=BOX)  # type: ignore[call-arg]
-    on = cls(cls.Config(**options)).run(model, X, y, eps=1.5, constraints=BOX)  # type: ignore[call-arg]
+    off = _attack(attack, 30, early_exit=False).run(model, X, y, eps=1.5, constraints=BOX)
+    on = _attack(attack, 30).run(model, X, y, eps=1.5, constraints=BOX)
     assert on.extra["loop_forward_passes"] < off.extra["loop_forward_passes"]
     assert abs(int(on.success.sum()) - int(off.success.sum())) <= 2
     assert on.success.sum() > 50
@@ -190,12 +191,9 @@ def test_no_device_to_host_sync_per_step(
     would add 32."""
     X, y = points
     model = _adapter(nets, "mlp", "cuda")
-    cls = ATTACKS.get(attack)
-    knob = {"pgd": "steps", "apgd": "n_iter"}[attack]
 
     def attack_with(steps: int) -> Callable[[], Any]:
-        config = cls.Config(**{knob: steps})  # type: ignore[call-arg]
-        return lambda: cls(config).run(model, X, y, eps=0.5, constraints=BOX, seed=0)
+        return lambda: _attack(attack, steps).run(model, X, y, eps=0.5, constraints=BOX, seed=0)
 
     attack_with(8)()  # warm-up: the first call's one-off syncs (cuBLAS set-up) stay out
     short, long = _syncs(attack_with(32)), _syncs(attack_with(64))

@@ -765,12 +765,11 @@ class _Engine:
         tracker = self.meter.tracker
         need = k + self.meter.reserve
         cap = self.meter.per_point_loop
-        if tracker.allow(need) < need or (
-            cap is not None and chunk.forwards + chunk.max_rejects >= cap
-        ):
+        in_all = tracker.allow(need) >= need
+        if not in_all or (cap is not None and chunk.forwards + chunk.max_rejects >= cap):
             # no budget to confirm (in all, or these rows' own): they are taken unconfirmed
             # and the final verification (whose queries are reserved) decides
-            if tracker.allow(need) < need:
+            if not in_all:
                 self.meter.reason = tracker.exhausted_reason or "query budget"
             return torch.ones(k, dtype=torch.bool, device=z.device)
         good = _predict(self.net.logits(z, fast=False)) != chunk.y.index_select(0, where)
@@ -797,18 +796,12 @@ class _Engine:
         if not bool(stopped.any()):  # one device-to-host sync per look
             return None
         rows = stopped.nonzero()[:, 0]
-        if self.confirm is None and self.net.autocast:
-            good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
+        confirm = self.confirm or (self.confirm_precise if self.net.autocast else None)
+        if confirm is not None:
+            good = confirm(chunk, idx[rows], z.index_select(0, rows))
             halted.release(rows[~good])
             rows = rows[good]
-            if rows.shape[0] == 0:
-                return None
-            stopped = halted.hit  # released rows move on
-        elif self.confirm is not None:
-            good = self.confirm(chunk, idx[rows], z.index_select(0, rows))
-            halted.release(rows[~good])
-            rows = rows[good]
-            if not self.early_exit:
+            if not self.early_exit:  # rounding only: bf16 looks happen with early exit
                 # confirmed rows stay in the batch, stopped
                 halted.confirmed[rows] = True
                 chunk.found[idx[rows]] = True
@@ -1040,17 +1033,24 @@ def _pgd_round(
     # looked at; and where rows do not stop during the loop, nothing else would be recorded)
     cut = eng.defer_last
 
+    def update(z: Tensor, grad: Tensor, in_place: bool) -> Tensor:
+        """The step from ``z`` along ``grad``, projected (a halted row's step is multiplied
+        by 0: its iterate does not move); ``in_place`` writes it into ``z`` (L-inf always
+        does), as a captured step must."""
+        if eng.norm == "inf":
+            return z.addcmul_(grad.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
+        moved = torch.addcmul(z, eng.l2_direction(grad), halted.moving, value=alpha)
+        # the projection of an unmoved row could change its last bit: keep it as is
+        new = torch.where(halted.moving > 0, eng.l2_project(moved, x0, lo, hi), z)
+        return z.copy_(new) if in_place else new
+
     def captured_step() -> None:
         """One whole step, in place: forward, gradient, halting, update and projection."""
         logits, _, g, cls = eng.net.forward(z, y, True, False)
         if halts:
             halted.mark((cls if cls is not None else _predict(logits)) != y)
         assert g is not None
-        if eng.norm == "inf":
-            z.addcmul_(g.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
-        else:
-            moved = torch.addcmul(z, eng.l2_direction(g), halted.moving, value=alpha)
-            z.copy_(torch.where(halted.moving > 0, eng.l2_project(moved, x0, lo, hi), z))
+        update(z, g, in_place=True)
 
     try:
         t = 0
@@ -1093,13 +1093,7 @@ def _pgd_round(
                     idx, y, lo, hi, z, grad = _select(keep, idx, y, lo, hi, z, grad)
                     if z.shape[0] == 0:
                         break
-            if eng.norm == "inf":
-                # a halted row's step is multiplied by 0: its iterate does not move
-                z.addcmul_(grad.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
-            else:
-                step = torch.addcmul(z, eng.l2_direction(grad), halted.moving, value=alpha)
-                # the projection of an unmoved row could change its last bit: keep it as is
-                z = torch.where(halted.moving > 0, eng.l2_project(step, x0, lo, hi), z)
+            z = update(z, grad, in_place=False)
             t += 1
     except KeyboardInterrupt:
         deferred = cut
