@@ -424,6 +424,147 @@ def test_pgd_graph_path_keeps_the_eager_results(
     C.check_result(graph_run, mlp, X, BOX)
 
 
+@pytest.fixture
+def stand_in_graphs(monkeypatch: pytest.MonkeyPatch) -> list[_EagerGraph]:
+    """Every capture of the graph path succeeds, with :class:`_EagerGraph` as the graph."""
+    import contextlib
+
+    from bastion.attacks.evasion import _graphs
+
+    graphs: list[_EagerGraph] = []
+
+    def capture(step: Any, device: Any) -> _EagerGraph:
+        graphs.append(_EagerGraph(step))
+        return graphs[-1]
+
+    monkeypatch.setattr(_graphs, "available", lambda device: True)
+    monkeypatch.setattr(_graphs, "side_stream", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(_graphs, "capture_step", capture)
+    monkeypatch.setattr(_graphs, "drain", lambda device: None)
+    return graphs
+
+
+@pytest.mark.parametrize(
+    ("recapture", "eps", "budget"),
+    [
+        (False, 1.5, None),
+        (True, 1.5, None),
+        (False, 1.5, Budget(max_queries_per_sample=15)),
+        (False, 16.0, None),  # every point breaks early: the loop ends with the last one
+    ],
+)
+def test_pgd_graph_with_early_exit_stops_broken_rows_in_place(
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_graphs: list[_EagerGraph],
+    recapture: bool,
+    eps: float,
+    budget: Budget | None,
+) -> None:
+    """With early exit, the graph path keeps broken rows in its batch, stopped, and records
+    them at each wait for the device; they leave under a new capture only when the clock
+    says a smaller batch pays (here forced either way). Against the eager loop looking as
+    often (every 8 steps): the same points found, the same first adversarial iterates, every
+    query counted (a row kept in the batch takes its forwards, so none has fewer queries than
+    in the eager loop, and none more than the whole loop's)."""
+    from bastion.attacks.evasion import _graphs, _torch
+
+    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
+    monkeypatch.setattr(
+        _graphs.ReplayClock, "worth_recapturing", lambda self, rows, keep, left: recapture
+    )
+    X, y = points
+    steps = 40
+    results = []
+    for graphed in (True, False):
+        mlp.reset_counter()
+        config = PGDConfig(steps=steps, cuda_graphs=graphed)
+        result = PGD(config).run(mlp, X, y, eps=eps, constraints=BOX, seed=3, budget=budget)
+        assert mlp.n_queries == result.queries.sum()
+        results.append(result)
+    graph_run, eager = results
+    replays = sum(g.replays for g in stand_in_graphs)
+    assert graph_run.extra["cuda_graph"] is True
+    assert eager.extra["cuda_graph"] is False
+    assert replays > 0
+    attacked = graph_run.clean_correct
+    more = graph_run.queries[attacked] >= eager.queries[attacked]
+    equal = graph_run.queries[attacked] == eager.queries[attacked]
+    if recapture:
+        # broken rows leave at the same looks as in the eager loop
+        assert equal.mean() >= 0.95
+        # a new, smaller batch at each look that found broken rows (while steps remain)
+        assert len(stand_in_graphs) >= 2
+        assert stand_in_graphs[1].bound != stand_in_graphs[0].bound
+    elif budget is None:
+        assert len(stand_in_graphs) == 1
+    if eps > 2:
+        # every point broke within the first look: no replay after it
+        assert graph_run.success[graph_run.clean_correct].all()
+        assert replays == _graphs.DRAIN_EVERY - 1 - _graphs.WARMUP_STEPS
+    both = graph_run.success & eager.success
+    assert both.sum() >= eager.success.sum() - 2
+    assert both.sum() >= graph_run.success.sum() - 2
+    # a smaller batch may change a matmul's last bit, hence a later sign: allow a few
+    same = np.all(graph_run.x_adv[both] == eager.x_adv[both], axis=1)
+    assert same.mean() >= 0.95
+    assert more.mean() >= 0.95
+    loop = graph_run.extra["loop_forward_passes"]
+    assert graph_run.queries.max() <= loop + 2  # + the clean prediction and the verification
+    if budget is not None:
+        assert graph_run.queries.max() <= budget.max_queries_per_sample
+    assert graph_run.success.sum() > 50
+    C.check_result(graph_run, mlp, X, BOX)
+
+
+def test_pgd_graph_with_early_exit_under_a_total_budget_stays_eager(
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    stand_in_graphs: list[_EagerGraph],
+) -> None:
+    """Broken rows kept in a graph's batch would spend a total query budget that the rows
+    still moving could use (59 successes instead of 69 on this MLP): under one, early exit
+    compacts the batch every look, eagerly, as without graphs."""
+    X, y = points
+    budget = Budget(max_queries=2 * N_POINTS + 13 * (N_POINTS - 10))
+    runs = [
+        PGD(PGDConfig(steps=40, cuda_graphs=graphed)).run(
+            mlp, X, y, eps=1.5, constraints=BOX, seed=3, budget=budget
+        )
+        for graphed in (True, False)
+    ]
+    assert not stand_in_graphs
+    assert runs[0].extra["cuda_graph"] is False
+    np.testing.assert_array_equal(runs[0].x_adv, runs[1].x_adv)
+    np.testing.assert_array_equal(runs[0].queries, runs[1].queries)
+    assert runs[0].stopped == "query budget"
+
+
+def test_replay_clock_recaptures_only_when_the_smaller_batch_pays() -> None:
+    """The choice between keeping broken rows in a graph's batch and a new capture: the
+    replays saved over the steps left must outweigh the capture; with one batch size timed
+    the cost is taken as proportional to the rows, with two, the slope between them."""
+    from bastion.attacks.evasion import _graphs
+
+    clock = _graphs.ReplayClock()
+    assert not clock.worth_recapturing(4096, 1024, 100)  # nothing timed yet
+    clock.capture_s = 0.010
+    assert not clock.worth_recapturing(4096, 1024, 100)  # no replay timed at 4,096 rows
+    clock.replay_s[4096] = 0.0004
+    # 30 steps x 0.3 ms saved (3/4 of the rows) = 9 ms < 10 ms; 40 steps: 12 ms
+    assert not clock.worth_recapturing(4096, 1024, 30)
+    assert clock.worth_recapturing(4096, 1024, 40)
+    # too few steps left for a graph at all
+    assert not clock.worth_recapturing(4096, 1, _graphs.WARMUP_STEPS + _graphs.MIN_STEPS)
+    # a launch-bound step: 1,024 rows cost nearly what 4,096 did
+    clock.replay_s[1024] = 0.00038
+    assert clock.saving(4096, 1024) == pytest.approx(0.00002)
+    assert not clock.worth_recapturing(4096, 1024, 400)
+    assert not clock.worth_recapturing(1024, 256, 400)  # 1,024 rows timed: slope from both
+    assert clock.worth_recapturing(4096, 1024, 600)
+
+
 def test_early_exit_saves_forward_passes_and_finds_the_same_points(
     mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
 ) -> None:

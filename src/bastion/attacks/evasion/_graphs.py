@@ -6,15 +6,19 @@ of the 430 us it takes (16 launches, ~27 us of host time each), so every extra e
 kernel of an attack costs more host time than the GPU spends on it. A captured step is
 replayed with one launch; its time is the GPU's.
 
-A graph needs a working batch of fixed shape, so the loop uses one only when no row leaves
-it (early exit off, no rounding to confirm), and only on CUDA. A module that cannot be
-captured (a host sync inside its forward pass, say) falls back to eager steps.
+A graph needs a working batch of fixed shape. Without early exit no row leaves it; with
+early exit (fp32, no rounding to confirm) broken rows stop in place (their step is multiplied
+by 0, as in the eager loop) and are recorded at each wait for the device, and they leave,
+under a new capture, only when :class:`ReplayClock` estimates that the rows' share of the
+remaining replays costs more than a capture. Only on CUDA. A module that cannot be captured
+(a host sync inside its forward pass, say) falls back to eager steps.
 
 This module imports torch at import time (from ``_torch``, which the attacks import lazily).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -26,6 +30,7 @@ __all__ = [
     "MIN_STEPS",
     "WARMUP_STEPS",
     "Replay",
+    "ReplayClock",
     "available",
     "capture_step",
     "drain",
@@ -38,7 +43,9 @@ WARMUP_STEPS = 2
 # replays needed for a capture to pay: on an H100 a capture of the digits MLP's step cost
 # ~10 ms, the launches of ~17 eager steps of it
 MIN_STEPS = 16
-# replays queued before the host waits for the device (budgets and Ctrl-C see progress)
+# steps between two waits of the host for the device while it replays a graph (budgets and
+# Ctrl-C see progress; with early exit, broken rows are looked for then): the eager loop's
+# looks on an accelerator fall on the same steps
 DRAIN_EVERY = 8
 
 _streams: dict[tuple[torch.device, str], torch.cuda.Stream] = {}
@@ -81,6 +88,65 @@ def side_stream(device: torch.device) -> Iterator[None]:
             yield
     finally:
         main.wait_stream(side)
+
+
+class ReplayClock:
+    """Host-clock timing of one attack's graphs, for the choice between keeping broken rows
+    in a graph's batch and capturing a smaller one: what a capture cost (its warm-up steps
+    included, until the device has run them) and what a replay costs at each batch size seen
+    (the time between two waits for the device over the replays queued in between: the
+    host queues them in microseconds, so the wait is the device's time)."""
+
+    def __init__(self) -> None:
+        self.capture_s: float | None = None
+        self.replay_s: dict[int, float] = {}  # rows -> seconds per replay
+        self.replays = 0  # since the timed stretch began
+        self._since: float | None = None
+
+    def start(self) -> None:
+        """Mark the start of a timed stretch (a capture, or the replays after a look)."""
+        self._since = time.perf_counter()
+        self.replays = 0
+
+    def captured(self, device: torch.device) -> None:
+        """A capture (with its warm-up) ended: wait for the device and record its cost."""
+        drain(device)
+        now = time.perf_counter()
+        if self._since is not None:
+            self.capture_s = max(self.capture_s or 0.0, now - self._since)
+        self.start()
+
+    def drained(self, rows: int) -> None:
+        """The host just waited for the device after :attr:`replays` replays of ``rows``
+        rows."""
+        now = time.perf_counter()
+        if self._since is not None and self.replays:
+            self.replay_s[rows] = (now - self._since) / self.replays
+        self._since = now
+        self.replays = 0
+
+    def saving(self, rows: int, keep: int) -> float | None:
+        """Estimated seconds per replay saved by replaying ``keep`` rows instead of ``rows``
+        (None: no replay timed yet). Two batch sizes timed give the slope between them; one
+        gives the line through the origin, which overestimates where a replay costs its
+        launches more than its rows (the first recapture then measures the real slope)."""
+        if rows not in self.replay_s:
+            return None
+        timed = sorted(self.replay_s.items())
+        if len(timed) == 1:
+            slope = timed[0][1] / timed[0][0]
+        else:
+            (n0, t0), (n1, t1) = timed[0], timed[-1]
+            slope = max(t1 - t0, 0.0) / (n1 - n0)
+        return slope * (rows - keep)
+
+    def worth_recapturing(self, rows: int, keep: int, steps_left: int) -> bool:
+        """Whether ``steps_left`` replays of ``keep`` rows plus a new capture are estimated to
+        cost less than replays of all ``rows`` (never with too few steps left for a graph)."""
+        if steps_left <= WARMUP_STEPS + MIN_STEPS or self.capture_s is None:
+            return False
+        saving = self.saving(rows, keep)
+        return saving is not None and steps_left * saving > self.capture_s
 
 
 def capture_step(step: Callable[[], None], device: torch.device) -> Replay | None:

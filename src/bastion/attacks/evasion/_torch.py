@@ -609,6 +609,7 @@ class _Engine:
         self.defer_last = False
         self.graphs = False  # PGD steps may be captured as CUDA graphs (see _graphs)
         self.graph_used = False
+        self.clock = _graphs.ReplayClock()
         self.precise_queries = 0  # full-precision confirmations of bf16 verdicts
 
     @property
@@ -668,15 +669,21 @@ class _Engine:
         self.meter.spend(int(z.shape[0]))
         chunk.forwards += 1
 
-    def replayed(self, chunk: _Chunk, z: Tensor, replays: int) -> None:
-        """Count a replayed step (a forward the module's Python code did not see); every
-        few replays, wait for the device: replays queue in microseconds, so without a wait
-        the time budget and Ctrl-C would see the queue, not the attack's progress."""
+    def replayed(self, chunk: _Chunk, z: Tensor, t: int) -> bool:
+        """Count a replay of step ``t`` (a forward the module's Python code did not see);
+        every few steps, wait for the device: replays queue in microseconds, so without a
+        wait the time budget and Ctrl-C would see the queue, not the attack's progress.
+        Returns whether it waited (on the steps where the eager loop on an accelerator looks
+        for broken rows, so that the graph's looks fall on the same steps)."""
         self.spent(chunk, z)
         self.net.forward_calls += 1
         self.graph_used = True
-        if replays % _graphs.DRAIN_EVERY == 0:
-            _graphs.drain(self.net.device)
+        self.clock.replays += 1
+        if t % _graphs.DRAIN_EVERY != _graphs.DRAIN_EVERY - 1:
+            return False
+        _graphs.drain(self.net.device)
+        self.clock.drained(int(z.shape[0]))
+        return True
 
     def capture(
         self, chunk: _Chunk, z: Tensor, step: Callable[[], None]
@@ -686,6 +693,7 @@ class _Engine:
         not be captured, and the loop goes on eagerly)."""
         device = self.net.device
         done = 0
+        self.clock.start()
         with _graphs.side_stream(device):
             for _ in range(_graphs.WARMUP_STEPS):
                 if not self.allow(chunk, z):
@@ -702,6 +710,8 @@ class _Engine:
             # one try per attack: a module that cannot be captured once never will, and a
             # failed capture leaves allocator state behind
             self.graphs = False
+        else:
+            self.clock.captured(device)
         return done, graph
 
     def forward(
@@ -812,6 +822,30 @@ class _Engine:
         where = idx.index_select(0, rows)
         if self.confirm is None:
             chunk.adv[where] = z.index_select(0, rows)
+        self.leave(chunk, where)
+        keep = (~stopped).nonzero()[:, 0]
+        halted.select(keep)
+        return keep
+
+    def settle_in_place(
+        self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, steps_left: int
+    ) -> Tensor | None:
+        """PGD replaying a CUDA graph with early exit (fp32, no rounding), at a wait for the
+        device: the rows that stopped stay in the batch (a graph's tensors keep their shapes;
+        a stopped row's iterate does not move, and the restart's end records it) until every
+        row has stopped or :meth:`_graphs.ReplayClock.worth_recapturing` says a smaller batch
+        pays for a new capture; then they are recorded and leave, and the rows still moving
+        are returned (empty: none), for a new capture. None: all stay."""
+        stopped = halted.hit
+        n, n_stopped = int(z.shape[0]), int(stopped.sum())  # the look's one sync
+        if n_stopped == 0 or (
+            n_stopped < n and not self.clock.worth_recapturing(n, n - n_stopped, steps_left)
+        ):
+            return None
+        rows = stopped.nonzero()[:, 0]
+        where = idx.index_select(0, rows)
+        chunk.adv[where] = z.index_select(0, rows)
+        # they leave with this restart's forwards as their queries, as in the eager loop
         self.leave(chunk, where)
         keep = (~stopped).nonzero()[:, 0]
         halted.select(keep)
@@ -1020,13 +1054,23 @@ def _pgd_round(
     settle_every = eng.check_every if eng.checks else 0
     defer = final and eng.defer_last
     deferred = False  # the loop ran to its end and left the final iterate unevaluated
-    # a CUDA graph of the step, captured after the first (watched) step and the warm-up,
-    # when no row can leave the batch (its tensors keep their shapes)
-    want_graph = (
-        eng.graphs and not eng.checks and sched.steps > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
+
+    def room_for_graph(t: int) -> bool:
+        return sched.steps - t > _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
+
+    # a CUDA graph of the step, captured after the first (watched) step and the warm-up, when
+    # the batch can keep its shape between looks: no early exit, or early exit whose broken
+    # rows can stay in the batch, stopped, until they leave under a new capture. Not in bf16
+    # or with rounding (a verdict confirmed false must move on at once), nor under a total
+    # query budget (rows kept in the batch would spend what the moving ones could use)
+    exit_in_place = (
+        eng.early_exit
+        and eng.confirm is None
+        and not eng.net.autocast
+        and eng.meter.tracker.budget.max_queries is None
     )
+    want_graph = eng.graphs and (not eng.checks or exit_in_place) and room_for_graph(1)
     graph: _graphs.Replay | None = None
-    replays = 0
     halts = eng.halts_on_loop_verdict
     # an attack cut short (budget, Ctrl-C): the moving rows' current iterates go to the
     # verification, whose queries are reserved anyway (their last step was taken but never
@@ -1064,11 +1108,21 @@ def _pgd_round(
                     deferred = cut
                     break
                 graph.replay()
-                replays += 1
-                eng.replayed(chunk, z, replays)
+                waited = eng.replayed(chunk, z, t)
                 t += 1
+                if exit_in_place and waited:  # a look costs no extra sync here
+                    keep = eng.settle_in_place(chunk, idx, z, halted, sched.steps - t)
+                    if keep is not None:
+                        graph = None  # bound to the whole batch's tensors
+                        if eng.norm != "inf":
+                            x0 = x0.index_select(0, keep)
+                        idx, y, lo, hi, z = _select(keep, idx, y, lo, hi, z)
+                        if z.shape[0] == 0:
+                            break
+                        want_graph = eng.graphs  # worth it: the clock said so
+                    eng.clock.start()  # the look's host work is no replay's
                 continue
-            if want_graph and t == 1:
+            if want_graph and t >= 1:
                 want_graph = False
                 done, graph = eng.capture(chunk, z, captured_step)
                 t += done

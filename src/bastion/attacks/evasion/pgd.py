@@ -65,10 +65,13 @@ class WhiteBoxConfig(AttackConfig):
         Points attacked together (one forward and one backward pass per step for the batch).
     early_exit:
         Points already misclassified leave the working batch (their adversarial is kept):
-        fewer forward passes, same successes. Off to measure per-step cost, and on CUDA for a
-        small model, whose steps cost their kernel launches rather than their rows: off, PGD
-        replays a CUDA graph (below). Measured on an H100, digits MLP, 4,096 points, 40
-        steps: 18 ms with early exit off (graph) against 51 ms with it on.
+        fewer forward passes, same successes. Off to measure per-step cost. When PGD replays
+        a CUDA graph (below), broken points stop in the graph's batch and are recorded every
+        8 steps; they leave it, under a new capture, once the time saved on the remaining
+        steps is estimated to exceed a capture's (both timed during the attack), so a point
+        may take more loop forwards (queries) than in the eager loop. Measured on an H100,
+        digits MLP, 4,096 points, 40 steps, before graphs served early exit: 18 ms with early
+        exit off (graph) against 51 ms with it on (eager).
     precision:
         ``"fp32"`` (default) or ``"bf16"``: opt-in bfloat16 autocast of the model's forward
         pass inside the attack loop (meant for CUDA). Success is always verified in the
@@ -77,10 +80,11 @@ class WhiteBoxConfig(AttackConfig):
         Opt-in: run 4-D (image) inputs and the module in channels-last memory format inside
         the loop (CUDA convolutions); the module's format is restored afterwards.
     cuda_graphs:
-        On a CUDA device, with early exit off and no rounding constraints (the working batch
-        keeps its shape), PGD captures one step as a CUDA graph after three eager steps and
-        replays it: a small model's step is bound by launching its kernels, which a replay
-        does at once. A model that cannot be captured runs eagerly; ``extra["cuda_graph"]``
+        On a CUDA device, with no rounding constraints, PGD captures one step as a CUDA graph
+        after three eager steps and replays it: a small model's step is bound by launching
+        its kernels, which a replay does at once. With early exit, only in fp32 and without a
+        total query budget (``max_queries``: broken points kept in the batch would spend it).
+        A model that cannot be captured runs eagerly; ``extra["cuda_graph"]``
         says whether a graph ran. Off: every step eager. Turn it off for a module whose
         forward pass makes choices in Python (Python or numpy randomness, attributes it
         changes): a replay repeats the choice made at the capture (torch's own random
