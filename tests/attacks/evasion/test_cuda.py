@@ -203,26 +203,38 @@ def test_no_device_to_host_sync_per_step(
 
 
 @pytest.mark.parametrize(
-    ("which", "norm", "precision"),
-    [("mlp", "inf", "fp32"), ("mlp", "2", "fp32"), ("cnn", "inf", "bf16")],
+    ("attack", "which", "norm", "precision"),
+    [
+        ("pgd", "mlp", "inf", "fp32"),
+        ("pgd", "mlp", "2", "fp32"),
+        ("pgd", "cnn", "inf", "bf16"),
+        ("apgd", "mlp", "inf", "fp32"),
+        ("apgd", "mlp", "2", "fp32"),
+        ("apgd", "cnn", "inf", "bf16"),
+    ],
 )
-def test_pgd_replays_a_captured_step_with_the_eager_results(
-    which: str, norm: str, precision: str, nets: dict[str, Any], points: tuple[np.ndarray, ...]
+def test_replays_of_a_captured_step_give_the_eager_results(
+    attack: str,
+    which: str,
+    norm: str,
+    precision: str,
+    nets: dict[str, Any],
+    points: tuple[np.ndarray, ...],
 ) -> None:
-    """Early exit off: PGD captures one step as a CUDA graph and replays it; the same points
-    break, with the same adversarial examples and queries, as with every step eager."""
+    """Early exit off: PGD (APGD) captures one step (iteration) as a CUDA graph and replays
+    it; the same points break, with the same adversarial examples and queries, as with every
+    step eager."""
     X, y = points
     model = _adapter(nets, which, "cuda")
     eps = 1.5 if norm == "inf" else 12.0
     runs = [
-        PGD(
-            PGDConfig(
-                steps=20,
-                early_exit=False,
-                cuda_graphs=graphs,
-                precision=precision,  # type: ignore[arg-type]
-                channels_last=which == "cnn",
-            )
+        _attack(
+            attack,
+            30,
+            early_exit=False,
+            cuda_graphs=graphs,
+            precision=precision,
+            channels_last=which == "cnn",
         ).run(model, X, y, eps=eps, norm=norm, constraints=BOX, seed=1)
         for graphs in (True, False)
     ]

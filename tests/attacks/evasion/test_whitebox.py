@@ -344,6 +344,37 @@ class _EagerGraph:
         engine["eng"].cell_contents.net.forward_calls -= 1
 
 
+def _graphed_and_eager(
+    make: Any,
+    model: TorchAdapter,
+    X: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    norm: str,
+    budget: Budget | None,
+) -> tuple[EvasionResult, EvasionResult]:
+    """The attack ``make(graphed)`` run with CUDA graphs on (the stand-in's) and off, the
+    same seed and budget; asserts that both give the same adversarial points, successes,
+    queries, loop forward passes, stop reason and module calls."""
+    results, calls = [], []
+    for graphed in (True, False):
+        before = model.n_calls
+        results.append(
+            make(graphed).run(
+                model, X, y, eps=eps, norm=norm, constraints=BOX, seed=3, budget=budget
+            )
+        )
+        calls.append(model.n_calls - before)
+    graph_run, eager = results
+    np.testing.assert_array_equal(graph_run.x_adv, eager.x_adv)
+    np.testing.assert_array_equal(graph_run.success, eager.success)
+    np.testing.assert_array_equal(graph_run.queries, eager.queries)
+    assert graph_run.extra["loop_forward_passes"] == eager.extra["loop_forward_passes"]
+    assert graph_run.stopped == eager.stopped
+    assert calls[0] == calls[1]
+    return graph_run, eager
+
+
 @pytest.mark.parametrize(
     ("case", "budget", "options", "captured"),
     [
@@ -393,15 +424,10 @@ def test_pgd_graph_path_keeps_the_eager_results(
     X, y = points
     norm = "2" if case == "2" else "inf"
     eps = 6.0 if norm == "2" else 1.0
-    results, calls = [], []
-    for graphed in (True, False):
-        before = mlp.n_calls
-        config = PGDConfig(steps=20, early_exit=False, cuda_graphs=graphed, **options)
-        results.append(
-            PGD(config).run(mlp, X, y, eps=eps, norm=norm, constraints=BOX, seed=3, budget=budget)
-        )
-        calls.append(mlp.n_calls - before)
-    graph_run, eager = results
+    graph_run, eager = _graphed_and_eager(
+        lambda graphed: PGD(PGDConfig(steps=20, early_exit=False, cuda_graphs=graphed, **options)),
+        mlp, X, y, eps, norm, budget,
+    )  # fmt: skip
     replays = sum(g.replays for g in graphs)
     assert graph_run.extra["cuda_graph"] is (replays > 0)
     assert eager.extra["cuda_graph"] is False
@@ -414,13 +440,68 @@ def test_pgd_graph_path_keeps_the_eager_results(
         assert len(drains) >= replays // _graphs.DRAIN_EVERY
     if budget is None and captured and not options.get("restarts"):
         assert replays == 20 - 1 - _graphs.WARMUP_STEPS
-    np.testing.assert_array_equal(graph_run.x_adv, eager.x_adv)
-    np.testing.assert_array_equal(graph_run.success, eager.success)
-    np.testing.assert_array_equal(graph_run.queries, eager.queries)
-    assert graph_run.extra["loop_forward_passes"] == eager.extra["loop_forward_passes"]
-    assert graph_run.stopped == eager.stopped
-    assert calls[0] == calls[1]
     assert graph_run.success.sum() > (20 if budget is None else 0)
+    C.check_result(graph_run, mlp, X, BOX)
+
+
+@pytest.mark.parametrize(
+    ("case", "budget", "options"),
+    [
+        ("inf", None, {}),
+        ("2", None, {}),
+        ("dlr", None, {"loss": "dlr"}),
+        ("mid-replay", Budget(max_queries=2 * N_POINTS + 20 * (N_POINTS - 10)), {}),
+        ("per-point cap", Budget(max_queries_per_sample=25), {}),
+        ("chunks and restarts", None, {"batch_size": 64, "restarts": 2}),
+        ("bf16", None, {"precision": "bf16"}),
+    ],
+)
+def test_apgd_graph_path_keeps_the_eager_results(
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_graphs: list[_EagerGraph],
+    case: str,
+    budget: Budget | None,
+    options: dict[str, Any],
+) -> None:
+    """APGD's iterations after the first, captured and replayed (early exit off), run on the
+    CPU with a stand-in graph: checkpoints between replays (and between the warm-up steps),
+    the same iterates at every forward pass, the same adversarial points, queries, forward
+    passes, module calls and stop reason as the eager loop, the graph's tensors the same at
+    every replay."""
+    from bastion.attacks.evasion import _graphs, _torch
+
+    seen: list[list[torch.Tensor]] = []
+    forward = _torch._Net.forward
+
+    def recording(self: Any, z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        seen[-1].append(z.detach().clone())
+        return forward(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(_torch._Net, "forward", recording)
+    X, y = points
+    norm = "2" if case == "2" else "inf"
+    eps = 3.0 if norm == "2" else 0.5
+
+    def apgd(graphed: bool) -> APGD:
+        seen.append([])
+        return APGD(APGDConfig(n_iter=40, early_exit=False, cuda_graphs=graphed, **options))
+
+    graph_run, eager = _graphed_and_eager(apgd, mlp, X, y, eps, norm, budget)
+    replays = sum(g.replays for g in stand_in_graphs)
+    assert replays > 0
+    assert graph_run.extra["cuda_graph"] is True
+    assert eager.extra["cuda_graph"] is False
+    if budget is None and not options.get("restarts"):
+        # the first iteration (no momentum), the warm-up and the last one are eager
+        assert replays == 40 - 2 - _graphs.WARMUP_STEPS
+    # the same iterate at every forward pass (a checkpoint that halves the step or returns
+    # to the best point at another iteration would change them)
+    assert len(seen[0]) == len(seen[1])
+    assert all(torch.equal(a, b) for a, b in zip(*seen, strict=True))
+    # a small eps, where points break late, after checkpoints that moved them
+    assert graph_run.success.sum() > 10
     C.check_result(graph_run, mlp, X, BOX)
 
 

@@ -686,11 +686,15 @@ class _Engine:
         return True
 
     def capture(
-        self, chunk: _Chunk, z: Tensor, step: Callable[[], None]
+        self,
+        chunk: _Chunk,
+        z: Tensor,
+        step: Callable[[], None],
+        after: Callable[[], None] | None = None,
     ) -> tuple[int, _graphs.Replay | None]:
-        """Run the warm-up steps (real, counted steps) and capture ``step``; returns the
-        steps run and the graph (None: budget spent during the warm-up, or the module could
-        not be captured, and the loop goes on eagerly)."""
+        """Run the warm-up steps (real, counted steps, each followed by ``after``) and
+        capture ``step``; returns the steps run and the graph (None: budget spent during the
+        warm-up, or the module could not be captured, and the loop goes on eagerly)."""
         device = self.net.device
         done = 0
         self.clock.start()
@@ -701,6 +705,8 @@ class _Engine:
                 step()
                 self.spent(chunk, z)
                 done += 1
+                if after is not None:
+                    after()
         calls = self.net.forward_calls
         try:
             graph = _graphs.capture_step(step, device)
@@ -1157,6 +1163,97 @@ def _pgd_round(
         eng.close_round(chunk, idx, z)
 
 
+class _APGDRows:
+    """One APGD run's per-row state for its working batch (Croce and Hein 2020, Algorithm
+    1), updated in place by each iteration, so that on CUDA an iteration can be captured as
+    a graph and replayed; :meth:`select` keeps some rows (new tensors: a new capture)."""
+
+    ROWS = (
+        "idx", "x0", "y", "lo", "hi", "z", "z_old", "grad", "step", "z_best", "grad_best",
+        "loss_best", "loss_best_last", "reduced_last", "increases", "prev",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        eng: _Engine,
+        sched: APGDSchedule,
+        rows: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+        z: Tensor,
+        grad: Tensor,
+        losses: Tensor,
+    ) -> None:
+        self.eng = eng
+        self.sched = sched
+        self.idx, self.x0, self.y, self.lo, self.hi = rows
+        n = z.shape[0]
+        self.z = z
+        self.z_old = z.clone()
+        self.grad = grad
+        self.step = torch.full((n, 1), sched.initial_step * eng.eps, dtype=z.dtype, device=z.device)
+        self.z_best = z.clone()
+        self.grad_best = grad.clone()
+        self.loss_best = losses.clone()
+        self.loss_best_last = losses.clone()
+        self.reduced_last = torch.zeros(n, dtype=torch.bool, device=z.device)
+        # steps since the last checkpoint that increased the loss, counted as they happen
+        # (the reference code keeps every loss and counts over the window at a checkpoint;
+        # the windows are exactly the steps between checkpoints, so the counts are equal)
+        self.increases = torch.zeros(n, dtype=torch.int64, device=z.device)
+        self.prev = losses.clone()
+        n_iter = sched.n_iter
+        self.k = max(int(0.22 * n_iter), 1)
+        self.size_decr = max(int(0.03 * n_iter), 1)
+        self.k_min = max(int(0.06 * n_iter), 1)
+        self.counter = 0
+
+    def select(self, keep: Tensor) -> None:
+        for name in self.ROWS:
+            setattr(self, name, getattr(self, name).index_select(0, keep))
+
+    def move(self, a: float) -> None:
+        """The momentum step from ``z`` (``a`` = 1: none), projected."""
+        eng, z, lo, hi = self.eng, self.z, self.lo, self.hi
+        grad2 = z - self.z_old
+        self.z_old.copy_(z)
+        if eng.norm == "inf":
+            z1 = torch.clamp(torch.addcmul(z, self.step, self.grad.sign()), lo, hi)
+            z.lerp_(z1, a).add_(grad2, alpha=1.0 - a).clamp_(lo, hi)
+        else:
+            direction = eng.l2_direction(self.grad)
+            z1 = eng.l2_project(torch.addcmul(z, self.step, direction), self.x0, lo, hi)
+            z1 = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a)
+            z.copy_(eng.l2_project(z1, self.x0, lo, hi))
+
+    def absorb(self, losses: Tensor, grad: Tensor | None) -> None:
+        """Keep the best point (by loss) and its gradient; count the loss's increases."""
+        take = (losses > self.loss_best).unsqueeze(1).to(self.z.dtype)
+        self.z_best.lerp_(self.z, take)
+        if grad is not None:
+            self.grad_best.lerp_(grad, take)
+            self.grad.copy_(grad)
+        torch.maximum(losses, self.loss_best, out=self.loss_best)
+        self.increases.add_(losses > self.prev)
+        self.prev.copy_(losses)
+
+    def tick(self) -> None:
+        """An iteration ended: at a checkpoint, halve the steps of the points that oscillate
+        or stall, which go back to their best point."""
+        self.counter += 1
+        if self.counter != self.k:
+            return
+        oscillating = self.increases <= self.k * self.sched.rho
+        self.increases.zero_()
+        stalled = ~self.reduced_last & (self.loss_best_last >= self.loss_best)
+        halve = (oscillating | stalled).unsqueeze(1)
+        self.reduced_last.copy_(halve[:, 0])
+        self.loss_best_last.copy_(self.loss_best)
+        self.step.copy_(torch.where(halve, self.step / 2.0, self.step))
+        self.z.copy_(torch.where(halve, self.z_best, self.z))
+        self.grad.copy_(torch.where(halve, self.grad_best, self.grad))
+        self.counter = 0
+        self.k = max(self.k - self.size_decr, self.k_min)
+
+
 def _apgd_round(
     eng: _Engine, chunk: _Chunk, sched: APGDSchedule, first: bool, final: bool = False
 ) -> None:
@@ -1167,12 +1264,17 @@ def _apgd_round(
     last checkpoint increased the loss, or when the step was not halved last time and the
     best loss has not improved. Checkpoints follow p0 = 0, p1 = 0.22,
     p(j+1) = p(j) + max(p(j) - p(j-1) - 0.03, 0.06), as in the reference implementation.
+
+    On CUDA the iterations after the first (constant momentum) are captured as a graph and
+    replayed when the batch keeps its shape, as PGD's steps are; the checkpoints fall on
+    iterations fixed in advance and run between replays.
     """
     idx = (~chunk.found).nonzero()[:, 0]
     if idx.shape[0] == 0:
         return
     eng.open_round(chunk)
     track: _Found | None = None
+    state: _APGDRows | None = None  # once the first iteration is done
     z: Tensor | None = None
     defer = final and eng.defer_last
     deferred = False  # the loop ran to its end and left the final iterate unevaluated
@@ -1197,86 +1299,75 @@ def _apgd_round(
                     grad = grad.index_select(0, keep)
         if grad is None or z.shape[0] == 0:
             return
+        st = state = _APGDRows(eng, sched, (idx, x0, y, lo, hi), z, grad, losses)
 
-        n = z.shape[0]
-        step = torch.full((n, 1), sched.initial_step * eng.eps, dtype=z.dtype, device=z.device)
-        z_best = z.clone()
-        grad_best = grad.clone()
-        loss_best = losses.clone()
-        loss_best_last = loss_best.clone()
-        reduced_last = torch.zeros(n, dtype=torch.bool, device=z.device)
-        hist = torch.zeros((n_iter + 1, n), dtype=z.dtype, device=z.device)
-        hist[0] = losses
-        z_old = z.clone()
-        k = max(int(0.22 * n_iter), 1)
-        size_decr = max(int(0.03 * n_iter), 1)
-        k_min = max(int(0.06 * n_iter), 1)
-        counter = 0
-        for i in range(n_iter):
-            a = sched.momentum if i > 0 else 1.0
-            grad2 = z - z_old
-            z_old = z
-            if eng.norm == "inf":
-                z1 = torch.clamp(torch.addcmul(z, step, grad.sign()), lo, hi)
-                z = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a).clamp_(lo, hi)
-            else:
-                z1 = eng.l2_project(torch.addcmul(z, step, eng.l2_direction(grad)), x0, lo, hi)
-                z1 = torch.lerp(z, z1, a).add_(grad2, alpha=1.0 - a)
-                z = eng.l2_project(z1, x0, lo, hi)
+        def captured_step() -> None:
+            """One whole iteration after the first, in place (see ``_pgd_round``)."""
+            st.move(sched.momentum)
+            logits, step_losses, g, cls = eng.net.forward(st.z, st.y, True, True)
+            assert step_losses is not None
+            assert g is not None
+            if track is not None:
+                track.update(st.z, (cls if cls is not None else _predict(logits)) != st.y)
+            st.absorb(step_losses, g)
+
+        # as PGD's: a graph when the batch keeps its shape (no early exit, no rounding)
+        want_graph = (
+            eng.graphs
+            and not eng.checks
+            and n_iter - 1 > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
+        )
+        graph: _graphs.Replay | None = None
+        i = 0
+        while i < n_iter:
             last = i == n_iter - 1
+            if graph is not None and not last:
+                if not eng.allow(chunk, st.z):
+                    break
+                graph.replay()
+                eng.replayed(chunk, st.z, i)
+                i += 1
+                st.tick()
+                continue
+            if want_graph and i >= 1:
+                want_graph = False
+                done, graph = eng.capture(chunk, st.z, captured_step, after=st.tick)
+                i += done
+                if done < _graphs.WARMUP_STEPS:  # the budget ran out during the warm-up
+                    break
+                continue
+            st.move(sched.momentum if i > 0 else 1.0)
             if last and defer:
                 deferred = True
                 break
-            out = eng.forward(chunk, z, y, need_grad=not last, first=False, per_point=True)
+            out = eng.forward(chunk, st.z, st.y, need_grad=not last, first=False, per_point=True)
             if out is None:
                 break
             new_losses, new_grad, wrong = out
             if new_losses is None:  # pragma: no cover - per_point=True always returns losses
                 break
-            losses = new_losses
             keep = None
             if track is None:
-                keep = eng.exits(chunk, idx, z, wrong)
+                keep = eng.exits(chunk, st.idx, st.z, wrong)
             else:
-                track.update(z, wrong)
+                track.update(st.z, wrong)
                 if eng.checks and not last and i % eng.check_every == eng.check_every - 1:
-                    keep = eng.flush(chunk, idx, track)
+                    keep = eng.flush(chunk, st.idx, track)
             if keep is not None:
-                (idx, x0, y, lo, hi, z, z_old, losses, step, z_best, grad_best, loss_best,
-                 loss_best_last, reduced_last) = _select(
-                    keep, idx, x0, y, lo, hi, z, z_old, losses, step, z_best, grad_best,
-                    loss_best, loss_best_last, reduced_last,
-                )  # fmt: skip
-                hist = hist.index_select(1, keep)
+                st.select(keep)
+                new_losses = new_losses.index_select(0, keep)
                 if new_grad is not None:
                     new_grad = new_grad.index_select(0, keep)
-                if z.shape[0] == 0:
+                if st.z.shape[0] == 0:
                     break
-            take = (losses > loss_best).unsqueeze(1).to(z.dtype)
-            z_best.lerp_(z, take)
-            if new_grad is not None:
-                grad_best.lerp_(new_grad, take)
-            loss_best = torch.maximum(losses, loss_best)
-            hist[i + 1] = losses
-            counter += 1
-            if counter == k:
-                # steps since the last checkpoint that increased the loss
-                increases = (hist[i + 2 - k : i + 2] > hist[i + 1 - k : i + 1]).sum(dim=0)
-                oscillating = increases <= k * sched.rho
-                stalled = ~reduced_last & (loss_best_last >= loss_best)
-                halve = oscillating | stalled
-                reduced_last = halve
-                loss_best_last = loss_best.clone()
-                step = torch.where(halve.unsqueeze(1), step / 2.0, step)
-                z = torch.where(halve.unsqueeze(1), z_best, z)
-                if new_grad is not None:
-                    new_grad = torch.where(halve.unsqueeze(1), grad_best, new_grad)
-                counter = 0
-                k = max(k - size_decr, k_min)
+            st.absorb(new_losses, new_grad)
+            st.tick()
             if new_grad is None:
                 break
-            grad = new_grad
+            i += 1
     finally:
+        if state is not None:
+            idx, z = state.idx, state.z
         if track is not None:
             eng.record(chunk, idx, track.hit, track.best)
         if deferred and z is not None:

@@ -80,15 +80,16 @@ class WhiteBoxConfig(AttackConfig):
         Opt-in: run 4-D (image) inputs and the module in channels-last memory format inside
         the loop (CUDA convolutions); the module's format is restored afterwards.
     cuda_graphs:
-        On a CUDA device, with no rounding constraints, PGD captures one step as a CUDA graph
-        after three eager steps and replays it: a small model's step is bound by launching
-        its kernels, which a replay does at once. With early exit, only in fp32 and without a
-        total query budget (``max_queries``: broken points kept in the batch would spend it).
-        A model that cannot be captured runs eagerly; ``extra["cuda_graph"]``
-        says whether a graph ran. Off: every step eager. Turn it off for a module whose
-        forward pass makes choices in Python (Python or numpy randomness, attributes it
-        changes): a replay repeats the choice made at the capture (torch's own random
-        numbers are drawn anew at each replay). PGD only; the other attacks ignore it.
+        On a CUDA device, with no rounding constraints, PGD and APGD capture one step as a
+        CUDA graph after three eager steps and replay it: a small model's step is bound by
+        launching its kernels, which a replay does at once (APGD's checkpoints run between
+        replays). With early exit: PGD only, in fp32 and without a total query budget
+        (``max_queries``: broken points kept in the batch would spend it); APGD with early
+        exit runs eagerly. A model that cannot be captured runs eagerly;
+        ``extra["cuda_graph"]`` says whether a graph ran. Off: every step eager. Turn it off
+        for a module whose forward pass makes choices in Python (Python or numpy randomness,
+        attributes it changes): a replay repeats the choice made at the capture (torch's own
+        random numbers are drawn anew at each replay). FGSM (one step) ignores it.
     """
 
     batch_size: int = Field(default=512, ge=1)
