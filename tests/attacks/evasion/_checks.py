@@ -9,6 +9,15 @@ import numpy as np
 from bastion.attacks.results import EvasionResult
 
 
+def white_box(attack: str, iterations: int, **options: Any) -> Any:
+    """PGD or APGD with ``iterations`` steps (PGD's ``steps``, APGD's ``n_iter``)."""
+    from bastion.attacks.base import ATTACKS
+
+    cls = ATTACKS.get(attack)
+    knob = {"pgd": "steps", "apgd": "n_iter"}[attack]
+    return cls(cls.Config(**{knob: iterations, **options}))  # type: ignore[call-arg]
+
+
 def norms(result: EvasionResult, X: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
     delta = (result.x_adv - X).reshape(len(X), -1) / scale
     if result.norm == "inf":

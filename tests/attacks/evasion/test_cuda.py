@@ -22,7 +22,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bastion.attacks.base import ATTACKS  # noqa: E402
 from bastion.attacks.budget import Budget  # noqa: E402
 from bastion.attacks.constraints import FeatureConstraints  # noqa: E402
 from bastion.attacks.evasion.apgd import APGD  # noqa: E402
@@ -73,13 +72,6 @@ def nets(digits: Any) -> dict[str, Any]:
     }
 
 
-def _attack(attack: str, iterations: int, **options: Any) -> Any:
-    """PGD or APGD with ``iterations`` steps (PGD's ``steps``, APGD's ``n_iter``)."""
-    cls = ATTACKS.get(attack)
-    knob = {"pgd": "steps", "apgd": "n_iter"}[attack]
-    return cls(cls.Config(**{knob: iterations, **options}))  # type: ignore[call-arg]
-
-
 def _adapter(nets: dict[str, Any], which: str, device: str) -> TorchAdapter:
     import copy
 
@@ -100,7 +92,9 @@ def test_results_keep_the_contract_and_the_cpu_strength(
     robust = {}
     for device in ("cuda", "cpu"):
         model = _adapter(nets, "mlp", device)
-        result = _attack(attack, 20).run(model, X, y, eps=eps, norm=norm, constraints=BOX, seed=0)
+        result = C.white_box(attack, 20).run(
+            model, X, y, eps=eps, norm=norm, constraints=BOX, seed=0
+        )
         C.check_result(result, model, X, BOX)
         assert result.success.sum() > 20
         robust[device] = result.metrics()["robust_accuracy"] or 0.0
@@ -124,8 +118,8 @@ def test_broken_points_leave_every_few_steps_and_the_same_points_break(
     """The eager loop on an accelerator (graphs off): broken points leave every 8 steps."""
     X, y = points
     model = _adapter(nets, "mlp", "cuda")
-    off = _attack(attack, 30, early_exit=False).run(model, X, y, eps=1.5, constraints=BOX)
-    on = _attack(attack, 30, cuda_graphs=False).run(model, X, y, eps=1.5, constraints=BOX)
+    off = C.white_box(attack, 30, early_exit=False).run(model, X, y, eps=1.5, constraints=BOX)
+    on = C.white_box(attack, 30, cuda_graphs=False).run(model, X, y, eps=1.5, constraints=BOX)
     assert on.extra["loop_forward_passes"] < off.extra["loop_forward_passes"]
     assert abs(int(on.success.sum()) - int(off.success.sum())) <= 2
     assert on.success.sum() > 50
@@ -194,7 +188,7 @@ def test_no_device_to_host_sync_per_step(
     model = _adapter(nets, "mlp", "cuda")
 
     def attack_with(steps: int) -> Callable[[], Any]:
-        return lambda: _attack(attack, steps).run(model, X, y, eps=0.5, constraints=BOX, seed=0)
+        return lambda: C.white_box(attack, steps).run(model, X, y, eps=0.5, constraints=BOX, seed=0)
 
     attack_with(8)()  # warm-up: the first call's one-off syncs (cuBLAS set-up) stay out
     short, long = _syncs(attack_with(32)), _syncs(attack_with(64))
@@ -228,7 +222,7 @@ def test_replays_of_a_captured_step_give_the_eager_results(
     model = _adapter(nets, which, "cuda")
     eps = 1.5 if norm == "inf" else 12.0
     runs = [
-        _attack(
+        C.white_box(
             attack,
             30,
             early_exit=False,

@@ -534,7 +534,9 @@ def stand_in_graphs(monkeypatch: pytest.MonkeyPatch) -> list[_EagerGraph]:
         (False, 16.0, None),  # every point breaks early: the loop ends with the last one
     ],
 )
-def test_pgd_graph_with_early_exit_stops_broken_rows_in_place(
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_graph_with_early_exit_keeps_broken_rows_in_place(
+    attack: str,
     mlp: TorchAdapter,
     points: tuple[np.ndarray, np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
@@ -543,10 +545,11 @@ def test_pgd_graph_with_early_exit_stops_broken_rows_in_place(
     eps: float,
     budget: Budget | None,
 ) -> None:
-    """With early exit, the graph path keeps broken rows in its batch, stopped, and records
-    them at each wait for the device; they leave under a new capture only when the clock
-    says a smaller batch pays (here forced either way). Against the eager loop looking as
-    often (every 8 steps): the same points found, the same first adversarial iterates, every
+    """With early exit, the graph path keeps broken rows in its batch (PGD's stopped, APGD's
+    moving on, its first adversarial kept) and looks for them at each wait for the device;
+    they leave under a new capture only when the clock says a smaller batch pays (here
+    forced either way) or when every row broke. Against the eager loop looking as often
+    (every 8 steps): the same points found, the same first adversarial iterates, every
     query counted (a row kept in the batch takes its forwards, so none has fewer queries than
     in the eager loop, and none more than the whole loop's)."""
     from bastion.attacks.evasion import _graphs, _torch
@@ -556,12 +559,12 @@ def test_pgd_graph_with_early_exit_stops_broken_rows_in_place(
         _graphs.ReplayClock, "worth_recapturing", lambda self, rows, keep, left: recapture
     )
     X, y = points
-    steps = 40
     results = []
     for graphed in (True, False):
         mlp.reset_counter()
-        config = PGDConfig(steps=steps, cuda_graphs=graphed)
-        result = PGD(config).run(mlp, X, y, eps=eps, constraints=BOX, seed=3, budget=budget)
+        result = C.white_box(attack, 40, cuda_graphs=graphed).run(
+            mlp, X, y, eps=eps, constraints=BOX, seed=3, budget=budget
+        )
         assert mlp.n_queries == result.queries.sum()
         results.append(result)
     graph_run, eager = results

@@ -833,6 +833,15 @@ class _Engine:
         halted.select(keep)
         return keep
 
+    def leave_graph(self, stopped: Tensor, steps_left: int) -> bool:
+        """With early exit in a graph's batch, at a look: whether the rows ``stopped`` (a
+        mask) leave now, under a new capture of the others (every row stopped, or
+        :meth:`_graphs.ReplayClock.worth_recapturing`)."""
+        n, n_stopped = int(stopped.shape[0]), int(stopped.sum())  # the look's one sync
+        return n_stopped == n or (
+            n_stopped > 0 and self.clock.worth_recapturing(n, n - n_stopped, steps_left)
+        )
+
     def settle_in_place(
         self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, steps_left: int
     ) -> Tensor | None:
@@ -843,10 +852,7 @@ class _Engine:
         pays for a new capture; then they are recorded and leave, and the rows still moving
         are returned (empty: none), for a new capture. None: all stay."""
         stopped = halted.hit
-        n, n_stopped = int(z.shape[0]), int(stopped.sum())  # the look's one sync
-        if n_stopped == 0 or (
-            n_stopped < n and not self.clock.worth_recapturing(n, n - n_stopped, steps_left)
-        ):
+        if not self.leave_graph(stopped, steps_left):
             return None
         rows = stopped.nonzero()[:, 0]
         where = idx.index_select(0, rows)
@@ -1311,10 +1317,19 @@ def _apgd_round(
                 track.update(st.z, (cls if cls is not None else _predict(logits)) != st.y)
             st.absorb(step_losses, g)
 
-        # as PGD's: a graph when the batch keeps its shape (no early exit, no rounding)
+        # as PGD's: a graph when the batch keeps its shape between looks (no early exit, or
+        # early exit whose broken rows stay in the batch until they leave under a new
+        # capture; not with rounding or under a total query budget). A broken row moves on
+        # there as in the eager loop between looks: ``track`` holds its first adversarial
+        exit_in_place = (
+            track is not None
+            and eng.early_exit
+            and eng.confirm is None
+            and eng.meter.tracker.budget.max_queries is None
+        )
         want_graph = (
             eng.graphs
-            and not eng.checks
+            and (not eng.checks or exit_in_place)
             and n_iter - 1 > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
         )
         graph: _graphs.Replay | None = None
@@ -1325,9 +1340,19 @@ def _apgd_round(
                 if not eng.allow(chunk, st.z):
                     break
                 graph.replay()
-                eng.replayed(chunk, st.z, i)
+                waited = eng.replayed(chunk, st.z, i)
                 i += 1
                 st.tick()
+                if exit_in_place and waited and track is not None:
+                    if eng.leave_graph(track.hit, n_iter - i):
+                        keep = eng.flush(chunk, st.idx, track)
+                        if keep is not None:
+                            graph = None  # bound to the whole batch's tensors
+                            st.select(keep)
+                            if st.z.shape[0] == 0:
+                                break
+                            want_graph = eng.graphs  # worth it: the clock said so
+                    eng.clock.start()  # the look's host work is no replay's
                 continue
             if want_graph and i >= 1:
                 want_graph = False

@@ -65,11 +65,12 @@ class WhiteBoxConfig(AttackConfig):
         Points attacked together (one forward and one backward pass per step for the batch).
     early_exit:
         Points already misclassified leave the working batch (their adversarial is kept):
-        fewer forward passes, same successes. Off to measure per-step cost. When PGD replays
-        a CUDA graph (below), broken points stop in the graph's batch and are recorded every
-        8 steps; they leave it, under a new capture, once the time saved on the remaining
-        steps is estimated to exceed a capture's (both timed during the attack), so a point
-        may take more loop forwards (queries) than in the eager loop. Measured on an H100,
+        fewer forward passes, same successes. Off to measure per-step cost. When PGD or APGD
+        replays a CUDA graph (below), broken points stay in the graph's batch and are looked
+        for every 8 steps; they leave it, under a new capture, once every point broke or the
+        time saved on the remaining steps is estimated to exceed a capture's (both timed
+        during the attack), so a point may take more loop forwards (queries) than in the
+        eager loop. Measured on an H100,
         digits MLP, 4,096 points, 40 steps, before graphs served early exit: 18 ms with early
         exit off (graph) against 51 ms with it on (eager).
     precision:
@@ -83,9 +84,10 @@ class WhiteBoxConfig(AttackConfig):
         On a CUDA device, with no rounding constraints, PGD and APGD capture one step as a
         CUDA graph after three eager steps and replay it: a small model's step is bound by
         launching its kernels, which a replay does at once (APGD's checkpoints run between
-        replays). With early exit: PGD only, in fp32 and without a total query budget
-        (``max_queries``: broken points kept in the batch would spend it); APGD with early
-        exit runs eagerly. A model that cannot be captured runs eagerly;
+        replays). With early exit too, without a total query budget (``max_queries``: broken
+        points kept in the batch would spend it), and for PGD in fp32 only (a bf16 verdict
+        the model's own precision rejects must move on at once). A model that cannot be
+        captured runs eagerly;
         ``extra["cuda_graph"]`` says whether a graph ran. Off: every step eager. Turn it off
         for a module whose forward pass makes choices in Python (Python or numpy randomness,
         attributes it changes): a replay repeats the choice made at the capture (torch's own
