@@ -269,6 +269,33 @@ def test_rounding_without_early_exit_keeps_the_per_point_budget(
     assert result.queries.max() <= 25  # PGD reached 31 before the fix
 
 
+@pytest.mark.parametrize(
+    ("attack", "precision"), [("pgd", "fp32"), ("pgd", "bf16"), ("apgd", "fp32")]
+)
+def test_a_row_spent_by_failed_confirmations_leaves_alone(
+    attack: str, precision: str, mlp: TorchAdapter, digits: Any, integer_pixels: FeatureConstraints
+) -> None:
+    """Under a per-point cap, a row whose failed confirmations (rounding, or bf16 verdicts
+    the model's own precision rejects) spend its budget leaves the batch alone; the batch
+    used to stop at its most-rejected row's cap, so results depended on ``batch_size``
+    (PGD, cap 12: 18 successes at batch 512, 22 at 16, 26 at 1; bf16: 27, 30, 30)."""
+    X, y = digits.X_test[:200], digits.y_test[:200]
+    cons = integer_pixels if precision == "fp32" else BOX
+    eps = 0.4 if precision == "fp32" else 1.0
+    runs = [
+        C.white_box(attack, 30, batch_size=batch, precision=precision).run(
+            mlp, X, y, eps=eps, constraints=cons, seed=1, budget=Budget(max_queries_per_sample=12)
+        )
+        for batch in (512, 16)
+    ]
+    assert runs[0].extra["confirmation_queries"] > 0
+    assert runs[0].success.sum() > 20
+    np.testing.assert_array_equal(runs[0].success, runs[1].success)
+    np.testing.assert_array_equal(runs[0].queries, runs[1].queries)
+    assert runs[0].queries.max() <= 12
+    C.check_result(runs[0], mlp, X, cons)
+
+
 def test_rounding_looks_every_step_on_an_accelerator_too(
     mlp: TorchAdapter,
     digits: Any,

@@ -512,7 +512,13 @@ class _Chunk:
         self.y_host: np.ndarray | None = None
         self.adv_host: np.ndarray | None = None
         self.rejects = np.zeros(x0.shape[0], dtype=np.int64)
-        self.max_rejects = 0
+        self.max_rejects = 0  # over the rows that may still be attacked
+        # rows whose own per-point budget ran out (early exit): attacked no more
+        self.capped = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+
+    def unbroken(self) -> Tensor:
+        """The rows a restart attacks: not broken, and budget left."""
+        return (~(self.found | self.capped)).nonzero()[:, 0]
 
 
 def _check_every(device: torch.device) -> int:
@@ -720,6 +726,33 @@ class _Engine:
             self.clock.captured(device)
         return done, graph
 
+    def drop_capped(self, chunk: _Chunk, idx: Tensor, z: Tensor) -> Tensor | None:
+        """With early exit, before a loop forward: the working rows whose own per-point
+        budget is spent (their failed confirmations count too) leave for good, so that the
+        others go on (the batch used to stop when its most-rejected row reached the cap, and
+        results depended on ``batch_size``); their last iterates, never evaluated, go to the
+        verification where it runs on the device. Returns the rows that stay (None: all;
+        when none would, the budget check stops the batch). Without early exit no row
+        leaves, and the batch stops at its most-rejected row's cap."""
+        cap = self.meter.per_point_loop
+        if cap is None or not self.early_exit or chunk.forwards + chunk.max_rejects < cap:
+            return None
+        rows_np = idx.cpu().numpy()
+        out = chunk.rejects[rows_np] + chunk.forwards >= cap
+        if not out.any() or out.all():
+            return None
+        rows = torch.as_tensor(np.flatnonzero(out), device=idx.device)
+        where = idx.index_select(0, rows)
+        chunk.capped[where] = True
+        spent = torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
+        chunk.queries.index_put_((where,), spent, accumulate=True)
+        if self.defer_last:
+            chunk.adv[where] = z.index_select(0, rows)
+            chunk.pending[where] = True
+        chunk.rejects[rows_np[out]] = 0  # no longer limits the batch
+        chunk.max_rejects = int(chunk.rejects.max())
+        return torch.as_tensor(np.flatnonzero(~out), device=idx.device)
+
     def forward(
         self,
         chunk: _Chunk,
@@ -782,7 +815,8 @@ class _Engine:
         need = k + self.meter.reserve
         cap = self.meter.per_point_loop
         in_all = tracker.allow(need) >= need
-        if not in_all or (cap is not None and chunk.forwards + chunk.max_rejects >= cap):
+        own = chunk.forwards + (int(chunk.rejects[where.cpu().numpy()].max()) if k else 0)
+        if not in_all or (cap is not None and own >= cap):
             # no budget to confirm (in all, or these rows' own): they are taken unconfirmed
             # and the final verification (whose queries are reserved) decides
             if not in_all:
@@ -1055,7 +1089,7 @@ def _pgd_round(
 ) -> None:
     """One PGD restart on the chunk's points not yet broken (``final``: the last restart,
     whose final iterate may go to the verification unevaluated)."""
-    idx = (~chunk.found).nonzero()[:, 0]
+    idx = chunk.unbroken()
     if idx.shape[0] == 0:
         return
     eng.open_round(chunk)
@@ -1100,6 +1134,13 @@ def _pgd_round(
         new = torch.where(halted.moving > 0, eng.l2_project(moved, x0, lo, hi), z)
         return z.copy_(new) if in_place else new
 
+    def narrow(keep: Tensor) -> None:
+        """Keep working rows ``keep`` (``halted`` is narrowed by its caller)."""
+        nonlocal idx, x0, y, lo, hi, z
+        if eng.norm != "inf":  # the L-inf step needs only the box
+            x0 = x0.index_select(0, keep)
+        idx, y, lo, hi, z = _select(keep, idx, y, lo, hi, z)
+
     def captured_step() -> None:
         """One whole step, in place: forward, gradient, halting, update and projection."""
         logits, _, g, cls = eng.net.forward(z, y, True, False)
@@ -1126,9 +1167,7 @@ def _pgd_round(
                     keep = eng.settle_in_place(chunk, idx, z, halted, sched.steps - t)
                     if keep is not None:
                         graph = None  # bound to the whole batch's tensors
-                        if eng.norm != "inf":
-                            x0 = x0.index_select(0, keep)
-                        idx, y, lo, hi, z = _select(keep, idx, y, lo, hi, z)
+                        narrow(keep)
                         if z.shape[0] == 0:
                             break
                         want_graph = eng.graphs  # worth it: the clock said so
@@ -1142,6 +1181,10 @@ def _pgd_round(
                     deferred = cut
                     break
                 continue
+            keep = eng.drop_capped(chunk, idx, z)
+            if keep is not None:
+                narrow(keep)
+                halted.select(keep)
             out = eng.forward(chunk, z, y, need_grad=not last, first=first and t == 0)
             if out is None:
                 deferred = cut
@@ -1154,9 +1197,8 @@ def _pgd_round(
             if settle_every and t % settle_every == settle_every - 1:
                 keep = eng.settle(chunk, idx, z, halted)
                 if keep is not None:
-                    if eng.norm != "inf":  # the L-inf step needs only the box
-                        x0 = x0.index_select(0, keep)
-                    idx, y, lo, hi, z, grad = _select(keep, idx, y, lo, hi, z, grad)
+                    narrow(keep)
+                    grad = grad.index_select(0, keep)
                     if z.shape[0] == 0:
                         break
             z = update(z, grad, in_place=False)
@@ -1275,7 +1317,7 @@ def _apgd_round(
     replayed when the batch keeps its shape, as PGD's steps are; the checkpoints fall on
     iterations fixed in advance and run between replays.
     """
-    idx = (~chunk.found).nonzero()[:, 0]
+    idx = chunk.unbroken()
     if idx.shape[0] == 0:
         return
     eng.open_round(chunk)
@@ -1288,6 +1330,9 @@ def _apgd_round(
         n_iter = sched.n_iter
         x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
         z = eng.random_start(x0, lo, hi, corner=True)
+        keep = eng.drop_capped(chunk, idx, z)  # a restart: rows spent by earlier ones
+        if keep is not None:
+            idx, x0, y, lo, hi, z = _select(keep, idx, x0, y, lo, hi, z)
         out = eng.forward(chunk, z, y, need_grad=True, first=first, per_point=True)
         if out is None:
             return
@@ -1365,6 +1410,11 @@ def _apgd_round(
             if last and defer:
                 deferred = True
                 break
+            keep = eng.drop_capped(chunk, st.idx, st.z)
+            if keep is not None:
+                st.select(keep)
+                if track is not None:
+                    track.select(keep)
             out = eng.forward(chunk, st.z, st.y, need_grad=not last, first=False, per_point=True)
             if out is None:
                 break
