@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,22 @@ def white_box(attack: str, iterations: int, **options: Any) -> Any:
     cls = ATTACKS.get(attack)
     knob = {"pgd": "steps", "apgd": "n_iter"}[attack]
     return cls(cls.Config(**{knob: iterations, **options}))  # type: ignore[call-arg]
+
+
+@contextmanager
+def rows_seen(module: Any) -> Iterator[list[int]]:
+    """Count the rows ``module`` really receives (a forward hook), to hold a result's
+    bookkept ``queries`` against: ``[total]`` once the block ends."""
+    seen = [0]
+
+    def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
+        seen[0] += int(inputs[0].shape[0])
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def norms(result: EvasionResult, X: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:

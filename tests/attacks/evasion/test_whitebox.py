@@ -588,11 +588,11 @@ def test_graph_with_early_exit_keeps_broken_rows_in_place(
     X, y = points
     results = []
     for graphed in (True, False):
-        mlp.reset_counter()
-        result = C.white_box(attack, 40, cuda_graphs=graphed).run(
-            mlp, X, y, eps=eps, constraints=BOX, seed=3, budget=budget
-        )
-        assert mlp.n_queries == result.queries.sum()
+        with C.rows_seen(mlp.module) as seen:
+            result = C.white_box(attack, 40, cuda_graphs=graphed).run(
+                mlp, X, y, eps=eps, constraints=BOX, seed=3, budget=budget
+            )
+        assert seen[0] == result.queries.sum()
         results.append(result)
     graph_run, eager = results
     replays = sum(g.replays for g in stand_in_graphs)
@@ -627,6 +627,39 @@ def test_graph_with_early_exit_keeps_broken_rows_in_place(
         assert graph_run.queries.max() <= budget.max_queries_per_sample
     assert graph_run.success.sum() > 50
     C.check_result(graph_run, mlp, X, BOX)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_no_recapture_without_room_for_a_graph(
+    attack: str,
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_graphs: list[_EagerGraph],
+) -> None:
+    """From a review: once broken rows left at a look, a new capture was tried whatever the
+    steps left (only the clock's estimate guarded it): a look at step 23 of 24 captured at
+    the end, and the warm-up ran past the schedule. Forced recaptures, over restarts and
+    chunks: every capture has room for its replays, and the queries are the eager loop's."""
+    from bastion.attacks.evasion import _graphs, _torch
+
+    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
+    monkeypatch.setattr(_graphs.ReplayClock, "worth_recapturing", lambda *a: True)
+    X, y = points
+    runs = []
+    for graphed in (True, False):
+        with C.rows_seen(mlp.module) as seen:
+            runs.append(
+                C.white_box(attack, 24, restarts=2, batch_size=128, cuda_graphs=graphed).run(
+                    mlp, X, y, eps=1.0, constraints=BOX, seed=3
+                )
+            )
+        assert seen[0] == runs[-1].queries.sum()
+    graph_run, eager = runs
+    assert len(stand_in_graphs) >= 2
+    assert all(g.replays > 0 for g in stand_in_graphs)  # none captured at the very end
+    assert graph_run.extra["loop_forward_passes"] == eager.extra["loop_forward_passes"]
+    assert (graph_run.queries == eager.queries).mean() >= 0.95
 
 
 def test_pgd_graph_with_early_exit_under_a_total_budget_stays_eager(
@@ -674,6 +707,9 @@ def test_replay_clock_recaptures_only_when_the_smaller_batch_pays() -> None:
     assert not clock.worth_recapturing(4096, 1024, 400)
     assert not clock.worth_recapturing(1024, 256, 400)  # 1,024 rows timed: slope from both
     assert clock.worth_recapturing(4096, 1024, 600)
+    # three sizes: the slope toward the nearest smaller one
+    clock.replay_s[2048] = 0.00039
+    assert clock.saving(4096, 1024) == pytest.approx(0.00001 / 2048 * 3072)
 
 
 def test_early_exit_saves_forward_passes_and_finds_the_same_points(
@@ -737,14 +773,14 @@ def test_queries_count_every_forward_pass(
     mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
 ) -> None:
     X, y = points
-    mlp.reset_counter()
-    result = PGD(PGDConfig(steps=10, early_exit=False)).run(mlp, X, y, eps=1.0, constraints=BOX)
+    with C.rows_seen(mlp.module) as seen:
+        result = PGD(PGDConfig(steps=10, early_exit=False)).run(mlp, X, y, eps=1.0, constraints=BOX)
     attacked = result.clean_correct
     # clean prediction + 10 gradient steps + the verification, which also judges the last
     # iterate of the points no step broke (one prediction per attacked point)
     expected = np.where(attacked, 12, 1)
     np.testing.assert_array_equal(result.queries, expected)
-    assert mlp.n_queries == result.queries.sum()
+    assert seen[0] == result.queries.sum()
 
 
 def test_deterministic_under_a_seed(
@@ -856,9 +892,9 @@ def test_rounded_candidates_are_confirmed_before_a_point_leaves(
     if path == "checked-every-4":
         monkeypatch.setattr(_torch, "_check_every", lambda device: 4)
     options = {"early_exit": False} if path == "no-early-exit" else {}
-    mlp.reset_counter()
-    result = PGD(PGDConfig(steps=20, **options)).run(mlp, X, y, eps=0.3, constraints=cons)  # type: ignore[arg-type]
-    assert mlp.n_queries == result.queries.sum()
+    with C.rows_seen(mlp.module) as seen:
+        result = PGD(PGDConfig(steps=20, **options)).run(mlp, X, y, eps=0.3, constraints=cons)  # type: ignore[arg-type]
+    assert seen[0] == result.queries.sum()
     robust = result.metrics()["robust_accuracy"]
     assert robust is not None
     assert square_on_integer_pixels < 0.9

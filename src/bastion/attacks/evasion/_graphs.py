@@ -127,17 +127,19 @@ class ReplayClock:
 
     def saving(self, rows: int, keep: int) -> float | None:
         """Estimated seconds per replay saved by replaying ``keep`` rows instead of ``rows``
-        (None: no replay timed yet). Two batch sizes timed give the slope between them; one
-        gives the line through the origin, which overestimates where a replay costs its
+        (None: no replay of ``rows`` rows timed yet): the slope between ``rows`` and the
+        nearest smaller batch timed (else the nearest larger one); with no other batch
+        timed, a line through the origin, which overestimates where a replay costs its
         launches more than its rows (the first recapture then measures the real slope)."""
         if rows not in self.replay_s:
             return None
-        timed = sorted(self.replay_s.items())
-        if len(timed) == 1:
-            slope = timed[0][1] / timed[0][0]
-        else:
-            (n0, t0), (n1, t1) = timed[0], timed[-1]
-            slope = max(t1 - t0, 0.0) / (n1 - n0)
+        spent = self.replay_s[rows]
+        others = [n for n in self.replay_s if n != rows]
+        if not others:
+            return spent / rows * (rows - keep)
+        smaller = [n for n in others if n < rows]
+        near = max(smaller) if smaller else min(others)
+        slope = max((spent - self.replay_s[near]) / (rows - near), 0.0)
         return slope * (rows - keep)
 
     def worth_recapturing(self, rows: int, keep: int, steps_left: int) -> bool:

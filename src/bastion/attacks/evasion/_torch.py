@@ -703,6 +703,7 @@ class _Engine:
         warm-up, or the module could not be captured, and the loop goes on eagerly)."""
         device = self.net.device
         done = 0
+        _graphs.drain(device)  # what was queued before is no part of the capture's cost
         self.clock.start()
         with _graphs.side_stream(device):
             for _ in range(_graphs.WARMUP_STEPS):
@@ -1170,7 +1171,7 @@ def _pgd_round(
                         narrow(keep)
                         if z.shape[0] == 0:
                             break
-                        want_graph = eng.graphs  # worth it: the clock said so
+                        want_graph = eng.graphs and room_for_graph(t)
                     eng.clock.start()  # the look's host work is no replay's
                 continue
             if want_graph and t >= 1:
@@ -1372,11 +1373,11 @@ def _apgd_round(
             and eng.confirm is None
             and eng.meter.tracker.budget.max_queries is None
         )
-        want_graph = (
-            eng.graphs
-            and (not eng.checks or exit_in_place)
-            and n_iter - 1 > 1 + _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
-        )
+
+        def room_for_graph(i: int) -> bool:  # iterations i..n_iter-2 replayable
+            return n_iter - 1 - i > _graphs.WARMUP_STEPS + _graphs.MIN_STEPS
+
+        want_graph = eng.graphs and (not eng.checks or exit_in_place) and room_for_graph(1)
         graph: _graphs.Replay | None = None
         i = 0
         while i < n_iter:
@@ -1396,7 +1397,7 @@ def _apgd_round(
                             st.select(keep)
                             if st.z.shape[0] == 0:
                                 break
-                            want_graph = eng.graphs  # worth it: the clock said so
+                            want_graph = eng.graphs and room_for_graph(i)
                     eng.clock.start()  # the look's host work is no replay's
                 continue
             if want_graph and i >= 1:

@@ -70,7 +70,10 @@ class WhiteBoxConfig(AttackConfig):
         for every 8 steps; they leave it, under a new capture, once every point broke or the
         time saved on the remaining steps is estimated to exceed a capture's (both timed
         during the attack), so a point may take more loop forwards (queries) than in the
-        eager loop. Measured on an H100,
+        eager loop, and, as the choice follows timings, per-point query counts may differ
+        between two runs with the same seed (adversarial points too, rarely, by the last
+        bit of a smaller batch's matmul); ``cuda_graphs=False`` repeats them exactly.
+        Measured on an H100,
         digits MLP, 4,096 points, 40 steps, before graphs served early exit: 18 ms with early
         exit off (graph) against 51 ms with it on (eager).
     precision:
