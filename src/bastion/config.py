@@ -143,6 +143,9 @@ class ModelSpec(_Strict):
     input_shape: list[int] | None = None
     classes: list[str | int] | None = None
     remote: RemoteSpec | None = None
+    # where a torch model runs: cpu (default: the same figures on every machine), cuda,
+    # cuda:N, or auto (CUDA when torch sees a device); checked when the model loads
+    device: str = "cpu"
 
 
 class GateSection(_Strict):

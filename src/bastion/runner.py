@@ -458,6 +458,7 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
         classes=spec.classes,
         input_shape=tuple(spec.input_shape) if spec.input_shape else None,
         allow=policy.spec.scan.allowlist(),
+        device=spec.device,
     )
 
 

@@ -209,13 +209,17 @@ def test_white_box_on_torch_models_from_the_command_line(
         ["--model", str(tmp_path / "weights.safetensors"), "--factory", "tiny_factory:make"],
     ):
         out = tmp_path / "report.json"
-        code = run(["attack", "evasion", *model_args, *common, "--out", str(out)])
+        device = ["--device", "auto"]
+        code = run(["attack", "evasion", *model_args, *common, *device, "--out", str(out)])
         assert code in (0, 1)
         report = json.loads(out.read_text())
         adv = {f["check_id"]: f for f in report["findings"]}["ADV001"]
         assert adv["status"] not in ("error", "skipped"), adv["message"]
         assert adv["evidence"]["attack"] == "pgd"
+        assert adv["evidence"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert run(["attack", "evasion", "--model", "m.pt2", *common, "--input-shape", "1,x"]) == 2
+    model_pt2 = ["--model", str(tmp_path / "model.pt2")]
+    assert run(["attack", "evasion", *model_pt2, *common, "--device", "gpu"]) == 2
 
 
 @pytest.mark.slow

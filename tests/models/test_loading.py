@@ -206,6 +206,29 @@ def test_torch_save_is_pickle_family(tmp_path: Path, torch_mlp: Any) -> None:
     assert model.info.details["scan"]["verdict"] == "safe"
 
 
+def test_device_places_torch_models_and_refuses_cuda_for_others(
+    tmp_path: Path, torch_mlp: Any, cancer_pipeline: Pipeline
+) -> None:
+    """``device``: auto runs on the CPU when torch sees no CUDA device; a torch model asked
+    for a device torch does not see, or another model asked for CUDA, is a clear error."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save(torch_mlp, path)
+    auto = load_model(path, classes=[0, 1], device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert auto.device.type == expected  # type: ignore[attr-defined]
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no CUDA device here; use cpu or auto"):
+            load_model(path, classes=[0, 1], device="cuda")
+    with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N or auto"):
+        load_model(path, classes=[0, 1], device="gpu")
+    joblib_path = tmp_path / "m.joblib"
+    joblib.dump(cancer_pipeline, joblib_path)
+    assert load_model(joblib_path, device="auto").info.format == "pickle"
+    with pytest.raises(ConfigError, match=r"applies to torch models; 'm\.joblib' is pickle"):
+        load_model(joblib_path, device="cuda:0")
+
+
 def test_torchscript_and_unknown_are_refused(tmp_path: Path) -> None:
     ts = tmp_path / "model.pt"
     with zipfile.ZipFile(ts, "w") as zf:

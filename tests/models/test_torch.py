@@ -25,6 +25,7 @@ from bastion.models.torch import (  # noqa: E402
     load_torch_export,
     load_torch_export_program,
     load_torch_safetensors,
+    resolve_device,
 )
 
 ALL_BUT_TRAINABLE = frozenset(
@@ -125,6 +126,21 @@ def test_nan_logits_and_bad_shapes_are_refused() -> None:
         TorchAdapter(Flat()).logits(X)
     # No parameters: nothing to train.
     assert Capability.TRAINABLE not in TorchAdapter(Broken()).capabilities
+
+
+def test_resolve_device_names_what_torch_sees() -> None:
+    cuda = torch.cuda.is_available()
+    assert resolve_device(" CPU ") == "cpu"
+    assert resolve_device("auto") == ("cuda" if cuda else "cpu")
+    count = torch.cuda.device_count() if cuda else 0
+    with pytest.raises(ConfigError, match=f"sees {count} CUDA|sees no CUDA device"):
+        resolve_device(f"cuda:{count}")
+    for bad in ("gpu", "cuda:x", ""):
+        with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N or auto"):
+            resolve_device(bad)
+    assert TorchAdapter(torch.nn.Linear(2, 2), device="auto").device.type == (
+        "cuda" if cuda else "cpu"
+    )
 
 
 def test_rejects_non_modules() -> None:

@@ -48,6 +48,7 @@ class AttackRequest:
     trust_pickle: bool = False
     factory: str | None = None
     input_shape: list[int] | None = None
+    device: str = "cpu"
     seed: int = 0
     output_format: str = "text"
     out: Path | None = None
@@ -71,6 +72,8 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         model["factory"] = request.factory
     if request.input_shape:
         model["input_shape"] = request.input_shape
+    if request.device != "cpu":
+        model["device"] = request.device
     if request.remote_url:
         if not request.remote_model:
             raise ConfigError("--remote-url needs --remote-model (the model's name there)")

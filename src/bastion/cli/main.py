@@ -305,6 +305,14 @@ ShapeOpt = Annotated[
         "is the default).",
     ),
 ]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="Where a torch model runs: cpu (default), cuda, cuda:N, or auto (CUDA when "
+        "torch sees a device).",
+    ),
+]
 TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
@@ -368,6 +376,7 @@ def attack_evasion(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
     evasion = {
@@ -382,7 +391,7 @@ def attack_evasion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, save_adv=save_adv,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape),
+        factory=factory, input_shape=_shape(input_shape), device=device,
         options={"evasion": {k: v for k, v in evasion.items() if v is not None}},
     )  # fmt: skip
 
@@ -405,6 +414,7 @@ def attack_extraction(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
     extraction = {"strategy": attack, "budget": budget}
@@ -413,7 +423,7 @@ def attack_extraction(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape),
+        factory=factory, input_shape=_shape(input_shape), device=device,
         options={"extraction": {k: v for k, v in extraction.items() if v is not None}},
     )  # fmt: skip
 
@@ -434,6 +444,7 @@ def attack_poisoning(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
     simulation: dict[str, Any] = {"kind": attack} if attack else {}
@@ -443,7 +454,7 @@ def attack_poisoning(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape),
+        factory=factory, input_shape=_shape(input_shape), device=device,
         options={"simulation": simulation},
     )  # fmt: skip
 
@@ -466,6 +477,7 @@ def attack_membership(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
     membership: dict[str, Any] = {"attack": attack} if attack else {}
@@ -476,7 +488,7 @@ def attack_membership(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape),
+        factory=factory, input_shape=_shape(input_shape), device=device,
         options={"membership": membership},
     )  # fmt: skip
 
@@ -496,6 +508,7 @@ def attack_inversion(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Attribute inference: how well the model's outputs reveal a sensitive attribute."""
     _attack(
@@ -503,7 +516,7 @@ def attack_inversion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, sensitive=[attribute],
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape),
+        factory=factory, input_shape=_shape(input_shape), device=device,
         options={"attribute_inference": {"attribute": attribute}},
     )  # fmt: skip
 

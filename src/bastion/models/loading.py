@@ -79,6 +79,7 @@ def load_model(
     classes: Iterable[Any] | None = None,
     input_shape: Sequence[int] | None = None,
     allow: Allowlist | None = None,
+    device: str = "cpu",
 ) -> ModelAdapter:
     """Load a model into an adapter, after a scan.
 
@@ -98,6 +99,9 @@ def load_model(
         input_shape: shape of one row for torch models, e.g. ``(1, 8, 8)``.
         allow: the scan's allowlist (default: the built-in one; the policy's ``scan.allow``
             extends it).
+        device: where a torch model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``
+            (CUDA when torch sees a device). Other models run where their runtime puts them:
+            asking them for CUDA is an error.
 
     Returns:
         The adapter; ``adapter.info`` carries name, format, path and SHA-256 (of the file, or
@@ -129,7 +133,9 @@ def load_model(
 
         if not isinstance(remote, RemoteEndpoint):
             raise ConfigError(f"remote must be a RemoteEndpoint; received {type(remote).__name__}")
-        return RemoteAdapter(remote, name=name)
+        remote_adapter = RemoteAdapter(remote, name=name)
+        _check_device(remote_adapter, device)
+        return remote_adapter
 
     given = Path(os.fspath(path))  # type: ignore[arg-type]  # None excluded above
     if given.is_dir():
@@ -193,14 +199,16 @@ def load_model(
         )
     elif fmt in ("torch-export", "safetensors"):
         adapter = _load_torch(
-            file, fmt, factory, trust_pickle, label, info_path, digest, classes, input_shape
-        )
+            file, fmt, factory, trust_pickle, label, info_path, digest, classes, input_shape,
+            device,
+        )  # fmt: skip
     else:
         assert data is not None  # read above for every pickle-family format
         adapter = _load_pickle(
             data, file, fmt, label, info_path, digest, classes, input_shape, allowlist,
-            overridden,
+            overridden, device,
         )  # fmt: skip
+    _check_device(adapter, device)
     if data is None and sha256_path(file) != scan.sha256:
         raise UnsafeArtifactError(
             f"{str(file)!r} changed while it was loaded (sha256 {scan.sha256} when scanned)"
@@ -237,6 +245,7 @@ def _load_torch(
     digest: str,
     classes: Iterable[Any] | None,
     input_shape: Sequence[int] | None,
+    device: str,
 ) -> ModelAdapter:
     from bastion.models.torch import (
         TorchAdapter,
@@ -280,7 +289,17 @@ def _load_torch(
         trusted_override=trusted,
         details=details,
     )
-    return TorchAdapter(module, classes=classes, input_shape=input_shape, info=info)
+    return TorchAdapter(module, classes=classes, input_shape=input_shape, info=info, device=device)
+
+
+def _check_device(adapter: ModelAdapter, device: str) -> None:
+    """A device other than the CPU applies to torch models only."""
+    if str(device).strip().lower() in ("cpu", "auto") or hasattr(adapter, "module"):
+        return
+    raise ConfigError(
+        f"device {device!r} applies to torch models; {adapter.info.name!r} is "
+        f"{adapter.info.format} and runs where its runtime puts it (use cpu or auto)"
+    )
 
 
 def _load_pickle(
@@ -294,6 +313,7 @@ def _load_pickle(
     input_shape: Sequence[int] | None,
     allow: Allowlist,
     overridden: bool,
+    device: str,
 ) -> ModelAdapter:
     """Unpickle the scanned bytes: restricted unpicklers after a clean scan, the stock ones
     on an explicit override."""
@@ -326,7 +346,7 @@ def _load_pickle(
     if _is_torch_module(obj):
         from bastion.models.torch import TorchAdapter
 
-        return TorchAdapter(obj, classes=classes, input_shape=input_shape, info=info)
+        return TorchAdapter(obj, classes=classes, input_shape=input_shape, info=info, device=device)
     raise ModelError(
         f"{str(file)!r} holds a {info.details['object_type']}, which is neither an estimator "
         "with predict() nor a torch.nn.Module"

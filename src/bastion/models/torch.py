@@ -38,8 +38,40 @@ __all__ = [
     "load_torch_export",
     "load_torch_export_program",
     "load_torch_safetensors",
+    "resolve_device",
     "resolve_factory",
 ]
+
+
+DEVICES = "cpu, cuda, cuda:N or auto (or another torch device type)"
+
+
+def resolve_device(device: str) -> str:
+    """The torch device a model runs on, from ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+    ``"auto"`` (CUDA when torch sees a device, else the CPU).
+
+    Raises:
+        ConfigError: another name, or a CUDA device torch does not see (naming what it sees).
+    """
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return text
+    torch = require("torch", "PyTorch models")
+    if text not in ("auto", "cuda") and not (text.startswith("cuda:") and text[5:].isdigit()):
+        try:  # another accelerator torch knows (mps, xpu...): torch checks it when used
+            return str(torch.device(text))
+        except (RuntimeError, ValueError):
+            raise ConfigError(f"device {device!r}: expected {DEVICES}") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if text == "auto":
+        return "cuda" if count else "cpu"
+    index = int(text[5:]) if ":" in text else 0
+    if index >= count:
+        seen = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise ConfigError(
+            f"device {device!r}: torch {torch.__version__} sees {seen} here; use cpu or auto"
+        )
+    return text
 
 
 class TorchAdapter(ModelAdapter):
@@ -77,7 +109,7 @@ class TorchAdapter(ModelAdapter):
         module: Any,
         classes: Iterable[Any] | None = None,
         input_shape: Sequence[int] | None = None,
-        device: str = "cpu",
+        device: str = "cpu",  # "cpu", "cuda", "cuda:N" or "auto" (see resolve_device)
         batch_size: int = 1024,
         info: ModelInfo | None = None,
     ) -> None:
@@ -89,7 +121,7 @@ class TorchAdapter(ModelAdapter):
         if info is None:
             info = ModelInfo(name=type(module).__name__, format="torch")
         super().__init__(info, classes=classes)
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.batch_size = batch_size
         self._mode_switchable = _mode_switchable(module)

@@ -302,6 +302,8 @@ class EvasionCheck(Check):
             "stopped": {f"{e:g}": r.stopped for e, r in results.items() if r.stopped},
             "sanity": sanity,
         }
+        if "device" in main.extra:  # white-box attacks run the torch module there
+            evidence["device"] = main.extra["device"]
         stages = main.extra.get("stages")
         if isinstance(stages, list):
             evidence["stages"] = [

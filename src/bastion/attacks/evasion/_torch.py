@@ -1735,6 +1735,7 @@ def run_attack(
         "precision": str(options.precision),
         "batch_size": int(options.batch_size),
         "cuda_graph": eng.graph_used,
+        "device": str(device),
         "loop_forward_passes": loop_queries,
         "rejected_after_projection": rejected,
         "confirmation_queries": (eng.confirm.queries if eng.confirm is not None else 0)
