@@ -532,6 +532,44 @@ def test_apgd_graph_path_keeps_the_eager_results(
     C.check_result(graph_run, mlp, X, BOX)
 
 
+@pytest.mark.parametrize("early_exit", [False, True])
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_a_graph_is_captured_once_for_chunks_of_equal_size(
+    attack: str,
+    early_exit: bool,
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_graphs: list[_EagerGraph],
+) -> None:
+    """Chunks of 64, 64, 64 and 8 rows: the first chunk's graph stays valid to its round's
+    end and the next two replay it with their own values loaded into its tensors (a capture
+    is ~10 ms on an H100); the last chunk, smaller, captures its own. Results as eager."""
+    from bastion.attacks.evasion import _graphs, _torch
+
+    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
+    monkeypatch.setattr(_graphs.ReplayClock, "worth_recapturing", lambda *a: False)
+    X, y = points
+
+    def make(graphed: bool) -> Any:
+        return C.white_box(attack, 24, batch_size=64, early_exit=early_exit, cuda_graphs=graphed)
+
+    if early_exit:  # rows leave at the looks: compare as the in-place test does
+        with C.rows_seen(mlp.module) as seen:
+            graph_run = make(True).run(mlp, X, y, eps=0.5, constraints=BOX, seed=3)
+        assert seen[0] == graph_run.queries.sum()
+        eager = make(False).run(mlp, X, y, eps=0.5, constraints=BOX, seed=3)
+        np.testing.assert_array_equal(graph_run.success, eager.success)
+    else:
+        graph_run, eager = _graphed_and_eager(make, mlp, X, y, 0.5, "inf", None)
+    assert len(stand_in_graphs) == 2
+    assert stand_in_graphs[0].bound != stand_in_graphs[1].bound
+    # every chunk replayed: three of 64 rows on the first graph, the last on its own
+    assert stand_in_graphs[0].replays > 2 * stand_in_graphs[1].replays > 0
+    assert graph_run.success.sum() > 10
+    C.check_result(graph_run, mlp, X, BOX)
+
+
 @pytest.fixture
 def stand_in_graphs(monkeypatch: pytest.MonkeyPatch) -> list[_EagerGraph]:
     """Every capture of the graph path succeeds, with :class:`_EagerGraph` as the graph."""

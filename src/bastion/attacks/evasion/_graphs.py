@@ -21,7 +21,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -29,6 +30,7 @@ __all__ = [
     "DRAIN_EVERY",
     "MIN_STEPS",
     "WARMUP_STEPS",
+    "Cached",
     "Replay",
     "ReplayClock",
     "available",
@@ -88,6 +90,18 @@ def side_stream(device: torch.device) -> Iterator[None]:
             yield
     finally:
         main.wait_stream(side)
+
+
+@dataclass
+class Cached:
+    """A captured step kept for the next restart or chunk of the same attack with as many
+    rows: the graph and what it reads and writes (kept alive with it), into which the next
+    round loads its own values instead of capturing again (a capture cost ~10 ms on an H100,
+    a chunk of 512 rows' 40 PGD steps ~12-20 ms)."""
+
+    rows: int
+    graph: Replay
+    state: Any
 
 
 class ReplayClock:

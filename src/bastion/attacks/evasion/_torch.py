@@ -40,6 +40,7 @@ Design (issue 3, "Speed"):
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -616,6 +617,8 @@ class _Engine:
         self.graphs = False  # PGD steps may be captured as CUDA graphs (see _graphs)
         self.graph_used = False
         self.clock = _graphs.ReplayClock()
+        # per attack kind, the last round's graph when it stayed valid to the round's end
+        self.graph_cache: dict[str, _graphs.Cached] = {}
         self.precise_queries = 0  # full-precision confirmations of bf16 verdicts
 
     @property
@@ -868,14 +871,33 @@ class _Engine:
         halted.select(keep)
         return keep
 
-    def leave_graph(self, stopped: Tensor, steps_left: int) -> bool:
+    def leave_graph(self, stopped: Tensor, steps_left: int) -> Literal["stay", "all", "some"]:
         """With early exit in a graph's batch, at a look: whether the rows ``stopped`` (a
-        mask) leave now, under a new capture of the others (every row stopped, or
-        :meth:`_graphs.ReplayClock.worth_recapturing`)."""
+        mask) stay, or every row stopped (the restart ends: its end records them, and the
+        graph's tensors stay as they were, for the next round), or they leave now, under a
+        new capture of the others (:meth:`_graphs.ReplayClock.worth_recapturing`)."""
         n, n_stopped = int(stopped.shape[0]), int(stopped.sum())  # the look's one sync
-        return n_stopped == n or (
-            n_stopped > 0 and self.clock.worth_recapturing(n, n - n_stopped, steps_left)
-        )
+        if n_stopped == n:
+            return "all"
+        if n_stopped and self.clock.worth_recapturing(n, n - n_stopped, steps_left):
+            return "some"
+        return "stay"
+
+    def reusable(self, kind: str, rows: int) -> _graphs.Cached | None:
+        """The kept graph of attack ``kind`` for a batch of ``rows`` rows, if any."""
+        cached = self.graph_cache.get(kind)
+        return cached if cached is not None and cached.rows == rows else None
+
+    def keep_graph(self, kind: str, cached: _graphs.Cached) -> None:
+        """Keep a graph that stayed valid to its round's end (one per kind: the last)."""
+        self.graph_cache[kind] = cached
+
+    def forget_graph(self, kind: str, graph: _graphs.Replay | None) -> None:
+        """A round dropped ``graph`` (its rows left the batch, which rebinds its state):
+        never replay it again."""
+        cached = self.graph_cache.get(kind)
+        if cached is not None and cached.graph is graph:
+            del self.graph_cache[kind]
 
     def settle_in_place(
         self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, steps_left: int
@@ -885,10 +907,14 @@ class _Engine:
         a stopped row's iterate does not move, and the restart's end records it) until every
         row has stopped or :meth:`_graphs.ReplayClock.worth_recapturing` says a smaller batch
         pays for a new capture; then they are recorded and leave, and the rows still moving
-        are returned (empty: none), for a new capture. None: all stay."""
+        are returned, for a new capture. Empty: every row stopped (the restart ends, and its
+        end records them). None: all stay."""
         stopped = halted.hit
-        if not self.leave_graph(stopped, steps_left):
+        decision = self.leave_graph(stopped, steps_left)
+        if decision == "stay":
             return None
+        if decision == "all":
+            return idx[:0]
         rows = stopped.nonzero()[:, 0]
         where = idx.index_select(0, rows)
         chunk.adv[where] = z.index_select(0, rows)
@@ -1118,6 +1144,7 @@ def _pgd_round(
     )
     want_graph = eng.graphs and (not eng.checks or exit_in_place) and room_for_graph(1)
     graph: _graphs.Replay | None = None
+    fresh: _graphs.Cached | None = None  # this round's capture, kept if valid to the end
     halts = eng.halts_on_loop_verdict
     # an attack cut short (budget, Ctrl-C): the moving rows' current iterates go to the
     # verification, whose queries are reserved anyway (their last step was taken but never
@@ -1167,20 +1194,38 @@ def _pgd_round(
                 if exit_in_place and waited:  # a look costs no extra sync here
                     keep = eng.settle_in_place(chunk, idx, z, halted, sched.steps - t)
                     if keep is not None:
-                        graph = None  # bound to the whole batch's tensors
-                        narrow(keep)
-                        if z.shape[0] == 0:
+                        if keep.shape[0] == 0:  # every row stopped: the restart ends
                             break
+                        eng.forget_graph("pgd", graph)  # bound to the whole batch's tensors
+                        graph = None
+                        narrow(keep)
                         want_graph = eng.graphs and room_for_graph(t)
                     eng.clock.start()  # the look's host work is no replay's
                 continue
             if want_graph and t >= 1:
                 want_graph = False
+                cached = eng.reusable("pgd", int(z.shape[0]))
+                if cached is not None:
+                    # an earlier round's graph of as many rows: load this round's values into
+                    # its tensors (the step reads x0 only for L2) and replay it
+                    tensors, halted_c = cached.state
+                    for kept, now in zip(tensors, (x0, y, lo, hi, z), strict=True):
+                        if kept is not None:
+                            kept.copy_(now)
+                    halted_c.moving.copy_(halted.moving)
+                    x0_c, y, lo, hi, z = tensors
+                    x0 = x0_c if x0_c is not None else x0
+                    halted, graph = halted_c, cached.graph
+                    eng.clock.start()
+                    continue
                 done, graph = eng.capture(chunk, z, captured_step)
                 t += done
                 if done < _graphs.WARMUP_STEPS:  # the budget ran out during the warm-up
                     deferred = cut
                     break
+                if graph is not None:
+                    state = ((x0 if eng.norm != "inf" else None, y, lo, hi, z), halted)
+                    fresh = _graphs.Cached(int(z.shape[0]), graph, state)
                 continue
             keep = eng.drop_capped(chunk, idx, z)
             if keep is not None:
@@ -1210,6 +1255,8 @@ def _pgd_round(
     finally:
         eng.settle_round(chunk, idx, z, halted, deferred)
         eng.close_round(chunk, idx, z)
+    if fresh is not None and graph is fresh.graph and z is fresh.state[0][4]:
+        eng.keep_graph("pgd", fresh)  # still bound to this round's tensors
 
 
 class _APGDRows:
@@ -1255,9 +1302,18 @@ class _APGDRows:
         self.k_min = max(int(0.06 * n_iter), 1)
         self.counter = 0
 
-    def select(self, keep: Tensor) -> None:
+    def select(self, keep: Tensor) -> _APGDRows:
+        """Rows ``keep``, as a new state (a graph may still hold this one's tensors)."""
+        out = copy.copy(self)
         for name in self.ROWS:
-            setattr(self, name, getattr(self, name).index_select(0, keep))
+            setattr(out, name, getattr(self, name).index_select(0, keep))
+        return out
+
+    def load(self, other: _APGDRows) -> None:
+        """Take ``other``'s values into this state's tensors (a kept graph's), in place."""
+        for name in self.ROWS:
+            getattr(self, name).copy_(getattr(other, name))
+        self.counter, self.k = other.counter, other.k
 
     def move(self, a: float) -> None:
         """The momentum step from ``z`` (``a`` = 1: none), projected."""
@@ -1379,6 +1435,7 @@ def _apgd_round(
 
         want_graph = eng.graphs and (not eng.checks or exit_in_place) and room_for_graph(1)
         graph: _graphs.Replay | None = None
+        fresh: _graphs.Cached | None = None  # this round's capture, kept if valid to the end
         i = 0
         while i < n_iter:
             last = i == n_iter - 1
@@ -1390,22 +1447,39 @@ def _apgd_round(
                 i += 1
                 st.tick()
                 if exit_in_place and waited and track is not None:
-                    if eng.leave_graph(track.hit, n_iter - i):
+                    decision = eng.leave_graph(track.hit, n_iter - i)
+                    if decision == "all":  # every row broke: the restart's end records them
+                        break
+                    if decision == "some":
                         keep = eng.flush(chunk, st.idx, track)
                         if keep is not None:
-                            graph = None  # bound to the whole batch's tensors
-                            st.select(keep)
-                            if st.z.shape[0] == 0:
-                                break
+                            eng.forget_graph("apgd", graph)  # bound to the whole batch's
+                            graph = None
+                            st = state = st.select(keep)
                             want_graph = eng.graphs and room_for_graph(i)
                     eng.clock.start()  # the look's host work is no replay's
                 continue
             if want_graph and i >= 1:
                 want_graph = False
+                assert track is not None  # graphs run with a per-step record
+                cached = eng.reusable("apgd", int(st.z.shape[0]))
+                if cached is not None:
+                    # an earlier round's graph of as many rows: load this round's state into
+                    # its tensors and replay it
+                    kept, kept_track = cached.state
+                    kept.load(st)
+                    for name in ("best", "hit", "done"):
+                        getattr(kept_track, name).copy_(getattr(track, name))
+                    st = state = kept
+                    track, graph = kept_track, cached.graph
+                    eng.clock.start()
+                    continue
                 done, graph = eng.capture(chunk, st.z, captured_step, after=st.tick)
                 i += done
                 if done < _graphs.WARMUP_STEPS:  # the budget ran out during the warm-up
                     break
+                if graph is not None:
+                    fresh = _graphs.Cached(int(st.z.shape[0]), graph, (st, track))
                 continue
             st.move(sched.momentum if i > 0 else 1.0)
             if last and defer:
@@ -1413,7 +1487,7 @@ def _apgd_round(
                 break
             keep = eng.drop_capped(chunk, st.idx, st.z)
             if keep is not None:
-                st.select(keep)
+                st = state = st.select(keep)
                 if track is not None:
                     track.select(keep)
             out = eng.forward(chunk, st.z, st.y, need_grad=not last, first=False, per_point=True)
@@ -1430,7 +1504,7 @@ def _apgd_round(
                 if eng.checks and not last and i % eng.check_every == eng.check_every - 1:
                     keep = eng.flush(chunk, st.idx, track)
             if keep is not None:
-                st.select(keep)
+                st = state = st.select(keep)
                 new_losses = new_losses.index_select(0, keep)
                 if new_grad is not None:
                     new_grad = new_grad.index_select(0, keep)
@@ -1441,6 +1515,8 @@ def _apgd_round(
             if new_grad is None:
                 break
             i += 1
+        if fresh is not None and graph is fresh.graph and st is fresh.state[0]:
+            eng.keep_graph("apgd", fresh)  # still bound to this round's state
     finally:
         if state is not None:
             idx, z = state.idx, state.z
