@@ -96,8 +96,8 @@ def side_stream(device: torch.device) -> Iterator[None]:
 class Cached:
     """A captured step kept for the next restart or chunk of the same attack with as many
     rows: the graph and what it reads and writes (kept alive with it), into which the next
-    round loads its own values instead of capturing again (a capture cost ~10 ms on an H100,
-    a chunk of 512 rows' 40 PGD steps ~12-20 ms)."""
+    round loads its own values instead of capturing again (on an H100 a capture of the
+    digits MLP's step cost 8-10 ms, some 20 of its replays)."""
 
     rows: int
     graph: Replay
