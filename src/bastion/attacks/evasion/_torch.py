@@ -1485,6 +1485,8 @@ def _apgd_round(
             if last and defer:
                 deferred = True
                 break
+            # failed confirmations come from rounding, which looks every step (no per-step
+            # record there): a capped row has no adversarial waiting to be recorded
             keep = eng.drop_capped(chunk, st.idx, st.z)
             if keep is not None:
                 st = state = st.select(keep)
