@@ -8,8 +8,10 @@
 #      for the floor and Bastion's PGD (MLP 4096 points, CNN 8192);
 #   3. benchmarks/bench_evasion.py on the digits MLP at two batch sizes and on the digits CNN,
 #      each with the opt-in bf16 (+ channels-last for the CNN) mode, against torchattacks when
-#      it is installed (ART, when missing, is skipped).
-# Finishes in about 5 minutes; the output goes to $OUT/gpu_evasion.txt (default: ./).
+#      it is installed (ART, when missing, is skipped);
+#   4. benchmarks/bench_graphs.py: CUDA graphs on and off for early exit off / on and for
+#      several chunks (one capture for chunks of equal size), PGD and APGD, MLP and CNN.
+# Finishes in about 8 minutes; the output goes to $OUT/gpu_evasion.txt (default: ./).
 #
 # Usage: bash benchmarks/gpu_evasion.sh   (PYTHON=python3 picks the interpreter; WHEELS=dir
 #        holds wheels of missing packages such as pydantic, for a machine without a network)
@@ -74,5 +76,7 @@ bench() {
   bench --model mlp --points 4096 --exit-eps 0.25
   bench --model mlp --points 32768 --exit-eps 0
   bench --model cnn --points 8192 --exit-eps 0
+  step 120 "bench_graphs.py: mlp" "$PY" benchmarks/bench_graphs.py --model mlp
+  step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
 } | tee -a "$REPORT"
 echo "wrote $REPORT"
