@@ -220,13 +220,42 @@ def test_device_places_torch_models_and_refuses_cuda_for_others(
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="sees no CUDA device here; use cpu or auto"):
             load_model(path, classes=[0, 1], device="cuda")
-    with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N or auto"):
+    with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N, auto, mps or xpu"):
         load_model(path, classes=[0, 1], device="gpu")
     joblib_path = tmp_path / "m.joblib"
     joblib.dump(cancer_pipeline, joblib_path)
     assert load_model(joblib_path, device="auto").info.format == "pickle"
     with pytest.raises(ConfigError, match=r"applies to torch models; 'm\.joblib' is pickle"):
         load_model(joblib_path, device="cuda:0")
+
+
+def test_an_exported_program_moves_with_the_tensors_it_creates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From a review: ``nn.Module.to`` moved a ``.pt2`` model's parameters but not the device
+    its forward pass creates tensors on (recorded at export), so every forward pass on
+    another device failed. Checked on ``meta`` (this machine has no second device)."""
+    torch = pytest.importorskip("torch")
+    from bastion.models.loading import _export_on
+
+    class MakesATensor(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.linear(x) + torch.arange(2, dtype=x.dtype)
+
+    program = torch.export.export(MakesATensor().eval(), (torch.zeros(4, 3),))
+    assert _export_on(program, "cpu") is program
+    moved = program.module().to("meta")
+    with pytest.raises(RuntimeError):  # what plain .to() left behind
+        moved(torch.zeros(4, 3, device="meta"))
+    import bastion.models.torch as torch_models
+
+    monkeypatch.setattr(torch_models, "resolve_device", lambda device: device)
+    module = _export_on(program, "meta").module()
+    assert module(torch.zeros(4, 3, device="meta")).device.type == "meta"
 
 
 def test_torchscript_and_unknown_are_refused(tmp_path: Path) -> None:

@@ -135,12 +135,36 @@ def test_resolve_device_names_what_torch_sees() -> None:
     count = torch.cuda.device_count() if cuda else 0
     with pytest.raises(ConfigError, match=f"sees {count} CUDA|sees no CUDA device"):
         resolve_device(f"cuda:{count}")
-    for bad in ("gpu", "cuda:x", ""):
-        with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N or auto"):
+    for bad in ("gpu", "cuda:x", "", "meta"):  # meta: a model there cannot predict
+        with pytest.raises(ConfigError, match="expected cpu, cuda, cuda:N, auto, mps or xpu"):
             resolve_device(bad)
+    for accelerator in ("mps", "xpu"):  # not on this machine: an error, not a crash later
+        backend = torch.backends.mps if accelerator == "mps" else getattr(torch, "xpu", None)
+        if backend is None or not backend.is_available():
+            with pytest.raises(ConfigError, match="cannot use it here"):
+                resolve_device(accelerator)
     assert TorchAdapter(torch.nn.Linear(2, 2), device="auto").device.type == (
         "cuda" if cuda else "cpu"
     )
+
+
+def test_a_module_of_buffers_only_moves_to_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a review: only parameters were looked at, so a module holding its weights as
+    buffers stayed where it was. Moved to ``meta`` here (no second device on this machine:
+    the device check is bypassed, as only the move is under test)."""
+    from bastion.models import torch as torch_models
+
+    class Buffers(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("weight", torch.ones(2, 3))
+
+        def forward(self, x: Any) -> Any:
+            return x @ self.weight.T
+
+    monkeypatch.setattr(torch_models, "resolve_device", lambda device: device)
+    adapter = TorchAdapter(Buffers(), device="meta")
+    assert adapter.module.weight.device.type == "meta"
 
 
 def test_rejects_non_modules() -> None:

@@ -265,7 +265,7 @@ def _load_torch(
                 details["unpickled_members"] = unsafe
                 _log.warning("loading %s with pickled members on explicit trust", file)
         program = load_torch_export_program(file, trust_pickle=trust_pickle)
-        module = program.module()
+        module = _export_on(program, device).module()
         if input_shape is None:
             # the archive records the example it was exported with: flat rows of a CSV are
             # reshaped to it without --input-shape
@@ -290,6 +290,20 @@ def _load_torch(
         details=details,
     )
     return TorchAdapter(module, classes=classes, input_shape=input_shape, info=info, device=device)
+
+
+def _export_on(program: Any, device: str) -> Any:
+    """``program`` moved to ``device``: ``nn.Module.to`` would move the parameters but not
+    the device that ops creating tensors in the forward pass (``arange``, ``zeros``) recorded
+    at export, and every forward pass on another device would fail."""
+    from bastion.models.torch import resolve_device
+
+    target = resolve_device(device)
+    if target == "cpu":
+        return program
+    from torch.export.passes import move_to_device_pass
+
+    return move_to_device_pass(program, target)
 
 
 def _check_device(adapter: ModelAdapter, device: str) -> None:

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 
-DEVICES = "cpu, cuda, cuda:N or auto (or another torch device type)"
+DEVICES = "cpu, cuda, cuda:N, auto, mps or xpu"
 
 
 def resolve_device(device: str) -> str:
@@ -57,11 +57,13 @@ def resolve_device(device: str) -> str:
     if text == "cpu":
         return text
     torch = require("torch", "PyTorch models")
+    if text in ("mps", "xpu"):  # the other accelerators torch builds for
+        backend = torch.backends.mps if text == "mps" else getattr(torch, "xpu", None)
+        if backend is None or not backend.is_available():
+            raise ConfigError(f"device {device!r}: torch {torch.__version__} cannot use it here")
+        return text
     if text not in ("auto", "cuda") and not (text.startswith("cuda:") and text[5:].isdigit()):
-        try:  # another accelerator torch knows (mps, xpu...): torch checks it when used
-            return str(torch.device(text))
-        except (RuntimeError, ValueError):
-            raise ConfigError(f"device {device!r}: expected {DEVICES}") from None
+        raise ConfigError(f"device {device!r}: expected {DEVICES}")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if text == "auto":
         return "cuda" if count else "cpu"
@@ -126,7 +128,8 @@ class TorchAdapter(ModelAdapter):
         self.batch_size = batch_size
         self._mode_switchable = _mode_switchable(module)
         params = list(module.parameters())
-        if params and params[0].device != self.device:
+        held = params[0] if params else next(module.buffers(), None)
+        if held is not None and held.device != self.device:  # a module of buffers only too
             module = module.to(self.device)
         self.module = module
         self._dtype = params[0].dtype if params and params[0].is_floating_point() else None

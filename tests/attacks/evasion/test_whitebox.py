@@ -570,6 +570,37 @@ def test_a_graph_is_captured_once_for_chunks_of_equal_size(
     C.check_result(graph_run, mlp, X, BOX)
 
 
+def test_restarts_do_not_push_a_chunks_graph_out(
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_graphs: list[_EagerGraph],
+) -> None:
+    """From a review: one kept graph per attack, replaced by each restart's smaller one, so
+    with restarts the next chunk of 64 rows captured again (6 captures instead of 2). A slot
+    per batch size: every chunk of 64 rows after the first replays the first's graph."""
+    from bastion.attacks.evasion import _torch
+
+    asked: list[tuple[int, bool]] = []
+    reusable = _torch._Engine.reusable
+
+    def recording(self: Any, kind: str, rows: int) -> Any:
+        cached = reusable(self, kind, rows)
+        asked.append((rows, cached is not None))
+        return cached
+
+    monkeypatch.setattr(_torch._Engine, "reusable", recording)
+    X, y = points
+    config = PGDConfig(steps=24, batch_size=64, restarts=3, early_exit=False)
+    result = PGD(config).run(mlp, X, y, eps=0.5, constraints=BOX, seed=3)
+    # the attacked (clean-correct) points make chunks of 64, 64 and 61 rows; a restart
+    # attacks the rows still unbroken, and one of as many rows as the last replays its graph
+    first_rounds = [hit for rows, hit in asked if rows == 64]
+    assert first_rounds == [False, True]
+    assert sum(hit for rows, hit in asked if rows != 64) >= 1
+    assert result.extra["restarts"] == 3
+
+
 @pytest.fixture
 def stand_in_graphs(monkeypatch: pytest.MonkeyPatch) -> list[_EagerGraph]:
     """Every capture of the graph path succeeds, with :class:`_EagerGraph` as the graph."""
@@ -1220,6 +1251,7 @@ def test_auto_runs_without_square_when_none_is_registered(
     result = AutoAttack(AutoConfig(n_iter=10)).run(mlp, X, y, eps=1.0, constraints=BOX)
     assert result.extra["square"] == "not registered"
     assert result.extra["attacks"] == ["apgd-ce", "apgd-dlr"]
+    assert result.extra["device"] == "cpu"  # where its white-box stages ran (ADV001 evidence)
 
 
 class _FakeSquare(EvasionAttack):

@@ -28,6 +28,7 @@ import torch
 
 __all__ = [
     "DRAIN_EVERY",
+    "KEPT_GRAPHS",
     "MIN_STEPS",
     "WARMUP_STEPS",
     "Cached",
@@ -45,6 +46,9 @@ WARMUP_STEPS = 2
 # replays needed for a capture to pay: on an H100 a capture of the digits MLP's step cost
 # ~10 ms, the launches of ~17 eager steps of it
 MIN_STEPS = 16
+# graphs an attack keeps for later rounds of as many rows (chunks, restarts): each holds
+# its own memory pool
+KEPT_GRAPHS = 4
 # steps between two waits of the host for the device while it replays a graph (budgets and
 # Ctrl-C see progress; with early exit, broken rows are looked for then): the eager loop's
 # looks on an accelerator fall on the same steps

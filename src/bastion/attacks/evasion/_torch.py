@@ -617,8 +617,9 @@ class _Engine:
         self.graphs = False  # PGD steps may be captured as CUDA graphs (see _graphs)
         self.graph_used = False
         self.clock = _graphs.ReplayClock()
-        # per attack kind, the last round's graph when it stayed valid to the round's end
-        self.graph_cache: dict[str, _graphs.Cached] = {}
+        # graphs that stayed valid to their round's end, by attack kind and rows, the most
+        # recently used last (a chunk's restarts attack fewer rows: a slot per size)
+        self.graph_cache: dict[tuple[str, int], _graphs.Cached] = {}
         self.precise_queries = 0  # full-precision confirmations of bf16 verdicts
 
     @property
@@ -885,19 +886,25 @@ class _Engine:
 
     def reusable(self, kind: str, rows: int) -> _graphs.Cached | None:
         """The kept graph of attack ``kind`` for a batch of ``rows`` rows, if any."""
-        cached = self.graph_cache.get(kind)
-        return cached if cached is not None and cached.rows == rows else None
+        cached = self.graph_cache.pop((kind, rows), None)
+        if cached is not None:
+            self.graph_cache[(kind, rows)] = cached  # the most recently used
+            _graphs.drain(self.net.device)  # the replay clock times replays alone
+        return cached
 
     def keep_graph(self, kind: str, cached: _graphs.Cached) -> None:
-        """Keep a graph that stayed valid to its round's end (one per kind: the last)."""
-        self.graph_cache[kind] = cached
+        """Keep a graph that stayed valid to its round's end, the least recently used
+        making way (each holds its own memory pool)."""
+        self.graph_cache[(kind, cached.rows)] = cached
+        while len(self.graph_cache) > _graphs.KEPT_GRAPHS:
+            del self.graph_cache[next(iter(self.graph_cache))]
 
     def forget_graph(self, kind: str, graph: _graphs.Replay | None) -> None:
         """A round dropped ``graph`` (its rows left the batch, which rebinds its state):
         never replay it again."""
-        cached = self.graph_cache.get(kind)
-        if cached is not None and cached.graph is graph:
-            del self.graph_cache[kind]
+        for key, cached in list(self.graph_cache.items()):
+            if key[0] == kind and cached.graph is graph:
+                del self.graph_cache[key]
 
     def settle_in_place(
         self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, steps_left: int

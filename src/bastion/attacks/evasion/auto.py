@@ -193,6 +193,8 @@ class AutoAttack(EvasionAttack):
             "iterations": cfg.n_iter,
             "eps_unit": first.extra.get("eps_unit"),
         }
+        if "device" in first.extra:  # where the white-box stages ran the module
+            extra["device"] = first.extra["device"]
         return replace(
             merged, elapsed_s=time.perf_counter() - started, stopped=stopped, extra=extra
         )

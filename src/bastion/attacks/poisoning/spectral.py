@@ -698,4 +698,8 @@ def _predictor(model: Any) -> Any:
         return predict
     from bastion.models.torch import TorchAdapter
 
-    return TorchAdapter(model).predict
+    # where the module is (a CUDA module must not be moved back to the CPU in place)
+    held = next(model.parameters(), None)
+    held = held if held is not None else next(model.buffers(), None)
+    device = str(held.device) if held is not None else "cpu"
+    return TorchAdapter(model, device=device).predict
