@@ -6,12 +6,16 @@ of the 430 us it takes (16 launches, ~27 us of host time each), so every extra e
 kernel of an attack costs more host time than the GPU spends on it. A captured step is
 replayed with one launch; its time is the GPU's.
 
-A graph needs a working batch of fixed shape. Without early exit no row leaves it; with
-early exit (fp32, no rounding to confirm) broken rows stop in place (their step is multiplied
-by 0, as in the eager loop) and are recorded at each wait for the device, and they leave,
-under a new capture, only when :class:`ReplayClock` estimates that the rows' share of the
-remaining replays costs more than a capture. Only on CUDA. A module that cannot be captured
-(a host sync inside its forward pass, say) falls back to eager steps.
+PGD captures its step, APGD its iteration after the first (checkpoints run between
+replays). A graph needs a working batch of fixed shape. Without early exit no row leaves it;
+with early exit (no rounding to confirm, no total query budget; PGD in fp32 only) broken
+rows stay in the batch (PGD's stopped: their step is multiplied by 0, as in the eager loop)
+and are looked for at each wait for the device; they leave, under a new capture, only when
+every row broke or :class:`ReplayClock` estimates that their share of the remaining replays
+costs more than a capture. A graph still valid at its round's end is kept (:class:`Cached`)
+for later rounds of as many rows (chunks, restarts), which load their values into its
+tensors instead of capturing. Only on CUDA. A module that cannot be captured (a host sync
+inside its forward pass, say) falls back to eager steps.
 
 This module imports torch at import time (from ``_torch``, which the attacks import lazily).
 """
