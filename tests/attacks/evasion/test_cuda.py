@@ -242,6 +242,30 @@ def test_replays_of_a_captured_step_give_the_eager_results(
     C.check_result(graphed, model, X, BOX)
 
 
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_chunks_of_equal_size_replay_one_kept_graph(
+    attack: str, nets: dict[str, Any], points: tuple[np.ndarray, ...]
+) -> None:
+    """Chunks of 64 rows (and restarts): a graph that stayed valid to its round's end is
+    replayed by the next round of as many rows, its values loaded into the graph's tensors;
+    the same results as every step eager."""
+    X, y = points
+    model = _adapter(nets, "mlp", "cuda")
+    runs = [
+        C.white_box(
+            attack, 30, early_exit=False, batch_size=64, restarts=2, cuda_graphs=graphs
+        ).run(model, X, y, eps=1.0, constraints=BOX, seed=1)
+        for graphs in (True, False)
+    ]
+    graphed, eager = runs
+    assert graphed.extra["cuda_graph"] is True
+    np.testing.assert_array_equal(graphed.success, eager.success)
+    np.testing.assert_allclose(graphed.x_adv, eager.x_adv, atol=1e-5)
+    np.testing.assert_array_equal(graphed.queries, eager.queries)
+    assert graphed.success.sum() > 20
+    C.check_result(graphed, model, X, BOX)
+
+
 @pytest.mark.parametrize(("which", "recapture"), [("mlp", False), ("mlp", True), ("cnn", True)])
 def test_pgd_graph_with_early_exit_finds_what_the_eager_loop_finds(
     which: str,
