@@ -308,7 +308,9 @@ def _export_on(program: Any, device: str) -> Any:
 
 def _check_device(adapter: ModelAdapter, device: str) -> None:
     """A device other than the CPU applies to torch models only."""
-    if str(device).strip().lower() in ("cpu", "auto") or hasattr(adapter, "module"):
+    from bastion.models.torch import TorchAdapter  # torch itself is imported lazily there
+
+    if str(device).strip().lower() in ("cpu", "auto") or isinstance(adapter, TorchAdapter):
         return
     raise ConfigError(
         f"device {device!r} applies to torch models; {adapter.info.name!r} is "

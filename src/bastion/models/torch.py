@@ -38,6 +38,7 @@ __all__ = [
     "load_torch_export",
     "load_torch_export_program",
     "load_torch_safetensors",
+    "module_device",
     "resolve_device",
     "resolve_factory",
 ]
@@ -74,6 +75,14 @@ def resolve_device(device: str) -> str:
             f"device {device!r}: torch {torch.__version__} sees {seen} here; use cpu or auto"
         )
     return text
+
+
+def module_device(module: Any) -> str | None:
+    """Where ``module`` holds its weights (its first parameter, else its first buffer):
+    None for a module without either."""
+    held = next(module.parameters(), None)
+    held = held if held is not None else next(module.buffers(), None)
+    return None if held is None else str(held.device)
 
 
 class TorchAdapter(ModelAdapter):
@@ -128,8 +137,8 @@ class TorchAdapter(ModelAdapter):
         self.batch_size = batch_size
         self._mode_switchable = _mode_switchable(module)
         params = list(module.parameters())
-        held = params[0] if params else next(module.buffers(), None)
-        if held is not None and held.device != self.device:  # a module of buffers only too
+        where = module_device(module)  # a module of buffers only moves too
+        if where is not None and torch.device(where) != self.device:
             module = module.to(self.device)
         self.module = module
         self._dtype = params[0].dtype if params and params[0].is_floating_point() else None

@@ -545,10 +545,7 @@ def test_a_graph_is_captured_once_for_chunks_of_equal_size(
     """Chunks of 64, 64, 64 and 8 rows: the first chunk's graph stays valid to its round's
     end and the next two replay it with their own values loaded into its tensors (a capture
     is ~10 ms on an H100); the last chunk, smaller, captures its own. Results as eager."""
-    from bastion.attacks.evasion import _graphs, _torch
-
-    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
-    monkeypatch.setattr(_graphs.ReplayClock, "worth_recapturing", lambda *a: False)
+    _accelerator_pace(monkeypatch, recapture=False)
     X, y = points
 
     def make(graphed: bool) -> Any:
@@ -601,6 +598,15 @@ def test_restarts_do_not_push_a_chunks_graph_out(
     assert result.extra["restarts"] == 3
 
 
+def _accelerator_pace(monkeypatch: pytest.MonkeyPatch, recapture: bool) -> None:
+    """The eager loop looks for broken rows every 8 steps, as on an accelerator (where the
+    graph's looks fall), and the replay clock's choice is forced: ``recapture`` or never."""
+    from bastion.attacks.evasion import _graphs, _torch
+
+    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
+    monkeypatch.setattr(_graphs.ReplayClock, "worth_recapturing", lambda *a: recapture)
+
+
 @pytest.fixture
 def stand_in_graphs(monkeypatch: pytest.MonkeyPatch) -> list[_EagerGraph]:
     """Every capture of the graph path succeeds, with :class:`_EagerGraph` as the graph."""
@@ -648,12 +654,9 @@ def test_graph_with_early_exit_keeps_broken_rows_in_place(
     (every 8 steps): the same points found, the same first adversarial iterates, every
     query counted (a row kept in the batch takes its forwards, so none has fewer queries than
     in the eager loop, and none more than the whole loop's)."""
-    from bastion.attacks.evasion import _graphs, _torch
+    from bastion.attacks.evasion import _graphs
 
-    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
-    monkeypatch.setattr(
-        _graphs.ReplayClock, "worth_recapturing", lambda self, rows, keep, left: recapture
-    )
+    _accelerator_pace(monkeypatch, recapture)
     X, y = points
     results = []
     for graphed in (True, False):
@@ -710,10 +713,8 @@ def test_no_recapture_without_room_for_a_graph(
     steps left (only the clock's estimate guarded it): a look at step 23 of 24 captured at
     the end, and the warm-up ran past the schedule. Forced recaptures, over restarts and
     chunks: every capture has room for its replays, and the queries are the eager loop's."""
-    from bastion.attacks.evasion import _graphs, _torch
 
-    monkeypatch.setattr(_torch, "_check_every", lambda device: _graphs.DRAIN_EVERY)
-    monkeypatch.setattr(_graphs.ReplayClock, "worth_recapturing", lambda *a: True)
+    _accelerator_pace(monkeypatch, recapture=True)
     X, y = points
     runs = []
     for graphed in (True, False):

@@ -707,8 +707,7 @@ class _Engine:
         warm-up, or the module could not be captured, and the loop goes on eagerly)."""
         device = self.net.device
         done = 0
-        _graphs.drain(device)  # what was queued before is no part of the capture's cost
-        self.clock.start()
+        self.time_from_here()  # what was queued before is no part of the capture's cost
         with _graphs.side_stream(device):
             for _ in range(_graphs.WARMUP_STEPS):
                 if not self.allow(chunk, z):
@@ -749,13 +748,10 @@ class _Engine:
         rows = torch.as_tensor(np.flatnonzero(out), device=idx.device)
         where = idx.index_select(0, rows)
         chunk.capped[where] = True
-        spent = torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
-        chunk.queries.index_put_((where,), spent, accumulate=True)
         if self.defer_last:
             chunk.adv[where] = z.index_select(0, rows)
             chunk.pending[where] = True
-        chunk.rejects[rows_np[out]] = 0  # no longer limits the batch
-        chunk.max_rejects = int(chunk.rejects.max())
+        self.depart(chunk, where)
         return torch.as_tensor(np.flatnonzero(~out), device=idx.device)
 
     def forward(
@@ -820,8 +816,13 @@ class _Engine:
         need = k + self.meter.reserve
         cap = self.meter.per_point_loop
         in_all = tracker.allow(need) >= need
-        own = chunk.forwards + (int(chunk.rejects[where.cpu().numpy()].max()) if k else 0)
-        if not in_all or (cap is not None and own >= cap):
+        # the confirmed rows' own budget (a host copy of the rows only under a per-point cap)
+        own_spent = (
+            cap is not None
+            and k > 0
+            and chunk.forwards + int(chunk.rejects[where.cpu().numpy()].max()) >= cap
+        )
+        if not in_all or own_spent:
             # no budget to confirm (in all, or these rows' own): they are taken unconfirmed
             # and the final verification (whose queries are reserved) decides
             if not in_all:
@@ -889,8 +890,13 @@ class _Engine:
         cached = self.graph_cache.pop((kind, rows), None)
         if cached is not None:
             self.graph_cache[(kind, rows)] = cached  # the most recently used
-            _graphs.drain(self.net.device)  # the replay clock times replays alone
         return cached
+
+    def time_from_here(self) -> None:
+        """Start the replay clock once the device has run what was queued (before a capture,
+        or the replays of a kept graph), so that only what follows is timed."""
+        _graphs.drain(self.net.device)
+        self.clock.start()
 
     def keep_graph(self, kind: str, cached: _graphs.Cached) -> None:
         """Keep a graph that stayed valid to its round's end, the least recently used
@@ -936,6 +942,12 @@ class _Engine:
         """Chunk rows ``where`` broke (their adversarials are written): they leave the batch
         with the loop forwards of this restart as their queries."""
         chunk.found[where] = True
+        _Engine.depart(chunk, where)
+
+    @staticmethod
+    def depart(chunk: _Chunk, where: Tensor) -> None:
+        """Chunk rows ``where`` leave the batch (broken, or their budget spent): the loop
+        forwards of this restart become their queries."""
         spent = torch.tensor(chunk.forwards - chunk.round_start, device=chunk.queries.device)
         chunk.queries.index_put_((where,), spent, accumulate=True)
         if chunk.max_rejects:
@@ -1223,7 +1235,7 @@ def _pgd_round(
                     x0_c, y, lo, hi, z = tensors
                     x0 = x0_c if x0_c is not None else x0
                     halted, graph = halted_c, cached.graph
-                    eng.clock.start()
+                    eng.time_from_here()
                     continue
                 done, graph = eng.capture(chunk, z, captured_step)
                 t += done
@@ -1479,7 +1491,7 @@ def _apgd_round(
                         getattr(kept_track, name).copy_(getattr(track, name))
                     st = state = kept
                     track, graph = kept_track, cached.graph
-                    eng.clock.start()
+                    eng.time_from_here()
                     continue
                 done, graph = eng.capture(chunk, st.z, captured_step, after=st.tick)
                 i += done

@@ -696,10 +696,7 @@ def _predictor(model: Any) -> Any:
     predict = getattr(model, "predict", None)
     if callable(predict):
         return predict
-    from bastion.models.torch import TorchAdapter
+    from bastion.models.torch import TorchAdapter, module_device
 
     # where the module is (a CUDA module must not be moved back to the CPU in place)
-    held = next(model.parameters(), None)
-    held = held if held is not None else next(model.buffers(), None)
-    device = str(held.device) if held is not None else "cpu"
-    return TorchAdapter(model, device=device).predict
+    return TorchAdapter(model, device=module_device(model) or "cpu").predict
