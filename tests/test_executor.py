@@ -4,7 +4,9 @@ agree, and the distributed plug point names the extra to install."""
 from __future__ import annotations
 
 import math
+import multiprocessing
 import operator
+import time
 
 import pytest
 
@@ -37,9 +39,79 @@ def test_a_failing_item_raises_its_own_exception_naming_the_item(workers: int) -
     assert "executor item 1: -1.0" in info.value.__notes__
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_completed_hands_every_result_over_with_its_index(workers: int) -> None:
+    pairs = list(LocalExecutor(max_workers=workers, mp_context="fork").completed(math.sqrt, ITEMS))
+    assert sorted(i for i, _ in pairs) == list(range(len(ITEMS)))
+    assert [r for _, r in sorted(pairs)] == LocalExecutor(max_workers=1).map(math.sqrt, ITEMS)
+
+
+def test_a_deadline_keeps_the_finished_items_and_stops_the_workers_at_once() -> None:
+    # two quick items and two that would sleep 30 s: the iteration ends at the deadline and
+    # the workers running the long ones are terminated, not waited for
+    started = time.monotonic()
+    pool = LocalExecutor(max_workers=2, mp_context="fork")
+    pairs = list(pool.completed(time.sleep, [0.0, 0.0, 30.0, 30.0], timeout_s=1.5))
+    assert sorted(i for i, _ in pairs) == [0, 1]
+    assert time.monotonic() - started < 10.0
+    _assert_workers_stop()
+
+
+def test_leaving_the_loop_early_stops_the_workers_at_once() -> None:
+    started = time.monotonic()
+    pool = LocalExecutor(max_workers=2, mp_context="fork")
+    got = []
+    for i, _ in pool.completed(time.sleep, [0.0, 30.0, 30.0]):
+        got.append(i)
+        break
+    assert got == [0]
+    assert time.monotonic() - started < 10.0
+    _assert_workers_stop()
+
+
+def _assert_workers_stop() -> None:
+    """The pool's forked workers (children of this process) are gone within seconds, not
+    left sleeping out their 30 s items."""
+    deadline = time.monotonic() + 5.0
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []
+
+
+def test_in_process_completed_checks_the_deadline_between_items() -> None:
+    seen: list[float] = []
+
+    def slow(x: float) -> float:
+        seen.append(x)
+        time.sleep(x)
+        return x
+
+    pairs = list(LocalExecutor(max_workers=1).completed(slow, [0.3, 0.3, 0.3], timeout_s=0.1))
+    assert pairs == [(0, 0.3)]  # the first item started before the deadline and finished
+    assert seen == [0.3]
+
+
+def test_a_failing_item_in_completed_names_the_item() -> None:
+    with pytest.raises(ValueError, match="math domain error") as info:
+        list(LocalExecutor(max_workers=2, mp_context="fork").completed(math.sqrt, [4.0, -1.0]))
+    assert "executor item 1: -1.0" in info.value.__notes__
+
+
+def test_the_default_completed_follows_map() -> None:
+    class Listed(Executor):
+        n_workers = 1
+
+        def map(self, fn, items):  # type: ignore[no-untyped-def]
+            return [fn(x) for x in items]
+
+    assert list(Listed().completed(abs, [-1, 2])) == [(0, 1), (1, 2)]
+
+
 def test_unpicklable_function_is_a_config_error_for_a_pool() -> None:
     with pytest.raises(ConfigError, match="picklable top-level function"):
         LocalExecutor(max_workers=2).map(lambda x: x, [1, 2])
+    with pytest.raises(ConfigError, match="picklable top-level function"):
+        list(LocalExecutor(max_workers=2).completed(lambda x: x, [1, 2]))
     # in-process needs no pickling
     assert LocalExecutor(max_workers=1).map(lambda x: x + 1, [1, 2]) == [2, 3]
 

@@ -1,7 +1,9 @@
 """Executors: where batch work (shadow models, attack shards) runs.
 
 An :class:`Executor` maps a picklable top-level function over a list of items and returns
-the results in the items' order. Two backends ship here:
+the results in the items' order (:meth:`Executor.map`), or hands them over as they finish, so
+that a caller keeps the finished ones when a deadline or Ctrl-C stops the rest
+(:meth:`Executor.completed`). Two backends ship here:
 
 - ``LocalExecutor(max_workers=1)``: in-process, no pickling, no start-up cost;
 - ``LocalExecutor(max_workers=N)``: a ``concurrent.futures.ProcessPoolExecutor`` whose workers
@@ -26,9 +28,10 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 from bastion.exceptions import ConfigError
@@ -98,6 +101,24 @@ class Executor(ABC):
             The first failing item's own exception, with a note naming the item.
         """
 
+    def completed(
+        self, fn: Callable[[T], R], items: Sequence[T], timeout_s: float | None = None
+    ) -> Iterator[tuple[int, R]]:
+        """``(index, fn(items[index]))`` pairs as the items finish, in any order.
+
+        The iteration ends early, without an error, once ``timeout_s`` seconds have passed
+        (the items not yet finished are dropped: the caller sees which indices came back).
+        Leaving the loop early (``break``, an exception, Ctrl-C) drops the unfinished items
+        too. This default waits for :meth:`map` and cannot stop early: backends that can
+        hand results over one by one override it.
+
+        Raises
+        ------
+        Exception
+            As :meth:`map`: a failing item's own exception, with a note naming the item.
+        """
+        yield from enumerate(self.map(fn, items))
+
 
 class LocalExecutor(Executor):
     """A process pool on this machine, or in-process work when ``max_workers`` is 1.
@@ -151,14 +172,7 @@ class LocalExecutor(Executor):
         workers = min(self.n_workers, len(items))
         if workers <= 1:
             return [_run_named(fn, i, item) for i, item in enumerate(items)]
-        try:
-            pickle.dumps(fn)
-        except (pickle.PicklingError, AttributeError, TypeError) as err:
-            name = getattr(fn, "__qualname__", repr(fn))
-            raise ConfigError(
-                f"executor fn must be a picklable top-level function for a process pool; "
-                f"{name!r} is not ({err}); define it at module level or use max_workers=1"
-            ) from err
+        self._check_picklable(fn)
         threads = max(1, available_cpus() // workers)
         context = multiprocessing.get_context(self._method())
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -178,6 +192,63 @@ class LocalExecutor(Executor):
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
         return results
+
+    def completed(
+        self, fn: Callable[[T], R], items: Sequence[T], timeout_s: float | None = None
+    ) -> Iterator[tuple[int, R]]:
+        """See :meth:`Executor.completed`. In-process, the deadline is checked between items
+        (one running item is not interrupted); in a pool, the workers still running an item
+        when the iteration stops are terminated, so a deadline frees the cores at once."""
+        items = list(items)
+        deadline = None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
+        workers = min(self.n_workers, len(items))
+        if workers <= 1:
+            for i, item in enumerate(items):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                yield i, _run_named(fn, i, item)
+            return
+        self._check_picklable(fn)
+        threads = max(1, available_cpus() // workers)
+        context = multiprocessing.get_context(self._method())
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        finished = False
+        try:
+            index = {
+                pool.submit(_call_limited, fn, item, threads): i for i, item in enumerate(items)
+            }
+            waiting = set(index)
+            while waiting:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                done, waiting = wait(waiting, timeout=left, return_when=FIRST_COMPLETED)
+                # in submission order among those done together: the same order on every run
+                for future in sorted(done, key=index.__getitem__):
+                    i = index[future]
+                    try:
+                        result = future.result()
+                    except Exception as err:
+                        _name_item(err, i, items[i])
+                        raise
+                    yield i, result
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # a deadline, an error, Ctrl-C or a caller that stopped listening
+                _terminate_workers(pool)
+
+    @staticmethod
+    def _check_picklable(fn: Callable[..., Any]) -> None:
+        try:
+            pickle.dumps(fn)
+        except (pickle.PicklingError, AttributeError, TypeError) as err:
+            name = getattr(fn, "__qualname__", repr(fn))
+            raise ConfigError(
+                f"executor fn must be a picklable top-level function for a process pool; "
+                f"{name!r} is not ({err}); define it at module level or use max_workers=1"
+            ) from err
 
     def __repr__(self) -> str:
         return f"LocalExecutor(max_workers={self.max_workers!r}, mp_context={self.mp_context!r})"
@@ -294,6 +365,22 @@ def _run_named(fn: Callable[[T], R], index: int, item: T) -> R:
     except Exception as err:
         _name_item(err, index, item)
         raise
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Shut the pool down, dropping queued items, and stop its worker processes now, items
+    running or not."""
+    stop = getattr(pool, "terminate_workers", None)  # Python 3.14+ (it shuts down too)
+    if callable(stop):
+        stop()
+        return
+    # before 3.14 the pool has no way to stop a running item: its own process table, read
+    # before shutdown() clears it
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
 
 
 def _call_limited(fn: Callable[[T], R], item: T, threads: int) -> R:

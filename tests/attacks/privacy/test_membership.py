@@ -4,6 +4,7 @@ are reproducible and identical on any executor; budgets and interrupts stop clea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from bastion.attacks.base import ATTACKS
-from bastion.attacks.budget import Budget
+from bastion.attacks.budget import Budget, BudgetTracker
 from bastion.attacks.privacy.membership import (
     MembershipResult,
     ShadowMembership,
@@ -29,9 +30,10 @@ from bastion.attacks.privacy.membership import (
     lira_offline_scores,
     logit_confidence,
 )
+from bastion.attacks.privacy.shadow import ShadowTask, fit_shadow, keep_matrix, train_shadows
 from bastion.attacks.results import low_fpr_metrics
 from bastion.exceptions import CapabilityError, ConfigError
-from bastion.executor import LocalExecutor
+from bastion.executor import Executor, LocalExecutor
 from bastion.models.callable import CallableAdapter
 from bastion.models.sklearn import SklearnAdapter
 
@@ -296,6 +298,89 @@ def test_ctrl_c_keeps_the_shadows_already_trained(
         result.extra["recipe"] == "test_ctrl_c_keeps_the_shadows_already_trained.<locals>.factory"
     )
     assert np.isfinite(result.scores).all()
+
+
+class Finishing(Executor):
+    """A parallel backend whose shadows finish out of order: ``order`` are the items it hands
+    over, then ``then`` happens (``"deadline"``: the time budget ran out; ``"ctrl-c"``)."""
+
+    def __init__(self, order: Sequence[int], then: str) -> None:
+        self.order, self.then = order, then
+        self.timeouts: list[float | None] = []
+
+    @property
+    def n_workers(self) -> int:
+        return 4
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        raise AssertionError("shadows are taken as they finish, not all at once")
+
+    def completed(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], timeout_s: float | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        self.timeouts.append(timeout_s)
+        for i in self.order:
+            yield i, fn(items[i])
+        if self.then == "ctrl-c":
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("then", "budget", "stopped"),
+    [("ctrl-c", None, "interrupted"), ("deadline", 600.0, "time budget")],
+)
+def test_shadows_finished_on_the_executor_are_kept_when_the_rest_stop(
+    cancer: dict[str, Any], then: str, budget: float | None, stopped: str
+) -> None:
+    X, y = cancer["X"], cancer["y"]
+    keep = keep_matrix(6, len(y), np.random.default_rng(0))
+    query = np.arange(0, len(y), 5)
+    recipe = RandomForestClassifier(n_estimators=10)
+    tracker = BudgetTracker(Budget(max_seconds=budget))
+    pool = Finishing(order=[3, 1], then=then)  # items of the rest: tasks 4 and 2
+    got, kept = train_shadows(
+        recipe, X, y, keep, query, np.array([0, 1]), executor=pool, seed=0, tracker=tracker
+    )
+    # the first shadow in-process, then the two the executor finished, in task order
+    np.testing.assert_array_equal(kept, keep[[0, 2, 4]])
+    seeds = np.random.SeedSequence(0).generate_state(6, dtype=np.uint32)
+    for row, task in enumerate((0, 2, 4)):
+        alone = ShadowTask(
+            task,
+            recipe,
+            X,
+            y,
+            np.flatnonzero(keep[task]),
+            query,
+            np.array([0, 1]),
+            int(seeds[task]),
+        )
+        np.testing.assert_array_equal(got[row], fit_shadow(alone))
+    assert tracker.exhausted_reason == stopped
+    # the executor is told the time the budget leaves (none without a budget)
+    assert (pool.timeouts[0] is None) == (budget is None)
+    if budget is not None:
+        assert 0 < pool.timeouts[0] <= budget
+
+
+def test_all_shadows_finished_on_the_executor_stop_nothing(cancer: dict[str, Any]) -> None:
+    X, y = cancer["X"], cancer["y"]
+    keep = keep_matrix(4, len(y), np.random.default_rng(0))
+    tracker = BudgetTracker(Budget(max_seconds=600.0))
+    got, kept = train_shadows(
+        RandomForestClassifier(n_estimators=10),
+        X,
+        y,
+        keep,
+        np.arange(10),
+        np.array([0, 1]),
+        executor=Finishing(order=[2, 0, 1], then="deadline"),
+        seed=0,
+        tracker=tracker,
+    )
+    assert got.shape == (4, 10)
+    np.testing.assert_array_equal(kept, keep)
+    assert tracker.exhausted_reason is None
 
 
 def test_capabilities_and_recipes(cancer: dict[str, Any], forest: SklearnAdapter) -> None:

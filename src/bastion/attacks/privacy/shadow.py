@@ -189,13 +189,14 @@ def train_shadows(
 
     The first shadow trains in-process and is timed: the rest go to ``executor`` only when
     their serial time would exceed its start-up cost, and, under a time budget, only as many
-    as the budget leaves room for. Ctrl-C keeps the shadows already trained.
+    as the budget leaves room for. A time budget that runs out, or Ctrl-C, keeps the shadows
+    already trained, in-process or on the executor (whose unfinished ones are dropped).
 
     Returns
     -------
     (confidences, keep)
         ``confidences`` (shadows trained, len(query_rows)): each shadow's confidence in the
-        true label; ``keep``: the rows of the input ``keep`` for those shadows.
+        true label; ``keep``: the rows of the input ``keep`` for those shadows, in order.
     """
     seeds = np.random.SeedSequence(seed).generate_state(len(keep), dtype=np.uint32)
     tasks = [
@@ -211,13 +212,13 @@ def train_shadows(
         )
         for i in range(len(keep))
     ]
-    done: list[np.ndarray] = []
+    done: dict[int, np.ndarray] = {}  # task index -> confidences
     started = time.perf_counter()
     # in-process fits on small data run single-threaded (see SMALL_DATA_ROWS)
     local_threads = 1 if len(y) < SMALL_DATA_ROWS else None
     try:
         with native_threads(local_threads):
-            done.append(fit_shadow(tasks[0]))
+            done[0] = fit_shadow(tasks[0])
         first_s = time.perf_counter() - started
         rest = tasks[1:]
         if tracker is not None and tracker.budget.max_seconds is not None:
@@ -231,19 +232,25 @@ def train_shadows(
         workers = min(executor.n_workers, len(rest))
         parallel = workers > 1 and serial_s * (1 - 1 / workers) > executor.startup_cost_s
         if parallel:
-            done.extend(executor.map(fit_shadow, rest))
+            # results as they finish: a deadline or Ctrl-C keeps those already in
+            finishing = executor.completed(fit_shadow, rest, timeout_s=_seconds_left(tracker))
+            for i, confidences in finishing:
+                done[rest[i].index] = confidences
+            if len(done) < 1 + len(rest) and tracker is not None:
+                tracker.exhausted_reason = "time budget"
         else:
             for task in rest:
                 if tracker is not None and _out_of_time(tracker):
                     break
                 with native_threads(local_threads):
-                    done.append(fit_shadow(task))
+                    done[task.index] = fit_shadow(task)
     except KeyboardInterrupt:
         if tracker is None:
             raise
         tracker.interrupt()
-    confidences = np.asarray(done, dtype=np.float64).reshape(len(done), len(query_rows))
-    return confidences, keep[: len(done)]
+    trained = sorted(done)
+    confidences = np.asarray([done[i] for i in trained], dtype=np.float64)
+    return confidences.reshape(len(trained), len(query_rows)), keep[trained]
 
 
 def true_label_confidence(proba: np.ndarray, classes: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -276,6 +283,12 @@ def describe_recipe(recipe: Recipe) -> str:
         return f"train_fn {getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', fn)}"
     name: str = getattr(recipe, "__qualname__", type(recipe).__name__)
     return name
+
+
+def _seconds_left(tracker: BudgetTracker | None) -> float | None:
+    if tracker is None or tracker.budget.max_seconds is None:
+        return None
+    return max(0.0, tracker.budget.max_seconds - tracker.elapsed_s)
 
 
 def _out_of_time(tracker: BudgetTracker) -> bool:
