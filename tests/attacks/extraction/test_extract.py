@@ -28,6 +28,7 @@ from bastion.attacks.extraction import (
     FeatureStats,
     RateLimiter,
 )
+from bastion.attacks.extraction.surrogates import Surrogate
 from bastion.data.schema import FeatureSchema
 from bastion.exceptions import ConfigError, DataError
 from bastion.models.callable import CallableAdapter
@@ -474,3 +475,26 @@ def test_feature_stats_fallback_is_the_centre_of_the_bounds() -> None:
     np.testing.assert_array_equal(stats.std, [2.0, 3.0])
     with pytest.raises(DataError, match="equal length"):
         FeatureStats(np.zeros(2), np.ones(3))
+
+
+@pytest.mark.parametrize("surrogate", ["logistic", "gradient_boosting", "mlp"])
+def test_soft_labels_teach_the_boundary_when_every_answer_is_one_class(surrogate: str) -> None:
+    # every query lies where the victim answers "b" (p(b) from 0.55 to 0.98), yet the
+    # probabilities fall towards x0 = 0: a soft-label surrogate learns where "a" begins
+    # (it was a constant "b" before); hard labels alone cannot tell
+    rng = np.random.default_rng(0)
+    w = np.array([2.0, 0.0])
+    queries = np.column_stack([rng.uniform(0.1, 2.0, 400), rng.normal(size=400)])
+    p_b = 1.0 / (1.0 + np.exp(-queries @ w))
+    proba = np.column_stack([1.0 - p_b, p_b])
+    labels = np.full(len(queries), "b")
+    soft = Surrogate(surrogate, seed=0).fit(queries, labels, proba, np.array(["a", "b"]))
+    hard = Surrogate(surrogate, seed=0).fit(queries, labels)
+    far = np.column_stack([np.full(50, -1.5), rng.normal(size=50)])
+    assert (hard.predict(far) == "b").all()
+    if surrogate != "gradient_boosting":  # trees do not extrapolate past the queries
+        assert (soft.predict(far) == "a").all()
+    assert list(soft.classes_) == ["a", "b"]
+    # near the boundary the surrogate is unsure, far from it sure (a constant: 0 everywhere)
+    unsure = soft.uncertainty(queries)
+    assert unsure[queries[:, 0] < 0.3].mean() > 0.5 > unsure[queries[:, 0] > 1.5].mean()

@@ -85,14 +85,8 @@ class Surrogate:
         X = np.asarray(X, dtype=np.float64)
         self.classes_ = np.unique(labels)
         self._model = None
-        if len(self.classes_) < 2:
-            return self
-        if self.name in ("logistic", "mlp"):
-            # scaling matters for these two; trees do not care
-            self._mean = X.mean(axis=0)
-            self._std = np.where(X.std(axis=0) > 1e-12, X.std(axis=0), 1.0)
-        Xs = self._scale(X)
-        y, weight = labels, None
+        self._mean = self._std = None
+        rows, y, weight = X, np.asarray(labels), None
         if proba is not None:
             if proba_classes is None or proba.shape[1] != len(proba_classes):
                 raise ConfigError(
@@ -101,13 +95,20 @@ class Surrogate:
                     f"{proba.shape[1]} columns"
                 )
             k = proba.shape[1]
-            Xs = np.tile(Xs, (k, 1))
+            rows = np.tile(X, (k, 1))
             y = np.repeat(np.asarray(proba_classes), len(X))
             weight = proba.T.reshape(-1)
             keep = weight > 1e-3  # near-zero weights add nothing but rows to fit
-            Xs, y, weight = Xs[keep], y[keep], weight[keep]
-            if len(np.unique(y)) < 2:
-                return self
+            rows, y, weight = rows[keep], y[keep], weight[keep]
+        # soft labels can hold two classes where every answer's top class is the same one:
+        # the probabilities still point to the boundary, which the surrogate can learn
+        if len(np.unique(y)) < 2:
+            return self
+        if self.name in ("logistic", "mlp"):
+            # scaling matters for these two; trees do not care
+            self._mean = X.mean(axis=0)
+            self._std = np.where(X.std(axis=0) > 1e-12, X.std(axis=0), 1.0)
+        Xs = self._scale(rows)
         model = _estimator(self.name, self.seed)
         with warnings.catch_warnings():
             # small query sets often stop the MLP before convergence; that is the attacker's
@@ -115,6 +116,7 @@ class Surrogate:
             warnings.simplefilter("ignore")
             model.fit(Xs, y, sample_weight=weight)
         self._model = model
+        self.classes_ = np.asarray(model.classes_)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
