@@ -89,6 +89,31 @@ def test_square_total_budget_is_hard_and_reported(cancer: dict[str, Any]) -> Non
     _verified(result, cancer["gb"])
 
 
+def test_square_spends_the_budgets_last_queries_on_the_points_nearest_to_breaking(
+    cancer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.attacks.evasion import square as square_module
+
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+    margin = square_module._Search._margin
+
+    def spy(self: Any, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        calls.append((idx.copy(), self.best_margin.copy()))
+        return margin(self, z, idx)
+
+    monkeypatch.setattr(square_module._Search, "_margin", spy)
+    model = SklearnAdapter(cancer["gb"])
+    budget = Budget(max_queries=1_000)
+    Square().run(
+        model, cancer["X"], cancer["y"], eps=0.3, constraints=cancer["constraints"], budget=budget
+    )
+    served, margins = calls[-1]
+    active = np.flatnonzero((margins >= 0) & np.isfinite(margins))
+    left_out = np.setdiff1d(active, served)
+    assert len(served) and len(left_out)  # the budget cut the last iteration short
+    assert margins[served].max() <= margins[left_out].min()
+
+
 @pytest.mark.parametrize("norm", ["inf", "2"])
 def test_square_queries_only_candidates_that_changed(
     norm: str, monkeypatch: pytest.MonkeyPatch

@@ -288,7 +288,11 @@ class _Search:
             allowed = self.ledger.allow(active.size)
             if allowed == 0:
                 break
-            active = active[:allowed]
+            if allowed < active.size:
+                # the budget's last queries: to the points nearest to breaking (the first
+                # rows were served before, whatever their margin)
+                nearest = np.argsort(self.best_margin[active], kind="stable")[:allowed]
+                active = np.sort(active[nearest])
             p = p_selection(it, n_iter, p_init)
             zb = self.best_z[active]
             z_new = self._propose(active, p)
