@@ -110,7 +110,8 @@ def test_square_spends_the_budgets_last_queries_on_the_points_nearest_to_breakin
     served, margins = calls[-1]
     active = np.flatnonzero((margins >= 0) & np.isfinite(margins))
     left_out = np.setdiff1d(active, served)
-    assert len(served) and len(left_out)  # the budget cut the last iteration short
+    assert len(served) > 0  # the budget cut the last iteration short
+    assert len(left_out) > 0
     assert margins[served].max() <= margins[left_out].min()
 
 
