@@ -8,11 +8,13 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from bastion.exceptions import ConfigError
 
-__all__ = ["resolve_reference"]
+__all__ = ["TrainFnReference", "resolve_reference"]
 
 
 def _import_from_cwd_too(module_name: str) -> Any:
@@ -54,3 +56,13 @@ def resolve_reference(reference: str, *, what: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ConfigError(f"{what} {reference!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def _importable_train_fn(reference: str) -> str:
+    resolve_reference(reference, what="train_fn")
+    return reference
+
+
+# a policy's ``train_fn``: checked when the policy is read, so a reference that does not
+# import is a configuration error (exit 2, no report) rather than a check's error finding
+TrainFnReference = Annotated[str, AfterValidator(_importable_train_fn)]

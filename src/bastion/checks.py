@@ -149,6 +149,9 @@ class Check(ABC):
     needs_sensitive: ClassVar[bool] = False
     # attack checks are expensive: they run when their policy section is present
     enabled_by_default: ClassVar[bool] = True
+    # the Config fields that are the gate's limits (the rest tune how the check runs): what
+    # `bastion attack --limit NAME=VALUE` may set
+    gate_limits: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[CheckConfig]] = CheckConfig
 
     def __init__(self, config: CheckConfig | None = None) -> None:

@@ -67,6 +67,79 @@ def test_evasion_black_box_on_an_onnx_model_saves_adversarial_inputs(project: Pa
     assert "mean_radius" in saved.columns
 
 
+def test_a_limit_on_the_command_line_is_the_gate(project: Path) -> None:
+    args = ("evasion", "--eps", "1.0", "--budget", "100", "--seed", "3")
+    code, report = attack(project, *args)
+    assert code == 0  # robustness has no default limit: info only
+    robust = metrics_of(report, "ADV001")["robust_accuracy"]
+    assert isinstance(robust, float)
+    assert robust < 1.0  # the attack broke some points
+    code, report = attack(project, *args, "--limit", f"min_robust_accuracy={robust + 0.01}")
+    assert code == 1
+    finding: Any = {f["check_id"]: f for f in report["findings"]}["ADV001"]  # type: ignore[union-attr]
+    assert finding["status"] == "fail"
+    assert finding["threshold"] == {"min_robust_accuracy": pytest.approx(robust + 0.01)}
+    code, _ = attack(project, *args, "--limit", f"min_robust_accuracy={robust}")
+    assert code == 0  # the same run, at its own figure: met
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("max_auc=0.7", "--limit max_auc: not a limit of bastion attack evasion; its limits: "
+         "min_robust_accuracy, max_attack_success_rate"),
+        ("min_robust_accuracy", "--limit 'min_robust_accuracy': expected NAME=VALUE"),
+        ("min_robust_accuracy=high", "min_robust_accuracy"),
+        ("min_robust_accuracy=1.5", "min_robust_accuracy"),
+    ],
+)  # fmt: skip
+def test_a_bad_limit_exits_2_before_the_attack(
+    project: Path, capsys: pytest.CaptureFixture[str], limit: str, message: str
+) -> None:
+    code, report = attack(project, "evasion", "--limit", limit)
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert report == {}
+
+
+def test_limits_set_every_section_that_has_them_and_off_turns_one_off() -> None:
+    from bastion.cli.attack import AttackRequest, build_policy
+    from bastion.config import parse_policy
+
+    request = AttackRequest(
+        command="poisoning",
+        model=Path("m.onnx"),
+        data=Path("d.csv"),
+        target="y",
+        limits=["max_accuracy_drop=0.1", " max_suspect_classes = 2 "],
+    )
+    checks = build_policy(request)["checks"]["poisoning"]
+    assert checks["simulation"]["max_accuracy_drop"] == "0.1"
+    assert checks["backdoor_activations"]["max_suspect_classes"] == "2"
+    policy = parse_policy(build_policy(request), source="test")
+    configs: Any = {c.id: c.config for c in policy.enabled_checks()}
+    assert configs["POI002"].max_accuracy_drop == 0.1  # read as numbers by the policy
+    assert configs["POI003"].max_suspect_classes == 2
+    off = AttackRequest(
+        command="extraction", model=Path("m.onnx"), data=Path("d.csv"), target="y",
+        limits=["max_fidelity=off"],
+    )  # fmt: skip
+    assert build_policy(off)["checks"]["extraction"]["extraction"]["max_fidelity"] is None
+
+
+def test_the_help_names_each_commands_limits_as_its_checks_do() -> None:
+    from bastion.checks import CHECKS
+    from bastion.cli.attack import SECTIONS
+    from bastion.cli.main import LIMIT_NAMES
+
+    assert set(LIMIT_NAMES) == set(SECTIONS)
+    for command, sections in SECTIONS.items():
+        owners = [c for c in CHECKS if (c.category, c.name) in sections]
+        assert sorted(LIMIT_NAMES[command]) == sorted(n for c in owners for n in c.gate_limits)
+        for cls in owners:  # each limit is an option of the check
+            assert set(cls.gate_limits) <= set(cls.Config.model_fields)
+
+
 def test_extraction_membership_poisoning(project: Path) -> None:
     train = str(project / "data" / "train.csv")
     code, report = attack(project, "extraction", "--budget", "200", "--train", train)
@@ -91,6 +164,17 @@ def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[
     code, report = attack(project, "evasion", "--attack", "no-such-attack")
     assert code == 2
     assert "no-such-attack" in capsys.readouterr().err
+    assert report == {}
+
+
+@pytest.mark.parametrize("family", ["poisoning", "membership"])
+def test_a_train_fn_that_does_not_import_exits_2_before_any_attack(
+    project: Path, capsys: pytest.CaptureFixture[str], family: str
+) -> None:
+    train = str(project / "data" / "train.csv")
+    code, report = attack(project, family, "--train", train, "--train-fn", "no_such_mod:fit")
+    assert code == 2  # a usage error, not a failed gate
+    assert "train_fn 'no_such_mod:fit': cannot import 'no_such_mod'" in capsys.readouterr().err
     assert report == {}
 
 

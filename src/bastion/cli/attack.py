@@ -56,6 +56,8 @@ class AttackRequest:
     sensitive: list[str] = field(default_factory=list)
     # check options, by the policy key they set; None means "the check's default"
     options: dict[str, Any] = field(default_factory=dict)
+    # --limit NAME=VALUE, as typed
+    limits: list[str] = field(default_factory=list)
 
 
 def build_policy(request: AttackRequest) -> dict[str, Any]:
@@ -92,6 +94,8 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
     for cls in CHECKS:
         if cls.enabled_by_default:
             checks.setdefault(cls.category, {})[cls.name] = {"enabled": False}
+    for text in request.limits:
+        _set_limit(checks, request.command, text)
     # the attack the user asked for must run: a skipped one fails, saying why
     required = [
         cls.id
@@ -108,6 +112,30 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         "gate": {"required": required},
         "report": {"formats": ["json"]},
     }
+
+
+def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> None:
+    """Set ``--limit NAME=VALUE`` on the command's section(s) whose check has that limit; the
+    policy's own validation judges the value (``off`` turns a limit off where it may be)."""
+    from bastion.checks import CHECKS
+
+    name, sep, value = text.partition("=")
+    name, value = name.strip(), value.strip()
+    limited = [
+        cls for cls in CHECKS if (cls.category, cls.name) in SECTIONS[command] and cls.gate_limits
+    ]
+    known = [limit for cls in limited for limit in cls.gate_limits]
+    if not sep or not name or not value:
+        raise ConfigError(f"--limit {text!r}: expected NAME=VALUE, e.g. --limit {known[0]}=0.5")
+    owners = [cls for cls in limited if name in cls.gate_limits]
+    if not owners:
+        raise ConfigError(
+            f"--limit {name}: not a limit of bastion attack {command}; its limits: "
+            + ", ".join(known)
+        )
+    parsed = None if value.lower() in ("off", "none") else value
+    for cls in owners:
+        checks[cls.category][cls.name][name] = parsed
 
 
 def run_attack(request: AttackRequest) -> int:

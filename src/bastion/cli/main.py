@@ -37,7 +37,8 @@ attack_app = typer.Typer(
     help=(
         "Attack your own model in a controlled environment: seeded, query- and time-budgeted,"
         " no network but an endpoint you name. Limits are the checks' defaults (the README's"
-        " table); a policy run by bastion check sets others.\n\nExit codes: 0 passed, 1 the gate"
+        " table) unless --limit NAME=VALUE sets one; a policy run by bastion check sets them"
+        " all.\n\nExit codes: 0 passed, 1 the gate"
         " failed (a limit crossed, or the attack could not run), 2 a usage, configuration or"
         " input error."
     ),
@@ -327,6 +328,32 @@ TrainFnOpt = Annotated[
 ]
 
 
+# command -> the gate limits --limit may set: the checks' ``gate_limits``, named here so that
+# --help does not import the checks (a test keeps the two equal)
+LIMIT_NAMES: dict[str, tuple[str, ...]] = {
+    "evasion": ("min_robust_accuracy", "max_attack_success_rate"),
+    "extraction": ("max_fidelity",),
+    "poisoning": (
+        "max_flagged_fraction",
+        "max_accuracy_drop",
+        "max_backdoor_success",
+        "max_suspect_classes",
+    ),
+    "membership": ("max_auc", "max_tpr_at_1pct_fpr"),
+    "inversion": ("max_advantage",),
+}
+
+
+def _limit_option(command: str) -> Any:
+    return typer.Option(
+        "--limit",
+        metavar="NAME=VALUE",
+        help="A gate limit, instead of the check's default (repeatable; 'off' turns one off): "
+        + ", ".join(LIMIT_NAMES[command])
+        + ". Crossing one exits 1.",
+    )
+
+
 def _shape(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -377,6 +404,7 @@ def attack_evasion(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    limit: Annotated[list[str] | None, _limit_option("evasion")] = None,
 ) -> None:
     """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
     evasion = {
@@ -391,7 +419,7 @@ def attack_evasion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, save_adv=save_adv,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device,
+        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         options={"evasion": {k: v for k, v in evasion.items() if v is not None}},
     )  # fmt: skip
 
@@ -415,6 +443,7 @@ def attack_extraction(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    limit: Annotated[list[str] | None, _limit_option("extraction")] = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
     extraction = {"strategy": attack, "budget": budget}
@@ -423,7 +452,7 @@ def attack_extraction(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device,
+        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         options={"extraction": {k: v for k, v in extraction.items() if v is not None}},
     )  # fmt: skip
 
@@ -445,6 +474,7 @@ def attack_poisoning(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    limit: Annotated[list[str] | None, _limit_option("poisoning")] = None,
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
     simulation: dict[str, Any] = {"kind": attack} if attack else {}
@@ -454,7 +484,7 @@ def attack_poisoning(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device,
+        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         options={"simulation": simulation},
     )  # fmt: skip
 
@@ -478,6 +508,7 @@ def attack_membership(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    limit: Annotated[list[str] | None, _limit_option("membership")] = None,
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
     membership: dict[str, Any] = {"attack": attack} if attack else {}
@@ -488,7 +519,7 @@ def attack_membership(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device,
+        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         options={"membership": membership},
     )  # fmt: skip
 
@@ -509,6 +540,7 @@ def attack_inversion(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    limit: Annotated[list[str] | None, _limit_option("inversion")] = None,
 ) -> None:
     """Attribute inference: how well the model's outputs reveal a sensitive attribute."""
     _attack(
@@ -516,7 +548,7 @@ def attack_inversion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, sensitive=[attribute],
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device,
+        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         options={"attribute_inference": {"attribute": attribute}},
     )  # fmt: skip
 

@@ -270,10 +270,11 @@ def test_simulation_retrains_with_the_users_recipe(
     # the clean reference and the poisoned copy, both trained by the recipe
     assert len(recipe.calls) == 2
     assert recipe.calls == [train.n_rows, train.n_rows]
-    bad = PoisoningSimulationConfig(train_fn="no_such_module_here:train")
-    error = PoisoningSimulationCheck(bad).execute(context(train, test, model))
-    assert error.status is Status.ERROR
-    assert "train_fn 'no_such_module_here:train'" in error.message
+    # a reference that does not import is a bad policy, refused when it is read
+    with pytest.raises(ValueError, match="train_fn 'no_such_module_here:train': cannot import"):
+        PoisoningSimulationConfig(train_fn="no_such_module_here:train")
+    with pytest.raises(ValueError, match="has no attribute 'nope'"):
+        PoisoningSimulationConfig(train_fn="bastion_test_recipe:nope")
 
 
 def test_simulation_is_deterministic(cancer: tuple[Dataset, Dataset]) -> None:

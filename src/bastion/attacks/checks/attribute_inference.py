@@ -74,6 +74,7 @@ class AttributeInferenceCheck(Check):
     """
 
     id = "PRV002"
+    gate_limits = ("max_advantage",)
     name = "attribute_inference"
     title = "Attribute inference (model inversion)"
     category = "privacy"

@@ -95,6 +95,7 @@ class BackdoorActivationsCheck(Check):
     """
 
     id = "POI003"
+    gate_limits = ("max_suspect_classes",)
     name = "backdoor_activations"
     title = "Backdoored training rows (activation clustering)"
     category = "poisoning"

@@ -101,6 +101,7 @@ class Extraction(Check):
     """
 
     id = "EXT001"
+    gate_limits = ("max_fidelity",)
     name = "extraction"
     title = "Model extraction (fidelity at a query budget)"
     category = "extraction"

@@ -67,6 +67,7 @@ class LabelIssuesCheck(Check):
     """
 
     id = "POI001"
+    gate_limits = ("max_flagged_fraction",)
     name = "label_issues"
     title = "Training-label issues (confident learning)"
     category = "poisoning"

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from bastion._user_code import TrainFnReference
 from bastion.attacks.budget import Budget
 from bastion.attacks.privacy.membership import (
     MembershipResult,
@@ -74,7 +75,7 @@ class MembershipCheckConfig(CheckConfig):
     max_aux_rows: int = Field(default=10_000, ge=0)
     executor: str = "local"
     max_seconds: float | None = Field(default=300.0, gt=0)
-    train_fn: str | None = Field(
+    train_fn: TrainFnReference | None = Field(
         default=None,
         description="'package.module:function' taking (X, y) and returning a fitted model "
         "with predict_proba and classes_: trains the shadow models like the target when it "
@@ -93,6 +94,7 @@ class MembershipCheck(Check):
     """
 
     id = "PRV001"
+    gate_limits = ("max_auc", "max_tpr_at_1pct_fpr")
     name = "membership"
     title = "Membership inference"
     category = "privacy"

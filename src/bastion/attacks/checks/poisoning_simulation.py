@@ -42,6 +42,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from bastion._user_code import TrainFnReference
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
@@ -86,7 +87,7 @@ class PoisoningSimulationConfig(CheckConfig):
     # accuracy drop measures the poison, not a difference between training recipes
     retrain_clean: bool = True
     epochs: int = Field(default=30, ge=1, le=10_000, description="torch modules only")
-    train_fn: str | None = Field(
+    train_fn: TrainFnReference | None = Field(
         default=None,
         description="'package.module:function' taking (X, y) and returning a fitted model "
         "with predict: the user's own training recipe, for models Bastion cannot retrain "
@@ -109,6 +110,7 @@ class PoisoningSimulationCheck(Check):
     """
 
     id = "POI002"
+    gate_limits = ("max_accuracy_drop", "max_backdoor_success")
     name = "simulation"
     title = "Poisoning sensitivity (simulated)"
     category = "poisoning"

@@ -183,6 +183,7 @@ class EvasionCheck(Check):
     """
 
     id = "ADV001"
+    gate_limits = ("min_robust_accuracy", "max_attack_success_rate")
     name = "evasion"
     title = "Adversarial robustness (evasion)"
     category = "robustness"
