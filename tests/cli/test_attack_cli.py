@@ -160,6 +160,21 @@ def test_extraction_membership_poisoning(project: Path) -> None:
     assert not any("POI003" in reason for reason in document["verdict"]["reasons"])
 
 
+def test_the_text_table_names_the_command_the_model_and_the_data(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code = run([
+        "attack", "membership", "--model", str(project / "model.onnx"),
+        "--data", str(project / "data" / "test.csv"), "--target", "diagnosis",
+        "--train", str(project / "data" / "train.csv"), "--attack", "threshold",
+    ])  # fmt: skip
+    assert code in (0, 1)
+    out = capsys.readouterr().out
+    assert "bastion attack membership: model.onnx on test.csv" in out
+    assert "bastion check:" not in out
+
+
 def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, report = attack(project, "evasion", "--attack", "no-such-attack")
     assert code == 2

@@ -61,9 +61,11 @@ class ProgressBar:
         self._progress.stop()
 
 
-def findings_table(report: Report, show_passed: bool = True) -> Table:
-    """A compact table: one row per finding, the key metric beside its limit."""
-    table = Table(title=f"bastion check: {report.project}", title_justify="left")
+def findings_table(report: Report, show_passed: bool = True, title: str | None = None) -> Table:
+    """A compact table: one row per finding, the key metric beside its limit, under ``title``
+    (default: ``bastion check: <project>``)."""
+    heading = title if title is not None else f"bastion check: {report.project}"
+    table = Table(title=heading, title_justify="left")
     table.add_column("check")
     table.add_column("subject", overflow="fold")
     table.add_column("status")

@@ -157,7 +157,9 @@ def run_attack(request: AttackRequest) -> int:
         if request.out is None:
             print(report.to_json())
     else:
-        console.print(findings_table(report))
+        target = request.remote_model if request.remote_url else getattr(request.model, "name", "")
+        title = f"bastion attack {request.command}: {target} on {request.data.name}"
+        console.print(findings_table(report, title=title))
         console.print(verdict_line(report))
         for reason in report.verdict.reasons:
             console.print(f"  - {reason}", markup=False)
