@@ -175,6 +175,22 @@ def test_the_text_table_names_the_command_the_model_and_the_data(
     assert "bastion check:" not in out
 
 
+def test_non_feature_columns_stay_out_of_the_model_input(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv(project / "data" / "test.csv")
+    frame.insert(0, "patient_id", range(len(frame)))
+    frame.to_csv(project / "data" / "test.csv", index=False)
+    code, report = attack(project, "extraction", "--budget", "100")
+    assert code == 2  # one column too many for the model
+    err = capsys.readouterr().err
+    assert "31 feature columns ('patient_id'," in err
+    assert "takes 30: name the columns that are not model inputs" in err
+    code, report = attack(project, "extraction", "--budget", "100", "--non-feature", "patient_id")
+    assert code in (0, 1)
+    assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
+
+
 def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, report = attack(project, "evasion", "--attack", "no-such-attack")
     assert code == 2

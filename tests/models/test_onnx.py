@@ -187,3 +187,25 @@ def test_invalid_files(tmp_path: Path) -> None:
         OnnxAdapter.from_file(bad)
     with pytest.raises(ModelError, match="does not exist"):
         OnnxAdapter.from_file(tmp_path / "missing.onnx")
+
+
+def test_a_dataset_of_another_width_names_its_columns_and_the_way_out(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    from bastion.data.dataset import Dataset
+    from bastion.exceptions import DataError
+    from bastion.models.predictions import predict_dataset
+
+    X, y = cancer
+    model = OnnxAdapter.from_file(_convert(cancer_pipeline, tmp_path / "c.onnx", False))
+    assert model.n_features_in_ == 30  # the graph's fixed input width
+    frame = X.assign(target=y.to_numpy())
+    wide = frame.assign(row_id=np.arange(len(frame)))
+    with pytest.raises(DataError, match=r"31 feature columns .* takes 30: name the columns"):
+        predict_dataset(model, Dataset.from_frame(wide, target="target"))
+    assert model.n_queries == 0  # refused before the model saw a row
+    kept = Dataset.from_frame(wide, target="target", non_features=["row_id"])
+    assert len(predict_dataset(model, kept).y_pred) == len(X)
+    narrow = frame.drop(columns=[X.columns[0]])
+    with pytest.raises(DataError, match="lacks some of the model's inputs"):
+        predict_dataset(model, Dataset.from_frame(narrow, target="target"))

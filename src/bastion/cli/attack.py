@@ -54,6 +54,7 @@ class AttackRequest:
     out: Path | None = None
     save_adv: Path | None = None
     sensitive: list[str] = field(default_factory=list)
+    non_features: list[str] = field(default_factory=list)
     # check options, by the policy key they set; None means "the check's default"
     options: dict[str, Any] = field(default_factory=dict)
     # --limit NAME=VALUE, as typed
@@ -69,6 +70,8 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         data["train"] = str(request.train)
     if request.sensitive:
         data["sensitive_features"] = list(request.sensitive)
+    if request.non_features:
+        data["non_features"] = list(request.non_features)
     model: dict[str, Any] = {"trust_pickle": request.trust_pickle}
     if request.factory:
         model["factory"] = request.factory

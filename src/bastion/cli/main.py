@@ -314,6 +314,14 @@ DeviceOpt = Annotated[
         "torch sees a device).",
     ),
 ]
+NonFeatureOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--non-feature",
+        metavar="COLUMN",
+        help="A column of the data that is not a model input (an id, a timestamp); repeatable.",
+    ),
+]
 TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
@@ -404,6 +412,7 @@ def attack_evasion(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    non_feature: NonFeatureOpt = None,
     limit: Annotated[list[str] | None, _limit_option("evasion")] = None,
 ) -> None:
     """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
@@ -420,6 +429,7 @@ def attack_evasion(
         output_format=output_format.value, out=out, save_adv=save_adv,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        non_features=non_feature or [],
         options={"evasion": {k: v for k, v in evasion.items() if v is not None}},
     )  # fmt: skip
 
@@ -443,6 +453,7 @@ def attack_extraction(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    non_feature: NonFeatureOpt = None,
     limit: Annotated[list[str] | None, _limit_option("extraction")] = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
@@ -453,6 +464,7 @@ def attack_extraction(
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        non_features=non_feature or [],
         options={"extraction": {k: v for k, v in extraction.items() if v is not None}},
     )  # fmt: skip
 
@@ -474,6 +486,7 @@ def attack_poisoning(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    non_feature: NonFeatureOpt = None,
     limit: Annotated[list[str] | None, _limit_option("poisoning")] = None,
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
@@ -485,6 +498,7 @@ def attack_poisoning(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        non_features=non_feature or [],
         options={"simulation": simulation},
     )  # fmt: skip
 
@@ -508,6 +522,7 @@ def attack_membership(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    non_feature: NonFeatureOpt = None,
     limit: Annotated[list[str] | None, _limit_option("membership")] = None,
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
@@ -520,6 +535,7 @@ def attack_membership(
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        non_features=non_feature or [],
         options={"membership": membership},
     )  # fmt: skip
 
@@ -540,6 +556,7 @@ def attack_inversion(
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
+    non_feature: NonFeatureOpt = None,
     limit: Annotated[list[str] | None, _limit_option("inversion")] = None,
 ) -> None:
     """Attribute inference: how well the model's outputs reveal a sensitive attribute."""
@@ -549,6 +566,7 @@ def attack_inversion(
         output_format=output_format.value, out=out, sensitive=[attribute],
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        non_features=non_feature or [],
         options={"attribute_inference": {"attribute": attribute}},
     )  # fmt: skip
 

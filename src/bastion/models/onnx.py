@@ -174,6 +174,10 @@ class OnnxAdapter(ModelAdapter):
                 f"{inputs[0].type}; supported: {sorted(_INPUT_DTYPES)}"
             )
         self.input_dtype = _INPUT_DTYPES[inputs[0].type]
+        # a (rows, features) input with a fixed width says how many feature columns it takes
+        shape = list(inputs[0].shape or [])
+        width = shape[1] if len(shape) == 2 else None
+        self.n_features_in_: int | None = width if isinstance(width, int) else None
         outputs = {o.name: o for o in session.get_outputs()}
         self.label_output = label_output or _find_label_output(list(outputs.values()))
         self.proba_output = proba_output or _find_proba_output(list(outputs.values()))

@@ -61,6 +61,7 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
     """Query ``model`` once on ``data`` (predict, and predict_proba when declared)."""
     X = data.features
     y_true = data.labels
+    _check_width(model, data)
     try:
         y_pred = model.predict(X)
         proba = model.predict_proba(X) if model.has(Capability.PREDICT_PROBA) else None
@@ -94,6 +95,31 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
             f"{classes.tolist()}"
         )
     return Predictions(y_true, y_pred, proba, classes, positive_label)
+
+
+def _check_width(model: ModelAdapter, data: Dataset) -> None:
+    """A model that declares how many feature columns it takes (an ONNX input of fixed
+    width, a scikit-learn estimator fitted on an array) gets that many, or a message that
+    names the dataset's columns and how to leave some out (ids, timestamps); a model that
+    knows its columns by name picks them itself."""
+    width = getattr(model, "n_features_in_", None)
+    if not isinstance(width, int) or getattr(model, "feature_names_in_", None) is not None:
+        return
+    columns = [str(c) for c in getattr(data.features, "columns", [])]
+    if not columns or len(columns) == width:
+        return
+    where = f" ({data.path})" if data.path else ""
+    shown = ", ".join(repr(c) for c in columns[:6]) + (" ..." if len(columns) > 6 else "")
+    hint = (
+        "name the columns that are not model inputs (ids, timestamps) in data.non_features, "
+        "or with --non-feature COLUMN on bastion attack"
+        if len(columns) > width
+        else "the dataset lacks some of the model's inputs"
+    )
+    raise DataError(
+        f"dataset {data.name!r}{where} has {len(columns)} feature columns ({shown}) but model "
+        f"{model.info.name!r} takes {width}: {hint}"
+    )
 
 
 def _missing_by_column(X: Any) -> dict[str, int]:
