@@ -11,10 +11,14 @@
 #      it is installed (ART, when missing, is skipped);
 #   4. benchmarks/bench_graphs.py: CUDA graphs on and off for early exit off / on and for
 #      several chunks (one capture for chunks of equal size), PGD and APGD, MLP and CNN.
-# Finishes in about 8 minutes; the output goes to $OUT/gpu_evasion.txt (default: ./).
+# The parts run most important first (the tests, then the measurements of the newest code)
+# and share one deadline, TOTAL_S seconds (default 540, under a device call's 600 s limit):
+# a part that no longer fits is cut short or skipped, saying so, so one call always brings
+# the report back. About 8 minutes in all; the output goes to $OUT/gpu_evasion.txt.
 #
 # Usage: bash benchmarks/gpu_evasion.sh   (PYTHON=python3 picks the interpreter; WHEELS=dir
-#        holds wheels of missing packages such as pydantic, for a machine without a network)
+#        holds wheels of missing packages such as pydantic, for a machine without a network;
+#        TOTAL_S=seconds sets the deadline)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-$(command -v python || command -v python3)}"
@@ -54,11 +58,19 @@ print("cuda available:", torch.cuda.is_available())
 PY
 } 2>&1 | tee "$REPORT"
 
-step() {  # step SECONDS TITLE COMMAND...: one part, cut off after SECONDS
+TOTAL_S="${TOTAL_S:-540}"
+STARTED=$SECONDS
+step() {  # step SECONDS TITLE COMMAND...: one part, cut off after SECONDS or at the deadline
   local limit="$1" title="$2"
   shift 2
+  local left=$((TOTAL_S - (SECONDS - STARTED)))
   echo
   echo "== $title"
+  if [ "$left" -lt 20 ]; then
+    echo "(skipped: ${left} s left of TOTAL_S=${TOTAL_S})"
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit="$left"
   timeout "$limit" "$@" 2>&1
   local rc=$?
   [ "$rc" -eq 0 ] || echo "(exit status $rc)"
@@ -71,12 +83,12 @@ bench() {
 
 {
   step 180 "CUDA tests" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/attacks/evasion/test_cuda.py
-  step 60 "profile: mlp" "$PY" benchmarks/profile_gpu_step.py --model mlp --points 4096
-  step 60 "profile: cnn" "$PY" benchmarks/profile_gpu_step.py --model cnn --points 8192
+  step 120 "bench_graphs.py: mlp" "$PY" benchmarks/bench_graphs.py --model mlp
   bench --model mlp --points 4096 --exit-eps 0.25
+  step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
   bench --model mlp --points 32768 --exit-eps 0
   bench --model cnn --points 8192 --exit-eps 0
-  step 120 "bench_graphs.py: mlp" "$PY" benchmarks/bench_graphs.py --model mlp
-  step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
+  step 60 "profile: mlp" "$PY" benchmarks/profile_gpu_step.py --model mlp --points 4096
+  step 60 "profile: cnn" "$PY" benchmarks/profile_gpu_step.py --model cnn --points 8192
 } | tee -a "$REPORT"
 echo "wrote $REPORT"
