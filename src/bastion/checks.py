@@ -120,6 +120,10 @@ class CheckContext:
         salt = int.from_bytes(hashlib.sha256(check_id.encode()).digest()[:4], "little")
         return np.random.default_rng([self.seed, salt])
 
+    def has_predictions(self, which: Literal["model", "baseline"] = "model") -> bool:
+        """Whether :meth:`predictions` would answer without querying the model."""
+        return f"predictions:{which}" in self._cache
+
     def predictions(self, which: Literal["model", "baseline"] = "model") -> Predictions:
         """The model's predictions on ``test``, computed once and shared by every check."""
         from bastion.models.predictions import predict_dataset

@@ -190,6 +190,42 @@ def test_rows_with_missing_values_are_left_out(tiny: dict[str, Any]) -> None:
     assert finding.evidence["rows_skipped_missing_values"] == {"test": 5, "attacker": 0}
 
 
+def test_a_model_that_refuses_missing_values_is_never_sent_them(tiny: dict[str, Any]) -> None:
+    """The rows left out were still sent to the model for its labels (the shared predictions
+    of every test row): a scaler + logistic pipeline refused them and the check errored."""
+    frame = tiny["test"].frame.copy()
+    frame.iloc[:5, 0] = np.nan
+    ctx = _ctx(tiny)  # the pipeline: NaN is an error for it
+    ctx.test = Dataset.from_frame(frame, name="test", target="target")
+    before = tiny["model"].n_queries
+    finding = Extraction(ExtractionCheckConfig(budget=100, budget_curve=())).execute(ctx)
+    assert finding.status is not Status.ERROR, finding.message
+    assert finding.evidence["eval_rows"] == 75
+    assert tiny["model"].n_queries - before == 100 + 75  # the queries, and the 75 labels
+
+
+def test_a_rate_cap_covers_the_evaluation_labels_too(tiny: dict[str, Any]) -> None:
+    calls: list[tuple[float, int]] = []
+    clf = tiny["model"].estimator
+
+    def predict(X: Any) -> np.ndarray:
+        calls.append((time.perf_counter(), len(X)))
+        return np.asarray(clf.predict(np.asarray(X)))
+
+    model = CallableAdapter(predict=predict)
+    config = ExtractionCheckConfig(
+        budget=60, budget_curve=(), batch_size=20, queries_per_second=200
+    )
+    finding = Extraction(config).execute(_ctx(tiny, model))
+    assert finding.status is not Status.ERROR, finding.message
+    # every call went through the limiter: no burst of the 80 test rows at full speed
+    assert max(rows for _, rows in calls) <= 20
+    start = calls[0][0]
+    for t, _ in calls:
+        sent = sum(rows for u, rows in calls if u <= t)
+        assert sent <= 200 * (t - start) + 20 + 1e-9
+
+
 def test_config_is_validated() -> None:
     with pytest.raises(ValidationError):
         ExtractionCheckConfig(max_fidelity=1.5)

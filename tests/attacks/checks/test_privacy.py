@@ -276,3 +276,25 @@ def test_a_time_cut_attack_that_passes_only_warns(cancer: tuple[Dataset, Dataset
     finding = MembershipCheck(cfg).execute(context(train, test, model))
     assert finding.status is Status.WARN, finding.message
     assert "cut short" in finding.message
+
+
+def test_attribute_inference_skips_when_the_rows_drawn_hold_one_value(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    """A value on one row in 300 is seldom among the n_points drawn: the check skipped only
+    when the whole column held one value, and errored (naming 'sensitive') otherwise."""
+    train, test = sensitive
+    model = fitted(train, LogisticRegression())
+    frame = train.frame.assign(rare=0)
+    frame.loc[7, "rare"] = 1
+    kw: Any = {"target": "target", "non_features": ["region", "rare"]}
+    rare = Dataset.from_frame(frame, name="train", sensitive=["sex"], **kw)
+    config = AttributeInferenceCheckConfig(attribute="rare", n_points=20)
+    finding = AttributeInferenceCheck(config).execute(context(rare, test, model))
+    assert finding.status is Status.SKIPPED, finding.message
+    assert "the 20 rows drawn (n_points) hold a single value" in finding.message
+    # every row: both values are there, and the result names the attribute, not 'sensitive'
+    whole = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute="rare", cv=2))
+    ran = whole.execute(context(rare, test, model))
+    assert ran.status is not Status.ERROR, ran.message
+    assert "'rare'" in ran.message

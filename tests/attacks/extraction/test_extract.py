@@ -349,6 +349,35 @@ def test_interrupt_returns_a_partial_result(cancer: dict[str, Any]) -> None:
     assert result.queries_used == 200  # the interrupted call was sent, its answer lost
 
 
+def test_interrupt_while_the_surrogates_train_keeps_the_curve_so_far(
+    cancer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every answer is paid for when the curve's surrogates train: Ctrl-C there used to lose
+    the whole result."""
+    fit = Surrogate.fit
+    fits = {"n": 0}
+
+    def interrupted(self: Surrogate, *args: Any, **kw: Any) -> Surrogate:
+        fits["n"] += 1
+        if fits["n"] == 3:
+            raise KeyboardInterrupt
+        return fit(self, *args, **kw)
+
+    monkeypatch.setattr(Surrogate, "fit", interrupted)
+    result = ExtractionAttack(
+        ExtractionConfig(budget=200, budget_curve=(50, 100, 200), surrogate="logistic")
+    ).run(
+        SklearnAdapter(cancer["victim"]),
+        attacker_data=cancer["attacker"],
+        constraints=cancer["constraints"],
+        eval_data=cancer["X_eval"],
+    )
+    assert result.stopped == "interrupted"
+    assert [p.queries for p in result.curve] == [50, 100]
+    assert result.queries_used == 200
+    assert result.fidelity == result.curve[-1].fidelity
+
+
 def test_errors_name_the_problem(cancer: dict[str, Any]) -> None:
     attack = ExtractionAttack(ExtractionConfig(strategy="natural"))
     model = SklearnAdapter(cancer["victim"])

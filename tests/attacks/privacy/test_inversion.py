@@ -19,7 +19,7 @@ from bastion.attacks.privacy.inversion import (
     AttributeInferenceConfig,
     AttributeInferenceResult,
 )
-from bastion.exceptions import ConfigError
+from bastion.exceptions import ConfigError, ModelOutputError
 from bastion.models.sklearn import SklearnAdapter
 
 N_TRAIN = 400
@@ -264,3 +264,58 @@ def test_auxiliary_rows_as_an_array_beside_a_frame_line_up(data: dict[str, Any])
     renamed = frame.iloc[N_TRAIN:].rename(columns={"b": "B"})
     with pytest.raises(ConfigError, match=r"lacks \['b'\] and has \['B'\]"):
         run(model, frame.iloc[:N_TRAIN], attribute="s", X_aux=renamed)
+
+
+def test_a_label_only_model_answering_floats_leaks_as_with_integers(data: dict[str, Any]) -> None:
+    """An endpoint whose label output is FP64 (0.0, 1.0) while its classes are integers: the
+    outputs used to match no class (text "0.0" against "0"), and the leak read 0."""
+    from bastion.models.callable import CallableAdapter
+
+    x = data["frame"][["a", "b", "c", "d", "s"]].to_numpy()
+    ridge = RidgeClassifier().fit(x[:N_TRAIN], data["y"][:N_TRAIN])
+    ints = CallableAdapter(predict=ridge.predict, classes=[0, 1])
+    floats = CallableAdapter(predict=lambda X: ridge.predict(X).astype(float), classes=[0, 1])
+    as_ints = run(ints, x[:N_TRAIN], attribute=4)
+    as_floats = run(floats, x[:N_TRAIN], attribute=4)
+    assert as_ints.advantage > 0.1
+    assert as_floats.method_accuracy == as_ints.method_accuracy
+    stray = CallableAdapter(predict=lambda X: np.full(len(X), 7), classes=[0, 1])
+    with pytest.raises(ModelOutputError, match=r"predicted label\(s\) \[7\]"):
+        run(stray, x[:N_TRAIN], attribute=4)
+
+
+def test_a_spike_at_the_minimum_keeps_its_own_bin() -> None:
+    """85% zeros among 35 values (cigarettes a day): every inner quantile is 0, and the bins
+    used to collapse into one ("takes a single value")."""
+    rng = np.random.default_rng(2)
+    n = 400
+    cig = np.where(rng.random(n) < 0.85, 0, rng.integers(1, 35, n))
+    X = pd.DataFrame({"a": rng.normal(size=n), "cig": cig})
+    y = (X["a"] + 0.1 * cig > 0.5).astype(int)
+    model = SklearnAdapter(LogisticRegression().fit(X, y))
+    result = run(model, X, attribute="cig")
+    assert result.extra["bins"]["count"] >= 2
+    first = result.extra["bins"]["edges"][0]
+    assert first == cig[cig > 0].min()  # the zeros' bin ends at the next value
+    assert set(result.truth[cig == 0].tolist()) == {f"[-inf, {first:.6g})"}
+
+
+def test_a_time_budget_is_named_as_such(data: dict[str, Any]) -> None:
+    columns = ["a", "b", "c", "d", "s"]
+    X = data["frame"].iloc[:N_TRAIN][columns]
+    slow = AttributeInferenceConfig()  # gradient boosting: the cross-fit outlasts 50 ms
+    result = AttributeInference(slow).run(
+        fit(data, columns), X, attribute="s", budget=Budget(max_seconds=0.05)
+    )
+    assert result.stopped == "time budget"
+    assert "inversion" not in result.method_accuracy
+    with pytest.raises(ConfigError, match="max_seconds 1e-09 ran out before the 400 queries"):
+        run(fit(data, columns), X, attribute="s", budget=Budget(max_seconds=1e-9))
+
+
+def test_a_named_series_names_the_attribute(data: dict[str, Any]) -> None:
+    model = fit(data, ["a", "b", "c", "d"])
+    X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]
+    named = pd.Series(data["s"][:N_TRAIN], name="smoker")
+    assert run(model, X, named).attribute == "smoker"
+    assert run(model, X, data["s"][:N_TRAIN]).attribute == "sensitive"

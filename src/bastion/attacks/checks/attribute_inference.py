@@ -122,6 +122,12 @@ class AttributeInferenceCheck(Check):
         rows = present
         if len(rows) > cfg.n_points:
             rows = np.sort(rng.choice(rows, size=cfg.n_points, replace=False))
+            if values.iloc[rows].nunique() < 2:
+                return self.skip(
+                    ctx,
+                    f"attribute {attribute!r}: the {cfg.n_points} rows drawn (n_points) hold a "
+                    "single value of it: nothing to infer (raise n_points)",
+                )
         X = ds.features.iloc[rows].reset_index(drop=True)
         is_input = attribute in ds.feature_names
         y = ds.labels[rows] if cfg.use_labels and ds.target is not None else None
@@ -137,7 +143,7 @@ class AttributeInferenceCheck(Check):
         result = attack.run(
             ctx.model,
             X,
-            None if is_input else values.iloc[rows].to_numpy(),
+            None if is_input else values.iloc[rows].reset_index(drop=True),
             attribute=attribute if is_input else None,
             y=y,
             seed=int(rng.integers(2**31 - 1)),

@@ -161,7 +161,15 @@ class Extraction(Check):
         eval_labels, victim_labels = None, None
         if test.target is not None:
             eval_labels = test.labels[eval_mask]
-            victim_labels = ctx.predictions().y_pred[eval_mask]  # shared: no extra queries
+        # the victim's labels of the evaluation rows: shared with the other checks when the
+        # run has them already (no extra queries); else the attack asks for those rows only,
+        # through its rate limiter (the shared predictions would send every test row, those
+        # with missing values included, at full speed)
+        capped = cfg.requests_per_second is not None or cfg.queries_per_second is not None
+        if test.target is not None and (
+            ctx.has_predictions() or (finite_test.all() and not capped)
+        ):
+            victim_labels = ctx.predictions().y_pred[eval_mask]
         attack = ExtractionAttack(
             ExtractionConfig(
                 strategy=cfg.strategy,

@@ -372,15 +372,21 @@ class ExtractionAttack(Attack):
             sub_proba = None if proba is None else proba[:point]
             best: tuple[float, SurrogateName, Surrogate, np.ndarray] | None = None
             scores = {}
-            for family in families:
-                fitted = Surrogate(family, seed).fit(
-                    X_q[:point], labels[:point], sub_proba, loop.classes
-                )
-                pred = fitted.predict(X_eval)
-                fidelity = float(np.mean(pred == v_eval))
-                scores[family] = fidelity
-                if best is None or fidelity > best[0]:
-                    best = (fidelity, family, fitted, pred)
+            try:
+                for family in families:
+                    fitted = Surrogate(family, seed).fit(
+                        X_q[:point], labels[:point], sub_proba, loop.classes
+                    )
+                    pred = fitted.predict(X_eval)
+                    fidelity = float(np.mean(pred == v_eval))
+                    scores[family] = fidelity
+                    if best is None or fidelity > best[0]:
+                        best = (fidelity, family, fitted, pred)
+            except KeyboardInterrupt:
+                # the answers are paid for: the curve's points trained so far are the result
+                tracker.interrupt()
+                stopped = "interrupted"
+                break
             if best is None:  # pragma: no cover - families is never empty
                 raise ConfigError("no surrogate family to train")
             fidelity, name, model, pred = best

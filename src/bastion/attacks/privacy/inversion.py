@@ -50,7 +50,7 @@ from pydantic import Field
 from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker
-from bastion.exceptions import ConfigError
+from bastion.exceptions import ConfigError, ModelOutputError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
 from bastion.threats import ATLAS_MODEL_INVERSION, OWASP_MODEL_INVERSION
@@ -210,6 +210,10 @@ class AttributeInference(Attack):
         cfg = self.options(AttributeInferenceConfig)
         start = time.perf_counter()
         self.check_model(model)
+        # the attribute's name in messages and in the result (a named series says it when
+        # the attribute is not a model input)
+        series_name = getattr(sensitive, "name", None) if attribute is None else None
+        label = str(series_name) if series_name is not None else _name(attribute)
         if X_aux is not None:
             X_aux = _aligned_aux(X, X_aux)
         truth = _attribute_values(X, sensitive, attribute, "X", "sensitive")
@@ -239,12 +243,11 @@ class AttributeInference(Attack):
         plug = binning.medians if binning is not None else values_by_name
         if len(candidates) < 2:
             raise ConfigError(
-                f"attribute {_name(attribute)!r} takes a single value in the attacker's data; "
-                "nothing to infer"
+                f"attribute {label!r} takes a single value in the attacker's data; nothing to infer"
             )
         if len(candidates) > cfg.max_candidates:
             raise ConfigError(
-                f"attribute {_name(attribute)!r} has {len(candidates)} distinct values; "
+                f"attribute {label!r} has {len(candidates)} distinct values; "
                 f"attribute inference treats a non-numeric attribute as categorical "
                 f"(max_candidates {cfg.max_candidates}): group its values first or raise "
                 "max_candidates"
@@ -253,6 +256,12 @@ class AttributeInference(Attack):
         tracker = BudgetTracker(budget or Budget())
         n_aux = 0 if aux_truth is None else len(aux_truth)
         if tracker.allow(n + n_aux) < n + n_aux:
+            if tracker.exhausted_reason == "time budget":
+                raise ConfigError(
+                    f"budget max_seconds {tracker.budget.max_seconds} ran out before the "
+                    f"{n + n_aux} queries attribute inference needs (one per target and "
+                    "auxiliary row)"
+                )
             raise ConfigError(
                 f"budget max_queries {tracker.budget.max_queries} is below the {n + n_aux} "
                 "queries attribute inference needs (one per target and auxiliary row)"
@@ -313,7 +322,8 @@ class AttributeInference(Attack):
         if attribute is not None and cfg.inversion:
             needed = n * len(candidates)
             if tracker.allow(needed) < needed:
-                stopped = tracker.exhausted_reason = "query budget"
+                # allow() names what ran out: the queries, or the time
+                stopped = tracker.exhausted_reason = tracker.exhausted_reason or "query budget"
             else:
                 inverted = _invert(
                     model, X, attribute, candidates, plug, outputs, out_labels, base_post
@@ -326,7 +336,7 @@ class AttributeInference(Attack):
         best = accuracy[method]
         return AttributeInferenceResult(
             attack=self.id,
-            attribute=_name(attribute) if attribute is not None else "sensitive",
+            attribute=label,
             truth=truth,
             predicted=np.array([values_by_name.get(str(v), v) for v in predicted], dtype=object),
             method=method,
@@ -362,6 +372,14 @@ class _Bins:
         quantiles = np.quantile(values, np.linspace(0.0, 1.0, bins + 1))
         # inner edges only; ties (a spike of one value) merge bins
         edges = np.unique(quantiles[1:-1])
+        low = values.min()
+        if edges.size and edges[0] <= low:
+            # a spike at the minimum (most values 0, say) pulls the inner edges onto it, and a
+            # value sits at or above an edge it equals: every value would share one bin.
+            # The spike gets its own bin, [-inf, the next value)
+            above = values[values > low]
+            first = [above.min()] if above.size else []
+            edges = np.unique(np.concatenate([first, edges[edges > low]]))
         index = np.searchsorted(edges, values, side="right")
         names = cls._names(edges)
         # the lower median: a value the attribute takes (an integer age stays an integer,
@@ -375,7 +393,10 @@ class _Bins:
 
     @staticmethod
     def _names(edges: np.ndarray) -> list[str]:
-        bounds = ["-inf", *(f"{e:.6g}" for e in edges), "inf"]
+        shown = [f"{e:.6g}" for e in edges]
+        if len(set(shown)) < len(shown):  # close edges of large values: every digit
+            shown = [repr(float(e)) for e in edges]
+        bounds = ["-inf", *shown, "inf"]
         return [f"[{lo}, {hi})" for lo, hi in itertools.pairwise(bounds)]
 
     def names_of(self, values: np.ndarray) -> np.ndarray:
@@ -519,14 +540,33 @@ def _outputs(
     set, fixed by the first call so later calls line up)."""
     if model.has(Capability.PREDICT_PROBA):
         return model.predict_proba(X), None
-    pred = np.asarray(model.predict(X)).astype(object).astype(str)
+    pred = np.asarray(model.predict(X))
+    declared = model.classes_ is not None
     if labels is None:
-        known = model.classes_
-        labels = (
-            np.asarray(known).astype(object).astype(str) if known is not None else np.unique(pred)
+        labels = np.asarray(model.classes_) if declared else np.unique(pred)
+    column = _label_columns(pred, labels)
+    if declared and (column < 0).any():
+        raise ModelOutputError(
+            f"model {model.info.name!r} predicted label(s) "
+            f"{pd.unique(pred[column < 0])[:5].tolist()} that are not among its classes "
+            f"{labels.tolist()}"
         )
-    onehot: np.ndarray = (pred[:, None] == labels[None, :]).astype(np.float64)
+    # without declared classes, a label the first call never saw has no column: a zero row
+    onehot = np.zeros((len(pred), len(labels)), dtype=np.float64)
+    seen = np.flatnonzero(column >= 0)
+    onehot[seen, column[seen]] = 1.0
     return onehot, labels
+
+
+def _label_columns(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each prediction's column in ``labels`` (-1: none), matched by value (a float label
+    0.0 is the class 0, as an endpoint's FP64 output often is), else by its text."""
+    column = np.asarray(pd.Index(labels).get_indexer(pred), dtype=np.int64)
+    if (column < 0).any():
+        text = pd.Index(labels.astype(object).astype(str))
+        by_text = text.get_indexer(pred.astype(object).astype(str))
+        column = np.where(column < 0, by_text, column)
+    return column
 
 
 def _splits(
