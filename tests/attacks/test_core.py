@@ -60,6 +60,31 @@ def test_projection_enforces_every_constraint() -> None:
     assert cons.violations(wild, x0) == 2
 
 
+def test_what_never_moves_keeps_its_value_in_bounds_or_not() -> None:
+    """An immutable value outside its bounds stays (it was clipped to the bound); a one-hot
+    group holding an immutable member is fixed whole (a category switch would change it)."""
+    schema = FeatureSchema(
+        {
+            "radius": ColumnSpec("radius", ColumnKind.NUMERIC, min=7, max=20, immutable=True),
+            "a": ColumnSpec("a", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g"),
+            "b": ColumnSpec("b", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g",
+                            immutable=True),
+            "c": ColumnSpec("c", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g"),
+            "x": ColumnSpec("x", ColumnKind.NUMERIC, min=0, max=1),
+        }
+    )  # fmt: skip
+    cons = FeatureConstraints.from_schema(schema, ["radius", "a", "b", "c", "x"], None)
+    assert cons.fixed_columns().tolist() == [True, True, True, True, False]
+    x0 = np.array([[21.5, 1.0, 0.0, 0.0, 0.5]])
+    wild = np.array([[15.0, 0.1, 0.3, 0.9, 1.7]])
+    out = cons.project(wild, x0)
+    assert out.tolist() == [[21.5, 1.0, 0.0, 0.0, 1.0]]
+    assert cons.violations(out, x0) == 0  # the bounds judge what may move
+    moved = out.copy()
+    moved[0, 3], moved[0, 1] = 1.0, 0.0  # another category: the fixed group moved
+    assert cons.violations(moved, x0) == 1
+
+
 def test_bad_constraints_are_named() -> None:
     bad = FeatureSchema({"x": ColumnSpec("x", ColumnKind.NUMERIC, min=2, max=1)})
     with pytest.raises(DataError, match="'x': declared range is empty"):

@@ -175,28 +175,47 @@ class FeatureConstraints:
         )
 
     # -- enforcement ------------------------------------------------------------------------
+    def fixed_columns(self) -> np.ndarray:
+        """Features no attack may move (a bool mask): the immutable ones, and every member
+        of a one-hot group that holds an immutable member (a category switch would change
+        it, or leave two members on)."""
+        fixed = np.asarray(self.immutable, dtype=bool).copy()
+        for group in self.one_hot_groups:
+            if fixed[group].any():
+                fixed[group] = True
+        return fixed
+
     def project(self, x_adv: np.ndarray, x_orig: np.ndarray) -> np.ndarray:
-        """``x_adv`` made feasible (a new array); ``x_orig`` supplies immutable values."""
+        """``x_adv`` made feasible (a new array); ``x_orig`` supplies the values of the
+        features that never move (:meth:`fixed_columns`), kept as they are even where they
+        lie outside the bounds (the bounds constrain what an attack changes)."""
         out = np.array(x_adv, dtype=np.float64, copy=True)
-        out[:, self.immutable] = x_orig[:, self.immutable]
         np.clip(out, self.lower, self.upper, out=out)
         if self.integer.any():
             cols = self.integer
             # integer features live on whole numbers inside the bounds: [ceil(lo), floor(hi)]
             lo, hi = np.ceil(self.lower[cols]), np.floor(self.upper[cols])
             out[:, cols] = np.clip(np.rint(out[:, cols]), lo, hi)
+        fixed = self.fixed_columns()
         for group in self.one_hot_groups:
+            if fixed[group].any():
+                continue
             winner = np.argmax(out[:, group], axis=1)
             out[:, group] = 0.0
             out[np.arange(len(out)), group[winner]] = 1.0
+        out[:, fixed] = x_orig[:, fixed]  # last: in bounds or not
         return out
 
     def violations(self, x_adv: np.ndarray, x_orig: np.ndarray, atol: float = 1e-9) -> int:
-        """How many rows break any constraint (0 for every attack's output; tests assert it)."""
+        """How many rows break any constraint (0 for every attack's output; tests assert it).
+        Bounds judge the features an attack may move; the others must equal the original."""
         bad = np.zeros(len(x_adv), dtype=bool)
-        bad |= (x_adv < self.lower - atol).any(axis=1) | (x_adv > self.upper + atol).any(axis=1)
-        if self.immutable.any():
-            bad |= (np.abs(x_adv[:, self.immutable] - x_orig[:, self.immutable]) > atol).any(axis=1)
+        fixed = self.fixed_columns()
+        free = ~fixed
+        bad |= (x_adv[:, free] < self.lower[free] - atol).any(axis=1)
+        bad |= (x_adv[:, free] > self.upper[free] + atol).any(axis=1)
+        if fixed.any():
+            bad |= (np.abs(x_adv[:, fixed] - x_orig[:, fixed]) > atol).any(axis=1)
         if self.integer.any():
             vals = x_adv[:, self.integer]
             bad |= (np.abs(vals - np.rint(vals)) > atol).any(axis=1)

@@ -19,7 +19,7 @@ from bastion.attacks.evasion._blackbox import Space, norms
 from bastion.attacks.evasion.hopskipjump import HopSkipJump, HopSkipJumpConfig
 from bastion.attacks.evasion.square import Square, SquareConfig, p_selection
 from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
-from bastion.exceptions import CapabilityError, ConfigError
+from bastion.exceptions import CapabilityError, ConfigError, DataError
 from bastion.models.callable import CallableAdapter
 from bastion.models.sklearn import SklearnAdapter
 
@@ -42,6 +42,7 @@ def cancer() -> dict[str, Any]:
         "constraints": constraints,
         "names": list(X.columns),
         "frame": X,
+        "y_all": y,
     }
 
 
@@ -113,6 +114,30 @@ def test_square_spends_the_budgets_last_queries_on_the_points_nearest_to_breakin
     assert len(served) > 0  # the budget cut the last iteration short
     assert len(left_out) > 0
     assert margins[served].max() <= margins[left_out].min()
+
+
+def test_square_reports_a_budget_that_cuts_its_last_iteration(cancer: dict[str, Any]) -> None:
+    """The budget ends inside the last iteration: the loop then ended on its iteration count,
+    and the cut went unreported."""
+    frame, y_all = cancer["frame"].to_numpy(), cancer["y_all"]
+    clf = LogisticRegression(max_iter=5000).fit(frame[100:], y_all[100:])
+    config, model = SquareConfig(n_queries=10), SklearnAdapter(clf)
+    args = (frame[:40], y_all[:40])
+    whole = Square(config).run(model, *args, eps=0.2, constraints=cancer["constraints"])
+    assert whole.stopped is None
+    total = int(whole.queries.sum())
+    cut_runs = 0
+    # the budget holds back one query per attacked point for the success check: limits above
+    # the total can cut too
+    for limit in range(total + 60, total - 60, -1):  # cuts at several places, the last included
+        cut = Square(config).run(
+            model, *args, eps=0.2, constraints=cancer["constraints"],
+            budget=Budget(max_queries=limit),
+        )  # fmt: skip
+        if not np.array_equal(cut.queries, whole.queries):
+            cut_runs += 1
+            assert cut.stopped == "query budget", limit
+    assert cut_runs > 0
 
 
 @pytest.mark.parametrize("norm", ["inf", "2"])
@@ -521,3 +546,149 @@ def test_budget_cuts_are_always_reported(cancer: dict[str, Any]) -> None:
         budget=Budget(max_queries_per_sample=200),
     )  # fmt: skip
     assert capped.stopped == "query budget"
+
+
+# -- from a review of the black-box contract -------------------------------------------------
+@pytest.mark.parametrize("attack", ["square", "hopskipjump"])
+def test_an_immutable_value_outside_its_bounds_is_kept(cancer: dict[str, Any], attack: str) -> None:
+    """Bounds constrain what an attack moves: an immutable value outside them was clipped to
+    the bound, so a reported success had moved an immutable feature."""
+    from bastion.data.schema import FeatureSchema as Schema
+
+    frame = cancer["frame"]
+    declared = Schema(
+        columns={
+            "mean radius": ColumnSpec(
+                "mean radius", ColumnKind.NUMERIC, min=7.0, max=20.0, immutable=True
+            )
+        }
+    ).merged_over(Schema.infer(frame.iloc[150:]))
+    cons = FeatureConstraints.from_schema(declared, list(frame.columns), frame.iloc[150:])
+    clf = LogisticRegression(max_iter=5000).fit(frame.to_numpy()[150:], cancer["y_all"][150:])
+    j = list(frame.columns).index("mean radius")
+    X = frame.to_numpy()[:150]
+    rows = np.flatnonzero(X[:, j] > 20.0)
+    assert len(rows) >= 5
+    model = SklearnAdapter(clf)
+    if attack == "square":
+        result = Square(SquareConfig(n_queries=200)).run(
+            model, X[rows], cancer["y_all"][rows], eps=1.0, constraints=cons
+        )
+    else:
+        result = HopSkipJump(HopSkipJumpConfig(max_iter=10)).run(
+            model, X[rows], cancer["y_all"][rows], eps=2.0, norm="2", constraints=cons,
+            budget=Budget(max_queries_per_sample=500),
+        )  # fmt: skip
+    assert result.success.sum() >= 3
+    np.testing.assert_array_equal(result.x_adv[:, j], X[rows, j])
+    ok = result.success  # the others are returned as they are, out of bounds or not
+    assert cons.violations(result.x_adv[ok], X[rows][ok]) == 0
+    _verified(result, clf)
+
+
+def test_a_scale_that_is_not_one_value_per_feature_is_refused(cancer: dict[str, Any]) -> None:
+    cons = cancer["constraints"]
+    bad = FeatureConstraints(
+        names=cons.names, lower=cons.lower, upper=cons.upper, bound_source=cons.bound_source,
+        immutable=cons.immutable, integer=cons.integer, scale=np.array([0.1]),
+    )  # fmt: skip
+    model = SklearnAdapter(cancer["gb"])
+    for attack in (Square(), HopSkipJump()):
+        with pytest.raises(ConfigError, match=r"one value per feature \(30\); received shape"):
+            attack.run(model, cancer["X"], cancer["y"], eps=0.5, constraints=bad)
+
+
+@pytest.mark.parametrize("attack", ["square", "hopskipjump"])
+def test_ctrl_c_during_the_success_check_returns_an_unverified_partial_result(
+    cancer: dict[str, Any], attack: str
+) -> None:
+    clf = cancer["gb"]
+    calls = {"n": 0, "last": -1}
+
+    def predict(A: Any) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == calls["last"]:
+            raise KeyboardInterrupt
+        return np.asarray(clf.predict(np.asarray(A)))
+
+    def run() -> Any:
+        model = CallableAdapter(
+            predict=predict, predict_proba=lambda A: clf.predict_proba(np.asarray(A)),
+            classes=[0, 1],
+        )  # fmt: skip
+        if attack == "square":
+            return model, Square(SquareConfig(n_queries=60)).run(
+                model, cancer["X"], cancer["y"], eps=1.0, constraints=cancer["constraints"]
+            )
+        return model, HopSkipJump(HopSkipJumpConfig(max_iter=2)).run(
+            model, cancer["X"], cancer["y"], eps=3.0, norm="2",
+            constraints=cancer["constraints"], budget=Budget(max_queries_per_sample=200),
+        )  # fmt: skip
+
+    _, whole = run()
+    assert whole.success.any()
+    calls["last"], calls["n"] = calls["n"], 0  # the same run, Ctrl-C at its last call
+    model, cut = run()
+    assert cut.stopped == "interrupted"
+    assert not cut.success.any()  # nothing verified, nothing claimed
+    np.testing.assert_array_equal(cut.x_adv, cancer["X"])
+    assert cut.queries.sum() == model.n_queries  # the interrupted call was sent
+
+
+def test_an_interrupted_chunked_call_charges_only_the_chunks_sent(
+    cancer: dict[str, Any],
+) -> None:
+    clf = cancer["gb"]
+    calls = {"n": 0}
+
+    def predict(A: Any) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return np.asarray(clf.predict(np.asarray(A)))
+
+    model = CallableAdapter(predict=predict, classes=[0, 1])
+    result = HopSkipJump(HopSkipJumpConfig(batch_rows=7)).run(
+        model, cancer["X"], cancer["y"], eps=2.0, norm="2", constraints=cancer["constraints"],
+        budget=Budget(max_queries_per_sample=300),
+    )  # fmt: skip
+    assert result.stopped == "interrupted"
+    # every point's count is what reached the model for it (the chunks after the interrupted
+    # one were charged before they were sent)
+    assert result.queries.sum() == model.n_queries
+
+
+def test_configs_too_small_to_attack_are_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="n_queries"):
+        SquareConfig(n_queries=2)
+    with pytest.raises(ValidationError, match="max_evals"):
+        HopSkipJumpConfig(max_evals=1)
+
+
+def test_labels_as_a_column_vector_and_images_as_images(cancer: dict[str, Any]) -> None:
+    model = SklearnAdapter(cancer["gb"])
+    column = Square(SquareConfig(n_queries=30)).run(
+        model, cancer["X"], cancer["y"].reshape(-1, 1), eps=0.5, constraints=cancer["constraints"]
+    )
+    flat = Square(SquareConfig(n_queries=30)).run(
+        model, cancer["X"], cancer["y"], eps=0.5, constraints=cancer["constraints"]
+    )
+    np.testing.assert_array_equal(column.success, flat.success)
+    with pytest.raises(DataError, match=r"one label per row; received shape \(60, 2\)"):
+        Square().run(model, cancer["X"], np.zeros((60, 2)), eps=0.5)
+
+    torch = pytest.importorskip("torch")
+    from bastion.models.torch import TorchAdapter
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3)
+    )
+    images = np.random.default_rng(0).uniform(0, 1, size=(10, 1, 8, 8)).astype(np.float32)
+    conv = TorchAdapter(net, classes=[0, 1, 2])  # takes images, declares no input_shape
+    labels = conv.predict(images)
+    for attack in (Square(SquareConfig(n_queries=20)), HopSkipJump()):
+        result = attack.run(conv, images, labels, eps=0.1, budget=Budget(max_queries_per_sample=20))
+        assert result.x_adv.shape == images.shape

@@ -251,6 +251,28 @@ def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str
     assert cons.violations(adv, X) == 0
 
 
+@pytest.mark.parametrize("rounding", [True, False], ids=["host", "device"])
+def test_an_immutable_value_outside_its_bounds_is_kept(tabular: Any, rounding: bool) -> None:
+    """Bounds constrain what an attack moves: an immutable value outside them (test rows
+    beyond the training range) was clipped to the bound, on the host path and the device
+    path, so a success could move an immutable feature."""
+    import dataclasses
+
+    data, model, cons, _integer, immutable = tabular
+    if not rounding:  # box constraints only: projection and verification on the device
+        cons = dataclasses.replace(cons, integer=np.zeros(cons.n_features, dtype=bool))
+    cols = list(immutable)
+    inside = ((data.X_test >= cons.lower) & (data.X_test <= cons.upper)).all(axis=1)
+    X = data.X_test[inside].copy()
+    X[:, cols[0]] = cons.upper[cols[0]] + 1.0  # a radius past the training range
+    y = model.predict(X)  # the points as the model sees them: all correct before
+    result = PGD(PGDConfig(steps=20)).run(model, X, y, eps=2.0, constraints=cons)
+    ok = result.success
+    assert ok.sum() > 5
+    np.testing.assert_array_equal(result.x_adv[:, cols], X[:, cols])
+    assert cons.violations(result.x_adv[ok], X[ok]) == 0
+
+
 @pytest.mark.parametrize("attack", ["pgd", "apgd"])
 def test_rounding_without_early_exit_keeps_the_per_point_budget(
     attack: str, mlp: TorchAdapter, digits: Any, integer_pixels: FeatureConstraints

@@ -60,15 +60,23 @@ def check_threat_model(eps: float, norm: str, *, eps_required: bool = True) -> N
 
 
 def attack_inputs(
-    X: Any, y: Any, constraints: FeatureConstraints | None
+    X: Any, y: Any, constraints: FeatureConstraints | None, model: ModelAdapter | None = None
 ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, Space]:
     """Rows, their original shape, labels and the feasible space every black-box attack
-    starts from; a label count that does not match the rows is a named error."""
+    starts from; a label count that does not match the rows is a named error. The model
+    receives rows in its ``input_shape`` when it declares one, else in X's own row shape
+    (images stay images, as the white-box attacks send them)."""
     x, shape = as_rows(X)
     labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:  # a column vector of labels
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(f"y must hold one label per row; received shape {labels.shape}")
     if len(labels) != len(x):
         raise DataError(f"y has {len(labels)} labels for {len(x)} rows of X")
-    return x, shape, labels, Space(constraints, x)
+    declared = getattr(model, "input_shape", None)
+    row_shape = tuple(int(s) for s in declared) if declared else tuple(shape[1:])
+    return x, shape, labels, Space(constraints, x, row_shape)
 
 
 def as_rows(X: Any) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -109,30 +117,52 @@ class Space:
     Parameters:
         constraints: the feasibility constraints (``None``: unconstrained, eps in input units).
         x0: the original rows ``(n, d)`` in input units.
+        row_shape: the shape of one row as the model takes it (``()``: flat).
 
     Raises:
-        ConfigError: the constraints describe another number of features.
+        ConfigError: the constraints describe another number of features, or their scale
+            is not one value per feature.
     """
 
-    def __init__(self, constraints: FeatureConstraints | None, x0: np.ndarray) -> None:
+    def __init__(
+        self,
+        constraints: FeatureConstraints | None,
+        x0: np.ndarray,
+        row_shape: tuple[int, ...] = (),
+    ) -> None:
         d = x0.shape[1]
         cons = constraints if constraints is not None else FeatureConstraints.unconstrained(d)
         if cons.n_features != d:
             raise ConfigError(
                 f"constraints describe {cons.n_features} features but X has {d} per row"
             )
+        if row_shape and int(np.prod(row_shape)) != d:
+            raise ConfigError(
+                f"model input_shape {row_shape} holds {int(np.prod(row_shape))} values but X "
+                f"rows have {d}"
+            )
         scale = np.asarray(cons.scale, dtype=np.float64)
-        if scale.shape != (d,):
+        if scale.size == 0:  # not given: input units
             scale = np.ones(d)
+        if scale.shape != (d,):
+            # another shape would measure eps in units nobody asked for (the white-box
+            # attacks refuse it too)
+            raise ConfigError(
+                f"constraints.scale must hold one value per feature ({d}); received shape "
+                f"{scale.shape}"
+            )
         if not (np.isfinite(scale).all() and (scale > 0).all()):
             raise ConfigError("constraints.scale must be finite and > 0 for every feature")
         self.constraints = cons
         self.x0 = x0
+        self.row_shape = tuple(row_shape)
         self.scale = scale
         self.z0 = x0 / scale
         self.lower = cons.lower / scale
         self.upper = cons.upper / scale
-        self.mutable = np.flatnonzero(~cons.immutable)
+        # features that never move: immutable ones, and one-hot groups holding one
+        self.fixed = cons.fixed_columns()
+        self.mutable = np.flatnonzero(~self.fixed)
         self._int_lo = np.ceil(cons.lower - 1e-9)
         self._int_hi = np.floor(cons.upper + 1e-9)
         self._discrete = cons.integer.copy()
@@ -148,11 +178,19 @@ class Space:
         that the float round trip would blur: immutable features, integers, one-hot members."""
         cons = self.constraints
         x: np.ndarray = z * self.scale
-        x[:, cons.immutable] = self.x0[rows][:, cons.immutable]
         if self._discrete.any():
             x[:, self._discrete] = np.rint(x[:, self._discrete])
         np.clip(x, cons.lower, cons.upper, out=x)
+        # last: a fixed feature keeps its value, in bounds or not
+        x[:, self.fixed] = self.x0[rows][:, self.fixed]
         return x
+
+    def model_rows(self, x: np.ndarray) -> np.ndarray:
+        """Rows ``x`` (input units) in the shape the model takes."""
+        if len(self.row_shape) < 2:
+            return x
+        out: np.ndarray = x.reshape(len(x), *self.row_shape)
+        return out
 
     def finite_span(self) -> float:
         """Median width of the finite bounds of mutable features (scaled units; 1 when none)."""
@@ -172,7 +210,7 @@ class Space:
         cons = self.constraints
         x0 = self.x0[rows]
         x = z * self.scale
-        x[:, cons.immutable] = x0[:, cons.immutable]
+        x[:, self.fixed] = x0[:, self.fixed]
         np.clip(x, cons.lower, cons.upper, out=x)
         if eps is not None:
             x = self._into_ball(x, x0, eps, norm)
@@ -275,22 +313,33 @@ def predict_rows(
     x: np.ndarray,
     owners: np.ndarray,
     ledger: Ledger,
+    space: Space,
     chunk: int = 65_536,
 ) -> np.ndarray:
     """Labels for rows ``x`` (input units), charged to ``owners``; large batches in chunks."""
-    ledger.charge(owners)  # before the call, as the adapter counts: an interrupted call was sent
-    parts = [np.asarray(model.predict(x[i : i + chunk])) for i in range(0, len(x), chunk)]
+    parts = []
+    for i in range(0, len(x), chunk):
+        # each chunk before its call, as the adapter counts: an interrupted call was sent,
+        # the chunks after it were not
+        ledger.charge(owners[i : i + chunk])
+        parts.append(np.asarray(model.predict(space.model_rows(x[i : i + chunk]))))
     if not parts:
         return np.zeros(0)
     return np.concatenate(parts)
 
 
 def score_rows(
-    model: ModelAdapter, x: np.ndarray, owners: np.ndarray, ledger: Ledger, use_logits: bool
+    model: ModelAdapter,
+    x: np.ndarray,
+    owners: np.ndarray,
+    ledger: Ledger,
+    use_logits: bool,
+    space: Space,
 ) -> np.ndarray:
     """Logits (when the model declares them) or probabilities for rows ``x``."""
     ledger.charge(owners)
-    out = model.logits(x) if use_logits else model.predict_proba(x)
+    rows = space.model_rows(x)
+    out = model.logits(rows) if use_logits else model.predict_proba(rows)
     return np.asarray(out, dtype=np.float64)
 
 
@@ -384,13 +433,20 @@ def finalize(
     check = candidate & correct & within_eps(distance, eps)
     idx = np.flatnonzero(check)
     pred = clean_pred.copy()
+    verified = np.zeros(len(x), dtype=bool)
     if idx.size:
-        pred_idx = predict_rows(model, x_candidate[idx], idx, ledger)
-        if pred.dtype != pred_idx.dtype:
-            pred = pred.astype(np.result_type(pred.dtype, pred_idx.dtype))
-        pred[idx] = pred_idx
+        try:
+            pred_idx = predict_rows(model, x_candidate[idx], idx, ledger, space)
+        except KeyboardInterrupt:
+            # Ctrl-C during the check: nothing is verified, so nothing is a success
+            ledger.interrupt()
+        else:
+            if pred.dtype != pred_idx.dtype:
+                pred = pred.astype(np.result_type(pred.dtype, pred_idx.dtype))
+            pred[idx] = pred_idx
+            verified[idx] = True
     ledger.pending[:] = False
-    success = check & np.asarray(pred != y)
+    success = check & verified & np.asarray(pred != y)
     x_adv = x.copy()
     x_adv[success] = x_candidate[success]
     perturbation = np.full(len(x), np.nan)
@@ -415,8 +471,11 @@ def finalize(
     )
 
 
-def clean_predictions(model: ModelAdapter, x: np.ndarray, ledger: Ledger) -> np.ndarray:
+def clean_predictions(
+    model: ModelAdapter, x: np.ndarray, ledger: Ledger, space: Space
+) -> np.ndarray:
     """One ``predict`` per point (counted): the clean labels that decide which points to attack.
+    Ctrl-C here raises ``KeyboardInterrupt``: without clean labels there is nothing to report.
 
     Raises:
         ConfigError: the total budget cannot pay for one clean prediction per point.
@@ -427,4 +486,4 @@ def clean_predictions(model: ModelAdapter, x: np.ndarray, ledger: Ledger) -> np.
             f"budget max_queries={ledger.tracker.budget.max_queries} cannot pay for the {n} "
             "clean predictions the attack needs (one per point)"
         )
-    return predict_rows(model, x, np.arange(n), ledger)
+    return predict_rows(model, x, np.arange(n), ledger, space)

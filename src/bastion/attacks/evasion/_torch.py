@@ -26,7 +26,7 @@ Design (issue 3, "Speed"):
   is redone in float64), then every candidate is re-checked with a final model prediction
   (counted as a query) within eps (+1e-6);
 - with box constraints only (no integer, no one-hot: images), the setup casts, the final
-  ball projection, the immutable reset, the clamp to bounds, the norms and the verification
+  ball projection, the clamp to bounds, the immutable reset, the norms and the verification
   prediction run on the device in float64 (the numpy path's operations; L2 norms may differ
   from numpy's in the last bit), with no host copy per chunk; x_adv comes back once;
 - with integer or one-hot features, rounding often undoes a continuous success: a point
@@ -1647,7 +1647,7 @@ def run_attack(
 
     device = torch.device(getattr(model, "device", "cpu"))
     dtype = _param_dtype(module)
-    mutable_np = ~np.asarray(cons.immutable, dtype=bool)
+    mutable_np = ~cons.fixed_columns()
     scaled = not bool(np.all(scale == 1.0))
     lo_z = np.asarray(cons.lower, dtype=np.float64) / scale
     hi_z = np.asarray(cons.upper, dtype=np.float64) / scale
@@ -1892,7 +1892,7 @@ def _project_device(
     adv_z: Tensor, x0: Tensor, geo: _Geometry, norm: str, eps: float
 ) -> tuple[Tensor, Tensor]:
     """:func:`_project` for box constraints, on float64 device tensors (same operations, in
-    the same order: ball, back to input units, immutable reset, clamp to bounds, norms)."""
+    the same order: ball, back to input units, clamp to bounds, immutable reset, norms)."""
     s = geo.scale
     # in place where a fresh tensor exists already (the same operations, fewer allocations)
     delta = adv_z - (x0 / s if s is not None else x0)
@@ -1902,9 +1902,9 @@ def _project_device(
         length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
         delta.mul_((eps / length.clamp_min(_TINY)).clamp_max(1.0))
     raw = x0 + (delta.mul_(s) if s is not None else delta)
-    if geo.frozen is not None:
-        raw = torch.where(geo.frozen, x0, raw)
     x = raw.clamp_(geo.lower, geo.upper)
+    if geo.frozen is not None:  # last: an immutable value stays, in bounds or not
+        x = torch.where(geo.frozen, x0, x)
     diff = x - x0
     if s is not None:
         diff.div_(s)

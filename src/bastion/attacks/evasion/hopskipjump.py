@@ -96,7 +96,7 @@ class HopSkipJumpConfig(AttackConfig):
 
     max_iter: int = Field(default=64, ge=0)
     init_evals: int = Field(default=100, ge=2)  # the estimate needs two probes
-    max_evals: int = Field(default=10_000, ge=1)
+    max_evals: int = Field(default=10_000, ge=2)  # a gradient estimate needs two probes
     init_size: int = Field(default=100, ge=0)
     gamma: float = Field(default=1.0, gt=0.0)
     early_stop: bool = True
@@ -162,10 +162,10 @@ class HopSkipJump(EvasionAttack):
         check_threat_model(eps, norm)
         cfg = self.options(HopSkipJumpConfig)
         started = time.perf_counter()
-        x, shape, y, space = attack_inputs(X, y, constraints)
+        x, shape, y, space = attack_inputs(X, y, constraints, model)
         budget = budget or Budget()
         ledger = Ledger(len(x), budget.max_queries_per_sample, budget)
-        clean = clean_predictions(model, x, ledger)
+        clean = clean_predictions(model, x, ledger, space)
         attacked = np.flatnonzero(np.asarray(clean == y))
         search = _Walk(model, space, attacked, y, clean, eps, norm, ledger, cfg, seed)
         if attacked.size and space.mutable.size:
@@ -244,7 +244,7 @@ class _Walk:
         )
         self.iterations = 0
         self.starts = {"natural": 0, "random": 0}
-        self.immutable = space.constraints.immutable
+        self.immutable = space.fixed  # immutable features, and one-hot groups holding one
         del d
 
     # -- model access -----------------------------------------------------------------------
@@ -252,7 +252,7 @@ class _Walk:
         """Whether each row of ``z`` (scaled, belonging to points ``idx``) is misclassified."""
         owners = self.rows[idx]
         x = self.space.to_x(z, owners)
-        labels = predict_rows(self.model, x, owners, self.ledger, self.cfg.batch_rows)
+        labels = predict_rows(self.model, x, owners, self.ledger, self.space, self.cfg.batch_rows)
         out: np.ndarray = np.asarray(labels != self.y[idx])
         return out
 

@@ -90,7 +90,8 @@ class SquareConfig(AttackConfig):
             ``input_shape`` when it has one, else the tabular (feature-subset) windows.
     """
 
-    n_queries: int = Field(default=5_000, ge=1)
+    # three are the clean prediction, the initialisation and the success check
+    n_queries: int = Field(default=5_000, ge=3)
     p_init: float = Field(default=0.8, gt=0.0, le=1.0)
     image_shape: tuple[int, ...] | None = None
 
@@ -157,13 +158,13 @@ class Square(EvasionAttack):
         check_threat_model(eps, norm)
         cfg = self.options(SquareConfig)
         started = time.perf_counter()
-        x, shape, y, space = attack_inputs(X, y, constraints)
+        x, shape, y, space = attack_inputs(X, y, constraints, model)
         budget = budget or Budget()
         cap = cfg.n_queries
         if budget.max_queries_per_sample is not None:
             cap = min(cap, budget.max_queries_per_sample)
         ledger = Ledger(len(x), cap, budget)
-        clean = clean_predictions(model, x, ledger)
+        clean = clean_predictions(model, x, ledger, space)
         layout = _layout(cfg.image_shape or getattr(model, "input_shape", None), space)
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
@@ -245,9 +246,9 @@ class _Search:
         self.cols: np.ndarray | None = None
 
     def _margin(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        scores = score_rows(
-            self.model, self.space.to_x(z, self.rows[idx]), self.rows[idx], self.ledger, self.logits
-        )
+        owners = self.rows[idx]
+        x = self.space.to_x(z, owners)
+        scores = score_rows(self.model, x, owners, self.ledger, self.logits, self.space)
         if self.cols is None:
             self.cols = label_columns(self.model, self.y, scores.shape[1])
         m = margin(scores, np.maximum(self.cols[idx], 0))
@@ -293,6 +294,7 @@ class _Search:
                 # rows were served before, whatever their margin)
                 nearest = np.argsort(self.best_margin[active], kind="stable")[:allowed]
                 active = np.sort(active[nearest])
+                self.ledger.stopped = self.ledger.stopped or "query budget"
             p = p_selection(it, n_iter, p_init)
             zb = self.best_z[active]
             z_new = self._propose(active, p)
