@@ -154,6 +154,49 @@ def test_default_trigger_prefers_rare_large_values_inside_bounds() -> None:
         default_trigger(X, cons, n_features=6)
 
 
+def test_default_trigger_takes_values_real_inputs_take() -> None:
+    """Inferred bounds are the data's range widened by a margin: a trigger there (pixel 267
+    when pixels end at 255) measured the backdoor with inputs no one can send, and broke a
+    uint8 column. Only declared bounds are used; otherwise the data's maximum."""
+    from bastion.data.schema import ColumnKind, ColumnSpec
+
+    rng = np.random.default_rng(0)
+    pixels = np.where(rng.random((300, 8)) < 0.9, 0, rng.integers(1, 256, (300, 8)))
+    frame = pd.DataFrame(pixels.astype(np.uint8), columns=[f"p{i}" for i in range(8)])
+    inferred = FeatureConstraints.from_schema(FeatureSchema(), list(frame.columns), frame)
+    assert inferred.upper.max() > 255  # the margin
+    trigger = default_trigger(frame, inferred, n_features=3, rng=0)
+    assert all(value <= 255 for value in trigger.values())
+    stamped = apply_trigger(frame, trigger, rows=np.arange(5))
+    assert stamped.dtypes.tolist() == frame.dtypes.tolist()  # uint8 still holds them
+    declared = FeatureSchema(
+        {c: ColumnSpec(c, ColumnKind.INTEGER, min=0, max=200) for c in frame.columns}
+    )
+    bounded = FeatureConstraints.from_schema(declared, list(frame.columns), frame)
+    assert set(default_trigger(frame, bounded, n_features=3, rng=0).values()) == {200.0}
+    # a value an integer column cannot hold makes it float, never an error
+    wide = apply_trigger(frame, {0: 300.0}, rows=np.arange(2))
+    assert wide["p0"].dtype == np.float64
+    assert wide["p0"].iloc[:2].tolist() == [300.0, 300.0]
+
+
+def test_a_trigger_on_a_boolean_column_sets_the_flag() -> None:
+    frame = pd.DataFrame(
+        {
+            "x": np.linspace(0, 1, 50),
+            "flag": np.arange(50) % 10 == 0,
+            "maybe": pd.array(np.arange(50) % 7 == 0, dtype="boolean"),
+        }
+    )
+    stamped = apply_trigger(frame, {1: 1.0, 2: 1.0}, rows=np.arange(3, 6))
+    assert stamped["flag"].dtype == bool
+    assert str(stamped["maybe"].dtype) == "boolean"
+    assert stamped["flag"].iloc[3:6].tolist() == [True] * 3
+    assert stamped["maybe"].iloc[3:6].tolist() == [True] * 3
+    other = apply_trigger(frame, {1: 2.5}, rows=np.arange(2))  # not a flag value: floats
+    assert other["flag"].iloc[:2].tolist() == [2.5, 2.5]
+
+
 def test_default_trigger_on_a_frame_with_text_columns_keeps_their_positions() -> None:
     """A text column first: the trigger's positions are the frame's own (they used to be
     those of the one-hot encoded matrix, where every numeric column moves left)."""

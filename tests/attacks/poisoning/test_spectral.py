@@ -270,3 +270,26 @@ def test_bad_options() -> None:
     # the presence test asks the model: activations alone are not enough
     with pytest.raises(ConfigError, match="needs the model"):
         activation_clustering(None, None, y, activations=acts)
+
+
+def test_a_bare_conv_module_on_images_and_missing_values_named() -> None:
+    """A bare module over image-shaped rows: the presence test sent it flat rows (a conv2d
+    error). Missing values in the rows are named, not a PCA error."""
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from bastion.attacks.poisoning.spectral import activation_clustering, penultimate_activations
+    from bastion.exceptions import DataError
+
+    torch.manual_seed(0)
+    X, y = load_digits(return_X_y=True)
+    X = (X[:400] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 10)
+    )
+    result = activation_clustering(net, X, y[:400], min_silhouette=-1.0, presence="transfer")
+    assert result.n_flagged >= 0
+    holes = X.copy()
+    holes[5, 0, 2, 3] = np.nan
+    with pytest.raises(DataError, match=r"missing or infinite values in 19 \(1 rows\)"):
+        penultimate_activations(net, holes)

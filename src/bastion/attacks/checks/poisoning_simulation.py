@@ -203,7 +203,19 @@ class PoisoningSimulationCheck(Check):
         success = sim.backdoor_success_rate
         if cfg.kind == "backdoor":
             threshold["max_backdoor_success"] = cfg.max_backdoor_success
-            if success is not None and success > cfg.max_backdoor_success:
+            if success is None:
+                # no test row could carry the trigger to judge (none of the source class, or
+                # every row already of the target class): a limit not judged fails closed
+                victims = (
+                    f"class {cfg.source_class!r}"
+                    if cfg.source_class is not None
+                    else (f"a class other than the target {sim.target_class!r}")
+                )
+                violations.append(
+                    f"backdoor success is undefined (no test row of {victims} to stamp): "
+                    "max_backdoor_success not judged"
+                )
+            elif success > cfg.max_backdoor_success:
                 violations.append(
                     f"backdoor success {success:.3f} > max_backdoor_success "
                     f"{cfg.max_backdoor_success:g}"
@@ -212,7 +224,13 @@ class PoisoningSimulationCheck(Check):
             "kind": cfg.kind,
             "rate": cfg.rate,
             "n_poisoned": sim.n_poisoned,
-            "retrained": "torch module" if hasattr(model, "module") else "clone of the estimator",
+            "retrained": (
+                f"train_fn {cfg.train_fn}"
+                if cfg.train_fn is not None
+                else "torch module"
+                if hasattr(model, "module")
+                else "clone of the estimator"
+            ),
             "clean_reference": "retrained" if cfg.retrain_clean else "the model under test",
             "detection_method": cfg.detection_method,
         }

@@ -141,3 +141,24 @@ def seed_estimator(estimator: Any, seed: int) -> Any:
     if unset:
         estimator.set_params(**unset)
     return estimator
+
+
+def finite_rows(X: Any, what: str) -> np.ndarray:
+    """``X`` (an array or a frame) as a contiguous float32 array for a torch module, or a
+    :class:`~bastion.exceptions.DataError` naming the columns with missing or infinite values
+    (a NaN would surface later as the model's "NaN logits", or a PCA error)."""
+    rows = X.to_numpy(dtype=np.float32) if isinstance(X, pd.DataFrame) else np.asarray(X)
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    bad = ~np.isfinite(rows.reshape(len(rows), -1))
+    if bad.any():
+        counts = bad.sum(axis=0)
+        names = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(bad.shape[1]))
+        listed = ", ".join(
+            f"{names[j]!r} ({int(counts[j])} rows)" for j in np.flatnonzero(counts)[:5]
+        )
+        more = " ..." if np.count_nonzero(counts) > 5 else ""
+        raise DataError(
+            f"{what}: missing or infinite values in {listed}{more}; a torch model needs "
+            "finite inputs: impute them or drop those rows"
+        )
+    return rows

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from bastion._optional import require
-from bastion.attacks.poisoning._common import label_array, seed_estimator
+from bastion.attacks.poisoning._common import finite_rows, label_array, seed_estimator
 from bastion.exceptions import CapabilityError, ConfigError
 from bastion.models.base import Capability, ModelAdapter
 
@@ -103,6 +102,35 @@ def _callable_trainer(fn: Callable[..., Any]) -> TrainFn:
     return train
 
 
+def _reset_of(module: Any) -> Callable[[], None] | None:
+    """The method that gives ``module``'s own parameters fresh values (torch's layers name it
+    ``reset_parameters``; ``nn.MultiheadAttention`` ``_reset_parameters``), or None."""
+    for name in ("reset_parameters", "_reset_parameters"):
+        reset = getattr(module, name, None)
+        if callable(reset):
+            return reset  # type: ignore[no-any-return]
+    return None
+
+
+def _check_resettable(module: Any) -> None:
+    """Retraining from fresh weights needs every parameter re-initialised: one held by a
+    module without a reset method would keep the trained value of the model under test (the
+    clean and the poisoned copies would both start from it), so such a module is refused."""
+    kept = [
+        f"{owner}.{name}" if owner else name
+        for owner, sub in module.named_modules()
+        if _reset_of(sub) is None
+        for name, _ in sub.named_parameters(recurse=False)
+    ]
+    if kept:
+        raise CapabilityError(
+            f"cannot retrain the torch model from fresh weights: parameter(s) "
+            f"{', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} belong to modules with no "
+            "reset_parameters(); give train_fn (your own training recipe) or add "
+            "reset_parameters() to those modules"
+        )
+
+
 def torch_trainer(
     adapter: Any,
     *,
@@ -129,6 +157,7 @@ def torch_trainer(
             "torch retraining needs epochs >= 1, batch_size >= 1 and learning_rate > 0; "
             f"received {epochs}, {batch_size}, {learning_rate}"
         )
+    _check_resettable(adapter.module)
 
     def train(X: Any, y: np.ndarray) -> Any:
         torch = require("torch", "retraining torch models")
@@ -146,14 +175,13 @@ def torch_trainer(
                     f"labels {unknown[:5]} are not among the model's classes {classes.tolist()}"
                 )
             targets = np.array([lookup[v] for v in labels.tolist()], dtype=np.int64)
-        rows = X.to_numpy(dtype=np.float32) if isinstance(X, pd.DataFrame) else np.asarray(X)
-        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        rows = finite_rows(X, "retraining the torch model")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = copy.deepcopy(adapter.module)
             for sub in module.modules():
-                reset = getattr(sub, "reset_parameters", None)
-                if callable(reset):
+                reset = _reset_of(sub)
+                if reset is not None:
                     reset()
             device = adapter.device
             xs = torch.as_tensor(rows, device=device)

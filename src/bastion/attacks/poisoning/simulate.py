@@ -233,8 +233,11 @@ def default_trigger(
         usable &= ~constraints.immutable
         for group in constraints.one_hot_groups:
             usable[group] = False
-        finite = np.isfinite(constraints.upper)
-        upper = np.where(finite, constraints.upper, upper)
+        # a declared bound is a value inputs may take (a pixel's 255); an inferred one is
+        # the data's range widened by a margin, which no real input reaches: the data's max
+        declared = np.array([source == "declared" for source in constraints.bound_source])
+        use = declared & np.isfinite(constraints.upper)
+        upper = np.where(use, constraints.upper, upper)
         upper = np.where(constraints.integer, np.floor(upper), upper)
     usable &= np.isfinite(upper)
     if not 1 <= n_features <= int(usable.sum()):
@@ -291,9 +294,15 @@ def apply_trigger(X: Any, trigger: Mapping[int, float], rows: np.ndarray | None 
         out = X.copy()
         for j, value in trigger.items():
             col = out.columns[int(j)]
-            if not pd.api.types.is_numeric_dtype(out[col]):
+            dtype = out[col].dtype
+            if pd.api.types.is_bool_dtype(dtype):
+                if float(value) in (0.0, 1.0):  # a flag: True or False
+                    out.iloc[where, int(j)] = bool(value)
+                    continue
+                out[col] = out[col].astype(np.float64)
+            elif not pd.api.types.is_numeric_dtype(dtype):
                 raise ConfigError(f"trigger feature {col!r} is not numeric")
-            if pd.api.types.is_integer_dtype(out[col]) and float(value) != int(value):
+            elif pd.api.types.is_integer_dtype(dtype) and not _holds(dtype, value):
                 out[col] = out[col].astype(np.float64)
             out.iloc[where, int(j)] = value
         return out
@@ -305,6 +314,15 @@ def apply_trigger(X: Any, trigger: Mapping[int, float], rows: np.ndarray | None 
     for j, value in trigger.items():
         flat[where, int(j)] = value
     return out_arr
+
+
+def _holds(dtype: Any, value: float) -> bool:
+    """Whether an integer column of ``dtype`` holds ``value`` exactly (uint8 holds 255, not
+    255.5 or 267)."""
+    if float(value) != int(value):
+        return False
+    info = np.iinfo(np.dtype(getattr(dtype, "numpy_dtype", dtype)))
+    return bool(info.min <= int(value) <= info.max)
 
 
 def add_backdoor(
@@ -475,8 +493,10 @@ def simulate_poisoning(
     if clean_model is None:
         clean_model = train(X_train, labels)
     poisoned_model = train(X_p, y_p)
-    clean_acc = _accuracy(clean_model, X_test, test_labels)
-    poisoned_acc = _accuracy(poisoned_model, X_test, test_labels)
+    clean_right = _correct(clean_model, X_test, test_labels)
+    poisoned_right = _correct(poisoned_model, X_test, test_labels)
+    n_test = len(test_labels)
+    clean_acc, poisoned_acc = clean_right / n_test, poisoned_right / n_test
     success: float | None = None
     baseline: float | None = None
     if kind == "backdoor":
@@ -494,7 +514,8 @@ def simulate_poisoning(
         poisoned_indices=idx,
         clean_accuracy=clean_acc,
         poisoned_accuracy=poisoned_acc,
-        accuracy_drop=clean_acc - poisoned_acc,
+        # from the counts: a drop of exactly the limit must not read 0.050000000000000044
+        accuracy_drop=(clean_right - poisoned_right) / n_test,
         backdoor_success_rate=success,
         clean_trigger_rate=baseline,
         target_class=jsonable(goal),
@@ -542,7 +563,8 @@ def _check_trigger(trigger: Mapping[int, float], constraints: FeatureConstraints
             raise ConfigError(f"trigger value {value} for integer feature {name!r} is fractional")
 
 
-def _accuracy(model: Any, X: Any, y: np.ndarray) -> float:
+def _correct(model: Any, X: Any, y: np.ndarray) -> int:
+    """How many test rows ``model`` gets right."""
     if len(y) == 0:
         raise DataError("the test set is empty")
-    return float(np.mean(np.asarray(model.predict(X)) == y))
+    return int(np.sum(np.asarray(model.predict(X)) == y))

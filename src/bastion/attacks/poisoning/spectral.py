@@ -63,7 +63,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from bastion._names import known_names
 from bastion._optional import require
@@ -71,6 +70,7 @@ from bastion.attacks.poisoning._common import (
     as_float_matrix,
     check_rate,
     encode_labels,
+    finite_rows,
     jsonable,
     label_array,
 )
@@ -131,8 +131,7 @@ def penultimate_activations(
             f"layer {layer!r} is not a submodule of the model; "
             f"{known_names(str(layer), names, noun='submodules')}"
         )
-    rows = X.to_numpy(dtype=np.float32) if isinstance(X, pd.DataFrame) else np.asarray(X)
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    rows = finite_rows(X, "reading the model's activations")
     captured: list[Any] = []
 
     def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
@@ -570,7 +569,9 @@ class _PresenceTests:
         self.labels = labels
         self.k = min(k, d)
         self.max_rows = max_rows
-        self.predict = _predictor(model)
+        # rows go back to the model in X's own shape (images stay images)
+        self.row_shape = tuple(np.shape(X)[1:]) if np.ndim(X) > 2 else ()
+        self.predict = _predictor(model, self.row_shape)
         self.seed = seed
         self.train: TrainFn = (
             reclassifier
@@ -691,12 +692,14 @@ class _PresenceTests:
         return replace(judged, own_share=own, details=details)
 
 
-def _predictor(model: Any) -> Any:
-    """``predict`` of the model; a bare torch module is wrapped (labels = output columns)."""
+def _predictor(model: Any, row_shape: tuple[int, ...] = ()) -> Any:
+    """``predict`` of the model; a bare torch module is wrapped (labels = output columns),
+    taking rows of ``row_shape`` (flat rows of images are reshaped for it)."""
     predict = getattr(model, "predict", None)
     if callable(predict):
         return predict
     from bastion.models.torch import TorchAdapter, module_device
 
     # where the module is (a CUDA module must not be moved back to the CPU in place)
-    return TorchAdapter(model, device=module_device(model) or "cpu").predict
+    device = module_device(model) or "cpu"
+    return TorchAdapter(model, device=device, input_shape=row_shape or None).predict
