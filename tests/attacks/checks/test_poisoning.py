@@ -439,3 +439,21 @@ def test_torch_retraining_refuses_what_it_cannot_reset_and_names_missing_values(
         train(X, np.arange(10) % 2)
     attention = torch.nn.MultiheadAttention(4, 1)  # re-initialised by _reset_parameters
     torch_trainer(TorchAdapter(torch.nn.Sequential(attention), classes=[0, 1]))
+
+
+@pytest.mark.parametrize(
+    ("options", "unused"),
+    [
+        ({"source": 1}, "does not use source (mode: targeted)"),
+        ({"target_class": 2}, "does not use target_class"),
+        ({"kind": "backdoor", "mode": "targeted"}, "kind 'backdoor' does not use mode"),
+        ({"kind": "backdoor", "target": 0}, "kind 'backdoor' does not use target"),
+    ],
+)
+def test_options_the_chosen_attack_ignores_are_refused(
+    options: dict[str, Any], unused: str
+) -> None:
+    with pytest.raises(ValueError, match=unused.replace("(", r"\(").replace(")", r"\)")):
+        PoisoningSimulationConfig(**options)
+    PoisoningSimulationConfig(mode="targeted", source=1, target=0)  # each where it belongs
+    PoisoningSimulationConfig(kind="backdoor", target_class=1, source_class=0)

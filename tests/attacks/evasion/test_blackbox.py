@@ -530,6 +530,8 @@ def test_bad_arguments_are_named() -> None:
         Square().run(model, X, y, eps=1.0, constraints=FeatureConstraints.unconstrained(3))
     with pytest.raises(ConfigError, match="max_queries=2"):
         HopSkipJump().run(model, X, y, eps=1.0, budget=Budget(max_queries=2))
+    with pytest.raises(DataError, match="X has no rows to attack"):  # not "must be numeric"
+        Square().run(model, np.zeros((0, 2)), np.zeros(0), eps=1.0)
 
 
 def test_budget_cuts_are_always_reported(cancer: dict[str, Any]) -> None:

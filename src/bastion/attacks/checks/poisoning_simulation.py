@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bastion._user_code import TrainFnReference
 from bastion.attacks.constraints import FeatureConstraints
@@ -97,6 +97,32 @@ class PoisoningSimulationConfig(CheckConfig):
     # detection (POI001's detector)
     detection_method: Literal["confident_learning", "knn"] = "confident_learning"
     cv: int = Field(default=5, ge=2, le=50)
+
+    @model_validator(mode="after")
+    def _options_of_the_attack_chosen(self) -> PoisoningSimulationConfig:
+        """An option of another attack would be ignored: a policy that sets one means
+        something the run would not do."""
+        unused: list[str] = []
+        if self.kind == "label_flip":
+            unused += [n for n in ("target_class", "source_class", "trigger") if _set(self, n)]
+            if self.mode == "random":
+                unused += [f"{n} (mode: targeted)" for n in ("source", "target") if _set(self, n)]
+        else:
+            unused += [n for n in ("source", "target") if _set(self, n)]
+            if self.mode != "random":
+                unused.append("mode")
+        if unused:
+            raise ValueError(
+                f"kind {self.kind!r}"
+                + (f", mode {self.mode!r}" if self.kind == "label_flip" else "")
+                + f" does not use {', '.join(unused)}: remove it, or choose the attack that does "
+                "(label flips: mode, source, target; backdoor: target_class, source_class, trigger)"
+            )
+        return self
+
+
+def _set(config: PoisoningSimulationConfig, name: str) -> bool:
+    return getattr(config, name) is not None
 
 
 @CHECKS.register

@@ -84,12 +84,12 @@ def as_rows(X: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     arr = X.to_numpy(dtype=np.float64) if isinstance(X, pd.DataFrame) else np.asarray(X)
     if arr.ndim < 2:
         raise DataError(f"X must have one row per point (2-D or more); received shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DataError("X has no rows to attack")
     try:
         rows = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
     except (TypeError, ValueError) as err:
         raise DataError(f"X must be numeric; received dtype {arr.dtype}") from err
-    if rows.shape[0] == 0:
-        raise DataError("X has no rows to attack")
     if not np.isfinite(rows).all():
         raise DataError("X holds NaN or infinite values; evasion attacks need finite inputs")
     return rows.copy(), tuple(arr.shape)
