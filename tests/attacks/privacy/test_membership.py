@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
@@ -475,3 +476,49 @@ def test_models_without_declared_classes_need_positional_labels(
     words = np.where(cancer["y_eval"] == 1, "benign", "malignant")
     with pytest.raises(ConfigError, match="labels must be probability column positions"):
         ThresholdMembership().run(bare, cancer["X_eval"], words, cancer["is_member"])
+
+
+def test_labels_the_model_does_not_name_are_refused_before_any_query(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    """Labels written otherwise than the model's classes ("0" for 0, "benign") scored every
+    record 0: AUC read 0.5 and the gate passed a leaky forest."""
+    before = forest.n_queries
+    match = r"are not among model .*'s classes \[0, 1\]"
+    for labels in (cancer["y_eval"].astype(str), np.where(cancer["y_eval"] == 1, "benign", "x")):
+        with pytest.raises(ConfigError, match=match):
+            ThresholdMembership().run(forest, cancer["X_eval"], labels, cancer["is_member"])
+        with pytest.raises(ConfigError, match=match):
+            shadow(cancer | {"y_eval": labels}, forest, n_shadow=2)
+    assert forest.n_queries == before
+    # the same labels as numbers of another type are the model's classes
+    floats = ThresholdMembership().run(
+        forest, cancer["X_eval"], cancer["y_eval"].astype(float), cancer["is_member"]
+    )
+    assert floats.metrics["auc"] > 0.55
+
+
+def test_inputs_that_would_fail_late_are_refused_early(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    X, y, members = cancer["X_eval"], cancer["y_eval"], cancer["is_member"]
+    column = ThresholdMembership().run(forest, X, y.reshape(-1, 1), members)
+    flat = ThresholdMembership().run(forest, X, y, members)
+    np.testing.assert_array_equal(column.scores, flat.scores)
+    flags = members.astype(float)
+    flags[3] = np.nan  # would read as a member
+    with pytest.raises(ConfigError, match=r"True / False \(or 1 / 0\) .*received \[nan\]"):
+        ThresholdMembership().run(forest, X, y, flags)
+    np.testing.assert_array_equal(
+        ThresholdMembership().run(forest, X, y, members.astype(int)).scores, flat.scores
+    )
+    before = forest.n_queries
+    with pytest.raises(ConfigError, match=r"X_aux rows have shape \(5,\) but X rows have \(30,\)"):
+        shadow(cancer, forest, n_shadow=2, X_aux=X[:50, :5], y_aux=y[:50])
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(30)])
+    with pytest.raises(ConfigError, match=r"X_aux lacks column\(s\) \['f3'\]"):
+        ShadowMembership(ShadowMembershipConfig(n_shadow=2)).run(
+            forest, frame, y, members, X_aux=frame.drop(columns="f3")[:50], y_aux=y[:50],
+            executor=SERIAL,
+        )  # fmt: skip
+    assert forest.n_queries == before

@@ -227,8 +227,9 @@ class ThresholdMembership(_MembershipAttack):
         """
         cfg = self.options(ThresholdMembershipConfig)
         start = time.perf_counter()
-        y = np.asarray(y)
-        members = np.asarray(is_member, dtype=bool)
+        y = _labels(y, "y")
+        members = _membership_flags(is_member)
+        _check_known_labels(model, y, members)
         tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
         classes = _classes(model, proba, y[rows])
         scores = threshold_scores(proba, classes, y[rows], cfg.score)
@@ -315,12 +316,18 @@ class ShadowMembership(_MembershipAttack):
         cfg = self.options(ShadowMembershipConfig)
         start = time.perf_counter()
         recipe = shadow_recipe(model, estimator)
-        y = np.asarray(y)
-        members = np.asarray(is_member, dtype=bool)
+        y = _labels(y, "y")
+        members = _membership_flags(is_member)
+        _check_known_labels(model, y, members)
         if (X_aux is None) != (y_aux is None):
             raise ConfigError("X_aux and y_aux go together; received only one of them")
-        if X_aux is not None and y_aux is not None and _n_rows(X_aux) != len(y_aux):
-            raise ConfigError(f"X_aux has {_n_rows(X_aux)} rows but y_aux has {len(y_aux)} labels")
+        if X_aux is not None and y_aux is not None:
+            y_aux = _labels(y_aux, "y_aux")
+            if _n_rows(X_aux) != len(y_aux):
+                raise ConfigError(
+                    f"X_aux has {_n_rows(X_aux)} rows but y_aux has {len(y_aux)} labels"
+                )
+            _check_aux_columns(X, X_aux)
         n_aux = 0 if X_aux is None else _n_rows(X_aux)
         if not cfg.shadow_on_targets and n_aux < 2:
             raise ConfigError(
@@ -513,6 +520,59 @@ def _validate(X: ArrayLike, y: np.ndarray, is_member: np.ndarray) -> None:
             "is_member must mark both members and non-members; received "
             f"{int(is_member.sum())} member(s) among {n} record(s)"
         )
+
+
+def _labels(y: Any, name: str) -> np.ndarray:
+    """One label per row: a column vector is flattened, other shapes are refused."""
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ConfigError(f"{name} must hold one label per row; received shape {labels.shape}")
+    return labels
+
+
+def _membership_flags(is_member: Any) -> np.ndarray:
+    """``is_member`` as booleans: True / False or 1 / 0 only (a NaN would read as a member)."""
+    flags = np.asarray(is_member)
+    if flags.dtype == bool:
+        return flags
+    values = pd.unique(pd.Series(flags.ravel()))
+    odd = [v for v in values.tolist() if not (v is True or v is False or v in (0, 1))]
+    if odd:
+        raise ConfigError(
+            f"is_member must hold True / False (or 1 / 0) for every record; received {odd[:3]}"
+        )
+    return flags.astype(bool)
+
+
+def _check_known_labels(model: ModelAdapter, y: np.ndarray, members: np.ndarray) -> None:
+    """Labels the model's declared classes do not hold would score every record 0 (the
+    attack would read no leak): refused, naming them, before the model is queried."""
+    if model.classes_ is None:
+        return  # checked against the probability columns once they are known
+    classes = np.asarray(model.classes_)
+    unknown = ~np.isin(y, classes)
+    if unknown.any():
+        seen = pd.unique(pd.Series(y[unknown])).tolist()[:3]
+        which = "members'" if unknown[members].any() else "non-members'"
+        raise ConfigError(
+            f"labels {seen} ({int(unknown.sum())} records, {which} among them) are not among "
+            f"model {model.info.name!r}'s classes {classes.tolist()[:10]}: give the labels "
+            "as the model names its classes"
+        )
+
+
+def _check_aux_columns(X: ArrayLike, X_aux: ArrayLike) -> None:
+    """``X_aux`` must describe the records as ``X`` does (checked before any query)."""
+    if isinstance(X, pd.DataFrame) and isinstance(X_aux, pd.DataFrame):
+        missing = [c for c in X.columns if c not in X_aux.columns]
+        if missing:
+            raise ConfigError(f"X_aux lacks column(s) {missing[:5]} of X")
+        return
+    shape, aux_shape = np.shape(X)[1:], np.shape(X_aux)[1:]
+    if shape != aux_shape:
+        raise ConfigError(f"X_aux rows have shape {aux_shape} but X rows have {shape}")
 
 
 def _budgeted_rows(
