@@ -344,9 +344,9 @@ def test_simulated_backdoor_on_a_torch_module_reports_activation_detection() -> 
     cfg = PoisoningSimulationConfig(
         kind="backdoor", rate=0.03, source_class=1, target_class=7, epochs=20
     )
-    # whether activation clustering flags the class depends on the training run: with the
-    # trigger at the pixels' own maximum (16) it did on 3 of seeds 0-5 (seeds 0, 1 and 5: no
-    # class judged poisoned); with the old default past any real pixel (16.8), on 4
+    # a one-to-one trigger fires on its source class only: judged on all other classes
+    # together, the transfer found it on 3 of seeds 0-5; with the lift on each class alone,
+    # on 6 of 6 (and only class 7)
     detected = 0
     for seed in range(6):
         finding = PoisoningSimulationCheck(cfg).execute(context(train, test, model, seed=seed))
@@ -364,7 +364,7 @@ def test_simulated_backdoor_on_a_torch_module_reports_activation_detection() -> 
         assert detector["suspect_classes"] == [7]
         assert detector["presence"] == "both"
         assert "Activation clustering: precision" in finding.message
-    assert detected >= 3
+    assert detected >= 5
 
 
 def test_an_accuracy_drop_exactly_at_the_limit_passes() -> None:

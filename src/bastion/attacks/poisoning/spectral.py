@@ -43,8 +43,13 @@ feeds the last linear layer. Two detectors read it (MITRE ATLAS AML.T0020; OWASP
     a breast-cancer MLP is found in 6 of 6 seeds (recall 1.0) and no class of 6 clean
     models, nor of clean wine or digits models, is flagged. A trigger that fires only on its
     source class (one-to-one, with values inside the data's range) transfers weakly to the
-    other classes: POI002's default one-to-one trigger in a digits MLP is found in 4 of 8
-    runs, a weakly learned all-to-one backdoor (15 epochs) in 2 of 6.
+    other classes taken together, so the lift on each other class alone counts too, past a
+    higher bar (0.9: a natural mode often moves most rows of its one look-alike class).
+    Measured on POI002's default one-to-one trigger (3%, values at the data's maximum): a
+    digits MLP's backdoor (1 -> 7) found in 6 of 6 runs, against 3 of 6 on all classes
+    together; a wider MLP's (3 -> 8), tried once the bar was set, in 3 of 4 against 0 of 4;
+    no class flagged in those 10 clean models. A weakly learned all-to-one backdoor (15
+    epochs) was found in 2 of 6.
 
   With a presence test each class is split for k = 2 and 3 (``max_clusters``: poison from
   several source classes often hides from a 2-way split) and ``size_threshold`` is 0.5.
@@ -87,6 +92,12 @@ __all__ = [
 ]
 
 Presence = Literal["both", "transfer", "reclassification"]
+# a class's share of transferred rows is judged on at least this many of its sampled rows
+_MIN_SOURCE_ROWS = 30
+# the lift on one source class alone that judges a shortcut (digits MLPs, 6 clean and 6
+# one-to-one backdoored: natural modes reached 0.58-0.81 on their look-alike class, the
+# backdoors 0.98-1.0 on their source class)
+_SOURCE_MIN_LIFT = 0.9
 PRESENCE_TESTS: tuple[str, ...] = ("both", "transfer", "reclassification")
 
 
@@ -533,7 +544,9 @@ class _PresenceTests:
     then sends to the cluster's label, minus the same share for the rest of the class (the
     control: a class's ordinary features move some rows too), is the *lift*. A clean mode (a
     second way of writing a digit) differs from the other classes in features that do not
-    decide the class on their own: its lift stays small.
+    decide the class on their own: its lift stays small. The lift on each other class alone
+    (30 sampled rows at least) counts where it reaches 0.9: a one-to-one trigger fires on
+    its source class only.
 
     Reclassification (Chen et al.): a classifier fitted on every row except the cluster
     classifies the cluster; poisoned rows go to their true source class. Rows of the same
@@ -606,21 +619,42 @@ class _PresenceTests:
             rng = np.random.default_rng([self.seed, c])
             sample = np.sort(rng.choice(others, size=self.max_rows, replace=False))
         base = self.rows[sample]
+        groups = self._source_groups(self.labels[sample])
         judged: list[_Judged] = []
         for cluster in candidates:
             rest = np.setdiff1d(rows, cluster)
-            features, values, rate = self._transfer(cluster, centre, spread, base, value)
-            control = self._transfer(rest, centre, spread, base, value)[2] if len(rest) else 0.0
+            features, values, hits = self._transfer(cluster, centre, spread, base, value)
+            control_hits = (
+                self._transfer(rest, centre, spread, base, value)[2]
+                if len(rest)
+                else np.zeros(len(base), dtype=bool)
+            )
+            lift = float(hits.mean() - control_hits.mean())
+            # a trigger learned from one source class may fire on that class only (a
+            # one-to-one backdoor): the largest lift on one other class alone counts too,
+            # past a higher bar (one of ten classes often resembles the cluster's mode)
+            source, source_lift = None, -np.inf
+            for label, members in groups:
+                gain = float(hits[members].mean() - control_hits[members].mean())
+                if gain > source_lift:
+                    source, source_lift = label, gain
             marked = self._marked(features, values, low[features], high[features], rows)
             details: dict[str, Any] = {
                 "transfer_features": [int(j) for j in features],
-                "transfer_rate": rate,
-                "transfer_control_rate": control,
-                "transfer_lift": rate - control,
+                "transfer_rate": float(hits.mean()),
+                "transfer_control_rate": float(control_hits.mean()),
+                "transfer_lift": lift,
+                "source_class": source,
+                "source_lift": source_lift if source is not None else None,
                 "n_carrying": len(marked),
             }
-            judged.append(_Judged(cluster, marked, rate - control, None, details))
+            judged.append(_Judged(cluster, marked, lift, None, details))
+        bar = max(min_lift, _SOURCE_MIN_LIFT)
         for i, one in enumerate(judged):
+            if one.transfer_lift < min_lift and (one.details["source_lift"] or -np.inf) >= bar:
+                lift = float(one.details["source_lift"])
+                details = {**one.details, "transfer_lift": lift, "lift_on": "source_class"}
+                one = judged[i] = replace(one, transfer_lift=lift, details=details)
             # a fit per candidate only where it can change the verdict
             if presence == "reclassification" or (
                 presence == "both" and one.transfer_lift >= min_lift
@@ -638,14 +672,24 @@ class _PresenceTests:
         spread: np.ndarray,
         base: np.ndarray,
         value: Any,
-    ) -> tuple[np.ndarray, np.ndarray, float]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         median = np.median(self.rows[group], axis=0)
         distinct = np.abs(median - centre) / spread
         features = np.argsort(-distinct, kind="stable")[: self.k]
         stamped = base.copy()
         stamped[:, features] = median[features]
         predicted = np.asarray(self.predict(stamped.astype(np.float32)))
-        return features, median[features], float(np.mean(predicted == value))
+        return features, median[features], np.asarray(predicted == value)
+
+    @staticmethod
+    def _source_groups(labels: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+        """The sampled rows of each other class with enough rows to measure a share."""
+        names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        return [
+            (jsonable(names[k]), np.flatnonzero(inverse == k))
+            for k in range(len(names))
+            if counts[k] >= _MIN_SOURCE_ROWS
+        ]
 
     def _marked(
         self,
