@@ -85,6 +85,27 @@ def test_what_never_moves_keeps_its_value_in_bounds_or_not() -> None:
     assert cons.violations(moved, x0) == 1
 
 
+def test_each_rows_bounds_hold_its_own_value() -> None:
+    cons = FeatureConstraints.box(2, 0.0, 1.0)
+    x0 = np.array([[1.5, 0.5], [-0.2, 0.5]])  # past the range on feature 0
+    lower, upper = cons.row_bounds(x0)
+    assert lower.tolist() == [[0.0, 0.0], [-0.2, 0.0]]
+    assert upper.tolist() == [[1.5, 1.0], [1.0, 1.0]]
+    out = cons.project(np.array([[1.7, 1.2], [-0.5, -0.1]]), x0)
+    assert out.tolist() == [[1.5, 1.0], [-0.2, 0.0]]  # toward the range, never past the value
+    assert cons.violations(out, x0) == 0
+    assert cons.violations(np.array([[1.6, 0.5], [-0.2, 0.5]]), x0) == 1
+
+
+def test_a_bound_declared_on_one_side_only_infers_the_other() -> None:
+    schema = FeatureSchema({"age": ColumnSpec("age", ColumnKind.NUMERIC, min=0)})
+    cons = FeatureConstraints.from_schema(schema, ["age"], REFERENCE)
+    assert cons.lower[0] == 0  # declared
+    assert np.isfinite(cons.upper[0])  # from the data (it was +inf, labelled declared)
+    assert cons.upper[0] >= REFERENCE["age"].max()
+    assert cons.bound_source == ("inferred",)
+
+
 def test_bad_constraints_are_named() -> None:
     bad = FeatureSchema({"x": ColumnSpec("x", ColumnKind.NUMERIC, min=2, max=1)})
     with pytest.raises(DataError, match="'x': declared range is empty"):

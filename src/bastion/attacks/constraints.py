@@ -154,6 +154,15 @@ class FeatureConstraints:
                     source[i] = "declared" if declared else "inferred"
                     if not declared and col is not None:
                         lower[i], upper[i] = _widen(lower[i], upper[i], margin)
+                    elif col is not None and col.size and (spec.min is None or spec.max is None):
+                        # one side declared (a floor of 0, say): the other is inferred, and
+                        # the feature's bounds are reported as inferred
+                        low, high = _widen(float(col.min()), float(col.max()), margin)
+                        if spec.min is None:
+                            lower[i] = min(low, upper[i])
+                        else:
+                            upper[i] = max(high, lower[i])
+                        source[i] = "inferred"
             if source[i] == "none" and col is not None and col.size:
                 lower[i], upper[i] = _widen(float(col.min()), float(col.max()), margin)
                 source[i] = "inferred"
@@ -185,16 +194,26 @@ class FeatureConstraints:
                 fixed[group] = True
         return fixed
 
+    def row_bounds(self, x_orig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``x_orig``, the bounds an attack keeps each feature in: the declared or
+        inferred ones, widened to hold the original value. A point outside them (a test row
+        past the training range) may move between its own value and the bounds; clipped
+        into them it would leave the eps ball, and its attack could never succeed (a point
+        counted robust that is not)."""
+        x = np.asarray(x_orig, dtype=np.float64)
+        return np.minimum(self.lower, x), np.maximum(self.upper, x)
+
     def project(self, x_adv: np.ndarray, x_orig: np.ndarray) -> np.ndarray:
-        """``x_adv`` made feasible (a new array); ``x_orig`` supplies the values of the
-        features that never move (:meth:`fixed_columns`), kept as they are even where they
-        lie outside the bounds (the bounds constrain what an attack changes)."""
+        """``x_adv`` made feasible (a new array) around the originals ``x_orig``: inside
+        :meth:`row_bounds`, integers whole, one member of each one-hot group on; the
+        features that never move (:meth:`fixed_columns`) keep the original's values."""
         out = np.array(x_adv, dtype=np.float64, copy=True)
-        np.clip(out, self.lower, self.upper, out=out)
+        lower, upper = self.row_bounds(x_orig)
+        np.clip(out, lower, upper, out=out)
         if self.integer.any():
             cols = self.integer
             # integer features live on whole numbers inside the bounds: [ceil(lo), floor(hi)]
-            lo, hi = np.ceil(self.lower[cols]), np.floor(self.upper[cols])
+            lo, hi = np.ceil(lower[:, cols]), np.floor(upper[:, cols])
             out[:, cols] = np.clip(np.rint(out[:, cols]), lo, hi)
         fixed = self.fixed_columns()
         for group in self.one_hot_groups:
@@ -208,12 +227,14 @@ class FeatureConstraints:
 
     def violations(self, x_adv: np.ndarray, x_orig: np.ndarray, atol: float = 1e-9) -> int:
         """How many rows break any constraint (0 for every attack's output; tests assert it).
-        Bounds judge the features an attack may move; the others must equal the original."""
+        Bounds (:meth:`row_bounds`) judge the features an attack may move; the others must
+        equal the original."""
         bad = np.zeros(len(x_adv), dtype=bool)
         fixed = self.fixed_columns()
         free = ~fixed
-        bad |= (x_adv[:, free] < self.lower[free] - atol).any(axis=1)
-        bad |= (x_adv[:, free] > self.upper[free] + atol).any(axis=1)
+        lower, upper = self.row_bounds(x_orig)
+        bad |= (x_adv[:, free] < lower[:, free] - atol).any(axis=1)
+        bad |= (x_adv[:, free] > upper[:, free] + atol).any(axis=1)
         if fixed.any():
             bad |= (np.abs(x_adv[:, fixed] - x_orig[:, fixed]) > atol).any(axis=1)
         if self.integer.any():

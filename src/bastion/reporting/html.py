@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -290,21 +290,15 @@ def _robustness_plots(f: Finding, where: str, index: int) -> list[dict[str, Any]
     out: list[dict[str, Any]] = []
     curve = f.evidence.get("robustness_curve")
     if isinstance(curve, list) and curve and all(isinstance(p, dict) for p in curve):
-        try:
-            svg = plots.robustness_curve_svg(
+        _append_plot(
+            out,
+            "Robustness curve",
+            f"{where}: share of all points still classified correctly, and share of correct "
+            "points broken, as the attack radius grows.",
+            lambda: plots.robustness_curve_svg(
                 curve, str(f.evidence.get("eps_unit", "")), key=f"rob{index}"
-            )
-        except (KeyError, TypeError, ValueError):
-            svg = None
-        if svg is not None:
-            out.append(
-                {
-                    "title": "Robustness curve",
-                    "caption": f"{where}: share of all points still classified correctly, and "
-                    "share of correct points broken, as the attack radius grows.",
-                    "svg": _markup(svg),
-                }
-            )
+            ),
+        )
     units = f.evidence.get("perturbation_original_units")
     changes = units.get("mean_abs_change") if isinstance(units, dict) else None
     # tabular only: on images every pixel moves by about eps and the chart says nothing
@@ -321,30 +315,47 @@ def _robustness_plots(f: Finding, where: str, index: int) -> list[dict[str, Any]
         )
     fidelity = f.evidence.get("fidelity_curve")
     if isinstance(fidelity, list) and fidelity and all(isinstance(p, dict) for p in fidelity):
-        try:
-            svg = plots.fidelity_curve_svg(fidelity, key=f"ext{index}")
-        except (KeyError, TypeError, ValueError):
-            svg = None
-        if svg is not None:
-            out.append(
-                {
-                    "title": "Model extraction: fidelity against queries",
-                    "caption": f"{where}: how often a copy trained on the model's answers "
-                    "agrees with it, as the attacker's query budget grows.",
-                    "svg": _markup(svg),
-                }
-            )
+        _append_plot(
+            out,
+            "Model extraction: fidelity against queries",
+            f"{where}: how often a copy trained on the model's answers agrees with it, as the "
+            "attacker's query budget grows.",
+            lambda: plots.fidelity_curve_svg(fidelity, key=f"ext{index}"),
+        )
     samples = f.evidence.get("samples")
-    if isinstance(samples, list) and any(isinstance(s, dict) and "original" in s for s in samples):
-        out.append(
-            {
-                "title": "Adversarial examples",
-                "caption": f"{where}: originals (top) and adversarial versions (bottom) with "
-                "the model's labels.",
-                "svg": _markup(plots.adversarial_images_svg(samples, key=f"img{index}")),
-            }
+    # images only: a sample of one flat row (a model with input_shape (d,)) is no picture
+    images = [
+        s
+        for s in (samples if isinstance(samples, list) else [])
+        if isinstance(s, dict) and "original" in s and _depth(s["original"]) >= 2
+    ]
+    if images:
+        _append_plot(
+            out,
+            "Adversarial examples",
+            f"{where}: originals (top) and adversarial versions (bottom) with the model's labels.",
+            lambda: plots.adversarial_images_svg(images, key=f"img{index}"),
         )
     return out
+
+
+def _append_plot(
+    out: list[dict[str, Any]], title: str, caption: str, draw: Callable[[], str]
+) -> None:
+    """Add one plot; evidence a drawing cannot read leaves it out, never breaks the page."""
+    try:
+        svg = draw()
+    except (KeyError, TypeError, ValueError):
+        return
+    out.append({"title": title, "caption": caption, "svg": _markup(svg)})
+
+
+def _depth(value: Any) -> int:
+    """How many levels of lists ``value`` nests (2 for an image of rows)."""
+    depth = 0
+    while isinstance(value, list | tuple) and value:
+        value, depth = value[0], depth + 1
+    return depth
 
 
 def _finding_plots(report: Report) -> list[dict[str, Any]]:

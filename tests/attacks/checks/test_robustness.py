@@ -288,10 +288,33 @@ def test_sanity_notes_on_rounding_rejections_and_the_query_budget() -> None:
             False,
         ),
     ]
+    # a Square stage left too few queries to search with barely started: a cut (1 iteration
+    # was seen with steps 10 and a 28-query cap); one that searched ran its course
+    for iterations, warned in ((1, True), (9, True), (10, False), (None, False)):
+        stages = [
+            {"attack": "apgd-ce", "stopped": None},
+            {"attack": "square", "stopped": "query budget", "iterations": iterations},
+        ]
+        cases.append((stages, warned))
     for stages, warned in cases:
         auto = replace(fine, attack="auto", stopped="query budget", extra={"stages": stages})
         notes = _sanity({0.2: auto}, auto, "auto")
-        assert any("cut by the query budget" in n for n in notes) is warned
+        assert any("cut by the query budget" in n for n in notes) is warned, stages
+
+
+def test_success_falling_steadily_with_eps_is_noted() -> None:
+    """Neighbouring radii alone missed a decline of one point per step."""
+    steady = {
+        eps: _result([True] * k + [False] * (20 - k), eps)
+        for eps, k in ((0.125, 8), (0.25, 7), (0.5, 6), (1.0, 5))
+    }
+    notes = _sanity(steady, steady[0.5], "square")
+    assert any("falls from 8 points at eps=0.125 to 6 at eps=0.5" in n for n in notes)
+    rising = {
+        eps: _result([True] * k + [False] * (20 - k), eps)
+        for eps, k in ((0.125, 5), (0.25, 7), (0.5, 6), (1.0, 9))
+    }
+    assert not any("falls" in n for n in _sanity(rising, rising[0.5], "square"))
 
 
 @pytest.mark.slow
@@ -350,3 +373,91 @@ def test_steps_option_reaches_the_attack(data: dict[str, Any]) -> None:
     finding = _run(data, SklearnAdapter(data["gb"]), steps=3, max_queries_per_sample=50)
     assert finding.status is not Status.ERROR
     assert "steps=3 does not apply to square" in finding.message
+
+
+def test_a_flat_input_shape_is_tabular_and_eps_unit_says_otherwise(data: dict[str, Any]) -> None:
+    """A torch.export archive of a tabular model carries input_shape (30,): it was taken for
+    a tensor model, with eps in raw input units (a default of 8/255 of a raw range)."""
+    pytest.importorskip("torch")
+    model = _flat_torch(data)
+    flat = _run(data, model, n_points=20, eps_curve=(0.5,))
+    assert flat.evidence["eps_unit"] == "std"
+    assert flat.evidence["eps"] == 0.5
+    forced = _run(data, model, n_points=20, eps=0.5, eps_curve=(0.5,), eps_unit="input")
+    assert forced.evidence["eps_unit"] == "input"
+
+
+def test_without_training_data_the_bounds_source_is_said(data: dict[str, Any]) -> None:
+    ctx = _ctx(data, SklearnAdapter(data["lr"]))
+    ctx.train = None
+    finding = EvasionCheck(EvasionCheckConfig(n_points=30, eps_curve=(0.5,))).execute(ctx)
+    assert finding.evidence["bounds_reference"] == "test"
+    assert any("no training data" in note for note in finding.evidence["sanity"])
+    assert finding.status is not Status.PASS  # a sanity warning at least
+    with_train = _run(data, SklearnAdapter(data["lr"]), n_points=30, eps_curve=(0.5,))
+    assert with_train.evidence["bounds_reference"] == "train"
+    assert not any("no training data" in note for note in with_train.evidence["sanity"])
+
+
+def test_flat_samples_render_in_the_html_report_without_images(data: dict[str, Any]) -> None:
+    pytest.importorskip("torch")
+    from bastion.reporting.html import _robustness_plots
+
+    model = _flat_torch(data)
+    ctx = _ctx(data, model)
+    ctx.allow_raw_rows = True  # the report may show rows: samples carry them
+    config = EvasionCheckConfig(
+        n_points=20, eps=1.0, eps_curve=(1.0,), n_samples=2,
+        max_queries_per_sample=300,
+    )  # fmt: skip
+    finding = EvasionCheck(config).execute(ctx)
+    assert finding.evidence["samples"][0]["original"]
+    titles = [plot["title"] for plot in _robustness_plots(finding, "ADV001", 0)]
+    assert "Adversarial examples" not in titles  # one flat row is no picture
+
+
+def _flat_torch(data: dict[str, Any]) -> Any:
+    """A torch model of the 30 breast-cancer features, declaring input_shape (30,) as a
+    torch.export archive of it does."""
+    import torch
+
+    from bastion.models.torch import TorchAdapter
+
+    X = data["train"].features.to_numpy()
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(30, 2)
+
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: Any) -> Any:
+            return self.linear(
+                (x - torch.tensor(mean, dtype=x.dtype)) / torch.tensor(std, dtype=x.dtype)
+            )
+
+    return TorchAdapter(Scaled(), classes=[0, 1], input_shape=(30,))
+
+
+def test_the_default_tensor_eps_spans_the_datas_own_range() -> None:
+    """It took the inferred bounds, which add a margin: 8/255 of 16.8 for pixels 0..16."""
+    torch = pytest.importorskip("torch")
+    from sklearn.datasets import load_digits
+
+    from bastion.models.torch import TorchAdapter
+
+    frame = load_digits(as_frame=True).frame
+    train = Dataset.from_frame(frame.iloc[:300].reset_index(drop=True), name="tr", target="target")
+    test = Dataset.from_frame(
+        frame.iloc[300:320].reset_index(drop=True), name="te", target="target"
+    )
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    model = TorchAdapter(net, classes=list(range(10)), input_shape=(1, 8, 8))
+    ctx = CheckContext(seed=0, subject="model", train=train, test=test, model=model)
+    config = EvasionCheckConfig(n_points=10, eps_curve=(0.1,), max_queries_per_sample=30)
+    finding = EvasionCheck(config).execute(ctx)
+    assert finding.evidence["eps_unit"] == "input"
+    assert finding.evidence["eps"] == pytest.approx(8 / 255 * 16.0)

@@ -694,3 +694,26 @@ def test_labels_as_a_column_vector_and_images_as_images(cancer: dict[str, Any]) 
     for attack in (Square(SquareConfig(n_queries=20)), HopSkipJump()):
         result = attack.run(conv, images, labels, eps=0.1, budget=Budget(max_queries_per_sample=20))
         assert result.x_adv.shape == images.shape
+
+
+def test_a_point_beyond_the_training_range_can_still_be_broken(cancer: dict[str, Any]) -> None:
+    """A test row past the inferred bounds by more than eps was clipped into them, outside the
+    ball, so its attack could never succeed: the point counted as robust. Each row's bounds
+    now hold its own value."""
+    frame, y_all = cancer["frame"].to_numpy(), cancer["y_all"]
+    train = cancer["frame"].iloc[200:]
+    cons = FeatureConstraints.from_schema(FeatureSchema(), cancer["names"], train)
+    clf = LogisticRegression(max_iter=5000).fit(train.to_numpy(), y_all[200:])
+    X, y = frame[:200], y_all[:200]
+    eps = 0.5
+    beyond = np.maximum(cons.lower - X, X - cons.upper) / cons.scale
+    far = np.flatnonzero((beyond > eps).any(axis=1) & (clf.predict(X) == y))
+    assert len(far) >= 3
+    model = SklearnAdapter(clf)
+    result = Square(SquareConfig(n_queries=300)).run(
+        model, X[far], y[far], eps=eps, constraints=cons
+    )
+    assert result.success.sum() >= 2
+    assert cons.violations(result.x_adv, X[far]) == 0
+    assert np.all(result.perturbation[result.success] <= eps * (1 + 1e-6))
+    _verified(result, clf)

@@ -273,6 +273,28 @@ def test_an_immutable_value_outside_its_bounds_is_kept(tabular: Any, rounding: b
     assert cons.violations(result.x_adv[ok], X[ok]) == 0
 
 
+@pytest.mark.parametrize("rounding", [True, False], ids=["host", "device"])
+def test_a_point_beyond_the_training_range_can_still_be_broken(
+    tabular: Any, rounding: bool
+) -> None:
+    """A row past the inferred bounds by more than eps was clipped into them, outside the
+    ball: never broken, counted robust. Each row's bounds now hold its own value."""
+    import dataclasses
+
+    data, model, cons, _integer, immutable = tabular
+    if not rounding:
+        cons = dataclasses.replace(cons, integer=np.zeros(cons.n_features, dtype=bool))
+    inside = ((data.X_test >= cons.lower) & (data.X_test <= cons.upper)).all(axis=1)
+    X = data.X_test[inside][:60].copy()
+    free = [j for j in range(cons.n_features) if j not in immutable and not cons.integer[j]]
+    X[:, free[0]] = cons.upper[free[0]] + 3.0 * cons.scale[free[0]]  # 3 std past the range
+    y = model.predict(X)
+    result = PGD(PGDConfig(steps=20)).run(model, X, y, eps=0.5, constraints=cons)
+    assert result.success.sum() > 5
+    assert cons.violations(result.x_adv, X) == 0
+    assert np.all(result.perturbation[result.success] <= 0.5 + 1e-6)
+
+
 @pytest.mark.parametrize("attack", ["pgd", "apgd"])
 def test_rounding_without_early_exit_keeps_the_per_point_budget(
     attack: str, mlp: TorchAdapter, digits: Any, integer_pixels: FeatureConstraints

@@ -12,12 +12,18 @@ How
     respects the feasibility constraints of the schema (immutable, integer and one-hot
     features, ranges; bounds the schema does not declare are inferred from the training data
     and reported as such). Tabular ``eps`` is in standard deviations of each feature (the
-    training data's), tensor models' ``eps`` in input units. The attack runs at every radius
+    training data's), tensor models' ``eps`` in input units (``eps_unit``: a model whose
+    ``input_shape`` has two dimensions or more takes tensors; a flat ``(d,)`` shape, which a
+    ``torch.export`` archive of a tabular model carries, is tabular). Without training data,
+    bounds and std units come from the test data, and a sanity finding says so. Each point's
+    bounds hold its own value, so a test point past the training range can still be
+    attacked. The attack runs at every radius
     of ``eps_curve``; each curve point is the per-point worst case over the radii up to it
     (an adversarial example within a smaller ball lies within the larger one).
 Default radius
     Tabular: 0.5 standard deviations (L-inf) or 1.0 (L2). Tensor models: 8/255 of the median
-    feature range (L-inf; the CIFAR-10 standard) or 0.5 of it (L2). Set ``eps`` to the change
+    feature range (declared bounds, else the training data's range without the inferred
+    bounds' margin; L-inf, the CIFAR-10 standard) or 0.5 of it (L2). Set ``eps`` to the change
     an attacker can afford in your domain. ``eps_curve`` defaults to 0.25, 0.5, 1 and 2 times
     ``eps``.
 Metrics
@@ -30,9 +36,10 @@ Metrics
 Sanity findings (status warn; false assurance is worse than no assurance)
     Zero gradients at most points or NaN gradients (white-box attacks), a black-box stage
     breaking points the white-box stages could not (gradient masking), attack success that
-    falls as eps grows (an unreliable attack), predictions that differ when the same rows are
-    asked twice (randomised defences fool attacks), and an attack cut short by the time
-    budget.
+    falls as eps grows (below its best at a smaller radius: an unreliable attack),
+    predictions that differ when the same rows are asked twice (randomised defences fool
+    attacks), an attack cut short by the time or query budget (a black-box stage of ``auto``
+    left no query to search with counts), and bounds inferred from the test data.
 Gate
     Fails when ``robust_accuracy < min_robust_accuracy`` or ``attack_success_rate >
     max_attack_success_rate``; a limit on a rate that is undefined (no correctly classified
@@ -51,7 +58,6 @@ References
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
@@ -78,6 +84,8 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 _CURVE_FACTORS = (0.25, 0.5, 1.0, 2.0)
 _BLACK_BOX = ("square", "hopskipjump")
 _MAX_CHANGES_SHOWN = 10
+# a black-box stage of auto with fewer search iterations than this was cut by the budget
+_MIN_SEARCH_ITERATIONS = 10
 
 
 class EvasionCheckConfig(CheckConfig):
@@ -88,6 +96,8 @@ class EvasionCheckConfig(CheckConfig):
             ``hopskipjump``) or any registered evasion attack id.
         eps: radius (std units for tabular data, input units for tensor models); ``None``
             takes the default described in the module docstring.
+        eps_unit: ``auto`` (input units for a model whose ``input_shape`` has two dimensions
+            or more, else std units), ``std`` or ``input`` (a flat image model).
         norm: ``"inf"`` or ``"2"``.
         eps_curve: radii of the robustness curve (``eps`` is always added).
         n_points: test points attacked (a seeded sample).
@@ -99,6 +109,7 @@ class EvasionCheckConfig(CheckConfig):
 
     attack: str = "auto"
     eps: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    eps_unit: Literal["auto", "std", "input"] = "auto"
     norm: Literal["inf", "2"] = "inf"
     eps_curve: tuple[float, ...] | None = None
     n_points: int = Field(default=200, ge=1)
@@ -162,7 +173,8 @@ def resolve_attack(requested: str, model: ModelAdapter) -> str:
 
 
 def default_eps(norm: str, tensor: bool, constraints: FeatureConstraints) -> float:
-    """The documented default radius (see the module docstring)."""
+    """The documented default radius (see the module docstring); ``constraints`` give the
+    feature ranges (for tensors, build them with ``margin=0``: the data's own range)."""
     if not tensor:
         return 0.5 if norm == "inf" else 1.0
     width = constraints.upper - constraints.lower
@@ -227,12 +239,21 @@ class EvasionCheck(Check):
         except CapabilityError as err:
             return self.skip(ctx, str(err))
 
-        tensor = getattr(model, "input_shape", None) is not None
+        tensor = _takes_tensors(cfg.eps_unit, model)
         reference = ctx.train.features if ctx.train is not None else frame
+        schema = ctx.schema or FeatureSchema()
         constraints = FeatureConstraints.from_schema(
-            ctx.schema or FeatureSchema(), names, reference, scale_by_std=not tensor
+            schema, names, reference, scale_by_std=not tensor
         )
-        eps = cfg.eps if cfg.eps is not None else default_eps(cfg.norm, tensor, constraints)
+        eps = cfg.eps
+        if eps is None:
+            # tensors: the data's own range (the inferred bounds add a margin)
+            ranges = (
+                FeatureConstraints.from_schema(schema, names, reference, margin=0.0)
+                if tensor
+                else constraints
+            )
+            eps = default_eps(cfg.norm, tensor, ranges)
         radii = sorted({*(cfg.eps_curve or [f * eps for f in _CURVE_FACTORS]), eps})
 
         rng = ctx.rng(self.id)
@@ -248,6 +269,13 @@ class EvasionCheck(Check):
         seed = int(rng.integers(2**31 - 1))
 
         sanity: list[str] = []
+        inferred = any(source == "inferred" for source in constraints.bound_source)
+        if ctx.train is None and (inferred or not tensor):
+            sanity.append(
+                "no training data: bounds and std units come from the test data (the points "
+                "attacked among them), which can pin the attack; give data.train or declare "
+                "the features' ranges in the schema"
+            )
         differ = int(np.sum(np.asarray(model.predict(X)) != np.asarray(model.predict(X))))
         if differ:
             sanity.append(
@@ -295,6 +323,7 @@ class EvasionCheck(Check):
             "norm": cfg.norm,
             "eps": eps,
             "eps_unit": "std" if not tensor else "input",
+            "bounds_reference": "train" if ctx.train is not None else "test",
             "robustness_curve": curve,
             "curve_complete": len(results) == len(radii),
             "constraints": constraints.describe(),
@@ -433,17 +462,21 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
                     f"the black-box {stage['attack']} attack broke {new} point(s) the "
                     f"white-box attacks of {attack_id} could not: gradient masking suspected"
                 )
-    # each radius's own success count (no worst-case merge): it should not fall as eps grows
-    items = list(results.items())
-    for (r1, a), (r2, b) in itertools.pairwise(items):
-        s1 = int((a.success & a.clean_correct).sum())
-        s2 = int((b.success & b.clean_correct).sum())
-        attacked = max(int(a.clean_correct.sum()), 1)
-        if s1 - s2 > max(1, 0.02 * attacked):
+    # each radius's own success count (no worst-case merge): it should not fall below its
+    # best at a smaller radius as eps grows (neighbours alone miss a steady decline)
+    best: tuple[float, int] | None = None
+    for radius, result in results.items():
+        count = int((result.success & result.clean_correct).sum())
+        attacked = max(int(result.clean_correct.sum()), 1)
+        if best is not None and best[1] - count > max(1, 0.02 * attacked):
             notes.append(
-                f"attack success falls from {s1} points at eps={r1:g} to {s2} at eps={r2:g}: "
-                "the attack is unreliable here (too few queries or a masked loss)"
+                f"attack success falls from {best[1]} points at eps={best[0]:g} to {count} at "
+                f"eps={radius:g}: the attack is unreliable here (too few queries or a masked "
+                "loss)"
             )
+            break
+        if best is None or count > best[1]:
+            best = (radius, count)
     # candidates lost to integer / one-hot rounding: each radius's own count, or its stages'
     rejected = 0
     for result in results.values():
@@ -480,9 +513,28 @@ def _cut_by_query_budget(main: EvasionResult) -> bool:
     stages = main.extra.get("stages")
     if isinstance(stages, list) and stages:
         cut = [s for s in stages if isinstance(s, dict) and s.get("stopped") == "query budget"]
-        # no stage stopped on the budget: auto skipped a later stage for lack of it
-        return not cut or any(s.get("attack") not in _BLACK_BOX for s in cut)
-    return main.attack not in _BLACK_BOX
+        # no stage stopped on the budget: auto skipped a later stage for lack of it; a
+        # black-box stage left too few queries to search with barely started
+        return not cut or any(
+            s.get("attack") not in _BLACK_BOX or _barely_searched(s.get("iterations")) for s in cut
+        )
+    return main.attack not in _BLACK_BOX or main.extra.get("iterations") == 0
+
+
+def _barely_searched(iterations: Any) -> bool:
+    """A black-box stage of ``auto`` that the earlier stages left fewer than
+    ``_MIN_SEARCH_ITERATIONS`` iterations did not run its course (1 iteration was seen
+    with ``steps: 10`` and a 28-query cap)."""
+    return isinstance(iterations, int) and iterations < _MIN_SEARCH_ITERATIONS
+
+
+def _takes_tensors(eps_unit: str, model: ModelAdapter) -> bool:
+    """Whether eps is in input units: asked for, or ``auto`` with an ``input_shape`` of two
+    dimensions or more (a flat shape is what a tabular ``torch.export`` archive carries)."""
+    if eps_unit != "auto":
+        return eps_unit == "input"
+    shape = getattr(model, "input_shape", None)
+    return shape is not None and len(tuple(shape)) >= 2
 
 
 def _judge(

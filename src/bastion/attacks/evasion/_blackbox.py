@@ -163,8 +163,6 @@ class Space:
         # features that never move: immutable ones, and one-hot groups holding one
         self.fixed = cons.fixed_columns()
         self.mutable = np.flatnonzero(~self.fixed)
-        self._int_lo = np.ceil(cons.lower - 1e-9)
-        self._int_hi = np.floor(cons.upper + 1e-9)
         self._discrete = cons.integer.copy()
         for group in cons.one_hot_groups:
             self._discrete[group] = True
@@ -180,7 +178,7 @@ class Space:
         x: np.ndarray = z * self.scale
         if self._discrete.any():
             x[:, self._discrete] = np.rint(x[:, self._discrete])
-        np.clip(x, cons.lower, cons.upper, out=x)
+        np.clip(x, *cons.row_bounds(self.x0[rows]), out=x)
         # last: a fixed feature keeps its value, in bounds or not
         x[:, self.fixed] = self.x0[rows][:, self.fixed]
         return x
@@ -209,11 +207,12 @@ class Space:
         ``eps`` ball around them when ``eps`` is given."""
         cons = self.constraints
         x0 = self.x0[rows]
+        lower, upper = cons.row_bounds(x0)
         x = z * self.scale
         x[:, self.fixed] = x0[:, self.fixed]
-        np.clip(x, cons.lower, cons.upper, out=x)
+        np.clip(x, lower, upper, out=x)
         if eps is not None:
-            x = self._into_ball(x, x0, eps, norm)
+            x = self._into_ball(x, x0, eps, norm, lower, upper)
         if cons.integer.any():
             cols = cons.integer
             if eps is None:
@@ -227,13 +226,23 @@ class Space:
                     base + np.trunc(step + np.copysign(1e-7, step)),
                     np.rint(x[:, cols]),
                 )
-            x[:, cols] = np.clip(vals, self._int_lo[cols], self._int_hi[cols])
+            # whole numbers inside the bounds (a hair of tolerance for float bounds)
+            lo, hi = np.ceil(lower[:, cols] - 1e-9), np.floor(upper[:, cols] + 1e-9)
+            x[:, cols] = np.clip(vals, lo, hi)
         if cons.one_hot_groups:
             self._one_hot(x, x0, eps, norm)
         out: np.ndarray = cons.project(x, x0) / self.scale  # the guarantee; idempotent here
         return out
 
-    def _into_ball(self, x: np.ndarray, x0: np.ndarray, eps: float, norm: str) -> np.ndarray:
+    def _into_ball(
+        self,
+        x: np.ndarray,
+        x0: np.ndarray,
+        eps: float,
+        norm: str,
+        lower: np.ndarray,
+        upper: np.ndarray,
+    ) -> np.ndarray:
         radius = eps * self.scale
         if norm == "inf":
             x = np.clip(x, x0 - radius, x0 + radius)
@@ -242,7 +251,7 @@ class Space:
             length = np.sqrt((delta**2).sum(axis=1, keepdims=True))
             factor = np.minimum(1.0, eps / np.maximum(length, 1e-300))
             x = x0 + delta * factor * self.scale
-        out: np.ndarray = np.clip(x, self.constraints.lower, self.constraints.upper)
+        out: np.ndarray = np.clip(x, lower, upper)
         return out
 
     def _one_hot(self, x: np.ndarray, x0: np.ndarray, eps: float | None, norm: str) -> None:

@@ -1902,7 +1902,8 @@ def _project_device(
         length = torch.linalg.vector_norm(delta, dim=1, keepdim=True)
         delta.mul_((eps / length.clamp_min(_TINY)).clamp_max(1.0))
     raw = x0 + (delta.mul_(s) if s is not None else delta)
-    x = raw.clamp_(geo.lower, geo.upper)
+    # each row's bounds hold its own value (FeatureConstraints.row_bounds)
+    x = raw.clamp_(torch.minimum(geo.lower, x0), torch.maximum(geo.upper, x0))
     if geo.frozen is not None:  # last: an immutable value stays, in bounds or not
         x = torch.where(geo.frozen, x0, x)
     diff = x - x0
@@ -2026,15 +2027,16 @@ def _make_chunk(
     eps: float,
 ) -> _Chunk:
     """One batch in scaled space, built on the device: the L-inf ball intersected with the
-    box is a box; immutable features get a box of width zero."""
+    box is a box; immutable features get a box of width zero. Each row's box holds its own
+    value (:meth:`~bastion.attacks.constraints.FeatureConstraints.row_bounds`)."""
     x0 = x / scale if scale is not None else x.clone()
     lo_z, hi_z = bounds
+    lo_row, hi_row = torch.minimum(lo_z, x0), torch.maximum(hi_z, x0)
     if norm == "inf":
-        lo = (x0 - eps).clamp_(min=lo_z)
-        hi = (x0 + eps).clamp_(max=hi_z)
+        lo = torch.maximum(x0 - eps, lo_row)
+        hi = torch.minimum(x0 + eps, hi_row)
     else:
-        lo = lo_z.expand_as(x0).clone()
-        hi = hi_z.expand_as(x0).clone()
+        lo, hi = lo_row, hi_row
     if frozen is not None:
         lo = torch.where(frozen, x0, lo)
         hi = torch.where(frozen, x0, hi)

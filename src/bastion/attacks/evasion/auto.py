@@ -261,4 +261,6 @@ def _stage(result: EvasionResult, attacked: np.ndarray, done_before: np.ndarray)
         "time_s": round(result.elapsed_s, 6),
         "stopped": result.stopped,
         "rejected_after_projection": int(result.extra.get("rejected_after_projection") or 0),
+        # a black-box stage given no query to search with shows 0 (the gate counts it cut)
+        "iterations": result.extra.get("iterations"),
     }
