@@ -461,3 +461,18 @@ def test_the_default_tensor_eps_spans_the_datas_own_range() -> None:
     finding = EvasionCheck(config).execute(ctx)
     assert finding.evidence["eps_unit"] == "input"
     assert finding.evidence["eps"] == pytest.approx(8 / 255 * 16.0)
+
+
+def test_no_point_classified_correctly_is_a_sanity_warning(data: dict[str, Any]) -> None:
+    """Labels the model does not use (string labels for a model answering 0/1): nothing was
+    attacked, and an info-only run passed."""
+    lr = data["lr"]
+    model = CallableAdapter(
+        predict=lambda X: np.array(["yes", "no"])[lr.predict(np.asarray(X))],
+        predict_proba=lambda X: lr.predict_proba(np.asarray(X)),
+        classes=["yes", "no"],
+    )
+    finding = _run(data, model, n_points=20, eps_curve=(0.5,))
+    assert finding.metrics["clean_accuracy"] == 0
+    assert finding.status is Status.WARN
+    assert any("no sampled point is classified correctly" in n for n in finding.evidence["sanity"])

@@ -297,6 +297,16 @@ class EvasionCheck(Check):
         metrics: dict[str, float | int | None] = {
             k: v for k, v in merged.metrics().items() if k != "time_s"
         }
+        if metrics["clean_accuracy"] == 0:
+            # nothing to attack: "robust" by default is no finding (labels written otherwise
+            # than the model's classes, say)
+            classes = getattr(model, "classes_", None)
+            named = f" {list(classes)[:10]}" if classes is not None else " (none declared)"
+            sanity.append(
+                f"no sampled point is classified correctly, so none was attacked: check that "
+                f"the labels ({sorted(map(str, set(y.tolist())))[:5]}) are the model's "
+                f"classes{named}"
+            )
         status, verdict, threshold = _judge(cfg, metrics)
         if status is Status.PASS and sanity:
             status = Status.WARN
