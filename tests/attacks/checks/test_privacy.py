@@ -298,3 +298,31 @@ def test_attribute_inference_skips_when_the_rows_drawn_hold_one_value(
     ran = whole.execute(context(rare, test, model))
     assert ran.status is not Status.ERROR, ran.message
     assert "'rare'" in ran.message
+
+
+def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """The figures are a worst case over the attacks; n_shadow read 0 when the threshold
+    attack had the higher AUC although shadows had trained."""
+    from bastion.attacks.privacy.membership import (
+        ShadowMembership,
+        ShadowMembershipConfig,
+        ThresholdMembership,
+    )
+    from bastion.executor import LocalExecutor
+
+    train, test = cancer
+    forest = fitted(train, RandomForestClassifier(random_state=0))
+    X = np.vstack([train.features.to_numpy(), test.features.to_numpy()])
+    y = np.concatenate([train.labels, test.labels])
+    members = np.arange(len(y)) < train.n_rows
+    results = {
+        "threshold": ThresholdMembership().run(forest, X, y, members),
+        "shadow": ShadowMembership(ShadowMembershipConfig(n_shadow=2)).run(
+            forest, X, y, members, executor=LocalExecutor(max_workers=1)
+        ),
+    }
+    check = MembershipCheck()
+    finding = check._finding(context(train, test, forest), check.config, results, "threshold")
+    assert finding.metrics["n_shadow"] == 2
