@@ -324,5 +324,6 @@ def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
         ),
     }
     check = MembershipCheck()
-    finding = check._finding(context(train, test, forest), check.config, results, "threshold")
+    config = MembershipCheckConfig()
+    finding = check._finding(context(train, test, forest), config, results, "threshold")
     assert finding.metrics["n_shadow"] == 2
