@@ -58,11 +58,16 @@ def resolve_reference(reference: str, *, what: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _importable_train_fn(reference: str) -> str:
-    resolve_reference(reference, what="train_fn")
+def _train_fn_format(reference: str) -> str:
+    module_name, sep, attr = reference.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"train_fn must look like 'package.module:function'; received {reference!r}"
+        )
     return reference
 
 
-# a policy's ``train_fn``: checked when the policy is read, so a reference that does not
-# import is a configuration error (exit 2, no report) rather than a check's error finding
-TrainFnReference = Annotated[str, AfterValidator(_importable_train_fn)]
+# a policy's ``train_fn``: its form is checked when the policy is read; the import happens
+# before a run that uses it (the runner's user_code step), not whenever a policy is read
+# (a scan or a release job need not hold the training code)
+TrainFnReference = Annotated[str, AfterValidator(_train_fn_format)]

@@ -156,6 +156,9 @@ class Check(ABC):
     # the Config fields that are the gate's limits (the rest tune how the check runs): what
     # `bastion attack --limit NAME=VALUE` may set
     gate_limits: ClassVar[tuple[str, ...]] = ()
+    # Config fields naming the user's code ('package.module:function'): imported before the
+    # run, so one that does not import is a bad input (exit 2), not an error finding
+    user_code: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[CheckConfig]] = CheckConfig
 
     def __init__(self, config: CheckConfig | None = None) -> None:

@@ -192,6 +192,19 @@ class _RunOptions:
     started: float
 
 
+def _import_user_code(checks: Sequence[Check]) -> None:
+    """Import the user's code the checks about to run name (``Check.user_code``): one that
+    does not import is a bad input, refused before any check runs."""
+    from bastion._user_code import resolve_reference
+
+    for check in checks:
+        for option in check.user_code:
+            reference = getattr(check.config, option, None)
+            if reference is not None:
+                where = f"checks.{check.category}.{check.name}.{option}"
+                resolve_reference(str(reference), what=where)
+
+
 def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Report:
     from bastion.data.profile import Profile
 
@@ -224,6 +237,7 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
         checks = [c for c in checks if c.category in wanted]
         in_scope = {c.id for c in CHECKS if c.category in wanted}
         required &= in_scope
+    _import_user_code(checks)
     plan = list(_plan(checks, inputs, base_ctx))
     t0 = time.perf_counter()
     findings = _execute(plan, _endpoint_urls(inputs), progress)

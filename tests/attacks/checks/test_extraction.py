@@ -244,3 +244,28 @@ def test_without_train_data_the_attacker_holds_half_the_test_rows(tiny: dict[str
     assert finding.evidence["attacker_rows"] == 40
     assert finding.evidence["eval_rows"] == 40
     assert finding.metrics["fidelity"] is not None
+
+
+def test_ctrl_c_while_the_surrogates_train_is_not_a_pass(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every query answered, then Ctrl-C during the full-budget surrogate's training: the
+    curve ends at a smaller budget, and the check passed on it as if the budget had run."""
+    from bastion.attacks.extraction.surrogates import Surrogate
+
+    fit, fits = Surrogate.fit, {"n": 0}
+
+    def interrupted(self: Surrogate, *args: Any, **kw: Any) -> Surrogate:
+        fits["n"] += 1
+        if fits["n"] == 2:  # the second curve point's (the full budget's) training
+            raise KeyboardInterrupt
+        return fit(self, *args, **kw)
+
+    monkeypatch.setattr(Surrogate, "fit", interrupted)
+    config = ExtractionCheckConfig(
+        budget=100, budget_curve=(20,), surrogate="logistic", max_fidelity=1.0
+    )
+    finding = Extraction(config).execute(_ctx(tiny))
+    assert finding.status is Status.WARN, finding.message
+    assert "trained on 20 of 100 queries" in finding.message
+    assert "for 20 natural queries" in finding.message

@@ -694,6 +694,14 @@ def test_labels_as_a_column_vector_and_images_as_images(cancer: dict[str, Any]) 
     for attack in (Square(SquareConfig(n_queries=20)), HopSkipJump()):
         result = attack.run(conv, images, labels, eps=0.1, budget=Budget(max_queries_per_sample=20))
         assert result.x_adv.shape == images.shape
+    # a scikit-learn model of flat rows keeps getting flat rows from image-shaped X
+    flat = LogisticRegression(max_iter=2000).fit(images.reshape(10, -1), labels)
+    for attack in (Square(SquareConfig(n_queries=20)), HopSkipJump()):
+        result = attack.run(
+            SklearnAdapter(flat), images, labels, eps=0.1,
+            budget=Budget(max_queries_per_sample=20),
+        )  # fmt: skip
+        assert result.x_adv.shape == images.shape
 
 
 def test_a_point_beyond_the_training_range_can_still_be_broken(cancer: dict[str, Any]) -> None:

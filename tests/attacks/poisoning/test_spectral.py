@@ -289,7 +289,47 @@ def test_a_bare_conv_module_on_images_and_missing_values_named() -> None:
     )
     result = activation_clustering(net, X, y[:400], min_silhouette=-1.0, presence="transfer")
     assert result.n_flagged >= 0
+    from bastion.models.torch import TorchAdapter
+
+    adapter = TorchAdapter(net)  # no input_shape: it takes the rows as X holds them
+    activation_clustering(adapter, X, y[:400], min_silhouette=-1.0, presence="transfer")
     holes = X.copy()
     holes[5, 0, 2, 3] = np.nan
     with pytest.raises(DataError, match=r"missing or infinite values in 19 \(1 rows\)"):
         penultimate_activations(net, holes)
+
+
+def test_the_source_class_is_named_by_its_label() -> None:
+    """A trigger that fires on one class ('dog') only: the per-class lift named the class by
+    its encoded index."""
+    from bastion.attacks.poisoning.spectral import activation_clustering
+
+    rng = np.random.default_rng(0)
+
+    def rows(n: int, x1: float, x23: float) -> np.ndarray:
+        X = rng.normal(0, 0.3, size=(n, 10))
+        X[:, 1] += x1
+        X[:, 2] += x23
+        X[:, 3] += x23
+        return X
+
+    poison = rows(20, -3, -3)
+    poison[:, 0] = 10.0  # 'dog' rows with the trigger, labelled 'emu'
+    X = np.vstack([rows(60, 3, -3), rows(60, -3, -3), rows(60, 0, 3), poison])
+    y = np.array(["cat"] * 60 + ["dog"] * 60 + ["emu"] * 80)
+
+    class OneToOne:  # the backdoor fires on 'dog' rows only
+        def predict(self, Z: Any) -> np.ndarray:
+            Z = np.asarray(Z)
+            out = np.where(
+                (Z[:, 2] > 0) & (Z[:, 3] > 0), "emu", np.where(Z[:, 1] > 0, "cat", "dog")
+            )
+            return np.where((Z[:, 0] > 5) & (Z[:, 1] < 0), "emu", out)
+
+    found = activation_clustering(
+        OneToOne(), X, y, activations=X, presence="transfer", n_transfer_features=1, seed=0
+    )
+    emu = found.details["classes"]["emu"]
+    assert found.details["suspect_classes"] == ["emu"]
+    assert emu["source_class"] == "dog"
+    assert emu["source_lift"] == 1.0

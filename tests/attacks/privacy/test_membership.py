@@ -522,3 +522,29 @@ def test_inputs_that_would_fail_late_are_refused_early(
             executor=SERIAL,
         )  # fmt: skip
     assert forest.n_queries == before
+
+
+def test_a_non_member_of_a_class_the_model_never_saw_is_a_record_like_any(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    y = cancer["y_eval"].copy()
+    rare = np.flatnonzero(~cancer["is_member"])[:3]
+    y[rare] = 2  # a class missing from the training split
+    result = ThresholdMembership().run(forest, cancer["X_eval"], y, cancer["is_member"])
+    assert result.metrics["auc"] > 0.55
+    members = np.flatnonzero(cancer["is_member"])[:1]
+    y[members] = 2  # a member's label the model cannot hold: labels written otherwise
+    with pytest.raises(ConfigError, match=r"labels \[2\] of 1 member\(s\) are not among"):
+        ThresholdMembership().run(forest, cancer["X_eval"], y, cancer["is_member"])
+
+
+def test_missing_flags_and_lengths_are_named(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    X, y, members = cancer["X_eval"], cancer["y_eval"], cancer["is_member"]
+    flags = pd.array(members, dtype="boolean")
+    flags[4] = pd.NA
+    with pytest.raises(ConfigError, match=r"True / False \(or 1 / 0\)"):
+        ThresholdMembership().run(forest, X, y, flags)
+    with pytest.raises(ConfigError, match="X, y and is_member must have the same length"):
+        ThresholdMembership().run(forest, X, y.astype(str), members[:-1])

@@ -211,11 +211,14 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
         return Status.WARN, f"No query was answered (stopped: {result.stopped}); nothing judged."
     if limit is not None and fidelity > limit:
         return Status.FAIL, f"Fidelity {fidelity:.4f} exceeds max_fidelity {limit:g}."
-    short = result.queries_used < result.budget
+    # the fidelity judged is the last curve point's: short of the budget when the queries
+    # stopped early, or when the surrogates' training did (Ctrl-C)
+    trained_on = result.curve[-1].queries if result.curve else result.queries_used
+    short = trained_on < result.budget
     if short:
         reach = (
-            f"Stopped ({result.stopped}) after {result.queries_used} of {result.budget} queries: "
-            "the fidelity at the full budget was not measured"
+            f"Stopped ({result.stopped}) with a surrogate trained on {trained_on} of "
+            f"{result.budget} queries: the fidelity at the full budget was not measured"
         )
         if limit is None:
             return Status.WARN, reach + " (report only: no max_fidelity)."
@@ -239,9 +242,10 @@ def _describe(result: ExtractionResult, n_eval: int) -> str:
     labels = "probabilities" if result.soft_labels else "labels"
     if result.fidelity is None:
         return f"Extraction with {result.strategy} queries got no answer."
+    trained_on = result.curve[-1].queries if result.curve else result.queries_used
     return (
         f"A {result.surrogate} surrogate trained on the model's {labels} for "
-        f"{result.queries_used} {result.strategy} queries agrees with the model on "
+        f"{trained_on} {result.strategy} queries agrees with the model on "
         f"{result.fidelity:.2%} of {n_eval} test rows{accuracy}."
     )
 

@@ -95,6 +95,7 @@ class MembershipCheck(Check):
 
     id = "PRV001"
     gate_limits = ("max_auc", "max_tpr_at_1pct_fpr")
+    user_code = ("train_fn",)
     name = "membership"
     title = "Membership inference"
     category = "privacy"

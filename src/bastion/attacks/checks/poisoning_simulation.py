@@ -105,6 +105,8 @@ class PoisoningSimulationConfig(CheckConfig):
         unused: list[str] = []
         if self.kind == "label_flip":
             unused += [n for n in ("target_class", "source_class", "trigger") if _set(self, n)]
+            if "max_backdoor_success" in self.model_fields_set:  # a limit never judged
+                unused.append("max_backdoor_success")
             if self.mode == "random":
                 unused += [f"{n} (mode: targeted)" for n in ("source", "target") if _set(self, n)]
         else:
@@ -137,6 +139,7 @@ class PoisoningSimulationCheck(Check):
 
     id = "POI002"
     gate_limits = ("max_accuracy_drop", "max_backdoor_success")
+    user_code = ("train_fn",)
     name = "simulation"
     title = "Poisoning sensitivity (simulated)"
     category = "poisoning"

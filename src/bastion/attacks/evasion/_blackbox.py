@@ -64,8 +64,9 @@ def attack_inputs(
 ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, Space]:
     """Rows, their original shape, labels and the feasible space every black-box attack
     starts from; a label count that does not match the rows is a named error. The model
-    receives rows in its ``input_shape`` when it declares one, else in X's own row shape
-    (images stay images, as the white-box attacks send them)."""
+    receives rows in its ``input_shape`` when it declares one; a torch model without one,
+    in X's own row shape (images stay images, as the white-box attacks send them); any
+    other model (scikit-learn, ONNX, a callable), flat rows."""
     x, shape = as_rows(X)
     labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column vector of labels
@@ -75,7 +76,12 @@ def attack_inputs(
     if len(labels) != len(x):
         raise DataError(f"y has {len(labels)} labels for {len(x)} rows of X")
     declared = getattr(model, "input_shape", None)
-    row_shape = tuple(int(s) for s in declared) if declared else tuple(shape[1:])
+    if declared:
+        row_shape = tuple(int(s) for s in declared)
+    elif getattr(model, "module", None) is not None:
+        row_shape = tuple(shape[1:])
+    else:
+        row_shape = ()
     return x, shape, labels, Space(constraints, x, row_shape)
 
 

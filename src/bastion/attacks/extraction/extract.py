@@ -371,7 +371,7 @@ class ExtractionAttack(Attack):
         for point in points:
             sub_proba = None if proba is None else proba[:point]
             best: tuple[float, SurrogateName, Surrogate, np.ndarray] | None = None
-            scores = {}
+            point_scores: dict[str, float] = {}
             try:
                 for family in families:
                     fitted = Surrogate(family, seed).fit(
@@ -379,7 +379,7 @@ class ExtractionAttack(Attack):
                     )
                     pred = fitted.predict(X_eval)
                     fidelity = float(np.mean(pred == v_eval))
-                    scores[family] = fidelity
+                    point_scores[family] = fidelity
                     if best is None or fidelity > best[0]:
                         best = (fidelity, family, fitted, pred)
             except KeyboardInterrupt:
@@ -390,6 +390,7 @@ class ExtractionAttack(Attack):
             if best is None:  # pragma: no cover - families is never empty
                 raise ConfigError("no surrogate family to train")
             fidelity, name, model, pred = best
+            scores = point_scores  # the reported point's, never an interrupted one's
             nominal = point if point in checkpoints else min(b for b in checkpoints if b > point)
             curve.append(
                 CurvePoint(

@@ -619,7 +619,7 @@ class _PresenceTests:
             rng = np.random.default_rng([self.seed, c])
             sample = np.sort(rng.choice(others, size=self.max_rows, replace=False))
         base = self.rows[sample]
-        groups = self._source_groups(self.labels[sample])
+        groups = self._source_groups(self.labels[sample], self.y[sample])
         judged: list[_Judged] = []
         for cluster in candidates:
             rest = np.setdiff1d(rows, cluster)
@@ -682,14 +682,15 @@ class _PresenceTests:
         return features, median[features], np.asarray(predicted == value)
 
     @staticmethod
-    def _source_groups(labels: np.ndarray) -> list[tuple[Any, np.ndarray]]:
-        """The sampled rows of each other class with enough rows to measure a share."""
-        names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-        return [
-            (jsonable(names[k]), np.flatnonzero(inverse == k))
-            for k in range(len(names))
-            if counts[k] >= _MIN_SOURCE_ROWS
-        ]
+    def _source_groups(codes: np.ndarray, labels: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+        """The sampled rows of each other class with enough rows to measure a share, by the
+        class's label (``codes`` are the encoded labels)."""
+        _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        groups = []
+        for k in np.flatnonzero(counts >= _MIN_SOURCE_ROWS):
+            members = np.flatnonzero(inverse == k)
+            groups.append((jsonable(labels[members[0]]), members))
+        return groups
 
     def _marked(
         self,
@@ -741,6 +742,10 @@ def _predictor(model: Any, row_shape: tuple[int, ...] = ()) -> Any:
     taking rows of ``row_shape`` (flat rows of images are reshaped for it)."""
     predict = getattr(model, "predict", None)
     if callable(predict):
+        torch_rows = getattr(model, "module", None) is not None
+        if len(row_shape) >= 2 and torch_rows and getattr(model, "input_shape", None) is None:
+            # a torch adapter without input_shape: its module takes the rows as X holds them
+            return lambda rows: predict(np.asarray(rows).reshape(len(rows), *row_shape))
         return predict
     from bastion.models.torch import TorchAdapter, module_device
 

@@ -229,7 +229,7 @@ class ThresholdMembership(_MembershipAttack):
         start = time.perf_counter()
         y = _labels(y, "y")
         members = _membership_flags(is_member)
-        _check_known_labels(model, y, members)
+        _check_known_labels(model, X, y, members)
         tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
         classes = _classes(model, proba, y[rows])
         scores = threshold_scores(proba, classes, y[rows], cfg.score)
@@ -318,7 +318,7 @@ class ShadowMembership(_MembershipAttack):
         recipe = shadow_recipe(model, estimator)
         y = _labels(y, "y")
         members = _membership_flags(is_member)
-        _check_known_labels(model, y, members)
+        _check_known_labels(model, X, y, members)
         if (X_aux is None) != (y_aux is None):
             raise ConfigError("X_aux and y_aux go together; received only one of them")
         if X_aux is not None and y_aux is not None:
@@ -537,8 +537,12 @@ def _membership_flags(is_member: Any) -> np.ndarray:
     flags = np.asarray(is_member)
     if flags.dtype == bool:
         return flags
-    values = pd.unique(pd.Series(flags.ravel()))
-    odd = [v for v in values.tolist() if not (v is True or v is False or v in (0, 1))]
+    values = pd.unique(pd.Series(flags.ravel(), dtype=object))
+    odd = [
+        v
+        for v in values.tolist()
+        if v is pd.NA or pd.isna(v) or not (v is True or v is False or v in (0, 1))
+    ]
     if odd:
         raise ConfigError(
             f"is_member must hold True / False (or 1 / 0) for every record; received {odd[:3]}"
@@ -546,20 +550,25 @@ def _membership_flags(is_member: Any) -> np.ndarray:
     return flags.astype(bool)
 
 
-def _check_known_labels(model: ModelAdapter, y: np.ndarray, members: np.ndarray) -> None:
-    """Labels the model's declared classes do not hold would score every record 0 (the
-    attack would read no leak): refused, naming them, before the model is queried."""
+def _check_known_labels(
+    model: ModelAdapter, X: ArrayLike, y: np.ndarray, members: np.ndarray
+) -> None:
+    """A member's label that the model's declared classes do not hold means the labels are
+    written otherwise than the model's (``"0"`` for ``0``): every record would score 0 and
+    the attack read no leak. Refused, naming them, before the model is queried. A
+    non-member may hold a class the model never saw (a rare class missing from the
+    training split): its confidence is 0, the right signal."""
+    _validate(X, y, members)  # lengths first: the masks below index y with them
     if model.classes_ is None:
         return  # checked against the probability columns once they are known
     classes = np.asarray(model.classes_)
-    unknown = ~np.isin(y, classes)
+    unknown = ~np.isin(y, classes) & members
     if unknown.any():
-        seen = pd.unique(pd.Series(y[unknown])).tolist()[:3]
-        which = "members'" if unknown[members].any() else "non-members'"
+        seen = pd.unique(pd.Series(y[unknown], dtype=object)).tolist()[:3]
         raise ConfigError(
-            f"labels {seen} ({int(unknown.sum())} records, {which} among them) are not among "
-            f"model {model.info.name!r}'s classes {classes.tolist()[:10]}: give the labels "
-            "as the model names its classes"
+            f"labels {seen} of {int(unknown.sum())} member(s) are not among model "
+            f"{model.info.name!r}'s classes {classes.tolist()[:10]}, though it trained on "
+            "them: give the labels as the model names its classes"
         )
 
 
