@@ -364,28 +364,24 @@ def test_interrupt_while_the_surrogates_train_keeps_the_curve_so_far(
         return fit(self, *args, **kw)
 
     monkeypatch.setattr(Surrogate, "fit", interrupted)
-    result = ExtractionAttack(
-        ExtractionConfig(budget=200, budget_curve=(50, 100, 200), surrogate="logistic")
-    ).run(
-        SklearnAdapter(cancer["victim"]),
-        attacker_data=cancer["attacker"],
-        constraints=cancer["constraints"],
-        eval_data=cancer["X_eval"],
-    )
+
+    def extract(surrogate: Any) -> ExtractionResult:
+        config = ExtractionConfig(budget=200, budget_curve=(50, 100, 200), surrogate=surrogate)
+        return ExtractionAttack(config).run(
+            SklearnAdapter(cancer["victim"]),
+            attacker_data=cancer["attacker"],
+            constraints=cancer["constraints"],
+            eval_data=cancer["X_eval"],
+        )
+
+    result = extract("logistic")
     assert result.stopped == "interrupted"
     assert [p.queries for p in result.curve] == [50, 100]
     assert result.queries_used == 200
     assert result.fidelity == result.curve[-1].fidelity
     # with auto, the family scores are the reported point's, not the interrupted one's
     fits["n"] = -3  # two families per point: the 6th fit, the third point's second, stops
-    auto = ExtractionAttack(
-        ExtractionConfig(budget=200, budget_curve=(50, 100, 200), surrogate="auto")
-    ).run(
-        SklearnAdapter(cancer["victim"]),
-        attacker_data=cancer["attacker"],
-        constraints=cancer["constraints"],
-        eval_data=cancer["X_eval"],
-    )
+    auto = extract("auto")
     assert [p.queries for p in auto.curve] == [50, 100]
     assert set(auto.surrogate_scores) == {"logistic", "gradient_boosting"}
     assert auto.fidelity == max(auto.surrogate_scores.values())
