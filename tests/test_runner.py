@@ -349,3 +349,88 @@ def test_labels_that_share_nothing_with_the_model_classes_are_refused(
     inputs = load_inputs(policy, train=train, test=named, model=fitted(train), from_policy=False)
     with pytest.raises(DataError, match="share nothing with the classes of model"):
         run_gate(policy, inputs=inputs, today=TODAY)
+
+
+def test_the_first_query_of_an_attacking_run_is_guarded_too(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The up-front predictions ran before the guard: a model could phone home there."""
+    import socket
+
+    outcomes: list[str] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def phoning_home(X: object) -> np.ndarray:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            outcomes.append("connected")
+        except PermissionError:
+            outcomes.append("refused")
+        return np.zeros(len(X), dtype=int)  # type: ignore[arg-type]
+
+    try:
+        train, test = datasets(split)
+        policy = parse_policy({**POLICY, "checks": {"extraction": {"extraction": {"budget": 50}}}})
+        inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+        inputs.model = CallableAdapter(predict=phoning_home, classes=[0, 1], name="leaky")
+        run_gate(policy, inputs=inputs, categories=["extraction"], today=TODAY)
+        assert outcomes
+        assert set(outcomes) == {"refused"}  # from the first call on
+        outcomes.clear()
+        run_gate(policy, inputs=inputs, categories=["data"], today=TODAY)  # no attack
+        assert set(outcomes) == {"connected"}
+    finally:
+        server.close()
+
+
+class _Interrupted(_Crashes):
+    id: ClassVar[str] = "ZZ903"
+    name: ClassVar[str] = "interrupted"
+    title: ClassVar[str] = "Ctrl-C lands in it"
+
+    def run(self, ctx: CheckContext) -> Finding:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_a_check_still_writes_the_report(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """A check that cannot stop cleanly on its own (poisoning retraining, say): Ctrl-C ended
+    the run with exit 130 and no report."""
+    CHECKS.register(_Interrupted)
+    try:
+        train, test = datasets(split)
+        policy = parse_policy(POLICY)
+        inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+        report = run_gate(policy, inputs=inputs, categories=["data"], today=TODAY)
+    finally:
+        CHECKS._by_id.pop("ZZ903")
+    validate_report_dict(report.to_dict())
+    first = next(f for f in report.findings if f.check_id == "ZZ903")
+    assert first.status is Status.ERROR
+    assert "interrupted (Ctrl-C)" in first.message
+    after = report.findings[report.findings.index(first) + 1 :]
+    assert after
+    assert all(f.status is Status.SKIPPED and "interrupted" in f.message for f in after)
+    assert not report.passed
+
+
+def test_a_model_without_classes_must_answer_with_labels(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """A regressor loaded as a model (a pickle): its outputs were taken for classes, and an
+    info-only attack run passed with "0 correctly classified"."""
+    train, test = datasets(split)
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+    inputs.model = CallableAdapter(predict=lambda X: np.full(len(X), 0.37), name="regressor")
+    with pytest.raises(ModelOutputError, match=r"predicts fractional values .* a regressor"):
+        run_gate(policy, inputs=inputs, today=TODAY)
+    inputs.model = CallableAdapter(predict=lambda X: np.full(len(X), 7), name="elsewhere")
+    with pytest.raises(ModelOutputError, match="none of its answers"):
+        run_gate(policy, inputs=inputs, today=TODAY)
+    inputs.model = CallableAdapter(predict=lambda X: np.ones(len(X)), name="floats")  # 1.0
+    run_gate(policy, inputs=inputs, today=TODAY)  # whole numbers are labels

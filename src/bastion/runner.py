@@ -25,7 +25,7 @@ from bastion.config import DatasetSpec, ModelSpec, Policy
 from bastion.data.dataset import Dataset
 from bastion.data.schema import FeatureSchema
 from bastion.exceptions import ConfigError, DataError
-from bastion.findings import Finding, Severity
+from bastion.findings import Finding, Severity, Status
 from bastion.models.base import ModelAdapter
 from bastion.report import DatasetRef, Report, waiver_entries
 from bastion.reporting.writers import redact
@@ -109,7 +109,32 @@ def load_inputs(
     for ds in (train, test):
         if ds is not None and model is not None:
             _in_model_order(ds, model)
+    datasets = [ds for ds in (train, test) if ds is not None]
+    for column in data.non_features:
+        if not any(column in ds.frame.columns for ds in datasets):
+            raise DataError(
+                f"non-feature column {column!r} is in no dataset; "
+                f"{known_names(column, datasets[0].frame.columns)}"
+            )
+    if train is not None and test is not None:
+        _same_features(train, test)
     return GateInputs(train=train, test=test, model=model, baseline=baseline, schema=schema)
+
+
+def _same_features(train: Dataset, test: Dataset) -> None:
+    """Train and test describe rows with the same features: a feature one of them lacks
+    would surface later as NaN in a combined table (a "model returned NaN" error, or a
+    skipped attack), far from its cause."""
+    for ds, other in ((train, test), (test, train)):
+        missing = [c for c in other.feature_names if c not in ds.feature_names]
+        if missing:
+            where = f" ({ds.path})" if ds.path else ""
+            shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise DataError(
+                f"dataset {ds.name!r}{where} lacks feature column(s) {shown} of dataset "
+                f"{other.name!r}: give both the same feature columns (or list the extra ones "
+                "in data.non_features, --non-feature on bastion attack)"
+            )
 
 
 def _in_model_order(ds: Dataset, model: ModelAdapter) -> None:
@@ -218,18 +243,6 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
             inputs.profiles[ds.name] = Profile.from_frame(ds.frame, seed=policy.seed)
     timings["profile_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    base_ctx = _base_context(policy, inputs)
-    if options.artifacts is not None:
-        base_ctx.artifacts = options.artifacts
-    # Query the models once, up front: a model with NaN or misshapen output is a bad input
-    # (exit 2, no report), not a per-check error.
-    if base_ctx.model is not None and _has_target(inputs.test):
-        base_ctx.predictions("model")
-        if base_ctx.baseline is not None:
-            base_ctx.predictions("baseline")
-    timings["predict_s"] = time.perf_counter() - t0
-
     checks = policy.enabled_checks()
     required = set(policy.spec.gate.required)
     if categories is not None:
@@ -237,7 +250,26 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
         checks = [c for c in checks if c.category in wanted]
         in_scope = {c.id for c in CHECKS if c.category in wanted}
         required &= in_scope
-    _import_user_code(checks)
+
+    t0 = time.perf_counter()
+    base_ctx = _base_context(policy, inputs)
+    if options.artifacts is not None:
+        base_ctx.artifacts = options.artifacts
+    with ExitStack() as guard:
+        if any(c.category in _ATTACK_CATEGORIES for c in checks):
+            # a run that attacks queries the model, and imports the user's code, inside the
+            # controlled environment from the first call on
+            from bastion.attacks.network import only_endpoints
+
+            guard.enter_context(only_endpoints(_endpoint_urls(inputs)))
+        # Query the models once, up front: a model with NaN or misshapen output is a bad
+        # input (exit 2, no report), not a per-check error.
+        if base_ctx.model is not None and _has_target(inputs.test):
+            base_ctx.predictions("model")
+            if base_ctx.baseline is not None:
+                base_ctx.predictions("baseline")
+        _import_user_code(checks)
+    timings["predict_s"] = time.perf_counter() - t0
     plan = list(_plan(checks, inputs, base_ctx))
     t0 = time.perf_counter()
     findings = _execute(plan, _endpoint_urls(inputs), progress)
@@ -309,15 +341,27 @@ def _execute(
     """Run the plan in order; attacks run inside the controlled environment."""
     bar = progress(len(plan)) if progress else None
     findings: list[Finding] = []
+    interrupted = False
     try:
         for check, ctx, skip_reason in plan:
-            if skip_reason is not None:
+            if interrupted:
+                findings.append(check.skip(ctx, "the run was interrupted (Ctrl-C) before it ran"))
+            elif skip_reason is not None:
                 findings.append(check.skip(ctx, skip_reason))
             else:
-                with ExitStack() as stack:
-                    if check.category in _ATTACK_CATEGORIES:
-                        _enter_attack_environment(stack, endpoints, bar, check)
-                    findings.append(check.execute(ctx))
+                started = time.perf_counter()
+                try:
+                    with ExitStack() as stack:
+                        if check.category in _ATTACK_CATEGORIES:
+                            _enter_attack_environment(stack, endpoints, bar, check)
+                        findings.append(check.execute(ctx))
+                except KeyboardInterrupt:
+                    # a check that cannot stop cleanly on its own: the report still comes,
+                    # with this one an error and the rest skipped (the gate does not pass)
+                    interrupted = True
+                    message = "interrupted (Ctrl-C) before it finished: nothing judged"
+                    finding = check.finding(ctx, Status.ERROR, message)
+                    findings.append(finding.with_updates(duration_s=time.perf_counter() - started))
             if bar is not None:
                 bar.advance(f"{check.id} {check.name} {ctx.subject}".strip())
     finally:

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from bastion.attacks.network import host_of, only_endpoints
+from bastion.attacks.network import host_of, only_endpoints, proxy_for
 
 
 def _server() -> socket.socket:
@@ -25,7 +25,7 @@ def test_only_the_named_endpoint_is_reachable() -> None:
             ok.close()
         with (
             only_endpoints(["https://models.invalid"]),
-            pytest.raises(PermissionError, match=r"'127\.0\.0\.1' refused during an attack"),
+            pytest.raises(PermissionError, match=r"'127\.0\.0\.1' port \d+ refused during an"),
         ):
             socket.create_connection(("127.0.0.1", port), timeout=2)
         # outside the block the guard is gone
@@ -46,3 +46,75 @@ def test_local_ipc_is_not_the_network() -> None:
 def test_host_of() -> None:
     assert host_of("https://User:pw@Models.Example:8443/v2") == "models.example"
     assert host_of("not a url") == ""
+
+
+def test_another_port_on_the_endpoints_host_is_refused() -> None:
+    """The rule compared hosts only: a model or training function could reach Redis or
+    PostgreSQL beside the endpoint."""
+    endpoint, other = _server(), _server()
+    port, other_port = endpoint.getsockname()[1], other.getsockname()[1]
+    try:
+        with only_endpoints([f"http://127.0.0.1:{port}"]):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            with pytest.raises(PermissionError, match=rf"port {other_port} refused"):
+                socket.create_connection(("127.0.0.1", other_port), timeout=2)
+    finally:
+        endpoint.close()
+        other.close()
+
+
+def test_datagrams_and_name_lookups_are_guarded_too() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with only_endpoints(["https://models.invalid"]):
+            with pytest.raises(PermissionError, match="refused during an attack"):
+                sender.sendto(b"secret", receiver.getsockname())
+            with pytest.raises(PermissionError, match=r"a lookup of 'example\.org' refused"):
+                socket.getaddrinfo("example.org", 443)
+        sender.sendto(b"ok", receiver.getsockname())  # outside: passes
+        assert receiver.recv(8) == b"ok"
+    finally:
+        receiver.close()
+        sender.close()
+
+
+def test_overlapping_blocks_in_threads_leave_no_guard_behind() -> None:
+    """Each block saved and restored the socket methods it found: overlapping blocks left
+    the second unguarded, then a guard installed for good."""
+    import threading
+
+    server = _server()
+    port = server.getsockname()[1]
+    entered, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def other_attack() -> None:
+        with only_endpoints(["https://b.invalid"]):
+            entered.set()
+            release.wait(5)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                seen.append("allowed")
+            except PermissionError:
+                seen.append("refused")
+
+    try:
+        worker = threading.Thread(target=other_attack)
+        with only_endpoints(["https://a.invalid"]):
+            worker.start()
+            entered.wait(5)
+        release.set()  # the first block closed; the second is still open
+        worker.join(5)
+        assert seen == ["refused"]
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # none left
+    finally:
+        server.close()
+
+
+def test_the_proxy_that_reaches_the_endpoint_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert proxy_for("https://models.example/v2") == "http://proxy.corp:3128"
+    assert proxy_for("https://internal.example/v2") is None

@@ -189,6 +189,54 @@ def test_non_feature_columns_stay_out_of_the_model_input(
     code, report = attack(project, "extraction", "--budget", "100", "--non-feature", "patient_id")
     assert code in (0, 1)
     assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
+    # the id column in --data only, with --train too: a non-feature of one file is fine
+    train = str(project / "data" / "train.csv")
+    code, report = attack(
+        project, "extraction", "--budget", "100", "--train", train, "--non-feature", "patient_id"
+    )
+    assert code in (0, 1)
+    code, _ = attack(project, "extraction", "--train", train, "--non-feature", "patient_ld")
+    assert code == 2
+    assert "non-feature column 'patient_ld' is in no dataset" in capsys.readouterr().err
+
+
+def test_a_train_file_lacking_a_feature_is_named(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It surfaced as "predict_proba returned NaN" in a check, exit 1."""
+    frame = pd.read_csv(project / "data" / "train.csv")
+    frame.drop(columns=[frame.columns[3]]).to_csv(project / "data" / "train.csv", index=False)
+    train = str(project / "data" / "train.csv")
+    code, report = attack(project, "membership", "--train", train, "--attack", "threshold")
+    assert code == 2
+    assert report == {}
+    assert f"lacks feature column(s) '{frame.columns[3]}' of dataset 'test'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_output_paths_that_cannot_be_written_and_a_run_without_adversarials(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = project / "reports"
+    folder.mkdir()
+    code = run([
+        "attack", "extraction", "--model", str(project / "model.onnx"),
+        "--data", str(project / "data" / "test.csv"), "--target", "diagnosis",
+        "--out", str(folder),
+    ])  # fmt: skip
+    assert code == 2  # refused before the attack ran, not after it
+    assert "--out" in capsys.readouterr().err
+    # an evasion run that produced nothing (PGD asked of an ONNX model: skipped, so the gate
+    # fails): the verdict's exit code stands (it became 2) and stderr says why
+    adv = project / "adv.npy"
+    code, report = attack(project, "evasion", "--attack", "pgd", "--save-adv", str(adv))
+    assert code == 1
+    assert report != {}
+    assert not adv.exists()
+    assert "nothing written, the attack produced no adversarial examples" in (
+        capsys.readouterr().err
+    )
 
 
 def test_bad_attack_option_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

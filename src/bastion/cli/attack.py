@@ -167,7 +167,16 @@ def run_attack(request: AttackRequest) -> int:
         for reason in report.verdict.reasons:
             console.print(f"  - {reason}", markup=False)
     if request.save_adv is not None:
-        _save_adversarial(artifacts, request.save_adv)
+        if artifacts.get("evasion_result") is None:
+            # the attack did not run to a result (skipped or an error, in the report): the
+            # verdict's exit code stands, the missing file is said on stderr
+            err_console.print(
+                f"--save-adv {request.save_adv}: nothing written, the attack produced no "
+                "adversarial examples (see the report)",
+                markup=False,
+            )
+        else:
+            _save_adversarial(artifacts, request.save_adv)
     return report.verdict.exit_code
 
 
@@ -181,6 +190,8 @@ def _check_outputs(request: AttackRequest) -> None:
     for flag, path in (("--out", request.out), ("--save-adv", request.save_adv)):
         if path is not None and not path.parent.is_dir():
             raise ConfigError(f"{flag} {path}: the folder {path.parent} does not exist")
+        if path is not None and path.is_dir():
+            raise ConfigError(f"{flag} {path}: is a folder; name a file")
 
 
 def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:

@@ -398,7 +398,11 @@ def attack_evasion(
         int | None, typer.Option("--steps", help="Iterations (PGD, APGD, HopSkipJump).")
     ] = None,
     budget: Annotated[
-        int | None, typer.Option("--budget", help="Queries per point (black-box).")
+        int | None,
+        typer.Option(
+            "--budget",
+            help="Queries per point for each radius of the robustness curve (black-box).",
+        ),
     ] = None,
     seed: SeedOpt = 0,
     output_format: FormatOpt = OutputFormat.text,

@@ -49,7 +49,9 @@ class Dataset:
     )
 
     def __post_init__(self) -> None:
-        named = (self.target, *self.sensitive, *self.non_features)
+        # a non-feature may be in one file only (an id column in the test file): the runner
+        # checks that each is in some dataset
+        named = (self.target, *self.sensitive)
         missing = [c for c in named if c and c not in self.frame.columns]
         if missing:
             where = f" ({self.path})" if self.path else ""

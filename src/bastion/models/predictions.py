@@ -80,6 +80,7 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
         classes = np.asarray(model.classes_)
         _check_labels_overlap(data, model, classes, y_true)
     else:
+        _check_undeclared_labels(data, model, y_true, np.asarray(y_pred))
         classes = np.unique(np.concatenate([np.unique(y_true), np.unique(y_pred)]))
     unknown = np.setdiff1d(np.unique(y_pred), classes)
     if unknown.size:
@@ -129,6 +130,26 @@ def _missing_by_column(X: Any) -> dict[str, int]:
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     counts = frame.isna().sum()
     return {str(c): int(n) for c, n in counts.items() if n}
+
+
+def _check_undeclared_labels(
+    data: Dataset, model: ModelAdapter, y_true: np.ndarray, y_pred: np.ndarray
+) -> None:
+    """A model that declares no classes must still answer with labels: fractional outputs
+    (a regressor), or answers that share no value with the dataset's labels, would be taken
+    for classes and judged as a classifier that is always wrong."""
+    if y_pred.dtype.kind == "f" and not np.all(np.mod(y_pred[np.isfinite(y_pred)], 1) == 0):
+        raise ModelOutputError(
+            f"model {model.info.name!r} predicts fractional values (e.g. "
+            f"{y_pred[:3].tolist()}), not class labels: a regressor? the checks need a "
+            "classifier"
+        )
+    if len(y_pred) and not np.isin(y_pred, y_true).any():
+        raise ModelOutputError(
+            f"model {model.info.name!r} declares no classes and none of its answers (e.g. "
+            f"{np.unique(y_pred)[:3].tolist()}) is a label of dataset {data.name!r} (e.g. "
+            f"{np.unique(y_true)[:3].tolist()})"
+        )
 
 
 def _check_labels_overlap(

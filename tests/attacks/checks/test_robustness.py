@@ -476,3 +476,22 @@ def test_no_point_classified_correctly_is_a_sanity_warning(data: dict[str, Any])
     assert finding.metrics["clean_accuracy"] == 0
     assert finding.status is Status.WARN
     assert any("no sampled point is classified correctly" in n for n in finding.evidence["sanity"])
+
+
+def test_ctrl_c_stops_the_whole_curve(data: dict[str, Any]) -> None:
+    """Ctrl-C stopped one radius; the check went on with the others (80 s more)."""
+    lr, calls = data["lr"], {"n": 0}
+
+    def proba(X: Any) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return np.asarray(lr.predict_proba(np.asarray(X)))
+
+    model = CallableAdapter(
+        predict=lambda X: lr.predict(np.asarray(X)), predict_proba=proba, classes=[0, 1]
+    )
+    finding = _run(data, model, n_points=30)
+    assert finding.evidence["curve_complete"] is False
+    assert len(finding.evidence["robustness_curve"]) == 1
+    assert any("interrupted" in note for note in finding.evidence["sanity"])

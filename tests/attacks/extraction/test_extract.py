@@ -536,3 +536,31 @@ def test_soft_labels_teach_the_boundary_when_every_answer_is_one_class(surrogate
     # near the boundary the surrogate is unsure, far from it sure (a constant: 0 everywhere)
     unsure = soft.uncertainty(queries)
     assert unsure[queries[:, 0] < 0.3].mean() > 0.5 > unsure[queries[:, 0] > 1.5].mean()
+
+
+def test_the_time_budget_bounds_the_surrogates_training_too(
+    cancer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It bounded the queries only: training every curve point ran 30 s past a 3 s budget."""
+    fit = Surrogate.fit
+
+    def slow(self: Surrogate, *args: Any, **kw: Any) -> Surrogate:
+        time.sleep(0.3)
+        return fit(self, *args, **kw)
+
+    monkeypatch.setattr(Surrogate, "fit", slow)
+    started = time.perf_counter()
+    result = ExtractionAttack(
+        ExtractionConfig(budget=200, budget_curve=(50, 100, 200), surrogate="logistic")
+    ).run(
+        SklearnAdapter(cancer["victim"]),
+        attacker_data=cancer["attacker"],
+        constraints=cancer["constraints"],
+        eval_data=cancer["X_eval"],
+        victim_eval_labels=cancer["victim"].predict(cancer["X_eval"]),
+        budget=Budget(max_seconds=0.45),
+    )
+    assert time.perf_counter() - started < 1.2  # three fits would take 0.9 s and more
+    assert result.stopped == "time budget"
+    assert result.queries_used == 200  # the queries were in time
+    assert 1 <= len(result.curve) < 3  # [50, 100] here: a fit starts only in time

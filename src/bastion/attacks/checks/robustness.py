@@ -101,7 +101,8 @@ class EvasionCheckConfig(CheckConfig):
         norm: ``"inf"`` or ``"2"``.
         eps_curve: radii of the robustness curve (``eps`` is always added).
         n_points: test points attacked (a seeded sample).
-        max_queries_per_sample: per-point query cap of each run.
+        max_queries_per_sample: per-point query cap of each run (each radius of the curve
+            is a run; the evidence's queries are the run at ``eps``).
         max_seconds: wall-time budget of the whole check.
         min_robust_accuracy, max_attack_success_rate: the gate (off when ``None``).
         n_samples: adversarial examples shown under ``evidence["samples"]``.
@@ -406,6 +407,8 @@ def _run_curve(
             budget=budget,
             seed=seed,
         )
+        if results[radius].stopped == "interrupted":
+            break  # Ctrl-C stops the check, not one radius of it
     return dict(sorted(results.items()))
 
 

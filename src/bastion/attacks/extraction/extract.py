@@ -368,10 +368,17 @@ class ExtractionAttack(Attack):
         model: Surrogate | None = None
         name: SurrogateName = families[0]
         scores: dict[str, float] = {}
+        if len(points) > 1 and _out_of_time(tracker):
+            # the queries used the time up: the surrogate of every answer, the figure judged
+            points = points[-1:]
         for point in points:
             sub_proba = None if proba is None else proba[:point]
             best: tuple[float, SurrogateName, Surrogate, np.ndarray] | None = None
             point_scores: dict[str, float] = {}
+            if curve and _out_of_time(tracker):
+                # the time budget bounds the training too (one point always trains)
+                stopped = tracker.exhausted_reason or "time budget"
+                break
             try:
                 for family in families:
                     fitted = Surrogate(family, seed).fit(
@@ -555,3 +562,11 @@ def _labels(values: Any, n: int, name: str) -> np.ndarray:
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{name} must hold one label per evaluation row ({n}); received {y.shape}")
     return y
+
+
+def _out_of_time(tracker: BudgetTracker) -> bool:
+    limit = tracker.budget.max_seconds
+    if limit is not None and tracker.elapsed_s >= limit:
+        tracker.exhausted_reason = tracker.exhausted_reason or "time budget"
+        return True
+    return False
