@@ -479,7 +479,7 @@ def _expected(field: FieldInfo) -> str | None:
     lo: Any = None
     hi: Any = None
     lo_strict = hi_strict = False
-    for meta in field.metadata:
+    for meta in [*field.metadata, *_union_metadata(field.annotation)]:
         if isinstance(meta, annotated_types.Ge):
             lo = meta.ge
         elif isinstance(meta, annotated_types.Gt):
@@ -496,6 +496,19 @@ def _expected(field: FieldInfo) -> str | None:
     if hi is not None:
         bounds.append(f"{'<' if hi_strict else '<='} {hi}")
     return f"{base} {' and '.join(bounds)}" if bounds else base
+
+
+def _union_metadata(annotation: Any) -> list[Any]:
+    """Constraints of an ``Annotated`` member of ``X | None`` (``Fraction | None``: its range),
+    which pydantic keeps on the member, not on the field."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return []
+    out: list[Any] = []
+    for member in typing.get_args(annotation):
+        if typing.get_origin(member) is Annotated:
+            for extra in typing.get_args(member)[1:]:
+                out.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
+    return out
 
 
 def _describe_type(annotation: Any) -> str | None:

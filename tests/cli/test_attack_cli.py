@@ -90,7 +90,7 @@ def test_a_limit_on_the_command_line_is_the_gate(project: Path) -> None:
          "min_robust_accuracy, max_attack_success_rate"),
         ("min_robust_accuracy", "--limit 'min_robust_accuracy': expected NAME=VALUE"),
         ("min_robust_accuracy=high", "min_robust_accuracy"),
-        ("min_robust_accuracy=1.5", "min_robust_accuracy"),
+        ("min_robust_accuracy=1.5", "min_robust_accuracy: expected a number (or null) between 0.0"),
     ],
 )  # fmt: skip
 def test_a_bad_limit_exits_2_before_the_attack(
