@@ -434,3 +434,29 @@ def test_a_model_without_classes_must_answer_with_labels(
         run_gate(policy, inputs=inputs, today=TODAY)
     inputs.model = CallableAdapter(predict=lambda X: np.ones(len(X)), name="floats")  # 1.0
     run_gate(policy, inputs=inputs, today=TODAY)  # whole numbers are labels
+
+
+def test_legitimate_setups_the_new_input_checks_must_not_refuse(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = datasets(split)
+    policy = parse_policy(POLICY)
+    # a test set of one class that a model without declared classes always misses: a
+    # valid, failing model (the answers are labels, just wrong ones)
+    ones = Dataset.from_frame(
+        test.frame[test.frame["target"] == 1].reset_index(drop=True), name="test", target="target"
+    )
+    inputs = load_inputs(policy, train=train, test=ones, from_policy=False)
+    inputs.model = CallableAdapter(predict=lambda X: np.zeros(len(X), dtype=int), name="zeros")
+    run_gate(policy, inputs=inputs, today=TODAY)
+    # a model that names its inputs, and a test file with one unused column more
+    extra = Dataset.from_frame(
+        test.frame.assign(scored_at=1.0),
+        name="test",
+        target="target",
+        sensitive=["group"],
+        non_features=["group"],
+    )
+    named = SklearnAdapter(LogisticRegression(max_iter=5000).fit(train.features, train.labels))
+    inputs = load_inputs(policy, train=train, test=extra, model=named, from_policy=False)
+    run_gate(policy, inputs=inputs, today=TODAY)

@@ -116,25 +116,28 @@ def load_inputs(
                 f"non-feature column {column!r} is in no dataset; "
                 f"{known_names(column, datasets[0].frame.columns)}"
             )
-    if train is not None and test is not None:
-        _same_features(train, test)
+    if train is not None and test is not None and model is not None:
+        _train_has_the_test_features(train, test, model)
     return GateInputs(train=train, test=test, model=model, baseline=baseline, schema=schema)
 
 
-def _same_features(train: Dataset, test: Dataset) -> None:
-    """Train and test describe rows with the same features: a feature one of them lacks
-    would surface later as NaN in a combined table (a "model returned NaN" error, or a
-    skipped attack), far from its cause."""
-    for ds, other in ((train, test), (test, train)):
-        missing = [c for c in other.feature_names if c not in ds.feature_names]
-        if missing:
-            where = f" ({ds.path})" if ds.path else ""
-            shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise DataError(
-                f"dataset {ds.name!r}{where} lacks feature column(s) {shown} of dataset "
-                f"{other.name!r}: give both the same feature columns (or list the extra ones "
-                "in data.non_features, --non-feature on bastion attack)"
-            )
+def _train_has_the_test_features(train: Dataset, test: Dataset, model: ModelAdapter) -> None:
+    """A model that takes its inputs by position (ONNX, torch) gets the training rows with the
+    test rows' features: a feature the training file lacks would surface later as NaN in a
+    combined table (a "model returned NaN" error, or a skipped attack), far from its cause. A
+    model that names its inputs picks them itself, and other differences are DQ001's."""
+    if getattr(model, "feature_names_in_", None):
+        return
+    missing = [c for c in test.feature_names if c not in train.feature_names]
+    if missing:
+        where = f" ({train.path})" if train.path else ""
+        shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(
+            f"dataset {train.name!r}{where} lacks feature column(s) {shown} of dataset "
+            f"{test.name!r}, which model {model.info.name!r} takes by position: give both the "
+            "same feature columns (or list the extra ones in data.non_features, --non-feature "
+            "on bastion attack)"
+        )
 
 
 def _in_model_order(ds: Dataset, model: ModelAdapter) -> None:

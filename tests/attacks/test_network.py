@@ -115,6 +115,45 @@ def test_overlapping_blocks_in_threads_leave_no_guard_behind() -> None:
 
 def test_the_proxy_that_reaches_the_endpoint_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
-    monkeypatch.setenv("NO_PROXY", "internal.example")
+    monkeypatch.setenv("HTTP_PROXY", "127.0.0.1:3129")  # no scheme, as httpx accepts it
     assert proxy_for("https://models.example/v2") == "http://proxy.corp:3128"
-    assert proxy_for("https://internal.example/v2") is None
+    assert proxy_for("http://models.example/v2") == "http://127.0.0.1:3129"
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    assert proxy_for("https://models.example/v2") is None
+
+
+def test_threads_running_before_the_attack_pass_through() -> None:
+    """A database pool or a server in another thread: name lookups there were refused while
+    an attack ran (psycopg resolves 'localhost' in Python)."""
+    import threading
+
+    go, done = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def service() -> None:
+        go.wait(5)
+        try:
+            socket.getaddrinfo("localhost", 5432)
+            seen.append("resolved")
+        except PermissionError:
+            seen.append("refused")
+        done.set()
+
+    worker = threading.Thread(target=service)
+    worker.start()  # running before the attack opens its block
+    with only_endpoints(["https://models.invalid"]):
+        go.set()
+        done.wait(5)
+        with pytest.raises(PermissionError, match="a lookup of 'localhost'"):
+            socket.getaddrinfo("localhost", 5432)  # the attacking thread is guarded
+        with pytest.raises(PermissionError, match=r"a lookup of 'example\.org'"):
+            socket.gethostbyname("example.org")
+    worker.join(5)
+    assert seen == ["resolved"]
+
+
+def test_an_internationalised_endpoint_name_is_looked_up_as_a_resolver_writes_it() -> None:
+    # not refused by the rule, only unknown to the resolver
+    with only_endpoints(["https://bücher.invalid"]), pytest.raises(socket.gaierror):
+        socket.getaddrinfo("xn--bcher-kva.invalid", 443)

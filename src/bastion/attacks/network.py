@@ -8,11 +8,14 @@ raises :class:`PermissionError` naming the host and port, so an attack that trie
 home fails loudly instead of leaking data.
 
 The rule patches ``socket.socket`` (``connect``, ``connect_ex``, ``sendto``, ``sendmsg``) and
-``socket.getaddrinfo`` once, the first time it is used; outside any guarded block the patches
-pass every call through. Blocks may overlap (threads running attacks side by side): a call
-is allowed when any active block allows it, and leaving a block never disturbs another. It
-guards Python code in this process: native extensions that open their own sockets, and
-child processes, are not covered.
+the name lookups (``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``) once, the first time
+it is used; outside any guarded block the patches pass every call through. A block guards
+the thread that opened it and the threads started while it is open (the attack's own
+workers, or a model's); threads that were running before (a server, a database pool) pass
+through. Blocks may overlap: a call is allowed when one of the blocks that guard its thread
+allows it, and leaving a block never disturbs another. It guards Python code in this
+process: native extensions that open their own sockets, and child processes, are not
+covered.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 @dataclass(frozen=True)
 class _Allowed:
-    """What one guarded block lets through: names, their addresses, and (address, port)."""
+    """What one guarded block lets through (names, their addresses, ports), and the threads it
+    leaves alone: those running before it opened, other than its own."""
 
     names: frozenset[str]
     addresses: frozenset[str]
     ports: frozenset[int]
+    outside: frozenset[int]
 
 
 _ACTIVE: list[_Allowed] = []  # the blocks now open, in any thread
@@ -52,13 +57,14 @@ def host_of(url: str) -> str:
 
 
 def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``; none
-    when ``NO_PROXY`` bypasses the host), which an HTTP client such as httpx goes through."""
-    parts = urlsplit(url)
-    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
-        return None
+    """The proxy the environment names for ``url``'s scheme (``HTTPS_PROXY``, ``ALL_PROXY``),
+    which an HTTP client such as httpx may go through. ``NO_PROXY`` is not applied: clients
+    read it differently, and allowing a proxy that goes unused costs nothing."""
     proxies = urllib.request.getproxies()
-    return proxies.get(parts.scheme) or proxies.get("all")
+    proxy = proxies.get(urlsplit(url).scheme) or proxies.get("all")
+    if proxy and "://" not in proxy:
+        proxy = f"http://{proxy}"  # '127.0.0.1:3128', as httpx and curl accept it
+    return proxy or None
 
 
 @contextmanager
@@ -72,9 +78,11 @@ def only_endpoints(urls: Iterable[str]) -> Iterator[None]:
     """
     urls = [u for u in urls if host_of(u)]
     urls += [p for p in (proxy_for(u) for u in urls) if p and host_of(p)]
-    names = frozenset(host_of(u) for u in urls)
+    names = frozenset(_name_forms(host_of(u) for u in urls))
     ports = frozenset(_port_of(u) for u in urls)
-    allowed = _Allowed(names, frozenset(_addresses(names)), ports)
+    running = {t.ident for t in threading.enumerate() if t.ident is not None}
+    outside = frozenset(running - {threading.get_ident()})
+    allowed = _Allowed(names, frozenset(_addresses(names)), ports, outside)
     with _LOCK:
         _install()
         _ACTIVE.append(allowed)
@@ -83,6 +91,25 @@ def only_endpoints(urls: Iterable[str]) -> Iterator[None]:
     finally:
         with _LOCK:
             _ACTIVE.remove(allowed)
+
+
+def _name_forms(names: Iterable[str]) -> set[str]:
+    """Each name as written and as a resolver sees it (IDNA: ``bücher.example`` is looked up
+    as ``xn--bcher-kva.example``)."""
+    out: set[str] = set()
+    for name in names:
+        out.add(name)
+        try:
+            out.add(name.encode("idna").decode("ascii").lower())
+        except UnicodeError:
+            continue
+    return out
+
+
+def _guarding() -> list[_Allowed]:
+    """The open blocks that guard the calling thread."""
+    me = threading.get_ident()
+    return [block for block in list(_ACTIVE) if me not in block.outside]
 
 
 def _port_of(url: str) -> int:
@@ -101,10 +128,13 @@ def _refusal(what: str) -> PermissionError:
 def _check_address(sock: socket.socket, address: Any) -> None:
     if not _ACTIVE or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return  # no attack running, or local IPC (process pools)
+    blocks = _guarding()
+    if not blocks:
+        return  # a thread the open blocks leave alone
     if not isinstance(address, tuple) or len(address) < 2:
         raise _refusal(repr(address))
     host, port = str(address[0]).lower(), address[1]
-    for block in list(_ACTIVE):
+    for block in blocks:
         if (host in block.names or host in block.addresses) and port in block.ports:
             return
     raise _refusal(f"{host!r} port {port}")
@@ -113,13 +143,16 @@ def _check_address(sock: socket.socket, address: Any) -> None:
 def _check_name(host: Any) -> None:
     if not _ACTIVE or host is None:
         return
+    blocks = _guarding()
+    if not blocks:
+        return
     name = (host.decode() if isinstance(host, bytes) else str(host)).lower()
     try:
         ipaddress.ip_address(name)
         return  # an address, not a name: no lookup leaves the machine (connect decides)
     except ValueError:
         pass
-    for block in list(_ACTIVE):
+    for block in blocks:
         if name in block.names or name in block.addresses:
             return
     raise _refusal(f"a lookup of {name!r}")
@@ -137,6 +170,8 @@ def _install() -> None:
         sendto=sock.sendto,
         sendmsg=sock.sendmsg,
         getaddrinfo=socket.getaddrinfo,
+        gethostbyname=socket.gethostbyname,
+        gethostbyname_ex=socket.gethostbyname_ex,
     )
 
     def connect(self: socket.socket, address: Any) -> None:
@@ -165,11 +200,22 @@ def _install() -> None:
         _check_name(host)
         return _ORIGINAL["getaddrinfo"](host, *args, **kwargs)
 
+    def gethostbyname(host: str) -> str:
+        _check_name(host)
+        found: str = _ORIGINAL["gethostbyname"](host)
+        return found
+
+    def gethostbyname_ex(host: str) -> Any:
+        _check_name(host)
+        return _ORIGINAL["gethostbyname_ex"](host)
+
     sock.connect = connect  # type: ignore[method-assign,assignment]
     sock.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     sock.sendto = sendto  # type: ignore[method-assign,assignment]
     sock.sendmsg = sendmsg  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = getaddrinfo
+    socket.gethostbyname = gethostbyname
+    socket.gethostbyname_ex = gethostbyname_ex
 
 
 def _addresses(names: frozenset[str]) -> set[str]:

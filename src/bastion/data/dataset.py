@@ -120,11 +120,13 @@ class Dataset:
         """
         if self.sha256 is not None:
             return self.sha256
-        columns = self.row_columns + [str(c) for c in self.non_features]
+        # the non-features this frame holds (one may be in another dataset only)
+        present = tuple(c for c in self.non_features if c in self.frame.columns)
+        columns = self.row_columns + [str(c) for c in present]
         digest = hashlib.sha256("\x1f".join(columns).encode())
         digest.update(self.row_hashes(self.row_columns).tobytes())
-        if self.non_features:
-            digest.update(self.row_hashes(self.non_features).tobytes())
+        if present:
+            digest.update(self.row_hashes(present).tobytes())
         return digest.hexdigest()
 
     @classmethod

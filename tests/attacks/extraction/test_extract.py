@@ -541,7 +541,9 @@ def test_soft_labels_teach_the_boundary_when_every_answer_is_one_class(surrogate
 def test_the_time_budget_bounds_the_surrogates_training_too(
     cancer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """It bounded the queries only: training every curve point ran 30 s past a 3 s budget."""
+    """It bounded the queries only: training every curve point ran 30 s past a 3 s budget.
+    Out of time, the intermediate points are dropped and the surrogate of every answer (the
+    figure the gate judges) still trains."""
     fit = Surrogate.fit
 
     def slow(self: Surrogate, *args: Any, **kw: Any) -> Surrogate:
@@ -558,9 +560,10 @@ def test_the_time_budget_bounds_the_surrogates_training_too(
         constraints=cancer["constraints"],
         eval_data=cancer["X_eval"],
         victim_eval_labels=cancer["victim"].predict(cancer["X_eval"]),
-        budget=Budget(max_seconds=0.45),
+        budget=Budget(max_seconds=0.2),
     )
-    assert time.perf_counter() - started < 1.2  # three fits would take 0.9 s and more
+    assert time.perf_counter() - started < 2.0  # one fit past the budget, not every point
     assert result.stopped == "time budget"
     assert result.queries_used == 200  # the queries were in time
-    assert 1 <= len(result.curve) < 3  # [50, 100] here: a fit starts only in time
+    assert result.curve[-1].queries == 200  # the figure judged: every answer
+    assert len(result.curve) < 3

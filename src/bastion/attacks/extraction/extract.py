@@ -368,17 +368,17 @@ class ExtractionAttack(Attack):
         model: Surrogate | None = None
         name: SurrogateName = families[0]
         scores: dict[str, float] = {}
-        if len(points) > 1 and _out_of_time(tracker):
-            # the queries used the time up: the surrogate of every answer, the figure judged
-            points = points[-1:]
-        for point in points:
+        # out of time, the curve's intermediate points are dropped and the surrogate of every
+        # answer (the figure judged) trains last: the budget bounds training to one more fit
+        queue = list(points)
+        while queue:
+            if len(queue) > 1 and _out_of_time(tracker):
+                stopped = stopped or tracker.exhausted_reason or "time budget"
+                queue = queue[-1:]
+            point = queue.pop(0)
             sub_proba = None if proba is None else proba[:point]
             best: tuple[float, SurrogateName, Surrogate, np.ndarray] | None = None
             point_scores: dict[str, float] = {}
-            if curve and _out_of_time(tracker):
-                # the time budget bounds the training too (one point always trains)
-                stopped = tracker.exhausted_reason or "time budget"
-                break
             try:
                 for family in families:
                     fitted = Surrogate(family, seed).fit(
