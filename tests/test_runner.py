@@ -460,3 +460,35 @@ def test_legitimate_setups_the_new_input_checks_must_not_refuse(
     named = SklearnAdapter(LogisticRegression(max_iter=5000).fit(train.features, train.labels))
     inputs = load_inputs(policy, train=train, test=extra, model=named, from_policy=False)
     run_gate(policy, inputs=inputs, today=TODAY)
+
+
+def test_an_attack_that_stops_cleanly_on_ctrl_c_stops_the_run_and_never_passes(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """Attacks catch Ctrl-C and return a partial result: the run went on with the next
+    checks, and a partial figure could pass the gate."""
+    train, test = datasets(split)
+    clf = LogisticRegression(max_iter=5000).fit(train.features.to_numpy(), train.labels)
+    calls = {"n": 0}
+
+    def predict(X: object) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 4:  # inside the extraction's query loop
+            raise KeyboardInterrupt
+        return np.asarray(clf.predict(np.asarray(X)))
+
+    checks = {
+        "extraction": {"extraction": {"budget": 200, "max_fidelity": 1.0}},
+        "privacy": {"attribute_inference": {"attribute": "mean radius"}},
+    }
+    policy = parse_policy({**POLICY, "checks": checks})
+    inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+    inputs.model = CallableAdapter(predict=predict, classes=[0, 1], name="m")
+    report = run_gate(policy, inputs=inputs, categories=["extraction", "privacy"], today=TODAY)
+    ext = next(f for f in report.findings if f.check_id == "EXT001")
+    assert ext.status is Status.ERROR
+    assert "Interrupted (Ctrl-C): partial result" in ext.message
+    prv = next(f for f in report.findings if f.check_id == "PRV002")
+    assert prv.status is Status.SKIPPED
+    assert "interrupted" in prv.message
+    assert not report.passed

@@ -353,11 +353,18 @@ def _execute(
                 findings.append(check.skip(ctx, skip_reason))
             else:
                 started = time.perf_counter()
+                before = _interrupts()
                 try:
                     with ExitStack() as stack:
                         if check.category in _ATTACK_CATEGORIES:
                             _enter_attack_environment(stack, endpoints, bar, check)
-                        findings.append(check.execute(ctx))
+                        finding = check.execute(ctx)
+                    if _interrupts() > before:
+                        # the attack stopped cleanly on Ctrl-C (its partial result is in the
+                        # finding): the run stops too, and a partial figure never passes
+                        interrupted = True
+                        finding = _interrupted(finding)
+                    findings.append(finding)
                 except KeyboardInterrupt:
                     # a check that cannot stop cleanly on its own: the report still comes,
                     # with this one an error and the rest skipped (the gate does not pass)
@@ -371,6 +378,21 @@ def _execute(
         if bar is not None:
             bar.close()
     return findings
+
+
+def _interrupts() -> int:
+    from bastion.attacks.budget import interrupt_count
+
+    return interrupt_count()
+
+
+def _interrupted(finding: Finding) -> Finding:
+    """An attack's finding after Ctrl-C: a failure stands (what it found is real), anything
+    else becomes an error, since its figures cover part of the attack only."""
+    note = " Interrupted (Ctrl-C): partial result, not judged as a pass."
+    if finding.status is Status.FAIL:
+        return finding.with_updates(message=finding.message + note)
+    return finding.with_updates(status=Status.ERROR, message=finding.message + note)
 
 
 def _enter_attack_environment(

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 from bastion.exceptions import ConfigError
 
-__all__ = ["Budget", "BudgetTracker", "report_progress"]
+__all__ = ["Budget", "BudgetTracker", "interrupt_count", "report_progress"]
 
 # where a long attack tells its progress (the CLI's progress bar); None: nobody listens
+# Ctrl-C presses that attacks caught and stopped on (see interrupt_count)
+_INTERRUPTS = 0
 _REPORTER: ContextVar[Callable[[str], None] | None] = ContextVar(
     "bastion_attack_progress", default=None
 )
@@ -124,6 +126,15 @@ class BudgetTracker:
         return text + (f" of {b.max_seconds:.0f} s" if b.max_seconds else "")
 
     def interrupt(self) -> None:
-        """Called on Ctrl-C: the attack stops at its next check and returns what it has."""
+        """Called on Ctrl-C: the attack stops at its next check and returns what it has (the
+        caller that ran it sees the Ctrl-C in :func:`interrupt_count`)."""
+        global _INTERRUPTS
         self.interrupted = True
         self.exhausted_reason = "interrupted"
+        _INTERRUPTS += 1
+
+
+def interrupt_count() -> int:
+    """How many attacks Ctrl-C has stopped in this process: a runner compares it before and
+    after a check, since an attack that stops cleanly on Ctrl-C swallows the interrupt."""
+    return _INTERRUPTS
