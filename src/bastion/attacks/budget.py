@@ -19,9 +19,9 @@ from bastion.exceptions import ConfigError
 
 __all__ = ["Budget", "BudgetTracker", "interrupt_count", "report_progress"]
 
-# where a long attack tells its progress (the CLI's progress bar); None: nobody listens
 # Ctrl-C presses that attacks caught and stopped on (see interrupt_count)
 _INTERRUPTS = 0
+# where a long attack tells its progress (the CLI's progress bar); None: nobody listens
 _REPORTER: ContextVar[Callable[[str], None] | None] = ContextVar(
     "bastion_attack_progress", default=None
 )
