@@ -233,6 +233,15 @@ def make_model(kind: str, device: torch.device, seed: int = 0) -> tuple[Any, Any
     return net, Xte[right], yte[right]
 
 
+def available_device(name: str) -> torch.device | None:
+    """``name`` as a torch device, or None (said on stderr) when it is CUDA torch cannot see."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"{name} requested but torch sees no CUDA device", file=sys.stderr)
+        return None
+    return device
+
+
 def points(X: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` points (repeated when ``n`` exceeds the test set)."""
     reps = -(-n // len(X))
@@ -657,9 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         args.exit_eps = 2 * args.eps
 
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("CUDA requested but torch.cuda.is_available() is False", file=sys.stderr)
+    device = available_device(args.device)
+    if device is None:
         return 2
     net, X_all, y_all = make_model(args.model, device)
     X, y = points(X_all, y_all, args.points)

@@ -36,7 +36,7 @@ from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.evasion.apgd import APGD, APGDConfig
 from bastion.attacks.evasion.pgd import PGD, PGDConfig
 from bastion.models.torch import TorchAdapter
-from bench_evasion import SHAPES, make_model, points
+from bench_evasion import SHAPES, available_device, make_model, points
 
 
 def timed(
@@ -66,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cuda", help="cuda; cpu runs no graph (smoke test)")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("bench_graphs: needs a CUDA device (torch sees none)", file=sys.stderr)
+    device = available_device(args.device)
+    if device is None:
         return 2
     net, X_all, y_all = make_model(args.model, device)
     X, y = points(X_all, y_all, args.points)

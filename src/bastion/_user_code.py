@@ -40,11 +40,7 @@ def resolve_reference(reference: str, *, what: str) -> Callable[..., Any]:
         ConfigError: the reference is malformed, the module cannot be imported, or the
             attribute is missing or not callable.
     """
-    module_name, sep, attr = reference.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(
-            f"{what} must look like 'package.module:function'; received {reference!r}"
-        )
+    module_name, attr = _parts(reference, what)
     try:
         obj: Any = _import_from_cwd_too(module_name)
     except ImportError as err:
@@ -58,12 +54,18 @@ def resolve_reference(reference: str, *, what: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _train_fn_format(reference: str) -> str:
+def _parts(reference: str, what: str) -> tuple[str, str]:
+    """``"package.module:attribute"`` as (module, attribute), or a ConfigError."""
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(
-            f"train_fn must look like 'package.module:function'; received {reference!r}"
+            f"{what} must look like 'package.module:function'; received {reference!r}"
         )
+    return module_name, attr
+
+
+def _train_fn_format(reference: str) -> str:
+    _parts(reference, "train_fn")
     return reference
 
 

@@ -124,8 +124,14 @@ def test_budget_tracker_stops_on_queries_and_time() -> None:
     tracker.spend(4)
     assert tracker.allow(1) == 0
     assert tracker.exhausted_reason == "query budget"
+    assert tracker.seconds_left() is None
+    assert not tracker.out_of_time()  # queries spent, no time budget
     timed = BudgetTracker(Budget(max_seconds=0.01))
+    assert 0 < timed.seconds_left() <= 0.01  # type: ignore[operator]
+    assert not timed.out_of_time()
     time.sleep(0.02)
+    assert timed.seconds_left() == 0
+    assert timed.out_of_time()
     assert timed.allow(1) == 0
     assert timed.exhausted_reason == "time budget"
     interrupted = BudgetTracker(Budget())

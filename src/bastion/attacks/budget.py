@@ -96,11 +96,26 @@ class BudgetTracker:
             return math.inf
         return max(0, self.budget.max_queries - self.queries)
 
+    def seconds_left(self) -> float | None:
+        """Wall time left (None: no time budget)."""
+        if self.budget.max_seconds is None:
+            return None
+        return max(0.0, self.budget.max_seconds - self.elapsed_s)
+
+    def out_of_time(self) -> bool:
+        """Whether the time budget is spent (work that costs time, not queries, asks this:
+        surrogate or shadow training); says so in ``exhausted_reason``."""
+        left = self.seconds_left()
+        if left is None or left > 0:
+            return False
+        self.exhausted_reason = self.exhausted_reason or "time budget"
+        return True
+
     def allow(self, wanted: int = 1) -> int:
         """How many of ``wanted`` queries may be spent now (0 means stop)."""
         if self.interrupted:
             return 0
-        if self.budget.max_seconds is not None and self.elapsed_s >= self.budget.max_seconds:
+        if self.out_of_time():
             self.exhausted_reason = "time budget"
             return 0
         left = self.remaining_queries()

@@ -372,7 +372,7 @@ class ExtractionAttack(Attack):
         # answer (the figure judged) trains last: the budget bounds training to one more fit
         queue = list(points)
         while queue:
-            if len(queue) > 1 and _out_of_time(tracker):
+            if len(queue) > 1 and tracker.out_of_time():
                 stopped = stopped or tracker.exhausted_reason or "time budget"
                 queue = queue[-1:]
             point = queue.pop(0)
@@ -562,11 +562,3 @@ def _labels(values: Any, n: int, name: str) -> np.ndarray:
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{name} must hold one label per evaluation row ({n}); received {y.shape}")
     return y
-
-
-def _out_of_time(tracker: BudgetTracker) -> bool:
-    limit = tracker.budget.max_seconds
-    if limit is not None and tracker.elapsed_s >= limit:
-        tracker.exhausted_reason = tracker.exhausted_reason or "time budget"
-        return True
-    return False

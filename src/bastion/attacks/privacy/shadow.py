@@ -221,8 +221,8 @@ def train_shadows(
             done[0] = fit_shadow(tasks[0])
         first_s = time.perf_counter() - started
         rest = tasks[1:]
-        if tracker is not None and tracker.budget.max_seconds is not None:
-            left = tracker.budget.max_seconds - tracker.elapsed_s
+        left = tracker.seconds_left() if tracker is not None else None
+        if tracker is not None and left is not None:
             affordable = int(left / max(first_s, 1e-6) * max(1, executor.n_workers))
             if affordable < len(rest):
                 tracker.exhausted_reason = "time budget"
@@ -233,7 +233,8 @@ def train_shadows(
         parallel = workers > 1 and serial_s * (1 - 1 / workers) > executor.startup_cost_s
         if parallel:
             # results as they finish: a deadline or Ctrl-C keeps those already in
-            finishing = executor.completed(fit_shadow, rest, timeout_s=_seconds_left(tracker))
+            left = tracker.seconds_left() if tracker is not None else None  # now
+            finishing = executor.completed(fit_shadow, rest, timeout_s=left)
             for i, confidences in finishing:
                 done[rest[i].index] = confidences
             if len(done) < 1 + len(rest) and tracker is not None:
@@ -285,18 +286,6 @@ def describe_recipe(recipe: Recipe) -> str:
     return name
 
 
-def _seconds_left(tracker: BudgetTracker | None) -> float | None:
-    if tracker is None or tracker.budget.max_seconds is None:
-        return None
-    return max(0.0, tracker.budget.max_seconds - tracker.elapsed_s)
-
-
 def _out_of_time(tracker: BudgetTracker) -> bool:
     # shadows cost time, not target queries: only the time budget (and Ctrl-C) stops them
-    if tracker.interrupted:
-        return True
-    limit = tracker.budget.max_seconds
-    if limit is not None and tracker.elapsed_s >= limit:
-        tracker.exhausted_reason = "time budget"
-        return True
-    return False
+    return tracker.interrupted or tracker.out_of_time()
