@@ -167,6 +167,7 @@ class _MembershipAttack(Attack):
         """Query the target once on the rows the budget allows: (tracker, rows, proba)."""
         self.check_model(model)
         _validate(X, y, is_member)
+        _check_known_labels(model, y, is_member)
         tracker = BudgetTracker(budget or Budget())
         rows = _budgeted_rows(tracker, is_member, np.random.default_rng(seed))
         proba = model.predict_proba(_take(X, rows))
@@ -229,7 +230,6 @@ class ThresholdMembership(_MembershipAttack):
         start = time.perf_counter()
         y = _labels(y, "y")
         members = _membership_flags(is_member)
-        _check_known_labels(model, X, y, members)
         tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
         classes = _classes(model, proba, y[rows])
         scores = threshold_scores(proba, classes, y[rows], cfg.score)
@@ -318,7 +318,6 @@ class ShadowMembership(_MembershipAttack):
         recipe = shadow_recipe(model, estimator)
         y = _labels(y, "y")
         members = _membership_flags(is_member)
-        _check_known_labels(model, X, y, members)
         if (X_aux is None) != (y_aux is None):
             raise ConfigError("X_aux and y_aux go together; received only one of them")
         if X_aux is not None and y_aux is not None:
@@ -550,15 +549,12 @@ def _membership_flags(is_member: Any) -> np.ndarray:
     return flags.astype(bool)
 
 
-def _check_known_labels(
-    model: ModelAdapter, X: ArrayLike, y: np.ndarray, members: np.ndarray
-) -> None:
+def _check_known_labels(model: ModelAdapter, y: np.ndarray, members: np.ndarray) -> None:
     """A member's label that the model's declared classes do not hold means the labels are
     written otherwise than the model's (``"0"`` for ``0``): every record would score 0 and
     the attack read no leak. Refused, naming them, before the model is queried. A
     non-member may hold a class the model never saw (a rare class missing from the
     training split): its confidence is 0, the right signal."""
-    _validate(X, y, members)  # lengths first: the masks below index y with them
     if model.classes_ is None:
         return  # checked against the probability columns once they are known
     classes = np.asarray(model.classes_)
