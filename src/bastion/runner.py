@@ -258,13 +258,14 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
     base_ctx = _base_context(policy, inputs)
     if options.artifacts is not None:
         base_ctx.artifacts = options.artifacts
+    endpoints = _endpoint_urls(inputs)
     with ExitStack() as guard:
         if any(c.category in _ATTACK_CATEGORIES for c in checks):
             # a run that attacks queries the model, and imports the user's code, inside the
             # controlled environment from the first call on
             from bastion.attacks.network import only_endpoints
 
-            guard.enter_context(only_endpoints(_endpoint_urls(inputs)))
+            guard.enter_context(only_endpoints(endpoints))
         # Query the models once, up front: a model with NaN or misshapen output is a bad
         # input (exit 2, no report), not a per-check error.
         if base_ctx.model is not None and _has_target(inputs.test):
@@ -275,7 +276,7 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
     timings["predict_s"] = time.perf_counter() - t0
     plan = list(_plan(checks, inputs, base_ctx))
     t0 = time.perf_counter()
-    findings = _execute(plan, _endpoint_urls(inputs), progress)
+    findings = _execute(plan, endpoints, progress)
     timings["checks_s"] = time.perf_counter() - t0
 
     allow_raw = policy.spec.report.allow_raw_rows
