@@ -4,13 +4,14 @@
 # The machine has torch with CUDA but no network and no .venv: this runs from the source tree
 # (PYTHONPATH=src), in order:
 #   1. the CUDA tests (pytest -m gpu tests/attacks/evasion/test_cuda.py);
-#   2. benchmarks/profile_gpu_step.py: kernels and GPU busy time per step against wall time,
-#      for the floor and Bastion's PGD (MLP 4096 points, CNN 8192);
+#   2. benchmarks/bench_graphs.py on the MLP: CUDA graphs on and off for early exit off / on
+#      and for several chunks (one capture for chunks of equal size), PGD and APGD;
 #   3. benchmarks/bench_evasion.py on the digits MLP at two batch sizes and on the digits CNN,
 #      each with the opt-in bf16 (+ channels-last for the CNN) mode, against torchattacks when
 #      it is installed (ART, when missing, is skipped);
-#   4. benchmarks/bench_graphs.py: CUDA graphs on and off for early exit off / on and for
-#      several chunks (one capture for chunks of equal size), PGD and APGD, MLP and CNN.
+#   4. bench_graphs.py on the CNN;
+#   5. benchmarks/profile_gpu_step.py: kernels and GPU busy time per step against wall time,
+#      for the floor and Bastion's PGD at the GPU-bound sizes (MLP 32,768 points, CNN 8,192).
 # The parts run most important first (the tests, then the measurements of the newest code)
 # and share one deadline, TOTAL_S seconds (default 540, under a device call's 600 s limit):
 # a part that no longer fits is cut short or skipped, saying so, so one call always brings
@@ -18,7 +19,7 @@
 #
 # Usage: bash benchmarks/gpu_evasion.sh   (PYTHON=python3 picks the interpreter; WHEELS=dir
 #        holds wheels of missing packages such as pydantic, for a machine without a network;
-#        TOTAL_S=seconds sets the deadline)
+#        TOTAL_S=seconds sets the deadline; STRENGTH_SEEDS=N the untimed strength runs, default 10)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-$(command -v python || command -v python3)}"
@@ -78,17 +79,17 @@ step() {  # step SECONDS TITLE COMMAND...: one part, cut off after SECONDS or at
 
 bench() {
   step 90 "bench_evasion.py $*" "$PY" benchmarks/bench_evasion.py --device cuda --bf16 \
-    --duel-rounds 4 --strength-seeds 10 "$@"
+    --duel-rounds 4 --strength-seeds "${STRENGTH_SEEDS:-10}" "$@"
 }
 
 {
   step 180 "CUDA tests" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/attacks/evasion/test_cuda.py
   step 120 "bench_graphs.py: mlp" "$PY" benchmarks/bench_graphs.py --model mlp
   bench --model mlp --points 4096 --exit-eps 0.25
-  step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
   bench --model mlp --points 32768 --exit-eps 0
   bench --model cnn --points 8192 --exit-eps 0
-  step 60 "profile: mlp" "$PY" benchmarks/profile_gpu_step.py --model mlp --points 4096
+  step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
+  step 60 "profile: mlp" "$PY" benchmarks/profile_gpu_step.py --model mlp --points 32768
   step 60 "profile: cnn" "$PY" benchmarks/profile_gpu_step.py --model cnn --points 8192
 } | tee -a "$REPORT"
 echo "wrote $REPORT"

@@ -46,6 +46,8 @@ def norms(result: EvasionResult, X: np.ndarray, scale: np.ndarray | float = 1.0)
 def check_result(result: EvasionResult, model: Any, X: np.ndarray, cons: Any) -> None:
     """What every white-box result must satisfy, whatever the attack."""
     flat_adv, flat_x = result.x_adv.reshape(len(X), -1), X.reshape(len(X), -1)
+    # a fresh array: on the CPU the device's float64 rows share the caller's memory
+    assert not np.shares_memory(result.x_adv, X)
     # adversarial points are feasible; an unbroken point is returned as it came (a test row
     # may lie outside bounds inferred from the training data)
     assert cons.violations(flat_adv[result.success], flat_x[result.success]) == 0

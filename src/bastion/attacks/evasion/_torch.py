@@ -1939,14 +1939,10 @@ def _verify_on_device(
     and returns ``x_adv`` (float64, host), whether a candidate was not finite, and how many
     found candidates were rejected (a pending iterate that is still classified right is not
     a rejection: it was never a candidate of the loop)."""
-    device = x64.device
     cand_t = (found | pending).nonzero()[:, 0]
     n_cand = int(cand_t.shape[0])
-    # x_adv starts as a host copy of the original rows (``flat``, which x64 holds): only
-    # the winners' rows cross from the device
-    x_out = np.array(flat, dtype=np.float64, copy=True)
     if n_cand == 0:
-        return x_out, False, 0
+        return np.array(flat, dtype=np.float64, copy=True), False, 0
     every = n_cand == x64.shape[0]  # no row left out (early exit off): no indexing
     x0 = x64 if every else x64.index_select(0, cand_t)
     picked = adv if every else adv.index_select(0, cand_t)
@@ -1971,15 +1967,23 @@ def _verify_on_device(
         pred = _labels(classes, idx)
         broken = (pred != labels[checked]) & logits_finite
         win = checked[broken]
-        if broken.all():  # no boolean indexing on the device
-            x_out[win] = x_ok.cpu().numpy()
-            perturbation[win] = norms_ok.cpu().numpy()
-        else:  # only the winners' rows cross from the device
-            broken_t = torch.as_tensor(broken, device=device)
-            x_out[win] = x_ok[broken_t].cpu().numpy()
-            perturbation[win] = norms_ok[broken_t].cpu().numpy()
+        # x_adv is put together on the device (the original rows, the winners' replaced) and
+        # crosses to the host in one copy: a host copy of the originals with a row-indexed
+        # write into it cost more than that copy. A fresh array either way (x_ok and the
+        # clone are new tensors; on the CPU x64 shares the caller's rows)
+        if broken.all() and len(win) == x64.shape[0]:  # every row won (win is 0..n-1)
+            out, pert = x_ok, norms_ok
+        else:
+            broken_t = torch.as_tensor(broken, device=x64.device)
+            win_t = torch.as_tensor(win, device=x64.device)
+            out = x64.clone().index_copy_(0, win_t, x_ok[broken_t])
+            pert = norms_ok[broken_t]
+        perturbation[win] = pert.cpu().numpy()
         adv_pred[win] = pred[broken]
         success[win] = True
+        x_out = out.cpu().numpy()
+    else:
+        x_out = np.array(flat, dtype=np.float64, copy=True)
     rejected = int((found.cpu().numpy() & ~success).sum())
     return x_out, nan_candidates, rejected
 
