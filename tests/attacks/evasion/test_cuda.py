@@ -266,18 +266,29 @@ def test_chunks_of_equal_size_replay_one_kept_graph(
     C.check_result(graphed, model, X, BOX)
 
 
-@pytest.mark.parametrize(("which", "recapture"), [("mlp", False), ("mlp", True), ("cnn", True)])
+@pytest.mark.parametrize(
+    ("which", "recapture", "precision"),
+    [
+        ("mlp", False, "fp32"),
+        ("mlp", True, "fp32"),
+        ("cnn", True, "fp32"),
+        ("mlp", False, "bf16"),
+        ("cnn", True, "bf16"),
+    ],
+)
 def test_pgd_graph_with_early_exit_finds_what_the_eager_loop_finds(
     which: str,
     recapture: bool,
+    precision: str,
     nets: dict[str, Any],
     points: tuple[np.ndarray, ...],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Early exit on: broken rows stay in the graph's batch, stopped, and are recorded at
-    each wait for the device; with ``recapture`` they leave under a new, smaller capture at
-    each look (forced here; the clock decides otherwise). The same points break as in the
-    eager loop, from the same adversarial iterates up to a last bit of a smaller batch."""
+    each wait for the device (in bf16 once the model's own precision confirms them); with
+    ``recapture`` they leave under a new, smaller capture at each look (forced here; the
+    clock decides otherwise). The same points break as in the eager loop, from the same
+    adversarial iterates up to a last bit of a smaller batch."""
     from bastion.attacks.evasion import _graphs
 
     if recapture:
@@ -285,7 +296,7 @@ def test_pgd_graph_with_early_exit_finds_what_the_eager_loop_finds(
     X, y = points
     model = _adapter(nets, which, "cuda")
     runs = [
-        PGD(PGDConfig(steps=40, cuda_graphs=graphs)).run(
+        PGD(PGDConfig(steps=40, cuda_graphs=graphs, precision=precision)).run(
             model, X, y, eps=1.0, constraints=BOX, seed=1
         )
         for graphs in (True, False)
@@ -300,6 +311,9 @@ def test_pgd_graph_with_early_exit_finds_what_the_eager_loop_finds(
     attacked = graphed.clean_correct
     # a row kept in the batch takes the batch's forwards: never fewer queries than eagerly
     assert (graphed.queries[attacked] >= eager.queries[attacked]).mean() >= 0.95
+    # a refuted bf16 verdict moves on: it is not confirmed again at every look
+    confirmations = graphed.extra["confirmation_queries"]
+    assert confirmations <= eager.extra["confirmation_queries"] + 2
     assert graphed.success.sum() > 20
     C.check_result(graphed, model, X, BOX)
 

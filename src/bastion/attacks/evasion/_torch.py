@@ -560,16 +560,30 @@ class _Found:
 class _Halted:
     """PGD's record of the rows that broke, with no copy and no sync: a misclassified row
     stops moving (its step is multiplied by ``moving`` = 0), so its iterate stays its first
-    adversarial one until the engine records it (:meth:`_Engine.settle`)."""
+    adversarial one until the engine records it (:meth:`_Engine.settle`).
 
-    def __init__(self, z: Tensor) -> None:
+    ``grace`` (a bf16 graph's batch with early exit): rows released at a look take their
+    next step whatever the loop's verdict. Their iterate has not moved since the bf16
+    verdict the look refuted, so the next replay would give the same verdict and stop them
+    again before they move; the eager loop releases them between its verdict and its step."""
+
+    def __init__(self, z: Tensor, grace: bool = False) -> None:
         n = z.shape[0]
         self.moving = torch.ones((n, 1), dtype=z.dtype, device=z.device)
-        # rows confirmed while they stay in the batch (rounding, no early exit)
+        # rows confirmed while they stay in the batch (rounding without early exit; the
+        # bf16 loop's verdicts in a graph's batch with early exit)
         self.confirmed = torch.zeros(n, dtype=torch.bool, device=z.device)
+        self.grace = torch.zeros(n, dtype=torch.bool, device=z.device) if grace else None
 
     def mark(self, wrong: Tensor) -> None:
+        if self.grace is not None:
+            wrong = wrong & ~self.grace
         self.moving.masked_fill_(wrong.unsqueeze(1), 0.0)
+
+    def stepped(self) -> None:
+        """After a step: the released rows' grace is used."""
+        if self.grace is not None:
+            self.grace.zero_()
 
     @property
     def hit(self) -> Tensor:
@@ -580,11 +594,22 @@ class _Halted:
         """Rows whose confirmation failed (their rounded version, or a bf16 verdict the model's
         own precision does not share) move on."""
         self.moving[rows] = 1.0
+        if self.grace is not None:
+            self.grace[rows] = True
 
     def select(self, keep: Tensor) -> None:
-        """Keep rows ``keep`` (early exit only: ``confirmed`` serves the rows that stay in
-        the batch without it, and goes stale here)."""
+        """Keep rows ``keep`` (early exit only)."""
         self.moving = self.moving.index_select(0, keep)
+        self.confirmed = self.confirmed.index_select(0, keep)
+        if self.grace is not None:
+            self.grace = self.grace.index_select(0, keep)
+
+    def load(self, other: _Halted) -> None:
+        """Take ``other``'s values into these tensors (a kept graph reads them)."""
+        self.moving.copy_(other.moving)
+        self.confirmed.copy_(other.confirmed)
+        if self.grace is not None and other.grace is not None:
+            self.grace.copy_(other.grace)
 
 
 class _Engine:
@@ -915,13 +940,21 @@ class _Engine:
     def settle_in_place(
         self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted, steps_left: int
     ) -> Tensor | None:
-        """PGD replaying a CUDA graph with early exit (fp32, no rounding), at a wait for the
+        """PGD replaying a CUDA graph with early exit (no rounding), at a wait for the
         device: the rows that stopped stay in the batch (a graph's tensors keep their shapes;
         a stopped row's iterate does not move, and the restart's end records it) until every
         row has stopped or :meth:`_graphs.ReplayClock.worth_recapturing` says a smaller batch
         pays for a new capture; then they are recorded and leave, and the rows still moving
         are returned, for a new capture. Empty: every row stopped (the restart ends, and its
-        end records them). None: all stay."""
+        end records them). None: all stay. In bf16 the rows that stopped since the last look
+        are confirmed first (:meth:`confirm_precise`); those refuted move on."""
+        if self.net.autocast:
+            new = halted.hit & ~halted.confirmed
+            if bool(new.any()):
+                rows = new.nonzero()[:, 0]
+                good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
+                halted.confirmed[rows[good]] = True
+                halted.release(rows[~good])
         stopped = halted.hit
         decision = self.leave_graph(stopped, steps_left)
         if decision == "stay":
@@ -976,10 +1009,14 @@ class _Engine:
         if self.net.autocast and bool(stopped.any()):
             # bf16 verdicts since the last look: only those the model's own precision
             # confirms are found; the others are neither found nor handed on (a later
-            # restart attacks them again)
-            rows = stopped.nonzero()[:, 0]
-            good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
-            stopped = torch.zeros_like(stopped).index_fill_(0, rows[good], True)
+            # restart attacks them again). Rows confirmed at a look in a graph's batch are
+            # not asked again
+            new = stopped & ~halted.confirmed
+            stopped = stopped & halted.confirmed
+            if bool(new.any()):
+                rows = new.nonzero()[:, 0]
+                good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
+                stopped.index_fill_(0, rows[good], True)
         if _whole(chunk, idx):  # no row left the batch: no indexing
             chunk.adv = z if deferred else torch.where(stopped.unsqueeze(1), z, chunk.adv)
             chunk.found |= stopped
@@ -1142,7 +1179,6 @@ def _pgd_round(
     x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
     z = eng.random_start(x0, lo, hi, corner=False) if sched.random_start else x0.clone()
     alpha = sched.step_size * eng.eps
-    halted = _Halted(z)
     settle_every = eng.check_every if eng.checks else 0
     defer = final and eng.defer_last
     deferred = False  # the loop ran to its end and left the final iterate unevaluated
@@ -1152,15 +1188,14 @@ def _pgd_round(
 
     # a CUDA graph of the step, captured after the first (watched) step and the warm-up, when
     # the batch can keep its shape between looks: no early exit, or early exit whose broken
-    # rows can stay in the batch, stopped, until they leave under a new capture. Not in bf16
-    # or with rounding (a verdict confirmed false must move on at once), nor under a total
-    # query budget (rows kept in the batch would spend what the moving ones could use)
+    # rows can stay in the batch, stopped, until they leave under a new capture (in bf16,
+    # confirmed at the looks; refuted rows move on, see _Halted.grace). Not with rounding (a
+    # rounded candidate confirmed false must move on at once), nor under a total query
+    # budget (rows kept in the batch would spend what the moving ones could use)
     exit_in_place = (
-        eng.early_exit
-        and eng.confirm is None
-        and not eng.net.autocast
-        and eng.meter.tracker.budget.max_queries is None
+        eng.early_exit and eng.confirm is None and eng.meter.tracker.budget.max_queries is None
     )
+    halted = _Halted(z, grace=eng.graphs and exit_in_place and eng.net.autocast)
     want_graph = eng.graphs and (not eng.checks or exit_in_place) and room_for_graph(1)
     graph: _graphs.Replay | None = None
     fresh: _graphs.Cached | None = None  # this round's capture, kept if valid to the end
@@ -1175,11 +1210,14 @@ def _pgd_round(
         by 0: its iterate does not move); ``in_place`` writes it into ``z`` (L-inf always
         does), as a captured step must."""
         if eng.norm == "inf":
-            return z.addcmul_(grad.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
-        moved = torch.addcmul(z, eng.l2_direction(grad), halted.moving, value=alpha)
-        # the projection of an unmoved row could change its last bit: keep it as is
-        new = torch.where(halted.moving > 0, eng.l2_project(moved, x0, lo, hi), z)
-        return z.copy_(new) if in_place else new
+            new = z.addcmul_(grad.sign_(), halted.moving, value=alpha).clamp_(lo, hi)
+        else:
+            moved = torch.addcmul(z, eng.l2_direction(grad), halted.moving, value=alpha)
+            # the projection of an unmoved row could change its last bit: keep it as is
+            new = torch.where(halted.moving > 0, eng.l2_project(moved, x0, lo, hi), z)
+            new = z.copy_(new) if in_place else new
+        halted.stepped()
+        return new
 
     def narrow(keep: Tensor) -> None:
         """Keep working rows ``keep`` (``halted`` is narrowed by its caller)."""
@@ -1231,7 +1269,7 @@ def _pgd_round(
                     for kept, now in zip(tensors, (x0, y, lo, hi, z), strict=True):
                         if kept is not None:
                             kept.copy_(now)
-                    halted_c.moving.copy_(halted.moving)
+                    halted_c.load(halted)
                     x0_c, y, lo, hi, z = tensors
                     x0 = x0_c if x0_c is not None else x0
                     halted, graph = halted_c, cached.graph

@@ -88,9 +88,9 @@ class WhiteBoxConfig(AttackConfig):
         CUDA graph after three eager steps and replay it: a small model's step is bound by
         launching its kernels, which a replay does at once (APGD's checkpoints run between
         replays). With early exit too, without a total query budget (``max_queries``: broken
-        points kept in the batch would spend it), and for PGD in fp32 only (a bf16 verdict
-        the model's own precision rejects must move on at once). A model that cannot be
-        captured runs eagerly;
+        points kept in the batch would spend it); in bf16, PGD's points stopped by the loop's
+        verdicts are confirmed in the model's own precision at each look, and those refuted
+        move on. A model that cannot be captured runs eagerly;
         ``extra["cuda_graph"]`` says whether a graph ran. Off: every step eager. Turn it off
         for a module whose forward pass makes choices in Python (Python or numpy randomness,
         attributes it changes): a replay repeats the choice made at the capture (torch's own
