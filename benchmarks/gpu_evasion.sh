@@ -10,7 +10,9 @@
 #      each with the opt-in bf16 (+ channels-last for the CNN) mode, against torchattacks when
 #      it is installed (ART, when missing, is skipped);
 #   4. bench_graphs.py on the CNN;
-#   5. benchmarks/profile_gpu_step.py: kernels and GPU busy time per step against wall time,
+#   5. benchmarks/trace_gpu_pgd.py: a whole PGD run's wall time phase by phase, at the
+#      GPU-bound sizes (MLP 32,768 points, CNN 8,192);
+#   6. benchmarks/profile_gpu_step.py: kernels and GPU busy time per step against wall time,
 #      for the floor and Bastion's PGD at the GPU-bound sizes (MLP 32,768 points, CNN 8,192).
 # The parts run most important first (the tests, then the measurements of the newest code)
 # and share one deadline, TOTAL_S seconds (default 540, under a device call's 600 s limit):
@@ -89,6 +91,8 @@ bench() {
   bench --model mlp --points 32768 --exit-eps 0
   bench --model cnn --points 8192 --exit-eps 0
   step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
+  step 60 "phases: mlp" "$PY" benchmarks/trace_gpu_pgd.py --model mlp --points 32768
+  step 60 "phases: cnn" "$PY" benchmarks/trace_gpu_pgd.py --model cnn --points 8192
   step 60 "profile: mlp" "$PY" benchmarks/profile_gpu_step.py --model mlp --points 32768
   step 60 "profile: cnn" "$PY" benchmarks/profile_gpu_step.py --model cnn --points 8192
 } | tee -a "$REPORT"

@@ -161,6 +161,20 @@ def main(argv: list[str] | None = None) -> int:
           f"{best_ms(lambda: torch.as_tensor(flat, device=device), 5):.2f} ms; "
           f"as float32 cast on the host: {best_ms(cast, 5):.2f} ms; "
           f"download float64: {best_ms(lambda: gpu.cpu().numpy(), 5):.2f} ms")  # fmt: skip
+    # into memory never touched before (results kept alive, so nothing is reused): torch's
+    # own host allocation, and numpy's (which asks the kernel for huge pages)
+    kept: list[np.ndarray] = []
+
+    def into_numpy() -> None:
+        kept.append(np.empty(flat.shape))
+        torch.from_numpy(kept[-1]).copy_(gpu)
+
+    fresh_torch = best_ms(lambda: kept.append(gpu.cpu().numpy()), 5)
+    kept.clear()
+    fresh_numpy = best_ms(into_numpy, 5)
+    kept.clear()
+    print(f"  download float64 into fresh memory: torch's {fresh_torch:.2f} ms, "
+          f"numpy's {fresh_numpy:.2f} ms")  # fmt: skip
 
     clock = PhaseClock()
     undo = [clock.wrap(owner, attr, name) for owner, attr, name in PHASES]
