@@ -17,7 +17,8 @@
 # The parts run most important first (the tests, then the measurements of the newest code)
 # and share one deadline, TOTAL_S seconds (default 540, under a device call's 600 s limit):
 # a part that no longer fits is cut short or skipped, saying so, so one call always brings
-# the report back. About 8 minutes in all; the output goes to $OUT/gpu_evasion.txt.
+# the report back. About 3 minutes on an H200 (2026-11-26); the output goes to
+# $OUT/gpu_evasion.txt.
 #
 # Usage: bash benchmarks/gpu_evasion.sh   (PYTHON=python3 picks the interpreter; WHEELS=dir
 #        holds wheels of missing packages such as pydantic, for a machine without a network;
