@@ -217,3 +217,13 @@ def test_progress_of_a_budgeted_attack_is_reported() -> None:
         tracker.spend(10)
     tracker.spend(10)  # outside the block: nobody listens
     assert seen == ["10 of 100 queries, 0 s of 60 s"]
+
+
+def test_stages_of_long_work_are_reported_to_the_listener_only() -> None:
+    from bastion.attacks.budget import report_progress, report_stage
+
+    seen: list[str] = []
+    with report_progress(seen.append):
+        report_stage("retraining on the poisoned data")
+    report_stage("nobody listens")
+    assert seen == ["retraining on the poisoned data"]

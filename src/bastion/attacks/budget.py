@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from bastion.exceptions import ConfigError
 
-__all__ = ["Budget", "BudgetTracker", "interrupt_count", "report_progress"]
+__all__ = ["Budget", "BudgetTracker", "interrupt_count", "report_progress", "report_stage"]
 
 # Ctrl-C presses that attacks caught and stopped on (see interrupt_count)
 _INTERRUPTS = 0
@@ -42,6 +42,15 @@ def report_progress(callback: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         _REPORTER.reset(token)
+
+
+def report_stage(text: str) -> None:
+    """Tell whoever listens (:func:`report_progress`: the CLI's progress bar) what a long
+    piece of work that spends no queries is doing now, e.g. ``retraining on the poisoned
+    data`` or ``shadow model 3 of 8``; nothing happens when nobody listens."""
+    reporter = _REPORTER.get()
+    if reporter is not None:
+        reporter(text)
 
 
 @dataclass(frozen=True)

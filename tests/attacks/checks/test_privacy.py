@@ -214,6 +214,42 @@ def test_attribute_inference_passes_a_model_that_ignores_it(
     assert finding.metrics["advantage"] <= 0.05
 
 
+def test_attribute_inference_stopped_before_the_inversion_is_a_warn(
+    sensitive: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``max_seconds`` is checked before the inversion's queries: a run it stops there
+    judged only the classifier method, so a result under the limit is not a pass (here the
+    inversion, once it runs, shows a leak the classifier method missed)."""
+    import time
+
+    from bastion.attacks.privacy import inversion
+
+    train, test = sensitive
+    shuffled = train.features.assign(sex=np.random.default_rng(1).permutation(train.frame["sex"]))
+    model = SklearnAdapter(LogisticRegression().fit(shuffled, train.labels))  # sex is noise
+    fit_predict = inversion._fit_predict
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)  # ten fits: 0.5 s, past the budget
+        return fit_predict(*args, **kwargs)
+
+    monkeypatch.setattr(inversion, "_fit_predict", slow)
+    config = AttributeInferenceCheckConfig(max_seconds=0.2)
+    ctx = context(train, test, model, sensitive_features=("sex",))
+    finding = AttributeInferenceCheck(config).execute(ctx)
+    assert finding.status is Status.WARN, finding.message
+    assert finding.evidence["stopped"] == "time budget"
+    assert finding.evidence["method"] == "classifier"
+    assert "inversion_accuracy" not in finding.metrics
+    assert finding.metrics["advantage"] <= 0.05
+    monkeypatch.setattr(inversion, "_fit_predict", fit_predict)
+    # the whole run: even a weight fitted to noise lets the inversion match every output
+    whole = AttributeInferenceCheck().execute(ctx)  # max_seconds 120
+    assert whole.status is Status.FAIL, whole.message
+    assert whole.evidence["method"] == "inversion"
+    assert whole.evidence["stopped"] is None
+
+
 def test_attribute_inference_skips_without_an_attribute_or_with_too_many_values(
     sensitive: tuple[Dataset, Dataset],
 ) -> None:

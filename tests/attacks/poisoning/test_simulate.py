@@ -382,3 +382,29 @@ def test_registered_attacks(cancer: dict[str, Any]) -> None:
     )
     assert bd.kind == "backdoor"
     assert len(bd.trigger) == 3
+
+
+def test_retrainings_and_detection_folds_report_their_stage(cancer: dict[str, Any]) -> None:
+    """Long work that spends no queries tells the progress bar where it is."""
+    from bastion.attacks.budget import report_progress
+    from bastion.attacks.poisoning.detect import find_label_issues
+
+    seen: list[str] = []
+    with report_progress(seen.append):
+        sim = simulate_poisoning(
+            GradientBoostingClassifier(n_estimators=10, random_state=0),
+            cancer["X_tr"],
+            cancer["y_tr"],
+            cancer["X_te"],
+            cancer["y_te"],
+            rate=0.1,
+        )
+        issues = find_label_issues(sim.X_poisoned, sim.y_poisoned, cv=3)
+    folds = [f"cross-validated probabilities: fold {k} of 3" for k in (1, 2, 3)]
+    assert issues.details["rounds"] == 2  # the second without the rows first flagged
+    assert seen == [
+        "retraining on the clean data",
+        f"retraining on the poisoned data ({sim.n_poisoned} rows poisoned)",
+        *folds,
+        *folds,
+    ]

@@ -319,3 +319,15 @@ def test_a_named_series_names_the_attribute(data: dict[str, Any]) -> None:
     named = pd.Series(data["s"][:N_TRAIN], name="smoker")
     assert run(model, X, named).attribute == "smoker"
     assert run(model, X, data["s"][:N_TRAIN]).attribute == "sensitive"
+
+
+def test_the_splits_and_the_inversion_report_their_stage(data: dict[str, Any]) -> None:
+    from bastion.attacks.budget import report_progress
+
+    columns = ["a", "b", "c", "d", "s"]
+    seen: list[str] = []
+    with report_progress(seen.append):
+        run(fit(data, columns), data["frame"].iloc[:N_TRAIN][columns], attribute="s")
+    splits = [f"attribute classifiers: split {k} of 5" for k in range(1, 6)]
+    stages = [line for line in seen if "queries," not in line]  # not the budget's lines
+    assert stages == [*splits, f"inversion: {2 * N_TRAIN:,} queries"]

@@ -548,3 +548,29 @@ def test_missing_flags_and_lengths_are_named(
         ThresholdMembership().run(forest, X, y, flags)
     with pytest.raises(ConfigError, match="X, y and is_member must have the same length"):
         ThresholdMembership().run(forest, X, y.astype(str), members[:-1])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_shadow_training_reports_its_progress(cancer: dict[str, Any], parallel: bool) -> None:
+    from bastion.attacks.budget import report_progress
+
+    X, y = cancer["X"], cancer["y"]
+    keep = keep_matrix(4, len(y), np.random.default_rng(0))
+    pool = Finishing(order=[2, 0, 1], then="nothing") if parallel else SERIAL
+    seen: list[str] = []
+    with report_progress(seen.append):
+        train_shadows(
+            RandomForestClassifier(n_estimators=5),
+            X,
+            y,
+            keep,
+            np.arange(10),
+            np.array([0, 1]),
+            executor=pool,
+            seed=0,
+        )
+    if parallel:  # as they finish, in any order
+        later = [f"shadow models: {k} of 4 trained" for k in (2, 3, 4)]
+    else:
+        later = [f"shadow model {k} of 4" for k in (2, 3, 4)]
+    assert seen == ["shadow model 1 of 4", *later]

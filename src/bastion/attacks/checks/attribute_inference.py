@@ -23,7 +23,9 @@ Metrics
     of each method (``classifier_accuracy``, ``inversion_accuracy``), ``n_points``,
     ``queries``.
 Gate
-    Fails when ``advantage > max_advantage``. Evidence is aggregate: no attribute values.
+    Fails when ``advantage > max_advantage``. ``max_seconds`` (default 120) is checked before
+    the inversion's queries; a run it stops there and that is under the limit is a warn (the
+    inversion method did not run). Evidence is aggregate: no attribute values.
 References
     MITRE ATLAS AML.T0024.001 (invert AI model); OWASP ML03. Fredrikson et al. (USENIX
     Security 2014, CCS 2015); Yeom et al. (CSF 2018); Jayaraman and Evans (CCS 2022).
@@ -38,6 +40,7 @@ import pandas as pd
 from pydantic import Field
 
 from bastion._names import known_names
+from bastion.attacks.budget import Budget
 from bastion.attacks.privacy.inversion import AttributeInference, AttributeInferenceConfig
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import ConfigError
@@ -60,6 +63,9 @@ class AttributeInferenceCheckConfig(CheckConfig):
     max_candidates: int = Field(default=20, ge=2, le=1000)
     bins: int = Field(default=5, ge=2, le=100)
     inversion: bool = True
+    # checked before the inversion's queries (n_points x candidate values): a run stopped
+    # there, under the limit, is a warn (the inversion method did not run)
+    max_seconds: float | None = Field(default=120.0, gt=0)
 
 
 @CHECKS.register
@@ -147,6 +153,7 @@ class AttributeInferenceCheck(Check):
             attribute=attribute if is_input else None,
             y=y,
             seed=int(rng.integers(2**31 - 1)),
+            budget=Budget(max_seconds=cfg.max_seconds),
         )
         # wall time lives in the finding's duration_s: metrics stay reproducible under a seed
         metrics = {k: v for k, v in result.metrics().items() if k != "time_s"}
@@ -163,6 +170,13 @@ class AttributeInferenceCheck(Check):
                 f"The model leaks {attribute!r}: advantage {result.advantage:.3f} > "
                 f"max_advantage {cfg.max_advantage:g}. " + summary
             )
+        elif result.stopped:
+            status = Status.WARN
+            message = (
+                f"Stopped ({result.stopped}) before the inversion method ran: under "
+                f"max_advantage {cfg.max_advantage:g} without it, which does not show the "
+                "limit holds (raise max_seconds). " + summary
+            )
         else:
             status, message = Status.PASS, "Within limits. " + summary
         evidence = {
@@ -176,6 +190,7 @@ class AttributeInferenceCheck(Check):
             "labels_known": y is not None,
             "evaluation": result.extra.get("evaluation"),
             "classifier": cfg.classifier,
+            "stopped": result.stopped,
         }
         return self.finding(
             ctx,

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bastion.attacks.budget import report_stage
 from bastion.attacks.poisoning._common import (
     as_float_matrix,
     encode_labels,
@@ -181,7 +182,9 @@ def out_of_sample_proba(
         raise DataError(f"X has {n_rows(X)} rows but y has {n} labels")
     proba = np.zeros((n, len(classes)))
     keep = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
-    for train, test in _folds(idx, cv, seed):
+    folds = _folds(idx, cv, seed)
+    for k, (train, test) in enumerate(folds, start=1):
+        report_stage(f"cross-validated probabilities: fold {k} of {len(folds)}")
         fit_rows = train[keep[train]]
         if len(np.unique(idx[fit_rows])) < 2:
             fit_rows = train  # a fold left with one class cannot be fitted: keep its rows

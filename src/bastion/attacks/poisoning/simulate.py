@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from bastion.attacks.budget import report_stage
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._common import (
     as_float_matrix,
@@ -491,7 +492,9 @@ def simulate_poisoning(
         )
         goal = y_p[idx[0]]
     if clean_model is None:
+        report_stage("retraining on the clean data")
         clean_model = train(X_train, labels)
+    report_stage(f"retraining on the poisoned data ({len(idx)} rows poisoned)")
     poisoned_model = train(X_p, y_p)
     clean_right = _correct(clean_model, X_test, test_labels)
     poisoned_right = _correct(poisoned_model, X_test, test_labels)

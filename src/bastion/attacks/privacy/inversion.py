@@ -49,7 +49,7 @@ from pydantic import Field
 
 from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
-from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.attacks.budget import Budget, BudgetTracker, report_stage
 from bastion.exceptions import ConfigError, ModelOutputError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
@@ -293,7 +293,8 @@ class AttributeInference(Attack):
         majority_hits = 0
         all_s = np.concatenate([truth_s, aux_s]) if aux_s is not None else truth_s
         with_out = np.hstack([known, outs])
-        for fit_rows, pred_rows in splits:
+        for k, (fit_rows, pred_rows) in enumerate(splits, start=1):
+            report_stage(f"attribute classifiers: split {k} of {len(splits)}")
             train_s = all_s[fit_rows]
             attack_pred[pred_rows], _ = _fit_predict(
                 cfg.classifier, with_out[fit_rows], train_s, with_out[pred_rows], candidates, seed
@@ -325,6 +326,7 @@ class AttributeInference(Attack):
                 # allow() names what ran out: the queries, or the time
                 stopped = tracker.exhausted_reason = tracker.exhausted_reason or "query budget"
             else:
+                report_stage(f"inversion: {needed:,} queries")
                 inverted = _invert(
                     model, X, attribute, candidates, plug, outputs, out_labels, base_post
                 )

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bastion.attacks.budget import BudgetTracker
+from bastion.attacks.budget import BudgetTracker, report_stage
 from bastion.exceptions import CapabilityError, ConfigError
 from bastion.executor import SMALL_DATA_ROWS, Executor, native_threads
 from bastion.models.base import ArrayLike, ModelAdapter
@@ -217,6 +217,7 @@ def train_shadows(
     # in-process fits on small data run single-threaded (see SMALL_DATA_ROWS)
     local_threads = 1 if len(y) < SMALL_DATA_ROWS else None
     try:
+        report_stage(f"shadow model 1 of {len(tasks)}")
         with native_threads(local_threads):
             done[0] = fit_shadow(tasks[0])
         first_s = time.perf_counter() - started
@@ -237,12 +238,14 @@ def train_shadows(
             finishing = executor.completed(fit_shadow, rest, timeout_s=left)
             for i, confidences in finishing:
                 done[rest[i].index] = confidences
+                report_stage(f"shadow models: {len(done)} of {len(tasks)} trained")
             if len(done) < 1 + len(rest) and tracker is not None:
                 tracker.exhausted_reason = "time budget"
         else:
             for task in rest:
                 if tracker is not None and _out_of_time(tracker):
                     break
+                report_stage(f"shadow model {task.index + 1} of {len(tasks)}")
                 with native_threads(local_threads):
                     done[task.index] = fit_shadow(task)
     except KeyboardInterrupt:
