@@ -194,6 +194,35 @@ def test_simulation_passes_a_robust_linear_model(cancer: tuple[Dataset, Dataset]
     assert "activation_detector" not in finding.evidence
 
 
+def test_simulation_past_max_seconds_skips_the_detectors_and_still_judges(
+    cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retrainings always run (the gate needs them); detectors run only in time."""
+    import time
+
+    from bastion.attacks.checks import poisoning_simulation
+
+    simulate = poisoning_simulation.simulate_poisoning
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # retrainings that use up max_seconds
+        return simulate(*args, **kwargs)
+
+    monkeypatch.setattr(poisoning_simulation, "simulate_poisoning", slow)
+    train, test = cancer
+    check = PoisoningSimulationCheck(PoisoningSimulationConfig(max_seconds=0.2))
+    finding = check.execute(context(train, test, logistic(train)))
+    assert finding.status is Status.PASS, finding.message
+    assert value(finding, "accuracy_drop") <= 0.05  # judged
+    assert finding.metrics["precision"] is None
+    assert finding.metrics["recall"] is None
+    assert finding.metrics["n_flagged"] is None
+    assert (
+        finding.evidence["detectors"] == "not run: max_seconds 0.2 was reached by the retrainings"
+    )
+    assert "Detectors not run" in finding.message
+
+
 def test_simulation_fails_a_backdoored_gradient_boosting_model(
     cancer: tuple[Dataset, Dataset],
 ) -> None:

@@ -29,7 +29,10 @@ Metrics
     ``n_poisoned``, ``poison_rate``.
 Gate
     Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor,
-    ``backdoor_success_rate > max_backdoor_success``.
+    ``backdoor_success_rate > max_backdoor_success``. ``max_seconds`` (default 600) bounds
+    the detectors: the retrainings always run (the gate's figures need them), and once they
+    have used up the time the detectors are skipped (their figures null, the evidence says
+    so); the gate is judged either way.
 References
     Biggio, Nelson and Laskov, "Poisoning attacks against support vector machines" (ICML
     2012); Gu et al., "BadNets" (2017); MITRE ATLAS AML.T0020, AML.T0043.004; OWASP ML02.
@@ -43,6 +46,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bastion._user_code import TrainFnReference
+from bastion.attacks.budget import Budget, BudgetTracker
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
@@ -97,6 +101,9 @@ class PoisoningSimulationConfig(CheckConfig):
     # detection (POI001's detector)
     detection_method: Literal["confident_learning", "knn"] = "confident_learning"
     cv: int = Field(default=5, ge=2, le=50)
+    # the retrainings always run (the gate's figures need them); the detectors after them
+    # run only while the check is under max_seconds
+    max_seconds: float | None = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _options_of_the_attack_chosen(self) -> PoisoningSimulationConfig:
@@ -161,6 +168,7 @@ class PoisoningSimulationCheck(Check):
         if train.target is None or test.target is None:
             return self.skip(ctx, "needs the target column in train and test (set data.target)")
         seed = int(ctx.rng(self.id).integers(2**31 - 1))
+        tracker = BudgetTracker(Budget(max_seconds=cfg.max_seconds))
         try:
             recipe: Any = model
             if cfg.train_fn is not None:
@@ -205,20 +213,26 @@ class PoisoningSimulationCheck(Check):
             seed=seed,
             clean_model=None if cfg.retrain_clean else model,
         )
-        issues = find_label_issues(
-            sim.X_poisoned,
-            sim.y_poisoned,
-            method=cfg.detection_method,
-            cv=min(cfg.cv, len(y_train)),
-            seed=seed,
-        )
-        precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
-        activation = _activation_detection(cfg, model, sim, seed)
+        precision = recall = None
+        n_flagged: int | None = None
+        activation: dict[str, Any] = {}
+        detectors_stopped = tracker.out_of_time()
+        if not detectors_stopped:
+            issues = find_label_issues(
+                sim.X_poisoned,
+                sim.y_poisoned,
+                method=cfg.detection_method,
+                cv=min(cfg.cv, len(y_train)),
+                seed=seed,
+            )
+            precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
+            n_flagged = issues.n_flagged
+            activation = _activation_detection(cfg, model, sim, seed)
         metrics: dict[str, float | int | None] = {
             **sim.metrics(),
             "precision": precision,
             "recall": recall,
-            "n_flagged": issues.n_flagged,
+            "n_flagged": n_flagged,
             "activation_precision": activation.get("precision"),
             "activation_recall": activation.get("recall"),
         }
@@ -263,6 +277,10 @@ class PoisoningSimulationCheck(Check):
             "clean_reference": "retrained" if cfg.retrain_clean else "the model under test",
             "detection_method": cfg.detection_method,
         }
+        if detectors_stopped:
+            evidence["detectors"] = (
+                f"not run: max_seconds {cfg.max_seconds:g} was reached by the retrainings"
+            )
         if activation:
             evidence["activation_detector"] = activation.get("evidence")
         if cfg.kind == "backdoor":
@@ -273,7 +291,10 @@ class PoisoningSimulationCheck(Check):
         elif cfg.mode == "targeted":
             evidence["target"] = sim.target_class
         message = _summary(cfg, sim.clean_accuracy, sim.poisoned_accuracy, success, sim.n_poisoned)
-        message += f" Detector ({cfg.detection_method}): {_detection(precision, recall)}."
+        if detectors_stopped:
+            message += f" Detectors not run: max_seconds {cfg.max_seconds:g} reached."
+        else:
+            message += f" Detector ({cfg.detection_method}): {_detection(precision, recall)}."
         if "precision" in activation:
             found = _detection(activation["precision"], activation["recall"])
             message += f" Activation clustering: {found}."
