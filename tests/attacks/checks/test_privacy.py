@@ -103,6 +103,33 @@ def test_membership_falls_back_to_the_threshold_attack(cancer: tuple[Dataset, Da
     assert "--train-fn" in skipped.message  # says how to give the shadows a recipe
 
 
+def test_a_reversed_membership_signal_is_a_warn(cancer: tuple[Dataset, Dataset]) -> None:
+    """Members scoring far lower than non-members is no pass: reversed, the score tells
+    them apart (here a model sure of every test row and unsure of every training row)."""
+    train, test = cancer
+    rows = test.features.to_numpy(dtype=np.float64)
+    label_of = {row.tobytes(): int(label) for row, label in zip(rows, test.labels, strict=True)}
+
+    def proba(X: Any) -> np.ndarray:
+        out = np.full((len(X), 2), 0.5)
+        for i, row in enumerate(np.asarray(X, dtype=np.float64)):
+            if (label := label_of.get(row.tobytes())) is not None:
+                out[i] = [0.01, 0.99] if label == 1 else [0.99, 0.01]
+        return out
+
+    model = CallableAdapter(predict_proba=proba, classes=[0, 1])
+    cfg = MembershipCheckConfig(attack="threshold")
+    finding = MembershipCheck(cfg).execute(context(train, test, model))
+    assert finding.status is Status.WARN, finding.message
+    assert finding.metrics["auc"] < 0.1
+    assert finding.evidence["inverted_auc"] == finding.metrics["auc"]
+    assert "Members score lower than non-members" in finding.message
+    honest = MembershipCheck(cfg).execute(
+        context(train, test, fitted(train, make_pipeline(StandardScaler(), LogisticRegression())))
+    )
+    assert honest.evidence["inverted_auc"] is None
+
+
 FOREST_RECIPE = """
 from sklearn.ensemble import RandomForestClassifier
 

@@ -27,7 +27,10 @@ Metrics
     largest FPR <= the target; see :func:`~bastion.attacks.results.low_fpr_metrics`.
 Gate
     Fails when ``auc > max_auc`` or, if set, ``tpr_at_1pct_fpr > max_tpr_at_1pct_fpr``; a TPR
-    limit that the data cannot measure fails closed.
+    limit that the data cannot measure fails closed. An attack whose AUC is below
+    ``1 - max_auc`` (members scoring lower than non-members: reversed, the signal is above the
+    limit) is a warn: the split may differ between train and test, or the model leaks the
+    other way round.
 References
     MITRE ATLAS AML.T0024.000 (infer training data membership); OWASP ML04. Carlini et al.,
     "Membership Inference Attacks From First Principles" (IEEE S&P 2022); Shokri et al.,
@@ -216,8 +219,21 @@ class MembershipCheck(Check):
         )
         if result.stopped:
             summary += f" Stopped early ({result.stopped}): {result.n_shadow} shadow models."
+        # the attacks score members higher; far below 0.5 the signal is there, reversed
+        aucs = [(float(a), k) for k, r in results.items() if (a := r.metrics["auc"]) is not None]
+        lowest, lowest_by = min(aucs) if aucs else (0.5, "")
+        inverted = lowest < 1.0 - cfg.max_auc
         if violations:
             status, message = Status.FAIL, "Leaks membership: " + "; ".join(violations) + ". "
+        elif inverted:
+            status = Status.WARN
+            message = (
+                f"Members score lower than non-members (AUC {lowest:.3f}, {lowest_by} "
+                f"attack): an attacker who reverses the score reaches AUC {1 - lowest:.3f} > "
+                f"max_auc {cfg.max_auc:g}. Either the test rows differ from the training rows "
+                "(then no attack here measures membership), or the model leaks it the other "
+                "way round: look at how the data was split. "
+            )
         elif any(r.stopped for r in results.values()):
             # fewer shadow models than asked: a weaker attack that passed proves less
             status, message = Status.WARN, "Within limits, but an attack was cut short. "
@@ -225,6 +241,7 @@ class MembershipCheck(Check):
             status, message = Status.PASS, "Within limits. "
         evidence: dict[str, Any] = {
             "judged_attack": judged,
+            "inverted_auc": lowest if inverted else None,
             "members_from": "train",
             "nonmembers_from": "test",
             "attacks": {
