@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion._user_code import resolve_reference
+from bastion._user_code import resolve_reference, seeded_randomness
 from bastion.exceptions import ConfigError
 
 
@@ -41,3 +41,28 @@ def test_the_working_folder_is_searched_last(
     fn = resolve_reference("bastion_user_recipes:train", what="train_fn")
     assert fn.__module__ == "bastion_user_recipes"
     assert sys.path[-1] == str(tmp_path)
+
+
+def test_user_code_runs_with_seeded_generators_that_are_put_back() -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    def draws() -> tuple[float, float, float]:
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    before = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    with seeded_randomness(7):
+        first = draws()
+    after = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())
+    with seeded_randomness(7):
+        again = draws()
+    with seeded_randomness(8):
+        other = draws()
+    assert first == again
+    assert all(a != b for a, b in zip(first, other, strict=True))
+    # the caller's own random state is untouched
+    assert before[0] == after[0]
+    assert all(np.array_equal(a, b) for a, b in zip(before[1], after[1], strict=True))
+    assert torch.equal(before[2], after[2])

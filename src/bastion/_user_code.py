@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
 from bastion.exceptions import ConfigError
 
-__all__ = ["TrainFnReference", "resolve_reference"]
+__all__ = ["TrainFnReference", "resolve_reference", "seeded_randomness"]
 
 
 def _import_from_cwd_too(module_name: str) -> Any:
@@ -73,3 +75,30 @@ def _train_fn_format(reference: str) -> str:
 # before a run that uses it (the runner's user_code step), not whenever a policy is read
 # (a scan or a release job need not hold the training code)
 TrainFnReference = Annotated[str, AfterValidator(_train_fn_format)]
+
+
+@contextmanager
+def seeded_randomness(seed: int) -> Iterator[None]:
+    """Run the user's code (a training function) with the process-wide random generators
+    seeded, and put them back afterwards: Python's ``random``, numpy's legacy global
+    generator (what a scikit-learn estimator left at ``random_state=None`` draws from) and,
+    when torch is loaded, torch's CPU generator. A recipe that fixes none of its seeds then
+    trains the same model on the same data in every run with the same seed; one that fixes
+    its own is unaffected."""
+    import numpy as np
+
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    torch = sys.modules.get("torch")
+    torch_state = torch.random.get_rng_state() if torch is not None else None
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if torch is not None:
+        torch.random.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        if torch is not None and torch_state is not None:
+            torch.random.set_rng_state(torch_state)

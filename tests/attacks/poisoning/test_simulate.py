@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -313,6 +313,26 @@ def test_custom_train_fn_is_used(cancer: dict[str, Any]) -> None:
             cancer["X_te"],
             cancer["y_te"],
         )
+
+
+def test_a_train_fn_without_seeds_retrains_the_same_way_under_a_seed(
+    cancer: dict[str, Any],
+) -> None:
+    """A recipe that fixes no seed (a forest at random_state=None) drew from the process's
+    global generator, so each run with the same seed retrained another model."""
+
+    def train(X: Any, y: np.ndarray) -> Any:
+        return RandomForestClassifier(n_estimators=5, max_features=1).fit(X, y)
+
+    def accuracies(global_state: int) -> tuple[float, float]:
+        np.random.seed(global_state)  # whatever the process drew before
+        sim = simulate_poisoning(
+            train, cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"], rate=0.2,
+            seed=1,
+        )  # fmt: skip
+        return sim.clean_accuracy, sim.poisoned_accuracy
+
+    assert accuracies(123) == accuracies(456)
 
 
 def test_label_flip_simulation_with_adapter_and_clean_model(cancer: dict[str, Any]) -> None:

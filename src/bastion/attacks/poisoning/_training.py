@@ -35,7 +35,9 @@ def resolve_trainer(
             (its ``estimator`` is cloned); or a trainable
             :class:`~bastion.models.torch.TorchAdapter` (its module is copied, its weights
             re-initialised and trained with Adam for ``epochs`` epochs).
-        seed: fixes unset ``random_state`` parameters and torch's initialisation.
+        seed: fixes unset ``random_state`` parameters and torch's initialisation; a training
+            function runs with the global random generators seeded
+            (:func:`~bastion._user_code.seeded_randomness`).
         epochs, learning_rate: torch training only.
 
     Returns:
@@ -68,7 +70,7 @@ def resolve_trainer(
     if callable(getattr(model, "fit", None)):
         return _estimator_trainer(model, seed)
     if callable(model):
-        return _callable_trainer(model)
+        return _callable_trainer(model, seed)
     raise ConfigError(
         "train_fn must be a callable (X, y) -> fitted model, a scikit-learn estimator or a "
         f"model adapter; received {type(model).__name__}"
@@ -89,9 +91,13 @@ def _estimator_trainer(estimator: Any, seed: int) -> TrainFn:
     return train
 
 
-def _callable_trainer(fn: Callable[..., Any]) -> TrainFn:
+def _callable_trainer(fn: Callable[..., Any], seed: int) -> TrainFn:
+    from bastion._user_code import seeded_randomness
+
     def train(X: Any, y: np.ndarray) -> Any:
-        fitted = fn(X, y)
+        # the clean and the poisoned copy start from the same random state, run after run
+        with seeded_randomness(seed):
+            fitted = fn(X, y)
         if not callable(getattr(fitted, "predict", None)):
             raise ConfigError(
                 "train_fn must return a fitted model with a predict method; it returned "

@@ -87,9 +87,13 @@ class TrainedBy:
     def __init__(self, train_fn: Callable[[Any, np.ndarray], Any]) -> None:
         self.train_fn = train_fn
         self.model_: Any = None
+        self.seed = 0  # each shadow's own (make_estimator sets it)
 
     def fit(self, X: Any, y: np.ndarray) -> TrainedBy:
-        fitted = self.train_fn(X, y)
+        from bastion._user_code import seeded_randomness
+
+        with seeded_randomness(self.seed):
+            fitted = self.train_fn(X, y)
         if not callable(getattr(fitted, "predict_proba", None)):
             raise ConfigError(
                 "the training function of the shadow models must return a fitted model with "
@@ -116,7 +120,8 @@ def make_estimator(recipe: Recipe, seed: int) -> Any:
     """A fresh, unfitted estimator from ``recipe``, its random states set from ``seed``.
 
     Every ``random_state`` parameter (nested ones in pipelines too) is set, so shadows are
-    reproducible even when the target's estimator left it at ``None``.
+    reproducible even when the target's estimator left it at ``None``; a user's training
+    function runs with the global random generators seeded.
     """
     if callable(recipe) and not hasattr(recipe, "fit"):
         estimator = recipe()
@@ -124,6 +129,8 @@ def make_estimator(recipe: Recipe, seed: int) -> Any:
         from sklearn.base import clone
 
         estimator = clone(recipe)
+    if isinstance(estimator, TrainedBy):  # the user's function runs with seeded generators
+        estimator.seed = seed
     get_params = getattr(estimator, "get_params", None)
     if callable(get_params):
         names = [k for k in get_params(deep=True) if k.split("__")[-1] == "random_state"]
