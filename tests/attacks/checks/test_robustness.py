@@ -112,6 +112,28 @@ def test_robustness_curve_is_monotone_on_a_real_model(data: dict[str, Any]) -> N
     assert finding.evidence["curve_complete"] is True
 
 
+def test_outputs_that_move_without_changing_a_label_are_non_deterministic(
+    data: dict[str, Any],
+) -> None:
+    """Noise that never flips a label (dropout left on, say): asking for labels only, the
+    model looked deterministic; its probabilities tell."""
+    rng = np.random.default_rng(0)
+    lr = data["lr"]
+
+    def jittered(X: np.ndarray) -> np.ndarray:
+        p = lr.predict_proba(X)[:, 1]
+        p = np.clip(p + rng.uniform(-0.01, 0.01, len(X)), 0.0, 1.0)
+        return np.stack([1 - p, p], axis=1)
+
+    model = CallableAdapter(predict_proba=jittered, classes=[0, 1], name="jittered")
+    X = data["test"].features.to_numpy()[:40]
+    assert (model.predict(X) == model.predict(X)).mean() > 0.9  # labels mostly hold
+    finding = _run(data, model, eps=0.5, n_points=40, max_queries_per_sample=50)
+    note = next(n for n in finding.evidence["sanity"] if "non-deterministic" in n)
+    assert "rows got other probabilities (by up to 0.0" in note
+    assert finding.status is Status.WARN, finding.message
+
+
 def test_non_deterministic_predictions_raise_a_sanity_warning(data: dict[str, Any]) -> None:
     rng = np.random.default_rng(0)
 

@@ -277,12 +277,11 @@ class EvasionCheck(Check):
                 "attacked among them), which can pin the attack; give data.train or declare "
                 "the features' ranges in the schema"
             )
-        differ = int(np.sum(np.asarray(model.predict(X)) != np.asarray(model.predict(X))))
-        if differ:
+        changed = _changed_when_asked_twice(model, X)
+        if changed:
             sanity.append(
-                f"non-deterministic predictions: {differ} of {len(X)} rows got another label "
-                "when asked twice; randomised outputs mislead attacks, so robustness figures "
-                "may be overstated"
+                f"non-deterministic predictions: {changed} when asked twice; randomised "
+                "outputs mislead attacks, so robustness figures may be overstated"
             )
 
         results = _run_curve(attack, model, X, y, eps, radii, cfg, constraints, seed, started)
@@ -368,6 +367,33 @@ def _numeric(column: pd.Series) -> bool:
 
 def _fmt(value: float | int | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _changed_when_asked_twice(model: ModelAdapter, X: np.ndarray) -> str | None:
+    """What changed when ``X`` was predicted twice (None: nothing). The probabilities where
+    the model gives them: dropout left on, say, moves them long before it moves a label
+    (asking for labels only, such a model looked deterministic); else the labels."""
+    n = len(X)
+    if model.has(Capability.PREDICT_PROBA):
+        first, second = (np.asarray(model.predict_proba(X), dtype=np.float64) for _ in range(2))
+        if first.shape != second.shape:
+            return f"the probabilities came back in shapes {first.shape} and {second.shape}"
+        first, second = first.reshape(n, -1), second.reshape(n, -1)
+        # NaN in one answer and a number in the other is a change; NaN in both is not
+        gap = np.where(
+            np.isnan(first) != np.isnan(second), np.inf, np.nan_to_num(np.abs(first - second))
+        )
+        moved = gap.max(axis=1) if gap.size else np.zeros(n)
+        rows = int((moved > 1e-6).sum())
+        if not rows:
+            return None
+        relabelled = int((first.argmax(1) != second.argmax(1)).sum())
+        return (
+            f"{rows} of {n} rows got other probabilities (by up to {moved.max():.3g}; "
+            f"{relabelled} another label)"
+        )
+    differ = int(np.sum(np.asarray(model.predict(X)) != np.asarray(model.predict(X))))
+    return f"{differ} of {n} rows got another label" if differ else None
 
 
 def _run_curve(
