@@ -226,6 +226,9 @@ def test_attribute_inference_fails_a_model_that_uses_the_attribute(
     assert finding.evidence["method"] == "inversion"
     assert "time_s" not in finding.metrics
     assert finding.threshold == {"max_advantage": 0.05}
+    se = finding.evidence["advantage_se"]
+    assert 0.0 < se < 0.05
+    assert f"(standard error {se:.3f})" in finding.message
 
 
 def test_attribute_inference_passes_a_model_that_ignores_it(

@@ -76,6 +76,17 @@ def test_an_input_attribute_the_model_relies_on_is_recovered(data: dict[str, Any
     # one query per target, then one per target and candidate value
     assert result.queries == N_TRAIN * 3
     assert result.metrics()["advantage"] == pytest.approx(result.advantage)
+    # paired over the targets: the attack is right where the baseline is not, or both are
+    right = (result.predicted == result.truth).astype(float)
+    assert right.mean() == pytest.approx(result.attack_accuracy)
+    se = result.extra["advantage_se"]
+    assert 0.0 < se < 0.05
+    # a difference of two proportions: never above the unpaired bound
+    unpaired = np.sqrt(
+        result.attack_accuracy * (1 - result.attack_accuracy) / N_TRAIN
+        + result.baseline_accuracy * (1 - result.baseline_accuracy) / N_TRAIN
+    )
+    assert se <= unpaired * 1.05
 
 
 def test_an_attribute_the_model_ignores_is_not_leaked(data: dict[str, Any]) -> None:

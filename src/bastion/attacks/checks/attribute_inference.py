@@ -41,7 +41,11 @@ from pydantic import Field
 
 from bastion._names import known_names
 from bastion.attacks.budget import Budget
-from bastion.attacks.privacy.inversion import AttributeInference, AttributeInferenceConfig
+from bastion.attacks.privacy.inversion import (
+    AttributeInference,
+    AttributeInferenceConfig,
+    AttributeInferenceResult,
+)
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import ConfigError
 from bastion.findings import Finding, Severity, Status
@@ -162,7 +166,7 @@ class AttributeInferenceCheck(Check):
         summary = (
             f"Inferring {what} on {len(rows)} {ds.name} rows: attack accuracy "
             f"{result.attack_accuracy:.3f} ({result.method}) vs {result.baseline_accuracy:.3f} "
-            f"without querying the model: advantage {result.advantage:+.3f}."
+            f"without querying the model: advantage {result.advantage:+.3f}{_se(result)}."
         )
         if result.advantage > cfg.max_advantage:
             status = Status.FAIL
@@ -191,6 +195,7 @@ class AttributeInferenceCheck(Check):
             "evaluation": result.extra.get("evaluation"),
             "classifier": cfg.classifier,
             "stopped": result.stopped,
+            "advantage_se": result.extra.get("advantage_se"),
         }
         return self.finding(
             ctx,
@@ -200,3 +205,8 @@ class AttributeInferenceCheck(Check):
             threshold={"max_advantage": cfg.max_advantage},
             evidence=evidence,
         )
+
+
+def _se(result: AttributeInferenceResult) -> str:
+    se = result.extra.get("advantage_se")
+    return f" (standard error {se:.3f})" if isinstance(se, float) else ""

@@ -88,9 +88,11 @@ class AttributeInferenceResult:
     elapsed_s:
         Wall time.
     stopped:
-        ``query budget`` when the inversion method could not run within the budget.
+        ``query budget`` or ``time budget`` when the inversion method could not run within
+        the budget.
     extra:
-        Diagnostics (candidates, folds, classifier), JSON-compatible.
+        Diagnostics (candidates, folds, classifier, ``advantage_se``: the advantage's
+        standard error over the targets), JSON-compatible.
     """
 
     attack: str
@@ -290,7 +292,7 @@ class AttributeInference(Attack):
         attack_pred = np.empty(n, dtype=object)
         base_pred = np.empty(n, dtype=object)
         base_post = np.zeros((n, len(candidates)))
-        majority_hits = 0
+        majority_right = np.zeros(n, dtype=bool)
         all_s = np.concatenate([truth_s, aux_s]) if aux_s is not None else truth_s
         with_out = np.hstack([known, outs])
         for k, (fit_rows, pred_rows) in enumerate(splits, start=1):
@@ -303,10 +305,11 @@ class AttributeInference(Attack):
                 cfg.classifier, known[fit_rows], train_s, known[pred_rows], candidates, seed
             )
             values, counts = np.unique(train_s, return_counts=True)
-            majority_hits += int((truth_s[pred_rows] == values[np.argmax(counts)]).sum())
+            majority_right[pred_rows] = truth_s[pred_rows] == values[np.argmax(counts)]
 
         accuracy = {"classifier": float(np.mean(attack_pred == truth_s))}
         baseline_clf = float(np.mean(base_pred == truth_s))
+        majority_hits = int(majority_right.sum())
         baseline = max(baseline_clf, majority_hits / n)
         stopped = None
         extra: dict[str, Any] = {
@@ -336,6 +339,11 @@ class AttributeInference(Attack):
                     predicted = inverted
         method = max(accuracy, key=lambda k: accuracy[k])
         best = accuracy[method]
+        # the advantage's standard error, from the per-target difference between the attack
+        # and the baseline (paired: both judge the same targets)
+        base_right = base_pred == truth_s if baseline_clf >= majority_hits / n else majority_right
+        paired = (predicted == truth_s).astype(np.float64) - base_right.astype(np.float64)
+        extra["advantage_se"] = float(paired.std(ddof=1) / np.sqrt(n)) if n > 1 else None
         return AttributeInferenceResult(
             attack=self.id,
             attribute=label,
