@@ -68,14 +68,49 @@ def test_square_linf_breaks_gradient_boosting_within_the_query_budget(
     assert result.queries.max() <= 400
     assert result.queries.sum() <= 15_000
     assert model.n_queries == result.queries.sum()  # every model call is counted per point
-    # vectorised: one batched call per iteration (plus clean labels, start and success check)
-    assert model.n_calls == result.extra["iterations"] + 3
+    # vectorised: one batched call per iteration, plus clean labels, start, and the success
+    # checks (one call for the rows that broke in the same iteration; none left at the end)
+    checks = result.extra["check_calls"]
+    assert model.n_calls == result.extra["iterations"] + 2 + checks
+    assert checks <= result.success.sum()
     assert cons.violations(result.x_adv, X) == 0
     linf = norms((result.x_adv - X) / cons.scale, "inf")
     assert np.all(linf <= 1.0 + 1e-9)
     _verified(result, cancer["gb"])
     # the early exit: broken points stopped spending queries
     assert np.median(result.queries[result.success]) < 50
+
+
+def test_square_breaks_a_model_whose_predict_is_not_its_top_score(
+    cancer: dict[str, Any],
+) -> None:
+    """A recall-tuned classifier (class 1 from probability 0.1): Square stopped points where
+    the top score changed but ``predict`` did not, and reported them robust (robust accuracy
+    0.905 on 169 test points, against 0.473 for HopSkipJump, which reads labels). A point
+    ``predict`` refutes now searches on for a lower margin."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame, y_all = cancer["frame"].to_numpy(), cancer["y_all"]
+    base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    model = SklearnAdapter(
+        FixedThresholdClassifier(base, threshold=0.1).fit(frame[:400], y_all[:400])
+    )
+    X, y = frame[400:], y_all[400:]
+    budget = Budget(max_queries_per_sample=300)
+    args = {"eps": 0.5, "constraints": cancer["constraints"], "budget": budget, "seed": 0}
+    square = Square().run(model, X, y, **args)
+    labels = HopSkipJump().run(model, X, y, **args)
+    robust = square.metrics()["robust_accuracy"]
+    assert robust is not None
+    assert robust <= labels.metrics()["robust_accuracy"] + 0.02
+    assert robust < 0.6
+    assert square.extra["unverified_candidates"] == 0
+    assert square.queries.max() <= 300
+    assert model.n_queries == square.queries.sum() + labels.queries.sum()
+    _verified(square, model)
 
 
 def test_square_total_budget_is_hard_and_reported(cancer: dict[str, Any]) -> None:
@@ -632,9 +667,17 @@ def test_ctrl_c_during_the_success_check_returns_an_unverified_partial_result(
     calls["last"], calls["n"] = calls["n"], 0  # the same run, Ctrl-C at its last call
     model, cut = run()
     assert cut.stopped == "interrupted"
-    assert not cut.success.any()  # nothing verified, nothing claimed
-    np.testing.assert_array_equal(cut.x_adv, cancer["X"])
     assert cut.queries.sum() == model.n_queries  # the interrupted call was sent
+    if attack == "hopskipjump":  # its one check comes at the end
+        assert not cut.success.any()  # nothing verified, nothing claimed
+        np.testing.assert_array_equal(cut.x_adv, cancer["X"])
+        return
+    # Square checks the points that broke as they break: those checked before Ctrl-C stand
+    # (each verified), those of the interrupted check are not claimed
+    assert 0 < cut.success.sum() < whole.success.sum()
+    assert cut.extra["unverified_candidates"] >= 1
+    _verified(cut, clf)
+    np.testing.assert_array_equal(cut.x_adv[~cut.success], cancer["X"][~cut.success])
 
 
 def test_an_interrupted_chunked_call_charges_only_the_chunks_sent(

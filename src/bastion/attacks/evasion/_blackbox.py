@@ -436,19 +436,29 @@ def finalize(
     ledger: Ledger,
     started: float,
     extra: Mapping[str, Any],
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> EvasionResult:
     """Check each candidate within ``eps`` with ``predict`` and build the result.
 
     The check spends the reserved query of each candidate (whatever the time budget says:
     it is one batched call), so a success is always a verified misclassification.
+    ``known``: (mask, labels) of candidates ``predict`` already judged at ``x_candidate``
+    during the attack, taken as they are.
     """
     x = space.x0
     distance = norms((x_candidate - x) / space.scale, norm)
     correct = np.asarray(clean_pred == y)
     check = candidate & correct & within_eps(distance, eps)
-    idx = np.flatnonzero(check)
     pred = clean_pred.copy()
     verified = np.zeros(len(x), dtype=bool)
+    if known is not None:
+        judged = check & known[0]
+        pred[judged] = known[1][judged]
+        verified[judged] = True
+        check_now = check & ~known[0]
+    else:
+        check_now = check
+    idx = np.flatnonzero(check_now)
     if idx.size:
         try:
             pred_idx = predict_rows(model, x_candidate[idx], idx, ledger, space)

@@ -5,10 +5,14 @@ What it does
     point still correctly classified, queries the model once for all of them (one batched
     call), and keeps a change when the margin loss (score of the true class minus the best
     other class, on logits when the model declares them, else on probabilities) decreases.
-    A point leaves the working batch as soon as its margin turns negative; its best
-    adversarial is kept. The window size follows the paper's schedule: a share ``p`` of the
-    input, ``p_init`` halved at iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of a
-    10,000-iteration run, rescaled to the queries available (as AutoAttack does).
+    A point leaves the working batch as soon as its margin turns negative and ``predict``
+    agrees that it is misclassified; its best adversarial is kept. Where ``predict`` does not
+    agree (a decision threshold other than the top score: scikit-learn's
+    ``FixedThresholdClassifier`` or ``TunedThresholdClassifierCV``, an SVC's Platt scores),
+    the point searches on for a lower margin, and is checked again when it finds one. The
+    window size follows the paper's schedule: a share ``p`` of the input, ``p_init`` halved at
+    iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of a 10,000-iteration run, rescaled to
+    the queries available (as AutoAttack does).
 Why it matters
     It needs only scores, so it attacks any adapter (scikit-learn, ONNX, remote endpoints,
     tree ensembles) and does not depend on gradients: gradient masking does not fool it.
@@ -28,8 +32,9 @@ Constraints
     for tabular data).
 Queries
     Per point: one clean prediction, one initial query, one per iteration while unbroken and
-    one ``predict`` that verifies the success. ``min(n_queries, budget.max_queries_per_sample)``
-    caps the total per point; ``budget.max_queries`` caps the run.
+    one ``predict`` that verifies the success (one more per check ``predict`` refuted).
+    ``min(n_queries, budget.max_queries_per_sample)`` caps the total per point;
+    ``budget.max_queries`` caps the run.
 References
     Andriushchenko, Croce, Flammarion, Hein, "Square Attack: a query-efficient black-box
     adversarial attack via random search", ECCV 2020; Croce and Hein, "Reliable evaluation of
@@ -59,6 +64,7 @@ from bastion.attacks.evasion._blackbox import (
     finalize,
     label_columns,
     margin,
+    predict_rows,
     score_rows,
     uses_logits,
 )
@@ -171,7 +177,10 @@ class Square(EvasionAttack):
         attacked = np.flatnonzero(np.asarray(clean == y))
         x_cand = x.copy()
         candidate = np.zeros(len(x), dtype=bool)
-        iterations = 0
+        # candidates predict has judged during the search, and its labels
+        checked = np.zeros(len(x), dtype=bool)
+        verdict = clean.copy()
+        iterations = check_calls = 0
         if attacked.size and n_iter >= 0 and space.mutable.size:
             ledger.pending[attacked] = True
             rng = np.random.default_rng(seed)
@@ -182,9 +191,13 @@ class Square(EvasionAttack):
                 iterations = search.run(n_iter, cfg.p_init)
             except KeyboardInterrupt:
                 ledger.interrupt()
-            found = search.best_margin < 0
+            check_calls = search.check_calls
+            found = search.best_margin < search.goal
             candidate[attacked[found]] = True
             x_cand[attacked] = space.to_x(search.best_z, attacked)
+            judged = attacked[search.checked]
+            checked[judged] = True
+            verdict[judged] = search.verdict[search.checked].tolist()
         # the budget's per-sample cap, not the attack's own setting, ended the search
         per_sample = budget.max_queries_per_sample
         capped = per_sample is not None and per_sample < cfg.n_queries
@@ -196,6 +209,9 @@ class Square(EvasionAttack):
             "p_init": cfg.p_init,
             "queries_per_point_cap": cap,
             "iterations": iterations,
+            # predict calls that checked candidates during the search (the final check
+            # queries only what they did not judge)
+            "check_calls": check_calls,
         }
         return finalize(
             name=self.id,
@@ -211,6 +227,7 @@ class Square(EvasionAttack):
             ledger=ledger,
             started=started,
             extra=extra,
+            known=(checked, verdict),
         )
 
 
@@ -244,6 +261,42 @@ class _Search:
         self.best_z = self.z0.copy()
         self.best_margin = np.full(len(rows), np.inf)
         self.cols: np.ndarray | None = None
+        # a row searches while its margin is >= its goal: 0, or the margin at which predict
+        # last refuted it (it must find a lower one)
+        self.goal = np.zeros(len(rows))
+        self.checked = np.zeros(len(rows), dtype=bool)  # predict judged the current best
+        self.verdict = np.empty(len(rows), dtype=object)  # and said this
+        self.check_calls = 0  # predict calls of the checks
+
+    def _check(self, idx: np.ndarray) -> None:
+        """``predict`` on the best points of rows ``idx``, whose margin just went below their
+        goal (each spends its reserved success check). A refuted row searches on for a lower
+        margin while it has room for one more query and a new check."""
+        owners = self.rows[idx]
+        self.ledger.pending[owners] = False
+        self.checked[idx] = True
+        self.check_calls += 1
+        try:
+            labels = predict_rows(
+                self.model, self.space.to_x(self.best_z[idx], owners), owners, self.ledger,
+                self.space,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            self.verdict[idx] = self.y[idx]  # nothing verified: no success
+            raise
+        self.verdict[idx] = labels
+        refuted = idx[np.asarray(labels == self.y[idx])]
+        again = refuted[self.ledger.left(self.rows[refuted]) >= 2]
+        if again.size:
+            self.ledger.pending[self.rows[again]] = True
+            self.checked[again] = False
+            self.goal[again] = self.best_margin[again]
+
+    def _crossed(self, idx: np.ndarray) -> None:
+        """Check the rows of ``idx`` whose best margin went below their goal."""
+        crossed = idx[self.best_margin[idx] < self.goal[idx]]
+        if crossed.size:
+            self._check(crossed)
 
     def _margin(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
         owners = self.rows[idx]
@@ -279,11 +332,14 @@ class _Search:
             z = self.z0 + eps * _unit_l2(layout.init_l2(n, rng))
         z = self.space.project(z, self.rows, eps, self.norm)
         self.best_z, self.best_margin = z, self._margin(z, np.arange(n))
+        self._crossed(np.arange(n))
         done = 0
         for it in range(n_iter):
             # a tie (margin 0) is not yet a misclassification: keep searching
-            active = np.flatnonzero(self.best_margin >= 0)
+            active = np.flatnonzero(self.best_margin >= self.goal)
             active = active[np.isfinite(self.best_margin[active])]
+            # refuted rows searched on: each keeps a query for its next check
+            active = active[self.ledger.left(self.rows[active]) >= 1]
             if active.size == 0:
                 break
             allowed = self.ledger.allow(active.size)
@@ -319,6 +375,7 @@ class _Search:
             upd = active[better]
             self.best_z[upd] = z_new[better]
             self.best_margin[upd] = m_new[better]
+            self._crossed(upd)
             done = it + 1
         return done
 
