@@ -160,6 +160,22 @@ def test_extraction_membership_poisoning(project: Path) -> None:
     assert not any("POI003" in reason for reason in document["verdict"]["reasons"])
 
 
+def test_max_seconds_on_the_command_line_is_the_checks_time_budget(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = str(project / "data" / "train.csv")
+    code, report = attack(
+        project, "extraction", "--budget", "2000", "--train", train, "--max-seconds", "0.001"
+    )
+    assert code in (0, 1)
+    document: Any = report
+    finding = next(f for f in document["findings"] if f["check_id"] == "EXT001")
+    assert finding["evidence"]["stopped"] == "time budget", finding["message"]
+    assert finding["status"] in ("warn", "fail")  # a cut run never passes
+    assert run(["attack", "inversion", "--attribute", "x", "--max-seconds", "0"]) == 2
+    assert "--max-seconds" in capsys.readouterr().err
+
+
 def test_the_text_table_names_the_command_the_model_and_the_data(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

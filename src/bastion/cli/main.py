@@ -326,6 +326,15 @@ TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
 ]
+MaxSecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-seconds",
+        min=0.001,
+        help="Wall-time budget of the attack, in seconds (default: the check's own; a run it "
+        "stops reports what it did and says so).",
+    ),
+]
 TrainFnOpt = Annotated[
     str | None,
     typer.Option(
@@ -405,6 +414,7 @@ def attack_evasion(
         ),
     ] = None,
     seed: SeedOpt = 0,
+    max_seconds: MaxSecondsOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     save_adv: Annotated[
@@ -426,6 +436,7 @@ def attack_evasion(
         "norm": norm.value if norm else None,
         "steps": steps,
         "max_queries_per_sample": budget,
+        "max_seconds": max_seconds,
     }
     _attack(
         "evasion",
@@ -449,6 +460,7 @@ def attack_extraction(
     ] = None,
     budget: Annotated[int | None, typer.Option("--budget", help="Queries to spend.")] = None,
     seed: SeedOpt = 0,
+    max_seconds: MaxSecondsOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
@@ -461,7 +473,7 @@ def attack_extraction(
     limit: Annotated[list[str] | None, _limit_option("extraction")] = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
-    extraction = {"strategy": attack, "budget": budget}
+    extraction = {"strategy": attack, "budget": budget, "max_seconds": max_seconds}
     _attack(
         "extraction",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -484,6 +496,7 @@ def attack_poisoning(
     ] = None,
     train_fn: TrainFnOpt = None,
     seed: SeedOpt = 0,
+    max_seconds: MaxSecondsOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     trust_pickle: TrustOpt = False,
@@ -497,6 +510,8 @@ def attack_poisoning(
     simulation: dict[str, Any] = {"kind": attack} if attack else {}
     if train_fn:
         simulation["train_fn"] = train_fn
+    if max_seconds is not None:
+        simulation["max_seconds"] = max_seconds
     _attack(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -518,6 +533,7 @@ def attack_membership(
     ] = None,
     train_fn: TrainFnOpt = None,
     seed: SeedOpt = 0,
+    max_seconds: MaxSecondsOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
@@ -533,6 +549,8 @@ def attack_membership(
     membership: dict[str, Any] = {"attack": attack} if attack else {}
     if train_fn:
         membership["train_fn"] = train_fn
+    if max_seconds is not None:
+        membership["max_seconds"] = max_seconds
     _attack(
         "membership",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -552,6 +570,7 @@ def attack_inversion(
     model: ModelOpt = None,
     train: TrainOpt = None,
     seed: SeedOpt = 0,
+    max_seconds: MaxSecondsOpt = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
@@ -571,7 +590,10 @@ def attack_inversion(
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         non_features=non_feature or [],
-        options={"attribute_inference": {"attribute": attribute}},
+        options={
+            "attribute_inference": {"attribute": attribute}
+            | ({"max_seconds": max_seconds} if max_seconds is not None else {})
+        },
     )  # fmt: skip
 
 
