@@ -66,3 +66,27 @@ def test_user_code_runs_with_seeded_generators_that_are_put_back() -> None:
     assert before[0] == after[0]
     assert all(np.array_equal(a, b) for a, b in zip(before[1], after[1], strict=True))
     assert torch.equal(before[2], after[2])
+
+
+def test_a_recipe_that_imports_torch_itself_is_seeded_from_its_first_call() -> None:
+    """From a review: torch was seeded only once loaded, so a recipe importing it in its own
+    body ran its first call (POI002's clean copy) unseeded. A fresh process, torch unloaded."""
+    import subprocess
+
+    script = (
+        "import sys\n"
+        "from bastion._user_code import seeded_randomness\n"
+        "def recipe():\n"
+        "    import torch\n"
+        "    return float(torch.rand(1))\n"
+        "assert 'torch' not in sys.modules\n"
+        "with seeded_randomness(5):\n"
+        "    first = recipe()\n"
+        "with seeded_randomness(5):\n"
+        "    second = recipe()\n"
+        "print(first == second)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "True", done.stderr

@@ -130,6 +130,28 @@ def test_a_reversed_membership_signal_is_a_warn(cancer: tuple[Dataset, Dataset])
     assert honest.evidence["inverted_auc"] is None
 
 
+def test_a_low_auc_by_chance_on_few_points_is_no_reversed_signal(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """From a review: on a few points an AUC below 1 - max_auc happens by chance; the warn
+    needs the AUC 3 standard errors of a chance AUC below 0.5."""
+    train, test = cancer
+    lows = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+
+        def noise(X: Any, rng: np.random.Generator = rng) -> np.ndarray:
+            p = rng.random(len(X))
+            return np.stack([p, 1 - p], axis=1)
+
+        model = CallableAdapter(predict_proba=noise, classes=[0, 1])
+        cfg = MembershipCheckConfig(attack="threshold", n_points=10)
+        finding = MembershipCheck(cfg).execute(context(train, test, model))
+        assert finding.evidence["inverted_auc"] is None, finding.message
+        lows.append(finding.metrics["auc"] < 0.4)
+    assert any(lows)  # chance did go below the mirrored limit
+
+
 FOREST_RECIPE = """
 from sklearn.ensemble import RandomForestClassifier
 

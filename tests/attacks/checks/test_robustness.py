@@ -134,6 +134,45 @@ def test_outputs_that_move_without_changing_a_label_are_non_deterministic(
     assert finding.status is Status.WARN, finding.message
 
 
+def test_random_labels_beside_steady_probabilities_are_non_deterministic(
+    data: dict[str, Any],
+) -> None:
+    """From a review: comparing probabilities only, a model whose labels are random but whose
+    probabilities are steady passed; the attacks' success checks read the labels."""
+    rng = np.random.default_rng(0)
+    lr = data["lr"]
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        labels = lr.predict(X)
+        flip = rng.random(len(X)) < 0.3
+        return np.where(flip, 1 - labels, labels)
+
+    model = CallableAdapter(predict=predict, predict_proba=lr.predict_proba, classes=[0, 1])
+    finding = _run(data, model, eps=0.5, n_points=40, max_queries_per_sample=50)
+    note = next(n for n in finding.evidence["sanity"] if "non-deterministic" in n)
+    assert "rows got another label" in note
+    assert "other probabilities" not in note
+
+
+def test_probabilities_the_adapter_refuses_do_not_stop_a_label_attack(
+    data: dict[str, Any],
+) -> None:
+    """From a review: NaN scores made the check an error before any attack, even for
+    HopSkipJump, which reads labels only; now a sanity note."""
+    lr = data["lr"]
+
+    def proba(X: np.ndarray) -> np.ndarray:
+        out = lr.predict_proba(X)
+        out[::7] = np.nan
+        return out
+
+    model = CallableAdapter(predict=lr.predict, predict_proba=proba, classes=[0, 1])
+    finding = _run(data, model, attack="hopskipjump", eps=0.5, n_points=30)
+    assert finding.status is not Status.ERROR, finding.message
+    assert any("unusable probabilities" in n for n in finding.evidence["sanity"])
+    assert not any("non-deterministic" in n for n in finding.evidence["sanity"])
+
+
 def test_non_deterministic_predictions_raise_a_sanity_warning(data: dict[str, Any]) -> None:
     rng = np.random.default_rng(0)
 

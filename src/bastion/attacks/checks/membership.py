@@ -29,8 +29,8 @@ Gate
     Fails when ``auc > max_auc`` or, if set, ``tpr_at_1pct_fpr > max_tpr_at_1pct_fpr``; a TPR
     limit that the data cannot measure fails closed. An attack whose AUC is below
     ``1 - max_auc`` (members scoring lower than non-members: reversed, the signal is above the
-    limit) is a warn: the split may differ between train and test, or the model leaks the
-    other way round.
+    limit) and more than 3 standard errors of a chance AUC below 0.5 is a warn: the split may
+    differ between train and test, or the model leaks the other way round.
 References
     MITRE ATLAS AML.T0024.000 (infer training data membership); OWASP ML04. Carlini et al.,
     "Membership Inference Attacks From First Principles" (IEEE S&P 2022); Shokri et al.,
@@ -222,7 +222,11 @@ class MembershipCheck(Check):
         # the attacks score members higher; far below 0.5 the signal is there, reversed
         aucs = [(float(a), k) for k, r in results.items() if (a := r.metrics["auc"]) is not None]
         lowest, lowest_by = min(aucs) if aucs else (0.5, "")
-        inverted = lowest < 1.0 - cfg.max_auc
+        # ... and far enough below 0.5 not to be chance: 3 standard errors of the AUC of
+        # scores that say nothing (Mann-Whitney), which on 50 + 50 points is 0.17
+        n_mem = int(m["n_members"] or 0)
+        chance = 3 * np.sqrt((n_mem + n_non + 1) / (12 * max(n_mem * n_non, 1)))
+        inverted = lowest < 1.0 - cfg.max_auc and 0.5 - lowest > chance
         if violations:
             status, message = Status.FAIL, "Leaks membership: " + "; ".join(violations) + ". "
         elif inverted:

@@ -73,7 +73,7 @@ from bastion.attacks.evasion._blackbox import change_report
 from bastion.attacks.results import EvasionResult
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.data.schema import FeatureSchema
-from bastion.exceptions import CapabilityError, ConfigError
+from bastion.exceptions import CapabilityError, ConfigError, ModelOutputError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import ATLAS_CRAFT_ADVERSARIAL_DATA, ATLAS_EVASION, OWASP_INPUT_MANIPULATION
@@ -277,12 +277,7 @@ class EvasionCheck(Check):
                 "attacked among them), which can pin the attack; give data.train or declare "
                 "the features' ranges in the schema"
             )
-        changed = _changed_when_asked_twice(model, X)
-        if changed:
-            sanity.append(
-                f"non-deterministic predictions: {changed} when asked twice; randomised "
-                "outputs mislead attacks, so robustness figures may be overstated"
-            )
+        sanity += _asked_twice(model, X)
 
         results = _run_curve(attack, model, X, y, eps, radii, cfg, constraints, seed, started)
         main = results[eps]
@@ -369,31 +364,46 @@ def _fmt(value: float | int | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _changed_when_asked_twice(model: ModelAdapter, X: np.ndarray) -> str | None:
-    """What changed when ``X`` was predicted twice (None: nothing). The probabilities where
-    the model gives them: dropout left on, say, moves them long before it moves a label
-    (asking for labels only, such a model looked deterministic); else the labels."""
+def _asked_twice(model: ModelAdapter, X: np.ndarray) -> list[str]:
+    """Sanity notes from predicting ``X`` twice: the labels (what the attacks' success checks
+    read) and, where the model gives them, the probabilities, which dropout left on moves
+    long before it moves a label (asking for labels only, such a model looked
+    deterministic). Probabilities the adapter refuses (NaN, outside [0, 1]) are a note of
+    their own; the labels are compared all the same."""
     n = len(X)
+    changed: list[str] = []
+    notes: list[str] = []
+    relabelled = int(np.sum(np.asarray(model.predict(X)) != np.asarray(model.predict(X))))
+    if relabelled:
+        changed.append(f"{relabelled} of {n} rows got another label")
     if model.has(Capability.PREDICT_PROBA):
-        first, second = (np.asarray(model.predict_proba(X), dtype=np.float64) for _ in range(2))
-        if first.shape != second.shape:
-            return f"the probabilities came back in shapes {first.shape} and {second.shape}"
-        first, second = first.reshape(n, -1), second.reshape(n, -1)
-        # NaN in one answer and a number in the other is a change; NaN in both is not
-        gap = np.where(
-            np.isnan(first) != np.isnan(second), np.inf, np.nan_to_num(np.abs(first - second))
+        try:
+            first, second = (
+                np.asarray(model.predict_proba(X), dtype=np.float64).reshape(n, -1)
+                for _ in range(2)
+            )
+        except ModelOutputError as err:
+            notes.append(f"unusable probabilities ({err}): score-based attacks cannot read them")
+        else:
+            moved = (
+                np.abs(first - second).max(axis=1)
+                if first.shape == second.shape and first.size
+                else np.zeros(n)
+            )
+            rows = int((moved > 1e-6).sum())
+            if first.shape != second.shape:
+                changed.append(f"probabilities in shapes {first.shape} and {second.shape}")
+            elif rows:
+                changed.append(
+                    f"{rows} of {n} rows got other probabilities (by up to {moved.max():.3g})"
+                )
+    if changed:
+        notes.insert(
+            0,
+            f"non-deterministic predictions: {'; '.join(changed)} when asked twice; randomised "
+            "outputs mislead attacks, so robustness figures may be overstated",
         )
-        moved = gap.max(axis=1) if gap.size else np.zeros(n)
-        rows = int((moved > 1e-6).sum())
-        if not rows:
-            return None
-        relabelled = int((first.argmax(1) != second.argmax(1)).sum())
-        return (
-            f"{rows} of {n} rows got other probabilities (by up to {moved.max():.3g}; "
-            f"{relabelled} another label)"
-        )
-    differ = int(np.sum(np.asarray(model.predict(X)) != np.asarray(model.predict(X))))
-    return f"{differ} of {n} rows got another label" if differ else None
+    return notes
 
 
 def _run_curve(
