@@ -437,24 +437,35 @@ def finalize(
     started: float,
     extra: Mapping[str, Any],
     known: tuple[np.ndarray, np.ndarray] | None = None,
+    probe: np.ndarray | None = None,
 ) -> EvasionResult:
     """Check each candidate within ``eps`` with ``predict`` and build the result.
 
     The check spends the reserved query of each candidate (whatever the time budget says:
     it is one batched call), so a success is always a verified misclassification.
     ``known``: (mask, labels) of candidates ``predict`` already judged at ``x_candidate``
-    during the attack, taken as they are.
+    during the attack, taken as they are. ``probe``: points that are no candidate but whose
+    ``x_candidate`` is checked too (with their reserved query): a success if ``predict``
+    says so, never an unverified candidate.
     """
     x = space.x0
     distance = norms((x_candidate - x) / space.scale, norm)
     correct = np.asarray(clean_pred == y)
-    check = candidate & correct & within_eps(distance, eps)
+    inside = correct & within_eps(distance, eps)
+    check = candidate & inside
+    if probe is not None:
+        check = check | (probe & inside)
     pred = clean_pred.copy()
     verified = np.zeros(len(x), dtype=bool)
     if known is not None:
         judged = check & known[0]
-        pred[judged] = known[1][judged]
-        verified[judged] = True
+        if judged.any():
+            # labels as predict gave them: widen the clean labels' dtype first (a string
+            # label may be longer than every clean one)
+            labels = np.asarray(known[1][judged].tolist())
+            pred = pred.astype(np.result_type(pred.dtype, labels.dtype))
+            pred[judged] = labels
+            verified[judged] = True
         check_now = check & ~known[0]
     else:
         check_now = check
@@ -478,7 +489,7 @@ def finalize(
     perturbation[success] = distance[success]
     out_extra = dict(extra)
     out_extra.update(change_report(x_adv, x, success, space.constraints.names))
-    out_extra["unverified_candidates"] = int((check & ~success).sum())
+    out_extra["unverified_candidates"] = int((candidate & inside & ~success).sum())
     return EvasionResult(
         attack=name,
         x_adv=x_adv.reshape(shape),

@@ -9,7 +9,9 @@ What it does
     agrees that it is misclassified; its best adversarial is kept. Where ``predict`` does not
     agree (a decision threshold other than the top score: scikit-learn's
     ``FixedThresholdClassifier`` or ``TunedThresholdClassifierCV``, an SVC's Platt scores),
-    the point searches on for a lower margin, and is checked again when it finds one. The
+    the point searches on for a lower margin, and is checked again when it finds one. A
+    point whose margin never turns negative has its lowest-margin point checked at the end
+    (a threshold may give it another label before its margin crosses 0). The
     window size follows the paper's schedule: a share ``p`` of the input, ``p_init`` halved at
     iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of a 10,000-iteration run, rescaled to
     the queries available (as AutoAttack does).
@@ -32,7 +34,7 @@ Constraints
     for tabular data).
 Queries
     Per point: one clean prediction, one initial query, one per iteration while unbroken and
-    one ``predict`` that verifies the success (one more per check ``predict`` refuted).
+    one ``predict`` that checks its best point (one more per check ``predict`` refuted).
     ``min(n_queries, budget.max_queries_per_sample)`` caps the total per point;
     ``budget.max_queries`` caps the run.
 References
@@ -177,9 +179,13 @@ class Square(EvasionAttack):
         attacked = np.flatnonzero(np.asarray(clean == y))
         x_cand = x.copy()
         candidate = np.zeros(len(x), dtype=bool)
-        # candidates predict has judged during the search, and its labels
+        # candidates predict has judged during the search, and its labels (objects: a label
+        # may be longer than the clean ones' string width)
         checked = np.zeros(len(x), dtype=bool)
-        verdict = clean.copy()
+        verdict = np.empty(len(x), dtype=object)
+        # points whose margin never went below 0: predict judges their best point all the
+        # same, with their reserved check (a threshold may flip the label first)
+        probe = np.zeros(len(x), dtype=bool)
         iterations = check_calls = 0
         if attacked.size and n_iter >= 0 and space.mutable.size:
             ledger.pending[attacked] = True
@@ -194,10 +200,11 @@ class Square(EvasionAttack):
             check_calls = search.check_calls
             found = search.best_margin < search.goal
             candidate[attacked[found]] = True
+            probe[attacked[~found & np.isfinite(search.best_margin)]] = True
             x_cand[attacked] = space.to_x(search.best_z, attacked)
             judged = attacked[search.checked]
             checked[judged] = True
-            verdict[judged] = search.verdict[search.checked].tolist()
+            verdict[judged] = search.verdict[search.checked]
         # the budget's per-sample cap, not the attack's own setting, ended the search
         per_sample = budget.max_queries_per_sample
         capped = per_sample is not None and per_sample < cfg.n_queries
@@ -228,6 +235,7 @@ class Square(EvasionAttack):
             started=started,
             extra=extra,
             known=(checked, verdict),
+            probe=probe,
         )
 
 
@@ -347,8 +355,10 @@ class _Search:
                 break
             if allowed < active.size:
                 # the budget's last queries: to the points nearest to breaking (the first
-                # rows were served before, whatever their margin)
-                nearest = np.argsort(self.best_margin[active], kind="stable")[:allowed]
+                # rows were served before, whatever their margin), a refuted point measured
+                # from the margin it must go below
+                gap = self.best_margin[active] - self.goal[active]
+                nearest = np.argsort(gap, kind="stable")[:allowed]
                 active = np.sort(active[nearest])
                 self.ledger.stopped = self.ledger.stopped or "query budget"
             p = p_selection(it, n_iter, p_init)
