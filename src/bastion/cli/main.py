@@ -326,15 +326,17 @@ TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
 ]
-MaxSecondsOpt = Annotated[
-    float | None,
-    typer.Option(
+
+
+def _max_seconds_option(bounds: str) -> Any:
+    return typer.Option(
         "--max-seconds",
         min=0.001,
-        help="Wall-time budget of the attack, in seconds (default: the check's own; a run it "
-        "stops reports what it did and says so).",
-    ),
-]
+        help=f"Wall-time budget in seconds of {bounds} (default: the check's own); a run it "
+        "stops reports what it did and says so.",
+    )
+
+
 TrainFnOpt = Annotated[
     str | None,
     typer.Option(
@@ -382,6 +384,11 @@ def _shape(text: str | None) -> list[int] | None:
         ) from None
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the command line set (None, or an empty --train-fn: the check's default)."""
+    return {k: v for k, v in options.items() if v is not None and v != ""}
+
+
 def _attack(command: str, **kw: object) -> None:
     from bastion.cli.attack import AttackRequest, run_attack
 
@@ -414,7 +421,9 @@ def attack_evasion(
         ),
     ] = None,
     seed: SeedOpt = 0,
-    max_seconds: MaxSecondsOpt = None,
+    max_seconds: Annotated[
+        float | None, _max_seconds_option("the attack (the radii of the curve share it)")
+    ] = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     save_adv: Annotated[
@@ -430,14 +439,14 @@ def attack_evasion(
     limit: Annotated[list[str] | None, _limit_option("evasion")] = None,
 ) -> None:
     """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
-    evasion = {
-        "attack": attack,
-        "eps": eps,
-        "norm": norm.value if norm else None,
-        "steps": steps,
-        "max_queries_per_sample": budget,
-        "max_seconds": max_seconds,
-    }
+    evasion = _given(
+        attack=attack,
+        eps=eps,
+        norm=norm.value if norm else None,
+        steps=steps,
+        max_queries_per_sample=budget,
+        max_seconds=max_seconds,
+    )
     _attack(
         "evasion",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -445,7 +454,7 @@ def attack_evasion(
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         non_features=non_feature or [],
-        options={"evasion": {k: v for k, v in evasion.items() if v is not None}},
+        options={"evasion": evasion},
     )  # fmt: skip
 
 
@@ -460,7 +469,7 @@ def attack_extraction(
     ] = None,
     budget: Annotated[int | None, typer.Option("--budget", help="Queries to spend.")] = None,
     seed: SeedOpt = 0,
-    max_seconds: MaxSecondsOpt = None,
+    max_seconds: Annotated[float | None, _max_seconds_option("the extraction")] = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
@@ -473,7 +482,7 @@ def attack_extraction(
     limit: Annotated[list[str] | None, _limit_option("extraction")] = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
-    extraction = {"strategy": attack, "budget": budget, "max_seconds": max_seconds}
+    extraction = _given(strategy=attack, budget=budget, max_seconds=max_seconds)
     _attack(
         "extraction",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -481,7 +490,7 @@ def attack_extraction(
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         non_features=non_feature or [],
-        options={"extraction": {k: v for k, v in extraction.items() if v is not None}},
+        options={"extraction": extraction},
     )  # fmt: skip
 
 
@@ -496,7 +505,12 @@ def attack_poisoning(
     ] = None,
     train_fn: TrainFnOpt = None,
     seed: SeedOpt = 0,
-    max_seconds: MaxSecondsOpt = None,
+    max_seconds: Annotated[
+        float | None,
+        _max_seconds_option(
+            "the simulation (POI002): its retrainings always run, its detectors only within it"
+        ),
+    ] = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     trust_pickle: TrustOpt = False,
@@ -507,11 +521,7 @@ def attack_poisoning(
     limit: Annotated[list[str] | None, _limit_option("poisoning")] = None,
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
-    simulation: dict[str, Any] = {"kind": attack} if attack else {}
-    if train_fn:
-        simulation["train_fn"] = train_fn
-    if max_seconds is not None:
-        simulation["max_seconds"] = max_seconds
+    simulation = _given(kind=attack, train_fn=train_fn, max_seconds=max_seconds)
     _attack(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -533,7 +543,7 @@ def attack_membership(
     ] = None,
     train_fn: TrainFnOpt = None,
     seed: SeedOpt = 0,
-    max_seconds: MaxSecondsOpt = None,
+    max_seconds: Annotated[float | None, _max_seconds_option("the shadow models' training")] = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
@@ -546,11 +556,7 @@ def attack_membership(
     limit: Annotated[list[str] | None, _limit_option("membership")] = None,
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
-    membership: dict[str, Any] = {"attack": attack} if attack else {}
-    if train_fn:
-        membership["train_fn"] = train_fn
-    if max_seconds is not None:
-        membership["max_seconds"] = max_seconds
+    membership = _given(attack=attack, train_fn=train_fn, max_seconds=max_seconds)
     _attack(
         "membership",
         model=model, data=data, target=target, train=train, seed=seed,
@@ -570,7 +576,9 @@ def attack_inversion(
     model: ModelOpt = None,
     train: TrainOpt = None,
     seed: SeedOpt = 0,
-    max_seconds: MaxSecondsOpt = None,
+    max_seconds: Annotated[
+        float | None, _max_seconds_option("the attack, checked before the inversion's queries")
+    ] = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
@@ -590,10 +598,7 @@ def attack_inversion(
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
         non_features=non_feature or [],
-        options={
-            "attribute_inference": {"attribute": attribute}
-            | ({"max_seconds": max_seconds} if max_seconds is not None else {})
-        },
+        options={"attribute_inference": _given(attribute=attribute, max_seconds=max_seconds)},
     )  # fmt: skip
 
 

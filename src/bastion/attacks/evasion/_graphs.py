@@ -8,15 +8,15 @@ replayed with one launch; its time is the GPU's.
 
 PGD captures its step, APGD its iteration after the first (checkpoints run between
 replays). A graph needs a working batch of fixed shape. Without early exit no row leaves it;
-with early exit (no rounding to confirm, no total query budget) broken rows stay in the
-batch (PGD's stopped: their step is multiplied by 0, as in the eager loop) and are looked
-for at each wait for the device (in bf16, PGD's are confirmed there in full precision, and
-those refuted move on); they leave, under a new capture, only when
-every row broke or :class:`ReplayClock` estimates that their share of the remaining replays
-costs more than a capture. A graph still valid at its round's end is kept (:class:`Cached`)
-for later rounds of as many rows (chunks, restarts), which load their values into its
-tensors instead of capturing. Only on CUDA. A module that cannot be captured (a host sync
-inside its forward pass, say) falls back to eager steps.
+with early exit (no rounding to confirm, no total query budget; for PGD in bf16, no
+per-point cap either) broken rows stay in the batch (PGD's stopped: their step is multiplied
+by 0, as in the eager loop) and are looked for at each wait for the device (in bf16, PGD's
+are confirmed there in full precision, and those refuted take the step withheld); they
+leave, under a new capture, only when every row broke or :class:`ReplayClock` estimates that
+their share of the remaining replays costs more than a capture. A graph still valid at its
+round's end is kept (:class:`Cached`) for later rounds of as many rows (chunks, restarts),
+which load their values into its tensors instead of capturing. Only on CUDA. A module that
+cannot be captured (a host sync inside its forward pass, say) falls back to eager steps.
 
 This module imports torch at import time (from ``_torch``, which the attacks import lazily).
 """

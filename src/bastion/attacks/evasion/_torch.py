@@ -864,6 +864,18 @@ class _Engine:
             chunk.max_rejects = int(chunk.rejects.max())
         return good
 
+    def confirm_new(
+        self, chunk: _Chunk, idx: Tensor, z: Tensor, new: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """bf16 verdicts not confirmed yet (the mask ``new`` over the working rows): their
+        positions and whether the model's own precision agrees (:meth:`confirm_precise`);
+        empty when there are none (one host sync to know)."""
+        if not bool(new.any()):
+            empty = new.nonzero()[:, 0]
+            return empty, new[:0]
+        rows = new.nonzero()[:, 0]
+        return rows, self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
+
     def settle(self, chunk: _Chunk, idx: Tensor, z: Tensor, halted: _Halted) -> Tensor | None:
         """PGD, during the loop: record the rows that stopped (with rounding: once their
         feasible version is confirmed; in the bf16 loop: once the model's own precision
@@ -949,12 +961,9 @@ class _Engine:
         end records them). None: all stay. In bf16 the rows that stopped since the last look
         are confirmed first (:meth:`confirm_precise`); those refuted move on."""
         if self.net.autocast:
-            new = halted.hit & ~halted.confirmed
-            if bool(new.any()):
-                rows = new.nonzero()[:, 0]
-                good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
-                halted.confirmed[rows[good]] = True
-                halted.release_ahead(rows[~good], z)
+            rows, good = self.confirm_new(chunk, idx, z, halted.hit & ~halted.confirmed)
+            halted.confirmed[rows[good]] = True
+            halted.release_ahead(rows[~good], z)
         stopped = halted.hit
         decision = self.leave_graph(stopped, steps_left)
         if decision == "stay":
@@ -1011,12 +1020,8 @@ class _Engine:
             # confirms are found; the others are neither found nor handed on (a later
             # restart attacks them again). Rows confirmed at a look in a graph's batch are
             # not asked again
-            new = stopped & ~halted.confirmed
-            stopped = stopped & halted.confirmed
-            if bool(new.any()):
-                rows = new.nonzero()[:, 0]
-                good = self.confirm_precise(chunk, idx[rows], z.index_select(0, rows))
-                stopped.index_fill_(0, rows[good], True)
+            rows, good = self.confirm_new(chunk, idx, z, stopped & ~halted.confirmed)
+            stopped = (stopped & halted.confirmed).index_fill_(0, rows[good], True)
         if _whole(chunk, idx):  # no row left the batch: no indexing
             chunk.adv = z if deferred else torch.where(stopped.unsqueeze(1), z, chunk.adv)
             chunk.found |= stopped
@@ -1201,8 +1206,9 @@ def _pgd_round(
         and eng.meter.tracker.budget.max_queries is None
         and not (eng.net.autocast and eng.meter.per_point_loop is not None)
     )
-    halted = _Halted(z, ahead=eng.graphs and exit_in_place and eng.net.autocast)
     want_graph = eng.graphs and (not eng.checks or exit_in_place) and room_for_graph(1)
+    # the withheld steps are kept only where a graph will hold stopped rows in its batch
+    halted = _Halted(z, ahead=want_graph and exit_in_place and eng.net.autocast)
     graph: _graphs.Replay | None = None
     fresh: _graphs.Cached | None = None  # this round's capture, kept if valid to the end
     halts = eng.halts_on_loop_verdict

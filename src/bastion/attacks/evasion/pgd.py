@@ -90,7 +90,8 @@ class WhiteBoxConfig(AttackConfig):
         replays). With early exit too, without a total query budget (``max_queries``: broken
         points kept in the batch would spend it); in bf16, PGD's points stopped by the loop's
         verdicts are confirmed in the model's own precision at each look, and those refuted
-        move on. A model that cannot be captured runs eagerly;
+        move on (bf16 PGD under ``max_queries_per_sample`` runs eagerly: a point kept in the
+        batch would pass its cap). A model that cannot be captured runs eagerly;
         ``extra["cuda_graph"]`` says whether a graph ran. Off: every step eager. Turn it off
         for a module whose forward pass makes choices in Python (Python or numpy randomness,
         attributes it changes): a replay repeats the choice made at the capture (torch's own

@@ -294,10 +294,16 @@ class _Search:
             raise
         self.verdict[idx] = labels
         refuted = idx[np.asarray(labels == self.y[idx])]
+        # room for one more query and a new check: in the point's own cap, and in the total
+        # budget, whose reserve the new check joins (a review found it overdrawn by 16)
         again = refuted[self.ledger.left(self.rows[refuted]) >= 2]
+        budget = self.ledger.tracker.budget.max_queries
+        if budget is not None:
+            spare = budget - self.ledger.tracker.queries - int(self.ledger.pending.sum())
+            again = again[: max(spare // 2, 0)]
         if again.size:
+            # the verdict stands for the best point until a lower margin replaces it
             self.ledger.pending[self.rows[again]] = True
-            self.checked[again] = False
             self.goal[again] = self.best_margin[again]
 
     def _crossed(self, idx: np.ndarray) -> None:
