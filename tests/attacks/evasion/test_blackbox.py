@@ -533,6 +533,28 @@ def test_interrupt_returns_a_partial_result(cancer: dict[str, Any]) -> None:
     _verified(result, gb)
 
 
+def test_hopskipjump_interrupted_before_its_first_bisection_keeps_its_starts(
+    cancer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The starting points are adversarial (each checked with predict when found): Ctrl-C
+    before the first bisection dropped them, so a point whose start lies inside eps came
+    back robust."""
+    from bastion.attacks.evasion import hopskipjump
+
+    def interrupted(self: Any, idx: np.ndarray, pts: np.ndarray) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hopskipjump._Walk, "_bisect", interrupted)
+    model = SklearnAdapter(cancer["rf"])
+    X, y, cons = cancer["X"], cancer["y"], cancer["constraints"]
+    result = HopSkipJump().run(model, X, y, eps=4.0, norm="2", constraints=cons)
+    assert result.stopped == "interrupted"
+    assert result.extra["found_adversarial"] == sum(result.extra["starting_points"].values())
+    assert result.success.any()  # the starts within eps
+    assert model.n_queries == result.queries.sum()
+    _verified(result, cancer["rf"])
+
+
 def test_time_budget_stops_the_search(cancer: dict[str, Any]) -> None:
     result = Square().run(
         SklearnAdapter(cancer["gb"]),

@@ -338,6 +338,7 @@ class _Walk:
             adv = self._adversarial(z, idx)
             self.cur[idx[adv]] = z[adv]
             self.has[idx[adv]] = True
+            self._keep_best(idx[adv])  # a start is an adversarial too (Ctrl-C before bisecting)
             self.starts["natural"] += int(adv.sum())
 
     def _init_random(self) -> None:
@@ -361,6 +362,7 @@ class _Walk:
             hit = adv.any(axis=1)
             self.cur[idx[hit]] = z.reshape(len(idx), k, -1)[hit, first[hit]]
             self.has[idx[hit]] = True
+            self._keep_best(idx[hit])
             self.starts["random"] += int(hit.sum())
             draws += k
 
