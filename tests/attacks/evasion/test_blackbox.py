@@ -69,12 +69,13 @@ def test_square_linf_breaks_gradient_boosting_within_the_query_budget(
     assert result.queries.max() <= 400
     assert result.queries.sum() <= 15_000
     assert model.n_queries == result.queries.sum()  # every model call is counted per point
-    # vectorised: one batched call per iteration, plus clean labels, start, and the success
-    # checks (one call for the rows that broke in the same iteration; none left at the end)
+    # vectorised: one batched call per iteration, plus clean labels, start, the checks of
+    # the points that broke (one call every 8 iterations at most) and the final check
     checks = result.extra["check_calls"]
     unbroken = bool((result.clean_correct & ~result.success).any())  # their final check
-    assert model.n_calls == result.extra["iterations"] + 2 + checks + unbroken
-    assert checks <= result.success.sum()
+    assert model.n_calls <= result.extra["iterations"] + 2 + checks + 1
+    assert model.n_calls >= result.extra["iterations"] + 2 + checks + unbroken
+    assert checks <= result.extra["iterations"] // 8 + 2
     assert cons.violations(result.x_adv, X) == 0
     linf = norms((result.x_adv - X) / cons.scale, "inf")
     assert np.all(linf <= 1.0 + 1e-9)

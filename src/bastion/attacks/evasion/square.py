@@ -5,16 +5,17 @@ What it does
     point still correctly classified, queries the model once for all of them (one batched
     call), and keeps a change when the margin loss (score of the true class minus the best
     other class, on logits when the model declares them, else on probabilities) decreases.
-    A point leaves the working batch as soon as its margin turns negative and ``predict``
-    agrees that it is misclassified; its best adversarial is kept. Where ``predict`` does not
-    agree (a decision threshold other than the top score: scikit-learn's
-    ``FixedThresholdClassifier`` or ``TunedThresholdClassifierCV``, an SVC's Platt scores),
-    the point searches on for a lower margin, and is checked again when it finds one. A
-    point whose margin never turns negative has its lowest-margin point checked at the end
-    (a threshold may give it another label before its margin crosses 0). The
-    window size follows the paper's schedule: a share ``p`` of the input, ``p_init`` halved at
-    iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of a 10,000-iteration run, rescaled to
-    the queries available (as AutoAttack does).
+    A point leaves the working batch as soon as its margin turns negative; its best
+    adversarial is kept, and ``predict`` checks it (the points that left are checked
+    together every 8 iterations). Where ``predict`` does not agree (a decision threshold
+    other than the top score: scikit-learn's ``FixedThresholdClassifier`` or
+    ``TunedThresholdClassifierCV``, an SVC's Platt scores), the point returns to the batch
+    to find a lower margin, and is checked again when it does. A point whose margin never
+    turns negative has its lowest-margin point checked at the end (a threshold may give it
+    another label before its margin crosses 0). The window size follows the paper's
+    schedule: a share ``p`` of the input, ``p_init`` halved at iterations 10, 50, 200, 500,
+    1k, 2k, 4k, 6k and 8k of a 10,000-iteration run, rescaled to the queries available (as
+    AutoAttack does).
 Why it matters
     It needs only scores, so it attacks any adapter (scikit-learn, ONNX, remote endpoints,
     tree ensembles) and does not depend on gradients: gradient masking does not fool it.
@@ -83,6 +84,8 @@ __all__ = ["Square", "SquareConfig"]
 
 # p_init is divided by 2, 4, ... 512 past these iterations of a 10,000-iteration run
 _P_STEPS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+# iterations between two checks with predict of the points that crossed their goal
+_CHECK_EVERY = 8
 # free redraws of a window the projection undid, before its row sits an iteration out
 _REDRAWS = 8
 
@@ -275,6 +278,11 @@ class _Search:
         self.checked = np.zeros(len(rows), dtype=bool)  # predict judged the current best
         self.verdict = np.empty(len(rows), dtype=object)  # and said this
         self.check_calls = 0  # predict calls of the checks
+        # rows below their goal whose best point predict has not judged yet: checked every
+        # _CHECK_EVERY iterations (one call each time, not one per iteration: a remote
+        # endpoint pays a round trip per call), or at once when no other row searches; the
+        # final check judges those still waiting at the end
+        self.waiting = np.zeros(len(rows), dtype=bool)
 
     def _check(self, idx: np.ndarray) -> None:
         """``predict`` on the best points of rows ``idx``, whose margin just went below their
@@ -307,10 +315,16 @@ class _Search:
             self.goal[again] = self.best_margin[again]
 
     def _crossed(self, idx: np.ndarray) -> None:
-        """Check the rows of ``idx`` whose best margin went below their goal."""
-        crossed = idx[self.best_margin[idx] < self.goal[idx]]
-        if crossed.size:
-            self._check(crossed)
+        """Rows of ``idx`` whose best margin went below their goal wait for the next check."""
+        self.waiting[idx[self.best_margin[idx] < self.goal[idx]]] = True
+
+    def _active(self) -> np.ndarray:
+        """The rows that search on: not below their goal, with a query left before their
+        check (a tie, margin 0, is not yet a misclassification)."""
+        active = np.flatnonzero(self.best_margin >= self.goal)
+        active = active[np.isfinite(self.best_margin[active])]
+        out: np.ndarray = active[self.ledger.left(self.rows[active]) >= 1]
+        return out
 
     def _margin(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
         owners = self.rows[idx]
@@ -349,11 +363,11 @@ class _Search:
         self._crossed(np.arange(n))
         done = 0
         for it in range(n_iter):
-            # a tie (margin 0) is not yet a misclassification: keep searching
-            active = np.flatnonzero(self.best_margin >= self.goal)
-            active = active[np.isfinite(self.best_margin[active])]
-            # refuted rows searched on: each keeps a query for its next check
-            active = active[self.ledger.left(self.rows[active]) >= 1]
+            active = self._active()
+            if self.waiting.any() and (active.size == 0 or it % _CHECK_EVERY == 0):
+                self._check(np.flatnonzero(self.waiting))
+                self.waiting[:] = False
+                active = self._active()  # refuted rows search on
             if active.size == 0:
                 break
             allowed = self.ledger.allow(active.size)
