@@ -10,7 +10,8 @@ What it does
     together every 8 iterations). Where ``predict`` does not agree (a decision threshold
     other than the top score: scikit-learn's ``FixedThresholdClassifier`` or
     ``TunedThresholdClassifierCV``, an SVC's Platt scores), the point returns to the batch
-    to find a lower margin, and is checked again when it does. A point whose margin never
+    and stays there, searching for lower margins, checked again at each check after it found
+    one, until ``predict`` agrees or its queries run out. A point whose margin never
     turns negative has its lowest-margin point checked at the end (a threshold may give it
     another label before its margin crosses 0). The window size follows the paper's
     schedule: a share ``p`` of the input, ``p_init`` halved at iterations 10, 50, 200, 500,
@@ -283,6 +284,7 @@ class _Search:
         # endpoint pays a round trip per call), or at once when no other row searches; the
         # final check judges those still waiting at the end
         self.waiting = np.zeros(len(rows), dtype=bool)
+        self.suspect = np.zeros(len(rows), dtype=bool)  # refuted: predict has another rule
 
     def _check(self, idx: np.ndarray) -> None:
         """``predict`` on the best points of rows ``idx``, whose margin just went below their
@@ -302,6 +304,7 @@ class _Search:
             raise
         self.verdict[idx] = labels
         refuted = idx[np.asarray(labels == self.y[idx])]
+        self.suspect[idx] = False
         # room for one more query and a new check: in the point's own cap, and in the total
         # budget, whose reserve the new check joins (a review found it overdrawn by 16)
         again = refuted[self.ledger.left(self.rows[refuted]) >= 2]
@@ -310,18 +313,24 @@ class _Search:
             spare = budget - self.ledger.tracker.queries - int(self.ledger.pending.sum())
             again = again[: max(spare // 2, 0)]
         if again.size:
-            # the verdict stands for the best point until a lower margin replaces it
+            # searches on, in the batch, checked at each check once below its new goal (the
+            # verdict stands for the best point until a lower margin replaces it)
             self.ledger.pending[self.rows[again]] = True
             self.goal[again] = self.best_margin[again]
+            self.suspect[again] = True
 
     def _crossed(self, idx: np.ndarray) -> None:
-        """Rows of ``idx`` whose best margin went below their goal wait for the next check."""
+        """Rows of ``idx`` whose best point just changed: a verdict on the old one no longer
+        stands, and those below their goal wait for the next check."""
+        self.checked[idx] = False
         self.waiting[idx[self.best_margin[idx] < self.goal[idx]]] = True
 
     def _active(self) -> np.ndarray:
-        """The rows that search on: not below their goal, with a query left before their
-        check (a tie, margin 0, is not yet a misclassification)."""
-        active = np.flatnonzero(self.best_margin >= self.goal)
+        """The rows that search on: not below their goal (a tie, margin 0, is not yet a
+        misclassification), or refuted by predict (they search on while they wait for their
+        next check: waiting out of the batch, one improvement in 8 iterations, a refuted
+        point crawled), with a query left before their check."""
+        active = np.flatnonzero((self.best_margin >= self.goal) | self.suspect)
         active = active[np.isfinite(self.best_margin[active])]
         out: np.ndarray = active[self.ledger.left(self.rows[active]) >= 1]
         return out
