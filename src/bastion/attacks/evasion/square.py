@@ -10,8 +10,8 @@ What it does
     together every 8 iterations). Where ``predict`` does not agree (a decision threshold
     other than the top score: scikit-learn's ``FixedThresholdClassifier`` or
     ``TunedThresholdClassifierCV``, an SVC's Platt scores), the point returns to the batch
-    and stays there, searching for lower margins, checked again at each check after it found
-    one, until ``predict`` agrees or its queries run out. A point whose margin never
+    and stays there, searching for lower margins, checked as soon as it finds one, until
+    ``predict`` agrees or its queries run out. A point whose margin never
     turns negative has its lowest-margin point checked at the end (a threshold may give it
     another label before its margin crosses 0). The window size follows the paper's
     schedule: a share ``p`` of the input, ``p_init`` halved at iterations 10, 50, 200, 500,
@@ -373,7 +373,11 @@ class _Search:
         done = 0
         for it in range(n_iter):
             active = self._active()
-            if self.waiting.any() and (active.size == 0 or it % _CHECK_EVERY == 0):
+            # a refuted point is checked as soon as it finds a lower margin: its model's
+            # predict follows another rule than the scores, and each check tells it whether
+            # to search on (waiting for the cadence cost it queries under a total budget)
+            due = active.size == 0 or it % _CHECK_EVERY == 0 or (self.waiting & self.suspect).any()
+            if self.waiting.any() and due:
                 self._check(np.flatnonzero(self.waiting))
                 self.waiting[:] = False
                 active = self._active()  # refuted rows search on
