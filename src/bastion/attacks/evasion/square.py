@@ -416,6 +416,7 @@ class _Search:
             m_new = self._margin(z_new, active)
             better = m_new < self.best_margin[active]
             upd = active[better]
+            self.checked[upd] = False  # first: a Ctrl-C here leaves no verdict on a new point
             self.best_z[upd] = z_new[better]
             self.best_margin[upd] = m_new[better]
             self._crossed(upd)
