@@ -489,6 +489,8 @@ def finalize(
     perturbation[success] = distance[success]
     out_extra = dict(extra)
     out_extra.update(change_report(x_adv, x, success, space.constraints.names))
+    # candidates (a negative margin, a decision-boundary point) that predict did not confirm:
+    # refuted with no queries left to search on, or their check interrupted
     out_extra["unverified_candidates"] = int((candidate & inside & ~success).sum())
     return EvasionResult(
         attack=name,
