@@ -60,6 +60,23 @@ def test_projection_enforces_every_constraint() -> None:
     assert cons.violations(wild, x0) == 2
 
 
+def test_a_one_hot_member_that_may_not_be_on_never_wins() -> None:
+    """A member whose upper bound is 0 (a category the training data never holds) won a
+    tie of clipped values (argmax takes the first) and was set to 1, past its bound."""
+    schema = FeatureSchema(
+        {
+            "a": ColumnSpec("a", ColumnKind.NUMERIC, min=0, max=0, one_hot_group="g"),
+            "b": ColumnSpec("b", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g"),
+            "c": ColumnSpec("c", ColumnKind.NUMERIC, min=0, max=1, one_hot_group="g"),
+        }
+    )
+    cons = FeatureConstraints.from_schema(schema, ["a", "b", "c"], None)
+    x0 = np.array([[0.0, 0.0, 1.0]])
+    out = cons.project(np.array([[0.9, -0.3, -0.2]]), x0)  # clipped: 0, 0, 0
+    assert out.tolist() == [[0.0, 1.0, 0.0]]  # the first member that may be on
+    assert cons.violations(out, x0) == 0
+
+
 def test_what_never_moves_keeps_its_value_in_bounds_or_not() -> None:
     """An immutable value outside its bounds stays (it was clipped to the bound); a one-hot
     group holding an immutable member is fixed whole (a category switch would change it)."""

@@ -219,7 +219,11 @@ class FeatureConstraints:
         for group in self.one_hot_groups:
             if fixed[group].any():
                 continue
-            winner = np.argmax(out[:, group], axis=1)
+            # a member that may not be on (its upper bound below 1: a category the data
+            # never holds) never wins, even where the clipped values tie; the row's own
+            # member always may (its bounds hold its value)
+            allowed = upper[:, group] >= 1.0
+            winner = np.argmax(np.where(allowed, out[:, group], -np.inf), axis=1)
             out[:, group] = 0.0
             out[np.arange(len(out)), group[winner]] = 1.0
         out[:, fixed] = x_orig[:, fixed]  # last: in bounds or not
