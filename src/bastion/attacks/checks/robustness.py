@@ -385,18 +385,14 @@ def _asked_twice(model: ModelAdapter, X: np.ndarray) -> list[str]:
         except ModelOutputError as err:
             notes.append(f"unusable probabilities ({err}): score-based attacks cannot read them")
         else:
-            moved = (
-                np.abs(first - second).max(axis=1)
-                if first.shape == second.shape and first.size
-                else np.zeros(n)
-            )
-            rows = int((moved > 1e-6).sum())
             if first.shape != second.shape:
                 changed.append(f"probabilities in shapes {first.shape} and {second.shape}")
-            elif rows:
-                changed.append(
-                    f"{rows} of {n} rows got other probabilities (by up to {moved.max():.3g})"
-                )
+            elif first.size:
+                moved = np.abs(first - second).max(axis=1)
+                if (rows := int((moved > 1e-6).sum())) > 0:
+                    changed.append(
+                        f"{rows} of {n} rows got other probabilities (by up to {moved.max():.3g})"
+                    )
     if changed:
         notes.insert(
             0,

@@ -320,9 +320,8 @@ class _Search:
             self.suspect[again] = True
 
     def _crossed(self, idx: np.ndarray) -> None:
-        """Rows of ``idx`` whose best point just changed: a verdict on the old one no longer
-        stands, and those below their goal wait for the next check."""
-        self.checked[idx] = False
+        """Rows of ``idx`` whose best point just changed (their verdict dropped by the
+        caller, before the change): those below their goal wait for the next check."""
         self.waiting[idx[self.best_margin[idx] < self.goal[idx]]] = True
 
     def _active(self) -> np.ndarray:
