@@ -122,6 +122,54 @@ def replay_phase(clock: PhaseClock) -> Callable[[], None]:
     return lambda: setattr(torch.cuda.CUDAGraph, "replay", original)
 
 
+def segments() -> int:
+    """Memory segments the caching allocator has asked the driver for (cudaMalloc calls)."""
+    if DEVICE.type != "cuda":
+        return 0
+    return int(torch.cuda.memory_stats(DEVICE).get("segment.all.allocated", 0))
+
+
+def variants(run: Callable[..., Any]) -> None:
+    """The whole run's best time with the step's graph (its capture in the pool the
+    process's captures share, and in a pool of its own, as before ``_graphs.SHARE_POOL``)
+    and without, and the memory segments one more run asks the driver for."""
+    print("variants (best of 3 after 2 runs; segments = cudaMalloc calls of one more run):")
+    shared = _graphs.SHARE_POOL
+    try:
+        for name, graphs, share in (
+            ("graph, capture in the shared pool", True, True),
+            ("graph, capture in a pool of its own", True, False),
+            ("no graph (eager steps)", False, shared),
+        ):
+            _graphs.SHARE_POOL = share
+            for _ in range(2):
+                run(graphs)
+            best = best_ms(lambda g=graphs: run(g), 3)
+            before = segments()
+            result = run(graphs)
+            sync()
+            print(f"  {name:36s} {best:8.2f} ms  segments {segments() - before}  "
+                  f"(graph ran: {result.extra['cuda_graph']})")  # fmt: skip
+    finally:
+        _graphs.SHARE_POOL = shared
+
+
+def host_profile(run: Callable[..., Any], rows: int) -> None:
+    """cProfile of 3 unwatched runs: the host's own work and where it waits for the device
+    (a call that syncs holds the wait), by time spent in each function itself."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(3):
+        run()
+    sync()
+    profiler.disable()
+    print("host profile of 3 runs (cProfile, by time in the function itself):")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
@@ -129,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--trace-dir", default=None, help="write a gzipped chrome trace here")
     parser.add_argument("--device", default="cuda", help="cuda; cpu runs a smoke test")
+    parser.add_argument(
+        "--host-profile", type=int, default=0, help="print cProfile's top N of 3 runs"
+    )
+    parser.add_argument(
+        "--table", type=int, default=0, help="print the profiler's top N calls of one run"
+    )
     args = parser.parse_args(argv)
     found = bench.available_device(args.device)
     if found is None:
@@ -142,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     box = FeatureConstraints.box(X.shape[1], 0.0, 1.0)
     config = PGDConfig(steps=args.steps, early_exit=False, batch_size=len(X))
 
-    def run() -> Any:
-        return PGD(config).run(model, X, y, eps=0.125, constraints=box, seed=0)
+    def run(graphs: bool = True) -> Any:
+        chosen = config if graphs else PGDConfig(**{**config.__dict__, "cuda_graphs": False})
+        return PGD(chosen).run(model, X, y, eps=0.125, constraints=box, seed=0)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"trace_gpu_pgd: {args.model}, {len(X)} points, {args.steps} steps, "
@@ -210,12 +265,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {CAPTURE:46s} {clock.seconds[CAPTURE] * 1e3:8.2f} ms")
     print(f"  {'rest (copies, host work)':48s} {(total - timed_sum) * 1e3:8.2f} ms")
 
-    if args.trace_dir:
+    variants(run)
+    if args.host_profile:
+        host_profile(run, args.host_profile)
+    if args.trace_dir or args.table:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             run()
             sync()
+        if args.table:
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.table))
+        if not args.trace_dir:
+            return 0
         out = Path(args.trace_dir)
         out.mkdir(parents=True, exist_ok=True)
         raw = out / f"trace_{args.model}_{args.points}.json"

@@ -266,6 +266,32 @@ def test_chunks_of_equal_size_replay_one_kept_graph(
     C.check_result(graphed, model, X, BOX)
 
 
+def test_captures_share_a_pool_that_outlives_their_graphs(
+    nets: dict[str, Any], points: tuple[np.ndarray, ...]
+) -> None:
+    """The graph of a second attack of the same size takes its memory from the pool the
+    first capture left cached: no new segment from the driver (each capture used to get a
+    pool of its own, and asked for its memory again: 6 segments per attack on an H200).
+    After release_pool, a new pool serves the next capture."""
+    from bastion.attacks.evasion import _graphs
+
+    X, y = points
+    model = _adapter(nets, "mlp", "cuda")
+    attack = C.white_box("pgd", 30, early_exit=False)
+    first = attack.run(model, X, y, eps=1.0, constraints=BOX, seed=1)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_stats()["segment.all.allocated"]
+    again = attack.run(model, X, y, eps=1.0, constraints=BOX, seed=1)
+    torch.cuda.synchronize()
+    assert again.extra["cuda_graph"] is True
+    assert torch.cuda.memory_stats()["segment.all.allocated"] == before
+    np.testing.assert_array_equal(again.x_adv, first.x_adv)
+    _graphs.release_pool()
+    fresh = attack.run(model, X, y, eps=1.0, constraints=BOX, seed=1)
+    assert fresh.extra["cuda_graph"] is True
+    np.testing.assert_array_equal(fresh.x_adv, first.x_adv)
+
+
 @pytest.mark.parametrize(
     ("which", "recapture", "precision"),
     [

@@ -28,7 +28,7 @@ from bastion.attacks.evasion.fgsm import FGSM  # noqa: E402
 from bastion.attacks.evasion.pgd import PGD, PGDConfig  # noqa: E402
 from bastion.attacks.results import EvasionResult  # noqa: E402
 from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema  # noqa: E402
-from bastion.exceptions import CapabilityError, ConfigError  # noqa: E402
+from bastion.exceptions import CapabilityError, ConfigError, DataError  # noqa: E402
 from bastion.models.sklearn import SklearnAdapter  # noqa: E402
 from bastion.models.torch import TorchAdapter  # noqa: E402
 
@@ -1329,6 +1329,35 @@ def test_bad_threat_models_are_config_errors(
         PGD().run(mlp, X, y, eps=1.0, constraints=FeatureConstraints.box(3, 0, 1))
     with pytest.raises(ValueError, match="steps"):
         PGDConfig(steps=0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_inputs_are_refused_naming_the_first(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], bad: float
+) -> None:
+    X, y = points
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(DataError, match=rf"row 3, value {bad!r}"):
+        PGD(PGDConfig(steps=2)).run(mlp, X, y, eps=0.5)
+
+
+def test_finiteness_test_settles_an_overflowing_sum_exactly() -> None:
+    """The fast test sums each row: values whose sum overflows are still finite."""
+    from bastion.attacks.evasion._torch import _all_finite
+
+    X = np.zeros((4, 3))
+    X[0, :2] = 1e308  # the row's sum overflows
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(X[0] @ np.ones(3))
+    assert _all_finite(X)
+    for bad in (math.nan, math.inf, -math.inf):
+        X[2, 1] = bad
+        assert not _all_finite(X)
+    X[2, 1] = 0.0
+    X[1, :2] = (math.inf, -math.inf)  # a row whose sum is NaN
+    assert not _all_finite(X)
+    assert _all_finite(np.zeros((0, 5)))
 
 
 # -- the ensemble ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ This module imports torch at import time (from ``_torch``, which the attacks imp
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ __all__ = [
     "available",
     "capture_step",
     "drain",
+    "release_pool",
     "side_stream",
 ]
 
@@ -174,6 +176,67 @@ class ReplayClock:
         return saving is not None and steps_left * saving > self.capture_s
 
 
+# captures share one memory pool per device and thread (see _shared_pool); False gives each
+# capture a pool of its own, freed with its graph (trace_gpu_pgd.py compares the two)
+SHARE_POOL = True
+_local = threading.local()
+
+
+def _shared_pool(device: torch.device) -> Any:
+    """The memory pool this thread's captures on ``device`` share (None: :data:`SHARE_POOL`
+    off, or the pool could not be set up), kept alive by an anchor: a one-kernel graph
+    captured into it and kept for the thread's life.
+
+    A graph takes its step's memory from a pool of the caching allocator's. A capture with a
+    pool of its own asked the driver for that memory again in every attack (6 cudaMalloc
+    calls per run of the digits MLP at 32,768 rows, on an H200): torch neither reuses a
+    dead graph's pool for the next capture nor frees it before memory runs short. A pool
+    that outlives the graphs keeps the blocks cached for the next capture. (A
+    ``torch.cuda.MemPool`` would do, but torch 2.11 fails an internal assertion at the
+    second capture into one.) Graphs of one pool may share their temporaries, which is
+    safe when they never run at the same time: an attack replays one graph at a time on
+    one stream, and another thread gets a pool of its own. The memory stays cached for
+    the thread's life (:func:`release_pool` lets it go)."""
+    if not SHARE_POOL:
+        return None
+    anchors: dict[torch.device, Any] | None = getattr(_local, "anchors", None)
+    if anchors is None:
+        anchors = _local.anchors = {}
+    if device not in anchors:
+        anchors[device] = _anchor(device)
+    anchor = anchors[device]
+    return None if anchor is None else anchor.pool()
+
+
+def _anchor(device: torch.device) -> torch.cuda.CUDAGraph | None:
+    """A graph of one tiny kernel, captured on the capture stream into a new pool."""
+    graph = torch.cuda.CUDAGraph()
+    main = torch.cuda.current_stream(device)
+    stream = _stream(device, "capture")
+    stream.wait_stream(main)
+    try:
+        with torch.cuda.stream(stream):
+            graph.capture_begin()
+            try:
+                torch.zeros(1, device=device)
+            finally:
+                graph.capture_end()
+    except Exception:  # captures do not work here: each graph keeps a pool of its own
+        torch.cuda.synchronize(device)
+        return None
+    finally:
+        main.wait_stream(stream)
+    return graph
+
+
+def release_pool() -> None:
+    """Let this thread's shared capture pool go: once no graph of it is alive, torch frees
+    its memory at the next ``torch.cuda.empty_cache()``."""
+    anchors = getattr(_local, "anchors", None)
+    if anchors:
+        anchors.clear()
+
+
 def capture_step(step: Callable[[], None], device: torch.device) -> Replay | None:
     """Capture ``step`` (which must update its tensors in place) as a CUDA graph.
 
@@ -190,9 +253,13 @@ def capture_step(step: Callable[[], None], device: torch.device) -> Replay | Non
     main = torch.cuda.current_stream(device)
     stream = _stream(device, "capture")
     stream.wait_stream(main)
+    pool = _shared_pool(device)
     try:
         with torch.cuda.stream(stream):
-            graph.capture_begin()
+            if pool is None:
+                graph.capture_begin()
+            else:
+                graph.capture_begin(pool=pool)
             try:
                 step()
             finally:
