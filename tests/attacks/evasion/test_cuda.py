@@ -272,8 +272,8 @@ def test_captures_share_a_pool_that_outlives_their_graphs(
     """The graph of a second attack of the same size takes its memory from the pool the
     first capture left cached: no new segment from the driver (each capture used to get a
     pool of its own, and asked for its memory again: 6 segments per attack on an H200).
-    After release_pool, a new pool serves the next capture."""
-    from bastion.attacks.evasion import _graphs
+    After release_cuda_graph_memory, a new pool serves the next capture."""
+    from bastion.attacks.evasion import release_cuda_graph_memory
 
     X, y = points
     model = _adapter(nets, "mlp", "cuda")
@@ -286,7 +286,7 @@ def test_captures_share_a_pool_that_outlives_their_graphs(
     assert again.extra["cuda_graph"] is True
     assert torch.cuda.memory_stats()["segment.all.allocated"] == before
     np.testing.assert_array_equal(again.x_adv, first.x_adv)
-    _graphs.release_pool()
+    release_cuda_graph_memory()
     fresh = attack.run(model, X, y, eps=1.0, constraints=BOX, seed=1)
     assert fresh.extra["cuda_graph"] is True
     np.testing.assert_array_equal(fresh.x_adv, first.x_adv)

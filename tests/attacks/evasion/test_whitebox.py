@@ -1609,3 +1609,19 @@ def test_predicted_class_from_the_loss_breaks_ties_as_argmax(loss: str) -> None:
     assert closed is not None
     assert closed[2] is not None
     torch.testing.assert_close(closed[2], logits.argmax(dim=1))
+
+
+def test_release_cuda_graph_memory_drops_this_threads_anchors() -> None:
+    """The public release lets the shared capture pool's anchors go (this thread's only)."""
+    import threading
+
+    from bastion.attacks.evasion import _graphs, release_cuda_graph_memory
+
+    _graphs._local.anchors = {"cuda:0": "anchor"}
+    seen: list[object] = []
+    other = threading.Thread(target=lambda: seen.append(getattr(_graphs._local, "anchors", None)))
+    other.start()
+    other.join()
+    assert seen == [None]  # another thread has pools of its own
+    release_cuda_graph_memory()
+    assert _graphs._local.anchors == {}
