@@ -72,6 +72,7 @@ SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
 Tensor = torch.Tensor
 SHORT_PGD = "bastion PGD, early exit off, short"
 SHORT_TA = "torchattacks PGD, short"
+SHORT_BF16 = "bastion PGD bf16, early exit off, short"
 FLOOR = "floor"  # the floor as a contender of the back-to-back runs
 
 
@@ -406,6 +407,7 @@ def bastion_cases(
         cases += [
             ("bastion PGD bf16, early exit off", PGD(PGDConfig(steps=steps, **fast_off)), steps,
              args.eps),
+            (SHORT_BF16, PGD(PGDConfig(steps=short, **fast_off)), short, args.eps),
             ("bastion PGD bf16, early exit on", PGD(PGDConfig(steps=steps, **fast)), steps,
              args.eps),
             ("bastion APGD-CE bf16, early exit off", APGD(APGDConfig(**fast_off)), 100, args.eps),
@@ -813,6 +815,7 @@ def goals(
             out.append(f"  bf16 PGD per point-step vs fp32 floor: {fast / per_floor:.2f}x")
     for full_name, short_name in (
         ("bastion PGD, early exit off", SHORT_PGD),
+        ("bastion PGD bf16, early exit off", SHORT_BF16),
         ("torchattacks PGD", SHORT_TA),
     ):
         full, short = by.get(full_name), by.get(short_name)

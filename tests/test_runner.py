@@ -4,6 +4,7 @@ raw rows are redacted, and the same seed gives the same report."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -382,6 +383,97 @@ def test_the_first_query_of_an_attacking_run_is_guarded_too(
         outcomes.clear()
         run_gate(policy, inputs=inputs, categories=["data"], today=TODAY)  # no attack
         assert set(outcomes) == {"connected"}
+    finally:
+        server.close()
+
+
+def test_an_attack_checks_time_budget_bounds_model_requests(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """Inside an attack check, model requests see the check's max_seconds as their deadline
+    (a remote endpoint retries no further); outside (the up-front predictions), none."""
+    import time
+
+    from bastion.attacks.budget import request_deadline
+
+    seen: list[float | None] = []
+
+    def predict(X: object) -> np.ndarray:
+        deadline = request_deadline()
+        seen.append(None if deadline is None else deadline - time.monotonic())
+        return np.zeros(len(X), dtype=int)  # type: ignore[arg-type]
+
+    train, test = datasets(split)
+    policy = parse_policy(
+        {**POLICY, "checks": {"extraction": {"extraction": {"budget": 50, "max_seconds": 7}}}}
+    )
+    inputs = load_inputs(policy, train=train, test=test, from_policy=False)
+    inputs.model = CallableAdapter(predict=predict, classes=[0, 1], name="timed")
+    run_gate(policy, inputs=inputs, categories=["extraction"], today=TODAY)
+    assert seen[0] is None  # the run's up-front predictions
+    inside = seen[1:]
+    assert inside
+    assert all(left is not None and 0 < left <= 7 for left in inside)
+    assert request_deadline() is None
+
+
+def test_loading_the_model_of_an_attacking_run_is_guarded_too(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading a model runs the user's code (here a ``module:factory``), which ran before the
+    network rule: a factory could phone home there. A run without attacks loads freely."""
+    import socket
+
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    outcomes = tmp_path / "outcomes.txt"
+    (tmp_path / "bastion_phoning_factory.py").write_text(
+        "import socket\n"
+        "import torch\n"
+        "def make():\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).close()\n"
+        "        outcome = 'connected'\n"
+        "    except PermissionError:\n"
+        "        outcome = 'refused'\n"
+        f"    with open({str(outcomes)!r}, 'a') as fh:\n"
+        "        fh.write(outcome + '\\n')\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(30, 2))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "net.safetensors"
+    save_file(torch.nn.Sequential(torch.nn.Linear(30, 2)).state_dict(), weights)
+    train, test = split
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    policy = parse_policy(
+        {
+            "data": {
+                "train": {"path": str(tmp_path / "train.csv")},
+                "test": {"path": str(tmp_path / "test.csv")},
+                "target": "target",
+                "non_features": ["group"],
+            },
+            "model": {
+                "path": str(weights),
+                "factory": "bastion_phoning_factory:make",
+                "classes": [0, 1],
+            },
+            "checks": {"extraction": {"extraction": {"budget": 50}}},
+        }
+    )
+    try:
+        run_gate(policy, categories=iter(["extraction"]), today=TODAY)
+        assert outcomes.read_text().split() == ["refused"]
+        run_gate(policy, categories=["data"], today=TODAY)  # no attack
+        assert outcomes.read_text().split() == ["refused", "connected"]
     finally:
         server.close()
 

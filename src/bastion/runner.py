@@ -200,10 +200,12 @@ def run_gate(
         sys.exit(report.verdict.exit_code)
     """
     started = time.perf_counter()
+    if categories is not None:
+        categories = tuple(categories)  # read twice: by the loading and by the run
     options = _RunOptions(fail_on, today, progress, categories, artifacts, started)
     if inputs is not None:
         return _run_loaded(policy, inputs, options)
-    loaded = load_inputs(policy)
+    loaded = _load_for_run(policy, categories)
     try:
         return _run_loaded(policy, loaded, options)
     finally:
@@ -218,6 +220,27 @@ class _RunOptions:
     categories: Iterable[str] | None
     artifacts: dict[str, Any] | None
     started: float
+
+
+def _load_for_run(policy: Policy, categories: Iterable[str] | None) -> GateInputs:
+    """The policy's inputs; a run that attacks loads them inside the controlled environment,
+    as loading a model runs the user's code (a ``module:factory`` import, a trusted pickle),
+    which must not reach the network either (the rule used to begin with the first query)."""
+    checks = policy.enabled_checks()
+    if categories is not None:
+        wanted = set(categories)
+        checks = [c for c in checks if c.category in wanted]
+    if not any(c.category in _ATTACK_CATEGORIES for c in checks):
+        return load_inputs(policy)
+    from bastion.attacks.network import only_endpoints
+
+    urls = [
+        spec.remote.url
+        for spec in (policy.spec.model, policy.spec.baseline)
+        if spec is not None and spec.remote is not None
+    ]
+    with only_endpoints(urls):
+        return load_inputs(policy)
 
 
 def _import_user_code(checks: Sequence[Check]) -> None:
@@ -399,11 +422,14 @@ def _interrupted(finding: Finding) -> Finding:
 def _enter_attack_environment(
     stack: ExitStack, endpoints: Sequence[str], bar: Any, check: Check
 ) -> None:
-    """No host but the endpoint under test; the attack's progress shown on the bar."""
-    from bastion.attacks.budget import report_progress
+    """No host but the endpoint under test, no model request retried past the check's
+    time budget; the attack's progress shown on the bar."""
+    from bastion.attacks.budget import report_progress, wall_deadline
     from bastion.attacks.network import only_endpoints
 
     stack.enter_context(only_endpoints(endpoints))
+    # the check's wall-time budget bounds a failing endpoint's retries too
+    stack.enter_context(wall_deadline(getattr(check.config, "max_seconds", None)))
     if bar is not None and hasattr(bar, "detail"):
         stack.enter_context(report_progress(_detail(bar, f"{check.id} {check.name}")))
 

@@ -165,24 +165,74 @@ def test_timeout(server: dict[str, Any], token: str) -> None:
         assert time.perf_counter() - start < 0.9
 
 
-def test_connection_refused_is_retried_then_reported(token: str) -> None:
-    with socket.socket() as sock:  # a port that nothing listens on
+def _refusing_endpoint(retries: int, backoff_s: float, credentials: str = "") -> RemoteEndpoint:
+    """An endpoint on a port nothing listens on, with its classes stated (no metadata
+    request)."""
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    endpoint = RemoteEndpoint(
-        f"http://user:pw@127.0.0.1:{port}",
+    return RemoteEndpoint(
+        f"http://{credentials}127.0.0.1:{port}",
         "m",
-        retries=2,
-        backoff_s=0.01,
+        retries=retries,
+        backoff_s=backoff_s,
         classes=(0, 1),
         probabilities=False,
     )
+
+
+def test_connection_refused_is_retried_then_reported(token: str) -> None:
+    endpoint = _refusing_endpoint(retries=2, backoff_s=0.01, credentials="user:pw@")
     with (
         RemoteAdapter(endpoint) as remote,
         pytest.raises(RemoteModelError, match=r"failed after 3 attempt.*connection failed") as e,
     ):
         remote.predict(np.zeros((1, 2)))
     assert "pw" not in str(e.value)  # credentials in the URL are not shown
+
+
+def test_no_retry_past_the_wall_deadline(token: str) -> None:
+    """A failing endpoint's retries stop at the deadline of the enclosing wall_deadline block
+    (the runner opens one per attack check): a request with its retries could run 41 s past
+    a check's time budget with the default settings."""
+    from bastion.attacks.budget import request_deadline, wall_deadline
+
+    endpoint = _refusing_endpoint(retries=3, backoff_s=0.4)
+    with RemoteAdapter(endpoint) as remote:
+        assert request_deadline() is None
+        start = time.perf_counter()
+        with wall_deadline(0.5):
+            assert request_deadline() is not None
+            with pytest.raises(RemoteModelError) as info:
+                remote.predict(np.zeros((1, 2)))
+        spent = time.perf_counter() - start
+        # the waits would be 0.4, 0.8 and 1.6 s: the first fits the 0.5 s, the second not
+        assert "failed after 2 attempt(s), and the wall-time budget leaves no time" in str(
+            info.value
+        )
+        assert "connection failed" in str(info.value)
+        assert 0.4 <= spent < 1.1  # without the deadline: 0.4 + 0.8 + 1.6 s of waits
+        assert request_deadline() is None  # the block's end lifts it
+        with wall_deadline(None):  # no budget: every retry
+            start = time.perf_counter()
+            with pytest.raises(RemoteModelError, match="failed after 4 attempt"):
+                remote.predict(np.zeros((1, 2)))
+            assert time.perf_counter() - start >= 2.8
+
+
+def test_nested_wall_deadlines_keep_the_earlier() -> None:
+    from bastion.attacks.budget import request_deadline, wall_deadline
+
+    with wall_deadline(10):
+        outer = request_deadline()
+        assert outer is not None
+        with wall_deadline(100):
+            assert request_deadline() == outer
+        with wall_deadline(1):
+            inner = request_deadline()
+            assert inner is not None
+            assert inner < outer
+        assert request_deadline() == outer
 
 
 def test_bad_rows_fail_before_sending(server: dict[str, Any], token: str) -> None:

@@ -15,9 +15,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from bastion._deadline import request_deadline, wall_deadline
 from bastion.exceptions import ConfigError
 
-__all__ = ["Budget", "BudgetTracker", "interrupt_count", "report_progress", "report_stage"]
+__all__ = [
+    "Budget",
+    "BudgetTracker",
+    "interrupt_count",
+    "report_progress",
+    "report_stage",
+    "request_deadline",
+    "wall_deadline",
+]
 
 # Ctrl-C presses that attacks caught and stopped on (see interrupt_count)
 _INTERRUPTS = 0

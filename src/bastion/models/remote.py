@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import numpy as np
 import pandas as pd
 
+from bastion._deadline import request_deadline
 from bastion._optional import require
 from bastion.exceptions import ConfigError, DataError, RemoteModelError
 from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
@@ -360,10 +361,17 @@ class RemoteAdapter(ModelAdapter):
         shown = self._safe_base + path
         headers = self._headers()
         attempts = self.endpoint.retries + 1
+        deadline = request_deadline()
         last = ""
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self.endpoint.backoff_s * 2 ** (attempt - 1))
+                wait = self.endpoint.backoff_s * 2 ** (attempt - 1)
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise RemoteModelError(
+                        f"{method} {shown} failed after {attempt} attempt(s), and the wall-time "
+                        f"budget leaves no time for another: {last}"
+                    )
+                time.sleep(wait)
             try:
                 response = self._client.request(method, url, json=payload, headers=headers)
             except httpx.TimeoutException:

@@ -147,6 +147,14 @@ def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False)
         return "empty"
     if containers.looks_like_zip(data):
         return containers.scan_zip(data, where, ctx)
+    if len(data) > 9 and data[8] == 0x7B:  # "{" after an 8-byte header length
+        from bastion.supply.formats import safetensors
+
+        # before the pickle test, as the loader decides (the header length can open the file
+        # with 0x80, pickle's PROTO); strict here, lenient below for corrupt files
+        if safetensors.is_safetensors(data):
+            safetensors.scan_safetensors(data, where, ctx)
+            return "safetensors"
     kind = containers.compression_of(data)
     if kind is not None:
         return containers.scan_compressed(data, kind, where, ctx)

@@ -162,6 +162,43 @@ def test_looks_like_safetensors() -> None:
     assert not looks_like_safetensors(memoryview(np.random.default_rng(1).bytes(256)))
 
 
+@pytest.mark.parametrize("length", [0x80, 0x180, 0x280, 0x580, 0x1080])
+def test_a_header_length_that_opens_like_pickle_is_still_safetensors(
+    length: int, tmp_path: Path
+) -> None:
+    """A header of 0x80 bytes (mod 256) opens the file with 0x80, pickle's PROTO opcode, and
+    one of 0x280-0x580 with a valid protocol number: 1 in 32 of the library's files. The
+    scanner read them as broken pickles (SC005, refused) and the loader as pickles (0x280
+    and up); both must read safetensors, the same way."""
+    from bastion.models.formats import detect_format
+    from bastion.supply import scan_path
+    from bastion.supply.formats.safetensors import is_safetensors
+
+    text = json.dumps({"w": _t("F32", [2], 0, 8)})
+    header = text + " " * (length - len(text))  # padded as the library pads, with spaces
+    data = struct.pack("<Q", length) + header.encode() + np.arange(2, dtype="<f4").tobytes()
+    assert data[0] == 0x80
+    assert _library_accepts(data, tmp_path)
+    assert is_safetensors(memoryview(data))
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(data)
+    scan = scan_path(path)
+    assert (scan.format, scan.findings) == ("safetensors", ())
+    assert detect_format(path) == "safetensors"
+
+
+def test_is_safetensors_is_strict() -> None:
+    """Checked before the pickle test, so nothing but a header that parses is taken."""
+    from bastion.supply.formats.safetensors import is_safetensors
+
+    assert is_safetensors(memoryview(_benign()["numpy"]))
+    assert not is_safetensors(memoryview(_corrupt()["header past the end"][0]))
+    assert not is_safetensors(memoryview(pickle.dumps([1, 2], protocol=2)))
+    # a pickle's PROTO, then bytes that would make a header length, then a "{" that does
+    # not open JSON: the pickle scan still sees it
+    assert not is_safetensors(memoryview(b"\x80\x02" + bytes(6) + b'{"a": oops}'))
+
+
 # ---------------------------------------------------------------- benign files
 
 

@@ -93,6 +93,26 @@ def looks_like_safetensors(data: memoryview) -> bool:
     return 2 <= n <= MAX_HEADER and data[8] == ord("{") and data[9] in b'"} \t\r\n'
 
 
+def is_safetensors(data: memoryview) -> bool:
+    """Whether ``data`` is a safetensors file by the loader's rule
+    (:func:`bastion.models.formats.detect_format`): a header length that fits the file and a
+    header that parses as a JSON object. Strict, as it is checked before the pickle test: a
+    header length whose low byte is 0x80 (1 in 32 of the library's files, whose headers are
+    padded to 8 bytes) opens the file like a pickle's PROTO opcode. No pickle is read as
+    one: pickle.load fails at byte 8, where '{' is no opcode, having run at most 6 bytes of
+    opcodes, too few to import anything."""
+    if not looks_like_safetensors(data):
+        return False
+    n = int.from_bytes(data[:8], "little")
+    if 8 + n > len(data):
+        return False
+    try:
+        header = json.loads(bytes(data[8 : 8 + n]))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(header, dict)
+
+
 def scan_safetensors(data: memoryview, where: str, ctx: ScanContext) -> None:
     """Validate a safetensors header; report each violation as SC030 into ``ctx``.
 
