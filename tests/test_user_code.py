@@ -97,3 +97,26 @@ def test_a_recipe_module_that_imports_torch_is_seeded_from_its_first_call(
         cwd=tmp_path,
     )  # fmt: skip
     assert done.stdout.strip() == "True", done.stderr
+
+
+@pytest.mark.gpu
+def test_cuda_generators_are_seeded_and_put_back_once_cuda_is_up() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.zeros(1, device="cuda")  # CUDA is up: its generators are seeded too
+
+    def draw() -> float:
+        return float(torch.rand(1, device="cuda"))
+
+    before = torch.cuda.get_rng_state_all()
+    with seeded_randomness(7):
+        first = draw()
+    after = torch.cuda.get_rng_state_all()
+    with seeded_randomness(7):
+        again = draw()
+    with seeded_randomness(8):
+        other = draw()
+    assert first == again
+    assert first != other
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))

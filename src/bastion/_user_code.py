@@ -82,12 +82,13 @@ def seeded_randomness(seed: int) -> Iterator[None]:
     """Run the user's code (a training function) with the process-wide random generators
     seeded, and put them back afterwards: Python's ``random``, numpy's legacy global
     generator (what a scikit-learn estimator left at ``random_state=None`` draws from) and,
-    when torch is loaded, torch's CPU generator. A recipe that fixes none of its seeds then
-    trains the same model on the same data in every run with the same seed; one that fixes
-    its own is unaffected. Not seeded: CUDA generators, other libraries' own, and torch in a
-    process where the recipe itself is the first to import it (its first call there runs
-    unseeded: import torch at the top of the recipe's module, which Bastion imports before
-    the run). Importing torch here for every recipe would cost each process, shadow workers
+    when torch is loaded, torch's CPU generator and, once CUDA is initialised, each CUDA
+    device's (before that, a CUDA generator starts from torch's fixed default seed). A recipe
+    that fixes none of its seeds then trains the same model on the same data in every run
+    with the same seed; one that fixes its own is unaffected. Not seeded: other libraries'
+    own generators, and torch in a process where the recipe itself is the first to import it
+    (its first call there runs unseeded: import torch at the top of the recipe's module,
+    which Bastion imports before the run). Importing torch here for every recipe would cost each process, shadow workers
     included, about a second and 200 MB where the recipe never uses it (measured in a review).
     The generators are process-wide: two trainings in threads of one process at once would
     share them (the executors here use processes)."""
@@ -97,10 +98,15 @@ def seeded_randomness(seed: int) -> Iterator[None]:
     np_state = np.random.get_state()
     torch = sys.modules.get("torch")
     torch_state = torch.random.get_rng_state() if torch is not None else None
+    # only where CUDA is up already: asking for its generators would initialise it
+    cuda = torch.cuda if torch is not None and torch.cuda.is_initialized() else None
+    cuda_states = cuda.get_rng_state_all() if cuda is not None else None
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if torch is not None:
         torch.random.default_generator.manual_seed(seed)
+    if cuda is not None:
+        cuda.manual_seed_all(seed)
     try:
         yield
     finally:
@@ -108,3 +114,5 @@ def seeded_randomness(seed: int) -> Iterator[None]:
         np.random.set_state(np_state)
         if torch is not None and torch_state is not None:
             torch.random.set_rng_state(torch_state)
+        if cuda is not None and cuda_states is not None:
+            cuda.set_rng_state_all(cuda_states)
