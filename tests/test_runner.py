@@ -4,6 +4,7 @@ raw rows are redacted, and the same seed gives the same report."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -423,7 +424,9 @@ def test_loading_the_model_of_an_attacking_run_is_guarded_too(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Loading a model runs the user's code (here a ``module:factory``), which ran before the
-    network rule: a factory could phone home there. A run without attacks loads freely."""
+    network rule: a factory could phone home there, or start a thread that did later (the
+    thread was outside the attack's rule, having started before it). A run without attacks
+    loads freely."""
     import socket
 
     torch = pytest.importorskip("torch")
@@ -434,19 +437,48 @@ def test_loading_the_model_of_an_attacking_run_is_guarded_too(
     server.listen()
     port = server.getsockname()[1]
     outcomes = tmp_path / "outcomes.txt"
-    (tmp_path / "bastion_phoning_factory.py").write_text(
-        "import socket\n"
-        "import torch\n"
-        "def make():\n"
-        "    try:\n"
-        f"        socket.create_connection(('127.0.0.1', {port}), timeout=1).close()\n"
-        "        outcome = 'connected'\n"
-        "    except PermissionError:\n"
-        "        outcome = 'refused'\n"
-        f"    with open({str(outcomes)!r}, 'a') as fh:\n"
-        "        fh.write(outcome + '\\n')\n"
-        "    return torch.nn.Sequential(torch.nn.Linear(30, 2))\n"
-    )
+    # make() phones home at once, and starts a thread that phones home during the attack
+    # (the first forward pass after loading): a thread started while loading must stay
+    # under the rule once loading is done
+    factory = f"""
+import socket
+import threading
+import torch
+
+ATTACKING = threading.Event()
+DONE = threading.Event()
+
+
+def phone(outcomes):
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=1).close()
+        outcome = "connected"
+    except PermissionError:
+        outcome = "refused"
+    with open(outcomes, "a") as fh:
+        fh.write(outcome + "\\n")
+
+
+def later():
+    if ATTACKING.wait(60):
+        phone({str(outcomes)!r})
+    DONE.set()
+
+
+class Net(torch.nn.Sequential):
+    def forward(self, x):
+        ATTACKING.set()
+        return super().forward(x)
+
+
+def make():
+    phone({str(outcomes)!r})
+    ATTACKING.clear()
+    DONE.clear()
+    threading.Thread(target=later, daemon=True).start()
+    return Net(torch.nn.Linear(30, 2))
+"""
+    (tmp_path / "bastion_phoning_factory.py").write_text(factory)
     monkeypatch.syspath_prepend(str(tmp_path))
     weights = tmp_path / "net.safetensors"
     save_file(torch.nn.Sequential(torch.nn.Linear(30, 2)).state_dict(), weights)
@@ -471,9 +503,13 @@ def test_loading_the_model_of_an_attacking_run_is_guarded_too(
     )
     try:
         run_gate(policy, categories=iter(["extraction"]), today=TODAY)
-        assert outcomes.read_text().split() == ["refused"]
-        run_gate(policy, categories=["data"], today=TODAY)  # no attack
-        assert outcomes.read_text().split() == ["refused", "connected"]
+        factory_module = sys.modules["bastion_phoning_factory"]
+        assert factory_module.DONE.wait(30)
+        assert outcomes.read_text().split() == ["refused", "refused"]
+        outcomes.write_text("")
+        run_gate(policy, categories=["data"], today=TODAY)  # no attack: no rule
+        assert factory_module.DONE.wait(30)
+        assert outcomes.read_text().split() == ["connected", "connected"]
     finally:
         server.close()
 

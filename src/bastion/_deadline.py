@@ -4,7 +4,7 @@ A check's attack stops at its wall-time budget between queries; a remote endpoin
 could hold one request, with its retries, for ``retries + 1`` timeouts plus the waits
 between them (41 s with the defaults). :func:`wall_deadline` sets a deadline for the requests
 made in its block (the runner opens one per attack check, from the check's ``max_seconds``);
-:class:`~bastion.models.remote.RemoteAdapter` starts no retry past it. A module of its own,
+:class:`~bastion.models.remote.RemoteAdapter` runs no retry past it. A module of its own,
 importing nothing heavy: the models read it and :mod:`bastion.attacks.budget` re-exports it.
 """
 
@@ -23,12 +23,13 @@ _DEADLINE: ContextVar[float | None] = ContextVar("bastion_request_deadline", def
 
 @contextmanager
 def wall_deadline(seconds: float | None) -> Iterator[None]:
-    """Model requests made in the block (a remote endpoint's) start no retry, and wait for
-    none, past ``seconds`` from now: a check's wall-time budget holds even while an endpoint
-    fails (a request and its retries could take ``retries + 1`` timeouts plus the waits, 41 s
-    with the defaults, past the budget). A request's first attempt always runs: the
-    attacks' verification queries, reserved by their budgets, still reach the model when
-    the time is up. Nested blocks keep the earlier deadline. None: no limit.
+    """Model requests made in the block (a remote endpoint's) start no retry, wait for none
+    and let none run past ``seconds`` from now (a retry's timeout is cut there): a check's
+    wall-time budget holds even while an endpoint fails (a request and its retries could
+    take ``retries + 1`` timeouts plus the waits, 41 s with the defaults, past the budget).
+    A request's first attempt always runs, with its own timeout: the attacks' verification
+    queries, reserved by their budgets, still reach the model when the time is up. Nested
+    blocks keep the earlier deadline. None: no limit.
 
     Example::
 

@@ -88,8 +88,9 @@ def seeded_randomness(seed: int) -> Iterator[None]:
     with the same seed; one that fixes its own is unaffected. Not seeded: other libraries'
     own generators, and torch in a process where the recipe itself is the first to import it
     (its first call there runs unseeded: import torch at the top of the recipe's module,
-    which Bastion imports before the run). Importing torch here for every recipe would cost each process, shadow workers
-    included, about a second and 200 MB where the recipe never uses it (measured in a review).
+    which Bastion imports before the run). Importing torch here for every recipe would cost
+    each process, shadow workers included, about a second and 200 MB where the recipe never
+    uses it (measured in a review).
     The generators are process-wide: two trainings in threads of one process at once would
     share them (the executors here use processes)."""
     import numpy as np

@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -205,11 +205,14 @@ def run_gate(
     options = _RunOptions(fail_on, today, progress, categories, artifacts, started)
     if inputs is not None:
         return _run_loaded(policy, inputs, options)
-    loaded = _load_for_run(policy, categories)
-    try:
-        return _run_loaded(policy, loaded, options)
-    finally:
-        loaded.close()  # what the runner opened, it closes
+    # a run that attacks loads its inputs inside the network rule, and keeps it to the end:
+    # threads the user's code starts while loading stay under it
+    with _attacking_run_rule(policy, categories):
+        loaded = load_inputs(policy)
+        try:
+            return _run_loaded(policy, loaded, options)
+        finally:
+            loaded.close()  # what the runner opened, it closes
 
 
 @dataclass(frozen=True)
@@ -222,16 +225,18 @@ class _RunOptions:
     started: float
 
 
-def _load_for_run(policy: Policy, categories: Iterable[str] | None) -> GateInputs:
-    """The policy's inputs; a run that attacks loads them inside the controlled environment,
-    as loading a model runs the user's code (a ``module:factory`` import, a trusted pickle),
-    which must not reach the network either (the rule used to begin with the first query)."""
+def _attacking_run_rule(
+    policy: Policy, categories: Iterable[str] | None
+) -> AbstractContextManager[None]:
+    """The network rule for a run that attacks, from before its inputs load (loading runs
+    the user's code: a ``module:factory`` import, a trusted pickle, which must not reach the
+    network either; the rule used to begin at the first query); a no-op otherwise."""
     checks = policy.enabled_checks()
     if categories is not None:
         wanted = set(categories)
         checks = [c for c in checks if c.category in wanted]
     if not any(c.category in _ATTACK_CATEGORIES for c in checks):
-        return load_inputs(policy)
+        return nullcontext()
     from bastion.attacks.network import only_endpoints
 
     urls = [
@@ -239,8 +244,7 @@ def _load_for_run(policy: Policy, categories: Iterable[str] | None) -> GateInput
         for spec in (policy.spec.model, policy.spec.baseline)
         if spec is not None and spec.remote is not None
     ]
-    with only_endpoints(urls):
-        return load_inputs(policy)
+    return only_endpoints(urls)
 
 
 def _import_user_code(checks: Sequence[Check]) -> None:

@@ -220,6 +220,39 @@ def test_no_retry_past_the_wall_deadline(token: str) -> None:
             assert time.perf_counter() - start >= 2.8
 
 
+def test_a_retry_ends_at_the_wall_deadline(token: str) -> None:
+    """A retry begun just before the deadline is cut at it, not after its whole timeout (from
+    a review: 2.0 s spent against a 1.2 s deadline with timeout_s=1). The first attempt keeps
+    its own timeout."""
+    from bastion.attacks.budget import wall_deadline
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = RemoteEndpoint(
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "m",
+            retries=3,
+            backoff_s=0.01,
+            timeout_s=1.0,
+            classes=(0, 1),
+            probabilities=False,
+        )
+        with RemoteAdapter(endpoint) as remote:
+            start = time.perf_counter()
+            with (
+                wall_deadline(1.3),
+                pytest.raises(RemoteModelError, match="timed out at the end of the wall-time"),
+            ):
+                remote.predict(np.zeros((1, 2)))
+            spent = time.perf_counter() - start
+            assert 1.25 <= spent < 1.9  # the first attempt's 1 s, then the retry until 1.3 s
+            start = time.perf_counter()
+            with wall_deadline(0.2), pytest.raises(RemoteModelError):
+                remote.predict(np.zeros((1, 2)))
+            assert time.perf_counter() - start >= 1.0  # a first attempt is never cut
+
+
 def test_nested_wall_deadlines_keep_the_earlier() -> None:
     from bastion.attacks.budget import request_deadline, wall_deadline
 

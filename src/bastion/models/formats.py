@@ -226,8 +226,8 @@ def _is_safetensors(path: Path, head: bytes) -> bool:
     with open(path, "rb") as fh:
         fh.seek(8)
         raw = fh.read(n)
-    try:
-        header = json.loads(raw)
+    try:  # UTF-8, as the library reads it (json.loads would take UTF-16 bytes too)
+        header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(header, dict)

@@ -372,9 +372,23 @@ class RemoteAdapter(ModelAdapter):
                         f"budget leaves no time for another: {last}"
                     )
                 time.sleep(wait)
+            options: dict[str, Any] = {}
+            if attempt and deadline is not None:
+                # a retry ends by the deadline too: one begun just before it would otherwise
+                # run its whole timeout past it
+                left = max(deadline - time.monotonic(), 0.001)
+                if left < self.endpoint.timeout_s:
+                    options["timeout"] = httpx.Timeout(left)
             try:
-                response = self._client.request(method, url, json=payload, headers=headers)
+                response = self._client.request(
+                    method, url, json=payload, headers=headers, **options
+                )
             except httpx.TimeoutException:
+                if "timeout" in options:
+                    raise RemoteModelError(
+                        f"{method} {shown} failed after {attempt + 1} attempt(s): the last "
+                        "timed out at the end of the wall-time budget; before it: " + last
+                    ) from None
                 last = f"timed out after {self.endpoint.timeout_s} s"
                 continue
             except httpx.TransportError as err:

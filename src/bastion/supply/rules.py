@@ -31,6 +31,7 @@ RULES: dict[str, str] = {
     "SC022": "ONNX model is malformed or references missing external data",
     # safetensors
     "SC030": "safetensors header is invalid",
+    "SC031": "safetensors file that is also a pickle stream (a polyglot)",
     # Keras
     "SC040": "Keras Lambda layer (serialized Python code)",
     "SC041": "Keras custom object or module outside Keras",

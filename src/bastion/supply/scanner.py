@@ -141,6 +141,38 @@ def _scan(
     )
 
 
+def _pickle_inside_safetensors(data: memoryview, where: str, ctx: ScanContext) -> None:
+    """A safetensors file that opens like a pickle: harmless when ``pickle.load`` would stop
+    at once, imports nothing and reads no stream to its end (a header length whose low byte
+    is 0x80, 1 in 32 of the library's files). Otherwise a polyglot: an opcode with an
+    argument can swallow the header's first bytes (BINFLOAT takes 8), the header's text can
+    be opcodes, and the payload can sit in a tensor's data, so that ``pickle.load``,
+    ``joblib.load`` or ``torch.load(weights_only=False)`` on the same bytes runs it (from
+    a review). Its pickle findings are reported, with SC031."""
+    probe = ScanContext(
+        allow=ctx.allow,
+        limits=ctx.limits,
+        base_dir=ctx.base_dir,
+        depth=ctx.depth,
+        in_torch_archive=ctx.in_torch_archive,
+        dispatch=ctx.dispatch,
+    )
+    scan_pickle_streams(data, where, probe)
+    stopped_at_once = [f for f in probe.findings if f.rule == "SC005"]
+    if not probe.globals_seen and stopped_at_once and len(stopped_at_once) == len(probe.findings):
+        return
+    ctx.findings.extend(probe.findings)
+    ctx.globals_seen |= probe.globals_seen
+    ctx.add(
+        "SC031",
+        ScanVerdict.SUSPICIOUS,
+        "the file is both a safetensors file and a pickle stream that "
+        + ("imports " + ", ".join(sorted(probe.globals_seen)) if probe.globals_seen else "parses")
+        + ": a loader that unpickles it reads something else than the tensors",
+        where,
+    )
+
+
 def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False) -> str:
     """Detect ``data``'s format from its bytes and scan it; returns the format's name."""
     if len(data) == 0:
@@ -154,6 +186,8 @@ def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False)
         # with 0x80, pickle's PROTO); strict here, lenient below for corrupt files
         if safetensors.is_safetensors(data):
             safetensors.scan_safetensors(data, where, ctx)
+            if is_pickle_start(data):
+                _pickle_inside_safetensors(data, where, ctx)
             return "safetensors"
     kind = containers.compression_of(data)
     if kind is not None:

@@ -187,6 +187,42 @@ def test_a_header_length_that_opens_like_pickle_is_still_safetensors(
     assert detect_format(path) == "safetensors"
 
 
+def _polyglot() -> bytes:
+    """A valid safetensors file that pickle.load runs (from a review): the header length's
+    bytes are PROTO 2 and BINFLOAT, which swallows the header's first 3 bytes; the key is
+    a run of NONE / POP opcodes, SHORT_BINBYTES swallows the header's rest, and a GLOBAL of
+    posix.system with its call sits in the data, a U8 tensor. Never loaded here."""
+    payload = b"cposix\nsystem\n(S'true'\ntR."
+    n = int.from_bytes(b"\x80\x02\x47\x00\x00\x00\x00\x00", "little")
+    tail = json.dumps(_t("U8", [len(payload)], 0, len(payload)), separators=(",", ":"))
+    swallowed = ('":' + tail + "}").encode().ljust(126)  # 126: "~", the length byte below
+    fill = n - 3 - 2 - len(swallowed)
+    header = b'{"k' + b"N0" * (fill // 2) + b"N" * (fill % 2) + b"C~" + swallowed
+    assert len(header) == n
+    return struct.pack("<Q", n) + header + payload
+
+
+def test_a_safetensors_file_that_is_also_a_pickle_is_flagged(tmp_path: Path) -> None:
+    """The strict safetensors test comes before the pickle test, and a polyglot passes it:
+    the scanner called the file safe, and pickle.load, joblib.load or torch.load
+    (weights_only=False) on it ran posix.system. Its pickle is scanned too (SC031), also
+    inside a gzip stream."""
+    import gzip
+
+    from bastion.supply import scan_bytes
+    from bastion.supply.formats.safetensors import is_safetensors
+
+    data = _polyglot()
+    assert is_safetensors(memoryview(data))
+    assert _library_accepts(data, tmp_path)
+    for blob in (data, gzip.compress(data)):
+        scan = scan_bytes(blob, "model.bin")
+        assert scan.verdict is UNSAFE
+        rules = {f.rule for f in scan.findings}
+        assert {"SC002", "SC031"} <= rules
+        assert "posix.system" in scan.globals
+
+
 def test_is_safetensors_is_strict() -> None:
     """Checked before the pickle test, so nothing but a header that parses is taken."""
     from bastion.supply.formats.safetensors import is_safetensors
@@ -197,6 +233,9 @@ def test_is_safetensors_is_strict() -> None:
     # a pickle's PROTO, then bytes that would make a header length, then a "{" that does
     # not open JSON: the pickle scan still sees it
     assert not is_safetensors(memoryview(b"\x80\x02" + bytes(6) + b'{"a": oops}'))
+    # UTF-8 only, as the library reads it (json.loads alone would take UTF-16)
+    text = '{"w": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'.encode("utf-16-le")
+    assert not is_safetensors(memoryview(struct.pack("<Q", len(text)) + text))
 
 
 # ---------------------------------------------------------------- benign files

@@ -98,16 +98,15 @@ def is_safetensors(data: memoryview) -> bool:
     (:func:`bastion.models.formats.detect_format`): a header length that fits the file and a
     header that parses as a JSON object. Strict, as it is checked before the pickle test: a
     header length whose low byte is 0x80 (1 in 32 of the library's files, whose headers are
-    padded to 8 bytes) opens the file like a pickle's PROTO opcode. No pickle is read as
-    one: pickle.load fails at byte 8, where '{' is no opcode, having run at most 6 bytes of
-    opcodes, too few to import anything."""
+    padded to 8 bytes) opens the file like a pickle's PROTO opcode. The scanner then also
+    reads such a file as a pickle (a polyglot can pass this test: see the scanner's SC031)."""
     if not looks_like_safetensors(data):
         return False
     n = int.from_bytes(data[:8], "little")
     if 8 + n > len(data):
         return False
-    try:
-        header = json.loads(bytes(data[8 : 8 + n]))
+    try:  # UTF-8, as the library and the loader read it
+        header = json.loads(bytes(data[8 : 8 + n]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(header, dict)
