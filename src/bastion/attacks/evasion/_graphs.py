@@ -266,6 +266,12 @@ def capture_step(step: Callable[[], None], device: torch.device) -> Replay | Non
                 graph.capture_end()
     except Exception:  # a sync or an op graphs refuse inside the module: stay eager
         torch.cuda.synchronize(device)
+        # the failed capture_end skipped torch's epilogue, leaving the device's random
+        # generators in capture mode: every later random draw on it raised "Offset
+        # increment outside graph capture encountered unexpectedly" (the user's own
+        # training after the attack, say; seen on an H200, torch 2.11). A capture that
+        # succeeds runs the epilogue again
+        _anchor(device)
         return None
     finally:
         main.wait_stream(stream)
