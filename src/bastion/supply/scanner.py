@@ -179,22 +179,24 @@ def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False)
         return "empty"
     if containers.looks_like_zip(data):
         return containers.scan_zip(data, where, ctx)
-    if len(data) > 9 and data[8] == 0x7B:  # "{" after an 8-byte header length
-        from bastion.supply.formats import safetensors
-
-        # before the pickle test, as the loader decides (the header length can open the file
-        # with 0x80, pickle's PROTO); strict here, lenient below for corrupt files
-        if safetensors.is_safetensors(data):
-            safetensors.scan_safetensors(data, where, ctx)
-            if is_pickle_start(data):
-                _pickle_inside_safetensors(data, where, ctx)
-            return "safetensors"
     kind = containers.compression_of(data)
     if kind is not None:
         return containers.scan_compressed(data, kind, where, ctx)
     if containers.looks_like_npy(data):
         return containers.scan_npy(data, where, ctx)
     if is_pickle_start(data):
+        if len(data) > 9 and data[8] == 0x7B:  # "{" after an 8-byte header length
+            from bastion.supply.formats import safetensors
+
+            # a safetensors header length can open the file with 0x80, pickle's PROTO (1 in
+            # 32 of the library's files): decided as the loader decides (strict here;
+            # lenient below, for corrupt files), and read as a pickle too. Only here, after
+            # the container tests, so that a safetensors file that is also a gzip stream or
+            # an archive is scanned as that as well (from a review)
+            if safetensors.is_safetensors(data):
+                safetensors.scan_safetensors(data, where, ctx)
+                _pickle_inside_safetensors(data, where, ctx)
+                return "safetensors"
         fmt = scan_pickle_streams(data, where, ctx)
         if top and _has_zip_directory(data):
             ctx.add(

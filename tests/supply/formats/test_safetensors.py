@@ -7,6 +7,7 @@ the files the library refuses (except where the module documents that it is stri
 
 from __future__ import annotations
 
+import gzip
 import json
 import pickle
 import struct
@@ -207,8 +208,6 @@ def test_a_safetensors_file_that_is_also_a_pickle_is_flagged(tmp_path: Path) -> 
     the scanner called the file safe, and pickle.load, joblib.load or torch.load
     (weights_only=False) on it ran posix.system. Its pickle is scanned too (SC031), also
     inside a gzip stream."""
-    import gzip
-
     from bastion.supply import scan_bytes
     from bastion.supply.formats.safetensors import is_safetensors
 
@@ -220,6 +219,35 @@ def test_a_safetensors_file_that_is_also_a_pickle_is_flagged(tmp_path: Path) -> 
         assert scan.verdict is UNSAFE
         rules = {f.rule for f in scan.findings}
         assert {"SC002", "SC031"} <= rules
+        assert "posix.system" in scan.globals
+
+
+def test_containers_are_scanned_before_the_safetensors_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file that passes the strict safetensors test and is also a gzip stream or a tar
+    archive holding a pickle (a review built both: joblib.load and torch.load ran them) is
+    scanned as the container too: the safetensors test comes after the container tests, at
+    the pickle test only. Here every file passes the safetensors test."""
+    import io
+    import tarfile
+
+    from bastion.supply import scan_bytes
+    from bastion.supply.formats import safetensors
+
+    monkeypatch.setattr(safetensors, "is_safetensors", lambda data: True)
+    malicious = b"cposix\nsystem\n(S'true'\ntR."
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        member = tarfile.TarInfo("storages{x")  # byte 8, where a header opens, is "{"
+        member.size = len(malicious)
+        archive.addfile(member, io.BytesIO(malicious))
+    squeezed = bytearray(gzip.compress(malicious))
+    squeezed[8] = ord("{")  # gzip's XFL byte, which decompressors ignore
+    for blob in (bytes(squeezed), tar.getvalue()):
+        assert blob[8] == ord("{")
+        scan = scan_bytes(blob, "model.bin")
+        assert scan.verdict is UNSAFE, scan
         assert "posix.system" in scan.globals
 
 
