@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,32 @@ def test_opcodes_with_bad_arguments_are_errors() -> None:
         b"\x80\x04" + b"X" + struct.pack("<I", 1000) + b"abc",  # length past the end
     ):
         assert verdict(bad) == "error", bad
+
+
+@pytest.mark.parametrize(
+    "lead",
+    [
+        b"I0x1\n",  # INT in base 0, as C's strtol reads it
+        b"I\x00whatever a NUL hides\n",  # a NUL ends the number: strtol stops there
+        b"I 7 \n",
+        b"L0x10L\n",
+        b"L5\x00junkL\n",
+        b"F1.5\x00junk\n",
+        b"S'\\u'\n",  # an unknown escape, kept as it is
+        b"I1\np1\x00x\n0g1\x00y\n",  # PUT / GET keys end at a NUL too
+    ],
+)
+def test_text_opcodes_are_read_as_cpython_reads_them(lead: bytes) -> None:
+    """A walker stricter than CPython's C unpickler stopped where pickle.load goes on: a
+    review ran code from streams opening "I0x1" or S'\\u', and from a safetensors header
+    hidden in one INT line ("I", then NULs), all scanned as text or safe."""
+    payload = lead + b"0cposix\nsystem\n(S'true'\ntR."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # S'\\u': an invalid escape
+        pickle.loads(lead + b".")  # CPython reads the lead
+    scan = scan_bytes(payload, "t")
+    assert scan.verdict is ScanVerdict.UNSAFE, (lead, scan)
+    assert "posix.system" in scan.globals
 
 
 def test_getattr_is_followed_only_for_a_literal_attribute_of_an_allowed_class() -> None:

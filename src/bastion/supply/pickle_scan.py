@@ -24,9 +24,11 @@ compromise: model), AML.T0011.000 (unsafe ML artifacts).
 from __future__ import annotations
 
 import _compat_pickle
+import codecs
 import contextlib
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,7 +374,7 @@ def walk_stream(r: _Reader, ctx: ScanContext, where: str, info: _StreamInfo | No
             elif op == 0x49:  # INT
                 v = _parse_int(r.line(), op_pos)
             elif op == 0x4C:  # LONG
-                v = _parse_int(r.line().rstrip(b"L"), op_pos)
+                v = _parse_long(r.line(), op_pos)
             elif op == 0x46:  # FLOAT
                 v = _parse_float(r.line(), op_pos)
             elif op == 0x47:  # BINFLOAT
@@ -475,7 +477,7 @@ def walk_stream(r: _Reader, ctx: ScanContext, where: str, info: _StreamInfo | No
                 _extend(top(), list(zip(items[::2], items[1::2], strict=True)), op_pos)
             # -- memo --------------------------------------------------------------------------
             elif op == 0x70:  # PUT
-                memo[_parse_int(r.line(), op_pos)] = top()
+                memo[_parse_index(r.line(), op_pos)] = top()
             elif op == 0x71:  # BINPUT
                 memo[r.uint(1)] = top()
             elif op == 0x72:  # LONG_BINPUT
@@ -484,7 +486,7 @@ def walk_stream(r: _Reader, ctx: ScanContext, where: str, info: _StreamInfo | No
                 memo[len(memo)] = top()
             elif op in (0x67, 0x68, 0x6A):  # GET, BINGET, LONG_BINGET
                 idx = (
-                    _parse_int(r.line(), op_pos)
+                    _parse_index(r.line(), op_pos)
                     if op == 0x67
                     else r.uint(1)
                     if op == 0x68
@@ -733,19 +735,62 @@ def _persistent_value(pid: Any, ctx: ScanContext) -> Any:
     return _UNKNOWN
 
 
+# The text opcodes' numbers are read as CPython's C unpickler reads them (what pickle.load,
+# numpy and torch use): its C string functions stop at a NUL byte, and INT tries C's strtol
+# in base 0 first. A parse stricter than CPython's stops the walk where pickle.load goes on:
+# a review hid a whole safetensors header in one INT line ("I", then NULs) and a payload
+# after it, and wrote "I0x1" and S'\u', all refused here and run by pickle.load.
+_STRTOL = re.compile(
+    rb"[ \t\n\v\f\r]*([+-]?)(0[xX](?=[0-9a-fA-F])[0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)"
+)
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def _c_string(raw: bytes) -> bytes:
+    """A line as a C function sees it: up to its first NUL."""
+    return raw.split(b"\0", 1)[0]
+
+
 def _parse_int(raw: bytes, offset: int) -> int:
-    text = raw.strip()
-    if text in (b"00", b"01"):  # protocol-0 booleans
-        return int(text)
+    """INT's argument: strtol(s, &end, 0) accepted when it stops at the line's end or a NUL
+    (no digit at all counts when the line starts with a NUL), else int(s, 0) of the text up
+    to the first NUL, as ``load_int`` in CPython's ``_pickle.c``."""
+    text = _c_string(raw)
+    match = _STRTOL.match(text)
+    if match is not None and match.end() == len(text):
+        digits = match.group(2)
+        base = 16 if digits[:2].lower() == b"0x" else 8 if digits[:1] == b"0" else 10
+        value = int(digits, base) * (-1 if match.group(1) == b"-" else 1)
+        if _LONG_MIN <= value <= _LONG_MAX:
+            return value
+    elif text == b"" and raw != b"":  # a NUL first: strtol reads nothing, ends at the NUL
+        return 0
     try:
-        return int(text)
+        return int(text, 0)
     except ValueError as err:
         raise PickleError(f"bad integer {raw[:40]!r}", offset) from err
 
 
+def _parse_long(raw: bytes, offset: int) -> int:
+    """LONG's argument: a trailing "L" dropped, then int(s, 0) up to the first NUL."""
+    text = raw[:-1] if raw.endswith(b"L") else raw
+    try:
+        return int(_c_string(text), 0)
+    except ValueError as err:
+        raise PickleError(f"bad long integer {raw[:40]!r}", offset) from err
+
+
+def _parse_index(raw: bytes, offset: int) -> int:
+    """GET's and PUT's memo key: a base-10 integer up to the first NUL."""
+    try:
+        return int(_c_string(raw))
+    except ValueError as err:
+        raise PickleError(f"bad memo key {raw[:40]!r}", offset) from err
+
+
 def _parse_float(raw: bytes, offset: int) -> float:
     try:
-        return float(raw)
+        return float(_c_string(raw))
     except ValueError as err:
         raise PickleError(f"bad float {raw[:40]!r}", offset) from err
 
@@ -758,13 +803,18 @@ def _text(raw: memoryview, offset: int, latin: bool = False) -> str:
 
 
 def _py2_string(raw: bytes, offset: int) -> str:
-    text = raw.strip()
+    """STRING's argument as ``load_string`` reads it: quoted, then the bytes escapes decoded
+    (CPython keeps an unknown escape such as \\u as it is, with a warning)."""
+    text = raw.rstrip(b"\r")
     if len(text) < 2 or text[:1] not in (b"'", b'"') or text[-1:] != text[:1]:
         raise PickleError("STRING argument is not quoted", offset)
     try:
-        return text[1:-1].decode("unicode_escape")
-    except UnicodeDecodeError as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            decoded: bytes = codecs.escape_decode(text[1:-1])[0]
+    except ValueError as err:
         raise PickleError(f"bad STRING escape: {err}", offset) from err
+    return decoded.decode("latin-1")
 
 
 # -- joblib arrays -------------------------------------------------------------------------------

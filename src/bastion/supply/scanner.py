@@ -142,13 +142,14 @@ def _scan(
 
 
 def _pickle_inside_safetensors(data: memoryview, where: str, ctx: ScanContext) -> None:
-    """A safetensors file that opens like a pickle: harmless when ``pickle.load`` would stop
-    at once, imports nothing and reads no stream to its end (a header length whose low byte
-    is 0x80, 1 in 32 of the library's files). Otherwise a polyglot: an opcode with an
-    argument can swallow the header's first bytes (BINFLOAT takes 8), the header's text can
-    be opcodes, and the payload can sit in a tensor's data, so that ``pickle.load``,
-    ``joblib.load`` or ``torch.load(weights_only=False)`` on the same bytes runs it (from
-    a review). Its pickle findings are reported, with SC031."""
+    """A safetensors file that opens like a pickle (a header length whose low byte is 0x80,
+    1 in 32 of the library's files; or an opcode character): harmless where ``pickle.load``
+    on the same bytes would import nothing, whatever else it reads (a string, say, where a
+    tensor name's "." ends the stream). Otherwise a polyglot: an opcode with an argument can
+    swallow the header's first bytes (BINFLOAT takes 8, an INT line everything up to a
+    newline), the header's text can be opcodes, and the payload can sit in a tensor's data,
+    so that ``pickle.load``, ``np.load`` or ``torch.load(weights_only=False)`` runs it (from
+    two reviews). Its pickle findings are reported, with SC031."""
     probe = ScanContext(
         allow=ctx.allow,
         limits=ctx.limits,
@@ -158,8 +159,12 @@ def _pickle_inside_safetensors(data: memoryview, where: str, ctx: ScanContext) -
         dispatch=ctx.dispatch,
     )
     scan_pickle_streams(data, where, probe)
-    stopped_at_once = [f for f in probe.findings if f.rule == "SC005"]
-    if not probe.globals_seen and stopped_at_once and len(stopped_at_once) == len(probe.findings):
+    # no code runs without an import (the walker reads as CPython's unpickler reads: see
+    # pickle_scan._parse_int): a global, an extension code (SC004: the loading process's
+    # registry imports it) or what the walker calls unsafe
+    if not probe.globals_seen and not any(
+        f.rule == "SC004" or f.verdict is ScanVerdict.UNSAFE for f in probe.findings
+    ):
         return
     ctx.findings.extend(probe.findings)
     ctx.globals_seen |= probe.globals_seen
@@ -167,7 +172,11 @@ def _pickle_inside_safetensors(data: memoryview, where: str, ctx: ScanContext) -
         "SC031",
         ScanVerdict.SUSPICIOUS,
         "the file is both a safetensors file and a pickle stream that "
-        + ("imports " + ", ".join(sorted(probe.globals_seen)) if probe.globals_seen else "parses")
+        + (
+            "imports " + ", ".join(sorted(probe.globals_seen))
+            if probe.globals_seen
+            else "uses an extension code or what the scanner calls unsafe"
+        )
         + ": a loader that unpickles it reads something else than the tensors",
         where,
     )
