@@ -286,6 +286,40 @@ def test_genuine_files_whose_bytes_also_parse_a_little_as_pickle_scan_clean(
     assert (scan.format, scan.findings) == ("safetensors", ())
 
 
+@pytest.mark.parametrize("length", [0x0178, 0x2078, 0x5E78, 0xDA78, 0xF978])
+def test_a_header_length_that_opens_like_zlib_is_still_safetensors(length: int) -> None:
+    """0x78 then a byte that makes the pair a multiple of 31: a zlib header (1 in 900 of the
+    library's files). The stream does not decompress, so the file is read as safetensors
+    (it was refused: SC014 corrupt zlib stream)."""
+    from bastion.supply import scan_bytes
+    from bastion.supply.containers import compression_of
+
+    data = _named_file(length, "layers.0.attn.weight")
+    assert compression_of(memoryview(data)) == "zlib"
+    scan = scan_bytes(data, "w.safetensors")
+    assert (scan.format, scan.findings) == ("safetensors", ())
+
+
+def test_a_zlib_stream_that_is_also_safetensors_is_scanned_as_zlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a stream that does not decompress is let go as safetensors: one that does, or
+    that yields an import before it breaks (joblib unpickles as it decompresses), is scanned
+    as the stream."""
+    import zlib
+
+    from bastion.supply import scan_bytes, scanner
+
+    monkeypatch.setattr(scanner, "_strict_safetensors", lambda data: True)
+    payload = b"cposix\nsystem\n(S'true'\ntR."
+    whole = zlib.compress(payload)
+    broken = whole[:-6] + b"\xff" * 6  # the end corrupt, the payload before it
+    for blob in (whole, broken):
+        scan = scan_bytes(blob, "model.bin")
+        assert scan.verdict is UNSAFE, scan
+        assert "posix.system" in scan.globals
+
+
 def test_is_safetensors_is_strict() -> None:
     """Checked before the pickle test, so nothing but a header that parses is taken."""
     from bastion.supply.formats.safetensors import is_safetensors
