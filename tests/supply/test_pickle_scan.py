@@ -194,6 +194,7 @@ def test_opcodes_with_bad_arguments_are_errors() -> None:
         b"F1.5\x00junk\n",
         b"S'\\u'\n",  # an unknown escape, kept as it is
         b"I1\np1\x00x\n0g1\x00y\n",  # PUT / GET keys end at a NUL too
+        b"(0N",  # POP of a MARK on an empty stack
     ],
 )
 def test_text_opcodes_are_read_as_cpython_reads_them(lead: bytes) -> None:

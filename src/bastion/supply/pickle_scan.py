@@ -421,8 +421,10 @@ def walk_stream(r: _Reader, ctx: ScanContext, where: str, info: _StreamInfo | No
             elif op == 0x2E:  # STOP
                 return r.pos
             elif op == 0x30:  # POP
-                if stack and marks and marks[-1] == len(stack):
-                    marks.pop()  # POP of a MARK, as pickle.py does
+                # POP of a MARK, as pickle.py and _pickle.c do, on an empty stack too (a
+                # review hid a payload behind "(0": the walk stopped there, pickle.load not)
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
                 else:
                     pop()
             elif op == 0x31:  # POP_MARK
