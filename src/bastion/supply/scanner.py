@@ -239,19 +239,20 @@ def _dispatch(data: memoryview, where: str, ctx: ScanContext, top: bool = False)
         # below, for corrupt files), and read as a pickle too. Only here, after the
         # container tests, so that a safetensors file that is also a gzip stream or an
         # archive is scanned as that as well (from a review)
-        if _strict_safetensors(data):
+        fmt = "safetensors" if _strict_safetensors(data) else ""
+        if fmt:
             from bastion.supply.formats import safetensors
 
             safetensors.scan_safetensors(data, where, ctx)
             _pickle_inside_safetensors(data, where, ctx)
-            return "safetensors"
-        fmt = scan_pickle_streams(data, where, ctx)
+        else:
+            fmt = scan_pickle_streams(data, where, ctx)
         if top and _has_zip_directory(data):
             ctx.add(
                 "SC013",
                 ScanVerdict.SUSPICIOUS,
-                "the file is both a pickle and a zip archive (a polyglot): loaders that look "
-                "for the zip directory read something else",
+                f"the file is both a {fmt} file and a zip archive (a polyglot): loaders that "
+                "look for the zip directory read something else",
                 where,
             )
             containers.scan_zip(data, where, ctx)

@@ -320,6 +320,26 @@ def test_a_zlib_stream_that_is_also_safetensors_is_scanned_as_zlib(
         assert "posix.system" in scan.globals
 
 
+def test_a_safetensors_file_that_ends_in_a_zip_archive_is_scanned_as_both() -> None:
+    """Read as safetensors (its header length opens like a pickle), a file that ends with a
+    zip directory still has its archive scanned, as a pickle's had (SC013): loaders that
+    read zip files from their end see the archive."""
+    import io
+    import zipfile
+
+    from bastion.supply import scan_bytes
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("archive/data.pkl", b"cposix\nsystem\n(S'true'\ntR.")
+    data = _named_file(0x180, "layers.0.attn.weight") + archive.getvalue()
+    assert data[0] == 0x80
+    scan = scan_bytes(data, "model.bin")
+    assert scan.format == "safetensors"
+    assert {"SC013", "SC002"} <= {f.rule for f in scan.findings}
+    assert scan.verdict is UNSAFE
+
+
 def test_is_safetensors_is_strict() -> None:
     """Checked before the pickle test, so nothing but a header that parses is taken."""
     from bastion.supply.formats.safetensors import is_safetensors
