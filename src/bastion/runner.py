@@ -207,7 +207,7 @@ def run_gate(
         return _run_loaded(policy, inputs, options)
     # a run that attacks loads its inputs inside the network rule, and keeps it to the end:
     # threads the user's code starts while loading stay under it
-    with _attacking_run_rule(policy, categories):
+    with attacking_run_rule(policy, categories):
         loaded = load_inputs(policy)
         try:
             return _run_loaded(policy, loaded, options)
@@ -225,12 +225,13 @@ class _RunOptions:
     started: float
 
 
-def _attacking_run_rule(
+def attacking_run_rule(
     policy: Policy, categories: Iterable[str] | None
 ) -> AbstractContextManager[None]:
-    """The network rule for a run that attacks, from before its inputs load (loading runs
+    """The network rule for a run that attacks, to open before its inputs load (loading runs
     the user's code: a ``module:factory`` import, a trusted pickle, which must not reach the
-    network either; the rule used to begin at the first query); a no-op otherwise."""
+    network either; the rule used to begin at the first query) and to keep while they are
+    in use; a no-op for a run that does not attack (``categories``: those that will run)."""
     checks = policy.enabled_checks()
     if categories is not None:
         wanted = set(categories)

@@ -92,3 +92,38 @@ def test_release_refuses_a_failing_gate_and_an_unsafe_model(
     assert reg.models() == []
     refused = [e for e in AuditLog(reg.engine).events() if e.action == "model.release.refused"]
     assert len(refused) == 2
+
+
+def test_the_gate_and_the_card_of_a_release_run_under_the_network_rule(
+    env: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release loads its inputs itself (before run_gate, which therefore opened no rule
+    around the loading): the attacking run's network rule now covers the loading, the gate
+    and the model card, and the registry's database is reached outside it."""
+    from contextlib import contextmanager
+
+    import bastion.runner
+    from bastion.governance import release as release_module
+
+    inside: list[bool] = []
+    seen: list[object] = []
+
+    @contextmanager
+    def rule(policy: object, categories: object) -> object:
+        seen.append(categories)
+        inside.append(True)
+        try:
+            yield
+        finally:
+            inside.append(False)
+
+    def gate(policy: object) -> object:
+        assert inside[-1] is True  # loading happens in here
+        raise RuntimeError("stop after the gate's loading")
+
+    monkeypatch.setattr(bastion.runner, "attacking_run_rule", rule)
+    monkeypatch.setattr(release_module, "_gate", gate)
+    with pytest.raises(RuntimeError, match="stop after"):
+        release_module.release(project / "bastion.yaml", "cancer", registry=Registry.open())
+    assert seen == [None]  # every enabled check counts: the policy's attacks open the rule
+    assert inside == [True, False]

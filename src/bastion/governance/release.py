@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bastion.exceptions import BastionError, ConfigError
 
@@ -115,18 +115,23 @@ def release(
     signer = KeyStore.at(key_store, keyring).load_signing_key(
         key, protection or KeyProtection.from_env()
     )
-    # 2. gate
-    report, inputs = _gate(policy)
-    if not report.verdict.passed:
-        inputs.close()
-        reasons = "; ".join(report.verdict.reasons[:5]) or "see the report"
-        _refuse(registry, name, f"the gate failed: {reasons}")
+    # 2. gate, and 3. the folder (the model card queries the model), under the network rule
+    # of a run that attacks, from the model's loading on (it runs the user's code); the
+    # registry's database is reached outside it
+    from bastion.runner import attacking_run_rule
+
     work = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bastion-release-"))
     try:
-        try:
-            folder = _assemble(work, files, model_path, report, inputs, card_fields)
-        finally:
-            inputs.close()
+        with attacking_run_rule(policy, None):
+            report, inputs = _gate(policy)
+            try:
+                if report.verdict.passed:
+                    folder = _assemble(work, files, model_path, report, inputs, card_fields)
+            finally:
+                inputs.close()
+        if not report.verdict.passed:
+            reasons = "; ".join(report.verdict.reasons[:5]) or "see the report"
+            _refuse(registry, name, f"the gate failed: {reasons}")
         # 4. sign the whole folder
         from bastion.governance.signing import sign_folder
 
@@ -166,7 +171,7 @@ def release(
     return ReleaseResult(version, folder, report, signer.key_id, seq)
 
 
-def _refuse(registry: Registry, name: str, why: str) -> None:
+def _refuse(registry: Registry, name: str, why: str) -> NoReturn:
     registry.audit.append(
         registry.identity.name, "model.release.refused", f"model:{name}", {"why": why}
     )
