@@ -3,7 +3,8 @@
 A check's attack stops at its wall-time budget between queries; a remote endpoint that fails
 could hold one request, with its retries, for ``retries + 1`` timeouts plus the waits
 between them (41 s with the defaults). :func:`wall_deadline` sets a deadline for the requests
-made in its block (the runner opens one per attack check, from the check's ``max_seconds``);
+made in its block (the runner opens one per attack check, from the check's ``max_seconds``,
+and every attack's ``run`` one from its ``budget.max_seconds``);
 :class:`~bastion.models.remote.RemoteAdapter` runs no retry past it. A module of its own,
 importing nothing heavy: the models read it and :mod:`bastion.attacks.budget` re-exports it.
 """

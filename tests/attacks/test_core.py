@@ -244,3 +244,32 @@ def test_stages_of_long_work_are_reported_to_the_listener_only() -> None:
         report_stage("retraining on the poisoned data")
     report_stage("nobody listens")
     assert seen == ["retraining on the poisoned data"]
+
+
+def test_an_attacks_time_budget_bounds_the_models_retries_from_python_too() -> None:
+    """Every attack's ``run`` opens ``wall_deadline(budget.max_seconds)``: a remote model
+    inside it retries no further (the gate's runner opens one per check; an attack run from
+    Python had none). Without a time budget, no deadline."""
+    from bastion.attacks.base import ATTACKS
+    from bastion.attacks.budget import request_deadline
+    from bastion.models.callable import CallableAdapter
+
+    seen: list[float | None] = []
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        deadline = request_deadline()
+        seen.append(None if deadline is None else deadline - time.monotonic())
+        return (np.asarray(X)[:, 0] > 0.5).astype(int)
+
+    model = CallableAdapter(predict=predict, classes=[0, 1], name="timed")
+    X = np.random.default_rng(0).random((20, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    attack = ATTACKS.get("hopskipjump")()
+    attack.run(model, X, y, eps=0.3, budget=Budget(max_queries=400, max_seconds=9))
+    assert seen
+    assert all(left is not None and 0 < left <= 9 for left in seen)
+    seen.clear()
+    attack.run(model, X, y, eps=0.3, budget=Budget(max_queries=400))
+    assert seen
+    assert set(seen) == {None}
+    assert request_deadline() is None

@@ -12,13 +12,15 @@ check and the CLI can run any of them; the other families define their own ``run
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from typing import ClassVar, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from bastion.attacks.budget import Budget
+from bastion.attacks.budget import Budget, wall_deadline
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.results import EvasionResult
 from bastion.checks import config_as
@@ -39,7 +41,19 @@ class AttackConfig(BaseModel):
 
 
 class Attack(ABC):
-    """Base of every attack: identity, requirements and configuration."""
+    """Base of every attack: identity, requirements and configuration.
+
+    A subclass's ``run`` is wrapped so that a ``budget=`` with ``max_seconds`` also bounds
+    the model's own retries (:func:`~bastion.attacks.budget.wall_deadline`): a remote
+    endpoint that fails starts no retry past the attack's time budget, whether the attack
+    runs from the gate (whose runner opens the same deadline per check) or from Python.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None and not getattr(run, "__isabstractmethod__", False):
+            setattr(cls, "run", _bounded_by_budget(run))  # noqa: B010 (run is not on Attack)
 
     id: ClassVar[str]
     title: ClassVar[str]
@@ -58,6 +72,23 @@ class Attack(ABC):
     def check_model(self, model: ModelAdapter) -> None:
         """Raise :class:`~bastion.exceptions.CapabilityError` before any work starts."""
         model.require(*sorted(self.requires), by=f"attack {self.id!r}")
+
+
+def _bounded_by_budget(run: Callable[..., Any]) -> Callable[..., Any]:
+    """``run`` inside ``wall_deadline(budget.max_seconds)`` when it is given a budget."""
+    if getattr(run, "_bounded_by_budget", False):
+        return run
+
+    @functools.wraps(run)
+    def bounded(self: Attack, *args: Any, **kwargs: Any) -> Any:
+        seconds = getattr(kwargs.get("budget"), "max_seconds", None)
+        if seconds is None:
+            return run(self, *args, **kwargs)
+        with wall_deadline(seconds):
+            return run(self, *args, **kwargs)
+
+    bounded._bounded_by_budget = True  # type: ignore[attr-defined]
+    return bounded
 
 
 class EvasionAttack(Attack):
