@@ -225,6 +225,15 @@ class _RunOptions:
     started: float
 
 
+def _selected(policy: Policy, categories: Iterable[str] | None) -> list[Check]:
+    """The policy's enabled checks, of ``categories`` only when given."""
+    checks = policy.enabled_checks()
+    if categories is None:
+        return checks
+    wanted = set(categories)
+    return [c for c in checks if c.category in wanted]
+
+
 def attacking_run_rule(
     policy: Policy, categories: Iterable[str] | None
 ) -> AbstractContextManager[None]:
@@ -232,11 +241,7 @@ def attacking_run_rule(
     the user's code: a ``module:factory`` import, a trusted pickle, which must not reach the
     network either; the rule used to begin at the first query) and to keep while they are
     in use; a no-op for a run that does not attack (``categories``: those that will run)."""
-    checks = policy.enabled_checks()
-    if categories is not None:
-        wanted = set(categories)
-        checks = [c for c in checks if c.category in wanted]
-    if not any(c.category in _ATTACK_CATEGORIES for c in checks):
+    if not any(c.category in _ATTACK_CATEGORIES for c in _selected(policy, categories)):
         return nullcontext()
     from bastion.attacks.network import only_endpoints
 
@@ -274,13 +279,10 @@ def _run_loaded(policy: Policy, inputs: GateInputs, options: _RunOptions) -> Rep
             inputs.profiles[ds.name] = Profile.from_frame(ds.frame, seed=policy.seed)
     timings["profile_s"] = time.perf_counter() - t0
 
-    checks = policy.enabled_checks()
+    checks = _selected(policy, categories)
     required = set(policy.spec.gate.required)
     if categories is not None:
-        wanted = set(categories)
-        checks = [c for c in checks if c.category in wanted]
-        in_scope = {c.id for c in CHECKS if c.category in wanted}
-        required &= in_scope
+        required &= {c.id for c in CHECKS if c.category in set(categories)}
 
     t0 = time.perf_counter()
     base_ctx = _base_context(policy, inputs)
@@ -433,7 +435,8 @@ def _enter_attack_environment(
     from bastion.attacks.network import only_endpoints
 
     stack.enter_context(only_endpoints(endpoints))
-    # the check's wall-time budget bounds a failing endpoint's retries too
+    # the check's wall-time budget bounds a failing endpoint's retries too, also for the
+    # check's queries outside its attacks' runs (each run opens its budget's own deadline)
     stack.enter_context(wall_deadline(getattr(check.config, "max_seconds", None)))
     if bar is not None and hasattr(bar, "detail"):
         stack.enter_context(report_progress(_detail(bar, f"{check.id} {check.name}")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import struct
@@ -208,6 +209,48 @@ def test_text_opcodes_are_read_as_cpython_reads_them(lead: bytes) -> None:
     scan = scan_bytes(payload, "t")
     assert scan.verdict is ScanVerdict.UNSAFE, (lead, scan)
     assert "posix.system" in scan.globals
+
+
+@pytest.mark.parametrize(
+    ("opcode", "argument"),
+    [
+        *((b"I", a) for a in (b"12", b"  12", b"12 ", b"0x1f", b"-0x10", b"010", b"08", b"0x",
+                              b"\x00abc", b"1\x00junk", b"1_0", b"9" * 20, b"0x" + b"f" * 20,
+                              b"abc", b" ", b"+5", b"1e3")),
+        *((b"L", a) for a in (b"12L", b"0x10L", b"1\x00xL", b"abcL", b" 5 L", b"010L")),
+        *((b"F", a) for a in (b"1.5", b"1.5\x00x", b"nan", b"x")),
+        *((b"S", a) for a in (b"'\\u'", b"'a\\x41'", b"'abc'", b'"q"', b" 'x'", b"'x' ",
+                              b"'\\q'", b"'unterminated")),
+    ],
+)  # fmt: skip
+def test_text_arguments_parse_where_and_as_cpython_parses_them(
+    opcode: bytes, argument: bytes
+) -> None:
+    """The walker's reading of a text opcode's argument against CPython's own unpickler on
+    the same line: both accept it, with the same value, or both refuse it."""
+    from bastion.supply import pickle_scan
+
+    parse = {
+        b"I": pickle_scan._parse_int,
+        b"L": pickle_scan._parse_long,
+        b"F": pickle_scan._parse_float,
+        b"S": pickle_scan._py2_string,
+    }[opcode]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            expected: Any = pickle.loads(opcode + argument + b"\n.")
+        except Exception:  # any refusal
+            expected = None
+    try:
+        got: Any = parse(argument, 0)
+    except pickle_scan.PickleError:
+        got = None
+    if isinstance(expected, float) and math.isnan(expected):
+        assert isinstance(got, float)
+        assert math.isnan(got)
+    else:
+        assert got == expected, (opcode, argument)
 
 
 def test_getattr_is_followed_only_for_a_literal_attribute_of_an_allowed_class() -> None:

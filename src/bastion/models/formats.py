@@ -30,7 +30,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
-import json
 import lzma
 import os
 import zipfile
@@ -75,7 +74,6 @@ _MODEL_PROTO_FIELDS = {
     25: 2,  # functions
     26: 2,  # configuration
 }
-_SAFETENSORS_MAX_HEADER = 100_000_000  # the library's own limit, as the scanner's MAX_HEADER
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -217,20 +215,20 @@ def _is_compressed_pickle(path: Path, head: bytes) -> bool:
 
 
 def _is_safetensors(path: Path, head: bytes) -> bool:
+    """By the scanner's rule (:func:`~bastion.supply.formats.safetensors.header_opens_file`),
+    the header read only when its length fits."""
+    from bastion.supply.formats.safetensors import MAX_HEADER, header_opens_file
+
     if len(head) < 10:
         return False
     n = int.from_bytes(head[:8], "little")
     size = path.stat().st_size
-    if n < 2 or n > _SAFETENSORS_MAX_HEADER or 8 + n > size or head[8:9] != b"{":
+    if not 2 <= n <= MAX_HEADER or 8 + n > size or head[8:9] != b"{":
         return False
     with open(path, "rb") as fh:
         fh.seek(8)
         raw = fh.read(n)
-    try:  # UTF-8, as the library reads it (json.loads would take UTF-16 bytes too)
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(header, dict)
+    return header_opens_file(n, raw, size)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:

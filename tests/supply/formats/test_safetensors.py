@@ -340,6 +340,29 @@ def test_a_safetensors_file_that_ends_in_a_zip_archive_is_scanned_as_both() -> N
     assert scan.verdict is UNSAFE
 
 
+def test_the_loader_and_the_scanner_decide_safetensors_alike(tmp_path: Path) -> None:
+    """One rule (``header_opens_file``) for both: the two copies had drifted (a 100 MiB
+    against a 100,000,000-byte header limit; UTF-16 headers taken by one only)."""
+    from bastion.models.formats import detect_format
+    from bastion.supply.formats.safetensors import is_safetensors
+
+    utf16 = '{"w": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'.encode("utf-16-le")
+    files = {
+        "genuine": _named_file(0x100, "w"),
+        "0x80": _named_file(0x180, "w"),
+        "utf-16": struct.pack("<Q", len(utf16)) + utf16,
+        "past the end": _corrupt()["header past the end"][0],
+        "over the limit": struct.pack("<Q", MAX_HEADER + 8) + b'{"a": 1}',
+        "a list": _raw("[1, 2]"),
+    }
+    for name, data in files.items():
+        path = tmp_path / f"{name}.bin"
+        path.write_bytes(data)
+        assert (detect_format(path) == "safetensors") == is_safetensors(memoryview(data)), name
+    assert is_safetensors(memoryview(files["0x80"]))
+    assert not is_safetensors(memoryview(files["utf-16"]))
+
+
 def test_is_safetensors_is_strict() -> None:
     """Checked before the pickle test, so nothing but a header that parses is taken."""
     from bastion.supply.formats.safetensors import is_safetensors

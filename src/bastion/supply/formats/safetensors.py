@@ -94,22 +94,31 @@ def looks_like_safetensors(data: memoryview) -> bool:
 
 
 def is_safetensors(data: memoryview) -> bool:
-    """Whether ``data`` is a safetensors file by the loader's rule
-    (:func:`bastion.models.formats.detect_format`): a header length that fits the file and a
-    header that parses as a JSON object. Strict, as it is checked before the pickle test: a
-    header length whose low byte is 0x80 (1 in 32 of the library's files, whose headers are
-    padded to 8 bytes) opens the file like a pickle's PROTO opcode. The scanner then also
-    reads such a file as a pickle (a polyglot can pass this test: see the scanner's SC031)."""
+    """Whether ``data`` is a safetensors file by :func:`header_opens_file`, the rule the
+    loader (:func:`bastion.models.formats.detect_format`) decides by too. Strict, as the
+    scanner asks it at its pickle test: a header length whose low byte is 0x80 (1 in 32 of
+    the library's files, whose headers are padded to 8 bytes) opens the file like a pickle's
+    PROTO opcode. The scanner then also reads such a file as a pickle (a polyglot can pass
+    this test: see the scanner's SC031)."""
     if not looks_like_safetensors(data):
         return False
     n = int.from_bytes(data[:8], "little")
-    if 8 + n > len(data):
+    return 8 + n <= len(data) and header_opens_file(n, bytes(data[8 : 8 + n]), len(data))
+
+
+def header_opens_file(n: int, header: bytes, size: int) -> bool:
+    """The strict safetensors rule, shared by the scanner and the loader (two versions had
+    drifted apart: 100 MiB against 100,000,000 bytes): a header length ``n`` of 2 ..
+    :data:`MAX_HEADER` bytes that fits a file of ``size`` bytes, and a ``header`` (its ``n``
+    bytes) that is UTF-8 JSON for an object, as the library reads it (``json.loads`` alone
+    would take UTF-16 bytes too)."""
+    if not 2 <= n <= MAX_HEADER or 8 + n > size or len(header) != n or header[:1] != b"{":
         return False
-    try:  # UTF-8, as the library and the loader read it
-        header = json.loads(bytes(data[8 : 8 + n]).decode("utf-8"))
+    try:
+        parsed = json.loads(header.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(header, dict)
+    return isinstance(parsed, dict)
 
 
 def scan_safetensors(data: memoryview, where: str, ctx: ScanContext) -> None:
