@@ -7,6 +7,10 @@ made in its block (the runner opens one per attack check, from the check's ``max
 and every attack's ``run`` one from its ``budget.max_seconds``);
 :class:`~bastion.models.remote.RemoteAdapter` runs no retry past it. A module of its own,
 importing nothing heavy: the models read it and :mod:`bastion.attacks.budget` re-exports it.
+
+Work that sends no queries (a detector's cross-validation, its clustering) cannot be bounded
+by a query loop: it asks :func:`stop_at_deadline` between its stages, which raises once the
+deadline has passed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["request_deadline", "wall_deadline"]
+from bastion.exceptions import TimeBudgetError
+
+__all__ = ["request_deadline", "stop_at_deadline", "wall_deadline"]
 
 # when model requests must give up waiting (time.monotonic()); None: no limit
 _DEADLINE: ContextVar[float | None] = ContextVar("bastion_request_deadline", default=None)
@@ -53,3 +59,18 @@ def request_deadline() -> float | None:
     """The deadline (``time.monotonic()``) of the innermost :func:`wall_deadline` block, if
     any: where a model's retries stop."""
     return _DEADLINE.get()
+
+
+def stop_at_deadline(stage: str) -> None:
+    """Raise :class:`~bastion.exceptions.TimeBudgetError` naming ``stage`` (what was about to
+    start) when the innermost :func:`wall_deadline` has passed; nothing happens without one.
+
+    Example::
+
+        for k, fold in enumerate(folds, start=1):
+            stop_at_deadline(f"cross-validation fold {k} of {len(folds)}")
+            ...
+    """
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise TimeBudgetError(f"the wall-time budget ran out before {stage}")

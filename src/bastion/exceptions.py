@@ -15,6 +15,7 @@ Every exception also subclasses the matching built-in, so callers can catch eith
     │   └── RemoteModelError (ConnectionError)
     │                                     a remote endpoint failed or answered badly
     ├── CapabilityError (TypeError)       a check or attack needs what the model lacks
+    ├── TimeBudgetError (TimeoutError)    work that spends no queries ran out of wall time
     ├── MissingExtraError (ImportError)   an optional dependency is not installed
     └── RateLimiterUnavailableError (ConnectionError)
                                           the rate limiter's store cannot be reached
@@ -38,6 +39,7 @@ __all__ = [
     "ModelOutputError",
     "RateLimiterUnavailableError",
     "RemoteModelError",
+    "TimeBudgetError",
     "UnsafeArtifactError",
 ]
 
@@ -93,6 +95,12 @@ class RemoteModelError(ModelError, ConnectionError):
 
 class CapabilityError(BastionError, TypeError):
     """A check or attack requires a model capability that the adapter does not declare."""
+
+
+class TimeBudgetError(BastionError, TimeoutError):
+    """A detector's or a trainer's work (which spends no queries, so an attack's query loop
+    never stops it) reached the wall-time deadline of :func:`bastion._deadline.wall_deadline`
+    between two of its stages; the message names the stage."""
 
 
 class MissingExtraError(BastionError, ImportError):

@@ -273,3 +273,20 @@ def test_an_attacks_time_budget_bounds_the_models_retries_from_python_too() -> N
     assert seen
     assert set(seen) == {None}
     assert request_deadline() is None
+
+
+def test_work_without_queries_stops_between_stages_at_the_wall_deadline() -> None:
+    """Detectors spend no queries: they ask stop_at_deadline between their stages, which
+    raises (naming the stage) once the innermost deadline has passed, and never without one."""
+    from bastion._deadline import stop_at_deadline, wall_deadline
+    from bastion.exceptions import TimeBudgetError
+
+    stop_at_deadline("fold 1 of 5")  # no deadline: no limit
+    with wall_deadline(60):
+        stop_at_deadline("fold 1 of 5")
+        with wall_deadline(1e-9):  # nested: the earlier deadline wins
+            time.sleep(0.001)
+            with pytest.raises(TimeBudgetError, match="ran out before fold 2 of 5"):
+                stop_at_deadline("fold 2 of 5")
+        stop_at_deadline("fold 3 of 5")  # the outer one again
+    assert issubclass(TimeBudgetError, TimeoutError)

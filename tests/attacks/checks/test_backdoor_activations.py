@@ -198,3 +198,14 @@ def test_limit_and_determinism(backdoored: dict[str, Any]) -> None:
     assert a.status is Status.PASS  # one suspect class is allowed
     assert "samples" not in a.evidence
     assert {**a.to_dict(), "duration_s": 0} == {**b.to_dict(), "duration_s": 0}
+
+
+@slow
+def test_past_max_seconds_is_an_error_not_a_pass(clean: dict[str, Any]) -> None:
+    """Stopped between two classes, the detector has not looked at every class: an error
+    that names the class it stopped before and the policy key to raise."""
+    cfg = BackdoorActivationsConfig(max_seconds=1e-9)
+    finding = BackdoorActivationsCheck(cfg).execute(context(clean["train"], clean["model"]))
+    assert finding.status is Status.ERROR
+    assert "activation clustering: class 1 of 10" in finding.message
+    assert "poisoning.backdoor_activations.max_seconds" in finding.message

@@ -223,6 +223,67 @@ def test_simulation_past_max_seconds_skips_the_detectors_and_still_judges(
     assert "Detectors not run" in finding.message
 
 
+def test_simulation_detectors_cut_short_by_max_seconds_report_nothing(
+    cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Detectors that start in time but reach max_seconds between two folds stop there:
+    no partial precision or recall, the evidence names the fold; the gate is judged."""
+    import time
+
+    from bastion.attacks.poisoning import detect
+
+    real = detect.default_estimator
+
+    class Slow:
+        """The default estimator, with a fit that takes 0.6 s."""
+
+        def __init__(self, seed: int = 0) -> None:
+            self.seed = seed
+            self.inner = real(seed)
+
+        def get_params(self, deep: bool = True) -> dict[str, Any]:
+            return {"seed": self.seed}
+
+        def fit(self, X: Any, y: Any) -> Any:
+            time.sleep(0.6)
+            self.inner.fit(X, y)
+            self.classes_ = self.inner.classes_
+            return self
+
+        def predict_proba(self, X: Any) -> Any:
+            return self.inner.predict_proba(X)
+
+    monkeypatch.setattr(detect, "default_estimator", Slow)
+    train, test = cancer
+    check = PoisoningSimulationCheck(PoisoningSimulationConfig(max_seconds=1.0))
+    finding = check.execute(context(train, test, logistic(train)))
+    assert finding.status is Status.PASS, finding.message
+    assert value(finding, "accuracy_drop") <= 0.05  # judged
+    assert finding.metrics["precision"] is None
+    assert finding.metrics["n_flagged"] is None
+    detectors = finding.evidence["detectors"]
+    assert detectors.startswith("stopped: the wall-time budget ran out before cross-validated")
+    assert "of 5" in detectors
+    assert "max_seconds 1" in detectors
+    assert "Detectors stopped" in finding.message
+
+
+def test_label_issues_past_max_seconds_are_an_error_not_a_pass(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """A detector that never looked at every row must not pass the gate by its silence."""
+    train, test = cancer
+    check = LabelIssuesCheck(LabelIssuesConfig(max_seconds=1e-9))
+    finding = check.execute(context(train, test, logistic(train)))
+    assert finding.status is Status.ERROR
+    assert "Not finished" in finding.message
+    assert "fold 1 of 5" in finding.message
+    assert "poisoning.label_issues.max_seconds" in finding.message
+    assert finding.evidence["max_seconds"] == 1e-9
+    # the default budget leaves it room
+    assert LabelIssuesCheck().execute(context(train, test, logistic(train))).status is Status.PASS
+
+
 def test_simulation_fails_a_backdoored_gradient_boosting_model(
     cancer: tuple[Dataset, Dataset],
 ) -> None:

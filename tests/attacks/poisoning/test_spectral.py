@@ -333,3 +333,25 @@ def test_the_source_class_is_named_by_its_label() -> None:
     assert found.details["suspect_classes"] == ["emu"]
     assert emu["source_class"] == "dog"
     assert emu["source_lift"] == 1.0
+
+
+def test_large_classes_get_a_sampled_silhouette_close_to_the_full_one() -> None:
+    """Past 5,000 rows a split's silhouette is estimated on a seeded sample: the full score
+    costs time in the square of the rows (seconds per class at 20,000). The estimate stays
+    close to the exact one and repeats under the seed."""
+    from sklearn.metrics import silhouette_score
+
+    from bastion.attacks.poisoning.spectral import _splits
+
+    rng = np.random.default_rng(0)
+    reduced = rng.normal(size=(12_000, 4))
+    reduced[:1_200] += 4.0  # a 10% cluster, as poison would form
+    splits = _splits(reduced, max_clusters=2, seed=3)
+    assign, estimate = splits[0]
+    assert abs(np.bincount(assign).min() - 1_200) <= 12  # the cluster, give or take its edge
+    exact_large = silhouette_score(reduced, assign)
+    assert 0 < abs(estimate - exact_large) < 0.02  # estimated (not exact), and close
+    assert _splits(reduced, max_clusters=2, seed=3)[0][1] == estimate
+    small = reduced[:4_000]  # at most 5,000 rows: the exact score
+    assign_small, exact = _splits(small, max_clusters=2, seed=3)[0]
+    assert exact == pytest.approx(silhouette_score(small, assign_small), abs=1e-12)

@@ -1,4 +1,5 @@
-"""What the poisoning checks need from the training dataset: its labelled rows."""
+"""What the poisoning checks share: the training dataset's labelled rows, and the finding of a
+detector stopped by its time budget."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from bastion.checks import Check, CheckContext
     from bastion.data.dataset import Dataset
+    from bastion.exceptions import TimeBudgetError
+    from bastion.findings import Finding
 
-__all__ = ["labelled_rows"]
+__all__ = ["labelled_rows", "stopped_by_time"]
 
 
 def labelled_rows(train: Dataset | None) -> tuple[Dataset, np.ndarray, np.ndarray] | str:
@@ -27,3 +31,22 @@ def labelled_rows(train: Dataset | None) -> tuple[Dataset, np.ndarray, np.ndarra
     if n_classes < 2:
         return f"the training labels hold {n_classes} class(es); need 2"
     return train, np.flatnonzero(labelled), y
+
+
+def stopped_by_time(
+    check: Check, ctx: CheckContext, err: TimeBudgetError, max_seconds: float | None
+) -> Finding:
+    """An ``error`` finding for a detector that did not finish within its time budget
+    (``max_seconds``, or a caller's deadline when None): it never looked at every row, so
+    the gate must not read its silence as a pass."""
+    from bastion.findings import Status
+
+    budget = f"max_seconds {max_seconds:g}" if max_seconds is not None else "the run's deadline"
+    key = f"{check.category}.{check.name}.max_seconds"
+    return check.finding(
+        ctx,
+        Status.ERROR,
+        f"Not finished: {err} ({budget}). Nothing is known about the rows it did not "
+        f"reach: raise {key} in the policy, or run it on a sample of the training rows.",
+        evidence={"max_seconds": max_seconds},
+    )

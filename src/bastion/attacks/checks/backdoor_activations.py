@@ -39,7 +39,9 @@ Evidence
     reports unless the policy allows raw rows) the positions of flagged rows in the
     training file (0-based, header excluded).
 Gate
-    Fails when more than ``max_suspect_classes`` (default 0) classes are judged poisoned.
+    Fails when more than ``max_suspect_classes`` (default 0) classes are judged poisoned; an
+    ``error`` when the detector does not finish within ``max_seconds`` (default 600, checked
+    between classes).
 References
     Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by Activation
     Clustering" (SafeAI 2019); Tran, Li and Madry, "Spectral Signatures in Backdoor Attacks"
@@ -53,9 +55,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bastion.attacks.checks._training import labelled_rows
+from bastion._deadline import wall_deadline
+from bastion.attacks.checks._training import labelled_rows, stopped_by_time
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
-from bastion.exceptions import ModelError
+from bastion.exceptions import ModelError, TimeBudgetError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.threats import (
@@ -82,6 +85,8 @@ class BackdoorActivationsConfig(CheckConfig):
     min_presence: float = Field(default=0.5, gt=0.0, le=1.0)
     max_suspect_classes: int = Field(default=0, ge=0)
     n_samples_reported: int = Field(default=20, ge=0, le=10_000)
+    # checked between classes: a detector that stops there is an error
+    max_seconds: float | None = Field(default=600.0, gt=0)
 
 
 @CHECKS.register
@@ -129,23 +134,28 @@ class BackdoorActivationsCheck(Check):
         train, positions, y = rows
         n = len(y)
         X = train.features.iloc[positions]
-        try:
-            acts = penultimate_activations(model, X, layer=cfg.layer)
-        except ModelError as err:
-            return self.skip(ctx, f"cannot read the model's activations: {err}")
-        seed = int(ctx.rng(self.id).integers(2**31 - 1))
-        issues = activation_clustering(
-            model,
-            X,
-            y,
-            n_components=cfg.n_components,
-            size_threshold=cfg.size_threshold,
-            min_silhouette=cfg.min_silhouette,
-            presence=None if cfg.presence == "none" else cfg.presence,
-            min_presence=cfg.min_presence,
-            seed=seed,
-            activations=acts,
-        )
+        # the clock runs from here: reading the activations is part of the detector's time
+        with wall_deadline(cfg.max_seconds):
+            try:
+                acts = penultimate_activations(model, X, layer=cfg.layer)
+            except ModelError as err:
+                return self.skip(ctx, f"cannot read the model's activations: {err}")
+            seed = int(ctx.rng(self.id).integers(2**31 - 1))
+            try:
+                issues = activation_clustering(
+                    model,
+                    X,
+                    y,
+                    n_components=cfg.n_components,
+                    size_threshold=cfg.size_threshold,
+                    min_silhouette=cfg.min_silhouette,
+                    presence=None if cfg.presence == "none" else cfg.presence,
+                    min_presence=cfg.min_presence,
+                    seed=seed,
+                    activations=acts,
+                )
+            except TimeBudgetError as err:
+                return stopped_by_time(self, ctx, err, cfg.max_seconds)
         gaps = spectral_signatures(None, None, y, activations=acts).details["classes"]
         names = list(X.columns.astype(str))
         classes = {

@@ -21,7 +21,8 @@ Evidence
     suspicious rows in the training file (0-based, header excluded).
 Gate
     Fails when ``flagged_fraction > max_flagged_fraction``. Clean real data has some hard
-    or ambiguous rows: the default 5% leaves room for them.
+    or ambiguous rows: the default 5% leaves room for them. An ``error`` when the detector
+    does not finish within ``max_seconds`` (default 600, checked between folds).
 References
     Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
     Labels" (JAIR 2021); MITRE ATLAS AML.T0020 (poison training data); OWASP ML02.
@@ -33,9 +34,11 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from bastion.attacks.checks._training import labelled_rows
+from bastion._deadline import wall_deadline
+from bastion.attacks.checks._training import labelled_rows, stopped_by_time
 from bastion.attacks.poisoning.detect import find_label_issues
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.exceptions import TimeBudgetError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.threats import ATLAS_POISON_TRAINING_DATA, OWASP_DATA_POISONING
@@ -54,6 +57,8 @@ class LabelIssuesConfig(CheckConfig):
     k: int = Field(default=10, ge=1, description="neighbours for method knn")
     max_flagged_fraction: Fraction = 0.05
     n_samples_reported: int = Field(default=20, ge=0, le=10_000)
+    # checked between cross-validation folds: a detector that stops there is an error
+    max_seconds: float | None = Field(default=600.0, gt=0)
 
 
 @CHECKS.register
@@ -89,15 +94,19 @@ class LabelIssuesCheck(Check):
         if cfg.method == "knn" and n <= cfg.k:
             return self.skip(ctx, f"{n} labelled rows; method knn needs more than k={cfg.k}")
         seed = int(ctx.rng(self.id).integers(2**31 - 1))
-        issues = find_label_issues(
-            train.features.iloc[positions],
-            y,
-            method=cfg.method,
-            cv=folds,
-            seed=seed,
-            refits=cfg.refits,
-            k=cfg.k,
-        )
+        try:
+            with wall_deadline(cfg.max_seconds):
+                issues = find_label_issues(
+                    train.features.iloc[positions],
+                    y,
+                    method=cfg.method,
+                    cv=folds,
+                    seed=seed,
+                    refits=cfg.refits,
+                    k=cfg.k,
+                )
+        except TimeBudgetError as err:
+            return stopped_by_time(self, ctx, err, cfg.max_seconds)
         share = issues.n_flagged / n
         metrics: dict[str, float | int | None] = {
             "n_flagged": issues.n_flagged,

@@ -31,8 +31,8 @@ Gate
     Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor,
     ``backdoor_success_rate > max_backdoor_success``. ``max_seconds`` (default 600) bounds
     the detectors: the retrainings always run (the gate's figures need them), and once they
-    have used up the time the detectors are skipped (their figures null, the evidence says
-    so); the gate is judged either way.
+    have used up the time the detectors are skipped, or stopped between their stages (their
+    figures null, the evidence says so); the gate is judged either way.
 References
     Biggio, Nelson and Laskov, "Poisoning attacks against support vector machines" (ICML
     2012); Gu et al., "BadNets" (2017); MITRE ATLAS AML.T0020, AML.T0043.004; OWASP ML02.
@@ -46,14 +46,14 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bastion._user_code import TrainFnReference
-from bastion.attacks.budget import Budget, BudgetTracker
+from bastion.attacks.budget import Budget, BudgetTracker, wall_deadline
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
 from bastion.attacks.poisoning.simulate import PoisoningSimulation, simulate_poisoning
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.data.schema import FeatureSchema
-from bastion.exceptions import CapabilityError, ConfigError, ModelError
+from bastion.exceptions import CapabilityError, ConfigError, ModelError, TimeBudgetError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.threats import (
@@ -216,18 +216,31 @@ class PoisoningSimulationCheck(Check):
         precision = recall = None
         n_flagged: int | None = None
         activation: dict[str, Any] = {}
-        detectors_stopped = tracker.out_of_time()
-        if not detectors_stopped:
-            issues = find_label_issues(
-                sim.X_poisoned,
-                sim.y_poisoned,
-                method=cfg.detection_method,
-                cv=min(cfg.cv, len(y_train)),
-                seed=seed,
-            )
-            precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
-            n_flagged = issues.n_flagged
-            activation = _activation_detection(cfg, model, sim, seed)
+        # None: the detectors ran; else why they did not (or not to their end)
+        detectors_stopped: str | None = (
+            f"not run: max_seconds {cfg.max_seconds:g} was reached by the retrainings"
+            if tracker.out_of_time()
+            else None
+        )
+        if detectors_stopped is None:
+            try:
+                # what the retrainings left of the budget bounds the detectors' own stages
+                with wall_deadline(tracker.seconds_left()):
+                    issues = find_label_issues(
+                        sim.X_poisoned,
+                        sim.y_poisoned,
+                        method=cfg.detection_method,
+                        cv=min(cfg.cv, len(y_train)),
+                        seed=seed,
+                    )
+                    precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
+                    n_flagged = issues.n_flagged
+                    activation = _activation_detection(cfg, model, sim, seed)
+            except TimeBudgetError as err:
+                # a detector cut short measured nothing: no partial precision or recall
+                precision = recall = n_flagged = None
+                activation = {}
+                detectors_stopped = f"stopped: {err} (max_seconds {cfg.max_seconds:g})"
         metrics: dict[str, float | int | None] = {
             **sim.metrics(),
             "precision": precision,
@@ -278,9 +291,7 @@ class PoisoningSimulationCheck(Check):
             "detection_method": cfg.detection_method,
         }
         if detectors_stopped:
-            evidence["detectors"] = (
-                f"not run: max_seconds {cfg.max_seconds:g} was reached by the retrainings"
-            )
+            evidence["detectors"] = detectors_stopped
         if activation:
             evidence["activation_detector"] = activation.get("evidence")
         if cfg.kind == "backdoor":
@@ -292,7 +303,7 @@ class PoisoningSimulationCheck(Check):
             evidence["target"] = sim.target_class
         message = _summary(cfg, sim.clean_accuracy, sim.poisoned_accuracy, success, sim.n_poisoned)
         if detectors_stopped:
-            message += f" Detectors not run: max_seconds {cfg.max_seconds:g} reached."
+            message += f" Detectors {detectors_stopped}."
         else:
             message += f" Detector ({cfg.detection_method}): {_detection(precision, recall)}."
         if "precision" in activation:

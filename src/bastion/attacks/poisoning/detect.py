@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bastion._deadline import stop_at_deadline
 from bastion.attacks.budget import report_stage
 from bastion.attacks.poisoning._common import (
     as_float_matrix,
@@ -184,7 +185,9 @@ def out_of_sample_proba(
     keep = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
     folds = _folds(idx, cv, seed)
     for k, (train, test) in enumerate(folds, start=1):
-        report_stage(f"cross-validated probabilities: fold {k} of {len(folds)}")
+        stage = f"cross-validated probabilities: fold {k} of {len(folds)}"
+        stop_at_deadline(stage)  # the folds' training spends no queries: the time budget
+        report_stage(stage)
         fit_rows = train[keep[train]]
         if len(np.unique(idx[fit_rows])) < 2:
             fit_rows = train  # a fold left with one class cannot be fitted: keep its rows
