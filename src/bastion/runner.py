@@ -559,6 +559,8 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
             timeout_s=r.timeout_s,
             retries=r.retries,
             backoff_s=r.backoff_s,
+            rate_limit_waits=r.rate_limit_waits,
+            max_retry_after_s=r.max_retry_after_s,
             input_name=r.input_name,
             datatype=r.datatype,
             classes=spec.classes,

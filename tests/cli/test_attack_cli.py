@@ -350,6 +350,37 @@ def test_attacking_a_remote_endpoint_passes_the_network_guard(project: Path) -> 
     assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
 
 
+
+def test_extraction_against_a_rate_capped_endpoint(project: Path) -> None:
+    """The endpoint's own cap (429 with Retry-After) is waited out, so the attack finishes
+    (it failed with 'HTTP 429: too many requests'); --requests-per-second paces it below
+    the cap from the start, and the evidence says how long the pacing waited."""
+    import time
+
+    from bastion.gateway.guards.rate_limit import InMemoryLimiter, RateLimit
+    from bastion.gateway.oip import create_oip_app, run_in_thread
+    from bastion.models.loading import load_model
+
+    app = create_oip_app(
+        {"diagnosis": load_model(project / "model.onnx")},
+        address_limiter=InMemoryLimiter(RateLimit(rate_per_s=5.0, burst=3)),
+    )
+    with run_in_thread(app) as url:
+        for pace in ((), ("--requests-per-second", "4")):
+            time.sleep(1.0)  # a full bucket
+            out = project / "capped.json"
+            code = run(
+                ["attack", "extraction", "--remote-url", url, "--remote-model", "diagnosis",
+                 "--data", str(project / "data" / "test.csv"), "--target", "diagnosis",
+                 "--budget", "100", "--max-seconds", "60", *pace, "--format", "json",
+                 "--out", str(out)]
+            )  # fmt: skip
+            report = json.loads(out.read_text())
+            assert code in (0, 1), report
+            assert metrics_of(report, "EXT001")["queries_used"] == 100
+            evidence: Any = next(f for f in report["findings"] if f["check_id"] == "EXT001")
+            assert ("rate_wait_s" in evidence["evidence"]) == bool(pace)
+
 FACTORY_MODULE = """
 import torch
 

@@ -284,6 +284,8 @@ def test_bad_rows_fail_before_sending(server: dict[str, Any], token: str) -> Non
         ({"retries": -1}, "retries"),
         ({"datatype": "INT8"}, "datatype"),
         ({"verify_tls": "/nonexistent/ca.pem"}, "CA bundle"),
+        ({"rate_limit_waits": -1}, "rate_limit_waits"),
+        ({"max_retry_after_s": float("nan")}, "max_retry_after_s"),
     ],
 )
 def test_endpoint_validation(kwargs: dict[str, Any], message: str) -> None:
@@ -377,3 +379,111 @@ def test_tls_verification(
         # The system trust store does not know this CA: refused, and not retried forever.
         with pytest.raises(RemoteModelError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
             RemoteAdapter(RemoteEndpoint(url, "cancer", verify_tls=True, retries=0))
+
+
+# -- the endpoint's rate cap (HTTP 429) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def capped(cancer_pipeline: Pipeline) -> Iterator[str]:
+    """An OIP server behind Bastion's own per-address token bucket: 2 requests at once, then
+    4 per second; beyond it, 429 with ``Retry-After: 1``."""
+    from bastion.gateway.guards.rate_limit import InMemoryLimiter, RateLimit
+
+    app = create_oip_app(
+        {"cancer": SklearnAdapter(cancer_pipeline)},
+        address_limiter=InMemoryLimiter(RateLimit(rate_per_s=4.0, burst=2)),
+    )
+    with run_in_thread(app) as url:
+        yield url
+
+
+def test_a_rate_capped_endpoint_is_waited_out_not_failed(
+    capped: str, cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    """An attack that queries faster than the endpoint allows slows down to its pace: each
+    429 waits as Retry-After says and does not use up the retries (0 here)."""
+    X, _ = cancer
+    time.sleep(1.0)  # a full bucket, whatever ran before
+    started = time.monotonic()
+    with RemoteAdapter(RemoteEndpoint(capped, "cancer", retries=0)) as remote:
+        for start in range(0, 40, 5):
+            rows = X.iloc[start : start + 5]
+            np.testing.assert_array_equal(remote.predict(rows), cancer_pipeline.predict(rows))
+    # 9 requests (metadata and 8 predictions) through 2 at once and 4 per second
+    assert time.monotonic() - started >= 1.0
+
+
+def _past_the_cap(remote: RemoteAdapter) -> None:
+    """Six requests at once: more than the capped server lets through."""
+    for _ in range(6):
+        remote.predict(np.zeros((1, 30)))
+
+
+def test_a_rate_cap_past_its_waits_or_its_longest_wait_is_a_clear_error(capped: str) -> None:
+    time.sleep(1.0)
+    endpoint = RemoteEndpoint(capped, "cancer", rate_limit_waits=0)
+    with (
+        RemoteAdapter(endpoint) as remote,
+        pytest.raises(RemoteModelError, match=r"HTTP 429 \(too many requests\) 1 times"),
+    ):
+        _past_the_cap(remote)
+    time.sleep(1.0)
+    endpoint = RemoteEndpoint(capped, "cancer", max_retry_after_s=0.5)
+    with (
+        RemoteAdapter(endpoint) as remote,
+        pytest.raises(RemoteModelError, match=r"asks to wait 1 s, more than max_retry"),
+    ):
+        _past_the_cap(remote)
+
+
+def test_the_policy_sets_the_rate_cap_waits(capped: str) -> None:
+    """model.remote.rate_limit_waits reaches the endpoint the runner builds."""
+    from bastion.config import parse_policy
+    from bastion.runner import _load_model
+
+    policy = parse_policy(
+        {"model": {"remote": {"url": capped, "model_name": "cancer", "rate_limit_waits": 0}}}
+    )
+    time.sleep(1.0)
+    remote = _load_model(policy, policy.spec.model, "model")
+    assert isinstance(remote, RemoteAdapter)
+    assert remote.endpoint.rate_limit_waits == 0
+    assert remote.endpoint.max_retry_after_s == 60.0
+    with (
+        remote,
+        pytest.raises(RemoteModelError, match=r"HTTP 429 \(too many requests\) 1 times"),
+    ):
+        _past_the_cap(remote)
+
+
+def test_a_rate_cap_wait_never_runs_past_the_wall_deadline(capped: str) -> None:
+    from bastion._deadline import wall_deadline
+
+    time.sleep(1.0)
+    with RemoteAdapter(RemoteEndpoint(capped, "cancer")) as remote:
+        started = time.monotonic()
+        with (
+            wall_deadline(0.5),
+            pytest.raises(RemoteModelError, match="leaves no time for another: HTTP 429"),
+        ):
+            _past_the_cap(remote)
+        assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0),
+        (" 1.5 ", 1.5),
+        ("-3", 0.0),
+        ("Thu, 01 Jan 1970 00:00:10 GMT", 7.0),  # an HTTP date, 7 s after "now" (3)
+        ("Thu, 01 Jan 1970 00:00:01 GMT", 0.0),  # in the past
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: float) -> None:
+    from bastion.models.remote import retry_after_s
+
+    assert retry_after_s(header, now=3.0) == seconds

@@ -468,6 +468,15 @@ def attack_extraction(
         str | None, typer.Option("--attack", help="Query strategy: natural, synthetic, active.")
     ] = None,
     budget: Annotated[int | None, typer.Option("--budget", help="Queries to spend.")] = None,
+    requests_per_second: Annotated[
+        float | None,
+        typer.Option(
+            "--requests-per-second",
+            min=0.001,
+            help="Pace the attacker's requests (a rate cap it respects, as a careful thief "
+            "would); a remote endpoint's own cap (HTTP 429) is waited out anyway.",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
     max_seconds: Annotated[float | None, _max_seconds_option("the extraction")] = None,
     output_format: FormatOpt = OutputFormat.text,
@@ -482,7 +491,12 @@ def attack_extraction(
     limit: Annotated[list[str] | None, _limit_option("extraction")] = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
-    extraction = _given(strategy=attack, budget=budget, max_seconds=max_seconds)
+    extraction = _given(
+        strategy=attack,
+        budget=budget,
+        max_seconds=max_seconds,
+        requests_per_second=requests_per_second,
+    )
     _attack(
         "extraction",
         model=model, data=data, target=target, train=train, seed=seed,

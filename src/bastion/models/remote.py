@@ -17,11 +17,15 @@ extension) unless the endpoint states them.
 Transport: one ``httpx.Client`` per adapter; TLS verified by default (``verify_tls`` may name
 a CA bundle); a bearer token read from the environment variable ``auth_token_env`` at each
 request, never stored in messages; connection errors, timeouts and 5xx answers are retried
-with exponential backoff (``backoff_s * 2**attempt``), 4xx answers never.
+with exponential backoff (``backoff_s * 2**attempt``); a 429 (the endpoint's rate cap) is
+waited out as its ``Retry-After`` says and sent again (``rate_limit_waits``); other 4xx
+answers never are.
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +46,7 @@ __all__ = [
     "RemoteAdapter",
     "RemoteEndpoint",
     "from_oip_datatype",
+    "retry_after_s",
     "to_oip_datatype",
 ]
 
@@ -104,6 +109,9 @@ class RemoteEndpoint:
         timeout_s: seconds per attempt (connect, read, write and pool).
         retries: retries after the first attempt on connection errors, timeouts and 5xx.
         backoff_s: first retry delay; doubles at each retry.
+        rate_limit_waits: HTTP 429 answers (the endpoint's rate cap) waited out per request,
+            as ``Retry-After`` says (else the backoff); they do not count as ``retries``.
+        max_retry_after_s: the longest ``Retry-After`` obeyed; a longer one fails the request.
         input_name: name of the input tensor.
         datatype: ``"FP32"`` or ``"FP64"``; None picks FP32 for float32 rows, else FP64.
         classes: label of each probability column; None reads them from the metadata.
@@ -128,6 +136,8 @@ class RemoteEndpoint:
     timeout_s: float = 10.0
     retries: int = 3
     backoff_s: float = 0.2
+    rate_limit_waits: int = 30
+    max_retry_after_s: float = 60.0
     input_name: str = "input-0"
     datatype: str | None = None
     classes: Sequence[Any] | None = None
@@ -147,6 +157,12 @@ class RemoteEndpoint:
             raise ConfigError(f"retries must be >= 0; received {self.retries}")
         if self.backoff_s < 0:
             raise ConfigError(f"backoff_s must be >= 0; received {self.backoff_s}")
+        if self.rate_limit_waits < 0:
+            raise ConfigError(f"rate_limit_waits must be >= 0; received {self.rate_limit_waits}")
+        if not self.max_retry_after_s >= 0:
+            raise ConfigError(
+                f"max_retry_after_s must be >= 0; received {self.max_retry_after_s}"
+            )
         if self.datatype not in (None, "FP32", "FP64"):
             raise ConfigError(
                 f"datatype must be 'FP32', 'FP64' or None; received {self.datatype!r}"
@@ -167,6 +183,33 @@ class RemoteEndpoint:
         if self.version is not None:
             path += f"/versions/{quote(self.version, safe='')}"
         return path
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: a number of seconds, or an HTTP date
+    (RFC 9110; a date in the past is 0). None when absent or unreadable.
+
+    Example::
+
+        >>> retry_after_s("2"), retry_after_s(None), retry_after_s("soon")
+        (2.0, None, None)
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
 
 
 def _redact_url(url: str) -> str:
@@ -355,30 +398,39 @@ class RemoteAdapter(ModelAdapter):
         return text
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
-        """Send one request with retries; return the decoded JSON object."""
+        """Send one request with retries; return the decoded JSON object.
+
+        Connection errors, timeouts and 5xx answers are retried ``retries`` times with the
+        doubling backoff. A 429 (the endpoint's rate cap) is waited out as its
+        ``Retry-After`` says (else the backoff) and sent again, up to ``rate_limit_waits``
+        times, without using up ``retries``: an attack that queries faster than the cap
+        slows down instead of failing. No retry starts, waits or runs past the wall
+        deadline (:func:`~bastion._deadline.wall_deadline`)."""
         httpx = require("httpx", "remote models")
         url = self._base + path
         shown = self._safe_base + path
         headers = self._headers()
-        attempts = self.endpoint.retries + 1
+        ep = self.endpoint
         deadline = request_deadline()
         last = ""
-        for attempt in range(attempts):
-            if attempt:
-                wait = self.endpoint.backoff_s * 2 ** (attempt - 1)
+        sent = failures = throttled = 0
+        wait = 0.0
+        while True:
+            if sent:
                 if deadline is not None and time.monotonic() + wait >= deadline:
                     raise RemoteModelError(
-                        f"{method} {shown} failed after {attempt} attempt(s), and the wall-time "
+                        f"{method} {shown} failed after {sent} attempt(s), and the wall-time "
                         f"budget leaves no time for another: {last}"
                     )
                 time.sleep(wait)
             options: dict[str, Any] = {}
-            if attempt and deadline is not None:
+            if sent and deadline is not None:
                 # a retry ends by the deadline too: one begun just before it would otherwise
                 # run its whole timeout past it
                 left = max(deadline - time.monotonic(), 0.001)
-                if left < self.endpoint.timeout_s:
+                if left < ep.timeout_s:
                     options["timeout"] = httpx.Timeout(left)
+            sent += 1
             try:
                 response = self._client.request(
                     method, url, json=payload, headers=headers, **options
@@ -386,33 +438,55 @@ class RemoteAdapter(ModelAdapter):
             except httpx.TimeoutException:
                 if "timeout" in options:
                     raise RemoteModelError(
-                        f"{method} {shown} failed after {attempt + 1} attempt(s): the last "
+                        f"{method} {shown} failed after {sent} attempt(s): the last "
                         "timed out at the end of the wall-time budget; before it: " + last
                     ) from None
-                last = f"timed out after {self.endpoint.timeout_s} s"
-                continue
+                last = f"timed out after {ep.timeout_s} s"
             except httpx.TransportError as err:
                 last = f"connection failed ({type(err).__name__}: {self._scrub(str(err))})"
-                continue
-            if response.status_code >= 500:
-                last = f"HTTP {response.status_code}: {self._error_text(response)}"
-                continue
-            if response.status_code >= 400:
-                raise RemoteModelError(
-                    f"{method} {shown} answered HTTP {response.status_code}: "
-                    f"{self._error_text(response)}"
-                )
-            try:
-                body = response.json()
-            except ValueError as err:
-                raise RemoteModelError(
-                    f"{method} {shown} answered HTTP {response.status_code} with a body that "
-                    "is not JSON"
-                ) from err
-            if not isinstance(body, dict):
-                raise RemoteModelError(f"{method} {shown}: the answer is not a JSON object")
-            return body
-        raise RemoteModelError(f"{method} {shown} failed after {attempts} attempt(s): {last}")
+            else:
+                status = response.status_code
+                if status == 429:
+                    throttled += 1
+                    told = retry_after_s(response.headers.get("Retry-After"))
+                    last = f"HTTP 429 (rate cap): {self._error_text(response)}"
+                    if throttled > ep.rate_limit_waits:
+                        raise RemoteModelError(
+                            f"{method} {shown} answered HTTP 429 (too many requests) "
+                            f"{throttled} times: lower the client's pace (requests_per_second"
+                            " / queries_per_second) or raise rate_limit_waits"
+                        )
+                    if told is not None and told > ep.max_retry_after_s:
+                        raise RemoteModelError(
+                            f"{method} {shown} answered HTTP 429 and asks to wait {told:g} s, "
+                            f"more than max_retry_after_s ({ep.max_retry_after_s:g} s)"
+                        )
+                    wait = told if told is not None else ep.backoff_s * 2 ** (throttled - 1)
+                    continue
+                if status < 400:
+                    return self._json(response, method, shown)
+                if status < 500:
+                    raise RemoteModelError(
+                        f"{method} {shown} answered HTTP {status}: {self._error_text(response)}"
+                    )
+                last = f"HTTP {status}: {self._error_text(response)}"
+            failures += 1
+            if failures > ep.retries:
+                raise RemoteModelError(f"{method} {shown} failed after {sent} attempt(s): {last}")
+            wait = ep.backoff_s * 2 ** (failures - 1)
+
+    @staticmethod
+    def _json(response: Any, method: str, shown: str) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError as err:
+            raise RemoteModelError(
+                f"{method} {shown} answered HTTP {response.status_code} with a body that "
+                "is not JSON"
+            ) from err
+        if not isinstance(body, dict):
+            raise RemoteModelError(f"{method} {shown}: the answer is not a JSON object")
+        return body
 
     def _error_text(self, response: Any) -> str:
         try:
