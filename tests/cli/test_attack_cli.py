@@ -350,7 +350,6 @@ def test_attacking_a_remote_endpoint_passes_the_network_guard(project: Path) -> 
     assert 0.0 <= metrics_of(report, "EXT001")["fidelity"] <= 1.0  # type: ignore[operator]
 
 
-
 def test_extraction_against_a_rate_capped_endpoint(project: Path) -> None:
     """The endpoint's own cap (429 with Retry-After) is waited out, so the attack finishes
     (it failed with 'HTTP 429: too many requests'); --requests-per-second paces it below
@@ -380,6 +379,7 @@ def test_extraction_against_a_rate_capped_endpoint(project: Path) -> None:
             assert metrics_of(report, "EXT001")["queries_used"] == 100
             evidence: Any = next(f for f in report["findings"] if f["check_id"] == "EXT001")
             assert ("rate_wait_s" in evidence["evidence"]) == bool(pace)
+
 
 FACTORY_MODULE = """
 import torch

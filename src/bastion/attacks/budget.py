@@ -22,6 +22,7 @@ __all__ = [
     "Budget",
     "BudgetTracker",
     "interrupt_count",
+    "note_interrupt",
     "report_progress",
     "report_stage",
     "request_deadline",
@@ -161,10 +162,16 @@ class BudgetTracker:
     def interrupt(self) -> None:
         """Called on Ctrl-C: the attack stops at its next check and returns what it has (the
         caller that ran it sees the Ctrl-C in :func:`interrupt_count`)."""
-        global _INTERRUPTS
         self.interrupted = True
         self.exhausted_reason = "interrupted"
-        _INTERRUPTS += 1
+        note_interrupt()
+
+
+def note_interrupt() -> None:
+    """Count a Ctrl-C that an attack (or an ensemble of them) caught and stopped on, so that
+    the caller that ran it sees it in :func:`interrupt_count`."""
+    global _INTERRUPTS
+    _INTERRUPTS += 1
 
 
 def interrupt_count() -> int:

@@ -160,9 +160,7 @@ class RemoteEndpoint:
         if self.rate_limit_waits < 0:
             raise ConfigError(f"rate_limit_waits must be >= 0; received {self.rate_limit_waits}")
         if not self.max_retry_after_s >= 0:
-            raise ConfigError(
-                f"max_retry_after_s must be >= 0; received {self.max_retry_after_s}"
-            )
+            raise ConfigError(f"max_retry_after_s must be >= 0; received {self.max_retry_after_s}")
         if self.datatype not in (None, "FP32", "FP64"):
             raise ConfigError(
                 f"datatype must be 'FP32', 'FP64' or None; received {self.datatype!r}"

@@ -96,6 +96,31 @@ def _fmt(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+def _cell(column: Any, value: Any) -> str:
+    """A sample table's cell: an adversarial example's feature changes as
+    ``name: original -> adversarial (+change, +z std)``, one per line; else :func:`_fmt`."""
+    if column == "changes" and isinstance(value, list) and value:
+        lines = []
+        for change in value:
+            if not isinstance(change, Mapping) or "feature" not in change:
+                return _fmt(value)
+            std = change.get("change_std")
+            shift = _signed(change.get("change"))
+            if isinstance(std, int | float) and not isinstance(std, bool):
+                shift += f", {_signed(std)} std"
+            lines.append(
+                f"{change['feature']}: {_fmt(change.get('original'))} \u2192 "
+                f"{_fmt(change.get('adversarial'))} ({shift})"
+            )
+        return "\n".join(lines)
+    return _fmt(value)
+
+
+def _signed(value: Any) -> str:
+    text = _fmt(value)
+    return "+" + text if isinstance(value, int | float) and value > 0 else text
+
+
 def _pretty_json(value: Any, limit: int = _EVIDENCE_CHARS) -> str:
     text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
     if len(text) <= limit:
@@ -256,7 +281,7 @@ def _finding_row(f: Finding, raw_rows_allowed: bool) -> dict[str, Any]:
         columns = list(dict.fromkeys(k for r in samples[:_SAMPLE_ROWS] for k in r))
         sample_table = {
             "columns": [str(c) for c in columns],
-            "rows": [[_fmt(r.get(c)) for c in columns] for r in samples[:_SAMPLE_ROWS]],
+            "rows": [[_cell(c, r.get(c)) for c in columns] for r in samples[:_SAMPLE_ROWS]],
             "more": max(0, len(samples) - _SAMPLE_ROWS),
         }
     return {

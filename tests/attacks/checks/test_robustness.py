@@ -213,13 +213,24 @@ def test_samples_only_under_samples(data: dict[str, Any]) -> None:
     assert {"feature", "original", "adversarial", "change", "change_std"} <= set(
         first["changes"][0]
     )
-    raw_values = {repr(c["original"]) for s in samples for c in s["changes"]}
-    raw_values |= {repr(c["adversarial"]) for s in samples for c in s["changes"]}
-    rest = json.dumps({k: v for k, v in finding.evidence.items() if k != "samples"})
-    assert not any(value in rest for value in raw_values)
+    # no raw value outside samples (integers aside: a count of 0 is no data)
+    raw_values = {c[k] for s in samples for c in s["changes"] for k in ("original", "adversarial")}
+    rest = _numbers({k: v for k, v in finding.evidence.items() if k != "samples"})
+    assert not {v for v in raw_values if not float(v).is_integer()} & rest
     json.dumps(finding.to_dict(), allow_nan=False)
     none = _run(data, SklearnAdapter(data["lr"]), eps=1.0, n_samples=0)
     assert "samples" not in none.evidence
+
+
+def _numbers(value: Any) -> set[float]:
+    """Every number in a JSON-like value."""
+    if isinstance(value, dict):
+        return set().union(*(_numbers(v) for v in value.values())) if value else set()
+    if isinstance(value, list | tuple):
+        return set().union(*(_numbers(v) for v in value)) if value else set()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {float(value)}
+    return set()
 
 
 def test_test_rows_without_a_label_are_left_out(data: dict[str, Any]) -> None:
@@ -460,9 +471,12 @@ def test_without_training_data_the_bounds_source_is_said(data: dict[str, Any]) -
     assert not any("no training data" in note for note in with_train.evidence["sanity"])
 
 
-def test_flat_samples_render_in_the_html_report_without_images(data: dict[str, Any]) -> None:
+def test_flat_samples_are_feature_changes_in_the_html_report(data: dict[str, Any]) -> None:
+    """A torch model of features (input_shape (30,), as a .pt2 archive declares) gets the
+    tabular examples, the features that changed and by how much, not two raw arrays; the
+    report's sample table shows each change as original -> adversarial."""
     pytest.importorskip("torch")
-    from bastion.reporting.html import _robustness_plots
+    from bastion.reporting.html import _finding_row, _robustness_plots
 
     model = _flat_torch(data)
     ctx = _ctx(data, model)
@@ -472,9 +486,19 @@ def test_flat_samples_render_in_the_html_report_without_images(data: dict[str, A
         max_queries_per_sample=300,
     )  # fmt: skip
     finding = EvasionCheck(config).execute(ctx)
-    assert finding.evidence["samples"][0]["original"]
+    sample = finding.evidence["samples"][0]
+    assert "original" not in sample
+    change = sample["changes"][0]
+    assert change["feature"] in data["train"].feature_names
+    assert change["adversarial"] - change["original"] == pytest.approx(change["change"])
     titles = [plot["title"] for plot in _robustness_plots(finding, "ADV001", 0)]
     assert "Adversarial examples" not in titles  # one flat row is no picture
+    table = _finding_row(finding, raw_rows_allowed=True)["samples_table"]
+    cells = dict(zip(table["columns"], table["rows"][0], strict=True))
+    first = cells["changes"].split("\n")[0]
+    assert first.startswith(f"{change['feature']}: ")
+    assert "\u2192" in first
+    assert first.endswith(" std)")
 
 
 def _flat_torch(data: dict[str, Any]) -> Any:
@@ -556,3 +580,35 @@ def test_ctrl_c_stops_the_whole_curve(data: dict[str, Any]) -> None:
     assert finding.evidence["curve_complete"] is False
     assert len(finding.evidence["robustness_curve"]) == 1
     assert any("interrupted" in note for note in finding.evidence["sanity"])
+
+
+def test_features_pinned_by_inferred_bounds_are_a_sanity_warning(data: dict[str, Any]) -> None:
+    """A feature that never varies in the training data gets inferred bounds of no width:
+    no attack moves it (blank border pixels of digits without a schema), and the robust
+    verdict says nothing about it. The finding says so; eps is also given per feature in
+    the features' own units."""
+    frames = {}
+    for part in ("train", "test"):
+        frame = data[part].frame.copy()
+        frame["mean radius"] = 12.0  # one value everywhere
+        frames[part] = Dataset.from_frame(frame, name=part, target="target")
+    train = frames["train"]
+    model = SklearnAdapter(
+        LogisticRegression(max_iter=5000).fit(train.features.to_numpy(), train.labels)
+    )
+    ctx = CheckContext(
+        seed=0, subject="model", train=train, test=frames["test"],
+        schema=FeatureSchema.infer(train.frame, exclude=("target",)), model=model,
+    )  # fmt: skip
+    config = EvasionCheckConfig(n_points=30, eps=0.5, eps_curve=(0.5,))
+    finding = EvasionCheck(config).execute(ctx)
+    pinned = [n for n in finding.evidence["sanity"] if "never vary" in n]
+    assert len(pinned) == 1
+    assert "1 feature(s) never vary in the training data (mean radius)" in pinned[0]
+    assert finding.status is not Status.PASS
+    per_feature = finding.evidence["eps_original_units"]
+    texture = train.features["mean texture"].to_numpy()
+    assert per_feature["mean texture"] == pytest.approx(0.5 * texture.std())
+    # the original data: no feature is pinned
+    plain = _run(data, SklearnAdapter(data["lr"]), n_points=30, eps=0.5, eps_curve=(0.5,))
+    assert not any("never vary" in note for note in plain.evidence["sanity"])

@@ -1129,6 +1129,50 @@ def test_interrupt_returns_a_partial_result(
     C.check_result(result, mlp, X, BOX)
 
 
+@pytest.mark.parametrize("rounded", [False, True], ids=["on the device", "rounded on the host"])
+def test_ctrl_c_in_the_verification_returns_an_unverified_partial_result(
+    rounded: bool,
+    mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    integer_pixels: FeatureConstraints,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing verified, nothing a success: the loop's candidates are reported unverified
+    and the run says it was interrupted (the Ctrl-C escaped the attack, and with it every
+    earlier stage of ``auto``)."""
+    from bastion.attacks import budget as budget_module
+    from bastion.attacks.evasion import _torch
+
+    X, y = points
+    cons = integer_pixels if rounded else BOX
+    # rounding confirms candidates as they appear (predict_rows, on the host), box
+    # constraints are verified on the device (predict_tensors)
+    where = "predict_rows" if rounded else "predict_tensors"
+    real = getattr(_torch._Net, where)
+    calls = {"n": 0, "at": 0}
+
+    def interrupting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == calls["at"]:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_torch._Net, where, interrupting)
+    attack = PGD(PGDConfig(steps=10))
+    attack.run(mlp, X, y, eps=3.0, constraints=cons)
+    calls.update(at=calls["n"], n=0)  # the last call of a run is its verification
+    before = budget_module.interrupt_count()
+    result = attack.run(mlp, X, y, eps=3.0, constraints=cons)
+    assert calls["n"] == calls["at"]
+    assert result.stopped == "interrupted"
+    assert budget_module.interrupt_count() == before + 1
+    assert not result.success.any()
+    assert result.extra["unverified_candidates"] > 0
+    np.testing.assert_array_equal(result.x_adv, X)
+    np.testing.assert_array_equal(result.adv_pred, result.clean_pred)
+    C.check_result(result, mlp, X, cons)
+
+
 def test_bf16_mode_is_verified_in_full_precision(
     mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -1428,6 +1472,39 @@ def test_auto_runs_square_on_the_points_still_standing(
     assert stages[2]["points"] == stages[1]["points"] - stages[1]["new_successes"]
     assert stages[2]["queries"] == 3 * stages[2]["points"]
     C.check_result(result, robust_mlp, X, BOX)
+
+
+def test_auto_interrupted_at_a_later_stage_keeps_the_earlier_stages(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C at APGD-DLR's clean predictions (before it has any result) escaped auto and
+    lost APGD-CE's verified points; they now stand, and the run says it was interrupted."""
+    from bastion.attacks import budget as budget_module
+    from bastion.attacks.evasion import _torch
+
+    X, y = points
+    cfg = AutoConfig(n_iter=10, square=False)
+    ce = APGD(APGDConfig(n_iter=10)).run(mlp, X, y, eps=1.0, constraints=BOX)
+    assert ce.success.any()
+    assert not ce.success.all()  # APGD-DLR has points to attack
+    real = _torch._Net.predict_rows
+    calls = {"n": 0}
+
+    def interrupting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # APGD-CE's clean predictions, then APGD-DLR's
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_torch._Net, "predict_rows", interrupting)
+    before = budget_module.interrupt_count()
+    result = AutoAttack(cfg).run(mlp, X, y, eps=1.0, constraints=BOX)
+    assert calls["n"] == 2
+    assert result.stopped == "interrupted"
+    assert budget_module.interrupt_count() == before + 1
+    assert result.extra["attacks"] == ["apgd-ce"]
+    np.testing.assert_array_equal(result.success, ce.success)
+    C.check_result(result, mlp, X, BOX)
 
 
 def test_auto_budget_covers_the_whole_ensemble(

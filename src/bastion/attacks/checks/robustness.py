@@ -39,16 +39,19 @@ Sanity findings (status warn; false assurance is worse than no assurance)
     falls as eps grows (below its best at a smaller radius: an unreliable attack),
     predictions that differ when the same rows are asked twice (randomised defences fool
     attacks), an attack cut short by the time or query budget (a black-box stage of ``auto``
-    left no query to search with counts), and bounds inferred from the test data.
+    left no query to search with counts), bounds inferred from the test data, and features
+    pinned by inferred bounds of no width (they never vary in the reference data).
 Gate
     Fails when ``robust_accuracy < min_robust_accuracy`` or ``attack_success_rate >
     max_attack_success_rate``; a limit on a rate that is undefined (no correctly classified
     point) fails closed.
 Evidence
-    ``robustness_curve``, ``constraints`` (counts), ``bounds_inferred``, the mean change per
-    feature in original units, ``sanity``; adversarial examples only under ``samples``
-    (tabular: the features that changed, by how much; tensors: original and adversarial
-    arrays), which reports drop unless raw rows are allowed.
+    ``robustness_curve``, ``constraints`` (counts), ``bounds_inferred``, ``eps`` and, in std
+    units, ``eps_original_units`` (what eps allows each feature, in its own units), the mean
+    change per feature in original units, ``sanity``; adversarial examples only under
+    ``samples`` (tabular, a flat torch input included: the features that changed, by how
+    much; tensors: original and adversarial arrays), which reports drop unless raw rows are
+    allowed.
 References
     MITRE ATLAS AML.T0015 (evade ML model), AML.T0043 (craft adversarial data); OWASP ML01
     (input manipulation). Croce and Hein, ICML 2020 (AutoAttack); Andriushchenko et al., ECCV
@@ -278,6 +281,7 @@ class EvasionCheck(Check):
                 "the features' ranges in the schema"
             )
         sanity += _asked_twice(model, X)
+        sanity += _pinned(constraints, "training" if ctx.train is not None else "test")
 
         results = _run_curve(attack, model, X, y, eps, radii, cfg, constraints, seed, started)
         main = results[eps]
@@ -337,6 +341,9 @@ class EvasionCheck(Check):
             "stopped": {f"{e:g}": r.stopped for e, r in results.items() if r.stopped},
             "sanity": sanity,
         }
+        if not tensor:  # std units: what eps allows each feature, in its own units
+            raw = (eps * np.asarray(constraints.scale)).tolist()
+            evidence["eps_original_units"] = dict(zip(names, raw, strict=True))
         if "device" in main.extra:  # white-box attacks run the torch module there
             evidence["device"] = main.extra["device"]
         stages = main.extra.get("stages")
@@ -483,6 +490,23 @@ def _curve(results: dict[float, EvasionResult], correct: np.ndarray) -> list[dic
     return out
 
 
+def _pinned(constraints: FeatureConstraints, reference: str) -> list[str]:
+    """Mutable features whose inferred bounds have no width (a pixel blank in every training
+    image): no attack moves them, so a robust verdict says nothing about them."""
+    width = np.asarray(constraints.upper) - np.asarray(constraints.lower)
+    inferred = np.array([s == "inferred" for s in constraints.bound_source], dtype=bool)
+    pinned = np.flatnonzero(inferred & (width <= 0) & ~constraints.fixed_columns())
+    if pinned.size == 0:
+        return []
+    shown = ", ".join(constraints.names[j] for j in pinned[:5])
+    more = f" and {pinned.size - 5} more" if pinned.size > 5 else ""
+    return [
+        f"{pinned.size} feature(s) never vary in the {reference} data ({shown}{more}): their "
+        "inferred bounds hold them at that value, so the attack never moved them; declare "
+        "their range in the schema to attack them"
+    ]
+
+
 def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id: str) -> list[str]:
     """Signs that the attack, not the model, decided the result."""
     notes: list[str] = []
@@ -536,9 +560,10 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
             "robust accuracy may be overstated"
         )
     if main.stopped in ("time budget", "interrupted"):
+        remedy = "raise max_seconds" if main.stopped == "time budget" else "run it to its end"
         notes.append(
             f"the attack at eps={main.eps:g} stopped early ({main.stopped}): robust accuracy "
-            "is an upper bound; raise max_seconds"
+            f"is an upper bound; {remedy}"
         )
     elif _cut_by_query_budget(main):
         notes.append(
@@ -628,8 +653,11 @@ def _samples(
     model: ModelAdapter,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """A few adversarial examples: changed features (tabular) or both arrays (tensors)."""
+    """A few adversarial examples: changed features (tabular, a flat input_shape included:
+    a torch model of features) or both arrays (tensors of 2 or more dimensions)."""
     shape = getattr(model, "input_shape", None)
+    if shape is not None and len(shape) < 2:
+        shape = None
     x_adv = result.x_adv.reshape(len(X), -1)
     out: list[dict[str, Any]] = []
     for i in np.flatnonzero(result.success)[:limit]:

@@ -1831,47 +1831,59 @@ def run_attack(
                 break
 
         # verification: project, measure, predict (full precision, counted)
-        if x64 is not None:
-            queries += queries_dev.cpu().numpy()
-            x_adv, nan_candidates, rejected = _verify_on_device(
-                net,
-                x64,
-                flat,
-                found_dev,
-                pending_dev,
-                adv_dev,
-                _Geometry.of(cons, scale if scaled else None, frozen, device),
-                norm,
-                float(eps),
-                batch,
-                dtype,
-                labels,
-                classes,
-                tracker,
-                queries,
-                adv_pred,
-                success,
-                perturbation,
-            )
-        cand = np.flatnonzero(found) if x64 is None else np.zeros(0, dtype=np.int64)
-        if len(cand):
-            x_c, norms = _project(adv_z[cand], flat[cand], scale, cons, norm, float(eps))
-            finite = np.isfinite(x_c).all(axis=1)
-            nan_candidates = not finite.all()
-            ok = finite & (norms <= eps + EPS_TOLERANCE)
-            checked = cand[ok]
-            if len(checked):
-                idx, logits_finite = net.predict_rows(_to_device(x_c[ok], device, dtype), batch)
-                tracker.spend(len(checked))
-                queries[checked] += 1
-                pred = _labels(classes, idx)
-                broken = (pred != labels[checked]) & logits_finite
-                win = checked[broken]
-                x_adv[win] = x_c[ok][broken]
-                adv_pred[win] = pred[broken]
-                success[win] = True
-                perturbation[win] = norms[ok][broken]
-            rejected = int(len(cand) - success.sum())
+        unverified = 0
+        try:
+            if x64 is not None:
+                queries += queries_dev.cpu().numpy()
+                x_adv, nan_candidates, rejected = _verify_on_device(
+                    net,
+                    x64,
+                    flat,
+                    found_dev,
+                    pending_dev,
+                    adv_dev,
+                    _Geometry.of(cons, scale if scaled else None, frozen, device),
+                    norm,
+                    float(eps),
+                    batch,
+                    dtype,
+                    labels,
+                    classes,
+                    tracker,
+                    queries,
+                    adv_pred,
+                    success,
+                    perturbation,
+                )
+            cand = np.flatnonzero(found) if x64 is None else np.zeros(0, dtype=np.int64)
+            if len(cand):
+                x_c, norms = _project(adv_z[cand], flat[cand], scale, cons, norm, float(eps))
+                finite = np.isfinite(x_c).all(axis=1)
+                nan_candidates = not finite.all()
+                ok = finite & (norms <= eps + EPS_TOLERANCE)
+                checked = cand[ok]
+                if len(checked):
+                    idx, logits_finite = net.predict_rows(_to_device(x_c[ok], device, dtype), batch)
+                    tracker.spend(len(checked))
+                    queries[checked] += 1
+                    pred = _labels(classes, idx)
+                    broken = (pred != labels[checked]) & logits_finite
+                    win = checked[broken]
+                    x_adv[win] = x_c[ok][broken]
+                    adv_pred[win] = pred[broken]
+                    success[win] = True
+                    perturbation[win] = norms[ok][broken]
+                rejected = int(len(cand) - success.sum())
+        except KeyboardInterrupt:
+            # Ctrl-C during the verification: nothing is verified, so nothing is a success
+            # (the loop's candidates are counted as unverified); a verification forward the
+            # Ctrl-C cut is not counted as queries (its rows were reserved in the budget)
+            tracker.interrupt()
+            unverified = int(found.sum()) if x64 is None else int((found_dev | pending_dev).sum())
+            x_adv = np.array(flat, dtype=np.float64, copy=True)
+            adv_pred = clean_pred.copy()
+            success[:] = False
+            perturbation[:] = np.nan
 
     # the adapter counts rows sent to the model: add this attack's forward passes
     model.n_queries += int(queries.sum())
@@ -1896,6 +1908,7 @@ def run_attack(
         "confirmation_queries": (eng.confirm.queries if eng.confirm is not None else 0)
         + eng.precise_queries,
         "eps_unit": "std" if scaled else "input",
+        "unverified_candidates": unverified,
     }
     attack_name = name
     if isinstance(schedule, APGDSchedule):

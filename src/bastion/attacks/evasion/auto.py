@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig, EvasionAttack
-from bastion.attacks.budget import Budget
+from bastion.attacks.budget import Budget, note_interrupt
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.evasion.apgd import APGD, APGDConfig
 from bastion.attacks.evasion.pgd import WHITE_BOX_REQUIRES, WHITE_BOX_TAGS, WhiteBoxConfig
@@ -164,16 +164,23 @@ class AutoAttack(EvasionAttack):
             except CapabilityError as err:
                 square_status = f"skipped: {err}"
                 continue
-            sub = attack.run(
-                model,
-                X[todo],
-                y[todo],
-                eps=eps,
-                norm=norm,
-                constraints=constraints,
-                budget=left,
-                seed=seed,
-            )
+            try:
+                sub = attack.run(
+                    model,
+                    X[todo],
+                    y[todo],
+                    eps=eps,
+                    norm=norm,
+                    constraints=constraints,
+                    budget=left,
+                    seed=seed,
+                )
+            except KeyboardInterrupt:
+                # Ctrl-C before the stage had a result (its clean predictions): the earlier
+                # stages' verified points stand, and the run reports them as interrupted
+                note_interrupt()
+                stopped = "interrupted"
+                continue
             results.append(_expand(sub, todo, first, X))
             stages.append(_stage(results[-1], todo, merged.success))
             stopped = stopped or sub.stopped

@@ -22,14 +22,17 @@ Starting points
     First the nearest rows of ``X`` whose clean prediction differs from the point's label
     (natural, feasible inputs of another class; their labels are already paid for), made
     feasible for this point (its immutable features kept) and checked with one query each;
-    then uniform draws inside the feature bounds (at most ``init_size``).
+    then uniform draws inside the feature bounds (at most ``init_size``; where a feature is
+    unbounded, within +- max(4, 2 eps) units of the original).
 Constraints
     Every queried point is feasible (immutable, bounds, integers, one-hot groups); distances
     are in ``constraints.scale`` units (standard deviations for tabular data). Random probes
     never move immutable features.
 Queries
     Per point: one clean prediction, the starting-point checks, binary searches, gradient
-    probes and step-size checks, and one ``predict`` that verifies the success; the budget's
+    probes and step-size checks, and one ``predict`` that verifies the success (none when
+    the best point is, bit for bit, a row ``predict`` labelled adversarial during the walk,
+    as a binary search's last point is; that label stands); the budget's
     ``max_queries_per_sample`` and ``max_queries`` are never exceeded (a point whose budget
     runs out keeps its best adversarial). Unbudgeted, 64 iterations cost about 35,000
     queries per point: pass a budget.
@@ -78,6 +81,10 @@ _NEIGHBOURS = 5  # natural starting points tried per point
 _RANDOM_ROUND = 10  # uniform draws per point per round
 _MAX_HALVINGS = 30
 _MAX_BISECTIONS = 60
+# the largest binary-search precision theta (relative: 7 bisections at least). The paper's
+# formula exceeds it only with few mutable features (d <= 25 for L2, d <= 11 for L-inf);
+# 1e-3 cost successes at d = 30 and 64 under a per-point budget (more bisection queries)
+_MAX_THETA = 2.0**-7
 _CHUNK_ELEMENTS = 1 << 22  # probe rows x features held in memory at once (32 MiB)
 
 
@@ -89,7 +96,8 @@ class HopSkipJumpConfig(AttackConfig):
         init_evals: gradient probes at the first iteration (``init_evals * sqrt(t)`` later).
         max_evals: cap on probes per gradient estimate.
         init_size: uniform draws tried per point to find a starting adversarial.
-        gamma: binary-search precision (theta = gamma / d^1.5 for L2, gamma / d^2 for L-inf).
+        gamma: binary-search precision (theta = gamma / d^1.5 for L2, gamma / d^2 for L-inf,
+            d the mutable features; at most 2^-7).
         early_stop: stop a point once its best adversarial is within ``eps``.
         batch_rows: rows per model call.
     """
@@ -179,6 +187,12 @@ class HopSkipJump(EvasionAttack):
         found = np.isfinite(search.best_dist)
         candidate[attacked[found]] = True
         x_cand[attacked] = space.to_x(search.best, attacked)
+        # best points predict judged during the walk need no second query (and stay
+        # verified when Ctrl-C cuts the final check)
+        judged = np.zeros(len(x), dtype=bool)
+        judged[attacked] = search.best_known
+        verdicts = np.empty(len(x), dtype=object)
+        verdicts[attacked] = search.best_label
         extra = {
             "iterations": search.iterations,
             "found_adversarial": int(found.sum()),
@@ -186,6 +200,8 @@ class HopSkipJump(EvasionAttack):
             if found.any()
             else None,
             "starting_points": dict(search.starts),
+            # candidates whose best point predict labelled during the walk (no final query)
+            "verified_in_walk": int((judged & candidate).sum()),
         }
         return finalize(
             name=self.id,
@@ -201,6 +217,7 @@ class HopSkipJump(EvasionAttack):
             ledger=ledger,
             started=started,
             extra=extra,
+            known=(judged, verdicts),
         )
 
 
@@ -230,14 +247,24 @@ class _Walk:
         self.has = np.zeros(m, dtype=bool)
         self.best = self.z0.copy()
         self.best_dist = np.full(m, np.inf)
+        # the last row predict labelled adversarial for each point (input units) and that
+        # label; a best point equal to it bit for bit is verified already (finalize's known)
+        self.last_x = np.full((m, d), np.nan)
+        self.last_label = np.empty(m, dtype=object)
+        self.best_known = np.zeros(m, dtype=bool)
+        self.best_label = np.empty(m, dtype=object)
         self.dist_post = np.zeros(m)
         self.alive = np.ones(m, dtype=bool)
         self.d_eff = max(int(space.mutable.size), 1)
         gamma = cfg.gamma
         if norm == "2":
-            self.theta = gamma / (self.d_eff * math.sqrt(self.d_eff))
+            theta = gamma / (self.d_eff * math.sqrt(self.d_eff))
         else:
-            self.theta = gamma / self.d_eff**2
+            theta = gamma / self.d_eff**2
+        # the paper's theta is sized for images (d in the thousands); with a few mutable
+        # features it spans the whole search interval (1 at d = 1: no bisection at all, and
+        # points breakable within eps were reported robust), so it is capped
+        self.theta = min(theta, _MAX_THETA)
         # queries held back from a gradient estimate for the step and the binary search
         self.step_reserve = 1 + min(
             math.ceil(math.log2(1.0 / min(self.theta, 0.5))), _MAX_BISECTIONS
@@ -245,7 +272,6 @@ class _Walk:
         self.iterations = 0
         self.starts = {"natural": 0, "random": 0}
         self.immutable = space.fixed  # immutable features, and one-hot groups holding one
-        del d
 
     # -- model access -----------------------------------------------------------------------
     def _adversarial(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -254,6 +280,8 @@ class _Walk:
         x = self.space.to_x(z, owners)
         labels = predict_rows(self.model, x, owners, self.ledger, self.space, self.cfg.batch_rows)
         out: np.ndarray = np.asarray(labels != self.y[idx])
+        self.last_x[idx[out]] = x[out]
+        self.last_label[idx[out]] = np.asarray(labels, dtype=object)[out]
         return out
 
     def _afford(self, idx: np.ndarray, cost: np.ndarray | int) -> np.ndarray:
@@ -310,8 +338,13 @@ class _Walk:
     def _keep_best(self, idx: np.ndarray) -> None:
         dist = self._distance(self.cur[idx], idx)
         better = dist < self.best_dist[idx]
-        self.best[idx[better]] = self.cur[idx[better]]
-        self.best_dist[idx[better]] = dist[better]
+        upd = idx[better]
+        self.best[upd] = self.cur[upd]
+        self.best_dist[upd] = dist[better]
+        # usually the binary search's last adversarial row, as predict judged it
+        same = np.all(self.space.to_x(self.best[upd], self.rows[upd]) == self.last_x[upd], axis=1)
+        self.best_known[upd] = same
+        self.best_label[upd] = np.where(same, self.last_label[upd], None)
 
     def _init_natural(self) -> None:
         """Nearest rows of X predicted as another class, made feasible for each point."""
@@ -342,8 +375,11 @@ class _Walk:
             self.starts["natural"] += int(adv.sum())
 
     def _init_random(self) -> None:
-        """Uniform draws inside the bounds (the original's value +- 4 units where unbounded)."""
+        """Uniform draws inside the bounds; where a feature is unbounded, within the original's
+        value +- 4 units, or +- 2 eps when larger (a point that only a change past 4 units
+        breaks had no start, and was reported robust at such an eps)."""
         lower, upper = self.space.lower, self.space.upper
+        reach = max(4.0, 2.0 * self.eps)
         draws = 0
         while draws < self.cfg.init_size:
             idx = np.flatnonzero(~self.has & self.alive)
@@ -352,8 +388,8 @@ class _Walk:
             if idx.size == 0:
                 return
             z0 = np.repeat(self.z0[idx], k, axis=0)
-            lo = np.where(np.isfinite(lower), lower, z0 - 4.0)
-            hi = np.where(np.isfinite(upper), upper, z0 + 4.0)
+            lo = np.where(np.isfinite(lower), lower, z0 - reach)
+            hi = np.where(np.isfinite(upper), upper, z0 + reach)
             z = lo + (hi - lo) * self.rng.random(z0.shape)
             owners = np.repeat(idx, k)
             z = self.space.project(z, self.rows[owners])
