@@ -160,6 +160,22 @@ def test_extraction_membership_poisoning(project: Path) -> None:
     assert not any("POI003" in reason for reason in document["verdict"]["reasons"])
 
 
+def test_show_rows_puts_the_flagged_training_rows_in_the_report(project: Path) -> None:
+    """Row positions are samples: a report drops them unless raw rows are allowed, which
+    only a policy could say; --show-rows says it on the command line."""
+    train = str(project / "data" / "train.csv")
+    runs = {}
+    for flag in ((), ("--show-rows",)):
+        code, report = attack(project, "poisoning", "--train", train, *flag)
+        assert code in (0, 1)
+        document: Any = report
+        runs[bool(flag)] = next(f for f in document["findings"] if f["check_id"] == "POI001")
+    assert runs[False]["metrics"]["n_flagged"] > 0  # rows to show
+    assert "samples" not in runs[False]["evidence"]
+    positions = runs[True]["evidence"]["samples"]["row_positions"]
+    assert len(positions) == min(runs[True]["metrics"]["n_flagged"], 20)
+
+
 def test_max_seconds_on_the_command_line_is_the_checks_time_budget(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

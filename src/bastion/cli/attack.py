@@ -55,6 +55,7 @@ class AttackRequest:
     save_adv: Path | None = None
     sensitive: list[str] = field(default_factory=list)
     non_features: list[str] = field(default_factory=list)
+    allow_raw_rows: bool = False  # --show-rows
     # check options, by the policy key they set; None means "the check's default"
     options: dict[str, Any] = field(default_factory=dict)
     # --limit NAME=VALUE, as typed
@@ -113,7 +114,7 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         "model": model,
         "checks": checks,
         "gate": {"required": required},
-        "report": {"formats": ["json"]},
+        "report": {"formats": ["json"], "allow_raw_rows": request.allow_raw_rows},
     }
 
 

@@ -322,6 +322,14 @@ NonFeatureOpt = Annotated[
         help="A column of the data that is not a model input (an id, a timestamp); repeatable.",
     ),
 ]
+ShowRowsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--show-rows",
+        help="Put rows of the data in the report: adversarial examples, the positions of "
+        "flagged training rows (report.allow_raw_rows; off by default, as reports travel).",
+    ),
+]
 TrustOpt = Annotated[
     bool,
     typer.Option("--trust-pickle", help="Load a pickle/joblib model (it can run code)."),
@@ -436,6 +444,7 @@ def attack_evasion(
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
+    show_rows: ShowRowsOpt = False,
     limit: Annotated[list[str] | None, _limit_option("evasion")] = None,
 ) -> None:
     """Adversarial examples: robust accuracy, success rate, perturbation, queries."""
@@ -453,7 +462,7 @@ def attack_evasion(
         output_format=output_format.value, out=out, save_adv=save_adv,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
-        non_features=non_feature or [],
+        non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"evasion": evasion},
     )  # fmt: skip
 
@@ -488,6 +497,7 @@ def attack_extraction(
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
+    show_rows: ShowRowsOpt = False,
     limit: Annotated[list[str] | None, _limit_option("extraction")] = None,
 ) -> None:
     """Model stealing: fidelity of a surrogate trained on the model's answers."""
@@ -503,7 +513,7 @@ def attack_extraction(
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
-        non_features=non_feature or [],
+        non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"extraction": extraction},
     )  # fmt: skip
 
@@ -532,6 +542,7 @@ def attack_poisoning(
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
+    show_rows: ShowRowsOpt = False,
     limit: Annotated[list[str] | None, _limit_option("poisoning")] = None,
 ) -> None:
     """Label issues in the training data (--train), and a simulated poisoning of the model."""
@@ -541,7 +552,7 @@ def attack_poisoning(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
-        non_features=non_feature or [],
+        non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"simulation": simulation},
     )  # fmt: skip
 
@@ -567,6 +578,7 @@ def attack_membership(
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
+    show_rows: ShowRowsOpt = False,
     limit: Annotated[list[str] | None, _limit_option("membership")] = None,
 ) -> None:
     """Membership inference: AUC, TPR at 0.1% and 1% FPR, advantage (train vs --data)."""
@@ -577,7 +589,7 @@ def attack_membership(
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
-        non_features=non_feature or [],
+        non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"membership": membership},
     )  # fmt: skip
 
@@ -602,6 +614,7 @@ def attack_inversion(
     input_shape: ShapeOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
+    show_rows: ShowRowsOpt = False,
     limit: Annotated[list[str] | None, _limit_option("inversion")] = None,
 ) -> None:
     """Attribute inference: how well the model's outputs reveal a sensitive attribute."""
@@ -611,7 +624,7 @@ def attack_inversion(
         output_format=output_format.value, out=out, sensitive=[attribute],
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
-        non_features=non_feature or [],
+        non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"attribute_inference": _given(attribute=attribute, max_seconds=max_seconds)},
     )  # fmt: skip
 

@@ -77,6 +77,8 @@ def test_registered_as_opt_in_poisoning_checks() -> None:
         assert cls.name == name
         assert cls.enabled_by_default is False
     assert LabelIssuesCheck.tags == ("AML.T0020", "ML02")
+    # a simulated backdoor is a trigger planted through the data: both ATLAS techniques
+    assert PoisoningSimulationCheck.tags == ("AML.T0020", "AML.T0043.004", "ML02")
     assert LabelIssuesCheck.title == "Training-label issues (confident learning)"
     assert PoisoningSimulationCheck.title == "Poisoning sensitivity (simulated)"
 

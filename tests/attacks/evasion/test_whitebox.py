@@ -46,6 +46,7 @@ def _load(name: str) -> ModuleType:
 
 M = _load("_models.py")
 C = _load("_checks.py")
+T = _load("_tables.py")
 
 BOX = FeatureConstraints.box(64, 0, 16)
 N_POINTS = 200
@@ -230,8 +231,17 @@ def tabular(_one_thread: None) -> Any:
     return data, TorchAdapter(net), cons, integer, immutable
 
 
+# every white-box attack, the ensemble included (its Square stage too), under the schema
+_WHITE_BOX_OPTIONS: dict[str, dict[str, Any]] = {
+    "fgsm": {},
+    "pgd": {"steps": 20},
+    "apgd": {"n_iter": 20},
+    "auto": {"n_iter": 10, "square_options": {"n_queries": 60}},
+}
+
+
 @pytest.mark.parametrize("norm", ["inf", "2"])
-@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+@pytest.mark.parametrize("attack", list(_WHITE_BOX_OPTIONS))
 def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str) -> None:
     data, model, cons, integer, immutable = tabular
     # test rows inside the bounds inferred from the training rows: outputs must be feasible
@@ -239,9 +249,9 @@ def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str
     X, y = data.X_test[inside], data.y_test[inside]
     assert not np.allclose(cons.scale, 1.0)  # eps in std units
     cls = ATTACKS.get(attack)
-    options = {"pgd": {"steps": 20}, "apgd": {"n_iter": 20}}[attack]
     eps = 0.5 if norm == "inf" else 2.0
-    result = cls(cls.Config(**options)).run(model, X, y, eps=eps, norm=norm, constraints=cons)  # type: ignore[attr-defined]
+    config = cls.Config(**_WHITE_BOX_OPTIONS[attack])  # type: ignore[attr-defined]
+    result = cls(config).run(model, X, y, eps=eps, norm=norm, constraints=cons)
     assert result.success.sum() > 5
     assert result.extra["eps_unit"] == "std"
     C.check_result(result, model, X, cons)
@@ -249,6 +259,35 @@ def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str
     np.testing.assert_array_equal(adv[:, list(immutable)], X[:, list(immutable)])
     np.testing.assert_array_equal(adv[:, list(integer)], np.rint(adv[:, list(integer)]))
     assert cons.violations(adv, X) == 0
+
+
+@pytest.fixture(scope="module")
+def mixed_torch(_one_thread: None) -> Any:
+    """The synthetic table of the black-box tests (an immutable integer, an integer, a
+    number, a one-hot group), and a torch MLP of it."""
+    frame, y, cons = T.mixed_table()
+    X = frame.to_numpy(dtype=np.float64, copy=True)  # writable: torch reads it in place
+    mean, std = X[:400].mean(axis=0), X[:400].std(axis=0)
+    net = M.train(M.mlp(6, 2, shift=mean, scale=std), X[:400], y[:400], epochs=30, lr=3e-3)
+    return TorchAdapter(net), X[400:480], y[400:480], cons
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("attack", list(_WHITE_BOX_OPTIONS))
+def test_one_hot_groups_hold_for_every_white_box_attack(
+    mixed_torch: Any, attack: str, norm: str
+) -> None:
+    """One category on, integers whole, the immutable feature kept: after the rounding
+    that a one-hot group needs, on every white-box attack's output."""
+    model, X, y, cons = mixed_torch
+    assert len(cons.one_hot_groups) == 1
+    cls = ATTACKS.get(attack)
+    config = cls.Config(**_WHITE_BOX_OPTIONS[attack])  # type: ignore[attr-defined]
+    eps = 1.0 if norm == "inf" else 2.0
+    result = cls(config).run(model, X, y, eps=eps, norm=norm, constraints=cons)
+    assert result.success.sum() >= 3  # not vacuous
+    T.check_mixed_constraints(result.x_adv, X, cons)
+    C.check_result(result, model, X, cons)
 
 
 @pytest.mark.parametrize("rounding", [True, False], ids=["host", "device"])
@@ -1402,6 +1441,44 @@ def test_finiteness_test_settles_an_overflowing_sum_exactly() -> None:
     X[1, :2] = (math.inf, -math.inf)  # a row whose sum is NaN
     assert not _all_finite(X)
     assert _all_finite(np.zeros((0, 5)))
+
+
+def test_apgd_checkpoints_and_step_halving_follow_the_paper() -> None:
+    """Checkpoints at p0 = 0, p1 = 0.22, p(j+1) = p(j) + max(p(j) - p(j-1) - 0.03, 0.06) of
+    the iterations (100: 22, 41, 57, 70, 80, 87, 93, 99). At a checkpoint a point's step
+    halves, and it returns to its best point, when at most rho = 0.75 of the steps since the
+    last one raised its loss, or when its step was not halved last time and its best loss
+    did not improve; a point whose loss kept rising keeps its step."""
+    import types
+
+    import torch
+
+    from bastion.attacks.evasion._torch import APGDSchedule, _APGDRows
+
+    sched = APGDSchedule(n_iter=100, loss="ce", restarts=1, rho=0.75, momentum=0.75,
+                         initial_step=2.0)  # fmt: skip
+    eng = types.SimpleNamespace(eps=1.0)
+    n = 3
+    z = torch.zeros(n, 2)
+    rows = (torch.arange(n), z.clone(), torch.zeros(n, dtype=torch.long), z - 5, z + 5)
+    state = _APGDRows(eng, sched, rows, z.clone(), torch.ones(n, 2), torch.zeros(n))  # type: ignore[arg-type]
+    checkpoints, steps = [], []
+    for it in range(1, sched.n_iter):
+        state.z.fill_(float(it))  # each iterate's place: a point sent back reads its best
+        # rising every step; flat; rising to 22, then a sawtooth below that best that rises
+        # on most steps (more than rho of them: only the stall rule can halve it)
+        sawtooth = float(it if it <= 22 else it % 10)
+        state.absorb(torch.tensor([float(it), 0.0, sawtooth]), None)
+        state.tick()
+        if state.counter == 0:
+            checkpoints.append(it)
+            steps.append(state.step[:, 0].tolist())
+    assert checkpoints == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert all(row[0] == 2.0 for row in steps)  # rising every step: never halved
+    assert [row[1] for row in steps] == [2.0 / 2**j for j in range(1, 9)]  # never rising
+    # stalled below its best: halved whenever its step was not halved the time before
+    assert [row[2] for row in steps] == [2.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125]
+    assert state.z[1].tolist() == [0.0, 0.0]  # the flat point went back to its best point
 
 
 # -- the ensemble ---------------------------------------------------------------------------
