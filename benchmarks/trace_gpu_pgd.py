@@ -13,7 +13,7 @@ around them.
 Usage (on a machine with CUDA)::
 
     PYTHONPATH=src python benchmarks/trace_gpu_pgd.py [--model mlp|cnn] [--points 32768]
-        [--steps 40] [--trace-dir DIR]
+        [--steps 40] [--precision fp32|bf16] [--trace-dir DIR]
 """
 
 from __future__ import annotations
@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-dir", default=None, help="write a gzipped chrome trace here")
     parser.add_argument("--device", default="cuda", help="cuda; cpu runs a smoke test")
     parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="the attack's precision"
+    )
+    parser.add_argument(
         "--host-profile", type=int, default=0, help="print cProfile's top N of 3 runs"
     )
     parser.add_argument(
@@ -194,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     shape = bench.SHAPES[args.model]
     model = TorchAdapter(net, device=str(device), input_shape=shape)
     box = FeatureConstraints.box(X.shape[1], 0.0, 1.0)
-    config = PGDConfig(steps=args.steps, early_exit=False, batch_size=len(X))
+    config = PGDConfig(
+        steps=args.steps, early_exit=False, batch_size=len(X), precision=args.precision
+    )
 
     def run(graphs: bool = True) -> Any:
         chosen = config if graphs else PGDConfig(**{**config.__dict__, "cuda_graphs": False})
@@ -202,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"trace_gpu_pgd: {args.model}, {len(X)} points, {args.steps} steps, "
-          f"{name}, torch {torch.__version__}")  # fmt: skip
+          f"{args.precision}, {name}, torch {torch.__version__}")  # fmt: skip
     for _ in range(2):
         run()
     best = best_ms(run, 3)

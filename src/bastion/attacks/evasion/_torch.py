@@ -2052,7 +2052,7 @@ def _verify_on_device(
         perturbation[win] = pert.cpu().numpy()
         adv_pred[win] = pred[broken]
         success[win] = True
-        x_out = _download(out)
+        x_out = out.cpu().numpy()
     else:
         x_out = np.array(flat, dtype=np.float64, copy=True)
     rejected = int((found.cpu().numpy() & ~success).sum())
@@ -2060,18 +2060,6 @@ def _verify_on_device(
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _download(t: Tensor) -> np.ndarray:
-    """Float64 ``t`` as a numpy array (on the CPU, the tensor's own memory). From a device,
-    the copy goes into memory numpy allocates: numpy asks the kernel for huge pages for a
-    large array, and a copy into fresh memory pays its page faults (measured on an H200, 16.8
-    MB of rows: 1.73 ms against 2.30 ms for ``t.cpu().numpy()``)."""
-    if t.device.type == "cpu":
-        return t.numpy()
-    out = np.empty(tuple(t.shape), dtype=np.float64)
-    torch.from_numpy(out).copy_(t)
-    return out
-
-
 def _as_rows(X: Any) -> np.ndarray:
     arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
     if arr.ndim < 2:
