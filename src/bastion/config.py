@@ -125,7 +125,8 @@ class RemoteSpec(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = 10.0
     retries: Annotated[int, Field(ge=0, le=20)] = 3
     backoff_s: Annotated[float, Field(ge=0)] = 0.2
-    # HTTP 429 (the endpoint's rate cap): answers waited out per request, and the longest wait
+    # HTTP 429 (the endpoint's rate cap): answers waited out per request; the longest wait
+    # between two attempts (a longer Retry-After fails the request)
     rate_limit_waits: Annotated[int, Field(ge=0, le=1000)] = 30
     max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
     input_name: str = "input-0"

@@ -469,6 +469,17 @@ def test_a_rate_cap_wait_never_runs_past_the_wall_deadline(capped: str) -> None:
         assert time.monotonic() - started < 0.5
 
 
+def test_the_backoff_stops_growing_at_max_retry_after_s() -> None:
+    """A 429 without Retry-After waits the doubling backoff: 30 doublings of 0.2 s were 6.8
+    years without a deadline. No wait between two attempts exceeds max_retry_after_s."""
+    endpoint = RemoteEndpoint(
+        "http://127.0.0.1:1", "m", classes=[0, 1], probabilities=False, max_retry_after_s=5.0
+    )
+    with RemoteAdapter(endpoint) as remote:  # classes stated: no metadata request
+        waits = [remote._backoff(attempt) for attempt in (1, 2, 3, 5, 6, 30, 1000)]
+    assert waits == [0.2, 0.4, 0.8, 3.2, 5.0, 5.0, 5.0]
+
+
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [

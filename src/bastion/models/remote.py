@@ -111,7 +111,8 @@ class RemoteEndpoint:
         backoff_s: first retry delay; doubles at each retry.
         rate_limit_waits: HTTP 429 answers (the endpoint's rate cap) waited out per request,
             as ``Retry-After`` says (else the backoff); they do not count as ``retries``.
-        max_retry_after_s: the longest ``Retry-After`` obeyed; a longer one fails the request.
+        max_retry_after_s: the longest wait between two attempts: the doubling backoff stops
+            growing there, and a ``Retry-After`` above it fails the request.
         input_name: name of the input tensor.
         datatype: ``"FP32"`` or ``"FP64"``; None picks FP32 for float32 rows, else FP64.
         classes: label of each probability column; None reads them from the metadata.
@@ -459,7 +460,7 @@ class RemoteAdapter(ModelAdapter):
                             f"{method} {shown} answered HTTP 429 and asks to wait {told:g} s, "
                             f"more than max_retry_after_s ({ep.max_retry_after_s:g} s)"
                         )
-                    wait = told if told is not None else ep.backoff_s * 2 ** (throttled - 1)
+                    wait = told if told is not None else self._backoff(throttled)
                     continue
                 if status < 400:
                     return self._json(response, method, shown)
@@ -471,7 +472,13 @@ class RemoteAdapter(ModelAdapter):
             failures += 1
             if failures > ep.retries:
                 raise RemoteModelError(f"{method} {shown} failed after {sent} attempt(s): {last}")
-            wait = ep.backoff_s * 2 ** (failures - 1)
+            wait = self._backoff(failures)
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait before retry ``attempt`` (1, 2, ...): ``backoff_s`` doubled each time, at
+        most ``max_retry_after_s`` (30 doublings of 0.2 s are 6.8 years)."""
+        ep = self.endpoint
+        return float(min(ep.backoff_s * 2.0 ** min(attempt - 1, 60), ep.max_retry_after_s))
 
     @staticmethod
     def _json(response: Any, method: str, shown: str) -> dict[str, Any]:

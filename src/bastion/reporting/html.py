@@ -98,27 +98,29 @@ def _fmt(value: Any) -> str:
 
 def _cell(column: Any, value: Any) -> str:
     """A sample table's cell: an adversarial example's feature changes as
-    ``name: original -> adversarial (+change, +z std)``, one per line; else :func:`_fmt`."""
-    if column == "changes" and isinstance(value, list) and value:
-        lines = []
-        for change in value:
-            if not isinstance(change, Mapping) or "feature" not in change:
-                return _fmt(value)
-            std = change.get("change_std")
-            shift = _signed(change.get("change"))
-            if isinstance(std, int | float) and not isinstance(std, bool):
-                shift += f", {_signed(std)} std"
-            lines.append(
-                f"{change['feature']}: {_fmt(change.get('original'))} \u2192 "
-                f"{_fmt(change.get('adversarial'))} ({shift})"
-            )
-        return "\n".join(lines)
-    return _fmt(value)
+    ``name: original -> adversarial (+change[, +z std])``, one per line, with 6 significant
+    digits (4 hid a change of 2 on 50,000); else :func:`_fmt`."""
+    if column != "changes" or not isinstance(value, list) or not value:
+        return _fmt(value)
+    lines = []
+    for change in value:
+        numbers = (
+            [change.get(k) for k in ("original", "adversarial", "change")]
+            if isinstance(change, Mapping)
+            else []
+        )
+        if len(numbers) != 3 or not all(_is_number(v) for v in numbers):
+            return _fmt(value)
+        original, adversarial, shift = numbers
+        text = f"{shift:+.4g}"
+        if _is_number(change.get("change_std")):
+            text += f", {change['change_std']:+.3g} std"
+        lines.append(f"{change.get('feature')}: {original:.6g} \u2192 {adversarial:.6g} ({text})")
+    return "\n".join(lines)
 
 
-def _signed(value: Any) -> str:
-    text = _fmt(value)
-    return "+" + text if isinstance(value, int | float) and value > 0 else text
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _pretty_json(value: Any, limit: int = _EVIDENCE_CHARS) -> str:

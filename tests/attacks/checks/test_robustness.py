@@ -612,3 +612,21 @@ def test_features_pinned_by_inferred_bounds_are_a_sanity_warning(data: dict[str,
     # the original data: no feature is pinned
     plain = _run(data, SklearnAdapter(data["lr"]), n_points=30, eps=0.5, eps_curve=(0.5,))
     assert not any("never vary" in note for note in plain.evidence["sanity"])
+
+
+def test_the_html_cell_of_feature_changes() -> None:
+    """Six significant digits (a change of 2 on 50,000 showed as 5e+04 -> 5e+04), std units
+    only where the sample has them, anything unexpected shown as JSON."""
+    from bastion.reporting.html import _cell
+
+    income = {"feature": "income", "original": 50_000.0, "adversarial": 50_002.5, "change": 2.5}
+    assert _cell("changes", [income]) == "income: 50000 \u2192 50002.5 (+2.5)"
+    scaled = {**income, "change_std": 0.25}
+    age = {"feature": "age", "original": 40.0, "adversarial": 38.0, "change": -2.0,
+           "change_std": -0.2}  # fmt: skip
+    assert _cell("changes", [scaled, age]).split("\n") == [
+        "income: 50000 \u2192 50002.5 (+2.5, +0.25 std)",
+        "age: 40 \u2192 38 (-2, -0.2 std)",
+    ]
+    assert _cell("changes", [{"feature": "x"}]) == '[{"feature": "x"}]'
+    assert _cell("label", 3) == "3"

@@ -121,6 +121,45 @@ def test_knn_scores_by_hand() -> None:
     assert issues.scores[1] == pytest.approx(1 / 3)
 
 
+def test_knn_in_chunks_finds_the_neighbours_kneighbors_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The search runs in chunks (the time budget is looked at between them); each row's
+    neighbours are those of sklearn's kneighbors() without X, exact duplicates included
+    (a row with more duplicates than k is not among its own k + 1)."""
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import StandardScaler
+
+    from bastion.attacks.poisoning import detect
+
+    X, y = load_digits(return_X_y=True)
+    X = np.vstack([X[:600], np.repeat(X[:3], 15, axis=0)])  # 15 copies each of three rows
+    y = np.concatenate([y[:600], np.repeat(y[:3], 15)])
+    monkeypatch.setattr(detect, "_KNN_CHUNK", 97)  # chunks that end anywhere
+    seen: list[np.ndarray] = []
+    real = detect._without_self
+
+    def keep(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+        seen.append(real(found, rows, k))
+        return seen[-1]
+
+    monkeypatch.setattr(detect, "_without_self", keep)
+    knn_label_consistency(X, y, k=10)
+    Z = StandardScaler().fit_transform(X.astype(np.float64))
+    _, expected = NearestNeighbors(n_neighbors=10).fit(Z).kneighbors()
+    assert len(seen) == -(-len(X) // 97)
+    np.testing.assert_array_equal(np.concatenate(seen), expected)
+
+
+def test_knn_stops_between_chunks_at_the_wall_deadline() -> None:
+    from bastion._deadline import wall_deadline
+    from bastion.exceptions import TimeBudgetError
+
+    X, y = load_breast_cancer(return_X_y=True)
+    with wall_deadline(1e-9), pytest.raises(TimeBudgetError, match="kNN label consistency"):
+        knn_label_consistency(X, y, k=10)
+
+
 def test_few_rows_flagged_on_clean_labels() -> None:
     X, y = load_breast_cancer(return_X_y=True)
     issues = find_label_issues(X, y, seed=0)

@@ -355,3 +355,19 @@ def test_large_classes_get_a_sampled_silhouette_close_to_the_full_one() -> None:
     small = reduced[:4_000]  # at most 5,000 rows: the exact score
     assign_small, exact = _splits(small, max_clusters=2, seed=3)[0]
     assert exact == pytest.approx(silhouette_score(small, assign_small), abs=1e-12)
+
+
+def test_a_cluster_of_a_few_rows_keeps_its_silhouette_in_a_large_class() -> None:
+    """A backdoor's cluster can be a handful of rows in a large class: a uniform sample of
+    5,000 rows missed it and left one cluster, which has no silhouette (sklearn raised
+    "Number of labels is 1" and POI003 was an error). Its rows now join the sample."""
+    from bastion.attacks.poisoning.spectral import _splits
+
+    rng = np.random.default_rng(0)
+    reduced = rng.normal(size=(20_000, 4))
+    reduced[:5] += 50.0  # five planted rows, far from the rest
+    for seed in range(6):
+        splits = _splits(reduced, max_clusters=2, seed=seed)
+        assign, quality = splits[0]
+        assert sorted(np.bincount(assign).tolist()) == [5, 19_995]
+        assert quality > 0.9  # the five rows are a cluster of their own

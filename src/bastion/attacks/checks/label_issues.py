@@ -22,7 +22,8 @@ Evidence
 Gate
     Fails when ``flagged_fraction > max_flagged_fraction``. Clean real data has some hard
     or ambiguous rows: the default 5% leaves room for them. An ``error`` when the detector
-    does not finish within ``max_seconds`` (default 600, checked between folds).
+    does not finish within ``max_seconds`` (default 600, checked between folds, and between
+    chunks of 2,048 rows for ``knn``).
 References
     Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
     Labels" (JAIR 2021); MITRE ATLAS AML.T0020 (poison training data); OWASP ML02.
@@ -57,7 +58,7 @@ class LabelIssuesConfig(CheckConfig):
     k: int = Field(default=10, ge=1, description="neighbours for method knn")
     max_flagged_fraction: Fraction = 0.05
     n_samples_reported: int = Field(default=20, ge=0, le=10_000)
-    # checked between cross-validation folds: a detector that stops there is an error
+    # checked between cross-validation folds (kNN chunks): a detector stopped is an error
     max_seconds: float | None = Field(default=600.0, gt=0)
 
 

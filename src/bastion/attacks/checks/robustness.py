@@ -676,13 +676,15 @@ def _samples(
             delta = x_adv[i] - X[i]
             changed = np.flatnonzero(np.abs(delta) > 1e-12 * np.maximum(1.0, np.abs(X[i])))
             order = changed[np.argsort(-np.abs(delta[changed] / constraints.scale[changed]))]
+            # in std units only (eps in input units: the scale is 1, no std)
+            std = not np.all(np.asarray(constraints.scale) == 1.0)
             sample["changes"] = [
                 {
                     "feature": constraints.names[j],
                     "original": float(X[i, j]),
                     "adversarial": float(x_adv[i, j]),
                     "change": float(delta[j]),
-                    "change_std": float(delta[j] / constraints.scale[j]),
+                    **({"change_std": float(delta[j] / constraints.scale[j])} if std else {}),
                 }
                 for j in order[:_MAX_CHANGES_SHOWN]
             ]

@@ -339,12 +339,14 @@ class _Walk:
         dist = self._distance(self.cur[idx], idx)
         better = dist < self.best_dist[idx]
         upd = idx[better]
+        # first: a Ctrl-C below leaves no verdict on a point that changed
+        self.best_known[upd] = False
+        # usually the binary search's last adversarial row, as predict judged it
+        same = np.all(self.space.to_x(self.cur[upd], self.rows[upd]) == self.last_x[upd], axis=1)
         self.best[upd] = self.cur[upd]
         self.best_dist[upd] = dist[better]
-        # usually the binary search's last adversarial row, as predict judged it
-        same = np.all(self.space.to_x(self.best[upd], self.rows[upd]) == self.last_x[upd], axis=1)
-        self.best_known[upd] = same
         self.best_label[upd] = np.where(same, self.last_label[upd], None)
+        self.best_known[upd] = same
 
     def _init_natural(self) -> None:
         """Nearest rows of X predicted as another class, made feasible for each point."""

@@ -310,8 +310,17 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     if not 1 <= k < n:
         raise ConfigError(f"k must be in [1, {n - 1}] for {n} rows; received {k}")
     Z = StandardScaler().fit_transform(Z)
-    # kneighbors() without X leaves each row out of its own neighbourhood, duplicates aside
-    _, neighbours = NearestNeighbors(n_neighbors=k).fit(Z).kneighbors()
+    index = NearestNeighbors(n_neighbors=k + 1).fit(Z)
+    neighbours = np.empty((n, k), dtype=np.intp)
+    # the search costs time in the square of the rows (brute force past 15 features): in
+    # chunks, with the time budget looked at between them
+    for start in range(0, n, _KNN_CHUNK):
+        stop = min(start + _KNN_CHUNK, n)
+        stage = f"kNN label consistency: rows {start + 1}-{stop} of {n}"
+        stop_at_deadline(stage)
+        report_stage(stage)
+        found = index.kneighbors(Z[start:stop], return_distance=False)
+        neighbours[start:stop] = _without_self(found, np.arange(start, stop), k)
     votes = np.zeros((n, len(classes)), dtype=np.int64)
     np.add.at(votes, (np.repeat(np.arange(n), k), labels[neighbours].reshape(-1)), 1)
     own = votes[np.arange(n), labels]
@@ -402,6 +411,19 @@ def find_label_issues(
 
 
 # -- internals ---------------------------------------------------------------------------------
+
+_KNN_CHUNK = 2_048  # rows per kNN query between two looks at the time budget
+
+
+def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` neighbours without the row itself, as ``kneighbors()`` without X
+    gives them: ``found`` holds ``k + 1`` per row; a row with more exact duplicates than
+    neighbours may not be among them, and then the first (a duplicate of it) is dropped."""
+    keep = found != rows[:, None]
+    crowded = keep.all(axis=1)
+    keep[crowded, 0] = False
+    out: np.ndarray = found[keep].reshape(len(rows), k)
+    return out
 
 
 def _folds(labels: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
