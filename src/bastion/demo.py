@@ -415,7 +415,10 @@ def _digits() -> _Scenario | None:
                     "n_points": 200,
                     "max_queries_per_sample": 700,
                     "max_seconds": 40,
-                    "min_robust_accuracy": 0.3,
+                    # an undefended CNN: about 0.3 at eps 2, so the gate blocks it. The limit
+                    # sat at 0.3 before, and the verdict flipped with the installed versions
+                    # (0.295 against 0.30x): a demo's verdict must not hang on a point
+                    "min_robust_accuracy": 0.5,
                 }
             },
         },
