@@ -120,6 +120,40 @@ def test_shadow_attack_beats_the_threshold_attack_on_the_overfit_forest(
     assert lira["n_nonmembers"] == thr["n_nonmembers"] == 285
 
 
+@pytest.mark.slow
+def test_shadow_attack_beats_arts_black_box_attack(cancer: dict[str, Any]) -> None:
+    """The issue's goal against the peer: on the overfit forest, LiRA-offline shadows beat
+    ART's MembershipInferenceBlackBox (measured: AUC 0.73 against 0.54, TPR at 1% FPR 14%
+    against 0.5%). ART learns from labelled members and non-members, so each is halved: ART
+    fits on one half, both attacks score the other (Bastion's shadows use ART's half as the
+    auditor's data, their membership unused)."""
+    pytest.importorskip("art")
+    from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
+    from art.estimators.classification import SklearnClassifier
+
+    X, y = cancer["X"], cancer["y"]
+    members, others = cancer["train"], np.setdiff1d(np.arange(len(y)), cancer["train"])
+    m_fit, m_eval = train_test_split(members, test_size=0.5, random_state=0)
+    n_fit, n_eval = train_test_split(others, test_size=0.5, random_state=0)
+    forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X[members], y[members])
+    evaluated = np.concatenate([m_eval, n_eval])
+    is_member = np.isin(evaluated, members)
+    peer = MembershipInferenceBlackBox(SklearnClassifier(forest), attack_model_type="rf")
+    peer.fit(X[m_fit], y[m_fit], X[n_fit], y[n_fit])
+    art_scores = np.asarray(peer.infer(X[evaluated], y[evaluated], probabilities=True))
+    art = low_fpr_metrics(art_scores.reshape(len(evaluated), -1)[:, -1], is_member)
+    aux = np.concatenate([m_fit, n_fit])
+    ours = ShadowMembership(ShadowMembershipConfig(n_shadow=16)).run(
+        SklearnAdapter(forest), X[evaluated], y[evaluated], is_member,
+        X_aux=X[aux], y_aux=y[aux], seed=0, executor=SERIAL,
+    ).metrics  # fmt: skip
+    assert ours["auc"] > art["auc"] + 0.1
+    assert ours["tpr_at_1pct_fpr"] is not None
+    assert art["tpr_at_1pct_fpr"] is not None
+    assert ours["tpr_at_1pct_fpr"] > art["tpr_at_1pct_fpr"]
+    assert ours["advantage"] > art["advantage"]
+
+
 def test_forest_ties_are_common_and_clipped_at_half_a_vote(
     forest_results: dict[str, MembershipResult],
 ) -> None:
