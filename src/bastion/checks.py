@@ -115,6 +115,16 @@ class CheckContext:
     artifacts: dict[str, Any] = field(default_factory=dict, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        # the datasets' feature columns in the order the model names its inputs, as the
+        # runner puts them: a context built in Python (a file whose columns are in another
+        # order) otherwise handed a scikit-learn model scrambled rows, and EXT001 passed a
+        # model it should fail (a review). Missing inputs are left to the checks to name.
+        if self.model is not None:
+            for ds in (self.train, self.test, self.dataset, self.reference):
+                if ds is not None:
+                    ds.take_model_order(self.model, strict=False)
+
     def rng(self, check_id: str) -> np.random.Generator:
         """A generator seeded by the run's seed and the check id, so order never matters."""
         salt = int.from_bytes(hashlib.sha256(check_id.encode()).digest()[:4], "little")

@@ -108,7 +108,7 @@ def load_inputs(
         baseline = baseline or _load_model(policy, policy.spec.baseline, "baseline")
     for ds in (train, test):
         if ds is not None and model is not None:
-            _in_model_order(ds, model)
+            ds.take_model_order(model)
     datasets = [ds for ds in (train, test) if ds is not None]
     for column in data.non_features:
         if not any(column in ds.frame.columns for ds in datasets):
@@ -138,30 +138,6 @@ def _train_has_the_test_features(train: Dataset, test: Dataset, model: ModelAdap
             "same feature columns (or list the extra ones in data.non_features, --non-feature "
             "on bastion attack)"
         )
-
-
-def _in_model_order(ds: Dataset, model: ModelAdapter) -> None:
-    """Feature columns in the order the model names its inputs (a scikit-learn estimator
-    fitted on a frame): checks that hand the model arrays would otherwise pair each value with
-    whatever input holds its position, and report figures of a scrambled model. A model
-    input the dataset lacks is an error here, named; extra columns are left to the checks."""
-    expected = getattr(model, "feature_names_in_", None)
-    if not expected:
-        return
-    have = ds.feature_names
-    if have == list(expected):
-        return
-    missing = [c for c in expected if c not in have]
-    if missing:
-        where = f" ({ds.path})" if ds.path else ""
-        raise DataError(
-            f"dataset {ds.name!r}{where}: the model {model.info.name!r} takes column "
-            f"{missing[0]!r}, which the dataset lacks"
-            + (f" ({len(missing)} missing in all)" if len(missing) > 1 else "")
-            + f"; {known_names(missing[0], have)}"
-        )
-    # applied by the dataset only where its feature columns are exactly these
-    ds.feature_order = tuple(str(c) for c in expected)
 
 
 def run_gate(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,33 @@ class Dataset:
     @property
     def n_rows(self) -> int:
         return len(self.frame)
+
+    def take_model_order(self, model: Any, strict: bool = True) -> None:
+        """Feature columns in the order ``model`` names its inputs (``feature_names_in_``: a
+        scikit-learn estimator fitted on a frame): checks that hand the model arrays would
+        otherwise pair each value with whatever input holds its position, and report figures
+        of a scrambled model. A model input this dataset lacks is a named error when
+        ``strict`` (else the order is left alone); extra columns are left to the checks."""
+        expected = getattr(model, "feature_names_in_", None)
+        if not expected:
+            return
+        have = self.feature_names
+        if have == list(expected):
+            return
+        missing = [c for c in expected if c not in have]
+        if missing:
+            if not strict:
+                return
+            where = f" ({self.path})" if self.path else ""
+            name = getattr(getattr(model, "info", None), "name", "the model")
+            raise DataError(
+                f"dataset {self.name!r}{where}: the model {name!r} takes column "
+                f"{missing[0]!r}, which the dataset lacks"
+                + (f" ({len(missing)} missing in all)" if len(missing) > 1 else "")
+                + f"; {known_names(missing[0], have)}"
+            )
+        # applied by feature_names only where the feature columns are exactly these
+        self.feature_order = tuple(str(c) for c in expected)
 
     @property
     def feature_names(self) -> list[str]:

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bastion.exceptions import CapabilityError, ModelOutputError
+from bastion.exceptions import CapabilityError, DataError, ModelOutputError
 
-__all__ = ["ArrayLike", "Capability", "ModelAdapter", "ModelInfo"]
+__all__ = ["ArrayLike", "Capability", "ModelAdapter", "ModelInfo", "refuse_misordered_columns"]
 
 ArrayLike = np.ndarray | pd.DataFrame
 _PROBA_TOLERANCE = 1e-5
@@ -171,3 +171,27 @@ class ModelAdapter(ABC):
             self.n_queries += n
             self.n_calls += 1
         return n
+
+
+def refuse_misordered_columns(X: Any, model: Any, what: str = "X") -> None:
+    """Refuse a DataFrame whose columns hold the inputs ``model`` names
+    (``feature_names_in_``) in another order. Attacks turn rows into arrays, which an
+    adapter pairs with the model's inputs by position: every value would reach the wrong
+    input, and the attack would report on a scrambled model (a review saw EXT001 pass a
+    model it should fail). Other column differences are left to the adapter.
+
+    Raises:
+        DataError: naming the first column out of place and how to reorder.
+    """
+    expected = getattr(model, "feature_names_in_", None)
+    if not expected or not isinstance(X, pd.DataFrame):
+        return
+    have, want = [str(c) for c in X.columns], [str(c) for c in expected]
+    if have == want or sorted(have) != sorted(want):
+        return
+    at = next(i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b)
+    raise DataError(
+        f"{what}'s columns hold the model's inputs in another order (column {at} is "
+        f"{have[at]!r}, where the model takes {want[at]!r}): pass "
+        f"{what}[model.feature_names_in_], and constraints built in that order"
+    )

@@ -269,3 +269,30 @@ def test_ctrl_c_while_the_surrogates_train_is_not_a_pass(
     assert finding.status is Status.WARN, finding.message
     assert "trained on 20 of 100 queries" in finding.message
     assert "for 20 natural queries" in finding.message
+
+
+def test_a_context_built_in_python_takes_the_models_column_order() -> None:
+    """Files whose columns are in another order than a model fitted on a frame names them:
+    the runner put them in the model's order, a CheckContext built in Python did not, and
+    EXT001 passed a model it should fail (the attack's arrays reached the model
+    scrambled). The context now orders them as the runner does: the same finding."""
+    frame = load_breast_cancer(as_frame=True).frame.sample(frac=1.0, random_state=0)
+    frame = frame.reset_index(drop=True)
+    names = [c for c in frame.columns if c != "target"]
+    train_f, test_f = frame.iloc[:400], frame.iloc[400:].reset_index(drop=True)
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    estimator.fit(train_f[names], train_f["target"])
+    findings = {}
+    for order in ("model", "reversed"):
+        columns = (names if order == "model" else names[::-1]) + ["target"]
+        train = Dataset.from_frame(train_f[columns], name="train", target="target")
+        test = Dataset.from_frame(test_f[columns], name="test", target="target")
+        ctx = CheckContext(
+            seed=0, subject="model", train=train, test=test, model=SklearnAdapter(estimator),
+            schema=FeatureSchema.infer(train.frame, exclude=("target",)),
+        )  # fmt: skip
+        config = ExtractionCheckConfig(budget=200, budget_curve=(200,))
+        findings[order] = Extraction(config).execute(ctx)
+    assert findings["model"].status is Status.FAIL
+    assert findings["reversed"].status is Status.FAIL
+    assert findings["reversed"].metrics == findings["model"].metrics

@@ -415,3 +415,111 @@ def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
     config = MembershipCheckConfig()
     finding = check._finding(context(train, test, forest), config, results, "threshold")
     assert finding.metrics["n_shadow"] == 2
+
+
+# -- PRV001's records, from a review -----------------------------------------------------------
+def _forest_on(columns: list[str], train: Dataset) -> SklearnAdapter:
+    """An unlimited-depth forest fitted on some named columns of the training frame."""
+    estimator = RandomForestClassifier(n_estimators=50, random_state=0)
+    return SklearnAdapter(estimator.fit(train.features[columns], train.labels))
+
+
+def test_shadows_train_on_the_columns_the_target_reads(
+    cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model fitted on 10 of the file's 30 columns: its shadows were fitted on all 30 (not
+    its recipe), and the leak they measured fell from TPR 0.14 to 0.03 at 1% FPR. Now they
+    read its 10, and the file's extra columns change nothing."""
+    from bastion.attacks.privacy import shadow
+
+    train, test = cancer
+    used = train.feature_names[:10]
+    model = _forest_on(used, train)
+    widths: set[int] = set()
+    real = shadow.fit_shadow
+
+    def spy(task: Any) -> Any:
+        widths.add(shadow.take_rows(task.X, task.train_rows).shape[1])
+        return real(task)
+
+    monkeypatch.setattr(shadow, "fit_shadow", spy)
+    config = MembershipCheckConfig(attack="shadow", n_shadow=8, executor="local:1")
+    narrow = [
+        Dataset.from_frame(d.frame[[*used, "target"]], name=d.name, target="target")
+        for d in (train, test)
+    ]
+    wide = MembershipCheck(config).execute(context(train, test, model))
+    assert widths == {10}
+    assert wide.metrics == MembershipCheck(config).execute(context(*narrow, model)).metrics
+
+
+def test_test_rows_copied_from_training_are_no_non_members(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """Test rows equal to training rows are members: counted as non-members they pulled
+    the AUC of a leaky forest from 0.73 to 0.56, and the gate passed it."""
+    train, test = cancer
+    model = _forest_on(train.feature_names, train)
+    copied = test.frame.copy()
+    k = int(0.8 * len(copied))
+    copied.iloc[:k] = train.frame.iloc[:k].to_numpy()
+    leaky = Dataset.from_frame(copied, name="test", target="target")
+    config = MembershipCheckConfig(attack="shadow", n_shadow=8, executor="local:1")
+    clean = MembershipCheck(config).execute(context(train, test, model))
+    found = MembershipCheck(config).execute(context(train, leaky, model))
+    assert found.evidence["test_rows_in_train_left_out"] == k
+    assert clean.evidence["test_rows_in_train_left_out"] == 0
+    assert found.metrics["n_nonmembers"] == len(copied) - k
+    assert clean.status is Status.FAIL
+    assert found.status is Status.FAIL  # the forest's leak, found on the rows left
+
+
+def test_rows_without_labels_are_no_records(cancer: tuple[Dataset, Dataset]) -> None:
+    """A member without a label was refused as a label the model does not know, and a
+    non-member without one broke the shadows' training (NaN in y)."""
+    train, test = cancer
+    model = _forest_on(train.feature_names, train)
+    for which in ("train", "test"):
+        frames = {"train": train.frame.copy(), "test": test.frame.copy()}
+        frames[which]["target"] = frames[which]["target"].astype(float)
+        frames[which].loc[::10, "target"] = np.nan
+        data = {n: Dataset.from_frame(f, name=n, target="target") for n, f in frames.items()}
+        config = MembershipCheckConfig(attack="shadow", n_shadow=4, executor="local:1")
+        finding = MembershipCheck(config).execute(context(data["train"], data["test"], model))
+        assert finding.status in (Status.PASS, Status.FAIL), finding.message
+
+
+def test_categories_missing_from_the_test_file_keep_the_shadows_trainable() -> None:
+    """A category seen in training only: pandas stacked the rows as plain strings, which a
+    model reading its categories from the dtype could not fit (PRV001 was an error)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    n = 600
+    size = rng.choice(["small", "mid", "large"], size=n)
+    size[:5] = "huge"  # in the training rows only
+    x = rng.normal(size=n)
+    y = (x + (size == "large") > 0.5).astype(int)
+    frame = pd.DataFrame({"x": x, "size": pd.Categorical(size), "target": y})
+    train = Dataset.from_frame(
+        frame.iloc[:300].reset_index(drop=True), name="train", target="target"
+    )
+    test_frame = frame.iloc[300:].reset_index(drop=True)
+    test_frame["size"] = test_frame["size"].cat.remove_unused_categories()
+    test = Dataset.from_frame(test_frame, name="test", target="target")
+    estimator = HistGradientBoostingClassifier(categorical_features="from_dtype", max_iter=30)
+    model = SklearnAdapter(estimator.fit(train.features, train.labels))
+    config = MembershipCheckConfig(attack="shadow", n_shadow=4, executor="local:1")
+    finding = MembershipCheck(config).execute(context(train, test, model))
+    assert finding.status in (Status.PASS, Status.FAIL), finding.message
+
+
+def test_stack_rows_unions_the_categories() -> None:
+    from bastion.attacks.privacy.membership import stack_rows
+
+    a = pd.DataFrame({"s": pd.Categorical(["b", "a"], categories=["b", "a"], ordered=True)})
+    b = pd.DataFrame({"s": pd.Categorical(["c"])})
+    both = stack_rows([a, b])
+    assert list(both["s"].cat.categories) == ["b", "a", "c"]
+    assert both["s"].cat.ordered
+    assert both["s"].tolist() == ["b", "a", "c"]

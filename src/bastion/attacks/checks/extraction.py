@@ -197,7 +197,7 @@ class Extraction(Check):
         return self.finding(
             ctx,
             status,
-            _describe(result, int(eval_mask.sum())) + " " + verdict,
+            _describe(result, result.eval_rows or int(eval_mask.sum())) + " " + verdict,
             # elapsed time is not a metric: findings must repeat exactly under a seed
             metrics={k: v for k, v in result.metrics().items() if k != "elapsed_s"},
             threshold={"max_fidelity": cfg.max_fidelity, "budget": cfg.budget},

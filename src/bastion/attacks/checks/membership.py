@@ -40,7 +40,7 @@ References
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,7 @@ from bastion.attacks.privacy.membership import (
     ShadowMembershipConfig,
     ThresholdMembership,
     balanced_membership_rows,
+    stack_rows,
 )
 from bastion.attacks.privacy.shadow import TrainedBy, shadow_recipe
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
@@ -61,6 +62,9 @@ from bastion.exceptions import CapabilityError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
+
+if TYPE_CHECKING:
+    from bastion.data.dataset import Dataset
 
 __all__ = ["MembershipCheck", "MembershipCheckConfig"]
 
@@ -133,10 +137,15 @@ class MembershipCheck(Check):
             )
 
         rng = ctx.rng(self.id)
-        train_X, test_X = ctx.train.features, ctx.test.features
-        train_y, test_y = ctx.train.labels, ctx.test.labels
+        # labelled rows only (a row without a label is no record to judge), and no test row
+        # that is a training row: it is a member, and counted a non-member it pulls the AUC
+        # down (a review saw a leaky forest pass with 80% of its test rows copied from train)
+        train_rows, test_rows, copies = _candidate_rows(ctx.train, ctx.test)
+        train_X = ctx.train.features.iloc[train_rows]
+        test_X = ctx.test.features.iloc[test_rows]
+        train_y, test_y = ctx.train.labels[train_rows], ctx.test.labels[test_rows]
         members, nonmembers = balanced_membership_rows(len(train_y), len(test_y), cfg.n_points, rng)
-        X = pd.concat([train_X.iloc[members], test_X.iloc[nonmembers]], ignore_index=True)
+        X = stack_rows([train_X.iloc[members], test_X.iloc[nonmembers]])
         y = np.concatenate([train_y[members], test_y[nonmembers]])
         is_member = np.repeat([True, False], [len(members), len(nonmembers)])
         seed = int(rng.integers(2**31 - 1))
@@ -146,7 +155,9 @@ class MembershipCheck(Check):
             "threshold": ThresholdMembership().run(model, X, y, is_member, seed=seed)
         }
         if attack == "shadow":
-            aux_X, aux_y = _aux_rows(ctx, members, nonmembers, cfg.max_aux_rows, rng)
+            aux_X, aux_y = _aux_rows(
+                (train_X, train_y), (test_X, test_y), members, nonmembers, cfg.max_aux_rows, rng
+            )
             results["shadow"] = ShadowMembership(ShadowMembershipConfig(n_shadow=cfg.n_shadow)).run(
                 model,
                 X,
@@ -161,7 +172,7 @@ class MembershipCheck(Check):
             )
         # the gate judges the stronger attack: a weak one must not vouch for the model
         judged = max(results, key=lambda k: float(results[k].metrics["auc"] or 0.0))
-        return self._finding(ctx, cfg, results, judged)
+        return self._finding(ctx, cfg, results, judged, copies)
 
     def _finding(
         self,
@@ -169,6 +180,7 @@ class MembershipCheck(Check):
         cfg: MembershipCheckConfig,
         results: dict[str, MembershipResult],
         judged: str,
+        copies: int = 0,
     ) -> Finding:
         result = results[judged]
         # each figure is the worst case over the attacks that ran: the shadow attack may have
@@ -248,6 +260,8 @@ class MembershipCheck(Check):
             "inverted_auc": lowest if inverted else None,
             "members_from": "train",
             "nonmembers_from": "test",
+            # test rows with a training row's feature values: members, not non-members
+            "test_rows_in_train_left_out": copies,
             "attacks": {
                 name: {
                     "auc": r.metrics["auc"],
@@ -286,23 +300,41 @@ def _choose_attack(cfg: MembershipCheckConfig, model: ModelAdapter) -> str | Non
     return "shadow"
 
 
+def _candidate_rows(train: Dataset, test: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """Positions of the labelled training rows, of the labelled test rows that are no
+    training row (same feature values), and how many test rows were such copies."""
+    train_rows = np.flatnonzero(train.frame[train.target].notna().to_numpy())
+    test_rows = np.flatnonzero(test.frame[test.target].notna().to_numpy())
+    names = [c for c in test.feature_names if c in set(train.feature_names)]
+    copies = 0
+    if names and len(names) == len(test.feature_names):
+        from bastion.data.rowhash import row_hashes
+
+        seen_in_train, in_test = row_hashes([train.frame, test.frame], tuple(names))
+        copy = np.isin(in_test[test_rows], seen_in_train)
+        copies = int(copy.sum())
+        test_rows = test_rows[~copy]
+    return train_rows, test_rows, copies
+
+
 def _aux_rows(
-    ctx: CheckContext,
+    train: tuple[pd.DataFrame, np.ndarray],
+    test: tuple[pd.DataFrame, np.ndarray],
     members: np.ndarray,
     nonmembers: np.ndarray,
     limit: int,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame | None, np.ndarray | None]:
-    """Train and test rows that are not evaluated, for the shadows' pool (at most ``limit``)."""
-    if ctx.train is None or ctx.test is None:
-        return None, None
-    rest_train = np.setdiff1d(np.arange(ctx.train.n_rows), members)
-    rest_test = np.setdiff1d(np.arange(ctx.test.n_rows), nonmembers)
-    frames = [ctx.train.features.iloc[rest_train], ctx.test.features.iloc[rest_test]]
-    labels = np.concatenate([ctx.train.labels[rest_train], ctx.test.labels[rest_test]])
+    """Candidate train and test rows that are not evaluated, for the shadows' pool (at most
+    ``limit``)."""
+    (train_X, train_y), (test_X, test_y) = train, test
+    rest_train = np.setdiff1d(np.arange(len(train_y)), members)
+    rest_test = np.setdiff1d(np.arange(len(test_y)), nonmembers)
+    frames = [train_X.iloc[rest_train], test_X.iloc[rest_test]]
+    labels = np.concatenate([train_y[rest_train], test_y[rest_test]])
     if len(labels) == 0 or limit == 0:
         return None, None
-    X = pd.concat(frames, ignore_index=True)
+    X = stack_rows(frames)
     if len(labels) > limit:
         keep = np.sort(rng.choice(len(labels), size=limit, replace=False))
         X, labels = X.iloc[keep].reset_index(drop=True), labels[keep]

@@ -25,7 +25,7 @@ from bastion.attacks.budget import Budget, BudgetTracker
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.results import EvasionResult
 from bastion.exceptions import ConfigError, DataError
-from bastion.models.base import Capability, ModelAdapter
+from bastion.models.base import Capability, ModelAdapter, refuse_misordered_columns
 
 __all__ = [
     "Ledger",
@@ -67,6 +67,7 @@ def attack_inputs(
     receives rows in its ``input_shape`` when it declares one; a torch model without one,
     in X's own row shape (images stay images, as the white-box attacks send them); any
     other model (scikit-learn, ONNX, a callable), flat rows."""
+    refuse_misordered_columns(X, model)
     x, shape = as_rows(X)
     labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column vector of labels

@@ -63,7 +63,7 @@ from bastion.exceptions import (
     ModelError,
     ModelOutputError,
 )
-from bastion.models.base import ModelAdapter
+from bastion.models.base import ModelAdapter, refuse_misordered_columns
 
 __all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
 
@@ -1657,6 +1657,7 @@ def run_attack(
     if options.precision not in ("fp32", "bf16"):
         raise ConfigError(f"precision must be 'fp32' or 'bf16'; received {options.precision!r}")
 
+    refuse_misordered_columns(X, model)
     arr = _as_rows(X)
     n = arr.shape[0]
     flat = arr.reshape(n, -1)

@@ -63,7 +63,7 @@ from bastion.attacks.extraction.surrogates import (
     choose_surrogate,
 )
 from bastion.exceptions import ConfigError, DataError
-from bastion.models.base import Capability, ModelAdapter
+from bastion.models.base import Capability, ModelAdapter, refuse_misordered_columns
 from bastion.threats import ATLAS_MODEL_EXTRACTION, OWASP_MODEL_THEFT
 
 __all__ = ["CurvePoint", "ExtractionAttack", "ExtractionConfig", "ExtractionResult"]
@@ -193,6 +193,9 @@ class ExtractionResult:
     stopped:
         Why the run ended before ``budget`` queries (``query budget``, ``time budget``,
         ``interrupted``), or None.
+    eval_rows:
+        Evaluation rows the figures are measured on: fewer than ``eval_data`` holds when the
+        time budget or Ctrl-C stopped their labelling (None in a result built by hand).
     model:
         The final surrogate (a :class:`~bastion.attacks.extraction.surrogates.Surrogate`).
     """
@@ -213,6 +216,7 @@ class ExtractionResult:
     rate_wait_s: float
     stopped: str | None
     model: Surrogate | None = field(default=None, compare=False, repr=False)
+    eval_rows: int | None = None
 
     def fidelity_at(self, budget: int) -> float | None:
         """Fidelity of the largest curve point whose budget is <= ``budget`` (None if none)."""
@@ -309,6 +313,8 @@ class ExtractionAttack(Attack):
         self.check_model(victim)
         started = time.perf_counter()
         n_features = constraints.n_features
+        refuse_misordered_columns(eval_data, victim, "eval_data")
+        refuse_misordered_columns(attacker_data, victim, "attacker_data")
         X_eval = _matrix(eval_data, "eval_data", n_features)
         pool = (
             None if attacker_data is None else _matrix(attacker_data, "attacker_data", n_features)
@@ -343,7 +349,10 @@ class ExtractionAttack(Attack):
 
         before_eval = victim.n_queries
         if victim_eval_labels is None:
-            v_eval = self._victim_labels(victim, X_eval, limiter, cfg.batch_size)
+            v_eval = self._victim_labels(victim, X_eval, limiter, cfg.batch_size, tracker)
+            # cut by the time budget or Ctrl-C: the figures are measured on the rows labelled
+            X_eval = X_eval[: len(v_eval)]
+            y_eval = None if y_eval is None else y_eval[: len(v_eval)]
         else:
             v_eval = _labels(victim_eval_labels, len(X_eval), "victim_eval_labels")
         eval_queries = victim.n_queries - before_eval
@@ -381,6 +390,11 @@ class ExtractionAttack(Attack):
             point_scores: dict[str, float] = {}
             try:
                 for family in families:
+                    if best is not None and tracker.out_of_time():
+                        # one family trained for this point: the rest would run past the
+                        # time budget (auto's three families overran it threefold)
+                        stopped = stopped or "time budget"
+                        break
                     fitted = Surrogate(family, seed).fit(
                         X_q[:point], labels[:point], sub_proba, loop.classes
                     )
@@ -427,18 +441,33 @@ class ExtractionAttack(Attack):
             rate_wait_s=limiter.slept_s,
             stopped=stopped,
             model=model,
+            eval_rows=len(X_eval),
         )
 
     @staticmethod
     def _victim_labels(
-        victim: ModelAdapter, X: np.ndarray, limiter: RateLimiter, batch_size: int
+        victim: ModelAdapter,
+        X: np.ndarray,
+        limiter: RateLimiter,
+        batch_size: int,
+        tracker: BudgetTracker,
     ) -> np.ndarray:
-        parts = []
-        for start in range(0, len(X), batch_size):
-            batch = X[start : start + batch_size]
-            limiter.wait(len(batch))
-            parts.append(np.asarray(victim.predict(batch)))
-        return np.concatenate(parts)
+        """The victim's labels of the evaluation rows, batch by batch under the rate cap; the
+        time budget (a batch starts only if its rate wait ends in time) and Ctrl-C stop it
+        between batches, with the labels so far (before, both ran past or lost them)."""
+        parts: list[np.ndarray] = []
+        max_s = tracker.budget.max_seconds
+        try:
+            for start in range(0, len(X), batch_size):
+                if max_s is not None and tracker.elapsed_s + limiter.delay() >= max_s:
+                    tracker.exhausted_reason = "time budget"
+                    break
+                batch = X[start : start + batch_size]
+                limiter.wait(len(batch))
+                parts.append(np.asarray(victim.predict(batch)))
+        except KeyboardInterrupt:
+            tracker.interrupt()
+        return np.concatenate(parts) if parts else np.empty(0)
 
 
 class _QueryLoop:
@@ -492,6 +521,10 @@ class _QueryLoop:
                 self.tracker.exhausted_reason = "time budget"
                 return
             rows = self._next_rows(n)
+            # active learning fits a surrogate to choose them: the clock again before sending
+            if max_s is not None and self.tracker.elapsed_s + self.limiter.delay() >= max_s:
+                self.tracker.exhausted_reason = "time budget"
+                return
             self._send(rows)
 
     def _next_rows(self, n: int) -> np.ndarray:
