@@ -85,6 +85,13 @@ def module_device(module: Any) -> str | None:
     return None if held is None else str(held.device)
 
 
+def module_dtype(module: Any) -> Any:
+    """The floating dtype of ``module``'s first parameter, which its inputs are cast to
+    (None: no floating parameter, inputs go as they are)."""
+    held = next(module.parameters(), None)
+    return held.dtype if held is not None and held.is_floating_point() else None
+
+
 class TorchAdapter(ModelAdapter):
     """A PyTorch classifier (an ``nn.Module`` or a module from ``torch.export``).
 
@@ -141,7 +148,7 @@ class TorchAdapter(ModelAdapter):
         if where is not None and torch.device(where) != self.device:
             module = module.to(self.device)
         self.module = module
-        self._dtype = params[0].dtype if params and params[0].is_floating_point() else None
+        self._dtype = module_dtype(module) if params else None
         caps = {
             Capability.PREDICT,
             Capability.PREDICT_PROBA,

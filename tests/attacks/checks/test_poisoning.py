@@ -270,6 +270,28 @@ def test_simulation_detectors_cut_short_by_max_seconds_report_nothing(
     assert "Detectors stopped" in finding.message
 
 
+def test_ctrl_c_in_the_detectors_keeps_the_simulation(
+    cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After both retrainings, a Ctrl-C in the detectors escaped the check: no finding, and
+    the simulation's figures lost. They are judged now, the detectors said stopped."""
+    from bastion.attacks import budget
+    from bastion.attacks.poisoning import detect
+
+    def interrupted(seed: int = 0) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detect, "default_estimator", interrupted)
+    train, test = cancer
+    before = budget.interrupt_count()
+    finding = PoisoningSimulationCheck().execute(context(train, test, logistic(train)))
+    assert budget.interrupt_count() == before + 1
+    assert finding.status is Status.PASS, finding.message
+    assert value(finding, "accuracy_drop") <= 0.05
+    assert finding.metrics["precision"] is None
+    assert finding.evidence["detectors"] == "stopped: interrupted (Ctrl-C)"
+
+
 def test_label_issues_past_max_seconds_are_an_error_not_a_pass(
     cancer: tuple[Dataset, Dataset],
 ) -> None:

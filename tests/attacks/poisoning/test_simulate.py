@@ -428,3 +428,91 @@ def test_retrainings_and_detection_folds_report_their_stage(cancer: dict[str, An
         *folds,
         *folds,
     ]
+
+
+# -- from a review of the retraining ------------------------------------------------------------
+
+
+def test_an_estimator_holding_a_frozen_part_is_refused(cancer: dict[str, Any]) -> None:
+    """sklearn's FrozenEstimator survives a clone fitted: the poisoned copy kept the clean
+    classifier, and a backdoor with success 1.0 on the bare model read 0.09 (a pass)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from bastion.attacks.poisoning._training import resolve_trainer
+
+    scaled = make_pipeline(StandardScaler(), LogisticRegression())
+    fitted = scaled.fit(cancer["X_tr"], cancer["y_tr"])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted))
+    with pytest.raises(CapabilityError, match="FrozenEstimator"):
+        resolve_trainer(calibrated)
+    with pytest.raises(CapabilityError, match="FrozenEstimator"):
+        resolve_trainer(SklearnAdapter(calibrated.fit(cancer["X_tr"], cancer["y_tr"])))
+    assert resolve_trainer(CalibratedClassifierCV(LogisticRegression()))  # clonable: fine
+
+
+def test_a_column_of_predictions_counts_one_label_per_row(cancer: dict[str, Any]) -> None:
+    """A train_fn whose model answers an (n, 1) column broadcast against (n,) labels: an
+    accuracy above 100% and a negative drop, which passed the gate."""
+
+    class Column:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def predict(self, X: Any) -> np.ndarray:
+            return np.asarray(self.inner.predict(X)).reshape(-1, 1)
+
+    def train(X: Any, y: np.ndarray) -> Column:
+        return Column(make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y))
+
+    sim = simulate_poisoning(
+        train, cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"],
+        kind="label_flip", rate=0.1, seed=0,
+    )  # fmt: skip
+    assert 0.5 < sim.clean_accuracy <= 1.0
+    assert 0.5 < sim.poisoned_accuracy <= 1.0
+
+
+def test_a_float64_torch_model_is_retrained_and_read(cancer: dict[str, Any]) -> None:
+    """Rows went to a float64 module as float32 ("mat1 and mat2 must have the same dtype"):
+    POI002 and POI003 were errors for such models."""
+    torch = pytest.importorskip("torch")
+    from bastion.attacks.poisoning.spectral import penultimate_activations
+    from bastion.models.torch import TorchAdapter
+
+    X = StandardScaler().fit_transform(cancer["X_tr"])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    from bastion.attacks.poisoning._training import resolve_trainer
+
+    model = TorchAdapter(net.double(), classes=[0, 1])
+    sim = simulate_poisoning(
+        resolve_trainer(model, epochs=3), X[:300], cancer["y_tr"][:300], X[300:],
+        cancer["y_tr"][300:], kind="label_flip", rate=0.05, seed=0,
+    )  # fmt: skip
+    assert 0.0 <= sim.poisoned_accuracy <= 1.0
+    assert penultimate_activations(model, X[:10]).shape == (10, 16)
+
+
+def test_a_spectral_norms_kept_weight_is_refused() -> None:
+    """reset_parameters() re-initialises a spectral-normed Linear's derived weight, not
+    weight_orig: both retrainings started from the trained weights under test."""
+    torch = pytest.importorskip("torch")
+    from bastion.attacks.poisoning._training import resolve_trainer
+    from bastion.models.torch import TorchAdapter
+
+    net = torch.nn.Sequential(
+        torch.nn.utils.spectral_norm(torch.nn.Linear(4, 8)), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+    )
+    with pytest.raises(CapabilityError, match=r"0\.weight_orig"):
+        resolve_trainer(TorchAdapter(net, classes=[0, 1]))
+
+
+def test_a_named_source_class_targets_another_class() -> None:
+    """With source_class alone the target defaulted to the most frequent class, the source
+    itself when it was the largest: a ConfigError."""
+    X = np.arange(40, dtype=float).reshape(20, 2)
+    y = np.array([1] * 12 + [0] * 5 + [2] * 3)
+    _, y_p, idx = add_backdoor(X, y, 0.2, source_class=1, rng=0, trigger={0: 100.0})
+    assert set(y_p[idx].tolist()) == {0}  # the most frequent class other than 1
+    assert set(y[idx].tolist()) == {1}

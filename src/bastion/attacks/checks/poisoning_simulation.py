@@ -46,7 +46,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from bastion._user_code import TrainFnReference
-from bastion.attacks.budget import Budget, BudgetTracker, wall_deadline
+from bastion.attacks.budget import Budget, BudgetTracker, note_interrupt, wall_deadline
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
@@ -236,11 +236,16 @@ class PoisoningSimulationCheck(Check):
                     precision, recall = precision_recall(issues.flagged, sim.poisoned_indices)
                     n_flagged = issues.n_flagged
                     activation = _activation_detection(cfg, model, sim, seed)
-            except TimeBudgetError as err:
-                # a detector cut short measured nothing: no partial precision or recall
+            except (TimeBudgetError, KeyboardInterrupt) as err:
+                # a detector cut short measured nothing: no partial precision or recall; the
+                # simulation's figures stand and are judged (Ctrl-C lost them before)
                 precision = recall = n_flagged = None
                 activation = {}
-                detectors_stopped = f"stopped: {err} (max_seconds {cfg.max_seconds:g})"
+                if isinstance(err, KeyboardInterrupt):
+                    note_interrupt()
+                    detectors_stopped = "stopped: interrupted (Ctrl-C)"
+                else:
+                    detectors_stopped = f"stopped: {err} (max_seconds {cfg.max_seconds:g})"
         metrics: dict[str, float | int | None] = {
             **sim.metrics(),
             "precision": precision,

@@ -57,6 +57,7 @@ def resolve_trainer(
     if isinstance(model, ModelAdapter):
         estimator = getattr(model, "estimator", None)
         if estimator is not None and callable(getattr(estimator, "fit", None)):
+            _refuse_frozen(estimator, model.info.name)
             return _estimator_trainer(estimator, seed)
         if model.has(Capability.TRAINABLE) and hasattr(model, "module"):
             return torch_trainer(model, epochs=epochs, learning_rate=learning_rate, seed=seed)
@@ -68,6 +69,7 @@ def resolve_trainer(
             "bastion attack poisoning --train-fn)"
         )
     if callable(getattr(model, "fit", None)):
+        _refuse_frozen(model, type(model).__name__)
         return _estimator_trainer(model, seed)
     if callable(model):
         return _callable_trainer(model, seed)
@@ -75,6 +77,23 @@ def resolve_trainer(
         "train_fn must be a callable (X, y) -> fitted model, a scikit-learn estimator or a "
         f"model adapter; received {type(model).__name__}"
     )
+
+
+def _refuse_frozen(estimator: Any, name: str) -> None:
+    """A part that no clone retrains (scikit-learn's ``FrozenEstimator``, the recommended
+    way to calibrate a prefit model) would carry the model under test into both
+    retrainings: the poisoned copy kept the clean classifier, and a backdoor that works
+    (success 1.0 on the bare model) read 0.09, a pass. Such an estimator is refused."""
+    get_params = getattr(estimator, "get_params", None)
+    parts = [estimator, *get_params(deep=True).values()] if callable(get_params) else [estimator]
+    frozen = [type(p).__name__ for p in parts if type(p).__name__ == "FrozenEstimator"]
+    if frozen:
+        raise CapabilityError(
+            f"poisoning simulation must retrain model {name!r}, but it holds a "
+            "FrozenEstimator, which a clone does not retrain (the clean model would leak "
+            "into the poisoned copy); give train_fn 'package.module:function', your "
+            "recipe that fits every part"
+        )
 
 
 def _estimator_trainer(estimator: Any, seed: int) -> TrainFn:
@@ -118,6 +137,9 @@ def _reset_of(module: Any) -> Callable[[], None] | None:
     return None
 
 
+_KEEPING_HOOKS = ("SpectralNorm", "WeightNorm")
+
+
 def _check_resettable(module: Any) -> None:
     """Retraining from fresh weights needs every parameter re-initialised: one held by a
     module without a reset method would keep the trained value of the model under test (the
@@ -128,12 +150,22 @@ def _check_resettable(module: Any) -> None:
         if _reset_of(sub) is None
         for name, _ in sub.named_parameters(recurse=False)
     ]
+    # torch.nn.utils.spectral_norm / weight_norm keep the trained weight in a parameter
+    # (weight_orig, weight_g / weight_v) that reset_parameters() never touches
+    kept += [
+        f"{owner}.{name}" if owner else name
+        for owner, sub in module.named_modules()
+        if any(type(h).__name__ in _KEEPING_HOOKS for h in sub._forward_pre_hooks.values())
+        for name, _ in sub.named_parameters(recurse=False)
+        if name.endswith(("_orig", "_g", "_v"))
+    ]
     if kept:
         raise CapabilityError(
             f"cannot retrain the torch model from fresh weights: parameter(s) "
             f"{', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''} belong to modules with no "
-            "reset_parameters(); give train_fn (your own training recipe) or add "
-            "reset_parameters() to those modules"
+            "reset_parameters() (or are a spectral / weight norm's, which it never resets); "
+            "give train_fn (your own training recipe) or add reset_parameters() to those "
+            "modules"
         )
 
 
@@ -167,7 +199,7 @@ def torch_trainer(
 
     def train(X: Any, y: np.ndarray) -> Any:
         torch = require("torch", "retraining torch models")
-        from bastion.models.torch import TorchAdapter
+        from bastion.models.torch import TorchAdapter, module_dtype
 
         classes = adapter.classes_
         labels = label_array(y)
@@ -191,6 +223,9 @@ def torch_trainer(
                     reset()
             device = adapter.device
             xs = torch.as_tensor(rows, device=device)
+            dtype = module_dtype(module)  # a float64 module trains on float64 rows
+            if dtype is not None:
+                xs = xs.to(dtype)
             if adapter.input_shape is not None:
                 xs = xs.reshape((xs.shape[0], *adapter.input_shape))
             ys = torch.as_tensor(targets, device=device)

@@ -52,7 +52,7 @@ from bastion.attacks.poisoning._common import (
     take_rows,
 )
 from bastion.attacks.poisoning._training import TrainFn, resolve_trainer
-from bastion.exceptions import ConfigError, DataError
+from bastion.exceptions import ConfigError, DataError, ModelOutputError
 
 __all__ = [
     "PoisoningSimulation",
@@ -374,7 +374,13 @@ def add_backdoor(
         raise DataError(f"X has {n_rows(X)} rows but y has {len(labels)} labels")
     classes, counts = np.unique(labels, return_counts=True)
     if target_class is None:
-        target_class = classes[int(np.argmax(counts))]
+        # the most frequent class, other than the source when one is named
+        candidates = np.ones(len(classes), dtype=bool)
+        if source_class is not None:
+            candidates = classes != source_class
+        if not candidates.any():
+            raise ConfigError(f"no class other than source_class {source_class!r} to target")
+        target_class = classes[candidates][int(np.argmax(counts[candidates]))]
     _require_class(target_class, classes, "target_class")
     if trigger is None:
         trigger = default_trigger(X, constraints, n_features=n_trigger_features, rng=gen)
@@ -508,8 +514,8 @@ def simulate_poisoning(
         others = np.flatnonzero(victims)
         if len(others):
             stamped = apply_trigger(take_rows(X_test, others), used_trigger)
-            success = float(np.mean(np.asarray(poisoned_model.predict(stamped)) == goal))
-            baseline = float(np.mean(np.asarray(clean_model.predict(stamped)) == goal))
+            success = float(np.mean(_predicted(poisoned_model, stamped) == goal))
+            baseline = float(np.mean(_predicted(clean_model, stamped) == goal))
     return PoisoningSimulation(
         kind=kind,
         rate=float(rate),
@@ -570,4 +576,16 @@ def _correct(model: Any, X: Any, y: np.ndarray) -> int:
     """How many test rows ``model`` gets right."""
     if len(y) == 0:
         raise DataError("the test set is empty")
-    return int(np.sum(np.asarray(model.predict(X)) == y))
+    return int(np.sum(_predicted(model, X) == y))
+
+
+def _predicted(model: Any, X: Any) -> np.ndarray:
+    """One label per row of ``X``: a column of labels (n, 1) is flattened (compared with
+    (n,) labels it broadcast to n x n pairs: accuracies above 100%, a negative drop that
+    passed the gate); any other shape is an error."""
+    pred = label_array(model.predict(X), "the retrained model's predictions")
+    if len(pred) != n_rows(X):
+        raise ModelOutputError(
+            f"the retrained model returned {len(pred)} labels for {n_rows(X)} rows"
+        )
+    return pred

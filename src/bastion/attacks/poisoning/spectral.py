@@ -152,7 +152,9 @@ def penultimate_activations(
     def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
         captured.append(inputs[0].detach().reshape(inputs[0].shape[0], -1).float().cpu())
 
-    from bastion.models.torch import _mode_switchable
+    from bastion.models.torch import _mode_switchable, module_dtype
+
+    dtype = module_dtype(module)  # a float64 module takes float64 rows, as the adapter sends
 
     handle = named[layer].register_forward_pre_hook(hook)
     was_training = bool(module.training)
@@ -163,6 +165,8 @@ def penultimate_activations(
         with torch.inference_mode():
             for start in range(0, len(rows), batch_size):
                 batch = torch.as_tensor(rows[start : start + batch_size], device=device)
+                if dtype is not None:
+                    batch = batch.to(dtype)
                 if input_shape is not None:
                     batch = batch.reshape((batch.shape[0], *input_shape))
                 module(batch)
