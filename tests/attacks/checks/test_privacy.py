@@ -472,6 +472,10 @@ def test_test_rows_copied_from_training_are_no_non_members(
     assert found.metrics["n_nonmembers"] == len(copied) - k
     assert clean.status is Status.FAIL
     assert found.status is Status.FAIL  # the forest's leak, found on the rows left
+    only_copies = Dataset.from_frame(train.frame.iloc[:50], name="test", target="target")
+    nothing = MembershipCheck(config).execute(context(train, only_copies, model))
+    assert nothing.status is Status.SKIPPED
+    assert "every labelled test row (50) is also a training row" in nothing.message
 
 
 def test_rows_without_labels_are_no_records(cancer: tuple[Dataset, Dataset]) -> None:

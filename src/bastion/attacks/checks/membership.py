@@ -141,6 +141,12 @@ class MembershipCheck(Check):
         # that is a training row: it is a member, and counted a non-member it pulls the AUC
         # down (a review saw a leaky forest pass with 80% of its test rows copied from train)
         train_rows, test_rows, copies = _candidate_rows(ctx.train, ctx.test)
+        if len(test_rows) == 0:
+            return self.skip(
+                ctx,
+                f"no non-member to compare with: every labelled test row ({copies}) is also a "
+                "training row; give test rows the model never saw",
+            )
         train_X = ctx.train.features.iloc[train_rows]
         test_X = ctx.test.features.iloc[test_rows]
         train_y, test_y = ctx.train.labels[train_rows], ctx.test.labels[test_rows]
