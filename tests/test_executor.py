@@ -186,3 +186,40 @@ def test_a_registered_backend_plugs_in() -> None:
         from bastion import executor
 
         executor._BACKENDS.pop("test", None)
+
+
+def _reach(address: tuple[str, int]) -> bool:
+    import socket
+
+    socket.create_connection(address, timeout=2).close()
+    return True
+
+
+def test_workers_run_under_the_parents_network_rule() -> None:
+    """A worker is a new interpreter, outside the parent's network rule: user code run
+    there (shadow models trained by a train_fn) reached ports the parent refused."""
+    import socket
+
+    from bastion.attacks.network import only_endpoints
+
+    servers = []
+    for _ in range(2):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        servers.append(server)
+    allowed, other = (("127.0.0.1", s.getsockname()[1]) for s in servers)
+    # fresh interpreters, as the default start method gives (a forked worker inherits the
+    # parent's patched socket module by accident)
+    pool = LocalExecutor(max_workers=2, mp_context="spawn")
+    try:
+        with only_endpoints([f"http://127.0.0.1:{allowed[1]}"]):
+            assert pool.map(_reach, [allowed, allowed]) == [True, True]
+            with pytest.raises(PermissionError, match=rf"port {other[1]} refused"):
+                pool.map(_reach, [allowed, other])
+            with pytest.raises(PermissionError, match=rf"port {other[1]} refused"):
+                list(pool.completed(_reach, [other, allowed]))
+        assert pool.map(_reach, [other, other]) == [True, True]  # no rule outside the block
+    finally:
+        for server in servers:
+            server.close()

@@ -28,6 +28,7 @@ import contextlib
 import multiprocessing
 import os
 import pickle
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -174,10 +175,11 @@ class LocalExecutor(Executor):
             return [_run_named(fn, i, item) for i, item in enumerate(items)]
         self._check_picklable(fn)
         threads = max(1, available_cpus() // workers)
+        rule = _parent_rule()
         context = multiprocessing.get_context(self._method())
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures: list[Future[R]] = [
-                pool.submit(_call_limited, fn, item, threads) for item in items
+                pool.submit(_call_limited, fn, item, threads, rule) for item in items
             ]
             results: list[R] = []
             for i, future in enumerate(futures):
@@ -210,12 +212,14 @@ class LocalExecutor(Executor):
             return
         self._check_picklable(fn)
         threads = max(1, available_cpus() // workers)
+        rule = _parent_rule()
         context = multiprocessing.get_context(self._method())
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         finished = False
         try:
             index = {
-                pool.submit(_call_limited, fn, item, threads): i for i, item in enumerate(items)
+                pool.submit(_call_limited, fn, item, threads, rule): i
+                for i, item in enumerate(items)
             }
             waiting = set(index)
             while waiting:
@@ -383,10 +387,26 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-def _call_limited(fn: Callable[[T], R], item: T, threads: int) -> R:
-    """Worker side: run one item with native thread pools capped (no oversubscription)."""
-    with native_threads(threads):
+def _call_limited(
+    fn: Callable[[T], R], item: T, threads: int, rule: tuple[str, ...] | None = None
+) -> R:
+    """Worker side: run one item with native thread pools capped (no oversubscription), and
+    under the parent's network rule when one guarded the call (``rule``: the endpoints it
+    allows; a worker is a new interpreter, outside every rule of the parent's)."""
+    guard: Any = contextlib.nullcontext()
+    if rule is not None:
+        from bastion.attacks.network import only_endpoints
+
+        guard = only_endpoints(rule)
+    with guard, native_threads(threads):
         return fn(item)
+
+
+def _parent_rule() -> tuple[str, ...] | None:
+    """The endpoints the network rule guarding the caller allows, for the workers (None:
+    no rule; the network module is imported only where an attack opened one)."""
+    module = sys.modules.get("bastion.attacks.network")
+    return None if module is None else module.guarded_endpoints()
 
 
 def _name_item(err: BaseException, index: int, item: Any) -> None:

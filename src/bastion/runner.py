@@ -129,6 +129,22 @@ def _train_has_the_test_features(train: Dataset, test: Dataset, model: ModelAdap
     if getattr(model, "feature_names_in_", None):
         return
     missing = [c for c in test.feature_names if c not in train.feature_names]
+    same = sorted(test.feature_names) == sorted(train.feature_names)
+    if same and test.feature_names != train.feature_names:
+        # the same columns in another order: a positional model would read one file's
+        # columns as the other's (a review saw clean accuracy 0.37 instead of 0.91, no
+        # warning); which order the model takes, only the user knows
+        at = next(
+            i
+            for i, (a, b) in enumerate(zip(test.feature_names, train.feature_names, strict=True))
+            if a != b
+        )
+        raise DataError(
+            f"datasets {train.name!r} and {test.name!r} hold the feature columns in different "
+            f"orders (column {at} is {train.feature_names[at]!r} in one, "
+            f"{test.feature_names[at]!r} in the other), and model {model.info.name!r} takes "
+            "its inputs by position: write both files with the model's column order"
+        )
     if missing:
         where = f" ({train.path})" if train.path else ""
         shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")

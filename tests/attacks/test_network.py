@@ -157,3 +157,23 @@ def test_an_internationalised_endpoint_name_is_looked_up_as_a_resolver_writes_it
     # not refused by the rule, only unknown to the resolver
     with only_endpoints(["https://bücher.invalid"]), pytest.raises(socket.gaierror):
         socket.getaddrinfo("xn--bcher-kva.invalid", 443)
+
+
+def test_the_proxys_port_opens_the_proxy_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts and ports were allowed in two separate sets: with a proxy on another host, the
+    proxy's port was open on the endpoint's host too (a review reached a third service on
+    127.0.0.1 through it). Each host is now allowed on its own port only."""
+    endpoint, proxy, third = _server(), _server(), _server()
+    port, proxy_port = endpoint.getsockname()[1], proxy.getsockname()[1]
+    third_port = third.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://localhost:{proxy_port}")
+    try:
+        with only_endpoints([f"http://127.0.0.2:{port}"]):
+            socket.create_connection(("localhost", proxy_port), timeout=2).close()
+            with pytest.raises(PermissionError, match=rf"port {proxy_port} refused"):
+                socket.create_connection(("127.0.0.2", proxy_port), timeout=2)
+            with pytest.raises(PermissionError, match=rf"port {third_port} refused"):
+                socket.create_connection(("127.0.0.2", third_port), timeout=2)
+    finally:
+        for server in (endpoint, proxy, third):
+            server.close()

@@ -247,6 +247,25 @@ def test_a_train_file_lacking_a_feature_is_named(
     )
 
 
+def test_a_test_file_with_the_columns_in_another_order_is_named(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ONNX model takes its inputs by position: a test file with the training file's
+    columns in another order was read scrambled (clean accuracy 0.37 instead of 0.91, no
+    warning, exit 0). It is a named input error now."""
+    frame = pd.read_csv(project / "data" / "test.csv")
+    target = "diagnosis"
+    features = [c for c in frame.columns if c != target]
+    frame[[*features[::-1], target]].to_csv(project / "data" / "test.csv", index=False)
+    train = str(project / "data" / "train.csv")
+    code, report = attack(project, "evasion", "--train", train, "--budget", "50")
+    assert code == 2
+    assert report == {}
+    err = capsys.readouterr().err
+    assert "hold the feature columns in different orders" in err
+    assert "takes its inputs by position" in err
+
+
 def test_output_paths_that_cannot_be_written_and_a_run_without_adversarials(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

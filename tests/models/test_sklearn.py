@@ -58,6 +58,22 @@ def test_missing_column_and_wrong_width_are_named(
         model.predict(X.to_numpy()[:, :5])
 
 
+def test_an_infinite_input_value_is_named(
+    cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    """scikit-learn says "Input X contains infinity", naming neither column nor row: the
+    CLI printed that alone for a data file with one inf."""
+    X, _ = cancer
+    broken = X.iloc[:10].copy()
+    broken.iloc[7, 3] = np.inf
+    model = SklearnAdapter(cancer_pipeline)
+    named = r"row 7 of the rows sent holds inf in column 'mean area' \(1 infinite value"
+    for call in (model.predict, model.predict_proba):
+        for rows in (broken, broken.to_numpy()):  # an array gets the fitted names too
+            with pytest.raises(ModelError, match=named):
+                call(rows)
+
+
 def test_query_counter(cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline) -> None:
     X, _ = cancer
     model = SklearnAdapter(cancer_pipeline)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["host_of", "only_endpoints", "proxy_for"]
+__all__ = ["guarded_endpoints", "host_of", "only_endpoints", "proxy_for"]
 
 _LOCK = threading.Lock()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -43,8 +43,11 @@ class _Allowed:
 
     names: frozenset[str]
     addresses: frozenset[str]
-    ports: frozenset[int]
+    # (name or address, port) of each endpoint: a host is allowed on its own port only (with
+    # hosts and ports in two sets, an allowed proxy's port opened it on the endpoint's host)
+    pairs: frozenset[tuple[str, int]]
     outside: frozenset[int]
+    urls: tuple[str, ...] = ()
 
 
 _ACTIVE: list[_Allowed] = []  # the blocks now open, in any thread
@@ -78,11 +81,20 @@ def only_endpoints(urls: Iterable[str]) -> Iterator[None]:
     """
     urls = [u for u in urls if host_of(u)]
     urls += [p for p in (proxy_for(u) for u in urls) if p and host_of(p)]
-    names = frozenset(_name_forms(host_of(u) for u in urls))
-    ports = frozenset(_port_of(u) for u in urls)
+    names: set[str] = set()
+    addresses: set[str] = set()
+    pairs: set[tuple[str, int]] = set()
+    for url in urls:
+        forms = frozenset(_name_forms([host_of(url)]))
+        resolved = _addresses(forms)
+        names |= forms
+        addresses |= resolved
+        pairs |= {(host, _port_of(url)) for host in forms | resolved}
     running = {t.ident for t in threading.enumerate() if t.ident is not None}
     outside = frozenset(running - {threading.get_ident()})
-    allowed = _Allowed(names, frozenset(_addresses(names)), ports, outside)
+    allowed = _Allowed(
+        frozenset(names), frozenset(addresses), frozenset(pairs), outside, tuple(urls)
+    )
     with _LOCK:
         _install()
         _ACTIVE.append(allowed)
@@ -91,6 +103,17 @@ def only_endpoints(urls: Iterable[str]) -> Iterator[None]:
     finally:
         with _LOCK:
             _ACTIVE.remove(allowed)
+
+
+def guarded_endpoints() -> tuple[str, ...] | None:
+    """The endpoints the open blocks guarding this thread allow (None: no block guards it),
+    for a worker process to open the same rule: a process pool's workers are new
+    interpreters, outside every block (a review saw shadow models trained by user code in
+    workers reach another port while the parent refused it)."""
+    blocks = _guarding() if _ACTIVE else []
+    if not blocks:
+        return None
+    return tuple(dict.fromkeys(u for block in blocks for u in block.urls))
 
 
 def _name_forms(names: Iterable[str]) -> set[str]:
@@ -135,7 +158,7 @@ def _check_address(sock: socket.socket, address: Any) -> None:
         raise _refusal(repr(address))
     host, port = str(address[0]).lower(), address[1]
     for block in blocks:
-        if (host in block.names or host in block.addresses) and port in block.ports:
+        if (host, port) in block.pairs:
             return
     raise _refusal(f"{host!r} port {port}")
 

@@ -170,6 +170,10 @@ class Dataset:
     ) -> Dataset:
         if frame.empty:
             raise EmptyDataError(f"dataset {name!r} holds no rows")
+        if not all(isinstance(c, str) for c in frame.columns):
+            # names are strings everywhere else (feature_names, schemas, reports): a frame
+            # with integer column labels could not be selected by them (a KeyError)
+            frame = frame.rename(columns=str)
         return cls(
             name=name,
             frame=frame,

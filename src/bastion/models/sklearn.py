@@ -61,10 +61,37 @@ class SklearnAdapter(ModelAdapter):
         self.n_features_in_: int | None = None if n_in is None else int(n_in)
 
     def _predict(self, X: ArrayLike) -> np.ndarray:
-        return np.asarray(self.estimator.predict(self._prepare(X)))
+        rows = self._prepare(X)
+        try:
+            return np.asarray(self.estimator.predict(rows))
+        except ValueError as err:
+            raise self._refused(rows, err) from err
 
     def _predict_proba(self, X: ArrayLike) -> np.ndarray:
-        return np.asarray(self.estimator.predict_proba(self._prepare(X)))
+        rows = self._prepare(X)
+        try:
+            return np.asarray(self.estimator.predict_proba(rows))
+        except ValueError as err:
+            raise self._refused(rows, err) from err
+
+    def _refused(self, rows: ArrayLike, err: ValueError) -> Exception:
+        """The estimator's refusal of its input, with the first infinite value named (its
+        own message names neither the column nor the row: "Input X contains infinity");
+        other refusals pass as they are."""
+        values = rows.to_numpy() if isinstance(rows, pd.DataFrame) else np.asarray(rows)
+        if values.dtype.kind not in "fc":
+            return err
+        where = np.argwhere(np.isinf(values))
+        if where.size == 0:
+            return err
+        row, col = (int(v) for v in where[0])
+        names = list(rows.columns) if isinstance(rows, pd.DataFrame) else None
+        column = repr(str(names[col])) if names is not None else f"{col}"
+        return ModelError(
+            f"model {self.info.name!r} refused its input: row {row} of the rows sent holds "
+            f"{values[row, col]} in column {column} ({int(np.isinf(values).sum())} infinite "
+            f"value(s) in all); {err}"
+        )
 
     def _prepare(self, X: ArrayLike) -> ArrayLike:
         """Give the estimator the container type it was fitted on."""

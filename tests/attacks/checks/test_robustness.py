@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 from sklearn.datasets import load_breast_cancer
@@ -630,3 +631,95 @@ def test_the_html_cell_of_feature_changes() -> None:
     ]
     assert _cell("changes", [{"feature": "x"}]) == '[{"feature": "x"}]'
     assert _cell("label", 3) == "3"
+
+
+# -- from a review of ADV001 ---------------------------------------------------------------------
+def test_labels_a_model_without_classes_cannot_name_are_an_error(data: dict[str, Any]) -> None:
+    """Without classes_, labels are read as score columns: -1/+1 labels put the -1 points
+    on no column (never attacked, counted robust: 0.62 against 0.38), labels 1..3 on the
+    wrong ones. Such labels are now a named error, never a quiet pass."""
+    lr = data["lr"]
+    flipped = data["test"].frame.copy()
+    flipped["target"] = flipped["target"] * 2 - 1  # -1 / +1
+    test = Dataset.from_frame(flipped, name="test", target="target")
+
+    def predict(X: Any) -> np.ndarray:
+        return np.asarray(lr.predict(np.asarray(X))) * 2 - 1
+
+    model = CallableAdapter(
+        predict=predict, predict_proba=lambda X: lr.predict_proba(np.asarray(X))
+    )
+    ctx = _ctx(data, model)
+    ctx.test = test
+    finding = EvasionCheck(EvasionCheckConfig(n_points=30, eps=0.5, eps_curve=(0.5,))).execute(ctx)
+    assert finding.status is Status.ERROR
+    assert "labels [-1] are not" in finding.message
+    assert "give the adapter its classes" in finding.message
+
+
+def test_a_black_box_attack_alone_under_a_tiny_cap_is_a_cut_run(data: dict[str, Any]) -> None:
+    """Square alone with 10 queries per point (7 iterations) passed without a note, where an
+    auto stage left that little is a cut run."""
+    finding = _run(
+        data, SklearnAdapter(data["gb"]), attack="square", eps=0.5, eps_curve=(0.5,),
+        max_queries_per_sample=10, n_points=30,
+    )  # fmt: skip
+    assert any("cut by the query budget" in note for note in finding.evidence["sanity"])
+    assert finding.status is not Status.PASS
+    roomy = _run(
+        data, SklearnAdapter(data["gb"]), attack="square", eps=0.5, eps_curve=(0.5,),
+        max_queries_per_sample=300, n_points=30,
+    )  # fmt: skip
+    assert not any("cut by the query budget" in n for n in roomy.evidence["sanity"])
+
+
+def test_rows_with_a_missing_feature_are_left_out_and_counted(data: dict[str, Any]) -> None:
+    """A NaN feature value made the whole check an error (the attacks need finite rows)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    frame = data["test"].frame.copy()
+    frame.loc[::10, "mean radius"] = np.nan
+    test = Dataset.from_frame(frame, name="test", target="target")
+    train = data["train"]
+    model = SklearnAdapter(
+        HistGradientBoostingClassifier(max_iter=50).fit(train.features, train.labels)
+    )
+    ctx = _ctx(data, model)
+    ctx.test = test
+    config = EvasionCheckConfig(n_points=500, eps=0.3, eps_curve=(0.3,), max_queries_per_sample=50)
+    finding = EvasionCheck(config).execute(ctx)
+    missing = int(frame["mean radius"].isna().sum())
+    assert finding.status is not Status.ERROR, finding.message
+    assert finding.evidence["incomplete_rows_left_out"] == missing
+    assert finding.metrics["n_points"] == len(frame) - missing
+    assert f"{missing} test row(s) with a missing feature value left out" in finding.message
+
+
+def test_integer_features_eps_cannot_move_are_a_sanity_warning(data: dict[str, Any]) -> None:
+    """Rounding takes a candidate back toward its original value: an integer feature that
+    eps cannot move by one unit never changes (every pixel of 0..16 digits at the tensor
+    default, 8/255 of the range), and the verdict said nothing about it."""
+    frame = data["train"].frame.copy()
+    frame["mean radius"] = frame["mean radius"].round()  # whole values, std about 3.5
+    train = Dataset.from_frame(frame, name="train", target="target")
+    schema = FeatureSchema.infer(train.frame, exclude=("target",))
+    assert schema.columns["mean radius"].kind.value == "integer"
+    test_frame = data["test"].frame.copy()
+    test_frame["mean radius"] = test_frame["mean radius"].round()
+    test = Dataset.from_frame(test_frame, name="test", target="target")
+    model = SklearnAdapter(LogisticRegression(max_iter=5000).fit(train.features, train.labels))
+    ctx = CheckContext(seed=0, subject="model", train=train, test=test, schema=schema, model=model)
+    small = EvasionCheck(EvasionCheckConfig(n_points=30, eps=0.2, eps_curve=(0.2,))).execute(ctx)
+    notes = [n for n in small.evidence["sanity"] if "cannot move a whole unit" in n]
+    assert len(notes) == 1
+    assert "mean radius" in notes[0]
+    ctx = CheckContext(seed=0, subject="model", train=train, test=test, schema=schema, model=model)
+    wide = EvasionCheck(EvasionCheckConfig(n_points=30, eps=0.5, eps_curve=(0.5,))).execute(ctx)
+    assert not any("cannot move a whole unit" in n for n in wide.evidence["sanity"])
+
+
+def test_integer_column_labels_are_read_as_names() -> None:
+    frame = pd.DataFrame({0: [1.0, 2.0, 3.0], 1: [4.0, 5.0, 6.0], "y": [0, 1, 0]})
+    data = Dataset.from_frame(frame, name="ints", target="y")
+    assert data.feature_names == ["0", "1"]
+    assert data.features.shape == (3, 2)

@@ -368,7 +368,17 @@ def label_columns(model: ModelAdapter, y: np.ndarray, n_columns: int) -> np.ndar
     if y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
         cols = y.astype(np.intp)
         k = max(n_columns, 2)
-        return np.where((cols >= 0) & (cols < k), cols, -1)
+        outside = np.unique(y[(cols < 0) | (cols >= k)])
+        if outside.size:
+            # without classes_, a label is read as a score column; one that names no column
+            # says the labels are something else (wine's 1..3, -1/+1), and reading them as
+            # columns would attack the wrong class or none (those points counted robust)
+            raise ConfigError(
+                f"model {model.info.name!r} has no classes_, so labels are read as its score "
+                f"columns 0..{k - 1}; labels {outside[:5].tolist()} are not: give the adapter "
+                "its classes (classes=[...], in the order of its score columns)"
+            )
+        return cols
     raise ConfigError(
         f"model {model.info.name!r} has no classes_ and labels of dtype {y.dtype} are not "
         "column indices; give the adapter its classes"
