@@ -512,10 +512,9 @@ def _pinned(constraints: FeatureConstraints, reference: str) -> list[str]:
     pinned = np.flatnonzero(inferred & (width <= 0) & ~constraints.fixed_columns())
     if pinned.size == 0:
         return []
-    shown = ", ".join(constraints.names[j] for j in pinned[:5])
-    more = f" and {pinned.size - 5} more" if pinned.size > 5 else ""
     return [
-        f"{pinned.size} feature(s) never vary in the {reference} data ({shown}{more}): their "
+        f"{pinned.size} feature(s) never vary in the {reference} data "
+        f"({_some_names(constraints, pinned)}): their "
         "inferred bounds hold them at that value, so the attack never moved them; declare "
         "their range in the schema to attack them"
     ]
@@ -531,13 +530,17 @@ def _stuck_integers(constraints: FeatureConstraints, eps: float) -> list[str]:
     stuck = np.flatnonzero(integer & (reach < 1.0))
     if stuck.size == 0:
         return []
-    shown = ", ".join(constraints.names[j] for j in stuck[:5])
-    more = f" and {stuck.size - 5} more" if stuck.size > 5 else ""
     return [
         f"{stuck.size} integer feature(s) cannot move a whole unit within eps={eps:g} "
-        f"({shown}{more}): the attack never changed them; raise eps, or declare them "
-        "numeric if their values need not be whole"
+        f"({_some_names(constraints, stuck)}): the attack never changed them; raise eps, or "
+        "declare them numeric if their values need not be whole"
     ]
+
+
+def _some_names(constraints: FeatureConstraints, columns: np.ndarray) -> str:
+    """The first 5 features' names, and how many more."""
+    shown = ", ".join(constraints.names[j] for j in columns[:5])
+    return shown + (f" and {columns.size - 5} more" if columns.size > 5 else "")
 
 
 def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id: str) -> list[str]:
