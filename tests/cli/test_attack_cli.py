@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bastion.cli.main import run
+from bastion.exceptions import ConfigError
 from bastion.report import validate_report_dict
 
 
@@ -125,6 +127,11 @@ def test_limits_set_every_section_that_has_them_and_off_turns_one_off() -> None:
         limits=["max_fidelity=off"],
     )  # fmt: skip
     assert build_policy(off)["checks"]["extraction"]["extraction"]["max_fidelity"] is None
+    # a limit that cannot be off says so, naming the flag and the word typed (the policy
+    # said "expected a number between 0.5 and 1.0, got None")
+    fixed = dataclasses.replace(off, command="membership", limits=["max_auc=off"])
+    with pytest.raises(ConfigError, match=r"--limit max_auc=off: max_auc cannot be turned off"):
+        build_policy(fixed)
 
 
 def test_the_help_names_each_commands_limits_as_its_checks_do() -> None:

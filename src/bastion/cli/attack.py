@@ -139,7 +139,29 @@ def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> No
         )
     parsed = None if value.lower() in ("off", "none") else value
     for cls in owners:
+        field = cls.Config.model_fields.get(name)
+        if parsed is None and field is not None and not field.is_required() and (
+            field.default is not None and not _may_be_none(field.annotation)
+        ):
+            # the policy's validation said "got None", naming neither the flag nor the word
+            raise ConfigError(
+                f"--limit {name}={value}: {name} cannot be turned off (its default is "
+                f"{field.default}); give a value"
+            )
         checks[cls.category][cls.name][name] = parsed
+
+
+def _may_be_none(annotation: Any) -> bool:
+    """Whether a config field's type admits None (``float | None``, ``Optional[...]``)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_may_be_none(arg) for arg in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _may_be_none(typing.get_args(annotation)[0])
+    return annotation is type(None)
 
 
 def run_attack(request: AttackRequest) -> int:
