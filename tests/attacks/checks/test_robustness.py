@@ -446,6 +446,12 @@ def test_steps_option_reaches_the_attack(data: dict[str, Any]) -> None:
     finding = _run(data, SklearnAdapter(data["gb"]), steps=3, max_queries_per_sample=50)
     assert finding.status is not Status.ERROR
     assert "steps=3 does not apply to square" in finding.message
+    # named with steps in a policy: a configuration error when the policy is read (exit 2),
+    # not an error finding when the check runs (exit 1)
+    for attack in ("square", "fgsm"):
+        with pytest.raises(ConfigError, match=rf"steps: attack '{attack}' has no iteration"):
+            parse_policy({"checks": {"robustness": {"evasion": {"attack": attack, "steps": 3}}}})
+    parse_policy({"checks": {"robustness": {"evasion": {"attack": "pgd", "steps": 3}}}})
 
 
 def test_a_flat_input_shape_is_tabular_and_eps_unit_says_otherwise(data: dict[str, Any]) -> None:

@@ -67,7 +67,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bastion.attacks.base import ATTACKS, Attack, EvasionAttack
 from bastion.attacks.budget import Budget
@@ -139,6 +139,17 @@ class EvasionCheckConfig(CheckConfig):
         if value is not None and not all(np.isfinite(v) and v > 0 for v in value):
             raise ValueError(f"every eps_curve radius must be a finite number > 0; got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _steps_for_a_named_attack(self) -> EvasionCheckConfig:
+        # a configuration error (exit 2), not an error finding at run time (exit 1): steps
+        # on an attack that has no iteration count (square, fgsm) cannot be honoured
+        if self.steps is not None and self.attack != "auto" and _step_knob(self.attack) is None:
+            raise ValueError(
+                f"steps: attack {self.attack!r} has no iteration count (its budget is "
+                "max_queries_per_sample, or it takes one step)"
+            )
+        return self
 
 
 def _configured(attack_id: str, steps: int | None, chosen: bool = False) -> Attack:
