@@ -140,8 +140,11 @@ def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> No
     parsed = None if value.lower() in ("off", "none") else value
     for cls in owners:
         field = cls.Config.model_fields.get(name)
-        if parsed is None and field is not None and not field.is_required() and (
-            field.default is not None and not _may_be_none(field.annotation)
+        if (
+            parsed is None
+            and field is not None
+            and not field.is_required()
+            and (field.default is not None and not _may_be_none(field.annotation))
         ):
             # the policy's validation said "got None", naming neither the flag nor the word
             raise ConfigError(
