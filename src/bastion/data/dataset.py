@@ -172,8 +172,12 @@ class Dataset:
             raise EmptyDataError(f"dataset {name!r} holds no rows")
         if not all(isinstance(c, str) for c in frame.columns):
             # names are strings everywhere else (feature_names, schemas, reports): a frame
-            # with integer column labels could not be selected by them (a KeyError)
+            # with integer column labels could not be selected by them (a KeyError); the
+            # columns the caller names are read the same way
             frame = frame.rename(columns=str)
+            target = None if target is None else str(target)
+            sensitive = [str(c) for c in sensitive]
+            non_features = [str(c) for c in non_features]
         return cls(
             name=name,
             frame=frame,

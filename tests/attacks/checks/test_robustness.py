@@ -729,3 +729,7 @@ def test_integer_column_labels_are_read_as_names() -> None:
     data = Dataset.from_frame(frame, name="ints", target="y")
     assert data.feature_names == ["0", "1"]
     assert data.features.shape == (3, 2)
+    by_number = Dataset.from_frame(frame, name="ints", target=1)  # type: ignore[arg-type]
+    assert by_number.target == "1"
+    assert by_number.feature_names == ["0", "y"]
+    assert by_number.labels.tolist() == [4.0, 5.0, 6.0]
