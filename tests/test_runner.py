@@ -3,10 +3,11 @@ raw rows are redacted, and the same seed gives the same report."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -620,3 +621,27 @@ def test_an_attack_that_stops_cleanly_on_ctrl_c_stops_the_run_and_never_passes(
     assert prv.status is Status.SKIPPED
     assert "interrupted" in prv.message
     assert not report.passed
+
+
+def test_only_positional_models_refuse_train_and_test_in_different_column_orders() -> None:
+    """An ONNX or torch model gets bare arrays: test columns in another order than the
+    training file's would be read scrambled (a named error, tested on the CLI). A callable
+    gets the frame itself and may pick its columns by name: no error for it (a review)."""
+    from bastion.runner import _train_has_the_test_features
+
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "y": [0, 1]})
+    train = Dataset.from_frame(frame, name="train", target="y")
+    test = Dataset.from_frame(frame[["b", "a", "y"]], name="test", target="y")
+
+    def by_name(X: Any) -> np.ndarray:
+        return (X["a"] > 1.5).to_numpy().astype(int)
+
+    _train_has_the_test_features(train, test, CallableAdapter(predict=by_name, name="byname"))
+
+    class Positional(CallableAdapter):
+        pass
+
+    positional = Positional(predict=by_name, name="arrays")
+    positional.info = dataclasses.replace(positional.info, format="onnx")
+    with pytest.raises(DataError, match="takes its inputs by position"):
+        _train_has_the_test_features(train, test, positional)

@@ -130,7 +130,10 @@ def _train_has_the_test_features(train: Dataset, test: Dataset, model: ModelAdap
         return
     missing = [c for c in test.feature_names if c not in train.feature_names]
     same = sorted(test.feature_names) == sorted(train.feature_names)
-    if same and test.feature_names != train.feature_names:
+    # a callable gets the frame itself, and may pick its columns by name (a review): only
+    # adapters that send bare arrays read by position
+    positional = model.info.format != "callable"
+    if positional and same and test.feature_names != train.feature_names:
         # the same columns in another order: a positional model would read one file's
         # columns as the other's (a review saw clean accuracy 0.37 instead of 0.91, no
         # warning); which order the model takes, only the user knows

@@ -698,7 +698,9 @@ def test_rows_with_a_missing_feature_are_left_out_and_counted(data: dict[str, An
     assert finding.status is not Status.ERROR, finding.message
     assert finding.evidence["incomplete_rows_left_out"] == missing
     assert finding.metrics["n_points"] == len(frame) - missing
-    assert f"{missing} test row(s) with a missing feature value left out" in finding.message
+    assert f"{missing} test row(s) with a missing or infinite feature value left out" in (
+        finding.message
+    )
 
 
 def test_integer_features_eps_cannot_move_are_a_sanity_warning(data: dict[str, Any]) -> None:

@@ -285,7 +285,8 @@ class EvasionCheck(Check):
         labelled = np.flatnonzero(has_label & complete)
         if len(labelled) == 0:
             return self.skip(
-                ctx, f"every labelled test row has a missing feature value ({incomplete})"
+                ctx,
+                f"every labelled test row has a missing or infinite feature value ({incomplete})",
             )
         n = len(labelled)
         rows = labelled[np.sort(rng.choice(n, size=min(cfg.n_points, n), replace=False))]
@@ -341,7 +342,9 @@ class EvasionCheck(Check):
         if unlabelled:
             message += f" {unlabelled} test row(s) without a label left out."
         if incomplete:
-            message += f" {incomplete} test row(s) with a missing feature value left out."
+            message += (
+                f" {incomplete} test row(s) with a missing or infinite feature value left out."
+            )
         if cfg.steps is not None and chosen and _step_knob(attack_id) is None:
             message += (
                 f" steps={cfg.steps} does not apply to {attack_id} (chosen by auto for this "
