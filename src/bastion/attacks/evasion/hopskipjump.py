@@ -274,14 +274,17 @@ class _Walk:
         self.immutable = space.fixed  # immutable features, and one-hot groups holding one
 
     # -- model access -----------------------------------------------------------------------
-    def _adversarial(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Whether each row of ``z`` (scaled, belonging to points ``idx``) is misclassified."""
+    def _adversarial(self, z: np.ndarray, idx: np.ndarray, record: bool = True) -> np.ndarray:
+        """Whether each row of ``z`` (scaled, belonging to points ``idx``) is misclassified;
+        ``record`` keeps each point's last adversarial row and label (not for the gradient
+        probes: they never become a best point, and there are thousands of them)."""
         owners = self.rows[idx]
         x = self.space.to_x(z, owners)
         labels = predict_rows(self.model, x, owners, self.ledger, self.space, self.cfg.batch_rows)
         out: np.ndarray = np.asarray(labels != self.y[idx])
-        self.last_x[idx[out]] = x[out]
-        self.last_label[idx[out]] = np.asarray(labels, dtype=object)[out]
+        if record:
+            self.last_x[idx[out]] = x[out]
+            self.last_label[idx[out]] = np.asarray(labels, dtype=object)[out]
         return out
 
     def _afford(self, idx: np.ndarray, cost: np.ndarray | int) -> np.ndarray:
@@ -491,7 +494,7 @@ class _Walk:
         probes = base[owners] + delta[owners, None] * rv[valid]
         probes = self.space.project(probes, self.rows[idx[owners]])
         steps = (probes - base[owners]) / delta[owners, None]
-        adv = self._adversarial(probes, idx[owners])
+        adv = self._adversarial(probes, idx[owners], record=False)
         fval = np.where(adv, 1.0, -1.0)
         mean = np.bincount(owners, weights=fval, minlength=p) / evals
         # the paper's baseline: subtract the mean decision unless every probe agreed
