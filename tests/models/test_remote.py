@@ -418,20 +418,19 @@ def _past_the_cap(remote: RemoteAdapter) -> None:
         remote.predict(np.zeros((1, 30)))
 
 
-def test_a_rate_cap_past_its_waits_or_its_longest_wait_is_a_clear_error(capped: str) -> None:
-    time.sleep(1.0)
-    endpoint = RemoteEndpoint(capped, "cancer", rate_limit_waits=0)
-    with (
-        RemoteAdapter(endpoint) as remote,
-        pytest.raises(RemoteModelError, match=r"HTTP 429 \(too many requests\) 1 times"),
-    ):
-        _past_the_cap(remote)
-    time.sleep(1.0)
-    endpoint = RemoteEndpoint(capped, "cancer", max_retry_after_s=0.5)
-    with (
-        RemoteAdapter(endpoint) as remote,
-        pytest.raises(RemoteModelError, match=r"asks to wait 1 s, more than max_retry"),
-    ):
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"rate_limit_waits": 0}, r"HTTP 429 \(too many requests\) 1 times"),
+        ({"max_retry_after_s": 0.5}, r"asks to wait 1 s, more than max_retry"),
+    ],
+)
+def test_a_rate_cap_past_its_waits_or_its_longest_wait_is_a_clear_error(
+    capped: str, setting: dict[str, Any], message: str
+) -> None:
+    time.sleep(1.0)  # a full bucket
+    endpoint = RemoteEndpoint(capped, "cancer", **setting)
+    with RemoteAdapter(endpoint) as remote, pytest.raises(RemoteModelError, match=message):
         _past_the_cap(remote)
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,21 +22,6 @@ from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
 from bastion.exceptions import CapabilityError, ConfigError, DataError
 from bastion.models.callable import CallableAdapter
 from bastion.models.sklearn import SklearnAdapter
-
-
-def _load_tables() -> Any:
-    """The shared synthetic table (a sibling file, not a package module)."""
-    key = "_bb_tables"
-    spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name("_tables.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-T = _load_tables()
 
 
 @pytest.fixture(scope="module")
@@ -393,9 +375,9 @@ def test_a_model_that_ignores_its_input_is_never_broken(attack: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def mixed() -> dict[str, Any]:
+def mixed(mixed_table: Any) -> dict[str, Any]:
     """A synthetic table: an immutable feature, integer features and a one-hot group."""
-    frame, y, cons = T.mixed_table()
+    frame, y, cons = mixed_table
     model = GradientBoostingClassifier(n_estimators=50, random_state=0).fit(frame.to_numpy(), y)
     return {"X": frame.to_numpy()[:80], "y": y[:80], "model": model, "constraints": cons}
 
@@ -410,7 +392,7 @@ def mixed() -> dict[str, Any]:
     ],
 )
 def test_constraints_are_never_violated(
-    mixed: dict[str, Any], attack: str, norm: str, eps: float
+    mixed: dict[str, Any], check_mixed: Any, attack: str, norm: str, eps: float
 ) -> None:
     cons, X = mixed["constraints"], mixed["X"]
     assert cons.immutable.tolist() == [True, False, False, False, False, False]
@@ -427,7 +409,7 @@ def test_constraints_are_never_violated(
         budget=Budget(max_queries_per_sample=300),
     )
     assert result.success.sum() >= 5  # not vacuous
-    T.check_mixed_constraints(result.x_adv, X, cons)
+    check_mixed(result.x_adv, X, cons)
     changes = result.extra["mean_abs_change_original_units"]
     assert "age" not in changes
     assert set(changes) <= {"visits", "income", *cons.names[3:]}

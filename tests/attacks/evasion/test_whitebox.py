@@ -46,7 +46,6 @@ def _load(name: str) -> ModuleType:
 
 M = _load("_models.py")
 C = _load("_checks.py")
-T = _load("_tables.py")
 
 BOX = FeatureConstraints.box(64, 0, 16)
 N_POINTS = 200
@@ -262,10 +261,10 @@ def test_tabular_constraints_never_violated(tabular: Any, attack: str, norm: str
 
 
 @pytest.fixture(scope="module")
-def mixed_torch(_one_thread: None) -> Any:
+def mixed_torch(_one_thread: None, mixed_table: Any) -> Any:
     """The synthetic table of the black-box tests (an immutable integer, an integer, a
     number, a one-hot group), and a torch MLP of it."""
-    frame, y, cons = T.mixed_table()
+    frame, y, cons = mixed_table
     X = frame.to_numpy(dtype=np.float64, copy=True)  # writable: torch reads it in place
     mean, std = X[:400].mean(axis=0), X[:400].std(axis=0)
     net = M.train(M.mlp(6, 2, shift=mean, scale=std), X[:400], y[:400], epochs=30, lr=3e-3)
@@ -275,7 +274,7 @@ def mixed_torch(_one_thread: None) -> Any:
 @pytest.mark.parametrize("norm", ["inf", "2"])
 @pytest.mark.parametrize("attack", list(_WHITE_BOX_OPTIONS))
 def test_one_hot_groups_hold_for_every_white_box_attack(
-    mixed_torch: Any, attack: str, norm: str
+    mixed_torch: Any, check_mixed: Any, attack: str, norm: str
 ) -> None:
     """One category on, integers whole, the immutable feature kept: after the rounding
     that a one-hot group needs, on every white-box attack's output."""
@@ -286,7 +285,7 @@ def test_one_hot_groups_hold_for_every_white_box_attack(
     eps = 1.0 if norm == "inf" else 2.0
     result = cls(config).run(model, X, y, eps=eps, norm=norm, constraints=cons)
     assert result.success.sum() >= 3  # not vacuous
-    T.check_mixed_constraints(result.x_adv, X, cons)
+    check_mixed(result.x_adv, X, cons)
     C.check_result(result, model, X, cons)
 
 
