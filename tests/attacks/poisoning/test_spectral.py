@@ -371,3 +371,18 @@ def test_a_cluster_of_a_few_rows_keeps_its_silhouette_in_a_large_class() -> None
         assign, quality = splits[0]
         assert sorted(np.bincount(assign).tolist()) == [5, 19_995]
         assert quality > 0.9  # the five rows are a cluster of their own
+
+
+def test_activation_clustering_reports_each_class() -> None:
+    """The per-class stages show on a progress bar (and are where max_seconds is looked at)."""
+    from bastion.attacks.budget import report_progress
+
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(90, 5))
+    labels = np.repeat([0, 1, 2], 30)
+    seen: list[str] = []
+    with report_progress(seen.append):
+        activation_clustering(None, None, labels, activations=acts, presence=None)
+    assert [s for s in seen if s.startswith("activation clustering")] == [
+        f"activation clustering: class {c} of 3" for c in (1, 2, 3)
+    ]
