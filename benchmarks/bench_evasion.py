@@ -18,7 +18,11 @@ batch (parameters frozen), and reports each attack's time per point-step as a ra
   CNN, a plain PGD started from ART's numpy draws reproduces ART's output bit for bit, and
   the two generators' means over 10 seeds differ by 0.008;
   torchattacks' APGD, a port of Croce and Hein's reference code, runs with the same seeds
-  as Bastion's APGD: their robust accuracies should be equal.
+  as Bastion's APGD: their robust accuracies should be equal. So the comparisons with ART
+  are also run from ART's own start: each ART run's random draw is recorded and Bastion's
+  attack of the same seed starts there (a benchmark-only substitution of its
+  ``random_start``); the goal's verdict reads these, with the point-runs only one of the two
+  broke.
 
 Speed comparisons with torchattacks are given twice: as the ratio of the best times, and as
 the median ratio of ``--duel-rounds`` back-to-back runs of the two (A-B-B-A order), which a
@@ -363,6 +367,13 @@ def robust_of(
 ) -> float:
     """Share of points still right at ``x_adv``; a point moved beyond eps (in ``norm``)
     counts as robust."""
+    return float(np.mean(robust_points(net, x_adv, X, y, eps, norm)))
+
+
+def robust_points(
+    net: Any, x_adv: np.ndarray, X: np.ndarray, y: np.ndarray, eps: float, norm: str = "inf"
+) -> np.ndarray:
+    """Per point, whether it is still right at ``x_adv`` (or was moved beyond eps)."""
     dev = next(net.parameters()).device
     x_adv = np.asarray(x_adv, dtype=np.float64).reshape(X.shape)
     shape = SHAPES["cnn"] if isinstance(net[0], torch.nn.Conv2d) else SHAPES["mlp"]
@@ -372,7 +383,7 @@ def robust_of(
     delta = x_adv - X
     moved = np.abs(delta).max(axis=1) if norm == "inf" else np.linalg.norm(delta, axis=1)
     inside = moved <= eps + 1e-6
-    return float(np.mean((pred == y) | ~inside))
+    return np.asarray((pred == y) | ~inside)
 
 
 # -- contenders -------------------------------------------------------------------------------
@@ -526,20 +537,14 @@ def torchattacks_cases(
     return out
 
 
-def art_cases(
-    net: Any,
-    X: np.ndarray,
-    y: np.ndarray,
-    args: argparse.Namespace,
-    device: torch.device,
-) -> list[Case]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from art.attacks.evasion import AutoProjectedGradientDescent, ProjectedGradientDescent
-            from art.estimators.classification import PyTorchClassifier
-    except Exception as err:
-        return [Case("ART", _skipped(err), None, lambda _: float("nan"))]
+def art_attacks(
+    net: Any, X: np.ndarray, args: argparse.Namespace, device: torch.device
+) -> list[tuple[str, Any, int]]:
+    """ART's contenders as (name, attack, iterations); ImportError without ART."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from art.attacks.evasion import AutoProjectedGradientDescent, ProjectedGradientDescent
+        from art.estimators.classification import PyTorchClassifier
     n, eps, steps = len(X), args.eps, args.steps
     norm = np.inf if args.norm == "inf" else 2
     classifier = PyTorchClassifier(
@@ -550,7 +555,6 @@ def art_cases(
         clip_values=(0.0, 1.0),
         device_type="gpu" if device.type == "cuda" else "cpu",
     )
-    x32 = X.astype(np.float32).reshape(-1, *SHAPES[args.model])
     cases: list[tuple[str, Any, int]] = []
     for batch in (n, 32):
         pgd = ProjectedGradientDescent(
@@ -566,24 +570,140 @@ def art_cases(
         )  # fmt: skip
         label = "CE" if loss == "cross_entropy" else "DLR"
         cases.append((f"ART AutoPGD-{label}, batch {n}", apgd, 100))
-    out: list[Case] = []
-    for name, attack, iters in cases:
+    return cases
 
-        def run(r: int, a: Any = attack) -> Any:
-            np.random.seed(r)
-            torch.manual_seed(r)
-            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-                warnings.simplefilter("ignore")
-                return a.generate(x32)
 
-        out.append(
-            Case(
-                name,
-                run,
-                n * iters,
-                lambda adv: robust_of(net, np.asarray(adv), X, y, eps, args.norm),
-            )
+def _art_generate(attack: Any, x: np.ndarray, seed: int) -> np.ndarray:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return np.asarray(attack.generate(x))
+
+
+def art_cases(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[Case]:
+    try:
+        attacks = art_attacks(net, X, args, device)
+    except Exception as err:
+        return [Case("ART", _skipped(err), None, lambda _: float("nan"))]
+    x32 = X.astype(np.float32).reshape(-1, *SHAPES[args.model])
+    return [
+        Case(
+            name,
+            lambda r, a=attack: _art_generate(a, x32, r),
+            len(X) * iters,
+            lambda adv: robust_of(net, np.asarray(adv), X, y, args.eps, args.norm),
         )
+        for name, attack, iters in attacks
+    ]
+
+
+# -- strength from one start ------------------------------------------------------------------
+@dataclass
+class SameStart(Strength):
+    """:class:`Strength` where Bastion started from the random point that ART drew for the
+    same seed, so that the difference is the algorithms' alone; with the point-runs (points
+    times seeds) that only one of the two broke."""
+
+    ours_only: int = 0  # point-runs Bastion broke and ART did not
+    peer_only: int = 0
+    runs: int = 0
+
+
+@contextlib.contextmanager
+def recorded_art_starts(draws: list[np.ndarray]) -> Any:
+    """Record each random start ART draws (``art.utils.random_sphere``, as its PGD and
+    AutoPGD modules imported it), as the float32 offsets ART adds."""
+    from art.attacks.evasion import auto_projected_gradient_descent as art_apgd
+    from art.attacks.evasion.projected_gradient_descent import (
+        projected_gradient_descent_pytorch as art_pgd,
+    )
+
+    modules = (art_apgd, art_pgd)
+    real = [m.random_sphere for m in modules]
+
+    def drawn(*a: Any, **k: Any) -> Any:
+        out = real[0](*a, **k)
+        draws.append(np.asarray(out, dtype=np.float32))
+        return out
+
+    for m in modules:
+        m.random_sphere = drawn
+    try:
+        yield
+    finally:
+        for m, r in zip(modules, real, strict=True):
+            m.random_sphere = r
+
+
+@contextlib.contextmanager
+def bastion_starts_from(offset: np.ndarray) -> Any:
+    """Bastion's white-box attacks start at ``x0 + offset`` (clamped into the box) instead
+    of their own draw: a benchmark-only substitution of the engine's ``random_start``."""
+    from bastion.attacks.evasion import _torch
+
+    real = _torch._Engine.random_start
+
+    def start(self: Any, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool) -> Tensor:
+        if tuple(x0.shape) != offset.shape:
+            raise RuntimeError(f"start for {tuple(x0.shape)} rows, ART drew {offset.shape}")
+        t = torch.as_tensor(offset, dtype=x0.dtype, device=x0.device)
+        return torch.clamp(x0 + t, lo, hi)
+
+    _torch._Engine.random_start = start  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _torch._Engine.random_start = real  # type: ignore[method-assign]
+
+
+def same_start_strength(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    args: argparse.Namespace,
+    device: torch.device,
+    seeds: int,
+) -> list[SameStart]:
+    """Bastion's PGD and APGD (early exit on, as a user runs them) against ART's, seed by
+    seed, each Bastion run started where ART's run of that seed started."""
+    try:
+        attacks = {name: attack for name, attack, _ in art_attacks(net, X, args, device)}
+    except Exception:
+        return []
+    n = len(X)
+    model = TorchAdapter(net, device=str(device), input_shape=SHAPES[args.model])
+    box = FeatureConstraints.box(X.shape[1], 0.0, 1.0)
+    x32 = X.astype(np.float32).reshape(-1, *SHAPES[args.model])
+    pairs = (
+        ("bastion PGD", PGD(PGDConfig(steps=args.steps, batch_size=n)), f"ART PGD, batch {n}"),
+        ("bastion APGD-CE", APGD(APGDConfig(batch_size=n)), f"ART AutoPGD-CE, batch {n}"),
+        ("bastion APGD-DLR", APGD(APGDConfig(loss="dlr", batch_size=n)),
+         f"ART AutoPGD-DLR, batch {n}"),
+    )  # fmt: skip
+    out = []
+    for ours_name, ours, peer_name in pairs:
+        diffs, ours_only, peer_only = [], 0, 0
+        for r in range(seeds):
+            draws: list[np.ndarray] = []
+            with recorded_art_starts(draws):
+                adv = _art_generate(attacks[peer_name], x32, r)
+            if len(draws) != 1:
+                raise RuntimeError(f"{peer_name} drew {len(draws)} starts, expected one")
+            theirs = robust_points(net, adv, X, y, args.eps, args.norm)
+            with bastion_starts_from(draws[0].reshape(n, -1)):
+                res = ours.run(model, X, y, eps=args.eps, norm=args.norm, constraints=box, seed=r)
+            mine = np.asarray(res.robust, dtype=bool)
+            diffs.append(float(mine.mean() - theirs.mean()))
+            ours_only += int(np.sum(~mine & theirs))
+            peer_only += int(np.sum(mine & ~theirs))
+        out.append(SameStart(ours_name, peer_name, tuple(diffs), ours_only, peer_only, n * seeds))
     return out
 
 
@@ -717,6 +837,11 @@ def main(argv: list[str] | None = None) -> int:
         else []
     )
     strength = run_strength(cases, args.strength_seeds) if args.strength_seeds > 1 else []
+    same = (
+        same_start_strength(net, X, y, args, device, args.strength_seeds)
+        if args.strength_seeds > 1 and not args.no_peers
+        else []
+    )
     bounds = {
         r.name: exit_floor(net, X, y, r.output, steps, device, shape, timer)
         for r in rows
@@ -754,15 +879,33 @@ def main(argv: list[str] | None = None) -> int:
     if strength:
         lines += [
             "",
-            f"robust accuracy over {args.strength_seeds} seeds (Bastion minus the peer, seed by "
-            "seed; goal: <= 0 against ART):",
-        ]
+            f"robust accuracy over {args.strength_seeds} seeds, each attack from its own random "
+            "start (Bastion minus the peer, seed by seed"
+            + ("; the draws differ, the goal reads the runs from one start below):" if same
+               else "; goal: <= 0 against ART):"),
+        ]  # fmt: skip
         for st in strength:
             within = abs(st.mean) <= 2 * st.se
             lines.append(
                 f"  {st.ours.split(',')[0]} - {st.peer.split(',')[0]}: {st.mean:+.4f} "
                 f"+- {st.se:.4f} (SE){'; within 2 SE of 0' if within else ''}"
-                + (f" -> {'met' if st.mean <= 0 else 'NOT met'}" if "ART" in st.peer else "")
+                + (
+                    f" -> {'met' if st.mean <= 0 else 'NOT met'}"
+                    if "ART" in st.peer and not same
+                    else ""
+                )
+            )
+    if same:
+        lines += [
+            "",
+            f"robust accuracy over {args.strength_seeds} seeds, Bastion started where ART's run "
+            "of the same seed started (Bastion minus ART; goal: <= 0):",
+        ]
+        for sm in same:
+            lines.append(
+                f"  {sm.ours} - {sm.peer.split(',')[0]}: {sm.mean:+.4f} +- {sm.se:.4f} (SE); "
+                f"of {sm.runs} point-runs, broken by Bastion only {sm.ours_only}, by ART only "
+                f"{sm.peer_only} -> {'met' if sm.mean <= 0 else 'NOT met'}"
             )
     text = "\n".join(lines)
     print(text)

@@ -1653,20 +1653,40 @@ def test_apgd_breaks_the_points_the_reference_implementation_breaks(
         np.testing.assert_array_equal(ours.success, broken & ours.clean_correct)
 
 
-@pytest.mark.slow
-def test_pgd_is_at_least_as_strong_as_art(
-    robust_mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+@pytest.mark.parametrize("attack", ["pgd", "apgd-ce", "apgd-dlr"])
+def test_from_arts_own_start_every_point_art_breaks_breaks(
+    robust_mlp: TorchAdapter,
+    points: tuple[np.ndarray, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    attack: str,
 ) -> None:
+    """The issue's "robust accuracy <= ART's at equal settings", point by point: ART's PGD and
+    AutoPGD run on the same model and points, their random start is recorded, and Bastion's
+    attack starts there. Every point ART breaks, Bastion breaks. (From independent starts the
+    two differ by the draw's noise alone; bench_evasion.py measures both over 50 seeds.)
+    Which points this model gives up depends little on the attack: at eps 3 (about 125 of
+    186 break) a 4-step PGD or a 10-iteration APGD-DLR misses some of ART's and fails here,
+    while a 10-iteration APGD-CE still passes; at eps 2 nothing weaker fails."""
     pytest.importorskip("art")
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from art.attacks.evasion import ProjectedGradientDescent
+        from art.attacks.evasion import AutoProjectedGradientDescent, ProjectedGradientDescent
+        from art.attacks.evasion import auto_projected_gradient_descent as art_apgd
+        from art.attacks.evasion.projected_gradient_descent import (
+            projected_gradient_descent_pytorch as art_pgd,
+        )
         from art.estimators.classification import PyTorchClassifier
 
+    from bastion.attacks.evasion import _torch
+
     X, y = points
-    eps, steps = 2.0, 40
+    # the points the model gets right: ART's PGD draws a start for every point, Bastion's
+    # attacks and ART's AutoPGD for these only
+    right = robust_mlp.predict(X) == y
+    X, y = X[right], y[right]
+    eps, steps = 3.0, 40
     classifier = PyTorchClassifier(
         model=robust_mlp.module,
         loss=torch.nn.CrossEntropyLoss(),
@@ -1674,23 +1694,48 @@ def test_pgd_is_at_least_as_strong_as_art(
         nb_classes=10,
         clip_values=(0.0, 16.0),
     )
-    art_pgd = ProjectedGradientDescent(
-        classifier,
-        norm=np.inf,
-        eps=eps,
-        eps_step=2.5 * eps / steps,
-        max_iter=steps,
-        num_random_init=1,
-        batch_size=256,
-        verbose=False,
-    )
+    if attack == "pgd":
+        peer: Any = ProjectedGradientDescent(
+            classifier, norm=np.inf, eps=eps, eps_step=2.5 * eps / steps, max_iter=steps,
+            num_random_init=1, batch_size=256, verbose=False,
+        )  # fmt: skip
+        ours_attack: EvasionAttack = PGD(PGDConfig(steps=steps))
+    else:
+        loss = attack.split("-")[1]
+        peer = AutoProjectedGradientDescent(
+            classifier, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=100, nb_random_init=1,
+            batch_size=256, loss_type="cross_entropy" if loss == "ce" else
+            "difference_logits_ratio", verbose=False,
+        )  # fmt: skip
+        ours_attack = APGD(APGDConfig(loss=loss))  # type: ignore[arg-type]
+    draws: list[np.ndarray] = []
+    real_draw = art_apgd.random_sphere
+
+    def recorded(*args: Any, **kwargs: Any) -> np.ndarray:
+        out = real_draw(*args, **kwargs)
+        draws.append(np.asarray(out, dtype=np.float32).astype(np.float64))
+        return out
+
+    monkeypatch.setattr(art_apgd, "random_sphere", recorded)
+    monkeypatch.setattr(art_pgd, "random_sphere", recorded)
     np.random.seed(0)
-    x_art = art_pgd.generate(X.astype(np.float32)).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x_art = peer.generate(X.astype(np.float32)).astype(np.float64)
     assert np.abs(x_art - X).max() <= eps + 1e-4
-    art_robust = float(np.mean(robust_mlp.predict(x_art) == y))
-    ours = PGD(PGDConfig(steps=steps)).run(robust_mlp, X, y, eps=eps, constraints=BOX)
-    assert art_robust > 0.2
-    assert (ours.metrics()["robust_accuracy"] or 0) <= art_robust
+    art_broken = robust_mlp.predict(x_art) != y
+    (start,) = draws
+
+    def arts_start(
+        self: Any, x0: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, corner: bool
+    ) -> torch.Tensor:
+        return torch.clamp(x0 + torch.as_tensor(start, dtype=x0.dtype), lo, hi)
+
+    monkeypatch.setattr(_torch._Engine, "random_start", arts_start)
+    ours = ours_attack.run(robust_mlp, X, y, eps=eps, constraints=BOX)
+    assert 20 < art_broken.sum() < len(y) - 20
+    missed = np.flatnonzero(art_broken & ~ours.success)
+    assert missed.size == 0, f"ART broke points {missed.tolist()}, {ours.attack} did not"
 
 
 def test_pgd_step_gradient_equals_autograd_cross_entropy(mlp: TorchAdapter) -> None:
