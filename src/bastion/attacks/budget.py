@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from bastion._deadline import request_deadline, wall_deadline
+from bastion._deadline import request_deadline, stop_at_deadline, wall_deadline
 from bastion.exceptions import ConfigError
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "report_progress",
     "report_stage",
     "request_deadline",
+    "stop_at_deadline",
     "wall_deadline",
 ]
 

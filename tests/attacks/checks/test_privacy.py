@@ -279,14 +279,16 @@ def test_attribute_inference_stopped_before_the_inversion_is_a_warn(
     train, test = sensitive
     shuffled = train.features.assign(sex=np.random.default_rng(1).permutation(train.frame["sex"]))
     model = SklearnAdapter(LogisticRegression().fit(shuffled, train.labels))  # sex is noise
-    fit_predict = inversion._fit_predict
+    fit_predict, calls = inversion._fit_predict, []
 
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.05)  # ten fits: 0.5 s, past the budget
+    def last_fit_slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 10:  # the last of ten fits (5 splits) ends past the budget
+            time.sleep(0.5)
         return fit_predict(*args, **kwargs)
 
-    monkeypatch.setattr(inversion, "_fit_predict", slow)
-    config = AttributeInferenceCheckConfig(max_seconds=0.2)
+    monkeypatch.setattr(inversion, "_fit_predict", last_fit_slow)
+    config = AttributeInferenceCheckConfig(max_seconds=0.4)
     ctx = context(train, test, model, sensitive_features=("sex",))
     finding = AttributeInferenceCheck(config).execute(ctx)
     assert finding.status is Status.WARN, finding.message
@@ -300,6 +302,33 @@ def test_attribute_inference_stopped_before_the_inversion_is_a_warn(
     assert whole.status is Status.FAIL, whole.message
     assert whole.evidence["method"] == "inversion"
     assert whole.evidence["stopped"] is None
+
+
+def test_attribute_inference_past_max_seconds_in_its_cross_fit_is_an_error(
+    sensitive: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cross-fit's classifiers spend no queries; a run whose time ran out between its
+    splits measured no accuracy, and must not pass the gate by its silence."""
+    import time
+
+    from bastion.attacks.privacy import inversion
+
+    train, test = sensitive
+    model = SklearnAdapter(LogisticRegression().fit(train.features, train.labels))
+    fit_predict = inversion._fit_predict
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.1)
+        return fit_predict(*args, **kwargs)
+
+    monkeypatch.setattr(inversion, "_fit_predict", slow)
+    config = AttributeInferenceCheckConfig(max_seconds=0.3)
+    ctx = context(train, test, model, sensitive_features=("sex",))
+    finding = AttributeInferenceCheck(config).execute(ctx)
+    assert finding.status is Status.ERROR, finding.message
+    assert "Not finished" in finding.message
+    assert "privacy.attribute_inference.max_seconds" in finding.message
+    assert "split" in finding.message
 
 
 def test_attribute_inference_skips_without_an_attribute_or_with_too_many_values(

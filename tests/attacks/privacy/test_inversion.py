@@ -19,7 +19,7 @@ from bastion.attacks.privacy.inversion import (
     AttributeInferenceConfig,
     AttributeInferenceResult,
 )
-from bastion.exceptions import ConfigError, ModelOutputError
+from bastion.exceptions import ConfigError, ModelOutputError, TimeBudgetError
 from bastion.models.sklearn import SklearnAdapter
 
 N_TRAIN = 400
@@ -312,17 +312,48 @@ def test_a_spike_at_the_minimum_keeps_its_own_bin() -> None:
     assert set(result.truth[cig == 0].tolist()) == {f"[-inf, {first:.6g})"}
 
 
-def test_a_time_budget_is_named_as_such(data: dict[str, Any]) -> None:
+def test_a_time_budget_is_named_as_such(
+    data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of time after the classifiers' cross-fit: the inversion's queries are not sent,
+    and the result says why."""
+    import time
+
+    from bastion.attacks.privacy import inversion
+
     columns = ["a", "b", "c", "d", "s"]
     X = data["frame"].iloc[:N_TRAIN][columns]
-    slow = AttributeInferenceConfig()  # gradient boosting: the cross-fit outlasts 50 ms
-    result = AttributeInference(slow).run(
-        fit(data, columns), X, attribute="s", budget=Budget(max_seconds=0.05)
+    fit_predict, calls = inversion._fit_predict, []
+
+    def last_fit_slow(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 10:  # the baseline of the last of 5 splits
+            time.sleep(0.3)
+        return fit_predict(*args, **kwargs)
+
+    monkeypatch.setattr(inversion, "_fit_predict", last_fit_slow)
+    fast = AttributeInferenceConfig(classifier="logistic")
+    result = AttributeInference(fast).run(
+        fit(data, columns), X, attribute="s", budget=Budget(max_seconds=0.25)
     )
     assert result.stopped == "time budget"
     assert "inversion" not in result.method_accuracy
+    assert result.queries == N_TRAIN  # one per target, none of the inversion's
     with pytest.raises(ConfigError, match="max_seconds 1e-09 ran out before the 400 queries"):
         run(fit(data, columns), X, attribute="s", budget=Budget(max_seconds=1e-9))
+
+
+def test_a_cross_fit_past_the_time_budget_stops_between_splits(data: dict[str, Any]) -> None:
+    """The classifiers' training spends no queries: the deadline is looked at between the
+    splits, and an accuracy over some of the targets is no result (it raised nothing and
+    ran every split, however long)."""
+    columns = ["a", "b", "c", "d", "s"]
+    X = data["frame"].iloc[:N_TRAIN][columns]
+    slow = AttributeInferenceConfig()  # gradient boosting: the cross-fit outlasts 50 ms
+    with pytest.raises(TimeBudgetError, match=r"before attribute classifiers: split \d of 5"):
+        AttributeInference(slow).run(
+            fit(data, columns), X, attribute="s", budget=Budget(max_seconds=0.05)
+        )
 
 
 def test_a_named_series_names_the_attribute(data: dict[str, Any]) -> None:

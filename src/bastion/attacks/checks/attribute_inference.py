@@ -23,9 +23,11 @@ Metrics
     of each method (``classifier_accuracy``, ``inversion_accuracy``), ``n_points``,
     ``queries``.
 Gate
-    Fails when ``advantage > max_advantage``. ``max_seconds`` (default 120) is checked before
-    the inversion's queries; a run it stops there and that is under the limit is a warn (the
-    inversion method did not run). Evidence is aggregate: no attribute values.
+    Fails when ``advantage > max_advantage``. ``max_seconds`` (default 120) is checked between
+    the attribute classifiers' cross-fit splits (a run stopped there is an ``error``: no
+    accuracy was measured) and before the inversion's queries (a run stopped there and under
+    the limit is a warn: the inversion method did not run). Evidence is aggregate: no
+    attribute values.
 References
     MITRE ATLAS AML.T0024.001 (invert AI model); OWASP ML03. Fredrikson et al. (USENIX
     Security 2014, CCS 2015); Yeom et al. (CSF 2018); Jayaraman and Evans (CCS 2022).
@@ -41,13 +43,14 @@ from pydantic import Field
 
 from bastion._names import known_names
 from bastion.attacks.budget import Budget
+from bastion.attacks.checks._training import stopped_by_time
 from bastion.attacks.privacy.inversion import (
     AttributeInference,
     AttributeInferenceConfig,
     AttributeInferenceResult,
 )
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
-from bastion.exceptions import ConfigError
+from bastion.exceptions import ConfigError, TimeBudgetError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
 from bastion.threats import ATLAS_MODEL_INVERSION, OWASP_MODEL_INVERSION
@@ -150,15 +153,18 @@ class AttributeInferenceCheck(Check):
                 inversion=cfg.inversion,
             )
         )
-        result = attack.run(
-            ctx.model,
-            X,
-            None if is_input else values.iloc[rows].reset_index(drop=True),
-            attribute=attribute if is_input else None,
-            y=y,
-            seed=int(rng.integers(2**31 - 1)),
-            budget=Budget(max_seconds=cfg.max_seconds),
-        )
+        try:
+            result = attack.run(
+                ctx.model,
+                X,
+                None if is_input else values.iloc[rows].reset_index(drop=True),
+                attribute=attribute if is_input else None,
+                y=y,
+                seed=int(rng.integers(2**31 - 1)),
+                budget=Budget(max_seconds=cfg.max_seconds),
+            )
+        except TimeBudgetError as err:
+            return stopped_by_time(self, ctx, err, cfg.max_seconds)
         # wall time lives in the finding's duration_s: metrics stay reproducible under a seed
         metrics = {k: v for k, v in result.metrics().items() if k != "time_s"}
         binned = result.extra.get("bins")

@@ -49,7 +49,7 @@ from pydantic import Field
 
 from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
-from bastion.attacks.budget import Budget, BudgetTracker, report_stage
+from bastion.attacks.budget import Budget, BudgetTracker, report_stage, stop_at_deadline
 from bastion.exceptions import ConfigError, ModelOutputError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
@@ -208,6 +208,10 @@ class AttributeInference(Attack):
         ConfigError
             Misaligned inputs, an unknown attribute column, an attribute with a single value
             or more than ``max_candidates`` values, or a budget below the base queries.
+        TimeBudgetError
+            ``budget.max_seconds`` (or a caller's deadline) ran out between the attribute
+            classifiers' splits: their training spends no queries, and an accuracy over
+            some of the targets is no result.
         """
         cfg = self.options(AttributeInferenceConfig)
         start = time.perf_counter()
@@ -296,7 +300,10 @@ class AttributeInference(Attack):
         all_s = np.concatenate([truth_s, aux_s]) if aux_s is not None else truth_s
         with_out = np.hstack([known, outs])
         for k, (fit_rows, pred_rows) in enumerate(splits, start=1):
-            report_stage(f"attribute classifiers: split {k} of {len(splits)}")
+            stage = f"attribute classifiers: split {k} of {len(splits)}"
+            # the classifiers' training spends no queries: the time budget is looked at here
+            stop_at_deadline(stage)
+            report_stage(stage)
             train_s = all_s[fit_rows]
             attack_pred[pred_rows], _ = _fit_predict(
                 cfg.classifier, with_out[fit_rows], train_s, with_out[pred_rows], candidates, seed
