@@ -507,6 +507,27 @@ def test_test_rows_copied_from_training_are_no_non_members(
     assert "every labelled test row (50) is also a training row" in nothing.message
 
 
+def test_copies_are_found_on_the_columns_the_model_reads(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """A column the model never reads (a record id) made every copied test row look new:
+    240 copies were counted as non-members and a leaky forest passed (AUC 0.56 for 0.76)."""
+    train, test = cancer
+    model = _forest_on(train.feature_names, train)  # fitted on a frame: names its inputs
+    copied = test.frame.copy()
+    k = int(0.8 * len(copied))
+    copied.iloc[:k] = train.frame.iloc[:k].to_numpy()
+    with_ids = [
+        Dataset.from_frame(frame.assign(record_id=np.arange(len(frame)) + start), name=name,
+                           target="target")
+        for frame, name, start in ((train.frame, "train", 0), (copied, "test", 10_000))
+    ]  # fmt: skip
+    config = MembershipCheckConfig(attack="shadow", n_shadow=8, executor="local:1")
+    found = MembershipCheck(config).execute(context(*with_ids, model))
+    assert found.evidence["test_rows_in_train_left_out"] == k
+    assert found.status is Status.FAIL, found.message
+
+
 def test_rows_without_labels_are_no_records(cancer: tuple[Dataset, Dataset]) -> None:
     """A member without a label was refused as a label the model does not know, and a
     non-member without one broke the shadows' training (NaN in y)."""

@@ -634,3 +634,25 @@ def test_shadows_of_a_train_fn_without_seeds_repeat_under_a_seed(cancer: dict[st
 
     np.testing.assert_array_equal(shadows(0, 123), shadows(0, 456))
     assert not np.array_equal(shadows(0, 123), shadows(1, 123))
+
+
+def test_a_shadow_that_draws_one_class_is_the_constant_model() -> None:
+    """Three rows of a rare class all miss some shadow's half of the pool (1 in 8 per
+    shadow): logistic regression refused to fit one class, and PRV001 ended in an error."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = np.zeros(400, dtype=int)
+    y[:3] = 1
+    X[:3] += 3
+    task = ShadowTask(
+        index=0, recipe=LogisticRegression(), X=X, y=y, train_rows=np.arange(3, 200),
+        query_rows=np.arange(6), classes=np.array([0, 1]), seed=0,
+    )  # fmt: skip
+    np.testing.assert_array_equal(fit_shadow(task), [0, 0, 0, 1, 1, 1])
+    members = np.r_[0, 1, np.arange(3, 200)]
+    model = SklearnAdapter(LogisticRegression().fit(X[members], y[members]))
+    is_member = np.isin(np.arange(400), members)
+    result = ShadowMembership(ShadowMembershipConfig(n_shadow=8)).run(
+        model, X, y, is_member, executor="local:1"
+    )
+    assert result.n_shadow == 8

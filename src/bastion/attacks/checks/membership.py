@@ -140,7 +140,7 @@ class MembershipCheck(Check):
         # labelled rows only (a row without a label is no record to judge), and no test row
         # that is a training row: it is a member, and counted a non-member it pulls the AUC
         # down (a review saw a leaky forest pass with 80% of its test rows copied from train)
-        train_rows, test_rows, copies = _candidate_rows(ctx.train, ctx.test)
+        train_rows, test_rows, copies = _candidate_rows(ctx.train, ctx.test, model)
         if len(test_rows) == 0:
             return self.skip(
                 ctx,
@@ -306,14 +306,26 @@ def _choose_attack(cfg: MembershipCheckConfig, model: ModelAdapter) -> str | Non
     return "shadow"
 
 
-def _candidate_rows(train: Dataset, test: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+def _candidate_rows(
+    train: Dataset, test: Dataset, model: ModelAdapter
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Positions of the labelled training rows, of the labelled test rows that are no
-    training row (same feature values), and how many test rows were such copies."""
+    training row, and how many test rows were such copies. A copy has the training row's
+    values in every column the model reads: its ``feature_names_in_`` where it names them
+    (a column it ignores, a record id, a timestamp, must not make a copy look new; a review
+    saw one hide 240 copies and pass a leaky forest), else every feature."""
     train_rows = np.flatnonzero(train.frame[train.target].notna().to_numpy())
     test_rows = np.flatnonzero(test.frame[test.target].notna().to_numpy())
-    names = [c for c in test.feature_names if c in set(train.feature_names)]
+    read = [str(c) for c in getattr(model, "feature_names_in_", None) or ()]
+    in_both = set(train.frame.columns) & set(test.frame.columns)
+    if read and set(read) <= in_both:
+        names = read
+    else:
+        names = [c for c in test.feature_names if c in set(train.feature_names)]
+        if len(names) != len(test.feature_names):
+            names = []
     copies = 0
-    if names and len(names) == len(test.feature_names):
+    if names:
         from bastion.data.rowhash import row_hashes
 
         seen_in_train, in_test = row_hashes([train.frame, test.frame], tuple(names))

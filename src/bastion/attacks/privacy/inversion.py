@@ -243,9 +243,10 @@ class AttributeInference(Attack):
             truth = binning.names_of(truth)
             aux_truth = binning.names_of(aux_truth) if aux_truth is not None else None
             known_values = aux_truth if aux_truth is not None else truth
-        candidates = np.unique(known_values.astype(object).astype(str))
+        candidates = np.unique(_value_names(known_values).astype(str))
         # what each candidate name stands for in the result, and in the model's input
-        values_by_name = {str(v): v for v in known_values.tolist()}
+        names = _value_names(known_values).tolist()
+        values_by_name = dict(zip(names, known_values.tolist(), strict=True))
         plug = binning.medians if binning is not None else values_by_name
         if len(candidates) < 2:
             raise ConfigError(
@@ -288,8 +289,8 @@ class AttributeInference(Attack):
         if labels is not None:
             known = np.hstack([known, labels])
         outs = np.vstack([outputs] + ([aux_outputs] if aux_outputs is not None else []))
-        truth_s = truth.astype(object).astype(str)
-        aux_s = aux_truth.astype(object).astype(str) if aux_truth is not None else None
+        truth_s = _value_names(truth)
+        aux_s = _value_names(aux_truth) if aux_truth is not None else None
 
         rng = np.random.default_rng(seed)
         splits = _splits(n, n_aux, truth_s, cfg.cv, rng)
@@ -423,6 +424,25 @@ class _Bins:
         return out
 
 
+def _value_names(values: np.ndarray) -> np.ndarray:
+    """Each value's name, matched by value: a number's name is the same whatever its dtype
+    (0, 0.0 and ``np.int8(0)`` are all "0", 0.5 is "0.5"), since the targets' and the
+    auxiliary rows' columns may differ in dtype (a CSV column with a gap reads its integers
+    as floats: compared as text, no prediction could match and the attack and the baseline
+    both scored 0, a pass); anything else is its text."""
+    return np.array([_value_name(v) for v in np.asarray(values).tolist()], dtype=object)
+
+
+def _value_name(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if np.isfinite(value) and value == round(value) and abs(value) < 2**63:
+        return str(int(value))
+    return repr(value)
+
+
 def _name(attribute: str | int | None) -> str:
     return "sensitive" if attribute is None else str(attribute)
 
@@ -542,9 +562,7 @@ def _encode(frames: list[ArrayLike]) -> np.ndarray:
 def _encode_labels(labels: list[np.ndarray | None]) -> np.ndarray | None:
     if any(v is None for v in labels):
         return None
-    joined = np.concatenate(
-        [np.asarray(v).astype(object).astype(str) for v in labels if v is not None]
-    )
+    joined = np.concatenate([_value_names(v) for v in labels if v is not None])
     codes, uniques = pd.factorize(joined)
     onehot: np.ndarray = (codes[:, None] == np.arange(len(uniques))[None, :]).astype(np.float64)
     return onehot

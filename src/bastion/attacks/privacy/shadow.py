@@ -72,6 +72,13 @@ def fit_shadow(task: ShadowTask) -> np.ndarray:
 
     A top-level function, so process pools and distributed executors can pickle it.
     """
+    learned = np.unique(task.y[task.train_rows])
+    if len(learned) == 1:
+        # every row this shadow trains on has one class (k rows of a rare class all miss a
+        # shadow's half of the pool with probability 2^-k): most learners refuse to fit one
+        # class, and what they would learn is the constant model
+        constant: np.ndarray = (np.asarray(task.y[task.query_rows]) == learned[0]).astype(float)
+        return constant
     estimator = make_estimator(task.recipe, task.seed)
     estimator.fit(take_rows(task.X, task.train_rows), task.y[task.train_rows])
     proba = np.asarray(estimator.predict_proba(take_rows(task.X, task.query_rows)))
