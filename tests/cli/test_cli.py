@@ -235,3 +235,36 @@ def test_trusted_pickle_loads_and_the_report_records_the_override(project: Path)
     assert report["model"]["format"] == "pickle"
     assert report["model"]["trusted_override"] is True
     assert "trust" in (out / "report.html").read_text().lower()
+
+
+def test_names_with_brackets_print_literally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rich markup in the user's names: "radius[/mm]" in a finding crashed the table after
+    the reports were written (exit 2 whatever the verdict), "[bold red]" restyled it."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from bastion.cli._console import findings_table
+    from bastion.findings import Severity, Status
+
+    finding = SimpleNamespace(
+        check_id="PRV002", subject="model [bold red]x", status=Status.FAIL, waived=False,
+        severity=Severity.HIGH, metrics={"advantage": 0.3}, threshold={"max_advantage": 0.1},
+        message="The model leaks 'radius[/mm]'.",
+    )  # fmt: skip
+    report = SimpleNamespace(project="p[/q]", findings=[finding])
+    console = Console(record=True, width=200)
+    console.print(findings_table(report))  # type: ignore[arg-type]
+    text = console.export_text()
+    for literal in ("radius[/mm]", "model [bold red]x", "bastion check: p[/q]"):
+        assert literal in text
+    import pandas as pd
+
+    frame = pd.DataFrame({"radius[/mm]": [1.0, 2.0], "[bold]kind": ["a", "[b]"]})
+    frame.to_csv(tmp_path / "odd.csv", index=False)
+    assert run(["data", "profile", str(tmp_path / "odd.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "radius[/mm]" in out
+    assert "[bold]kind" in out

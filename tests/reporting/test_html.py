@@ -349,3 +349,20 @@ def test_extraction_fidelity_curve_is_drawn() -> None:
     page = render(dataclasses.replace(make_report(), findings=(ext,)), "html")
     assert "Model extraction: fidelity against queries" in page
     assert "<svg" in page.split("Model extraction: fidelity against queries")[1][:3000]
+
+
+def test_a_fidelity_point_is_drawn_at_the_queries_it_trained_on() -> None:
+    """A run stopped at 150 of 200 queries: its last point was drawn at 200 under the axis
+    "queries spent", which made the copy look dearer than it was."""
+    from bastion.reporting.plots import fidelity_curve_svg
+
+    def curve(last_budget: int, last_queries: int) -> list[dict[str, float]]:
+        return [
+            {"budget": 100, "queries": 100, "fidelity": 0.9, "surrogate_accuracy": 0.88},
+            {"budget": last_budget, "queries": last_queries, "fidelity": 0.95,
+             "surrogate_accuracy": 0.9},
+        ]  # fmt: skip
+
+    stopped = fidelity_curve_svg(curve(200, 150), key="a")
+    assert stopped == fidelity_curve_svg(curve(150, 150), key="a")
+    assert stopped != fidelity_curve_svg(curve(200, 200), key="a")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from bastion.report import Report
@@ -42,7 +43,7 @@ class ProgressBar:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[label]}"),
+            TextColumn("{task.fields[label]}", markup=False),  # stages name features
             console=err_console,
             transient=True,
             disable=not err_console.is_terminal,
@@ -65,7 +66,7 @@ def findings_table(report: Report, show_passed: bool = True, title: str | None =
     """A compact table: one row per finding, the key metric beside its limit, under ``title``
     (default: ``bastion check: <project>``)."""
     heading = title if title is not None else f"bastion check: {report.project}"
-    table = Table(title=heading, title_justify="left")
+    table = Table(title=Text(heading), title_justify="left")
     table.add_column("check")
     table.add_column("subject", overflow="fold")
     table.add_column("status")
@@ -77,13 +78,15 @@ def findings_table(report: Report, show_passed: bool = True, title: str | None =
             continue
         status = f.status.value + (" (waived)" if f.waived else "")
         style = "yellow" if f.waived else _STATUS_STYLE.get(f.status.value, "")
+        # Text, not markup: subjects and messages quote feature names and file paths, where
+        # "radius[/mm]" broke the table (and the exit code) and "[bold red]" restyled it
         table.add_row(
-            f"{f.check_id}",
-            f.subject,
-            f"[{style}]{status}[/]",
+            Text(f.check_id),
+            Text(f.subject),
+            Text(status, style=style),
             f.severity.value,
-            _key_metric(f.metrics, f.threshold),
-            f.message,
+            Text(_key_metric(f.metrics, f.threshold)),
+            Text(f.message),
         )
     return table
 

@@ -26,7 +26,8 @@ def write_starter_policy(path: Path, *, force: bool = False) -> None:
     path.write_text(text, encoding="utf-8")
     console.print(
         f"wrote {path}: edit data.train, data.test and model.path, then run "
-        f"'bastion check -c {path}'"
+        f"'bastion check -c {path}'",
+        markup=False,
     )
 
 
@@ -76,6 +77,7 @@ def _append_step_summary(report: Report) -> None:
 def profile_file(file: Path, json_out: Path | None) -> None:
     """Print a one-pass profile of ``file``; optionally write its summary as JSON."""
     from rich.table import Table
+    from rich.text import Text
 
     from bastion.data.dataset import Dataset
     from bastion.data.profile import Profile
@@ -83,13 +85,14 @@ def profile_file(file: Path, json_out: Path | None) -> None:
     ds = Dataset.from_file(file)
     profile = Profile.from_frame(ds.frame)
     summary = profile.summary()
-    table = Table(title=f"{file} ({profile.n_rows} rows, sha256 {ds.content_hash[:12]})")
+    # Text, not markup: column names and values are the user's data ("a[/b]" broke it)
+    table = Table(title=Text(f"{file} ({profile.n_rows} rows, sha256 {ds.content_hash[:12]})"))
     for header in ("column", "kind", "nulls", "min", "max", "mean", "std", "distinct", "top"):
         table.add_column(header, overflow="fold")
     for column, col in profile.columns.items():
         top = ", ".join(f"{v} ({n})" for v, n in col.top(3)) if col.kind != "numeric" else ""
         table.add_row(
-            column,
+            Text(str(column)),
             col.kind,
             f"{col.null_count}",
             _fmt(col.min),
@@ -97,12 +100,12 @@ def profile_file(file: Path, json_out: Path | None) -> None:
             _fmt(col.mean),
             _fmt(col.std),
             f"{col.distinct_estimate():.0f}",
-            top,
+            Text(top),
         )
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-        err_console.print(f"wrote {json_out}")
+        err_console.print(f"wrote {json_out}", markup=False)
 
 
 def validate_file(file: Path, config: Path, fail_on: str | None) -> int:

@@ -390,7 +390,10 @@ def fidelity_curve_svg(curve: Sequence[Mapping[str, float]], key: str) -> str:
     Parameters
     ----------
     curve:
-        ``{"budget", "fidelity", "surrogate_accuracy"}`` per budget, increasing.
+        ``{"budget", "queries", "fidelity", "surrogate_accuracy"}`` per budget, increasing;
+        a point is drawn at the queries its surrogate trained on (fewer than its budget
+        when the run stopped early: drawn at the budget, it made the copy look dearer),
+        at its budget when ``queries`` is absent.
     key:
         Unique name of the plot in its page.
 
@@ -399,7 +402,7 @@ def fidelity_curve_svg(curve: Sequence[Mapping[str, float]], key: str) -> str:
         svg = fidelity_curve_svg([{"budget": 100, "fidelity": 0.9,
                                    "surrogate_accuracy": 0.88}], key="ext")
     """
-    budgets = [float(p["budget"]) for p in curve]
+    budgets = [float(p.get("queries", p["budget"])) for p in curve]
     with _figure(key, 5.2, 3.4) as fig:
         ax: Axes = fig.add_subplot()
         ax.plot(budgets, [p["fidelity"] for p in curve], marker="o", color=_BLUE,

@@ -166,6 +166,27 @@ def test_time_budget_short_of_the_budget_warns_or_fails(tiny: dict[str, Any]) ->
     assert finding.status is Status.FAIL, finding.message
 
 
+def test_a_limit_never_judged_fails_closed(tiny: dict[str, Any]) -> None:
+    """An unlabelled test file behind a rate cap: the time budget went to labelling the
+    evaluation rows, no attack query was sent, and the required check passed as a warn."""
+    clf = tiny["model"].estimator
+    model = CallableAdapter(predict=lambda X: np.asarray(clf.predict(np.asarray(X))))
+    ctx = _ctx(tiny, model)
+    ctx.test = Dataset.from_frame(tiny["test"].features, name="test")  # no target column
+    cfg = ExtractionCheckConfig(
+        max_fidelity=0.5, queries_per_second=100, batch_size=20, max_seconds=0.3
+    )
+    finding = Extraction(cfg).execute(ctx)
+    assert finding.metrics["fidelity"] is None
+    assert finding.status is Status.FAIL, finding.message
+    assert "max_fidelity 0.5 not judged" in finding.message
+    assert "no attack query was answered" in finding.message
+    # the rows labelled before the stop, not every test row
+    assert finding.evidence["eval_rows"] == finding.metrics["eval_queries"] < 80
+    report_only = Extraction(cfg.model_copy(update={"max_fidelity": None})).execute(ctx)
+    assert report_only.status is Status.WARN, report_only.message
+
+
 def test_skips_non_numeric_features(tiny: dict[str, Any]) -> None:
     frame = tiny["test"].frame.assign(colour="red")
     test = Dataset.from_frame(frame, name="test", target="target")

@@ -208,7 +208,12 @@ class Extraction(Check):
 def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
     fidelity = result.fidelity
     if fidelity is None:
-        return Status.WARN, f"No query was answered (stopped: {result.stopped}); nothing judged."
+        # nothing measured: a limit set and never judged fails closed (a review saw the whole
+        # time budget of a rate-capped endpoint go to labelling the evaluation rows, and
+        # the required check pass as a warn)
+        if limit is None:
+            return Status.WARN, "Nothing judged (report only: no max_fidelity)."
+        return Status.FAIL, f"max_fidelity {limit:g} not judged: no fidelity was measured."
     if limit is not None and fidelity > limit:
         return Status.FAIL, f"Fidelity {fidelity:.4f} exceeds max_fidelity {limit:g}."
     # the fidelity judged is the last curve point's: short of the budget when the queries
@@ -241,7 +246,11 @@ def _describe(result: ExtractionResult, n_eval: int) -> str:
     )
     labels = "probabilities" if result.soft_labels else "labels"
     if result.fidelity is None:
-        return f"Extraction with {result.strategy} queries got no answer."
+        return (
+            f"Extraction with {result.strategy} queries trained no surrogate: no attack query "
+            f"was answered (stopped: {result.stopped}; {result.eval_queries} queries labelled "
+            "the evaluation rows)."
+        )
     trained_on = result.curve[-1].queries if result.curve else result.queries_used
     return (
         f"A {result.surrogate} surrogate trained on the model's {labels} for "
@@ -271,7 +280,8 @@ def _evidence(
         "attacker_data_source": source,
         "attacker_rows": int(keep_ref.sum()) if holds_data else 0,
         "answer_shares": result.answer_shares,
-        "eval_rows": int(eval_mask.sum()),
+        # the rows fidelity was measured on: those labelled before a stop
+        "eval_rows": result.eval_rows if result.eval_rows is not None else int(eval_mask.sum()),
         "rows_skipped_missing_values": {
             "test": int((~finite_test).sum()),
             "attacker": int((~keep_ref).sum()) if holds_data else 0,
