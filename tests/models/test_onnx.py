@@ -60,6 +60,28 @@ def test_skl2onnx_classifier_matches_sklearn(
     assert model.n_queries == 3 * len(X)
 
 
+@pytest.mark.parametrize("zipmap", [True, False], ids=["zipmap", "tensor"])
+def test_given_classes_must_agree_with_the_graphs(
+    tmp_path: Path,
+    cancer: tuple[pd.DataFrame, pd.Series],
+    cancer_pipeline: Pipeline,
+    zipmap: bool,
+) -> None:
+    """Classes in another order than the graph's relabelled the probability columns (the
+    label output stayed right): Square pushed the wrong class and a fragile model passed.
+    The same labels as text ("0" from a policy for the graph's 0) are the graph's; a ZipMap
+    model given them failed with a bare KeyError."""
+    X, _ = cancer
+    path = _convert(cancer_pipeline, tmp_path / "cancer.onnx", zipmap)
+    with pytest.raises(ModelError, match=r"classes \[1, 0\] differ from .* declares \[0, 1\]"):
+        OnnxAdapter.from_file(path, classes=[1, 0])
+    as_text = OnnxAdapter.from_file(path, classes=["0", "1"])
+    assert as_text.classes_.tolist() == [0, 1]
+    np.testing.assert_allclose(
+        as_text.predict_proba(X), cancer_pipeline.predict_proba(X), atol=1e-5
+    )
+
+
 def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
     path = _model_with_external(tmp_path, "weights.bin")
     weights = path.parent / "weights.bin"

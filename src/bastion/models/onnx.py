@@ -159,6 +159,8 @@ class OnnxAdapter(ModelAdapter):
             info = ModelInfo(name="onnx-model", format="onnx")
         if classes is None:
             classes = graph_classes
+        elif graph_classes is not None:
+            classes = _agreed_classes(list(classes), list(graph_classes), info.name)
         super().__init__(info, classes=classes)
         self.session = session
         inputs = session.get_inputs()
@@ -323,6 +325,21 @@ def _find_proba_output(outputs: list[Any]) -> str | None:
         if out.type in ("tensor(float)", "tensor(double)") and len(out.shape or []) == 2:
             return str(out.name)
     return None
+
+
+def _agreed_classes(given: list[Any], graph: list[Any], name: str) -> list[Any]:
+    """The graph's classes, when the ones given name the same labels in the same order (as
+    text: a policy's "0" is the graph's 0); else a :class:`ModelError`. Given classes in
+    another order relabelled the probability columns while the label output stayed right: a
+    black-box attack pushed the wrong class and a fragile model passed (robust accuracy
+    0.98 for 0.34)."""
+    if [str(c) for c in given] != [str(c) for c in graph]:
+        raise ModelError(
+            f"ONNX model {name!r}: classes {given} differ from the classes its graph declares "
+            f"{graph} (the order of its probability columns); leave model.classes out, or "
+            "give the graph's"
+        )
+    return graph
 
 
 def _graph_classes(model: Any) -> list[Any] | None:
