@@ -563,3 +563,50 @@ def test_membership_shadows_of_an_onnx_model_with_the_users_training_function(
     shadow = finding["evidence"]["attacks"]["shadow"]
     assert shadow["recipe"] == "train_fn bastion_cli_shadow_recipe:train"
     assert shadow["n_shadow"] == 8
+
+
+def test_classes_name_the_columns_of_a_probabilities_only_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ONNX graph of probabilities only (what torch.onnx.export writes) asked for
+    classes, which the command line had no way to give."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(120, random_state=0)
+    X, y = frame.drop(columns="target").to_numpy(), frame["target"].to_numpy()
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    lr = LogisticRegression(max_iter=1000).fit((X - mean) / std, y)
+    w = np.stack([-lr.coef_[0], lr.coef_[0]], axis=1) / std[:, None] / 2
+    b = np.array([-lr.intercept_[0], lr.intercept_[0]]) / 2 - mean @ w
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 30])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        initializer=[
+            helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.astype(np.float32).ravel()),
+            helper.make_tensor("b", TensorProto.FLOAT, b.shape, b.astype(np.float32)),
+        ],
+    )
+    model = tmp_path / "probs.onnx"
+    onnx.save_model(helper.make_model(graph), model)
+    data = tmp_path / "test.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "report.json"
+    common = ["attack", "evasion", "--model", str(model), "--data", str(data), "--target",
+              "target", "--attack", "square", "--budget", "30", "--eps", "0.5"]  # fmt: skip
+    assert run(common) == 2
+    assert "--classes on the command line" in capsys.readouterr().err
+    code = run([*common, "--classes", "0,1", "--format", "json", "--out", str(out)])
+    assert code in (0, 1)
+    clean = metrics_of(json.loads(out.read_text()), "ADV001")["clean_accuracy"]
+    assert clean == pytest.approx(float(np.mean(lr.predict((X - mean) / std) == y)), abs=0.02)
+    assert run([*common, "--classes", "0,,1"]) == 2

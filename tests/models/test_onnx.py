@@ -187,6 +187,62 @@ def test_regressor_like_graph_without_classes(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.predict_proba(X), expected)
 
 
+def test_the_probability_output_is_found_by_name_beside_logits(tmp_path: Path) -> None:
+    """Outputs label, logits, probs: the first (rows, k) float output, the logits, was read
+    as probabilities and the model refused."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0),
+            helper.make_node("Identity", ["x"], ["logits"]),
+            helper.make_node("Softmax", ["x"], ["probs"], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 2]),
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2]),
+        ],
+    )
+    path = tmp_path / "three.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    model = OnnxAdapter.from_file(path, classes=[0, 1])
+    assert model.proba_output == "probs"
+    X = np.array([[3.0, -4.0], [0.0, 1.0]], dtype=np.float32)
+    expected = np.exp(X) / np.exp(X).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)
+
+
+def test_an_image_input_takes_flat_rows_and_a_fixed_batch_is_named(tmp_path: Path) -> None:
+    """A (rows, 1, 2, 2) input refused the flat rows a data file holds (torch models take
+    them), and a graph exported with a batch of 1 failed with onnxruntime's text alone."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+            helper.make_node("Softmax", ["flat"], ["probabilities"], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 2, 2])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 4])],
+    )
+    path = tmp_path / "image.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    model = OnnxAdapter.from_file(path, classes=["a", "b", "c", "d"])
+    X = np.array([[0.0, 5.0, 1.0, 2.0], [9.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    assert model.predict(X).tolist() == ["b", "a"]
+    fixed = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["probabilities"], axis=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])],
+    )
+    onnx.save_model(helper.make_model(fixed), tmp_path / "fixed.onnx")
+    one = OnnxAdapter.from_file(tmp_path / "fixed.onnx", classes=[0, 1])
+    assert one.predict(np.zeros((1, 2), dtype=np.float32)).shape == (1,)
+    with pytest.raises(ModelError, match="fixes the batch dimension at 1 rows and was given 3"):
+        one.predict(np.zeros((3, 2), dtype=np.float32))
+
+
 def test_label_only_graph_has_no_proba(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)],

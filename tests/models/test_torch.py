@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bastion.exceptions import CapabilityError, ConfigError, ModelError, UnsafeArtifactError
+from bastion.exceptions import (
+    CapabilityError,
+    ConfigError,
+    ModelError,
+    ModelOutputError,
+    UnsafeArtifactError,
+)
 from bastion.models.base import Capability
 
 torch = pytest.importorskip("torch")
@@ -332,6 +338,16 @@ def test_safetensors_mismatches_are_named(tmp_path: Path, nets_module: str, torc
     safetensors_torch.save_file(state, weights)
     with pytest.raises(ModelError, match=r"missing keys \['2.bias'\]; unexpected keys \['extra'\]"):
         load_torch_safetensors(f"{nets_module}:make_mlp", weights)
+    # integer weights were cast to the model's floats (0 and +-1: a wreck the attack graded);
+    # a precision change among floats is fine
+    state = {k: v.to(torch.int32) if k == "0.weight" else v.half()
+             for k, v in torch_mlp.state_dict().items()}  # fmt: skip
+    safetensors_torch.save_file(state, weights)
+    with pytest.raises(ModelError, match=r"dtype mismatch .*'0.weight: file torch.int32 vs model"):
+        load_torch_safetensors(f"{nets_module}:make_mlp", weights)
+    state["0.weight"] = torch_mlp.state_dict()["0.weight"].double()
+    safetensors_torch.save_file(state, weights)
+    load_torch_safetensors(f"{nets_module}:make_mlp", weights)
 
 
 @pytest.mark.parametrize(
@@ -356,3 +372,19 @@ def test_forward_errors_are_model_errors() -> None:
     model = TorchAdapter(torch.nn.Linear(3, 2))
     with pytest.raises(ModelError, match=r"failed on a batch of shape \(2, 5\).*--input-shape"):
         model.predict(np.zeros((2, 5), dtype=np.float32))
+
+
+def test_a_module_returning_a_dict_is_named() -> None:
+    """It failed as "unexpected AttributeError: 'dict' object has no attribute 'ndim'"."""
+
+    class DictOut(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 2)
+
+        def forward(self, x: Any) -> Any:
+            return {"logits": self.linear(x)}
+
+    model = TorchAdapter(DictOut(), classes=[0, 1])
+    with pytest.raises(ModelOutputError, match=r"its module returned dict; .* wrap the module"):
+        model.predict(np.zeros((3, 4)))

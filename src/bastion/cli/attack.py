@@ -48,6 +48,7 @@ class AttackRequest:
     trust_pickle: bool = False
     factory: str | None = None
     input_shape: list[int] | None = None
+    classes: list[str | int] | None = None  # --classes
     device: str = "cpu"
     seed: int = 0
     output_format: str = "text"
@@ -78,6 +79,8 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         model["factory"] = request.factory
     if request.input_shape:
         model["input_shape"] = request.input_shape
+    if request.classes:
+        model["classes"] = request.classes
     if request.device != "cpu":
         model["device"] = request.device
     if request.remote_url:

@@ -306,6 +306,14 @@ ShapeOpt = Annotated[
         "is the default).",
     ),
 ]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        help="Label of each probability column, in order, e.g. 0,1 (a model that does not "
+        "name its classes: an ONNX graph of probabilities only, a torch module).",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(
@@ -392,6 +400,17 @@ def _shape(text: str | None) -> list[int] | None:
         ) from None
 
 
+def _classes(text: str | None) -> list[str | int] | None:
+    """``--classes 0,1`` as [0, 1]: whole numbers are the integers a data file's labels read
+    as; anything else stays text."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise BastionConfigError(f"--classes: expected labels separated by commas, got {text!r}")
+    return [int(p) if p.lstrip("-").isdigit() else p for p in parts]
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options the command line set (None, or an empty --train-fn: the check's default)."""
     return {k: v for k, v in options.items() if v is not None and v != ""}
@@ -442,6 +461,7 @@ def attack_evasion(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
     show_rows: ShowRowsOpt = False,
@@ -461,7 +481,8 @@ def attack_evasion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, save_adv=save_adv,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
+        device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"evasion": evasion},
     )  # fmt: skip
@@ -495,6 +516,7 @@ def attack_extraction(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
     show_rows: ShowRowsOpt = False,
@@ -512,7 +534,8 @@ def attack_extraction(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
+        device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"extraction": extraction},
     )  # fmt: skip
@@ -540,6 +563,7 @@ def attack_poisoning(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
     show_rows: ShowRowsOpt = False,
@@ -551,7 +575,8 @@ def attack_poisoning(
         "poisoning",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
+        device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"simulation": simulation},
     )  # fmt: skip
@@ -576,6 +601,7 @@ def attack_membership(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
     show_rows: ShowRowsOpt = False,
@@ -588,7 +614,8 @@ def attack_membership(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
+        device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"membership": membership},
     )  # fmt: skip
@@ -612,6 +639,7 @@ def attack_inversion(
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
+    classes: ClassesOpt = None,
     device: DeviceOpt = "cpu",
     non_feature: NonFeatureOpt = None,
     show_rows: ShowRowsOpt = False,
@@ -623,7 +651,8 @@ def attack_inversion(
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, sensitive=[attribute],
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
-        factory=factory, input_shape=_shape(input_shape), device=device, limits=limit or [],
+        factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
+        device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
         options={"attribute_inference": _given(attribute=attribute, max_seconds=max_seconds)},
     )  # fmt: skip

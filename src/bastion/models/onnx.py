@@ -180,6 +180,13 @@ class OnnxAdapter(ModelAdapter):
         shape = list(inputs[0].shape or [])
         width = shape[1] if len(shape) == 2 else None
         self.n_features_in_: int | None = width if isinstance(width, int) else None
+        # an image input, (rows, 1, 8, 8) say, takes flat rows of its size, as torch models do
+        inner = shape[1:]
+        self.row_shape: tuple[int, ...] | None = (
+            tuple(inner) if len(shape) > 2 and all(isinstance(d, int) for d in inner) else None
+        )
+        batch = shape[0] if shape else None
+        self.fixed_batch: int | None = batch if isinstance(batch, int) else None
         outputs = {o.name: o for o in session.get_outputs()}
         self.label_output = label_output or _find_label_output(list(outputs.values()))
         self.proba_output = proba_output or _find_proba_output(list(outputs.values()))
@@ -196,7 +203,8 @@ class OnnxAdapter(ModelAdapter):
         if self.label_output is None and self.classes_ is None:
             raise ModelError(
                 f"ONNX model {info.name!r} has no label output; pass classes= to map "
-                "probability columns to labels"
+                "probability columns to labels (model.classes in a policy, --classes on the "
+                "command line)"
             )
         self._zipmap = self.proba_output is not None and outputs[self.proba_output].type.startswith(
             "seq("
@@ -273,13 +281,29 @@ class OnnxAdapter(ModelAdapter):
     # -- inference --------------------------------------------------------------------
     def _feed(self, X: ArrayLike) -> dict[str, np.ndarray]:
         arr = X.to_numpy(dtype=self.input_dtype) if isinstance(X, pd.DataFrame) else X
-        return {self.input_name: np.ascontiguousarray(arr, dtype=self.input_dtype)}
+        arr = np.ascontiguousarray(arr, dtype=self.input_dtype)
+        if (
+            self.row_shape is not None
+            and arr.ndim == 2
+            and arr.shape[1] == int(np.prod(self.row_shape))
+        ):
+            arr = arr.reshape(-1, *self.row_shape)
+        return {self.input_name: arr}
 
     def _run(self, output: str, X: ArrayLike) -> Any:
         try:
             return self.session.run([output], self._feed(X))[0]
         except Exception as err:  # onnxruntime's own error types
-            raise ModelError(f"ONNX model {self.info.name!r} failed on the input: {err}") from err
+            rows = int(np.shape(X)[0]) if np.ndim(X) else 0
+            hint = (
+                f" (its graph fixes the batch dimension at {self.fixed_batch} rows and was "
+                f"given {rows}: export it with a dynamic batch dimension)"
+                if self.fixed_batch is not None and rows != self.fixed_batch
+                else ""
+            )
+            raise ModelError(
+                f"ONNX model {self.info.name!r} failed on the input{hint}: {err}"
+            ) from err
 
     def _predict(self, X: ArrayLike) -> np.ndarray:
         if self.label_output is not None:
@@ -321,10 +345,20 @@ def _find_proba_output(outputs: list[Any]) -> str | None:
     for out in outputs:
         if out.type.startswith("seq(map("):
             return str(out.name)
-    for out in outputs:
-        if out.type in ("tensor(float)", "tensor(double)") and len(out.shape or []) == 2:
-            return str(out.name)
-    return None
+    tables = [
+        str(out.name)
+        for out in outputs
+        if out.type in ("tensor(float)", "tensor(double)") and len(out.shape or []) == 2
+    ]
+    # by name where the graph has several (label, logits, probs: the logits came first and
+    # were read as probabilities, and the model refused); else the first
+    for hint in ("prob", "softmax"):
+        named = [t for t in tables if hint in t.lower()]
+        if named:
+            return named[0]
+    unnamed = [t for t in tables if "logit" not in t.lower()]
+    chosen = unnamed or tables
+    return chosen[0] if chosen else None
 
 
 def _agreed_classes(given: list[Any], graph: list[Any], name: str) -> list[Any]:

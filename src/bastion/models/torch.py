@@ -284,8 +284,14 @@ class TorchAdapter(ModelAdapter):
             ) from err
 
     def _as_2d(self, out: Any) -> Any:
-        if isinstance(out, (tuple, list)):
+        if isinstance(out, (tuple, list)) and out:
             out = out[0]
+        if not hasattr(out, "ndim"):
+            raise ModelOutputError(
+                f"model {self.info.name!r}: its module returned {type(out).__name__}; Bastion "
+                "reads a tensor of logits (rows, classes), or a tuple whose first item is one: "
+                "wrap the module to return the logits"
+            )
         if out.ndim == 1:
             out = out.reshape(-1, 1)
         return out
@@ -513,7 +519,8 @@ def load_torch_safetensors(
 
     Raises:
         ModelError: the factory does not return a module, or the weights do not match it
-            (missing or unexpected keys, shape mismatches; each named).
+            (missing or unexpected keys, shape mismatches, integer or bool tensors for
+            floating-point ones or the reverse; each named).
         ConfigError: the factory reference cannot be resolved.
 
     Example::
@@ -541,6 +548,14 @@ def load_torch_safetensors(
         for k in sorted(set(state) & set(expected))
         if tuple(state[k].shape) != tuple(expected[k].shape)
     ]
+    # load_state_dict casts whatever it is given: int32 weights became 0 and +-1, and the
+    # attack graded the wreck (a review saw a limit met at clean accuracy 0.1). A precision
+    # change among floats (float16 or float64 weights) is a cast, not a loss of kind
+    kinds = [
+        f"{k}: file {state[k].dtype} vs model {expected[k].dtype}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].dtype.is_floating_point != expected[k].dtype.is_floating_point
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys {missing[:10]}")
@@ -548,6 +563,8 @@ def load_torch_safetensors(
         problems.append(f"unexpected keys {unexpected[:10]}")
     if mismatched:
         problems.append(f"shape mismatch {mismatched[:10]}")
+    if kinds:
+        problems.append(f"dtype mismatch (integer or bool against floating point) {kinds[:10]}")
     if problems:
         raise ModelError(
             f"weights {os.fspath(weights)!r} do not fit the module built by {name!r}: "

@@ -570,6 +570,30 @@ def test_no_point_classified_correctly_is_a_sanity_warning(data: dict[str, Any])
     assert any("no sampled point is classified correctly" in n for n in finding.evidence["sanity"])
 
 
+def test_a_torch_model_ending_in_a_sigmoid_is_a_sanity_warning(data: dict[str, Any]) -> None:
+    """One output read as a logit: a sigmoid's probability is above 0 on every row, every
+    point is class 1, nothing can move it, and ADV001 passed at attack success 0."""
+    torch = pytest.importorskip("torch")
+
+    from bastion.models.torch import TorchAdapter
+
+    logits = _flat_torch(data).module
+
+    class Sigmoid(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            out = logits(x)
+            return torch.sigmoid(out[:, 1:] - out[:, :1])
+
+    model = TorchAdapter(Sigmoid(), classes=[0, 1], input_shape=(30,))
+    finding = _run(data, model, attack="pgd", n_points=40, eps_curve=(0.5,))
+    assert finding.metrics["attack_success_rate"] == 0
+    assert finding.status is Status.WARN, finding.message
+    assert any("predicts class 1 for every one of the 40" in n for n in finding.evidence["sanity"])
+    # the logits of the same model: no such note
+    fine = _run(data, _flat_torch(data), attack="pgd", n_points=40, eps_curve=(0.5,))
+    assert not any("for every one" in n for n in fine.evidence["sanity"])
+
+
 def test_ctrl_c_stops_the_whole_curve(data: dict[str, Any]) -> None:
     """Ctrl-C stopped one radius; the check went on with the others (80 s more)."""
     lr, calls = data["lr"], {"n": 0}

@@ -315,6 +315,7 @@ class EvasionCheck(Check):
         ctx.artifacts["rows"] = rows
         curve = _curve(results, main.clean_correct)
         sanity += _sanity(results, main, attack_id)
+        sanity += _constant_predictions(main, y)
 
         metrics: dict[str, float | int | None] = {
             k: v for k, v in merged.metrics().items() if k != "time_s"
@@ -555,6 +556,22 @@ def _some_names(constraints: FeatureConstraints, columns: np.ndarray) -> str:
     """The first 5 features' names, and how many more."""
     shown = ", ".join(constraints.names[j] for j in columns[:5])
     return shown + (f" and {columns.size - 5} more" if columns.size > 5 else "")
+
+
+def _constant_predictions(main: EvasionResult, y: np.ndarray) -> list[str]:
+    """A model that answers one class for every point of several classes cannot be moved,
+    and reads as robust: most often its outputs are misread (a torch model ending in a
+    sigmoid, whose single output Bastion reads as a logit: every row lands above 0, class 1;
+    a review saw one pass at attack success 0 where its logits gave 0.68)."""
+    predicted = np.unique(np.asarray(main.clean_pred).astype(str))
+    if len(predicted) != 1 or len(np.unique(np.asarray(y).astype(str))) < 2:
+        return []
+    return [
+        f"the model predicts class {predicted[0]} for every one of the {len(y)} points "
+        "(of several classes): a constant model cannot be moved, so robustness says nothing; "
+        "check how its outputs are read (a torch model with one output must return a logit, "
+        "not a sigmoid's probability)"
+    ]
 
 
 def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id: str) -> list[str]:
