@@ -210,10 +210,19 @@ class Check(ABC):
         return self.finding(ctx, Status.SKIPPED, reason)
 
     def execute(self, ctx: CheckContext) -> Finding:
-        """Run, timing it; any exception becomes an ``error`` finding and the run goes on."""
+        """Run, timing it; any exception becomes an ``error`` finding and the run goes on (a
+        :class:`ConfigError` one with ``evidence["error"] == "config"``: see
+        :attr:`bastion.report.Report.exit_code`)."""
         start = time.perf_counter()
         try:
             result = self.run(ctx)
+        except ConfigError as err:
+            # a policy value the check can only judge against the data or the model (an
+            # attribute that is not a column, a target class the model lacks): a policy
+            # error, which the CLI's exit code says (2) as it does for one found on reading
+            result = self.finding(
+                ctx, Status.ERROR, f"{type(err).__name__}: {err}", evidence={"error": "config"}
+            )
         except Exception as err:  # a crashing check is a finding, never a crash of the gate
             result = self.finding(ctx, Status.ERROR, f"{type(err).__name__}: {err}")
         return result.with_updates(duration_s=time.perf_counter() - start)

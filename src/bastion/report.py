@@ -78,6 +78,16 @@ class Report:
     feature_schema: Mapping[str, Any] | None = None
 
     @property
+    def exit_code(self) -> int:
+        """The CLI's exit code: 2 when a check found a policy error while it ran (an
+        ``error`` finding from a :class:`~bastion.exceptions.ConfigError`: the same code as
+        a policy refused on reading), else the verdict's (0 passed, 1 failed)."""
+        for f in self.findings:
+            if f.status is Status.ERROR and f.evidence.get("error") == "config":
+                return 2
+        return self.verdict.exit_code
+
+    @property
     def passed(self) -> bool:
         return self.verdict.passed
 

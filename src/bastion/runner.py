@@ -192,7 +192,7 @@ def run_gate(
     Example::
 
         report = run_gate(load_policy("bastion.yaml"))
-        sys.exit(report.verdict.exit_code)
+        sys.exit(report.exit_code)
     """
     started = time.perf_counter()
     if categories is not None:

@@ -268,3 +268,21 @@ def test_names_with_brackets_print_literally(
     out = capsys.readouterr().out
     assert "radius[/mm]" in out
     assert "[bold]kind" in out
+
+
+def test_a_policy_error_a_check_finds_as_it_runs_exits_2(project: Path) -> None:
+    """An attribute that is not a column is known only when the check reads the data: it
+    was an error finding and exit 1 (a failed gate), where a policy error exits 2."""
+    policy = project / "attr.yaml"
+    policy.write_text(
+        "version: 1\nproject: p\ndata: {train: data/train.csv, test: data/test.csv, "
+        "target: diagnosis}\nmodel: {path: model.onnx}\nreport: {formats: [json]}\n"
+        "checks:\n  privacy:\n    attribute_inference: {attribute: no_such_column}\n"
+    )
+    out = project / "out"
+    assert run(["check", "-c", str(policy), "-o", str(out), "-f", "json"]) == 2
+    report = json.loads((out / "report.json").read_text())
+    (finding,) = [f for f in report["findings"] if f["check_id"] == "PRV002"]
+    assert finding["status"] == "error"
+    assert finding["evidence"] == {"error": "config"}
+    assert "no_such_column" in finding["message"]

@@ -206,7 +206,7 @@ def run_attack(request: AttackRequest) -> int:
             )
         else:
             _save_adversarial(artifacts, request.save_adv)
-    return report.verdict.exit_code
+    return report.exit_code
 
 
 def _check_outputs(request: AttackRequest) -> None:

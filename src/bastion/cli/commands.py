@@ -58,7 +58,7 @@ def run_check(
         console.print(f"  - {reason}", markup=False)
     console.print(f"reports: {', '.join(str(p) for p in written.values())}", markup=False)
     _append_step_summary(report)
-    return report.verdict.exit_code
+    return report.exit_code
 
 
 def _append_step_summary(report: Report) -> None:
@@ -147,7 +147,7 @@ def validate_file(file: Path, config: Path, fail_on: str | None) -> int:
     console.print(verdict_line(report))
     for reason in report.verdict.reasons:
         console.print(f"  - {reason}", markup=False)
-    return report.verdict.exit_code
+    return report.exit_code
 
 
 def _fmt(value: float | None) -> str:

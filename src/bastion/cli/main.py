@@ -161,7 +161,9 @@ def check(
 ) -> None:
     """Run the gate: every enabled check of the policy, then judge and write the reports.
 
-    Exits 0 when the gate passed, 1 when it failed, 2 on a usage, policy or input error.
+    Exits 0 when the gate passed, 1 when it failed, 2 on a usage, policy or input error
+    (also one a check finds as it runs, an attribute that is not a column say: the reports
+    are written, with that check's error finding).
     """
     from bastion.cli.commands import run_check
 
