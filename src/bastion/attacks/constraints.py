@@ -250,6 +250,35 @@ class FeatureConstraints:
             bad |= ~ok
         return int(bad.sum())
 
+    def invalid_rows(self, x: np.ndarray, atol: float = 1e-9) -> dict[str, np.ndarray]:
+        """Rows that break their own constraints, by kind (``"integer"``: a fraction in an
+        integer feature; ``"one_hot"``: a group without exactly one member at 1, as
+        ``drop_first`` dummies declared a group hold for the dropped category). An attack
+        must first repair such a row, which moves it beyond a small eps: every candidate is
+        rejected and the row reads as robust. (A value outside its range is no such break:
+        :meth:`row_bounds` widens the bounds to hold it.) Kinds with no such row are left out
+        of the mapping.
+
+        Example::
+
+            >>> import dataclasses
+            >>> box = FeatureConstraints.box(2, 0.0, 1.0)
+            >>> cons = dataclasses.replace(box, one_hot_groups=(np.array([0, 1]),))
+            >>> cons.invalid_rows(np.array([[0.0, 1.0], [0.0, 0.0]]))["one_hot"].tolist()
+            [False, True]
+        """
+        out: dict[str, np.ndarray] = {}
+        if self.integer.any():
+            vals = x[:, self.integer]
+            out["integer"] = (np.abs(vals - np.rint(vals)) > atol).any(axis=1)
+        bad_group = np.zeros(len(x), dtype=bool)
+        for group in self.one_hot_groups:
+            block = x[:, group]
+            ok = (np.abs(block.sum(axis=1) - 1) <= atol) & np.isin(block, (0.0, 1.0)).all(axis=1)
+            bad_group |= ~ok
+        out["one_hot"] = bad_group
+        return {kind: mask for kind, mask in out.items() if mask.any()}
+
     def to_original_units(self, delta_scaled: np.ndarray) -> np.ndarray:
         """A perturbation measured in ``scale`` units, in the features' own units."""
         out: np.ndarray = np.asarray(delta_scaled) * self.scale

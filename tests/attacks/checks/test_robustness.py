@@ -759,3 +759,34 @@ def test_integer_column_labels_are_read_as_names() -> None:
     assert by_number.target == "1"
     assert by_number.feature_names == ["0", "y"]
     assert by_number.labels.tolist() == [4.0, 5.0, 6.0]
+
+
+def test_rows_that_break_their_own_constraints_are_left_out_and_said() -> None:
+    """drop_first dummies declared a one-hot group: the dropped category's rows hold no 1,
+    every candidate had to switch a category (beyond eps) and was rejected, and those rows
+    read as robust: the gate passed a model it fails with the dummies immutable."""
+    from bastion.data.schema import ColumnKind, ColumnSpec
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(frac=1.0, random_state=0)
+    frame = frame[["mean radius", "mean texture", "worst area", "target"]].reset_index(drop=True)
+    size = np.random.default_rng(0).choice(["small", "medium", "large"], len(frame))
+    dummies = pd.get_dummies(pd.Series(size, name="size"), prefix="size", drop_first=True)
+    frame = pd.concat([dummies.astype(float), frame], axis=1)
+    train = Dataset.from_frame(frame.iloc[:400].reset_index(drop=True), name="tr", target="target")
+    test = Dataset.from_frame(frame.iloc[400:].reset_index(drop=True), name="te", target="target")
+    gbm = GradientBoostingClassifier(random_state=0).fit(train.features, train.labels)
+    model = SklearnAdapter(gbm)
+    declared = {c: ColumnSpec(c, ColumnKind.NUMERIC, min=0, max=1, one_hot_group="size")
+                for c in dummies.columns}  # fmt: skip
+    schema = FeatureSchema(columns=declared).merged_over(
+        FeatureSchema.infer(train.frame, exclude=("target",))
+    )
+    ctx = CheckContext(seed=0, subject="model", train=train, test=test, schema=schema, model=model)
+    config = EvasionCheckConfig(eps=0.5, n_points=150, max_queries_per_sample=300)
+    finding = EvasionCheck(config).execute(ctx)
+    dropped = int((test.features[dummies.columns] == 0).all(axis=1).sum())
+    assert finding.evidence["constraint_violating_rows_left_out"] == dropped > 0
+    assert finding.status is Status.WARN, finding.message
+    note = f"{dropped} test row(s) break their own declared constraints"
+    assert any(note in n for n in finding.evidence["sanity"])
+    assert finding.metrics["attacked_points"] <= len(test.features) - dropped

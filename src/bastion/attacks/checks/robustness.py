@@ -282,8 +282,23 @@ class EvasionCheck(Check):
         values = frame.to_numpy(dtype=np.float64)
         complete = np.isfinite(values).all(axis=1)
         incomplete = int((has_label & ~complete).sum())
-        labelled = np.flatnonzero(has_label & complete)
+        # nor a row that breaks its own constraints: an attack must repair it first, beyond
+        # a small eps, and it read as robust (a review saw drop_first dummies declared a
+        # one-hot group pass a model that fails with them declared immutable)
+        invalid = constraints.invalid_rows(np.where(complete[:, None], values, 0.0))
+        broken_rows = np.zeros(len(values), dtype=bool)
+        for mask in invalid.values():
+            broken_rows |= mask
+        broken_rows &= has_label & complete
+        invalid_counts = {kind: int((mask & broken_rows).sum()) for kind, mask in invalid.items()}
+        labelled = np.flatnonzero(has_label & complete & ~broken_rows)
         if len(labelled) == 0:
+            if broken_rows.any():
+                return self.skip(
+                    ctx,
+                    "every labelled test row breaks its own declared constraints "
+                    f"({_invalid_text(invalid_counts)}): fix the schema or the data",
+                )
             return self.skip(
                 ctx,
                 f"every labelled test row has a missing or infinite feature value ({incomplete})",
@@ -301,6 +316,14 @@ class EvasionCheck(Check):
                 "no training data: bounds and std units come from the test data (the points "
                 "attacked among them), which can pin the attack; give data.train or declare "
                 "the features' ranges in the schema"
+            )
+        if broken_rows.any():
+            sanity.append(
+                f"{int(broken_rows.sum())} test row(s) break their own declared constraints "
+                f"({_invalid_text(invalid_counts)}) and were left out: no attack can keep them "
+                "within eps. A one-hot group must hold exactly one 1 per row (declare "
+                "drop_first dummies as plain binary features); an integer feature whole "
+                "numbers"
             )
         sanity += _asked_twice(model, X)
         sanity += _pinned(constraints, "training" if ctx.train is not None else "test")
@@ -356,6 +379,7 @@ class EvasionCheck(Check):
         evidence: dict[str, Any] = {
             "unlabelled_rows_left_out": unlabelled,
             "incomplete_rows_left_out": incomplete,
+            "constraint_violating_rows_left_out": int(broken_rows.sum()),
             "attack": attack_id,
             "attack_requested": cfg.attack,
             "norm": cfg.norm,
@@ -556,6 +580,12 @@ def _some_names(constraints: FeatureConstraints, columns: np.ndarray) -> str:
     """The first 5 features' names, and how many more."""
     shown = ", ".join(constraints.names[j] for j in columns[:5])
     return shown + (f" and {columns.size - 5} more" if columns.size > 5 else "")
+
+
+def _invalid_text(counts: dict[str, int]) -> str:
+    names = {"integer": "a fraction in an integer feature",
+             "one_hot": "a one-hot group without exactly one 1"}  # fmt: skip
+    return ", ".join(f"{names[kind]}: {n}" for kind, n in counts.items() if n)
 
 
 def _constant_predictions(main: EvasionResult, y: np.ndarray) -> list[str]:

@@ -190,6 +190,20 @@ class Space:
         x[:, self.fixed] = self.x0[rows][:, self.fixed]
         return x
 
+    def relax(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``z`` inside the bounds with the fixed features in place, but integers and one-hot
+        members left fractional: for probes that only estimate a direction (HopSkipJump's
+        gradient), which feasible rounding would put back on the point they leave (a
+        probe moves each of d features by far less than one unit, so every probe of an
+        all-integer row was the row itself, and the walk ended after its start). Never an
+        output: candidates go through :meth:`project`."""
+        x0 = self.x0[rows]
+        x = z * self.scale
+        np.clip(x, *self.constraints.row_bounds(x0), out=x)
+        x[:, self.fixed] = x0[:, self.fixed]
+        out: np.ndarray = x / self.scale
+        return out
+
     def model_rows(self, x: np.ndarray) -> np.ndarray:
         """Rows ``x`` (input units) in the shape the model takes."""
         if len(self.row_shape) < 2:

@@ -492,7 +492,9 @@ class _Walk:
         owners = np.repeat(np.arange(p), evals)
         base = self.cur[idx]
         probes = base[owners] + delta[owners, None] * rv[valid]
-        probes = self.space.project(probes, self.rows[idx[owners]])
+        # relaxed, not projected: rounded onto integers, probes of delta < 0.5 unit were the
+        # point itself (see Space.relax)
+        probes = self.space.relax(probes, self.rows[idx[owners]])
         steps = (probes - base[owners]) / delta[owners, None]
         adv = self._adversarial(probes, idx[owners], record=False)
         fval = np.where(adv, 1.0, -1.0)
