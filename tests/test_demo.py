@@ -89,3 +89,27 @@ def test_the_demo_replaces_its_own_output_and_nothing_else(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="not an earlier demo's output"):
         fresh_output(mine)
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_the_summary_prints_the_output_path_literally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out 'runs[/x]'`` crashed the summary (a Rich closing tag) after the reports were
+    written, and the hint "pip install 'bastion[torch]'" lost its "[torch]"."""
+    from types import SimpleNamespace
+
+    from bastion import demo
+    from bastion.cli import commands
+
+    scenario = SimpleNamespace(name="cancer", title="Breast cancer")
+    monkeypatch.setattr(demo, "_breast_cancer", lambda: scenario)
+    monkeypatch.setattr(demo, "_diabetes", lambda: SimpleNamespace(name="d", title="D"))
+    monkeypatch.setattr(demo, "_digits", lambda: None)  # as without torch
+    monkeypatch.setattr(demo, "_write_project", lambda folder, sc: folder / "bastion.yaml")
+    monkeypatch.setattr(commands, "run_check", lambda *a, **k: 0)
+    monkeypatch.setattr(demo, "_protect", lambda *a, **k: "protect: stubbed")
+    out = tmp_path / "runs[/x]"
+    assert demo.run_demo(out) == 0
+    printed = capsys.readouterr().out
+    assert "pip install 'bastion[torch]'" in printed
+    assert f"reports in {out / 'cancer' / 'report'}" in printed.replace("\n", "")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from rich.text import Text
 
 from bastion.cli._console import console
 
@@ -64,8 +65,10 @@ def run_demo(out: Path) -> int:
     digits = _digits()
     if digits is None:
         console.print(
-            "[yellow]torch is not installed: skipping the white-box attack scenario (digits); "
-            "pip install 'bastion[torch]' to see it[/]"
+            "torch is not installed: skipping the white-box attack scenario (digits); "
+            "pip install 'bastion[torch]' to see it",
+            style="yellow",
+            markup=False,  # "[torch]" is no style
         )
     else:
         scenarios.append(digits)
@@ -78,12 +81,16 @@ def run_demo(out: Path) -> int:
     protected = _protect(out, out / scenarios[0].name)
     console.rule("[bold]demo summary")
     for name, code in verdicts:
-        state = "[green]passed[/]" if code == 0 else "[red]failed[/]"
-        console.print(f"{name}: gate {state}; reports in {out / name / 'report'}")
+        # Text: the output folder is the user's path ("runs[/x]" was read as markup)
+        line = Text(f"{name}: gate ")
+        line.append("passed" if code == 0 else "failed", style="green" if code == 0 else "red")
+        line.append(f"; reports in {out / name / 'report'}")
+        console.print(line)
     console.print(protected, markup=False)
     console.print(
         f"done in {time.perf_counter() - start:.1f} s. Re-run one with "
-        f"'bastion check -c {out / verdicts[0][0] / 'bastion.yaml'} --out DIR'."
+        f"'bastion check -c {out / verdicts[0][0] / 'bastion.yaml'} --out DIR'.",
+        markup=False,
     )
     return 0
 

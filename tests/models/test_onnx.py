@@ -77,6 +77,9 @@ def test_given_classes_must_agree_with_the_graphs(
         OnnxAdapter.from_file(path, classes=[1, 0])
     as_text = OnnxAdapter.from_file(path, classes=["0", "1"])
     assert as_text.classes_.tolist() == [0, 1]
+    # a model fitted on float or bool labels declares 0 and 1: its own classes_ are the same
+    for own in ([0.0, 1.0], [False, True], np.array([0, 1], dtype=np.int64)):
+        assert OnnxAdapter.from_file(path, classes=own).classes_.tolist() == [0, 1]
     np.testing.assert_allclose(
         as_text.predict_proba(X), cancer_pipeline.predict_proba(X), atol=1e-5
     )
@@ -187,27 +190,30 @@ def test_regressor_like_graph_without_classes(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.predict_proba(X), expected)
 
 
-def test_the_probability_output_is_found_by_name_beside_logits(tmp_path: Path) -> None:
-    """Outputs label, logits, probs: the first (rows, k) float output, the logits, was read
-    as probabilities and the model refused."""
+@pytest.mark.parametrize(
+    ("other", "probs"), [("logits", "probs"), ("log_probs", "probs"), ("log_softmax", "softmax")]
+)
+def test_the_probability_output_is_found_by_name(tmp_path: Path, other: str, probs: str) -> None:
+    """Outputs label, logits (or log-probabilities), probs: the first (rows, k) float output
+    was read as probabilities and the model refused."""
     graph = helper.make_graph(
         [
             helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0),
-            helper.make_node("Identity", ["x"], ["logits"]),
-            helper.make_node("Softmax", ["x"], ["probs"], axis=1),
+            helper.make_node("LogSoftmax", ["x"], [other], axis=1),
+            helper.make_node("Softmax", ["x"], [probs], axis=1),
         ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
         [
             helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 2]),
-            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 2]),
+            helper.make_tensor_value_info(other, TensorProto.FLOAT, [None, 2]),
+            helper.make_tensor_value_info(probs, TensorProto.FLOAT, [None, 2]),
         ],
     )
     path = tmp_path / "three.onnx"
     onnx.save_model(helper.make_model(graph), path)
     model = OnnxAdapter.from_file(path, classes=[0, 1])
-    assert model.proba_output == "probs"
+    assert model.proba_output == probs
     X = np.array([[3.0, -4.0], [0.0, 1.0]], dtype=np.float32)
     expected = np.exp(X) / np.exp(X).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)

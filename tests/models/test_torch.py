@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import textwrap
@@ -301,6 +302,9 @@ NETS = textwrap.dedent(
             torch.nn.Linear(30, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2)
         )
 
+    def make_bn():
+        return torch.nn.Sequential(torch.nn.Linear(30, 8), torch.nn.BatchNorm1d(8))
+
     def not_a_module():
         return 42
     """
@@ -348,6 +352,12 @@ def test_safetensors_mismatches_are_named(tmp_path: Path, nets_module: str, torc
     state["0.weight"] = torch_mlp.state_dict()["0.weight"].double()
     safetensors_torch.save_file(state, weights)
     load_torch_safetensors(f"{nets_module}:make_mlp", weights)
+    # an integer counter stored as a float (BatchNorm's, in a .half() checkpoint) is no loss
+    bn = {
+        k: v.half() for k, v in importlib.import_module(nets_module).make_bn().state_dict().items()
+    }
+    safetensors_torch.save_file(bn, weights)
+    load_torch_safetensors(f"{nets_module}:make_bn", weights)
 
 
 @pytest.mark.parametrize(

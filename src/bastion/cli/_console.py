@@ -66,7 +66,7 @@ def findings_table(report: Report, show_passed: bool = True, title: str | None =
     """A compact table: one row per finding, the key metric beside its limit, under ``title``
     (default: ``bastion check: <project>``)."""
     heading = title if title is not None else f"bastion check: {report.project}"
-    table = Table(title=Text(heading), title_justify="left")
+    table = Table(title=Text(heading, style="table.title"), title_justify="left")
     table.add_column("check")
     table.add_column("subject", overflow="fold")
     table.add_column("status")

@@ -86,7 +86,8 @@ def profile_file(file: Path, json_out: Path | None) -> None:
     profile = Profile.from_frame(ds.frame)
     summary = profile.summary()
     # Text, not markup: column names and values are the user's data ("a[/b]" broke it)
-    table = Table(title=Text(f"{file} ({profile.n_rows} rows, sha256 {ds.content_hash[:12]})"))
+    title = f"{file} ({profile.n_rows} rows, sha256 {ds.content_hash[:12]})"
+    table = Table(title=Text(title, style="table.title"))
     for header in ("column", "kind", "nulls", "min", "max", "mean", "std", "distinct", "top"):
         table.add_column(header, overflow="fold")
     for column, col in profile.columns.items():

@@ -353,7 +353,8 @@ def _find_proba_output(outputs: list[Any]) -> str | None:
     # by name where the graph has several (label, logits, probs: the logits came first and
     # were read as probabilities, and the model refused); else the first
     for hint in ("prob", "softmax"):
-        named = [t for t in tables if hint in t.lower()]
+        # log_probs, log_softmax: logarithms, no probabilities
+        named = [t for t in tables if hint in t.lower() and "log" not in t.lower()]
         if named:
             return named[0]
     unnamed = [t for t in tables if "logit" not in t.lower()]
@@ -367,13 +368,24 @@ def _agreed_classes(given: list[Any], graph: list[Any], name: str) -> list[Any]:
     another order relabelled the probability columns while the label output stayed right: a
     black-box attack pushed the wrong class and a fragile model passed (robust accuracy
     0.98 for 0.34)."""
-    if [str(c) for c in given] != [str(c) for c in graph]:
+    if len(given) != len(graph) or not all(map(_same_label, given, graph)):
         raise ModelError(
             f"ONNX model {name!r}: classes {given} differ from the classes its graph declares "
             f"{graph} (the order of its probability columns); leave model.classes out, or "
             "give the graph's"
         )
     return graph
+
+
+def _same_label(a: Any, b: Any) -> bool:
+    """Whether two class labels are one: equal as text ("0" and 0), or as numbers (0.0, 0
+    and False: a model fitted on float or bool labels declares 0 and 1 in its graph)."""
+    if str(a) == str(b):
+        return True
+    try:
+        return bool(float(a) == float(b))
+    except (TypeError, ValueError):
+        return False
 
 
 def _graph_classes(model: Any) -> list[Any] | None:

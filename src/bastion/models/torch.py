@@ -520,7 +520,7 @@ def load_torch_safetensors(
     Raises:
         ModelError: the factory does not return a module, or the weights do not match it
             (missing or unexpected keys, shape mismatches, integer or bool tensors for
-            floating-point ones or the reverse; each named).
+            floating-point ones; each named).
         ConfigError: the factory reference cannot be resolved.
 
     Example::
@@ -550,11 +550,12 @@ def load_torch_safetensors(
     ]
     # load_state_dict casts whatever it is given: int32 weights became 0 and +-1, and the
     # attack graded the wreck (a review saw a limit met at clean accuracy 0.1). A precision
-    # change among floats (float16 or float64 weights) is a cast, not a loss of kind
+    # change among floats (float16 or float64 weights) is a cast, not a loss; so is a
+    # counter stored as a float (BatchNorm's num_batches_tracked in a .half() checkpoint)
     kinds = [
         f"{k}: file {state[k].dtype} vs model {expected[k].dtype}"
         for k in sorted(set(state) & set(expected))
-        if state[k].dtype.is_floating_point != expected[k].dtype.is_floating_point
+        if expected[k].dtype.is_floating_point and not state[k].dtype.is_floating_point
     ]
     problems = []
     if missing:
@@ -564,7 +565,7 @@ def load_torch_safetensors(
     if mismatched:
         problems.append(f"shape mismatch {mismatched[:10]}")
     if kinds:
-        problems.append(f"dtype mismatch (integer or bool against floating point) {kinds[:10]}")
+        problems.append(f"dtype mismatch (integer or bool for floating point) {kinds[:10]}")
     if problems:
         raise ModelError(
             f"weights {os.fspath(weights)!r} do not fit the module built by {name!r}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from typing import Any
@@ -592,6 +593,15 @@ def test_a_torch_model_ending_in_a_sigmoid_is_a_sanity_warning(data: dict[str, A
     # the logits of the same model: no such note
     fine = _run(data, _flat_torch(data), attack="pgd", n_points=40, eps_curve=(0.5,))
     assert not any("for every one" in n for n in fine.evidence["sanity"])
+    # one class predicted on a sample of rare positives, but the attack moved points: a
+    # model that is not constant where it was looked at
+    from bastion.attacks.checks.robustness import _constant_predictions
+
+    moved = _result([True, False, False], 0.5)
+    moved = dataclasses.replace(moved, clean_pred=np.zeros(3, dtype=int))
+    assert _constant_predictions(moved, np.array([0, 0, 1])) == []
+    still = dataclasses.replace(moved, success=np.zeros(3, dtype=bool))
+    assert len(_constant_predictions(still, np.array([0, 0, 1]))) == 1
 
 
 def test_ctrl_c_stops_the_whole_curve(data: dict[str, Any]) -> None:

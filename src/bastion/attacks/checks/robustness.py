@@ -593,6 +593,8 @@ def _constant_predictions(main: EvasionResult, y: np.ndarray) -> list[str]:
     and reads as robust: most often its outputs are misread (a torch model ending in a
     sigmoid, whose single output Bastion reads as a logit: every row lands above 0, class 1;
     a review saw one pass at attack success 0 where its logits gave 0.68)."""
+    if bool(np.asarray(main.success).any()):
+        return []  # the attack moved a point: the model is not constant where it looked
     predicted = np.unique(np.asarray(main.clean_pred).astype(str))
     if len(predicted) != 1 or len(np.unique(np.asarray(y).astype(str))) < 2:
         return []

@@ -440,7 +440,7 @@ def _value_name(value: Any) -> str:
         return str(value)
     if np.isfinite(value) and value == round(value) and abs(value) < 2**63:
         return str(int(value))
-    return repr(value)
+    return repr(float(value))  # np.float64 in an object array: "0.5", not "np.float64(0.5)"
 
 
 def _name(attribute: str | int | None) -> str:
