@@ -650,7 +650,7 @@ def bastion_starts_from(offset: np.ndarray) -> Any:
 
     real = _torch._Engine.random_start
 
-    def start(self: Any, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool) -> Tensor:
+    def start(self: Any, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool, **_: Any) -> Tensor:
         if tuple(x0.shape) != offset.shape:
             raise RuntimeError(f"start for {tuple(x0.shape)} rows, ART drew {offset.shape}")
         t = torch.as_tensor(offset, dtype=x0.dtype, device=x0.device)

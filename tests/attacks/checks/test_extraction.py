@@ -317,3 +317,30 @@ def test_a_context_built_in_python_takes_the_models_column_order() -> None:
     assert findings["model"].status is Status.FAIL
     assert findings["reversed"].status is Status.FAIL
     assert findings["reversed"].metrics == findings["model"].metrics
+
+
+def test_labels_that_are_not_the_most_probable_class_are_copied_as_labels(
+    tiny: dict[str, Any],
+) -> None:
+    """A tuned decision threshold: a copy trained on the probabilities decides by the most
+    probable class and missed the model's labels on 14% of rows; the check passed at 0.86
+    where the labels copied the model at 0.97."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    base = tiny["model"].estimator
+    tuned = FixedThresholdClassifier(base, threshold=0.97).fit(
+        tiny["train"].features.to_numpy(), tiny["train"].labels
+    )
+    X = tiny["test"].features.to_numpy()
+    top = tuned.classes_[np.argmax(tuned.predict_proba(X), axis=1)]
+    assert np.mean(top != tuned.predict(X)) > 0.05  # the case: labels beside the argmax
+    finding = Extraction(ExtractionCheckConfig(max_fidelity=0.9)).execute(
+        _ctx(tiny, SklearnAdapter(tuned))
+    )
+    assert finding.evidence["labels_not_argmax"] > 0.05
+    assert finding.evidence["soft_labels"] is False
+    assert finding.metrics["fidelity"] > 0.9
+    assert finding.status is Status.FAIL, finding.message
+    plain = Extraction(ExtractionCheckConfig()).execute(_ctx(tiny))
+    assert plain.evidence["labels_not_argmax"] == 0.0
+    assert plain.evidence["soft_labels"] is True

@@ -352,6 +352,29 @@ def test_rounding_without_early_exit_keeps_the_per_point_budget(
 
 
 @pytest.mark.parametrize(
+    ("attack", "norm", "restarts"), [("pgd", "2", 1), ("pgd", "inf", 3), ("apgd", "2", 2)]
+)
+def test_a_points_random_start_does_not_depend_on_the_batch_size(
+    attack: str, norm: str, restarts: int, mlp: TorchAdapter, digits: Any
+) -> None:
+    """One generator drawn through batch after batch gave a point another start at another
+    batch size: L2 draws normals in blocks, and a chunk's later restarts drew before the
+    next chunk's first (a review saw robust accuracy move under one seed)."""
+    X, y = digits.X_test[:150], digits.y_test[:150]
+    eps = 12.0 if norm == "2" else 1.5
+    runs = [
+        C.white_box(attack, 10, batch_size=batch, restarts=restarts, early_exit=False).run(
+            mlp, X, y, eps=eps, norm=norm, constraints=BOX, seed=4
+        )
+        for batch in (7, 256)
+    ]
+    assert 0 < runs[0].success.sum() < runs[0].clean_correct.sum()
+    np.testing.assert_array_equal(runs[0].success, runs[1].success)
+    # the same starts and steps; the forward's sums may round otherwise at another batch size
+    np.testing.assert_allclose(runs[0].x_adv, runs[1].x_adv, atol=1e-4)
+
+
+@pytest.mark.parametrize(
     ("attack", "precision"), [("pgd", "fp32"), ("pgd", "bf16"), ("apgd", "fp32")]
 )
 def test_a_row_spent_by_failed_confirmations_leaves_alone(
@@ -372,8 +395,14 @@ def test_a_row_spent_by_failed_confirmations_leaves_alone(
     ]
     assert runs[0].extra["confirmation_queries"] > 0
     assert runs[0].success.sum() > 20
-    np.testing.assert_array_equal(runs[0].success, runs[1].success)
-    np.testing.assert_array_equal(runs[0].queries, runs[1].queries)
+    if precision == "fp32":
+        np.testing.assert_array_equal(runs[0].success, runs[1].success)
+        np.testing.assert_array_equal(runs[0].queries, runs[1].queries)
+    else:
+        # bf16 sums round otherwise at another batch size (the same starts): a verdict near
+        # the boundary may come a step apart, never the cap-wide gaps of the bug
+        assert (runs[0].success != runs[1].success).sum() <= 1
+        assert np.abs(runs[0].queries - runs[1].queries).max() <= 1
     assert runs[0].queries.max() <= 12
     C.check_result(runs[0], mlp, X, cons)
 
@@ -1727,7 +1756,7 @@ def test_from_arts_own_start_every_point_art_breaks_breaks(
     (start,) = draws
 
     def arts_start(
-        self: Any, x0: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, corner: bool
+        self: Any, x0: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, corner: bool, **_: Any
     ) -> torch.Tensor:
         return torch.clamp(x0 + torch.as_tensor(start, dtype=x0.dtype), lo, hi)
 

@@ -28,7 +28,12 @@ Threat model and defaults
     the training data's per-feature mean and standard deviation (summary statistics a data
     sheet may publish). The fidelity is the worst case over a logistic and a
     gradient-boosting surrogate (``auto``: the more faithful one at each budget), and
-    probabilities are used when the model returns them.
+    probabilities are used when the model returns them, unless the model's labels are not
+    the most probable class (a tuned decision threshold): a copy of the probabilities then
+    decides otherwise than the model, and the attacker copies the labels instead. The run's
+    shared predictions on the test rows show it (``evidence["labels_not_argmax"]``, the
+    share of such rows); an attack that labels the evaluation rows itself (a rate cap, no
+    target) cannot see it.
 
     ``max_fidelity`` defaults to 0.95: a surrogate that agrees with the model on more than
     95% of rows after 500 queries is a usable copy. Most tabular models fail this at 500
@@ -166,15 +171,24 @@ class Extraction(Check):
         # through its rate limiter (the shared predictions would send every test row, those
         # with missing values included, at full speed)
         capped = cfg.requests_per_second is not None or cfg.queries_per_second is not None
+        not_argmax: float | None = None
         if test.target is not None and (
             ctx.has_predictions() or (finite_test.all() and not capped)
         ):
-            victim_labels = ctx.predictions().y_pred[eval_mask]
+            shared = ctx.predictions()
+            victim_labels = shared.y_pred[eval_mask]
+            if shared.proba is not None:
+                # a tuned threshold: the labels are not the most probable class, and a copy
+                # trained on the probabilities missed 14% of them (a review saw it pass at
+                # 0.86 where the labels copied it at 0.97): the attacker copies the labels
+                top = shared.classes[np.argmax(shared.proba[eval_mask], axis=1)]
+                not_argmax = float(np.mean(top != victim_labels))
+        soft = cfg.soft_labels and not (not_argmax or 0.0) > 0
         attack = ExtractionAttack(
             ExtractionConfig(
                 strategy=cfg.strategy,
                 surrogate=cfg.surrogate,
-                soft_labels=cfg.soft_labels,
+                soft_labels=soft,
                 budget=cfg.budget,
                 budget_curve=cfg.budget_curve,
                 batch_size=cfg.batch_size,
@@ -201,7 +215,10 @@ class Extraction(Check):
             # elapsed time is not a metric: findings must repeat exactly under a seed
             metrics={k: v for k, v in result.metrics().items() if k != "elapsed_s"},
             threshold={"max_fidelity": cfg.max_fidelity, "budget": cfg.budget},
-            evidence=_evidence(result, cfg, constraints, source, finite_test, eval_mask, keep_ref),
+            evidence={
+                **_evidence(result, cfg, constraints, source, finite_test, eval_mask, keep_ref),
+                "labels_not_argmax": not_argmax,
+            },
         )
 
 

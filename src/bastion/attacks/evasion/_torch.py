@@ -67,6 +67,10 @@ from bastion.models.base import ModelAdapter, refuse_misordered_columns
 
 __all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
 
+# rows per block of the random starts' draws (see _Engine._noise): fixed, so that a point's
+# start never depends on the batch size
+_START_BLOCK = 1024
+
 Tensor = torch.Tensor
 LossName = Literal["ce", "dlr", "margin"]
 
@@ -516,6 +520,8 @@ class _Chunk:
         self.max_rejects = 0  # over the rows that may still be attacked
         # rows whose own per-point budget ran out (early exit): attacked no more
         self.capped = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+        # each row's position among all the attacked points (its random starts' key)
+        self.positions = np.arange(x0.shape[0])
 
     def unbroken(self) -> Tensor:
         """The rows a restart attacks: not broken, and budget left."""
@@ -622,14 +628,14 @@ class _Engine:
         norm: str,
         eps: float,
         early_exit: bool,
-        generator: torch.Generator,
+        seed: int,
     ) -> None:
         self.net = net
         self.meter = meter
         self.norm = norm
         self.eps = eps
         self.early_exit = early_exit
-        self.gen = generator
+        self.seed = int(seed)  # the random starts' (see _noise)
         device = net.device
         self.nan = torch.zeros((), dtype=torch.bool, device=device)
         self.zero_grad_points = torch.zeros((), dtype=torch.int64, device=device)
@@ -1084,18 +1090,22 @@ class _Engine:
             chunk.found[idx[hit[good]]] = True
 
     # geometry
-    def random_start(self, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool) -> Tensor:
+    def random_start(
+        self, x0: Tensor, lo: Tensor, hi: Tensor, corner: bool, rows: np.ndarray, restart: int
+    ) -> Tensor:
         """A random point of the ball; ``corner`` draws APGD's start (on the ball's surface
-        for L2, with max |delta| = eps for L-inf)."""
+        for L2, with max |delta| = eps for L-inf). ``rows`` are the points' positions among
+        all the attacked ones and ``restart`` the restart's number: each point's draw
+        depends on them and the seed alone (:meth:`_noise`), never on the batch it falls in."""
         mutable = self.net.mutable
         if self.norm == "inf":
-            t = torch.empty_like(x0).uniform_(-1.0, 1.0, generator=self.gen)
+            t = self._noise("uniform", rows, restart, x0.shape[1], x0)
             if corner:
                 if mutable is not None:
                     t = t * mutable
                 t = t / t.abs().amax(dim=1, keepdim=True).clamp_min(_TINY)
             return torch.add(x0, t, alpha=self.eps).clamp_(lo, hi)
-        t = torch.randn(x0.shape, generator=self.gen, device=x0.device, dtype=x0.dtype)
+        t = self._noise("normal", rows, restart, x0.shape[1], x0)
         if mutable is not None:
             t = t * mutable
         t = t / torch.linalg.vector_norm(t, dim=1, keepdim=True).clamp_min(_TINY)
@@ -1104,9 +1114,46 @@ class _Engine:
         else:
             # uniform in the ball: radius eps * U^(1/d)
             d = float(mutable.sum()) if mutable is not None else float(x0.shape[1])
-            u = torch.rand((x0.shape[0], 1), generator=self.gen, device=x0.device, dtype=x0.dtype)
+            u = self._noise("radius", rows, restart, 1, x0)
             radius = self.eps * u.pow(1.0 / max(d, 1.0))
         return torch.clamp(x0 + radius * t, lo, hi)
+
+    def _noise(self, kind: str, rows: np.ndarray, restart: int, width: int, like: Tensor) -> Tensor:
+        """Random numbers for each of ``rows`` (uniform in [-1, 1], standard normal, or
+        uniform in [0, 1] for ``radius``), ``width`` per row, drawn in blocks of
+        ``_START_BLOCK`` positions, each from a generator keyed by the seed, the restart,
+        the kind and the block (the first block of the first restart: the seed itself, as
+        the reference code draws). One generator drawn through batch after batch gave a point
+        another start at another ``batch_size`` (a review saw robust accuracy change with
+        it under one seed). Outside the loop: no step pays for it."""
+        out = torch.empty((len(rows), width), device=like.device, dtype=like.dtype)
+        if len(rows) == 0:
+            return out
+        block_of = rows // _START_BLOCK
+        kinds = {"uniform": 0, "normal": 1, "radius": 2}
+        for block in np.unique(block_of):
+            gen = torch.Generator(device=like.device)
+            if block == 0 and restart == 1 and kind != "radius":
+                # the first block of the first restart draws from the seed itself, as Croce
+                # and Hein's reference code (torchattacks' port) does: the same starts, so
+                # the same robust accuracy under the same seed (the tests and the benchmark
+                # compare them point by point)
+                gen.manual_seed(self.seed)
+            else:
+                entropy = [self.seed, restart, kinds[kind], int(block)]
+                key = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
+                gen.manual_seed(key >> 1)  # manual_seed takes a signed 64-bit value
+            shape = (_START_BLOCK, width)
+            if kind == "normal":
+                drawn = torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
+            else:
+                drawn = torch.empty(shape, device=like.device, dtype=like.dtype)
+                low = -1.0 if kind == "uniform" else 0.0
+                drawn.uniform_(low, 1.0, generator=gen)
+            mine = np.flatnonzero(block_of == block)
+            at = torch.as_tensor(rows[mine] - int(block) * _START_BLOCK, device=like.device)
+            out[torch.as_tensor(mine, device=like.device)] = drawn.index_select(0, at)
+        return out
 
     def l2_direction(self, grad: Tensor) -> Tensor:
         g = grad * self.net.mutable if self.net.mutable is not None else grad
@@ -1182,7 +1229,14 @@ def _pgd_round(
         return
     eng.open_round(chunk)
     x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
-    z = eng.random_start(x0, lo, hi, corner=False) if sched.random_start else x0.clone()
+    z = (
+        eng.random_start(
+            x0, lo, hi, corner=False, rows=chunk.positions[idx.cpu().numpy()],
+            restart=chunk.restarts,
+        )
+        if sched.random_start
+        else x0.clone()
+    )  # fmt: skip
     alpha = sched.step_size * eng.eps
     settle_every = eng.check_every if eng.checks else 0
     defer = final and eng.defer_last
@@ -1462,7 +1516,10 @@ def _apgd_round(
     try:
         n_iter = sched.n_iter
         x0, y, lo, hi = _select(idx, chunk.x0, chunk.y, chunk.lo, chunk.hi)
-        z = eng.random_start(x0, lo, hi, corner=True)
+        z = eng.random_start(
+            x0, lo, hi, corner=True, rows=chunk.positions[idx.cpu().numpy()],
+            restart=chunk.restarts,
+        )  # fmt: skip
         keep = eng.drop_capped(chunk, idx, z)  # a restart: rows spent by earlier ones
         if keep is not None:
             idx, x0, y, lo, hi, z = _select(keep, idx, x0, y, lo, hi, z)
@@ -1766,9 +1823,7 @@ def run_attack(
         attacked = np.flatnonzero(clean_pred == labels)
         y_idx = clean_idx[attacked]  # the true class's logit column
         meter = _Meter(tracker, reserve=len(attacked), per_point_loop=per_point_loop)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(seed))
-        eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), gen)
+        eng = _Engine(net, meter, norm, float(eps), bool(options.early_exit), int(seed))
         if rounding:
             eng.confirm = _Confirm(net, meter, cons, scale, norm, float(eps), batch, dtype)
             # every step: a PGD row halts while its continuous iterate is misclassified, so
@@ -1791,6 +1846,7 @@ def run_attack(
                 norm,
                 float(eps),
             )
+            chunk.positions = start + np.arange(len(rows))  # among the attacked points
             if rounding:
                 chunk.orig = flat[rows]
                 chunk.y_host = y_idx[start : start + len(rows)]

@@ -26,6 +26,7 @@ Rate cap
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,9 +93,14 @@ class FeatureStats:
 def _project(rows: np.ndarray, constraints: FeatureConstraints) -> np.ndarray:
     """Made-up rows made feasible: inside the bounds first (a row is its own original, and
     :meth:`FeatureConstraints.project` widens the bounds to hold the original: a review
-    found 237 of 300 synthetic queries outside them), then integers and one-hot groups."""
+    found 237 of 300 synthetic queries outside them), then integers and one-hot groups,
+    immutable features included."""
     inside = np.clip(rows, constraints.lower, constraints.upper)
-    return constraints.project(inside, inside)
+    # immutability means nothing for a row with no original: kept, it put the raw draw back
+    # into every immutable feature (and every one-hot group holding one), fractional integers
+    # and broken groups included
+    movable = dataclasses.replace(constraints, immutable=np.zeros_like(constraints.immutable))
+    return movable.project(inside, inside)
 
 
 class SyntheticSource:
