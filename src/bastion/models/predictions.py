@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from bastion.data.dataset import Dataset
     from bastion.models.base import ModelAdapter
 
-__all__ = ["Predictions", "predict_dataset"]
+__all__ = ["Predictions", "check_labels_match", "predict_dataset"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,22 @@ def _missing_by_column(X: Any) -> dict[str, int]:
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
     counts = frame.isna().sum()
     return {str(c): int(n) for c, n in counts.items() if n}
+
+
+def check_labels_match(
+    data: Dataset, model: ModelAdapter, y_true: np.ndarray, X: Any = None
+) -> None:
+    """Raise :class:`~bastion.exceptions.DataError` (declared classes) or
+    :class:`~bastion.exceptions.ModelOutputError` (none declared) when ``data``'s labels
+    ``y_true`` share nothing with what ``model`` answers (one query of the rows ``X``,
+    default ``data``'s features, when it declares no classes): a check comparing predictions
+    with labels would find no match and read that as nothing to report (POI003 passed a
+    backdoored torch model given string labels it never predicts)."""
+    if model.classes_ is not None:
+        _check_labels_overlap(data, model, np.asarray(model.classes_), y_true)
+        return
+    rows = data.features if X is None else X
+    _check_undeclared_labels(data, model, y_true, np.asarray(model.predict(rows)))
 
 
 def _check_undeclared_labels(

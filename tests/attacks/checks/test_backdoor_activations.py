@@ -209,3 +209,25 @@ def test_past_max_seconds_is_an_error_not_a_pass(clean: dict[str, Any]) -> None:
     assert finding.status is Status.ERROR
     assert "activation clustering: class 1 of 10" in finding.message
     assert "poisoning.backdoor_activations.max_seconds" in finding.message
+
+
+@slow
+def test_labels_the_model_never_answers_are_an_error_not_a_pass(
+    backdoored: dict[str, Any],
+) -> None:
+    """A torch model that declares no classes answers its output columns 0..9: string
+    labels matched none of its answers, the presence test found no lift, and the backdoored
+    model passed."""
+    from bastion.models.torch import TorchAdapter
+
+    words = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
+    frame = backdoored["train"].frame
+    named = _digits(frame[NAMES].to_numpy(), words[frame["target"].to_numpy()])
+    undeclared = TorchAdapter(backdoored["model"].module)
+    finding = BackdoorActivationsCheck().execute(context(named, undeclared))
+    assert finding.status is Status.ERROR, finding.message
+    assert "none of its answers" in finding.message
+    declared = TorchAdapter(backdoored["model"].module, classes=list(words))
+    assert BackdoorActivationsCheck().execute(context(named, declared)).status is Status.FAIL

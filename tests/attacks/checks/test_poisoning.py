@@ -597,3 +597,17 @@ def test_a_train_fn_is_imported_before_the_run_and_only_when_it_runs(
         gate({"train_fn": "no_such_mod:fit"})
     report = gate({"train_fn": "no_such_mod:fit", "enabled": False})  # not run: not imported
     assert "POI002" not in {f.check_id for f in report.findings}
+
+
+def test_a_trigger_the_clean_model_already_obeys_is_no_backdoor(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """The default trigger sends triggered breast-cancer rows to class 0 whether or not the
+    model was poisoned (clean rate 1.0): the check said "sensitive to poisoning" at success
+    0.98, which the poison did not add. The gate reads the success over the clean rate."""
+    train, test = cancer
+    config = PoisoningSimulationConfig(kind="backdoor", target_class=0)
+    finding = PoisoningSimulationCheck(config).execute(context(train, test, logistic(train)))
+    assert value(finding, "backdoor_success_rate") > 0.9
+    assert value(finding, "clean_trigger_rate") > 0.9
+    assert finding.status is Status.PASS, finding.message

@@ -516,3 +516,18 @@ def test_a_named_source_class_targets_another_class() -> None:
     _, y_p, idx = add_backdoor(X, y, 0.2, source_class=1, rng=0, trigger={0: 100.0})
     assert set(y_p[idx].tolist()) == {0}  # the most frequent class other than 1
     assert set(y[idx].tolist()) == {1}
+
+
+def test_the_trigger_lands_on_image_arrays_of_any_layout() -> None:
+    """Integer images transposed from NHWC to NCHW (a view): the copy kept the view's layout,
+    reshaping it to rows copied again, and the trigger went into that copy: no row was
+    stamped, and the "backdoor" was a plain label flip."""
+    rng = np.random.default_rng(0)
+    nchw = rng.integers(0, 200, size=(20, 8, 8, 3), dtype=np.uint8).transpose(0, 3, 1, 2)
+    assert not nchw.flags.c_contiguous
+    trigger = {0: 255.0, 7: 255.0, 191: 255.0}
+    stamped = apply_trigger(nchw, trigger, rows=np.arange(5))
+    flat = np.ascontiguousarray(stamped).reshape(20, -1)
+    assert (flat[:5][:, [0, 7, 191]] == 255).all()
+    np.testing.assert_array_equal(flat[5:], nchw.reshape(20, -1)[5:])
+    assert stamped.shape == nchw.shape

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
 from bastion._deadline import wall_deadline
@@ -61,6 +62,7 @@ from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, conf
 from bastion.exceptions import ModelError, TimeBudgetError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
+from bastion.models.predictions import check_labels_match
 from bastion.threats import (
     ATLAS_BACKDOOR_TRIGGER,
     ATLAS_POISON_TRAINING_DATA,
@@ -134,6 +136,10 @@ class BackdoorActivationsCheck(Check):
         train, positions, y = rows
         n = len(y)
         X = train.features.iloc[positions]
+        # the presence test compares the model's answers with these labels: labels it never
+        # answers (strings against the output columns 0..k-1) matched nothing, and a
+        # backdoored model passed
+        check_labels_match(train, model, np.asarray(y), X)
         # the clock runs from here: reading the activations is part of the detector's time
         with wall_deadline(cfg.max_seconds):
             try:

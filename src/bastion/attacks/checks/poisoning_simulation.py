@@ -3,8 +3,9 @@
 What it detects
     A training recipe that an attacker with write access to a small share of the training
     data could subvert: flipping ``rate`` of the labels costs more than ``max_accuracy_drop``
-    of test accuracy, or a backdoor trigger planted in ``rate`` of the rows makes more than
-    ``max_backdoor_success`` of triggered test inputs land in the attacker's class.
+    of test accuracy, or a backdoor trigger planted in ``rate`` of the rows sends more than
+    ``max_backdoor_success`` of triggered test inputs to the attacker's class beyond those
+    the clean model sends there.
 How
     The model is retrained with its own recipe on the poisoned training set: a clone of the
     scikit-learn estimator (``fit``), or a copy of a trainable torch module from fresh
@@ -28,11 +29,12 @@ Metrics
     ``activation_recall`` of activation clustering (backdoor on a torch module, else None);
     ``n_poisoned``, ``poison_rate``.
 Gate
-    Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor,
-    ``backdoor_success_rate > max_backdoor_success``. ``max_seconds`` (default 600) bounds
-    the detectors: the retrainings always run (the gate's figures need them), and once they
-    have used up the time the detectors are skipped, or stopped between their stages (their
-    figures null, the evidence says so); the gate is judged either way.
+    Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor, when
+    ``backdoor_success_rate - clean_trigger_rate > max_backdoor_success``: the success the
+    poison added (a trigger the clean model already obeys is no backdoor). ``max_seconds``
+    (default 600) bounds the detectors: the retrainings always run (the gate's figures need
+    them), and once they have used up the time the detectors are skipped, or stopped between
+    their stages (their figures null, the evidence says so); the gate is judged either way.
 References
     Biggio, Nelson and Laskov, "Poisoning attacks against support vector machines" (ICML
     2012); Gu et al., "BadNets" (2017); MITRE ATLAS AML.T0020, AML.T0043.004; OWASP ML02.
@@ -276,11 +278,20 @@ class PoisoningSimulationCheck(Check):
                     f"backdoor success is undefined (no test row of {victims} to stamp): "
                     "max_backdoor_success not judged"
                 )
-            elif success > cfg.max_backdoor_success:
-                violations.append(
-                    f"backdoor success {success:.3f} > max_backdoor_success "
-                    f"{cfg.max_backdoor_success:g}"
-                )
+            else:
+                # the success the poison added: a trigger the clean model already obeys
+                # (a review saw success 0.98 with a clean rate of 1.0) is no backdoor
+                lift = success - (sim.clean_trigger_rate or 0.0)
+                if lift > cfg.max_backdoor_success:
+                    clean = (
+                        f" ({lift:.3f} over the clean model's {sim.clean_trigger_rate:.3f})"
+                        if sim.clean_trigger_rate
+                        else ""
+                    )
+                    violations.append(
+                        f"backdoor success {success:.3f}{clean} > max_backdoor_success "
+                        f"{cfg.max_backdoor_success:g}"
+                    )
         evidence: dict[str, Any] = {
             "kind": cfg.kind,
             "rate": cfg.rate,
