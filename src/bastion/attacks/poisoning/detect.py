@@ -11,8 +11,12 @@ Two detectors of label issues (label flipping, AML.T0020; OWASP ML02), both mode
   ``p_j - p_i`` are pruned ("prune by noise rate"); rows whose given label is still the
   prediction are kept. With ``refits`` > 0 (default 1) the probabilities are estimated
   again with the flagged rows left out of every training fold, and the pruning repeats
-  with the original labels: the model that judges a row no longer learns from the flips,
-  which raises precision and recall alike (see ``benchmarks/bench_poisoning.py``).
+  with the original labels: the model that judges a row no longer learns from the flips.
+  Measured with 10% random flips over 8 seeds, it raises precision and recall alike on
+  breast cancer (P 0.84 -> 0.89, R 0.87 -> 0.91) and digits (0.78 -> 0.86, 0.88 -> 0.92);
+  on small multi-class sets it trades recall for precision (wine, 178 rows: P 0.84 -> 0.92,
+  R 0.88 -> 0.83; iris: 0.65 -> 0.80, 0.88 -> 0.83), where ``refits=0`` keeps cleanlab's
+  recall (see ``benchmarks/bench_poisoning.py``).
   ``refits=0`` is the paper's single pass and flags exactly what cleanlab's
   ``find_label_issues`` (``filter_by="prune_by_noise_rate"``) flags on the same
   probabilities (tested).
