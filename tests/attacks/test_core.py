@@ -290,3 +290,30 @@ def test_work_without_queries_stops_between_stages_at_the_wall_deadline() -> Non
                 stop_at_deadline("fold 2 of 5")
         stop_at_deadline("fold 3 of 5")  # the outer one again
     assert issubclass(TimeBudgetError, TimeoutError)
+
+
+def test_invalid_rows_name_the_breaks_an_attack_would_have_to_repair() -> None:
+    """Rows an attack must repair before it can move them: a fraction in a movable integer
+    feature, a movable one-hot group without exactly one 1. Immutable features are never
+    repaired, and float32's trace on a whole number (2e-6) costs nothing to repair."""
+    import dataclasses
+
+    base = FeatureConstraints.unconstrained(5)
+    cons = dataclasses.replace(
+        base,
+        integer=np.array([True, False, False, False, True]),
+        one_hot_groups=(np.array([1, 2]),),
+    )
+    x = np.array(
+        [
+            [3.0, 1.0, 0.0, 0.5, 7.0],  # valid
+            [3.5, 1.0, 0.0, 0.5, 7.0],  # a fraction
+            [3.0, 0.0, 0.0, 0.5, 7.0],  # no member on (drop_first's reference category)
+            [3.0 + 2e-6, 1.0, 0.0, 0.5, 7.0 - 2e-6],  # a float32 trace
+        ]
+    )
+    found = cons.invalid_rows(x)
+    assert found["integer"].tolist() == [False, True, False, False]
+    assert found["one_hot"].tolist() == [False, False, True, False]
+    held = dataclasses.replace(cons, immutable=np.array([True, True, False, False, False]))
+    assert held.invalid_rows(x) == {}  # immutable: never repaired, never a reason to leave out

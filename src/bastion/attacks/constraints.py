@@ -250,14 +250,17 @@ class FeatureConstraints:
             bad |= ~ok
         return int(bad.sum())
 
-    def invalid_rows(self, x: np.ndarray, atol: float = 1e-9) -> dict[str, np.ndarray]:
+    def invalid_rows(self, x: np.ndarray, atol: float = 1e-4) -> dict[str, np.ndarray]:
         """Rows that break their own constraints, by kind (``"integer"``: a fraction in an
         integer feature; ``"one_hot"``: a group without exactly one member at 1, as
         ``drop_first`` dummies declared a group hold for the dropped category). An attack
         must first repair such a row, which moves it beyond a small eps: every candidate is
-        rejected and the row reads as robust. (A value outside its range is no such break:
-        :meth:`row_bounds` widens the bounds to hold it.) Kinds with no such row are left out
-        of the mapping.
+        rejected and the row reads as robust. Only features an attack may move count: an
+        immutable feature (or a group holding one) is never repaired. (A value outside its
+        range is no such break either: :meth:`row_bounds` widens the bounds to hold it.)
+        ``atol`` forgives what a trip through float32 leaves on a whole number (2e-6 on
+        values scaled and unscaled); repairing that costs nothing. Kinds with no such row are
+        left out of the mapping.
 
         Example::
 
@@ -268,13 +271,19 @@ class FeatureConstraints:
             [False, True]
         """
         out: dict[str, np.ndarray] = {}
-        if self.integer.any():
-            vals = x[:, self.integer]
-            out["integer"] = (np.abs(vals - np.rint(vals)) > atol).any(axis=1)
+        fixed = self.fixed_columns()
+        movable_integers = self.integer & ~fixed
+        if movable_integers.any():
+            vals = x[:, movable_integers]
+            tol = atol * np.maximum(1.0, np.abs(vals))
+            out["integer"] = (np.abs(vals - np.rint(vals)) > tol).any(axis=1)
         bad_group = np.zeros(len(x), dtype=bool)
         for group in self.one_hot_groups:
+            if fixed[group].any():
+                continue  # held as it is: never repaired
             block = x[:, group]
-            ok = (np.abs(block.sum(axis=1) - 1) <= atol) & np.isin(block, (0.0, 1.0)).all(axis=1)
+            on_or_off = (np.abs(block) <= atol) | (np.abs(block - 1.0) <= atol)
+            ok = (np.abs(block.sum(axis=1) - 1) <= atol * len(group)) & on_or_off.all(axis=1)
             bad_group |= ~ok
         out["one_hot"] = bad_group
         return {kind: mask for kind, mask in out.items() if mask.any()}

@@ -231,3 +231,7 @@ def test_labels_the_model_never_answers_are_an_error_not_a_pass(
     assert "none of its answers" in finding.message
     declared = TorchAdapter(backdoored["model"].module, classes=list(words))
     assert BackdoorActivationsCheck().execute(context(named, declared)).status is Status.FAIL
+    # the reclassification test never reads the model's answers: no reason to refuse
+    config = BackdoorActivationsConfig(presence="reclassification")
+    alone = BackdoorActivationsCheck(config).execute(context(named, undeclared))
+    assert alone.status is not Status.ERROR, alone.message

@@ -344,3 +344,26 @@ def test_labels_that_are_not_the_most_probable_class_are_copied_as_labels(
     plain = Extraction(ExtractionCheckConfig()).execute(_ctx(tiny))
     assert plain.evidence["labels_not_argmax"] == 0.0
     assert plain.evidence["soft_labels"] is True
+    # a share below 1 - max_fidelity: a copy of the probabilities could still exceed the
+    # limit, and they are the stronger signal (Platt scaling disagrees on ~1% of rows)
+    loose = Extraction(ExtractionCheckConfig(max_fidelity=0.8)).execute(
+        _ctx(tiny, SklearnAdapter(tuned))
+    )
+    assert loose.evidence["soft_labels"] is True
+
+
+def test_a_model_without_declared_classes_is_not_read_by_column(tiny: dict[str, Any]) -> None:
+    """The shared predictions' classes are the labels seen when the model declares none:
+    read as its probability columns, a test set of one class crashed the check."""
+    clf = tiny["model"].estimator
+    model = CallableAdapter(
+        predict=lambda X: clf.predict(np.asarray(X)),
+        predict_proba=lambda X: clf.predict_proba(np.asarray(X)),
+    )
+    frame = tiny["test"].frame
+    ones = frame[(frame["target"] == 1) & (clf.predict(tiny["test"].features.to_numpy()) == 1)]
+    ctx = _ctx(tiny, model)
+    ctx.test = Dataset.from_frame(ones.reset_index(drop=True), name="test", target="target")
+    finding = Extraction(ExtractionCheckConfig(budget=100, budget_curve=())).execute(ctx)
+    assert finding.status is not Status.ERROR, finding.message
+    assert finding.evidence["labels_not_argmax"] is None

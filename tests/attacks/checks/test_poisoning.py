@@ -611,3 +611,25 @@ def test_a_trigger_the_clean_model_already_obeys_is_no_backdoor(
     assert value(finding, "backdoor_success_rate") > 0.9
     assert value(finding, "clean_trigger_rate") > 0.9
     assert finding.status is Status.PASS, finding.message
+
+
+def test_the_backdoor_gate_reads_the_poisons_share_of_what_the_clean_model_left() -> None:
+    """Iris, backdoor to class 2: the clean model already sends the triggered class-1 rows
+    there (0.5), none of class 0; the poison sends every row (1.0). A plain difference (0.5)
+    never exceeds a limit the clean rate has reached, and the check passed."""
+    from sklearn.datasets import load_iris
+
+    from bastion.attacks.checks.poisoning_simulation import backdoor_lift
+
+    frame = load_iris(as_frame=True).frame
+    tr, te = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame["target"])
+    train = Dataset.from_frame(tr.reset_index(drop=True), name="train", target="target")
+    test = Dataset.from_frame(te.reset_index(drop=True), name="test", target="target")
+    config = PoisoningSimulationConfig(kind="backdoor", target_class=2)
+    finding = PoisoningSimulationCheck(config).execute(context(train, test, logistic(train)))
+    success, clean = value(finding, "backdoor_success_rate"), value(finding, "clean_trigger_rate")
+    assert 0.3 < clean < 0.7 < success
+    assert finding.status is Status.FAIL, finding.message
+    assert "the poison took" in finding.message
+    assert backdoor_lift(success, clean) == (success - clean) / (1 - clean)
+    assert backdoor_lift(0.98, 1.0) == 0.0

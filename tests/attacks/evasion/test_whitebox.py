@@ -374,6 +374,25 @@ def test_a_points_random_start_does_not_depend_on_the_batch_size(
     np.testing.assert_allclose(runs[0].x_adv, runs[1].x_adv, atol=1e-4)
 
 
+def test_random_starts_past_the_first_block_do_not_depend_on_the_batch_size(
+    mlp: TorchAdapter, digits: Any
+) -> None:
+    """Past 1,024 points the starts come from generators keyed per block: batches that
+    straddle a block's edge (300) and ones that do not (1,000) draw the same starts, with
+    restarts and early exit."""
+    X = np.vstack([digits.X_test] * 3)[:1400]
+    y = np.concatenate([digits.y_test] * 3)[:1400]
+    runs = [
+        C.white_box("pgd", 5, batch_size=batch, restarts=2).run(
+            mlp, X, y, eps=8.0, norm="2", constraints=BOX, seed=-3
+        )
+        for batch in (300, 1000)
+    ]
+    assert 0 < runs[0].success.sum() < runs[0].clean_correct.sum()
+    np.testing.assert_array_equal(runs[0].success, runs[1].success)
+    np.testing.assert_allclose(runs[0].x_adv, runs[1].x_adv, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     ("attack", "precision"), [("pgd", "fp32"), ("pgd", "bf16"), ("apgd", "fp32")]
 )

@@ -136,12 +136,13 @@ class BackdoorActivationsCheck(Check):
         train, positions, y = rows
         n = len(y)
         X = train.features.iloc[positions]
-        # the presence test compares the model's answers with these labels: labels it never
-        # answers (strings against the output columns 0..k-1) matched nothing, and a
-        # backdoored model passed
-        check_labels_match(train, model, np.asarray(y), X)
         # the clock runs from here: reading the activations is part of the detector's time
         with wall_deadline(cfg.max_seconds):
+            if cfg.presence in ("transfer", "both"):
+                # the transfer test compares the model's answers with these labels: labels it
+                # never answers (strings against the output columns 0..k-1) matched nothing,
+                # and a backdoored model passed
+                check_labels_match(train, model, np.asarray(y), X)
             try:
                 acts = penultimate_activations(model, X, layer=cfg.layer)
             except ModelError as err:

@@ -29,11 +29,12 @@ Threat model and defaults
     sheet may publish). The fidelity is the worst case over a logistic and a
     gradient-boosting surrogate (``auto``: the more faithful one at each budget), and
     probabilities are used when the model returns them, unless the model's labels are not
-    the most probable class (a tuned decision threshold): a copy of the probabilities then
-    decides otherwise than the model, and the attacker copies the labels instead. The run's
-    shared predictions on the test rows show it (``evidence["labels_not_argmax"]``, the
-    share of such rows); an attack that labels the evaluation rows itself (a rate cap, no
-    target) cannot see it.
+    the most probable class (a tuned decision threshold) on a share of rows of at least
+    1 - ``max_fidelity``: a copy of the probabilities decides by the most probable class and
+    could never exceed the limit, so the attacker copies the labels instead. The run's shared
+    predictions on the test rows show the share (``evidence["labels_not_argmax"]``; a model
+    that declares its classes); an attack that labels the evaluation rows itself (a rate cap,
+    no target) cannot see it.
 
     ``max_fidelity`` defaults to 0.95: a surrogate that agrees with the model on more than
     95% of rows after 500 queries is a usable copy. Most tabular models fail this at 500
@@ -177,13 +178,19 @@ class Extraction(Check):
         ):
             shared = ctx.predictions()
             victim_labels = shared.y_pred[eval_mask]
-            if shared.proba is not None:
-                # a tuned threshold: the labels are not the most probable class, and a copy
-                # trained on the probabilities missed 14% of them (a review saw it pass at
-                # 0.86 where the labels copied it at 0.97): the attacker copies the labels
-                top = shared.classes[np.argmax(shared.proba[eval_mask], axis=1)]
+            declared = ctx.model.classes_
+            if shared.proba is not None and declared is not None:
+                # the probability columns in the model's own order (the shared predictions'
+                # classes are the labels seen when the model declares none)
+                top = np.asarray(declared)[np.argmax(shared.proba[eval_mask], axis=1)]
                 not_argmax = float(np.mean(top != victim_labels))
-        soft = cfg.soft_labels and not (not_argmax or 0.0) > 0
+        # a tuned threshold: labels that are not the most probable class. A copy trained on
+        # the probabilities decides by the most probable class, so it misses those rows: at a
+        # share of 1 - max_fidelity or more it can never exceed the limit (a review saw one
+        # pass at 0.86 where the labels copied the model at 0.97), and the attacker copies the
+        # labels. Below that, the probabilities stay the stronger signal
+        blind = 1.0 - (cfg.max_fidelity if cfg.max_fidelity is not None else 0.95)
+        soft = cfg.soft_labels and not (not_argmax is not None and not_argmax >= blind)
         attack = ExtractionAttack(
             ExtractionConfig(
                 strategy=cfg.strategy,

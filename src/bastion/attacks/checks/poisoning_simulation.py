@@ -4,8 +4,8 @@ What it detects
     A training recipe that an attacker with write access to a small share of the training
     data could subvert: flipping ``rate`` of the labels costs more than ``max_accuracy_drop``
     of test accuracy, or a backdoor trigger planted in ``rate`` of the rows sends more than
-    ``max_backdoor_success`` of triggered test inputs to the attacker's class beyond those
-    the clean model sends there.
+    ``max_backdoor_success`` of the triggered test inputs that the clean model keeps out of
+    the attacker's class into it.
 How
     The model is retrained with its own recipe on the poisoned training set: a clone of the
     scikit-learn estimator (``fit``), or a copy of a trainable torch module from fresh
@@ -29,9 +29,11 @@ Metrics
     ``activation_recall`` of activation clustering (backdoor on a torch module, else None);
     ``n_poisoned``, ``poison_rate``.
 Gate
-    Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor, when
-    ``backdoor_success_rate - clean_trigger_rate > max_backdoor_success``: the success the
-    poison added (a trigger the clean model already obeys is no backdoor). ``max_seconds``
+    Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor, when the poison's
+    share of what the clean model left, ``(backdoor_success_rate - clean_trigger_rate) /
+    (1 - clean_trigger_rate)``, exceeds ``max_backdoor_success`` (the success rate itself
+    when the clean model sends no triggered row to the target; a trigger the clean model
+    always obeys is no backdoor). ``max_seconds``
     (default 600) bounds the detectors: the retrainings always run (the gate's figures need
     them), and once they have used up the time the detectors are skipped, or stopped between
     their stages (their figures null, the evidence says so); the gate is judged either way.
@@ -134,6 +136,24 @@ class PoisoningSimulationConfig(CheckConfig):
 
 def _set(config: PoisoningSimulationConfig, name: str) -> bool:
     return getattr(config, name) is not None
+
+
+def backdoor_lift(success: float, clean: float | None) -> float:
+    """The share of the triggered rows that the clean model kept from the target class and
+    the poison sent there: ``(success - clean) / (1 - clean)``; 0 when the clean model sends
+    every one already. A plain difference never failed once the clean rate reached the limit
+    (iris: success 1.0 over a clean rate 0.5 passed a limit of 0.5), and the success rate
+    alone failed a trigger the clean model already obeys (0.98 over 1.0).
+
+    Example::
+
+        >>> backdoor_lift(1.0, 0.5), backdoor_lift(0.75, 0.5), backdoor_lift(0.98, 1.0)
+        (1.0, 0.5, 0.0)
+    """
+    base = clean or 0.0
+    if base >= 1.0:
+        return 0.0
+    return (success - base) / (1.0 - base)
 
 
 @CHECKS.register
@@ -279,12 +299,11 @@ class PoisoningSimulationCheck(Check):
                     "max_backdoor_success not judged"
                 )
             else:
-                # the success the poison added: a trigger the clean model already obeys
-                # (a review saw success 0.98 with a clean rate of 1.0) is no backdoor
-                lift = success - (sim.clean_trigger_rate or 0.0)
+                lift = backdoor_lift(success, sim.clean_trigger_rate)
                 if lift > cfg.max_backdoor_success:
                     clean = (
-                        f" ({lift:.3f} over the clean model's {sim.clean_trigger_rate:.3f})"
+                        f" (the clean model's {sim.clean_trigger_rate:.3f}: the poison took "
+                        f"{lift:.1%} of the rest)"
                         if sim.clean_trigger_rate
                         else ""
                     )

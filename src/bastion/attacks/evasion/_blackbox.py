@@ -185,21 +185,34 @@ class Space:
         x: np.ndarray = z * self.scale
         if self._discrete.any():
             x[:, self._discrete] = np.rint(x[:, self._discrete])
-        np.clip(x, *cons.row_bounds(self.x0[rows]), out=x)
+        lower, upper = cons.row_bounds(self.x0[rows])
+        np.clip(x, lower, upper, out=x)
+        if cons.integer.any():
+            # whole numbers inside fractional bounds (inferred ones carry a margin): rounded
+            # past 12.6, a 12.55 was clipped back to 12.6, a category a pipeline's encoder
+            # never saw
+            cols = cons.integer
+            lo, hi = np.ceil(lower[:, cols] - 1e-9), np.floor(upper[:, cols] + 1e-9)
+            x[:, cols] = np.clip(x[:, cols], lo, hi)
         # last: a fixed feature keeps its value, in bounds or not
         x[:, self.fixed] = self.x0[rows][:, self.fixed]
         return x
 
     def relax(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``z`` inside the bounds with the fixed features in place, but integers and one-hot
-        members left fractional: for probes that only estimate a direction (HopSkipJump's
-        gradient), which feasible rounding would put back on the point they leave (a
-        probe moves each of d features by far less than one unit, so every probe of an
-        all-integer row was the row itself, and the walk ended after its start). Never an
-        output: candidates go through :meth:`project`."""
+        """``z`` inside the bounds, one-hot groups valid and fixed features in place, but
+        integer features left fractional: for probes that only estimate a direction
+        (HopSkipJump's gradient). :meth:`project` rounds integers toward the point a probe
+        leaves, and a probe moves each of d features by far less than one unit, so every
+        probe of an all-integer row was the row itself and the walk ended after its start.
+        The model still sees whole numbers (:meth:`to_x` rounds to the nearest, so a probe
+        moves a feature by a unit with the probability of its fraction); the direction is
+        estimated from the unrounded displacement. Never an output: candidates go through
+        :meth:`project`."""
         x0 = self.x0[rows]
         x = z * self.scale
         np.clip(x, *self.constraints.row_bounds(x0), out=x)
+        if self.constraints.one_hot_groups:
+            self._one_hot(x, x0, None, "inf")
         x[:, self.fixed] = x0[:, self.fixed]
         out: np.ndarray = x / self.scale
         return out

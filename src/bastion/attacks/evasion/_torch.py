@@ -70,6 +70,7 @@ __all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
 # rows per block of the random starts' draws (see _Engine._noise): fixed, so that a point's
 # start never depends on the batch size
 _START_BLOCK = 1024
+_START_NUMBERS = 1 << 20  # numbers per block at most (fewer rows for wide ones)
 
 Tensor = torch.Tensor
 LossName = Literal["ce", "dlr", "margin"]
@@ -1121,7 +1122,8 @@ class _Engine:
     def _noise(self, kind: str, rows: np.ndarray, restart: int, width: int, like: Tensor) -> Tensor:
         """Random numbers for each of ``rows`` (uniform in [-1, 1], standard normal, or
         uniform in [0, 1] for ``radius``), ``width`` per row, drawn in blocks of
-        ``_START_BLOCK`` positions, each from a generator keyed by the seed, the restart,
+        ``_START_BLOCK`` positions (fewer for wide rows: ``_START_NUMBERS`` numbers at
+        most), each from a generator keyed by the seed, the restart,
         the kind and the block (the first block of the first restart: the seed itself, as
         the reference code draws). One generator drawn through batch after batch gave a point
         another start at another ``batch_size`` (a review saw robust accuracy change with
@@ -1129,7 +1131,10 @@ class _Engine:
         out = torch.empty((len(rows), width), device=like.device, dtype=like.dtype)
         if len(rows) == 0:
             return out
-        block_of = rows // _START_BLOCK
+        # at most about a million numbers a block (wide rows, images, take fewer rows): a
+        # small batch draws a whole block, and 1,024 rows of 150,528 pixels were 588 MiB
+        size = min(_START_BLOCK, max(1, _START_NUMBERS // width))
+        block_of = rows // size
         kinds = {"uniform": 0, "normal": 1, "radius": 2}
         for block in np.unique(block_of):
             gen = torch.Generator(device=like.device)
@@ -1140,10 +1145,11 @@ class _Engine:
                 # compare them point by point)
                 gen.manual_seed(self.seed)
             else:
-                entropy = [self.seed, restart, kinds[kind], int(block)]
+                # SeedSequence takes no negative entropy (the API accepts any int seed)
+                entropy = [self.seed % 2**64, restart, kinds[kind], int(block)]
                 key = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
                 gen.manual_seed(key >> 1)  # manual_seed takes a signed 64-bit value
-            shape = (_START_BLOCK, width)
+            shape = (size, width)
             if kind == "normal":
                 drawn = torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
             else:
@@ -1151,7 +1157,7 @@ class _Engine:
                 low = -1.0 if kind == "uniform" else 0.0
                 drawn.uniform_(low, 1.0, generator=gen)
             mine = np.flatnonzero(block_of == block)
-            at = torch.as_tensor(rows[mine] - int(block) * _START_BLOCK, device=like.device)
+            at = torch.as_tensor(rows[mine] - int(block) * size, device=like.device)
             out[torch.as_tensor(mine, device=like.device)] = drawn.index_select(0, at)
         return out
 

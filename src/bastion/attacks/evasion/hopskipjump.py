@@ -492,8 +492,8 @@ class _Walk:
         owners = np.repeat(np.arange(p), evals)
         base = self.cur[idx]
         probes = base[owners] + delta[owners, None] * rv[valid]
-        # relaxed, not projected: rounded onto integers, probes of delta < 0.5 unit were the
-        # point itself (see Space.relax)
+        # relaxed, not projected: rounded toward the point, probes of delta < 0.5 unit were
+        # the point itself; the model sees them rounded to the nearest (see Space.relax)
         probes = self.space.relax(probes, self.rows[idx[owners]])
         steps = (probes - base[owners]) / delta[owners, None]
         adv = self._adversarial(probes, idx[owners], record=False)
