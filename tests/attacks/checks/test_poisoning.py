@@ -631,5 +631,6 @@ def test_the_backdoor_gate_reads_the_poisons_share_of_what_the_clean_model_left(
     assert 0.3 < clean < 0.7 < success
     assert finding.status is Status.FAIL, finding.message
     assert "the poison took" in finding.message
+    assert finding.metrics["backdoor_lift"] == backdoor_lift(success, clean)
     assert backdoor_lift(success, clean) == (success - clean) / (1 - clean)
     assert backdoor_lift(0.98, 1.0) == 0.0

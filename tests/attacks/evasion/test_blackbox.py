@@ -909,3 +909,23 @@ def test_hopskipjump_probes_move_integer_features() -> None:
     _verified(result, clf)
     broken = result.x_adv[result.success]
     np.testing.assert_array_equal(broken, np.rint(broken))  # outputs stay whole pixels
+
+
+def test_rows_sent_to_the_model_are_whole_and_one_hot_valid() -> None:
+    """HopSkipJump's relaxed probes reach the model through ``to_x``: rounded past a
+    fractional inferred bound, 12.55 became 12.6 (a category a pipeline's encoder never
+    saw); a probe pushing every member of a group below zero turned on one that may not be."""
+    base = FeatureConstraints.unconstrained(3)
+    cons = dataclasses.replace(
+        base,
+        lower=np.array([0.0, 0.0, 0.0]),
+        upper=np.array([12.6, 0.0, 1.0]),
+        integer=np.array([True, False, False]),
+        one_hot_groups=(np.array([1, 2]),),
+    )
+    space = Space(cons, np.array([[12.0, 0.0, 1.0]]))
+    row = np.array([0])
+    probe = space.relax(np.array([[12.55, -0.2, -0.1]]), row)
+    sent = space.to_x(probe, row)
+    np.testing.assert_array_equal(sent, [[12.0, 0.0, 1.0]])
+    assert probe[0, 0] * space.scale[0] == pytest.approx(12.55)  # the probe itself stays fractional

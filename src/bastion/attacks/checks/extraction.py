@@ -28,13 +28,13 @@ Threat model and defaults
     the training data's per-feature mean and standard deviation (summary statistics a data
     sheet may publish). The fidelity is the worst case over a logistic and a
     gradient-boosting surrogate (``auto``: the more faithful one at each budget), and
-    probabilities are used when the model returns them, unless the model's labels are not
-    the most probable class (a tuned decision threshold) on a share of rows of at least
-    1 - ``max_fidelity``: a copy of the probabilities decides by the most probable class and
-    could never exceed the limit, so the attacker copies the labels instead. The run's shared
-    predictions on the test rows show the share (``evidence["labels_not_argmax"]``; a model
-    that declares its classes); an attack that labels the evaluation rows itself (a rate cap,
-    no target) cannot see it.
+    probabilities are used when the model returns them. Where the model's labels are not
+    always the most probable class (a tuned decision threshold, Platt scaling), an attacker
+    who copies the labels may do better: both copies run, each with ``budget`` queries, and
+    the more faithful is judged (``evidence["copies"]``). The run's shared predictions on
+    the test rows show such labels (``evidence["labels_not_argmax"]``, the share of rows; a
+    model that declares its classes); an attack that labels the evaluation rows itself (a
+    rate cap, no target) cannot see them, and copies the probabilities only.
 
     ``max_fidelity`` defaults to 0.95: a surrogate that agrees with the model on more than
     95% of rows after 500 queries is a usable copy. Most tabular models fail this at 500
@@ -47,6 +47,7 @@ Threat model and defaults
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -184,36 +185,54 @@ class Extraction(Check):
                 # classes are the labels seen when the model declares none)
                 top = np.asarray(declared)[np.argmax(shared.proba[eval_mask], axis=1)]
                 not_argmax = float(np.mean(top != victim_labels))
-        # a tuned threshold: labels that are not the most probable class. A copy trained on
-        # the probabilities decides by the most probable class, so it misses those rows: at a
-        # share of 1 - max_fidelity or more it can never exceed the limit (a review saw one
-        # pass at 0.86 where the labels copied the model at 0.97), and the attacker copies the
-        # labels. Below that, the probabilities stay the stronger signal
-        blind = 1.0 - (cfg.max_fidelity if cfg.max_fidelity is not None else 0.95)
-        soft = cfg.soft_labels and not (not_argmax is not None and not_argmax >= blind)
-        attack = ExtractionAttack(
-            ExtractionConfig(
-                strategy=cfg.strategy,
-                surrogate=cfg.surrogate,
-                soft_labels=soft,
-                budget=cfg.budget,
-                budget_curve=cfg.budget_curve,
-                batch_size=cfg.batch_size,
-                requests_per_second=cfg.requests_per_second,
-                queries_per_second=cfg.queries_per_second,
+
+        victim = ctx.model
+
+        def steal(soft_labels: bool, seconds: float | None) -> ExtractionResult:
+            attack = ExtractionAttack(
+                ExtractionConfig(
+                    strategy=cfg.strategy,
+                    surrogate=cfg.surrogate,
+                    soft_labels=soft_labels,
+                    budget=cfg.budget,
+                    budget_curve=cfg.budget_curve,
+                    batch_size=cfg.batch_size,
+                    requests_per_second=cfg.requests_per_second,
+                    queries_per_second=cfg.queries_per_second,
+                )
             )
-        )
-        result = attack.run(
-            ctx.model,
-            attacker_data=pool,
-            constraints=constraints,
-            eval_data=X_test[eval_mask],
-            eval_labels=eval_labels,
-            budget=Budget(max_seconds=cfg.max_seconds),
-            seed=seed,
-            feature_stats=stats,
-            victim_eval_labels=victim_labels,
-        )
+            return attack.run(
+                victim,
+                attacker_data=pool,
+                constraints=constraints,
+                eval_data=X_test[eval_mask],
+                eval_labels=eval_labels,
+                budget=Budget(max_seconds=seconds),
+                seed=seed,
+                feature_stats=stats,
+                victim_eval_labels=victim_labels,
+            )
+
+        started = time.monotonic()
+        result = steal(cfg.soft_labels, cfg.max_seconds)
+        copies: dict[str, Any] = {}
+        if cfg.soft_labels and result.soft_labels and not_argmax:
+            # labels that are not the most probable class (a tuned threshold): a copy of the
+            # probabilities decides otherwise than the model on some rows, so an attacker who
+            # copies the labels may do better (a review saw 0.86 against 0.97); where it does
+            # not (Platt scaling's 1%), the probabilities stay the stronger copy. Both run,
+            # each with the budget's queries, and the more faithful is judged
+            left = (
+                None if cfg.max_seconds is None else cfg.max_seconds - (time.monotonic() - started)
+            )
+            copies["probabilities"] = result.fidelity
+            if left is None or left > 0:
+                labels = steal(False, left)
+                copies["labels"] = labels.fidelity
+                if (labels.fidelity or -1.0) > (result.fidelity or -1.0):
+                    result = labels
+            else:
+                copies["labels"] = "not run: max_seconds spent by the first copy"
         status, verdict = _judge(result, cfg.max_fidelity)
         return self.finding(
             ctx,
@@ -225,6 +244,7 @@ class Extraction(Check):
             evidence={
                 **_evidence(result, cfg, constraints, source, finite_test, eval_mask, keep_ref),
                 "labels_not_argmax": not_argmax,
+                **({"copies": copies} if copies else {}),
             },
         )
 

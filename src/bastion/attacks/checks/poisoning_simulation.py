@@ -23,9 +23,10 @@ How
     training data).
 Metrics
     ``clean_accuracy``, ``poisoned_accuracy``, ``accuracy_drop`` (clean - poisoned, test set);
-    ``backdoor_success_rate`` = Pr[f(x + trigger) = target | y != target] on the test set and
-    ``clean_trigger_rate`` (the same for the clean model), backdoor only; ``precision`` and
-    ``recall`` of the label detector over training rows; ``activation_precision`` and
+    ``backdoor_success_rate`` = Pr[f(x + trigger) = target | y != target] on the test set,
+    ``clean_trigger_rate`` (the same for the clean model) and ``backdoor_lift`` (the gate's
+    figure, below), backdoor only; ``precision`` and ``recall`` of the label detector over
+    training rows; ``activation_precision`` and
     ``activation_recall`` of activation clustering (backdoor on a torch module, else None);
     ``n_poisoned``, ``poison_rate``.
 Gate
@@ -139,11 +140,14 @@ def _set(config: PoisoningSimulationConfig, name: str) -> bool:
 
 
 def backdoor_lift(success: float, clean: float | None) -> float:
-    """The share of the triggered rows that the clean model kept from the target class and
-    the poison sent there: ``(success - clean) / (1 - clean)``; 0 when the clean model sends
-    every one already. A plain difference never failed once the clean rate reached the limit
-    (iris: success 1.0 over a clean rate 0.5 passed a limit of 0.5), and the success rate
-    alone failed a trigger the clean model already obeys (0.98 over 1.0).
+    """The poison's gain over the clean model relative to the room the clean model left:
+    ``(success - clean) / (1 - clean)`` from the two rates (so the share of the rows the clean
+    model kept from the target that the poison sent there, when the poison keeps the clean
+    model's); 0 when the clean model sends every triggered row already. Near a clean rate of
+    1 the room holds few rows and the figure rests on them. A plain difference never failed
+    once the clean rate reached the limit (iris: success 1.0 over a clean rate 0.5 passed a
+    limit of 0.5), and the success rate alone failed a trigger the clean model already obeys
+    (0.98 over 1.0).
 
     Example::
 
@@ -268,8 +272,15 @@ class PoisoningSimulationCheck(Check):
                     detectors_stopped = "stopped: interrupted (Ctrl-C)"
                 else:
                     detectors_stopped = f"stopped: {err} (max_seconds {cfg.max_seconds:g})"
+        success_rate = sim.backdoor_success_rate
         metrics: dict[str, float | int | None] = {
             **sim.metrics(),
+            # the figure the backdoor limit judges
+            "backdoor_lift": (
+                backdoor_lift(success_rate, sim.clean_trigger_rate)
+                if success_rate is not None
+                else None
+            ),
             "precision": precision,
             "recall": recall,
             "n_flagged": n_flagged,

@@ -204,15 +204,21 @@ class Space:
         (HopSkipJump's gradient). :meth:`project` rounds integers toward the point a probe
         leaves, and a probe moves each of d features by far less than one unit, so every
         probe of an all-integer row was the row itself and the walk ended after its start.
-        The model still sees whole numbers (:meth:`to_x` rounds to the nearest, so a probe
-        moves a feature by a unit with the probability of its fraction); the direction is
-        estimated from the unrounded displacement. Never an output: candidates go through
+        The model still sees whole numbers (:meth:`to_x` rounds to the nearest: a feature
+        moves once its displacement passes half a unit); the direction is estimated from the
+        unrounded displacement. Never an output: candidates go through
         :meth:`project`."""
         x0 = self.x0[rows]
         x = z * self.scale
-        np.clip(x, *self.constraints.row_bounds(x0), out=x)
-        if self.constraints.one_hot_groups:
-            self._one_hot(x, x0, None, "inf")
+        lower, upper = self.constraints.row_bounds(x0)
+        np.clip(x, lower, upper, out=x)
+        for group in self.constraints.one_hot_groups:
+            # one member on, never one whose upper bound is below 1 (a category the data
+            # never holds), as FeatureConstraints.project chooses
+            allowed = upper[:, group] >= 1.0
+            winner = np.argmax(np.where(allowed, x[:, group], -np.inf), axis=1)
+            x[:, group] = 0.0
+            x[np.arange(len(x)), group[winner]] = 1.0
         x[:, self.fixed] = x0[:, self.fixed]
         out: np.ndarray = x / self.scale
         return out

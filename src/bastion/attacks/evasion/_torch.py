@@ -1122,8 +1122,9 @@ class _Engine:
     def _noise(self, kind: str, rows: np.ndarray, restart: int, width: int, like: Tensor) -> Tensor:
         """Random numbers for each of ``rows`` (uniform in [-1, 1], standard normal, or
         uniform in [0, 1] for ``radius``), ``width`` per row, drawn in blocks of
-        ``_START_BLOCK`` positions (fewer for wide rows: ``_START_NUMBERS`` numbers at
-        most), each from a generator keyed by the seed, the restart,
+        ``_START_BLOCK`` positions (fewer for wide rows: about ``_START_NUMBERS`` numbers,
+        or one row where a row holds more), each from a generator keyed by the seed, the
+        restart,
         the kind and the block (the first block of the first restart: the seed itself, as
         the reference code draws). One generator drawn through batch after batch gave a point
         another start at another ``batch_size`` (a review saw robust accuracy change with
@@ -1133,7 +1134,7 @@ class _Engine:
             return out
         # at most about a million numbers a block (wide rows, images, take fewer rows): a
         # small batch draws a whole block, and 1,024 rows of 150,528 pixels were 588 MiB
-        size = min(_START_BLOCK, max(1, _START_NUMBERS // width))
+        size = min(_START_BLOCK, max(1, _START_NUMBERS // max(width, 1)))
         block_of = rows // size
         kinds = {"uniform": 0, "normal": 1, "radius": 2}
         for block in np.unique(block_of):
@@ -1145,7 +1146,7 @@ class _Engine:
                 # compare them point by point)
                 gen.manual_seed(self.seed)
             else:
-                # SeedSequence takes no negative entropy (the API accepts any int seed)
+                # SeedSequence takes no negative entropy (the API accepts negative seeds)
                 entropy = [self.seed % 2**64, restart, kinds[kind], int(block)]
                 key = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
                 gen.manual_seed(key >> 1)  # manual_seed takes a signed 64-bit value
