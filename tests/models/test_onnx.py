@@ -249,6 +249,35 @@ def test_an_image_input_takes_flat_rows_and_a_fixed_batch_is_named(tmp_path: Pat
         one.predict(np.zeros((3, 2), dtype=np.float32))
 
 
+def test_input_shape_gives_the_rows_shape_where_the_graph_leaves_it_open(
+    tmp_path: Path,
+) -> None:
+    """A graph exported with dynamic height and width, (N, 1, H, W): flat rows reached it
+    as (rows, 4) and failed; `input_shape` was ignored for ONNX models."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+            helper.make_node("Softmax", ["flat"], ["probabilities"], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
+    )
+    path = tmp_path / "dynamic.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    X = np.array([[0.0, 5.0, 1.0, 2.0], [9.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    with pytest.raises(ModelError, match="failed on the input"):
+        OnnxAdapter.from_file(path, classes=list("abcd")).predict(X)
+    model = OnnxAdapter.from_file(path, classes=list("abcd"), input_shape=(1, 2, 2))
+    assert model.predict(X).tolist() == ["b", "a"]
+    with pytest.raises(ModelError, match=r"input_shape \[2, 2, 1\] does not fit"):
+        OnnxAdapter.from_file(path, classes=list("abcd"), input_shape=(2, 2, 1))
+    from bastion.models.loading import load_model  # what a policy's model.input_shape reaches
+
+    loaded = load_model(path, classes=list("abcd"), input_shape=(1, 2, 2))
+    assert loaded.predict(X).tolist() == ["b", "a"]
+
+
 def test_label_only_graph_has_no_proba(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)],

@@ -304,8 +304,8 @@ ShapeOpt = Annotated[
     str | None,
     typer.Option(
         "--input-shape",
-        help="Reshape each row, e.g. 1,8,8 (torch; a .pt2 archive's own example shape "
-        "is the default).",
+        help="Reshape each row, e.g. 1,8,8 (torch: a .pt2 archive's own example shape is "
+        "the default; ONNX: where the graph's input leaves a row's dimensions open).",
     ),
 ]
 ClassesOpt = Annotated[

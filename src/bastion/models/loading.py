@@ -96,7 +96,8 @@ def load_model(
         name: the model's name in reports (defaults to the file name).
         remote: a :class:`bastion.models.remote.RemoteEndpoint` instead of a path.
         classes: label of each probability column, for formats that do not store them.
-        input_shape: shape of one row for torch models, e.g. ``(1, 8, 8)``.
+        input_shape: shape of one row, e.g. ``(1, 8, 8)``: for torch models, and for ONNX
+            graphs whose input leaves a row's dimensions open.
         allow: the scan's allowlist (default: the built-in one; the policy's ``scan.allow``
             extends it).
         device: where a torch model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``
@@ -195,7 +196,7 @@ def load_model(
         from bastion.models.onnx import OnnxAdapter
 
         adapter: ModelAdapter = OnnxAdapter.from_file(
-            file, classes=classes, name=label, sha256=digest
+            file, classes=classes, name=label, sha256=digest, input_shape=input_shape
         )
     elif fmt in ("torch-export", "safetensors"):
         adapter = _load_torch(

@@ -16,7 +16,7 @@ the graph's ZipMap or classifier node, unless given.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -135,6 +135,7 @@ class OnnxAdapter(ModelAdapter):
         info: what reports say about the model.
         label_output, proba_output: output names, when the graph's are not recognised.
         graph_classes: classes found in the graph (set by :meth:`from_file`).
+        input_shape: a row's shape where the graph's input leaves it open.
 
     Raises:
         ModelError: the model has several inputs, an input type that is not numeric, or
@@ -154,6 +155,7 @@ class OnnxAdapter(ModelAdapter):
         label_output: str | None = None,
         proba_output: str | None = None,
         graph_classes: Iterable[Any] | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> None:
         if info is None:
             info = ModelInfo(name="onnx-model", format="onnx")
@@ -180,11 +182,22 @@ class OnnxAdapter(ModelAdapter):
         shape = list(inputs[0].shape or [])
         width = shape[1] if len(shape) == 2 else None
         self.n_features_in_: int | None = width if isinstance(width, int) else None
-        # an image input, (rows, 1, 8, 8) say, takes flat rows of its size, as torch models do
+        # an image input, (rows, 1, 8, 8) say, takes flat rows of its size, as torch models do;
+        # input_shape gives the row's shape where the graph leaves it open (dynamic H and W)
         inner = shape[1:]
         self.row_shape: tuple[int, ...] | None = (
             tuple(inner) if len(shape) > 2 and all(isinstance(d, int) for d in inner) else None
         )
+        if input_shape is not None:
+            row = tuple(int(d) for d in input_shape)
+            fixed = [(g, d) for g, d in zip(row, inner, strict=False) if isinstance(d, int)]
+            if len(row) != len(inner) or any(g != d for g, d in fixed):
+                raise ModelError(
+                    f"ONNX model {info.name!r}: input_shape {list(row)} does not fit its "
+                    f"input {self.input_name!r} of shape {shape} (a row's dimensions, the "
+                    "batch left out)"
+                )
+            self.row_shape = row if len(row) > 1 else None
         batch = shape[0] if shape else None
         self.fixed_batch: int | None = batch if isinstance(batch, int) else None
         outputs = {o.name: o for o in session.get_outputs()}
@@ -221,6 +234,7 @@ class OnnxAdapter(ModelAdapter):
         classes: Iterable[Any] | None = None,
         name: str | None = None,
         sha256: str | None = None,
+        input_shape: Sequence[int] | None = None,
     ) -> OnnxAdapter:
         """Check and load an ONNX file.
 
@@ -231,6 +245,9 @@ class OnnxAdapter(ModelAdapter):
             path: the ``.onnx`` file; its external data must sit in its folder.
             classes: label of each probability column (read from the graph when omitted).
             name: the model's name in reports (defaults to the file name).
+            input_shape: a row's shape, e.g. ``(3, 32, 32)``, where the graph's input leaves
+                it open (the graph's own fixed dimensions are used otherwise; flat rows of
+                that many values are reshaped to it).
             sha256: the digest to record (computed from the file when omitted).
 
         Returns:
@@ -276,7 +293,13 @@ class OnnxAdapter(ModelAdapter):
             sha256=sha256 or sha256_file(p),
             details=details,
         )
-        return cls(session, classes=classes, info=info, graph_classes=_graph_classes(proto))
+        return cls(
+            session,
+            classes=classes,
+            info=info,
+            graph_classes=_graph_classes(proto),
+            input_shape=input_shape,
+        )
 
     # -- inference --------------------------------------------------------------------
     def _feed(self, X: ArrayLike) -> dict[str, np.ndarray]:
