@@ -146,6 +146,9 @@ class ModelSpec(_Strict):
     factory: str | None = None
     input_shape: list[int] | None = None
     classes: list[str | int] | None = None
+    # an ONNX graph's outputs, where their names and types do not say which is which
+    label_output: str | None = None
+    proba_output: str | None = None
     remote: RemoteSpec | None = None
     # where a torch model runs: cpu (default: the same figures on every machine), cuda,
     # cuda:N, or auto (CUDA when torch sees a device); checked when the model loads

@@ -574,6 +574,8 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
         input_shape=tuple(spec.input_shape) if spec.input_shape else None,
         allow=policy.spec.scan.allowlist(),
         device=spec.device,
+        label_output=spec.label_output,
+        proba_output=spec.proba_output,
     )
 
 

@@ -282,6 +282,8 @@ def test_argument_errors(tmp_path: Path, cancer_pipeline: Pipeline) -> None:
         load_model(path, format="onnx")
     with pytest.raises(ConfigError, match="factory= applies to safetensors"):
         load_model(path, factory="x:y", trust_pickle=True)
+    with pytest.raises(ConfigError, match="proba_output= applies to ONNX models"):
+        load_model(path, proba_output="probabilities", trust_pickle=True)
     with pytest.raises(ModelError, match="does not exist"):
         load_model(tmp_path / "missing")
     with pytest.raises(ConfigError, match="RemoteEndpoint"):

@@ -278,6 +278,39 @@ def test_input_shape_gives_the_rows_shape_where_the_graph_leaves_it_open(
     assert loaded.predict(X).tolist() == ["b", "a"]
 
 
+def test_output_names_from_a_policy_say_which_output_is_which(tmp_path: Path) -> None:
+    """Outputs named neither for labels nor for probabilities ("raw" then "scores"): the
+    first was taken, the model refused, and a policy could not name the right one."""
+    from bastion.config import parse_policy
+    from bastion.models.loading import load_model
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["raw"]),
+            helper.make_node("Softmax", ["x"], ["scores"], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [
+            helper.make_tensor_value_info("raw", TensorProto.FLOAT, [None, 2]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 2]),
+        ],
+    )
+    path = tmp_path / "two.onnx"
+    onnx.save_model(helper.make_model(graph), path)
+    X = np.array([[3.0, -4.0], [0.0, 1.0]], dtype=np.float32)
+    assert OnnxAdapter.from_file(path, classes=[0, 1]).proba_output == "raw"
+    spec = parse_policy(
+        {"model": {"path": str(path), "classes": [0, 1], "proba_output": "scores"}}
+    ).spec.model
+    assert spec is not None
+    model = load_model(path, classes=spec.classes, proba_output=spec.proba_output)
+    expected = np.exp(X) / np.exp(X).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)
+    with pytest.raises(ModelError, match="has no output 'prob'"):
+        load_model(path, classes=[0, 1], proba_output="prob")
+
+
 def test_label_only_graph_has_no_proba(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0)],

@@ -80,6 +80,8 @@ def load_model(
     input_shape: Sequence[int] | None = None,
     allow: Allowlist | None = None,
     device: str = "cpu",
+    label_output: str | None = None,
+    proba_output: str | None = None,
 ) -> ModelAdapter:
     """Load a model into an adapter, after a scan.
 
@@ -103,6 +105,8 @@ def load_model(
         device: where a torch model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``
             (CUDA when torch sees a device). Other models run where their runtime puts them:
             asking them for CUDA is an error.
+        label_output, proba_output: an ONNX graph's output names for the labels and the
+            probabilities, where its names and types do not say which is which.
 
     Returns:
         The adapter; ``adapter.info`` carries name, format, path and SHA-256 (of the file, or
@@ -162,6 +166,9 @@ def load_model(
         )
     if factory is not None and fmt != "safetensors":
         raise ConfigError(f"factory= applies to safetensors weights; {str(file)!r} is {fmt!r}")
+    for key, value in (("label_output", label_output), ("proba_output", proba_output)):
+        if value is not None and fmt != "onnx":
+            raise ConfigError(f"{key}= applies to ONNX models; {str(file)!r} is {fmt!r}")
     from bastion.supply import DEFAULT_ALLOWLIST, scan_bytes, scan_path
 
     allowlist = allow if allow is not None else DEFAULT_ALLOWLIST
@@ -196,7 +203,13 @@ def load_model(
         from bastion.models.onnx import OnnxAdapter
 
         adapter: ModelAdapter = OnnxAdapter.from_file(
-            file, classes=classes, name=label, sha256=digest, input_shape=input_shape
+            file,
+            classes=classes,
+            name=label,
+            sha256=digest,
+            input_shape=input_shape,
+            label_output=label_output,
+            proba_output=proba_output,
         )
     elif fmt in ("torch-export", "safetensors"):
         adapter = _load_torch(

@@ -235,6 +235,8 @@ class OnnxAdapter(ModelAdapter):
         name: str | None = None,
         sha256: str | None = None,
         input_shape: Sequence[int] | None = None,
+        label_output: str | None = None,
+        proba_output: str | None = None,
     ) -> OnnxAdapter:
         """Check and load an ONNX file.
 
@@ -248,6 +250,8 @@ class OnnxAdapter(ModelAdapter):
             input_shape: a row's shape, e.g. ``(3, 32, 32)``, where the graph's input leaves
                 it open (the graph's own fixed dimensions are used otherwise; flat rows of
                 that many values are reshaped to it).
+            label_output, proba_output: output names, where the graph's names and types do
+                not say which output holds the labels and which the probabilities.
             sha256: the digest to record (computed from the file when omitted).
 
         Returns:
@@ -299,6 +303,8 @@ class OnnxAdapter(ModelAdapter):
             info=info,
             graph_classes=_graph_classes(proto),
             input_shape=input_shape,
+            label_output=label_output,
+            proba_output=proba_output,
         )
 
     # -- inference --------------------------------------------------------------------
