@@ -310,7 +310,7 @@ def test_invalid_rows_name_the_breaks_an_attack_would_have_to_repair() -> None:
             [3.5, 1.0, 0.0, 0.5, 7.0],  # a fraction
             [3.0, 0.0, 0.0, 0.5, 7.0],  # no member on (drop_first's reference category)
             [3.0 + 2e-6, 1.0, 0.0, 0.5, 7.0 - 2e-6],  # a float32 trace
-            [2020.2, 1.0, 0.0, 0.5, 123456.4],  # large values keep their fractions
+            [2020.2, 1.0, 0.0, 0.5, 500000.5],  # large values keep their fractions
             [3e7 + 1.5, 1.0, 0.0, 0.5, 7.0],  # past float32's 7 digits: no fraction to see
         ]
     )

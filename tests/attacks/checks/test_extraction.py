@@ -340,8 +340,10 @@ def test_labels_that_are_not_the_most_probable_class_are_copied_both_ways(
     )
     assert finding.evidence["labels_not_argmax"] > 0.05
     copies = finding.evidence["copies"]
-    assert copies["labels"] > copies["probabilities"]
-    assert finding.metrics["fidelity"] == copies["labels"] > 0.9
+    assert copies["labels"]["fidelity"] > copies["probabilities"]["fidelity"]
+    assert finding.metrics["fidelity"] == copies["labels"]["fidelity"] > 0.9
+    # two attackers, each with the budget's queries
+    assert copies["labels"]["queries_used"] == copies["probabilities"]["queries_used"] == 500
     assert finding.evidence["soft_labels"] is False
     assert finding.status is Status.FAIL, finding.message
     plain = Extraction(ExtractionCheckConfig()).execute(_ctx(tiny))
@@ -358,7 +360,8 @@ def test_labels_that_are_not_the_most_probable_class_are_copied_both_ways(
         _ctx(tiny, SklearnAdapter(near))
     )
     assert 0 < close.evidence["labels_not_argmax"] < 0.05
-    assert close.evidence["copies"]["probabilities"] > close.evidence["copies"]["labels"]
+    close_copies = close.evidence["copies"]
+    assert close_copies["probabilities"]["fidelity"] > close_copies["labels"]["fidelity"]
     assert close.evidence["soft_labels"] is True
     assert close.status is Status.FAIL, close.message
 
@@ -378,3 +381,59 @@ def test_a_model_without_declared_classes_is_not_read_by_column(tiny: dict[str, 
     finding = Extraction(ExtractionCheckConfig(budget=100, budget_curve=())).execute(ctx)
     assert finding.status is not Status.ERROR, finding.message
     assert finding.evidence["labels_not_argmax"] is None
+
+
+def test_a_copy_not_run_to_its_budget_is_no_pass(tiny: dict[str, Any]) -> None:
+    """Both copies run where labels are not always the argmax; the copy of the
+    probabilities once took the whole max_seconds, the copy of the labels never ran, and the
+    check passed on the weaker copy. Each now gets half the time, and a pass needs both run
+    to their budget."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    tuned = FixedThresholdClassifier(tiny["model"].estimator, threshold=0.97).fit(
+        tiny["train"].features.to_numpy(), tiny["train"].labels
+    )
+
+    def slow(fn: Any) -> Any:
+        def wrapped(X: Any) -> np.ndarray:
+            time.sleep(0.05)
+            return np.asarray(fn(np.asarray(X)))
+
+        return wrapped
+
+    model = CallableAdapter(
+        predict=slow(tuned.predict), predict_proba=slow(tuned.predict_proba), classes=[0, 1]
+    )
+    cfg = ExtractionCheckConfig(max_fidelity=0.99, max_seconds=0.8, batch_size=50)
+    finding = Extraction(cfg).execute(_ctx(tiny, model))
+    copies = finding.evidence["copies"]
+    assert isinstance(copies["labels"], dict)  # it ran, in its half of the time
+    assert "time budget" in (copies["probabilities"]["stopped"], copies["labels"]["stopped"])
+    assert finding.status is not Status.PASS, finding.message
+
+
+def test_ctrl_c_in_the_first_copy_stops_the_check(tiny: dict[str, Any]) -> None:
+    """Ctrl-C during the copy of the probabilities let the whole copy of the labels run."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    tuned = FixedThresholdClassifier(tiny["model"].estimator, threshold=0.97).fit(
+        tiny["train"].features.to_numpy(), tiny["train"].labels
+    )
+    calls = {"proba": 0, "labels_after": 0}
+
+    def proba(X: Any) -> np.ndarray:
+        calls["proba"] += 1
+        if calls["proba"] == 4:  # the shared predictions, then two batches of queries
+            raise KeyboardInterrupt
+        return np.asarray(tuned.predict_proba(np.asarray(X)))
+
+    def predict(X: Any) -> np.ndarray:
+        if calls["proba"] >= 4:
+            calls["labels_after"] += 1
+        return np.asarray(tuned.predict(np.asarray(X)))
+
+    model = CallableAdapter(predict=predict, predict_proba=proba, classes=[0, 1])
+    finding = Extraction(ExtractionCheckConfig(batch_size=50)).execute(_ctx(tiny, model))
+    assert finding.evidence["copies"]["labels"] == "not run: interrupted"
+    assert calls["labels_after"] == 0
+    assert finding.status is not Status.PASS, finding.message

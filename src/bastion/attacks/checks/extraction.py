@@ -15,8 +15,9 @@ References
 Metrics
     ``fidelity`` = share of test rows where surrogate(x) == model(x), for the surrogate
     trained on the first ``budget`` answers; ``surrogate_accuracy`` = share where
-    surrogate(x) == y (with a target); ``queries_used`` = rows the attack sent (never above
-    ``budget``). ``evidence["fidelity_curve"]`` lists (budget, queries, fidelity,
+    surrogate(x) == y (with a target); ``queries_used`` = rows the judged attack sent (never
+    above ``budget``; where two copies run, each sends its own, see below).
+    ``evidence["fidelity_curve"]`` lists (budget, queries, fidelity,
     surrogate_accuracy) at each ``budget_curve`` point; the curve reuses the same queries.
 
 Threat model and defaults
@@ -30,11 +31,14 @@ Threat model and defaults
     gradient-boosting surrogate (``auto``: the more faithful one at each budget), and
     probabilities are used when the model returns them. Where the model's labels are not
     always the most probable class (a tuned decision threshold, Platt scaling), an attacker
-    who copies the labels may do better: both copies run, each with ``budget`` queries, and
-    the more faithful is judged (``evidence["copies"]``). The run's shared predictions on
-    the test rows show such labels (``evidence["labels_not_argmax"]``, the share of rows; a
-    model that declares its classes); an attack that labels the evaluation rows itself (a
-    rate cap, no target) cannot see them, and copies the probabilities only.
+    who copies the labels may do better: both copies run, each an attacker with ``budget``
+    queries of its own (the endpoint answers up to twice the budget) and half of
+    ``max_seconds``, and the more faithful is judged (``evidence["copies"]``, each copy's
+    fidelity, queries and waits); a pass needs both run to their budget, else it is a warn.
+    The run's shared predictions on the test rows show such labels
+    (``evidence["labels_not_argmax"]``, the share of rows; a model that declares its
+    classes); an attack that labels the evaluation rows itself (a rate cap, no target)
+    cannot see them, and copies the probabilities only.
 
     ``max_fidelity`` defaults to 0.95: a surrogate that agrees with the model on more than
     95% of rows after 500 queries is a usable copy. Most tabular models fail this at 500
@@ -47,7 +51,6 @@ Threat model and defaults
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -213,27 +216,39 @@ class Extraction(Check):
                 victim_eval_labels=victim_labels,
             )
 
-        started = time.monotonic()
-        result = steal(cfg.soft_labels, cfg.max_seconds)
+        # labels that are not the most probable class (a tuned threshold): a copy of the
+        # probabilities decides otherwise than the model on some rows, so an attacker who
+        # copies the labels may do better (a review saw 0.86 against 0.97); where it does not
+        # (Platt scaling's 1%), the probabilities stay the stronger copy. Both run, each
+        # with the budget's queries and half the time, and the more faithful is judged
+        both = bool(cfg.soft_labels and not_argmax and ctx.model.classes_ is not None)
+        share = cfg.max_seconds / 2 if both and cfg.max_seconds is not None else cfg.max_seconds
+        result = steal(cfg.soft_labels, share)
         copies: dict[str, Any] = {}
-        if cfg.soft_labels and result.soft_labels and not_argmax:
-            # labels that are not the most probable class (a tuned threshold): a copy of the
-            # probabilities decides otherwise than the model on some rows, so an attacker who
-            # copies the labels may do better (a review saw 0.86 against 0.97); where it does
-            # not (Platt scaling's 1%), the probabilities stay the stronger copy. Both run,
-            # each with the budget's queries, and the more faithful is judged
-            left = (
-                None if cfg.max_seconds is None else cfg.max_seconds - (time.monotonic() - started)
-            )
-            copies["probabilities"] = result.fidelity
-            if left is None or left > 0:
-                labels = steal(False, left)
-                copies["labels"] = labels.fidelity
-                if (labels.fidelity or -1.0) > (result.fidelity or -1.0):
-                    result = labels
+        unproven: str | None = None  # a copy that did not run to its budget
+        if both and result.soft_labels:
+            copies["probabilities"] = _copy_summary(result)
+            if result.stopped == "interrupted":
+                # Ctrl-C stops the check, not one copy of it
+                copies["labels"] = "not run: interrupted"
+                unproven = "the copy of the labels did not run (interrupted)"
             else:
-                copies["labels"] = "not run: max_seconds spent by the first copy"
+                labels = steal(False, share)
+                copies["labels"] = _copy_summary(labels)
+                judged, other = (
+                    (labels, result)
+                    if (labels.fidelity or -1.0) > (result.fidelity or -1.0)
+                    else (result, labels)
+                )
+                if _short(other):
+                    name = "labels" if other is labels else "probabilities"
+                    unproven = f"the copy of the {name} stopped ({other.stopped}) short"
+                result = judged
         status, verdict = _judge(result, cfg.max_fidelity)
+        if unproven and status is Status.PASS:
+            # the other attacker was not run to its budget: the limit is not shown to hold
+            status = Status.WARN
+            verdict += f" Not shown for every attacker: {unproven} of the budget."
         return self.finding(
             ctx,
             status,
@@ -247,6 +262,24 @@ class Extraction(Check):
                 **({"copies": copies} if copies else {}),
             },
         )
+
+
+def _short(result: ExtractionResult) -> bool:
+    """Whether ``result``'s surrogate trained on fewer queries than its budget (or none)."""
+    if result.fidelity is None:
+        return True
+    trained_on = result.curve[-1].queries if result.curve else result.queries_used
+    return trained_on < result.budget
+
+
+def _copy_summary(result: ExtractionResult) -> dict[str, Any]:
+    """One copy's figures for ``evidence["copies"]``: each copy sends its own queries."""
+    return {
+        "fidelity": result.fidelity,
+        "queries_used": result.queries_used,
+        "stopped": result.stopped,
+        "rate_wait_s": round(result.rate_wait_s, 3),
+    }
 
 
 def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
