@@ -1124,11 +1124,10 @@ class _Engine:
         uniform in [0, 1] for ``radius``), ``width`` per row, drawn in blocks of
         ``_START_BLOCK`` positions (fewer for wide rows: about ``_START_NUMBERS`` numbers,
         or one row where a row holds more), each from a generator keyed by the seed, the
-        restart,
-        the kind and the block (the first block of the first restart: the seed itself, as
-        the reference code draws). One generator drawn through batch after batch gave a point
-        another start at another ``batch_size`` (a review saw robust accuracy change with
-        it under one seed). Outside the loop: no step pays for it."""
+        restart, the kind and the block (the first block of the first restart: the seed
+        itself, as the reference code draws). One generator drawn through batch after batch
+        gave a point another start at another ``batch_size`` (a review saw robust accuracy
+        change with it under one seed). Outside the loop: no step pays for it."""
         out = torch.empty((len(rows), width), device=like.device, dtype=like.dtype)
         if len(rows) == 0:
             return out
