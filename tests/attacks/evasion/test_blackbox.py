@@ -929,3 +929,33 @@ def test_rows_sent_to_the_model_are_whole_and_one_hot_valid() -> None:
     sent = space.to_x(probe, row)
     np.testing.assert_array_equal(sent, [[12.0, 0.0, 1.0]])
     assert probe[0, 0] * space.scale[0] == pytest.approx(12.55)  # the probe itself stays fractional
+
+
+def test_originals_that_break_their_constraints_are_counted() -> None:
+    """A one-hot group with no member on (drop_first dummies declared a group): any
+    candidate must switch a category, usually beyond eps, and the row reads as robust.
+    The attacks say how many such points they were given (ADV001 leaves them out)."""
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.eye(3)[rng.integers(0, 3, 60)][:, 1:], rng.normal(size=60)])
+    y = (X[:, 2] > 0).astype(int)
+    clf = LogisticRegression().fit(X, y)
+    base = FeatureConstraints.unconstrained(3)
+    cons = dataclasses.replace(
+        base, lower=np.array([0.0, 0.0, -5.0]), upper=np.array([1.0, 1.0, 5.0]),
+        one_hot_groups=(np.array([0, 1]),),
+    )  # fmt: skip
+    dropped = int((X[:, :2] == 0).all(axis=1).sum())
+    assert dropped > 0
+    result = Square(SquareConfig(n_queries=20)).run(
+        SklearnAdapter(clf), X, y, eps=0.5, constraints=cons
+    )
+    assert result.extra["constraint_violating_points"] == dropped
+    torch = pytest.importorskip("torch")
+    from bastion.attacks.evasion.pgd import PGD, PGDConfig
+    from bastion.models.torch import TorchAdapter
+
+    net = torch.nn.Linear(3, 2)
+    white = PGD(PGDConfig(steps=2)).run(
+        TorchAdapter(net, classes=[0, 1]), X, y, eps=0.5, constraints=cons
+    )
+    assert white.extra["constraint_violating_points"] == dropped

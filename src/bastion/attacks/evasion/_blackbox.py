@@ -536,6 +536,13 @@ def finalize(
     # candidates (a negative margin, a decision-boundary point) that predict did not confirm:
     # refuted with no queries left to search on, or their check interrupted
     out_extra["unverified_candidates"] = int((candidate & inside & ~success).sum())
+    # originals that break their own constraints (a one-hot group without exactly one 1, a
+    # fraction in an integer feature): any candidate must repair them, usually beyond eps,
+    # so they read as robust; ADV001 leaves them out, a caller of the attack can too
+    invalid = space.constraints.invalid_rows(x)
+    out_extra["constraint_violating_points"] = int(
+        np.any(list(invalid.values()), axis=0).sum() if invalid else 0
+    )
     return EvasionResult(
         attack=name,
         x_adv=x_adv.reshape(shape),
