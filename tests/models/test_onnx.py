@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from bastion.exceptions import CapabilityError, ModelError, UnsafeArtifactError
+from bastion.exceptions import CapabilityError, ConfigError, ModelError, UnsafeArtifactError
 from bastion.models.base import Capability
 from bastion.models.formats import sha256_file
 
@@ -272,10 +272,37 @@ def test_input_shape_gives_the_rows_shape_where_the_graph_leaves_it_open(
     assert model.predict(X).tolist() == ["b", "a"]
     with pytest.raises(ModelError, match=r"input_shape \[2, 2, 1\] does not fit"):
         OnnxAdapter.from_file(path, classes=list("abcd"), input_shape=(2, 2, 1))
+    with pytest.raises(ModelError, match="each at least 1"):
+        OnnxAdapter.from_file(path, classes=list("abcd"), input_shape=(1, 2, -2))
     from bastion.models.loading import load_model  # what a policy's model.input_shape reaches
 
     loaded = load_model(path, classes=list("abcd"), input_shape=(1, 2, 2))
     assert loaded.predict(X).tolist() == ["b", "a"]
+    # an input of no declared shape takes any row shape; a 2-D one of open width, its width
+    norank = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+            helper.make_node("Softmax", ["flat"], ["probabilities"], axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4])],
+    )
+    onnx.save_model(helper.make_model(norank), tmp_path / "norank.onnx")
+    free = OnnxAdapter.from_file(
+        tmp_path / "norank.onnx", classes=list("abcd"), input_shape=(1, 2, 2)
+    )
+    assert free.row_shape == (1, 2, 2)
+    assert free.predict(X).tolist() == ["b", "a"]
+    wide = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["probabilities"], axis=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "F"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", "F"])],
+    )
+    onnx.save_model(helper.make_model(wide), tmp_path / "wide.onnx")
+    flat = OnnxAdapter.from_file(tmp_path / "wide.onnx", classes=list("abcd"), input_shape=(4,))
+    assert flat.n_features_in_ == 4
 
 
 def test_output_names_from_a_policy_say_which_output_is_which(tmp_path: Path) -> None:
@@ -309,6 +336,19 @@ def test_output_names_from_a_policy_say_which_output_is_which(tmp_path: Path) ->
     np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)
     with pytest.raises(ModelError, match="has no output 'prob'"):
         load_model(path, classes=[0, 1], proba_output="prob")
+    # through the runner, as `bastion check` loads a policy's model
+    from bastion.runner import _load_model
+
+    policy = parse_policy(
+        {"model": {"path": str(path), "classes": [0, 1], "proba_output": "scores"}}
+    )
+    model = _load_model(policy, policy.spec.model, "model")
+    assert model is not None
+    np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)
+    from bastion.models.remote import RemoteEndpoint
+
+    with pytest.raises(ConfigError, match="remote endpoint names its outputs"):
+        load_model(remote=RemoteEndpoint("http://127.0.0.1:9", "m"), proba_output="scores")
 
 
 def test_label_only_graph_has_no_proba(tmp_path: Path) -> None:

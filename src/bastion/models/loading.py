@@ -136,6 +136,13 @@ def load_model(
     if remote is not None:
         from bastion.models.remote import RemoteAdapter, RemoteEndpoint
 
+        for key, value in (("label_output", label_output), ("proba_output", proba_output)):
+            if value is not None:
+                raise ConfigError(
+                    f"{key}= applies to ONNX models; a remote endpoint names its outputs "
+                    "itself (model.remote)"
+                )
+
         if not isinstance(remote, RemoteEndpoint):
             raise ConfigError(f"remote must be a RemoteEndpoint; received {type(remote).__name__}")
         remote_adapter = RemoteAdapter(remote, name=name)

@@ -191,13 +191,17 @@ class OnnxAdapter(ModelAdapter):
         if input_shape is not None:
             row = tuple(int(d) for d in input_shape)
             fixed = [(g, d) for g, d in zip(row, inner, strict=False) if isinstance(d, int)]
-            if len(row) != len(inner) or any(g != d for g, d in fixed):
+            # an input of no declared shape ([]) takes any; a declared one, its own rank
+            misfit = bool(shape) and (len(row) != len(inner) or any(g != d for g, d in fixed))
+            if misfit or not row or min(row) < 1:
                 raise ModelError(
                     f"ONNX model {info.name!r}: input_shape {list(row)} does not fit its "
                     f"input {self.input_name!r} of shape {shape} (a row's dimensions, the "
-                    "batch left out)"
+                    "batch left out, each at least 1)"
                 )
             self.row_shape = row if len(row) > 1 else None
+            if len(row) == 1:
+                self.n_features_in_ = row[0]
         batch = shape[0] if shape else None
         self.fixed_batch: int | None = batch if isinstance(batch, int) else None
         outputs = {o.name: o for o in session.get_outputs()}

@@ -32,9 +32,10 @@ Threat model and defaults
     probabilities are used when the model returns them. Where the model's labels are not
     always the most probable class (a tuned decision threshold, Platt scaling), an attacker
     who copies the labels may do better: both copies run, each an attacker with ``budget``
-    queries of its own (the endpoint answers up to twice the budget) and half of
-    ``max_seconds``, and the more faithful is judged (``evidence["copies"]``, each copy's
-    fidelity, queries and waits); a pass needs both run to their budget, else it is a warn.
+    queries of its own (the endpoint answers up to twice the budget), the first at most half
+    of ``max_seconds`` and the second what it left, and the more faithful is judged
+    (``evidence["copies"]``, each copy's fidelity, queries and waits); a pass needs both run
+    to their budget, else it is a warn.
     The run's shared predictions on the test rows show such labels
     (``evidence["labels_not_argmax"]``, the share of rows; a model that declares its
     classes); an attack that labels the evaluation rows itself (a rate cap, no target)
@@ -51,6 +52,7 @@ Threat model and defaults
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -223,6 +225,7 @@ class Extraction(Check):
         # with the budget's queries and half the time, and the more faithful is judged
         both = bool(cfg.soft_labels and not_argmax and ctx.model.classes_ is not None)
         share = cfg.max_seconds / 2 if both and cfg.max_seconds is not None else cfg.max_seconds
+        started = time.monotonic()
         result = steal(cfg.soft_labels, share)
         copies: dict[str, Any] = {}
         unproven: str | None = None  # a copy that did not run to its budget
@@ -233,7 +236,13 @@ class Extraction(Check):
                 copies["labels"] = "not run: interrupted"
                 unproven = "the copy of the labels did not run (interrupted)"
             else:
-                labels = steal(False, share)
+                # what the first copy left of max_seconds: at least its half
+                left = (
+                    None
+                    if cfg.max_seconds is None
+                    else max(cfg.max_seconds - (time.monotonic() - started), share or 0.0)
+                )
+                labels = steal(False, left)
                 copies["labels"] = _copy_summary(labels)
                 judged, other = (
                     (labels, result)
