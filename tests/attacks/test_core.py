@@ -312,11 +312,18 @@ def test_invalid_rows_name_the_breaks_an_attack_would_have_to_repair() -> None:
             [3.0 + 2e-6, 1.0, 0.0, 0.5, 7.0 - 2e-6],  # a float32 trace
             [2020.2, 1.0, 0.0, 0.5, 500000.5],  # large values keep their fractions
             [3e7 + 1.5, 1.0, 0.0, 0.5, 7.0],  # past 2^24 float32 holds no fraction to see
-            [5e6 + 0.5, 1.0, 0.0, 0.5, 7.0],  # below it, a fraction float32 holds exactly
+            [1e6 + 0.5, 1.0, 0.0, 0.5, 7.0],  # below it, a fraction float32 holds exactly
+            # a whole number scaled and unscaled in float32: 51355 comes back as 51355.0039
+            [_scaled_and_back(51355.0, 365.0187839310152), 1.0, 0.0, 0.5, 7.0],
         ]
     )
     found = cons.invalid_rows(x)
-    assert found["integer"].tolist() == [False, True, False, False, True, False, True]
-    assert found["one_hot"].tolist() == [False, False, True, False, False, False, False]
+    assert found["integer"].tolist() == [False, True, False, False, True, False, True, False]
+    assert found["one_hot"].tolist() == [False, False, True, False, False, False, False, False]
     held = dataclasses.replace(cons, immutable=np.array([True, True, False, False, True]))
     assert held.invalid_rows(x) == {}  # immutable: never repaired, never a reason to leave out
+
+
+def _scaled_and_back(value: float, scale: float) -> float:
+    """``value`` divided by ``scale`` and multiplied back, both in float32."""
+    return float(np.float32(np.float32(value) / np.float32(scale)) * np.float32(scale))

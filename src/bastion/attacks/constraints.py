@@ -258,9 +258,9 @@ class FeatureConstraints:
         rejected and the row reads as robust. Only features an attack may move count: an
         immutable feature (or a group holding one) is never repaired. (A value outside its
         range is no such break either: :meth:`row_bounds` widens the bounds to hold it.)
-        ``atol`` (and half of float32's spacing, 2^-24 of the value) forgives what a trip
-        through float32 leaves on a whole number (2e-6 on values scaled and unscaled);
-        repairing that costs nothing. Kinds with no such row are left out of the mapping.
+        ``atol`` (and 2^-23 of the value) forgives what two float32 roundings leave on a
+        whole number (scaled, then unscaled); repairing that costs nothing. Kinds with no
+        such row are left out of the mapping.
 
         Example::
 
@@ -275,9 +275,10 @@ class FeatureConstraints:
         movable_integers = self.integer & ~fixed
         if movable_integers.any():
             vals = x[:, movable_integers]
-            # float32 holds 24 bits: rounding moves a value by at most half its spacing,
-            # 2^-24 of the value (more than a unit only past 2^24)
-            tol = np.maximum(atol, 2.0**-24 * np.abs(vals))
+            # float32 holds 24 bits: a rounding moves a value by up to 2^-24 of it, and two
+            # (scaled, then unscaled) by up to 2^-23 (a review saw 2181 come back as
+            # 2181.000244); a fraction that small costs a repair of nothing
+            tol = np.maximum(atol, 2.0**-23 * np.abs(vals))
             out["integer"] = (np.abs(vals - np.rint(vals)) > tol).any(axis=1)
         bad_group = np.zeros(len(x), dtype=bool)
         for group in self.one_hot_groups:
