@@ -216,18 +216,38 @@ class FeatureConstraints:
             lo, hi = np.ceil(lower[:, cols]), np.floor(upper[:, cols])
             out[:, cols] = np.clip(np.rint(out[:, cols]), lo, hi)
         fixed = self.fixed_columns()
+        self.one_member_on(out, upper)
+        out[:, fixed] = x_orig[:, fixed]  # last: in bounds or not
+        return out
+
+    def one_member_on(self, x: np.ndarray, upper: np.ndarray) -> None:
+        """In place: each one-hot group an attack may move gets exactly one member on in
+        every row of ``x``, its largest, among the members whose upper bound (``upper``, per
+        row) reaches 1. A member that may not be on (a category the data never holds) never
+        wins, even where the clipped values tie; the row's own member always may (its
+        bounds hold its value)."""
+        fixed = self.fixed_columns()
         for group in self.one_hot_groups:
             if fixed[group].any():
                 continue
-            # a member that may not be on (its upper bound below 1: a category the data
-            # never holds) never wins, even where the clipped values tie; the row's own
-            # member always may (its bounds hold its value)
             allowed = upper[:, group] >= 1.0
-            winner = np.argmax(np.where(allowed, out[:, group], -np.inf), axis=1)
-            out[:, group] = 0.0
-            out[np.arange(len(out)), group[winner]] = 1.0
-        out[:, fixed] = x_orig[:, fixed]  # last: in bounds or not
-        return out
+            winner = np.argmax(np.where(allowed, x[:, group], -np.inf), axis=1)
+            x[:, group] = 0.0
+            x[np.arange(len(x)), group[winner]] = 1.0
+
+    def count_invalid(self, x: np.ndarray) -> int:
+        """How many rows of ``x`` break their own constraints, of any kind
+        (:meth:`invalid_rows`)."""
+        return int(self.invalid_mask(x).sum())
+
+    def invalid_mask(self, x: np.ndarray) -> np.ndarray:
+        """Per row of ``x``, whether it breaks its own constraints, of any kind
+        (:meth:`invalid_rows`)."""
+        found = self.invalid_rows(x)
+        if not found:
+            return np.zeros(len(x), dtype=bool)
+        mask: np.ndarray = np.any(list(found.values()), axis=0)
+        return mask
 
     def violations(self, x_adv: np.ndarray, x_orig: np.ndarray, atol: float = 1e-9) -> int:
         """How many rows break any constraint (0 for every attack's output; tests assert it).

@@ -4,6 +4,7 @@ fixture each, skips with reasons, fail-closed limits, and the policy's privacy s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -267,27 +268,17 @@ def test_attribute_inference_passes_a_model_that_ignores_it(
 
 
 def test_attribute_inference_stopped_before_the_inversion_is_a_warn(
-    sensitive: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+    sensitive: tuple[Dataset, Dataset],
+    monkeypatch: pytest.MonkeyPatch,
+    slow_attribute_fits: Callable[..., None],
 ) -> None:
     """``max_seconds`` is checked before the inversion's queries: a run it stops there
     judged only the classifier method, so a result under the limit is not a pass (here the
     inversion, once it runs, shows a leak the classifier method missed)."""
-    import time
-
-    from bastion.attacks.privacy import inversion
-
     train, test = sensitive
     shuffled = train.features.assign(sex=np.random.default_rng(1).permutation(train.frame["sex"]))
     model = SklearnAdapter(LogisticRegression().fit(shuffled, train.labels))  # sex is noise
-    fit_predict, calls = inversion._fit_predict, []
-
-    def last_fit_slow(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 10:  # the last of ten fits (5 splits) ends past the budget
-            time.sleep(0.5)
-        return fit_predict(*args, **kwargs)
-
-    monkeypatch.setattr(inversion, "_fit_predict", last_fit_slow)
+    slow_attribute_fits(0.5, only=10)  # the last of ten fits (5 splits) ends past the budget
     config = AttributeInferenceCheckConfig(max_seconds=0.4)
     ctx = context(train, test, model, sensitive_features=("sex",))
     finding = AttributeInferenceCheck(config).execute(ctx)
@@ -296,7 +287,7 @@ def test_attribute_inference_stopped_before_the_inversion_is_a_warn(
     assert finding.evidence["method"] == "classifier"
     assert "inversion_accuracy" not in finding.metrics
     assert finding.metrics["advantage"] <= 0.05
-    monkeypatch.setattr(inversion, "_fit_predict", fit_predict)
+    monkeypatch.undo()
     # the whole run: even a weight fitted to noise lets the inversion match every output
     whole = AttributeInferenceCheck().execute(ctx)  # max_seconds 120
     assert whole.status is Status.FAIL, whole.message
@@ -305,23 +296,13 @@ def test_attribute_inference_stopped_before_the_inversion_is_a_warn(
 
 
 def test_attribute_inference_past_max_seconds_in_its_cross_fit_is_an_error(
-    sensitive: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+    sensitive: tuple[Dataset, Dataset], slow_attribute_fits: Callable[..., None]
 ) -> None:
     """The cross-fit's classifiers spend no queries; a run whose time ran out between its
     splits measured no accuracy, and must not pass the gate by its silence."""
-    import time
-
-    from bastion.attacks.privacy import inversion
-
     train, test = sensitive
     model = SklearnAdapter(LogisticRegression().fit(train.features, train.labels))
-    fit_predict = inversion._fit_predict
-
-    def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.1)
-        return fit_predict(*args, **kwargs)
-
-    monkeypatch.setattr(inversion, "_fit_predict", slow)
+    slow_attribute_fits(0.1)
     config = AttributeInferenceCheckConfig(max_seconds=0.3)
     ctx = context(train, test, model, sensitive_features=("sex",))
     finding = AttributeInferenceCheck(config).execute(ctx)

@@ -4,6 +4,7 @@ inversion recovers an input attribute; label-only models, arrays, budgets and ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -343,25 +344,13 @@ def test_a_spike_at_the_minimum_keeps_its_own_bin() -> None:
 
 
 def test_a_time_budget_is_named_as_such(
-    data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    data: dict[str, Any], slow_attribute_fits: Callable[..., None]
 ) -> None:
     """Out of time after the classifiers' cross-fit: the inversion's queries are not sent,
     and the result says why."""
-    import time
-
-    from bastion.attacks.privacy import inversion
-
     columns = ["a", "b", "c", "d", "s"]
     X = data["frame"].iloc[:N_TRAIN][columns]
-    fit_predict, calls = inversion._fit_predict, []
-
-    def last_fit_slow(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 10:  # the baseline of the last of 5 splits
-            time.sleep(0.3)
-        return fit_predict(*args, **kwargs)
-
-    monkeypatch.setattr(inversion, "_fit_predict", last_fit_slow)
+    slow_attribute_fits(0.3, only=10)  # the baseline of the last of 5 splits
     fast = AttributeInferenceConfig(classifier="logistic")
     result = AttributeInference(fast).run(
         fit(data, columns), X, attribute="s", budget=Budget(max_seconds=0.25)

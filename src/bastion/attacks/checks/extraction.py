@@ -223,7 +223,7 @@ class Extraction(Check):
         # copies the labels may do better (a review saw 0.86 against 0.97); where it does not
         # (Platt scaling's 1%), the probabilities stay the stronger copy. Both run, each
         # with the budget's queries and half the time, and the more faithful is judged
-        both = bool(cfg.soft_labels and not_argmax and ctx.model.classes_ is not None)
+        both = bool(cfg.soft_labels and not_argmax)  # not_argmax: classes declared
         share = cfg.max_seconds / 2 if both and cfg.max_seconds is not None else cfg.max_seconds
         started = time.monotonic()
         result = steal(cfg.soft_labels, share)

@@ -285,11 +285,9 @@ class EvasionCheck(Check):
         # nor a row that breaks its own constraints: an attack must repair it first, beyond
         # a small eps, and it read as robust (a review saw drop_first dummies declared a
         # one-hot group pass a model that fails with them declared immutable)
-        invalid = constraints.invalid_rows(np.where(complete[:, None], values, 0.0))
-        broken_rows = np.zeros(len(values), dtype=bool)
-        for mask in invalid.values():
-            broken_rows |= mask
-        broken_rows &= has_label & complete
+        checkable = np.where(complete[:, None], values, 0.0)
+        invalid = constraints.invalid_rows(checkable)
+        broken_rows = constraints.invalid_mask(checkable) & has_label & complete
         invalid_counts = {kind: int((mask & broken_rows).sum()) for kind, mask in invalid.items()}
         labelled = np.flatnonzero(has_label & complete & ~broken_rows)
         if len(labelled) == 0:

@@ -212,13 +212,7 @@ class Space:
         x = z * self.scale
         lower, upper = self.constraints.row_bounds(x0)
         np.clip(x, lower, upper, out=x)
-        for group in self.constraints.one_hot_groups:
-            # one member on, never one whose upper bound is below 1 (a category the data
-            # never holds), as FeatureConstraints.project chooses
-            allowed = upper[:, group] >= 1.0
-            winner = np.argmax(np.where(allowed, x[:, group], -np.inf), axis=1)
-            x[:, group] = 0.0
-            x[np.arange(len(x)), group[winner]] = 1.0
+        self.constraints.one_member_on(x, upper)  # as project chooses
         x[:, self.fixed] = x0[:, self.fixed]
         out: np.ndarray = x / self.scale
         return out
@@ -539,10 +533,7 @@ def finalize(
     # originals that break their own constraints (a one-hot group without exactly one 1, a
     # fraction in an integer feature): any candidate must repair them, usually beyond eps,
     # so they read as robust; ADV001 leaves them out, a caller of the attack can too
-    invalid = space.constraints.invalid_rows(x)
-    out_extra["constraint_violating_points"] = int(
-        np.any(list(invalid.values()), axis=0).sum() if invalid else 0
-    )
+    out_extra["constraint_violating_points"] = space.constraints.count_invalid(x)
     return EvasionResult(
         attack=name,
         x_adv=x_adv.reshape(shape),

@@ -1668,14 +1668,6 @@ def _apgd_round(
         eng.close_round(chunk, idx, z)
 
 
-def _invalid_originals(cons: FeatureConstraints | None, x: np.ndarray) -> int:
-    """How many rows of ``x`` break their own constraints (0 without constraints)."""
-    if cons is None:
-        return 0
-    invalid = cons.invalid_rows(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
-    return int(np.any(list(invalid.values()), axis=0).sum()) if invalid else 0
-
-
 def _record(chunk: _Chunk, idx: Tensor, found: Tensor, best: Tensor) -> None:
     """Keep the first adversarial iterate of each working row (when recorded per step)."""
     if _whole(chunk, idx):  # no row left the batch: no indexing
@@ -1980,9 +1972,9 @@ def run_attack(
         + eng.precise_queries,
         "eps_unit": "std" if scaled else "input",
         "unverified_candidates": unverified,
-        # originals that break their own constraints: they read as robust (see
-        # FeatureConstraints.invalid_rows; ADV001 leaves them out)
-        "constraint_violating_points": _invalid_originals(cons, flat),
+        # originals that break their own constraints: they read as robust (ADV001 leaves
+        # them out)
+        "constraint_violating_points": cons.count_invalid(flat),
     }
     attack_name = name
     if isinstance(schedule, APGDSchedule):
