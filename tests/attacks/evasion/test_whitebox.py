@@ -374,6 +374,30 @@ def test_a_points_random_start_does_not_depend_on_the_batch_size(
     np.testing.assert_allclose(runs[0].x_adv, runs[1].x_adv, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["uniform", "normal", "radius"])
+def test_each_rows_noise_is_its_row_of_the_whole_blocks_draw(kind: str) -> None:
+    """On a CPU a uniform draw stops at the last row wanted (a prefix of the block's
+    stream); whatever subset of rows is asked for, in whatever batch, each row gets the
+    numbers a draw of every row of its block gives it."""
+    from bastion.attacks.evasion import _torch
+
+    net = dataclasses.make_dataclass("Net", [("device", Any)])(torch.device("cpu"))
+    eng = _torch._Engine(net, None, "inf", 0.1, False, seed=11)  # type: ignore[arg-type]
+    like = torch.zeros(1, dtype=torch.float32)
+    width = 1 if kind == "radius" else 5
+    every = np.arange(2100)
+    for restart in (1, 2):
+        whole = eng._noise(kind, every, restart, width, like)
+        for rows in (np.arange(7), np.array([3, 1023, 1024, 2099]), np.arange(1000, 1030)):
+            part = eng._noise(kind, rows, restart, width, like)
+            torch.testing.assert_close(part, whole[torch.as_tensor(rows)], rtol=0, atol=0)
+    # the first block of the first restart is the seed's own stream, as the reference draws
+    if kind == "uniform":
+        reference = torch.rand((7, width), generator=torch.Generator().manual_seed(11))
+        torch.testing.assert_close(eng._noise(kind, np.arange(7), 1, width, like),
+                                   reference * 2 - 1, rtol=0, atol=1e-7)  # fmt: skip
+
+
 def test_random_starts_past_the_first_block_do_not_depend_on_the_batch_size(
     mlp: TorchAdapter, digits: Any
 ) -> None:
