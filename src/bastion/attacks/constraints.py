@@ -73,7 +73,7 @@ class FeatureConstraints:
     def unconstrained(
         cls, n_features: int, names: Sequence[str] | None = None
     ) -> FeatureConstraints:
-        names = tuple(names) if names is not None else tuple(f"x{i}" for i in range(n_features))
+        names = tuple(names) if names is not None else _default_names(n_features)
         return cls(
             names=names,
             lower=np.full(n_features, -np.inf),
@@ -235,6 +235,29 @@ class FeatureConstraints:
             x[:, group] = 0.0
             x[np.arange(len(x)), group[winner]] = 1.0
 
+    def refuse_misordered(self, X: Any, what: str = "X") -> None:
+        """Refuse a DataFrame whose columns hold these features in another order. Attacks
+        pair constraints with columns by position: an immutable feature would move and a
+        mutable one stay, and :meth:`violations` (by position too) would see nothing (a
+        review saw every success move the immutable 'age'). Default names (x0, x1, ...) say
+        nothing of columns and are not compared; other differences are left alone.
+
+        Raises:
+            DataError: naming the first column out of place.
+        """
+        if not isinstance(X, pd.DataFrame) or self.names == _default_names(self.n_features):
+            return
+        have, want = [str(c) for c in X.columns], list(self.names)
+        if have == want or sorted(have) != sorted(want):
+            return
+        at = next(i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b)
+        raise DataError(
+            f"{what}'s columns hold the constrained features in another order (column {at} is "
+            f"{have[at]!r}, where the constraints describe {want[at]!r}): build the "
+            f"constraints in {what}'s column order, or pass {what}[list(constraints.names)] "
+            "if the model takes that order"
+        )
+
     def count_invalid(self, x: np.ndarray) -> int:
         """How many rows of ``x`` break their own constraints, of any kind
         (:meth:`invalid_rows`)."""
@@ -346,3 +369,8 @@ def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
     return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), (
         min(hi + pad, 0.0) if hi <= 0 else hi + pad
     )
+
+
+def _default_names(n_features: int) -> tuple[str, ...]:
+    """The names of features given none: x0, x1, ..."""
+    return tuple(f"x{i}" for i in range(n_features))

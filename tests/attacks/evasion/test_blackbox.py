@@ -154,6 +154,82 @@ def test_square_keeps_labels_longer_than_every_clean_one() -> None:
     assert result.extra["unverified_candidates"] == 0
 
 
+def _linear_two_class(labels: tuple[int, int], one_column: bool = False) -> tuple[Any, Any]:
+    """predict and predict_proba of the linear rule w.x > 0 (the second label), as a
+    callable model gives them (no classes_)."""
+    w = np.array([1.0, -1.0, 0.5])
+
+    def proba(A: Any) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(np.asarray(A) @ w)))
+        return p[:, None] if one_column else np.stack([1 - p, p], axis=1)
+
+    def predict(A: Any) -> np.ndarray:
+        return np.where(np.asarray(A) @ w > 0, labels[1], labels[0])
+
+    return predict, proba
+
+
+def test_square_refuses_labels_that_name_the_wrong_score_columns() -> None:
+    """From a review: without classes_, labels 1 and 2 of a two-column model passed the
+    range check, label 1 named the other class's column, and every point read as robust
+    (robust accuracy 1.0 where the model's classes gave 0.1)."""
+    predict, proba = _linear_two_class((1, 2))
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    X = X[predict(X) == 1][:30]  # the class-1 points only: labels {1} pass the range check
+    y = predict(X)
+    args: dict[str, Any] = {"eps": 1.0, "norm": "inf", "seed": 0}
+    named = Square(SquareConfig(n_queries=300)).run(
+        CallableAdapter(predict=predict, predict_proba=proba, classes=[1, 2]), X, y, **args
+    )
+    assert named.metrics()["robust_accuracy"] < 0.5
+    unnamed = CallableAdapter(predict=predict, predict_proba=proba)
+    with pytest.raises(ConfigError, match="give the adapter its classes"):
+        Square(SquareConfig(n_queries=300)).run(unnamed, X, y, **args)
+
+
+@pytest.mark.parametrize("one_column", [False, True])
+def test_square_without_classes_reads_columns_from_zero(one_column: bool) -> None:
+    """Labels 0 and 1 are the columns of a model without classes_: the look at the
+    originals passes, and a single probability column (a sigmoid's) is read with class 1
+    above 0.5, so that it costs what two columns cost (its margin had the wrong sign for
+    class 0: 1.7 times the queries)."""
+    predict, proba = _linear_two_class((0, 1), one_column)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = predict(X)
+    model = CallableAdapter(predict=predict, predict_proba=proba)
+    result = Square(SquareConfig(n_queries=300)).run(model, X, y, eps=0.5, norm="inf", seed=0)
+    w = np.array([1.0, -1.0, 0.5])
+    breakable = np.abs(X @ w) < 0.5 * np.abs(w).sum()  # L-inf reach of a linear rule
+    assert result.success.sum() == breakable.sum()
+    # the look: one query per point on top of the clean prediction
+    assert (result.queries >= 3).all()
+    assert result.queries.sum() < 5200
+
+
+@pytest.mark.parametrize("attack", [Square(SquareConfig(n_queries=50)), HopSkipJump()])
+def test_constraints_in_another_column_order_are_refused(attack: Any) -> None:
+    """From a review: constraints built for ['age', 'income'] (age immutable) on a frame
+    ordered ['income', 'age'] moved 'age' in every success; constraints pair with columns by
+    position. Default names (x0, x1) say nothing of columns and pass."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"income": rng.normal(size=60), "age": rng.normal(size=60)})
+    y = (frame["income"] + frame["age"] > 0).astype(int).to_numpy()
+    model = SklearnAdapter(LogisticRegression().fit(frame.to_numpy(), y))
+    named = FeatureConstraints.unconstrained(2, names=["age", "income"])
+    named = dataclasses.replace(named, immutable=np.array([True, False]))
+    with pytest.raises(DataError, match="column 0 is 'income', where the constraints"):
+        attack.run(model, frame, y, eps=1.0, constraints=named)
+    ordered = dataclasses.replace(named, names=("income", "age"), immutable=np.array([False, True]))
+    result = attack.run(model, frame, y, eps=1.0, constraints=ordered, seed=0)
+    assert result.success.any()
+    assert ordered.violations(result.x_adv, frame.to_numpy()) == 0
+    np.testing.assert_array_equal(result.x_adv[:, 1], frame["age"].to_numpy())
+    unnamed = FeatureConstraints.unconstrained(2)
+    attack.run(model, frame, y, eps=1.0, constraints=unnamed, seed=0)
+
+
 def test_square_total_budget_is_hard_and_reported(cancer: dict[str, Any]) -> None:
     model = SklearnAdapter(cancer["gb"])
     X, y = cancer["X"], cancer["y"]

@@ -1485,6 +1485,23 @@ def test_bad_threat_models_are_config_errors(
         PGDConfig(steps=0)
 
 
+@pytest.mark.parametrize("attack", [PGD(PGDConfig(steps=5)), AutoAttack()])
+def test_constraints_in_another_column_order_are_refused(
+    attack: Any, mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Constraints pair with columns by position: named ones must name a frame's columns
+    in its order (auto turned the frame into an array first, where neither the model's
+    order nor the constraints' could be checked)."""
+    X, y = points
+    names = [f"pixel{i}" for i in range(64)]
+    frame = pd.DataFrame(X, columns=names)
+    named = dataclasses.replace(BOX, names=tuple(names))
+    swapped = dataclasses.replace(BOX, names=(names[1], names[0], *names[2:]))
+    with pytest.raises(DataError, match="column 0 is 'pixel0', where the constraints"):
+        attack.run(mlp, frame, y, eps=2.0, constraints=swapped)
+    attack.run(mlp, frame.iloc[:20], y[:20], eps=2.0, constraints=named)
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_inputs_are_refused_naming_the_first(
     mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], bad: float

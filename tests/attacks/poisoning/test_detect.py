@@ -253,6 +253,11 @@ def test_precision_recall() -> None:
     assert precision_recall([], [1]) == (None, 0.0)
     assert precision_recall([1], []) == (0.0, None)
     assert precision_recall(np.array([5]), np.array([5])) == (1.0, 1.0)
+    # masks, as LabelIssues.mask and cleanlab give them (read as numbers they were {0, 1})
+    flagged = np.zeros(10, dtype=bool)
+    flagged[[3, 7]] = True
+    assert precision_recall(flagged, [3, 7]) == (1.0, 1.0)
+    assert precision_recall([3, 8], flagged) == (0.5, 0.5)
 
 
 def test_label_issues_mask() -> None:
@@ -275,6 +280,14 @@ def test_bad_options(kwargs: dict[str, Any], error: type[Exception]) -> None:
     X, y = load_breast_cancer(return_X_y=True)
     with pytest.raises(error):
         find_label_issues(X[:50], y[:50], **kwargs)
+
+
+def test_an_estimator_without_probabilities_is_named_before_any_fit() -> None:
+    from sklearn.svm import LinearSVC
+
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(ConfigError, match="LinearSVC has no predict_proba"):
+        find_label_issues(X[:60], y[:60], estimator=LinearSVC())
 
 
 def test_bad_inputs() -> None:

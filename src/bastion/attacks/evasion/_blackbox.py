@@ -68,6 +68,8 @@ def attack_inputs(
     in X's own row shape (images stay images, as the white-box attacks send them); any
     other model (scikit-learn, ONNX, a callable), flat rows."""
     refuse_misordered_columns(X, model)
+    if constraints is not None:
+        constraints.refuse_misordered(X)
     x, shape = as_rows(X)
     labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column vector of labels

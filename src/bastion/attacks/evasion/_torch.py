@@ -1731,6 +1731,8 @@ def run_attack(
         raise ConfigError(f"precision must be 'fp32' or 'bf16'; received {options.precision!r}")
 
     refuse_misordered_columns(X, model)
+    if constraints is not None:
+        constraints.refuse_misordered(X)
     arr = _as_rows(X)
     n = arr.shape[0]
     flat = arr.reshape(n, -1)
@@ -2146,6 +2148,10 @@ def _as_rows(X: Any) -> np.ndarray:
             f"X holds NaN or infinite values (the first at row {int(bad[0])}, value "
             f"{float(arr[tuple(bad)])}); white-box attacks need finite inputs"
         )
+    if not arr.flags.writeable:
+        # a DataFrame's values under pandas' copy-on-write are a read-only view; torch shares
+        # the rows on a CPU and warns that it cannot honour a read-only buffer
+        arr = arr.copy()
     return arr
 
 

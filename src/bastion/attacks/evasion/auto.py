@@ -38,7 +38,7 @@ from bastion.attacks.evasion.apgd import APGD, APGDConfig
 from bastion.attacks.evasion.pgd import WHITE_BOX_REQUIRES, WHITE_BOX_TAGS, WhiteBoxConfig
 from bastion.attacks.results import EvasionResult, merge_worst_case
 from bastion.exceptions import CapabilityError
-from bastion.models.base import Capability, ModelAdapter
+from bastion.models.base import Capability, ModelAdapter, refuse_misordered_columns
 
 __all__ = ["AutoAttack", "AutoConfig"]
 
@@ -127,6 +127,10 @@ class AutoAttack(EvasionAttack):
             "n_iter": cfg.n_iter,
             "restarts": cfg.restarts,
         }
+        # before the rows become an array: the stages can no longer see a DataFrame's order
+        refuse_misordered_columns(X, model)
+        if constraints is not None:
+            constraints.refuse_misordered(X)
         X = np.asarray(X)
         y = np.asarray(y)
         first = APGD(APGDConfig(loss="ce", **shared)).run(

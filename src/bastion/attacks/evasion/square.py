@@ -36,7 +36,10 @@ Constraints
     for tabular data).
 Queries
     Per point: one clean prediction, one initial query, one per iteration while unbroken and
-    one ``predict`` that checks its best point (one more per check ``predict`` refuted).
+    one ``predict`` that checks its best point (one more per check ``predict`` refuted). A
+    model without ``classes_`` has its labels read as score columns; one more query per
+    point, on the originals, checks that reading before the search (most points' top score
+    in another column than their label's is refused).
     ``min(n_queries, budget.max_queries_per_sample)`` caps the total per point;
     ``budget.max_queries`` caps the run.
 References
@@ -73,6 +76,7 @@ from bastion.attacks.evasion._blackbox import (
     uses_logits,
 )
 from bastion.attacks.results import EvasionResult
+from bastion.exceptions import ConfigError
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import (
     ATLAS_BLACK_BOX_OPTIMIZATION,
@@ -163,7 +167,8 @@ class Square(EvasionAttack):
         Raises:
             CapabilityError: the model lacks ``predict_proba``.
             ConfigError: bad eps / norm, constraints of another width, a budget that cannot
-                pay for the clean predictions.
+                pay for the clean predictions, labels that name the wrong score columns of a
+                model without ``classes_``.
             DataError: ``X`` is not finite numeric rows or ``y`` has another length.
         """
         self.check_model(model)
@@ -336,13 +341,48 @@ class _Search:
 
     def _margin(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
         owners = self.rows[idx]
-        x = self.space.to_x(z, owners)
-        scores = score_rows(self.model, x, owners, self.ledger, self.logits, self.space)
+        scores = self._scores(self.space.to_x(z, owners), owners)
         if self.cols is None:
             self.cols = label_columns(self.model, self.y, scores.shape[1])
         m = margin(scores, np.maximum(self.cols[idx], 0))
         m[self.cols[idx] < 0] = np.inf  # a label the model cannot output: nothing to attack
         return m
+
+    def _scores(self, x: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """The model's scores of rows ``x`` (charged to ``owners``), as :func:`margin` reads
+        them: a single column is a logit, class 1 above 0, so a single probability column
+        (a sigmoid's, Keras style) is moved down by 0.5 (its margin had the wrong sign for
+        every class-0 point)."""
+        scores = score_rows(self.model, x, owners, self.ledger, self.logits, self.space)
+        if scores.shape[1] == 1 and not self.logits:
+            scores = scores - 0.5
+        return scores
+
+    def _columns_agree(self) -> bool:
+        """A model without ``classes_`` has its labels read as score columns. Labels 1 and 2
+        of a two-column model pass the range check, and label 1 then names the other class:
+        every margin starts below 0, ``predict`` refutes each crossing, and the search drives
+        the wrong score down while every point reads as robust. One query per point, on the
+        originals, settles it: ``predict`` gave these points their labels, so each label's
+        column must hold the top score. A decision threshold may put a few of them below
+        another column; most of them below is the wrong reading, refused. Returns False
+        (stopped, as at any budget stop) when the budget cannot pay for the look."""
+        n = len(self.rows)
+        if self.ledger.allow(n) < n or (self.ledger.left(self.rows) < 2).any():
+            # the look, then the initialisation: without room for both, no search
+            self.ledger.stopped = self.ledger.stopped or "query budget"
+            return False
+        scores = self._scores(self.space.x0[self.rows], self.rows)
+        self.cols = label_columns(self.model, self.y, scores.shape[1])
+        below = margin(scores, np.maximum(self.cols, 0)) < 0
+        if 2 * int(below.sum()) > n:
+            raise ConfigError(
+                f"model {self.model.info.name!r} has no classes_, so labels are read as its "
+                f"score columns, but on {int(below.sum())} of {n} points it predicts "
+                "correctly the top score is in another column than the label names: give "
+                "the adapter its classes (classes=[...], in the order of its score columns)"
+            )
+        return True
 
     def _propose(self, idx: np.ndarray, p: float) -> np.ndarray:
         """Feasible candidates for points ``idx``: their best so far with one new window."""
@@ -357,6 +397,8 @@ class _Search:
     def run(self, n_iter: int, p_init: float) -> int:
         """Search for ``n_iter`` iterations at most; returns the iterations run."""
         n = len(self.rows)
+        if self.model.classes_ is None and not self._columns_agree():
+            return 0
         if self.ledger.allow(n) < n:
             # not even the initialisation fits: say so, never a silent "robust"
             self.ledger.stopped = self.ledger.stopped or "query budget"

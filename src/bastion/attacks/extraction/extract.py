@@ -315,6 +315,7 @@ class ExtractionAttack(Attack):
         n_features = constraints.n_features
         refuse_misordered_columns(eval_data, victim, "eval_data")
         refuse_misordered_columns(attacker_data, victim, "attacker_data")
+        constraints.refuse_misordered(attacker_data, "attacker_data")
         X_eval = _matrix(eval_data, "eval_data", n_features)
         pool = (
             None if attacker_data is None else _matrix(attacker_data, "attacker_data", n_features)

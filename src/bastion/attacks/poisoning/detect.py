@@ -115,8 +115,8 @@ def precision_recall(
     """Precision and recall of flagged rows against the rows known to be poisoned.
 
     Parameters:
-        flagged: row positions a detector flagged.
-        truly_poisoned: row positions that were poisoned (from a simulation).
+        flagged: row positions a detector flagged (or a boolean mask over the rows).
+        truly_poisoned: row positions that were poisoned, from a simulation (or a mask).
 
     Returns:
         ``(precision, recall)``; precision is ``None`` when nothing was flagged and recall
@@ -173,7 +173,8 @@ def out_of_sample_proba(
         training fold lacks gets probability 0 in that fold.
 
     Raises:
-        ConfigError: ``cv`` is below 2 or above the number of rows.
+        ConfigError: ``cv`` is below 2 or above the number of rows, or the estimator has no
+            ``predict_proba``.
 
     Example::
 
@@ -181,6 +182,13 @@ def out_of_sample_proba(
     """
     from sklearn.base import clone
 
+    if not hasattr(estimator, "predict_proba"):
+        # said before the first fold's fit, not as an AttributeError from inside it
+        raise ConfigError(
+            f"label-issue detection scores rows by out-of-sample probabilities; estimator "
+            f"{type(estimator).__name__} has no predict_proba (an SVC needs probability=True; "
+            "a LinearSVC can be wrapped in CalibratedClassifierCV)"
+        )
     classes, idx = encode_labels(y)
     n = len(idx)
     if n_rows(X) != n:
@@ -536,6 +544,10 @@ def _ranked(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 def _index_set(rows: Iterable[int] | np.ndarray) -> set[int]:
     arr = rows if isinstance(rows, np.ndarray) else np.asarray(list(rows))
+    if arr.dtype == bool:
+        # a mask (LabelIssues.mask, cleanlab's output) read as numbers was the set {0, 1}:
+        # a detector that flagged exactly the poisoned rows scored precision 0
+        arr = np.flatnonzero(arr)
     return {int(i) for i in arr.reshape(-1)}
 
 

@@ -50,6 +50,7 @@ from pydantic import Field
 from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker, report_stage, stop_at_deadline
+from bastion.attacks.privacy._aux import aligned_aux
 from bastion.exceptions import ConfigError, ModelOutputError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
@@ -221,7 +222,7 @@ class AttributeInference(Attack):
         series_name = getattr(sensitive, "name", None) if attribute is None else None
         label = str(series_name) if series_name is not None else _name(attribute)
         if X_aux is not None:
-            X_aux = _aligned_aux(X, X_aux)
+            X_aux = aligned_aux(X, X_aux)
         truth = _attribute_values(X, sensitive, attribute, "X", "sensitive")
         n = len(truth)
         _check_labels(y, n, "y")
@@ -492,42 +493,6 @@ def _column(X: ArrayLike, attribute: str | int, x_name: str) -> np.ndarray:
 def _check_labels(y: np.ndarray | None, n: int, name: str) -> None:
     if y is not None and len(y) != n:
         raise ConfigError(f"{name} must hold one label per row ({n}); received {len(y)}")
-
-
-def _aligned_aux(X: ArrayLike, X_aux: ArrayLike) -> ArrayLike:
-    """``X_aux`` with ``X``'s columns: an array beside a frame takes the frame's column names
-    (its width must match), frames with the same columns in another order are reordered.
-    Without this the attacker's features would be the union of both column sets, each half
-    NaN in the other's rows, and both accuracies would collapse without a word."""
-    width, aux_width = np.shape(X)[1], np.shape(X_aux)[1]
-    if aux_width != width:
-        raise ConfigError(
-            f"X_aux must hold the same feature columns as X: X has {width}, X_aux {aux_width}"
-        )
-    if isinstance(X, pd.DataFrame) and isinstance(X_aux, pd.DataFrame):
-        missing = [c for c in X.columns if c not in X_aux.columns]
-        if missing:
-            extra = [c for c in X_aux.columns if c not in X.columns]
-            raise ConfigError(
-                f"X_aux must hold the same feature columns as X: X_aux lacks {missing[:5]}"
-                f" and has {extra[:5]} instead"
-            )
-        return X_aux[list(X.columns)]
-    if isinstance(X, pd.DataFrame):
-        aux = pd.DataFrame(np.asarray(X_aux), columns=X.columns)
-        # an array holds one dtype: give each column X's back where that loses nothing, so
-        # that an integer attribute reads 1, not 1.0, in both
-        for name, dtype in X.dtypes.items():
-            try:
-                cast = aux[name].astype(dtype)
-            except (TypeError, ValueError):
-                continue
-            if bool((cast == aux[name]).all()):
-                aux[name] = cast
-        return aux
-    if isinstance(X_aux, pd.DataFrame):
-        return X_aux.to_numpy()
-    return X_aux
 
 
 def _without(X: ArrayLike, attribute: str | int | None) -> ArrayLike:
