@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,6 +70,41 @@ def test_evasion_black_box_on_an_onnx_model_saves_adversarial_inputs(project: Pa
     assert "mean_radius" in saved.columns
 
 
+def test_save_adv_npz_keeps_each_rows_position_and_success(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From a review: the .npy held the sampled rows' array alone, which read against
+    --data pairs each input with the wrong row. The .npz carries rows and success; the
+    .npy says where to find them."""
+    data = pd.read_csv(project / "data" / "test.csv")
+    data["diagnosis"] = data["diagnosis"].astype(object)
+    data.loc[0, "diagnosis"] = None  # left out: the array's rows are not the file's
+    gappy = project / "gappy.csv"
+    data.to_csv(gappy, index=False)
+
+    def save(name: str) -> Path:
+        path = project / name
+        code = run([
+            "attack", "evasion", "--model", str(project / "model.onnx"), "--data", str(gappy),
+            "--target", "diagnosis", "--eps", "1.0", "--budget", "100", "--seed", "3",
+            "--save-adv", str(path),
+        ])  # fmt: skip
+        assert code in (0, 1)
+        return path
+
+    table = pd.read_csv(save("adv.csv"))
+    assert table["bastion_row"].iloc[0] == 1
+    with np.load(save("adv.npz")) as saved:
+        np.testing.assert_array_equal(saved["rows"], table["bastion_row"])
+        np.testing.assert_array_equal(saved["success"], table["bastion_adversarial_success"])
+        names = [str(c) for c in saved["feature_names"]]
+        np.testing.assert_allclose(saved["x_adv"], table[names].to_numpy())
+    capsys.readouterr()
+    save("adv.npy")
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    assert "--save-adv FILE.npz or .csv keeps each row's position" in err
+
+
 def test_a_limit_on_the_command_line_is_the_gate(project: Path) -> None:
     args = ("evasion", "--eps", "1.0", "--budget", "100", "--seed", "3")
     code, report = attack(project, *args)
@@ -122,6 +158,11 @@ def test_limits_set_every_section_that_has_them_and_off_turns_one_off() -> None:
     configs: Any = {c.id: c.config for c in policy.enabled_checks()}
     assert configs["POI002"].max_accuracy_drop == 0.1  # read as numbers by the policy
     assert configs["POI003"].max_suspect_classes == 2
+    # POI003 runs where it applies; given a limit, it must run (skipped, its limit was
+    # dropped without a word, exit 0: from a review)
+    assert "POI003" in build_policy(request)["gate"]["required"]
+    plain = dataclasses.replace(request, limits=["max_accuracy_drop=0.1"])
+    assert "POI003" not in build_policy(plain)["gate"]["required"]
     off = AttackRequest(
         command="extraction", model=Path("m.onnx"), data=Path("d.csv"), target="y",
         limits=["max_fidelity=off"],

@@ -101,14 +101,16 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
     for cls in CHECKS:
         if cls.enabled_by_default:
             checks.setdefault(cls.category, {})[cls.name] = {"enabled": False}
+    limited: set[tuple[str, str]] = set()
     for text in request.limits:
-        _set_limit(checks, request.command, text)
-    # the attack the user asked for must run: a skipped one fails, saying why
+        limited |= _set_limit(checks, request.command, text)
+    # the attack the user asked for must run: a skipped one fails, saying why; so must an
+    # optional one given a limit (skipped, its limit was dropped without a word: exit 0)
     required = [
         cls.id
         for cls in CHECKS
         if (cls.category, cls.name) in SECTIONS[request.command]
-        and (cls.category, cls.name) not in OPTIONAL
+        and ((cls.category, cls.name) not in OPTIONAL or (cls.category, cls.name) in limited)
     ]
     return {
         "project": f"bastion-attack-{request.command}",
@@ -121,9 +123,10 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
     }
 
 
-def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> None:
+def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> set[tuple[str, str]]:
     """Set ``--limit NAME=VALUE`` on the command's section(s) whose check has that limit; the
-    policy's own validation judges the value (``off`` turns a limit off where it may be)."""
+    policy's own validation judges the value (``off`` turns a limit off where it may be).
+    Returns the sections given a value (not those turned off)."""
     from bastion.checks import CHECKS
 
     name, sep, value = text.partition("=")
@@ -155,6 +158,7 @@ def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> No
                 f"{field.default}); give a value"
             )
         checks[cls.category][cls.name][name] = parsed
+    return set() if parsed is None else {(cls.category, cls.name) for cls in owners}
 
 
 def _may_be_none(annotation: Any) -> bool:
@@ -211,10 +215,15 @@ def run_attack(request: AttackRequest) -> int:
 
 def _check_outputs(request: AttackRequest) -> None:
     """Refuse output paths that cannot be written before the attack runs, not after."""
-    if request.save_adv is not None and request.save_adv.suffix.lower() not in (".csv", ".npy"):
+    if request.save_adv is not None and request.save_adv.suffix.lower() not in (
+        ".csv",
+        ".npz",
+        ".npy",
+    ):
         raise ConfigError(
             f"--save-adv {request.save_adv}: write a .csv (features by name, with the source "
-            "row) or a .npy (the array); other formats are not supported"
+            "row and success), a .npz (the array, in its shape, with the same) or a .npy (the "
+            "array alone); other formats are not supported"
         )
     for flag, path in (("--out", request.out), ("--save-adv", request.save_adv)):
         if path is not None and not path.parent.is_dir():
@@ -224,7 +233,10 @@ def _check_outputs(request: AttackRequest) -> None:
 
 
 def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
-    """Write the evasion attack's adversarial inputs (CSV with the feature names, or .npy)."""
+    """Write the evasion attack's adversarial inputs: CSV with the feature names, .npz with
+    the array in its own shape, or .npy (the array alone). CSV and .npz carry each input's
+    row of --data and whether it is adversarial: the attack samples ``n_points`` rows and
+    leaves some out, so the array's rows are not the file's."""
     result = artifacts.get("evasion_result")
     if result is None:
         raise ConfigError("--save-adv: this run produced no adversarial examples")
@@ -232,11 +244,28 @@ def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
     import pandas as pd
 
     names = artifacts.get("feature_names")
-    if path.suffix.lower() == ".npy":
+    rows = artifacts.get("rows")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with path.open("wb") as fh:  # np.savez would add .npz to a name that lacks it
+            np.savez(
+                fh,
+                x_adv=result.x_adv,
+                rows=np.asarray(rows if rows is not None else np.arange(len(result.x_adv))),
+                success=result.success,
+                feature_names=np.asarray(names if names is not None else [], dtype=str),
+            )
+    elif suffix == ".npy":
         np.save(path, result.x_adv)
+        if rows is not None and not np.array_equal(rows, np.arange(len(rows))):
+            err_console.print(
+                f"note: {path} holds the array alone, and its rows are a sample of --data's "
+                "(n_points, rows left out): --save-adv FILE.npz or .csv keeps each row's "
+                "position and success",
+                markup=False,
+            )
     else:
         frame = pd.DataFrame(result.x_adv.reshape(len(result.x_adv), -1), columns=names)
-        rows = artifacts.get("rows")
         if rows is not None:  # which row of --data each adversarial input came from
             frame.insert(0, "bastion_row", rows)
         frame["bastion_adversarial_success"] = result.success

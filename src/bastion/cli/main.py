@@ -456,7 +456,12 @@ def attack_evasion(
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
     save_adv: Annotated[
-        Path | None, typer.Option("--save-adv", help="Write adversarial inputs (.csv / .npy).")
+        Path | None,
+        typer.Option(
+            "--save-adv",
+            help="Write adversarial inputs: .csv (features by name) or .npz (the array), "
+            "each with its row of --data and success; .npy (the array alone).",
+        ),
     ] = None,
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,

@@ -96,6 +96,18 @@ class Dataset:
         # applied by feature_names only where the feature columns are exactly these
         self.feature_order = tuple(str(c) for c in expected)
 
+    def model_inputs(self, model: Any) -> list[str]:
+        """The feature columns ``model`` reads: all of them, or, where it names its inputs
+        (``feature_names_in_``) and the dataset holds them all, those, in its order. A
+        column it does not read (a record id) is left out, as its own ``predict`` leaves it
+        out; the attacks, which hand the model arrays, failed on it deep inside."""
+        names = self.feature_names
+        named = getattr(model, "feature_names_in_", None)
+        if not named:
+            return names
+        wanted = [str(c) for c in named]
+        return wanted if set(wanted) <= set(names) else names
+
     @property
     def feature_names(self) -> list[str]:
         """The model's input columns: everything but the target and ``non_features``."""

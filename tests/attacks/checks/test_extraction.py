@@ -61,6 +61,26 @@ def _ctx(tiny: dict[str, Any], model: ModelAdapter | None = None, seed: int = 5)
     )
 
 
+def test_a_column_the_model_does_not_read_is_left_out_of_the_queries(
+    tiny: dict[str, Any],
+) -> None:
+    """A record id beside a frame-fitted model's inputs: the train file lacked it ("lacks
+    some of the test features", naming none), or without train data the queries held it
+    and the model refused them."""
+    train, test = tiny["train"], tiny["test"]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model = SklearnAdapter(clf.fit(train.features, train.labels))
+    frame = test.frame.assign(record_id=np.arange(test.n_rows) * 3.0)
+    with_id = Dataset.from_frame(frame, name="test", target="target")
+    cfg = ExtractionCheckConfig(budget=100, budget_curve=(50,), surrogate="logistic")
+    plain = Extraction(cfg).execute(_ctx(tiny, model))
+    ctx = _ctx(tiny, model)
+    ctx.test = with_id
+    extra = Extraction(cfg).execute(ctx)
+    assert extra.status is plain.status, extra.message
+    assert extra.metrics == plain.metrics
+
+
 def test_registered_as_an_opt_in_extraction_check() -> None:
     cls = CHECKS.get("EXT001")
     assert cls is Extraction
@@ -143,7 +163,9 @@ def test_deterministic_under_the_run_seed(tiny: dict[str, Any]) -> None:
     assert {**first, "duration_s": 0} == {**second, "duration_s": 0}
 
 
-def test_time_budget_short_of_the_budget_warns_or_fails(tiny: dict[str, Any]) -> None:
+def test_time_budget_short_of_the_budget_fails_or_warns_report_only(
+    tiny: dict[str, Any],
+) -> None:
     def slow(fn: Any) -> Any:
         def wrapped(X: Any) -> np.ndarray:
             time.sleep(0.05)
@@ -152,12 +174,19 @@ def test_time_budget_short_of_the_budget_warns_or_fails(tiny: dict[str, Any]) ->
         return wrapped
 
     cfg = ExtractionCheckConfig(max_seconds=0.5, budget=1000, batch_size=20)
-    # under the limit so far: the limit was not shown to hold at the budget
+    # under the limit so far: the limit was not shown to hold at the budget, and a limit
+    # set and not shown to hold fails closed (it warned, and the gate let it through)
     finding = Extraction(cfg).execute(_ctx(tiny, CallableAdapter(predict=slow(_hash_labels))))
-    assert finding.status is Status.WARN, finding.message
+    assert finding.status is Status.FAIL, finding.message
     assert finding.evidence["stopped"] == "time budget"
     assert 0 < finding.metrics["queries_used"] < 1000  # type: ignore[operator]
     assert "not measured" in finding.message
+    assert "not shown to hold" in finding.message
+    report_only = cfg.model_copy(update={"max_fidelity": None})
+    finding = Extraction(report_only).execute(
+        _ctx(tiny, CallableAdapter(predict=slow(_hash_labels)))
+    )
+    assert finding.status is Status.WARN, finding.message
     # already above the limit with fewer queries: more queries would not help the model
     copyable = CallableAdapter(predict=slow(tiny["model"].estimator.predict))
     strict = cfg.model_copy(update={"max_fidelity": 0.8})
@@ -287,7 +316,7 @@ def test_ctrl_c_while_the_surrogates_train_is_not_a_pass(
         budget=100, budget_curve=(20,), surrogate="logistic", max_fidelity=1.0
     )
     finding = Extraction(config).execute(_ctx(tiny))
-    assert finding.status is Status.WARN, finding.message
+    assert finding.status is Status.FAIL, finding.message
     assert "trained on 20 of 100 queries" in finding.message
     assert "for 20 natural queries" in finding.message
 
@@ -417,7 +446,7 @@ def test_a_copy_not_run_to_its_budget_is_no_pass(tiny: dict[str, Any]) -> None:
     assert copies["probabilities"]["stopped"] == "time budget"
     assert copies["labels"]["stopped"] is None
     assert cut.metrics["fidelity"] == copies["labels"]["fidelity"] < 0.99
-    assert cut.status is Status.WARN, cut.message
+    assert cut.status is Status.FAIL, cut.message
     assert "Not shown for every attacker" in cut.message
     # probabilities fast, labels slower than half the time: they take what the first left
     fair = check(proba_wait=0.0, labels_wait=0.25)

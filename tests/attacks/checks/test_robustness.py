@@ -67,6 +67,67 @@ def _run(data: dict[str, Any], model: Any, **options: Any) -> Any:
     return EvasionCheck(EvasionCheckConfig(**options)).execute(_ctx(data, model))
 
 
+def test_a_limit_never_judged_because_the_attack_never_started_fails(
+    data: dict[str, Any],
+) -> None:
+    """From a review: a time budget spent before the first attack query left robust
+    accuracy at the clean accuracy, and min_robust_accuracy passed as a warn (exit 0, a
+    required check included). With no limit set it stays a report-only warning."""
+    model = SklearnAdapter(data["gb"])
+    limited = _run(data, model, attack="square", max_seconds=1e-4, min_robust_accuracy=0.5)
+    assert limited.status is Status.FAIL
+    assert "Limits not shown to hold: the attack stopped" in limited.message
+    assert "raise max_seconds" in limited.message
+    report_only = _run(data, model, attack="square", max_seconds=1e-4)
+    assert report_only.status is Status.WARN
+    # an attack that ran is judged on its figure as before
+    ran = _run(data, model, attack="square", min_robust_accuracy=0.01)
+    assert ran.status is Status.PASS
+
+
+def test_unproven_names_an_attack_that_never_started_and_one_unfinished() -> None:
+    from dataclasses import replace
+
+    from bastion.attacks.checks.robustness import _unproven
+
+    fine = _result([True, False, True], 0.2)
+    assert _unproven(fine) is None
+    never = replace(fine, stopped="query budget", queries=np.array([2, 1, 2]))
+    assert "before any point was queried beyond" in str(_unproven(never))
+    worked = replace(never, queries=np.array([40, 1, 2]))
+    assert _unproven(worked) is None  # the budget given is the threat model
+    for reason, remedy in (("time budget", "raise max_seconds"), ("interrupted", "to its end")):
+        assert remedy in str(_unproven(replace(worked, stopped=reason)))
+
+
+def test_a_column_the_model_does_not_read_is_left_out_of_the_attack(
+    data: dict[str, Any],
+) -> None:
+    """From a review: a record id beside the inputs of a model fitted on a frame (its
+    predict leaves the id out, and the Test pillar's checks pass) made the attack hand the
+    model 31 values for 30 inputs, an error finding that exited as a failed gate."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = data["train"], data["test"]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model = SklearnAdapter(clf.fit(train.features, train.labels))
+
+    def with_id(ds: Dataset) -> Dataset:
+        frame = ds.frame.assign(record_id=np.arange(ds.n_rows) * 7.0)
+        return Dataset.from_frame(frame, name=ds.name, target="target")
+
+    options = EvasionCheckConfig(n_points=40, max_queries_per_sample=100, attack="square")
+    plain = EvasionCheck(options).execute(_ctx(data, model))
+    ctx = CheckContext(
+        seed=0, subject="model", train=with_id(train), test=with_id(test),
+        schema=data["schema"], model=model,
+    )  # fmt: skip
+    extra = EvasionCheck(options).execute(ctx)
+    assert extra.status is plain.status is Status.PASS, extra.message
+    assert extra.metrics == plain.metrics
+
+
 def test_identity_and_registration() -> None:
     assert CHECKS.get("ADV001") is EvasionCheck
     assert EvasionCheck.name == "evasion"

@@ -26,7 +26,8 @@ Gate
     Fails when ``advantage > max_advantage``. ``max_seconds`` (default 120) is checked between
     the attribute classifiers' cross-fit splits (a run stopped there is an ``error``: no
     accuracy was measured) and before the inversion's queries (a run stopped there and under
-    the limit is a warn: the inversion method did not run). Evidence is aggregate: no
+    the limit fails: the inversion method did not run, so the limit was not shown to hold).
+    Evidence is aggregate: no
     attribute values.
 References
     MITRE ATLAS AML.T0024.001 (invert AI model); OWASP ML03. Fredrikson et al. (USENIX
@@ -181,7 +182,8 @@ class AttributeInferenceCheck(Check):
                 f"max_advantage {cfg.max_advantage:g}. " + summary
             )
         elif result.stopped:
-            status = Status.WARN
+            # a limit set and not shown to hold fails closed (as ADV001, EXT001, PRV001)
+            status = Status.FAIL
             message = (
                 f"Stopped ({result.stopped}) before the inversion method ran: under "
                 f"max_advantage {cfg.max_advantage:g} without it, which does not show the "

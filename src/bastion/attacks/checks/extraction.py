@@ -46,8 +46,8 @@ Threat model and defaults
     natural queries (a logistic model is copied at 0.96-1.0, a gradient-boosting one at
     0.97-1.0), so the useful knob is ``budget``: set it to the quota one client gets, and
     the check says whether that quota is enough to steal the model. Set ``max_fidelity``
-    to null for a report-only run. A run stopped by ``max_seconds`` before the budget and
-    still under the limit is a ``warn`` (the limit was not shown to hold).
+    to null for a report-only run. A run stopped (``max_seconds``, Ctrl-C) before the budget
+    and still under the limit fails: the limit was not shown to hold (report only: a warn).
 """
 
 from __future__ import annotations
@@ -129,22 +129,26 @@ class Extraction(Check):
         if ctx.model is None or ctx.test is None:
             return self.skip(ctx, "Extraction needs a model and a test dataset.")
         test, train = ctx.test, ctx.train
-        names = test.feature_names
-        non_numeric = [
-            c for c in names if not pd.api.types.is_numeric_dtype(test.features[c].dtype)
-        ]
+        names = test.model_inputs(ctx.model)
+        features = test.features[names]
+        non_numeric = [c for c in names if not pd.api.types.is_numeric_dtype(features[c].dtype)]
         if non_numeric:
             return self.skip(
                 ctx,
                 f"Extraction sends numeric query rows; feature(s) {non_numeric[:5]} are not "
                 "numeric (encode them in the model's pipeline input first).",
             )
-        if train is not None and [c for c in names if c not in train.features.columns]:
-            return self.skip(ctx, "The train dataset lacks some of the test features.")
+        lacking = [] if train is None else [c for c in names if c not in train.features.columns]
+        if lacking:
+            return self.skip(
+                ctx,
+                f"The train dataset lacks test feature(s) {lacking[:5]}: name columns that are "
+                "not model inputs in data.non_features.",
+            )
 
         rng = ctx.rng(self.id)
         seed = int(rng.integers(2**31 - 1))
-        X_test = test.features.to_numpy(dtype=np.float64)
+        X_test = features.to_numpy(dtype=np.float64)
         finite_test = np.isfinite(X_test).all(axis=1)
         eval_mask = finite_test.copy()
         if train is not None:
@@ -157,7 +161,7 @@ class Extraction(Check):
                 return self.skip(ctx, "Too few complete test rows to split for extraction.")
             held = rng.permutation(usable)[: len(usable) // 2]
             eval_mask[held] = False
-            reference, source = test.features.iloc[held], "half of the test rows"
+            reference, source = features.iloc[held], "half of the test rows"
         if not eval_mask.any():
             return self.skip(ctx, "Every test row has a missing value; fidelity needs rows.")
         X_ref = reference.to_numpy(dtype=np.float64)
@@ -255,8 +259,9 @@ class Extraction(Check):
                 result = judged
         status, verdict = _judge(result, cfg.max_fidelity)
         if unproven and status is Status.PASS:
-            # the other attacker was not run to its budget: the limit is not shown to hold
-            status = Status.WARN
+            # the other attacker was not run to its budget: the limit is not shown to hold,
+            # and a limit set and not shown to hold fails closed
+            status = Status.FAIL
             verdict += f" Not shown for every attacker: {unproven} of the budget."
         return self.finding(
             ctx,
@@ -313,7 +318,8 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
         )
         if limit is None:
             return Status.WARN, reach + " (report only: no max_fidelity)."
-        return Status.WARN, reach + f"; so far within max_fidelity {limit:g}."
+        # so far within the limit, which the budget's attacker was not shown to stay in
+        return Status.FAIL, reach + f"; so far within max_fidelity {limit:g}, not shown to hold."
     if limit is None:
         return Status.PASS, "Report only (no max_fidelity set)."
     return Status.PASS, f"Within max_fidelity {limit:g}."

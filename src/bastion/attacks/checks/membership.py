@@ -30,7 +30,9 @@ Gate
     limit that the data cannot measure fails closed. An attack whose AUC is below
     ``1 - max_auc`` (members scoring lower than non-members: reversed, the signal is above the
     limit) and more than 3 standard errors of a chance AUC below 0.5 is a warn: the split may
-    differ between train and test, or the model leaks the other way round.
+    differ between train and test, or the model leaks the other way round. An attack cut by
+    the time budget or Ctrl-C (fewer shadows: a weaker attack) within the limits fails: they
+    were not shown to hold. One whose query budget scored a subset of the records is a warn.
 References
     MITRE ATLAS AML.T0024.000 (infer training data membership); OWASP ML04. Carlini et al.,
     "Membership Inference Attacks From First Principles" (IEEE S&P 2022); Shokri et al.,
@@ -256,9 +258,20 @@ class MembershipCheck(Check):
                 "(then no attack here measures membership), or the model leaks it the other "
                 "way round: look at how the data was split. "
             )
+        elif cut := sorted(
+            {r.stopped for r in results.values() if r.stopped in ("time budget", "interrupted")}
+        ):
+            # fewer shadow models than asked: a weaker attack, within the limits, did not show
+            # them to hold, and a limit not shown to hold fails closed (as ADV001, EXT001)
+            status = Status.FAIL
+            message = (
+                f"Within limits so far, but an attack was cut short ({', '.join(cut)}): the "
+                "limits were not shown to hold; raise max_seconds or let it finish. "
+            )
         elif any(r.stopped for r in results.values()):
-            # fewer shadow models than asked: a weaker attack that passed proves less
-            status, message = Status.WARN, "Within limits, but an attack was cut short. "
+            # a query budget scored a stratified subset: the attack as configured, on fewer
+            # records (coarser low-FPR figures)
+            status, message = Status.WARN, "Within limits, on the records the budget paid for. "
         else:
             status, message = Status.PASS, "Within limits. "
         evidence: dict[str, Any] = {

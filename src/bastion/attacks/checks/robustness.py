@@ -44,7 +44,9 @@ Sanity findings (status warn; false assurance is worse than no assurance)
 Gate
     Fails when ``robust_accuracy < min_robust_accuracy`` or ``attack_success_rate >
     max_attack_success_rate``; a limit on a rate that is undefined (no correctly classified
-    point) fails closed.
+    point) fails closed, and so do figures within the limits from an attack stopped by the
+    time budget or Ctrl-C, or stopped before it attacked any point (the limits were not shown
+    to hold; with no limit set, the run is a warning).
 Evidence
     ``robustness_curve``, ``constraints`` (counts), ``bounds_inferred``, ``eps`` and, in std
     units, ``eps_original_units`` (what eps allows each feature, in its own units), the mean
@@ -232,8 +234,8 @@ class EvasionCheck(Check):
         model, test = ctx.model, ctx.test
         if model is None or test is None or test.target is None:
             return self.skip(ctx, "needs a model and a labelled test set")
-        names = test.feature_names
-        frame = test.features
+        names = test.model_inputs(model)
+        frame = test.features[names]
         text = [c for c in names if not _numeric(frame[c])]
         if text:
             return self.skip(
@@ -256,6 +258,8 @@ class EvasionCheck(Check):
 
         tensor = _takes_tensors(cfg.eps_unit, model)
         reference = ctx.train.features if ctx.train is not None else frame
+        if set(names) <= set(reference.columns):
+            reference = reference[names]
         schema = ctx.schema or FeatureSchema()
         constraints = FeatureConstraints.from_schema(
             schema, names, reference, scale_by_std=not tensor
@@ -352,6 +356,12 @@ class EvasionCheck(Check):
                 f"classes{named}"
             )
         status, verdict, threshold = _judge(cfg, metrics)
+        unproven = _unproven(main) if status is Status.PASS and threshold else None
+        if unproven:
+            # a limit set and not shown to hold fails closed, in every attack check (a review
+            # saw a time budget spent before the first attack query pass min_robust_accuracy
+            # at the clean accuracy, as a warn that the gate let through)
+            status, verdict = Status.FAIL, f"Limits not shown to hold: {unproven}."
         if status is Status.PASS and sanity:
             status = Status.WARN
         unit = "std" if not tensor else "input units"
@@ -668,6 +678,27 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
             "is an upper bound; raise max_queries / max_queries_per_sample"
         )
     return notes
+
+
+def _unproven(main: EvasionResult) -> str | None:
+    """Why figures within the limits do not show them to hold (None: they do). An attack
+    stopped before any work (no correctly classified point queried beyond its clean
+    prediction and one check) measured nothing; one stopped by the time budget or Ctrl-C
+    is unfinished, and its robust accuracy is the bound of a weaker attack than configured.
+    An attack that spent the query budget it was given ran as the threat model says (the
+    sanity note says when that budget cut it short)."""
+    if main.stopped is None:
+        return None
+    attacked = main.clean_correct
+    if attacked.any() and int(main.queries[attacked].max()) <= 2:
+        return (
+            f"the attack stopped ({main.stopped}) before any point was queried beyond its "
+            "clean prediction and one check, so robust accuracy is the clean accuracy's"
+        )
+    if main.stopped in ("time budget", "interrupted"):
+        remedy = "raise max_seconds" if main.stopped == "time budget" else "run it to its end"
+        return f"the attack stopped early ({main.stopped}) and did not finish; {remedy}"
+    return None
 
 
 def _cut_by_query_budget(main: EvasionResult) -> bool:
