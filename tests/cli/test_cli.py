@@ -286,3 +286,12 @@ def test_a_policy_error_a_check_finds_as_it_runs_exits_2(project: Path) -> None:
     assert finding["status"] == "error"
     assert finding["evidence"] == {"error": "config"}
     assert "no_such_column" in finding["message"]
+
+
+def test_python_dash_m_bastion_is_the_command() -> None:
+    """From a review: ``python -m bastion`` failed (no ``__main__``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert __version__ in done.stdout

@@ -427,6 +427,13 @@ def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
     config = MembershipCheckConfig()
     finding = check._finding(context(train, test, forest), config, results, "threshold")
     assert finding.metrics["n_shadow"] == 2
+    # no AUC measured anywhere judges nothing: read as 0, it passed max_auc
+    from dataclasses import replace
+
+    blind = {name: replace(r, metrics={**r.metrics, "auc": None}) for name, r in results.items()}
+    finding = check._finding(context(train, test, forest), config, blind, "threshold")
+    assert finding.status is Status.FAIL, finding.message
+    assert "no AUC was measured, so max_auc 0.6 is not judged" in finding.message
 
 
 # -- PRV001's records, from a review -----------------------------------------------------------

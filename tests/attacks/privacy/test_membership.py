@@ -317,6 +317,30 @@ def test_auxiliary_rows_as_an_array_beside_a_frame_in_another_column_order(
     assert as_array.metrics == as_frame.metrics
 
 
+def test_auxiliary_rows_equal_to_an_evaluated_record_are_left_out(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    """From a review: a pool holding the evaluated records themselves (the docstring's
+    example passes one) trained "out" shadows on their copies, and TPR at 1% FPR fell from
+    0.15 to 0.05. Such rows leave the pool: the result is the pool's without them."""
+    X, y, train = cancer["X"], cancer["y"], cancer["train"]
+    test = np.setdiff1d(np.arange(len(y)), train)
+    evaluated = np.concatenate([train[:100], test[:100]])
+    others = np.setdiff1d(np.arange(len(y)), evaluated)
+    attack = ShadowMembership(ShadowMembershipConfig(n_shadow=4, shadow_on_targets=False))
+
+    def run(aux: np.ndarray) -> MembershipResult:
+        return attack.run(
+            forest, X[evaluated], y[evaluated], np.repeat([True, False], 100),
+            X_aux=X[aux], y_aux=y[aux], executor=SERIAL,
+        )  # fmt: skip
+
+    whole, clean = run(np.arange(len(y))), run(others)
+    assert whole.extra["aux_rows_equal_to_evaluated_left_out"] == 200
+    assert clean.extra["aux_rows_equal_to_evaluated_left_out"] == 0
+    assert whole.metrics == clean.metrics
+
+
 def test_a_query_budget_scores_a_stratified_subset(
     cancer: dict[str, Any], forest: SklearnAdapter
 ) -> None:
@@ -333,6 +357,20 @@ def test_a_query_budget_scores_a_stratified_subset(
     assert result.stopped == "query budget"
     assert result.metrics["n_members"] == 50
     np.testing.assert_array_equal(result.is_member, cancer["is_member"][result.rows])
+
+
+def test_a_time_budget_spent_before_the_first_query_says_so(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    """From a review: it said "budget max_queries must allow at least 2 queries", naming a
+    budget nobody set (and a config error, exit 2, for a run out of time)."""
+    from bastion.exceptions import TimeBudgetError
+
+    with pytest.raises(TimeBudgetError, match="spent before any record was scored"):
+        ThresholdMembership().run(
+            forest, cancer["X_eval"], cancer["y_eval"], cancer["is_member"],
+            budget=Budget(max_seconds=1e-9),
+        )  # fmt: skip
 
 
 def test_a_time_budget_keeps_the_shadows_already_trained(

@@ -209,8 +209,11 @@ class MembershipCheck(Check):
             "n_shadow": max(r.n_shadow for r in results.values()),
         }
         threshold: dict[str, float | None] = {"max_auc": cfg.max_auc}
-        auc = float(m["auc"] or 0.0)
         violations: list[str] = []
+        if m["auc"] is None:
+            # no AUC (one side of the split empty) judged nothing: read as 0 it passed
+            violations.append(f"no AUC was measured, so max_auc {cfg.max_auc:g} is not judged")
+        auc = float(m["auc"] or 0.0)
         if auc > cfg.max_auc:
             violations.append(f"AUC {auc:.3f} > max_auc {cfg.max_auc:g}")
         tpr = m["tpr_at_1pct_fpr"]
