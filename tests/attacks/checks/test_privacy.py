@@ -434,6 +434,18 @@ def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
     finding = check._finding(context(train, test, forest), config, blind, "threshold")
     assert finding.status is Status.FAIL, finding.message
     assert "no AUC was measured, so max_auc 0.6 is not judged" in finding.message
+    # a shadow attack cut by time fails whatever its AUC: an inverted one (members lower)
+    # warned, and the gate let it through (a review)
+    for auc in (0.55, 0.3):
+        cut = {
+            "threshold": replace(results["threshold"], metrics={**results["threshold"].metrics,
+                                                                "auc": min(auc, 0.5)}),
+            "shadow": replace(results["shadow"], stopped="time budget",
+                              metrics={**results["shadow"].metrics, "auc": auc}),
+        }  # fmt: skip
+        finding = check._finding(context(train, test, forest), config, cut, "shadow")
+        assert finding.status is Status.FAIL, finding.message
+        assert "cut short (time budget)" in finding.message
 
 
 # -- PRV001's records, from a review -----------------------------------------------------------

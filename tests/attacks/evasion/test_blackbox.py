@@ -187,6 +187,44 @@ def test_square_refuses_labels_that_name_the_wrong_score_columns() -> None:
         Square(SquareConfig(n_queries=300)).run(unnamed, X, y, **args)
 
 
+def test_square_without_classes_accepts_a_threshold_when_every_column_is_named() -> None:
+    """From a review of the check above: a decision threshold (class 1 from 0.2) puts
+    points between it and 0.5 below the other column; with both labels among the points,
+    that is no reason to refuse, and the run equals the one with its classes given."""
+    w = np.array([1.0, -1.0, 0.5])
+
+    def proba(A: Any) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(np.asarray(A) @ w)))
+        return np.stack([1 - p, p], axis=1)
+
+    def predict(A: Any) -> np.ndarray:
+        return (proba(A)[:, 1] > 0.2).astype(int)
+
+    X = np.random.default_rng(1).normal(size=(300, 3))
+    p1 = proba(X)[:, 1]
+    band = (p1 > 0.2) & (p1 < 0.5)
+    X = np.vstack([X[band][:30], X[p1 < 0.2][:10]])  # most points in the band
+    y = predict(X)
+    args: dict[str, Any] = {"eps": 0.5, "norm": "inf", "seed": 0}
+    cfg = SquareConfig(n_queries=200)
+    unnamed = Square(cfg).run(CallableAdapter(predict=predict, predict_proba=proba), X, y, **args)
+    named = Square(cfg).run(
+        CallableAdapter(predict=predict, predict_proba=proba, classes=[0, 1]), X, y, **args
+    )
+    np.testing.assert_array_equal(unnamed.success, named.success)
+    assert unnamed.success.any()
+
+
+def test_square_refuses_classes_that_do_not_hold_the_predicted_labels() -> None:
+    """From a review: a label missing from classes_ ('0' for 0) was column -1, never
+    attacked, and read as robust (1.0 where the model's own classes gave 0.125)."""
+    predict, proba = _linear_two_class((0, 1))
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    model = CallableAdapter(predict=predict, predict_proba=proba, classes=["0", "1"])
+    with pytest.raises(ConfigError, match=r"predicts labels \[.*\] that are not among"):
+        Square(SquareConfig(n_queries=100)).run(model, X, predict(X), eps=0.5, seed=0)
+
+
 @pytest.mark.parametrize("one_column", [False, True])
 def test_square_without_classes_reads_columns_from_zero(one_column: bool) -> None:
     """Labels 0 and 1 are the columns of a model without classes_: the look at the

@@ -358,7 +358,7 @@ def test_a_time_budget_is_named_as_such(
     assert result.stopped == "time budget"
     assert "inversion" not in result.method_accuracy
     assert result.queries == N_TRAIN  # one per target, none of the inversion's
-    with pytest.raises(ConfigError, match="max_seconds 1e-09 ran out before the 400 queries"):
+    with pytest.raises(TimeBudgetError, match="max_seconds 1e-09 ran out before the 400 queries"):
         run(fit(data, columns), X, attribute="s", budget=Budget(max_seconds=1e-9))
 
 

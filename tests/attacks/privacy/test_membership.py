@@ -315,6 +315,9 @@ def test_auxiliary_rows_as_an_array_beside_a_frame_in_another_column_order(
 
     as_frame, as_array = run(reordered.iloc[aux]), run(reordered.iloc[aux].to_numpy())
     assert as_array.metrics == as_frame.metrics
+    # a frame of auxiliary rows may hold more columns (an id): the shadows read X's
+    with_id = reordered.iloc[aux].assign(record_id=np.arange(len(aux)))
+    assert run(with_id).metrics == as_frame.metrics
 
 
 def test_auxiliary_rows_equal_to_an_evaluated_record_are_left_out(
@@ -339,6 +342,9 @@ def test_auxiliary_rows_equal_to_an_evaluated_record_are_left_out(
     assert whole.extra["aux_rows_equal_to_evaluated_left_out"] == 200
     assert clean.extra["aux_rows_equal_to_evaluated_left_out"] == 0
     assert whole.metrics == clean.metrics
+    # nothing but copies (and one other row) leaves too few rows to train shadows on
+    with pytest.raises(ConfigError, match=r"200 equal an evaluated record .* leaving 1"):
+        run(np.append(evaluated, others[0]))
 
 
 def test_a_query_budget_scores_a_stratified_subset(

@@ -46,8 +46,9 @@ Threat model and defaults
     natural queries (a logistic model is copied at 0.96-1.0, a gradient-boosting one at
     0.97-1.0), so the useful knob is ``budget``: set it to the quota one client gets, and
     the check says whether that quota is enough to steal the model. Set ``max_fidelity``
-    to null for a report-only run. A run stopped (``max_seconds``, Ctrl-C) before the budget
-    and still under the limit fails: the limit was not shown to hold (report only: a warn).
+    to null for a report-only run. A run stopped by ``max_seconds`` before the budget and
+    still under the limit fails: the limit was not shown to hold (report only: a warn; after
+    Ctrl-C the runner makes it an error).
 """
 
 from __future__ import annotations
@@ -260,8 +261,10 @@ class Extraction(Check):
         status, verdict = _judge(result, cfg.max_fidelity)
         if unproven and status is Status.PASS:
             # the other attacker was not run to its budget: the limit is not shown to hold,
-            # and a limit set and not shown to hold fails closed
-            status = Status.FAIL
+            # and a limit set and not shown to hold fails closed (report only: a warning;
+            # after Ctrl-C the runner makes it an error)
+            cut_by_time = cfg.max_fidelity is not None and "interrupted" not in unproven
+            status = Status.FAIL if cut_by_time else Status.WARN
             verdict += f" Not shown for every attacker: {unproven} of the budget."
         return self.finding(
             ctx,
@@ -318,8 +321,10 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
         )
         if limit is None:
             return Status.WARN, reach + " (report only: no max_fidelity)."
-        # so far within the limit, which the budget's attacker was not shown to stay in
-        return Status.FAIL, reach + f"; so far within max_fidelity {limit:g}, not shown to hold."
+        # so far within the limit, which the budget's attacker was not shown to stay in: a
+        # failure (after Ctrl-C the runner makes the warning an error)
+        status = Status.WARN if result.stopped == "interrupted" else Status.FAIL
+        return status, reach + f"; so far within max_fidelity {limit:g}, not shown to hold."
     if limit is None:
         return Status.PASS, "Report only (no max_fidelity set)."
     return Status.PASS, f"Within max_fidelity {limit:g}."

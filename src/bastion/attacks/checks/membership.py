@@ -31,8 +31,9 @@ Gate
     ``1 - max_auc`` (members scoring lower than non-members: reversed, the signal is above the
     limit) and more than 3 standard errors of a chance AUC below 0.5 is a warn: the split may
     differ between train and test, or the model leaks the other way round. An attack cut by
-    the time budget or Ctrl-C (fewer shadows: a weaker attack) within the limits fails: they
-    were not shown to hold. One whose query budget scored a subset of the records is a warn.
+    the time budget (fewer shadows: a weaker attack) within the limits fails: they were not
+    shown to hold (after Ctrl-C the runner makes the finding an error). One whose query
+    budget scored a subset of the records is a warn.
 References
     MITRE ATLAS AML.T0024.000 (infer training data membership); OWASP ML04. Carlini et al.,
     "Membership Inference Attacks From First Principles" (IEEE S&P 2022); Shokri et al.,
@@ -250,8 +251,20 @@ class MembershipCheck(Check):
         n_mem = int(m["n_members"] or 0)
         chance = 3 * np.sqrt((n_mem + n_non + 1) / (12 * max(n_mem * n_non, 1)))
         inverted = lowest < 1.0 - cfg.max_auc and 0.5 - lowest > chance
+        cut = any(r.stopped == "time budget" for r in results.values())
         if violations:
             status, message = Status.FAIL, "Leaks membership: " + "; ".join(violations) + ". "
+        elif cut:
+            # fewer shadow models than asked: a weaker attack, within the limits, did not show
+            # them to hold, and a limit not shown to hold fails closed (as ADV001, EXT001);
+            # after Ctrl-C the runner makes the warning below an error
+            status = Status.FAIL
+            message = (
+                "Within limits so far, but an attack was cut short (time budget): the limits "
+                "were not shown to hold; raise max_seconds. "
+            )
+            if inverted:
+                message += f"Members also score lower than non-members (AUC {lowest:.3f}). "
         elif inverted:
             status = Status.WARN
             message = (
@@ -261,16 +274,8 @@ class MembershipCheck(Check):
                 "(then no attack here measures membership), or the model leaks it the other "
                 "way round: look at how the data was split. "
             )
-        elif cut := sorted(
-            {r.stopped for r in results.values() if r.stopped in ("time budget", "interrupted")}
-        ):
-            # fewer shadow models than asked: a weaker attack, within the limits, did not show
-            # them to hold, and a limit not shown to hold fails closed (as ADV001, EXT001)
-            status = Status.FAIL
-            message = (
-                f"Within limits so far, but an attack was cut short ({', '.join(cut)}): the "
-                "limits were not shown to hold; raise max_seconds or let it finish. "
-            )
+        elif any(r.stopped == "interrupted" for r in results.values()):
+            status, message = Status.WARN, "Within limits, but an attack was interrupted. "
         elif any(r.stopped for r in results.values()):
             # a query budget scored a stratified subset: the attack as configured, on fewer
             # records (coarser low-FPR figures)

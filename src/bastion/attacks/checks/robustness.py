@@ -45,8 +45,8 @@ Gate
     Fails when ``robust_accuracy < min_robust_accuracy`` or ``attack_success_rate >
     max_attack_success_rate``; a limit on a rate that is undefined (no correctly classified
     point) fails closed, and so do figures within the limits from an attack stopped by the
-    time budget or Ctrl-C, or stopped before it attacked any point (the limits were not shown
-    to hold; with no limit set, the run is a warning).
+    time budget, or stopped before it attacked any point (the limits were not shown to hold;
+    with no limit set, the run is a warning; after Ctrl-C the runner makes it an error).
 Evidence
     ``robustness_curve``, ``constraints`` (counts), ``bounds_inferred``, ``eps`` and, in std
     units, ``eps_original_units`` (what eps allows each feature, in its own units), the mean
@@ -683,11 +683,12 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
 def _unproven(main: EvasionResult) -> str | None:
     """Why figures within the limits do not show them to hold (None: they do). An attack
     stopped before any work (no correctly classified point queried beyond its clean
-    prediction and one check) measured nothing; one stopped by the time budget or Ctrl-C
-    is unfinished, and its robust accuracy is the bound of a weaker attack than configured.
+    prediction and one check) measured nothing; one stopped by the time budget is
+    unfinished, and its robust accuracy is the bound of a weaker attack than configured.
     An attack that spent the query budget it was given ran as the threat model says (the
-    sanity note says when that budget cut it short)."""
-    if main.stopped is None:
+    sanity note says when that budget cut it short). Ctrl-C is left to the runner, which
+    makes any interrupted finding but a failure an error."""
+    if main.stopped is None or main.stopped == "interrupted":
         return None
     attacked = main.clean_correct
     if attacked.any() and int(main.queries[attacked].max()) <= 2:
@@ -695,9 +696,8 @@ def _unproven(main: EvasionResult) -> str | None:
             f"the attack stopped ({main.stopped}) before any point was queried beyond its "
             "clean prediction and one check, so robust accuracy is the clean accuracy's"
         )
-    if main.stopped in ("time budget", "interrupted"):
-        remedy = "raise max_seconds" if main.stopped == "time budget" else "run it to its end"
-        return f"the attack stopped early ({main.stopped}) and did not finish; {remedy}"
+    if main.stopped == "time budget":
+        return "the attack stopped early (time budget) and did not finish; raise max_seconds"
     return None
 
 

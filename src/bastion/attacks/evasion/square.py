@@ -364,9 +364,12 @@ class _Search:
         every margin starts below 0, ``predict`` refutes each crossing, and the search drives
         the wrong score down while every point reads as robust. One query per point, on the
         originals, settles it: ``predict`` gave these points their labels, so each label's
-        column must hold the top score. A decision threshold may put a few of them below
-        another column; most of them below is the wrong reading, refused. Returns False
-        (stopped, as at any budget stop) when the budget cannot pay for the look."""
+        column should hold the top score. A decision threshold (class 1 from 0.2, say) puts
+        the points between it and the top score below another column, so the reading is
+        refused when nearly all points disagree (90%), or most do while the labels leave a
+        column unnamed (the labels alone cannot tell a shifted reading from a threshold:
+        the message asks for the classes). Returns False (stopped, as at any budget stop)
+        when the budget cannot pay for the look."""
         n = len(self.rows)
         if self.ledger.allow(n) < n or (self.ledger.left(self.rows) < 2).any():
             # the look, then the initialisation: without room for both, no search
@@ -374,15 +377,34 @@ class _Search:
             return False
         scores = self._scores(self.space.x0[self.rows], self.rows)
         self.cols = label_columns(self.model, self.y, scores.shape[1])
-        below = margin(scores, np.maximum(self.cols, 0)) < 0
-        if 2 * int(below.sum()) > n:
+        below = int((margin(scores, np.maximum(self.cols, 0)) < 0).sum())
+        named = set(np.unique(self.cols).tolist())
+        every_column = named >= set(range(max(scores.shape[1], 2)))
+        if 10 * below > 9 * n or (2 * below > n and not every_column):
             raise ConfigError(
                 f"model {self.model.info.name!r} has no classes_, so labels are read as its "
-                f"score columns, but on {int(below.sum())} of {n} points it predicts "
-                "correctly the top score is in another column than the label names: give "
-                "the adapter its classes (classes=[...], in the order of its score columns)"
+                f"score columns, but on {below} of {n} points it predicts correctly the top "
+                "score is in another column than the label names (labels of another "
+                "numbering, or a decision threshold): give the adapter its classes "
+                "(classes=[...], in the order of its score columns)"
             )
         return True
+
+    def _known_columns(self) -> None:
+        """With ``classes_``, each label's column; a label that is none of them, though
+        ``predict`` gave it (classes of another type or spelling: '0' for 0), was a
+        column -1, never attacked, and read as robust (from a review)."""
+        classes = self.model.classes_
+        assert classes is not None
+        self.cols = label_columns(self.model, self.y, len(classes))
+        unknown = list(dict.fromkeys(self.y[self.cols < 0].tolist()))  # first seen, in order
+        if unknown:
+            raise ConfigError(
+                f"model {self.model.info.name!r} predicts labels {unknown[:5]!r} that are not "
+                f"among its classes {classes[:10].tolist()!r}: give the classes "
+                "as predict writes its labels (the same type and spelling), in the order of "
+                "its score columns"
+            )
 
     def _propose(self, idx: np.ndarray, p: float) -> np.ndarray:
         """Feasible candidates for points ``idx``: their best so far with one new window."""
@@ -397,7 +419,9 @@ class _Search:
     def run(self, n_iter: int, p_init: float) -> int:
         """Search for ``n_iter`` iterations at most; returns the iterations run."""
         n = len(self.rows)
-        if self.model.classes_ is None and not self._columns_agree():
+        if self.model.classes_ is not None:
+            self._known_columns()
+        elif not self._columns_agree():
             return 0
         if self.ledger.allow(n) < n:
             # not even the initialisation fits: say so, never a silent "robust"

@@ -51,7 +51,7 @@ from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker, report_stage, stop_at_deadline
 from bastion.attacks.privacy._aux import aligned_aux
-from bastion.exceptions import ConfigError, ModelOutputError
+from bastion.exceptions import ConfigError, ModelOutputError, TimeBudgetError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
 from bastion.threats import ATLAS_MODEL_INVERSION, OWASP_MODEL_INVERSION
@@ -265,7 +265,8 @@ class AttributeInference(Attack):
         n_aux = 0 if aux_truth is None else len(aux_truth)
         if tracker.allow(n + n_aux) < n + n_aux:
             if tracker.exhausted_reason == "time budget":
-                raise ConfigError(
+                # out of time is no configuration error (as membership inference says it)
+                raise TimeBudgetError(
                     f"budget max_seconds {tracker.budget.max_seconds} ran out before the "
                     f"{n + n_aux} queries attribute inference needs (one per target and "
                     "auxiliary row)"

@@ -227,6 +227,8 @@ class ThresholdMembership(_MembershipAttack):
             The model has no ``predict_proba``.
         ConfigError
             Misaligned inputs, or members or non-members missing.
+        TimeBudgetError
+            The time budget ran out before the first record was scored.
         """
         cfg = self.options(ThresholdMembershipConfig)
         start = time.perf_counter()
@@ -315,7 +317,10 @@ class ShadowMembership(_MembershipAttack):
         CapabilityError
             No ``predict_proba``, or no recipe for the shadows.
         ConfigError
-            Misaligned inputs, members or non-members missing, or no pool for the shadows.
+            Misaligned inputs, members or non-members missing, or no pool for the shadows
+            (auxiliary rows equal to an evaluated record are left out of it).
+        TimeBudgetError
+            The time budget ran out before the first record was scored.
         """
         cfg = self.options(ShadowMembershipConfig)
         start = time.perf_counter()
@@ -331,7 +336,7 @@ class ShadowMembership(_MembershipAttack):
                     f"X_aux has {_n_rows(X_aux)} rows but y_aux has {len(y_aux)} labels"
                 )
             _check_aux_columns(X, X_aux)
-            if isinstance(X, pd.DataFrame):
+            if isinstance(X, pd.DataFrame) and not isinstance(X_aux, pd.DataFrame):
                 # an array beside a frame takes the frame's column names here, before the
                 # frame is narrowed to the model's inputs (named after that, the array's
                 # values sat under the wrong names: a review saw AUC 0.73 read 0.61)
@@ -358,6 +363,13 @@ class ShadowMembership(_MembershipAttack):
         # "out" for it would have trained on its copy (a review saw TPR at 1% FPR fall from
         # 0.15 to 0.05 with the evaluated records left in the pool)
         pool_X, pool_y, aux_copies = _without_copies(pool_X, pool_y, n_eval)
+        if not cfg.shadow_on_targets and len(pool_y) - n_eval < 2:
+            raise ConfigError(
+                "shadow_on_targets=False trains shadows on X_aux only, and of its rows "
+                f"{aux_copies} equal an evaluated record (left out: a shadow counted out for "
+                f"a record would train on its copy), leaving {len(pool_y) - n_eval}: pass "
+                "at least 2 other rows"
+            )
         rng = np.random.default_rng(seed)
         keep = np.zeros((cfg.n_shadow, len(pool_y)), dtype=bool)
         trainable = (
@@ -683,15 +695,17 @@ def _without_copies(
     value equals an evaluated record's, and how many were left out."""
     if len(pool_y) == n_eval:
         return pool_X, pool_y, 0
-    from bastion.data.rowhash import row_hashes
+    if isinstance(pool_X, pd.DataFrame):
+        from bastion.data.rowhash import row_hashes
 
-    frame = (
-        pool_X
-        if isinstance(pool_X, pd.DataFrame)
-        else pd.DataFrame(np.asarray(pool_X).reshape(len(pool_y), -1))
-    )
-    (hashes,) = row_hashes([frame], list(frame.columns))
-    copy = np.isin(hashes, hashes[:n_eval])
+        (hashes,) = row_hashes([pool_X], list(pool_X.columns))
+        copy = np.isin(hashes, hashes[:n_eval])
+    else:
+        # arrays (images too): each row's bytes, compared exactly; a frame of one column per
+        # pixel took seconds
+        rows = np.ascontiguousarray(np.asarray(pool_X).reshape(len(pool_y), -1))
+        evaluated = {row.tobytes() for row in rows[:n_eval]}
+        copy = np.fromiter((row.tobytes() in evaluated for row in rows), bool, len(rows))
     copy[:n_eval] = False
     if not copy.any():
         return pool_X, pool_y, 0
