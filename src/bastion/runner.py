@@ -126,7 +126,9 @@ def _train_has_the_test_features(train: Dataset, test: Dataset, model: ModelAdap
     test rows' features: a feature the training file lacks would surface later as NaN in a
     combined table (a "model returned NaN" error, or a skipped attack), far from its cause. A
     model that names its inputs picks them itself, and other differences are DQ001's."""
-    if getattr(model, "feature_names_in_", None):
+    from bastion.models.base import input_names
+
+    if input_names(model):
         return
     missing = [c for c in test.feature_names if c not in train.feature_names]
     same = sorted(test.feature_names) == sorted(train.feature_names)

@@ -84,3 +84,22 @@ def test_schema_inference() -> None:
     assert schema["bmi"].kind is ColumnKind.NUMERIC
     assert schema["bmi"].nullable
     assert schema["sex"].categories == ("F", "M")
+
+
+def test_model_inputs_are_the_columns_a_model_names_and_a_missing_one_is_named() -> None:
+    """ADV001 and EXT001 attack the columns a frame-fitted model reads (an id beside them is
+    left out). A model input the dataset lacks was answered with every column, and an
+    array of the same width read column 'd' as column 'c' (a review)."""
+    import types
+
+    frame = pd.DataFrame({"a": [1.0], "b": [2.0], "d": [3.0], "y": [0]})
+    ds = Dataset.from_frame(frame, name="test", target="y")
+    plain = types.SimpleNamespace()
+    assert ds.model_inputs(plain) == ["a", "b", "d"]
+    # scikit-learn keeps the names in a numpy array (a truth test of it was an error)
+    named = types.SimpleNamespace(feature_names_in_=np.array(["b", "a"], dtype=object))
+    assert ds.model_inputs(named) == ["b", "a"]
+    ds.take_model_order(named, strict=False)  # no error; the extra column stays
+    lacking = types.SimpleNamespace(feature_names_in_=np.array(["a", "c"], dtype=object))
+    with pytest.raises(DataError, match="takes column 'c', which the dataset lacks"):
+        ds.model_inputs(lacking)

@@ -75,38 +75,52 @@ class Dataset:
         otherwise pair each value with whatever input holds its position, and report figures
         of a scrambled model. A model input this dataset lacks is a named error when
         ``strict`` (else the order is left alone); extra columns are left to the checks."""
-        expected = getattr(model, "feature_names_in_", None)
+        from bastion.models.base import input_names
+
+        expected = input_names(model)
         if not expected:
             return
         have = self.feature_names
-        if have == list(expected):
+        if have == expected:
             return
         missing = [c for c in expected if c not in have]
         if missing:
             if not strict:
                 return
-            where = f" ({self.path})" if self.path else ""
-            name = getattr(getattr(model, "info", None), "name", "the model")
-            raise DataError(
-                f"dataset {self.name!r}{where}: the model {name!r} takes column "
-                f"{missing[0]!r}, which the dataset lacks"
-                + (f" ({len(missing)} missing in all)" if len(missing) > 1 else "")
-                + f"; {known_names(missing[0], have)}"
-            )
+            raise self._lacks(model, missing, have)
         # applied by feature_names only where the feature columns are exactly these
-        self.feature_order = tuple(str(c) for c in expected)
+        self.feature_order = tuple(expected)
+
+    def _lacks(self, model: Any, missing: list[str], have: list[str]) -> DataError:
+        where = f" ({self.path})" if self.path else ""
+        name = getattr(getattr(model, "info", None), "name", "the model")
+        return DataError(
+            f"dataset {self.name!r}{where}: the model {name!r} takes column "
+            f"{missing[0]!r}, which the dataset lacks"
+            + (f" ({len(missing)} missing in all)" if len(missing) > 1 else "")
+            + f"; {known_names(missing[0], have)}"
+        )
 
     def model_inputs(self, model: Any) -> list[str]:
         """The feature columns ``model`` reads: all of them, or, where it names its inputs
-        (``feature_names_in_``) and the dataset holds them all, those, in its order. A
-        column it does not read (a record id) is left out, as its own ``predict`` leaves it
-        out; the attacks, which hand the model arrays, failed on it deep inside."""
+        (``feature_names_in_``), those, in its order. A column it does not read (a record
+        id) is left out, as its own ``predict`` leaves it out; the attacks, which hand the
+        model arrays, failed on it deep inside.
+
+        Raises:
+            DataError: the model names an input the dataset lacks (every column was taken
+                instead, and an array of the same width read one column as another).
+        """
+        from bastion.models.base import input_names
+
         names = self.feature_names
-        named = getattr(model, "feature_names_in_", None)
-        if not named:
+        wanted = input_names(model)
+        if not wanted:
             return names
-        wanted = [str(c) for c in named]
-        return wanted if set(wanted) <= set(names) else names
+        missing = [c for c in wanted if c not in set(names)]
+        if missing:
+            raise self._lacks(model, missing, names)
+        return wanted
 
     @property
     def feature_names(self) -> list[str]:

@@ -173,6 +173,15 @@ class ModelAdapter(ABC):
         return n
 
 
+def input_names(model: Any) -> list[str]:
+    """The inputs ``model`` names (``feature_names_in_``: a scikit-learn estimator fitted on
+    a frame), as text; empty when it names none. scikit-learn keeps them in a numpy array,
+    whose truth value is an error: a user's adapter that did the same crashed every test of
+    ``if model.feature_names_in_``."""
+    names = getattr(model, "feature_names_in_", None)
+    return [] if names is None else [str(c) for c in names]
+
+
 def refuse_misordered_columns(X: Any, model: Any, what: str = "X") -> None:
     """Refuse a DataFrame whose columns hold the inputs ``model`` names
     (``feature_names_in_``) in another order. Attacks turn rows into arrays, which an
@@ -183,10 +192,10 @@ def refuse_misordered_columns(X: Any, model: Any, what: str = "X") -> None:
     Raises:
         DataError: naming the first column out of place and how to reorder.
     """
-    expected = getattr(model, "feature_names_in_", None)
-    if not expected or not isinstance(X, pd.DataFrame):
+    want = input_names(model)
+    if not want or not isinstance(X, pd.DataFrame):
         return
-    have, want = [str(c) for c in X.columns], [str(c) for c in expected]
+    have = [str(c) for c in X.columns]
     if have == want or sorted(have) != sorted(want):
         return
     at = next(i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b)

@@ -483,3 +483,47 @@ def test_ctrl_c_in_the_first_copy_stops_the_check(tiny: dict[str, Any]) -> None:
     assert finding.evidence["copies"]["labels"] == "not run: interrupted"
     assert calls["labels_after"] == 0
     assert finding.status is not Status.PASS, finding.message
+
+
+def test_surrogate_families_the_time_budget_left_untried_are_no_pass() -> None:
+    """From a review: out of time as the last answers came back, auto trained its first
+    family only (logistic, 0.47 on an XOR victim) and the check passed, though gradient
+    boosting copies the model at 0.99. The untried families are named, and a limit set is
+    not shown to hold."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+
+    def frame(n: int) -> pd.DataFrame:
+        X = rng.normal(size=(n, 2))
+        return pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": (X[:, 0] * X[:, 1] > 0) * 1})
+
+    train, test = frame(1500), frame(400)
+    gb = GradientBoostingClassifier(random_state=0).fit(train[["a", "b"]].to_numpy(), train["y"])
+    sent = {"n": 0}
+
+    def proba(X: Any) -> np.ndarray:
+        rows = np.asarray(X, dtype=float)
+        if len(rows) <= 50:  # a query batch (the shared predictions are 400 rows)
+            sent["n"] += len(rows)
+            if sent["n"] >= 500:
+                time.sleep(1.7)  # the last batch returns past max_seconds
+        return np.asarray(gb.predict_proba(rows))
+
+    model = CallableAdapter(
+        predict=lambda X: gb.predict(np.asarray(X, dtype=float)), predict_proba=proba,
+        classes=[0, 1],
+    )  # fmt: skip
+    cfg = ExtractionCheckConfig(
+        budget=500, budget_curve=(500,), max_fidelity=0.9, max_seconds=1.5, batch_size=50
+    )
+    ctx = CheckContext(
+        train=Dataset.from_frame(train, target="y", name="train"),
+        test=Dataset.from_frame(test, target="y", name="test"),
+        model=model,
+    )
+    finding = Extraction(cfg).execute(ctx)
+    assert finding.metrics.get("queries_used") == 500, finding.message
+    assert finding.metrics["fidelity"] < 0.9  # type: ignore[operator]
+    assert finding.status is Status.FAIL, finding.message
+    assert "before the surrogate families ['gradient_boosting'" in finding.message

@@ -215,6 +215,33 @@ def test_square_without_classes_accepts_a_threshold_when_every_column_is_named()
     assert unnamed.success.any()
 
 
+def test_square_refuses_score_columns_in_another_order_without_classes() -> None:
+    """From a review: with every column among the labels, a share rule accepted columns in
+    the order [0, 2, 1] (robust accuracy 0.66 for 0.23). Disagreements that run both ways
+    round a cycle are a wrong reading, whatever their share; a threshold's run one way."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(4, 3))
+    order = np.array([0, 2, 1])  # column j holds the score of label order[j]
+
+    def scores(A: Any) -> np.ndarray:
+        s = np.asarray(A) @ W
+        e = np.exp(s - s.max(1, keepdims=True))
+        return np.asarray(e / e.sum(1, keepdims=True))
+
+    def proba(A: Any) -> np.ndarray:
+        return scores(A)[:, order]
+
+    def predict(A: Any) -> np.ndarray:
+        return np.asarray(scores(A).argmax(1))
+
+    X = rng.normal(size=(300, 4))
+    unnamed = CallableAdapter(predict=predict, predict_proba=proba)
+    with pytest.raises(ConfigError, match="give the adapter its classes"):
+        Square(SquareConfig(n_queries=100)).run(unnamed, X, predict(X), eps=0.5, seed=0)
+    named = CallableAdapter(predict=predict, predict_proba=proba, classes=order)
+    Square(SquareConfig(n_queries=100)).run(named, X, predict(X), eps=0.5, seed=0)
+
+
 def test_square_refuses_classes_that_do_not_hold_the_predicted_labels() -> None:
     """From a review: a label missing from classes_ ('0' for 0) was column -1, never
     attacked, and read as robust (1.0 where the model's own classes gave 0.125)."""

@@ -347,6 +347,53 @@ def test_auxiliary_rows_equal_to_an_evaluated_record_are_left_out(
         run(np.append(evaluated, others[0]))
 
 
+def test_equal_rows_join_the_same_shadows(
+    cancer: dict[str, Any], forest: SklearnAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a review: a record twice among the evaluated ones had "out" shadows trained on
+    its twin. Equal rows now join the same shadows (drawn per group of equal rows)."""
+    from bastion.attacks.privacy import membership as module
+
+    seen: dict[str, np.ndarray] = {}
+    train_shadows_ = module.train_shadows
+
+    def capture(recipe: Any, X: Any, y: Any, keep: np.ndarray, *a: Any, **k: Any) -> Any:
+        seen["keep"] = keep.copy()
+        return train_shadows_(recipe, X, y, keep, *a, **k)
+
+    monkeypatch.setattr(module, "train_shadows", capture)
+    X, y, flags = cancer["X_eval"], cancer["y_eval"], cancer["is_member"]
+    twins = np.arange(0, 40, 2)  # members and non-members alike, each twice
+    rows = np.concatenate([np.arange(len(y)), twins])
+    ShadowMembership(ShadowMembershipConfig(n_shadow=4)).run(
+        forest, X[rows], y[rows], flags[rows], executor=SERIAL
+    )
+    keep = seen["keep"]
+    np.testing.assert_array_equal(keep[:, twins], keep[:, len(y) :])
+
+
+def test_row_groups_read_equal_values_as_equal() -> None:
+    from bastion.attacks.privacy.membership import _grouped_keep, _row_groups
+
+    numbers = np.array([[0.0, np.nan], [1.0, 2.0], [-0.0, np.nan], [1.0, 2.0]])
+    assert _row_groups(numbers, 4).tolist() == [0, 1, 0, 1]
+    images = np.zeros((3, 1, 2, 2))
+    images[1, 0, 1, 1] = 1.0
+    assert _row_groups(images, 3).tolist() == [0, 1, 0]
+    # objects (a category column beside numbers): by value, not by the objects' addresses
+    mixed = np.empty((3, 2), dtype=object)
+    mixed[0] = ["xyz", float("1.5")]
+    mixed[1] = ["".join(["xy", "z"]), float("1.5")]  # other objects of the same values
+    mixed[2] = ["abc", float("1.5")]
+    assert mixed[0, 0] is not mixed[1, 0]
+    assert _row_groups(mixed, 3).tolist() == [0, 0, 1]
+    frame = pd.DataFrame({"c": pd.Categorical(["x", "y", "x"]), "v": [1, 2, 1]})
+    assert _row_groups(frame, 3).tolist() == [0, 1, 0]
+    # no two rows equal: keep_matrix's own draws
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    np.testing.assert_array_equal(_grouped_keep(4, np.arange(7), rng_a), keep_matrix(4, 7, rng_b))
+
+
 def test_a_query_budget_scores_a_stratified_subset(
     cancer: dict[str, Any], forest: SklearnAdapter
 ) -> None:

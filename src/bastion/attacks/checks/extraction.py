@@ -282,8 +282,9 @@ class Extraction(Check):
 
 
 def _short(result: ExtractionResult) -> bool:
-    """Whether ``result``'s surrogate trained on fewer queries than its budget (or none)."""
-    if result.fidelity is None:
+    """Whether ``result``'s surrogate trained on fewer queries than its budget (or none), or
+    the time budget left surrogate families untried at the last point."""
+    if result.fidelity is None or result.families_untried:
         return True
     trained_on = result.curve[-1].queries if result.curve else result.queries_used
     return trained_on < result.budget
@@ -314,10 +315,14 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
     # stopped early, or when the surrogates' training did (Ctrl-C)
     trained_on = result.curve[-1].queries if result.curve else result.queries_used
     short = trained_on < result.budget
-    if short:
+    if short or result.families_untried:
         reach = (
             f"Stopped ({result.stopped}) with a surrogate trained on {trained_on} of "
             f"{result.budget} queries: the fidelity at the full budget was not measured"
+            if short
+            else f"Stopped ({result.stopped}) before the surrogate families "
+            f"{list(result.families_untried)} were trained on the {result.budget} answers: "
+            "the most faithful copy was not measured"
         )
         if limit is None:
             return Status.WARN, reach + " (report only: no max_fidelity)."

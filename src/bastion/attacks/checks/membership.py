@@ -63,7 +63,7 @@ from bastion.attacks.privacy.shadow import TrainedBy, shadow_recipe
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import CapabilityError
 from bastion.findings import Finding, Severity, Status
-from bastion.models.base import Capability, ModelAdapter
+from bastion.models.base import Capability, ModelAdapter, input_names
 from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
 
 if TYPE_CHECKING:
@@ -337,7 +337,7 @@ def _candidate_rows(
     saw one hide 240 copies and pass a leaky forest), else every feature."""
     train_rows = np.flatnonzero(train.frame[train.target].notna().to_numpy())
     test_rows = np.flatnonzero(test.frame[test.target].notna().to_numpy())
-    read = [str(c) for c in getattr(model, "feature_names_in_", None) or ()]
+    read = input_names(model)
     in_both = set(train.frame.columns) & set(test.frame.columns)
     if read and set(read) <= in_both:
         names = read

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -365,11 +366,12 @@ class _Search:
         the wrong score down while every point reads as robust. One query per point, on the
         originals, settles it: ``predict`` gave these points their labels, so each label's
         column should hold the top score. A decision threshold (class 1 from 0.2, say) puts
-        the points between it and the top score below another column, so the reading is
-        refused when nearly all points disagree (90%), or most do while the labels leave a
-        column unnamed (the labels alone cannot tell a shifted reading from a threshold:
-        the message asks for the classes). Returns False (stopped, as at any budget stop)
-        when the budget cannot pay for the look."""
+        the points between it and the top score below another column, always in one
+        direction (label 1, top column 0). The reading is refused when the disagreements
+        run both ways round a cycle (columns in another order: 0, 2, 1), or when most points
+        disagree while the labels leave a column unnamed (the labels alone cannot tell a
+        shifted numbering from a threshold: the message asks for the classes). Returns False
+        (stopped, as at any budget stop) when the budget cannot pay for the look."""
         n = len(self.rows)
         if self.ledger.allow(n) < n or (self.ledger.left(self.rows) < 2).any():
             # the look, then the initialisation: without room for both, no search
@@ -377,10 +379,16 @@ class _Search:
             return False
         scores = self._scores(self.space.x0[self.rows], self.rows)
         self.cols = label_columns(self.model, self.y, scores.shape[1])
-        below = int((margin(scores, np.maximum(self.cols, 0)) < 0).sum())
+        wrong = margin(scores, np.maximum(self.cols, 0)) < 0
+        below = int(wrong.sum())
         named = set(np.unique(self.cols).tolist())
         every_column = named >= set(range(max(scores.shape[1], 2)))
-        if 10 * below > 9 * n or (2 * below > n and not every_column):
+        top = (scores[:, 0] > 0).astype(np.intp) if scores.shape[1] == 1 else scores.argmax(1)
+        moves = Counter(zip(self.cols[wrong].tolist(), top[wrong].tolist(), strict=True))
+        # a move seen once may be a tie between two columns; a reading is wrong round a cycle
+        if _has_cycle({move for move, count in moves.items() if count >= 2}) or (
+            2 * below > n and not every_column
+        ):
             raise ConfigError(
                 f"model {self.model.info.name!r} has no classes_, so labels are read as its "
                 f"score columns, but on {below} of {n} points it predicts correctly the top "
@@ -487,6 +495,19 @@ class _Search:
             self._crossed(upd)
             done = it + 1
         return done
+
+
+def _has_cycle(edges: set[tuple[int, int]]) -> bool:
+    """Whether the directed graph of ``edges`` (label column -> top-score column) holds a
+    cycle: nodes that no edge leaves are removed until none is left (a cycle) or all are."""
+    remaining = set(edges)
+    while remaining:
+        sources = {a for a, _ in remaining}
+        sinks = {b for _, b in remaining} - sources  # reached, never left
+        if not sinks:
+            return True
+        remaining = {(a, b) for a, b in remaining if b not in sinks}
+    return False
 
 
 def _unchanged(z: np.ndarray, zb: np.ndarray) -> np.ndarray:

@@ -198,6 +198,9 @@ class ExtractionResult:
         time budget or Ctrl-C stopped their labelling (None in a result built by hand).
     model:
         The final surrogate (a :class:`~bastion.attacks.extraction.surrogates.Surrogate`).
+    families_untried:
+        ``auto`` only: the surrogate families the last curve point did not train (the time
+        budget ran out after the first): a stronger copy was not tried.
     """
 
     curve: tuple[CurvePoint, ...]
@@ -217,6 +220,7 @@ class ExtractionResult:
     stopped: str | None
     model: Surrogate | None = field(default=None, compare=False, repr=False)
     eval_rows: int | None = None
+    families_untried: tuple[str, ...] = ()
 
     def fidelity_at(self, budget: int) -> float | None:
         """Fidelity of the largest curve point whose budget is <= ``budget`` (None if none)."""
@@ -378,6 +382,7 @@ class ExtractionAttack(Attack):
         model: Surrogate | None = None
         name: SurrogateName = families[0]
         scores: dict[str, float] = {}
+        families_untried: tuple[str, ...] = ()
         # out of time, the curve's intermediate points are dropped and the surrogate of every
         # answer (the figure judged) trains last: the budget bounds training to one more fit
         queue = list(points)
@@ -389,12 +394,16 @@ class ExtractionAttack(Attack):
             sub_proba = None if proba is None else proba[:point]
             best: tuple[float, SurrogateName, Surrogate, np.ndarray] | None = None
             point_scores: dict[str, float] = {}
+            untried: tuple[str, ...] = ()
             try:
-                for family in families:
+                for i, family in enumerate(families):
                     if best is not None and tracker.out_of_time():
                         # one family trained for this point: the rest would run past the
-                        # time budget (auto's three families overran it threefold)
+                        # time budget (auto's three families overran it threefold), and
+                        # the copy judged is not the strongest one tried (a review saw a
+                        # logistic copy at 0.47 pass where gradient boosting reached 0.99)
                         stopped = stopped or "time budget"
+                        untried = tuple(families[i:])
                         break
                     fitted = Surrogate(family, seed).fit(
                         X_q[:point], labels[:point], sub_proba, loop.classes
@@ -413,6 +422,7 @@ class ExtractionAttack(Attack):
                 raise ConfigError("no surrogate family to train")
             fidelity, name, model, pred = best
             scores = point_scores  # the reported point's, never an interrupted one's
+            families_untried = untried
             nominal = point if point in checkpoints else min(b for b in checkpoints if b > point)
             curve.append(
                 CurvePoint(
@@ -443,6 +453,7 @@ class ExtractionAttack(Attack):
             stopped=stopped,
             model=model,
             eval_rows=len(X_eval),
+            families_untried=families_untried,
         )
 
     @staticmethod

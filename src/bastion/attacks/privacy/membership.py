@@ -69,7 +69,7 @@ from bastion.attacks.privacy.shadow import (
 from bastion.attacks.results import low_fpr_metrics
 from bastion.exceptions import ConfigError, TimeBudgetError
 from bastion.executor import Executor, get_executor
-from bastion.models.base import ArrayLike, Capability, ModelAdapter
+from bastion.models.base import ArrayLike, Capability, ModelAdapter, input_names
 from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
 
 __all__ = [
@@ -375,7 +375,9 @@ class ShadowMembership(_MembershipAttack):
         trainable = (
             np.arange(len(pool_y)) if cfg.shadow_on_targets else np.arange(n_eval, len(pool_y))
         )
-        keep[:, trainable] = keep_matrix(cfg.n_shadow, len(trainable), rng)
+        # rows equal to each other (a record twice among the evaluated) join the same shadows
+        groups = _row_groups(pool_X, len(pool_y))
+        keep[:, trainable] = _grouped_keep(cfg.n_shadow, groups[trainable], rng)
         shadow_conf, keep = train_shadows(
             recipe,
             pool_X,
@@ -688,6 +690,26 @@ def _pool(
     return np.concatenate([np.asarray(X), np.asarray(X_aux)]), pool_y
 
 
+def _row_groups(X: ArrayLike, n: int) -> np.ndarray:
+    """Per row of ``X``, the number of the first row equal to it in every value, counted in
+    order of first appearance (0, 1, 2 ... when no two rows are equal). Frames and arrays of
+    objects (category columns) by row hash; numeric arrays, images too, by their float64
+    bytes, -0.0 and every NaN made one value (as the hashes read them)."""
+    arr = None if isinstance(X, pd.DataFrame) else np.asarray(X).reshape(n, -1)
+    if arr is not None and arr.dtype.kind in "biuf":
+        rows = np.ascontiguousarray(arr, dtype=np.float64) + 0.0  # -0.0 -> 0.0
+        rows[np.isnan(rows)] = np.nan
+        keys: Any = [row.tobytes() for row in rows]
+    else:
+        from bastion.data.rowhash import row_hashes
+
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(arr)
+        (hashes,) = row_hashes([frame], list(frame.columns))
+        keys = hashes.tolist()
+    first: dict[Any, int] = {}
+    return np.fromiter((first.setdefault(k, len(first)) for k in keys), np.intp, n)
+
+
 def _without_copies(
     pool_X: ArrayLike, pool_y: np.ndarray, n_eval: int
 ) -> tuple[ArrayLike, np.ndarray, int]:
@@ -695,17 +717,8 @@ def _without_copies(
     value equals an evaluated record's, and how many were left out."""
     if len(pool_y) == n_eval:
         return pool_X, pool_y, 0
-    if isinstance(pool_X, pd.DataFrame):
-        from bastion.data.rowhash import row_hashes
-
-        (hashes,) = row_hashes([pool_X], list(pool_X.columns))
-        copy = np.isin(hashes, hashes[:n_eval])
-    else:
-        # arrays (images too): each row's bytes, compared exactly; a frame of one column per
-        # pixel took seconds
-        rows = np.ascontiguousarray(np.asarray(pool_X).reshape(len(pool_y), -1))
-        evaluated = {row.tobytes() for row in rows[:n_eval]}
-        copy = np.fromiter((row.tobytes() in evaluated for row in rows), bool, len(rows))
+    groups = _row_groups(pool_X, len(pool_y))
+    copy = np.isin(groups, groups[:n_eval])
     copy[:n_eval] = False
     if not copy.any():
         return pool_X, pool_y, 0
@@ -713,13 +726,26 @@ def _without_copies(
     return _take(pool_X, keep), pool_y[keep], int(copy.sum())
 
 
+def _grouped_keep(n_shadow: int, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`keep_matrix` drawn per group of equal rows (``groups`` numbered in order of
+    first appearance), so that a shadow holds every copy of a record or none: one counted
+    "out" for a record never trains on its twin (the draws are keep_matrix's own when no
+    two rows are equal)."""
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.intp)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    drawn = keep_matrix(n_shadow, len(first), rng)
+    out: np.ndarray = drawn[:, rank[inverse]]
+    return out
+
+
 def _inputs_of(model: ModelAdapter, X: Any) -> Any:
     """``X`` narrowed to the columns ``model`` names as its inputs (``feature_names_in_``),
     in that order, when it is a frame that holds them all; else as it is."""
-    names = getattr(model, "feature_names_in_", None)
+    names = input_names(model)
     if not names or not isinstance(X, pd.DataFrame) or not set(names) <= set(X.columns):
         return X
-    return X[list(names)]
+    return X[names]
 
 
 def stack_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
