@@ -242,6 +242,30 @@ def test_square_refuses_score_columns_in_another_order_without_classes() -> None
     Square(SquareConfig(n_queries=100)).run(named, X, predict(X), eps=0.5, seed=0)
 
 
+def test_square_refuses_swapped_columns_with_one_point_of_a_class() -> None:
+    """From a review: swapped columns with a single point of the minority class (an
+    imbalanced sample) had that point's move dropped as a tie; no cycle, and every point
+    read robust (success 0.0 where the model's classes give 0.9). A label's move counts
+    when most of its points make it."""
+    w = np.random.default_rng(0).normal(size=4)
+
+    def p1(A: Any) -> np.ndarray:
+        return np.asarray(1 / (1 + np.exp(-(np.asarray(A) @ w))))
+
+    def proba(A: Any) -> np.ndarray:  # column 0 holds class 1's score: swapped
+        return np.stack([p1(A), 1 - p1(A)], axis=1)
+
+    def predict(A: Any) -> np.ndarray:
+        return (p1(A) > 0.5).astype(int)
+
+    X = np.random.default_rng(1).normal(size=(400, 4))
+    labels = predict(X)
+    X = X[np.r_[np.flatnonzero(labels == 0)[:9], np.flatnonzero(labels == 1)[:1]]]
+    unnamed = CallableAdapter(predict=predict, predict_proba=proba)
+    with pytest.raises(ConfigError, match="on 10 of 10 points"):
+        Square(SquareConfig(n_queries=100)).run(unnamed, X, predict(X), eps=1.0, seed=0)
+
+
 def test_square_refuses_classes_that_do_not_hold_the_predicted_labels() -> None:
     """From a review: a label missing from classes_ ('0' for 0) was column -1, never
     attacked, and read as robust (1.0 where the model's own classes gave 0.125)."""

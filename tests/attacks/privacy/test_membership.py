@@ -372,6 +372,32 @@ def test_equal_rows_join_the_same_shadows(
     np.testing.assert_array_equal(keep[:, twins], keep[:, len(y) :])
 
 
+def test_a_pool_of_few_distinct_rows_gives_every_shadow_some() -> None:
+    """From a review: drawn per group, a shadow got no group with probability 2^-G, and
+    3 distinct rows crashed every seed (a fit on 0 rows). A shadow drawn none takes a group
+    from one that holds more; one distinct row is too few, and says so."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from bastion.attacks.privacy.membership import _grouped_keep
+
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 2, size=(3, 6)).astype(float)
+    X = rows[rng.integers(0, 3, 200)]
+    y = (rng.random(200) < 0.5).astype(int)
+    flags = np.r_[np.ones(100, bool), np.zeros(100, bool)]
+    model = SklearnAdapter(DecisionTreeClassifier(random_state=0).fit(X[:100], y[:100]))
+    for seed in range(3):
+        result = ShadowMembership(ShadowMembershipConfig(n_shadow=16)).run(
+            model, X, y, flags, executor=SERIAL, seed=seed
+        )
+        assert result.extra["min_out_models"] == 8
+    keep = _grouped_keep(16, np.array([0, 1, 2, 0, 1]), np.random.default_rng(1))
+    assert keep.any(axis=1).all()
+    assert (keep.sum(axis=0) == 8).all()  # every row still in half the shadows
+    with pytest.raises(ConfigError, match="holds 1 distinct row"):
+        _grouped_keep(16, np.zeros(5, dtype=np.intp), np.random.default_rng(1))
+
+
 def test_row_groups_read_equal_values_as_equal() -> None:
     from bastion.attacks.privacy.membership import _grouped_keep, _row_groups
 
@@ -389,6 +415,9 @@ def test_row_groups_read_equal_values_as_equal() -> None:
     assert _row_groups(mixed, 3).tolist() == [0, 0, 1]
     frame = pd.DataFrame({"c": pd.Categorical(["x", "y", "x"]), "v": [1, 2, 1]})
     assert _row_groups(frame, 3).tolist() == [0, 1, 0]
+    # integers as themselves (as float64, 2**53 and 2**53 + 1 were one value)
+    big = np.array([[2**53, 1], [2**53 + 1, 1], [2**53, 1]], dtype=np.int64)
+    assert _row_groups(big, 3).tolist() == [0, 1, 0]
     # no two rows equal: keep_matrix's own draws
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
     np.testing.assert_array_equal(_grouped_keep(4, np.arange(7), rng_a), keep_matrix(4, 7, rng_b))

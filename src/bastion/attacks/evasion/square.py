@@ -367,10 +367,11 @@ class _Search:
         originals, settles it: ``predict`` gave these points their labels, so each label's
         column should hold the top score. A decision threshold (class 1 from 0.2, say) puts
         the points between it and the top score below another column, always in one
-        direction (label 1, top column 0). The reading is refused when the disagreements
-        run both ways round a cycle (columns in another order: 0, 2, 1), or when most points
-        disagree while the labels leave a column unnamed (the labels alone cannot tell a
-        shifted numbering from a threshold: the message asks for the classes). Returns False
+        direction (label 1, top column 0). The reading is refused when, for each label of a
+        cycle, most of its points have their top score in the cycle's next column (columns
+        in another order: 0, 2, 1), or when most points disagree while the labels leave a
+        column unnamed (the labels alone cannot tell a shifted numbering from a threshold:
+        the message asks for the classes). Returns False
         (stopped, as at any budget stop) when the budget cannot pay for the look."""
         n = len(self.rows)
         if self.ledger.allow(n) < n or (self.ledger.left(self.rows) < 2).any():
@@ -385,8 +386,11 @@ class _Search:
         every_column = named >= set(range(max(scores.shape[1], 2)))
         top = (scores[:, 0] > 0).astype(np.intp) if scores.shape[1] == 1 else scores.argmax(1)
         moves = Counter(zip(self.cols[wrong].tolist(), top[wrong].tolist(), strict=True))
-        # a move seen once may be a tie between two columns; a reading is wrong round a cycle
-        if _has_cycle({move for move, count in moves.items() if count >= 2}) or (
+        per_label = Counter(self.cols.tolist())
+        # a label's move counts when most of its points make it, however few they are (a
+        # single point of a minority class, swapped, was dropped as a tie, and the swap read
+        # every point robust); noise and ties move a few points of a label, not most
+        if _has_cycle({(a, b) for (a, b), k in moves.items() if 2 * k > per_label[a]}) or (
             2 * below > n and not every_column
         ):
             raise ConfigError(

@@ -362,7 +362,8 @@ class ShadowMembership(_MembershipAttack):
         # an auxiliary row equal to an evaluated record is that record: a shadow counted
         # "out" for it would have trained on its copy (a review saw TPR at 1% FPR fall from
         # 0.15 to 0.05 with the evaluated records left in the pool)
-        pool_X, pool_y, aux_copies = _without_copies(pool_X, pool_y, n_eval)
+        groups = _row_groups(pool_X, len(pool_y))
+        pool_X, pool_y, groups, aux_copies = _without_copies(pool_X, pool_y, groups, n_eval)
         if not cfg.shadow_on_targets and len(pool_y) - n_eval < 2:
             raise ConfigError(
                 "shadow_on_targets=False trains shadows on X_aux only, and of its rows "
@@ -376,7 +377,6 @@ class ShadowMembership(_MembershipAttack):
             np.arange(len(pool_y)) if cfg.shadow_on_targets else np.arange(n_eval, len(pool_y))
         )
         # rows equal to each other (a record twice among the evaluated) join the same shadows
-        groups = _row_groups(pool_X, len(pool_y))
         keep[:, trainable] = _grouped_keep(cfg.n_shadow, groups[trainable], rng)
         shadow_conf, keep = train_shadows(
             recipe,
@@ -693,13 +693,18 @@ def _pool(
 def _row_groups(X: ArrayLike, n: int) -> np.ndarray:
     """Per row of ``X``, the number of the first row equal to it in every value, counted in
     order of first appearance (0, 1, 2 ... when no two rows are equal). Frames and arrays of
-    objects (category columns) by row hash; numeric arrays, images too, by their float64
-    bytes, -0.0 and every NaN made one value (as the hashes read them)."""
+    objects (category columns) by row hash; numeric arrays, images too, by a 16-byte digest
+    of each row in its own dtype (floats with -0.0 and every NaN made one value, as the
+    hashes read them): the rows' float64 bytes as keys took 16 times an image pool."""
     arr = None if isinstance(X, pd.DataFrame) else np.asarray(X).reshape(n, -1)
     if arr is not None and arr.dtype.kind in "biuf":
-        rows = np.ascontiguousarray(arr, dtype=np.float64) + 0.0  # -0.0 -> 0.0
-        rows[np.isnan(rows)] = np.nan
-        keys: Any = [row.tobytes() for row in rows]
+        import hashlib
+
+        if arr.dtype.kind == "f":
+            arr = arr + 0.0  # -0.0 -> 0.0, in a copy
+            arr[np.isnan(arr)] = np.nan
+        rows = np.ascontiguousarray(arr)
+        keys: Any = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
     else:
         from bastion.data.rowhash import row_hashes
 
@@ -711,30 +716,43 @@ def _row_groups(X: ArrayLike, n: int) -> np.ndarray:
 
 
 def _without_copies(
-    pool_X: ArrayLike, pool_y: np.ndarray, n_eval: int
-) -> tuple[ArrayLike, np.ndarray, int]:
-    """The pool without the auxiliary rows (those after the first ``n_eval``) whose every
-    value equals an evaluated record's, and how many were left out."""
-    if len(pool_y) == n_eval:
-        return pool_X, pool_y, 0
-    groups = _row_groups(pool_X, len(pool_y))
+    pool_X: ArrayLike, pool_y: np.ndarray, groups: np.ndarray, n_eval: int
+) -> tuple[ArrayLike, np.ndarray, np.ndarray, int]:
+    """The pool (and its rows' ``groups``) without the auxiliary rows (those after the first
+    ``n_eval``) whose every value equals an evaluated record's, and how many were left out."""
     copy = np.isin(groups, groups[:n_eval])
     copy[:n_eval] = False
     if not copy.any():
-        return pool_X, pool_y, 0
+        return pool_X, pool_y, groups, 0
     keep = np.flatnonzero(~copy)
-    return _take(pool_X, keep), pool_y[keep], int(copy.sum())
+    return _take(pool_X, keep), pool_y[keep], groups[keep], int(copy.sum())
 
 
 def _grouped_keep(n_shadow: int, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """:func:`keep_matrix` drawn per group of equal rows (``groups`` numbered in order of
     first appearance), so that a shadow holds every copy of a record or none: one counted
     "out" for a record never trains on its twin (the draws are keep_matrix's own when no
-    two rows are equal)."""
+    two rows are equal). A shadow drawn no group (likely when the groups are few: each
+    joins half the shadows) takes one from a shadow that holds more, so that every group
+    keeps its count of shadows and no shadow trains on nothing.
+
+    Raises:
+        ConfigError: too few distinct rows for every shadow to hold one.
+    """
     _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
     rank = np.empty(len(first), dtype=np.intp)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     drawn = keep_matrix(n_shadow, len(first), rng)
+    for shadow in np.flatnonzero(~drawn.any(axis=1)):
+        donors = np.flatnonzero(drawn.sum(axis=1) > 1)
+        if donors.size == 0:
+            raise ConfigError(
+                f"the shadows' pool holds {len(first)} distinct row(s): too few for each of "
+                f"{n_shadow} shadow models to train on some"
+            )
+        donor = donors[0]
+        group = np.flatnonzero(drawn[donor])[0]
+        drawn[donor, group], drawn[shadow, group] = False, True
     out: np.ndarray = drawn[:, rank[inverse]]
     return out
 
