@@ -187,10 +187,12 @@ def test_square_refuses_labels_that_name_the_wrong_score_columns() -> None:
         Square(SquareConfig(n_queries=300)).run(unnamed, X, y, **args)
 
 
-def test_square_without_classes_accepts_a_threshold_when_every_column_is_named() -> None:
-    """From a review of the check above: a decision threshold (class 1 from 0.2) puts
-    points between it and 0.5 below the other column; with both labels among the points,
-    that is no reason to refuse, and the run equals the one with its classes given."""
+def test_square_without_classes_needs_predict_to_be_the_top_score() -> None:
+    """Without classes_, labels read as columns must name each point's top score: a model
+    whose predict follows a threshold (class 1 from 0.2) cannot be told from a wrong
+    reading (three rules that tried to were each fooled by a review: swapped columns beside
+    a threshold, a permutation whose cycle left the sample, single-point edges), so it is
+    refused, and runs with its classes given."""
     w = np.array([1.0, -1.0, 0.5])
 
     def proba(A: Any) -> np.ndarray:
@@ -202,17 +204,21 @@ def test_square_without_classes_accepts_a_threshold_when_every_column_is_named()
 
     X = np.random.default_rng(1).normal(size=(300, 3))
     p1 = proba(X)[:, 1]
-    band = (p1 > 0.2) & (p1 < 0.5)
-    X = np.vstack([X[band][:30], X[p1 < 0.2][:10]])  # most points in the band
+    X = np.vstack([X[(p1 > 0.2) & (p1 < 0.5)][:5], X[p1 > 0.5][:20], X[p1 < 0.2][:20]])
     y = predict(X)
     args: dict[str, Any] = {"eps": 0.5, "norm": "inf", "seed": 0}
     cfg = SquareConfig(n_queries=200)
-    unnamed = Square(cfg).run(CallableAdapter(predict=predict, predict_proba=proba), X, y, **args)
-    named = Square(cfg).run(
-        CallableAdapter(predict=predict, predict_proba=proba, classes=[0, 1]), X, y, **args
+    unnamed = CallableAdapter(predict=predict, predict_proba=proba)
+    with pytest.raises(ConfigError, match=r"on 5 of 45 points .* decision threshold"):
+        Square(cfg).run(unnamed, X, y, **args)
+    named = CallableAdapter(predict=predict, predict_proba=proba, classes=[0, 1])
+    assert Square(cfg).run(named, X, y, **args).success.any()
+    # a tie between two columns is no disagreement (predict takes the first, as argmax)
+    tied = CallableAdapter(
+        predict=lambda A: np.zeros(len(A), dtype=int),
+        predict_proba=lambda A: np.full((len(A), 2), 0.5),
     )
-    np.testing.assert_array_equal(unnamed.success, named.success)
-    assert unnamed.success.any()
+    Square(SquareConfig(n_queries=20)).run(tied, X[:5], np.zeros(5, dtype=int), **args)
 
 
 def test_square_refuses_score_columns_in_another_order_without_classes() -> None:

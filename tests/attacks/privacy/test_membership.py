@@ -415,6 +415,13 @@ def test_row_groups_read_equal_values_as_equal() -> None:
     assert _row_groups(mixed, 3).tolist() == [0, 0, 1]
     frame = pd.DataFrame({"c": pd.Categorical(["x", "y", "x"]), "v": [1, 2, 1]})
     assert _row_groups(frame, 3).tolist() == [0, 1, 0]
+    # complex rows by both parts (through float64 the imaginary part was dropped)
+    waves = np.array([[1 + 1j, 2], [1 + 2j, 2], [1 + 1j, 2]])
+    assert _row_groups(waves, 3).tolist() == [0, 1, 0]
+    # values that cannot be hashed (a DictVectorizer's dicts): each row its own group
+    dicts = np.empty((2, 1), dtype=object)
+    dicts[0, 0], dicts[1, 0] = {"a": 1}, {"a": 1}
+    assert _row_groups(dicts, 2).tolist() == [0, 1]
     # integers as themselves (as float64, 2**53 and 2**53 + 1 were one value)
     big = np.array([[2**53, 1], [2**53 + 1, 1], [2**53, 1]], dtype=np.int64)
     assert _row_groups(big, 3).tolist() == [0, 1, 0]

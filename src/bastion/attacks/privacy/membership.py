@@ -697,10 +697,10 @@ def _row_groups(X: ArrayLike, n: int) -> np.ndarray:
     of each row in its own dtype (floats with -0.0 and every NaN made one value, as the
     hashes read them): the rows' float64 bytes as keys took 16 times an image pool."""
     arr = None if isinstance(X, pd.DataFrame) else np.asarray(X).reshape(n, -1)
-    if arr is not None and arr.dtype.kind in "biuf":
+    if arr is not None and arr.dtype.kind in "biufc":
         import hashlib
 
-        if arr.dtype.kind == "f":
+        if arr.dtype.kind in "fc":
             arr = arr + 0.0  # -0.0 -> 0.0, in a copy
             arr[np.isnan(arr)] = np.nan
         rows = np.ascontiguousarray(arr)
@@ -709,7 +709,12 @@ def _row_groups(X: ArrayLike, n: int) -> np.ndarray:
         from bastion.data.rowhash import row_hashes
 
         frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(arr)
-        (hashes,) = row_hashes([frame], list(frame.columns))
+        try:
+            (hashes,) = row_hashes([frame], list(frame.columns))
+        except TypeError:
+            # values that cannot be hashed (dicts for a DictVectorizer): every row its own
+            # group, as before groups (twins are then drawn apart)
+            return np.arange(n)
         keys = hashes.tolist()
     first: dict[Any, int] = {}
     return np.fromiter((first.setdefault(k, len(first)) for k in keys), np.intp, n)
