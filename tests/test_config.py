@@ -179,3 +179,19 @@ def test_readme_documents_every_policy_section_key() -> None:
             assert any(k == key or k.startswith(key + ".") for k in rows), f"{key} missing"
     for sub in LogInputsSection.model_fields:
         assert sub in rows["monitoring.log_inputs"], f"monitoring.log_inputs.{sub} missing"
+
+
+@pytest.mark.parametrize("word", [True, False])
+def test_a_boolean_is_no_number_in_a_check_option(word: bool) -> None:
+    """YAML reads yes / no / on / off as booleans, and pydantic took them as 1 and 0:
+    ``max_fidelity: yes`` was a limit of 1.0 that nothing fails (a review saw
+    ``min_robust_accuracy: true`` read as 1.0). Options that are booleans still take them."""
+    for section, option in (
+        ({"extraction": {"extraction": {"max_fidelity": word}}}, "max_fidelity"),
+        ({"robustness": {"evasion": {"min_robust_accuracy": word}}}, "min_robust_accuracy"),
+        ({"robustness": {"evasion": {"n_points": word}}}, "n_points"),
+    ):
+        with pytest.raises(ConfigError, match=f"{option}: expected a number, got "):
+            parse_policy({"checks": section})
+    parse_policy({"checks": {"extraction": {"extraction": {"soft_labels": word}}}})
+    parse_policy({"checks": {"robustness": {"evasion": {"enabled": word}}}})

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from bastion.exceptions import ConfigError
 from bastion.findings import Finding, Severity, Status
@@ -76,6 +76,54 @@ class CheckConfig(BaseModel):
 
     enabled: bool = True
     severity: Severity | None = None  # overrides the check's default severity
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """Refuse ``true`` / ``false`` for a number: YAML reads ``yes`` as true, which
+        pydantic takes as 1, and ``max_fidelity: yes`` was a limit of 1.0 that nothing
+        fails (a review saw ``min_robust_accuracy: true`` read as 1.0)."""
+        if isinstance(data, Mapping):
+            for name, value in data.items():
+                field_info = cls.model_fields.get(str(name))
+                if (
+                    isinstance(value, bool)
+                    and field_info is not None
+                    and _number_not_bool(field_info.annotation)
+                ):
+                    raise ValueError(
+                        f"{name}: expected a number, got {str(value).lower()} (YAML reads "
+                        "yes, no, on, off, true and false as booleans)"
+                    )
+        return data
+
+
+def _number_not_bool(annotation: Any) -> bool:
+    """Whether a config field's type takes numbers (int, float) and no boolean: a boolean
+    there would be read as 0 or 1."""
+    import types
+    import typing
+
+    kinds: set[str] = set()
+
+    def walk(tp: Any) -> None:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            walk(typing.get_args(tp)[0])
+        elif origin in (typing.Union, types.UnionType):
+            for arg in typing.get_args(tp):
+                walk(arg)
+        elif (
+            tp is bool
+            or tp is Any
+            or (origin is Literal and any(isinstance(a, bool) for a in typing.get_args(tp)))
+        ):
+            kinds.add("bool")
+        elif isinstance(tp, type) and issubclass(tp, int | float):
+            kinds.add("number")
+
+    walk(annotation)
+    return kinds == {"number"}
 
 
 C = TypeVar("C", bound=BaseModel)
