@@ -251,7 +251,9 @@ def test_a_model_that_refuses_missing_values_is_never_sent_them(tiny: dict[str, 
     finding = Extraction(ExtractionCheckConfig(budget=100, budget_curve=())).execute(ctx)
     assert finding.status is not Status.ERROR, finding.message
     assert finding.evidence["eval_rows"] == 75
-    assert tiny["model"].n_queries - before == 100 + 75  # the queries, and the 75 labels
+    # each copy (the labels not being seen as argmax, both run): its queries and 75 labels
+    assert set(finding.evidence["copies"]) == {"probabilities", "labels"}
+    assert tiny["model"].n_queries - before == 2 * (100 + 75)
 
 
 def test_a_rate_cap_covers_the_evaluation_labels_too(tiny: dict[str, Any]) -> None:
@@ -394,6 +396,29 @@ def test_labels_that_are_not_the_most_probable_class_are_copied_both_ways(
     assert close_copies["probabilities"]["fidelity"] > close_copies["labels"]["fidelity"]
     assert close.evidence["soft_labels"] is True
     assert close.status is Status.FAIL, close.message
+
+
+def test_both_copies_run_where_the_labels_cannot_be_seen(tiny: dict[str, Any]) -> None:
+    """From a review: a tuned threshold passed at 0.85 (the probabilities' copy) when one
+    missing value in the test set, or a rate cap, kept the shared predictions from showing
+    that its labels are not the argmax; its labels are copied at 0.975. Unseen, both copies
+    run."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    train = tiny["train"]
+    base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    tuned = FixedThresholdClassifier(base, threshold=0.97).fit(
+        train.features.to_numpy(), train.labels
+    )
+    frame = tiny["test"].frame.copy()
+    frame.iloc[0, 0] = np.nan
+    ctx = _ctx(tiny, SklearnAdapter(tuned))
+    ctx.test = Dataset.from_frame(frame, name="test", target="target")
+    finding = Extraction(ExtractionCheckConfig(max_fidelity=0.9)).execute(ctx)
+    assert finding.evidence["labels_not_argmax"] is None
+    copies = finding.evidence["copies"]
+    assert copies["labels"]["fidelity"] > 0.9 > copies["probabilities"]["fidelity"]
+    assert finding.status is Status.FAIL, finding.message
 
 
 def test_a_model_without_declared_classes_is_not_read_by_column(tiny: dict[str, Any]) -> None:

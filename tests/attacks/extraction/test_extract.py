@@ -445,6 +445,28 @@ def test_rate_limiter_spaces_requests_and_rows() -> None:
         RateLimiter(requests_per_second=0)
 
 
+def test_rate_limiter_earns_no_credit_while_the_attack_is_elsewhere() -> None:
+    """From a review: requests were due at start + r / rps, so a 10 s stall (a slow answer,
+    a surrogate's fit) let 8 go at once at 1 per second, and an endpoint capped at 2 per
+    second refused four with HTTP 429. Each request now waits from the one before."""
+    now = {"t": 0.0}
+    sent: list[float] = []
+
+    def sleep(s: float) -> None:
+        now["t"] += s
+
+    limiter = RateLimiter(requests_per_second=1, clock=lambda: now["t"], sleep=sleep)
+    for _ in range(2):
+        limiter.wait(1)
+        sent.append(now["t"])
+    now["t"] += 10.0  # the attack stalls
+    for _ in range(8):
+        limiter.wait(1)
+        sent.append(now["t"])
+    gaps = np.diff(sent)
+    assert gaps.min() >= 1.0 - 1e-9  # never two requests within a second
+
+
 @pytest.fixture(scope="module")
 def oip_url(cancer: dict[str, Any]) -> Iterator[str]:
     pytest.importorskip("fastapi")

@@ -35,11 +35,11 @@ Threat model and defaults
     queries of its own (the endpoint answers up to twice the budget), the first at most half
     of ``max_seconds`` and the second what it left, and the more faithful is judged
     (``evidence["copies"]``, each copy's fidelity, queries and waits); a pass needs both run
-    to their budget, else it is a warn.
+    to their budget, else it fails (report only: a warn).
     The run's shared predictions on the test rows show such labels
     (``evidence["labels_not_argmax"]``, the share of rows; a model that declares its
-    classes); an attack that labels the evaluation rows itself (a rate cap, no target)
-    cannot see them, and copies the probabilities only.
+    classes); where they cannot be seen (a rate cap, a missing value in the test set, no
+    target: ``labels_not_argmax`` null), both copies run all the same.
 
     ``max_fidelity`` defaults to 0.95: a surrogate that agrees with the model on more than
     95% of rows after 500 queries is a usable copy. Most tabular models fail this at 500
@@ -228,7 +228,15 @@ class Extraction(Check):
         # copies the labels may do better (a review saw 0.86 against 0.97); where it does not
         # (Platt scaling's 1%), the probabilities stay the stronger copy. Both run, each
         # with the budget's queries and half the time, and the more faithful is judged
-        both = bool(cfg.soft_labels and not_argmax)  # not_argmax: classes declared
+        # not_argmax None: not measured (a rate cap, a missing value in the test set, no
+        # target): both copies run, as a threshold cannot be ruled out (a review saw a tuned
+        # threshold pass at 0.85 where its labels are copied at 0.975)
+        unknown = (
+            not_argmax is None
+            and ctx.model.classes_ is not None
+            and ctx.model.has(Capability.PREDICT_PROBA)
+        )
+        both = bool(cfg.soft_labels and (not_argmax or unknown))
         share = cfg.max_seconds / 2 if both and cfg.max_seconds is not None else cfg.max_seconds
         started = time.monotonic()
         result = steal(cfg.soft_labels, share)

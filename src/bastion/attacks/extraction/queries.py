@@ -27,6 +27,7 @@ Rate cap
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,20 +224,20 @@ class RateLimiter:
         self.queries_per_second = queries_per_second
         self._clock = clock
         self._sleep = sleep
-        self._start: float | None = None
+        # when the next request may go, by each cap: spaced from the previous request, so that
+        # time the attack spent elsewhere (a slow answer, a surrogate's fit) earns no credit
+        # (spaced from the first request, a 10 s stall let 8 requests go at once at 1/s)
+        self._due_request = -math.inf
+        self._due_rows = -math.inf
         self.requests = 0
         self.rows = 0
         self.slept_s = 0.0
 
     def delay(self) -> float:
         """Seconds to wait before the next request may go (0 when it may go now)."""
-        if self._start is None:
+        due = max(self._due_request, self._due_rows)
+        if due == -math.inf:
             return 0.0
-        due = self._start
-        if self.requests_per_second is not None:
-            due = max(due, self._start + self.requests / self.requests_per_second)
-        if self.queries_per_second is not None:
-            due = max(due, self._start + self.rows / self.queries_per_second)
         return max(0.0, due - self._clock())
 
     def wait(self, rows: int) -> None:
@@ -245,7 +246,10 @@ class RateLimiter:
         if pause > 0:
             self._sleep(pause)
             self.slept_s += pause
-        if self._start is None:
-            self._start = self._clock()
+        now = self._clock()
+        if self.requests_per_second is not None:
+            self._due_request = now + 1.0 / self.requests_per_second
+        if self.queries_per_second is not None:
+            self._due_rows = now + int(rows) / self.queries_per_second
         self.requests += 1
         self.rows += int(rows)
