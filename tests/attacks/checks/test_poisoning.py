@@ -599,18 +599,26 @@ def test_a_train_fn_is_imported_before_the_run_and_only_when_it_runs(
     assert "POI002" not in {f.check_id for f in report.findings}
 
 
-def test_a_trigger_the_clean_model_already_obeys_is_no_backdoor(
+def test_a_trigger_the_clean_model_already_obeys_measures_nothing(
     cancer: tuple[Dataset, Dataset],
 ) -> None:
     """The default trigger sends triggered breast-cancer rows to class 0 whether or not the
-    model was poisoned (clean rate 1.0): the check said "sensitive to poisoning" at success
-    0.98, which the poison did not add. The gate reads the success over the clean rate."""
+    model was poisoned (clean rate 1.0). The check once said "sensitive to poisoning" at
+    success 0.98, which the poison did not add; then it passed at a lift of 0, which
+    measured nothing (a review). A limit not judged fails closed, naming the remedy."""
     train, test = cancer
     config = PoisoningSimulationConfig(kind="backdoor", target_class=0)
     finding = PoisoningSimulationCheck(config).execute(context(train, test, logistic(train)))
     assert value(finding, "backdoor_success_rate") > 0.9
-    assert value(finding, "clean_trigger_rate") > 0.9
-    assert finding.status is Status.PASS, finding.message
+    assert value(finding, "clean_trigger_rate") == 1.0
+    assert finding.status is Status.FAIL, finding.message
+    assert "max_backdoor_success not judged; choose another trigger" in finding.message
+    # the other class as the target: the clean model does not obey the trigger, and the
+    # poison's share is judged
+    other = PoisoningSimulationCheck(PoisoningSimulationConfig(kind="backdoor", target_class=1))
+    judged = other.execute(context(train, test, logistic(train)))
+    assert value(judged, "clean_trigger_rate") < 1.0
+    assert "not judged" not in judged.message
 
 
 def test_the_backdoor_gate_reads_the_poisons_share_of_what_the_clean_model_left() -> None:

@@ -531,3 +531,25 @@ def test_the_trigger_lands_on_image_arrays_of_any_layout() -> None:
     assert (flat[:5][:, [0, 7, 191]] == 255).all()
     np.testing.assert_array_equal(flat[5:], nchw.reshape(20, -1)[5:])
     assert stamped.shape == nchw.shape
+
+
+def test_a_recipe_that_fits_one_shared_model_in_place_is_refused(
+    cancer: dict[str, Any],
+) -> None:
+    """From a review: ``return MODEL.fit(X, y)`` (fit returns self) made the clean reference
+    the poisoned model, both were judged after the poisoned fit, and the drop read 0 (a
+    30% flip passed). The clean model is now judged first, and a recipe that hands back the
+    same object is refused: the shared model it mutated is the poisoned one."""
+    shared = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+
+    def in_place(X: Any, y: Any) -> Any:
+        return shared.fit(X, y)
+
+    def fresh(X: Any, y: Any) -> Any:
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(X, y)
+
+    args = (cancer["X_tr"], cancer["y_tr"], cancer["X_te"], cancer["y_te"])
+    with pytest.raises(ConfigError, match="new model on each call"):
+        simulate_poisoning(in_place, *args, kind="label_flip", rate=0.3, seed=0)
+    sim = simulate_poisoning(fresh, *args, kind="label_flip", rate=0.3, seed=0)
+    assert sim.accuracy_drop > 0.03

@@ -309,6 +309,16 @@ class PoisoningSimulationCheck(Check):
                     f"backdoor success is undefined (no test row of {victims} to stamp): "
                     "max_backdoor_success not judged"
                 )
+            elif sim.clean_trigger_rate is not None and sim.clean_trigger_rate >= 1.0:
+                # the clean model already sends every stamped row to the target: nothing is
+                # left for the poison to show, and a lift of 0 passed (a review: iris, the
+                # default trigger virginica-like)
+                violations.append(
+                    "the clean model already sends every triggered test row to the target "
+                    f"class {sim.target_class!r} (clean trigger rate 1.0), so the poison's "
+                    "effect cannot be measured: max_backdoor_success not judged; choose "
+                    "another trigger or target_class"
+                )
             else:
                 lift = backdoor_lift(success, sim.clean_trigger_rate)
                 if lift > cfg.max_backdoor_success:

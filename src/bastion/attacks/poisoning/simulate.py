@@ -505,13 +505,11 @@ def simulate_poisoning(
     if clean_model is None:
         report_stage("retraining on the clean data")
         clean_model = train(X_train, labels)
-    report_stage(f"retraining on the poisoned data ({len(idx)} rows poisoned)")
-    poisoned_model = train(X_p, y_p)
+    # the clean model is judged before the poisoned one trains: a recipe that fits one
+    # shared estimator in place (``return MODEL.fit(X, y)``) turned the clean reference into
+    # the poisoned model, and the check passed at a drop of 0 (a review)
     clean_right = _correct(clean_model, X_test, test_labels)
-    poisoned_right = _correct(poisoned_model, X_test, test_labels)
-    n_test = len(test_labels)
-    clean_acc, poisoned_acc = clean_right / n_test, poisoned_right / n_test
-    success: float | None = None
+    stamped = None
     baseline: float | None = None
     if kind == "backdoor":
         # a one-to-one backdoor is judged on its source class, as in the papers
@@ -519,8 +517,21 @@ def simulate_poisoning(
         others = np.flatnonzero(victims)
         if len(others):
             stamped = apply_trigger(take_rows(X_test, others), used_trigger)
-            success = float(np.mean(_predicted(poisoned_model, stamped) == goal))
             baseline = float(np.mean(_predicted(clean_model, stamped) == goal))
+    report_stage(f"retraining on the poisoned data ({len(idx)} rows poisoned)")
+    poisoned_model = train(X_p, y_p)
+    if poisoned_model is clean_model:
+        raise ConfigError(
+            "the training recipe returned the clean model's own object for the poisoned "
+            "data: it fits one shared model in place, which is now the poisoned one. Make "
+            "train_fn build a new model on each call"
+        )
+    poisoned_right = _correct(poisoned_model, X_test, test_labels)
+    n_test = len(test_labels)
+    clean_acc, poisoned_acc = clean_right / n_test, poisoned_right / n_test
+    success: float | None = None
+    if stamped is not None:
+        success = float(np.mean(_predicted(poisoned_model, stamped) == goal))
     return PoisoningSimulation(
         kind=kind,
         rate=float(rate),
