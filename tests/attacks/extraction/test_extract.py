@@ -716,3 +716,25 @@ def test_dataframes_whose_columns_the_model_orders_otherwise_are_refused(
         )
     with pytest.raises(DataError, match=r"column 0 is 'worst fractal dimension'"):
         ATTACKS.get("square")().run(model, reversed_.iloc[:5], data.target.to_numpy()[:5], eps=0.5)
+
+
+def test_labels_of_another_type_than_the_classes_are_refused(cancer: dict[str, Any]) -> None:
+    """From a review: an endpoint that declared classes [0, 1] and answered labels '0' and
+    '1' had its probabilities' copy (answering 0 and 1) judged against them: fidelity 0.0,
+    and EXT001 passed."""
+    from bastion.exceptions import DataError
+
+    victim = cancer["victim"]
+    model = CallableAdapter(
+        predict=lambda X: victim.predict(np.asarray(X)).astype(str),
+        predict_proba=lambda X: victim.predict_proba(np.asarray(X)),
+        classes=[0, 1],
+    )
+    with pytest.raises(DataError, match=r"predicts labels \['.'.*not among its classes"):
+        _run(cancer, model, budget=50, surrogate="logistic")
+    same = CallableAdapter(
+        predict=lambda X: victim.predict(np.asarray(X)),
+        predict_proba=lambda X: victim.predict_proba(np.asarray(X)),
+        classes=[0, 1],
+    )
+    assert _run(cancer, same, budget=50, surrogate="logistic").fidelity > 0.5  # type: ignore[operator]

@@ -361,6 +361,18 @@ class ExtractionAttack(Attack):
         else:
             v_eval = _labels(victim_eval_labels, len(X_eval), "victim_eval_labels")
         eval_queries = victim.n_queries - before_eval
+        if soft and victim.classes_ is not None and len(v_eval):
+            # the copy of the probabilities answers in classes_; labels of another type
+            # ('0' for 0) never match them, and fidelity 0 passed the gate (a review)
+            unknown = ~np.isin(v_eval, np.asarray(victim.classes_))
+            if unknown.any():
+                raise DataError(
+                    f"model {victim.info.name!r} predicts labels "
+                    f"{list(dict.fromkeys(v_eval[unknown].tolist()))[:5]!r} that are not among "
+                    f"its classes {np.asarray(victim.classes_)[:10].tolist()!r}: a copy of its "
+                    "probabilities cannot be compared with them; give the classes as predict "
+                    "writes its labels"
+                )
 
         loop = _QueryLoop(victim, source, limiter, tracker, soft, cfg, seed, strategy)
         before_attack = victim.n_queries
