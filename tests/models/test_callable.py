@@ -75,3 +75,33 @@ def test_wrong_shapes_are_refused() -> None:
         model.predict(X)
     with pytest.raises(ModelOutputError, match=r"expected \(6, 2\)"):
         model.predict_proba(X)
+
+
+def test_labels_past_the_score_columns_of_a_model_without_classes_are_named() -> None:
+    """A model that declares no classes answers with its columns 0..k-1: labels 1 and 2
+    share the value 1 with its answers and passed, read shifted (a review saw a backdoored
+    torch model pass POI003 with labels 1 and 2, and fail with 0 and 1)."""
+    import pandas as pd
+
+    from bastion.data.dataset import Dataset
+    from bastion.models.predictions import check_labels_match
+
+    X = np.linspace(-1, 1, 8).reshape(-1, 1)
+
+    def proba(A: object) -> np.ndarray:
+        p = 1 / (1 + np.exp(-4 * np.asarray(A, dtype=float)[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+
+    model = CallableAdapter(
+        predict=lambda A: (proba(A)[:, 1] > 0.5).astype(int), predict_proba=proba
+    )
+    frame = pd.DataFrame({"x": X[:, 0], "y": [0, 0, 0, 0, 1, 1, 1, 1]})
+    ok = Dataset.from_frame(frame, name="train", target="y")
+    check_labels_match(ok, model, ok.labels)
+    shifted = Dataset.from_frame(frame.assign(y=frame["y"] + 1), name="train", target="y")
+    with pytest.raises(ModelOutputError, match=r"columns 0\.\.1; labels \[2\]"):
+        check_labels_match(shifted, model, shifted.labels)
+    named = Dataset.from_frame(frame.assign(y=frame["y"].map({0: "a", 1: "b"})), name="t",
+                               target="y")  # fmt: skip
+    with pytest.raises(ModelOutputError, match="none of its answers"):
+        check_labels_match(named, model, named.labels)

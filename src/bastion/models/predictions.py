@@ -146,6 +146,33 @@ def check_labels_match(
         return
     rows = data.features if X is None else X
     _check_undeclared_labels(data, model, y_true, np.asarray(model.predict(rows)))
+    if model.has(Capability.PREDICT_PROBA):
+        _check_labels_are_columns(data, model, y_true, rows)
+
+
+def _check_labels_are_columns(
+    data: Dataset, model: ModelAdapter, y_true: np.ndarray, X: Any
+) -> None:
+    """A model that declares no classes answers with its score columns 0..k-1: whole-number
+    labels past them (1 and 2 for a two-output torch model) share one value with its
+    answers, pass the overlap test, and are read shifted (a review saw a backdoored model
+    pass POI003 with labels 1 and 2, and fail with 0 and 1)."""
+    import pandas as pd
+
+    labels = pd.unique(pd.Series(y_true).dropna())
+    numbers = pd.to_numeric(pd.Series(labels), errors="coerce")
+    if numbers.isna().any() or not np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0):
+        return  # text labels: the overlap test above judges them
+    take = X.iloc[:1] if hasattr(X, "iloc") else np.asarray(X)[:1]
+    width = max(int(np.asarray(model.predict_proba(take)).shape[1]), 2)
+    outside = sorted(v for v in numbers.astype(int).tolist() if not 0 <= v < width)
+    if outside:
+        raise ModelOutputError(
+            f"model {model.info.name!r} declares no classes, so its answers are its score "
+            f"columns 0..{width - 1}; labels {outside[:5]} of dataset {data.name!r} are not: "
+            "declare the model's classes (model.classes, --classes) in the order of its "
+            "outputs"
+        )
 
 
 def _check_undeclared_labels(
