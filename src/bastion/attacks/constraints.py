@@ -26,6 +26,7 @@ import pandas as pd
 
 from bastion.data.schema import ColumnKind, FeatureSchema
 from bastion.exceptions import ConfigError, DataError
+from bastion.models.base import first_misplaced
 
 __all__ = ["FeatureConstraints"]
 
@@ -248,9 +249,9 @@ class FeatureConstraints:
         if not isinstance(X, pd.DataFrame) or self.names == _default_names(self.n_features):
             return
         have, want = [str(c) for c in X.columns], list(self.names)
-        if have == want or sorted(have) != sorted(want):
+        at = first_misplaced(have, want)
+        if at is None:
             return
-        at = next(i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b)
         raise DataError(
             f"{what}'s columns hold the constrained features in another order (column {at} is "
             f"{have[at]!r}, where the constraints describe {want[at]!r}): build the "

@@ -182,6 +182,15 @@ def input_names(model: Any) -> list[str]:
     return [] if names is None else [str(c) for c in names]
 
 
+def first_misplaced(have: list[str], want: list[str]) -> int | None:
+    """The position of the first column of ``have`` out of ``want``'s order, where both
+    hold the same names in another order (None: the same order, or other names, which are
+    left to whoever reads them)."""
+    if have == want or sorted(have) != sorted(want):
+        return None
+    return next(i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b)
+
+
 def refuse_misordered_columns(X: Any, model: Any, what: str = "X") -> None:
     """Refuse a DataFrame whose columns hold the inputs ``model`` names
     (``feature_names_in_``) in another order. Attacks turn rows into arrays, which an
@@ -196,9 +205,9 @@ def refuse_misordered_columns(X: Any, model: Any, what: str = "X") -> None:
     if not want or not isinstance(X, pd.DataFrame):
         return
     have = [str(c) for c in X.columns]
-    if have == want or sorted(have) != sorted(want):
+    at = first_misplaced(have, want)
+    if at is None:
         return
-    at = next(i for i, (a, b) in enumerate(zip(have, want, strict=True)) if a != b)
     raise DataError(
         f"{what}'s columns hold the model's inputs in another order (column {at} is "
         f"{have[at]!r}, where the model takes {want[at]!r}): pass "

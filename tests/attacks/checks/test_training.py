@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bastion.attacks.checks._training import labelled_rows
+from bastion.attacks.checks._training import labelled_rows, not_shown_status
 from bastion.data.dataset import Dataset
 
 
@@ -26,3 +26,11 @@ def test_labelled_rows_skip_reasons_and_rows() -> None:
     assert same is train
     np.testing.assert_array_equal(positions, [0, 2, 3])  # the unlabelled row is left out
     assert list(y) == list(train.labels[[0, 2, 3]])
+
+
+def test_not_shown_status_is_the_gate_rule_for_attacks_stopped_short() -> None:
+    from bastion.findings import Status
+
+    assert not_shown_status(True, "time budget") is Status.FAIL
+    assert not_shown_status(False, "time budget") is Status.WARN  # report only
+    assert not_shown_status(True, "interrupted") is Status.WARN  # the runner's: an error

@@ -11,9 +11,9 @@ if TYPE_CHECKING:
     from bastion.checks import Check, CheckContext
     from bastion.data.dataset import Dataset
     from bastion.exceptions import TimeBudgetError
-    from bastion.findings import Finding
+    from bastion.findings import Finding, Status
 
-__all__ = ["labelled_rows", "stopped_by_time"]
+__all__ = ["labelled_rows", "not_shown_status", "stopped_by_time"]
 
 
 def labelled_rows(train: Dataset | None) -> tuple[Dataset, np.ndarray, np.ndarray] | str:
@@ -50,3 +50,13 @@ def stopped_by_time(
         f"reach: raise {key} in the policy, or run it on a sample of the training rows.",
         evidence={"max_seconds": max_seconds},
     )
+
+
+def not_shown_status(limited: bool, stopped: str | None) -> Status:
+    """The status of figures within their limits from an attack that stopped short (time
+    budget, Ctrl-C): a limit set and not shown to hold fails closed (it warned, and the gate
+    let the warning through); a report-only run warns; after Ctrl-C a warning too, which the
+    runner makes an error (it makes any interrupted attack finding but a failure one)."""
+    from bastion.findings import Status
+
+    return Status.FAIL if limited and stopped != "interrupted" else Status.WARN

@@ -44,7 +44,7 @@ from pydantic import Field
 
 from bastion._names import known_names
 from bastion.attacks.budget import Budget
-from bastion.attacks.checks._training import stopped_by_time
+from bastion.attacks.checks._training import not_shown_status, stopped_by_time
 from bastion.attacks.privacy.inversion import (
     AttributeInference,
     AttributeInferenceConfig,
@@ -182,9 +182,7 @@ class AttributeInferenceCheck(Check):
                 f"max_advantage {cfg.max_advantage:g}. " + summary
             )
         elif result.stopped:
-            # a limit set and not shown to hold fails closed (as ADV001, EXT001, PRV001);
-            # after Ctrl-C the runner makes the warning an error
-            status = Status.WARN if result.stopped == "interrupted" else Status.FAIL
+            status = not_shown_status(True, result.stopped)
             message = (
                 f"Stopped ({result.stopped}) before the inversion method ran: under "
                 f"max_advantage {cfg.max_advantage:g} without it, which does not show the "

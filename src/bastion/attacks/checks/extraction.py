@@ -61,6 +61,7 @@ import pandas as pd
 from pydantic import Field
 
 from bastion.attacks.budget import Budget
+from bastion.attacks.checks._training import not_shown_status
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.extraction.extract import (
     ExtractionAttack,
@@ -227,9 +228,9 @@ class Extraction(Check):
         # probabilities decides otherwise than the model on some rows, so an attacker who
         # copies the labels may do better (a review saw 0.86 against 0.97); where it does not
         # (Platt scaling's 1%), the probabilities stay the stronger copy. Both run, each
-        # with the budget's queries and half the time, and the more faithful is judged
-        # not_argmax None: not measured (a rate cap, a missing value in the test set, no
-        # target): both copies run, as a threshold cannot be ruled out (a review saw a tuned
+        # with the budget's queries and half the time, and the more faithful is judged. Where
+        # not_argmax was not measured (a rate cap, a missing value in the test set, no
+        # target), a threshold cannot be ruled out and both run too (a review saw a tuned
         # threshold pass at 0.85 where its labels are copied at 0.975)
         unknown = (
             not_argmax is None
@@ -241,13 +242,15 @@ class Extraction(Check):
         started = time.monotonic()
         result = steal(cfg.soft_labels, share)
         copies: dict[str, Any] = {}
-        unproven: str | None = None  # a copy that did not run to its budget
+        unproven: str | None = None  # a copy that did not run to its budget: why
+        unproven_stop: str | None = None  # and what stopped it
         if both and result.soft_labels:
             copies["probabilities"] = _copy_summary(result)
             if result.stopped == "interrupted":
                 # Ctrl-C stops the check, not one copy of it
                 copies["labels"] = "not run: interrupted"
                 unproven = "the copy of the labels did not run (interrupted)"
+                unproven_stop = "interrupted"
             else:
                 # what the first copy left of max_seconds: at least its half
                 left = (
@@ -265,14 +268,12 @@ class Extraction(Check):
                 if _short(other):
                     name = "labels" if other is labels else "probabilities"
                     unproven = f"the copy of the {name} stopped ({other.stopped}) short"
+                    unproven_stop = other.stopped
                 result = judged
         status, verdict = _judge(result, cfg.max_fidelity)
         if unproven and status is Status.PASS:
-            # the other attacker was not run to its budget: the limit is not shown to hold,
-            # and a limit set and not shown to hold fails closed (report only: a warning;
-            # after Ctrl-C the runner makes it an error)
-            cut_by_time = cfg.max_fidelity is not None and "interrupted" not in unproven
-            status = Status.FAIL if cut_by_time else Status.WARN
+            # the other attacker was not run to its budget: the limit is not shown to hold
+            status = not_shown_status(cfg.max_fidelity is not None, unproven_stop)
             verdict += f" Not shown for every attacker: {unproven} of the budget."
         return self.finding(
             ctx,
@@ -289,13 +290,18 @@ class Extraction(Check):
         )
 
 
+def _trained_on(result: ExtractionResult) -> int:
+    """The answers the judged surrogate trained on: the last curve point's (short of the
+    budget when the queries stopped early, or when the surrogates' training did)."""
+    return result.curve[-1].queries if result.curve else result.queries_used
+
+
 def _short(result: ExtractionResult) -> bool:
     """Whether ``result``'s surrogate trained on fewer queries than its budget (or none), or
     the time budget left surrogate families untried at the last point."""
     if result.fidelity is None or result.families_untried:
         return True
-    trained_on = result.curve[-1].queries if result.curve else result.queries_used
-    return trained_on < result.budget
+    return _trained_on(result) < result.budget
 
 
 def _copy_summary(result: ExtractionResult) -> dict[str, Any]:
@@ -319,9 +325,7 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
         return Status.FAIL, f"max_fidelity {limit:g} not judged: no fidelity was measured."
     if limit is not None and fidelity > limit:
         return Status.FAIL, f"Fidelity {fidelity:.4f} exceeds max_fidelity {limit:g}."
-    # the fidelity judged is the last curve point's: short of the budget when the queries
-    # stopped early, or when the surrogates' training did (Ctrl-C)
-    trained_on = result.curve[-1].queries if result.curve else result.queries_used
+    trained_on = _trained_on(result)
     short = trained_on < result.budget
     if short or result.families_untried:
         reach = (
@@ -334,9 +338,7 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
         )
         if limit is None:
             return Status.WARN, reach + " (report only: no max_fidelity)."
-        # so far within the limit, which the budget's attacker was not shown to stay in: a
-        # failure (after Ctrl-C the runner makes the warning an error)
-        status = Status.WARN if result.stopped == "interrupted" else Status.FAIL
+        status = not_shown_status(True, result.stopped)
         return status, reach + f"; so far within max_fidelity {limit:g}, not shown to hold."
     if limit is None:
         return Status.PASS, "Report only (no max_fidelity set)."

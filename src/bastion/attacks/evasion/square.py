@@ -343,11 +343,9 @@ class _Search:
     def _margin(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
         owners = self.rows[idx]
         scores = self._scores(self.space.to_x(z, owners), owners)
-        if self.cols is None:
-            self.cols = label_columns(self.model, self.y, scores.shape[1])
-        m = margin(scores, np.maximum(self.cols[idx], 0))
-        m[self.cols[idx] < 0] = np.inf  # a label the model cannot output: nothing to attack
-        return m
+        # run() reads the columns before the first query, and refuses a label that has none
+        assert self.cols is not None
+        return margin(scores, self.cols[idx])
 
     def _scores(self, x: np.ndarray, owners: np.ndarray) -> np.ndarray:
         """The model's scores of rows ``x`` (charged to ``owners``), as :func:`margin` reads
@@ -381,7 +379,7 @@ class _Search:
         # a tie, or predict and the scores computed apart, may leave the label's column a
         # rounding below the top: not a disagreement
         slack = 1e-6 * np.maximum(np.abs(scores).max(axis=1), 1.0)
-        wrong = int((margin(scores, np.maximum(self.cols, 0)) < -slack).sum())
+        wrong = int((margin(scores, self.cols) < -slack).sum())
         if wrong:
             raise ConfigError(
                 f"model {self.model.info.name!r} has no classes_, so labels are read as its "
