@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 
@@ -94,6 +94,45 @@ def test_refit_beats_cleanlab_on_digits(noisy_digits: dict[str, Any]) -> None:
     assert r_cl is not None
     assert p_ours >= p_cl
     assert r_ours >= r_cl
+
+
+@pytest.mark.parametrize("loader", [load_wine, load_iris], ids=["wine", "iris"])
+def test_refit_beats_cleanlab_on_small_multiclass_sets(loader: Any) -> None:
+    """On 150-178 rows a refit's own noise counts fell, and its recall fell below cleanlab's
+    (wine 0.85 against 0.87 over 16 seeds). Each cell now prunes the larger of the rounds'
+    counts. One seed's figures swing by 0.1 on such sets, so the means over 8 are compared."""
+    X, y = loader(return_X_y=True)
+    ours, theirs = [], []
+    for seed in range(8):
+        y_noisy, flipped = flip_labels(y, 0.1, rng=seed)
+        proba = out_of_sample_proba(default_estimator(seed), X, y_noisy, cv=5, seed=seed)
+        cl = np.flatnonzero(cleanlab_filter.find_label_issues(y_noisy, proba, n_jobs=1))
+        theirs.append(precision_recall(cl, flipped))
+        ours.append(precision_recall(find_label_issues(X, y_noisy, seed=seed).flagged, flipped))
+    p_ours, r_ours = np.mean(np.array(ours, dtype=float), axis=0)
+    p_cl, r_cl = np.mean(np.array(theirs, dtype=float), axis=0)
+    assert p_ours >= p_cl
+    assert r_ours >= r_cl
+
+
+def test_a_refit_prunes_at_least_the_first_rounds_counts(noisy_cancer: dict[str, Any]) -> None:
+    """The refit's ranking with the first round's counts as a floor: a refit alone would
+    prune fewer rows in some cells; with the floor it flags a superset of what the refit's
+    own counts flag (rows the model still predicts as labelled aside)."""
+    from bastion.attacks.poisoning.detect import _label_indices, _prune_by_noise_rate
+
+    d = noisy_cancer
+    labels, classes = _label_indices(d["y_noisy"], None, d["proba"])
+    first, counts = _prune_by_noise_rate(labels, classes, d["proba"])
+    refit = out_of_sample_proba(default_estimator(0), d["X"], d["y_noisy"], seed=0,
+                                exclude=first.mask)  # fmt: skip
+    alone, alone_counts = _prune_by_noise_rate(labels, classes, refit)
+    floored, used = _prune_by_noise_rate(labels, classes, refit, at_least=counts)
+    np.testing.assert_array_equal(used, np.maximum(alone_counts, counts))
+    assert set(alone.flagged) <= set(floored.flagged)
+    # what find_label_issues returns with one refit
+    np.testing.assert_array_equal(find_label_issues(d["X"], d["y_noisy"], seed=0).mask,
+                                  floored.mask)  # fmt: skip
 
 
 def test_knn_label_consistency_finds_flips(noisy_cancer: dict[str, Any]) -> None:
