@@ -3,6 +3,7 @@ skips with reasons, evidence hygiene, determinism and the policy's poisoning sec
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -553,6 +554,35 @@ def test_torch_retraining_refuses_what_it_cannot_reset_and_names_missing_values(
         train(X, np.arange(10) % 2)
     attention = torch.nn.MultiheadAttention(4, 1)  # re-initialised by _reset_parameters
     torch_trainer(TorchAdapter(torch.nn.Sequential(attention), classes=[0, 1]))
+
+
+def test_torch_retraining_without_classes_refuses_labels_that_name_no_output() -> None:
+    """A module that declares no classes reads labels as its output columns: text labels
+    raised a bare ValueError, labels 1 and 2 of two outputs an IndexError from inside torch,
+    and 0.5 was truncated to column 0 without a word."""
+    torch = pytest.importorskip("torch")
+    from bastion.attacks.poisoning._training import torch_trainer
+    from bastion.exceptions import ConfigError
+    from bastion.models.torch import TorchAdapter
+
+    torch.manual_seed(0)
+    two = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    X = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    train = torch_trainer(TorchAdapter(two), epochs=1)
+    for labels, shown in [
+        (np.arange(12) % 2 + 1, "['2']"),
+        (np.where(np.arange(12) % 2, "yes", "no"), "['no', 'yes']"),
+        (np.where(np.arange(12) % 2, 0.5, 0.0), "['0.5']"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"columns 0\.\.1; labels {re.escape(shown)}"):
+            train(X, labels)
+    assert train(X, np.arange(12) % 2).classes_ is None  # columns 0 and 1: trains
+    # a single logit: labels 0 and 1
+    one = torch.nn.Sequential(torch.nn.Linear(4, 1))
+    train_one = torch_trainer(TorchAdapter(one), epochs=1)
+    train_one(X, np.arange(12) % 2)
+    with pytest.raises(ConfigError, match=r"labels \['2'\]"):
+        train_one(X, np.arange(12) % 3)
 
 
 @pytest.mark.parametrize(

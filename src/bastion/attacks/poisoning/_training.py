@@ -203,8 +203,9 @@ def torch_trainer(
 
         classes = adapter.classes_
         labels = label_array(y)
+        rows = finite_rows(X, "retraining the torch model")
         if classes is None:
-            targets = labels.astype(np.int64)
+            targets = _column_targets(adapter, labels, rows)
         else:
             lookup = {c: i for i, c in enumerate(classes.tolist())}
             unknown = [v for v in np.unique(labels).tolist() if v not in lookup]
@@ -213,7 +214,6 @@ def torch_trainer(
                     f"labels {unknown[:5]} are not among the model's classes {classes.tolist()}"
                 )
             targets = np.array([lookup[v] for v in labels.tolist()], dtype=np.int64)
-        rows = finite_rows(X, "retraining the torch model")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = copy.deepcopy(adapter.module)
@@ -256,3 +256,27 @@ def torch_trainer(
         )
 
     return train
+
+
+def _column_targets(adapter: Any, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Labels as output columns for a module that declares no classes: each must be a whole
+    number naming one of its columns (0 or 1 for a single logit). Text labels raised a bare
+    ValueError, labels 1 and 2 of a two-output module an IndexError from inside torch, and
+    fractions were truncated to a column without a word."""
+    import pandas as pd
+
+    distinct = pd.unique(pd.Series(labels))
+    numbers = pd.to_numeric(pd.Series(distinct), errors="coerce").to_numpy(dtype=float)
+    # one row through the model it copies: the width of its output
+    width = max(int(np.asarray(adapter.predict_proba(rows[:1])).shape[1]), 2)
+    whole = ~np.isnan(numbers) & (np.mod(numbers, 1) == 0)
+    bad = [v for v, ok, num in zip(distinct.tolist(), whole, numbers, strict=True)
+           if not ok or not 0 <= num < width]  # fmt: skip
+    if bad:
+        raise ConfigError(
+            f"model {adapter.info.name!r} declares no classes, so retraining reads each label "
+            f"as one of its output columns 0..{width - 1}; labels {sorted(map(str, bad))[:5]} "
+            "are not: declare the model's classes (model.classes, --classes) in the order of "
+            "its outputs"
+        )
+    return np.asarray(labels, dtype=float).astype(np.int64)
