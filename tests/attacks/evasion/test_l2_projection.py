@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -112,3 +113,19 @@ def test_float32_stays_in_the_ball_when_most_coordinates_saturate() -> None:
     length = torch.linalg.vector_norm(p - torch.as_tensor(x0), dim=1)
     assert torch.all(length <= eps * (1 + 1e-5))
     assert torch.allclose(p, exact64, atol=1e-5)
+
+
+def test_a_step_of_norm_eps_beside_unmoving_coordinates_keeps_its_length() -> None:
+    """In float32, a step of norm exactly eps (FGSM's) with a coordinate that does not move
+    (sorted last, at t = 1) left no room by rounding, and the factor was 0: the point never
+    moved. Wherever the zero sits, the factor is 1 to rounding."""
+    rng = np.random.default_rng(0)
+    delta = rng.normal(size=(2_000, 6)).astype(np.float32)
+    delta[rng.random(delta.shape) < 0.3] = 0.0
+    delta[:, 0] += 1.0  # no row without a moving coordinate
+    delta = torch.as_tensor(delta)
+    delta = delta / torch.linalg.vector_norm(delta, dim=1, keepdim=True) * EPS
+    x0 = torch.zeros_like(delta)
+    unbounded = torch.full_like(delta, math.inf)
+    s = _l2_box_shrink(delta.clone(), x0, -unbounded, unbounded, EPS)
+    assert float(s.min()) > 1 - 1e-5
