@@ -651,3 +651,43 @@ def test_classes_name_the_columns_of_a_probabilities_only_model(
     clean = metrics_of(json.loads(out.read_text()), "ADV001")["clean_accuracy"]
     assert clean == pytest.approx(float(np.mean(lr.predict((X - mean) / std) == y)), abs=0.02)
     assert run([*common, "--classes", "0,,1"]) == 2
+
+
+def test_inversion_of_a_one_hot_attribute_reads_the_train_file(tmp_path: Path) -> None:
+    """``--attribute sex_F,sex_M`` names a one-hot attribute: with ``sex_M`` left to the
+    attacker the baseline read it exactly and a leaking model passed. The attribute went to
+    both files as a sensitive feature, so a ``--data`` holding one group of it (which PRV002
+    does not read beside ``--train``) was refused, with a message about fairness."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    n = 300
+    sex = rng.integers(0, 2, n)
+    x1 = rng.normal(size=n)
+    frame = pd.DataFrame({"x1": x1, "x2": rng.normal(size=n), "sex_F": sex, "sex_M": 1 - sex})
+    frame["y"] = ((x1 + 2.5 * sex + 0.3 * rng.normal(size=n)) > 1.2).astype(int)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame[frame["sex_F"] == 1].to_csv(tmp_path / "women.csv", index=False)
+    joblib.dump(
+        LogisticRegression().fit(frame.drop(columns="y"), frame["y"]), tmp_path / "m.joblib"
+    )
+
+    def inversion(attribute: str) -> tuple[int, dict[str, Any]]:
+        out = tmp_path / f"{attribute}.json"
+        code = run(
+            ["attack", "inversion", "--model", str(tmp_path / "m.joblib"),
+             "--train", str(tmp_path / "train.csv"), "--data", str(tmp_path / "women.csv"),
+             "--target", "y", "--attribute", attribute, "--format", "json", "--out", str(out)]
+        )  # fmt: skip
+        finding = json.loads(out.read_text())["findings"][0]
+        return code, finding
+
+    code, finding = inversion("sex_F,sex_M")
+    assert code == 1, finding["message"]
+    assert finding["status"] == "fail"
+    assert finding["evidence"]["one_hot_columns"] == ["sex_F", "sex_M"]
+    assert finding["metrics"]["baseline_accuracy"] < 0.95
+    code, alone = inversion("sex_F")
+    assert code == 0
+    assert "The other features reveal it exactly" in alone["message"]

@@ -632,7 +632,14 @@ def attack_membership(
 def attack_inversion(
     data: DataOpt,
     target: TargetOpt,
-    attribute: Annotated[str, typer.Option("--attribute", help="The sensitive column to infer.")],
+    attribute: Annotated[
+        str,
+        typer.Option(
+            "--attribute",
+            help="The sensitive column to infer; columns joined by commas (sex_F,sex_M) are "
+            "its one-hot encoding, all hidden from the attacker.",
+        ),
+    ],
     model: ModelOpt = None,
     train: TrainOpt = None,
     seed: SeedOpt = 0,
@@ -656,12 +663,19 @@ def attack_inversion(
     _attack(
         "inversion",
         model=model, data=data, target=target, train=train, seed=seed,
-        output_format=output_format.value, out=out, sensitive=[attribute],
+        output_format=output_format.value, out=out,
         remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
         device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
-        options={"attribute_inference": _given(attribute=attribute, max_seconds=max_seconds)},
+        # the attribute goes to PRV002 alone: as a sensitive feature of both datasets it
+        # was refused where --data (which PRV002 does not read beside --train) lacked it or
+        # held one group of it, with a message about fairness
+        options={"attribute_inference": _given(
+            attribute=[c.strip() for c in attribute.split(",")] if "," in attribute
+            else attribute,
+            max_seconds=max_seconds,
+        )},
     )  # fmt: skip
 
 

@@ -343,6 +343,77 @@ def test_attribute_inference_skips_without_an_attribute_or_with_too_many_values(
     assert "attribute 'zip' is not a column of dataset 'train'" in error.message
 
 
+def _one_hot(ds: Dataset, declared: bool) -> Dataset:
+    """``ds`` with ``sex`` one-hot encoded as ``sex_F`` / ``sex_M`` (model inputs), the
+    group declared in the schema or not."""
+    frame = ds.frame.assign(sex_F=ds.frame["sex"], sex_M=1 - ds.frame["sex"]).drop(columns="sex")
+    out = Dataset.from_frame(frame, name=ds.name, target="target", non_features=["region"])
+    if declared:
+        columns = dict(FeatureSchema.infer(frame).columns)
+        for name in ("sex_F", "sex_M"):
+            columns[name] = ColumnSpec(name, ColumnKind.INTEGER, one_hot_group="sex")
+        out = dataclasses.replace(out, schema=FeatureSchema(columns))
+    return out
+
+
+def test_attribute_inference_hides_the_whole_one_hot_group(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    """A sibling left among the attacker's features (sex_M beside sex_F) gave the attribute
+    away to the no-query baseline: accuracy 1.0, advantage 0, a pass for a model that leaks
+    it as much as the single column does (0.09 advantage here)."""
+    train, test = sensitive
+    single = fitted(train, LogisticRegression())
+    config = AttributeInferenceCheckConfig(attribute="sex")
+    control = AttributeInferenceCheck(config).execute(context(train, test, single))
+    assert control.status is Status.FAIL, control.message
+    encoded, encoded_test = _one_hot(train, declared=True), _one_hot(test, declared=True)
+    model = fitted(encoded, LogisticRegression())
+    for attribute in ("sex", "sex_F", "sex_M"):  # the group, or any of its columns
+        check = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute=attribute))
+        finding = check.execute(context(encoded, encoded_test, model))
+        assert finding.status is Status.FAIL, finding.message
+        assert finding.evidence["one_hot_columns"] == ["sex_F", "sex_M"]
+        assert finding.metrics["baseline_accuracy"] < 1.0
+        assert finding.metrics["advantage"] == pytest.approx(control.metrics["advantage"])
+    # no schema: the columns named outright, or a warning in the message where one is named
+    bare, bare_test = _one_hot(train, declared=False), _one_hot(test, declared=False)
+    listed = AttributeInferenceCheckConfig(attribute=["sex_F", "sex_M"])
+    finding = AttributeInferenceCheck(listed).execute(context(bare, bare_test, model))
+    assert finding.status is Status.FAIL, finding.message
+    one = AttributeInferenceCheck(AttributeInferenceCheckConfig(attribute="sex_F"))
+    alone = one.execute(context(bare, bare_test, model))
+    assert alone.metrics["baseline_accuracy"] == 1.0
+    assert "The other features reveal it exactly" in alone.message
+
+
+def test_attribute_inference_judges_every_sensitive_feature(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    """Only the first of the sensitive features was judged: a random one listed first hid
+    the leak of the second, and the finding did not say so."""
+    train, test = sensitive
+    rng = np.random.default_rng(3)
+    noisy = dataclasses.replace(
+        train,
+        frame=train.frame.assign(grp=rng.integers(0, 2, train.n_rows)),
+        non_features=("region", "grp"),
+    )
+    model = fitted(train, LogisticRegression())
+    ctx = context(noisy, test, model, sensitive_features=("grp", "sex", "region"))
+    finding = AttributeInferenceCheck().execute(ctx)
+    assert finding.status is Status.FAIL, finding.message
+    assert "The model leaks 'sex'" in finding.message
+    assert "'grp'" in finding.message
+    judged = finding.evidence["attributes"]
+    assert set(judged) == {"grp", "sex", "region"}
+    assert judged["grp"]["advantage"] <= 0.05 < judged["sex"]["advantage"]
+    assert finding.metrics["advantage"] == judged["sex"]["advantage"]  # the worst decides
+    # the same two in the other order: the same verdict
+    swapped = context(noisy, test, model, sensitive_features=("sex", "grp"))
+    assert AttributeInferenceCheck().execute(swapped).status is Status.FAIL
+
+
 def test_the_policy_privacy_section_runs_both_checks(cancer: tuple[Dataset, Dataset]) -> None:
     from bastion.config import parse_policy
     from bastion.runner import load_inputs, run_gate

@@ -393,3 +393,39 @@ def test_the_splits_and_the_inversion_report_their_stage(data: dict[str, Any]) -
     splits = [f"attribute classifiers: split {k} of 5" for k in range(1, 6)]
     stages = [line for line in seen if "queries," not in line]  # not the budget's lines
     assert stages == [*splits, f"inversion: {2 * N_TRAIN:,} queries"]
+
+
+def test_a_one_hot_attribute_is_hidden_and_inverted_as_a_whole(data: dict[str, Any]) -> None:
+    """The attribute as the columns of its one-hot encoding: a row's value is its hot
+    column's name ("(none)" where none is, as for a dropped reference category), none of
+    them is the attacker's, and inversion sets them all. The figures equal the single
+    column's; with a sibling among the attacker's features the baseline read it exactly."""
+    frame = data["frame"].iloc[:N_TRAIN]
+    single = run(fit(data, ["a", "b", "c", "d", "s"]), frame, attribute="s")
+    encoded = frame.assign(s_1=frame["s"], s_0=1 - frame["s"]).drop(columns="s")
+    columns = ["a", "b", "c", "d", "s_1", "s_0"]
+    model = SklearnAdapter(LogisticRegression().fit(encoded[columns], data["y"][:N_TRAIN]))
+    grouped = run(model, encoded[columns], attribute=["s_1", "s_0"])
+    expected = np.where(frame["s"].to_numpy() == 1, "s_1", "s_0")
+    np.testing.assert_array_equal(grouped.truth, expected)
+    assert grouped.baseline_accuracy == pytest.approx(single.baseline_accuracy)
+    assert grouped.method_accuracy["inversion"] == pytest.approx(
+        single.method_accuracy["inversion"]
+    )
+    assert grouped.attribute == "s_1+s_0"
+    leaked = run(model, encoded[columns], attribute="s_1")  # s_0 left to the attacker
+    assert leaked.baseline_accuracy == 1.0
+    # positions of an array; a dropped reference category reads "(none)"
+    dropped = encoded[["a", "b", "c", "d", "s_1"]].assign(s_2=0)
+    arr = dropped.to_numpy()
+    model_arr = SklearnAdapter(LogisticRegression().fit(arr, data["y"][:N_TRAIN]))
+    positional = run(model_arr, arr, attribute=[4, 5])
+    assert set(positional.truth) == {"4", "(none)"}
+    assert positional.method_accuracy["inversion"] > 0.95
+    # more than one column set in a row is no one-hot encoding
+    broken = encoded[columns].copy()
+    broken.loc[3, "s_0"] = broken.loc[3, "s_1"] = 1
+    with pytest.raises(ConfigError, match=r"1 row\(s\) \(the first at position 3\) have more"):
+        run(model, broken, attribute=["s_1", "s_0"])
+    with pytest.raises(ConfigError, match="2 or more distinct columns"):
+        run(model, encoded[columns], attribute=["s_1"])

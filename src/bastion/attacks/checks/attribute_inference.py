@@ -12,11 +12,15 @@ How
     attribute from the other features plus the model's outputs, a baseline classifier from
     the other features alone; when the attribute is a model input, Fredrikson's inversion
     (try each value, keep the one whose output matches) runs too and the better method
-    counts. The attribute is ``attribute`` or the first of ``data.sensitive_features``; the
-    check is skipped when there is none, and when a non-numeric attribute (or one the
-    schema declares categorical) has more than ``max_candidates`` distinct values. A numeric
-    attribute with more (an age, a lab value) is inferred as one of ``bins`` quantile bins.
-    Rows where the attribute is missing are left out.
+    counts. The attributes are ``attribute`` or every one of ``data.sensitive_features``,
+    each judged, the largest advantage deciding; the check is skipped when there is none.
+    An attribute the schema declares in a ``one_hot_group`` (a column of it, or the group's
+    name), or a list of columns, is the group as a whole: a row's value is its hot column,
+    and the attacker and the baseline know none of the group. An attribute is not judged
+    (and the finding says so) when a non-numeric attribute (or one the schema declares
+    categorical) has more than ``max_candidates`` distinct values. A numeric attribute with
+    more (an age, a lab value) is inferred as one of ``bins`` quantile bins. Rows where the
+    attribute is missing are left out.
 Metrics
     ``attack_accuracy``, ``baseline_accuracy`` (the better of the no-query classifier and
     the majority value), ``advantage`` = attack_accuracy - baseline_accuracy, the accuracy
@@ -36,7 +40,9 @@ References
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,8 +55,10 @@ from bastion.attacks.privacy.inversion import (
     AttributeInference,
     AttributeInferenceConfig,
     AttributeInferenceResult,
+    one_hot_names,
 )
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
+from bastion.data.dataset import Dataset
 from bastion.exceptions import ConfigError, TimeBudgetError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability
@@ -62,7 +70,9 @@ __all__ = ["AttributeInferenceCheck", "AttributeInferenceCheckConfig"]
 class AttributeInferenceCheckConfig(CheckConfig):
     """The attribute, the gate limit and the attack's options."""
 
-    attribute: str | None = None  # None: the first of data.sensitive_features
+    # a column, a one-hot group the schema declares, or a list of one-hot columns; None:
+    # every one of data.sensitive_features
+    attribute: str | list[str] | None = None
     max_advantage: float = Field(default=0.05, ge=0.0, le=1.0)
     n_points: int = Field(default=2000, ge=10)
     use_labels: bool = True
@@ -101,8 +111,10 @@ class AttributeInferenceCheck(Check):
 
     def run(self, ctx: CheckContext) -> Finding:
         cfg = config_as(self.config, AttributeInferenceCheckConfig)
-        attribute = cfg.attribute or next(iter(ctx.sensitive_features), None)
-        if attribute is None:
+        requested: list[str | list[str]] = (
+            [cfg.attribute] if cfg.attribute else list(ctx.sensitive_features)
+        )
+        if not requested:
             return self.skip(
                 ctx, "no sensitive attribute (set attribute or data.sensitive_features)"
             )
@@ -111,107 +123,234 @@ class AttributeInferenceCheck(Check):
         ds = ctx.train if ctx.train is not None else ctx.test
         if ds is None:
             return self.skip(ctx, "needs the training dataset (set data.train)")
-        if attribute not in ds.frame.columns:
-            raise ConfigError(
-                f"attribute {attribute!r} is not a column of dataset {ds.name!r}; "
-                f"{known_names(attribute, ds.frame.columns)}"
-            )
-        values = ds.frame[attribute]
-        present = np.flatnonzero(values.notna().to_numpy())
-        n_values = int(values.iloc[present].nunique())
-        if n_values < 2:
-            return self.skip(ctx, f"attribute {attribute!r} takes a single value: nothing to infer")
-        # a numeric column is binned unless the schema declares it categorical (region codes)
-        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        if attribute in ds.schema and ds.schema.is_declared(attribute):
-            numeric = numeric and ds.schema[attribute].kind.is_numeric
-        if n_values > cfg.max_candidates and not numeric:
-            return self.skip(
-                ctx,
-                f"attribute {attribute!r} has {n_values} distinct values; attribute inference "
-                f"treats a non-numeric attribute as categorical (max_candidates "
-                f"{cfg.max_candidates}): group its values first",
-            )
         rng = ctx.rng(self.id)
-        rows = present
-        if len(rows) > cfg.n_points:
-            rows = np.sort(rng.choice(rows, size=cfg.n_points, replace=False))
-            if values.iloc[rows].nunique() < 2:
-                return self.skip(
-                    ctx,
-                    f"attribute {attribute!r}: the {cfg.n_points} rows drawn (n_points) hold a "
-                    "single value of it: nothing to infer (raise n_points)",
-                )
-        X = ds.features.iloc[rows].reset_index(drop=True)
-        is_input = attribute in ds.feature_names
-        y = ds.labels[rows] if cfg.use_labels and ds.target is not None else None
-        attack = AttributeInference(
-            AttributeInferenceConfig(
-                classifier=cfg.classifier,
-                cv=cfg.cv,
-                max_candidates=cfg.max_candidates,
-                bins=cfg.bins,
-                inversion=cfg.inversion,
-            )
-        )
-        try:
-            result = attack.run(
-                ctx.model,
-                X,
-                None if is_input else values.iloc[rows].reset_index(drop=True),
-                attribute=attribute if is_input else None,
-                y=y,
-                seed=int(rng.integers(2**31 - 1)),
-                budget=Budget(max_seconds=cfg.max_seconds),
-            )
-        except TimeBudgetError as err:
-            return stopped_by_time(self, ctx, err, cfg.max_seconds)
-        # wall time lives in the finding's duration_s: metrics stay reproducible under a seed
-        metrics = {k: v for k, v in result.metrics().items() if k != "time_s"}
-        binned = result.extra.get("bins")
-        what = f"{attribute!r} ({binned['count']} quantile bins)" if binned else repr(attribute)
-        summary = (
-            f"Inferring {what} on {len(rows)} {ds.name} rows: attack accuracy "
-            f"{result.attack_accuracy:.3f} ({result.method}) vs {result.baseline_accuracy:.3f} "
-            f"without querying the model: advantage {result.advantage:+.3f}{_se(result)}."
-        )
-        if result.advantage > cfg.max_advantage:
+        started = time.perf_counter()
+        judged: list[_Judged] = []
+        skipped: dict[str, str] = {}
+        # every sensitive attribute is judged (only the first was, and a leak of the second
+        # passed unseen), each with the time the earlier ones left
+        for name, members in _targets(ds, requested):
+            left = None
+            if cfg.max_seconds is not None:
+                left = cfg.max_seconds - (time.perf_counter() - started)
+                if left <= 0:
+                    err = TimeBudgetError(f"no time left for attribute {name!r}")
+                    return stopped_by_time(self, ctx, err, cfg.max_seconds)
+            try:
+                outcome = _judge(ds, ctx, cfg, name, members, rng, left)
+            except TimeBudgetError as err:
+                return stopped_by_time(self, ctx, err, cfg.max_seconds)
+            if isinstance(outcome, str):
+                skipped[name] = outcome
+            else:
+                judged.append(outcome)
+        if not judged:
+            return self.skip(ctx, "; ".join(skipped.values()))
+        worst = max(judged, key=lambda j: j.result.advantage)
+        leaks = [j for j in judged if j.result.advantage > cfg.max_advantage]
+        stopped = [j for j in judged if j.result.stopped]
+        summary = " ".join(j.summary for j in judged)
+        if skipped:
+            summary += " Not judged: " + "; ".join(skipped.values()) + "."
+        if leaks:
             status = Status.FAIL
+            named = ", ".join(f"{j.name!r} (advantage {j.result.advantage:.3f})" for j in leaks)
+            message = f"The model leaks {named} > max_advantage {cfg.max_advantage:g}. " + summary
+        elif stopped:
+            status = not_shown_status(True, stopped[0].result.stopped)
+            names = ", ".join(repr(j.name) for j in stopped)
             message = (
-                f"The model leaks {attribute!r}: advantage {result.advantage:.3f} > "
-                f"max_advantage {cfg.max_advantage:g}. " + summary
-            )
-        elif result.stopped:
-            status = not_shown_status(True, result.stopped)
-            message = (
-                f"Stopped ({result.stopped}) before the inversion method ran: under "
-                f"max_advantage {cfg.max_advantage:g} without it, which does not show the "
-                "limit holds (raise max_seconds). " + summary
+                f"Stopped ({stopped[0].result.stopped}) before the inversion method ran for "
+                f"{names}: under max_advantage {cfg.max_advantage:g} without it, which does "
+                "not show the limit holds (raise max_seconds). " + summary
             )
         else:
             status, message = Status.PASS, "Within limits. " + summary
-        evidence = {
-            "attribute": attribute,
-            "attribute_is_model_input": is_input,
-            "dataset": ds.name,
-            "method": result.method,
-            "n_values": n_values,
-            # the number of bins only: their edges are quantiles of the sensitive attribute
-            "bins": binned["count"] if binned else None,
-            "labels_known": y is not None,
-            "evaluation": result.extra.get("evaluation"),
-            "classifier": cfg.classifier,
-            "stopped": result.stopped,
-            "advantage_se": result.extra.get("advantage_se"),
-        }
+        evidence = dict(worst.evidence)
+        if len(judged) > 1 or skipped:
+            evidence["attributes"] = {
+                j.name: {
+                    "advantage": j.result.advantage,
+                    "attack_accuracy": j.result.attack_accuracy,
+                    "baseline_accuracy": j.result.baseline_accuracy,
+                    "method": j.result.method,
+                    "stopped": j.result.stopped,
+                }
+                for j in judged
+            }
+            evidence["not_judged"] = skipped
         return self.finding(
             ctx,
             status,
             message,
-            metrics=metrics,
+            metrics=worst.metrics,
             threshold={"max_advantage": cfg.max_advantage},
             evidence=evidence,
         )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """One attribute's attack: its result, sentence, metrics and evidence."""
+
+    name: str
+    result: AttributeInferenceResult
+    summary: str
+    metrics: dict[str, Any]
+    evidence: dict[str, Any]
+
+
+def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, list[str]]]:
+    """(name, columns) per requested attribute: a column of a declared one-hot group, or
+    the group's name, stands for all of the group's columns (a sibling left among the
+    attacker's features gave the attribute away to the no-query baseline, and no leak
+    could fail the gate); the same group named twice is judged once."""
+    groups: dict[str, list[str]] = {}
+    for column in ds.frame.columns:
+        label = str(column)
+        if label in ds.schema and ds.schema.is_declared(label):
+            declared = ds.schema[label].one_hot_group
+            if declared:
+                groups.setdefault(declared, []).append(label)
+    out: list[tuple[str, list[str]]] = []
+    seen: set[tuple[str, ...]] = set()
+    for name in requested:
+        if isinstance(name, list):
+            # the one-hot columns given outright (no schema): checked by the attack
+            missing = [c for c in name if c not in ds.frame.columns]
+            if missing:
+                raise ConfigError(
+                    f"attribute column {missing[0]!r} is not a column of dataset {ds.name!r}; "
+                    f"{known_names(missing[0], ds.frame.columns)}"
+                )
+            joined = "+".join(name)
+            target = (joined, list(name)) if len(name) > 1 else (joined, [joined])
+        elif name in groups and name not in ds.frame.columns:
+            target = (name, groups[name])
+        elif name in ds.frame.columns:
+            spec = ds.schema[name] if name in ds.schema and ds.schema.is_declared(name) else None
+            group = spec.one_hot_group if spec is not None else None
+            target = (group, groups[group]) if group and len(groups[group]) > 1 else (name, [name])
+        else:
+            raise ConfigError(
+                f"attribute {name!r} is not a column of dataset {ds.name!r}"
+                + (" nor a one-hot group of its schema" if groups else "")
+                + f"; {known_names(name, ds.frame.columns)}"
+            )
+        if tuple(target[1]) not in seen:
+            seen.add(tuple(target[1]))
+            out.append(target)
+    return out
+
+
+def _judge(
+    ds: Dataset,
+    ctx: CheckContext,
+    cfg: AttributeInferenceCheckConfig,
+    attribute: str,
+    members: list[str],
+    rng: np.random.Generator,
+    max_seconds: float | None,
+) -> _Judged | str:
+    """Attack one attribute (``members``: its column, or its one-hot group's columns), or
+    say why it was not judged."""
+    group = len(members) > 1
+    if group:
+        complete = ds.frame[members].notna().all(axis=1).to_numpy()
+        present = np.flatnonzero(complete)
+        names = one_hot_names(ds.frame.iloc[present], list(members), f"dataset {ds.name!r}")
+        values = pd.Series(index=ds.frame.index, dtype=object)
+        values.iloc[present] = names
+    else:
+        values = ds.frame[attribute]
+        present = np.flatnonzero(values.notna().to_numpy())
+    n_values = int(values.iloc[present].nunique())
+    if n_values < 2:
+        return f"attribute {attribute!r} takes a single value: nothing to infer"
+    # a numeric column is binned unless the schema declares it categorical (region codes)
+    numeric = (
+        not group
+        and pd.api.types.is_numeric_dtype(values)
+        and not pd.api.types.is_bool_dtype(values)
+    )
+    if not group and attribute in ds.schema and ds.schema.is_declared(attribute):
+        numeric = numeric and ds.schema[attribute].kind.is_numeric
+    if n_values > cfg.max_candidates and not numeric:
+        return (
+            f"attribute {attribute!r} has {n_values} distinct values; attribute inference "
+            f"treats a non-numeric attribute as categorical (max_candidates "
+            f"{cfg.max_candidates}): group its values first"
+        )
+    rows = present
+    if len(rows) > cfg.n_points:
+        rows = np.sort(rng.choice(rows, size=cfg.n_points, replace=False))
+        if values.iloc[rows].nunique() < 2:
+            return (
+                f"attribute {attribute!r}: the {cfg.n_points} rows drawn (n_points) hold a "
+                "single value of it: nothing to infer (raise n_points)"
+            )
+    X = ds.features.iloc[rows].reset_index(drop=True)
+    inputs = [m for m in members if m in ds.feature_names]
+    if inputs and len(inputs) < len(members):
+        raise ConfigError(
+            f"one-hot group {attribute!r}: columns {inputs} are model inputs but "
+            f"{[m for m in members if m not in inputs]} are not; declare the whole group as "
+            "inputs, or none of it"
+        )
+    is_input = bool(inputs)
+    y = ds.labels[rows] if cfg.use_labels and ds.target is not None else None
+    attack = AttributeInference(
+        AttributeInferenceConfig(
+            classifier=cfg.classifier,
+            cv=cfg.cv,
+            max_candidates=cfg.max_candidates,
+            bins=cfg.bins,
+            inversion=cfg.inversion,
+        )
+    )
+    target: list[str] | str = list(members) if group else attribute
+    result = attack.run(
+        ctx.model,  # type: ignore[arg-type]
+        X,
+        None if is_input else values.iloc[rows].reset_index(drop=True),
+        attribute=target if is_input else None,
+        y=y,
+        seed=int(rng.integers(2**31 - 1)),
+        budget=Budget(max_seconds=max_seconds),
+    )
+    # wall time lives in the finding's duration_s: metrics stay reproducible under a seed
+    metrics = {k: v for k, v in result.metrics().items() if k != "time_s"}
+    binned = result.extra.get("bins")
+    what = f"{attribute!r} ({binned['count']} quantile bins)" if binned else repr(attribute)
+    if group:
+        what += f" (one-hot: {', '.join(members)})"
+    summary = (
+        f"Inferring {what} on {len(rows)} {ds.name} rows: attack accuracy "
+        f"{result.attack_accuracy:.3f} ({result.method}) vs {result.baseline_accuracy:.3f} "
+        f"without querying the model: advantage {result.advantage:+.3f}{_se(result)}."
+    )
+    if result.baseline_accuracy >= 1.0 and not group:
+        summary += (
+            " The other features reveal it exactly: if some encode it (a one-hot sibling), "
+            "name them with it (attribute: [a, b], --attribute a,b) or declare their "
+            "one_hot_group."
+        )
+    evidence = {
+        "attribute": attribute,
+        "one_hot_columns": list(members) if group else None,
+        "attribute_is_model_input": is_input,
+        "dataset": ds.name,
+        "method": result.method,
+        "n_values": n_values,
+        # the number of bins only: their edges are quantiles of the sensitive attribute
+        "bins": binned["count"] if binned else None,
+        "labels_known": y is not None,
+        "evaluation": result.extra.get("evaluation"),
+        "classifier": cfg.classifier,
+        "stopped": result.stopped,
+        "advantage_se": result.extra.get("advantage_se"),
+    }
+    return _Judged(attribute, result, summary, metrics, evidence)
 
 
 def _se(result: AttributeInferenceResult) -> str:

@@ -64,6 +64,9 @@ __all__ = [
 
 _TIE = 1e-9  # output distances this close count as equal matches
 
+Attribute = str | int | list[str] | list[int] | tuple[str | int, ...]
+"""A column (name or position), or the columns of its one-hot encoding."""
+
 
 @dataclass(frozen=True)
 class AttributeInferenceResult:
@@ -165,7 +168,7 @@ class AttributeInference(Attack):
         X: ArrayLike,
         sensitive: np.ndarray | pd.Series | None = None,
         *,
-        attribute: str | int | None = None,
+        attribute: Attribute | None = None,
         y: np.ndarray | None = None,
         X_aux: ArrayLike | None = None,
         sensitive_aux: np.ndarray | pd.Series | None = None,
@@ -187,7 +190,12 @@ class AttributeInference(Attack):
         attribute:
             When the attribute is a model input: its column name (frame) or position
             (array). It is hidden from the attacker's features and enables the inversion
-            method. None when the attribute is not a model input.
+            method. None when the attribute is not a model input. A list of columns is a
+            one-hot encoding of it: a row's value is the name of its column that is not 0
+            (``"(none)"`` where all are, as for a dropped reference category), the attacker
+            knows none of them, and inversion sets them all (a sibling left among the
+            attacker's features gave the attribute away to the baseline: accuracy 1.0, and
+            no advantage could fail the gate).
         y:
             The targets' true labels, when the attacker knows them (a feature of both the
             attack and the baseline).
@@ -445,14 +453,26 @@ def _value_name(value: Any) -> str:
     return repr(float(value))  # np.float64 in an object array: "0.5", not "np.float64(0.5)"
 
 
-def _name(attribute: str | int | None) -> str:
-    return "sensitive" if attribute is None else str(attribute)
+def _name(attribute: Attribute | None) -> str:
+    if attribute is None:
+        return "sensitive"
+    if _is_group(attribute):
+        return "+".join(str(c) for c in attribute)  # type: ignore[union-attr]
+    return str(attribute)
+
+
+def _is_group(attribute: Attribute | None) -> bool:
+    return isinstance(attribute, list | tuple)
+
+
+def _members(attribute: Attribute) -> list[str | int]:
+    return list(attribute) if isinstance(attribute, list | tuple) else [attribute]
 
 
 def _attribute_values(
     X: ArrayLike,
     values: np.ndarray | pd.Series | None,
-    attribute: str | int | None,
+    attribute: Attribute | None,
     x_name: str,
     v_name: str,
 ) -> np.ndarray:
@@ -474,7 +494,41 @@ def _attribute_values(
     return out
 
 
-def _column(X: ArrayLike, attribute: str | int, x_name: str) -> np.ndarray:
+def _column(X: ArrayLike, attribute: Attribute, x_name: str) -> np.ndarray:
+    if _is_group(attribute):
+        return one_hot_names(X, _members(attribute), x_name)
+    return _one_column(X, attribute, x_name)  # type: ignore[arg-type]
+
+
+_NONE_HOT = "(none)"
+
+
+def one_hot_names(X: ArrayLike, members: list[str | int], x_name: str) -> np.ndarray:
+    """Per row, the name of the one-hot group's column that is not 0 (``(none)``: none is)."""
+    if len(members) < 2 or len(set(members)) < len(members):
+        raise ConfigError(
+            f"a one-hot attribute needs 2 or more distinct columns; received {members!r}"
+        )
+    columns = [np.asarray(_one_column(X, m, x_name)) for m in members]
+    try:
+        hot = np.column_stack([np.asarray(c, dtype=np.float64) != 0 for c in columns])
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"one-hot attribute columns {members!r} of {x_name} must hold numbers: {err}"
+        ) from err
+    several = np.flatnonzero(hot.sum(axis=1) > 1)
+    if len(several):
+        raise ConfigError(
+            f"one-hot attribute columns {members!r} of {x_name}: {len(several)} row(s) (the "
+            f"first at position {int(several[0])}) have more than one column set"
+        )
+    names = np.array([str(m) for m in members] + [_NONE_HOT], dtype=object)
+    index = np.where(hot.any(axis=1), hot.argmax(axis=1), len(members))
+    out: np.ndarray = names[index]
+    return out
+
+
+def _one_column(X: ArrayLike, attribute: str | int, x_name: str) -> np.ndarray:
     if isinstance(X, pd.DataFrame):
         if attribute not in X.columns:
             raise ConfigError(
@@ -496,14 +550,16 @@ def _check_labels(y: np.ndarray | None, n: int, name: str) -> None:
         raise ConfigError(f"{name} must hold one label per row ({n}); received {len(y)}")
 
 
-def _without(X: ArrayLike, attribute: str | int | None) -> ArrayLike:
+def _without(X: ArrayLike, attribute: Attribute | None) -> ArrayLike:
     if attribute is None:
         return X
+    members = _members(attribute)
     if isinstance(X, pd.DataFrame):
-        return X.drop(columns=[attribute])
-    if not isinstance(attribute, int):
+        return X.drop(columns=members)
+    positions = [m for m in members if isinstance(m, int)]
+    if len(positions) < len(members):
         raise ConfigError(f"attribute must be a column position for an array; got {attribute!r}")
-    return np.delete(np.asarray(X), attribute, axis=1)
+    return np.delete(np.asarray(X), positions, axis=1)
 
 
 def _encode(frames: list[ArrayLike]) -> np.ndarray:
@@ -633,7 +689,7 @@ def _learner(kind: str, seed: int) -> Any:
 def _invert(
     model: ModelAdapter,
     X: ArrayLike,
-    attribute: str | int,
+    attribute: Attribute,
     candidates: np.ndarray,
     values_by_name: Mapping[str, Any],
     observed: np.ndarray,
@@ -654,13 +710,19 @@ def _invert(
     return picked
 
 
-def _with_value(X: ArrayLike, attribute: str | int, value: Any) -> ArrayLike:
+def _with_value(X: ArrayLike, attribute: Attribute, value: Any) -> ArrayLike:
+    if _is_group(attribute):
+        # the candidate's column set to 1, its siblings to 0 (all 0 for "(none)")
+        for member in _members(attribute):
+            X = _with_value(X, member, 1 if str(member) == value else 0)
+        return X
+    column = _members(attribute)[0]
     if isinstance(X, pd.DataFrame):
         out = X.copy()
-        out[attribute] = pd.Series([value] * len(out), index=out.index, dtype=X[attribute].dtype)
+        out[column] = pd.Series([value] * len(out), index=out.index, dtype=X[column].dtype)
         return out
     arr = np.array(X, copy=True)
-    if not isinstance(attribute, int):
-        raise ConfigError(f"attribute must be a column position for an array; got {attribute!r}")
-    arr[:, attribute] = value
+    if not isinstance(column, int):
+        raise ConfigError(f"attribute must be a column position for an array; got {column!r}")
+    arr[:, column] = value
     return arr
