@@ -337,6 +337,24 @@ def test_missing_feature_values_the_model_refuses_are_named(
         run_gate(policy, inputs=inputs, today=TODAY)
 
 
+def test_text_in_a_numeric_feature_the_model_refuses_is_named(
+    split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    """A stray "F" in a numeric column gave numpy's "could not convert string to float",
+    which named neither the file nor the column and read as an internal error."""
+    train, test = datasets(split)
+    frame = test.frame.copy().astype({"mean radius": object})
+    frame.loc[[2, 7, 9], "mean radius"] = "F"
+    typo = Dataset.from_frame(
+        frame, name="test", target="target", sensitive=["group"], non_features=["group"]
+    )
+    policy = parse_policy(POLICY)
+    inputs = load_inputs(policy, train=train, test=typo, model=fitted(train), from_policy=False)
+    with pytest.raises(DataError, match=r"refused text in columns it reads as numbers: "
+                                        r"'mean radius' \('F', 3 rows\)"):  # fmt: skip
+        run_gate(policy, inputs=inputs, today=TODAY)
+
+
 def test_labels_that_share_nothing_with_the_model_classes_are_refused(
     split: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:

@@ -67,9 +67,19 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
         proba = model.predict_proba(X) if model.has(Capability.PREDICT_PROBA) else None
     except (ValueError, TypeError) as err:
         missing = _missing_by_column(X)
-        if not missing:
-            raise
         where = f" ({data.path})" if data.path else ""
+        if not missing:
+            text = _text_by_column(X)
+            if not text:
+                raise
+            # a stray "F" in a numeric column: numpy's "could not convert string to float"
+            # named neither the file nor the column, and read as an internal error
+            listed = ", ".join(f"{c!r} ({v!r}, {n} rows)" for c, (v, n) in list(text.items())[:5])
+            raise DataError(
+                f"dataset {data.name!r}{where}: model {model.info.name!r} refused text in "
+                f"columns it reads as numbers: {listed}{' ...' if len(text) > 5 else ''}; "
+                f"fix those values, or encode the column ({str(err).splitlines()[0]})"
+            ) from err
         listed = ", ".join(f"{c!r} ({n} rows)" for c, n in list(missing.items())[:5])
         raise DataError(
             f"dataset {data.name!r}{where}: model {model.info.name!r} refused its missing "
@@ -121,6 +131,23 @@ def _check_width(model: ModelAdapter, data: Dataset) -> None:
         f"dataset {data.name!r}{where} has {len(columns)} feature columns ({shown}) but model "
         f"{model.info.name!r} takes {width}: {hint}"
     )
+
+
+def _text_by_column(X: Any) -> dict[str, tuple[Any, int]]:
+    """Per column that holds values a number cannot be read from (beside numbers, or in a
+    column of text), the first such value and how many rows hold one."""
+    import pandas as pd
+
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+    out: dict[str, tuple[Any, int]] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
+        if bad.any():
+            out[str(name)] = (col[bad].iloc[0], int(bad.sum()))
+    return out
 
 
 def _missing_by_column(X: Any) -> dict[str, int]:
