@@ -644,7 +644,11 @@ def attack_inversion(
     train: TrainOpt = None,
     seed: SeedOpt = 0,
     max_seconds: Annotated[
-        float | None, _max_seconds_option("the attack, checked before the inversion's queries")
+        float | None,
+        _max_seconds_option(
+            "the attack, checked between its classifiers' splits (past it there: an error) "
+            "and before the inversion's queries"
+        ),
     ] = None,
     output_format: FormatOpt = OutputFormat.text,
     out: OutOpt = None,
