@@ -45,7 +45,8 @@ SCAN_REFUSED = (
     "{path!r} ({fmt}) did not scan clean (verdict {verdict}): {findings}. Bastion loads "
     "only files whose scan is clean. Convert the model to ONNX, torch.export (.pt2) or "
     "safetensors; add classes you trust to scan.allow in bastion.yaml; or, if you trust where "
-    "the file came from, pass trust_pickle=True (in bastion.yaml: model.trust_pickle: true); "
+    "the file came from, pass trust_pickle=True (--trust-pickle; in bastion.yaml: "
+    "model.trust_pickle: true); "
     "the report records that override."
 )
 _log = logging.getLogger(__name__)

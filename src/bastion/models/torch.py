@@ -482,7 +482,8 @@ def load_torch_export_program(path: str | os.PathLike[str], *, trust_pickle: boo
         raise UnsafeArtifactError(
             f"torch.export archive {str(p)!r} would unpickle arbitrary objects: "
             f"{'; '.join(unsafe[:5])}. Re-export it with plain tensors, or pass "
-            "trust_pickle=True (in bastion.yaml: model.trust_pickle: true) if you trust its origin"
+            "trust_pickle=True (--trust-pickle; in bastion.yaml: model.trust_pickle: true) if you "
+            "trust its origin"
         )
     try:
         return torch.export.load(io.BytesIO(data))
