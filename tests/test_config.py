@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -195,3 +197,63 @@ def test_a_boolean_is_no_number_in_a_check_option(word: bool) -> None:
             parse_policy({"checks": section})
     parse_policy({"checks": {"extraction": {"extraction": {"soft_labels": word}}}})
     parse_policy({"checks": {"robustness": {"evasion": {"enabled": word}}}})
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"robustness": {"evasion": {"min_robust_accuracy": "0.5"}}},
+         "checks.robustness.evasion: min_robust_accuracy: expected a number, got the text '0.5'"),
+        ({"privacy": {"membership": {"max_auc": "0.6"}}}, "max_auc: expected a number"),
+        ({"robustness": {"evasion": {"eps_curve": [0.5, "1"]}}},
+         "eps_curve: expected numbers, got the text '1'"),
+        ({"extraction": {"extraction": {"enabled": "no"}}},
+         "enabled: expected true or false, got 'no'"),
+        ({"extraction": {"extraction": {"enabled": 0}}}, "enabled: expected true or false, got 0"),
+    ],
+)  # fmt: skip
+def test_numbers_as_text_and_switches_that_are_not_booleans_are_refused(
+    section: dict[str, Any], message: str
+) -> None:
+    """pydantic read "0.5" as 0.5 and "no" or 0 as false: a quoted limit in a policy is a
+    slip to show, and ``enabled: "no"`` turned a check off."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_policy({"checks": section})
+
+
+def test_a_limit_on_a_disabled_check_is_refused() -> None:
+    """The limit was dropped without a word and the gate passed (exit 0)."""
+    section = {"evasion": {"enabled": False, "min_robust_accuracy": 0.99}}
+    expected = r"evasion\.min_robust_accuracy: a gate limit of a disabled check \(ADV001"
+    with pytest.raises(ConfigError, match=expected):
+        parse_policy({"checks": {"robustness": section}})
+    # disabled without a limit, or with the limit turned off, or a default limit: fine
+    parse_policy({"checks": {"extraction": {"extraction": {"enabled": False}}}})
+    off = {"evasion": {"enabled": False, "min_robust_accuracy": None}}
+    parse_policy({"checks": {"robustness": off}})
+
+
+def test_a_key_given_twice_is_refused_and_merge_keys_still_work(tmp_path: Path) -> None:
+    """YAML lets the last of two equal keys win: a hand-merged policy lost its first
+    evasion section (limit included), or kept the weaker of two max_auc values."""
+    twice = "checks:\n  robustness:\n    evasion: {min_robust_accuracy: 0.9}\n    evasion: {}\n"
+    with pytest.raises(ConfigError, match=r"line 4, column 5: .*key 'evasion' appears twice"):
+        load_policy(write(tmp_path, twice))
+    twice_inline = "checks:\n  privacy:\n    membership: {max_auc: 0.5, max_auc: 0.9}\n"
+    with pytest.raises(ConfigError, match="key 'max_auc' appears twice"):
+        load_policy(write(tmp_path, twice_inline))
+    # a merge key's entries may be overridden beside it: that is what it is for
+    merged = (
+        "checks:\n  extraction:\n    extraction:\n      <<: {budget: 300, max_fidelity: 0.9}\n"
+        "      budget: 400\n"
+    )
+    configs: Any = {c.id: c.config for c in load_policy(write(tmp_path, merged)).enabled_checks()}
+    assert (configs["EXT001"].budget, configs["EXT001"].max_fidelity) == (400, 0.9)
+
+
+def test_norm_2_as_a_yaml_number_and_budget_curve_checked_at_load() -> None:
+    policy = parse_policy({"checks": {"robustness": {"evasion": {"norm": 2}}}})
+    configs: Any = {c.id: c.config for c in policy.enabled_checks()}
+    assert configs["ADV001"].norm == "2"
+    with pytest.raises(ConfigError, match=r"budget_curve\[0\]: expected greater than or equal"):
+        parse_policy({"checks": {"extraction": {"extraction": {"budget_curve": [0, 10]}}}})

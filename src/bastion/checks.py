@@ -82,20 +82,68 @@ class CheckConfig(BaseModel):
     def _no_booleans_for_numbers(cls, data: Any) -> Any:
         """Refuse ``true`` / ``false`` for a number: YAML reads ``yes`` as true, which
         pydantic takes as 1, and ``max_fidelity: yes`` was a limit of 1.0 that nothing
-        fails (a review saw ``min_robust_accuracy: true`` read as 1.0)."""
+        fails (a review saw ``min_robust_accuracy: true`` read as 1.0). Refuse text for a
+        number too (``max_auc: "0.6"``, also in lists and mappings such as ``eps_curve``),
+        and anything but a boolean for a switch (``enabled: "no"`` or ``0`` turned a check
+        off): a quoted value is a slip the policy should show, not read."""
         if isinstance(data, Mapping):
             for name, value in data.items():
                 field_info = cls.model_fields.get(str(name))
-                if (
-                    isinstance(value, bool)
-                    and field_info is not None
-                    and _number_not_bool(field_info.annotation)
-                ):
+                if field_info is None:
+                    continue
+                if isinstance(value, bool) and _number_not_bool(field_info.annotation):
                     raise ValueError(
                         f"{name}: expected a number, got {str(value).lower()} (YAML reads "
                         "yes, no, on, off, true and false as booleans)"
                     )
+                problem = _misread(value, field_info.annotation)
+                if problem is not None:
+                    raise ValueError(f"{name}: {problem}")
         return data
+
+
+def _numeric_text(value: Any) -> bool:
+    """Text that pydantic would read as a number ("0.5", "1e3"); other text it refuses with
+    its own message."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _misread(value: Any, annotation: Any) -> str | None:
+    """What is wrong with ``value`` for a field typed ``annotation``, where pydantic would
+    convert it silently: text for a number (also inside a list or a mapping), or anything
+    but a boolean for a boolean. None when nothing is (pydantic judges the rest)."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _misread(value, typing.get_args(annotation)[0])
+    if annotation is bool:
+        if not isinstance(value, bool):
+            return f"expected true or false, got {value!r}"
+        return None
+    if _numeric_text(value) and _number_not_bool(annotation):
+        return f"expected a number, got the text {value!r} (write it without quotes)"
+    args = typing.get_args(annotation)
+    if origin in (tuple, list) and isinstance(value, list | tuple) and args:
+        for item in value:
+            if _numeric_text(item) and _number_not_bool(args[0]):
+                return f"expected numbers, got the text {item!r} (write it without quotes)"
+    if origin is dict and isinstance(value, Mapping) and len(args) == 2:
+        for key, item in value.items():
+            if _numeric_text(item) and _number_not_bool(args[1]):
+                return f"{key}: expected a number, got the text {item!r} (write it without quotes)"
+    if origin in (typing.Union, __import__("types").UnionType):
+        # an optional field: judge the value against its one non-None type
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and value is not None:
+            return _misread(value, inner[0])
+    return None
 
 
 def _number_not_bool(annotation: Any) -> bool:

@@ -310,6 +310,30 @@ class Policy:
         return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping: YAML lets the last one
+    win, and a policy merged by hand lost its first ``evasion:`` section (limit included)
+    or kept the weaker of two ``max_auc`` values, without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *defaults": keys given beside it override the merged ones
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (the second would silently "
+                    "replace the first)",
+                    mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file.
 
@@ -331,7 +355,7 @@ def load_policy(path: str | Path) -> Policy:
     except OSError as err:
         raise ConfigError(f"{p}: cannot be read ({err.strerror})") from err
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects built
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -371,6 +395,20 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
                         err, source, cls.Config, raw, prefix=f"checks.{category}.{name}"
                     )
                 ) from None
+            config = configs[cls.id]
+            unjudged = [
+                limit
+                for limit in cls.gate_limits
+                if limit in config.model_fields_set and getattr(config, limit) is not None
+            ]
+            if not config.enabled and unjudged:
+                # a limit set beside enabled: false was dropped without a word, and the gate
+                # passed a release it was written to stop
+                raise ConfigError(
+                    f"{source}: checks.{category}.{name}.{unjudged[0]}: a gate limit of a "
+                    f"disabled check ({cls.id}, enabled: false) is never judged; enable the "
+                    "check or remove the limit"
+                )
     known_ids = set(CHECKS.ids())
     for i, check_id in enumerate(model.gate.required):
         if check_id not in known_ids:

@@ -152,11 +152,12 @@ def test_limits_set_every_section_that_has_them_and_off_turns_one_off() -> None:
         limits=["max_accuracy_drop=0.1", " max_suspect_classes = 2 "],
     )
     checks = build_policy(request)["checks"]["poisoning"]
-    assert checks["simulation"]["max_accuracy_drop"] == "0.1"
-    assert checks["backdoor_activations"]["max_suspect_classes"] == "2"
+    # numbers as numbers: the policy refuses a number given as text (a YAML slip)
+    assert checks["simulation"]["max_accuracy_drop"] == 0.1
+    assert checks["backdoor_activations"]["max_suspect_classes"] == 2
     policy = parse_policy(build_policy(request), source="test")
     configs: Any = {c.id: c.config for c in policy.enabled_checks()}
-    assert configs["POI002"].max_accuracy_drop == 0.1  # read as numbers by the policy
+    assert configs["POI002"].max_accuracy_drop == 0.1
     assert configs["POI003"].max_suspect_classes == 2
     # POI003 runs where it applies; given a limit, it must run (skipped, its limit was
     # dropped without a word, exit 0: from a review)

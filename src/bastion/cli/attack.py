@@ -143,7 +143,7 @@ def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> se
             f"--limit {name}: not a limit of bastion attack {command}; its limits: "
             + ", ".join(known)
         )
-    parsed = None if value.lower() in ("off", "none") else value
+    parsed = None if value.lower() in ("off", "none") else _number_of(value)
     for cls in owners:
         field = cls.Config.model_fields.get(name)
         if (
@@ -159,6 +159,17 @@ def _set_limit(checks: dict[str, dict[str, Any]], command: str, text: str) -> se
             )
         checks[cls.category][cls.name][name] = parsed
     return set() if parsed is None else {(cls.category, cls.name) for cls in owners}
+
+
+def _number_of(text: str) -> int | float | str:
+    """A command-line value as the number it spells (the policy refuses numbers given as
+    text, a slip in a YAML file); other text as is, for the policy to judge."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def _may_be_none(annotation: Any) -> bool:

@@ -92,7 +92,8 @@ class ExtractionCheckConfig(CheckConfig):
 
     max_fidelity: Fraction | None = 0.95
     budget: int = Field(default=500, ge=1)
-    budget_curve: tuple[int, ...] = (50, 100, 200, 500)
+    # each >= 1, checked with the policy (a 0 was an error finding at run time, exit 1)
+    budget_curve: tuple[Annotated[int, Field(ge=1)], ...] = (50, 100, 200, 500)
     strategy: Strategy | None = None
     surrogate: SurrogateChoice = "auto"
     soft_labels: bool = True

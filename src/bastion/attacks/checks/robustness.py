@@ -126,6 +126,14 @@ class EvasionCheckConfig(CheckConfig):
     n_samples: int = Field(default=3, ge=0, le=50)
     steps: int | None = Field(default=None, ge=1)
 
+    @field_validator("norm", mode="before")
+    @classmethod
+    def _norm_as_text(cls, value: Any) -> Any:
+        """``norm: 2`` in YAML is the number 2: "expected one of inf, 2, got 2" refused it."""
+        if isinstance(value, int) and not isinstance(value, bool) and value == 2:
+            return "2"
+        return value
+
     @field_validator("attack")
     @classmethod
     def _known_evasion_attack(cls, value: str) -> str:
