@@ -355,6 +355,29 @@ def test_text_in_a_numeric_feature_the_model_refuses_is_named(
         run_gate(policy, inputs=inputs, today=TODAY)
 
 
+def test_a_model_that_encodes_its_own_text_keeps_its_error() -> None:
+    """Only a failure to read text as numbers is named as such: a pipeline whose encoder
+    meets an unseen category failed with "refused text in columns it reads as numbers",
+    naming a value it handles (and every row) instead of the category."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from bastion.models.predictions import predict_dataset
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "color": rng.choice(["red", "blue"], 60)})
+    frame["y"] = (frame["x"] > 0).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["color"]), remainder="passthrough")
+    model = make_pipeline(encode, LogisticRegression()).fit(frame[["x", "color"]], frame["y"])
+    unseen = frame.copy()
+    unseen.loc[4, "color"] = "green"
+    data = Dataset.from_frame(unseen, name="test", target="y")
+    with pytest.raises(ValueError, match="unknown categories") as info:
+        predict_dataset(SklearnAdapter(model), data)
+    assert not isinstance(info.value, DataError)
+
+
 def test_labels_that_share_nothing_with_the_model_classes_are_refused(
     split: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +70,9 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
         missing = _missing_by_column(X)
         where = f" ({data.path})" if data.path else ""
         if not missing:
-            text = _text_by_column(X)
+            # only a failure to read text as numbers: a pipeline that encodes its own text
+            # columns fails for other reasons (an unseen category), which stand as they are
+            text = _text_by_column(X) if _CONVERSION.search(str(err)) else {}
             if not text:
                 raise
             # a stray "F" in a numeric column: numpy's "could not convert string to float"
@@ -131,6 +134,9 @@ def _check_width(model: ModelAdapter, data: Dataset) -> None:
         f"dataset {data.name!r}{where} has {len(columns)} feature columns ({shown}) but model "
         f"{model.info.name!r} takes {width}: {hint}"
     )
+
+
+_CONVERSION = re.compile(r"could not convert|convert .*(string|bytes)|invalid literal", re.I)
 
 
 def _text_by_column(X: Any) -> dict[str, tuple[Any, int]]:

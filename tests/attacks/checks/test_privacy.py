@@ -414,6 +414,76 @@ def test_attribute_inference_judges_every_sensitive_feature(
     assert AttributeInferenceCheck().execute(swapped).status is Status.FAIL
 
 
+def test_one_hot_groups_however_named_and_laid_out(sensitive: tuple[Dataset, Dataset]) -> None:
+    """A list of one column of a declared group (the sibling stayed the attacker's: a
+    pass); a group whose reference column is no model input (an error); a group of one
+    column named by the group (a KeyError); the target as the attribute (a pass at baseline
+    1.0). Each is the single column's verdict, or a named refusal."""
+    train, test = sensitive
+    encoded, encoded_test = _one_hot(train, declared=True), _one_hot(test, declared=True)
+    model = fitted(encoded, LogisticRegression())
+
+    def judge(ds: Dataset, on: Any, attribute: Any) -> Any:
+        config = AttributeInferenceCheckConfig(attribute=attribute)
+        return AttributeInferenceCheck(config).execute(context(ds, encoded_test, on))
+
+    listed = judge(encoded, model, ["sex_M"])
+    assert listed.status is Status.FAIL, listed.message
+    assert listed.evidence["one_hot_columns"] == ["sex_F", "sex_M"]
+    # sex_F kept in the file but not read by the model (a dropped reference column)
+    dropped = dataclasses.replace(encoded, non_features=("region", "sex_F"))
+    reads_m = fitted(dropped, LogisticRegression())
+    for attribute in ("sex", "sex_M", ["sex_M"]):
+        finding = judge(dropped, reads_m, attribute)
+        assert finding.status is Status.FAIL, finding.message
+        assert finding.metrics["baseline_accuracy"] < 1.0
+    # only sex_M in the file, declared in group "sex"
+    columns = {k: v for k, v in encoded.schema.columns.items() if k != "sex_F"}
+    lone = dataclasses.replace(
+        encoded, frame=encoded.frame.drop(columns="sex_F"), schema=FeatureSchema(columns)
+    )
+    only_m = fitted(lone, LogisticRegression())
+    assert judge(lone, only_m, "sex").status is Status.FAIL
+    target = judge(encoded, model, "target")
+    assert target.status is Status.ERROR
+    assert "attribute 'target' is the target of dataset 'train'" in target.message
+
+
+def test_a_leak_found_before_the_time_ran_out_still_fails(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    """With a second attribute past the shared max_seconds, the finding was an error that
+    no longer said the first one leaked; with no leak found, it stays an error."""
+    import time
+
+    train, test = sensitive
+    noisy = dataclasses.replace(
+        train,
+        frame=train.frame.assign(grp=np.random.default_rng(3).integers(0, 2, train.n_rows)),
+        non_features=("region", "grp"),
+    )
+    fitted_model = LogisticRegression().fit(train.features.to_numpy(), train.labels)
+
+    def slow(X: Any) -> np.ndarray:
+        time.sleep(0.4)
+        return np.asarray(fitted_model.predict_proba(np.asarray(X, dtype=float)))
+
+    model = CallableAdapter(predict_proba=slow, classes=[0, 1])
+    # three slow queries (0.4 s each) for sex, then grp is past the time
+    config = AttributeInferenceCheckConfig(max_seconds=1.5, classifier="logistic")
+    ctx = context(noisy, test, model, sensitive_features=("sex", "grp"))
+    finding = AttributeInferenceCheck(config).execute(ctx)
+    assert finding.status is Status.FAIL, finding.message
+    assert "The model leaks 'sex'" in finding.message
+    assert "'grp': out of time" in finding.message
+    # out of time in the first attribute's cross-fit (one 0.4 s query against 0.3 s): no
+    # leak was found, and the rest may leak: an error
+    short = AttributeInferenceCheckConfig(max_seconds=0.3, classifier="logistic")
+    first_noise = context(noisy, test, model, sensitive_features=("grp", "sex"))
+    error = AttributeInferenceCheck(short).execute(first_noise)
+    assert error.status is Status.ERROR, error.message
+
+
 def test_the_policy_privacy_section_runs_both_checks(cancer: tuple[Dataset, Dataset]) -> None:
     from bastion.config import parse_policy
     from bastion.runner import load_inputs, run_gate

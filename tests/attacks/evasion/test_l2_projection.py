@@ -129,3 +129,15 @@ def test_a_step_of_norm_eps_beside_unmoving_coordinates_keeps_its_length() -> No
     unbounded = torch.full_like(delta, math.inf)
     s = _l2_box_shrink(delta.clone(), x0, -unbounded, unbounded, EPS)
     assert float(s.min()) > 1 - 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eps", [1e-3, 1e-7, 1e-9])
+def test_a_tiny_radius_uses_all_of_it(dtype: Any, eps: float) -> None:
+    """The squared norm of the moving part was floored at 1e-12: a step of 2e-7 (squared
+    4e-14) got the factor 0.1 where it is 0.5, and attacks used a fifth of their radius."""
+    delta = torch.tensor([[2 * eps, 0.0, 0.0]], dtype=dtype)
+    x0 = torch.zeros_like(delta)
+    unbounded = torch.full_like(delta, math.inf)
+    s = _l2_box_shrink(delta, x0, -unbounded, unbounded, eps)
+    assert float(s) == pytest.approx(0.5, rel=1e-5)

@@ -135,6 +135,19 @@ def test_a_refit_prunes_at_least_the_first_rounds_counts(noisy_cancer: dict[str,
                                   floored.mask)  # fmt: skip
 
 
+def test_a_refit_keeps_a_row_of_every_class() -> None:
+    """Each round's counts keep one row per class, but the larger of two rounds' counts
+    took all 7 rows of a small class (the first round took 6)."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=60, n_features=5, n_informative=3, n_classes=3,
+                               weights=[0.6, 0.3, 0.1], flip_y=0.15, random_state=8)  # fmt: skip
+    mask = find_label_issues(X, y, refits=1, seed=0).mask
+    for cls in np.unique(y):
+        assert not mask[y == cls].all(), f"class {cls}: every row flagged"
+    assert mask[y == 2].sum() == 6
+
+
 def test_knn_label_consistency_finds_flips(noisy_cancer: dict[str, Any]) -> None:
     d = noisy_cancer
     issues = find_label_issues(d["X"], d["y_noisy"], method="knn", k=10)

@@ -427,5 +427,8 @@ def test_a_one_hot_attribute_is_hidden_and_inverted_as_a_whole(data: dict[str, A
     broken.loc[3, "s_0"] = broken.loc[3, "s_1"] = 1
     with pytest.raises(ConfigError, match=r"1 row\(s\) \(the first at position 3\) have more"):
         run(model, broken, attribute=["s_1", "s_0"])
-    with pytest.raises(ConfigError, match="2 or more distinct columns"):
-        run(model, encoded[columns], attribute=["s_1"])
+    with pytest.raises(ConfigError, match="needs distinct columns"):
+        run(model, encoded[columns], attribute=["s_1", "s_1"])
+    # one column: a binary attribute with its reference column dropped
+    alone = run(model_arr, arr, attribute=[4])
+    assert set(alone.truth) == {"4", "(none)"}

@@ -127,23 +127,31 @@ class AttributeInferenceCheck(Check):
         started = time.perf_counter()
         judged: list[_Judged] = []
         skipped: dict[str, str] = {}
+        out_of_time: TimeBudgetError | None = None
         # every sensitive attribute is judged (only the first was, and a leak of the second
         # passed unseen), each with the time the earlier ones left
-        for name, members in _targets(ds, requested):
+        for name, members, grouped in _targets(ds, requested):
             left = None
             if cfg.max_seconds is not None:
                 left = cfg.max_seconds - (time.perf_counter() - started)
                 if left <= 0:
-                    err = TimeBudgetError(f"no time left for attribute {name!r}")
-                    return stopped_by_time(self, ctx, err, cfg.max_seconds)
-            try:
-                outcome = _judge(ds, ctx, cfg, name, members, rng, left)
-            except TimeBudgetError as err:
-                return stopped_by_time(self, ctx, err, cfg.max_seconds)
+                    out_of_time = TimeBudgetError(f"no time left for attribute {name!r}")
+            if out_of_time is None:
+                try:
+                    outcome = _judge(ds, ctx, cfg, name, members, grouped, rng, left)
+                except TimeBudgetError as err:
+                    out_of_time = err
+            if out_of_time is not None:
+                skipped[name] = f"{name!r}: out of time ({out_of_time})"
+                continue
             if isinstance(outcome, str):
                 skipped[name] = outcome
             else:
                 judged.append(outcome)
+        leaking = any(j.result.advantage > cfg.max_advantage for j in judged)
+        if out_of_time is not None and not leaking:
+            # an attribute not judged may leak: no pass, and no verdict either
+            return stopped_by_time(self, ctx, out_of_time, cfg.max_seconds)
         if not judged:
             return self.skip(ctx, "; ".join(skipped.values()))
         worst = max(judged, key=lambda j: j.result.advantage)
@@ -200,46 +208,55 @@ class _Judged:
     evidence: dict[str, Any]
 
 
-def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, list[str]]]:
-    """(name, columns) per requested attribute: a column of a declared one-hot group, or
-    the group's name, stands for all of the group's columns (a sibling left among the
-    attacker's features gave the attribute away to the no-query baseline, and no leak
-    could fail the gate); the same group named twice is judged once."""
+def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, list[str], bool]]:
+    """(name, columns, one-hot) per requested attribute. A column of a declared one-hot
+    group, the group's name, or a list of columns stands for the whole group (every column
+    of it in the dataset, also those a list leaves out): a sibling left among the attacker's
+    features gave the attribute away to the no-query baseline, and no leak could fail the
+    gate. The same columns named twice are judged once."""
     groups: dict[str, list[str]] = {}
+    group_of: dict[str, str] = {}
     for column in ds.frame.columns:
         label = str(column)
         if label in ds.schema and ds.schema.is_declared(label):
             declared = ds.schema[label].one_hot_group
             if declared:
                 groups.setdefault(declared, []).append(label)
-    out: list[tuple[str, list[str]]] = []
+                group_of[label] = declared
+    out: list[tuple[str, list[str], bool]] = []
     seen: set[tuple[str, ...]] = set()
-    for name in requested:
-        if isinstance(name, list):
-            # the one-hot columns given outright (no schema): checked by the attack
-            missing = [c for c in name if c not in ds.frame.columns]
-            if missing:
-                raise ConfigError(
-                    f"attribute column {missing[0]!r} is not a column of dataset {ds.name!r}; "
-                    f"{known_names(missing[0], ds.frame.columns)}"
-                )
-            joined = "+".join(name)
-            target = (joined, list(name)) if len(name) > 1 else (joined, [joined])
-        elif name in groups and name not in ds.frame.columns:
-            target = (name, groups[name])
-        elif name in ds.frame.columns:
-            spec = ds.schema[name] if name in ds.schema and ds.schema.is_declared(name) else None
-            group = spec.one_hot_group if spec is not None else None
-            target = (group, groups[group]) if group and len(groups[group]) > 1 else (name, [name])
+    for wanted in requested:
+        if isinstance(wanted, list):
+            columns, name = list(wanted), "+".join(wanted)
+        elif wanted in groups and wanted not in ds.frame.columns:
+            columns, name = list(groups[wanted]), wanted
         else:
-            raise ConfigError(
-                f"attribute {name!r} is not a column of dataset {ds.name!r}"
-                + (" nor a one-hot group of its schema" if groups else "")
-                + f"; {known_names(name, ds.frame.columns)}"
-            )
-        if tuple(target[1]) not in seen:
-            seen.add(tuple(target[1]))
-            out.append(target)
+            columns, name = [wanted], wanted
+        for column in columns:
+            if column not in ds.frame.columns:
+                raise ConfigError(
+                    f"attribute {column!r} is not a column of dataset {ds.name!r}"
+                    + (" nor a one-hot group of its schema" if groups else "")
+                    + f"; {known_names(column, ds.frame.columns)}"
+                )
+            if column == ds.target:
+                # the attacker knows the label: the baseline reads it exactly, which measures
+                # nothing (the datasets' sensitive features refused this; the CLI no longer
+                # makes the attribute one)
+                raise ConfigError(
+                    f"attribute {column!r} is the target of dataset {ds.name!r}: attribute "
+                    "inference infers a feature the attacker does not know, beside the label"
+                )
+        owners = {group_of[c] for c in columns if c in group_of}
+        if owners:
+            whole = [c for g in sorted(owners) for c in groups[g]]
+            columns = whole + [c for c in columns if c not in whole]
+            if len(owners) == 1 and not isinstance(wanted, list):
+                name = owners.pop()
+        grouped = isinstance(wanted, list) or bool(group_of.keys() & set(columns))
+        if tuple(columns) not in seen:
+            seen.add(tuple(columns))
+            out.append((name, columns, grouped))
     return out
 
 
@@ -249,12 +266,12 @@ def _judge(
     cfg: AttributeInferenceCheckConfig,
     attribute: str,
     members: list[str],
+    group: bool,
     rng: np.random.Generator,
     max_seconds: float | None,
 ) -> _Judged | str:
     """Attack one attribute (``members``: its column, or its one-hot group's columns), or
     say why it was not judged."""
-    group = len(members) > 1
     if group:
         complete = ds.frame[members].notna().all(axis=1).to_numpy()
         present = np.flatnonzero(complete)
@@ -290,13 +307,9 @@ def _judge(
                 "single value of it: nothing to infer (raise n_points)"
             )
     X = ds.features.iloc[rows].reset_index(drop=True)
+    # the group's columns the model reads are hidden from the attacker and set by the
+    # inversion (a dropped reference column, kept in the file as a non-feature, is neither)
     inputs = [m for m in members if m in ds.feature_names]
-    if inputs and len(inputs) < len(members):
-        raise ConfigError(
-            f"one-hot group {attribute!r}: columns {inputs} are model inputs but "
-            f"{[m for m in members if m not in inputs]} are not; declare the whole group as "
-            "inputs, or none of it"
-        )
     is_input = bool(inputs)
     y = ds.labels[rows] if cfg.use_labels and ds.target is not None else None
     attack = AttributeInference(
@@ -308,12 +321,12 @@ def _judge(
             inversion=cfg.inversion,
         )
     )
-    target: list[str] | str = list(members) if group else attribute
+    truth = values.iloc[rows].reset_index(drop=True)
     result = attack.run(
         ctx.model,  # type: ignore[arg-type]
         X,
-        None if is_input else values.iloc[rows].reset_index(drop=True),
-        attribute=target if is_input else None,
+        truth if group or not is_input else None,
+        attribute=(inputs if group else attribute) if is_input else None,
         y=y,
         seed=int(rng.integers(2**31 - 1)),
         budget=Budget(max_seconds=max_seconds),

@@ -1227,7 +1227,10 @@ def _l2_box_shrink(delta: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, eps: float
     limit = torch.full((at.shape[0], 1), eps * eps, dtype=at.dtype, device=at.device)
     k = torch.searchsorted(at, limit, right=True).clamp_max_(delta.shape[1] - 1)
     room = (eps * eps - fixed.gather(1, k)).clamp_min_(0.0)
-    s = room.div_(moving.gather(1, k).clamp_min_(_TINY)).sqrt_().clamp_max_(1.0)
+    # the smallest normal number of the dtype, not _TINY: a step of 2e-7 has squared norm
+    # 4e-14, which 1e-12 overrode (s = 0.1 where it is 0.5)
+    tiny = torch.finfo(moving.dtype).tiny
+    s = room.div_(moving.gather(1, k).clamp_min_(tiny)).sqrt_().clamp_max_(1.0)
     # f(t_{k-1}) <= eps^2, so s >= t_{k-1}; in float the room can round to 0 where nothing
     # after k moves (a coordinate with a zero step sorts last, at t = 1): a step of norm eps,
     # FGSM's, then got s = 0 and never moved (a review saw L2 FGSM miss 17 of 44 breakable

@@ -505,10 +505,9 @@ _NONE_HOT = "(none)"
 
 def one_hot_names(X: ArrayLike, members: list[str | int], x_name: str) -> np.ndarray:
     """Per row, the name of the one-hot group's column that is not 0 (``(none)``: none is)."""
-    if len(members) < 2 or len(set(members)) < len(members):
-        raise ConfigError(
-            f"a one-hot attribute needs 2 or more distinct columns; received {members!r}"
-        )
+    if not members or len(set(members)) < len(members):
+        # one column is a binary attribute encoded with its reference dropped
+        raise ConfigError(f"a one-hot attribute needs distinct columns; received {members!r}")
     columns = [np.asarray(_one_column(X, m, x_name)) for m in members]
     try:
         hot = np.column_stack([np.asarray(c, dtype=np.float64) != 0 for c in columns])
