@@ -257,3 +257,13 @@ def test_norm_2_as_a_yaml_number_and_budget_curve_checked_at_load() -> None:
     assert configs["ADV001"].norm == "2"
     with pytest.raises(ConfigError, match=r"budget_curve\[0\]: expected greater than or equal"):
         parse_policy({"checks": {"extraction": {"extraction": {"budget_curve": [0, 10]}}}})
+
+
+def test_an_unhashable_key_is_a_yaml_error_and_nested_options_are_checked(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"line 3, column \d+: invalid YAML \(found unhashable"):
+        load_policy(write(tmp_path, "checks:\n  privacy:\n    membership: {[a, b]: 1}\n"))
+    bootstrap = {"demographic_parity": {"bootstrap": {"confidence": "0.5"}}}
+    with pytest.raises(ConfigError, match="bootstrap: confidence: expected a number, got the"):
+        parse_policy({"checks": {"fairness": bootstrap}})

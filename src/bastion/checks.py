@@ -138,6 +138,15 @@ def _misread(value: Any, annotation: Any) -> str | None:
         for key, item in value.items():
             if _numeric_text(item) and _number_not_bool(args[1]):
                 return f"{key}: expected a number, got the text {item!r} (write it without quotes)"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        # a nested options model (bootstrap: {confidence: "0.5"}): its own fields
+        if isinstance(value, Mapping):
+            for name, item in value.items():
+                field_info = annotation.model_fields.get(str(name))
+                problem = _misread(item, field_info.annotation) if field_info else None
+                if problem is not None:
+                    return f"{name}: {problem}"
+        return None
     if origin in (typing.Union, __import__("types").UnionType):
         # an optional field: judge the value against its one non-None type
         inner = [a for a in args if a is not type(None)]

@@ -321,7 +321,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # "<<: *defaults": keys given beside it override the merged ones
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                repeated = key in seen
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error says so
+            if repeated:
                 mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(
                     None,

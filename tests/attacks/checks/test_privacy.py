@@ -449,6 +449,37 @@ def test_one_hot_groups_however_named_and_laid_out(sensitive: tuple[Dataset, Dat
     assert "attribute 'target' is the target of dataset 'train'" in target.message
 
 
+def test_lists_of_one_column_and_groups_named_like_a_column(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    """A list of one column outside any group is that column (it was read as "nonzero or
+    not" and a leaking numeric attribute was skipped); a declared group named like a raw
+    column kept for fairness is the group (the raw name won and the encoding stayed the
+    attacker's: a pass at baseline 1.0); a group's name inside a list is the group."""
+    train, test = sensitive
+    model = fitted(train, LogisticRegression())
+    as_column = AttributeInferenceCheckConfig(attribute="sex", use_labels=False)
+    as_list = AttributeInferenceCheckConfig(attribute=["sex"], use_labels=False)
+    column = AttributeInferenceCheck(as_column).execute(context(train, test, model))
+    listed = AttributeInferenceCheck(as_list).execute(context(train, test, model))
+    assert listed.status is column.status is Status.FAIL
+    assert listed.metrics == column.metrics
+    assert listed.evidence["one_hot_columns"] is None
+    encoded = _one_hot(train, declared=True)
+    raw = dataclasses.replace(
+        encoded,
+        frame=encoded.frame.assign(sex=train.frame["sex"]),
+        non_features=("region", "sex"),
+    )
+    on_encoding = fitted(encoded, LogisticRegression())
+    for attribute in ("sex", ["sex"]):
+        config = AttributeInferenceCheckConfig(attribute=attribute)
+        finding = AttributeInferenceCheck(config).execute(context(raw, test, on_encoding))
+        assert finding.status is Status.FAIL, finding.message
+        assert finding.evidence["one_hot_columns"] == ["sex_F", "sex_M"]
+        assert finding.evidence["attribute"] == "sex"
+
+
 def test_a_leak_found_before_the_time_ran_out_still_fails(
     sensitive: tuple[Dataset, Dataset],
 ) -> None:

@@ -226,12 +226,12 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
     out: list[tuple[str, list[str], bool]] = []
     seen: set[tuple[str, ...]] = set()
     for wanted in requested:
-        if isinstance(wanted, list):
-            columns, name = list(wanted), "+".join(wanted)
-        elif wanted in groups and wanted not in ds.frame.columns:
-            columns, name = list(groups[wanted]), wanted
-        else:
-            columns, name = [wanted], wanted
+        names = list(wanted) if isinstance(wanted, list) else [wanted]
+        columns: list[str] = []
+        for item in names:
+            # a declared group's name is the group, even where a raw column (a non-feature
+            # kept for fairness) bears the same name: its encoding must stay hidden
+            columns += list(groups[item]) if item in groups else [item]
         for column in columns:
             if column not in ds.frame.columns:
                 raise ConfigError(
@@ -247,13 +247,15 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
                     f"attribute {column!r} is the target of dataset {ds.name!r}: attribute "
                     "inference infers a feature the attacker does not know, beside the label"
                 )
-        owners = {group_of[c] for c in columns if c in group_of}
-        if owners:
-            whole = [c for g in sorted(owners) for c in groups[g]]
-            columns = whole + [c for c in columns if c not in whole]
-            if len(owners) == 1 and not isinstance(wanted, list):
-                name = owners.pop()
-        grouped = isinstance(wanted, list) or bool(group_of.keys() & set(columns))
+        owners = sorted({group_of[c] for c in columns if c in group_of})
+        whole = [c for g in owners for c in groups[g]]
+        columns = whole + [c for c in dict.fromkeys(columns) if c not in whole]
+        # exactly one declared group, however it was named, is named by the group
+        one_group = len(owners) == 1 and columns == groups[owners[0]]
+        name = owners[0] if one_group else "+".join(names)
+        # one column outside any declared group is the column itself (a list of one
+        # numeric column read as "nonzero or not" skipped a leaking attribute)
+        grouped = len(columns) > 1 or bool(owners)
         if tuple(columns) not in seen:
             seen.add(tuple(columns))
             out.append((name, columns, grouped))
@@ -342,7 +344,7 @@ def _judge(
         f"{result.attack_accuracy:.3f} ({result.method}) vs {result.baseline_accuracy:.3f} "
         f"without querying the model: advantage {result.advantage:+.3f}{_se(result)}."
     )
-    if result.baseline_accuracy >= 1.0 and not group:
+    if result.baseline_accuracy >= 1.0:
         summary += (
             " The other features reveal it exactly: if some encode it (a one-hot sibling), "
             "name them with it (attribute: [a, b], --attribute a,b) or declare their "
