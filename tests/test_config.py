@@ -227,6 +227,10 @@ def test_a_limit_on_a_disabled_check_is_refused() -> None:
     expected = r"evasion\.min_robust_accuracy: a gate limit of a disabled check \(ADV001"
     with pytest.raises(ConfigError, match=expected):
         parse_policy({"checks": {"robustness": section}})
+    # any check's thresholds, and any option: nothing reads them
+    performance = {"performance": {"enabled": False, "min_accuracy": 0.9}}
+    with pytest.raises(ConfigError, match=r"performance\.min_accuracy: an option of a disabled"):
+        parse_policy({"checks": {"validation": performance}})
     # disabled without a limit, or with the limit turned off, or a default limit: fine
     parse_policy({"checks": {"extraction": {"extraction": {"enabled": False}}}})
     off = {"evasion": {"enabled": False, "min_robust_accuracy": None}}

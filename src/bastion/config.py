@@ -400,18 +400,21 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
                     )
                 ) from None
             config = configs[cls.id]
-            unjudged = [
-                limit
-                for limit in cls.gate_limits
-                if limit in config.model_fields_set and getattr(config, limit) is not None
+            unused = [
+                option
+                for option in (*cls.gate_limits, *sorted(config.model_fields_set))
+                if option not in ("enabled", "severity")
+                and option in config.model_fields_set
+                and getattr(config, option) is not None
             ]
-            if not config.enabled and unjudged:
+            if not config.enabled and unused:
                 # a limit set beside enabled: false was dropped without a word, and the gate
-                # passed a release it was written to stop
+                # passed a release it was written to stop; any option there is unused
+                kind = "a gate limit" if unused[0] in cls.gate_limits else "an option"
                 raise ConfigError(
-                    f"{source}: checks.{category}.{name}.{unjudged[0]}: a gate limit of a "
-                    f"disabled check ({cls.id}, enabled: false) is never judged; enable the "
-                    "check or remove the limit"
+                    f"{source}: checks.{category}.{name}.{unused[0]}: {kind} of a disabled "
+                    f"check ({cls.id}, enabled: false) is never used; enable the check or "
+                    "remove it"
                 )
     known_ids = set(CHECKS.ids())
     for i, check_id in enumerate(model.gate.required):
