@@ -692,3 +692,17 @@ def test_inversion_of_a_one_hot_attribute_reads_the_train_file(tmp_path: Path) -
     code, alone = inversion("sex_F")
     assert code == 0
     assert "The other features reveal it exactly" in alone["message"]
+
+
+def test_a_value_the_policy_refuses_names_its_flag(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--budget -5`` was refused as ``checks.robustness.evasion.max_queries_per_sample``,
+    a key the command line never showed."""
+    code, _ = attack(project, "evasion", "--budget", "-5")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "max_queries_per_sample: expected an integer >= 3, got -5 (set by --budget)" in err
+    code, _ = attack(project, "poisoning", "--limit", "max_suspect_classes=-1")
+    assert code == 2
+    assert "(set by --limit)" in capsys.readouterr().err

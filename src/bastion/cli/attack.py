@@ -172,6 +172,45 @@ def _number_of(text: str) -> int | float | str:
     return text
 
 
+# the command-line flag behind each check option the commands set
+_FLAGS = {
+    "attack": "--attack",
+    "strategy": "--attack",
+    "kind": "--attack",
+    "eps": "--eps",
+    "norm": "--norm",
+    "steps": "--steps",
+    "max_queries_per_sample": "--budget",
+    "budget": "--budget",
+    "max_seconds": "--max-seconds",
+    "requests_per_second": "--requests-per-second",
+    "train_fn": "--train-fn",
+    "attribute": "--attribute",
+}
+
+
+def _with_flags(message: str, request: AttackRequest) -> str:
+    """The policy's refusal of a value the command line set, naming its flag: the key path
+    alone (``checks.robustness.evasion.max_queries_per_sample``) left the user of
+    ``--budget -5`` to guess."""
+    limits = {text.split("=", 1)[0].strip() for text in request.limits}
+    lines = []
+    sections = [name for _, name in SECTIONS.get(request.command, ())]
+    for line in message.splitlines():
+        for name in sections:
+            options = request.options.get(name) or {}
+            for option in list(options) + sorted(limits):
+                if f".{name}.{option}" in line or f".{name}: {option}:" in line:
+                    flag = _FLAGS.get(option, "--limit") if option not in limits else "--limit"
+                    line += f" (set by {flag})"
+                    break
+            else:
+                continue
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _may_be_none(annotation: Any) -> bool:
     """Whether a config field's type admits None (``float | None``, ``Optional[...]``)."""
     import types
@@ -190,7 +229,10 @@ def run_attack(request: AttackRequest) -> int:
     from bastion.config import parse_policy
     from bastion.runner import run_gate
 
-    policy = parse_policy(build_policy(request), source="bastion attack")
+    try:
+        policy = parse_policy(build_policy(request), source="bastion attack")
+    except ConfigError as err:
+        raise ConfigError(_with_flags(str(err), request)) from None
     _check_outputs(request)
     artifacts: dict[str, Any] = {}
     report = run_gate(

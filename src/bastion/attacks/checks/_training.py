@@ -47,7 +47,8 @@ def stopped_by_time(
         ctx,
         Status.ERROR,
         f"Not finished: {err} ({budget}). Nothing is known about the rows it did not "
-        f"reach: raise {key} in the policy, or run it on a sample of the training rows.",
+        f"reach: raise {key} in the policy (--max-seconds with bastion attack), or run it "
+        "on a sample of the training rows.",
         evidence={"max_seconds": max_seconds},
     )
 
