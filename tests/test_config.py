@@ -271,3 +271,14 @@ def test_an_unhashable_key_is_a_yaml_error_and_nested_options_are_checked(
     bootstrap = {"demographic_parity": {"bootstrap": {"confidence": "0.5"}}}
     with pytest.raises(ConfigError, match="bootstrap: confidence: expected a number, got the"):
         parse_policy({"checks": {"fairness": bootstrap}})
+
+
+def test_booleans_for_numbers_inside_nested_options_and_lists_are_refused() -> None:
+    """``bootstrap: {n_resamples: yes}`` was one resample reported as a 95% interval, and
+    ``eps_curve: [yes, 0.5]`` a radius of 1.0."""
+    bootstrap = {"demographic_parity": {"bootstrap": {"n_resamples": True}}}
+    with pytest.raises(ConfigError, match="bootstrap: n_resamples: expected a number, got true"):
+        parse_policy({"checks": {"fairness": bootstrap}})
+    curve = {"evasion": {"eps_curve": [True, 0.5]}}
+    with pytest.raises(ConfigError, match="eps_curve: expected numbers, got true"):
+        parse_policy({"checks": {"robustness": curve}})

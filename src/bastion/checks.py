@@ -123,6 +123,11 @@ def _misread(value: Any, annotation: Any) -> str | None:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _misread(value, typing.get_args(annotation)[0])
+    if isinstance(value, bool) and _number_not_bool(annotation):
+        return (
+            f"expected a number, got {str(value).lower()} (YAML reads yes, no, on, off, true "
+            "and false as booleans)"
+        )
     if annotation is bool:
         if not isinstance(value, bool):
             return f"expected true or false, got {value!r}"
@@ -134,6 +139,8 @@ def _misread(value: Any, annotation: Any) -> str | None:
         for item in value:
             if _numeric_text(item) and _number_not_bool(args[0]):
                 return f"expected numbers, got the text {item!r} (write it without quotes)"
+            if isinstance(item, bool) and _number_not_bool(args[0]):
+                return f"expected numbers, got {str(item).lower()} (a YAML boolean)"
     if origin is dict and isinstance(value, Mapping) and len(args) == 2:
         for key, item in value.items():
             if _numeric_text(item) and _number_not_bool(args[1]):

@@ -480,6 +480,37 @@ def test_lists_of_one_column_and_groups_named_like_a_column(
         assert finding.evidence["attribute"] == "sex"
 
 
+def test_a_raw_input_beside_a_reporting_encoding_of_the_same_name_is_the_attribute(
+    sensitive: tuple[Dataset, Dataset],
+) -> None:
+    """The model reads the raw ``sex``; its one-hot copy, declared as group ``sex``, is
+    kept for reports only. The group won and the raw input stayed the attacker's: a pass at
+    baseline 1.0. A repeated column in a list ended in a KeyError."""
+    train, test = sensitive
+    frame = train.frame.assign(sex_F=train.frame["sex"], sex_M=1 - train.frame["sex"])
+    columns = dict(FeatureSchema.infer(frame).columns)
+    for name in ("sex_F", "sex_M"):
+        columns[name] = ColumnSpec(name, ColumnKind.INTEGER, one_hot_group="sex")
+    reporting = Dataset.from_frame(
+        frame, name="train", target="target", non_features=["region", "sex_F", "sex_M"]
+    )
+    reporting = dataclasses.replace(reporting, schema=FeatureSchema(columns))
+    model = fitted(train, LogisticRegression())
+    for attribute in ("sex", ["sex", "sex"]):
+        config = AttributeInferenceCheckConfig(attribute=attribute)
+        finding = AttributeInferenceCheck(config).execute(context(reporting, test, model))
+        assert finding.status is Status.FAIL, finding.message
+        assert finding.evidence["attribute_is_model_input"] is True
+        assert finding.metrics["baseline_accuracy"] < 1.0
+    # both encodings read by the model: which one to infer is the user's to say
+    both = dataclasses.replace(reporting, non_features=("region",))
+    on_both = fitted(both, LogisticRegression())
+    config = AttributeInferenceCheckConfig(attribute="sex")
+    error = AttributeInferenceCheck(config).execute(context(both, test, on_both))
+    assert error.status is Status.ERROR
+    assert "are all model inputs; name the one to infer" in error.message
+
+
 def test_a_leak_found_before_the_time_ran_out_still_fails(
     sensitive: tuple[Dataset, Dataset],
 ) -> None:

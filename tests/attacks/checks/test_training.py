@@ -34,3 +34,21 @@ def test_not_shown_status_is_the_gate_rule_for_attacks_stopped_short() -> None:
     assert not_shown_status(True, "time budget") is Status.FAIL
     assert not_shown_status(False, "time budget") is Status.WARN  # report only
     assert not_shown_status(True, "interrupted") is Status.WARN  # the runner's: an error
+
+
+def test_the_time_out_names_the_flag_only_where_the_command_line_sets_it() -> None:
+    """POI001 and POI003 have no --max-seconds on the command line (it reaches POI002 only):
+    advising it there changed nothing."""
+    from bastion.attacks.checks._training import stopped_by_time
+    from bastion.attacks.checks.attribute_inference import AttributeInferenceCheck
+    from bastion.attacks.checks.label_issues import LabelIssuesCheck
+    from bastion.checks import CheckContext
+    from bastion.exceptions import TimeBudgetError
+
+    ctx = CheckContext(seed=0, subject="model")
+    err = TimeBudgetError("stopped after 1 s")
+    label = stopped_by_time(LabelIssuesCheck(), ctx, err, 1.0).message
+    assert "poisoning.label_issues.max_seconds in the policy, or run" in label
+    assert "--max-seconds" not in label
+    inference = stopped_by_time(AttributeInferenceCheck(), ctx, err, 1.0).message
+    assert "(--max-seconds with bastion attack)" in inference

@@ -47,10 +47,18 @@ def stopped_by_time(
         ctx,
         Status.ERROR,
         f"Not finished: {err} ({budget}). Nothing is known about the rows it did not "
-        f"reach: raise {key} in the policy (--max-seconds with bastion attack), or run it "
-        "on a sample of the training rows.",
+        f"reach: raise {key} in the policy{_flag_hint(check)}, or run it on a sample of the "
+        "training rows.",
         evidence={"max_seconds": max_seconds},
     )
+
+
+# checks whose max_seconds `bastion attack --max-seconds` sets (POI001 and POI003 have none)
+_TIMED_BY_THE_CLI = frozenset({"ADV001", "EXT001", "POI002", "PRV001", "PRV002"})
+
+
+def _flag_hint(check: Check) -> str:
+    return " (--max-seconds with bastion attack)" if check.id in _TIMED_BY_THE_CLI else ""
 
 
 def not_shown_status(limited: bool, stopped: str | None) -> Status:

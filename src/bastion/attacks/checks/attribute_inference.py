@@ -226,12 +226,24 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
     out: list[tuple[str, list[str], bool]] = []
     seen: set[tuple[str, ...]] = set()
     for wanted in requested:
-        names = list(wanted) if isinstance(wanted, list) else [wanted]
+        names = list(dict.fromkeys(wanted)) if isinstance(wanted, list) else [wanted]
+        inputs = set(ds.feature_names)
         columns: list[str] = []
         for item in names:
-            # a declared group's name is the group, even where a raw column (a non-feature
-            # kept for fairness) bears the same name: its encoding must stay hidden
-            columns += list(groups[item]) if item in groups else [item]
+            if item not in groups:
+                columns.append(item)
+                continue
+            # a raw column and a declared group of the same name: the one the model reads
+            # is the attribute (its encoding must stay hidden: the raw column kept for
+            # fairness beside the encoded inputs, or the encoding kept for reports beside
+            # the raw input, each passed at baseline 1.0 when the other one won)
+            raw_input = item in ds.frame.columns and item in inputs
+            if raw_input and inputs & set(groups[item]):
+                raise ConfigError(
+                    f"attribute {item!r}: the column and its one-hot group "
+                    f"{groups[item]} are all model inputs; name the one to infer"
+                )
+            columns += [item] if raw_input else list(groups[item])
         for column in columns:
             if column not in ds.frame.columns:
                 raise ConfigError(
