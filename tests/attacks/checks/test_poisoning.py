@@ -625,7 +625,10 @@ def test_a_train_fn_is_imported_before_the_run_and_only_when_it_runs(
         ConfigError, match=r"checks\.poisoning\.simulation\.train_fn 'no_such_mod:fit': cannot"
     ):
         gate({"train_fn": "no_such_mod:fit"})
-    report = gate({"train_fn": "no_such_mod:fit", "enabled": False})  # not run: not imported
+    # disabled: the option is never used, and said so before any import
+    with pytest.raises(ConfigError, match=r"simulation\.train_fn: an option of a disabled check"):
+        gate({"train_fn": "no_such_mod:fit", "enabled": False})
+    report = gate({"enabled": False})
     assert "POI002" not in {f.check_id for f in report.findings}
 
 
