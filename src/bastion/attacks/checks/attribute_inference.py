@@ -213,7 +213,9 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
     group, the group's name, or a list of columns stands for the whole group (every column
     of it in the dataset, also those a list leaves out): a sibling left among the attacker's
     features gave the attribute away to the no-query baseline, and no leak could fail the
-    gate. The same columns named twice are judged once."""
+    gate. A group's name that is also a raw column names the one the model reads. A list
+    of one column outside any group is that column. The same columns named twice are
+    judged once."""
     groups: dict[str, list[str]] = {}
     group_of: dict[str, str] = {}
     for column in ds.frame.columns:
@@ -223,11 +225,11 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
             if declared:
                 groups.setdefault(declared, []).append(label)
                 group_of[label] = declared
+    inputs = set(ds.feature_names)
     out: list[tuple[str, list[str], bool]] = []
     seen: set[tuple[str, ...]] = set()
     for wanted in requested:
         names = list(dict.fromkeys(wanted)) if isinstance(wanted, list) else [wanted]
-        inputs = set(ds.feature_names)
         columns: list[str] = []
         for item in names:
             if item not in groups:
