@@ -91,11 +91,6 @@ class CheckConfig(BaseModel):
                 field_info = cls.model_fields.get(str(name))
                 if field_info is None:
                     continue
-                if isinstance(value, bool) and _number_not_bool(field_info.annotation):
-                    raise ValueError(
-                        f"{name}: expected a number, got {str(value).lower()} (YAML reads "
-                        "yes, no, on, off, true and false as booleans)"
-                    )
                 problem = _misread(value, field_info.annotation)
                 if problem is not None:
                     raise ValueError(f"{name}: {problem}")
@@ -118,6 +113,7 @@ def _misread(value: Any, annotation: Any) -> str | None:
     """What is wrong with ``value`` for a field typed ``annotation``, where pydantic would
     convert it silently: text for a number (also inside a list or a mapping), or anything
     but a boolean for a boolean. None when nothing is (pydantic judges the rest)."""
+    import types
     import typing
 
     origin = typing.get_origin(annotation)
@@ -154,7 +150,7 @@ def _misread(value: Any, annotation: Any) -> str | None:
                 if problem is not None:
                     return f"{name}: {problem}"
         return None
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         # an optional field: judge the value against its one non-None type
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1 and value is not None:
