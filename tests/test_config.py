@@ -255,10 +255,12 @@ def test_a_key_given_twice_is_refused_and_merge_keys_still_work(tmp_path: Path) 
     assert (configs["EXT001"].budget, configs["EXT001"].max_fidelity) == (400, 0.9)
 
 
-def test_norm_2_as_a_yaml_number_and_budget_curve_checked_at_load() -> None:
+def test_norm_2_as_a_yaml_number_and_budget_curve_checked_at_load(tmp_path: Path) -> None:
     policy = parse_policy({"checks": {"robustness": {"evasion": {"norm": 2}}}})
     configs: Any = {c.id: c.config for c in policy.enabled_checks()}
     assert configs["ADV001"].norm == "2"
+    infinite = load_policy(write(tmp_path, "checks:\n  robustness:\n    evasion: {norm: .inf}\n"))
+    assert [c.config.norm for c in infinite.enabled_checks() if c.id == "ADV001"] == ["inf"]
     with pytest.raises(ConfigError, match=r"budget_curve\[0\]: expected greater than or equal"):
         parse_policy({"checks": {"extraction": {"extraction": {"budget_curve": [0, 10]}}}})
 
@@ -282,3 +284,22 @@ def test_booleans_for_numbers_inside_nested_options_and_lists_are_refused() -> N
     curve = {"evasion": {"eps_curve": [True, 0.5]}}
     with pytest.raises(ConfigError, match="eps_curve: expected numbers, got true"):
         parse_policy({"checks": {"robustness": curve}})
+
+
+def test_a_merged_mapping_that_overrides_its_own_merge_is_no_duplicate(tmp_path: Path) -> None:
+    """PyYAML flattens a merged mapping when its parent is flattened: the key it overrides
+    then appeared twice to a check made after that."""
+    import yaml
+
+    from bastion.config import _UniqueKeyLoader
+
+    # strict overrides what it merges; a later mapping merges strict (the anchor sits deeper
+    # than where it is used, so its parent is flattened first)
+    text = (
+        "defaults:\n  a:\n    b:\n      strict: &strict\n"
+        "        <<: {max_auc: 0.6, n_shadows: 4}\n        max_auc: 0.55\n"
+        "checks:\n  privacy:\n    membership:\n      <<: *strict\n"
+    )
+    loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+    assert loaded["checks"] == yaml.safe_load(text)["checks"]
+    assert loaded["checks"]["privacy"]["membership"]["max_auc"] == 0.55

@@ -378,6 +378,27 @@ def test_a_model_that_encodes_its_own_text_keeps_its_error() -> None:
     assert not isinstance(info.value, DataError)
 
 
+def test_text_in_a_numeric_column_beside_an_encoded_text_column_names_only_the_culprit() -> None:
+    """A stray "F" in ``x`` beside a text column the pipeline encodes itself: the message
+    named ``color`` too."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from bastion.models.predictions import predict_dataset
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "color": rng.choice(["red", "blue"], 60)})
+    frame["y"] = (frame["x"] > 0).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["color"]), remainder="passthrough")
+    model = make_pipeline(encode, LogisticRegression()).fit(frame[["x", "color"]], frame["y"])
+    typo = frame.astype({"x": object})
+    typo.loc[7, "x"] = "F"
+    with pytest.raises(DataError, match=r"as numbers: 'x' \('F', 1 rows\); fix") as info:
+        predict_dataset(SklearnAdapter(model), Dataset.from_frame(typo, name="t", target="y"))
+    assert "color" not in str(info.value)
+
+
 def test_labels_that_share_nothing_with_the_model_classes_are_refused(
     split: tuple[pd.DataFrame, pd.DataFrame],
 ) -> None:

@@ -313,29 +313,38 @@ class Policy:
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that refuses a key given twice in one mapping: YAML lets the last one
     win, and a policy merged by hand lost its first ``evasion:`` section (limit included)
-    or kept the weaker of two ``max_auc`` values, without a word."""
+    or kept the weaker of two ``max_auc`` values, without a word. Each mapping is checked as
+    written, before merge keys (``<<: *defaults``) flatten it: keys beside a merge override
+    the merged ones, as they should."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # "<<: *defaults": keys given beside it override the merged ones
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-            except TypeError:
-                continue  # an unhashable key: SafeLoader's own error says so
-            if repeated:
-                mark = key_node.start_mark
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} appears twice in one mapping (the second would silently "
-                    "replace the first)",
-                    mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # SafeLoader flattens every mapping before constructing it, and a merged one when
+        # its parent is flattened, so each node is seen here first in its written form
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    repeated = key in seen
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader's own error says so
+                if repeated:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} appears twice in one mapping (the second would silently "
+                        "replace the first)",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        super().flatten_mapping(node)
 
 
 def load_policy(path: str | Path) -> Policy:

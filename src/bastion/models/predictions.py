@@ -73,11 +73,18 @@ def predict_dataset(model: ModelAdapter, data: Dataset, positive_label: Any = No
             # only a failure to read text as numbers: a pipeline that encodes its own text
             # columns fails for other reasons (an unseen category), which stand as they are
             text = _text_by_column(X) if _CONVERSION.search(str(err)) else {}
+            # the columns holding the value the error quotes, where it quotes one (a text
+            # column the model encodes itself is no culprit)
+            quoted = set(re.findall(r"'([^']*)'", str(err)))
+            named = {c: v for c, v in text.items() if v[2] & quoted}
+            text = named or text
             if not text:
                 raise
             # a stray "F" in a numeric column: numpy's "could not convert string to float"
             # named neither the file nor the column, and read as an internal error
-            listed = ", ".join(f"{c!r} ({v!r}, {n} rows)" for c, (v, n) in list(text.items())[:5])
+            listed = ", ".join(
+                f"{c!r} ({v!r}, {n} rows)" for c, (v, n, _) in list(text.items())[:5]
+            )
             raise DataError(
                 f"dataset {data.name!r}{where}: model {model.info.name!r} refused text in "
                 f"columns it reads as numbers: {listed}{' ...' if len(text) > 5 else ''}; "
@@ -139,20 +146,22 @@ def _check_width(model: ModelAdapter, data: Dataset) -> None:
 _CONVERSION = re.compile(r"could not convert|convert .*(string|bytes)|invalid literal", re.I)
 
 
-def _text_by_column(X: Any) -> dict[str, tuple[Any, int]]:
+def _text_by_column(X: Any) -> dict[str, tuple[Any, int, set[str]]]:
     """Per column that holds values a number cannot be read from (beside numbers, or in a
-    column of text), the first such value and how many rows hold one."""
+    column of text), the first such value, how many rows hold one, and (up to 50 of) the
+    distinct such values as text."""
     import pandas as pd
 
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
-    out: dict[str, tuple[Any, int]] = {}
+    out: dict[str, tuple[Any, int, set[str]]] = {}
     for name in frame.columns:
         col = frame[name]
         if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             continue
         bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
         if bad.any():
-            out[str(name)] = (col[bad].iloc[0], int(bad.sum()))
+            values = {str(v) for v in col[bad].unique()[:50]}
+            out[str(name)] = (col[bad].iloc[0], int(bad.sum()), values)
     return out
 
 

@@ -14,9 +14,13 @@ How
     (try each value, keep the one whose output matches) runs too and the better method
     counts. The attributes are ``attribute`` or every one of ``data.sensitive_features``,
     each judged, the largest advantage deciding; the check is skipped when there is none.
-    An attribute the schema declares in a ``one_hot_group`` (a column of it, or the group's
-    name), or a list of columns, is the group as a whole: a row's value is its hot column,
-    and the attacker and the baseline know none of the group. An attribute is not judged
+    No encoding of an attribute stays the attacker's: a column of a schema-declared
+    ``one_hot_group``, or the group's name, is the group as a whole (a row's value is its hot
+    column; the columns of it the model reads are hidden and inverted), unless a raw column
+    of the group's name is what the model reads, which is then the attribute. A list of
+    columns is a one-hot group without a schema; a list of one column outside any group is
+    that column. A baseline that is always right leaves no advantage to measure: a
+    warning, not a pass. An attribute is not judged
     (and the finding says so) when a non-numeric attribute (or one the schema declares
     categorical) has more than ``max_candidates`` distinct values. A numeric attribute with
     more (an age, a lab value) is inferred as one of ``bins`` quantile bins. Rows where the
@@ -27,12 +31,12 @@ Metrics
     of each method (``classifier_accuracy``, ``inversion_accuracy``), ``n_points``,
     ``queries``.
 Gate
-    Fails when ``advantage > max_advantage``. ``max_seconds`` (default 120) is checked between
-    the attribute classifiers' cross-fit splits (a run stopped there is an ``error``: no
-    accuracy was measured) and before the inversion's queries (a run stopped there and under
-    the limit fails: the inversion method did not run, so the limit was not shown to hold).
-    Evidence is aggregate: no
-    attribute values.
+    Fails when ``advantage > max_advantage`` for any attribute. ``max_seconds`` (default
+    120, shared by the attributes) is checked between the attribute classifiers' cross-fit
+    splits (a run stopped there is an ``error``: no accuracy was measured, unless an
+    attribute judged before it leaks, which fails) and before the inversion's queries (a run
+    stopped there and under the limit fails: the inversion method did not run, so the limit
+    was not shown to hold). Evidence is aggregate: no attribute values.
 References
     MITRE ATLAS AML.T0024.001 (invert AI model); OWASP ML03. Fredrikson et al. (USENIX
     Security 2014, CCS 2015); Yeom et al. (CSF 2018); Jayaraman and Evans (CCS 2022).
@@ -170,7 +174,17 @@ class AttributeInferenceCheck(Check):
             message = (
                 f"Stopped ({stopped[0].result.stopped}) before the inversion method ran for "
                 f"{names}: under max_advantage {cfg.max_advantage:g} without it, which does "
-                "not show the limit holds (raise max_seconds). " + summary
+                "not show the limit holds (raise max_seconds; --max-seconds with bastion "
+                "attack). " + summary
+            )
+        elif exact := [j for j in judged if j.result.baseline_accuracy >= 1.0]:
+            # nothing the model gives can show over a baseline that is always right: a
+            # warning, so that an encoding of the attribute left to the attacker is seen
+            status = Status.WARN
+            names = ", ".join(repr(j.name) for j in exact)
+            message = (
+                f"Not measurable for {names}: the attacker's other features reveal it "
+                "exactly, so no advantage can show. " + summary
             )
         else:
             status, message = Status.PASS, "Within limits. " + summary
@@ -232,20 +246,9 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
         names = list(dict.fromkeys(wanted)) if isinstance(wanted, list) else [wanted]
         columns: list[str] = []
         for item in names:
-            if item not in groups:
-                columns.append(item)
-                continue
-            # a raw column and a declared group of the same name: the one the model reads
-            # is the attribute (its encoding must stay hidden: the raw column kept for
-            # fairness beside the encoded inputs, or the encoding kept for reports beside
-            # the raw input, each passed at baseline 1.0 when the other one won)
-            raw_input = item in ds.frame.columns and item in inputs
-            if raw_input and inputs & set(groups[item]):
-                raise ConfigError(
-                    f"attribute {item!r}: the column and its one-hot group "
-                    f"{groups[item]} are all model inputs; name the one to infer"
-                )
-            columns += [item] if raw_input else list(groups[item])
+            # a column of a group, or the group's name, stands for the whole group
+            group = item if item in groups else group_of.get(item)
+            columns += [item] if group is None else _group_columns(ds, groups, group, inputs)
         for column in columns:
             if column not in ds.frame.columns:
                 raise ConfigError(
@@ -261,12 +264,14 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
                     f"attribute {column!r} is the target of dataset {ds.name!r}: attribute "
                     "inference infers a feature the attacker does not know, beside the label"
                 )
+        columns = list(dict.fromkeys(columns))
         owners = sorted({group_of[c] for c in columns if c in group_of})
-        whole = [c for g in owners for c in groups[g]]
-        columns = whole + [c for c in dict.fromkeys(columns) if c not in whole]
-        # exactly one declared group, however it was named, is named by the group
+        # exactly one declared group, however it was named, is named by the group; a raw
+        # input that stands for its group, by its own name
         one_group = len(owners) == 1 and columns == groups[owners[0]]
         name = owners[0] if one_group else "+".join(names)
+        if len(columns) == 1 and columns[0] in groups:
+            name = columns[0]
         # one column outside any declared group is the column itself (a list of one
         # numeric column read as "nonzero or not" skipped a leaking attribute)
         grouped = len(columns) > 1 or bool(owners)
@@ -274,6 +279,24 @@ def _targets(ds: Dataset, requested: list[str | list[str]]) -> list[tuple[str, l
             seen.add(tuple(columns))
             out.append((name, columns, grouped))
     return out
+
+
+def _group_columns(
+    ds: Dataset, groups: dict[str, list[str]], group: str, inputs: set[str]
+) -> list[str]:
+    """The columns that hold a declared group's attribute: its one-hot columns, or a raw
+    column of the group's name where the model reads that one (the encoding then kept for
+    reports only). Whichever lost stayed the attacker's, and a leaking model passed at
+    baseline 1.0; a model that reads both is refused."""
+    raw_input = group in ds.frame.columns and group in inputs
+    if not raw_input:
+        return list(groups[group])
+    if inputs & set(groups[group]):
+        raise ConfigError(
+            f"attribute {group!r}: the column and its one-hot group {groups[group]} are all "
+            "model inputs; name the one to infer"
+        )
+    return [group]
 
 
 def _judge(

@@ -129,9 +129,13 @@ class EvasionCheckConfig(CheckConfig):
     @field_validator("norm", mode="before")
     @classmethod
     def _norm_as_text(cls, value: Any) -> Any:
-        """``norm: 2`` in YAML is the number 2: "expected one of inf, 2, got 2" refused it."""
-        if isinstance(value, int) and not isinstance(value, bool) and value == 2:
-            return "2"
+        """``norm: 2`` and ``norm: .inf`` in YAML are numbers: "expected one of inf, 2, got
+        2" refused them."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value == 2:
+                return "2"
+            if value == float("inf"):
+                return "inf"
         return value
 
     @field_validator("attack")
