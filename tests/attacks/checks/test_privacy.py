@@ -513,7 +513,7 @@ def test_a_raw_input_beside_a_reporting_encoding_of_the_same_name_is_the_attribu
     config = AttributeInferenceCheckConfig(attribute="sex")
     error = AttributeInferenceCheck(config).execute(context(both, test, on_both))
     assert error.status is Status.ERROR
-    assert "are all model inputs; name the one to infer" in error.message
+    assert "the model reads both the column and its one-hot group" in error.message
 
 
 def test_a_leak_found_before_the_time_ran_out_still_fails(

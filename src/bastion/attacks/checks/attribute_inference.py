@@ -292,9 +292,13 @@ def _group_columns(
     if not raw_input:
         return list(groups[group])
     if inputs & set(groups[group]):
+        # hiding one encoding leaves the other to the attacker (a pass at baseline 1.0), and
+        # the inversion cannot set both consistently: refused, which fails the gate closed
         raise ConfigError(
-            f"attribute {group!r}: the column and its one-hot group {groups[group]} are all "
-            "model inputs; name the one to infer"
+            f"attribute {group!r}: the model reads both the column and its one-hot group "
+            f"{groups[group]}, two encodings of one attribute; attribute inference cannot "
+            "hide one from the attacker while the model reads the other. Judge a model that "
+            "reads one of them"
         )
     return [group]
 
