@@ -303,3 +303,17 @@ def test_a_merged_mapping_that_overrides_its_own_merge_is_no_duplicate(tmp_path:
     loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     assert loaded["checks"] == yaml.safe_load(text)["checks"]
     assert loaded["checks"]["privacy"]["membership"]["max_auc"] == 0.55
+
+
+def test_switches_and_numbers_outside_the_checks_are_strict_too() -> None:
+    """``model.trust_pickle: "yes"`` or ``1`` loaded pickles, and ``report.allow_raw_rows:
+    "on"`` put raw rows in the report: the check options' rule holds everywhere."""
+    cases = [
+        ({"model": {"path": "m.onnx", "trust_pickle": "yes"}}, "model: trust_pickle: expected"),
+        ({"report": {"allow_raw_rows": 1}}, "report: allow_raw_rows: expected true or false"),
+        ({"seed": "3"}, "seed: expected a number, got the text '3'"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_policy(data)
+    parse_policy({"model": {"path": "m.onnx", "trust_pickle": True}, "seed": 3})

@@ -109,7 +109,7 @@ def _numeric_text(value: Any) -> bool:
     return True
 
 
-def _misread(value: Any, annotation: Any) -> str | None:
+def _misread(value: Any, annotation: Any, nested: bool = True) -> str | None:
     """What is wrong with ``value`` for a field typed ``annotation``, where pydantic would
     convert it silently: text for a number (also inside a list or a mapping), or anything
     but a boolean for a boolean. None when nothing is (pydantic judges the rest)."""
@@ -118,7 +118,7 @@ def _misread(value: Any, annotation: Any) -> str | None:
 
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _misread(value, typing.get_args(annotation)[0])
+        return _misread(value, typing.get_args(annotation)[0], nested)
     if isinstance(value, bool) and _number_not_bool(annotation):
         return (
             f"expected a number, got {str(value).lower()} (YAML reads yes, no, on, off, true "
@@ -142,8 +142,9 @@ def _misread(value: Any, annotation: Any) -> str | None:
             if _numeric_text(item) and _number_not_bool(args[1]):
                 return f"{key}: expected a number, got the text {item!r} (write it without quotes)"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        # a nested options model (bootstrap: {confidence: "0.5"}): its own fields
-        if isinstance(value, Mapping):
+        # a nested options model (bootstrap: {confidence: "0.5"}): its own fields, unless
+        # it checks them itself (``nested`` False), naming its own key path
+        if nested and isinstance(value, Mapping):
             for name, item in value.items():
                 field_info = annotation.model_fields.get(str(name))
                 problem = _misread(item, field_info.annotation) if field_info else None
@@ -154,7 +155,7 @@ def _misread(value: Any, annotation: Any) -> str | None:
         # an optional field: judge the value against its one non-None type
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1 and value is not None:
-            return _misread(value, inner[0])
+            return _misread(value, inner[0], nested)
     return None
 
 

@@ -22,10 +22,17 @@ from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
-from bastion.checks import CATEGORIES, CHECKS, Check, CheckConfig
+from bastion.checks import CATEGORIES, CHECKS, Check, CheckConfig, _misread
 from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
 from bastion.exceptions import ConfigError
 from bastion.findings import Severity, Waiver
@@ -51,6 +58,23 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_silent_conversions(cls, data: Any) -> Any:
+        """The check options' rule for the rest of the policy: ``model.trust_pickle: "yes"``
+        or ``1`` loaded pickles, and ``report.allow_raw_rows: "on"`` put raw rows in the
+        report, where a boolean was meant; a number in quotes was read as a number."""
+        if isinstance(data, Mapping):
+            for name, value in data.items():
+                field_info = cls.model_fields.get(str(name))
+                # nested sections run this validator themselves (their key path named)
+                problem = (
+                    _misread(value, field_info.annotation, nested=False) if field_info else None
+                )
+                if problem is not None:
+                    raise ValueError(f"{name}: {problem}")
+        return data
 
 
 class DatasetSpec(_Strict):
