@@ -288,7 +288,13 @@ TrainOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random step.")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text table or JSON report.")]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this file.")
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Write the JSON report to this file (beside the text table; with --format json, "
+        "instead of standard output).",
+    ),
 ]
 RemoteOpt = Annotated[
     str | None, typer.Option("--remote-url", help="Attack an OIP v2 endpoint instead of a file.")
