@@ -3,7 +3,6 @@ skips with reasons, evidence hygiene, determinism and the policy's poisoning sec
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -570,18 +569,18 @@ def test_torch_retraining_without_classes_refuses_labels_that_name_no_output() -
     X = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
     train = torch_trainer(TorchAdapter(two), epochs=1)
     for labels, shown in [
-        (np.arange(12) % 2 + 1, "['2']"),
-        (np.where(np.arange(12) % 2, "yes", "no"), "['no', 'yes']"),
-        (np.where(np.arange(12) % 2, 0.5, 0.0), "['0.5']"),
+        (np.arange(12) % 2 + 1, r"score columns 0\.\.1; labels \[2\] are not"),
+        (np.where(np.arange(12) % 2, "yes", "no"), r"labels of dtype <U3 are not column"),
+        (np.where(np.arange(12) % 2, 0.5, 0.0), r"labels of dtype float64 are not column"),
     ]:
-        with pytest.raises(ConfigError, match=rf"columns 0\.\.1; labels {re.escape(shown)}"):
+        with pytest.raises(ConfigError, match=shown):
             train(X, labels)
     assert train(X, np.arange(12) % 2).classes_ is None  # columns 0 and 1: trains
     # a single logit: labels 0 and 1
     one = torch.nn.Sequential(torch.nn.Linear(4, 1))
     train_one = torch_trainer(TorchAdapter(one), epochs=1)
     train_one(X, np.arange(12) % 2)
-    with pytest.raises(ConfigError, match=r"labels \['2'\]"):
+    with pytest.raises(ConfigError, match=r"labels \[2\] are not"):
         train_one(X, np.arange(12) % 3)
 
 

@@ -259,24 +259,13 @@ def torch_trainer(
 
 
 def _column_targets(adapter: Any, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Labels as output columns for a module that declares no classes: each must be a whole
-    number naming one of its columns (0 or 1 for a single logit). Text labels raised a bare
+    """Labels as output columns for a module that declares no classes, by the rule the
+    black-box attacks use (:func:`~bastion.attacks.evasion._blackbox.label_columns`): whole
+    numbers naming one of its columns (0 or 1 for a single logit). Text labels raised a bare
     ValueError, labels 1 and 2 of a two-output module an IndexError from inside torch, and
     fractions were truncated to a column without a word."""
-    import pandas as pd
+    from bastion.attacks.evasion._blackbox import label_columns
 
-    distinct = pd.unique(pd.Series(labels))
-    numbers = pd.to_numeric(pd.Series(distinct), errors="coerce").to_numpy(dtype=float)
     # one row through the model it copies: the width of its output
-    width = max(int(np.asarray(adapter.predict_proba(rows[:1])).shape[1]), 2)
-    whole = ~np.isnan(numbers) & (np.mod(numbers, 1) == 0)
-    bad = [v for v, ok, num in zip(distinct.tolist(), whole, numbers, strict=True)
-           if not ok or not 0 <= num < width]  # fmt: skip
-    if bad:
-        raise ConfigError(
-            f"model {adapter.info.name!r} declares no classes, so retraining reads each label "
-            f"as one of its output columns 0..{width - 1}; labels {sorted(map(str, bad))[:5]} "
-            "are not: declare the model's classes (model.classes, --classes) in the order of "
-            "its outputs"
-        )
-    return np.asarray(labels, dtype=float).astype(np.int64)
+    width = int(np.asarray(adapter.predict_proba(rows[:1])).shape[1])
+    return label_columns(adapter, labels, width).astype(np.int64)
