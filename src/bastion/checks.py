@@ -47,6 +47,7 @@ __all__ = [
     "CheckContext",
     "Scope",
     "config_as",
+    "refuse_silent_conversions",
 ]
 
 Category = Literal[
@@ -86,15 +87,20 @@ class CheckConfig(BaseModel):
         number too (``max_auc: "0.6"``, also in lists and mappings such as ``eps_curve``),
         and anything but a boolean for a switch (``enabled: "no"`` or ``0`` turned a check
         off): a quoted value is a slip the policy should show, not read."""
-        if isinstance(data, Mapping):
-            for name, value in data.items():
-                field_info = cls.model_fields.get(str(name))
-                if field_info is None:
-                    continue
-                problem = _misread(value, field_info.annotation)
-                if problem is not None:
-                    raise ValueError(f"{name}: {problem}")
-        return data
+        return refuse_silent_conversions(cls, data)
+
+
+def refuse_silent_conversions(model: type[BaseModel], data: Any, nested: bool = True) -> Any:
+    """``data`` for ``model`` as given, or a ValueError naming the first field whose value
+    pydantic would convert silently (see :func:`_misread`); ``nested`` False leaves nested
+    models to check themselves, each naming its own key path."""
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            field_info = model.model_fields.get(str(name))
+            problem = _misread(value, field_info.annotation, nested) if field_info else None
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
+    return data
 
 
 def _numeric_text(value: Any) -> bool:
@@ -132,24 +138,23 @@ def _misread(value: Any, annotation: Any, nested: bool = True) -> str | None:
         return f"expected a number, got the text {value!r} (write it without quotes)"
     args = typing.get_args(annotation)
     if origin in (tuple, list) and isinstance(value, list | tuple) and args:
-        for item in value:
-            if _numeric_text(item) and _number_not_bool(args[0]):
-                return f"expected numbers, got the text {item!r} (write it without quotes)"
-            if isinstance(item, bool) and _number_not_bool(args[0]):
-                return f"expected numbers, got {str(item).lower()} (a YAML boolean)"
+        for i, item in enumerate(value):
+            problem = _misread(item, args[0], nested)
+            if problem is not None:
+                return f"[{i}]: {problem}"
     if origin is dict and isinstance(value, Mapping) and len(args) == 2:
         for key, item in value.items():
-            if _numeric_text(item) and _number_not_bool(args[1]):
-                return f"{key}: expected a number, got the text {item!r} (write it without quotes)"
+            problem = _misread(item, args[1], nested)
+            if problem is not None:
+                return f"{key}: {problem}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         # a nested options model (bootstrap: {confidence: "0.5"}): its own fields, unless
         # it checks them itself (``nested`` False), naming its own key path
-        if nested and isinstance(value, Mapping):
-            for name, item in value.items():
-                field_info = annotation.model_fields.get(str(name))
-                problem = _misread(item, field_info.annotation) if field_info else None
-                if problem is not None:
-                    return f"{name}: {problem}"
+        if nested:
+            try:
+                refuse_silent_conversions(annotation, value)
+            except ValueError as err:
+                return str(err)
         return None
     if origin in (typing.Union, types.UnionType):
         # an optional field: judge the value against its one non-None type

@@ -32,7 +32,13 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from bastion.checks import CATEGORIES, CHECKS, Check, CheckConfig, _misread
+from bastion.checks import (
+    CATEGORIES,
+    CHECKS,
+    Check,
+    CheckConfig,
+    refuse_silent_conversions,
+)
 from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema
 from bastion.exceptions import ConfigError
 from bastion.findings import Severity, Waiver
@@ -65,16 +71,8 @@ class _Strict(BaseModel):
         """The check options' rule for the rest of the policy: ``model.trust_pickle: "yes"``
         or ``1`` loaded pickles, and ``report.allow_raw_rows: "on"`` put raw rows in the
         report, where a boolean was meant; a number in quotes was read as a number."""
-        if isinstance(data, Mapping):
-            for name, value in data.items():
-                field_info = cls.model_fields.get(str(name))
-                # nested sections run this validator themselves (their key path named)
-                problem = (
-                    _misread(value, field_info.annotation, nested=False) if field_info else None
-                )
-                if problem is not None:
-                    raise ValueError(f"{name}: {problem}")
-        return data
+        # nested sections run this validator themselves (their key path named)
+        return refuse_silent_conversions(cls, data, nested=False)
 
 
 class DatasetSpec(_Strict):
