@@ -135,31 +135,29 @@ class AttributeInferenceCheck(Check):
         # every sensitive attribute is judged (only the first was, and a leak of the second
         # passed unseen), each with the time the earlier ones left
         for name, members, grouped in _targets(ds, requested):
-            left = None
-            if cfg.max_seconds is not None:
-                left = cfg.max_seconds - (time.perf_counter() - started)
-                if left <= 0:
-                    out_of_time = TimeBudgetError(f"no time left for attribute {name!r}")
             if out_of_time is None:
                 try:
+                    left = None
+                    if cfg.max_seconds is not None:
+                        left = cfg.max_seconds - (time.perf_counter() - started)
+                        if left <= 0:
+                            raise TimeBudgetError(f"no time left for attribute {name!r}")
                     outcome = _judge(ds, ctx, cfg, name, members, grouped, rng, left)
                 except TimeBudgetError as err:
                     out_of_time = err
             if out_of_time is not None:
                 skipped[name] = f"{name!r}: out of time ({out_of_time})"
-                continue
-            if isinstance(outcome, str):
+            elif isinstance(outcome, str):
                 skipped[name] = outcome
             else:
                 judged.append(outcome)
-        leaking = any(j.result.advantage > cfg.max_advantage for j in judged)
-        if out_of_time is not None and not leaking:
+        leaks = [j for j in judged if j.result.advantage > cfg.max_advantage]
+        if out_of_time is not None and not leaks:
             # an attribute not judged may leak: no pass, and no verdict either
             return stopped_by_time(self, ctx, out_of_time, cfg.max_seconds)
         if not judged:
             return self.skip(ctx, "; ".join(skipped.values()))
         worst = max(judged, key=lambda j: j.result.advantage)
-        leaks = [j for j in judged if j.result.advantage > cfg.max_advantage]
         stopped = [j for j in judged if j.result.stopped]
         summary = " ".join(j.summary for j in judged)
         if skipped:
