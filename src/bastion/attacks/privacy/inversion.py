@@ -456,9 +456,7 @@ def _value_name(value: Any) -> str:
 def _name(attribute: Attribute | None) -> str:
     if attribute is None:
         return "sensitive"
-    if _is_group(attribute):
-        return "+".join(str(c) for c in attribute)  # type: ignore[union-attr]
-    return str(attribute)
+    return "+".join(str(c) for c in _members(attribute))
 
 
 def _is_group(attribute: Attribute | None) -> bool:
@@ -710,18 +708,21 @@ def _invert(
 
 
 def _with_value(X: ArrayLike, attribute: Attribute, value: Any) -> ArrayLike:
+    """A copy of ``X`` with the attribute set to ``value`` in every row: for a one-hot group,
+    the candidate's column set to 1 and its siblings to 0 (all 0 for "(none)")."""
+    members = _members(attribute)
     if _is_group(attribute):
-        # the candidate's column set to 1, its siblings to 0 (all 0 for "(none)")
-        for member in _members(attribute):
-            X = _with_value(X, member, 1 if str(member) == value else 0)
-        return X
-    column = _members(attribute)[0]
+        values = {m: 1 if str(m) == value else 0 for m in members}
+    else:
+        values = {members[0]: value}
     if isinstance(X, pd.DataFrame):
         out = X.copy()
-        out[column] = pd.Series([value] * len(out), index=out.index, dtype=X[column].dtype)
+        for column, v in values.items():
+            out[column] = pd.Series([v] * len(out), index=out.index, dtype=X[column].dtype)
         return out
     arr = np.array(X, copy=True)
-    if not isinstance(column, int):
-        raise ConfigError(f"attribute must be a column position for an array; got {column!r}")
-    arr[:, column] = value
+    for column, v in values.items():
+        if not isinstance(column, int):
+            raise ConfigError(f"attribute must be a column position for an array; got {column!r}")
+        arr[:, column] = v
     return arr
