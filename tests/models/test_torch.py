@@ -102,6 +102,33 @@ def test_prediction_keeps_training_mode_and_tracks_no_gradients(
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_every_layer_keeps_its_own_mode_through_the_adapter_the_attacks_and_detectors(
+    cancer_scaled: tuple[np.ndarray, np.ndarray],
+) -> None:
+    # fine-tuning with a frozen BatchNorm: the root trains, the BatchNorm stays in eval mode.
+    # From a review: train(flag) on the root gave every layer the root's flag, so the
+    # BatchNorm came back training and the next step overwrote its running statistics
+    from bastion.attacks.evasion.pgd import PGD, PGDConfig
+    from bastion.attacks.poisoning.spectral import penultimate_activations
+
+    X, y = cancer_scaled
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(30, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+    )
+    net.train()
+    net[1].eval()
+    running = net[1].running_mean.clone()
+    model = TorchAdapter(net)
+    model.predict(X[:20])
+    model.loss_gradient(X[:4], y[:4])
+    penultimate_activations(net, X[:20])
+    PGD(PGDConfig(steps=2)).run(model, X[:10], y[:10], eps=0.1)
+    assert net.training
+    assert not net[1].training
+    assert torch.equal(net[1].running_mean, running)  # no forward ran a layer in train mode
+
+
 def test_input_shape_for_images() -> None:
     torch.manual_seed(0)
     cnn = torch.nn.Sequential(

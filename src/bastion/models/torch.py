@@ -324,26 +324,45 @@ class TorchAdapter(ModelAdapter):
                 f"{self.classes_.tolist()}"
             ) from err
 
-    @contextmanager
-    def _eval_mode(self) -> Iterator[None]:
-        if not self._mode_switchable:
-            yield
-            return
-        was_training = bool(self.module.training)
-        self.module.eval()
-        try:
-            yield
-        finally:
-            self.module.train(was_training)
+    def _eval_mode(self) -> Any:
+        return eval_mode(self.module)
 
 
 def _mode_switchable(module: Any) -> bool:
-    """False for modules from ``torch.export`` (their train()/eval() raise)."""
+    """False for modules from ``torch.export`` (their train()/eval() raise). Asked by
+    calling ``train`` with the root's own flag, which sets every layer's: each layer's own
+    flag is put back (from a review: a BatchNorm frozen in eval mode inside a training root
+    came back training, and the user's next step overwrote its running statistics)."""
+    modes = [(m, bool(m.training)) for m in module.modules()]
     try:
         module.train(bool(module.training))
     except NotImplementedError:
         return False
+    for m, flag in modes:
+        m.training = flag
     return True
+
+
+@contextmanager
+def eval_mode(module: Any) -> Iterator[None]:
+    """Every layer of ``module`` in eval mode inside the block, and each layer's own flag
+    back afterwards: ``module.train(flag)`` would give every layer the root's flag, and a
+    layer frozen in eval mode (a BatchNorm during fine-tuning) would come back training.
+    Modules from ``torch.export`` refuse to switch and are left as they are."""
+    modes = [(m, bool(m.training)) for m in module.modules()]
+    switched = False
+    if any(flag for _, flag in modes):
+        try:
+            module.eval()
+            switched = True
+        except NotImplementedError:
+            switched = False
+    try:
+        yield
+    finally:
+        if switched:
+            for m, flag in modes:
+                m.training = flag
 
 
 # -- loading ---------------------------------------------------------------------------

@@ -142,6 +142,17 @@ def test_label_issues_fail_on_flipped_labels(
     assert "samples" not in {k for k, v in finding.evidence.items() if k != "samples"}
 
 
+def test_label_issues_name_a_class_too_small_to_score(cancer: tuple[Dataset, Dataset]) -> None:
+    train, test = cancer
+    frame = train.frame.copy()
+    frame.loc[0, "target"] = 2  # one row of a third class: no training fold holds it
+    rare = Dataset.from_frame(frame, name="train", target="target")
+    finding = LabelIssuesCheck().execute(context(rare, test, logistic(rare)))
+    assert finding.status is Status.PASS, finding.message
+    assert finding.evidence["unscored_classes"] == [2]
+    assert "Class(es) 2 too small for the 5-fold cross-validation" in finding.message
+
+
 def test_label_issues_knn_method(
     cancer: tuple[Dataset, Dataset], flipped: tuple[Dataset, np.ndarray]
 ) -> None:

@@ -300,6 +300,48 @@ def test_out_of_sample_proba_fills_missing_classes() -> None:
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("loader", [load_iris, load_wine])
+def test_a_class_no_fold_saw_is_never_anyones_true_class(loader: Any) -> None:
+    # from a review: one row of a new class read probability 0 out of sample, its threshold
+    # fell to the floor, and every row became "confident" in it (clean iris: 48 estimated
+    # issues, 6 flagged rows)
+    X, y = loader(return_X_y=True)
+    y = y.copy()
+    y[0] = 99
+    issues = find_label_issues(X, y, seed=0)
+    assert issues.details["unscored_classes"] == [99]
+    assert issues.details["thresholds"][-1] == 2.0
+    assert issues.n_flagged == 0
+    assert issues.details["estimated_issues"] == 0
+    assert (
+        find_label_issues(X, loader(return_X_y=True)[1], seed=0).details["unscored_classes"] == []
+    )
+
+
+def test_non_finite_probabilities_are_refused(noisy_cancer: dict[str, Any]) -> None:
+    # a NaN made its class's threshold NaN: no row was ever confident in it, and precision
+    # and recall fell with no sign (cleanlab accepts them as well)
+    proba = noisy_cancer["proba"].copy()
+    proba[5] = np.nan
+    with pytest.raises(DataError, match=r"pred_probs holds 2 NaN .* row 5, column 0"):
+        confident_learning(noisy_cancer["y_noisy"], proba)
+
+    class NaNModel(GaussianNB):
+        def predict_proba(self, X: Any) -> Any:
+            out = super().predict_proba(X)
+            out[0, 0] = np.inf
+            return out
+
+    with pytest.raises(DataError, match=r"NaNModel.predict_proba in fold 1 holds 1 NaN"):
+        find_label_issues(noisy_cancer["X"], noisy_cancer["y_noisy"], estimator=NaNModel())
+
+
+def test_a_custom_estimator_takes_plain_lists() -> None:
+    X, y = load_iris(return_X_y=True)
+    issues = find_label_issues(X.tolist(), y.tolist(), estimator=GaussianNB(), seed=0)
+    assert issues.scores.shape == (150,)
+
+
 def test_precision_recall() -> None:
     assert precision_recall([1, 2, 3, 4], [2, 3, 9]) == (0.5, 2 / 3)
     assert precision_recall([], [1]) == (None, 0.0)

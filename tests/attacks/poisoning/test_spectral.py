@@ -252,6 +252,29 @@ def test_planted_direction_in_synthetic_activations() -> None:
     assert set(clusters.flagged.tolist()) == set(poison.tolist())
 
 
+def test_the_flag_count_is_rounded_before_its_ceiling() -> None:
+    # 1.5 * 0.1 * 20 is 3.0000000000000004 in floats: ceil flagged 4 rows of 20, not 3
+    acts = np.random.default_rng(0).normal(size=(40, 4))
+    y = np.repeat([0, 1], 20)
+    issues = spectral_signatures(None, None, y, rate=0.1, activations=acts)
+    assert issues.details["classes"]["0"]["flagged"] == 3
+    assert issues.n_flagged == 6
+
+
+def test_non_finite_activations_are_a_data_error() -> None:
+    # a NaN activation (a diverged training run) gave numpy's "SVD did not converge" and
+    # scikit-learn's "Input X contains NaN"
+    from bastion.exceptions import DataError
+
+    acts = np.random.default_rng(0).normal(size=(40, 4))
+    acts[3, 1] = np.nan
+    y = np.repeat([0, 1], 20)
+    with pytest.raises(DataError, match=r"NaN or infinite values in 1 of 40 rows .*row 3"):
+        spectral_signatures(None, None, y, activations=acts)
+    with pytest.raises(DataError, match="row 3"):
+        activation_clustering(None, None, y, presence=None, activations=acts)
+
+
 def test_bad_options() -> None:
     acts = np.random.default_rng(0).normal(size=(20, 4))
     y = np.repeat([0, 1], 10)

@@ -119,9 +119,12 @@ class LabelIssuesCheck(Check):
             "method": cfg.method,
             "flagged_by_class": {str(k): v for k, v in issues.counts_by_class(y).items()},
         }
+        unscored: list[object] = list(issues.details.get("unscored_classes") or [])
         if cfg.method == "confident_learning":
             evidence["cv_folds"] = folds
             evidence["rounds"] = issues.details.get("rounds")
+            if unscored:
+                evidence["unscored_classes"] = unscored
         if issues.n_flagged and cfg.n_samples_reported:
             # row positions are not raw data, but they point at rows: samples only
             top = positions[issues.flagged[: cfg.n_samples_reported]]
@@ -131,6 +134,14 @@ class LabelIssuesCheck(Check):
             f"{issues.n_flagged} of {n} training rows ({share:.2%}) look mislabelled by {how}; "
             f"allowed: {cfg.max_flagged_fraction:.2%}."
         )
+        if unscored:
+            # their rows are still judged against the other classes; no row can be judged
+            # as belonging to them
+            message += (
+                f" Class(es) {', '.join(map(str, unscored[:5]))} too small for the "
+                f"{folds}-fold cross-validation: no model saw them while scoring their rows, "
+                "so no row is estimated to belong to them."
+            )
         if share > cfg.max_flagged_fraction:
             status = Status.FAIL
             message += " Review the flagged rows (label noise or label flipping)."

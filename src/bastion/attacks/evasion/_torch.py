@@ -64,6 +64,7 @@ from bastion.exceptions import (
     ModelOutputError,
 )
 from bastion.models.base import ModelAdapter, refuse_misordered_columns
+from bastion.models.torch import eval_mode
 
 __all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
 
@@ -213,34 +214,21 @@ def _predict(logits: Tensor) -> Tensor:
 def _attack_mode(module: torch.nn.Module, channels_last: bool) -> Iterator[None]:
     """Eval mode, parameters frozen (no parameter gradients), optional channels-last; all
     restored afterwards."""
-    # each submodule's own flag is restored (a root in eval mode may hold a training child)
-    modes = [(m, bool(m.training)) for m in module.modules()] if module.training else []
-    if not modes and any(m.training for m in module.modules()):
-        modes = [(m, bool(m.training)) for m in module.modules()]
-    switched = False
-    if modes:
-        try:
-            module.eval()
-            switched = True
-        except NotImplementedError:  # modules from torch.export cannot switch modes
-            switched = False
-    frozen = [p for p in module.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    # nn.Module.to accepts memory_format at run time; its type stubs do not say so
-    convertible = cast(Any, module)
-    if channels_last:
-        convertible.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
+    with eval_mode(module):
+        frozen = [p for p in module.parameters() if p.requires_grad]
         for p in frozen:
-            p.requires_grad_(True)
+            p.requires_grad_(False)
+        # nn.Module.to accepts memory_format at run time; its type stubs do not say so
+        convertible = cast(Any, module)
         if channels_last:
-            convertible.to(memory_format=torch.contiguous_format)
-        if switched:
-            for m, flag in modes:
-                m.training = flag
+            convertible.to(memory_format=torch.channels_last)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+            if channels_last:
+                convertible.to(memory_format=torch.contiguous_format)
 
 
 class _Net:

@@ -30,7 +30,9 @@ def make_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 def n_rows(X: Any) -> int:
-    return int(X.shape[0])
+    """Rows of an array, a frame or a plain list of rows."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
 
 
 def take_rows(X: Any, rows: np.ndarray) -> Any:

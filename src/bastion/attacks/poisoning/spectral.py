@@ -147,22 +147,22 @@ def penultimate_activations(
             f"{known_names(str(layer), names, noun='submodules')}"
         )
     rows = finite_rows(X, "reading the model's activations")
+    if not rows.flags.writeable:
+        # a read-only view (pandas copy-on-write): torch shares a CPU array and warns that
+        # it cannot honour the flag
+        rows = rows.copy()
     captured: list[Any] = []
 
     def hook(_module: Any, inputs: tuple[Any, ...]) -> None:
         captured.append(inputs[0].detach().reshape(inputs[0].shape[0], -1).float().cpu())
 
-    from bastion.models.torch import _mode_switchable, module_dtype
+    from bastion.models.torch import eval_mode, module_dtype
 
     dtype = module_dtype(module)  # a float64 module takes float64 rows, as the adapter sends
 
     handle = named[layer].register_forward_pre_hook(hook)
-    was_training = bool(module.training)
-    switchable = _mode_switchable(module)  # torch.export programs refuse train() / eval()
     try:
-        if switchable:
-            module.eval()
-        with torch.inference_mode():
+        with eval_mode(module), torch.inference_mode():
             for start in range(0, len(rows), batch_size):
                 batch = torch.as_tensor(rows[start : start + batch_size], device=device)
                 if dtype is not None:
@@ -172,8 +172,6 @@ def penultimate_activations(
                 module(batch)
     finally:
         handle.remove()
-        if switchable:
-            module.train(was_training)
     if not captured:
         if len(rows):
             raise ModelError(
@@ -241,7 +239,8 @@ def spectral_signatures(
             raw = ((centred @ vt[:n_directions].T) ** 2).sum(axis=1)
         median = float(np.median(raw))
         scores[rows] = raw / median if median > 0 else raw
-        m = min(len(rows), math.ceil(1.5 * rate * len(rows)))
+        # rounded first: 1.5 * 0.1 * 20 is 3.0000000000000004 in floats, and ceil made it 4
+        m = min(len(rows), math.ceil(round(1.5 * rate * len(rows), 9)))
         flagged.append(rows[np.argsort(-raw, kind="stable")[:m]])
         gap = float(singular[0] / singular[1]) if len(singular) > 1 and singular[1] > 0 else 0.0
         per_class[str(jsonable(value))] = {"spectral_gap": gap, "flagged": m}
@@ -499,8 +498,19 @@ def _activations(model: Any, X: Any, activations: np.ndarray | None, layer: str 
         acts = np.asarray(activations, dtype=np.float64)
         if acts.ndim != 2:
             raise DataError(f"activations must be (rows, features); received {acts.shape}")
-        return acts
-    return penultimate_activations(model, X, layer=layer)
+        where = "the activations given"
+    else:
+        acts = penultimate_activations(model, X, layer=layer)
+        where = f"the model's activations (layer {layer or 'the last Linear'})"
+    # finite inputs can still give NaN activations (weights of a diverged training run): an
+    # SVD or k-means error from inside numpy or scikit-learn would not say so
+    bad = ~np.isfinite(acts).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"{where} hold NaN or infinite values in {int(bad.sum())} of {len(acts)} rows "
+            f"(the first: row {int(np.argmax(bad))}); does the model hold NaN weights?"
+        )
+    return acts
 
 
 def _splits(reduced: np.ndarray, max_clusters: int, seed: int) -> list[tuple[np.ndarray, float]]:
