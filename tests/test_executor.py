@@ -14,9 +14,11 @@ from bastion.exceptions import ConfigError, MissingExtraError
 from bastion.executor import (
     Executor,
     LocalExecutor,
+    WorkerError,
     available_cpus,
     get_executor,
     register_backend,
+    unsendable_reason,
 )
 
 ITEMS = [9.0, 1.0, 16.0, 4.0, 0.0, 25.0]
@@ -223,3 +225,59 @@ def test_workers_run_under_the_parents_network_rule() -> None:
     finally:
         for server in servers:
             server.close()
+
+
+class _TwoArgumentError(Exception):
+    """Pickle rebuilds an exception from ``args``: this one's ``__init__`` wants two."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(f"column {column}: {reason}")
+
+
+def _fails_with_two_arguments(_: int) -> int:
+    raise _TwoArgumentError("age", "all NaN")
+
+
+@pytest.mark.parametrize("method", ["map", "completed"])
+def test_an_exception_pickle_cannot_rebuild_keeps_its_message(method: str) -> None:
+    # from a review: the pool reported "a process terminated abruptly", the message lost
+    pool = LocalExecutor(max_workers=2)
+
+    def run() -> object:
+        if method == "map":
+            return pool.map(_fails_with_two_arguments, [1, 2])
+        return list(pool.completed(_fails_with_two_arguments, [1, 2]))
+
+    with pytest.raises(WorkerError, match="_TwoArgumentError: column age: all NaN") as info:
+        run()
+    notes = "\n".join(info.value.__notes__)
+    assert "_fails_with_two_arguments" in notes  # the worker's traceback
+    assert "executor item" in notes
+    with pytest.raises(_TwoArgumentError):  # in-process, the exception itself
+        LocalExecutor(max_workers=1).map(_fails_with_two_arguments, [1])
+
+
+def test_what_cannot_reach_a_worker_is_named() -> None:
+    pool = LocalExecutor(max_workers=2)
+    assert pool.cannot_send(math.sqrt) is None
+    assert pool.cannot_send([1, {"a": (2.0,)}]) is None
+    reason = pool.cannot_send(lambda x: x)
+    assert reason is not None
+    assert reason.startswith("cannot be pickled")
+    assert LocalExecutor(max_workers=1).cannot_send(lambda x: x) is None  # in-process
+
+
+def test_a_main_without_a_file_cannot_reach_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a class of a notebook's (or python -'s) __main__: a forkserver worker cannot import it
+    import sys
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__file__ = "<stdin>"  # type: ignore[attr-defined]
+    made = type("Notebook", (), {"__module__": "__main__"})
+    main.Notebook = made  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    reason = unsendable_reason({"recipe": made})
+    assert reason is not None
+    assert "'Notebook', defined in a __main__ without a file" in reason
+    assert unsendable_reason(math.sqrt) is None

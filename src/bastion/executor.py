@@ -30,6 +30,7 @@ import os
 import pickle
 import sys
 import time
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -41,10 +42,12 @@ __all__ = [
     "SMALL_DATA_ROWS",
     "Executor",
     "LocalExecutor",
+    "WorkerError",
     "available_cpus",
     "get_executor",
     "native_threads",
     "register_backend",
+    "unsendable_reason",
 ]
 
 T = TypeVar("T")
@@ -101,6 +104,12 @@ class Executor(ABC):
         Exception
             The first failing item's own exception, with a note naming the item.
         """
+
+    def cannot_send(self, value: Any) -> str | None:
+        """Why ``value`` could not travel to this executor's workers (None: it can). A
+        caller with a choice runs such work in-process instead, so that whether it works
+        never depends on whether it was parallel. In-process executors take anything."""
+        return None
 
     def completed(
         self, fn: Callable[[T], R], items: Sequence[T], timeout_s: float | None = None
@@ -243,6 +252,11 @@ class LocalExecutor(Executor):
             else:  # a deadline, an error, Ctrl-C or a caller that stopped listening
                 _terminate_workers(pool)
 
+    def cannot_send(self, value: Any) -> str | None:
+        if self.n_workers <= 1:
+            return None
+        return unsendable_reason(value)
+
     @staticmethod
     def _check_picklable(fn: Callable[..., Any]) -> None:
         try:
@@ -363,6 +377,68 @@ def native_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
+class WorkerError(RuntimeError):
+    """An item's exception that could not travel back from its worker process (pickle
+    cannot rebuild it, e.g. an ``__init__`` with more required arguments than it passes to
+    ``Exception``): its class name and message, the worker's traceback as a note. Without
+    it the pool reported a dead worker and the item's message was lost."""
+
+
+def unsendable_reason(value: Any) -> str | None:
+    """Why ``value`` could not reach a worker process (None: it can): it does not pickle
+    (a lambda, a local class), or it refers to a class or function of a ``__main__`` that
+    has no file (a notebook, ``python -``, the REPL), which a worker started by
+    ``forkserver`` or ``spawn`` cannot import."""
+    import io
+
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    # python - names its file "<stdin>"; a notebook's __main__ has none
+    importable_main = isinstance(main_file, str) and os.path.isfile(main_file)
+    finder = _MainFinder(io.BytesIO(), check_main=not importable_main)
+    try:
+        finder.dump(value)
+    except Exception as err:  # PicklingError, AttributeError (local objects), TypeError
+        return f"cannot be pickled ({type(err).__name__}: {err})"
+    if finder.found is not None:
+        return (
+            f"refers to {finder.found!r}, defined in a __main__ without a file (a notebook or "
+            "an interactive session), which a worker process cannot import"
+        )
+    return None
+
+
+class _MainFinder(pickle.Pickler):
+    """A pickler that notes the first class or function of ``__main__`` it meets."""
+
+    def __init__(self, file: Any, check_main: bool) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.check_main = check_main
+        self.found: str | None = None
+
+    def persistent_id(self, obj: Any) -> None:
+        if (
+            self.check_main
+            and self.found is None
+            and isinstance(obj, type | types.FunctionType)
+            and getattr(obj, "__module__", None) == "__main__"
+        ):
+            self.found = getattr(obj, "__qualname__", repr(obj))
+        return None
+
+
+def _portable(err: Exception) -> Exception:
+    """``err`` if pickle can carry it back to the parent, else a :class:`WorkerError`."""
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:
+        import traceback
+
+        carried = WorkerError(f"{type(err).__qualname__}: {err}")
+        carried.add_note("".join(traceback.format_exception(err)).rstrip())
+        return carried
+    return err
+
+
 def _run_named(fn: Callable[[T], R], index: int, item: T) -> R:
     try:
         return fn(item)
@@ -399,7 +475,13 @@ def _call_limited(
 
         guard = only_endpoints(rule)
     with guard, native_threads(threads):
-        return fn(item)
+        try:
+            return fn(item)
+        except Exception as err:
+            carried = _portable(err)
+            if carried is err:
+                raise
+            raise carried from None
 
 
 def _parent_rule() -> tuple[str, ...] | None:

@@ -257,6 +257,37 @@ def test_small_work_stays_in_process(cancer: dict[str, Any], forest: SklearnAdap
     assert quick.n_shadow == 4
 
 
+def test_a_recipe_a_worker_cannot_take_runs_in_process_however_slow(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    # from a review: a lambda recipe worked while the first shadow trained fast, and failed
+    # with a PicklingError once it took long enough for the pool (here: always the pool)
+    recipe = lambda: RandomForestClassifier(n_estimators=10)  # noqa: E731
+    serial = shadow(cancer, forest, n_shadow=4, estimator=recipe)
+    eager = shadow(cancer, forest, n_shadow=4, estimator=recipe, executor=EagerPool(2))
+    np.testing.assert_array_equal(serial.scores, eager.scores)
+
+
+def test_a_class_is_a_recipe(cancer: dict[str, Any], forest: SklearnAdapter) -> None:
+    # it has a fit, and clone() refused it after the target had been queried
+    by_class = shadow(cancer, forest, n_shadow=4, estimator=RandomForestClassifier)
+    by_factory = shadow(cancer, forest, n_shadow=4, estimator=lambda: RandomForestClassifier())
+    np.testing.assert_array_equal(by_class.scores, by_factory.scores)
+
+
+def test_membership_flags_as_a_column(cancer: dict[str, Any], forest: SklearnAdapter) -> None:
+    # df[["member"]].to_numpy(): the flags were kept 2-D, and a non-member of a class the
+    # model never saw raised an IndexError
+    X, y, members = cancer["X_eval"], cancer["y_eval"].copy(), cancer["is_member"]
+    y[np.flatnonzero(~members)[:3]] = 2
+    flat = ThresholdMembership().run(forest, X, y, members)
+    column = ThresholdMembership().run(forest, X, y, members.reshape(-1, 1))
+    assert column.metrics == flat.metrics
+    assert column.is_member.shape == members.shape
+    with pytest.raises(ConfigError, match=r"one flag per row; received shape \(\d+, 2\)"):
+        ThresholdMembership().run(forest, X, y, np.column_stack([members, members]))
+
+
 def test_deterministic_under_a_seed(cancer: dict[str, Any], forest: SklearnAdapter) -> None:
     first, again = shadow(cancer, forest, n_shadow=4), shadow(cancer, forest, n_shadow=4)
     np.testing.assert_array_equal(first.scores, again.scores)

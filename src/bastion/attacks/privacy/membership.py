@@ -297,8 +297,9 @@ class ShadowMembership(_MembershipAttack):
             required with ``shadow_on_targets=False``.
         estimator:
             The shadows' recipe: an unfitted estimator (cloned per shadow) or a zero-argument
-            factory (picklable for process pools). Default: a clone of the target's
-            scikit-learn estimator.
+            factory (a class counts). One that a worker process cannot take (a lambda, a
+            class of a notebook) trains every shadow in this process. Default: a clone of the
+            target's scikit-learn estimator.
         executor:
             Where shadows train (an :class:`~bastion.executor.Executor` or a spec for
             :func:`~bastion.executor.get_executor`); default: every local CPU.
@@ -572,6 +573,10 @@ def _labels(y: Any, name: str) -> np.ndarray:
 def _membership_flags(is_member: Any) -> np.ndarray:
     """``is_member`` as booleans: True / False or 1 / 0 only (a NaN would read as a member)."""
     flags = np.asarray(is_member)
+    if flags.ndim == 2 and flags.shape[1] == 1:  # a column (df[["member"]]), as _labels reads y
+        flags = flags[:, 0]
+    if flags.ndim != 1:
+        raise ConfigError(f"is_member must hold one flag per row; received shape {flags.shape}")
     if flags.dtype == bool:
         return flags
     values = pd.unique(pd.Series(flags.ravel(), dtype=object))

@@ -42,7 +42,8 @@ __all__ = [
     "true_label_confidence",
 ]
 
-# an unfitted estimator (cloned per shadow) or a zero-argument factory returning one
+# an unfitted estimator (cloned per shadow) or a zero-argument factory returning one (a
+# class counts)
 Recipe = Any
 
 
@@ -130,7 +131,8 @@ def make_estimator(recipe: Recipe, seed: int) -> Any:
     reproducible even when the target's estimator left it at ``None``; a user's training
     function runs with the global random generators seeded.
     """
-    if callable(recipe) and not hasattr(recipe, "fit"):
+    if isinstance(recipe, type) or (callable(recipe) and not hasattr(recipe, "fit")):
+        # a class is a zero-argument factory too (it has a fit, but clone() wants instances)
         estimator = recipe()
     else:
         from sklearn.base import clone
@@ -246,6 +248,13 @@ def train_shadows(
         serial_s = first_s * len(rest)
         workers = min(executor.n_workers, len(rest))
         parallel = workers > 1 and serial_s * (1 - 1 / workers) > executor.startup_cost_s
+        unsendable = executor.cannot_send(recipe) if parallel else None
+        if unsendable is not None:
+            # in-process instead: whether a recipe works must not hang on whether the first
+            # shadow trained slowly enough to go parallel (from a review: a lambda recipe
+            # worked on small data and failed on larger)
+            parallel = False
+            report_stage(f"shadow models in this process: the recipe {unsendable}")
         if parallel:
             # results as they finish: a deadline or Ctrl-C keeps those already in
             left = tracker.seconds_left() if tracker is not None else None  # now
