@@ -217,24 +217,37 @@ class FeatureConstraints:
             lo, hi = np.ceil(lower[:, cols]), np.floor(upper[:, cols])
             out[:, cols] = np.clip(np.rint(out[:, cols]), lo, hi)
         fixed = self.fixed_columns()
-        self.one_member_on(out, upper)
+        self.one_member_on(out, upper, x_orig)
         out[:, fixed] = x_orig[:, fixed]  # last: in bounds or not
         return out
 
-    def one_member_on(self, x: np.ndarray, upper: np.ndarray) -> None:
+    def one_member_on(
+        self, x: np.ndarray, upper: np.ndarray, x_orig: np.ndarray | None = None
+    ) -> None:
         """In place: each one-hot group an attack may move gets exactly one member on in
         every row of ``x``, its largest, among the members whose upper bound (``upper``, per
         row) reaches 1. A member that may not be on (a category the data never holds) never
         wins, even where the clipped values tie; the row's own member always may (its
-        bounds hold its value)."""
+        bounds hold its value). Among members tied for the largest, the one that rose most
+        from ``x_orig`` wins: clipped to [0, 1], a raised member ties with the row's own
+        category, and the first of them won, so a row of the group's first category could
+        never leave it by one coordinate (from a review: Square, whose windows shrink to
+        one feature, left 8 of 19 such rows robust, every one breakable)."""
         fixed = self.fixed_columns()
+        rows = np.arange(len(x))
         for group in self.one_hot_groups:
             if fixed[group].any():
                 continue
             allowed = upper[:, group] >= 1.0
-            winner = np.argmax(np.where(allowed, x[:, group], -np.inf), axis=1)
+            values = np.where(allowed, x[:, group], -np.inf)
+            if x_orig is None:
+                winner = np.argmax(values, axis=1)
+            else:
+                tied = values >= values.max(axis=1, keepdims=True) - 1e-12
+                rise = np.where(tied, x[:, group] - x_orig[:, group], -np.inf)
+                winner = np.argmax(rise, axis=1)
             x[:, group] = 0.0
-            x[np.arange(len(x)), group[winner]] = 1.0
+            x[rows, group[winner]] = 1.0
 
     def refuse_misordered(self, X: Any, what: str = "X") -> None:
         """Refuse a DataFrame whose columns hold these features in another order. Attacks

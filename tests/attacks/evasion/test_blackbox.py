@@ -1130,3 +1130,108 @@ def test_originals_that_break_their_constraints_are_counted() -> None:
         TorchAdapter(net, classes=[0, 1]), X, y, eps=0.5, constraints=cons
     )
     assert white.extra["constraint_violating_points"] == dropped
+
+
+# -- from a review of Square and the constraints: points read robust that were breakable --------
+def _one_hot_schema(groups: dict[str, list[str]], immutable: tuple[str, ...] = ()) -> Any:
+    return FeatureSchema(
+        columns={
+            c: ColumnSpec(
+                c, ColumnKind.NUMERIC, min=0, max=1, one_hot_group=g, immutable=g in immutable
+            )
+            for g, cols in groups.items()
+            for c in cols
+        }
+    )
+
+
+def test_square_l2_moves_integer_features_its_windows_round_away() -> None:
+    # an L2 window spreads eps over three features or more; rounded toward the original,
+    # every share of a boolean came back 0, no point was queried past its start, and all
+    # read robust, where one flip (2 std <= eps 2.5) breaks each of them
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.random((500, 10)) > 0.5, columns=[f"b{i}" for i in range(10)])
+    y = frame.b0.to_numpy().astype(int)
+    cons = FeatureConstraints.from_schema(FeatureSchema.infer(frame), list(frame.columns), frame)
+    X = frame.to_numpy(float)
+    model = SklearnAdapter(DecisionTreeClassifier(random_state=0).fit(X, y))
+    result = Square(SquareConfig(n_queries=300)).run(
+        model, X[:50], y[:50], eps=2.5, norm="2", constraints=cons, seed=0
+    )
+    assert result.metrics()["robust_accuracy"] == 0.0
+    _verified(result, model)
+    assert not cons.violations(result.x_adv, X[:50])
+
+
+def test_square_leaves_the_first_category_of_a_one_hot_group() -> None:
+    # clipped to [0, 1], a raised member tied with the row's own category and the first won:
+    # a row of the group's first category could not leave it by one feature, the window size
+    # Square's schedule reaches (8 of 19 such rows read robust, every one breakable)
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    reg = rng.integers(0, 3, 600)
+    frame = pd.DataFrame(
+        {**{f"c{i}": rng.normal(size=600) for i in range(5)},
+         **{f"r_{k}": (reg == i) * 1.0 for i, k in enumerate("abc")}}
+    )  # fmt: skip
+    y = (reg == 0).astype(int)
+    schema = _one_hot_schema({"r": ["r_a", "r_b", "r_c"]}).merged_over(FeatureSchema.infer(frame))
+    cons = FeatureConstraints.from_schema(schema, list(frame.columns), frame)
+    X = frame.to_numpy()
+    model = SklearnAdapter(DecisionTreeClassifier(random_state=0).fit(X, y))
+    assert 1 / cons.scale[-3:].min() < 2.5  # a switch fits in the ball
+    result = Square(SquareConfig(n_queries=300)).run(
+        model, X[:50], y[:50], eps=2.5, norm="inf", constraints=cons, seed=0
+    )
+    assert result.metrics()["robust_accuracy"] == 0.0
+    _verified(result, model)
+    assert not cons.violations(result.x_adv, X[:50])
+
+
+def test_an_immutable_group_with_no_member_on_blocks_no_other_switch() -> None:
+    # drop_first dummies of an immutable attribute: the projection turned a member of its
+    # all-zero row on, the candidate left the ball, and every group was reverted
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    race, emp = rng.choice(3, 600, p=[0.9, 0.05, 0.05]), rng.integers(0, 3, 600)
+    frame = pd.DataFrame(
+        {"race_b": (race == 1) * 1.0, "race_c": (race == 2) * 1.0,
+         **{f"emp_{k}": (emp == i) * 1.0 for i, k in enumerate("abc")}}
+    )  # fmt: skip
+    y = (emp == 0).astype(int)
+    schema = _one_hot_schema(
+        {"race": ["race_b", "race_c"], "emp": ["emp_a", "emp_b", "emp_c"]}, immutable=("race",)
+    ).merged_over(FeatureSchema.infer(frame))
+    cons = FeatureConstraints.from_schema(schema, list(frame.columns), frame)
+    X = frame.to_numpy()
+    model = SklearnAdapter(DecisionTreeClassifier(random_state=0).fit(X, y))
+    result = Square(SquareConfig(n_queries=200)).run(
+        model, X[:60], y[:60], eps=3.0, norm="inf", constraints=cons, seed=0
+    )
+    dropped = (X[:60, :2] == 0).all(axis=1)
+    assert dropped.sum() > 40
+    assert result.success[dropped].all()
+    np.testing.assert_array_equal(result.x_adv[:, :2], X[:60, :2])  # race untouched
+    _verified(result, model)
+
+
+def test_a_frame_with_a_text_column_is_a_data_error_naming_it() -> None:
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=100), "city": rng.choice(["a", "b"], 100)})
+    y = (frame.x > 0).astype(int).to_numpy()
+    encode = make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough")
+    pipe = make_pipeline(encode, LogisticRegression()).fit(frame, y)
+    with pytest.raises(DataError, match="column\\(s\\) 'city' hold text"):
+        Square(SquareConfig(n_queries=10)).run(SklearnAdapter(pipe), frame[:5], y[:5], eps=0.5)

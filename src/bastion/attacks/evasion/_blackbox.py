@@ -90,7 +90,20 @@ def attack_inputs(
 
 def as_rows(X: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     """``X`` as float64 rows ``(n, d)`` and its original shape (images come back reshaped)."""
-    arr = X.to_numpy(dtype=np.float64) if isinstance(X, pd.DataFrame) else np.asarray(X)
+    if isinstance(X, pd.DataFrame):
+        try:
+            arr = X.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError) as err:
+            # the attacks move feature values: a pipeline that encodes text itself is attacked
+            # on numbers only (from a review: numpy's "could not convert string" escaped)
+            text = [str(c) for c in X.columns if not _converts(X[c])]
+            raise DataError(
+                f"X must be numeric; column(s) {', '.join(map(repr, text[:5]))} hold text "
+                "or objects: encode them (one-hot columns, with a one_hot_group in the "
+                "schema) before the attack"
+            ) from err
+    else:
+        arr = np.asarray(X)
     if arr.ndim < 2:
         raise DataError(f"X must have one row per point (2-D or more); received shape {arr.shape}")
     if arr.shape[0] == 0:
@@ -102,6 +115,14 @@ def as_rows(X: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     if not np.isfinite(rows).all():
         raise DataError("X holds NaN or infinite values; evasion attacks need finite inputs")
     return rows.copy(), tuple(arr.shape)
+
+
+def _converts(column: pd.Series) -> bool:
+    try:
+        column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def norms(delta: np.ndarray, norm: str) -> np.ndarray:
@@ -214,7 +235,7 @@ class Space:
         x = z * self.scale
         lower, upper = self.constraints.row_bounds(x0)
         np.clip(x, lower, upper, out=x)
-        self.constraints.one_member_on(x, upper)  # as project chooses
+        self.constraints.one_member_on(x, upper, x0)  # as project chooses
         x[:, self.fixed] = x0[:, self.fixed]
         out: np.ndarray = x / self.scale
         return out
@@ -266,7 +287,7 @@ class Space:
             lo, hi = np.ceil(lower[:, cols] - 1e-9), np.floor(upper[:, cols] + 1e-9)
             x[:, cols] = np.clip(vals, lo, hi)
         if cons.one_hot_groups:
-            self._one_hot(x, x0, eps, norm)
+            self._one_hot(x, x0, upper, eps, norm)
         out: np.ndarray = cons.project(x, x0) / self.scale  # the guarantee; idempotent here
         return out
 
@@ -290,16 +311,21 @@ class Space:
         out: np.ndarray = np.clip(x, lower, upper)
         return out
 
-    def _one_hot(self, x: np.ndarray, x0: np.ndarray, eps: float | None, norm: str) -> None:
-        n = x.shape[0]
-        for group in self.constraints.one_hot_groups:
-            winner = np.argmax(x[:, group], axis=1)
-            x[:, group] = 0.0
-            x[np.arange(n), group[winner]] = 1.0
+    def _one_hot(
+        self, x: np.ndarray, x0: np.ndarray, upper: np.ndarray, eps: float | None, norm: str
+    ) -> None:
+        # as FeatureConstraints.project chooses: an immutable group is left as it is (from a
+        # review: an all-zero immutable group, a dropped reference category, had a member
+        # turned on, which left the ball and reverted the other groups' switches too)
+        self.constraints.one_member_on(x, upper, x0)
         if eps is None:
             return
         # a category switch costs 1 / std per member: revert it where it leaves the ball
-        members = np.concatenate(self.constraints.one_hot_groups)
+        fixed = self.fixed
+        movable = [g for g in self.constraints.one_hot_groups if not fixed[g].any()]
+        if not movable:
+            return
+        members = np.concatenate(movable)
         dist = norms((x - x0) / self.scale, norm)
         outside = ~within_eps(dist, eps)
         if outside.any():
