@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import operator
 import time
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,29 @@ def test_a_main_without_a_file_cannot_reach_a_worker(monkeypatch: pytest.MonkeyP
     assert reason is not None
     assert "'Notebook', defined in a __main__ without a file" in reason
     assert unsendable_reason(math.sqrt) is None
+
+
+def test_a_class_defined_under_the_main_guard_cannot_reach_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a worker runs the script's top level again, not its "if __name__ == '__main__'" block
+    import sys
+    import types
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "class Top:\n    pass\n\nif __name__ == '__main__':\n    class Guarded:\n        pass\n"
+    )
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)  # type: ignore[attr-defined]
+    top = type("Top", (), {"__module__": "__main__"})
+    guarded = type("Guarded", (), {"__module__": "__main__"})
+    main.Top, main.Guarded = top, guarded  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert unsendable_reason(top) is None
+    reason = unsendable_reason(guarded)
+    assert reason is not None
+    assert "train.py defines only under" in reason
+    assert unsendable_reason(guarded, inherits_main=True) is None  # forked workers have it
+    assert LocalExecutor(max_workers=2, mp_context="fork").cannot_send(guarded) is None
+    assert LocalExecutor(max_workers=2, mp_context="spawn").cannot_send(guarded) == reason

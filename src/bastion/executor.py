@@ -255,7 +255,8 @@ class LocalExecutor(Executor):
     def cannot_send(self, value: Any) -> str | None:
         if self.n_workers <= 1:
             return None
-        return unsendable_reason(value)
+        # a forked worker inherits the parent's __main__ as it is
+        return unsendable_reason(value, inherits_main=self._method() == "fork")
 
     @staticmethod
     def _check_picklable(fn: Callable[..., Any]) -> None:
@@ -384,46 +385,100 @@ class WorkerError(RuntimeError):
     it the pool reported a dead worker and the item's message was lost."""
 
 
-def unsendable_reason(value: Any) -> str | None:
+def unsendable_reason(value: Any, inherits_main: bool = False) -> str | None:
     """Why ``value`` could not reach a worker process (None: it can): it does not pickle
-    (a lambda, a local class), or it refers to a class or function of a ``__main__`` that
-    has no file (a notebook, ``python -``, the REPL), which a worker started by
-    ``forkserver`` or ``spawn`` cannot import."""
+    (a lambda, a local class), or it refers to a class or function of ``__main__`` that a
+    worker started by ``forkserver`` or ``spawn`` cannot find: such a worker runs the main
+    file's top level again (as ``__mp_main__``), so a ``__main__`` without a file (a
+    notebook, ``python -``, the REPL) has none of them, and a script has only those
+    defined outside its ``if __name__ == "__main__":`` block. ``inherits_main``: workers
+    are forked and inherit ``__main__`` as it is."""
     import io
 
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    # python - names its file "<stdin>"; a notebook's __main__ has none
-    importable_main = isinstance(main_file, str) and os.path.isfile(main_file)
-    finder = _MainFinder(io.BytesIO(), check_main=not importable_main)
+    finder = _MainFinder(io.BytesIO())
     try:
         finder.dump(value)
     except Exception as err:  # PicklingError, AttributeError (local objects), TypeError
         return f"cannot be pickled ({type(err).__name__}: {err})"
-    if finder.found is not None:
+    if inherits_main or not finder.found:
+        return None
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    # python - names its file "<stdin>"; a notebook's __main__ has none
+    if not (isinstance(main_file, str) and os.path.isfile(main_file)):
         return (
-            f"refers to {finder.found!r}, defined in a __main__ without a file (a notebook or "
-            "an interactive session), which a worker process cannot import"
+            f"refers to {finder.found[0]!r}, defined in a __main__ without a file (a notebook "
+            "or an interactive session), which a worker process cannot import"
         )
+    defined = _top_level_names(main_file)
+    for name in finder.found:
+        if name.split(".")[0] not in defined:
+            return (
+                f"refers to {name!r}, which {os.path.basename(main_file)} defines only under "
+                "\"if __name__ == '__main__'\", where a worker process does not look"
+            )
     return None
 
 
 class _MainFinder(pickle.Pickler):
-    """A pickler that notes the first class or function of ``__main__`` it meets."""
+    """A pickler that notes the classes and functions of ``__main__`` it meets."""
 
-    def __init__(self, file: Any, check_main: bool) -> None:
+    def __init__(self, file: Any) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.check_main = check_main
-        self.found: str | None = None
+        self.found: list[str] = []
 
     def persistent_id(self, obj: Any) -> None:
         if (
-            self.check_main
-            and self.found is None
-            and isinstance(obj, type | types.FunctionType)
+            isinstance(obj, type | types.FunctionType)
             and getattr(obj, "__module__", None) == "__main__"
         ):
-            self.found = getattr(obj, "__qualname__", repr(obj))
+            self.found.append(getattr(obj, "__qualname__", repr(obj)))
         return None
+
+
+def _top_level_names(path: str) -> set[str]:
+    """Names a file binds when imported (not run as the main program): its top level,
+    including conditional and ``try`` blocks, but not an ``if __name__ == "__main__":``
+    block. An unreadable file binds nothing known (everything from it reads unsendable)."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), filename=path)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return set()
+    names: set[str] = set()
+
+    def is_main_guard(test: ast.expr) -> bool:
+        return (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+        )
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.If):
+                if not is_main_guard(node.test):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try | ast.With):
+                visit(node.body)
+                for extra in ("orelse", "finalbody"):
+                    visit(getattr(node, extra, []))
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(tree.body)
+    return names
 
 
 def _portable(err: Exception) -> Exception:

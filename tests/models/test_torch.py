@@ -129,6 +129,31 @@ def test_every_layer_keeps_its_own_mode_through_the_adapter_the_attacks_and_dete
     assert torch.equal(net[1].running_mean, running)  # no forward ran a layer in train mode
 
 
+def test_a_model_holding_an_exported_child_keeps_its_modes() -> None:
+    # eval() switched the layers before the torch.export child, which then refused: they
+    # stayed in eval mode after predict
+    inner = torch.export.export(torch.nn.Linear(4, 2), (torch.randn(8, 4),)).module()
+
+    class Wrap(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm1d(4)
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(self.bn(x))
+
+    rows = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    wrapped = Wrap()
+    TorchAdapter(wrapped, classes=[0, 1]).predict(rows)
+    assert wrapped.training
+    assert wrapped.bn.training
+    wrapped = Wrap()
+    wrapped.training = False  # the root in eval, its BatchNorm training
+    TorchAdapter(wrapped, classes=[0, 1])
+    assert wrapped.bn.training
+
+
 def test_input_shape_for_images() -> None:
     torch.manual_seed(0)
     cnn = torch.nn.Sequential(

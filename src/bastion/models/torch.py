@@ -338,9 +338,14 @@ def _mode_switchable(module: Any) -> bool:
         module.train(bool(module.training))
     except NotImplementedError:
         return False
+    finally:  # also where a torch.export child refused after its parents had switched
+        _restore_modes(modes)
+    return True
+
+
+def _restore_modes(modes: list[tuple[Any, bool]]) -> None:
     for m, flag in modes:
         m.training = flag
-    return True
 
 
 @contextmanager
@@ -356,13 +361,14 @@ def eval_mode(module: Any) -> Iterator[None]:
             module.eval()
             switched = True
         except NotImplementedError:
-            switched = False
+            # a torch.export child refused after its parents had switched: all back (from a
+            # review: such a model stayed in eval mode after predict)
+            _restore_modes(modes)
     try:
         yield
     finally:
         if switched:
-            for m, flag in modes:
-                m.training = flag
+            _restore_modes(modes)
 
 
 # -- loading ---------------------------------------------------------------------------

@@ -1939,3 +1939,144 @@ def test_release_cuda_graph_memory_drops_this_threads_anchors() -> None:
     assert seen == [None]  # another thread has pools of its own
     release_cuda_graph_memory()
     assert _graphs._local.anchors == {}
+
+
+# -- from a review of the rounding path: fail-opens where breakable points read robust --------
+def _mixed_constraints(rounding: bool = True) -> FeatureConstraints:
+    """0 continuous, 1 integer, 2 immutable id, 3-5 a one-hot group, 6 continuous in [0, 1]."""
+    cons = FeatureConstraints(
+        names=tuple(f"f{i}" for i in range(7)),
+        lower=np.array([-5, 0, -1e9, 0, 0, 0, 0.0]),
+        upper=np.array([5, 10, 1e9, 1, 1, 1, 1.0]),
+        bound_source=("declared",) * 7,
+        immutable=np.array([0, 0, 1, 0, 0, 0, 0], bool),
+        integer=np.array([0, 1, 0, 1, 1, 1, 0], bool),
+        one_hot_groups=(np.array([3, 4, 5]),),
+        scale=np.array([1.0, 2.0, 1.0, 0.5, 0.5, 0.5, 0.3]),
+    )
+    if rounding:
+        return cons
+    return dataclasses.replace(cons, integer=np.zeros(7, bool), one_hot_groups=())
+
+
+def _mixed_rows(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = np.zeros((n, 7))
+    X[:, 0] = rng.normal(0, 1, n)
+    X[:, 1] = rng.integers(0, 11, n)
+    X[:, 2] = np.arange(n) * 10.0
+    X[np.arange(n), 3 + rng.integers(0, 3, n)] = 1
+    X[:, 6] = rng.uniform(0, 1, n)
+    return X
+
+
+def _mixed_model(seed: int) -> TorchAdapter:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(7, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        net[0].weight[:, 2] = 0.0  # the id is read by nobody
+    return TorchAdapter(net, classes=[0, 1, 2])
+
+
+def test_fgsm_with_rounding_checks_its_step_within_the_budget_a_box_needs() -> None:
+    # a budget that cut the loop before the step was evaluated threw the step away on the
+    # rounding path: 0 of 24 breakable points found with 4 queries per point (the box path
+    # deferred its last iterate to the verification; the rounding path now does too)
+    X, model = _mixed_rows(60, 0), _mixed_model(0)
+    y = np.asarray(model.predict(X))
+    for budget in (None, Budget(max_queries_per_sample=4), Budget(max_queries=180)):
+        box = FGSM().run(model, X, y, eps=2.5, constraints=_mixed_constraints(False), budget=budget)
+        rounded = FGSM().run(model, X, y, eps=2.5, constraints=_mixed_constraints(), budget=budget)
+        assert box.success.sum() > 15
+        assert rounded.success.sum() >= box.success.sum() - 3, budget
+        assert rounded.queries.max() <= 3  # clean, gradient, the step's one verification
+        assert not _mixed_constraints().violations(rounded.x_adv, X)
+
+
+@pytest.mark.parametrize("rounding", [False, True])
+def test_a_chunk_that_spends_its_points_budgets_stops_no_other_chunk(rounding: bool) -> None:
+    # the first chunk's per-point cap set a stop that ended every later chunk's restarts
+    # after the first: 23 points read robust with 5 of their 32 queries spent
+    X, model = _mixed_rows(100, 5), _mixed_model(2)
+    y = np.asarray(model.predict(X))
+    cons = _mixed_constraints(rounding)
+    runs = [
+        PGD(PGDConfig(steps=3, restarts=8, batch_size=size)).run(
+            model, X, y, eps=0.6, constraints=cons, budget=Budget(max_queries_per_sample=32)
+        )
+        for size in (512, 10)
+    ]
+    np.testing.assert_array_equal(runs[0].success, runs[1].success)
+    for run in runs:
+        unbroken = run.clean_correct & ~run.success
+        assert unbroken.any()
+        assert run.queries.max() <= 32
+        assert run.queries[unbroken].min() >= 29  # their budget spent, not 5 of 32
+        assert run.stopped == "query budget"
+
+
+def test_without_early_exit_one_points_failed_confirmations_stop_only_that_point() -> None:
+    X, model = _mixed_rows(40, 0), _mixed_model(0)
+    y = np.asarray(model.predict(X))
+    budget = Budget(max_queries_per_sample=9)
+    found = {}
+    for early in (True, False):
+        for size in (512, 7):
+            attack = PGD(PGDConfig(steps=5, early_exit=early, batch_size=size))
+            result = attack.run(
+                model, X, y, eps=2.0, constraints=_mixed_constraints(), budget=budget
+            )
+            found[early, size] = int(result.success.sum())
+    assert len(set(found.values())) == 1, found  # was 10 at batch size 512, 15 at 7
+
+
+def _linear(weights: list[float], bias: float) -> TorchAdapter:
+    net = torch.nn.Sequential(torch.nn.Linear(len(weights), 2))
+    with torch.no_grad():  # logit 1 - logit 0 = weights . x + bias
+        net[0].weight[:] = torch.tensor([[0.0] * len(weights), weights])
+        net[0].bias[:] = torch.tensor([0.0, bias])
+    return TorchAdapter(net, classes=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("scale", "norm", "eps", "iterate"),
+    [
+        ([1.0, 1.0, 1.0], "2", 1.2, [1.0, 1.0, 0.5]),
+        ([0.4, 0.6, 1.0], "inf", 2.0, [1 / 0.4, 1 / 0.6, 0.5]),
+    ],
+)
+def test_a_category_switch_that_leaves_the_ball_keeps_the_rows_category(
+    scale: list[float], norm: str, eps: float, iterate: list[float]
+) -> None:
+    # an iterate that raised a member to a tie: the switch wins the tie, but costs more than
+    # eps; the candidate was rejected where the row's own category (and the continuous
+    # move) lies inside the ball
+    from bastion.attacks.evasion._torch import _project
+
+    cons = FeatureConstraints(
+        names=("cat_a", "cat_b", "num"), lower=np.array([0.0, 0.0, -10.0]),
+        upper=np.array([1.0, 1.0, 10.0]), bound_source=("declared",) * 3,
+        immutable=np.zeros(3, bool), integer=np.zeros(3, bool),
+        one_hot_groups=(np.array([0, 1]),), scale=np.asarray(scale),
+    )  # fmt: skip
+    x0 = np.array([[1.0, 0.0, 0.0]])
+    x, norms = _project(np.array([iterate]), x0, np.asarray(scale), cons, norm, eps)
+    np.testing.assert_allclose(x, [[1.0, 0.0, 0.5]])
+    assert norms[0] <= eps
+
+
+@pytest.mark.parametrize("attack", [FGSM(), PGD(PGDConfig(steps=20)), APGD(APGDConfig(n_iter=20))])
+def test_l2_rounding_toward_the_original_spends_the_freed_radius(attack: EvasionAttack) -> None:
+    # (0.707, 0.707) with an integer second feature became (0.707, 0), classified right;
+    # (1, 0), at the same radius, breaks the point
+    cons = FeatureConstraints(
+        names=("f0", "k"), lower=np.array([-5.0, -5]), upper=np.array([5.0, 5]),
+        bound_source=("declared",) * 2, immutable=np.zeros(2, bool),
+        integer=np.array([0, 1], bool), scale=np.ones(2),
+    )  # fmt: skip
+    model = _linear([-1.0, -1.0], 0.9)
+    X, y = np.array([[0.0, 0.0]]), np.array([1])
+    result = attack.run(model, X, y, eps=1.0, norm="2", constraints=cons)
+    assert result.success[0]
+    assert result.perturbation[0] <= 1.0 + 1e-9
+    assert not cons.violations(result.x_adv, X)

@@ -273,6 +273,7 @@ def test_a_class_is_a_recipe(cancer: dict[str, Any], forest: SklearnAdapter) -> 
     by_class = shadow(cancer, forest, n_shadow=4, estimator=RandomForestClassifier)
     by_factory = shadow(cancer, forest, n_shadow=4, estimator=lambda: RandomForestClassifier())
     np.testing.assert_array_equal(by_class.scores, by_factory.scores)
+    assert by_class.extra["recipe"] == "RandomForestClassifier"  # not its metaclass, ABCMeta
 
 
 def test_membership_flags_as_a_column(cancer: dict[str, Any], forest: SklearnAdapter) -> None:

@@ -395,11 +395,15 @@ class _Meter:
         self.reserve = reserve
         self.per_point_loop = per_point_loop
         self.reason: str | None = None
+        # a chunk's points spent their own budget: said in the result, but it stops nothing
+        # beyond that chunk (from a review: the first chunk's cap ended every later chunk's
+        # restarts after the first, and their points read robust with budget unspent)
+        self.capped = False
         self.loop_queries = 0
 
     def allow(self, rows: int, forwards_done: int) -> bool:
         if self.per_point_loop is not None and forwards_done >= self.per_point_loop:
-            self.reason = "query budget"
+            self.capped = True
             return False
         need = rows + self.reserve
         if self.tracker.allow(need) < need:
@@ -413,6 +417,11 @@ class _Meter:
 
     @property
     def stopped(self) -> str | None:
+        return self.halted or ("query budget" if self.capped else None)
+
+    @property
+    def halted(self) -> str | None:
+        """Why the whole attack stops (the total budget, time, Ctrl-C); None: it goes on."""
         return self.tracker.exhausted_reason or self.reason
 
 
@@ -752,15 +761,17 @@ class _Engine:
         return done, graph
 
     def drop_capped(self, chunk: _Chunk, idx: Tensor, z: Tensor) -> Tensor | None:
-        """With early exit, before a loop forward: the working rows whose own per-point
-        budget is spent (their failed confirmations count too) leave for good, so that the
-        others go on (the batch used to stop when its most-rejected row reached the cap, and
-        results depended on ``batch_size``); their last iterates, never evaluated, go to the
-        verification where it runs on the device. Returns the rows that stay (None: all;
-        when none would, the budget check stops the batch). Without early exit no row
-        leaves, and the batch stops at its most-rejected row's cap."""
+        """Before a loop forward: the working rows whose own per-point budget is spent
+        (their failed confirmations count too) leave for good, so that the others go on (the
+        batch used to stop when its most-rejected row reached the cap, and results depended
+        on ``batch_size``); their last iterates, never evaluated, go to the verification
+        where it runs on the device. Returns the rows that stay (None: all; when none would,
+        the budget check stops the batch). Without early exit too (from a review: with
+        rounding, one row's failed confirmations stopped the whole batch, 10 points found of
+        15 at batch size 512 and 15 at batch size 7); rows differ there only by their failed
+        confirmations, which only rounding makes, and rounding never runs a graph."""
         cap = self.meter.per_point_loop
-        if cap is None or not self.early_exit or chunk.forwards + chunk.max_rejects < cap:
+        if cap is None or chunk.forwards + chunk.max_rejects < cap:
             return None
         rows_np = idx.cpu().numpy()
         out = chunk.rejects[rows_np] + chunk.forwards >= cap
@@ -1002,13 +1013,22 @@ class _Engine:
         to the verification."""
         stopped = halted.hit
         if self.confirm is not None:
-            # rounding never defers (the verification of rounded rows runs on the host);
             # rows confirmed in place (no early exit) already hold their point
             new = stopped if self.early_exit else stopped & ~halted.confirmed
             if bool(new.any()):
                 rows = new.nonzero()[:, 0]
                 good = self.confirm(chunk, idx[rows], z.index_select(0, rows))
                 chunk.found[idx[rows[good]]] = True
+            if deferred:
+                # the moving rows' last iterates go to the verification (on the host, which
+                # rounds them as a confirmation would): from a review, a budget that cut
+                # FGSM before its step was evaluated threw the step away, and 24 points
+                # breakable within the budget read robust
+                rows = (~stopped).nonzero()[:, 0]
+                if rows.shape[0]:
+                    where = idx.index_select(0, rows)
+                    chunk.adv[where] = z.index_select(0, rows)
+                    chunk.pending[where] = True
             return
         moving = ~stopped
         if self.net.autocast and bool(stopped.any()):
@@ -1803,6 +1823,7 @@ def run_attack(
     on_device = not rounding and d > 0
     queries = np.zeros(n, dtype=np.int64)
     found = np.zeros(n, dtype=bool)
+    pending = np.zeros(n, dtype=bool)  # host path: final iterates the loop never evaluated
     restarts = 0
     x64: Tensor | None = None
     if on_device:
@@ -1845,7 +1866,8 @@ def run_attack(
             # time it moves (one step in check_every on an accelerator); a confirmation
             # syncs with the host anyway
             eng.check_every = 1
-        eng.defer_last = on_device
+        # (on the host too, where rounding makes the verification a confirmation)
+        eng.defer_last = True
         eng.graphs = bool(options.cuda_graphs) and _graphs.available(device)
         for start in range(0, len(attacked), batch):
             rows = attacked[start : start + batch]
@@ -1872,7 +1894,7 @@ def run_attack(
                         _apgd_round(eng, chunk, schedule, first=r == 0, final=final)
                     else:
                         _pgd_round(eng, chunk, schedule, first=r == 0, final=final)
-                    if meter.stopped:
+                    if meter.halted:
                         break
             except KeyboardInterrupt:
                 tracker.interrupt()
@@ -1892,7 +1914,10 @@ def run_attack(
                 continue
             hit = chunk.found.cpu().numpy()
             found[rows] = hit
-            adv_z[rows[hit]] = chunk.adv[chunk.found].double().cpu().numpy()
+            waiting = chunk.pending.cpu().numpy() & ~hit
+            pending[rows] = waiting
+            took = hit | waiting
+            adv_z[rows[took]] = chunk.adv[torch.as_tensor(took)].double().cpu().numpy()
             if chunk.adv_host is not None:
                 # confirmed points in float64, exactly as confirmed (budget fallbacks excepted)
                 exact = hit & ~np.isnan(chunk.adv_host).any(axis=1)
@@ -1926,7 +1951,7 @@ def run_attack(
                     success,
                     perturbation,
                 )
-            cand = np.flatnonzero(found) if x64 is None else np.zeros(0, dtype=np.int64)
+            cand = np.flatnonzero(found | pending) if x64 is None else np.zeros(0, dtype=np.int64)
             if len(cand):
                 x_c, norms = _project(adv_z[cand], flat[cand], scale, cons, norm, float(eps))
                 finite = np.isfinite(x_c).all(axis=1)
@@ -1944,13 +1969,18 @@ def run_attack(
                     adv_pred[win] = pred[broken]
                     success[win] = True
                     perturbation[win] = norms[ok][broken]
-                rejected = int(len(cand) - success.sum())
+                # a pending iterate still classified right was never a candidate of the loop
+                rejected = int((found & ~success).sum())
         except KeyboardInterrupt:
             # Ctrl-C during the verification: nothing is verified, so nothing is a success
             # (the loop's candidates are counted as unverified); a verification forward the
             # Ctrl-C cut is not counted as queries (its rows were reserved in the budget)
             tracker.interrupt()
-            unverified = int(found.sum()) if x64 is None else int((found_dev | pending_dev).sum())
+            unverified = (
+                int((found | pending).sum())
+                if x64 is None
+                else int((found_dev | pending_dev).sum())
+            )
             x_adv = np.array(flat, dtype=np.float64, copy=True)
             adv_pred = clean_pred.copy()
             success[:] = False
@@ -2243,12 +2273,56 @@ def _project(
             alt = raw[over].copy()
             alt[:, ints] = x0[over][:, ints] + np.trunc(alt[:, ints] - x0[over][:, ints])
             alt = cons.project(alt, x0[over])
+            if norm == "2":
+                alt = _fill_l2_ball(alt, x0[over], scale, cons, eps)
             alt_norms = _norms((alt - x0[over]) / scale, norm)
             better = alt_norms <= eps + EPS_TOLERANCE
             rows = np.flatnonzero(over)[better]
             x[rows] = alt[better]
             norms[rows] = alt_norms[better]
+    fixed = cons.fixed_columns()
+    movable = [g for g in cons.one_hot_groups if not fixed[g].any()]
+    over = norms > eps + EPS_TOLERANCE
+    if movable and over.any():
+        # a category switch that leaves the ball: the row's own categories instead (Square's
+        # projection does the same), rather than a rejected candidate
+        members = np.concatenate(movable)
+        alt = x[over].copy()
+        alt[:, members] = x0[over][:, members]
+        alt = cons.project(alt, x0[over])
+        alt_norms = _norms((alt - x0[over]) / scale, norm)
+        better = alt_norms <= eps + EPS_TOLERANCE
+        rows = np.flatnonzero(over)[better]
+        x[rows] = alt[better]
+        norms[rows] = alt_norms[better]
     return x, norms
+
+
+def _fill_l2_ball(
+    x: np.ndarray, x0: np.ndarray, scale: np.ndarray, cons: FeatureConstraints, eps: float
+) -> np.ndarray:
+    """L2 candidates whose integers were rounded toward the original: the continuous
+    features' move is lengthened, along its direction, into the radius the rounding freed
+    (from a review: eps 1, an iterate (0.707, 0.707) with an integer second feature became
+    (0.707, 0), still classified right, where (1, 0) broke the point; every step repeated
+    it). Clipped to the bounds afterwards, which only shortens it."""
+    discrete = np.asarray(cons.integer, dtype=bool).copy()
+    for group in cons.one_hot_groups:
+        discrete[group] = True
+    free = ~discrete & ~cons.fixed_columns()
+    if not free.any():
+        return x
+    delta = (x - x0) / scale
+    used = (delta[:, discrete] ** 2).sum(axis=1)
+    length = np.sqrt((delta[:, free] ** 2).sum(axis=1))
+    room = np.sqrt(np.maximum(eps**2 - used, 0.0)) * (1.0 - 1e-9)  # a hair inside the ball
+    grow = np.where(length > 0, room / np.maximum(length, _TINY), 1.0)
+    grow = np.maximum(grow, 1.0)  # lengthened only
+    out = x.copy()
+    out[:, free] = x0[:, free] + delta[:, free] * grow[:, None] * scale[free]
+    lower, upper = cons.row_bounds(x0)
+    np.clip(out, lower, upper, out=out)
+    return out
 
 
 def _ball(delta: np.ndarray, norm: str, eps: float) -> np.ndarray:

@@ -303,6 +303,8 @@ def take_rows(X: ArrayLike, rows: np.ndarray) -> ArrayLike:
 def describe_recipe(recipe: Recipe) -> str:
     """A short name for reports: the estimator's class, the factory's name, or the user's
     training function (``train_fn package.module:function``)."""
+    if isinstance(recipe, type):  # a class as its own factory (not its metaclass's name)
+        return recipe.__name__
     if hasattr(recipe, "fit"):
         return type(recipe).__name__
     if isinstance(recipe, functools.partial) and recipe.func is TrainedBy and recipe.args:
