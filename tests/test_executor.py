@@ -308,3 +308,29 @@ def test_a_class_defined_under_the_main_guard_cannot_reach_a_worker(
     assert unsendable_reason(guarded, inherits_main=True) is None  # forked workers have it
     assert LocalExecutor(max_workers=2, mp_context="fork").cannot_send(guarded) is None
     assert LocalExecutor(max_workers=2, mp_context="spawn").cannot_send(guarded) == reason
+
+
+def test_the_main_guard_scan_reads_both_spellings_and_loops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "for _ in range(1):\n    class InLoop: pass\n"
+        "if '__main__' == __name__:\n    class Yoda: pass\n"
+        "if __name__ != '__main__':\n    class NotMain: pass\nelse:\n    class ElseMain: pass\n"
+    )
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    for name, sendable in (
+        ("InLoop", True),
+        ("Yoda", False),
+        ("NotMain", True),
+        ("ElseMain", False),
+    ):
+        made = type(name, (), {"__module__": "__main__"})
+        setattr(main, name, made)
+        assert (unsendable_reason(made) is None) is sendable, name

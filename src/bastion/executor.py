@@ -448,13 +448,17 @@ def _top_level_names(path: str) -> set[str]:
         return set()
     names: set[str] = set()
 
-    def is_main_guard(test: ast.expr) -> bool:
-        return (
-            isinstance(test, ast.Compare)
-            and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__"
-            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
-        )
+    def main_test(test: ast.expr) -> str | None:
+        """ "==" or "!=" for a comparison of ``__name__`` with "__main__" (either side)."""
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+            return None
+        sides = (test.left, test.comparators[0])
+        names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+        mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+        if not (names and mains):
+            return None
+        op = test.ops[0]
+        return "==" if isinstance(op, ast.Eq) else "!=" if isinstance(op, ast.NotEq) else None
 
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
@@ -467,8 +471,16 @@ def _top_level_names(path: str) -> set[str]:
                 for target in targets:
                     names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
             elif isinstance(node, ast.If):
-                if not is_main_guard(node.test):
+                guard = main_test(node.test)
+                if guard != "==":  # an import runs the body unless it is the main block
                     visit(node.body)
+                if guard != "!=":
+                    visit(node.orelse)
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.While):
+                names.update(
+                    n.id for n in ast.walk(getattr(node, "target", node)) if isinstance(n, ast.Name)
+                )
+                visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try | ast.With):
                 visit(node.body)

@@ -145,7 +145,12 @@ def test_a_model_holding_an_exported_child_keeps_its_modes() -> None:
 
     rows = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
     wrapped = Wrap()
-    TorchAdapter(wrapped, classes=[0, 1]).predict(rows)
+    adapter = TorchAdapter(wrapped, classes=[0, 1])
+    first = adapter.predict_proba(rows)
+    mates = rows.copy()
+    mates[1:] *= 3.0  # in train mode, BatchNorm's batch statistics would move row 0
+    np.testing.assert_array_equal(adapter.predict_proba(mates)[0], first[0])
+    assert not wrapped.bn.running_mean.any()  # a train-mode forward would have moved it
     assert wrapped.training
     assert wrapped.bn.training
     wrapped = Wrap()

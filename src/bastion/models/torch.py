@@ -353,17 +353,20 @@ def eval_mode(module: Any) -> Iterator[None]:
     """Every layer of ``module`` in eval mode inside the block, and each layer's own flag
     back afterwards: ``module.train(flag)`` would give every layer the root's flag, and a
     layer frozen in eval mode (a BatchNorm during fine-tuning) would come back training.
-    Modules from ``torch.export`` refuse to switch and are left as they are."""
+    Modules from ``torch.export`` refuse ``eval()``: their flags are set directly."""
     modes = [(m, bool(m.training)) for m in module.modules()]
     switched = False
     if any(flag for _, flag in modes):
         try:
             module.eval()
-            switched = True
         except NotImplementedError:
-            # a torch.export child refused after its parents had switched: all back (from a
-            # review: such a model stayed in eval mode after predict)
-            _restore_modes(modes)
+            # a torch.export child refused after its parents had switched: every layer's
+            # flag is set here instead (the exported graph keeps the mode it was exported in
+            # whatever its flag says; the others must run in eval mode: from reviews, such a
+            # model stayed in eval mode after predict, then predicted in train mode)
+            for m, _ in modes:
+                m.training = False
+        switched = True
     try:
         yield
     finally:

@@ -2027,6 +2027,7 @@ def test_without_early_exit_one_points_failed_confirmations_stop_only_that_point
                 model, X, y, eps=2.0, constraints=_mixed_constraints(), budget=budget
             )
             found[early, size] = int(result.success.sum())
+            assert result.stopped == "query budget"  # rows left at their cap (it said None)
     assert len(set(found.values())) == 1, found  # was 10 at batch size 512, 15 at 7
 
 
@@ -2039,14 +2040,15 @@ def _linear(weights: list[float], bias: float) -> TorchAdapter:
 
 
 @pytest.mark.parametrize(
-    ("scale", "norm", "eps", "iterate"),
+    ("scale", "norm", "eps", "iterate", "kept"),
     [
-        ([1.0, 1.0, 1.0], "2", 1.2, [1.0, 1.0, 0.5]),
-        ([0.4, 0.6, 1.0], "inf", 2.0, [1 / 0.4, 1 / 0.6, 0.5]),
+        # L2: the radius the revert freed lengthens the continuous move
+        ([1.0, 1.0, 1.0], "2", 1.2, [1.0, 1.0, 0.5], 1.2),
+        ([0.4, 0.6, 1.0], "inf", 2.0, [1 / 0.4, 1 / 0.6, 0.5], 0.5),
     ],
 )
 def test_a_category_switch_that_leaves_the_ball_keeps_the_rows_category(
-    scale: list[float], norm: str, eps: float, iterate: list[float]
+    scale: list[float], norm: str, eps: float, iterate: list[float], kept: float
 ) -> None:
     # an iterate that raised a member to a tie: the switch wins the tie, but costs more than
     # eps; the candidate was rejected where the row's own category (and the continuous
@@ -2061,7 +2063,7 @@ def test_a_category_switch_that_leaves_the_ball_keeps_the_rows_category(
     )  # fmt: skip
     x0 = np.array([[1.0, 0.0, 0.0]])
     x, norms = _project(np.array([iterate]), x0, np.asarray(scale), cons, norm, eps)
-    np.testing.assert_allclose(x, [[1.0, 0.0, 0.5]])
+    np.testing.assert_allclose(x, [[1.0, 0.0, kept]], atol=1e-6)
     assert norms[0] <= eps
 
 
@@ -2080,3 +2082,56 @@ def test_l2_rounding_toward_the_original_spends_the_freed_radius(attack: Evasion
     assert result.success[0]
     assert result.perturbation[0] <= 1.0 + 1e-9
     assert not cons.violations(result.x_adv, X)
+
+
+@pytest.mark.parametrize("rounding", [False, True])
+def test_more_restarts_under_a_per_point_cap_find_no_fewer_points(rounding: bool) -> None:
+    # from the review of the fix above: restarts after every point had spent its cap ran
+    # with no query left, and each one's start replaced the last one's pending step
+    X, model = _mixed_rows(100, 5), _mixed_model(2)
+    y = np.asarray(model.predict(X))
+    cons, budget = _mixed_constraints(rounding), Budget(max_queries_per_sample=8)
+    one, three = (
+        PGD(PGDConfig(steps=10, restarts=restarts)).run(
+            model, X, y, eps=0.6, constraints=cons, budget=budget
+        )
+        for restarts in (1, 3)
+    )
+    assert not (one.success & ~three.success).any()
+    assert three.extra["restarts"] == 1  # the cap left nothing for a second
+    assert three.stopped == "query budget"
+
+
+@pytest.mark.parametrize("rounding", [False, True])
+def test_apgd_cut_by_the_budget_hands_its_moved_iterate_to_the_verification(
+    rounding: bool,
+) -> None:
+    # the step taken before a refused forward was thrown away (PGD deferred it): 50
+    # iterations under a cap found fewer points than 2 iterations without one
+    X, model = _mixed_rows(60, 0), _mixed_model(0)
+    y = np.asarray(model.predict(X))
+    cons = _mixed_constraints(rounding)
+    cap = 5 if rounding else 4  # the loop's start and one step
+    short = APGD(APGDConfig(n_iter=2)).run(model, X, y, eps=2.5, constraints=cons)
+    capped = APGD(APGDConfig(n_iter=50)).run(
+        model, X, y, eps=2.5, constraints=cons, budget=Budget(max_queries_per_sample=cap)
+    )
+    assert capped.queries.max() <= cap
+    assert capped.stopped == "query budget"
+    assert capped.success.sum() >= short.success.sum() > 0
+
+
+def test_a_switch_leaving_the_l2_ball_is_reverted_then_the_radius_filled() -> None:
+    from bastion.attacks.evasion._torch import _project
+
+    cons = FeatureConstraints(
+        names=("k", "a", "b", "f"), lower=np.array([-5.0, 0, 0, -5]),
+        upper=np.array([5.0, 1, 1, 5]), bound_source=("declared",) * 4,
+        immutable=np.zeros(4, bool), integer=np.array([1, 0, 0, 0], bool),
+        one_hot_groups=(np.array([1, 2]),), scale=np.ones(4),
+    )  # fmt: skip
+    x0 = np.array([[0.0, 1, 0, 0]])
+    for iterate in ([0.55, 0.5, 0.5, 0.3], [0.3, 0.3, 0.7, 0.4]):
+        x, norms = _project(np.array([iterate]), x0, np.ones(4), cons, "2", 1.2)
+        np.testing.assert_allclose(x, [[0.0, 1.0, 0.0, 1.2]], atol=1e-6)
+        assert norms[0] <= 1.2

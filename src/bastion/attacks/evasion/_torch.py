@@ -399,11 +399,15 @@ class _Meter:
         # beyond that chunk (from a review: the first chunk's cap ended every later chunk's
         # restarts after the first, and their points read robust with budget unspent)
         self.capped = False
+        # the working batch of the current chunk reached the cap: its restarts end (a later
+        # one would attack the same rows with no query left, and its start would replace the
+        # last restart's pending step, from a review of the fix above)
+        self.chunk_capped = False
         self.loop_queries = 0
 
     def allow(self, rows: int, forwards_done: int) -> bool:
         if self.per_point_loop is not None and forwards_done >= self.per_point_loop:
-            self.capped = True
+            self.capped = self.chunk_capped = True
             return False
         need = rows + self.reserve
         if self.tracker.allow(need) < need:
@@ -675,17 +679,22 @@ class _Engine:
 
     def defer(self, chunk: _Chunk, idx: Tensor, z: Tensor, track: _Found | None) -> None:
         """Hand the working rows' unevaluated final iterates to the verification (rows
-        ``track`` saw break keep their first adversarial iterate)."""
-        if _whole(chunk, idx):  # no row left the batch: no indexing
-            if track is None:
+        ``track`` saw break keep their first adversarial iterate; with rounding, only those
+        confirmed: a refuted row hands on its last iterate too)."""
+        whole = _whole(chunk, idx)
+        hit = None if track is None else track.hit
+        if hit is not None and self.confirm is not None:
+            hit = hit & (chunk.found if whole else chunk.found[idx])
+        if whole:  # no row left the batch: no indexing
+            if hit is None:
                 chunk.adv = z
                 chunk.pending.fill_(True)
             else:
-                chunk.adv = torch.where(track.hit.unsqueeze(1), chunk.adv, z)
-                chunk.pending |= ~track.hit
+                chunk.adv = torch.where(hit.unsqueeze(1), chunk.adv, z)
+                chunk.pending |= ~hit
             return
-        if track is not None:
-            rows = (~track.hit).nonzero()[:, 0]
+        if hit is not None:
+            rows = (~hit).nonzero()[:, 0]
             idx, z = idx.index_select(0, rows), z.index_select(0, rows)
         if idx.shape[0]:
             chunk.adv[idx] = z
@@ -780,6 +789,7 @@ class _Engine:
         rows = torch.as_tensor(np.flatnonzero(out), device=idx.device)
         where = idx.index_select(0, rows)
         chunk.capped[where] = True
+        self.meter.capped = True  # said in the result: stopped="query budget"
         if self.defer_last:
             chunk.adv[where] = z.index_select(0, rows)
             chunk.pending[where] = True
@@ -1606,6 +1616,10 @@ def _apgd_round(
             last = i == n_iter - 1
             if graph is not None and not last:
                 if not eng.allow(chunk, st.z):
+                    # as the eager loop, which moves before its refused forward: the moved
+                    # iterate goes to the verification
+                    st.move(sched.momentum)
+                    deferred = eng.defer_last
                     break
                 graph.replay()
                 waited = eng.replayed(chunk, st.z, i)
@@ -1642,6 +1656,8 @@ def _apgd_round(
                 done, graph = eng.capture(chunk, st.z, captured_step, after=st.tick)
                 i += done
                 if done < _graphs.WARMUP_STEPS:  # the budget ran out during the warm-up
+                    st.move(sched.momentum)  # as above
+                    deferred = eng.defer_last
                     break
                 if graph is not None:
                     fresh = _graphs.Cached(int(st.z.shape[0]), graph, (st, track))
@@ -1659,6 +1675,9 @@ def _apgd_round(
                     track.select(keep)
             out = eng.forward(chunk, st.z, st.y, need_grad=not last, first=False, per_point=True)
             if out is None:
+                # the budget cut the moved iterate before its forward: to the verification,
+                # as PGD's (from a review: 42 points read robust with queries left for it)
+                deferred = eng.defer_last
                 break
             new_losses, new_grad, wrong = out
             if new_losses is None:  # pragma: no cover - per_point=True always returns losses
@@ -1888,13 +1907,14 @@ def run_attack(
                 chunk.y_host = y_idx[start : start + len(rows)]
                 chunk.adv_host = np.full((len(rows), d), np.nan)
             try:
+                meter.chunk_capped = False
                 for r in range(schedule.restarts):
                     final = r == schedule.restarts - 1
                     if isinstance(schedule, APGDSchedule):
                         _apgd_round(eng, chunk, schedule, first=r == 0, final=final)
                     else:
                         _pgd_round(eng, chunk, schedule, first=r == 0, final=final)
-                    if meter.halted:
+                    if meter.halted or meter.chunk_capped:
                         break
             except KeyboardInterrupt:
                 tracker.interrupt()
@@ -2257,45 +2277,52 @@ def _project(
     """Candidates made feasible (in float64) and their norms in eps units.
 
     The loop ran in float32: the ball projection is redone exactly here, then the
-    constraints' projection (bounds, immutable, integer rounding, one-hot). Where rounding
-    integers to the nearest value leaves the ball, they are rounded towards the original
-    instead (never farther than the unrounded point).
+    constraints' projection (bounds, immutable, integer rounding, one-hot). Where that
+    leaves the ball, :func:`_project_inside` tries to bring the candidate back in.
     """
     delta = adv_z - x0 / scale
     delta = _ball(delta, norm, eps)
     raw = x0 + delta * scale
     x = cons.project(raw, x0)
     norms = _norms((x - x0) / scale, norm)
-    ints = np.asarray(cons.integer, dtype=bool)
-    if ints.any():
-        over = norms > eps + EPS_TOLERANCE
-        if over.any():
-            alt = raw[over].copy()
-            alt[:, ints] = x0[over][:, ints] + np.trunc(alt[:, ints] - x0[over][:, ints])
-            alt = cons.project(alt, x0[over])
-            if norm == "2":
-                alt = _fill_l2_ball(alt, x0[over], scale, cons, eps)
-            alt_norms = _norms((alt - x0[over]) / scale, norm)
-            better = alt_norms <= eps + EPS_TOLERANCE
-            rows = np.flatnonzero(over)[better]
-            x[rows] = alt[better]
-            norms[rows] = alt_norms[better]
-    fixed = cons.fixed_columns()
-    movable = [g for g in cons.one_hot_groups if not fixed[g].any()]
     over = norms > eps + EPS_TOLERANCE
-    if movable and over.any():
-        # a category switch that leaves the ball: the row's own categories instead (Square's
-        # projection does the same), rather than a rejected candidate
-        members = np.concatenate(movable)
-        alt = x[over].copy()
-        alt[:, members] = x0[over][:, members]
-        alt = cons.project(alt, x0[over])
-        alt_norms = _norms((alt - x0[over]) / scale, norm)
+    if over.any():
+        alt, alt_norms = _project_inside(raw[over], x0[over], scale, cons, norm, eps)
         better = alt_norms <= eps + EPS_TOLERANCE
         rows = np.flatnonzero(over)[better]
         x[rows] = alt[better]
         norms[rows] = alt_norms[better]
     return x, norms
+
+
+def _project_inside(
+    raw: np.ndarray,
+    x0: np.ndarray,
+    scale: np.ndarray,
+    cons: FeatureConstraints,
+    norm: str,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For candidates that rounding took out of the ball: integers rounded toward the
+    original (never farther than the unrounded point); where a category switch still leaves
+    the ball, the row's own categories (Square's projection does the same); in L2, the
+    continuous move lengthened into the radius this freed. Returns them and their norms."""
+    alt = raw.copy()
+    ints = np.asarray(cons.integer, dtype=bool)
+    if ints.any():
+        alt[:, ints] = x0[:, ints] + np.trunc(alt[:, ints] - x0[:, ints])
+    alt = cons.project(alt, x0)
+    fixed = cons.fixed_columns()
+    movable = [g for g in cons.one_hot_groups if not fixed[g].any()]
+    if movable:
+        still = _norms((alt - x0) / scale, norm) > eps + EPS_TOLERANCE
+        if still.any():
+            members = np.concatenate(movable)
+            alt[np.ix_(still, members)] = x0[np.ix_(still, members)]
+            alt[still] = cons.project(alt[still], x0[still])
+    if norm == "2":
+        alt = _fill_l2_ball(alt, x0, scale, cons, eps)
+    return alt, _norms((alt - x0) / scale, norm)
 
 
 def _fill_l2_ball(
