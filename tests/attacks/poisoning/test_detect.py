@@ -145,7 +145,19 @@ def test_a_refit_keeps_a_row_of_every_class() -> None:
     mask = find_label_issues(X, y, refits=1, seed=0).mask
     for cls in np.unique(y):
         assert not mask[y == cls].all(), f"class {cls}: every row flagged"
-    assert mask[y == 2].sum() == 6
+    assert mask[y == 2].sum() >= 5
+
+
+def test_the_keep_one_guard_keeps_the_row_most_confidently_of_its_class() -> None:
+    # the guard itself, since rows no refit could judge keep their first verdict and the
+    # set-up above no longer reaches it: an earlier round's count takes all 3 rows of class 1
+    from bastion.attacks.poisoning.detect import _prune_by_noise_rate
+
+    labels = np.array([0] * 10 + [1] * 3)
+    probs = np.array([[0.95, 0.05]] * 10 + [[0.9, 0.1], [0.7, 0.3], [0.8, 0.2]])
+    at_least = np.array([[0, 3], [0, 0]])
+    issues, _ = _prune_by_noise_rate(labels, [0, 1], probs, at_least=at_least)
+    assert sorted(issues.flagged.tolist()) == [10, 12]  # row 11, of 0.3 for class 1, stays
 
 
 def test_knn_label_consistency_finds_flips(noisy_cancer: dict[str, Any]) -> None:
@@ -316,6 +328,26 @@ def test_a_class_no_fold_saw_is_never_anyones_true_class(loader: Any) -> None:
     assert (
         find_label_issues(X, loader(return_X_y=True)[1], seed=0).details["unscored_classes"] == []
     )
+
+
+def test_rows_no_model_scored_with_their_own_class_are_not_judged() -> None:
+    # two correct rows of a new class, held out together: their own probability of 0 said
+    # nothing, yet one was flagged first
+    from sklearn.model_selection import KFold
+
+    X, y = load_iris(return_X_y=True)
+    X = np.vstack([X, [[9.0, 6.0, 9.0, 4.0], [9.2, 6.1, 9.1, 4.1]]])
+    y = np.append(y, [3, 3])
+    n = len(y)
+    seed = next(
+        s
+        for s in range(20)
+        if any({n - 2, n - 1} <= set(t) for _, t in KFold(5, shuffle=True, random_state=s).split(X))
+    )
+    issues = find_label_issues(X, y, seed=seed, refits=0)
+    assert issues.details["unscored_classes"] == [3]
+    assert issues.details["unjudged_rows"] == 2
+    assert not {n - 2, n - 1} & set(issues.flagged.tolist())
 
 
 def test_non_finite_probabilities_are_refused(noisy_cancer: dict[str, Any]) -> None:

@@ -264,6 +264,7 @@ def _prune_by_noise_rate(
     probs: np.ndarray,
     at_least: np.ndarray | None = None,
     seen: np.ndarray | None = None,
+    earlier: np.ndarray | None = None,
 ) -> tuple[LabelIssues, np.ndarray]:
     """Confident learning on label indices: the issues, and the per-cell prune counts used
     (``prune[j, i]``: rows given label i whose true class is estimated to be j).
@@ -288,6 +289,7 @@ def _prune_by_noise_rate(
         judged = np.bincount(labels[scored], minlength=k)
         labels_judged, own = labels[scored], own[scored]
     else:
+        scored = np.ones(n, dtype=bool)
         labels_judged = labels
     present = judged > 0
     sums = np.zeros(k)
@@ -297,7 +299,10 @@ def _prune_by_noise_rate(
 
     confident = probs >= thresholds - _TOLERANCE
     n_confident = confident.sum(axis=1)
-    any_confident = n_confident > 0
+    # a row scored by a model that never saw its own label cannot be judged: its
+    # self-confidence of 0 says nothing (from a review: a correct row of a new class was
+    # flagged first)
+    any_confident = (n_confident > 0) & scored
     guess = np.where(n_confident > 1, probs.argmax(axis=1), confident.argmax(axis=1))
     joint = np.zeros((k, k), dtype=np.int64)
     np.add.at(joint, (labels[any_confident], guess[any_confident]), 1)
@@ -323,7 +328,11 @@ def _prune_by_noise_rate(
     # a row whose given label is still the prediction is not an issue
     nudged = probs.copy()
     nudged[np.arange(n), labels] += _TOLERANCE
-    flagged &= nudged.argmax(axis=1) != labels
+    flagged &= (nudged.argmax(axis=1) != labels) & scored
+    if earlier is not None:
+        # a refit that left a small class out of a fold cannot judge that fold's rows of it:
+        # the earlier round's verdict stands
+        flagged = np.where(scored, flagged, earlier)
     if at_least is not None:
         # each cell's count keeps one row per class, but the larger of two rounds' counts
         # could take a whole class (7 of 7 rows, where one round took 6): its row most
@@ -345,6 +354,7 @@ def _prune_by_noise_rate(
             "estimated_issues": int(calibrated.sum() - np.trace(calibrated)),
             # classes no model saw while scoring their own rows (never anyone's true class)
             "unscored_classes": [jsonable(c) for c in unscored],
+            "unjudged_rows": int((~scored).sum()),
         },
     )
     return issues, prune
@@ -485,7 +495,9 @@ def find_label_issues(
         # the refit's model no longer learns from the flagged rows, so it ranks them better;
         # but on small sets its noise counts fall (wine: recall 0.87 -> 0.85 with the refit's
         # own counts), so each cell prunes the larger of the rounds' counts
-        issues, prune = _prune_by_noise_rate(labels, class_list, probs, at_least=prune, seen=seen)
+        issues, prune = _prune_by_noise_rate(
+            labels, class_list, probs, at_least=prune, seen=seen, earlier=issues.mask
+        )
         rounds += 1
     return _with_details(issues, rounds=rounds, cv=cv)
 
