@@ -103,6 +103,12 @@ class TimeBudgetError(BastionError, TimeoutError):
     between two of its stages; the message names the stage."""
 
 
+class RemoteDeadlineError(RemoteModelError):
+    """A remote endpoint failed (an error status, throttling) until the wall-time budget left
+    no time for another attempt: an attack that can stop with what it has (extraction)
+    reads it as its time budget running out."""
+
+
 class MissingExtraError(BastionError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

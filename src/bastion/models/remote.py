@@ -38,7 +38,7 @@ import pandas as pd
 
 from bastion._deadline import request_deadline
 from bastion._optional import require
-from bastion.exceptions import ConfigError, DataError, RemoteModelError
+from bastion.exceptions import ConfigError, DataError, RemoteDeadlineError, RemoteModelError
 from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
 
 __all__ = [
@@ -417,7 +417,7 @@ class RemoteAdapter(ModelAdapter):
         while True:
             if sent:
                 if deadline is not None and time.monotonic() + wait >= deadline:
-                    raise RemoteModelError(
+                    raise RemoteDeadlineError(
                         f"{method} {shown} failed after {sent} attempt(s), and the wall-time "
                         f"budget leaves no time for another: {last}"
                     )

@@ -738,3 +738,45 @@ def test_labels_of_another_type_than_the_classes_are_refused(cancer: dict[str, A
         classes=[0, 1],
     )
     assert _run(cancer, same, budget=50, surrogate="logistic").fidelity > 0.5  # type: ignore[operator]
+
+
+def test_a_label_only_victim_answering_an_undeclared_label_is_refused(
+    cancer: dict[str, Any],
+) -> None:
+    """From a review: a label-only endpoint declaring classes [0, 1] answered 7 to half of
+    the attacker's batches; fidelity fell to 0.53 with no error and EXT001 passed."""
+    from bastion.exceptions import DataError
+
+    victim, calls = cancer["victim"], [0]
+
+    def predict(X: Any) -> np.ndarray:
+        calls[0] += 1
+        labels = victim.predict(np.asarray(X))
+        return np.full_like(labels, 7) if calls[0] > 1 else labels  # evaluation first
+
+    model = CallableAdapter(predict=predict, classes=[0, 1])
+    with pytest.raises(DataError, match=r"predicts labels \[7\] that are not among its classes"):
+        _run(cancer, model, budget=50, surrogate="logistic")
+
+
+def test_an_endpoint_failing_until_the_deadline_leaves_a_partial_result(
+    cancer: dict[str, Any],
+) -> None:
+    """From a review: a throttled endpoint whose retries ran into the wall-time budget
+    raised, and the answers paid for (and every evaluation label) were lost."""
+    from bastion.exceptions import RemoteDeadlineError
+
+    victim, calls = cancer["victim"], [0]
+    evaluation = -(-len(cancer["X_eval"]) // 25)  # batches of 25 rows
+
+    def predict(X: Any) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] > evaluation + 2:  # the evaluation, 2 attack batches, then throttling
+            raise RemoteDeadlineError("HTTP 429 until the wall-time budget ran out")
+        return np.asarray(victim.predict(np.asarray(X)))
+
+    model = CallableAdapter(predict=predict, classes=[0, 1])
+    result = _run(cancer, model, budget=200, batch_size=25, surrogate="logistic")
+    assert result.stopped == "time budget"
+    assert result.fidelity is not None
+    assert result.curve[-1].queries == 50

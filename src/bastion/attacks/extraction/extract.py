@@ -62,7 +62,7 @@ from bastion.attacks.extraction.surrogates import (
     SurrogateName,
     choose_surrogate,
 )
-from bastion.exceptions import ConfigError, DataError
+from bastion.exceptions import ConfigError, DataError, RemoteDeadlineError
 from bastion.models.base import Capability, ModelAdapter, refuse_misordered_columns
 from bastion.threats import ATLAS_MODEL_EXTRACTION, OWASP_MODEL_THEFT
 
@@ -361,18 +361,10 @@ class ExtractionAttack(Attack):
         else:
             v_eval = _labels(victim_eval_labels, len(X_eval), "victim_eval_labels")
         eval_queries = victim.n_queries - before_eval
-        if soft and victim.classes_ is not None and len(v_eval):
+        if victim.classes_ is not None and len(v_eval):
             # the copy of the probabilities answers in classes_; labels of another type
             # ('0' for 0) never match them, and fidelity 0 passed the gate (a review)
-            unknown = ~np.isin(v_eval, np.asarray(victim.classes_))
-            if unknown.any():
-                raise DataError(
-                    f"model {victim.info.name!r} predicts labels "
-                    f"{list(dict.fromkeys(v_eval[unknown].tolist()))[:5]!r} that are not among "
-                    f"its classes {np.asarray(victim.classes_)[:10].tolist()!r}: a copy of its "
-                    "probabilities cannot be compared with them; give the classes as predict "
-                    "writes its labels"
-                )
+            _refuse_undeclared(victim, v_eval)
 
         loop = _QueryLoop(victim, source, limiter, tracker, soft, cfg, seed, strategy)
         before_attack = victim.n_queries
@@ -380,6 +372,11 @@ class ExtractionAttack(Attack):
             loop.run(checkpoints)
         except KeyboardInterrupt:
             tracker.interrupt()
+        except RemoteDeadlineError:
+            # the endpoint throttled or failed until time ran out: the answers so far are
+            # the result, as when the budget stops the loop between batches (from a review:
+            # the 50 answers and every evaluation label were lost in an error)
+            tracker.exhausted_reason = "time budget"
         queries_used = victim.n_queries - before_attack
         stopped = tracker.exhausted_reason if loop.n < limit else None
         if stopped is None and limit < cfg.budget:
@@ -491,6 +488,8 @@ class ExtractionAttack(Attack):
                 parts.append(np.asarray(victim.predict(batch)))
         except KeyboardInterrupt:
             tracker.interrupt()
+        except RemoteDeadlineError:
+            tracker.exhausted_reason = "time budget"  # as above
         return np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -583,10 +582,30 @@ class _QueryLoop:
             self._proba.append(proba)
         else:
             labels = np.asarray(self.victim.predict(rows))
+            if self.classes is not None:
+                # from a review: a label-only endpoint answering a label it never declared
+                # (7 of classes [0, 1]) to half the batches lowered fidelity to 0.53, and
+                # EXT001 passed
+                _refuse_undeclared(self.victim, labels)
         self.tracker.spend(len(rows))
         self._rows.append(rows)
         self._labels.append(labels)
         self.n += len(rows)
+
+
+def _refuse_undeclared(victim: ModelAdapter, labels: np.ndarray) -> None:
+    """A label outside the victim's declared classes: written otherwise than the classes
+    ('0' for 0), or an endpoint answering something it never declared. Either way agreement
+    with it means nothing, and a low fidelity would pass the gate."""
+    classes = np.asarray(victim.classes_)
+    unknown = ~np.isin(labels, classes)
+    if unknown.any():
+        raise DataError(
+            f"model {victim.info.name!r} predicts labels "
+            f"{list(dict.fromkeys(labels[unknown].tolist()))[:5]!r} that are not among "
+            f"its classes {classes[:10].tolist()!r}: agreement with a copy cannot be measured; "
+            "give the classes as predict writes its labels"
+        )
 
 
 def _shares(labels: np.ndarray) -> dict[str, float]:
