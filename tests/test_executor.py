@@ -319,6 +319,7 @@ def test_the_main_guard_scan_reads_both_spellings_and_loops(
     script = tmp_path / "run.py"
     script.write_text(
         "for _ in range(1):\n    class InLoop: pass\n"
+        "while False:\n    print(Yoda)\n"
         "if '__main__' == __name__:\n    class Yoda: pass\n"
         "if __name__ != '__main__':\n    class NotMain: pass\nelse:\n    class ElseMain: pass\n"
     )

@@ -477,9 +477,8 @@ def _top_level_names(path: str) -> set[str]:
                 if guard != "!=":
                     visit(node.orelse)
             elif isinstance(node, ast.For | ast.AsyncFor | ast.While):
-                names.update(
-                    n.id for n in ast.walk(getattr(node, "target", node)) if isinstance(n, ast.Name)
-                )
+                if isinstance(node, ast.For | ast.AsyncFor):  # a while binds no target
+                    names.update(n.id for n in ast.walk(node.target) if isinstance(n, ast.Name))
                 visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try | ast.With):

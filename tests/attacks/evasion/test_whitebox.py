@@ -593,6 +593,14 @@ def _graphed_and_eager(
         ("per-point cap", Budget(max_queries_per_sample=12), {}, True),
         ("chunks and restarts", None, {"batch_size": 64, "restarts": 2}, True),
         ("bf16", None, {"precision": "bf16"}, True),
+        # a refuted bf16 verdict counts against its row's cap: the eager loop dropped the
+        # row where the graph stopped the batch (from a review)
+        (
+            "bf16 per-point cap",
+            Budget(max_queries_per_sample=30),
+            {"precision": "bf16", "restarts": 3},
+            True,
+        ),
         ("capture failed", None, {"batch_size": 64, "restarts": 2}, False),
     ],
 )
@@ -2135,3 +2143,32 @@ def test_a_switch_leaving_the_l2_ball_is_reverted_then_the_radius_filled() -> No
         x, norms = _project(np.array([iterate]), x0, np.ones(4), cons, "2", 1.2)
         np.testing.assert_allclose(x, [[0.0, 1.0, 0.0, 1.2]], atol=1e-6)
         assert norms[0] <= 1.2
+
+
+def test_apgd_cut_by_ctrl_c_hands_its_iterate_to_the_verification(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # as a budget cut does (and PGD's Ctrl-C): the same step cut by Ctrl-C lost every point
+    X, y = points
+
+    class Interrupted(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module, at: int) -> None:
+            super().__init__()
+            self.inner, self.at, self.calls = inner, at, 0
+
+        def forward(self, x: Any) -> Any:
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+            return self.inner(x)
+
+    attacked = int((mlp.predict(X) == y).sum())
+    apgd = APGD(APGDConfig(n_iter=20, early_exit=False))
+    budget = Budget(max_queries=2 * len(X) + attacked)  # the clean pass and one loop forward
+    cut = apgd.run(mlp, X, y, eps=1.5, constraints=BOX, seed=3, budget=budget)
+    # the clean pass, the loop's first forward, then Ctrl-C in the second
+    module = Interrupted(mlp.module, at=3)
+    stopped = apgd.run(TorchAdapter(module, classes=list(range(10))), X, y, eps=1.5,
+                       constraints=BOX, seed=3)  # fmt: skip
+    assert stopped.stopped == "interrupted"
+    assert stopped.success.sum() == cut.success.sum() > 0

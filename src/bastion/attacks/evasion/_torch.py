@@ -775,12 +775,17 @@ class _Engine:
         batch used to stop when its most-rejected row reached the cap, and results depended
         on ``batch_size``); their last iterates, never evaluated, go to the verification
         where it runs on the device. Returns the rows that stay (None: all; when none would,
-        the budget check stops the batch). Without early exit too (from a review: with
-        rounding, one row's failed confirmations stopped the whole batch, 10 points found of
-        15 at batch size 512 and 15 at batch size 7); rows differ there only by their failed
-        confirmations, which only rounding makes, and rounding never runs a graph."""
+        the budget check stops the batch). Without early exit too where rounding makes the
+        rejects (from a review: one row's failed confirmations stopped the whole batch, 10
+        points found of 15 at batch size 512 and 15 at batch size 7; rounding never runs a
+        graph); not for bf16 without early exit, whose graph keeps its batch."""
         cap = self.meter.per_point_loop
         if cap is None or chunk.forwards + chunk.max_rejects < cap:
+            return None
+        if not self.early_exit and self.confirm is None:
+            # bf16 without early exit: a graph replay cannot drop rows, so neither does the
+            # eager loop (the two must agree; from a review: they did not); its batch stops
+            # at its most-rejected row's cap, as before
             return None
         rows_np = idx.cpu().numpy()
         out = chunk.rejects[rows_np] + chunk.forwards >= cap
@@ -1703,6 +1708,9 @@ def _apgd_round(
             i += 1
         if fresh is not None and graph is fresh.graph and st is fresh.state[0]:
             eng.keep_graph("apgd", fresh)  # still bound to this round's state
+    except KeyboardInterrupt:
+        deferred = eng.defer_last  # as PGD: the current iterate goes to the verification
+        raise
     finally:
         if state is not None:
             idx, z = state.idx, state.z
