@@ -773,8 +773,8 @@ class _Engine:
         """Before a loop forward: the working rows whose own per-point budget is spent
         (their failed confirmations count too) leave for good, so that the others go on (the
         batch used to stop when its most-rejected row reached the cap, and results depended
-        on ``batch_size``); their last iterates, never evaluated, go to the verification
-        where it runs on the device. Returns the rows that stay (None: all; when none would,
+        on ``batch_size``); their last iterates, never evaluated, go to the verification.
+        Returns the rows that stay (None: all; when none would,
         the budget check stops the batch). Without early exit too where rounding makes the
         rejects (from a review: one row's failed confirmations stopped the whole batch, 10
         points found of 15 at batch size 512 and 15 at batch size 7; rounding never runs a
