@@ -435,8 +435,8 @@ class RemoteAdapter(ModelAdapter):
                     method, url, json=payload, headers=headers, **options
                 )
             except httpx.TimeoutException:
-                if "timeout" in options:
-                    raise RemoteModelError(
+                if "timeout" in options:  # failed until the deadline, as below
+                    raise RemoteDeadlineError(
                         f"{method} {shown} failed after {sent} attempt(s): the last "
                         "timed out at the end of the wall-time budget; before it: " + last
                     ) from None

@@ -350,6 +350,25 @@ def test_rows_no_model_scored_with_their_own_class_are_not_judged() -> None:
     assert not {n - 2, n - 1} & set(issues.flagged.tolist())
 
 
+def test_unjudged_rows_take_no_cells_slot() -> None:
+    # from a review: rows a refit could not score for their label (probability 0) ranked
+    # first in their cell, took its one slot and were then dropped: the due row went
+    # unflagged
+    from bastion.attacks.poisoning.detect import _prune_by_noise_rate
+
+    labels = np.array([0] * 10 + [1] * 5)
+    probs = np.array([[0.95, 0.05]] * 10 + [[1.0, 0.0]] * 3 + [[0.1, 0.9], [0.9, 0.1]])
+    seen = np.ones((15, 2), dtype=bool)
+    seen[10:13, 1] = False
+    earlier = np.zeros(15, dtype=bool)
+    earlier[14] = True
+    issues, _ = _prune_by_noise_rate(
+        labels, [0, 1], probs, at_least=np.array([[0, 1], [0, 0]]), seen=seen, earlier=earlier
+    )
+    assert issues.flagged.tolist() == [14]
+    assert issues.details["unjudged_rows"] == 3
+
+
 def test_non_finite_probabilities_are_refused(noisy_cancer: dict[str, Any]) -> None:
     # a NaN made its class's threshold NaN: no row was ever confident in it, and precision
     # and recall fell with no sign (cleanlab accepts them as well)

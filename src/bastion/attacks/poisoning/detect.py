@@ -315,7 +315,9 @@ def _prune_by_noise_rate(
         prune = np.maximum(prune, at_least)
     flagged = np.zeros(n, dtype=bool)
     for i in range(k):
-        rows = np.flatnonzero(labels == i)
+        # unjudged rows (probability 0 for their own label) would rank first and take the
+        # cell's slots, then be dropped (from a review: a refit flagged none of 1 due)
+        rows = np.flatnonzero((labels == i) & scored)
         if len(rows) <= 1:
             continue
         for j in range(k):
