@@ -289,6 +289,16 @@ def test_membership_flags_as_a_column(cancer: dict[str, Any], forest: SklearnAda
         ThresholdMembership().run(forest, X, y, np.column_stack([members, members]))
 
 
+def test_plain_lists_read_as_arrays(cancer: dict[str, Any], forest: SklearnAdapter) -> None:
+    # a list of rows has no shape: both attacks raised an AttributeError
+    X, y, members = cancer["X_eval"], cancer["y_eval"], cancer["is_member"]
+    as_lists = (X.tolist(), y.tolist(), members.tolist())
+    threshold = ThresholdMembership()
+    assert threshold.run(forest, *as_lists).metrics == threshold.run(forest, X, y, members).metrics
+    listed = shadow({**cancer, "X_eval": as_lists[0], "y_eval": as_lists[1]}, forest, n_shadow=4)
+    assert listed.metrics == shadow(cancer, forest, n_shadow=4).metrics
+
+
 def test_deterministic_under_a_seed(cancer: dict[str, Any], forest: SklearnAdapter) -> None:
     first, again = shadow(cancer, forest, n_shadow=4), shadow(cancer, forest, n_shadow=4)
     np.testing.assert_array_equal(first.scores, again.scores)

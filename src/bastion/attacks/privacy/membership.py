@@ -672,7 +672,9 @@ def _classes(model: ModelAdapter, proba: np.ndarray, y: np.ndarray) -> np.ndarra
 
 
 def _n_rows(X: ArrayLike) -> int:
-    return int(X.shape[0])
+    """Rows of an array, a frame or a plain list of rows (a list has no ``shape``)."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
 
 
 def _take(X: ArrayLike, rows: np.ndarray) -> ArrayLike:
