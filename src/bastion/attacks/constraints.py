@@ -195,6 +195,11 @@ class FeatureConstraints:
                 fixed[group] = True
         return fixed
 
+    def movable_groups(self) -> list[np.ndarray]:
+        """The one-hot groups an attack may switch (none of their members is immutable)."""
+        immutable = np.asarray(self.immutable, dtype=bool)
+        return [group for group in self.one_hot_groups if not immutable[group].any()]
+
     def row_bounds(self, x_orig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per row of ``x_orig``, the bounds an attack keeps each feature in: the declared or
         inferred ones, widened to hold the original value. A point outside them (a test row
@@ -238,11 +243,8 @@ class FeatureConstraints:
         review found a point that only keeping its category breaks); on the review's random
         linear models and an MLP this one missed the fewest (FGSM: 24 points, against 22
         for the first member and 9 for the row's own category)."""
-        fixed = self.fixed_columns()
         rows = np.arange(len(x))
-        for group in self.one_hot_groups:
-            if fixed[group].any():
-                continue
+        for group in self.movable_groups():
             allowed = upper[:, group] >= 1.0
             values = np.where(allowed, x[:, group], -np.inf)
             if x_orig is None:
@@ -343,9 +345,7 @@ class FeatureConstraints:
             tol = np.maximum(atol, 2.0**-23 * np.abs(vals))
             out["integer"] = (np.abs(vals - np.rint(vals)) > tol).any(axis=1)
         bad_group = np.zeros(len(x), dtype=bool)
-        for group in self.one_hot_groups:
-            if fixed[group].any():
-                continue  # held as it is: never repaired
+        for group in self.movable_groups():  # an immutable group is never repaired
             block = x[:, group]
             on_or_off = (np.abs(block) <= atol) | (np.abs(block - 1.0) <= atol)
             ok = (np.abs(block.sum(axis=1) - 1) <= atol * len(group)) & on_or_off.all(axis=1)

@@ -166,11 +166,17 @@ class ModelAdapter(ABC):
             self.n_calls = 0
 
     def _count(self, X: ArrayLike) -> int:
-        n = int(X.shape[0])
+        n = n_rows(X)
         with self._lock:
             self.n_queries += n
             self.n_calls += 1
         return n
+
+
+def n_rows(X: Any) -> int:
+    """Rows of an array, a frame or a plain list of rows (a list has no ``shape``)."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
 
 
 def input_names(model: Any) -> list[str]:

@@ -321,8 +321,7 @@ class Space:
         if eps is None:
             return
         # a category switch costs 1 / std per member: revert it where it leaves the ball
-        fixed = self.fixed
-        movable = [g for g in self.constraints.one_hot_groups if not fixed[g].any()]
+        movable = self.constraints.movable_groups()
         if not movable:
             return
         members = np.concatenate(movable)

@@ -2320,8 +2320,7 @@ def _project_inside(
     if ints.any():
         alt[:, ints] = x0[:, ints] + np.trunc(alt[:, ints] - x0[:, ints])
     alt = cons.project(alt, x0)
-    fixed = cons.fixed_columns()
-    movable = [g for g in cons.one_hot_groups if not fixed[g].any()]
+    movable = cons.movable_groups()
     if movable:
         still = _norms((alt - x0) / scale, norm) > eps + EPS_TOLERANCE
         if still.any():

@@ -16,7 +16,6 @@ __all__ = [
     "jsonable",
     "label_array",
     "make_rng",
-    "n_rows",
     "seed_estimator",
     "take_rows",
 ]
@@ -27,12 +26,6 @@ def make_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(0 if rng is None else rng)
-
-
-def n_rows(X: Any) -> int:
-    """Rows of an array, a frame or a plain list of rows."""
-    shape = getattr(X, "shape", None)
-    return int(shape[0]) if shape is not None else len(X)
 
 
 def take_rows(X: Any, rows: np.ndarray) -> Any:

@@ -43,10 +43,10 @@ from bastion.attacks.poisoning._common import (
     as_float_matrix,
     encode_labels,
     jsonable,
-    n_rows,
     take_rows,
 )
 from bastion.exceptions import ConfigError, DataError
+from bastion.models.base import n_rows
 
 __all__ = [
     "LabelIssues",
@@ -278,22 +278,15 @@ def _prune_by_noise_rate(
 
     # per-class threshold: the mean self-confidence of the rows labelled with the class
     thresholds = np.full(k, 2.0)  # an absent class is never confident
-    own = probs[np.arange(n), labels]
-    judged = counts
-    if seen is not None:
-        # a class no training fold held when its rows were scored (one row, or a small class
-        # left out by unstratified folds) reads probability 0 there: a threshold of 0 made
-        # every row "confident" in it (from a review: one extra row of a new class on clean
-        # iris gave 48 estimated issues and 6 flagged rows)
-        scored = seen[np.arange(n), labels]
-        judged = np.bincount(labels[scored], minlength=k)
-        labels_judged, own = labels[scored], own[scored]
-    else:
-        scored = np.ones(n, dtype=bool)
-        labels_judged = labels
+    # a class no training fold held when its rows were scored (one row, or a small class
+    # left out by unstratified folds) reads probability 0 there: a threshold of 0 made every
+    # row "confident" in it (from a review: one extra row of a new class on clean iris gave
+    # 48 estimated issues and 6 flagged rows)
+    scored = np.ones(n, dtype=bool) if seen is None else seen[np.arange(n), labels]
+    judged = np.bincount(labels[scored], minlength=k)
     present = judged > 0
     sums = np.zeros(k)
-    np.add.at(sums, labels_judged, own)
+    np.add.at(sums, labels[scored], probs[np.arange(n), labels][scored])
     thresholds[present] = np.maximum(sums[present] / judged[present], 2 * _TOLERANCE)
     unscored = [class_list[c] for c in np.flatnonzero((counts > 0) & ~present).tolist()]
 

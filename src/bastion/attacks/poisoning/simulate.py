@@ -47,12 +47,12 @@ from bastion.attacks.poisoning._common import (
     jsonable,
     label_array,
     make_rng,
-    n_rows,
     numeric_columns,
     take_rows,
 )
 from bastion.attacks.poisoning._training import TrainFn, resolve_trainer
 from bastion.exceptions import ConfigError, DataError, ModelOutputError
+from bastion.models.base import n_rows
 
 __all__ = [
     "PoisoningSimulation",

@@ -69,7 +69,7 @@ from bastion.attacks.privacy.shadow import (
 from bastion.attacks.results import low_fpr_metrics
 from bastion.exceptions import ConfigError, TimeBudgetError
 from bastion.executor import Executor, get_executor
-from bastion.models.base import ArrayLike, Capability, ModelAdapter, input_names
+from bastion.models.base import ArrayLike, Capability, ModelAdapter, input_names, n_rows
 from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
 
 __all__ = [
@@ -332,9 +332,9 @@ class ShadowMembership(_MembershipAttack):
             raise ConfigError("X_aux and y_aux go together; received only one of them")
         if X_aux is not None and y_aux is not None:
             y_aux = _labels(y_aux, "y_aux")
-            if _n_rows(X_aux) != len(y_aux):
+            if n_rows(X_aux) != len(y_aux):
                 raise ConfigError(
-                    f"X_aux has {_n_rows(X_aux)} rows but y_aux has {len(y_aux)} labels"
+                    f"X_aux has {n_rows(X_aux)} rows but y_aux has {len(y_aux)} labels"
                 )
             _check_aux_columns(X, X_aux)
             if isinstance(X, pd.DataFrame) and not isinstance(X_aux, pd.DataFrame):
@@ -342,7 +342,7 @@ class ShadowMembership(_MembershipAttack):
                 # frame is narrowed to the model's inputs (named after that, the array's
                 # values sat under the wrong names: a review saw AUC 0.73 read 0.61)
                 X_aux = aligned_aux(X, X_aux)
-        n_aux = 0 if X_aux is None else _n_rows(X_aux)
+        n_aux = 0 if X_aux is None else n_rows(X_aux)
         if not cfg.shadow_on_targets and n_aux < 2:
             raise ConfigError(
                 "shadow_on_targets=False trains shadows on X_aux only; pass X_aux and y_aux "
@@ -547,7 +547,7 @@ def balanced_membership_rows(
 
 
 def _validate(X: ArrayLike, y: np.ndarray, is_member: np.ndarray) -> None:
-    n = _n_rows(X)
+    n = n_rows(X)
     if len(y) != n or len(is_member) != n:
         raise ConfigError(
             f"X, y and is_member must have the same length; received {n}, {len(y)} and "
@@ -669,12 +669,6 @@ def _classes(model: ModelAdapter, proba: np.ndarray, y: np.ndarray) -> np.ndarra
             f"{np.asarray(y)[~np.isin(y, positions)][:3].tolist()}"
         )
     return positions
-
-
-def _n_rows(X: ArrayLike) -> int:
-    """Rows of an array, a frame or a plain list of rows (a list has no ``shape``)."""
-    shape = getattr(X, "shape", None)
-    return int(shape[0]) if shape is not None else len(X)
 
 
 def _take(X: ArrayLike, rows: np.ndarray) -> ArrayLike:
