@@ -13,7 +13,7 @@ around them.
 Usage (on a machine with CUDA)::
 
     PYTHONPATH=src python benchmarks/trace_gpu_pgd.py [--model mlp|cnn] [--points 32768]
-        [--steps 40] [--precision fp32|bf16] [--trace-dir DIR]
+        [--steps 40] [--precision fp32|bf16] [--trace-dir DIR] [--syncs] [--host-profile N]
 """
 
 from __future__ import annotations
@@ -131,17 +131,19 @@ def segments() -> int:
 
 def variants(run: Callable[..., Any]) -> None:
     """The whole run's best time with the step's graph (its capture in the pool the
-    process's captures share, and in a pool of its own, as before ``_graphs.SHARE_POOL``)
-    and without, and the memory segments one more run asks the driver for."""
+    process's captures share, and in a pool of its own, as before ``_graphs.SHARE_POOL``;
+    after one warm-up step instead of ``_graphs.WARMUP_STEPS``) and without, and the memory
+    segments one more run asks the driver for."""
     print("variants (best of 3 after 2 runs; segments = cudaMalloc calls of one more run):")
-    shared = _graphs.SHARE_POOL
+    shared, warmup = _graphs.SHARE_POOL, _graphs.WARMUP_STEPS
     try:
-        for name, graphs, share in (
-            ("graph, capture in the shared pool", True, True),
-            ("graph, capture in a pool of its own", True, False),
-            ("no graph (eager steps)", False, shared),
+        for name, graphs, share, steps in (
+            ("graph, capture in the shared pool", True, True, warmup),
+            ("graph, capture in a pool of its own", True, False, warmup),
+            ("graph, one warm-up step", True, True, 1),
+            ("no graph (eager steps)", False, shared, warmup),
         ):
-            _graphs.SHARE_POOL = share
+            _graphs.SHARE_POOL, _graphs.WARMUP_STEPS = share, steps
             for _ in range(2):
                 run(graphs)
             best = best_ms(lambda g=graphs: run(g), 3)
@@ -151,7 +153,7 @@ def variants(run: Callable[..., Any]) -> None:
             print(f"  {name:36s} {best:8.2f} ms  segments {segments() - before}  "
                   f"(graph ran: {result.extra['cuda_graph']})")  # fmt: skip
     finally:
-        _graphs.SHARE_POOL = shared
+        _graphs.SHARE_POOL, _graphs.WARMUP_STEPS = shared, warmup
 
 
 def host_profile(run: Callable[..., Any], rows: int) -> None:
@@ -170,6 +172,53 @@ def host_profile(run: Callable[..., Any], rows: int) -> None:
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(rows)
 
 
+def round_robin(
+    run: Callable[..., Any], others: dict[str, Callable[[], Any]], floor: Callable[[], Any]
+) -> None:
+    """PGD timed as ``bench_evasion.py`` times it: each repetition after a floor run, with
+    other attacks between its repetitions; per run, its time and the memory segments it
+    asked the driver for (the benchmark's best PGD times ran well above this script's)."""
+    print("round robin (floor, then each attack; per repetition: ms, new segments):")
+    times: dict[str, list[str]] = defaultdict(list)
+    for _ in range(3):
+        for name, fn in {"PGD": run, **others}.items():
+            best_ms(floor, 1)
+            before = segments()
+            ms = best_ms(fn, 1)
+            times[name].append(f"{ms:7.2f} ({segments() - before})")
+    for name, row in times.items():
+        print(f"  {name:24s} " + "  ".join(row))
+
+
+def sync_points(run: Callable[..., Any]) -> None:
+    """Every place in Bastion where one unwatched run waits for the device (torch's sync
+    debug mode warns at each op that synchronises), counted by source line."""
+    import traceback
+    import warnings
+
+    counts: dict[str, int] = defaultdict(int)
+    shown = warnings.showwarning
+
+    def note(*_: Any, **__: Any) -> None:
+        frames = [f for f in traceback.extract_stack() if "bastion" in f.filename]
+        where = frames[-1] if frames else None
+        counts[f"{Path(where.filename).name}:{where.lineno} {where.line}" if where else "?"] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = note  # type: ignore[assignment]
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+            sync()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            warnings.showwarning = shown
+    print(f"syncs in one run: {sum(counts.values())}")
+    for where, k in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:4d}  {where}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp")
@@ -185,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--table", type=int, default=0, help="print the profiler's top N calls of one run"
+    )
+    parser.add_argument(
+        "--syncs", action="store_true", help="list where one run waits for the device"
+    )
+    parser.add_argument(
+        "--round-robin",
+        action="store_true",
+        help="time PGD between other attacks, as the benchmark does",
     )
     args = parser.parse_args(argv)
     found = bench.available_device(args.device)
@@ -271,6 +328,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'rest (copies, host work)':48s} {(total - timed_sum) * 1e3:8.2f} ms")
 
     variants(run)
+    if args.round_robin:
+        from bastion.attacks.evasion.apgd import APGD, APGDConfig
+
+        apgd = APGD(APGDConfig(early_exit=False, batch_size=len(X)))
+        bf16 = PGD(PGDConfig(**{**config.__dict__, "precision": "bf16"}))
+        short = PGD(PGDConfig(**{**config.__dict__, "steps": args.steps // 2}))
+        others = {
+            "PGD, half the steps": lambda: short.run(model, X, y, eps=0.125, constraints=box),
+            "APGD-CE": lambda: apgd.run(model, X, y, eps=0.125, constraints=box),
+            "PGD bf16": lambda: bf16.run(model, X, y, eps=0.125, constraints=box),
+        }
+        round_robin(run, others, lambda: bench.floor(net, X, y, args.steps, device, shape))
+    if args.syncs and device.type == "cuda":
+        sync_points(run)
     if args.host_profile:
         host_profile(run, args.host_profile)
     if args.trace_dir or args.table:

@@ -378,3 +378,23 @@ def test_a_module_that_cannot_be_captured_runs_eagerly(
     # draw raised "Offset increment outside graph capture encountered unexpectedly"
     torch.manual_seed(0)
     assert torch.rand(4, device="cuda").shape == (4,)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "normal", "radius"])
+def test_each_rows_noise_on_the_device_is_its_row_of_the_whole_blocks_draw(kind: str) -> None:
+    """On an accelerator every block is drawn whole (counter-based draws are laid out by the
+    tensor's size) and each row takes its row of it, by a slice where a block's rows are
+    consecutive and by an index where they are not. A block there holds about a million
+    numbers: rows of 1,000 numbers make blocks of 1,048 rows."""
+    from bastion.attacks.evasion import _torch
+
+    net = type("Net", (), {"device": torch.device("cuda")})()
+    eng = _torch._Engine(net, None, "inf", 0.1, False, seed=11)  # type: ignore[arg-type]
+    like = torch.zeros(1, dtype=torch.float32, device="cuda")
+    width = 1 if kind == "radius" else 1000
+    for restart in (1, 2):
+        whole = eng._noise(kind, np.arange(2100), restart, width, like)
+        subsets = (np.arange(7), np.array([3, 1047, 1048, 2099]), np.arange(1040, 1060))
+        for rows in (*subsets, np.array([1025, 3, 2099, 1])):
+            part = eng._noise(kind, rows, restart, width, like)
+            torch.testing.assert_close(part, whole[torch.as_tensor(rows)], rtol=0, atol=0)

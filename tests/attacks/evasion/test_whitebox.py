@@ -415,7 +415,9 @@ def test_each_rows_noise_is_its_row_of_the_whole_blocks_draw(kind: str) -> None:
     every = np.arange(2100)
     for restart in (1, 2):
         whole = eng._noise(kind, every, restart, width, like)
-        for rows in (np.arange(7), np.array([3, 1023, 1024, 2099]), np.arange(1000, 1030)):
+        # consecutive, gapped, across a block's edge, out of order
+        subsets = (np.arange(7), np.array([3, 1023, 1024, 2099]), np.arange(1000, 1030))
+        for rows in (*subsets, np.array([1025, 3, 2099, 1])):
             part = eng._noise(kind, rows, restart, width, like)
             torch.testing.assert_close(part, whole[torch.as_tensor(rows)], rtol=0, atol=0)
     # the first block of the first restart is the seed's own stream, as the reference draws

@@ -296,8 +296,7 @@ class _Net:
         """Logit column predicted for each row (input units, on the device, as ``predict``
         sees them: float32 rows in the module's dtype, full precision) and whether its logits
         were finite; one copy to the host at the end."""
-        idx, finite = self.predict_tensors(rows, batch)
-        return idx.cpu().numpy(), finite.cpu().numpy()
+        return _to_host(*self.predict_tensors(rows, batch))
 
     def predict_tensors(self, rows: Tensor, batch: int) -> tuple[Tensor, Tensor]:
         """:meth:`predict_rows` left on the device (no host sync)."""
@@ -1146,8 +1145,9 @@ class _Engine:
     def _noise(self, kind: str, rows: np.ndarray, restart: int, width: int, like: Tensor) -> Tensor:
         """Random numbers for each of ``rows`` (uniform in [-1, 1], standard normal, or
         uniform in [0, 1] for ``radius``), ``width`` per row, drawn in blocks of
-        ``_START_BLOCK`` positions (fewer for wide rows: about ``_START_NUMBERS`` numbers,
-        or one row where a row holds more), each from a generator keyed by the seed, the
+        ``_START_BLOCK`` positions on a CPU (fewer for wide rows: about ``_START_NUMBERS``
+        numbers, or one row where a row holds more; on an accelerator, as many rows as that
+        many numbers fill), each from a generator keyed by the seed, the
         restart, the kind and the block (the first block of the first restart: the seed
         itself, as the reference code draws). One generator drawn through batch after batch
         gave a point another start at another ``batch_size`` (a review saw robust accuracy
@@ -1156,8 +1156,13 @@ class _Engine:
         if len(rows) == 0:
             return out
         # at most about a million numbers a block (wide rows, images, take fewer rows): a
-        # small batch draws a whole block, and 1,024 rows of 150,528 pixels were 588 MiB
-        size = min(_START_BLOCK, max(1, _START_NUMBERS // max(width, 1)))
+        # small batch draws a whole block, and 1,024 rows of 150,528 pixels were 588 MiB.
+        # An accelerator draws that many at once in microseconds, and pays the host's work
+        # per block (a key, a generator, two launches): there a block holds as many rows as
+        # fit, 16,384 of 64 features (32 blocks were 2.7 ms of a 35 ms attack on an H200)
+        size = max(1, _START_NUMBERS // max(width, 1))
+        if like.device.type == "cpu":
+            size = min(_START_BLOCK, size)
         block_of = rows // size
         kinds = {"uniform": 0, "normal": 1, "radius": 2}
         # a CPU generator fills a uniform tensor number after number, so a block's first k
@@ -1166,8 +1171,20 @@ class _Engine:
         # Normal draws (Box-Muller in groups of 16, the tail redrawn) and accelerators'
         # counter-based draws (laid out by the tensor's size) are not prefix-stable
         prefix = like.device.type == "cpu" and kind != "normal"
-        for block in np.unique(block_of):
-            gen = torch.Generator(device=like.device)
+        # rows come in ascending order (positions of a chunk's remaining rows), so each block's
+        # rows are one run of ``rows``; where its offsets are consecutive too (always, until
+        # rows leave), a slice copy puts them in place. On an accelerator, uploading index
+        # arrays waits for the device: two uploads a block took 13.6 ms of a 49 ms attack
+        # (32,768 points, 32 blocks, H200)
+        groups: list[tuple[int, slice | np.ndarray]]
+        if np.all(rows[1:] > rows[:-1]):
+            cuts = np.flatnonzero(block_of[1:] != block_of[:-1]) + 1
+            ends = zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(rows)].tolist(), strict=True)
+            groups = [(int(block_of[a]), slice(a, b)) for a, b in ends]
+        else:
+            groups = [(int(b), np.flatnonzero(block_of == b)) for b in np.unique(block_of)]
+        gen = torch.Generator(device=like.device)  # reseeding restarts its stream
+        for block, mine in groups:
             if block == 0 and restart == 1 and kind != "radius":
                 # the first block of the first restart draws from the seed itself, as Croce
                 # and Hein's reference code (torchattacks' port) does: the same starts, so
@@ -1176,11 +1193,10 @@ class _Engine:
                 gen.manual_seed(self.seed)
             else:
                 # SeedSequence takes no negative entropy (the API accepts negative seeds)
-                entropy = [self.seed % 2**64, restart, kinds[kind], int(block)]
+                entropy = [self.seed % 2**64, restart, kinds[kind], block]
                 key = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
                 gen.manual_seed(key >> 1)  # manual_seed takes a signed 64-bit value
-            mine = np.flatnonzero(block_of == block)
-            offsets = rows[mine] - int(block) * size
+            offsets = rows[mine] - block * size
             shape = (int(offsets.max()) + 1 if prefix else size, width)
             if kind == "normal":
                 drawn = torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
@@ -1188,10 +1204,18 @@ class _Engine:
                 drawn = torch.empty(shape, device=like.device, dtype=like.dtype)
                 low = -1.0 if kind == "uniform" else 0.0
                 drawn.uniform_(low, 1.0, generator=gen)
-            if drawn.shape[0] == len(rows) and np.array_equal(offsets, np.arange(len(rows))):
-                return drawn  # rows 0..k-1 of one block, in order
+            first, last = int(offsets[0]), int(offsets[-1])
+            if isinstance(mine, slice) and last - first == len(offsets) - 1:
+                if len(offsets) == len(rows) and first == 0 and drawn.shape[0] == len(rows):
+                    return drawn  # rows 0..k-1 of one block, in order
+                out[mine] = drawn[first : last + 1]
+                continue
             at = torch.as_tensor(offsets, device=like.device)
-            out[torch.as_tensor(mine, device=like.device)] = drawn.index_select(0, at)
+            picked = drawn.index_select(0, at)
+            if isinstance(mine, slice):
+                out[mine] = picked
+            else:
+                out[torch.as_tensor(mine, device=like.device)] = picked
         return out
 
     def l2_direction(self, grad: Tensor) -> Tensor:
@@ -2019,12 +2043,14 @@ def run_attack(
     model.n_calls += net.forward_calls
     loop_queries = meter.loop_queries
     first = eng.first_step_points
+    # the loop's device-side tallies in one copy
+    zero_grads, nan_grads, nan_loss = torch.stack(
+        (eng.zero_grad_points.double(), eng.nan.double(), torch.isnan(net.loss_total).double())
+    ).tolist()
     extra: dict[str, Any] = {
         "loss": net.loss_name or _loss_function(schedule.loss, _n_classes(model))[0],
-        "zero_gradient_fraction": (int(eng.zero_grad_points.item()) / first) if first else None,
-        "nan_gradients": nan_candidates
-        or bool(eng.nan.item())
-        or bool(torch.isnan(net.loss_total).item()),
+        "zero_gradient_fraction": (int(zero_grads) / first) if first else None,
+        "nan_gradients": nan_candidates or bool(nan_grads) or bool(nan_loss),
         "restarts": restarts,
         "iterations": schedule.n_iter if isinstance(schedule, APGDSchedule) else schedule.steps,
         "early_exit": bool(options.early_exit),
@@ -2142,29 +2168,32 @@ def _verify_on_device(
     and returns ``x_adv`` (float64, host), whether a candidate was not finite, and how many
     found candidates were rejected (a pending iterate that is still classified right is not
     a rejection: it was never a candidate of the loop)."""
-    cand_t = (found | pending).nonzero()[:, 0]
-    n_cand = int(cand_t.shape[0])
-    if n_cand == 0:
+    # each copy between host and accelerator waits for the device: one of the marks, one of
+    # the projection's verdict, one of the predictions, one upload of the winners, the
+    # results (a dozen waits were 4.4 ms on an H200; the device idles at each)
+    marks = torch.stack((found, pending)).cpu().numpy()
+    found_h = marks[0]
+    cand = np.flatnonzero(marks[0] | marks[1])
+    if len(cand) == 0:
         return np.array(flat, dtype=np.float64, copy=True), False, 0
-    every = n_cand == x64.shape[0]  # no row left out (early exit off): no indexing
-    x0 = x64 if every else x64.index_select(0, cand_t)
-    picked = adv if every else adv.index_select(0, cand_t)
+    every = len(cand) == x64.shape[0]  # no row left out (early exit off): no indexing
+    cand_t = None if every else torch.as_tensor(cand, device=x64.device)
+    x0 = x64 if cand_t is None else x64.index_select(0, cand_t)
+    picked = adv if cand_t is None else adv.index_select(0, cand_t)
     x_c, norms = _project_device(picked.to(torch.float64), x0, geo, norm, eps)
     # a NaN or infinite coordinate makes the row's norm NaN or infinite (the clamps keep NaN)
     finite = torch.isfinite(norms)
     within = finite & (norms <= eps + EPS_TOLERANCE)
-    nan_candidates = not bool(finite.all())
-    if bool(within.all()):  # the usual case
-        x_ok, checked = x_c, cand_t.cpu().numpy()
-        norms_ok = norms
+    all_finite, all_within = torch.stack((finite.all(), within.all())).tolist()
+    nan_candidates = not all_finite
+    if all_within:  # the usual case
+        x_ok, checked, norms_ok = x_c, cand, norms
     else:
-        ok = within.nonzero()[:, 0]
-        x_ok = x_c.index_select(0, ok)
-        checked = cand_t.index_select(0, ok).cpu().numpy()
-        norms_ok = norms.index_select(0, ok)
+        ok = within.cpu().numpy()
+        ok_t = torch.as_tensor(np.flatnonzero(ok), device=x64.device)
+        x_ok, checked, norms_ok = x_c.index_select(0, ok_t), cand[ok], norms.index_select(0, ok_t)
     if len(checked):
-        idx_t, fin_t = net.predict_tensors(x_ok.to(torch.float32).to(dtype), batch)
-        idx, logits_finite = idx_t.cpu().numpy(), fin_t.cpu().numpy()
+        idx, logits_finite = _to_host(*net.predict_tensors(x_ok.to(torch.float32).to(dtype), batch))
         tracker.spend(len(checked))
         queries[checked] += 1
         pred = _labels(classes, idx)
@@ -2177,21 +2206,29 @@ def _verify_on_device(
         if broken.all() and len(win) == x64.shape[0]:  # every row won (win is 0..n-1)
             out, pert = x_ok, norms_ok
         else:
-            broken_t = torch.as_tensor(broken, device=x64.device)
-            win_t = torch.as_tensor(win, device=x64.device)
-            out = x64.clone().index_copy_(0, win_t, x_ok[broken_t])
-            pert = norms_ok[broken_t]
+            # one upload: the winners' places among the checked rows, and among all rows
+            at = torch.as_tensor(np.stack((np.flatnonzero(broken), win)), device=x64.device)
+            out = x64.clone().index_copy_(0, at[1], x_ok.index_select(0, at[0]))
+            pert = norms_ok.index_select(0, at[0])
         perturbation[win] = pert.cpu().numpy()
         adv_pred[win] = pred[broken]
         success[win] = True
         x_out = out.cpu().numpy()
     else:
         x_out = np.array(flat, dtype=np.float64, copy=True)
-    rejected = int((found.cpu().numpy() & ~success).sum())
+    rejected = int((found_h & ~success).sum())
     return x_out, nan_candidates, rejected
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _to_host(idx: Tensor, finite: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted columns and finite flags in one copy to the host (each copy from an
+    accelerator waits for it): a row with non-finite logits travels as ``-1 - column``."""
+    code = torch.where(finite, idx, -1 - idx).cpu().numpy()
+    ok = code >= 0
+    return np.where(ok, code, -1 - code), ok
+
+
 def _as_rows(X: Any) -> np.ndarray:
     arr = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
     if arr.ndim < 2:
