@@ -151,6 +151,9 @@ class RemoteSpec(_Strict):
     # between two attempts (a longer Retry-After fails the request)
     rate_limit_waits: Annotated[int, Field(ge=0, le=1000)] = 30
     max_retry_after_s: Annotated[float, Field(ge=0)] = 60.0
+    # the endpoint's cap where it is known: every request of every check is paced under it
+    requests_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    queries_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     input_name: str = "input-0"
     datatype: Literal["FP32", "FP64"] | None = None
 

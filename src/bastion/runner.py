@@ -558,6 +558,8 @@ def _load_model(policy: Policy, spec: ModelSpec | None, role: str) -> ModelAdapt
             backoff_s=r.backoff_s,
             rate_limit_waits=r.rate_limit_waits,
             max_retry_after_s=r.max_retry_after_s,
+            requests_per_second=r.requests_per_second,
+            queries_per_second=r.queries_per_second,
             input_name=r.input_name,
             datatype=r.datatype,
             classes=spec.classes,

@@ -288,6 +288,9 @@ def test_bad_rows_fail_before_sending(server: dict[str, Any], token: str) -> Non
         ({"verify_tls": "/nonexistent/ca.pem"}, "CA bundle"),
         ({"rate_limit_waits": -1}, "rate_limit_waits"),
         ({"max_retry_after_s": float("nan")}, "max_retry_after_s"),
+        ({"requests_per_second": 0}, "requests_per_second"),
+        ({"queries_per_second": float("inf")}, "queries_per_second"),
+        ({"requests_per_second": float("nan")}, "requests_per_second"),
     ],
 )
 def test_endpoint_validation(kwargs: dict[str, Any], message: str) -> None:
@@ -499,3 +502,138 @@ def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: f
     from bastion.models.remote import retry_after_s
 
     assert retry_after_s(header, now=3.0) == seconds
+
+
+# -- the endpoint's cap, paced on the client ----------------------------------------------------
+@pytest.fixture(scope="module")
+def stuttering(cancer_pipeline: Pipeline) -> Iterator[dict[str, Any]]:
+    """An OIP server that answers every other infer attempt with a 503, and records when
+    each attempt arrives."""
+    from fastapi.responses import JSONResponse
+
+    arrivals: list[float] = []
+    app = create_oip_app({"cancer": SklearnAdapter(cancer_pipeline)})
+
+    @app.middleware("http")
+    async def stutter(request: Any, call_next: Any) -> Any:
+        if request.url.path.endswith("/infer"):
+            arrivals.append(time.monotonic())
+            if len(arrivals) % 2 == 1:
+                return JSONResponse({"error": "busy"}, status_code=503)
+        return await call_next(request)
+
+    with run_in_thread(app) as url:
+        yield {"url": url, "arrivals": arrivals}
+
+
+def _gaps(arrivals: list[float]) -> np.ndarray:
+    return np.diff(np.asarray(arrivals))
+
+
+def test_the_endpoints_cap_paces_every_attempt_retries_too(
+    stuttering: dict[str, Any], cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """requests_per_second on the endpoint spaces each attempt: a retry after a backoff of 0
+    waits for the cap as a first attempt does (it went at once)."""
+    X, _ = cancer
+    stuttering["arrivals"].clear()
+    endpoint = RemoteEndpoint(stuttering["url"], "cancer", backoff_s=0.0, requests_per_second=10)
+    with RemoteAdapter(endpoint) as remote:
+        for start in range(0, 9, 3):
+            remote.predict(X.iloc[start : start + 3])
+    assert len(stuttering["arrivals"]) == 6  # each prediction: a 503, then its retry
+    assert _gaps(stuttering["arrivals"]).min() >= 0.1 - 0.02
+    stuttering["arrivals"].clear()
+    with RemoteAdapter(RemoteEndpoint(stuttering["url"], "cancer", backoff_s=0.0)) as remote:
+        remote.predict(X.iloc[:3])
+    assert _gaps(stuttering["arrivals"]).min() < 0.05  # unpaced: the retry at once
+
+
+def test_an_attacks_cap_holds_for_the_remote_victims_retries(
+    stuttering: dict[str, Any], cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """Extraction's requests_per_second reaches each HTTP attempt of a remote victim: the
+    attack paced the batches it handed over, and each 503's retry went at once."""
+    from bastion.attacks.constraints import FeatureConstraints
+    from bastion.attacks.extraction import ExtractionAttack, ExtractionConfig
+
+    X, _ = cancer
+    rows = X.to_numpy(dtype=np.float64)
+    stuttering["arrivals"].clear()
+    endpoint = RemoteEndpoint(
+        stuttering["url"], "cancer", backoff_s=0.0, classes=(0, 1), probabilities=True
+    )
+    config = ExtractionConfig(
+        budget=40, budget_curve=(), batch_size=20, surrogate="logistic", requests_per_second=10
+    )
+    with RemoteAdapter(endpoint) as remote:
+        result = ExtractionAttack(config).run(
+            remote,
+            attacker_data=rows[:100],
+            constraints=FeatureConstraints.box(rows.shape[1], float(rows.min()), float(rows.max())),
+            eval_data=rows[100:140],
+            seed=0,
+        )
+    assert result.queries_used == 40
+    # 2 batches of evaluation rows and 2 of queries, each a 503 and a retry
+    assert len(stuttering["arrivals"]) == 8
+    assert _gaps(stuttering["arrivals"]).min() >= 0.1 - 0.02
+    assert result.rate_wait_s > 0.5
+
+
+def test_a_client_paced_at_the_cap_is_never_throttled(
+    capped: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """At 3.5 requests per second against a cap of 4 (no 429 waited out, so one would fail)."""
+    X, _ = cancer
+    time.sleep(1.0)  # a full bucket
+    endpoint = RemoteEndpoint(capped, "cancer", rate_limit_waits=0, requests_per_second=3.5)
+    started = time.monotonic()
+    with RemoteAdapter(endpoint) as remote:
+        for start in range(0, 30, 5):
+            remote.predict(X.iloc[start : start + 5])
+    # the metadata request and 6 predictions, 1 / 3.5 s apart
+    assert time.monotonic() - started >= 6 / 3.5 - 0.05
+
+
+def test_a_pacing_wait_past_the_wall_deadline_is_a_deadline_error(
+    server: dict[str, Any], token: str
+) -> None:
+    from bastion._deadline import wall_deadline
+
+    endpoint = _endpoint(server["url"], requests_per_second=1, classes=(0, 1), probabilities=True)
+    with RemoteAdapter(endpoint) as remote:
+        remote.predict(np.zeros((1, 30)))  # the first request goes at once
+        started = time.monotonic()
+        with (
+            wall_deadline(0.3),
+            pytest.raises(RemoteDeadlineError, match=r"rate cap's next slot is .* past the wall"),
+        ):
+            remote.predict(np.zeros((1, 30)))
+        assert time.monotonic() - started < 0.2  # refused at once, not after the wait
+
+
+def test_the_policy_sets_the_endpoints_cap(server: dict[str, Any], token: str) -> None:
+    """model.remote.requests_per_second / queries_per_second reach the endpoint the runner
+    builds, which paces its requests."""
+    from bastion.config import parse_policy
+    from bastion.runner import _load_model
+
+    remote_spec = {
+        "url": server["url"],
+        "model_name": "cancer",
+        "token_env": TOKEN_ENV,
+        "requests_per_second": 5,
+        "queries_per_second": 1000,
+    }
+    policy = parse_policy({"model": {"remote": remote_spec}})
+    remote = _load_model(policy, policy.spec.model, "model")
+    assert isinstance(remote, RemoteAdapter)
+    with remote:
+        assert remote.endpoint.requests_per_second == 5
+        assert remote.endpoint.queries_per_second == 1000
+        started = time.monotonic()
+        remote.predict(np.zeros((1, 30)))  # 0.2 s after the metadata request
+        assert time.monotonic() - started >= 0.15
+    with pytest.raises(ConfigError, match=r"requests_per_second: expected a number .* > 0"):
+        parse_policy({"model": {"remote": {**remote_spec, "requests_per_second": 0}}})

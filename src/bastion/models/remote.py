@@ -19,7 +19,10 @@ a CA bundle); a bearer token read from the environment variable ``auth_token_env
 request, never stored in messages; connection errors, timeouts and 5xx answers are retried
 with exponential backoff (``backoff_s * 2**attempt``); a 429 (the endpoint's rate cap) is
 waited out as its ``Retry-After`` says and sent again (``rate_limit_waits``); other 4xx
-answers never are.
+answers never are. Where the endpoint's cap is known (``requests_per_second``,
+``queries_per_second``), every attempt is paced under it (:mod:`bastion._pacing`), whichever
+check or attack sends it, so that a cap-abiding client is never throttled; an attack's own
+cap joins it for the attack's requests (:meth:`RemoteAdapter.paced`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import email.utils
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -38,6 +42,7 @@ import pandas as pd
 
 from bastion._deadline import request_deadline
 from bastion._optional import require
+from bastion._pacing import RateLimiter
 from bastion.exceptions import ConfigError, DataError, RemoteDeadlineError, RemoteModelError
 from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
 
@@ -113,6 +118,9 @@ class RemoteEndpoint:
             as ``Retry-After`` says (else the backoff); they do not count as ``retries``.
         max_retry_after_s: the longest wait between two attempts: the doubling backoff stops
             growing there, and a ``Retry-After`` above it fails the request.
+        requests_per_second, queries_per_second: the endpoint's cap on requests and on rows
+            per second, where it is known: every attempt is spaced under it (retries too),
+            for every check that queries the model. None: unpaced (429s are waited out).
         input_name: name of the input tensor.
         datatype: ``"FP32"`` or ``"FP64"``; None picks FP32 for float32 rows, else FP64.
         classes: label of each probability column; None reads them from the metadata.
@@ -139,6 +147,8 @@ class RemoteEndpoint:
     backoff_s: float = 0.2
     rate_limit_waits: int = 30
     max_retry_after_s: float = 60.0
+    requests_per_second: float | None = None
+    queries_per_second: float | None = None
     input_name: str = "input-0"
     datatype: str | None = None
     classes: Sequence[Any] | None = None
@@ -162,6 +172,10 @@ class RemoteEndpoint:
             raise ConfigError(f"rate_limit_waits must be >= 0; received {self.rate_limit_waits}")
         if not self.max_retry_after_s >= 0:
             raise ConfigError(f"max_retry_after_s must be >= 0; received {self.max_retry_after_s}")
+        for cap in ("requests_per_second", "queries_per_second"):
+            value = getattr(self, cap)
+            if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ConfigError(f"{cap} must be a finite number > 0 or None; received {value!r}")
         if self.datatype not in (None, "FP32", "FP64"):
             raise ConfigError(
                 f"datatype must be 'FP32', 'FP64' or None; received {self.datatype!r}"
@@ -258,6 +272,13 @@ class RemoteAdapter(ModelAdapter):
         self._client = httpx.Client(
             verify=verify, timeout=httpx.Timeout(endpoint.timeout_s), follow_redirects=False
         )
+        # the caps each attempt waits for: the endpoint's own (every caller), and those of the
+        # attacks running now (paced)
+        self._pacers: list[RateLimiter] = []
+        if endpoint.requests_per_second is not None or endpoint.queries_per_second is not None:
+            self._pacers.append(
+                RateLimiter(endpoint.requests_per_second, endpoint.queries_per_second)
+            )
         info = ModelInfo(
             name=name or endpoint.model_name,
             format="remote-oip",
@@ -284,6 +305,18 @@ class RemoteAdapter(ModelAdapter):
         if has_proba:
             caps.add(Capability.PREDICT_PROBA)
         self.capabilities = frozenset(caps)
+
+    @contextmanager
+    def paced(self, limiter: RateLimiter) -> Iterator[None]:
+        """Within the block, every attempt this adapter sends (retries and 429 re-sends
+        included) also waits for ``limiter``, which records it: an attack's own cap then
+        holds for what reaches the endpoint, not only for the batches the attack hands over
+        (a retry after a 0.2 s backoff broke a cap of one request a second)."""
+        self._pacers.append(limiter)
+        try:
+            yield
+        finally:
+            self._pacers.remove(limiter)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -403,14 +436,16 @@ class RemoteAdapter(ModelAdapter):
         doubling backoff. A 429 (the endpoint's rate cap) is waited out as its
         ``Retry-After`` says (else the backoff) and sent again, up to ``rate_limit_waits``
         times, without using up ``retries``: an attack that queries faster than the cap
-        slows down instead of failing. No retry starts, waits or runs past the wall
-        deadline (:func:`~bastion._deadline.wall_deadline`)."""
+        slows down instead of failing. Each attempt first waits for the caps that pace this
+        adapter (:meth:`paced`). No attempt after the first, and no pacing wait, starts,
+        waits or runs past the wall deadline (:func:`~bastion._deadline.wall_deadline`)."""
         httpx = require("httpx", "remote models")
         url = self._base + path
         shown = self._safe_base + path
         headers = self._headers()
         ep = self.endpoint
         deadline = request_deadline()
+        rows = int(payload["inputs"][0]["shape"][0]) if payload is not None else 0
         last = ""
         sent = failures = throttled = 0
         wait = 0.0
@@ -422,6 +457,16 @@ class RemoteAdapter(ModelAdapter):
                         f"budget leaves no time for another: {last}"
                     )
                 time.sleep(wait)
+            if self._pacers:
+                ahead = max(pacer.delay() for pacer in self._pacers)
+                if deadline is not None and ahead > 0 and time.monotonic() + ahead >= deadline:
+                    raise RemoteDeadlineError(
+                        f"{method} {shown}: the rate cap's next slot is {ahead:.3g} s away, "
+                        "past the wall-time budget"
+                        + (f" (after {sent} attempt(s): {last})" if sent else "")
+                    )
+                for pacer in self._pacers:
+                    pacer.wait(rows)
             options: dict[str, Any] = {}
             if sent and deadline is not None:
                 # a retry ends by the deadline too: one begun just before it would otherwise

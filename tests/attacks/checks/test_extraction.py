@@ -278,6 +278,32 @@ def test_a_rate_cap_covers_the_evaluation_labels_too(tiny: dict[str, Any]) -> No
         assert sent <= 200 * (t - start) + 20 + 1e-9
 
 
+def test_both_copies_share_one_rate_cap(tiny: dict[str, Any]) -> None:
+    """EXT001 runs a copy of the probabilities and one of the labels; each had its own
+    limiter, so the second's first request followed the first's last at once."""
+    calls: list[float] = []
+    clf = tiny["model"].estimator
+
+    def proba(X: Any) -> np.ndarray:
+        calls.append(time.monotonic())
+        return np.asarray(clf.predict_proba(np.asarray(X)))
+
+    def predict(X: Any) -> np.ndarray:
+        calls.append(time.monotonic())
+        return np.asarray(clf.predict(np.asarray(X)))
+
+    model = CallableAdapter(predict=predict, predict_proba=proba, classes=[0, 1])
+    config = ExtractionCheckConfig(
+        budget=40, budget_curve=(), batch_size=20, surrogate="logistic", requests_per_second=10
+    )
+    finding = Extraction(config).execute(_ctx(tiny, model))
+    assert finding.status is not Status.ERROR, finding.message
+    assert set(finding.evidence["copies"]) == {"probabilities", "labels"}
+    # per copy: 4 batches of the 80 evaluation rows and 2 of queries
+    assert len(calls) == 12
+    assert np.diff(calls).min() >= 0.1 - 0.01
+
+
 def test_config_is_validated() -> None:
     with pytest.raises(ValidationError):
         ExtractionCheckConfig(max_fidelity=1.5)

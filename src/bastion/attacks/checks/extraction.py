@@ -70,7 +70,7 @@ from bastion.attacks.extraction.extract import (
     Strategy,
     SurrogateChoice,
 )
-from bastion.attacks.extraction.queries import FeatureStats
+from bastion.attacks.extraction.queries import FeatureStats, RateLimiter
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.data.schema import FeatureSchema
 from bastion.findings import Finding, Severity, Status
@@ -199,6 +199,9 @@ class Extraction(Check):
                 not_argmax = float(np.mean(top != victim_labels))
 
         victim = ctx.model
+        # one cap for both copies: each copy with a fresh limiter sent its first request
+        # right after the other's last
+        limiter = RateLimiter(cfg.requests_per_second, cfg.queries_per_second)
 
         def steal(soft_labels: bool, seconds: float | None) -> ExtractionResult:
             attack = ExtractionAttack(
@@ -223,6 +226,7 @@ class Extraction(Check):
                 seed=seed,
                 feature_stats=stats,
                 victim_eval_labels=victim_labels,
+                rate_limiter=limiter,
             )
 
         # labels that are not the most probable class (a tuned threshold): a copy of the

@@ -40,6 +40,7 @@ whole curve costs the largest budget.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -273,6 +274,7 @@ class ExtractionAttack(Attack):
         seed: int = 0,
         feature_stats: FeatureStats | None = None,
         victim_eval_labels: np.ndarray | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> ExtractionResult:
         """Extract ``victim`` within the query budget and measure the copy.
 
@@ -299,6 +301,11 @@ class ExtractionAttack(Attack):
         victim_eval_labels:
             The victim's labels on ``eval_data`` when the caller already has them (saves
             ``eval_queries``).
+        rate_limiter:
+            The rate cap's state, shared with other attacks on the same victim (EXT001 runs
+            two copies: the second's first request must wait for the first's last); None
+            makes one from ``requests_per_second`` / ``queries_per_second``. A remote victim
+            paces each HTTP attempt with it, retries included.
 
         Returns
         -------
@@ -349,34 +356,44 @@ class ExtractionAttack(Attack):
             source = PoolSource(pool, constraints, rng, cfg.jitter, stats.std)
         else:
             source = SyntheticSource(constraints, stats, rng, cfg.synthetic_distribution)
-        limiter = RateLimiter(cfg.requests_per_second, cfg.queries_per_second)
+        limiter = rate_limiter or RateLimiter(cfg.requests_per_second, cfg.queries_per_second)
+        slept_before = limiter.slept_s
         tracker = BudgetTracker(Budget(max_queries=limit, max_seconds=budget.max_seconds))
+        # a remote victim waits for the cap before each attempt it sends (a retry after its
+        # backoff too: the cap holds for what reaches the endpoint); others are paced here,
+        # batch by batch
+        paced = getattr(victim, "paced", None)
+        capped = limiter.requests_per_second is not None or limiter.queries_per_second is not None
+        pacing = paced(limiter) if callable(paced) and capped else None
+        explicit = pacing is None
+        with pacing or nullcontext():
+            before_eval = victim.n_queries
+            if victim_eval_labels is None:
+                v_eval = self._victim_labels(
+                    victim, X_eval, limiter, explicit, cfg.batch_size, tracker
+                )
+                # cut by the time budget or Ctrl-C: the figures are measured on the rows labelled
+                X_eval = X_eval[: len(v_eval)]
+                y_eval = None if y_eval is None else y_eval[: len(v_eval)]
+            else:
+                v_eval = _labels(victim_eval_labels, len(X_eval), "victim_eval_labels")
+            eval_queries = victim.n_queries - before_eval
+            if victim.classes_ is not None and len(v_eval):
+                # the copy of the probabilities answers in classes_; labels of another type
+                # ('0' for 0) never match them, and fidelity 0 passed the gate (a review)
+                _refuse_undeclared(victim, v_eval)
 
-        before_eval = victim.n_queries
-        if victim_eval_labels is None:
-            v_eval = self._victim_labels(victim, X_eval, limiter, cfg.batch_size, tracker)
-            # cut by the time budget or Ctrl-C: the figures are measured on the rows labelled
-            X_eval = X_eval[: len(v_eval)]
-            y_eval = None if y_eval is None else y_eval[: len(v_eval)]
-        else:
-            v_eval = _labels(victim_eval_labels, len(X_eval), "victim_eval_labels")
-        eval_queries = victim.n_queries - before_eval
-        if victim.classes_ is not None and len(v_eval):
-            # the copy of the probabilities answers in classes_; labels of another type
-            # ('0' for 0) never match them, and fidelity 0 passed the gate (a review)
-            _refuse_undeclared(victim, v_eval)
-
-        loop = _QueryLoop(victim, source, limiter, tracker, soft, cfg, seed, strategy)
-        before_attack = victim.n_queries
-        try:
-            loop.run(checkpoints)
-        except KeyboardInterrupt:
-            tracker.interrupt()
-        except RemoteDeadlineError:
-            # the endpoint throttled or failed until time ran out: the answers so far are
-            # the result, as when the budget stops the loop between batches (from a review:
-            # the 50 answers and every evaluation label were lost in an error)
-            tracker.exhausted_reason = "time budget"
+            loop = _QueryLoop(victim, source, limiter, explicit, tracker, soft, cfg, seed, strategy)
+            before_attack = victim.n_queries
+            try:
+                loop.run(checkpoints)
+            except KeyboardInterrupt:
+                tracker.interrupt()
+            except RemoteDeadlineError:
+                # the endpoint throttled or failed until time ran out: the answers so far are
+                # the result, as when the budget stops the loop between batches (from a review:
+                # the 50 answers and every evaluation label were lost in an error)
+                tracker.exhausted_reason = "time budget"
         queries_used = victim.n_queries - before_attack
         stopped = tracker.exhausted_reason if loop.n < limit else None
         if stopped is None and limit < cfg.budget:
@@ -458,7 +475,7 @@ class ExtractionAttack(Attack):
             answer_shares=shares,
             surrogate_scores=scores,
             elapsed_s=time.perf_counter() - started,
-            rate_wait_s=limiter.slept_s,
+            rate_wait_s=limiter.slept_s - slept_before,
             stopped=stopped,
             model=model,
             eval_rows=len(X_eval),
@@ -470,6 +487,7 @@ class ExtractionAttack(Attack):
         victim: ModelAdapter,
         X: np.ndarray,
         limiter: RateLimiter,
+        explicit: bool,
         batch_size: int,
         tracker: BudgetTracker,
     ) -> np.ndarray:
@@ -484,7 +502,8 @@ class ExtractionAttack(Attack):
                     tracker.exhausted_reason = "time budget"
                     break
                 batch = X[start : start + batch_size]
-                limiter.wait(len(batch))
+                if explicit:  # else the victim waits before each attempt
+                    limiter.wait(len(batch))
                 parts.append(np.asarray(victim.predict(batch)))
         except KeyboardInterrupt:
             tracker.interrupt()
@@ -501,6 +520,7 @@ class _QueryLoop:
         victim: ModelAdapter,
         source: PoolSource | SyntheticSource,
         limiter: RateLimiter,
+        explicit: bool,
         tracker: BudgetTracker,
         soft: bool,
         cfg: ExtractionConfig,
@@ -510,6 +530,7 @@ class _QueryLoop:
         self.victim = victim
         self.source = source
         self.limiter = limiter
+        self.explicit = explicit  # False: the victim waits for the limiter at each attempt
         self.tracker = tracker
         self.soft = soft
         self.cfg = cfg
@@ -575,7 +596,8 @@ class _QueryLoop:
         return rows
 
     def _send(self, rows: np.ndarray) -> None:
-        self.limiter.wait(len(rows))
+        if self.explicit:
+            self.limiter.wait(len(rows))
         if self.soft and self.classes is not None:
             proba = np.asarray(self.victim.predict_proba(rows), dtype=np.float64)
             labels = self.classes[np.argmax(proba, axis=1)]

@@ -18,23 +18,20 @@ Why Gaussian and not uniform
     centre must come from statistics of real data (``FeatureStats``), not from the bounds.
 
 Rate cap
-    :class:`RateLimiter` spaces requests so that neither ``requests_per_second`` nor
-    ``queries_per_second`` (rows) is exceeded: the first request goes at once and request
-    ``r`` (0-based) after ``r / requests_per_second`` seconds, having sent ``q`` rows before
-    it, no earlier than ``q / queries_per_second`` seconds.
+    :class:`~bastion._pacing.RateLimiter` (re-exported here) spaces requests so that neither
+    ``requests_per_second`` nor ``queries_per_second`` (rows) is exceeded; a remote victim
+    paces each of its HTTP attempts with it, retries included.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from bastion._pacing import RateLimiter
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.exceptions import ConfigError, DataError
 
@@ -193,63 +190,3 @@ class PoolSource:
         used = ids[ids >= 0]
         if used.size:
             self.unused = self.unused[~np.isin(self.unused, used)]
-
-
-class RateLimiter:
-    """Space requests to respect a cap on requests and on rows per second (see module doc).
-
-    Example::
-
-        limiter = RateLimiter(requests_per_second=5)
-        for batch in batches:
-            limiter.wait(len(batch))
-            model.predict(batch)
-    """
-
-    def __init__(
-        self,
-        requests_per_second: float | None = None,
-        queries_per_second: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        for name, value in (
-            ("requests_per_second", requests_per_second),
-            ("queries_per_second", queries_per_second),
-        ):
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be > 0 or None; received {value}")
-        self.requests_per_second = requests_per_second
-        self.queries_per_second = queries_per_second
-        self._clock = clock
-        self._sleep = sleep
-        # when the next request may go, by each cap: spaced from the previous request, so that
-        # time the attack spent elsewhere (a slow answer, a surrogate's fit) earns no credit
-        # (spaced from the first request, a 10 s stall let 8 requests go at once at 1/s)
-        self._due_request = -math.inf
-        self._due_rows = -math.inf
-        self.requests = 0
-        self.rows = 0
-        self.slept_s = 0.0
-
-    def delay(self) -> float:
-        """Seconds to wait before the next request may go (0 when it may go now)."""
-        due = max(self._due_request, self._due_rows)
-        if due == -math.inf:
-            return 0.0
-        return max(0.0, due - self._clock())
-
-    def wait(self, rows: int) -> None:
-        """Sleep as long as the caps require, then record a request of ``rows`` rows."""
-        pause = self.delay()
-        if pause > 0:
-            self._sleep(pause)
-            self.slept_s += pause
-        now = self._clock()
-        if self.requests_per_second is not None:
-            self._due_request = now + 1.0 / self.requests_per_second
-        if self.queries_per_second is not None:
-            self._due_rows = now + int(rows) / self.queries_per_second
-        self.requests += 1
-        self.rows += int(rows)
