@@ -534,19 +534,20 @@ def test_the_endpoints_cap_paces_every_attempt_retries_too(
     stuttering: dict[str, Any], cancer: tuple[pd.DataFrame, pd.Series]
 ) -> None:
     """requests_per_second on the endpoint spaces each attempt: a retry after a backoff of 0
-    waits for the cap as a first attempt does (it went at once)."""
+    waits for the cap as a first attempt does (it went at once). Arrival times are read by
+    the server, so the bounds leave room for a loaded machine."""
     X, _ = cancer
     stuttering["arrivals"].clear()
-    endpoint = RemoteEndpoint(stuttering["url"], "cancer", backoff_s=0.0, requests_per_second=10)
+    endpoint = RemoteEndpoint(stuttering["url"], "cancer", backoff_s=0.0, requests_per_second=5)
     with RemoteAdapter(endpoint) as remote:
         for start in range(0, 9, 3):
             remote.predict(X.iloc[start : start + 3])
     assert len(stuttering["arrivals"]) == 6  # each prediction: a 503, then its retry
-    assert _gaps(stuttering["arrivals"]).min() >= 0.1 - 0.02
+    assert _gaps(stuttering["arrivals"]).min() >= 0.2 - 0.05
     stuttering["arrivals"].clear()
     with RemoteAdapter(RemoteEndpoint(stuttering["url"], "cancer", backoff_s=0.0)) as remote:
         remote.predict(X.iloc[:3])
-    assert _gaps(stuttering["arrivals"]).min() < 0.05  # unpaced: the retry at once
+    assert _gaps(stuttering["arrivals"]).min() < 0.1  # unpaced: the retry at once
 
 
 def test_an_attacks_cap_holds_for_the_remote_victims_retries(
@@ -564,7 +565,7 @@ def test_an_attacks_cap_holds_for_the_remote_victims_retries(
         stuttering["url"], "cancer", backoff_s=0.0, classes=(0, 1), probabilities=True
     )
     config = ExtractionConfig(
-        budget=40, budget_curve=(), batch_size=20, surrogate="logistic", requests_per_second=10
+        budget=40, budget_curve=(), batch_size=20, surrogate="logistic", requests_per_second=5
     )
     with RemoteAdapter(endpoint) as remote:
         result = ExtractionAttack(config).run(
@@ -577,8 +578,8 @@ def test_an_attacks_cap_holds_for_the_remote_victims_retries(
     assert result.queries_used == 40
     # 2 batches of evaluation rows and 2 of queries, each a 503 and a retry
     assert len(stuttering["arrivals"]) == 8
-    assert _gaps(stuttering["arrivals"]).min() >= 0.1 - 0.02
-    assert result.rate_wait_s > 0.5
+    assert _gaps(stuttering["arrivals"]).min() >= 0.2 - 0.05
+    assert result.rate_wait_s > 1.0
 
 
 def test_a_client_paced_at_the_cap_is_never_throttled(
@@ -627,13 +628,13 @@ def test_the_policy_sets_the_endpoints_cap(server: dict[str, Any], token: str) -
         "queries_per_second": 1000,
     }
     policy = parse_policy({"model": {"remote": remote_spec}})
-    remote = _load_model(policy, policy.spec.model, "model")
+    started = time.monotonic()
+    remote = _load_model(policy, policy.spec.model, "model")  # asks for the metadata
     assert isinstance(remote, RemoteAdapter)
     with remote:
         assert remote.endpoint.requests_per_second == 5
         assert remote.endpoint.queries_per_second == 1000
-        started = time.monotonic()
-        remote.predict(np.zeros((1, 30)))  # 0.2 s after the metadata request
-        assert time.monotonic() - started >= 0.15
+        remote.predict(np.zeros((1, 30)))  # sent 0.2 s after the metadata request
+        assert time.monotonic() - started >= 0.2
     with pytest.raises(ConfigError, match=r"requests_per_second: expected a number .* > 0"):
         parse_policy({"model": {"remote": {**remote_spec, "requests_per_second": 0}}})

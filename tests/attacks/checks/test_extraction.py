@@ -299,9 +299,10 @@ def test_both_copies_share_one_rate_cap(tiny: dict[str, Any]) -> None:
     finding = Extraction(config).execute(_ctx(tiny, model))
     assert finding.status is not Status.ERROR, finding.message
     assert set(finding.evidence["copies"]) == {"probabilities", "labels"}
-    # per copy: 4 batches of the 80 evaluation rows and 2 of queries
+    # per copy: 4 batches of the 80 evaluation rows and 2 of queries; the times are read
+    # inside the model, so the bound leaves room for a loaded machine
     assert len(calls) == 12
-    assert np.diff(calls).min() >= 0.1 - 0.01
+    assert np.diff(calls).min() >= 0.1 - 0.03
 
 
 def test_config_is_validated() -> None:
