@@ -507,23 +507,25 @@ def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: f
 # -- the endpoint's cap, paced on the client ----------------------------------------------------
 @pytest.fixture(scope="module")
 def stuttering(cancer_pipeline: Pipeline) -> Iterator[dict[str, Any]]:
-    """An OIP server that answers every other infer attempt with a 503, and records when
-    each attempt arrives."""
+    """An OIP server that records when each infer attempt arrives and, while ``stutter`` is
+    set, answers every other one with a 503."""
     from fastapi.responses import JSONResponse
 
     arrivals: list[float] = []
+    state = {"stutter": True}
     app = create_oip_app({"cancer": SklearnAdapter(cancer_pipeline)})
 
     @app.middleware("http")
     async def stutter(request: Any, call_next: Any) -> Any:
         if request.url.path.endswith("/infer"):
             arrivals.append(time.monotonic())
-            if len(arrivals) % 2 == 1:
+            if state["stutter"] and len(arrivals) % 2 == 1:
                 return JSONResponse({"error": "busy"}, status_code=503)
         return await call_next(request)
 
     with run_in_thread(app) as url:
-        yield {"url": url, "arrivals": arrivals}
+        yield {"url": url, "arrivals": arrivals, "state": state}
+    state["stutter"] = True
 
 
 def _gaps(arrivals: list[float]) -> np.ndarray:
@@ -597,21 +599,62 @@ def test_a_client_paced_at_the_cap_is_never_throttled(
     assert time.monotonic() - started >= 6 / 3.5 - 0.05
 
 
-def test_a_pacing_wait_past_the_wall_deadline_is_a_deadline_error(
-    server: dict[str, Any], token: str
+def test_a_first_attempt_waits_for_its_slot_and_a_retry_past_the_deadline_stops(
+    stuttering: dict[str, Any],
 ) -> None:
+    """Under a wall deadline a first attempt always goes (an attack out of time still sends
+    its reserved verification; refused, Square's check ended in an error), after its pacing
+    wait; a retry whose slot falls past the deadline is a deadline error, at once."""
     from bastion._deadline import wall_deadline
 
-    endpoint = _endpoint(server["url"], requests_per_second=1, classes=(0, 1), probabilities=True)
+    stuttering["arrivals"].clear()
+    endpoint = RemoteEndpoint(
+        stuttering["url"],
+        "cancer",
+        backoff_s=0.0,
+        requests_per_second=2,
+        classes=(0, 1),
+        probabilities=True,
+    )
     with RemoteAdapter(endpoint) as remote:
-        remote.predict(np.zeros((1, 30)))  # the first request goes at once
+        stuttering["state"]["stutter"] = False
+        remote.predict(np.zeros((1, 30)))
+        with wall_deadline(0.2):
+            remote.predict(np.zeros((1, 30)))  # its slot is 0.5 s away: it waits and goes
+        assert _gaps(stuttering["arrivals"]).min() >= 0.5 - 0.05
+        stuttering["state"]["stutter"] = True
         started = time.monotonic()
         with (
-            wall_deadline(0.3),
-            pytest.raises(RemoteDeadlineError, match=r"rate cap's next slot is .* past the wall"),
+            wall_deadline(0.8),
+            pytest.raises(RemoteDeadlineError, match=r"after 1 attempt.*next slot.*HTTP 503"),
         ):
+            # at 0.5 s a 503; its retry's slot at 1.0 s is past the deadline
             remote.predict(np.zeros((1, 30)))
-        assert time.monotonic() - started < 0.2  # refused at once, not after the wait
+        assert time.monotonic() - started < 0.8
+
+
+def test_the_endpoints_cap_and_an_attacks_cap_wait_together(
+    stuttering: dict[str, Any],
+) -> None:
+    """One wait as long as the furthest cap requires, recorded by both at the real send: the
+    endpoint's limiter, waited for first, recorded a send time before the attack's wait, and
+    the next request went early (two requests 10 ms apart at a cap of 5 a second)."""
+    from bastion._pacing import RateLimiter
+
+    stuttering["state"]["stutter"] = False
+    stuttering["arrivals"].clear()
+    endpoint = RemoteEndpoint(
+        stuttering["url"], "cancer", requests_per_second=5, classes=(0, 1), probabilities=True
+    )
+    attack = RateLimiter(queries_per_second=100)
+    with RemoteAdapter(endpoint) as remote, remote.paced(attack), remote.paced(attack):
+        for rows in (50, 1, 1):
+            remote.predict(np.zeros((rows, 30)))
+    gaps = _gaps(stuttering["arrivals"])
+    assert gaps[0] >= 0.5 - 0.05  # 50 rows at 100 a second
+    assert gaps[1] >= 0.2 - 0.05  # the endpoint's cap
+    assert attack.requests == 3  # nested with the same cap: one record a request
+    assert attack.slept_s > 0.5  # the whole wait, whichever cap it was for
 
 
 def test_the_policy_sets_the_endpoints_cap(server: dict[str, Any], token: str) -> None:

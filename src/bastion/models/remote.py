@@ -42,7 +42,7 @@ import pandas as pd
 
 from bastion._deadline import request_deadline
 from bastion._optional import require
-from bastion._pacing import RateLimiter
+from bastion._pacing import RateLimiter, wait_for_all
 from bastion.exceptions import ConfigError, DataError, RemoteDeadlineError, RemoteModelError
 from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
 
@@ -312,6 +312,9 @@ class RemoteAdapter(ModelAdapter):
         included) also waits for ``limiter``, which records it: an attack's own cap then
         holds for what reaches the endpoint, not only for the batches the attack hands over
         (a retry after a 0.2 s backoff broke a cap of one request a second)."""
+        if limiter in self._pacers:  # nested with the same cap: one wait, one record
+            yield
+            return
         self._pacers.append(limiter)
         try:
             yield
@@ -437,8 +440,8 @@ class RemoteAdapter(ModelAdapter):
         ``Retry-After`` says (else the backoff) and sent again, up to ``rate_limit_waits``
         times, without using up ``retries``: an attack that queries faster than the cap
         slows down instead of failing. Each attempt first waits for the caps that pace this
-        adapter (:meth:`paced`). No attempt after the first, and no pacing wait, starts,
-        waits or runs past the wall deadline (:func:`~bastion._deadline.wall_deadline`)."""
+        adapter (:meth:`paced`). No attempt after the first starts, waits (for a backoff or
+        a cap) or runs past the wall deadline (:func:`~bastion._deadline.wall_deadline`)."""
         httpx = require("httpx", "remote models")
         url = self._base + path
         shown = self._safe_base + path
@@ -459,14 +462,15 @@ class RemoteAdapter(ModelAdapter):
                 time.sleep(wait)
             if self._pacers:
                 ahead = max(pacer.delay() for pacer in self._pacers)
-                if deadline is not None and ahead > 0 and time.monotonic() + ahead >= deadline:
+                # a first attempt always goes (the reserved verification queries of an attack
+                # out of time must reach the model, as _deadline says), a retry not past the
+                # deadline (the checks stopped on their time budget by it crashed instead)
+                if sent and deadline is not None and time.monotonic() + ahead >= deadline:
                     raise RemoteDeadlineError(
-                        f"{method} {shown}: the rate cap's next slot is {ahead:.3g} s away, "
-                        "past the wall-time budget"
-                        + (f" (after {sent} attempt(s): {last})" if sent else "")
+                        f"{method} {shown} failed after {sent} attempt(s), and the rate cap's "
+                        f"next slot, {ahead:.3g} s away, is past the wall-time budget: {last}"
                     )
-                for pacer in self._pacers:
-                    pacer.wait(rows)
+                wait_for_all(self._pacers, rows)
             options: dict[str, Any] = {}
             if sent and deadline is not None:
                 # a retry ends by the deadline too: one begun just before it would otherwise
