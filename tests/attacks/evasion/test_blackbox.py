@@ -684,6 +684,52 @@ def test_interrupt_returns_a_partial_result(cancer: dict[str, Any]) -> None:
     _verified(result, gb)
 
 
+@pytest.mark.parametrize("attack", ["square", "hopskipjump"])
+@pytest.mark.parametrize("at", ["search", "last call"])
+def test_a_remote_deadline_stops_the_attack_on_its_time_budget(
+    cancer: dict[str, Any], attack: str, at: str
+) -> None:
+    """A remote model whose retries run into the wall-time budget raises
+    RemoteDeadlineError; the attack stops as on its time budget, with what it verified (the
+    check ended in an error and lost it). At the last call (the final check) nothing of that
+    call is claimed."""
+    from bastion.exceptions import RemoteDeadlineError
+
+    clf = cancer["gb"]
+    calls = {"n": 0, "fail": 0}
+
+    def answer(A: Any, proba: bool) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == calls["fail"]:
+            raise RemoteDeadlineError("POST .../infer failed after 2 attempt(s)")
+        rows = np.asarray(A)
+        return np.asarray(clf.predict_proba(rows) if proba else clf.predict(rows))
+
+    def run() -> Any:
+        model = CallableAdapter(
+            predict=lambda A: answer(A, False), predict_proba=lambda A: answer(A, True),
+            classes=[0, 1],
+        )  # fmt: skip
+        if attack == "square":
+            return Square(SquareConfig(n_queries=60)).run(
+                model, cancer["X"], cancer["y"], eps=1.0, constraints=cancer["constraints"]
+            )
+        return HopSkipJump(HopSkipJumpConfig(max_iter=2)).run(
+            model, cancer["X"], cancer["y"], eps=3.0, norm="2",
+            constraints=cancer["constraints"], budget=Budget(max_queries_per_sample=200),
+        )  # fmt: skip
+
+    whole = run()
+    assert whole.stopped in (None, "query budget")  # HopSkipJump's cap per point
+    calls["fail"] = calls["n"] if at == "last call" else 12
+    calls["n"] = 0
+    cut = run()
+    assert cut.stopped == "time budget"
+    assert not (cut.success & ~whole.success).any()
+    _verified(cut, clf)
+    np.testing.assert_array_equal(cut.x_adv[~cut.success], cancer["X"][~cut.success])
+
+
 def test_hopskipjump_interrupted_before_its_first_bisection_keeps_its_starts(
     cancer: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 from bastion.attacks.budget import Budget, BudgetTracker
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.results import EvasionResult
-from bastion.exceptions import ConfigError, DataError
+from bastion.exceptions import ConfigError, DataError, RemoteDeadlineError
 from bastion.models.base import Capability, ModelAdapter, refuse_misordered_columns
 
 __all__ = [
@@ -377,6 +377,13 @@ class Ledger:
         self.tracker.interrupt()
         self.stopped = "interrupted"
 
+    def out_of_time(self) -> None:
+        """A remote model's retries ran into the wall-time budget
+        (:class:`~bastion.exceptions.RemoteDeadlineError`): the attack stops as on its time
+        budget, with what it has (the check ended in an error, its results lost)."""
+        self.tracker.exhausted_reason = "time budget"
+        self.stopped = "time budget"  # what cut the work, as "interrupted" is
+
 
 def predict_rows(
     model: ModelAdapter,
@@ -541,6 +548,8 @@ def finalize(
         except KeyboardInterrupt:
             # Ctrl-C during the check: nothing is verified, so nothing is a success
             ledger.interrupt()
+        except RemoteDeadlineError:
+            ledger.out_of_time()  # as Ctrl-C: the check's rows are not verified
         else:
             if pred.dtype != pred_idx.dtype:
                 pred = pred.astype(np.result_type(pred.dtype, pred_idx.dtype))

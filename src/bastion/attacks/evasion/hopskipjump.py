@@ -67,6 +67,7 @@ from bastion.attacks.evasion._blackbox import (
     within_eps,
 )
 from bastion.attacks.results import EvasionResult
+from bastion.exceptions import RemoteDeadlineError
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import (
     ATLAS_BLACK_BOX_OPTIMIZATION,
@@ -182,6 +183,8 @@ class HopSkipJump(EvasionAttack):
                 search.run()
             except KeyboardInterrupt:
                 ledger.interrupt()
+            except RemoteDeadlineError:
+                ledger.out_of_time()
         candidate = np.zeros(len(x), dtype=bool)
         x_cand = x.copy()
         found = np.isfinite(search.best_dist)

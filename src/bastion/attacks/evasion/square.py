@@ -77,7 +77,7 @@ from bastion.attacks.evasion._blackbox import (
     uses_logits,
 )
 from bastion.attacks.results import EvasionResult
-from bastion.exceptions import ConfigError
+from bastion.exceptions import ConfigError, RemoteDeadlineError
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import (
     ATLAS_BLACK_BOX_OPTIMIZATION,
@@ -207,6 +207,8 @@ class Square(EvasionAttack):
                 iterations = search.run(n_iter, cfg.p_init)
             except KeyboardInterrupt:
                 ledger.interrupt()
+            except RemoteDeadlineError:
+                ledger.out_of_time()
             check_calls = search.check_calls
             found = search.best_margin < search.goal
             candidate[attacked[found]] = True
@@ -305,7 +307,7 @@ class _Search:
                 self.model, self.space.to_x(self.best_z[idx], owners), owners, self.ledger,
                 self.space,
             )  # fmt: skip
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RemoteDeadlineError):
             self.verdict[idx] = self.y[idx]  # nothing verified: no success
             raise
         self.verdict[idx] = labels
