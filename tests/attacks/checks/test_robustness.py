@@ -862,3 +862,45 @@ def test_rows_that_break_their_own_constraints_are_left_out_and_said() -> None:
     note = f"{dropped} test row(s) break their own declared constraints"
     assert any(note in n for n in finding.evidence["sanity"])
     assert finding.metrics["attacked_points"] <= len(test.features) - dropped
+
+
+def test_a_remote_deadline_in_a_curve_radius_keeps_the_gates_run(
+    data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote model out of time before a curve radius's clean predictions came back
+    (RemoteDeadlineError) turned the check into an error, losing the run at eps; the curve
+    stops there and the gate judges what it has. In the gate's own run it stays an error:
+    nothing was measured."""
+    from bastion.attacks.evasion import square
+    from bastion.exceptions import RemoteDeadlineError
+
+    gb = data["gb"]
+    state = {"runs": 0, "fail_run": 2}
+
+    def answer(A: Any, proba: bool) -> np.ndarray:
+        rows = np.asarray(A)
+        return np.asarray(gb.predict_proba(rows) if proba else gb.predict(rows))
+
+    clean = square.clean_predictions
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        state["runs"] += 1
+        if state["runs"] == state["fail_run"]:
+            raise RemoteDeadlineError("POST .../infer failed after 1 attempt(s): HTTP 503")
+        return clean(*args, **kwargs)
+
+    monkeypatch.setattr(square, "clean_predictions", refused)
+    model = CallableAdapter(
+        predict=lambda A: answer(A, False),
+        predict_proba=lambda A: answer(A, True),
+        classes=[0, 1],
+    )
+    finding = _run(data, model, attack="square", n_points=40, max_queries_per_sample=100)
+    assert finding.status is not Status.ERROR, finding.message
+    assert state["runs"] == 2  # the gate's run, then the refused radius
+    assert finding.evidence["curve_complete"] is False
+    assert [p["eps"] for p in finding.evidence["robustness_curve"]] == [finding.evidence["eps"]]
+    state["runs"], state["fail_run"] = 0, 1
+    gate = _run(data, model, attack="square", n_points=40, max_queries_per_sample=100)
+    assert gate.status is Status.ERROR
+    assert "RemoteDeadlineError" in gate.message

@@ -78,7 +78,7 @@ from bastion.attacks.evasion._blackbox import change_report
 from bastion.attacks.results import EvasionResult
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.data.schema import FeatureSchema
-from bastion.exceptions import CapabilityError, ConfigError, ModelOutputError
+from bastion.exceptions import CapabilityError, ConfigError, ModelOutputError, RemoteDeadlineError
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability, ModelAdapter
 from bastion.threats import ATLAS_CRAFT_ADVERSARIAL_DATA, ATLAS_EVASION, OWASP_INPUT_MANIPULATION
@@ -509,16 +509,23 @@ def _run_curve(
             max_queries_per_sample=cfg.max_queries_per_sample,
             max_seconds=max(share, 1e-3),
         )
-        results[radius] = attack.run(
-            model,
-            X,
-            y,
-            eps=radius,
-            norm=cfg.norm,
-            constraints=constraints,
-            budget=budget,
-            seed=seed,
-        )
+        try:
+            results[radius] = attack.run(
+                model,
+                X,
+                y,
+                eps=radius,
+                norm=cfg.norm,
+                constraints=constraints,
+                budget=budget,
+                seed=seed,
+            )
+        except RemoteDeadlineError:
+            if i == 0:
+                raise  # the gate's own run measured nothing
+            # a remote model out of time before a radius's clean predictions came back: the
+            # curve stops there (the gate's run at eps was lost to an error finding)
+            break
         if results[radius].stopped == "interrupted":
             break  # Ctrl-C stops the check, not one radius of it
     return dict(sorted(results.items()))
