@@ -462,9 +462,9 @@ class RemoteAdapter(ModelAdapter):
                 time.sleep(wait)
             if self._pacers:
                 ahead = max(pacer.delay() for pacer in self._pacers)
-                # a first attempt always goes (the reserved verification queries of an attack
-                # out of time must reach the model, as _deadline says), a retry not past the
-                # deadline (the checks stopped on their time budget by it crashed instead)
+                # a first attempt goes after its wait, deadline or not (an attack out of time
+                # still sends its reserved verification, as _deadline says; refused, Square's
+                # check crashed); a retry whose slot falls past the deadline does not
                 if sent and deadline is not None and time.monotonic() + ahead >= deadline:
                     raise RemoteDeadlineError(
                         f"{method} {shown} failed after {sent} attempt(s), and the rate cap's "

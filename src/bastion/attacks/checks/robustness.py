@@ -524,7 +524,7 @@ def _run_curve(
             if i == 0:
                 raise  # the gate's own run measured nothing
             # a remote model out of time before a radius's clean predictions came back: the
-            # curve stops there (the gate's run at eps was lost to an error finding)
+            # curve stops there (raising lost the gate's finished run to an error finding)
             break
         if results[radius].stopped == "interrupted":
             break  # Ctrl-C stops the check, not one radius of it

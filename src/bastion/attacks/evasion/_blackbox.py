@@ -380,7 +380,7 @@ class Ledger:
     def out_of_time(self) -> None:
         """A remote model's retries ran into the wall-time budget
         (:class:`~bastion.exceptions.RemoteDeadlineError`): the attack stops as on its time
-        budget, with what it has (the check ended in an error, its results lost)."""
+        budget, with what it has (raising ended the check in an error and lost them)."""
         self.tracker.exhausted_reason = "time budget"
         self.stopped = "time budget"  # what cut the work, as "interrupted" is
 
