@@ -465,6 +465,45 @@ def test_extraction_against_a_rate_capped_endpoint(project: Path) -> None:
             assert ("rate_wait_s" in evidence["evidence"]) == bool(pace)
 
 
+def test_remote_rate_paces_every_check_under_the_endpoints_cap(project: Path) -> None:
+    """--remote-rate states the endpoint's cap: a membership attack (whose checks know no cap
+    of their own) stays under it, so an endpoint that answers 429 past its cap never does;
+    without a remote endpoint the flag is refused."""
+    from bastion.gateway.guards.rate_limit import InMemoryLimiter, RateLimit
+    from bastion.gateway.oip import create_oip_app, run_in_thread
+    from bastion.models.loading import load_model
+
+    throttled: list[int] = []
+    app = create_oip_app(
+        {"diagnosis": load_model(project / "model.onnx")},
+        address_limiter=InMemoryLimiter(RateLimit(rate_per_s=4.0, burst=1)),
+    )
+
+    @app.middleware("http")
+    async def count(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        if response.status_code == 429:
+            throttled.append(1)
+        return response
+
+    out = project / "paced.json"
+    with run_in_thread(app) as url:
+        code = run(
+            ["attack", "membership", "--remote-url", url, "--remote-model", "diagnosis",
+             "--remote-rate", "3", "--data", str(project / "data" / "test.csv"),
+             "--train", str(project / "data" / "train.csv"), "--target", "diagnosis",
+             "--format", "json", "--out", str(out)]
+        )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert code in (0, 1), report
+    assert throttled == []
+    code = run(
+        ["attack", "membership", "--model", str(project / "model.onnx"), "--remote-rate", "3",
+         "--data", str(project / "data" / "test.csv"), "--target", "diagnosis"]
+    )  # fmt: skip
+    assert code == 2
+
+
 FACTORY_MODULE = """
 import torch
 

@@ -45,6 +45,7 @@ class AttackRequest:
     train: Path | None = None
     remote_url: str | None = None
     remote_model: str | None = None
+    remote_rate: float | None = None  # --remote-rate: the endpoint's requests per second
     trust_pickle: bool = False
     factory: str | None = None
     input_shape: list[int] | None = None
@@ -87,10 +88,14 @@ def build_policy(request: AttackRequest) -> dict[str, Any]:
         if not request.remote_model:
             raise ConfigError("--remote-url needs --remote-model (the model's name there)")
         model["remote"] = {"url": request.remote_url, "model_name": request.remote_model}
+        if request.remote_rate is not None:
+            model["remote"]["requests_per_second"] = request.remote_rate
     elif request.model is not None:
         model["path"] = str(request.model)
     else:
         raise ConfigError("give --model PATH or --remote-url URL --remote-model NAME")
+    if request.remote_rate is not None and not request.remote_url:
+        raise ConfigError("--remote-rate is the cap of a --remote-url endpoint; there is none")
     options = {k: v for k, v in request.options.items() if v is not None}
     checks: dict[str, dict[str, Any]] = {}
     for category, name in SECTIONS[request.command]:

@@ -302,6 +302,15 @@ RemoteOpt = Annotated[
 RemoteModelOpt = Annotated[
     str | None, typer.Option("--remote-model", help="The model's name on the endpoint.")
 ]
+RemoteRateOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--remote-rate",
+        min=0.001,
+        help="The endpoint's cap in requests per second, where known: every request to it "
+        "(retries too) is paced under it. Without it, HTTP 429 answers are waited out.",
+    ),
+]
 FactoryOpt = Annotated[
     str | None,
     typer.Option("--factory", help="module:function building the torch model for safetensors."),
@@ -471,6 +480,7 @@ def attack_evasion(
     ] = None,
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
+    remote_rate: RemoteRateOpt = None,
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
@@ -493,7 +503,8 @@ def attack_evasion(
         "evasion",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out, save_adv=save_adv,
-        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        remote_url=remote_url, remote_model=remote_model, remote_rate=remote_rate,
+        trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
         device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
@@ -526,6 +537,7 @@ def attack_extraction(
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
+    remote_rate: RemoteRateOpt = None,
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
@@ -546,7 +558,8 @@ def attack_extraction(
         "extraction",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
-        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        remote_url=remote_url, remote_model=remote_model, remote_rate=remote_rate,
+        trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
         device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
@@ -611,6 +624,7 @@ def attack_membership(
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
+    remote_rate: RemoteRateOpt = None,
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
@@ -626,7 +640,8 @@ def attack_membership(
         "membership",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
-        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        remote_url=remote_url, remote_model=remote_model, remote_rate=remote_rate,
+        trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
         device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
@@ -660,6 +675,7 @@ def attack_inversion(
     out: OutOpt = None,
     remote_url: RemoteOpt = None,
     remote_model: RemoteModelOpt = None,
+    remote_rate: RemoteRateOpt = None,
     trust_pickle: TrustOpt = False,
     factory: FactoryOpt = None,
     input_shape: ShapeOpt = None,
@@ -674,7 +690,8 @@ def attack_inversion(
         "inversion",
         model=model, data=data, target=target, train=train, seed=seed,
         output_format=output_format.value, out=out,
-        remote_url=remote_url, remote_model=remote_model, trust_pickle=trust_pickle,
+        remote_url=remote_url, remote_model=remote_model, remote_rate=remote_rate,
+        trust_pickle=trust_pickle,
         factory=factory, input_shape=_shape(input_shape), classes=_classes(classes),
         device=device, limits=limit or [],
         non_features=non_feature or [], allow_raw_rows=show_rows,
