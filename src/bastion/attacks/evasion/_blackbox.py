@@ -201,6 +201,11 @@ class Space:
     def n_features(self) -> int:
         return int(self.x0.shape[1])
 
+    @property
+    def discrete(self) -> bool:
+        """Whether a mutable feature takes whole numbers only (integers, one-hot members)."""
+        return bool(self._discrete[self.mutable].any())
+
     def to_x(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Input units of scaled rows ``z`` (of the originals ``rows``), with the exact values
         that the float round trip would blur: immutable features, integers, one-hot members."""

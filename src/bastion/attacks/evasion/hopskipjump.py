@@ -81,6 +81,8 @@ __all__ = ["HopSkipJump", "HopSkipJumpConfig"]
 _NEIGHBOURS = 5  # natural starting points tried per point
 _RANDOM_ROUND = 10  # uniform draws per point per round
 _MAX_HALVINGS = 30
+# doublings of a gradient probe's size at most, for points whose probes round back to them
+_MAX_WIDENINGS = 12
 _MAX_BISECTIONS = 60
 # the largest binary-search precision theta (relative: 7 bisections at least). The paper's
 # formula exceeds it only with few mutable features (d <= 25 for L2, d <= 11 for L-inf);
@@ -259,6 +261,7 @@ class _Walk:
         self.dist_post = np.zeros(m)
         self.alive = np.ones(m, dtype=bool)
         self.d_eff = max(int(space.mutable.size), 1)
+        self.span = space.finite_span()  # the largest gradient probe (scaled units)
         gamma = cfg.gamma
         if norm == "2":
             theta = gamma / (self.d_eff * math.sqrt(self.d_eff))
@@ -452,7 +455,7 @@ class _Walk:
         """Monte Carlo estimate of the boundary normal at the current points (sign for L-inf)."""
         cfg, d = self.cfg, self.space.n_features
         if t == 1:
-            delta = np.full(len(idx), 0.1 * self.space.finite_span())
+            delta = np.full(len(idx), 0.1 * self.span)
         elif self.norm == "2":
             delta = math.sqrt(self.d_eff) * self.theta * self.dist_post[idx]
         else:
@@ -494,10 +497,27 @@ class _Walk:
         valid = np.arange(e)[None, :] < evals[:, None]
         owners = np.repeat(np.arange(p), evals)
         base = self.cur[idx]
-        probes = base[owners] + delta[owners, None] * rv[valid]
-        # relaxed, not projected: rounded toward the point, probes of delta < 0.5 unit were
-        # the point itself; the model sees them rounded to the nearest (see Space.relax)
-        probes = self.space.relax(probes, self.rows[idx[owners]])
+        rows = self.rows[idx[owners]]
+        directions = rv[valid]
+        here = self.space.to_x(base, self.rows[idx])[owners] if self.space.discrete else None
+        for _ in range(_MAX_WIDENINGS + 1):
+            probes = base[owners] + delta[owners, None] * directions
+            # relaxed, not projected: rounded toward the point, probes of delta < 0.5 unit
+            # were the point itself; the model sees them rounded to the nearest (Space.relax)
+            probes = self.space.relax(probes, rows)
+            if here is None:
+                break
+            # a probe that moves no whole-number feature by half a unit is sent as the point
+            # itself and says nothing: past the first estimate, delta shrinks with the
+            # distance to the boundary, and on integer rows every probe was the point (the
+            # walk stalled; breakable points read robust). Before anything is sent, delta
+            # doubles for the points whose probes mostly stay put
+            same = (self.space.to_x(probes, rows) == here).all(axis=1)
+            stuck = np.bincount(owners, weights=same, minlength=p) / evals > 0.5
+            stuck &= delta < self.span
+            if not stuck.any():
+                break
+            delta = np.where(stuck, np.minimum(2.0 * delta, self.span), delta)
         steps = (probes - base[owners]) / delta[owners, None]
         adv = self._adversarial(probes, idx[owners], record=False)
         fval = np.where(adv, 1.0, -1.0)
