@@ -588,6 +588,36 @@ def test_a_time_cut_attack_within_the_limits_fails(cancer: tuple[Dataset, Datase
     assert "cut short (time budget): the limits were not shown to hold" in finding.message
 
 
+def test_membership_asks_the_target_once_and_keeps_to_max_seconds(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """The shadow attack asked the target again for the rows the threshold attack had
+    scored, and its time budget started after that: a target answering in 2 s passed a
+    check of max_seconds 3 in 4.1 s (a review). One answer now serves both attacks, and its
+    time comes out of the shadows'."""
+    import time
+
+    train, test = cancer
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(C=0.01))
+    calls = {"n": 0}
+
+    class Slow(SklearnAdapter):
+        def _predict_proba(self, X: Any) -> np.ndarray:
+            calls["n"] += 1
+            time.sleep(0.4)
+            return np.asarray(super()._predict_proba(X))
+
+    model = Slow(estimator.fit(train.features, train.labels))
+    cfg = MembershipCheckConfig(attack="shadow", n_shadow=64, max_seconds=0.4)
+    finding = MembershipCheck(cfg).execute(context(train, test, model))
+    assert calls["n"] == 1
+    # no time left for the 64 shadows: cut short, and the limits not shown to hold
+    assert finding.status is Status.FAIL, finding.message
+    assert "cut short (time budget)" in finding.message
+    records = finding.metrics["n_members"] + finding.metrics["n_nonmembers"]
+    assert model.n_queries == records  # one answer a record, for both attacks
+
+
 def test_attribute_inference_skips_when_the_rows_drawn_hold_one_value(
     sensitive: tuple[Dataset, Dataset],
 ) -> None:

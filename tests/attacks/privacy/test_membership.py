@@ -854,3 +854,30 @@ def test_a_shadow_that_draws_one_class_is_the_constant_model() -> None:
         model, X, y, is_member, executor="local:1"
     )
     assert result.n_shadow == 8
+
+
+def test_a_time_cut_of_the_shadows_says_so_beside_a_query_budget() -> None:
+    """Shadows trained in this process and cut by the time budget, under a query budget
+    that also cut the records scored: the result said "query budget" (set first), hiding
+    that fewer shadows trained. The time cut is what weakened the attack."""
+    import time
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    target = SklearnAdapter(LogisticRegression().fit(X[:100], y[:100]))
+    is_member = np.repeat([True, False], 100)
+
+    class Slow(LogisticRegression):
+        def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Slow:
+            time.sleep(0.2)
+            super().fit(X, y, sample_weight)
+            return self
+
+    result = ShadowMembership(ShadowMembershipConfig(n_shadow=8)).run(
+        target, X, y, is_member, estimator=lambda: Slow(),  # a lambda: trained in-process
+        executor=LocalExecutor(max_workers=2), budget=Budget(max_seconds=1.0, max_queries=150),
+    )  # fmt: skip
+    assert result.n_shadow < 8
+    assert result.queries == 150
+    assert result.stopped == "time budget"

@@ -43,6 +43,7 @@ References
 from __future__ import annotations
 
 import functools
+import time
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -158,11 +159,18 @@ class MembershipCheck(Check):
         y = np.concatenate([train_y[members], test_y[nonmembers]])
         is_member = np.repeat([True, False], [len(members), len(nonmembers)])
         seed = int(rng.integers(2**31 - 1))
-        budget = Budget(max_seconds=cfg.max_seconds)
-
+        # the target answers once for both attacks (the shadow attack asked again for the
+        # same rows), and max_seconds covers the check: that answer's time is taken from
+        # the shadows' (they had all of it, after it, and a check passed past its budget)
+        started = time.monotonic()
+        proba = np.asarray(model.predict_proba(X))
         results: dict[str, MembershipResult] = {
-            "threshold": ThresholdMembership().run(model, X, y, is_member, seed=seed)
+            "threshold": ThresholdMembership().run(
+                model, X, y, is_member, seed=seed, target_proba=proba
+            )
         }
+        left = None if cfg.max_seconds is None else cfg.max_seconds - (time.monotonic() - started)
+        budget = Budget(max_seconds=None if left is None else max(left, 1e-3))
         if attack == "shadow":
             aux_X, aux_y = _aux_rows(
                 (train_X, train_y), (test_X, test_y), members, nonmembers, cfg.max_aux_rows, rng
@@ -178,6 +186,7 @@ class MembershipCheck(Check):
                 executor=cfg.executor,
                 budget=budget,
                 seed=seed,
+                target_proba=proba,
             )
         # the gate judges the stronger attack: a weak one must not vouch for the model
         judged = max(results, key=lambda k: float(results[k].metrics["auc"] or 0.0))

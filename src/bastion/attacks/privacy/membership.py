@@ -67,7 +67,7 @@ from bastion.attacks.privacy.shadow import (
     true_label_confidence,
 )
 from bastion.attacks.results import low_fpr_metrics
-from bastion.exceptions import ConfigError, TimeBudgetError
+from bastion.exceptions import ConfigError, DataError, TimeBudgetError
 from bastion.executor import Executor, get_executor
 from bastion.models.base import ArrayLike, Capability, ModelAdapter, input_names, n_rows
 from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
@@ -165,14 +165,30 @@ class _MembershipAttack(Attack):
         is_member: np.ndarray,
         budget: Budget | None,
         seed: int,
+        known: np.ndarray | None = None,
     ) -> tuple[BudgetTracker, np.ndarray, np.ndarray]:
-        """Query the target once on the rows the budget allows: (tracker, rows, proba)."""
+        """Query the target once on the rows the budget allows: (tracker, rows, proba).
+        ``known``: the target's probabilities on every row of ``X``, already asked for
+        (another attack of the same check): those rows are taken from it, with no query
+        and whatever time is left (they were paid for), and still counted as this attack's
+        queries."""
         self.check_model(model)
         _validate(X, y, is_member)
         _check_known_labels(model, y, is_member)
         tracker = BudgetTracker(budget or Budget())
+        limit = tracker.budget.max_queries
+        if known is not None and (limit is None or limit >= len(is_member)):
+            known = np.asarray(known)
+            if known.ndim != 2 or known.shape[0] != len(is_member):
+                raise DataError(
+                    f"target_proba must hold one row of probabilities per record of X "
+                    f"({len(is_member)}); received shape {known.shape}"
+                )
+            rows = np.arange(len(is_member))
+            tracker.spend(len(rows))
+            return tracker, rows, known
         rows = _budgeted_rows(tracker, is_member, np.random.default_rng(seed))
-        proba = model.predict_proba(_take(X, rows))
+        proba = model.predict_proba(_take(X, rows)) if known is None else np.asarray(known)[rows]
         tracker.spend(len(rows))
         return tracker, rows, proba
 
@@ -201,6 +217,7 @@ class ThresholdMembership(_MembershipAttack):
         *,
         budget: Budget | None = None,
         seed: int = 0,
+        target_proba: np.ndarray | None = None,
     ) -> MembershipResult:
         """Score every record of ``X`` (labels ``y``) and measure the attack.
 
@@ -216,6 +233,9 @@ class ThresholdMembership(_MembershipAttack):
             ``max_queries`` below ``len(X)`` scores a stratified random subset.
         seed:
             Seeds that subset.
+        target_proba:
+            The target's ``predict_proba`` on every row of ``X`` when the caller has it
+            already: not asked again (counted in ``queries`` all the same).
 
         Returns
         -------
@@ -234,7 +254,9 @@ class ThresholdMembership(_MembershipAttack):
         start = time.perf_counter()
         y = _labels(y, "y")
         members = _membership_flags(is_member)
-        tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
+        tracker, rows, proba = self._target_outputs(
+            model, X, y, members, budget, seed, target_proba
+        )
         classes = _classes(model, proba, y[rows])
         scores = threshold_scores(proba, classes, y[rows], cfg.score)
         return MembershipResult(
@@ -281,6 +303,7 @@ class ShadowMembership(_MembershipAttack):
         executor: Executor | str | None = None,
         budget: Budget | None = None,
         seed: int = 0,
+        target_proba: np.ndarray | None = None,
     ) -> MembershipResult:
         """Train the shadows, score every record of ``X`` and measure the attack.
 
@@ -308,6 +331,10 @@ class ShadowMembership(_MembershipAttack):
             shadows trained; Ctrl-C keeps the shadows already trained.
         seed:
             Seeds the pool assignment and every shadow.
+        target_proba:
+            The target's ``predict_proba`` on every row of ``X`` when the caller has it
+            already (PRV001 runs the threshold attack first): not asked again. Counted in
+            ``queries`` all the same: they are the attack's inputs.
 
         Returns
         -------
@@ -348,7 +375,9 @@ class ShadowMembership(_MembershipAttack):
                 "shadow_on_targets=False trains shadows on X_aux only; pass X_aux and y_aux "
                 f"with at least 2 rows (received {n_aux})"
             )
-        tracker, rows, proba = self._target_outputs(model, X, y, members, budget, seed)
+        tracker, rows, proba = self._target_outputs(
+            model, X, y, members, budget, seed, target_proba
+        )
         classes = _classes(model, proba, y[rows])
         target_conf = true_label_confidence(proba, classes, y[rows])
 

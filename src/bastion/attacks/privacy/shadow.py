@@ -267,6 +267,10 @@ def train_shadows(
         else:
             for task in rest:
                 if tracker is not None and _out_of_time(tracker):
+                    if not tracker.interrupted:
+                        # the time cut the shadows: a query budget's earlier word hid it
+                        # (as the executor's path says it)
+                        tracker.exhausted_reason = "time budget"
                     break
                 report_stage(f"shadow model {task.index + 1} of {len(tasks)}")
                 with native_threads(local_threads):
