@@ -618,6 +618,25 @@ def test_membership_asks_the_target_once_and_keeps_to_max_seconds(
     assert model.n_queries == records  # one answer a record, for both attacks
 
 
+def test_membership_refuses_labels_the_model_does_not_hold_before_asking_it(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """The check asks the target once for both attacks; it asked before the attacks refused
+    labels written otherwise than the model's classes (568 rows paid for nothing)."""
+    train, test = cancer
+    model = fitted(train, make_pipeline(StandardScaler(), LogisticRegression(C=0.01)))
+    relabel = {0: "no", 1: "yes"}
+    worded = [
+        Dataset.from_frame(d.frame.assign(target=d.frame["target"].map(relabel)),
+                           name=d.name, target="target")
+        for d in (train, test)
+    ]  # fmt: skip
+    finding = MembershipCheck(MembershipCheckConfig()).execute(context(*worded, model))
+    assert finding.status is Status.ERROR
+    assert "not among" in finding.message
+    assert model.n_queries == 0
+
+
 def test_attribute_inference_skips_when_the_rows_drawn_hold_one_value(
     sensitive: tuple[Dataset, Dataset],
 ) -> None:

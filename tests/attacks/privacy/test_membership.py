@@ -881,3 +881,24 @@ def test_a_time_cut_of_the_shadows_says_so_beside_a_query_budget() -> None:
     assert result.n_shadow < 8
     assert result.queries == 150
     assert result.stopped == "time budget"
+
+
+@pytest.mark.parametrize("budget", [None, Budget(max_queries=50)])
+@pytest.mark.parametrize("shape", [(195, 2), (300, 2), (200,), (200, 1), (200, 3)])
+def test_target_proba_of_the_wrong_shape_is_refused(
+    budget: Budget | None, shape: tuple[int, ...]
+) -> None:
+    """Under a query budget the given probabilities were indexed unchecked (an IndexError,
+    or a longer array taken as it came); columns were never checked."""
+    from bastion.exceptions import DataError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    target = SklearnAdapter(LogisticRegression().fit(X[:100], y[:100]))
+    is_member = np.repeat([True, False], 100)
+    with pytest.raises(DataError, match=r"target_proba must hold one row .* per record"):
+        ThresholdMembership().run(
+            target, X, y, is_member, budget=budget, target_proba=np.full(shape, 0.5)
+        )
+    assert target.n_queries == 0

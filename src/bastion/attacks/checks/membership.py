@@ -58,6 +58,7 @@ from bastion.attacks.privacy.membership import (
     ShadowMembershipConfig,
     ThresholdMembership,
     balanced_membership_rows,
+    check_records,
     stack_rows,
 )
 from bastion.attacks.privacy.shadow import TrainedBy, shadow_recipe
@@ -162,6 +163,7 @@ class MembershipCheck(Check):
         # the target answers once for both attacks (the shadow attack asked again for the
         # same rows), and max_seconds covers the check: that answer's time is taken from
         # the shadows' (they had all of it, after it, and a check passed past its budget)
+        check_records(model, X, y, is_member)  # refusals first: nothing asked in vain
         started = time.monotonic()
         proba = np.asarray(model.predict_proba(X))
         results: dict[str, MembershipResult] = {

@@ -202,9 +202,11 @@ class Space:
         return int(self.x0.shape[1])
 
     @property
-    def discrete(self) -> bool:
-        """Whether a mutable feature takes whole numbers only (integers, one-hot members)."""
-        return bool(self._discrete[self.mutable].any())
+    def discrete_mutable(self) -> np.ndarray:
+        """Columns of the mutable features that take whole numbers only (integers, one-hot
+        members)."""
+        out: np.ndarray = self.mutable[self._discrete[self.mutable]]
+        return out
 
     def to_x(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Input units of scaled rows ``z`` (of the originals ``rows``), with the exact values

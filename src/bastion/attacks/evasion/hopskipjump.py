@@ -499,20 +499,25 @@ class _Walk:
         base = self.cur[idx]
         rows = self.rows[idx[owners]]
         directions = rv[valid]
-        here = self.space.to_x(base, self.rows[idx])[owners] if self.space.discrete else None
-        for _ in range(_MAX_WIDENINGS + 1):
+        discrete = self.space.discrete_mutable
+        if discrete.size:
+            here = self.space.to_x(base, self.rows[idx])[owners][:, discrete]
+        for attempt in range(_MAX_WIDENINGS + 1):
             probes = base[owners] + delta[owners, None] * directions
             # relaxed, not projected: rounded toward the point, probes of delta < 0.5 unit
             # were the point itself; the model sees them rounded to the nearest (Space.relax)
             probes = self.space.relax(probes, rows)
-            if here is None:
+            if not discrete.size or attempt == _MAX_WIDENINGS:
                 break
-            # a probe that moves no whole-number feature by half a unit is sent as the point
-            # itself and says nothing: past the first estimate, delta shrinks with the
-            # distance to the boundary, and on integer rows every probe was the point (the
-            # walk stalled; breakable points read robust). Before anything is sent, delta
-            # doubles for the points whose probes mostly stay put
-            same = (self.space.to_x(probes, rows) == here).all(axis=1)
+            # a probe that moves no whole-number feature by half a unit reaches the model
+            # with those features as the point's, and says nothing about them: past the
+            # first estimate, delta shrinks with the distance to the boundary, and on
+            # integer rows every probe was the point (the walk stalled; breakable points
+            # read robust). Before anything is sent, delta doubles for the points whose
+            # probes mostly leave every whole-number feature in place (judged on those
+            # alone: one continuous feature made every probe differ, and no point widened)
+            moved = self.space.to_x(probes, rows)[:, discrete] != here
+            same = ~moved.any(axis=1)
             stuck = np.bincount(owners, weights=same, minlength=p) / evals > 0.5
             stuck &= delta < self.span
             if not stuck.any():

@@ -80,6 +80,7 @@ __all__ = [
     "ThresholdMembershipConfig",
     "auto_clip",
     "balanced_membership_rows",
+    "check_records",
     "lira_offline_scores",
     "logit_confidence",
     "stack_rows",
@@ -173,22 +174,28 @@ class _MembershipAttack(Attack):
         and whatever time is left (they were paid for), and still counted as this attack's
         queries."""
         self.check_model(model)
-        _validate(X, y, is_member)
-        _check_known_labels(model, y, is_member)
+        check_records(model, X, y, is_member)
         tracker = BudgetTracker(budget or Budget())
-        limit = tracker.budget.max_queries
-        if known is not None and (limit is None or limit >= len(is_member)):
+        if known is not None:
             known = np.asarray(known)
-            if known.ndim != 2 or known.shape[0] != len(is_member):
+            declared = None if model.classes_ is None else len(model.classes_)
+            if (
+                known.ndim != 2
+                or known.shape[0] != len(is_member)
+                or (declared is not None and known.shape[1] != declared)
+            ):
+                columns = "" if declared is None else f" and one column per class ({declared})"
                 raise DataError(
                     f"target_proba must hold one row of probabilities per record of X "
-                    f"({len(is_member)}); received shape {known.shape}"
+                    f"({len(is_member)}){columns}; received shape {known.shape}"
                 )
-            rows = np.arange(len(is_member))
-            tracker.spend(len(rows))
-            return tracker, rows, known
+            limit = tracker.budget.max_queries
+            if limit is None or limit >= len(is_member):
+                rows = np.arange(len(is_member))
+                tracker.spend(len(rows))
+                return tracker, rows, known
         rows = _budgeted_rows(tracker, is_member, np.random.default_rng(seed))
-        proba = model.predict_proba(_take(X, rows)) if known is None else np.asarray(known)[rows]
+        proba = model.predict_proba(_take(X, rows)) if known is None else known[rows]
         tracker.spend(len(rows))
         return tracker, rows, proba
 
@@ -573,6 +580,16 @@ def balanced_membership_rows(
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def check_records(model: ModelAdapter, X: ArrayLike, y: np.ndarray, is_member: np.ndarray) -> None:
+    """What the attacks refuse before the target is asked anything: a model without
+    ``predict_proba``, misaligned inputs, members or non-members missing, and members'
+    labels outside the model's declared classes. A caller that asks the target itself
+    (PRV001, once for both attacks) runs it first."""
+    model.require(Capability.PREDICT_PROBA, by="membership inference")
+    _validate(X, y, is_member)
+    _check_known_labels(model, y, is_member)
 
 
 def _validate(X: ArrayLike, y: np.ndarray, is_member: np.ndarray) -> None:
