@@ -115,7 +115,9 @@ class MembershipResult:
     elapsed_s:
         Wall time.
     queries:
-        Rows sent to the target model.
+        Rows of the target's answers the attack read: sent by it, or handed to it as
+        ``target_proba`` (PRV001 asks once for its two attacks; the adapter counts them
+        once).
     rows:
         Positions, in the input, of the records scored (all of them unless a query budget
         cut the set down).
