@@ -902,3 +902,31 @@ def test_target_proba_of_the_wrong_shape_is_refused(
             target, X, y, is_member, budget=budget, target_proba=np.full(shape, 0.5)
         )
     assert target.n_queries == 0
+
+
+def test_check_records_reads_inputs_as_the_attacks_do() -> None:
+    """The public check took y and is_member raw: a list of flags raised an AttributeError,
+    0/1 flags were read as positions. It reads them as run() does."""
+    from bastion.attacks.privacy.membership import check_records
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = (X[:, 0] > 0).astype(int)
+    target = SklearnAdapter(LogisticRegression().fit(X, y))
+    check_records(target, X, y.reshape(-1, 1), [True] * 10 + [False] * 10)
+    check_records(target, X, y, np.repeat([1, 0], 10))
+    with pytest.raises(ConfigError, match="labels"):
+        check_records(target, X, np.where(y == 1, "1", "0"), np.repeat([1, 0], 10))
+
+
+def test_target_proba_must_hold_probabilities() -> None:
+    from bastion.exceptions import DataError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = (X[:, 0] > 0).astype(int)
+    target = SklearnAdapter(LogisticRegression().fit(X, y))
+    is_member = np.repeat([True, False], 10)
+    for bad in (np.full((20, 2), -0.5), np.full((20, 2), np.nan)):
+        with pytest.raises(DataError, match=r"must hold probabilities \(finite, in \[0, 1\]\)"):
+            ThresholdMembership().run(target, X, y, is_member, target_proba=bad)

@@ -500,6 +500,12 @@ class _Walk:
         rows = self.rows[idx[owners]]
         directions = rv[valid]
         discrete = self.space.discrete_mutable
+        if discrete.size * 2 <= self.d_eff:
+            # mostly continuous rows: their probes carry the signal; a binary flag or a
+            # one-hot member sits at a bound, so half the probes can never move it, and
+            # judged on it every point widened (probed too coarsely: 26 of 60 broken became
+            # 21 on 10 continuous features and one flag)
+            discrete = discrete[:0]
         if discrete.size:
             here = self.space.to_x(base, self.rows[idx])[owners][:, discrete]
         for attempt in range(_MAX_WIDENINGS + 1):
@@ -515,7 +521,8 @@ class _Walk:
             # integer rows every probe was the point (the walk stalled; breakable points
             # read robust). Before anything is sent, delta doubles for the points whose
             # probes mostly leave every whole-number feature in place (judged on those
-            # alone: one continuous feature made every probe differ, and no point widened)
+            # alone: one continuous feature made every probe differ, and no point widened;
+            # rows mostly of whole-number features only, above)
             moved = self.space.to_x(probes, rows)[:, discrete] != here
             same = ~moved.any(axis=1)
             stuck = np.bincount(owners, weights=same, minlength=p) / evals > 0.5

@@ -191,6 +191,16 @@ class _MembershipAttack(Attack):
                     f"target_proba must hold one row of probabilities per record of X "
                     f"({len(is_member)}){columns}; received shape {known.shape}"
                 )
+            if not np.isfinite(known).all():
+                raise DataError(
+                    "target_proba must hold probabilities (finite, in [0, 1]); received "
+                    f"{int((~np.isfinite(known)).sum())} NaN or infinite value(s)"
+                )
+            if known.size and (known.min() < 0.0 or known.max() > 1.0):
+                raise DataError(
+                    "target_proba must hold probabilities (finite, in [0, 1]); received "
+                    f"values from {known.min():g} to {known.max():g}"
+                )
             limit = tracker.budget.max_queries
             if limit is None or limit >= len(is_member):
                 rows = np.arange(len(is_member))
@@ -590,6 +600,7 @@ def check_records(model: ModelAdapter, X: ArrayLike, y: np.ndarray, is_member: n
     labels outside the model's declared classes. A caller that asks the target itself
     (PRV001, once for both attacks) runs it first."""
     model.require(Capability.PREDICT_PROBA, by="membership inference")
+    y, is_member = _labels(y, "y"), _membership_flags(is_member)
     _validate(X, y, is_member)
     _check_known_labels(model, y, is_member)
 
