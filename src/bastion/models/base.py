@@ -20,10 +20,17 @@ import pandas as pd
 
 from bastion.exceptions import CapabilityError, DataError, ModelOutputError
 
-__all__ = ["ArrayLike", "Capability", "ModelAdapter", "ModelInfo", "refuse_misordered_columns"]
+__all__ = [
+    "PROBA_TOLERANCE",
+    "ArrayLike",
+    "Capability",
+    "ModelAdapter",
+    "ModelInfo",
+    "refuse_misordered_columns",
+]
 
 ArrayLike = np.ndarray | pd.DataFrame
-_PROBA_TOLERANCE = 1e-5
+PROBA_TOLERANCE = 1e-5
 
 
 class Capability(StrEnum):
@@ -138,7 +145,7 @@ class ModelAdapter(ABC):
                 f"in {bad} of {n} rows"
             )
         # float32 runtimes (ONNX) round a little past the ends; anything more is not a probability
-        if out.size and (out.min() < -_PROBA_TOLERANCE or out.max() > 1 + _PROBA_TOLERANCE):
+        if out.size and (out.min() < -PROBA_TOLERANCE or out.max() > 1 + PROBA_TOLERANCE):
             raise ModelOutputError(
                 f"model {self.info.name!r}: predict_proba returned values outside [0, 1] "
                 f"(min {out.min():.6g}, max {out.max():.6g})"
