@@ -933,3 +933,8 @@ def test_target_proba_must_hold_probabilities() -> None:
     # a float32 softmax rounds a little past the ends, as the adapter allows
     rounded = np.column_stack([np.full(20, -1e-7), np.full(20, 1 + 1e-7)])
     ThresholdMembership().run(target, X, y, is_member, target_proba=rounded)
+    # numbers in object columns are numbers; text is not
+    framed = pd.DataFrame(target.predict_proba(X)).astype(object)
+    ThresholdMembership().run(target, X, y, is_member, target_proba=framed)
+    with pytest.raises(DataError, match="target_proba must hold probabilities"):
+        ThresholdMembership().run(target, X, y, is_member, target_proba=framed.astype(str) + "%")

@@ -500,14 +500,16 @@ class _Walk:
         rows = self.rows[idx[owners]]
         directions = rv[valid]
         discrete = self.space.discrete_mutable
-        if discrete.size * 2 <= self.d_eff:
-            # mostly continuous rows: their probes carry the signal; a binary flag or a
-            # one-hot member sits at a bound, so half the probes can never move it, and
-            # judged on it every point widened (probed too coarsely: 26 of 60 broken became
-            # 21 on 10 continuous features and one flag)
-            discrete = discrete[:0]
         if discrete.size:
-            here = self.space.to_x(base, self.rows[idx])[owners][:, discrete]
+            here = self.space.to_x(base, self.rows[idx])[:, discrete]
+            # judged on the whole-number features inside their bounds: one at a bound (a
+            # binary flag, a one-hot member, a pixel at 0) moves only for the probes that
+            # point inwards, half of them, and judged on it every point of mostly
+            # continuous data widened (probed too coarsely: 26 of 60 broken became 21 on
+            # 10 continuous features and one flag)
+            lower, upper = self.space.constraints.row_bounds(self.space.x0[self.rows[idx]])
+            inside = (here > lower[:, discrete]) & (here < upper[:, discrete])
+            judged = inside.any(axis=1)
         for attempt in range(_MAX_WIDENINGS + 1):
             probes = base[owners] + delta[owners, None] * directions
             # relaxed, not projected: rounded toward the point, probes of delta < 0.5 unit
@@ -520,13 +522,14 @@ class _Walk:
             # first estimate, delta shrinks with the distance to the boundary, and on
             # integer rows every probe was the point (the walk stalled; breakable points
             # read robust). Before anything is sent, delta doubles for the points whose
-            # probes mostly leave every whole-number feature in place (judged on those
-            # alone: one continuous feature made every probe differ, and no point widened;
-            # rows mostly of whole-number features only, above)
-            moved = self.space.to_x(probes, rows)[:, discrete] != here
+            # probes mostly leave their whole-number features inside the bounds in place
+            # (judged on those alone: one continuous feature made every probe differ, and
+            # no point widened)
+            sent = self.space.to_x(probes, rows)[:, discrete]
+            moved = (sent != here[owners]) & inside[owners]
             same = ~moved.any(axis=1)
             stuck = np.bincount(owners, weights=same, minlength=p) / evals > 0.5
-            stuck &= delta < self.span
+            stuck &= judged & (delta < self.span)
             if not stuck.any():
                 break
             delta = np.where(stuck, np.minimum(2.0 * delta, self.span), delta)

@@ -186,7 +186,10 @@ class _MembershipAttack(Attack):
         check_records(model, X, y, is_member)
         tracker = BudgetTracker(budget or Budget())
         if known is not None:
-            known = np.asarray(known)
+            try:  # a frame of object columns holds numbers too
+                known = np.asarray(known, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise DataError(f"target_proba must hold probabilities: {err}") from err
             declared = None if model.classes_ is None else len(model.classes_)
             if (
                 known.ndim != 2
