@@ -1335,9 +1335,10 @@ def test_hopskipjump_probes_of_mostly_continuous_rows_are_not_widened(
     flag = np.zeros(X.shape[1], dtype=bool)
     flag[-1] = True
     base = FeatureConstraints.box(X.shape[1], -1e6, 1e6)
-    cons = dataclasses.replace(
-        base, lower=X.min(axis=0), upper=X.max(axis=0), integer=flag
-    )  # fmt: skip
+    # inferred bounds carry a margin (the flag's upper bound 1.05): a flag at 1 below it
+    # read as inside its bounds and widened every point again
+    upper = X.max(axis=0) + 0.05 * np.ptp(X, axis=0)
+    cons = dataclasses.replace(base, lower=X.min(axis=0), upper=upper, integer=flag)
     model = SklearnAdapter(
         GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, cancer["y"])
     )

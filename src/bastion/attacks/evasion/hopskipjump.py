@@ -507,8 +507,14 @@ class _Walk:
             # point inwards, half of them, and judged on it every point of mostly
             # continuous data widened (probed too coarsely: 26 of 60 broken became 21 on
             # 10 continuous features and one flag)
-            lower, upper = self.space.constraints.row_bounds(self.space.x0[self.rows[idx]])
-            inside = (here > lower[:, discrete]) & (here < upper[:, discrete])
+            # the whole numbers to_x keeps them in (inferred bounds carry a margin: a flag
+            # at 1 below an upper bound of 1.05 read as inside); a one-hot member is a
+            # switch, never inside
+            cons = self.space.constraints
+            lower, upper = cons.row_bounds(self.space.x0[self.rows[idx]])
+            low = np.ceil(lower[:, discrete] - 1e-9)
+            high = np.floor(upper[:, discrete] + 1e-9)
+            inside = (here > low) & (here < high) & np.asarray(cons.integer)[discrete]
             judged = inside.any(axis=1)
         for attempt in range(_MAX_WIDENINGS + 1):
             probes = base[owners] + delta[owners, None] * directions
