@@ -499,39 +499,39 @@ class _Walk:
         base = self.cur[idx]
         rows = self.rows[idx[owners]]
         directions = rv[valid]
-        discrete = self.space.discrete_mutable
-        if discrete.size:
-            here = self.space.to_x(base, self.rows[idx])[:, discrete]
-            # judged on the whole-number features inside their bounds: one at a bound (a
-            # binary flag, a one-hot member, a pixel at 0) moves only for the probes that
-            # point inwards, half of them, and judged on it every point of mostly
-            # continuous data widened (probed too coarsely: 26 of 60 broken became 21 on
-            # 10 continuous features and one flag)
-            # the whole numbers to_x keeps them in (inferred bounds carry a margin: a flag
-            # at 1 below an upper bound of 1.05 read as inside); a one-hot member is a
-            # switch, never inside
-            cons = self.space.constraints
+        # a probe that moves no integer feature by half a unit reaches the model with those
+        # features as the point's, and says nothing about them: past the first estimate,
+        # delta shrinks with the distance to the boundary, and on integer rows every probe
+        # was the point (the walk stalled; breakable points read robust). Before anything is
+        # sent, delta doubles for the points whose probes mostly leave their integer
+        # features in place, judged on those strictly inside the whole numbers to_x keeps
+        # them in: one continuous feature made every probe differ (no point widened), and
+        # one at a bound (a binary flag, a pixel at 0; inferred bounds add a margin, so a
+        # flag at 1 sits under 1.05) moves only for the probes that point inwards, half of
+        # them, which widened every point of mostly continuous data (probed too coarsely:
+        # 26 of 60 broken became 21 on 10 continuous features and one flag). A one-hot
+        # member is a switch, never judged
+        cons = self.space.constraints
+        columns = self.space.discrete_mutable
+        columns = columns[np.asarray(cons.integer, dtype=bool)[columns]]
+        judged: np.ndarray | None = None
+        if columns.size:
+            here = self.space.to_x(base, self.rows[idx])[:, columns]
             lower, upper = cons.row_bounds(self.space.x0[self.rows[idx]])
-            low = np.ceil(lower[:, discrete] - 1e-9)
-            high = np.floor(upper[:, discrete] + 1e-9)
-            inside = (here > low) & (here < high) & np.asarray(cons.integer)[discrete]
-            judged = inside.any(axis=1)
+            low = np.ceil(lower[:, columns] - 1e-9)
+            high = np.floor(upper[:, columns] + 1e-9)
+            inside = (here > low) & (here < high)
+            points: np.ndarray = np.asarray(inside.any(axis=1))
+            if points.any():  # else nothing to judge: no to_x of the probes
+                judged = points
         for attempt in range(_MAX_WIDENINGS + 1):
             probes = base[owners] + delta[owners, None] * directions
             # relaxed, not projected: rounded toward the point, probes of delta < 0.5 unit
             # were the point itself; the model sees them rounded to the nearest (Space.relax)
             probes = self.space.relax(probes, rows)
-            if not discrete.size or attempt == _MAX_WIDENINGS:
+            if judged is None or attempt == _MAX_WIDENINGS:
                 break
-            # a probe that moves no whole-number feature by half a unit reaches the model
-            # with those features as the point's, and says nothing about them: past the
-            # first estimate, delta shrinks with the distance to the boundary, and on
-            # integer rows every probe was the point (the walk stalled; breakable points
-            # read robust). Before anything is sent, delta doubles for the points whose
-            # probes mostly leave their whole-number features inside the bounds in place
-            # (judged on those alone: one continuous feature made every probe differ, and
-            # no point widened)
-            sent = self.space.to_x(probes, rows)[:, discrete]
+            sent = self.space.to_x(probes, rows)[:, columns]
             moved = (sent != here[owners]) & inside[owners]
             same = ~moved.any(axis=1)
             stuck = np.bincount(owners, weights=same, minlength=p) / evals > 0.5
