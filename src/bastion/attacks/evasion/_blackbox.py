@@ -202,10 +202,12 @@ class Space:
         return int(self.x0.shape[1])
 
     @property
-    def discrete_mutable(self) -> np.ndarray:
-        """Columns of the mutable features that take whole numbers only (integers, one-hot
-        members)."""
-        out: np.ndarray = self.mutable[self._discrete[self.mutable]]
+    def integer_mutable(self) -> np.ndarray:
+        """Columns of the mutable integer features, one-hot members left out (switches)."""
+        integer = np.asarray(self.constraints.integer, dtype=bool).copy()
+        for group in self.constraints.one_hot_groups:
+            integer[group] = False
+        out: np.ndarray = self.mutable[integer[self.mutable]]
         return out
 
     def to_x(self, z: np.ndarray, rows: np.ndarray) -> np.ndarray:

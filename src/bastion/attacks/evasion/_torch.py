@@ -773,8 +773,8 @@ class _Engine:
         (their failed confirmations count too) leave for good, so that the others go on (the
         batch used to stop when its most-rejected row reached the cap, and results depended
         on ``batch_size``); their last iterates, never evaluated, go to the verification.
-        Returns the rows that stay (None: all; when none would,
-        the budget check stops the batch). Without early exit too where rounding makes the
+        Returns the rows that stay (None: all; when none would, the budget check stops the
+        batch). Without early exit too where rounding makes the
         rejects (from a review: one row's failed confirmations stopped the whole batch, 10
         points found of 15 at batch size 512 and 15 at batch size 7; rounding never runs a
         graph); not for bf16 without early exit, whose graph keeps its batch."""

@@ -512,8 +512,7 @@ class _Walk:
         # 26 of 60 broken became 21 on 10 continuous features and one flag). A one-hot
         # member is a switch, never judged
         cons = self.space.constraints
-        columns = self.space.discrete_mutable
-        columns = columns[np.asarray(cons.integer, dtype=bool)[columns]]
+        columns = self.space.integer_mutable
         judged: np.ndarray | None = None
         if columns.size:
             here = self.space.to_x(base, self.rows[idx])[:, columns]
