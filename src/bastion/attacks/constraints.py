@@ -70,6 +70,12 @@ class FeatureConstraints:
     def n_features(self) -> int:
         return len(self.names)
 
+    @property
+    def rounds(self) -> bool:
+        """Whether projecting onto these constraints rounds (integer features or one-hot
+        groups), which can undo a continuous adversarial example."""
+        return bool(np.asarray(self.integer, dtype=bool).any()) or bool(self.one_hot_groups)
+
     @classmethod
     def unconstrained(
         cls, n_features: int, names: Sequence[str] | None = None

@@ -207,6 +207,37 @@ def test_simulation_passes_a_robust_linear_model(cancer: tuple[Dataset, Dataset]
     assert "activation_detector" not in finding.evidence
 
 
+def test_simulation_leaves_out_a_column_the_model_does_not_read(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """A record id in the test file beside a frame-fitted model's inputs, as EXT001 and ADV001
+    take it: it reached the model's predict (and the clone's fit), and POI002 was an error."""
+    train, test = cancer
+    model = logistic(train)
+    frame = test.frame.assign(record_id=np.arange(test.n_rows) * 3.0)
+    with_id = Dataset.from_frame(frame, name="test", target="target")
+    for kind in ("label_flip", "backdoor"):
+        cfg = PoisoningSimulationConfig(kind=kind, cv=2)
+        plain = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
+        extra = PoisoningSimulationCheck(cfg).execute(context(train, with_id, model))
+        assert extra.status is plain.status, extra.message
+        assert extra.metrics == plain.metrics
+
+
+def test_simulation_reports_the_share_of_rows_it_poisoned(cancer: tuple[Dataset, Dataset]) -> None:
+    """At least one row is poisoned: 1 of 40 is 2.5%, and the finding says so (it said the
+    1% asked for)."""
+    train, test = cancer
+    small = Dataset.from_frame(train.frame.iloc[:40], name="train", target="target")
+    cfg = PoisoningSimulationConfig(rate=0.01, cv=2)
+    finding = PoisoningSimulationCheck(cfg).execute(context(small, test, logistic(small)))
+    assert finding.metrics["n_poisoned"] == 1
+    assert finding.metrics["poison_rate"] == 1 / 40
+    assert finding.evidence["rate"] == 1 / 40
+    assert finding.evidence["requested_rate"] == 0.01
+    assert "(2.5%, 1.0% asked)" in finding.message
+
+
 def test_simulation_past_max_seconds_skips_the_detectors_and_still_judges(
     cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
 ) -> None:

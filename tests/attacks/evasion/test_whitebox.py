@@ -1637,6 +1637,26 @@ def test_auto_runs_without_square_when_none_is_registered(
     assert result.extra["device"] == "cpu"  # where its white-box stages ran (ADV001 evidence)
 
 
+def test_auto_hands_its_white_box_options_to_its_stages(
+    mlp: TorchAdapter, points: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cuda_graphs=False`` (a module whose forward pass makes choices in Python) was
+    dropped: auto's APGD stages ran with graphs on (a review)."""
+    X, y = points
+    seen: list[tuple[str, bool, bool, int]] = []
+    run = APGD.run
+
+    def spy(self: APGD, *args: Any, **kwargs: Any) -> EvasionResult:
+        c = self.config
+        seen.append((c.loss, c.cuda_graphs, c.early_exit, c.batch_size))
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(APGD, "run", spy)
+    cfg = AutoConfig(n_iter=5, square=False, cuda_graphs=False, early_exit=False, batch_size=7)
+    AutoAttack(cfg).run(mlp, X[:8], y[:8], eps=1.0, constraints=BOX)
+    assert seen == [("ce", False, False, 7), ("dlr", False, False, 7)]
+
+
 class _FakeSquare(EvasionAttack):
     """Stands in for Square: 'breaks' every point it is given by returning a verified
     adversarial point of the true model found by a long PGD, and spends 3 queries each."""

@@ -27,7 +27,7 @@ from bastion.attacks.poisoning.simulate import (
     simulate_poisoning,
 )
 from bastion.data.schema import FeatureSchema
-from bastion.exceptions import CapabilityError, ConfigError
+from bastion.exceptions import CapabilityError, ConfigError, DataError
 from bastion.models.callable import CallableAdapter
 from bastion.models.sklearn import SklearnAdapter
 
@@ -57,6 +57,44 @@ def test_random_flips_change_exactly_the_chosen_rows() -> None:
     assert set(np.unique(y_p[idx])) <= {0, 1, 2}
     # every other class is reachable (uniform choice among the others)
     assert len(np.unique(y_p[idx])) == 3
+
+
+@pytest.mark.parametrize(("n", "expected"), [(30, 2), (50, 3), (70, 4), (90, 5), (10, 1)])
+def test_the_poisoned_count_rounds_half_up(n: int, expected: int) -> None:
+    """rate x n of 1.5, 2.5, 3.5, 4.5: Python's round gave 2, 2, 4, 4 (half to even), one
+    rate moving up or down with n; 0.5 gives one row, the minimum anyway."""
+    y = np.array([0, 1] * (n // 2))
+    assert len(flip_labels(y, 0.05, rng=0)[1]) == expected
+    _, _, idx = add_backdoor(np.zeros((n, 2)), y, 0.05, trigger={0: 1.0}, target_class=1, rng=0)
+    assert len(idx) == expected
+
+
+def test_the_reported_poison_rate_is_the_share_actually_poisoned(
+    cancer: dict[str, Any],
+) -> None:
+    """The minimum of one row: 1 of 40 rows is 2.5% poisoned, whatever the 1% asked."""
+    X, y = cancer["X_tr"].iloc[:40], cancer["y_tr"][:40]
+    sim = simulate_poisoning(
+        DecisionTreeClassifier(max_depth=2), X, y, cancer["X_te"], cancer["y_te"], rate=0.01
+    )
+    assert (sim.n_poisoned, sim.n_train) == (1, 40)
+    m = sim.metrics()
+    assert m["poison_rate"] == 1 / 40
+    assert m["requested_rate"] == 0.01
+
+
+def test_a_backdoor_takes_plain_lists_of_rows() -> None:
+    """Label flips took lists; the trigger read ``X.shape`` of a list (AttributeError)."""
+    X = [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]] * 5
+    y = [0, 1, 0, 1] * 5
+    X_p, y_p, idx = add_backdoor(X, y, 0.2, trigger={1: 2.0}, target_class=1, rng=0)
+    assert isinstance(X_p, np.ndarray)
+    assert X_p[idx, 1].tolist() == [2.0] * len(idx)
+    assert y_p[idx].tolist() == [1] * len(idx)
+    assert np.delete(X_p, idx, axis=0).max() == 1.0
+    assert apply_trigger([[0.0, 0.0]], {0: 3.0}).tolist() == [[3.0, 0.0]]
+    with pytest.raises(DataError, match="one row per point"):
+        apply_trigger([1.0, 2.0], {0: 3.0})
 
 
 def test_flips_are_deterministic_under_a_seed_and_keep_string_labels() -> None:

@@ -1,5 +1,5 @@
-"""What the poisoning checks share: the training dataset's labelled rows, and the finding of a
-detector stopped by its time budget."""
+"""What the attack checks share: the training dataset's labelled rows, the model inputs it
+lacks, and the finding of a detector stopped by its time budget."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from bastion.exceptions import TimeBudgetError
     from bastion.findings import Finding, Status
 
-__all__ = ["labelled_rows", "not_shown_status", "stopped_by_time"]
+__all__ = ["labelled_rows", "not_shown_status", "stopped_by_time", "train_lacks"]
 
 
 def labelled_rows(train: Dataset | None) -> tuple[Dataset, np.ndarray, np.ndarray] | str:
@@ -31,6 +31,18 @@ def labelled_rows(train: Dataset | None) -> tuple[Dataset, np.ndarray, np.ndarra
     if n_classes < 2:
         return f"the training labels hold {n_classes} class(es); need 2"
     return train, np.flatnonzero(labelled), y
+
+
+def train_lacks(train: Dataset, names: list[str]) -> str | None:
+    """The reason to skip when the training set lacks some of the model inputs ``names``
+    (read from the test set), else None."""
+    lacking = [c for c in names if c not in train.features.columns]
+    if not lacking:
+        return None
+    return (
+        f"The train dataset lacks test feature(s) {lacking[:5]}: name columns that are not "
+        "model inputs in data.non_features."
+    )
 
 
 def stopped_by_time(

@@ -61,7 +61,7 @@ import pandas as pd
 from pydantic import Field
 
 from bastion.attacks.budget import Budget
-from bastion.attacks.checks._training import not_shown_status
+from bastion.attacks.checks._training import not_shown_status, train_lacks
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.extraction.extract import (
     ExtractionAttack,
@@ -141,13 +141,9 @@ class Extraction(Check):
                 f"Extraction sends numeric query rows; feature(s) {non_numeric[:5]} are not "
                 "numeric (encode them in the model's pipeline input first).",
             )
-        lacking = [] if train is None else [c for c in names if c not in train.features.columns]
+        lacking = None if train is None else train_lacks(train, names)
         if lacking:
-            return self.skip(
-                ctx,
-                f"The train dataset lacks test feature(s) {lacking[:5]}: name columns that are "
-                "not model inputs in data.non_features.",
-            )
+            return self.skip(ctx, lacking)
 
         rng = ctx.rng(self.id)
         seed = int(rng.integers(2**31 - 1))
@@ -174,7 +170,9 @@ class Extraction(Check):
         constraints = FeatureConstraints.from_schema(
             ctx.schema or FeatureSchema(), names, reference
         )
-        stats = FeatureStats.from_data(X_ref)
+        # from the complete rows: one infinite value (a ratio over zero) made the statistics
+        # themselves infinite, and the check an error, where the row is skipped as announced
+        stats = FeatureStats.from_data(X_ref[keep_ref])
         pool = X_ref[keep_ref] if cfg.attacker_data == "train" else None
 
         eval_labels, victim_labels = None, None

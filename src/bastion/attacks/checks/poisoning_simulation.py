@@ -52,6 +52,7 @@ from pydantic import Field, model_validator
 
 from bastion._user_code import TrainFnReference
 from bastion.attacks.budget import Budget, BudgetTracker, note_interrupt, wall_deadline
+from bastion.attacks.checks._training import train_lacks
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
@@ -204,11 +205,18 @@ class PoisoningSimulationCheck(Check):
             trainer = resolve_trainer(recipe, seed=seed, epochs=cfg.epochs)
         except CapabilityError as err:
             return self.skip(ctx, str(err))
+        # the columns the model reads, as the other attack checks take them: a column it
+        # does not read (a record id) reached the clone's fit and the model's predict, which
+        # refused it
+        names = test.model_inputs(model)
+        lacking = train_lacks(train, names)
+        if lacking:
+            return self.skip(ctx, lacking)
         keep_train = train.frame[train.target].notna().to_numpy()
         keep_test = test.frame[test.target].notna().to_numpy()
-        X_train = train.features.loc[keep_train].reset_index(drop=True)
+        X_train = train.features[names].loc[keep_train].reset_index(drop=True)
         y_train = train.labels[keep_train]
-        X_test = test.features.loc[keep_test].reset_index(drop=True)
+        X_test = test.features[names].loc[keep_test].reset_index(drop=True)
         y_test = test.labels[keep_test]
         if len(np.unique(y_train)) < 2:
             return self.skip(ctx, "the training labels hold fewer than 2 classes")
@@ -334,7 +342,8 @@ class PoisoningSimulationCheck(Check):
                     )
         evidence: dict[str, Any] = {
             "kind": cfg.kind,
-            "rate": cfg.rate,
+            "rate": sim.applied_rate,
+            "requested_rate": cfg.rate,
             "n_poisoned": sim.n_poisoned,
             "retrained": (
                 f"train_fn {cfg.train_fn}"
@@ -357,7 +366,7 @@ class PoisoningSimulationCheck(Check):
             evidence["constraints"] = constraints.describe() if constraints else None
         elif cfg.mode == "targeted":
             evidence["target"] = sim.target_class
-        message = _summary(cfg, sim.clean_accuracy, sim.poisoned_accuracy, success, sim.n_poisoned)
+        message = _summary(cfg, sim, success)
         if detectors_stopped:
             message += f" Detectors {detectors_stopped}."
         else:
@@ -415,16 +424,17 @@ def _trigger_positions(trigger: dict[str, float], names: list[str]) -> dict[int,
 
 
 def _summary(
-    cfg: PoisoningSimulationConfig,
-    clean: float,
-    poisoned: float,
-    success: float | None,
-    n_poisoned: int,
+    cfg: PoisoningSimulationConfig, sim: PoisoningSimulation, success: float | None
 ) -> str:
     what = f"{cfg.mode} label flips" if cfg.kind == "label_flip" else "a backdoor trigger"
+    # the share actually poisoned: on small data the minimum of one row can exceed the rate
+    # asked for (1 row of 40 read "1.0%" at rate 0.01)
+    share = f"{sim.applied_rate:.1%}"
+    if abs(sim.applied_rate - cfg.rate) > 0.0005:
+        share += f", {cfg.rate:.1%} asked"
     text = (
-        f"Retrained with {what} on {n_poisoned} training rows ({cfg.rate:.1%}): test accuracy "
-        f"{clean:.3f} -> {poisoned:.3f}."
+        f"Retrained with {what} on {sim.n_poisoned} training rows ({share}): test accuracy "
+        f"{sim.clean_accuracy:.3f} -> {sim.poisoned_accuracy:.3f}."
     )
     if success is not None:
         text += f" Triggered test inputs sent to the target class: {success:.1%}."

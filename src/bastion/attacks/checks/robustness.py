@@ -351,7 +351,7 @@ class EvasionCheck(Check):
         ctx.artifacts["feature_names"] = list(names)
         ctx.artifacts["rows"] = rows
         curve = _curve(results, main.clean_correct)
-        sanity += _sanity(results, main, attack_id)
+        sanity += _sanity(results, main, attack_id, constraints.rounds)
         sanity += _constant_predictions(main, y)
 
         metrics: dict[str, float | int | None] = {
@@ -633,8 +633,11 @@ def _constant_predictions(main: EvasionResult, y: np.ndarray) -> list[str]:
     ]
 
 
-def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id: str) -> list[str]:
-    """Signs that the attack, not the model, decided the result."""
+def _sanity(
+    results: dict[float, EvasionResult], main: EvasionResult, attack_id: str, rounding: bool
+) -> list[str]:
+    """Signs that the attack, not the model, decided the result (``rounding``: the
+    constraints hold integer features or one-hot groups)."""
     notes: list[str] = []
     for radius, result in results.items():
         zero = result.extra.get("zero_gradient_fraction")
@@ -648,11 +651,20 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
         notes.append("NaN input gradients: the white-box attack could not follow the loss")
     stages = main.extra.get("stages")
     if isinstance(stages, list):
-        for stage in stages:
-            if not isinstance(stage, dict):
-                continue
+        dicts = [s for s in stages if isinstance(s, dict)]
+        # the points the ensemble attacked (its first stage's): one or two points that the
+        # white-box stages miss and Square finds are the usual gap between two attacks, not
+        # masking (from a review: an undefended digits MLP warned at 1 of 193), so, as for
+        # a falling success below, more than 2% of them
+        first = dicts[0].get("points") if dicts else None
+        attacked = first if isinstance(first, int) else 0
+        for stage in dicts:
             new = stage.get("new_successes")
-            if stage.get("attack") in _BLACK_BOX and isinstance(new, int) and new > 0:
+            if (
+                stage.get("attack") in _BLACK_BOX
+                and isinstance(new, int)
+                and new > max(1, 0.02 * attacked)
+            ):
                 notes.append(
                     f"the black-box {stage['attack']} attack broke {new} point(s) the "
                     f"white-box attacks of {attack_id} could not: gradient masking suspected"
@@ -681,10 +693,17 @@ def _sanity(results: dict[float, EvasionResult], main: EvasionResult, attack_id:
             counts += [s.get("rejected_after_projection") for s in parts if isinstance(s, dict)]
         rejected += sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool))
     if rejected > 0:
-        notes.append(
-            f"{rejected} candidates were rejected after rounding to the feature constraints; "
-            "robust accuracy may be overstated"
+        # without integer features or one-hot groups nothing is rounded: the loop's
+        # candidates failed the final verification in full precision (a non-finite
+        # iterate, a verdict of the loop's precision, a model whose outputs vary)
+        cause = (
+            "rejected after rounding to the feature constraints"
+            if rounding
+            else "misclassified in the attack's loop but not at the final full-precision "
+            "verification (non-finite values, a prediction at the precision's edge, or "
+            "outputs that vary from call to call)"
         )
+        notes.append(f"{rejected} candidates were {cause}; robust accuracy may be overstated")
     if main.stopped in ("time budget", "interrupted"):
         remedy = "raise max_seconds" if main.stopped == "time budget" else "run it to its end"
         notes.append(

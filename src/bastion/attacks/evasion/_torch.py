@@ -1827,7 +1827,7 @@ def run_attack(
     budget = budget or Budget()
     tracker = BudgetTracker(budget)
     # rounding can undo a continuous success: confirm candidates as they appear
-    rounding = bool(np.asarray(cons.integer, dtype=bool).any()) or bool(cons.one_hot_groups)
+    rounding = cons.rounds
     if budget.max_queries is not None and budget.max_queries < 2 * n:
         raise ConfigError(
             f"budget max_queries={budget.max_queries} cannot cover the clean predictions and "

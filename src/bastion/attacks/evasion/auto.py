@@ -124,6 +124,7 @@ class AutoAttack(EvasionAttack):
             "early_exit": cfg.early_exit,
             "precision": cfg.precision,
             "channels_last": cfg.channels_last,
+            "cuda_graphs": cfg.cuda_graphs,
             "n_iter": cfg.n_iter,
             "restarts": cfg.restarts,
         }

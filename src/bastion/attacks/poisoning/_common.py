@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,12 @@ def check_rate(rate: float, name: str = "rate") -> float:
     if not 0.0 < value < 1.0:
         raise ConfigError(f"{name} must be in (0, 1); received {rate!r}")
     return value
+
+
+def poison_count(rate: float, n: int) -> int:
+    """Rows to poison at ``rate`` of ``n``: rounded half up, at least one. Python's ``round``
+    rounds half to even, so one rate gave 2 rows of 30 (1.5) and 2 of 50 (2.5)."""
+    return max(1, math.floor(rate * n + 0.5))
 
 
 def numeric_columns(frame: pd.DataFrame) -> np.ndarray:

@@ -48,6 +48,7 @@ from bastion.attacks.poisoning._common import (
     label_array,
     make_rng,
     numeric_columns,
+    poison_count,
     take_rows,
 )
 from bastion.attacks.poisoning._training import TrainFn, resolve_trainer
@@ -75,9 +76,14 @@ class PoisoningSimulation:
     Attributes
     ----------
     kind, rate:
-        ``label_flip`` or ``backdoor``, and the share of training rows poisoned.
+        ``label_flip`` or ``backdoor``, and the share of training rows asked for.
     n_poisoned:
-        Training rows poisoned.
+        Training rows poisoned: ``rate`` of them rounded half up, at least one
+        (:func:`~bastion.attacks.poisoning._common.poison_count`).
+    n_train:
+        Training rows in all; ``applied_rate`` = ``n_poisoned / n_train`` is the share
+        actually poisoned (``poison_rate`` among the metrics), which the rounding and the
+        minimum of one row move away from ``rate`` on small data.
     poisoned_indices:
         Their positions in the training set (for detection precision and recall).
     clean_accuracy, poisoned_accuracy, accuracy_drop:
@@ -112,7 +118,13 @@ class PoisoningSimulation:
     y_poisoned: np.ndarray = field(default_factory=lambda: np.zeros(0))
     X_poisoned: Any = None
     elapsed_s: float = 0.0
+    n_train: int = 0
     poisoned_model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def applied_rate(self) -> float:
+        """The share of the training rows actually poisoned."""
+        return self.n_poisoned / self.n_train if self.n_train else float(self.rate)
 
     def metrics(self) -> dict[str, float | int | None]:
         """Stable metric names for findings and JSON output."""
@@ -122,7 +134,8 @@ class PoisoningSimulation:
             "accuracy_drop": self.accuracy_drop,
             "backdoor_success_rate": self.backdoor_success_rate,
             "clean_trigger_rate": self.clean_trigger_rate,
-            "poison_rate": self.rate,
+            "poison_rate": self.applied_rate,
+            "requested_rate": self.rate,
             "n_poisoned": self.n_poisoned,
         }
 
@@ -166,7 +179,7 @@ def flip_labels(
     classes = np.unique(labels)
     if len(classes) < 2:
         raise ConfigError(f"label flipping needs at least two classes; y has {len(classes)}")
-    n_flip = max(1, round(rate * len(labels)))
+    n_flip = poison_count(rate, len(labels))
     out = labels.copy()
     if mode == "random":
         chosen = np.sort(gen.choice(len(labels), size=n_flip, replace=False))
@@ -276,7 +289,8 @@ def apply_trigger(X: Any, trigger: Mapping[int, float], rows: np.ndarray | None 
     """A copy of ``X`` with the trigger stamped on ``rows`` (all rows when None).
 
     Parameters:
-        X: features, an array or a DataFrame (the result has the same type).
+        X: features, an array (or a list of rows) or a DataFrame (a DataFrame comes back as
+            a DataFrame, anything else as an array).
         trigger: feature position -> value.
         rows: row positions to stamp.
 
@@ -285,8 +299,15 @@ def apply_trigger(X: Any, trigger: Mapping[int, float], rows: np.ndarray | None 
 
     Raises:
         ConfigError: a trigger position is out of range or names a non-numeric column.
+        DataError: ``X`` is not a table of rows.
     """
-    d = X.shape[1] if getattr(X, "ndim", 2) == 2 else int(np.prod(X.shape[1:]))
+    if not isinstance(X, pd.DataFrame):
+        X = np.asarray(X)  # a plain list of rows too (it has no shape: an AttributeError)
+        if X.ndim < 2:
+            raise DataError(
+                f"X must have one row per point (2 or more dimensions); shape {X.shape}"
+            )
+    d = X.shape[1] if X.ndim == 2 else int(np.prod(X.shape[1:]))
     for j in trigger:
         if not 0 <= int(j) < d:
             raise ConfigError(f"trigger feature position {j} is out of range for {d} features")
@@ -405,7 +426,7 @@ def add_backdoor(
             )
         eligible = np.flatnonzero(labels == source_class)
         which = f"of the source class {source_class!r}"
-    n_poison = max(1, round(rate * len(labels)))
+    n_poison = poison_count(rate, len(labels))
     if n_poison > len(eligible):
         raise ConfigError(
             f"rate {rate} asks for {n_poison} poisoned rows but only {len(eligible)} rows are "
@@ -548,6 +569,7 @@ def simulate_poisoning(
         y_poisoned=y_p,
         X_poisoned=X_p,
         elapsed_s=time.perf_counter() - started,
+        n_train=len(labels),
         poisoned_model=poisoned_model,
     )
 
