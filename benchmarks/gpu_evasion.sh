@@ -24,8 +24,9 @@
 #        holds wheels of missing packages such as pydantic, for a machine without a network;
 #        TOTAL_S=seconds sets the deadline; STRENGTH_SEEDS=N the untimed strength runs, default 10;
 #        DUEL_ROUNDS=N the back-to-back pairs, default 4; PARTS="tests phases-mlp ..." runs only
-#        the parts named: tests graphs-mlp bench-4096 bench-32768 bench-cnn graphs-cnn
-#        phases-mlp phases-cnn profile-mlp profile-cnn)
+#        the parts named: tests graphs-mlp bench-4096 bench-32768 bench-cnn bench-100-steps
+#        graphs-cnn phases-mlp phases-cnn profile-mlp profile-cnn; bench-100-steps only when
+#        named)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-$(command -v python || command -v python3)}"
@@ -103,6 +104,8 @@ want() { [[ " $PARTS " == *" $1 "* ]]; }
   want bench-4096 && bench --model mlp --points 4096 --exit-eps 0.25
   want bench-32768 && bench --model mlp --points 32768 --exit-eps 0
   want bench-cnn && bench --model cnn --points 8192 --exit-eps 0
+  # the fixed costs (transfers, capture, clean predictions, verification) over more steps
+  want bench-100-steps && bench --model mlp --points 32768 --exit-eps 0 --steps 100 --no-peers
   want graphs-cnn && step 120 "bench_graphs.py: cnn" "$PY" benchmarks/bench_graphs.py --model cnn
   # phases, where one run waits for the device, and the host's calls
   want phases-mlp && step 60 "phases: mlp" "$PY" benchmarks/trace_gpu_pgd.py --model mlp \

@@ -479,6 +479,14 @@ def test_success_falling_steadily_with_eps_is_noted() -> None:
         for eps, k in ((0.125, 5), (0.25, 7), (0.5, 6), (1.0, 9))
     }
     assert not any("falls" in n for n in _sanity(rising, rising[0.5], "square", False))
+    # a radius cut by its share of the time found fewer: a partial search, not an unreliable
+    # attack (the main run's own cut has its note)
+    from dataclasses import replace
+
+    cut = {**steady, 0.5: replace(steady[0.5], stopped="time budget")}
+    cut[1.0] = replace(cut[1.0], stopped="interrupted")
+    cut[0.25] = replace(cut[0.25], success=cut[0.125].success)
+    assert not any("falls" in n for n in _sanity(cut, cut[0.125], "square", False))
 
 
 @pytest.mark.slow
