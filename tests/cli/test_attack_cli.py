@@ -746,3 +746,43 @@ def test_a_value_the_policy_refuses_names_its_flag(
     code, _ = attack(project, "poisoning", "--limit", "max_suspect_classes=-1")
     assert code == 2
     assert "(set by --limit)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["adv.npy", "ADV.NPY", "adv.npz", "ADV.NPZ", "adv.csv"])
+def test_save_adv_writes_the_name_given_and_images_in_their_shape(
+    tmp_path: Path, name: str
+) -> None:
+    """From a review: ``ADV.NPY`` became ``ADV.NPY.npy`` (np.save appends a lowercase
+    suffix) while the CLI reported ``ADV.NPY``; the arrays of an image model stayed flat
+    though the help promised the inputs' shape. The CSV keeps one flat row per input."""
+    from types import SimpleNamespace
+
+    from bastion.cli.attack import _save_adversarial
+
+    flat = np.arange(3 * 64, dtype=np.float64).reshape(3, 64)
+    result = SimpleNamespace(x_adv=flat, success=np.array([True, False, True]))
+    artifacts = {
+        "evasion_result": result,
+        "feature_names": [f"p{i}" for i in range(64)],
+        "rows": np.array([0, 2, 5]),
+        "input_shape": (1, 8, 8),
+    }
+    path = tmp_path / name
+    _save_adversarial(artifacts, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        table = pd.read_csv(path)
+        np.testing.assert_array_equal(table[artifacts["feature_names"]].to_numpy(), flat)
+        return
+    with path.open("rb") as fh:
+        loaded = np.load(fh)
+        x_adv = loaded["x_adv"] if suffix == ".npz" else loaded
+        assert x_adv.shape == (3, 1, 8, 8)
+        np.testing.assert_array_equal(x_adv.reshape(3, -1), flat)
+    # tabular models (no input shape, or a flat one) keep flat rows
+    artifacts["input_shape"] = None
+    _save_adversarial(artifacts, path)
+    with path.open("rb") as fh:
+        loaded = np.load(fh)
+        assert (loaded["x_adv"] if suffix == ".npz" else loaded).shape == (3, 64)

@@ -295,3 +295,20 @@ def test_python_dash_m_bastion_is_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert __version__ in done.stdout
+
+
+def test_the_table_shows_the_metric_of_the_limit_crossed() -> None:
+    """From a review: POI002, failed on backdoor success, showed ``accuracy_drop`` (within
+    its limit), and ADV001 without a limit ``n_points``."""
+    from bastion.cli._console import _key_metric
+
+    poisoning = {"accuracy_drop": 0.0175, "backdoor_success_rate": 0.889, "n_poisoned": 20}
+    limits = {"max_accuracy_drop": 0.05, "max_backdoor_success": 0.5}
+    assert _key_metric(poisoning, limits) == "backdoor_success_rate=0.889"
+    assert _key_metric({**poisoning, "accuracy_drop": 0.2}, limits) == "accuracy_drop=0.2"
+    within = {**poisoning, "backdoor_success_rate": 0.1}
+    assert _key_metric(within, limits) == "accuracy_drop=0.0175"  # the first limit's
+    evasion = {"n_points": 171, "clean_accuracy": 0.96, "robust_accuracy": 0.339}
+    assert _key_metric(evasion, {"min_robust_accuracy": None}) == "robust_accuracy=0.339"
+    assert _key_metric({"n_rows": 5, "psi": 0.3}, {"psi_limit": 0.2}) == "psi=0.3"
+    assert _key_metric({"n_rows": 5}, {}) == "n_rows=5"

@@ -229,6 +229,24 @@ def test_device_places_torch_models_and_refuses_cuda_for_others(
         load_model(joblib_path, device="cuda:0")
 
 
+def test_an_estimator_refuses_classes_it_does_not_have_and_input_shapes(
+    tmp_path: Path, cancer: tuple[pd.DataFrame, pd.Series], cancer_pipeline: Pipeline
+) -> None:
+    """``--classes 1,0`` / ``--input-shape`` on a pickled estimator were dropped silently:
+    the attack ran as if the classes agreed."""
+    X, _ = cancer
+    path = tmp_path / "m.joblib"
+    joblib.dump(cancer_pipeline, path)
+    own = cancer_pipeline.classes_.tolist()
+    same = load_model(path, classes=own)  # the estimator's own classes: accepted
+    np.testing.assert_array_equal(same.predict(X), cancer_pipeline.predict(X))
+    for wrong in (own[::-1], [*own, 2], own[:1]):
+        with pytest.raises(ConfigError, match=r"do not match estimator 'm\.joblib'"):
+            load_model(path, classes=wrong)
+    with pytest.raises(ConfigError, match="input_shape applies to torch and ONNX models"):
+        load_model(path, input_shape=(1, 5, 6))
+
+
 def test_an_exported_program_moves_with_the_tensors_it_creates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

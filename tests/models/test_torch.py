@@ -192,6 +192,31 @@ def test_nan_logits_and_bad_shapes_are_refused() -> None:
     assert Capability.TRAINABLE not in TorchAdapter(Broken()).capabilities
 
 
+def test_classes_fewer_or_more_than_the_outputs_are_refused() -> None:
+    """``--classes 0,1`` on a 10-output module: a prediction of column 2 was an IndexError
+    deep inside, in predict and in the white-box attacks' clean predictions alike."""
+    from bastion.attacks.evasion.pgd import PGD, PGDConfig
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 10)
+    X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    short = TorchAdapter(net, classes=[0, 1])
+    with pytest.raises(ModelOutputError, match=r"10 output\(s\) per row but 2 classes"):
+        short.predict(X)
+    with pytest.raises(ModelOutputError, match=r"--classes or model\.classes"):
+        short.logits(X)
+    with pytest.raises(ModelOutputError, match=r"attack 'pgd'.*10 output\(s\) per row"):
+        PGD(PGDConfig(steps=2)).run(short, X, np.zeros(32, dtype=int), eps=0.1)
+    with pytest.raises(ModelOutputError, match="11 classes"):
+        TorchAdapter(net, classes=list(range(11))).predict(X)
+    # as many classes as outputs, or two for one logit: accepted
+    assert set(TorchAdapter(net, classes=list("abcdefghij")).predict(X)) <= set("abcdefghij")
+    one = TorchAdapter(torch.nn.Linear(4, 1), classes=["no", "yes"])
+    assert set(one.predict(X)) <= {"no", "yes"}
+    result = PGD(PGDConfig(steps=2)).run(one, X, one.predict(X), eps=0.1)
+    assert result.metrics()["clean_accuracy"] == 1.0
+
+
 def test_resolve_device_names_what_torch_sees() -> None:
     cuda = torch.cuda.is_available()
     assert resolve_device(" CPU ") == "cpu"

@@ -91,11 +91,37 @@ def findings_table(report: Report, show_passed: bool = True, title: str | None =
     return table
 
 
+# a finding's headline figure where no limit names one (an attack run report-only)
+_HEADLINE = ("robust_accuracy", "fidelity", "auc", "advantage", "accuracy_drop", "precision")
+
+
 def _key_metric(metrics: object, threshold: object) -> str:
+    """The metric of the finding's limit that was crossed, else of its first limit, else its
+    headline figure (a substring match took the first metric near any limit's name: POI002
+    failed on backdoor success showed the accuracy drop, within its limit)."""
     if not isinstance(metrics, dict) or not metrics:
         return ""
     limits = threshold if isinstance(threshold, dict) else {}
-    name = next((m for m in metrics if any(m in k or k in m for k in limits)), next(iter(metrics)))
+    judged: list[tuple[bool, str]] = []
+    for key, limit in limits.items():
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            continue  # no limit set (None), or not a number
+        base = str(key).removeprefix("max_").removeprefix("min_")
+        name = base if base in metrics else next((m for m in metrics if m.startswith(base)), None)
+        if name is None:  # a limit named otherwise ("psi_limit" over "psi")
+            name = next((m for m in metrics if m in str(key) or str(key) in m), None)
+        if name is None:
+            continue
+        value = metrics[name]
+        crossed = isinstance(value, int | float) and (
+            (str(key).startswith("max_") and value > limit)
+            or (str(key).startswith("min_") and value < limit)
+        )
+        judged.append((crossed, name))
+    if judged:
+        name = next((n for crossed, n in judged if crossed), judged[0][1])
+    else:
+        name = next((m for m in _HEADLINE if m in metrics), next(iter(metrics)))
     value = metrics[name]
     text = f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
     return text

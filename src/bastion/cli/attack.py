@@ -280,8 +280,8 @@ def _check_outputs(request: AttackRequest) -> None:
     ):
         raise ConfigError(
             f"--save-adv {request.save_adv}: write a .csv (features by name, with the source "
-            "row and success), a .npz (the array, in its shape, with the same) or a .npy (the "
-            "array alone); other formats are not supported"
+            "row and success), a .npz (the array, each input in the model's input shape, with "
+            "the same) or a .npy (the array alone); other formats are not supported"
         )
     for flag, path in (("--out", request.out), ("--save-adv", request.save_adv)):
         if path is not None and not path.parent.is_dir():
@@ -291,10 +291,11 @@ def _check_outputs(request: AttackRequest) -> None:
 
 
 def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
-    """Write the evasion attack's adversarial inputs: CSV with the feature names, .npz with
-    the array in its own shape, or .npy (the array alone). CSV and .npz carry each input's
-    row of --data and whether it is adversarial: the attack samples ``n_points`` rows and
-    leaves some out, so the array's rows are not the file's."""
+    """Write the evasion attack's adversarial inputs: CSV with the feature names (a flat row
+    each), .npz with the array, or .npy (the array alone); in the arrays each input has the
+    model's input shape (an image model's ``(1, 8, 8)``; flat rows otherwise). CSV and .npz
+    carry each input's row of --data and whether it is adversarial: the attack samples
+    ``n_points`` rows and leaves some out, so the array's rows are not the file's."""
     result = artifacts.get("evasion_result")
     if result is None:
         raise ConfigError("--save-adv: this run produced no adversarial examples")
@@ -304,17 +305,23 @@ def _save_adversarial(artifacts: dict[str, Any], path: Path) -> None:
     names = artifacts.get("feature_names")
     rows = artifacts.get("rows")
     suffix = path.suffix.lower()
+    x_adv = np.asarray(result.x_adv)
+    shape = artifacts.get("input_shape")
+    if shape is not None and len(shape) >= 2 and int(np.prod(shape)) == x_adv[0].size:
+        # the data file's flat rows as the model reads them (the .npz kept them flat)
+        x_adv = x_adv.reshape(len(x_adv), *(int(d) for d in shape))
     if suffix == ".npz":
         with path.open("wb") as fh:  # np.savez would add .npz to a name that lacks it
             np.savez(
                 fh,
-                x_adv=result.x_adv,
+                x_adv=x_adv,
                 rows=np.asarray(rows if rows is not None else np.arange(len(result.x_adv))),
                 success=result.success,
                 feature_names=np.asarray(names if names is not None else [], dtype=str),
             )
     elif suffix == ".npy":
-        np.save(path, result.x_adv)
+        with path.open("wb") as fh:  # np.save adds .npy to a name that lacks it (or ADV.NPY)
+            np.save(fh, x_adv)
         if rows is not None and not np.array_equal(rows, np.arange(len(rows))):
             err_console.print(
                 f"note: {path} holds the array alone, and its rows are a sample of --data's "

@@ -231,6 +231,7 @@ def load_model(
             overridden, device,
         )  # fmt: skip
     _check_device(adapter, device)
+    _check_estimator_options(adapter, classes, input_shape)
     if data is None and sha256_path(file) != scan.sha256:
         raise UnsafeArtifactError(
             f"{str(file)!r} changed while it was loaded (sha256 {scan.sha256} when scanned)"
@@ -338,6 +339,37 @@ def _check_device(adapter: ModelAdapter, device: str) -> None:
         f"device {device!r} applies to torch models; {adapter.info.name!r} is "
         f"{adapter.info.format} and runs where its runtime puts it (use cpu or auto)"
     )
+
+
+def _check_estimator_options(
+    adapter: ModelAdapter, classes: Iterable[Any] | None, input_shape: Sequence[int] | None
+) -> None:
+    """An estimator names its own classes and reads flat rows: ``classes`` must match its
+    ``classes_`` and ``input_shape`` does not apply (both were dropped silently, so
+    ``--classes 1,0`` ran against an estimator of classes [0, 1] as if agreed)."""
+    from bastion.models.sklearn import SklearnAdapter
+
+    if not isinstance(adapter, SklearnAdapter):
+        return
+    if input_shape is not None:
+        raise ConfigError(
+            f"input_shape applies to torch and ONNX models; {adapter.info.name!r} is an "
+            "estimator, which reads flat rows"
+        )
+    if classes is None:
+        return
+    given = list(classes)
+    own = None if adapter.classes_ is None else adapter.classes_.tolist()
+    if own is None:
+        raise ConfigError(
+            f"classes apply to models that do not name them; estimator {adapter.info.name!r} "
+            "has no classes_ to check them against"
+        )
+    if len(given) != len(own) or not all(a == b for a, b in zip(given, own, strict=True)):
+        raise ConfigError(
+            f"classes {given[:12]} do not match estimator {adapter.info.name!r}'s own classes_ "
+            f"{own[:12]} (an estimator names its classes; leave classes out)"
+        )
 
 
 def _load_pickle(

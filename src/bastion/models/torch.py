@@ -296,12 +296,28 @@ class TorchAdapter(ModelAdapter):
             out = out.reshape(-1, 1)
         return out
 
+    def check_width(self, width: int, what: str) -> None:
+        """Refuse a module whose ``width`` outputs per row do not match the declared
+        classes (one logit stands for two classes). A shorter list made a prediction of a
+        later column an ``IndexError`` deep inside (``--classes 0,1`` on a 10-class CNN)."""
+        if self.classes_ is None:
+            return
+        k = len(self.classes_)
+        if width == k or (width == 1 and k == 2):
+            return
+        raise ModelOutputError(
+            f"model {self.info.name!r}: {what}: the module gives {width} output(s) per row "
+            f"but {k} classes are declared ({self.classes_.tolist()[:12]}); give one class "
+            "per output, in the outputs' order (--classes or model.classes)"
+        )
+
     def _check_scores(self, out: np.ndarray, n: int, what: str) -> None:
         if out.ndim != 2 or out.shape[0] != n:
             raise ModelOutputError(
                 f"model {self.info.name!r}: {what} got module output of shape {out.shape} for "
                 f"{n} rows; expected ({n}, n_classes)"
             )
+        self.check_width(int(out.shape[1]), what)
         if not np.isfinite(out).all():
             raise ModelOutputError(
                 f"model {self.info.name!r}: {what} got NaN or infinite logits in "

@@ -554,6 +554,27 @@ def test_ctrl_c_in_the_first_copy_stops_the_check(tiny: dict[str, Any]) -> None:
     assert finding.status is not Status.PASS, finding.message
 
 
+def test_ctrl_c_while_the_surrogate_trains_is_no_failure_and_says_what_was_answered(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every query answered, Ctrl-C in the first fit: the message said "no attack query was
+    answered" beside queries_used = budget, and the check failed (a claim of a finding)
+    instead of warning, which the runner makes an error."""
+    from bastion.attacks.extraction import extract
+
+    def interrupted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract.Surrogate, "fit", interrupted)
+    cfg = ExtractionCheckConfig(budget=60, budget_curve=(30,), max_fidelity=0.9)
+    finding = Extraction(cfg).execute(_ctx(tiny))
+    assert finding.metrics["queries_used"] == 60
+    assert finding.metrics["fidelity"] is None
+    assert "60 attack queries were answered, none trained on" in finding.message
+    assert "no attack query was answered" not in finding.message
+    assert finding.status is Status.WARN, finding.message
+
+
 def test_surrogate_families_the_time_budget_left_untried_are_no_pass() -> None:
     """From a review: out of time as the last answers came back, auto trained its first
     family only (logistic, 0.47 on an XOR victim) and the check passed, though gradient

@@ -325,7 +325,10 @@ def _judge(result: ExtractionResult, limit: float | None) -> tuple[Status, str]:
         # the required check pass as a warn)
         if limit is None:
             return Status.WARN, "Nothing judged (report only: no max_fidelity)."
-        return Status.FAIL, f"max_fidelity {limit:g} not judged: no fidelity was measured."
+        # after Ctrl-C, not a failure: the runner makes the warning an error (nothing was
+        # found, and a fail claims a finding)
+        status = not_shown_status(True, result.stopped)
+        return status, f"max_fidelity {limit:g} not judged: no fidelity was measured."
     if limit is not None and fidelity > limit:
         return Status.FAIL, f"Fidelity {fidelity:.4f} exceeds max_fidelity {limit:g}."
     trained_on = _trained_on(result)
@@ -361,10 +364,17 @@ def _describe(result: ExtractionResult, n_eval: int) -> str:
     )
     labels = "probabilities" if result.soft_labels else "labels"
     if result.fidelity is None:
+        # the queries may all have been answered, and the surrogate's training cut (Ctrl-C
+        # during the fit read "no attack query was answered" beside queries_used = budget)
+        why = (
+            f"{result.queries_used} attack queries were answered, none trained on"
+            if result.queries_used
+            else "no attack query was answered"
+        )
         return (
-            f"Extraction with {result.strategy} queries trained no surrogate: no attack query "
-            f"was answered (stopped: {result.stopped}; {result.eval_queries} queries labelled "
-            "the evaluation rows)."
+            f"Extraction with {result.strategy} queries trained no surrogate: {why} "
+            f"(stopped: {result.stopped}; {result.eval_queries} queries labelled the "
+            "evaluation rows)."
         )
     trained_on = result.curve[-1].queries if result.curve else result.queries_used
     return (

@@ -349,6 +349,7 @@ class EvasionCheck(Check):
         # for `bastion attack evasion --save-adv`: the same worst case the metrics report
         ctx.artifacts["evasion_result"] = merged
         ctx.artifacts["feature_names"] = list(names)
+        ctx.artifacts["input_shape"] = getattr(model, "input_shape", None)  # a row's (images)
         ctx.artifacts["rows"] = rows
         curve = _curve(results, main.clean_correct)
         sanity += _sanity(results, main, attack_id, constraints.rounds)

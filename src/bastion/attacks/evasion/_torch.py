@@ -256,6 +256,7 @@ class _Net:
         self.channels_last = channels_last and len(row_shape) == 3
         self.device = device
         self.forward_calls = 0
+        self.width = 0  # logits per row, as the clean predictions found them
         self.loss_total = torch.zeros((), dtype=torch.float64, device=device)
         self.reshape = len(row_shape) != 1
         self._one: Tensor | None = None  # grad_outputs, allocated once
@@ -303,6 +304,7 @@ class _Net:
         idx, finite = [], []
         for start in range(0, rows.shape[0], batch):
             logits = self.logits(rows[start : start + batch], scaled=False, fast=False)
+            self.width = int(logits.shape[1])
             idx.append(_predict(logits))
             finite.append(torch.isfinite(logits).all(dim=1))
         if len(idx) == 1:
@@ -1897,6 +1899,9 @@ def run_attack(
             x64.to(torch.float32).to(dtype) if x64 is not None else _to_device(flat, device, dtype)
         )
         clean_idx, clean_finite = net.predict_rows(x_dev, batch)
+        check_width = getattr(model, "check_width", None)
+        if callable(check_width) and n:
+            check_width(net.width, f"attack {name!r}")
         if not clean_finite.all():
             raise ModelOutputError(
                 f"model {model.info.name!r}: NaN or infinite logits on "
