@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from bastion.exceptions import CapabilityError, ConfigError, ModelError, UnsafeArtifactError
+from bastion.exceptions import (
+    CapabilityError,
+    ConfigError,
+    ModelError,
+    ModelOutputError,
+    UnsafeArtifactError,
+)
 from bastion.models.base import Capability
 from bastion.models.formats import sha256_file
 
@@ -188,6 +194,37 @@ def test_regressor_like_graph_without_classes(tmp_path: Path) -> None:
     assert model.predict(X).tolist() == ["b", "a"]
     expected = np.exp(X) / np.exp(X).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(model.predict_proba(X), expected)
+
+
+def test_one_probability_per_row_is_the_second_class(tmp_path: Path) -> None:
+    """A binary model exported with a final sigmoid, one column: ``predict`` gave the first
+    class to every row (argmax over one column) and ``predict_proba`` was refused; a single
+    logit column is refused as a logit."""
+
+    def single(op: str, name: str) -> Path:
+        ones = helper.make_tensor("w", TensorProto.FLOAT, [2, 1], [1.0, 1.0])
+        graph = helper.make_graph(
+            [
+                helper.make_node("MatMul", ["x", "w"], ["s"]),  # the row's sum
+                *([helper.make_node(op, ["s"], ["out"])] if op else []),
+            ],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+            [helper.make_tensor_value_info("out" if op else "s", TensorProto.FLOAT, [None, 1])],
+            initializer=[ones],
+        )
+        path = tmp_path / name
+        onnx.save_model(helper.make_model(graph), path)
+        return path
+
+    X = np.array([[3.0, -4.0], [0.0, 1.0], [2.0, 2.0]], dtype=np.float32)
+    model = OnnxAdapter.from_file(single("Sigmoid", "sigmoid.onnx"), classes=["no", "yes"])
+    p = 1.0 / (1.0 + np.exp(-X.sum(axis=1)))
+    np.testing.assert_allclose(model.predict_proba(X), np.stack([1 - p, p], axis=1), rtol=1e-6)
+    assert model.predict(X).tolist() == ["no", "yes", "yes"]
+    logit = OnnxAdapter.from_file(single("", "logit.onnx"), classes=["no", "yes"])
+    with pytest.raises(ModelOutputError, match="a logit, not a probability"):
+        logit.predict(X)
 
 
 @pytest.mark.parametrize(

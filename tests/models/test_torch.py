@@ -288,6 +288,83 @@ def test_an_exported_image_model_takes_flat_rows_without_input_shape(tmp_path: P
     assert load_model(tmp_path / "cnn.pt2", input_shape=(64,)).input_shape == (64,)  # type: ignore[attr-defined]
 
 
+def test_an_archive_exported_in_training_mode_or_for_fixed_batches_is_refused(
+    tmp_path: Path,
+) -> None:
+    """From a review: exported without ``.eval()``, dropout and batch norm ran in training
+    mode at every call (37 of 400 digits changed label between two identical calls); one
+    exported without a dynamic batch failed on every batch of another size."""
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2)
+    )
+    dynamic = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
+    cases = [("train", dynamic, "training mode"), ("eval", {}, "batches of exactly 4 row")]
+    for mode, options, refusal in cases:
+        getattr(net, mode)()
+        path = tmp_path / f"{mode}.pt2"
+        torch.export.save(torch.export.export(net, (torch.zeros(4, 4),), **options), path)
+        with pytest.raises(ModelError, match=refusal):
+            load_torch_export_program(path)
+    only_dropout = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Dropout(0.1)).train()
+    path = tmp_path / "dropout.pt2"
+    torch.export.save(torch.export.export(only_dropout, (torch.zeros(4, 4),), **dynamic), path)
+    with pytest.raises(ModelError, match=r"\(dropout in training\).*module\.eval\(\)"):
+        load_torch_export_program(path)
+    net.eval()
+    path = tmp_path / "fine.pt2"
+    torch.export.save(torch.export.export(net, (torch.zeros(4, 4),), **dynamic), path)
+    model = TorchAdapter(load_torch_export(path))
+    X = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(X), model.predict(X))
+
+
+def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
+    """A sigmoid's probability read as a logit made every row class 1 (a constant model no
+    attack moves: ADV001 passed a 97.5%-accurate model at robust accuracy = clean accuracy);
+    a softmax was applied twice (top probability 0.23 on every row) and saturated the
+    white-box gradients. A log-softmax is a logit up to a constant per row: fine."""
+    from bastion.attacks.evasion.pgd import PGD, PGDConfig
+
+    class SqueezedSigmoid(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def forward(self, x: Any) -> Any:
+            return torch.sigmoid(self.linear(x)).squeeze(1)
+
+    torch.manual_seed(0)
+    X = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    y = np.zeros(16, dtype=int)
+    refused = {
+        "a sigmoid": torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid()),
+        "a softmax": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1)),
+    }
+    for what, net in [*refused.items(), ("a sigmoid", SqueezedSigmoid())]:
+        classes = [0, 1] if what == "a sigmoid" else [0, 1, 2]
+        for call in (
+            lambda m: m.predict(X),
+            lambda m: m.predict_proba(X),
+            lambda m: m.loss_gradient(X, y),
+            lambda m: PGD(PGDConfig(steps=2)).run(m, X, y, eps=0.1),
+        ):
+            with pytest.raises(ModelOutputError, match=f"ends in {what}, so it returns prob"):
+                call(TorchAdapter(net, classes=classes))
+    frozen = refused["a softmax"].requires_grad_(False)  # the input's gradient still shows it
+    with pytest.raises(ModelOutputError, match="ends in a softmax"):
+        TorchAdapter(frozen).predict(X)
+    exported = torch.export.export(
+        refused["a softmax"].eval(), (torch.zeros(4, 4),),
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    ).module()  # fmt: skip
+    with pytest.raises(ModelOutputError, match="ends in a softmax"):
+        TorchAdapter(exported).predict(X)
+    log_softmax = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LogSoftmax(dim=1))
+    model = TorchAdapter(log_softmax)
+    assert model.predict_proba(X).sum(axis=1) == pytest.approx(1.0)
+    assert model.n_queries == 16  # the check's one-row run is no query
+
+
 def test_no_row_shape_from_a_program_with_two_inputs(tmp_path: Path) -> None:
     class Two(torch.nn.Module):
         def forward(self, a: Any, b: Any) -> Any:
@@ -389,6 +466,9 @@ NETS = textwrap.dedent(
 
     def not_a_module():
         return 42
+
+    def broken():
+        raise RuntimeError("factory exploded")
     """
 )
 
@@ -449,6 +529,12 @@ def test_safetensors_mismatches_are_named(tmp_path: Path, nets_module: str, torc
         ("bastion_no_such_module:f", ConfigError, "cannot import"),
         ("bastion_test_nets:missing", ConfigError, "no attribute"),
         ("bastion_test_nets:not_a_module", ModelError, "not a torch.nn.Module"),
+        # it ended in "unexpected RuntimeError: factory exploded", naming no factory
+        (
+            "bastion_test_nets:broken",
+            ModelError,
+            r"factory 'bastion_test_nets:broken' raised RuntimeError: factory exploded",
+        ),
     ],
 )
 def test_bad_factories(

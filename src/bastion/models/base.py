@@ -148,7 +148,9 @@ class ModelAdapter(ABC):
         if out.size and (out.min() < -PROBA_TOLERANCE or out.max() > 1 + PROBA_TOLERANCE):
             raise ModelOutputError(
                 f"model {self.info.name!r}: predict_proba returned values outside [0, 1] "
-                f"(min {out.min():.6g}, max {out.max():.6g})"
+                f"(min {out.min():.6g}, max {out.max():.6g}): these look like logits or "
+                "scores, not probabilities (export the model with its final softmax or "
+                "sigmoid, or name the probability output)"
             )
         return out
 

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from bastion._optional import require
-from bastion.exceptions import ModelError, UnsafeArtifactError
-from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
+from bastion.exceptions import ModelError, ModelOutputError, UnsafeArtifactError
+from bastion.models.base import PROBA_TOLERANCE, ArrayLike, Capability, ModelAdapter, ModelInfo
 from bastion.models.formats import sha256_file
 
 __all__ = ["OnnxAdapter", "check_external_data"]
@@ -354,7 +354,21 @@ class OnnxAdapter(ModelAdapter):
             return super()._predict_proba(X)
         out = self._run(self.proba_output, X)
         if not self._zipmap:
-            return np.asarray(out)
+            arr = np.asarray(out)
+            if self.classes_ is not None and len(self.classes_) == 2 and _one_column(arr):
+                # one probability per row, as a binary model ending in a sigmoid exports it:
+                # P(the second class); read as two columns (predict gave the first class to
+                # every row, argmax over one column)
+                p = arr.reshape(-1).astype(np.float64)
+                if p.size and (p.min() < -PROBA_TOLERANCE or p.max() > 1 + PROBA_TOLERANCE):
+                    raise ModelOutputError(
+                        f"ONNX model {self.info.name!r}: its output {self.proba_output!r} holds "
+                        f"one value per row outside [0, 1] (min {p.min():.6g}, max "
+                        f"{p.max():.6g}): a logit, not a probability. Export the model with "
+                        "its final sigmoid"
+                    )
+                return np.stack([1.0 - p, p], axis=1)
+            return arr
         # ZipMap: one {class: probability} dict per row.
         if self.classes_ is None:
             keys = list(out[0].keys()) if len(out) else []
@@ -363,6 +377,11 @@ class OnnxAdapter(ModelAdapter):
         return np.array([[row[c] for c in classes] for row in out], dtype=np.float64).reshape(
             len(out), len(classes)
         )
+
+
+def _one_column(arr: np.ndarray) -> bool:
+    """Whether an output holds one value per row: shape (rows,) or (rows, 1)."""
+    return arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1)
 
 
 def _find_label_output(outputs: list[Any]) -> str | None:

@@ -85,6 +85,34 @@ def module_device(module: Any) -> str | None:
     return None if held is None else str(held.device)
 
 
+# the autograd nodes of operations that turn logits into probabilities, by what they are
+_PROBABILITY_NODES = {"SigmoidBackward0": "a sigmoid", "SoftmaxBackward0": "a softmax"}
+# operations that keep values as they are (a sigmoid then a squeeze still returns
+# probabilities)
+_SHAPE_NODES = frozenset({
+    "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0", "SqueezeBackward0",
+    "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "CloneBackward0",
+    "ToCopyBackward0", "TBackward0", "PermuteBackward0", "ExpandBackward0",
+})  # fmt: skip
+
+
+def _last_operation(node: Any) -> str | None:
+    """What turned the output into probabilities ("a sigmoid", "a softmax"), reading the
+    output's autograd graph back past operations that only reshape or copy; None when its
+    last real operation is something else."""
+    for _ in range(16):
+        if node is None:
+            return None
+        name = type(node).__name__
+        if name in _PROBABILITY_NODES:
+            return _PROBABILITY_NODES[name]
+        if name not in _SHAPE_NODES:
+            return None
+        parents = [n for n, _ in getattr(node, "next_functions", ()) if n is not None]
+        node = parents[0] if len(parents) == 1 else None
+    return None
+
+
 def module_dtype(module: Any) -> Any:
     """The floating dtype of ``module``'s first parameter, which its inputs are cast to
     (None: no floating parameter, inputs go as they are)."""
@@ -95,10 +123,14 @@ def module_dtype(module: Any) -> Any:
 class TorchAdapter(ModelAdapter):
     """A PyTorch classifier (an ``nn.Module`` or a module from ``torch.export``).
 
-    The module maps a float batch of shape ``(rows, *input_shape)`` to logits ``(rows, k)``.
-    Capabilities: ``predict``, ``predict_proba`` (softmax of the logits; a single logit column
-    is read as a binary sigmoid), ``logits``, ``loss_gradient`` and, for a real ``nn.Module``
-    with trainable parameters (not an exported one), ``trainable``. Prediction runs under
+    The module maps a float batch of shape ``(rows, *input_shape)`` to logits ``(rows, k)``;
+    a module whose last operation is a softmax or a sigmoid returns probabilities, which
+    Bastion would read as logits (a sigmoid's outputs all above 0 make every row class 1,
+    and a softmax is applied twice), and is refused at its first forward pass
+    (:meth:`check_logits`; a log-softmax is fine). Capabilities: ``predict``,
+    ``predict_proba`` (softmax of the logits; a single logit column is read as a binary
+    sigmoid), ``logits``, ``loss_gradient`` and, for a real ``nn.Module`` with trainable
+    parameters (not an exported one), ``trainable``. Prediction runs under
     ``torch.inference_mode`` in eval mode; the module's training flag is restored afterwards.
 
     Parameters:
@@ -143,6 +175,7 @@ class TorchAdapter(ModelAdapter):
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.batch_size = batch_size
         self._mode_switchable = _mode_switchable(module)
+        self._logits_checked = False
         params = list(module.parameters())
         where = module_device(module)  # a module of buffers only moves too
         if where is not None and torch.device(where) != self.device:
@@ -186,6 +219,7 @@ class TorchAdapter(ModelAdapter):
         n = self._count(X)
         targets = self._label_indices(y, n)
         rows = self._as_array(X)
+        self.check_logits(rows)
         grads = []
         with self._eval_mode():
             for start in range(0, n, self.batch_size):
@@ -233,6 +267,7 @@ class TorchAdapter(ModelAdapter):
     def _logits(self, X: ArrayLike) -> np.ndarray:
         torch = require("torch", "PyTorch models")
         rows = self._as_array(X)
+        self.check_logits(rows)
         outs = []
         with self._eval_mode(), torch.inference_mode():
             for start in range(0, rows.shape[0], self.batch_size):
@@ -295,6 +330,42 @@ class TorchAdapter(ModelAdapter):
         if out.ndim == 1:
             out = out.reshape(-1, 1)
         return out
+
+    def check_logits(self, rows: np.ndarray) -> None:
+        """Refuse a module that returns probabilities where logits are read: its last
+        operation (past reshapes) is a softmax or a sigmoid. Once per adapter, on one row of
+        ``rows`` run with autograd on (the operation is read from the output's ``grad_fn``;
+        the run is no query). A module whose output carries no gradient graph passes."""
+        if self._logits_checked or len(rows) == 0:
+            return
+        self._logits_checked = True
+        torch = require("torch", "PyTorch models")
+        out = None
+        # one row; a module that takes batches of a fixed size only gets the first batch;
+        # where both fail, the forward pass proper reports the error
+        for probe in (rows[:1], rows[: self.batch_size]):
+            try:
+                with self._eval_mode(), torch.enable_grad():
+                    x = self._tensor(np.asarray(probe, dtype=np.float32))
+                    if x.is_floating_point():
+                        x.requires_grad_(True)
+                    out = self._forward(x)
+                break
+            except ModelError:
+                continue
+        if isinstance(out, tuple | list) and out:
+            out = out[0]
+        last = _last_operation(getattr(out, "grad_fn", None))
+        if last is None:
+            return
+        raise ModelOutputError(
+            f"model {self.info.name!r}: its module ends in {last}, so it returns "
+            "probabilities; Bastion reads a module's outputs as logits (a sigmoid's outputs, "
+            "all above 0, would make every row class 1; a softmax would be applied twice, "
+            "and gradients through it saturate, which weakens white-box attacks). Return "
+            "the logits: drop the final activation, or export a module without it "
+            "(a log-softmax is fine)"
+        )
 
     def check_width(self, width: int, what: str) -> None:
         """Refuse a module whose ``width`` outputs per row do not match the declared
@@ -509,7 +580,8 @@ def load_torch_export_program(path: str | os.PathLike[str], *, trust_pickle: boo
 
     Raises:
         UnsafeArtifactError: the archive holds pickled members and ``trust_pickle`` is False.
-        ModelError: the file is not a loadable ``torch.export`` archive.
+        ModelError: the file is not a loadable ``torch.export`` archive, or it was exported
+            in training mode or for a fixed number of rows (:func:`check_exported_program`).
 
     Example::
 
@@ -530,9 +602,79 @@ def load_torch_export_program(path: str | os.PathLike[str], *, trust_pickle: boo
             "trust its origin"
         )
     try:
-        return torch.export.load(io.BytesIO(data))
+        program = torch.export.load(io.BytesIO(data))
     except Exception as err:  # torch raises many types here
         raise ModelError(f"torch.export.load failed on {str(p)!r}: {err}") from err
+    check_exported_program(program, str(p))
+    return program
+
+
+# operations whose training flag (argument position, keyword) an export freezes into the
+# graph: dropout drops, batch norm normalises with the batch's statistics and updates its own
+_TRAINING_FLAGS = {
+    "dropout": (2, "train"),
+    "feature_dropout": (2, "train"),
+    "alpha_dropout": (2, "train"),
+    "feature_alpha_dropout": (2, "train"),
+    "native_dropout": (2, "train"),
+    "batch_norm": (5, "training"),
+    "native_batch_norm": (5, "training"),
+    "_native_batch_norm_legit": (5, "training"),
+    "_native_batch_norm_legit_functional": (5, "training"),
+}
+
+
+def check_exported_program(program: Any, where: str) -> None:
+    """Refuse an exported program that cannot be queried as a classifier of any number of
+    rows:
+
+    - exported in training mode (dropout and batch norm frozen with ``train=True``): its
+      predictions changed from call to call and with the batch (37 of 400 digits changed
+      label between two identical calls), and each call updated its running statistics;
+    - exported for a fixed number of rows (the example's batch, unless ``dynamic_shapes``
+      made it symbolic): every other batch failed on a guard, and the attacks' working
+      batches shrink as points break.
+    """
+    try:
+        nodes = list(program.graph.nodes)
+    except AttributeError:  # not an ExportedProgram
+        return
+    training = set()
+    for node in nodes:
+        if node.op != "call_function":
+            continue
+        name = str(getattr(node.target, "__name__", node.target)).split(".")[0]
+        flag = _TRAINING_FLAGS.get(name)
+        if flag is None:
+            continue
+        position, keyword = flag
+        value = node.args[position] if len(node.args) > position else node.kwargs.get(keyword)
+        if value is True:
+            training.add("dropout" if "dropout" in name else "batch norm")
+    if training:
+        raise ModelError(
+            f"torch.export archive {where!r} was exported in training mode "
+            f"({', '.join(sorted(training))} in training): its predictions change from call "
+            "to call and with the batch. Call module.eval() before torch.export.export"
+        )
+    inputs = [n for n in nodes if n.op == "placeholder" and n.name in _user_inputs(program)]
+    vals = [n.meta.get("val") for n in inputs]
+    if len(vals) == 1 and hasattr(vals[0], "shape") and len(vals[0].shape) >= 1:
+        rows = vals[0].shape[0]
+        if isinstance(rows, int):
+            raise ModelError(
+                f"torch.export archive {where!r} was exported for batches of exactly {rows} "
+                "row(s); Bastion sends batches of every size (attacks shrink theirs as points "
+                "break). Export with a dynamic batch: torch.export.export(module, example, "
+                'dynamic_shapes=({0: torch.export.Dim("batch")},))'
+            )
+
+
+def _user_inputs(program: Any) -> set[str]:
+    try:
+        return set(program.graph_signature.user_inputs)
+    except AttributeError:
+        return set()
 
 
 def resolve_factory(reference: str) -> Callable[..., Any]:
@@ -563,9 +705,9 @@ def load_torch_safetensors(
         The module with its weights loaded.
 
     Raises:
-        ModelError: the factory does not return a module, or the weights do not match it
-            (missing or unexpected keys, shape mismatches, integer or bool tensors for
-            floating-point ones; each named).
+        ModelError: the factory raises or does not return a module, or the weights do not
+            match it (missing or unexpected keys, shape mismatches, integer or bool tensors
+            for floating-point ones; each named).
         ConfigError: the factory reference cannot be resolved.
 
     Example::
@@ -576,7 +718,13 @@ def load_torch_safetensors(
     st = require("safetensors.torch", "safetensors weights")
     make = resolve_factory(factory) if isinstance(factory, str) else factory
     name = factory if isinstance(factory, str) else getattr(factory, "__qualname__", "factory")
-    module = make(**dict(factory_kwargs or {}))
+    try:
+        module = make(**dict(factory_kwargs or {}))
+    except Exception as err:  # the user's code raises anything; say whose it was
+        raise ModelError(
+            f"factory {name!r} raised {type(err).__name__}: {err} (building the module for "
+            f"{os.fspath(weights)!r})"
+        ) from err
     if not isinstance(module, torch.nn.Module):
         raise ModelError(
             f"factory {name!r} returned {type(module).__name__}, not a torch.nn.Module"

@@ -669,9 +669,11 @@ def test_no_point_classified_correctly_is_a_sanity_warning(data: dict[str, Any])
     assert any("no sampled point is classified correctly" in n for n in finding.evidence["sanity"])
 
 
-def test_a_torch_model_ending_in_a_sigmoid_is_a_sanity_warning(data: dict[str, Any]) -> None:
+def test_a_torch_model_ending_in_a_sigmoid_is_refused(data: dict[str, Any]) -> None:
     """One output read as a logit: a sigmoid's probability is above 0 on every row, every
-    point is class 1, nothing can move it, and ADV001 passed at attack success 0."""
+    point is class 1, nothing can move it, and ADV001 passed at attack success 0. A sanity
+    warning said so, which a gate let through; the adapter now refuses such a module, and
+    the warning stays for models constant for other reasons."""
     torch = pytest.importorskip("torch")
 
     from bastion.models.torch import TorchAdapter
@@ -685,6 +687,15 @@ def test_a_torch_model_ending_in_a_sigmoid_is_a_sanity_warning(data: dict[str, A
 
     model = TorchAdapter(Sigmoid(), classes=[0, 1], input_shape=(30,))
     finding = _run(data, model, attack="pgd", n_points=40, eps_curve=(0.5,))
+    assert finding.status is Status.ERROR, finding.message
+    assert "ends in a sigmoid, so it returns probabilities" in finding.message
+
+    class Constant(torch.nn.Module):  # a logit above 0 for every row, whatever the input
+        def forward(self, x: Any) -> Any:
+            return 5.0 + 0.0 * x[:, :1]
+
+    constant = TorchAdapter(Constant(), classes=[0, 1], input_shape=(30,))
+    finding = _run(data, constant, attack="pgd", n_points=40, eps_curve=(0.5,))
     assert finding.metrics["attack_success_rate"] == 0
     assert finding.status is Status.WARN, finding.message
     assert any("predicts class 1 for every one of the 40" in n for n in finding.evidence["sanity"])

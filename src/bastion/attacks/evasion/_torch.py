@@ -1898,6 +1898,9 @@ def run_attack(
         x_dev = (
             x64.to(torch.float32).to(dtype) if x64 is not None else _to_device(flat, device, dtype)
         )
+        check_logits = getattr(model, "check_logits", None)
+        if callable(check_logits):
+            check_logits(flat[:1])
         clean_idx, clean_finite = net.predict_rows(x_dev, batch)
         check_width = getattr(model, "check_width", None)
         if callable(check_width) and n:
