@@ -96,6 +96,25 @@ _SHAPE_NODES = frozenset({
 })  # fmt: skip
 
 
+def refuse_probability_outputs(out: Any, name: str) -> None:
+    """Raise where ``out`` (a module's output, computed with autograd on) comes out of a
+    softmax or a sigmoid: probabilities, which Bastion would read as logits.
+
+    Raises:
+        ModelOutputError: naming the operation and the remedy.
+    """
+    last = _last_operation(getattr(out, "grad_fn", None))
+    if last is None:
+        return
+    raise ModelOutputError(
+        f"model {name!r}: its module ends in {last}, so it returns probabilities; Bastion "
+        "reads a module's outputs as logits (a sigmoid's outputs, all above 0, would make "
+        "every row class 1; a softmax would be applied twice, and gradients through it "
+        "saturate, which weakens white-box attacks). Return the logits: drop the final "
+        "activation, or export a module without it (a log-softmax is fine)"
+    )
+
+
 def _last_operation(node: Any) -> str | None:
     """What turned the output into probabilities ("a sigmoid", "a softmax"), reading the
     output's autograd graph back past operations that only reshape or copy; None when its
@@ -355,17 +374,7 @@ class TorchAdapter(ModelAdapter):
                 continue
         if isinstance(out, tuple | list) and out:
             out = out[0]
-        last = _last_operation(getattr(out, "grad_fn", None))
-        if last is None:
-            return
-        raise ModelOutputError(
-            f"model {self.info.name!r}: its module ends in {last}, so it returns "
-            "probabilities; Bastion reads a module's outputs as logits (a sigmoid's outputs, "
-            "all above 0, would make every row class 1; a softmax would be applied twice, "
-            "and gradients through it saturate, which weakens white-box attacks). Return "
-            "the logits: drop the final activation, or export a module without it "
-            "(a log-softmax is fine)"
-        )
+        refuse_probability_outputs(out, self.info.name)
 
     def check_width(self, width: int, what: str) -> None:
         """Refuse a module whose ``width`` outputs per row do not match the declared

@@ -64,7 +64,7 @@ from bastion.exceptions import (
     ModelOutputError,
 )
 from bastion.models.base import ModelAdapter, refuse_misordered_columns
-from bastion.models.torch import eval_mode
+from bastion.models.torch import eval_mode, refuse_probability_outputs
 
 __all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
 
@@ -257,6 +257,10 @@ class _Net:
         self.device = device
         self.forward_calls = 0
         self.width = 0  # logits per row, as the clean predictions found them
+        # the model's name once its outputs are to be checked for probabilities (at the
+        # first forward pass with a gradient: its autograd graph says what came last, and an
+        # extra forward pass would be one the caller did not ask for)
+        self.check_outputs_of: str | None = None
         self.loss_total = torch.zeros((), dtype=torch.float64, device=device)
         self.reshape = len(row_shape) != 1
         self._one: Tensor | None = None  # grad_outputs, allocated once
@@ -351,6 +355,9 @@ class _Net:
         z.requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(z)
+            if self.check_outputs_of is not None:
+                name, self.check_outputs_of = self.check_outputs_of, None
+                refuse_probability_outputs(logits, name)
             if not per_point and self.requested_loss == "ce" and logits.shape[1] > 1:
                 # the summed cross-entropy's logit gradient is softmax - one-hot: backward
                 # starts at the logits, skipping the loss's forward and backward kernels
@@ -1864,6 +1871,7 @@ def run_attack(
         channels_last=options.channels_last,
         device=device,
     )
+    net.check_outputs_of = model.info.name
     batch = int(options.batch_size)
     classes = model.classes_
     bounds = (
@@ -1898,9 +1906,6 @@ def run_attack(
         x_dev = (
             x64.to(torch.float32).to(dtype) if x64 is not None else _to_device(flat, device, dtype)
         )
-        check_logits = getattr(model, "check_logits", None)
-        if callable(check_logits):
-            check_logits(flat[:1])
         clean_idx, clean_finite = net.predict_rows(x_dev, batch)
         check_width = getattr(model, "check_width", None)
         if callable(check_width) and n:
