@@ -44,6 +44,7 @@ __all__ = [
     "LocalExecutor",
     "WorkerError",
     "available_cpus",
+    "check_executor_spec",
     "get_executor",
     "native_threads",
     "register_backend",
@@ -290,6 +291,34 @@ def register_backend(scheme: str, factory: BackendFactory) -> None:
     _BACKENDS[scheme] = factory
 
 
+def check_executor_spec(spec: str) -> str:
+    """``spec`` stripped, once its form is one :func:`get_executor` reads (``local``,
+    ``local:N``, ``<scheme>://...``), without building the executor: a policy's typo is
+    refused when the policy is read, not when the check runs (or never, where the check
+    took another attack).
+
+    Raises:
+        ConfigError: any other form, or a worker count below 1.
+    """
+    text = str(spec).strip()
+    if text == "local":
+        return text
+    if text.startswith("local:"):
+        count = text.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigError(
+                f"executor spec 'local:N' needs a worker count N >= 1; received {spec!r}"
+            )
+        return text
+    scheme, sep, _ = text.partition("://")
+    if not sep or not scheme:
+        raise ConfigError(
+            f"executor must be 'local', 'local:N' or a URL such as 'tcp://scheduler:8786'; "
+            f"received {spec!r}"
+        )
+    return text
+
+
 def get_executor(spec: str | Executor | None = None) -> Executor:
     """The executor a spec names.
 
@@ -319,22 +348,12 @@ def get_executor(spec: str | Executor | None = None) -> Executor:
     """
     if spec is None or isinstance(spec, Executor):
         return spec if spec is not None else LocalExecutor()
-    text = spec.strip()
+    text = check_executor_spec(spec)
     if text == "local":
         return LocalExecutor()
     if text.startswith("local:"):
-        count = text.removeprefix("local:")
-        if not count.isdigit() or int(count) < 1:
-            raise ConfigError(
-                f"executor spec 'local:N' needs a worker count N >= 1; received {spec!r}"
-            )
-        return LocalExecutor(max_workers=int(count))
-    scheme, sep, _ = text.partition("://")
-    if not sep:
-        raise ConfigError(
-            f"executor must be 'local', 'local:N' or a URL such as 'tcp://scheduler:8786'; "
-            f"received {spec!r}"
-        )
+        return LocalExecutor(max_workers=int(text.removeprefix("local:")))
+    scheme = text.partition("://")[0]
     if scheme in _BACKENDS:
         return _BACKENDS[scheme](text)
     if scheme in _KNOWN_SCHEMES:

@@ -312,3 +312,9 @@ def test_the_table_shows_the_metric_of_the_limit_crossed() -> None:
     assert _key_metric(evasion, {"min_robust_accuracy": None}) == "robust_accuracy=0.339"
     assert _key_metric({"n_rows": 5, "psi": 0.3}, {"psi_limit": 0.2}) == "psi=0.3"
     assert _key_metric({"n_rows": 5}, {}) == "n_rows=5"
+    # limits named by the metric's last part (fairness, data quality)
+    fairness = {"demographic_parity_difference": 0.06, "demographic_parity_ratio": 0.87}
+    limits = {"max_difference": 0.1, "min_ratio": 0.9}
+    assert _key_metric(fairness, limits) == "demographic_parity_ratio=0.87"
+    duplicates = {"n_rows": 1000, "duplicate_fraction": 0.08}
+    assert _key_metric(duplicates, {"max_fraction": 0.05}) == "duplicate_fraction=0.08"

@@ -86,6 +86,15 @@ def test_schema_inference() -> None:
     assert schema["sex"].categories == ("F", "M")
 
 
+def test_inferred_bounds_come_from_the_finite_values() -> None:
+    """One infinite value (a ratio over zero) made the bound infinite, and a report holding
+    the schema could not be written as JSON."""
+    frame = pd.DataFrame({"ratio": [0.5, np.inf, 2.0, -np.inf, np.nan], "only": [np.inf] * 5})
+    schema = FeatureSchema.infer(frame)
+    assert (schema["ratio"].min, schema["ratio"].max) == (0.5, 2.0)
+    assert (schema["only"].min, schema["only"].max) == (None, None)
+
+
 def test_model_inputs_are_the_columns_a_model_names_and_a_missing_one_is_named() -> None:
     """ADV001 and EXT001 attack the columns a frame-fitted model reads (an id beside them is
     left out). A model input the dataset lacks was answered with every column, and an

@@ -288,6 +288,8 @@ def test_an_exported_image_model_takes_flat_rows_without_input_shape(tmp_path: P
     assert load_model(tmp_path / "cnn.pt2", input_shape=(64,)).input_shape == (64,)  # type: ignore[attr-defined]
 
 
+# torch's own deprecation, raised inside torch.export's (de)serialisation of decompositions
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 def test_an_archive_exported_in_training_mode_or_for_fixed_batches_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -308,8 +310,28 @@ def test_an_archive_exported_in_training_mode_or_for_fixed_batches_is_refused(
     only_dropout = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Dropout(0.1)).train()
     path = tmp_path / "dropout.pt2"
     torch.export.save(torch.export.export(only_dropout, (torch.zeros(4, 4),), **dynamic), path)
-    with pytest.raises(ModelError, match=r"\(dropout in training\).*module\.eval\(\)"):
+    with pytest.raises(ModelError, match=r"runs dropout in training mode.*module\.eval\(\)"):
         load_torch_export_program(path)
+    # decomposed (other operators, the flag at another position): read by its name
+    net.train()
+    program = torch.export.export(net, (torch.zeros(4, 4),), **dynamic).run_decompositions()
+    torch.export.save(program, tmp_path / "decomposed.pt2")
+    with pytest.raises(ModelError, match="runs batch norm and dropout in training mode"):
+        load_torch_export_program(tmp_path / "decomposed.pt2")
+    # instance norm uses each row's own statistics in eval mode too, also decomposed
+    # ("no_stats", whose argument at batch norm's flag position is eps): accepted
+    norm = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3),
+        torch.nn.InstanceNorm2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(72, 2),
+    ).eval()
+    image = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)}
+    for decompose in (False, True):
+        program = torch.export.export(norm, (torch.zeros(4, 1, 8, 8),), **image)
+        program = program.run_decompositions() if decompose else program
+        torch.export.save(program, tmp_path / "instance.pt2")
+        load_torch_export_program(tmp_path / "instance.pt2")
     net.eval()
     path = tmp_path / "fine.pt2"
     torch.export.save(torch.export.export(net, (torch.zeros(4, 4),), **dynamic), path)
@@ -354,6 +376,41 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
         ):
             with pytest.raises(ModelOutputError, match=f"ends in {what}, so it returns prob"):
                 call(TorchAdapter(net, classes=classes))
+    # probabilities in other forms: a column of them, [1 - p, p], clamped, exp of a
+    # log-softmax, an ensemble's mean; logits gated by a sigmoid are still logits
+    linear = torch.nn.Linear(4, 2)
+
+    class Output(torch.nn.Module):
+        def __init__(self, how: Any) -> None:
+            super().__init__()
+            self.linear, self.how = linear, how
+
+        def forward(self, x: Any) -> Any:
+            return self.how(self.linear(x))
+
+    forms = {
+        "a softmax": [
+            lambda z: z.softmax(1)[:, 1],
+            lambda z: z.softmax(1).clamp(1e-6, 1.0),
+            lambda z: torch.log_softmax(z, 1).exp(),
+            lambda z: torch.stack([z.softmax(1), (2 * z).softmax(1)]).mean(0),
+        ],
+        "a sigmoid": [lambda z: torch.cat([1 - z[:, :1].sigmoid(), z[:, :1].sigmoid()], 1)],
+    }
+    for what, hows in forms.items():
+        for how in hows:
+            with pytest.raises(ModelOutputError, match=f"ends in {what}"):
+                TorchAdapter(Output(how)).predict(X)
+    gated = TorchAdapter(Output(lambda z: z * torch.sigmoid(z[:, :1])))
+    assert gated.predict(X).shape == (16,)
+    normalised = TorchAdapter(Output(lambda z: z.abs() / z.abs().sum(1, keepdim=True)))
+    with pytest.raises(ModelOutputError, match=r"returns probabilities \(each row in \[0, 1\]"):
+        normalised.predict(X)  # no softmax, but rows of probabilities all the same
+    # refused at every call, not the first only (a second check scored the module)
+    sigmoid = TorchAdapter(refused["a sigmoid"], classes=[0, 1])
+    for _ in range(2):
+        with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+            sigmoid.predict(X)
     frozen = refused["a softmax"].requires_grad_(False)  # the input's gradient still shows it
     with pytest.raises(ModelOutputError, match="ends in a softmax"):
         TorchAdapter(frozen).predict(X)

@@ -108,6 +108,8 @@ def _key_metric(metrics: object, threshold: object) -> str:
             continue  # no limit set (None), or not a number
         base = str(key).removeprefix("max_").removeprefix("min_")
         name = base if base in metrics else next((m for m in metrics if m.startswith(base)), None)
+        if name is None:  # "max_fraction" over "duplicate_fraction", "min_ratio" over a ratio
+            name = next((m for m in metrics if m.endswith("_" + base)), None)
         if name is None:  # a limit named otherwise ("psi_limit" over "psi")
             name = next((m for m in metrics if m in str(key) or str(key) in m), None)
         if name is None:

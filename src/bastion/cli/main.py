@@ -185,8 +185,11 @@ def demo(
 ) -> None:
     """Run the gate end to end on real data that ships with scikit-learn (no download).
 
-    A diagnostic classifier on breast cancer, and a disease-progression risk classifier on
-    diabetes judged for fairness by sex and age band. Writes every report format.
+    Three scenarios: a diagnostic classifier on breast cancer (model checks, then evasion,
+    extraction, membership inference and training-label attacks), a disease-progression risk
+    classifier on diabetes (fairness by sex and age band, attribute inference), and a torch
+    CNN on handwritten digits under a white-box evasion attack (with torch installed).
+    Writes every report format.
     """
     from bastion.demo import run_demo
 

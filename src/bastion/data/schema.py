@@ -123,7 +123,8 @@ def kind_of(series: pd.Series) -> ColumnKind:
         return ColumnKind.INTEGER
     if pd.api.types.is_float_dtype(dtype):
         values = series.dropna().to_numpy()
-        if values.size and np.all(np.mod(values, 1) == 0):
+        # an infinity is no whole number (tested first: np.mod of one warns)
+        if values.size and np.isfinite(values).all() and np.all(np.mod(values, 1) == 0):
             return ColumnKind.INTEGER
         return ColumnKind.NUMERIC
     if pd.api.types.is_datetime64_any_dtype(dtype):
@@ -138,6 +139,10 @@ def _infer_column(name: str, series: pd.Series) -> ColumnSpec:
     nullable = bool(series.isna().any())
     if kind.is_numeric:
         values = series.dropna()
+        if len(values):
+            # bounds from the finite values: an infinity (a ratio over zero) made the bound
+            # infinite, and a report holding it could not be written as JSON
+            values = values[np.isfinite(values.to_numpy(dtype=np.float64))]
         lo = float(values.min()) if len(values) else None
         hi = float(values.max()) if len(values) else None
         return ColumnSpec(name, kind, nullable=nullable, min=lo, max=hi)

@@ -87,49 +87,91 @@ def module_device(module: Any) -> str | None:
 
 # the autograd nodes of operations that turn logits into probabilities, by what they are
 _PROBABILITY_NODES = {"SigmoidBackward0": "a sigmoid", "SoftmaxBackward0": "a softmax"}
-# operations that keep values as they are (a sigmoid then a squeeze still returns
-# probabilities)
-_SHAPE_NODES = frozenset({
-    "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0", "SqueezeBackward0",
-    "SqueezeBackward1", "SqueezeBackward2", "UnsqueezeBackward0", "CloneBackward0",
-    "ToCopyBackward0", "TBackward0", "PermuteBackward0", "ExpandBackward0",
+# their logarithms, probabilities again under an exp
+_LOG_PROBABILITY_NODES = {"LogSoftmaxBackward0": "a softmax", "LogSigmoidBackward0": "a sigmoid"}
+# operations through which probabilities stay probabilities (or combinations of them): shape
+# and copy operations, selections of columns, clamps, and those combining their inputs (a
+# stack or a mean of softmaxes, [1 - p, p] from a sigmoid). A combination is judged by all
+# of its inputs that carry a gradient: logits gated by a sigmoid are still logits
+_PASS_NODES = frozenset({
+    "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0", "AliasBackward0",
+    "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2", "SqueezeBackward3",
+    "UnsqueezeBackward0", "CloneBackward0", "ToCopyBackward0", "TBackward0",
+    "TransposeBackward0", "PermuteBackward0", "ExpandBackward0", "SelectBackward0",
+    "SliceBackward0", "IndexBackward0", "UnbindBackward0", "SplitBackward0",
+    "ClampBackward0", "ClampBackward1", "ClampMinBackward0", "ClampMaxBackward0",
+    "CatBackward0", "StackBackward0", "MeanBackward0", "MeanBackward1", "SumBackward0",
+    "SumBackward1", "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1",
+    "RsubBackward0", "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0",
+    "DivBackward1",
 })  # fmt: skip
+_PROBABILITY_SUM_TOLERANCE = 1e-4
 
 
 def refuse_probability_outputs(out: Any, name: str) -> None:
-    """Raise where ``out`` (a module's output, computed with autograd on) comes out of a
-    softmax or a sigmoid: probabilities, which Bastion would read as logits.
+    """Raise where ``out`` (a module's output, computed with autograd on) holds
+    probabilities, which Bastion would read as logits: its autograd graph leads back to a
+    softmax or a sigmoid (:func:`_last_operation`), or, whatever made them, its rows of two
+    or more values lie in [0, 1] and sum to 1.
 
     Raises:
         ModelOutputError: naming the operation and the remedy.
     """
     last = _last_operation(getattr(out, "grad_fn", None))
-    if last is None:
+    if last is not None:
+        what = f"ends in {last}, so it returns probabilities"
+    elif _looks_like_probabilities(out):
+        what = "returns probabilities (each row in [0, 1], summing to 1)"
+    else:
         return
     raise ModelOutputError(
-        f"model {name!r}: its module ends in {last}, so it returns probabilities; Bastion "
-        "reads a module's outputs as logits (a sigmoid's outputs, all above 0, would make "
-        "every row class 1; a softmax would be applied twice, and gradients through it "
-        "saturate, which weakens white-box attacks). Return the logits: drop the final "
-        "activation, or export a module without it (a log-softmax is fine)"
+        f"model {name!r}: its module {what}; Bastion reads a module's outputs as logits (a "
+        "sigmoid's outputs, all above 0, would make every row class 1; a softmax would be "
+        "applied twice, and gradients through it saturate, which weakens white-box "
+        "attacks). Return the logits: drop the final activation, or export a module "
+        "without it (a log-softmax is fine)"
     )
 
 
-def _last_operation(node: Any) -> str | None:
+def _last_operation(node: Any, depth: int = 0) -> str | None:
     """What turned the output into probabilities ("a sigmoid", "a softmax"), reading the
-    output's autograd graph back past operations that only reshape or copy; None when its
-    last real operation is something else."""
-    for _ in range(16):
-        if node is None:
-            return None
-        name = type(node).__name__
-        if name in _PROBABILITY_NODES:
-            return _PROBABILITY_NODES[name]
-        if name not in _SHAPE_NODES:
-            return None
-        parents = [n for n, _ in getattr(node, "next_functions", ()) if n is not None]
-        node = parents[0] if len(parents) == 1 else None
-    return None
+    output's autograd graph back past the operations that keep probabilities probabilities
+    (:data:`_PASS_NODES`; every input of a combination must lead to one); None when
+    something else made it (a linear layer's logits)."""
+    if node is None or depth > 64:
+        return None
+    name = type(node).__name__
+    if name in _PROBABILITY_NODES:
+        return _PROBABILITY_NODES[name]
+    parents = [
+        n
+        for n, _ in getattr(node, "next_functions", ())
+        if n is not None and type(n).__name__ != "AccumulateGrad"  # a parameter, a weight
+    ]
+    if name == "ExpBackward0":  # exp(log_softmax(z)) is softmax(z)
+        inner = parents[0] if len(parents) == 1 else None
+        while inner is not None and type(inner).__name__ in _PASS_NODES:
+            above = [n for n, _ in getattr(inner, "next_functions", ()) if n is not None]
+            inner = above[0] if len(above) == 1 else None
+        return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
+    if name not in _PASS_NODES or not parents:
+        return None
+    found = [_last_operation(parent, depth + 1) for parent in parents]
+    return found[0] if all(found) else None
+
+
+def _looks_like_probabilities(out: Any) -> bool:
+    """Rows of two or more values in [0, 1] that sum to 1: probabilities, whatever made them
+    (a backstop for operations the autograd reading does not know)."""
+    try:
+        values = out.detach().float().reshape(out.shape[0], -1)
+    except (AttributeError, RuntimeError, IndexError):
+        return False
+    if values.shape[0] == 0 or values.shape[1] < 2:
+        return False
+    if not bool(((values >= 0) & (values <= 1)).all()):
+        return False
+    return bool(((values.sum(dim=1) - 1).abs() <= _PROBABILITY_SUM_TOLERANCE).all())
 
 
 def module_dtype(module: Any) -> Any:
@@ -195,6 +237,7 @@ class TorchAdapter(ModelAdapter):
         self.batch_size = batch_size
         self._mode_switchable = _mode_switchable(module)
         self._logits_checked = False
+        self._logits_refusal: ModelOutputError | None = None
         params = list(module.parameters())
         where = module_device(module)  # a module of buffers only moves too
         if where is not None and torch.device(where) != self.device:
@@ -244,6 +287,7 @@ class TorchAdapter(ModelAdapter):
             for start in range(0, n, self.batch_size):
                 xb = self._tensor(rows[start : start + self.batch_size]).requires_grad_(True)
                 out = self._as_2d(self._forward(xb))
+                self.check_width(int(out.shape[1]), "loss_gradient")
                 tb = torch.as_tensor(targets[start : start + self.batch_size], device=self.device)
                 if out.shape[1] == 1:
                     loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -355,9 +399,10 @@ class TorchAdapter(ModelAdapter):
         operation (past reshapes) is a softmax or a sigmoid. Once per adapter, on one row of
         ``rows`` run with autograd on (the operation is read from the output's ``grad_fn``;
         the run is no query). A module whose output carries no gradient graph passes."""
+        if self._logits_refusal is not None:
+            raise self._logits_refusal  # every call of a refused module, not the first only
         if self._logits_checked or len(rows) == 0:
             return
-        self._logits_checked = True
         torch = require("torch", "PyTorch models")
         out = None
         # one row; a module that takes batches of a fixed size only gets the first batch;
@@ -374,7 +419,13 @@ class TorchAdapter(ModelAdapter):
                 continue
         if isinstance(out, tuple | list) and out:
             out = out[0]
-        refuse_probability_outputs(out, self.info.name)
+        try:
+            refuse_probability_outputs(out, self.info.name)
+        except ModelOutputError as err:
+            self._logits_refusal = err
+            raise
+        finally:
+            self._logits_checked = True
 
     def check_width(self, width: int, what: str) -> None:
         """Refuse a module whose ``width`` outputs per row do not match the declared
@@ -618,19 +669,13 @@ def load_torch_export_program(path: str | os.PathLike[str], *, trust_pickle: boo
     return program
 
 
-# operations whose training flag (argument position, keyword) an export freezes into the
-# graph: dropout drops, batch norm normalises with the batch's statistics and updates its own
-_TRAINING_FLAGS = {
-    "dropout": (2, "train"),
-    "feature_dropout": (2, "train"),
-    "alpha_dropout": (2, "train"),
-    "feature_alpha_dropout": (2, "train"),
-    "native_dropout": (2, "train"),
-    "batch_norm": (5, "training"),
-    "native_batch_norm": (5, "training"),
-    "_native_batch_norm_legit": (5, "training"),
-    "_native_batch_norm_legit_functional": (5, "training"),
-}
+# operations whose training flag an export freezes into the graph: dropout drops, batch
+# norm normalises with the batch's statistics and updates its own
+_TRAINING_OPS = frozenset({
+    "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "native_dropout",
+    "batch_norm", "native_batch_norm", "_native_batch_norm_legit",
+    "_native_batch_norm_legit_functional",
+})  # fmt: skip
 
 
 def check_exported_program(program: Any, where: str) -> None:
@@ -653,18 +698,22 @@ def check_exported_program(program: Any, where: str) -> None:
         if node.op != "call_function":
             continue
         name = str(getattr(node.target, "__name__", node.target)).split(".")[0]
-        flag = _TRAINING_FLAGS.get(name)
-        if flag is None:
+        if name not in _TRAINING_OPS:
             continue
-        position, keyword = flag
-        value = node.args[position] if len(node.args) > position else node.kwargs.get(keyword)
-        if value is True:
+        # the flag read by its name in the overload's schema (positions differ between
+        # overloads). Not "no_stats": a batch norm without running statistics (instance norm
+        # decomposed, track_running_stats=False) uses its batch's in eval mode too
+        if getattr(node.target, "_overloadname", "") == "no_stats":
+            continue
+        if _flag(node, ("train", "training")) is True:
             training.add("dropout" if "dropout" in name else "batch norm")
     if training:
         raise ModelError(
-            f"torch.export archive {where!r} was exported in training mode "
-            f"({', '.join(sorted(training))} in training): its predictions change from call "
-            "to call and with the batch. Call module.eval() before torch.export.export"
+            f"torch.export archive {where!r} runs {' and '.join(sorted(training))} in "
+            "training mode: its predictions change from call to call or with the rest of "
+            "the batch. Call module.eval() before torch.export.export (a batch norm without "
+            "running statistics, track_running_stats=False, always normalises with its "
+            "batch's: give it running statistics)"
         )
     inputs = [n for n in nodes if n.op == "placeholder" and n.name in _user_inputs(program)]
     vals = [n.meta.get("val") for n in inputs]
@@ -677,6 +726,18 @@ def check_exported_program(program: Any, where: str) -> None:
                 "break). Export with a dynamic batch: torch.export.export(module, example, "
                 'dynamic_shapes=({0: torch.export.Dim("batch")},))'
             )
+
+
+def _flag(node: Any, names: tuple[str, ...]) -> Any:
+    """The value of the first argument of ``node`` named one of ``names`` (positional or
+    keyword), read from its operator's schema; None where it has none."""
+    schema = getattr(node.target, "_schema", None)
+    for i, argument in enumerate(getattr(schema, "arguments", ())):
+        if argument.name in names:
+            if argument.name in node.kwargs:
+                return node.kwargs[argument.name]
+            return node.args[i] if i < len(node.args) else None
+    return None
 
 
 def _user_inputs(program: Any) -> set[str]:

@@ -551,6 +551,29 @@ def test_a_leak_found_before_the_time_ran_out_still_fails(
     assert error.status is Status.ERROR, error.message
 
 
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"membership": {"executor": "lokal"}}, "executor must be 'local', 'local:N' or a URL"),
+        ({"membership": {"executor": "local:0"}}, "worker count N >= 1"),
+        ({"attribute_inference": {"attribute": []}}, "name a column"),
+        ({"attribute_inference": {"attribute": ""}}, "name a column"),
+        ({"attribute_inference": {"attribute": ["a", " "]}}, "name a column"),
+    ],
+)
+def test_the_policy_refuses_what_names_nothing(section: dict[str, Any], match: str) -> None:
+    """A typo'd executor was an error only once the shadow attack ran (after every other
+    check; never where the threshold attack ran instead); an empty attribute meant every
+    sensitive feature."""
+    from bastion.config import parse_policy
+    from bastion.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        parse_policy({"checks": {"privacy": section}})
+    policy = parse_policy({"checks": {"privacy": {"membership": {"executor": " local:2 "}}}})
+    assert policy is not None
+
+
 def test_the_policy_privacy_section_runs_both_checks(cancer: tuple[Dataset, Dataset]) -> None:
     from bastion.config import parse_policy
     from bastion.runner import load_inputs, run_gate

@@ -160,6 +160,25 @@ def test_passes_at_a_small_eps_and_fails_at_a_large_one(data: dict[str, Any]) ->
     assert "time_s" not in failing.metrics  # wall time lives in duration_s
 
 
+def test_an_empty_curve_is_eps_alone(data: dict[str, Any]) -> None:
+    """``eps_curve: []`` ran the default four radii (and gave the run at eps half the
+    time)."""
+    finding = _run(data, SklearnAdapter(data["lr"]), eps=0.5, eps_curve=(), n_points=10)
+    assert [p["eps"] for p in finding.evidence["robustness_curve"]] == [0.5]
+
+
+def test_the_row_shape_of_torch_and_onnx_models() -> None:
+    """``--save-adv`` shapes images by it: an ONNX graph's rows stayed flat (it keeps the
+    shape as ``row_shape``)."""
+    from types import SimpleNamespace
+
+    from bastion.attacks.checks.robustness import row_shape
+
+    assert row_shape(SimpleNamespace(input_shape=[1, 8, 8])) == (1, 8, 8)
+    assert row_shape(SimpleNamespace(input_shape=None, row_shape=(3, 4))) == (3, 4)
+    assert row_shape(SimpleNamespace()) is None
+
+
 def test_robustness_curve_is_monotone_on_a_real_model(data: dict[str, Any]) -> None:
     finding = _run(data, SklearnAdapter(data["gb"]), eps=0.5, eps_curve=(0.1, 0.25, 1.0, 2.0))
     curve = finding.evidence["robustness_curve"]

@@ -50,7 +50,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bastion._names import known_names
 from bastion.attacks.budget import Budget
@@ -88,6 +88,20 @@ class AttributeInferenceCheckConfig(CheckConfig):
     # checked before the inversion's queries (n_points x candidate values): a run stopped
     # there, under the limit, is a warn (the inversion method did not run)
     max_seconds: float | None = Field(default=120.0, gt=0)
+
+    @field_validator("attribute")
+    @classmethod
+    def _named(cls, value: str | list[str] | None) -> str | list[str] | None:
+        """An empty name or list names nothing (it read as "every sensitive feature")."""
+        if value is not None and (
+            not value
+            or any(not str(v).strip() for v in ([value] if isinstance(value, str) else value))
+        ):
+            raise ValueError(
+                "name a column, a declared one-hot group or its columns; leave attribute out "
+                "to attack every one of data.sensitive_features"
+            )
+        return value
 
 
 @CHECKS.register

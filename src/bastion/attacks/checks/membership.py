@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bastion._user_code import TrainFnReference
 from bastion.attacks.budget import Budget
@@ -63,7 +63,8 @@ from bastion.attacks.privacy.membership import (
 )
 from bastion.attacks.privacy.shadow import TrainedBy, shadow_recipe
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
-from bastion.exceptions import CapabilityError
+from bastion.exceptions import CapabilityError, ConfigError
+from bastion.executor import check_executor_spec
 from bastion.findings import Finding, Severity, Status
 from bastion.models.base import Capability, ModelAdapter, input_names
 from bastion.threats import ATLAS_MEMBERSHIP_INFERENCE, OWASP_MEMBERSHIP_INFERENCE
@@ -87,6 +88,17 @@ class MembershipCheckConfig(CheckConfig):
     max_aux_rows: int = Field(default=10_000, ge=0)
     executor: str = "local"
     max_seconds: float | None = Field(default=300.0, gt=0)
+
+    @field_validator("executor")
+    @classmethod
+    def _executor_spec(cls, value: str) -> str:
+        """Its form, when the policy is read (a typo was an error once the check ran, after
+        every other check, or never, where the target took the threshold attack)."""
+        try:
+            return check_executor_spec(value)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+
     train_fn: TrainFnReference | None = Field(
         default=None,
         description="'package.module:function' taking (X, y) and returning a fitted model "

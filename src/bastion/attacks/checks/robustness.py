@@ -104,7 +104,8 @@ class EvasionCheckConfig(CheckConfig):
         eps_unit: ``auto`` (input units for a model whose ``input_shape`` has two dimensions
             or more, else std units), ``std`` or ``input`` (a flat image model).
         norm: ``"inf"`` or ``"2"``.
-        eps_curve: radii of the robustness curve (``eps`` is always added).
+        eps_curve: radii of the robustness curve (``eps`` is always added; empty: ``eps``
+            alone).
         n_points: test points attacked (a seeded sample).
         max_queries_per_sample: per-point query cap of each run (each radius of the curve
             is a run; the evidence's queries are the run at ``eps``).
@@ -285,7 +286,10 @@ class EvasionCheck(Check):
                 else constraints
             )
             eps = default_eps(cfg.norm, tensor, ranges)
-        radii = sorted({*(cfg.eps_curve or [f * eps for f in _CURVE_FACTORS]), eps})
+        # an empty curve is eps alone (it read as "unset": the default four radii ran, and
+        # the run at eps got half the time)
+        default = [f * eps for f in _CURVE_FACTORS]
+        radii = sorted({*(cfg.eps_curve if cfg.eps_curve is not None else default), eps})
 
         rng = ctx.rng(self.id)
         # a row without a label cannot be judged: it would count as misclassified
@@ -349,7 +353,7 @@ class EvasionCheck(Check):
         # for `bastion attack evasion --save-adv`: the same worst case the metrics report
         ctx.artifacts["evasion_result"] = merged
         ctx.artifacts["feature_names"] = list(names)
-        ctx.artifacts["input_shape"] = getattr(model, "input_shape", None)  # a row's (images)
+        ctx.artifacts["input_shape"] = row_shape(model)
         ctx.artifacts["rows"] = rows
         curve = _curve(results, main.clean_correct)
         sanity += _sanity(results, main, attack_id, constraints.rounds)
@@ -481,6 +485,13 @@ def _asked_twice(model: ModelAdapter, X: np.ndarray) -> list[str]:
             "outputs mislead attacks, so robustness figures may be overstated",
         )
     return notes
+
+
+def row_shape(model: Any) -> tuple[int, ...] | None:
+    """The shape of one input row as the model reads it (an image's ``(1, 8, 8)``): a torch
+    model's ``input_shape``, an ONNX graph's ``row_shape``; None when neither says."""
+    shape = getattr(model, "input_shape", None) or getattr(model, "row_shape", None)
+    return tuple(int(d) for d in shape) if shape else None
 
 
 def _run_curve(
@@ -718,7 +729,7 @@ def _sanity(
     elif _cut_by_query_budget(main):
         notes.append(
             f"the attack at eps={main.eps:g} was cut by the query budget: robust accuracy "
-            "is an upper bound; raise max_queries / max_queries_per_sample"
+            "is an upper bound; raise max_queries_per_sample (--budget)"
         )
     return notes
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -72,8 +72,11 @@ def check_rate(rate: float, name: str = "rate") -> float:
 
 def poison_count(rate: float, n: int) -> int:
     """Rows to poison at ``rate`` of ``n``: rounded half up, at least one. Python's ``round``
-    rounds half to even, so one rate gave 2 rows of 30 (1.5) and 2 of 50 (2.5)."""
-    return max(1, math.floor(rate * n + 0.5))
+    rounds half to even, so one rate gave 2 rows of 30 (1.5) and 2 of 50 (2.5); the product
+    is taken in decimal, as the rate is written (0.145 x 100 is 14.499999999999998 in
+    binary floating point)."""
+    exact = Decimal(repr(float(rate))) * int(n)
+    return max(1, int(exact.to_integral_value(rounding=ROUND_HALF_UP)))
 
 
 def numeric_columns(frame: pd.DataFrame) -> np.ndarray:
