@@ -305,7 +305,8 @@ def check_executor_spec(spec: str) -> str:
         return text
     if text.startswith("local:"):
         count = text.removeprefix("local:")
-        if not count.isdigit() or int(count) < 1:
+        # ASCII digits only: "²" is a digit to str.isdigit, and int() refused it
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
             raise ConfigError(
                 f"executor spec 'local:N' needs a worker count N >= 1; received {spec!r}"
             )
@@ -316,6 +317,9 @@ def check_executor_spec(spec: str) -> str:
             f"executor must be 'local', 'local:N' or a URL such as 'tcp://scheduler:8786'; "
             f"received {spec!r}"
         )
+    if scheme not in _BACKENDS and scheme not in _KNOWN_SCHEMES:
+        known = ", ".join(sorted({"local", *_BACKENDS, *_KNOWN_SCHEMES}))
+        raise ConfigError(f"executor {spec!r}: unknown scheme {scheme!r}; known: {known}")
     return text
 
 
@@ -356,19 +360,14 @@ def get_executor(spec: str | Executor | None = None) -> Executor:
     scheme = text.partition("://")[0]
     if scheme in _BACKENDS:
         return _BACKENDS[scheme](text)
-    if scheme in _KNOWN_SCHEMES:
-        from bastion._optional import require
+    from bastion._optional import require
 
-        module, extra = _KNOWN_SCHEMES[scheme]
-        require(module, f"the {scheme}:// executor")
-        raise ConfigError(
-            f"executor {spec!r}: no {scheme}:// backend is registered in this version of "
-            f"bastion; the bastion[{extra}] backend plugs in with "
-            "bastion.executor.register_backend"
-        )
-    known = sorted({*_BACKENDS, *_KNOWN_SCHEMES})
+    module, extra = _KNOWN_SCHEMES[scheme]  # check_executor_spec refused any other scheme
+    require(module, f"the {scheme}:// executor")
     raise ConfigError(
-        f"executor {spec!r}: unknown scheme {scheme!r}; known: local, {', '.join(known)}"
+        f"executor {spec!r}: no {scheme}:// backend is registered in this version of "
+        f"bastion; the bastion[{extra}] backend plugs in with "
+        "bastion.executor.register_backend"
     )
 
 

@@ -51,6 +51,33 @@ def server(cancer_pipeline: Pipeline) -> Iterator[dict[str, Any]]:
     async def fail_twice(request: Any, call_next: Any) -> Any:
         from fastapi.responses import JSONResponse
 
+        if request.url.path.startswith("/v2/models/renamed"):
+            # an ONNX graph as Triton serves it: other output names, and an output this
+            # client cannot parse (BF16) beside them
+            if not request.url.path.endswith("/infer"):
+                names = ["output_label", "output_probability", "embedding"]
+                meta = {"name": "renamed", "outputs": [{"name": n} for n in names]}
+                return JSONResponse({**meta, "parameters": {"classes": [0, 1]}})
+            given = (await request.json())["inputs"][0]
+            rows = np.asarray(given["data"], dtype=float).reshape(given["shape"])
+            model = models["cancer"]
+            proba = np.asarray(model.predict_proba(rows))
+            labels = np.asarray(model.predict(rows))
+            outputs = [
+                {"name": "output_label", "shape": [len(rows)], "datatype": "INT64",
+                 "data": labels.tolist()},
+                {"name": "output_probability", "shape": list(proba.shape), "datatype": "FP64",
+                 "data": proba.reshape(-1).tolist()},
+                {"name": "embedding", "shape": [len(rows), 2], "datatype": "BF16",
+                 "data": [0] * (2 * len(rows))},
+            ]  # fmt: skip
+            return JSONResponse({"model_name": "renamed", "outputs": outputs})
+        if request.url.path.startswith("/v2/models/moved"):
+            moved = {"Location": "http://elsewhere.example:9/v2/models/cancer?k=v"}
+            return JSONResponse({"name": "moved"}, status_code=302, headers=moved)
+        if request.url.path.startswith("/v2/models/echo"):
+            told = request.headers.get("authorization")
+            return JSONResponse({"error": f"bad credentials: {told}"}, status_code=400)
         if request.url.path.endswith("/infer"):
             state["infer_calls"] += 1
         if request.url.path == "/v2/models/flaky/infer":
@@ -111,6 +138,78 @@ def test_token_is_required_and_never_shown(server: dict[str, Any], token: str) -
         RemoteAdapter(_endpoint(server["url"], auth_token_env="BASTION_UNSET_VAR"))
     with pytest.raises(ConfigError, match="auth_token_env"):
         RemoteEndpoint(server["url"], "cancer", headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_outputs_of_other_names_are_named_by_the_policy(
+    server: dict[str, Any], token: str, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """An endpoint answering with output_label / output_probability could not be attacked:
+    model.label_output / proba_output were refused for endpoints, and an output this client
+    cannot parse (BF16) beside them failed every answer."""
+    from bastion.config import parse_policy
+    from bastion.runner import _load_model
+
+    X, _ = cancer
+    local = server["models"]["cancer"]
+    unnamed = RemoteAdapter(_endpoint(server["url"], "renamed"))
+    with unnamed, pytest.raises(RemoteModelError, match="no output named"):
+        unnamed.predict(X.iloc[:3])
+    remote_spec = {"url": server["url"], "model_name": "renamed", "token_env": TOKEN_ENV}
+    policy = parse_policy(
+        {
+            "model": {
+                "remote": remote_spec,
+                "label_output": "output_label",
+                "proba_output": "output_probability",
+            }
+        }
+    )
+    remote = _load_model(policy, policy.spec.model, "model")
+    with remote:
+        assert remote.has(Capability.PREDICT_PROBA)
+        np.testing.assert_array_equal(remote.predict(X.iloc[:5]), local.predict(X.iloc[:5]))
+        np.testing.assert_allclose(
+            remote.predict_proba(X.iloc[:5]), local.predict_proba(X.iloc[:5])
+        )
+
+
+def test_a_redirect_is_an_error_naming_where_it_points(server: dict[str, Any], token: str) -> None:
+    """A 302 whose body parsed as JSON was read as the model's metadata: no probability
+    output, another attack, and nothing said. Redirects are never followed."""
+    with pytest.raises(RemoteModelError, match="HTTP 302, a redirect to") as info:
+        RemoteAdapter(_endpoint(server["url"], "moved"))
+    assert "http://elsewhere.example:9/v2/models/cancer, which is not followed" in str(info.value)
+
+
+def test_a_token_with_a_line_end_is_stripped_and_other_control_characters_refused(
+    server: dict[str, Any], monkeypatch: pytest.MonkeyPatch, cancer: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    """A token read from a secret file ends in a newline: httpx refused the header, and its
+    error quoted the whole token past the scrub, retried as a connection failure."""
+    X, _ = cancer
+    monkeypatch.setenv(TOKEN_ENV, TOKEN + "\n")
+    with RemoteAdapter(_endpoint(server["url"])) as remote:
+        assert len(remote.predict(X.iloc[:3])) == 3
+    for bad in (TOKEN[:4] + "\x01" + TOKEN[4:], TOKEN + "\u00e9"):
+        monkeypatch.setenv(TOKEN_ENV, bad)
+        with pytest.raises(ConfigError, match=TOKEN_ENV) as info:
+            RemoteAdapter(_endpoint(server["url"]))
+        assert TOKEN[4:] not in str(info.value)
+
+
+def test_url_credentials_echoed_as_basic_auth_are_scrubbed(server: dict[str, Any]) -> None:
+    """httpx sends a URL's user:password as HTTP Basic auth (base64); a server echoing its
+    header gave them away ("bad token Basic c3ZjOmh1bnRlcjI=")."""
+    import base64
+
+    url = server["url"].replace("http://", "http://svc:hunter2@")
+    with pytest.raises(
+        RemoteModelError, match="HTTP 400: bad credentials: Basic \\*\\*\\*"
+    ) as info:
+        RemoteAdapter(_endpoint(url, "echo", auth_token_env=None))
+    message = str(info.value)
+    assert base64.b64encode(b"svc:hunter2").decode() not in message
+    assert "hunter2" not in message
 
 
 def test_retries_on_503_then_succeeds(

@@ -318,6 +318,20 @@ def test_an_archive_exported_in_training_mode_or_for_fixed_batches_is_refused(
     torch.export.save(program, tmp_path / "decomposed.pt2")
     with pytest.raises(ModelError, match="runs batch norm and dropout in training mode"):
         load_torch_export_program(tmp_path / "decomposed.pt2")
+    # dropout variants decomposed draw their masks with bernoulli; RReLU in training mode
+    # draws its slopes; a batch norm without running statistics, decomposed ("no_stats"),
+    # still normalises with its batch's
+    for layer in (
+        torch.nn.Dropout1d(0.5), torch.nn.AlphaDropout(0.5), torch.nn.RReLU(),
+        torch.nn.BatchNorm1d(8, track_running_stats=False),
+    ):  # fmt: skip
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), layer, torch.nn.Linear(8, 2)).train()
+        for decompose in (False, True):
+            program = torch.export.export(model, (torch.zeros(4, 4),), **dynamic)
+            program = program.run_decompositions() if decompose else program
+            torch.export.save(program, tmp_path / "random.pt2")
+            with pytest.raises(ModelError, match="in training mode"):
+                load_torch_export_program(tmp_path / "random.pt2")
     # instance norm uses each row's own statistics in eval mode too, also decomposed
     # ("no_stats", whose argument at batch norm's flag position is eps): accepted
     norm = torch.nn.Sequential(
@@ -401,11 +415,31 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
         for how in hows:
             with pytest.raises(ModelOutputError, match=f"ends in {what}"):
                 TorchAdapter(Output(how)).predict(X)
-    gated = TorchAdapter(Output(lambda z: z * torch.sigmoid(z[:, :1])))
-    assert gated.predict(X).shape == (16,)
-    normalised = TorchAdapter(Output(lambda z: z.abs() / z.abs().sum(1, keepdim=True)))
+    # logits: gated by a sigmoid, a sigmoid or softmax mapped out of [0, 1] (2 * sigmoid - 1
+    # is tanh), hard one-hot decisions, scores clipped to [0, 1], least-squares scores (rows
+    # summing to 1, often inside [0, 1]: a review saw them refused when the first row was)
+    accepted = [
+        lambda z: z * torch.sigmoid(z[:, :1]),
+        lambda z: 2 * torch.sigmoid(z) - 1,
+        lambda z: z.softmax(1) * 4 - 2,
+        lambda z: torch.nn.functional.one_hot(z.argmax(1), 2).float(),
+        lambda z: torch.nn.functional.hardtanh(z, 0.0, 1.0),
+        lambda z: torch.stack([0.3 + 0.0 * z[:, 0], 0.7 + 0.0 * z[:, 1]], 1),
+    ]
+    for how in accepted:
+        assert TorchAdapter(Output(how)).predict(X).shape == (16,)
+
+    class NoGraph(torch.nn.Module):  # no autograd graph to read: the values alone
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: Any) -> Any:
+            with torch.no_grad():
+                return self.linear(x).softmax(1)
+
     with pytest.raises(ModelOutputError, match=r"returns probabilities \(each row in \[0, 1\]"):
-        normalised.predict(X)  # no softmax, but rows of probabilities all the same
+        TorchAdapter(NoGraph()).predict(X)
     # refused at every call, not the first only (a second check scored the module)
     sigmoid = TorchAdapter(refused["a sigmoid"], classes=[0, 1])
     for _ in range(2):
@@ -424,6 +458,57 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     model = TorchAdapter(log_softmax)
     assert model.predict_proba(X).sum(axis=1) == pytest.approx(1.0)
     assert model.n_queries == 16  # the check's one-row run is no query
+
+
+def test_reading_the_output_graph_visits_each_node_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Residual scalings (h = h + h * g, 200 times) share every path: walked once per path,
+    the check took 5 s at depth 20 and would take hours at 30."""
+    from bastion.models import torch as torch_module
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 3)
+            self.gains = torch.nn.ParameterList(
+                torch.nn.Parameter(torch.full((3,), 0.01)) for _ in range(200)
+            )
+
+        def forward(self, x: Any) -> Any:
+            h = self.linear(x)
+            for gain in self.gains:
+                h = h + h * gain
+            return h
+
+    calls = {"n": 0}
+    walk = torch_module._last_operation
+
+    def counted(*args: Any) -> Any:
+        calls["n"] += 1
+        return walk(*args)
+
+    monkeypatch.setattr(torch_module, "_last_operation", counted)
+    X = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
+    TorchAdapter(Residual(), classes=[0, 1, 2]).predict(X)
+    assert 0 < calls["n"] <= 3 * 200 + 10
+
+
+def test_an_attack_that_takes_no_gradient_still_reads_the_outputs() -> None:
+    """Every point misclassified from the start: no gradient, and a sigmoid module was
+    attacked with no refusal (the check had moved to the first gradient)."""
+    from bastion.attacks.evasion.fgsm import FGSM
+    from bastion.attacks.evasion.pgd import PGD, PGDConfig
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())
+    X = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    wrong = np.zeros(8, dtype=int)  # read as logits, every row is class 1
+    for attack in (PGD(PGDConfig(steps=2)), FGSM()):
+        with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+            attack.run(TorchAdapter(net, classes=[0, 1]), X, wrong, eps=0.1)
+    plain = TorchAdapter(torch.nn.Linear(4, 2), classes=[0, 1])
+    labels = 1 - plain.predict(X)  # nothing to attack: no gradient, so the probe runs
+    before = plain.n_calls
+    PGD(PGDConfig(steps=2)).run(plain, X, labels, eps=0.1)
+    assert plain.n_calls - before == 1  # the clean predictions; the probe is no call
 
 
 def test_no_row_shape_from_a_program_with_two_inputs(tmp_path: Path) -> None:

@@ -106,8 +106,9 @@ def load_model(
         device: where a torch model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``
             (CUDA when torch sees a device). Other models run where their runtime puts them:
             asking them for CUDA is an error.
-        label_output, proba_output: an ONNX graph's output names for the labels and the
-            probabilities, where its names and types do not say which is which.
+        label_output, proba_output: an ONNX graph's (or a remote endpoint's) output names
+            for the labels and the probabilities, where their names do not say which is
+            which.
 
     Returns:
         The adapter; ``adapter.info`` carries name, format, path and SHA-256 (of the file, or
@@ -137,15 +138,15 @@ def load_model(
     if remote is not None:
         from bastion.models.remote import RemoteAdapter, RemoteEndpoint
 
-        for key, value in (("label_output", label_output), ("proba_output", proba_output)):
-            if value is not None:
-                raise ConfigError(
-                    f"{key}= applies to ONNX models; a remote endpoint names its outputs "
-                    "itself (model.remote)"
-                )
-
         if not isinstance(remote, RemoteEndpoint):
             raise ConfigError(f"remote must be a RemoteEndpoint; received {type(remote).__name__}")
+        # the endpoint's outputs where their names are not the convention's (an ONNX graph
+        # served by Triton answers with output_label / output_probability): it could not be
+        # attacked at all
+        if label_output is not None:
+            remote = dataclasses.replace(remote, label_outputs=(label_output,))
+        if proba_output is not None:
+            remote = dataclasses.replace(remote, proba_outputs=(proba_output,))
         remote_adapter = RemoteAdapter(remote, name=name)
         _check_device(remote_adapter, device)
         return remote_adapter

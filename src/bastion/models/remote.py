@@ -27,6 +27,7 @@ cap joins it for the attack's requests (:meth:`RemoteAdapter.paced`).
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import math
 import os
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -229,9 +230,19 @@ def _redact_url(url: str) -> str:
     """The URL without user:password and without its query string."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets (it read http://::1:18080)
+        host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _user_info(url: str) -> str | None:
+    """The URL's ``user:password`` as HTTP Basic auth sends them (decoded), or None."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return None
+    return f"{unquote(parts.username)}:{unquote(parts.password or '')}"
 
 
 class RemoteAdapter(ModelAdapter):
@@ -390,7 +401,13 @@ class RemoteAdapter(ModelAdapter):
         if not isinstance(outputs, list):
             raise RemoteModelError(f"{self._url()}: the answer has no 'outputs' list")
         parsed: dict[str, np.ndarray] = {}
+        wanted = {*self.endpoint.label_outputs, *self.endpoint.proba_outputs}
         for out in outputs:
+            # only the outputs read: one this client cannot parse beside them (a BF16
+            # embedding) failed every answer; the others are still listed by name
+            if isinstance(out, Mapping) and str(out.get("name")) not in wanted:
+                parsed.setdefault(str(out.get("name")), np.zeros(0))
+                continue
             try:
                 name = str(out["name"])
                 dtype = from_oip_datatype(str(out["datatype"]))
@@ -413,21 +430,42 @@ class RemoteAdapter(ModelAdapter):
         headers = {"Accept": "application/json", **dict(self.endpoint.headers)}
         env = self.endpoint.auth_token_env
         if env is not None:
-            token = os.environ.get(env)
+            token = self._token()
             if not token:
                 raise ConfigError(
                     f"auth_token_env names environment variable {env!r}, which is not set"
+                )
+            if not all(" " <= c <= "~" for c in token):
+                # httpx refused the header and its error quoted it whole, escaped past the
+                # scrub ("Illegal header value b'Bearer s3cr3t\\n'"); named by variable only
+                raise ConfigError(
+                    f"environment variable {env!r} (auth_token_env) holds a character that "
+                    "cannot go in an HTTP header (a control character or non-ASCII)"
                 )
             scheme = self.endpoint.auth_scheme
             headers[self.endpoint.auth_header] = f"{scheme} {token}" if scheme else token
         return headers
 
-    def _scrub(self, text: str) -> str:
-        """Remove the token and any URL credentials from text that reaches an error message."""
+    def _token(self) -> str | None:
+        """The token of ``auth_token_env``, without the line end a secret file leaves (a
+        Kubernetes secret, ``echo > file``)."""
         env = self.endpoint.auth_token_env
         token = os.environ.get(env) if env else None
+        return token.strip() if token else None
+
+    def _scrub(self, text: str) -> str:
+        """Remove the token and any URL credentials from text that reaches an error message:
+        as given, as the header's bytes would quote them, and the URL's ``user:password`` as
+        HTTP Basic auth sends them (base64; a server echoing its header decoded to them)."""
+        secrets: list[str] = []
+        token = self._token()
         if token:
-            text = text.replace(token, "***")
+            secrets += [token, repr(token)[1:-1]]
+        user_info = _user_info(self._base)
+        if user_info:
+            secrets += [user_info, base64.b64encode(user_info.encode()).decode()]
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            text = text.replace(secret, "***")
         if self._base != self._safe_base:
             text = text.replace(self._base, self._safe_base)
         return text
@@ -490,6 +528,12 @@ class RemoteAdapter(ModelAdapter):
                         "timed out at the end of the wall-time budget; before it: " + last
                     ) from None
                 last = f"timed out after {ep.timeout_s} s"
+            except httpx.LocalProtocolError as err:
+                # the request could not be written (a header httpx refuses): no retry sends it
+                raise RemoteModelError(
+                    f"{method} {shown}: the request could not be sent "
+                    f"({type(err).__name__}: {self._scrub(str(err))})"
+                ) from None
             except httpx.TransportError as err:
                 last = f"connection failed ({type(err).__name__}: {self._scrub(str(err))})"
             else:
@@ -511,6 +555,15 @@ class RemoteAdapter(ModelAdapter):
                         )
                     wait = told if told is not None else self._backoff(throttled)
                     continue
+                if 300 <= status < 400:
+                    # never followed (no network but the endpoint), and never read as an
+                    # answer: a 302 with a JSON body read as metadata dropped the model's
+                    # probabilities, and another attack ran, saying nothing
+                    where = _redact_url(response.headers.get("Location", "")) or "nowhere"
+                    raise RemoteModelError(
+                        f"{method} {shown} answered HTTP {status}, a redirect to {where}, "
+                        "which is not followed: give the endpoint's own URL"
+                    )
                 if status < 400:
                     return self._json(response, method, shown)
                 if status < 500:

@@ -106,6 +106,17 @@ _PASS_NODES = frozenset({
     "DivBackward1",
 })  # fmt: skip
 _PROBABILITY_SUM_TOLERANCE = 1e-4
+_MAX_NODES_READ = 10_000
+# the nodes whose output the autograd reading understands (it stops at anything else, a
+# layer's own operation: the output is then what that layer made, not probabilities)
+_KNOWN_NODES = frozenset({
+    *_PROBABILITY_NODES, *_PASS_NODES, "ExpBackward0", "AddmmBackward0", "MmBackward0",
+    "BmmBackward0", "MvBackward0", "LinearBackward0", "ConvolutionBackward0",
+    "CudnnConvolutionBackward0", "MkldnnConvolutionBackward0", "LogSoftmaxBackward0",
+    "NativeBatchNormBackward0", "CudnnBatchNormBackward0", "NativeLayerNormBackward0",
+    "ReluBackward0", "TanhBackward0", "LeakyReluBackward0", "GeluBackward0",
+    "HardtanhBackward0", "MaxPool2DWithIndicesBackward0", "AvgPool2DBackward0",
+})  # fmt: skip
 
 
 def refuse_probability_outputs(out: Any, name: str) -> None:
@@ -117,10 +128,18 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     Raises:
         ModelOutputError: naming the operation and the remedy.
     """
-    last = _last_operation(getattr(out, "grad_fn", None))
-    if last is not None:
+    node = getattr(out, "grad_fn", None)
+    last = _last_operation(node, {}, [0])
+    if last is not None and _within_unit_interval(out):
+        # a sigmoid or softmax mapped back out of [0, 1] (2 * sigmoid - 1 is tanh) is a
+        # bounded logit, and its sign or argmax the prediction
         what = f"ends in {last}, so it returns probabilities"
-    elif _looks_like_probabilities(out):
+    elif (node is None or type(node).__name__ not in _KNOWN_NODES) and _looks_like_probabilities(
+        out
+    ):
+        # no graph to read (autograd off, frozen outputs, a compiled module): the values
+        # alone. Not where the graph says what made them: a least-squares classifier's
+        # scores also sum to 1 per row, and often lie in [0, 1]
         what = "returns probabilities (each row in [0, 1], summing to 1)"
     else:
         return
@@ -133,31 +152,55 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     )
 
 
-def _last_operation(node: Any, depth: int = 0) -> str | None:
+def _last_operation(node: Any, seen: dict[int, str | None], visits: list[int]) -> str | None:
     """What turned the output into probabilities ("a sigmoid", "a softmax"), reading the
     output's autograd graph back past the operations that keep probabilities probabilities
     (:data:`_PASS_NODES`; every input of a combination must lead to one); None when
-    something else made it (a linear layer's logits)."""
-    if node is None or depth > 64:
+    something else made it (a linear layer's logits). Each node is read once (``seen``:
+    a graph of shared paths, residual sums, was walked once per path, 2^depth times), and
+    at most :data:`_MAX_NODES_READ` nodes in all (``visits``)."""
+    if node is None:
         return None
+    key = id(node)
+    if key in seen:
+        return seen[key]
+    visits[0] += 1
+    if visits[0] > _MAX_NODES_READ:
+        return None
+    seen[key] = None  # a cycle (none in autograd) or a path in progress reads as logits
     name = type(node).__name__
+    found: str | None = None
     if name in _PROBABILITY_NODES:
-        return _PROBABILITY_NODES[name]
-    parents = [
-        n
-        for n, _ in getattr(node, "next_functions", ())
-        if n is not None and type(n).__name__ != "AccumulateGrad"  # a parameter, a weight
-    ]
-    if name == "ExpBackward0":  # exp(log_softmax(z)) is softmax(z)
-        inner = parents[0] if len(parents) == 1 else None
-        while inner is not None and type(inner).__name__ in _PASS_NODES:
-            above = [n for n, _ in getattr(inner, "next_functions", ()) if n is not None]
-            inner = above[0] if len(above) == 1 else None
-        return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
-    if name not in _PASS_NODES or not parents:
-        return None
-    found = [_last_operation(parent, depth + 1) for parent in parents]
-    return found[0] if all(found) else None
+        found = _PROBABILITY_NODES[name]
+    elif name == "ExpBackward0" or name in _PASS_NODES:
+        parents = [
+            n
+            for n, _ in getattr(node, "next_functions", ())
+            if n is not None and type(n).__name__ != "AccumulateGrad"  # a parameter, a weight
+        ]
+        if name == "ExpBackward0":  # exp(log_softmax(z)) is softmax(z)
+            inner = parents[0] if len(parents) == 1 else None
+            while inner is not None and type(inner).__name__ in _PASS_NODES:
+                above = [n for n, _ in getattr(inner, "next_functions", ()) if n is not None]
+                inner = above[0] if len(above) == 1 else None
+            found = None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
+        elif parents:
+            first = _last_operation(parents[0], seen, visits)
+            if first is not None and all(
+                _last_operation(parent, seen, visits) for parent in parents[1:]
+            ):
+                found = first
+    seen[key] = found
+    return found
+
+
+def _within_unit_interval(out: Any) -> bool:
+    """Whether every value of ``out`` lies in [0, 1] (probabilities always do)."""
+    try:
+        values = out.detach().float()
+    except AttributeError:
+        return False
+    return bool(((values >= -1e-6) & (values <= 1 + 1e-6)).all())
 
 
 def _looks_like_probabilities(out: Any) -> bool:
@@ -171,6 +214,8 @@ def _looks_like_probabilities(out: Any) -> bool:
         return False
     if not bool(((values >= 0) & (values <= 1)).all()):
         return False
+    if bool(((values == 0) | (values == 1)).all()):
+        return False  # hard decisions (one-hot rows): a label-only model, not probabilities
     return bool(((values.sum(dim=1) - 1).abs() <= _PROBABILITY_SUM_TOLERANCE).all())
 
 
@@ -674,8 +719,10 @@ def load_torch_export_program(path: str | os.PathLike[str], *, trust_pickle: boo
 _TRAINING_OPS = frozenset({
     "dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout", "native_dropout",
     "batch_norm", "native_batch_norm", "_native_batch_norm_legit",
-    "_native_batch_norm_legit_functional",
+    "_native_batch_norm_legit_functional", "rrelu", "rrelu_with_noise",
+    "rrelu_with_noise_functional",
 })  # fmt: skip
+# a decomposed dropout in training (Dropout2d, AlphaDropout) draws its mask with bernoulli
 
 
 def check_exported_program(program: Any, where: str) -> None:
@@ -698,15 +745,25 @@ def check_exported_program(program: Any, where: str) -> None:
         if node.op != "call_function":
             continue
         name = str(getattr(node.target, "__name__", node.target)).split(".")[0]
+        if name.startswith("bernoulli"):
+            training.add("dropout")
+            continue
         if name not in _TRAINING_OPS:
             continue
-        # the flag read by its name in the overload's schema (positions differ between
-        # overloads). Not "no_stats": a batch norm without running statistics (instance norm
-        # decomposed, track_running_stats=False) uses its batch's in eval mode too
+        # "no_stats" normalises with its input's own statistics: a decomposed instance norm
+        # folds the batch into the channels (its input's first dimension is 1), each row on
+        # its own; anything else is a batch norm without running statistics, whose rows
+        # depend on the rest of the batch
         if getattr(node.target, "_overloadname", "") == "no_stats":
+            if _first_dimension(node) != 1:
+                training.add("batch norm")
             continue
-        if _flag(node, ("train", "training")) is True:
-            training.add("dropout" if "dropout" in name else "batch norm")
+        # the flag read by its name in the overload's schema (positions differ between
+        # overloads); native_dropout's train=None drops too
+        flag = _flag(node, ("train", "training"))
+        if flag is True or (flag is None and name == "native_dropout"):
+            kind = "rrelu" if name.startswith("rrelu") else None
+            training.add(kind or ("dropout" if "dropout" in name else "batch norm"))
     if training:
         raise ModelError(
             f"torch.export archive {where!r} runs {' and '.join(sorted(training))} in "
@@ -738,6 +795,14 @@ def _flag(node: Any, names: tuple[str, ...]) -> Any:
                 return node.kwargs[argument.name]
             return node.args[i] if i < len(node.args) else None
     return None
+
+
+def _first_dimension(node: Any) -> Any:
+    """The first dimension of ``node``'s first input, as the export recorded it (None when
+    it did not)."""
+    first = node.args[0] if node.args else None
+    shape = getattr(getattr(first, "meta", {}).get("val"), "shape", None)
+    return shape[0] if shape is not None and len(shape) else None
 
 
 def _user_inputs(program: Any) -> set[str]:

@@ -556,6 +556,8 @@ def test_a_leak_found_before_the_time_ran_out_still_fails(
     [
         ({"membership": {"executor": "lokal"}}, "executor must be 'local', 'local:N' or a URL"),
         ({"membership": {"executor": "local:0"}}, "worker count N >= 1"),
+        ({"membership": {"executor": "local:\u00b2"}}, "worker count N >= 1"),
+        ({"membership": {"executor": "tpc://scheduler:8786"}}, "unknown scheme 'tpc'"),
         ({"attribute_inference": {"attribute": []}}, "name a column"),
         ({"attribute_inference": {"attribute": ""}}, "name a column"),
         ({"attribute_inference": {"attribute": ["a", " "]}}, "name a column"),

@@ -217,6 +217,33 @@ def test_outputs_that_move_without_changing_a_label_are_non_deterministic(
     assert finding.status is Status.WARN, finding.message
 
 
+def test_a_slow_model_gives_its_time_to_the_attack_not_to_the_sanity_requests(
+    data: dict[str, Any],
+) -> None:
+    """From a review: the non-determinism note asked for every point four times before the
+    attack; at one request a second and max_seconds 4, the attack then made one query a
+    point (the clean prediction). It now asks after the attacks, in the time they left."""
+    import time as clock
+
+    lr = data["lr"]
+
+    def slow(fn: Any) -> Any:
+        def answer(X: Any) -> Any:
+            clock.sleep(0.25)
+            return fn(X)
+
+        return answer
+
+    model = CallableAdapter(
+        predict=slow(lr.predict), predict_proba=slow(lr.predict_proba), classes=[0, 1]
+    )
+    finding = _run(
+        data, model, attack="square", eps=0.5, eps_curve=(), n_points=10, max_seconds=1.5
+    )
+    assert finding.metrics["max_queries"] > 1  # the attack searched
+    assert any("not asked twice (no time left)" in n for n in finding.evidence["sanity"])
+
+
 def test_random_labels_beside_steady_probabilities_are_non_deterministic(
     data: dict[str, Any],
 ) -> None:

@@ -1991,6 +1991,14 @@ def run_attack(
             if tracker.interrupted:
                 break
 
+        if net.check_outputs_of is not None and n:
+            # no gradient was taken (every point misclassified from the start, or none
+            # attacked): the outputs are read once on one row with autograd on (no query)
+            with torch.enable_grad():
+                probe = x_dev[:1].clone().requires_grad_(x_dev.is_floating_point())
+                name_, net.check_outputs_of = net.check_outputs_of, None
+                refuse_probability_outputs(net.logits(probe, scaled=False, fast=False), name_)
+            net.forward_calls -= 1  # not a query, nor a call the caller asked for
         # verification: project, measure, predict (full precision, counted)
         unverified = 0
         try:
