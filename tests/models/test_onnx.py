@@ -13,7 +13,6 @@ from sklearn.pipeline import Pipeline
 
 from bastion.exceptions import (
     CapabilityError,
-    ConfigError,
     ModelError,
     ModelOutputError,
     UnsafeArtifactError,
@@ -382,10 +381,7 @@ def test_output_names_from_a_policy_say_which_output_is_which(tmp_path: Path) ->
     model = _load_model(policy, policy.spec.model, "model")
     assert model is not None
     np.testing.assert_allclose(model.predict_proba(X), expected, rtol=1e-6)
-    from bastion.models.remote import RemoteEndpoint
-
-    with pytest.raises(ConfigError, match="remote endpoint names its outputs"):
-        load_model(remote=RemoteEndpoint("http://127.0.0.1:9", "m"), proba_output="scores")
+    # an endpoint's outputs are named the same way (tests/models/test_remote.py)
 
 
 def test_label_only_graph_has_no_proba(tmp_path: Path) -> None:
