@@ -179,6 +179,33 @@ def test_a_redirect_is_an_error_naming_where_it_points(server: dict[str, Any], t
     with pytest.raises(RemoteModelError, match="HTTP 302, a redirect to") as info:
         RemoteAdapter(_endpoint(server["url"], "moved"))
     assert "http://elsewhere.example:9/v2/models/cancer, which is not followed" in str(info.value)
+    from bastion.models.remote import _shown_location
+
+    assert _shown_location("http://evil:99999/x") == "an unparsable URL"  # a ValueError
+    assert _shown_location("/v2/models/m?token=x") == "/v2/models/m"
+    assert _shown_location("?next=/v2") == "a URL with a query string only"
+    assert _shown_location("") == "nowhere"
+    assert _shown_location("http://u:p@[::1]:8/m") == "http://[::1]:8/m"
+
+
+def test_one_output_name_is_never_both_labels_and_probabilities(
+    server: dict[str, Any], token: str
+) -> None:
+    """proba_output "predict" stayed among the default label names, and the probabilities
+    were read as labels; the same name for both is refused."""
+    import dataclasses
+
+    from bastion.models.loading import load_model
+
+    endpoint = _endpoint(server["url"])
+    fields = {f.name for f in dataclasses.fields(endpoint)}
+    assert {"label_outputs", "proba_outputs"} <= fields
+    with pytest.raises(ConfigError, match="both name output 'scores'"):
+        load_model(remote=endpoint, label_output="scores", proba_output="scores")
+    with load_model(remote=endpoint, proba_output="predict") as remote:
+        assert isinstance(remote, RemoteAdapter)
+        assert remote.endpoint.proba_outputs == ("predict",)
+        assert remote.endpoint.label_outputs == ("label",)
 
 
 def test_a_token_with_a_line_end_is_stripped_and_other_control_characters_refused(

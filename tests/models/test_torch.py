@@ -440,6 +440,26 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
 
     with pytest.raises(ModelOutputError, match=r"returns probabilities \(each row in \[0, 1\]"):
         TorchAdapter(NoGraph()).predict(X)
+    # probabilities made by hand are judged by their values (a review: exp(z) / sum and a
+    # normalised relu passed once the value check skipped every known top node)
+    by_hand = [
+        lambda z: z.exp() / z.exp().sum(1, keepdim=True),
+        lambda z: (z.relu() + 1e-3) / (z.relu() + 1e-3).sum(1, keepdim=True),
+    ]
+    for how in by_hand:
+        with pytest.raises(ModelOutputError, match="returns probabilities"):
+            TorchAdapter(Output(how)).predict(X)
+    # scores made by other linear layers are not (least squares through a bilinear layer)
+    bilinear = torch.nn.Bilinear(4, 4, 2)
+
+    class Scores(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            out = bilinear(x, x)
+            return (out - out.mean(1, keepdim=True)) * 0.01 + 0.5  # rows summing to 1
+
+    scores = TorchAdapter(Scores())
+    assert np.all((scores.logits(X) > 0) & (scores.logits(X) < 1))  # the case meant
+    assert scores.predict(X).shape == (16,)
     # refused at every call, not the first only (a second check scored the module)
     sigmoid = TorchAdapter(refused["a sigmoid"], classes=[0, 1])
     for _ in range(2):

@@ -143,10 +143,25 @@ def load_model(
         # the endpoint's outputs where their names are not the convention's (an ONNX graph
         # served by Triton answers with output_label / output_probability): it could not be
         # attacked at all
+        if label_output is not None and label_output == proba_output:
+            raise ConfigError(
+                f"label_output and proba_output both name output {label_output!r}: the labels "
+                "and the probabilities are two outputs"
+            )
+        # a name given for one is no longer read as the other (proba_output "predict" stayed
+        # among the default label names, and the probabilities were read as labels)
         if label_output is not None:
-            remote = dataclasses.replace(remote, label_outputs=(label_output,))
+            remote = dataclasses.replace(
+                remote,
+                label_outputs=(label_output,),
+                proba_outputs=tuple(o for o in remote.proba_outputs if o != label_output),
+            )
         if proba_output is not None:
-            remote = dataclasses.replace(remote, proba_outputs=(proba_output,))
+            remote = dataclasses.replace(
+                remote,
+                proba_outputs=(proba_output,),
+                label_outputs=tuple(o for o in remote.label_outputs if o != proba_output),
+            )
         remote_adapter = RemoteAdapter(remote, name=name)
         _check_device(remote_adapter, device)
         return remote_adapter

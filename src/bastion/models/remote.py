@@ -237,6 +237,18 @@ def _redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _shown_location(location: str) -> str:
+    """A redirect's target as a message may show it: no credentials, no query string; a
+    relative one by its path; "nowhere" when there is none."""
+    if not location.strip():
+        return "nowhere"
+    try:
+        shown = _redact_url(location)
+    except ValueError:  # a port out of range
+        return "an unparsable URL"
+    return shown or urlsplit(location).path or "a URL with a query string only"
+
+
 def _user_info(url: str) -> str | None:
     """The URL's ``user:password`` as HTTP Basic auth sends them (decoded), or None."""
     parts = urlsplit(url)
@@ -559,7 +571,7 @@ class RemoteAdapter(ModelAdapter):
                     # never followed (no network but the endpoint), and never read as an
                     # answer: a 302 with a JSON body read as metadata dropped the model's
                     # probabilities, and another attack ran, saying nothing
-                    where = _redact_url(response.headers.get("Location", "")) or "nowhere"
+                    where = _shown_location(response.headers.get("Location", ""))
                     raise RemoteModelError(
                         f"{method} {shown} answered HTTP {status}, a redirect to {where}, "
                         "which is not followed: give the endpoint's own URL"

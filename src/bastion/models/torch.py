@@ -107,15 +107,16 @@ _PASS_NODES = frozenset({
 })  # fmt: skip
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
-# the nodes whose output the autograd reading understands (it stops at anything else, a
-# layer's own operation: the output is then what that layer made, not probabilities)
-_KNOWN_NODES = frozenset({
-    *_PROBABILITY_NODES, *_PASS_NODES, "ExpBackward0", "AddmmBackward0", "MmBackward0",
-    "BmmBackward0", "MvBackward0", "LinearBackward0", "ConvolutionBackward0",
-    "CudnnConvolutionBackward0", "MkldnnConvolutionBackward0", "LogSoftmaxBackward0",
+# the layers whose outputs are scores, not probabilities: an output made by them alone
+# (past the pass operations) is not judged by its values (a least-squares classifier's
+# scores sum to 1 per row and often lie in [0, 1]); anything else is (exp(z) / sum, a
+# normalised relu: probabilities by hand)
+_SCORE_NODES = frozenset({
+    "AddmmBackward0", "MmBackward0", "BmmBackward0", "MvBackward0", "LinearBackward0",
+    "BaddbmmBackward0", "AddbmmBackward0", "AddmvBackward0", "TrilinearBackward0",
+    "ConvolutionBackward0", "CudnnConvolutionBackward0", "MkldnnConvolutionBackward0",
     "NativeBatchNormBackward0", "CudnnBatchNormBackward0", "NativeLayerNormBackward0",
-    "ReluBackward0", "TanhBackward0", "LeakyReluBackward0", "GeluBackward0",
-    "HardtanhBackward0", "MaxPool2DWithIndicesBackward0", "AvgPool2DBackward0",
+    "HardtanhBackward0", "LogSoftmaxBackward0",
 })  # fmt: skip
 
 
@@ -134,9 +135,7 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
         # a sigmoid or softmax mapped back out of [0, 1] (2 * sigmoid - 1 is tanh) is a
         # bounded logit, and its sign or argmax the prediction
         what = f"ends in {last}, so it returns probabilities"
-    elif (node is None or type(node).__name__ not in _KNOWN_NODES) and _looks_like_probabilities(
-        out
-    ):
+    elif not _made_by_score_layers(node, {}, [0]) and _looks_like_probabilities(out):
         # no graph to read (autograd off, frozen outputs, a compiled module): the values
         # alone. Not where the graph says what made them: a least-squares classifier's
         # scores also sum to 1 per row, and often lie in [0, 1]
@@ -192,6 +191,33 @@ def _last_operation(node: Any, seen: dict[int, str | None], visits: list[int]) -
                 found = first
     seen[key] = found
     return found
+
+
+def _made_by_score_layers(node: Any, seen: dict[int, bool], visits: list[int]) -> bool:
+    """Whether the output of ``node`` was made by score layers alone (:data:`_SCORE_NODES`),
+    reading back past the pass operations; False without a graph (no ``grad_fn``)."""
+    if node is None:
+        return False
+    key = id(node)
+    if key in seen:
+        return seen[key]
+    visits[0] += 1
+    if visits[0] > _MAX_NODES_READ:
+        return False
+    seen[key] = False
+    name = type(node).__name__
+    made = name in _SCORE_NODES
+    if not made and name in _PASS_NODES:
+        parents = [
+            n
+            for n, _ in getattr(node, "next_functions", ())
+            if n is not None and type(n).__name__ != "AccumulateGrad"
+        ]
+        made = bool(parents) and all(
+            _made_by_score_layers(parent, seen, visits) for parent in parents
+        )
+    seen[key] = made
+    return made
 
 
 def _within_unit_interval(out: Any) -> bool:

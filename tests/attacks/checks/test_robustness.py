@@ -776,6 +776,10 @@ def test_ctrl_c_stops_the_whole_curve(data: dict[str, Any]) -> None:
     assert finding.evidence["curve_complete"] is False
     assert len(finding.evidence["robustness_curve"]) == 1
     assert any("interrupted" in note for note in finding.evidence["sanity"])
+    # and no query after it: the non-determinism note's four requests went out (a second
+    # Ctrl-C during them, on a slow endpoint, lost the partial result)
+    assert calls["n"] == 5
+    assert any("not asked twice (interrupted)" in n for n in finding.evidence["sanity"])
 
 
 def test_features_pinned_by_inferred_bounds_are_a_sanity_warning(data: dict[str, Any]) -> None:
