@@ -500,13 +500,13 @@ def test_reading_the_output_graph_visits_each_node_once(monkeypatch: pytest.Monk
             return h
 
     calls = {"n": 0}
-    walk = torch_module._last_operation
+    walk = torch_module._probability_operation
 
     def counted(*args: Any) -> Any:
         calls["n"] += 1
         return walk(*args)
 
-    monkeypatch.setattr(torch_module, "_last_operation", counted)
+    monkeypatch.setattr(torch_module, "_probability_operation", counted)
     X = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
     TorchAdapter(Residual(), classes=[0, 1, 2]).predict(X)
     assert 0 < calls["n"] <= 3 * 200 + 10

@@ -107,6 +107,7 @@ _PASS_NODES = frozenset({
 })  # fmt: skip
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
+_MAX_DEPTH_READ = 150  # well inside Python's recursion limit (three frames a node)
 # the layers whose outputs are scores, not probabilities: an output made by them alone
 # (past the pass operations) is not judged by its values (a least-squares classifier's
 # scores sum to 1 per row and often lie in [0, 1]); anything else is (exp(z) / sum, a
@@ -130,12 +131,12 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
         ModelOutputError: naming the operation and the remedy.
     """
     node = getattr(out, "grad_fn", None)
-    last = _last_operation(node, {}, [0])
+    last = _last_operation(node)
     if last is not None and _within_unit_interval(out):
         # a sigmoid or softmax mapped back out of [0, 1] (2 * sigmoid - 1 is tanh) is a
         # bounded logit, and its sign or argmax the prediction
         what = f"ends in {last}, so it returns probabilities"
-    elif not _made_by_score_layers(node, {}, [0]) and _looks_like_probabilities(out):
+    elif not _made_by_score_layers(node) and _looks_like_probabilities(out):
         # no graph to read (autograd off, frozen outputs, a compiled module): the values
         # alone. Not where the graph says what made them: a least-squares classifier's
         # scores also sum to 1 per row, and often lie in [0, 1]
@@ -151,73 +152,85 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     )
 
 
-def _last_operation(node: Any, seen: dict[int, str | None], visits: list[int]) -> str | None:
-    """What turned the output into probabilities ("a sigmoid", "a softmax"), reading the
-    output's autograd graph back past the operations that keep probabilities probabilities
-    (:data:`_PASS_NODES`; every input of a combination must lead to one); None when
-    something else made it (a linear layer's logits). Each node is read once (``seen``:
-    a graph of shared paths, residual sums, was walked once per path, 2^depth times), and
-    at most :data:`_MAX_NODES_READ` nodes in all (``visits``)."""
-    if node is None:
-        return None
-    key = id(node)
-    if key in seen:
-        return seen[key]
-    visits[0] += 1
-    if visits[0] > _MAX_NODES_READ:
-        return None
-    seen[key] = None  # a cycle (none in autograd) or a path in progress reads as logits
+class _GraphReader:
+    """Reads an autograd graph back from a node, each node once (a graph of shared paths,
+    residual sums, was walked once per path, 2^depth times), at most
+    :data:`_MAX_NODES_READ` nodes in all; a node past that, or none, reads as ``default``."""
+
+    def __init__(self, judge: Callable[[Any, _GraphReader], Any], default: Any) -> None:
+        self.judge, self.default = judge, default
+        self.seen: dict[int, Any] = {}
+        self.visits = 0
+        self.depth = 0  # nodes on the path being read (each costs Python frames)
+
+    def __call__(self, node: Any) -> Any:
+        if node is None:
+            return self.default
+        key = id(node)
+        if key in self.seen:
+            return self.seen[key]
+        self.visits += 1
+        if self.visits > _MAX_NODES_READ:
+            return self.default
+        if self.depth >= _MAX_DEPTH_READ:  # a chain this long reads as the default
+            return self.default
+        self.seen[key] = self.default  # a path in progress (no cycles in autograd)
+        self.depth += 1
+        try:
+            self.seen[key] = self.judge(node, self)
+        finally:
+            self.depth -= 1
+        return self.seen[key]
+
+
+def _parents(node: Any) -> list[Any]:
+    """The nodes ``node`` reads from, parameters (``AccumulateGrad``) left out."""
+    return [
+        n
+        for n, _ in getattr(node, "next_functions", ())
+        if n is not None and type(n).__name__ != "AccumulateGrad"
+    ]
+
+
+def _probability_operation(node: Any, read: _GraphReader) -> str | None:
+    """What turned ``node``'s output into probabilities ("a sigmoid", "a softmax"), past the
+    operations that keep probabilities probabilities (:data:`_PASS_NODES`; every input of a
+    combination must lead to one); None when something else made it (a layer's logits)."""
     name = type(node).__name__
-    found: str | None = None
     if name in _PROBABILITY_NODES:
-        found = _PROBABILITY_NODES[name]
-    elif name == "ExpBackward0" or name in _PASS_NODES:
-        parents = [
-            n
-            for n, _ in getattr(node, "next_functions", ())
-            if n is not None and type(n).__name__ != "AccumulateGrad"  # a parameter, a weight
-        ]
-        if name == "ExpBackward0":  # exp(log_softmax(z)) is softmax(z)
-            inner = parents[0] if len(parents) == 1 else None
-            while inner is not None and type(inner).__name__ in _PASS_NODES:
-                above = [n for n, _ in getattr(inner, "next_functions", ()) if n is not None]
-                inner = above[0] if len(above) == 1 else None
-            found = None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
-        elif parents:
-            first = _last_operation(parents[0], seen, visits)
-            if first is not None and all(
-                _last_operation(parent, seen, visits) for parent in parents[1:]
-            ):
-                found = first
-    seen[key] = found
-    return found
+        return _PROBABILITY_NODES[name]
+    parents = _parents(node)
+    if name == "ExpBackward0":  # exp(log_softmax(z)) is softmax(z)
+        inner = parents[0] if len(parents) == 1 else None
+        while inner is not None and type(inner).__name__ in _PASS_NODES:
+            above = _parents(inner)
+            inner = above[0] if len(above) == 1 else None
+        return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
+    if name not in _PASS_NODES or not parents:
+        return None
+    first = read(parents[0])
+    return first if first is not None and all(read(p) for p in parents[1:]) else None
 
 
-def _made_by_score_layers(node: Any, seen: dict[int, bool], visits: list[int]) -> bool:
-    """Whether the output of ``node`` was made by score layers alone (:data:`_SCORE_NODES`),
-    reading back past the pass operations; False without a graph (no ``grad_fn``)."""
-    if node is None:
-        return False
-    key = id(node)
-    if key in seen:
-        return seen[key]
-    visits[0] += 1
-    if visits[0] > _MAX_NODES_READ:
-        return False
-    seen[key] = False
+def _from_score_layers(node: Any, read: _GraphReader) -> bool:
+    """Whether ``node``'s output was made by score layers alone (:data:`_SCORE_NODES`),
+    past the pass operations."""
     name = type(node).__name__
-    made = name in _SCORE_NODES
-    if not made and name in _PASS_NODES:
-        parents = [
-            n
-            for n, _ in getattr(node, "next_functions", ())
-            if n is not None and type(n).__name__ != "AccumulateGrad"
-        ]
-        made = bool(parents) and all(
-            _made_by_score_layers(parent, seen, visits) for parent in parents
-        )
-    seen[key] = made
-    return made
+    if name in _SCORE_NODES:
+        return True
+    parents = _parents(node)
+    return name in _PASS_NODES and bool(parents) and all(read(p) for p in parents)
+
+
+def _last_operation(node: Any) -> str | None:
+    """What turned an output (its ``grad_fn``) into probabilities, or None."""
+    return _GraphReader(_probability_operation, None)(node)  # type: ignore[no-any-return]
+
+
+def _made_by_score_layers(node: Any) -> bool:
+    """Whether an output (its ``grad_fn``) was made by score layers alone; False without a
+    graph."""
+    return bool(_GraphReader(_from_score_layers, False)(node))
 
 
 def _within_unit_interval(out: Any) -> bool:
