@@ -298,7 +298,8 @@ def check_executor_spec(spec: str) -> str:
     took another attack).
 
     Raises:
-        ConfigError: any other form, or a worker count below 1.
+        ConfigError: any other form, a worker count below 1, or a scheme no backend is
+            registered or known for.
     """
     text = str(spec).strip()
     if text == "local":

@@ -124,8 +124,9 @@ _SCORE_NODES = frozenset({
 def refuse_probability_outputs(out: Any, name: str) -> None:
     """Raise where ``out`` (a module's output, computed with autograd on) holds
     probabilities, which Bastion would read as logits: its autograd graph leads back to a
-    softmax or a sigmoid (:func:`_last_operation`), or, whatever made them, its rows of two
-    or more values lie in [0, 1] and sum to 1.
+    softmax or a sigmoid (:func:`_last_operation`) and its values lie in [0, 1]; or score
+    layers alone did not make it (:func:`_made_by_score_layers`) and its rows of two or
+    more values lie in [0, 1] and sum to 1.
 
     Raises:
         ModelOutputError: naming the operation and the remedy.
@@ -137,9 +138,9 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
         # bounded logit, and its sign or argmax the prediction
         what = f"ends in {last}, so it returns probabilities"
     elif not _made_by_score_layers(node) and _looks_like_probabilities(out):
-        # no graph to read (autograd off, frozen outputs, a compiled module): the values
-        # alone. Not where the graph says what made them: a least-squares classifier's
-        # scores also sum to 1 per row, and often lie in [0, 1]
+        # the values, unless score layers alone made them (a least-squares classifier's
+        # scores also sum to 1 per row, and often lie in [0, 1]): no graph to read
+        # (autograd off, a compiled module), or probabilities by hand (exp(z) / sum)
         what = "returns probabilities (each row in [0, 1], summing to 1)"
     else:
         return
