@@ -457,6 +457,26 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
             out = bilinear(x, x)
             return (out - out.mean(1, keepdim=True)) * 0.01 + 0.5  # rows summing to 1
 
+    # from a fourth review: a shift by a constant maps out of [0, 1] whatever the row probed
+    # (2 * sigmoid - 1 was refused when the first row's score was positive); a relu after
+    # the scores keeps them scores; a hard sigmoid or a reordered sigmoid is probabilities
+    positive = np.abs(X)
+    shifted = TorchAdapter(Output(lambda z: 2 * torch.sigmoid(z[:, :1]) - 1))
+    assert shifted.predict(positive).shape == (16,)
+    for how in (
+        lambda z: torch.nn.functional.hardsigmoid(z),
+        lambda z: z.sigmoid().index_select(1, torch.tensor([1, 0])),
+    ):
+        with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+            TorchAdapter(Output(how)).predict(X)
+
+    class HalfNoGraph(torch.nn.Module):  # bf16 rows sum to 1 only within 2e-3
+        def forward(self, x: Any) -> Any:
+            with torch.no_grad():
+                return linear(x).to(torch.bfloat16).softmax(1)
+
+    with pytest.raises(ModelOutputError, match="returns probabilities"):
+        TorchAdapter(HalfNoGraph()).predict(X)
     scores = TorchAdapter(Scores())
     assert np.all((scores.logits(X) > 0) & (scores.logits(X) < 1))  # the case meant
     assert scores.predict(X).shape == (16,)

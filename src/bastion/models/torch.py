@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -86,7 +87,11 @@ def module_device(module: Any) -> str | None:
 
 
 # the autograd nodes of operations that turn logits into probabilities, by what they are
-_PROBABILITY_NODES = {"SigmoidBackward0": "a sigmoid", "SoftmaxBackward0": "a softmax"}
+_PROBABILITY_NODES = {
+    "SigmoidBackward0": "a sigmoid",
+    "HardsigmoidBackward0": "a sigmoid",
+    "SoftmaxBackward0": "a softmax",
+}
 # their logarithms, probabilities again under an exp
 _LOG_PROBABILITY_NODES = {"LogSoftmaxBackward0": "a softmax", "LogSigmoidBackward0": "a sigmoid"}
 # operations through which probabilities stay probabilities (or combinations of them): shape
@@ -103,8 +108,20 @@ _PASS_NODES = frozenset({
     "CatBackward0", "StackBackward0", "MeanBackward0", "MeanBackward1", "SumBackward0",
     "SumBackward1", "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1",
     "RsubBackward0", "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0",
-    "DivBackward1",
+    "DivBackward1", "FlipBackward0", "IndexSelectBackward0", "GatherBackward0",
+    "RepeatBackward0", "AsStridedBackward0",
 })  # fmt: skip
+# a shift by a constant (one input with a gradient) maps probabilities out of [0, 1]:
+# 2 * sigmoid - 1 is a bounded logit, whatever the values of the row probed
+_SHIFT_NODES = frozenset({"AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1"})
+# operations that keep scores scores, for the value check's exemption: the pass operations
+# but those normalising one input by another (a division or product of two), and the
+# piecewise-identity activations (a relu after a least-squares head)
+_SCORE_PASS_NODES = frozenset({
+    *_PASS_NODES, "ReluBackward0", "LeakyReluBackward0", "EluBackward0",
+    "ConstantPadNdBackward0", "WhereBackward0",
+})  # fmt: skip
+_NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
 _MAX_DEPTH_READ = 150  # well inside Python's recursion limit (three frames a node)
@@ -209,6 +226,8 @@ def _probability_operation(node: Any, read: _GraphReader) -> str | None:
         return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
     if name not in _PASS_NODES or not parents:
         return None
+    if name in _SHIFT_NODES and len(parents) == 1:
+        return None
     first = read(parents[0])
     return first if first is not None and all(read(p) for p in parents[1:]) else None
 
@@ -220,7 +239,9 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     if name in _SCORE_NODES:
         return True
     parents = _parents(node)
-    return name in _PASS_NODES and bool(parents) and all(read(p) for p in parents)
+    if name in _NORMALISING_NODES and len(parents) > 1:
+        return False  # x / sum(x), x * gate: made here, not by the layers
+    return name in _SCORE_PASS_NODES and bool(parents) and all(read(p) for p in parents)
 
 
 def _last_operation(node: Any) -> str | None:
@@ -247,8 +268,13 @@ def _looks_like_probabilities(out: Any) -> bool:
     """Rows of two or more values in [0, 1] that sum to 1: probabilities, whatever made them
     (a backstop for operations the autograd reading does not know)."""
     try:
+        # a half-precision softmax's rows sum to 1 only within its rounding (bf16: 2e-3)
+        tolerance = max(
+            _PROBABILITY_SUM_TOLERANCE,
+            4 * math.prod(out.shape[1:]) * _finfo_eps(out.dtype),
+        )
         values = out.detach().float().reshape(out.shape[0], -1)
-    except (AttributeError, RuntimeError, IndexError):
+    except (AttributeError, RuntimeError, IndexError, TypeError):
         return False
     if values.shape[0] == 0 or values.shape[1] < 2:
         return False
@@ -256,7 +282,13 @@ def _looks_like_probabilities(out: Any) -> bool:
         return False
     if bool(((values == 0) | (values == 1)).all()):
         return False  # hard decisions (one-hot rows): a label-only model, not probabilities
-    return bool(((values.sum(dim=1) - 1).abs() <= _PROBABILITY_SUM_TOLERANCE).all())
+    return bool(((values.sum(dim=1) - 1).abs() <= tolerance).all())
+
+
+def _finfo_eps(dtype: Any) -> float:
+    """The machine epsilon of a floating dtype (0 for others)."""
+    torch = require("torch", "PyTorch models")
+    return float(torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
 
 
 def module_dtype(module: Any) -> Any:
