@@ -239,6 +239,7 @@ def test_an_estimator_refuses_classes_it_does_not_have_and_input_shapes(
     joblib.dump(cancer_pipeline, path)
     own = cancer_pipeline.classes_.tolist()
     same = load_model(path, classes=own)  # the estimator's own classes: accepted
+    load_model(path, classes=[str(c) for c in own])  # a policy's text labels, as for ONNX
     np.testing.assert_array_equal(same.predict(X), cancer_pipeline.predict(X))
     for wrong in (own[::-1], [*own, 2], own[:1]):
         with pytest.raises(ConfigError, match=r"do not match estimator 'm\.joblib'"):

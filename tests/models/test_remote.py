@@ -224,6 +224,18 @@ def test_a_token_with_a_line_end_is_stripped_and_other_control_characters_refuse
         assert TOKEN[4:] not in str(info.value)
 
 
+def test_a_request_that_cannot_be_written_is_not_retried(
+    server: dict[str, Any], token: str
+) -> None:
+    """httpx refuses a header holding a line end before anything is sent: retrying it, as
+    a connection failure, only repeated the refusal."""
+    endpoint = _endpoint(server["url"], headers={"X-Trace": "a\nb"}, retries=3)
+    with pytest.raises(RemoteModelError, match="the request could not be sent") as info:
+        RemoteAdapter(endpoint)
+    assert "failed after" not in str(info.value)  # one attempt, no retries
+    assert TOKEN not in str(info.value)
+
+
 def test_url_credentials_echoed_as_basic_auth_are_scrubbed(server: dict[str, Any]) -> None:
     """httpx sends a URL's user:password as HTTP Basic auth (base64); a server echoing its
     header gave them away ("bad token Basic c3ZjOmh1bnRlcjI=")."""

@@ -27,10 +27,22 @@ __all__ = [
     "ModelAdapter",
     "ModelInfo",
     "refuse_misordered_columns",
+    "same_label",
 ]
 
 ArrayLike = np.ndarray | pd.DataFrame
 PROBA_TOLERANCE = 1e-5
+
+
+def same_label(a: Any, b: Any) -> bool:
+    """Whether two class labels are one: equal as text ("0" and 0: a policy's labels are
+    text), or as numbers (0.0, 0 and False: a model fitted on float or bool labels)."""
+    if str(a) == str(b):
+        return True
+    try:
+        return bool(float(a) == float(b))
+    except (TypeError, ValueError):
+        return False
 
 
 class Capability(StrEnum):

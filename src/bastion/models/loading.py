@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion.exceptions import ConfigError, ModelError, UnsafeArtifactError
-from bastion.models.base import ModelAdapter, ModelInfo
+from bastion.models.base import ModelAdapter, ModelInfo, same_label
 from bastion.models.formats import FORMATS, PICKLE_FAMILY, detect_format, sha256_path
 
 if TYPE_CHECKING:
@@ -381,7 +381,8 @@ def _check_estimator_options(
             f"classes apply to models that do not name them; estimator {adapter.info.name!r} "
             "has no classes_ to check them against"
         )
-    if len(given) != len(own) or not all(a == b for a, b in zip(given, own, strict=True)):
+    # compared as the ONNX loader compares them (a policy's "0" is an estimator's 0)
+    if len(given) != len(own) or not all(map(same_label, given, own)):
         raise ConfigError(
             f"classes {given[:12]} do not match estimator {adapter.info.name!r}'s own classes_ "
             f"{own[:12]} (an estimator names its classes; leave classes out)"

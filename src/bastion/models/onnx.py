@@ -25,7 +25,14 @@ import pandas as pd
 
 from bastion._optional import require
 from bastion.exceptions import ModelError, ModelOutputError, UnsafeArtifactError
-from bastion.models.base import PROBA_TOLERANCE, ArrayLike, Capability, ModelAdapter, ModelInfo
+from bastion.models.base import (
+    PROBA_TOLERANCE,
+    ArrayLike,
+    Capability,
+    ModelAdapter,
+    ModelInfo,
+    same_label,
+)
 from bastion.models.formats import sha256_file
 
 __all__ = ["OnnxAdapter", "check_external_data"]
@@ -420,24 +427,13 @@ def _agreed_classes(given: list[Any], graph: list[Any], name: str) -> list[Any]:
     another order relabelled the probability columns while the label output stayed right: a
     black-box attack pushed the wrong class and a fragile model passed (robust accuracy
     0.98 for 0.34)."""
-    if len(given) != len(graph) or not all(map(_same_label, given, graph)):
+    if len(given) != len(graph) or not all(map(same_label, given, graph)):
         raise ModelError(
             f"ONNX model {name!r}: classes {given} differ from the classes its graph declares "
             f"{graph} (the order of its probability columns); leave model.classes out, or "
             "give the graph's"
         )
     return graph
-
-
-def _same_label(a: Any, b: Any) -> bool:
-    """Whether two class labels are one: equal as text ("0" and 0), or as numbers (0.0, 0
-    and False: a model fitted on float or bool labels declares 0 and 1 in its graph)."""
-    if str(a) == str(b):
-        return True
-    try:
-        return bool(float(a) == float(b))
-    except (TypeError, ValueError):
-        return False
 
 
 def _graph_classes(model: Any) -> list[Any] | None:

@@ -512,10 +512,9 @@ class TorchAdapter(ModelAdapter):
         return out
 
     def check_logits(self, rows: np.ndarray) -> None:
-        """Refuse a module that returns probabilities where logits are read: its last
-        operation (past reshapes) is a softmax or a sigmoid. Once per adapter, on one row of
-        ``rows`` run with autograd on (the operation is read from the output's ``grad_fn``;
-        the run is no query). A module whose output carries no gradient graph passes."""
+        """Refuse a module that returns probabilities where logits are read
+        (:func:`refuse_probability_outputs`). Once per adapter, on one row of ``rows`` run
+        with autograd on (the run is no query); a refusal is raised again at every call."""
         if self._logits_refusal is not None:
             raise self._logits_refusal  # every call of a refused module, not the first only
         if self._logits_checked or len(rows) == 0:
@@ -725,18 +724,10 @@ def export_row_shape(program: Any) -> tuple[int, ...] | None:
     single tensor input was exported with: ``(1, 8, 8)`` for a ``(batch, 1, 8, 8)`` input.
     None when that cannot be read (several inputs, a scalar, a symbolic dimension past the
     first), in which case rows go to the module as given."""
-    try:
-        names = list(program.graph_signature.user_inputs)
-        vals = [
-            node.meta.get("val")
-            for node in program.graph.nodes
-            if node.op == "placeholder" and node.name in names
-        ]
-    except AttributeError:  # not an ExportedProgram
+    example = _input_example(program)
+    if example is None or len(example.shape) < 2:
         return None
-    if len(vals) != 1 or not hasattr(vals[0], "shape") or len(vals[0].shape) < 2:
-        return None
-    dims = vals[0].shape[1:]
+    dims = example.shape[1:]
     if not all(isinstance(d, int) for d in dims):
         return None
     return tuple(int(d) for d in dims)
@@ -794,7 +785,6 @@ _TRAINING_OPS = frozenset({
     "_native_batch_norm_legit_functional", "rrelu", "rrelu_with_noise",
     "rrelu_with_noise_functional",
 })  # fmt: skip
-# a decomposed dropout in training (Dropout2d, AlphaDropout) draws its mask with bernoulli
 
 
 def check_exported_program(program: Any, where: str) -> None:
@@ -817,7 +807,7 @@ def check_exported_program(program: Any, where: str) -> None:
         if node.op != "call_function":
             continue
         name = str(getattr(node.target, "__name__", node.target)).split(".")[0]
-        if name.startswith("bernoulli"):
+        if name.startswith("bernoulli"):  # a decomposed Dropout1d or AlphaDropout's mask
             training.add("dropout")
             continue
         if name not in _TRAINING_OPS:
@@ -844,10 +834,9 @@ def check_exported_program(program: Any, where: str) -> None:
             "running statistics, track_running_stats=False, always normalises with its "
             "batch's: give it running statistics)"
         )
-    inputs = [n for n in nodes if n.op == "placeholder" and n.name in _user_inputs(program)]
-    vals = [n.meta.get("val") for n in inputs]
-    if len(vals) == 1 and hasattr(vals[0], "shape") and len(vals[0].shape) >= 1:
-        rows = vals[0].shape[0]
+    example = _input_example(program)
+    if example is not None and len(example.shape) >= 1:
+        rows = example.shape[0]
         if isinstance(rows, int):
             raise ModelError(
                 f"torch.export archive {where!r} was exported for batches of exactly {rows} "
@@ -877,11 +866,19 @@ def _first_dimension(node: Any) -> Any:
     return shape[0] if shape is not None and len(shape) else None
 
 
-def _user_inputs(program: Any) -> set[str]:
+def _input_example(program: Any) -> Any:
+    """The example of an exported program's single tensor input (its recorded ``val``), or
+    None (several inputs, none, or not an ``ExportedProgram``)."""
     try:
-        return set(program.graph_signature.user_inputs)
+        names = set(program.graph_signature.user_inputs)
+        vals = [
+            node.meta.get("val")
+            for node in program.graph.nodes
+            if node.op == "placeholder" and node.name in names
+        ]
     except AttributeError:
-        return set()
+        return None
+    return vals[0] if len(vals) == 1 and hasattr(vals[0], "shape") else None
 
 
 def resolve_factory(reference: str) -> Callable[..., Any]:

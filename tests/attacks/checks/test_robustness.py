@@ -177,6 +177,11 @@ def test_the_row_shape_of_torch_and_onnx_models() -> None:
     assert row_shape(SimpleNamespace(input_shape=[1, 8, 8])) == (1, 8, 8)
     assert row_shape(SimpleNamespace(input_shape=None, row_shape=(3, 4))) == (3, 4)
     assert row_shape(SimpleNamespace()) is None
+    # and eps is in input units for both (an ONNX image model's eps read as std units)
+    from bastion.attacks.checks.robustness import _takes_tensors
+
+    assert _takes_tensors("auto", SimpleNamespace(row_shape=(1, 8, 8)))  # type: ignore[arg-type]
+    assert not _takes_tensors("auto", SimpleNamespace(input_shape=(30,)))  # type: ignore[arg-type]
 
 
 def test_robustness_curve_is_monotone_on_a_real_model(data: dict[str, Any]) -> None:

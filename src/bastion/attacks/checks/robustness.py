@@ -662,6 +662,12 @@ def _constant_predictions(main: EvasionResult, y: np.ndarray) -> list[str]:
     ]
 
 
+def _beyond_noise(points: int, attacked: int) -> bool:
+    """Whether ``points`` of the ``attacked`` are more than the gap between two runs of
+    attacks: more than one, and more than 2%."""
+    return points > max(1, 0.02 * attacked)
+
+
 def _sanity(
     results: dict[float, EvasionResult], main: EvasionResult, attack_id: str, rounding: bool
 ) -> list[str]:
@@ -692,7 +698,7 @@ def _sanity(
             if (
                 stage.get("attack") in _BLACK_BOX
                 and isinstance(new, int)
-                and new > max(1, 0.02 * attacked)
+                and _beyond_noise(new, attacked)
             ):
                 notes.append(
                     f"the black-box {stage['attack']} attack broke {new} point(s) the "
@@ -708,7 +714,7 @@ def _sanity(
             continue
         count = int((result.success & result.clean_correct).sum())
         attacked = max(int(result.clean_correct.sum()), 1)
-        if best is not None and best[1] - count > max(1, 0.02 * attacked):
+        if best is not None and _beyond_noise(best[1] - count, attacked):
             notes.append(
                 f"attack success falls from {best[1]} points at eps={best[0]:g} to {count} at "
                 f"eps={radius:g}: the attack is unreliable here (too few queries or a masked "
@@ -804,8 +810,8 @@ def _takes_tensors(eps_unit: str, model: ModelAdapter) -> bool:
     dimensions or more (a flat shape is what a tabular ``torch.export`` archive carries)."""
     if eps_unit != "auto":
         return eps_unit == "input"
-    shape = getattr(model, "input_shape", None)
-    return shape is not None and len(tuple(shape)) >= 2
+    shape = row_shape(model)
+    return shape is not None and len(shape) >= 2
 
 
 def _judge(
@@ -856,7 +862,7 @@ def _samples(
 ) -> list[dict[str, Any]]:
     """A few adversarial examples: changed features (tabular, a flat input_shape included:
     a torch model of features) or both arrays (tensors of 2 or more dimensions)."""
-    shape = getattr(model, "input_shape", None)
+    shape = row_shape(model)
     if shape is not None and len(shape) < 2:
         shape = None
     x_adv = result.x_adv.reshape(len(X), -1)
