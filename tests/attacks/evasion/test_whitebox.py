@@ -21,6 +21,7 @@ from bastion.attacks import base as attack_base  # noqa: E402
 from bastion.attacks.base import ATTACKS, EvasionAttack  # noqa: E402
 from bastion.attacks.budget import Budget  # noqa: E402
 from bastion.attacks.constraints import FeatureConstraints  # noqa: E402
+from bastion.attacks.evasion import _graphs  # noqa: E402
 from bastion.attacks.evasion import auto as auto_module  # noqa: E402
 from bastion.attacks.evasion.apgd import APGD, APGDConfig  # noqa: E402
 from bastion.attacks.evasion.auto import AutoAttack, AutoConfig  # noqa: E402
@@ -591,7 +592,13 @@ def _graphed_and_eager(
         ("inf", None, {}, True),
         ("2", None, {}, True),
         ("mid-replay", Budget(max_queries=2 * N_POINTS + 9 * (N_POINTS - 10)), {}, True),
-        ("mid-warm-up", Budget(max_queries=2 * N_POINTS + 2 * (N_POINTS - 10)), {}, True),
+        # the first (eager) step, then the warm-up's steps but the last
+        (
+            "mid-warm-up",
+            Budget(max_queries=2 * N_POINTS + _graphs.WARMUP_STEPS * (N_POINTS - 10)),
+            {},
+            True,
+        ),
         ("per-point cap", Budget(max_queries_per_sample=12), {}, True),
         ("chunks and restarts", None, {"batch_size": 64, "restarts": 2}, True),
         ("bf16", None, {"precision": "bf16"}, True),
@@ -615,7 +622,7 @@ def test_pgd_graph_path_keeps_the_eager_results(
     options: dict[str, Any],
     captured: bool,
 ) -> None:
-    """PGD's CUDA-graph path (two warm-up steps on a side stream, one step captured, then
+    """PGD's CUDA-graph path (warm-up steps on a side stream, one step captured, then
     replays), run on the CPU with a stand-in graph: the same adversarial points, queries,
     forward passes, module calls and stop reason as the eager loop, under budgets that end
     the attack in the warm-up or among the replays, over several chunks and restarts; a
@@ -1953,6 +1960,33 @@ def test_predicted_class_from_the_loss_breaks_ties_as_argmax(loss: str) -> None:
     assert closed is not None
     assert closed[2] is not None
     torch.testing.assert_close(closed[2], logits.argmax(dim=1))
+
+
+def test_input_gradient_by_the_engine_equals_autograd_grad() -> None:
+    """The loop calls autograd's engine directly; it must give ``torch.autograd.grad``'s
+    gradient bit for bit, leave no gradient on the input, and refuse an input the output
+    does not depend on, as autograd.grad does."""
+    from bastion.attacks.evasion import _torch
+
+    assert _torch._RUN_BACKWARD is not None  # the fast path is the one tested here
+    torch.manual_seed(3)
+    module = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    for p in module.parameters():
+        p.requires_grad_(False)
+    z = torch.randn(9, 6, requires_grad=True)
+    seed = torch.randn(9, 4)
+    with torch.enable_grad():
+        (expected,) = torch.autograd.grad(module(z), z, grad_outputs=seed)
+        got = _torch._input_grad(module(z), z, seed)
+        total = module(z).sum()
+        (expected_total,) = torch.autograd.grad(total, z, grad_outputs=torch.ones(()))
+        got_total = _torch._input_grad(module(z).sum(), z, torch.ones(()))
+    assert torch.equal(got, expected)
+    assert torch.equal(got_total, expected_total)
+    assert z.grad is None
+    unused = torch.randn(9, 6, requires_grad=True)
+    with torch.enable_grad(), pytest.raises(RuntimeError, match="not have been used"):
+        _torch._input_grad(module(z), unused, seed)
 
 
 def test_release_cuda_graph_memory_drops_this_threads_anchors() -> None:
