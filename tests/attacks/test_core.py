@@ -123,6 +123,42 @@ def test_a_bound_declared_on_one_side_only_infers_the_other() -> None:
     assert cons.bound_source == ("inferred",)
 
 
+def test_a_feature_without_spread_is_held_and_never_scaled_to_rounding_noise() -> None:
+    """eps standard deviations of a constant feature is no move: it is held immutable with
+    scale 1, not scaled by 1e-12 (whose float64 round trip was 1e-3 std of noise); a
+    one-hot member never taken stays movable at scale 1e-6; a tiny-unit feature with a real
+    spread keeps its own standard deviation."""
+    ref = pd.DataFrame(
+        {
+            "fee": np.full(50, 37.3),
+            "zero": np.zeros(50),
+            "tiny": np.linspace(1e-13, 5e-12, 50),
+            "cat_a": np.ones(50),
+            "cat_b": np.zeros(50),
+        }
+    )
+    schema = FeatureSchema(
+        {
+            "fee": ColumnSpec("fee", ColumnKind.NUMERIC, min=0, max=100),
+            **{
+                f"cat_{k}": ColumnSpec(f"cat_{k}", ColumnKind.NUMERIC, one_hot_group="cat")
+                for k in "ab"
+            },
+        }
+    )
+    cons = FeatureConstraints.from_schema(schema, list(ref.columns), ref)
+    assert cons.no_spread == ("fee", "zero")
+    assert cons.immutable.tolist() == [True, True, False, False, False]
+    assert cons.scale[:2].tolist() == [1.0, 1.0]
+    assert cons.scale[2] == pytest.approx(ref["tiny"].std(ddof=0))
+    assert cons.scale[3:].tolist() == [1e-6, 1e-6]
+    assert cons.describe()["no_spread"] == ["fee", "zero"]
+    x = np.array([[37.3, 0.0, 2e-12, 1.0, 0.0]])
+    moved = cons.project(x + 0.4, x)
+    assert moved[0, :2].tolist() == [37.3, 0.0]  # held
+    assert moved[0, 2] > x[0, 2]  # moves (to its inferred bound)
+
+
 def test_bad_constraints_are_named() -> None:
     bad = FeatureSchema({"x": ColumnSpec("x", ColumnKind.NUMERIC, min=2, max=1)})
     with pytest.raises(DataError, match="'x': declared range is empty"):

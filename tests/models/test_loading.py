@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from bastion.exceptions import ConfigError, ModelError, UnsafeArtifactError
@@ -246,6 +247,27 @@ def test_an_estimator_refuses_classes_it_does_not_have_and_input_shapes(
             load_model(path, classes=wrong)
     with pytest.raises(ConfigError, match="input_shape applies to torch and ONNX models"):
         load_model(path, input_shape=(1, 5, 6))
+    # labels that floats or a lenient parse merge are still two, and a reversed order of
+    # them is refused (from a review: both were accepted as matching)
+    X2 = X.to_numpy()[:, :2]
+    for pair in (["007", "7"], [2**53, 2**53 + 1]):
+        labels = np.where(cancer[1].to_numpy() == 1, pair[1], pair[0])
+        estimator = LogisticRegression(max_iter=2000).fit(X2, labels)
+        joblib.dump(estimator, path)
+        assert load_model(path, classes=estimator.classes_.tolist()).classes_ is not None
+        with pytest.raises(ConfigError, match="do not match estimator"):
+            load_model(path, classes=estimator.classes_.tolist()[::-1])
+
+
+def test_labels_are_one_when_equal_exactly_or_a_text_spells_the_number() -> None:
+    from bastion.models.base import same_label
+
+    one = [("0", 0), (0.0, 0), (False, 0), ("1", 1.0), ("1.0", 1), (np.float32(0.1), "0.1"),
+           ("-1", -1), (np.int64(7), "7"), ("a", "a")]  # fmt: skip
+    two = [("007", "7"), ("007", 7), (2**53, 2**53 + 1), (np.int64(10**17), 10**17 + 1),
+           ("1_0", 10), (" 1", 1), ("a", "b"), ("0", 1), (1.5, "1.50001")]  # fmt: skip
+    assert all(same_label(a, b) and same_label(b, a) for a, b in one)
+    assert not any(same_label(a, b) or same_label(b, a) for a, b in two)
 
 
 def test_an_exported_program_moves_with_the_tensors_it_creates(

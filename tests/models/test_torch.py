@@ -463,6 +463,23 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     positive = np.abs(X)
     shifted = TorchAdapter(Output(lambda z: 2 * torch.sigmoid(z[:, :1]) - 1))
     assert shifted.predict(positive).shape == (16,)
+    # from a fifth review: but not every shift. Probabilities nudged by a constant, clipped
+    # to [0.01, 0.99], or reflected (1 - p) stay probabilities (0 is outside the map's
+    # range): each read as a logit made every row class 1, on one row probed as on many
+    nudged = {
+        "a sigmoid": [
+            lambda z: torch.sigmoid(z[:, :1]) + 1e-6,
+            lambda z: torch.sigmoid(z[:, :1]) * 0.98 + 0.01,
+            lambda z: torch.ones_like(z[:, :1]) - torch.sigmoid(z[:, :1]),
+            lambda z: torch.sigmoid(z) + 1e-6,
+        ],
+        "a softmax": [lambda z: z.softmax(1) + 1e-3],
+    }
+    for what, hows in nudged.items():
+        for how in hows:
+            for rows in (positive, X):
+                with pytest.raises(ModelOutputError, match=f"ends in {what}"):
+                    TorchAdapter(Output(how)).predict(rows)
     for how in (
         lambda z: torch.nn.functional.hardsigmoid(z),
         lambda z: z.sigmoid().index_select(1, torch.tensor([1, 0])),
@@ -477,6 +494,16 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
 
     with pytest.raises(ModelOutputError, match="returns probabilities"):
         TorchAdapter(HalfNoGraph()).predict(X)
+    wide = torch.nn.Linear(4, 100)
+
+    class HalfScores(torch.nn.Module):  # 100 bf16 scores in [0, 1], rows summing to ~3
+        def forward(self, x: Any) -> Any:
+            with torch.no_grad():
+                return torch.sigmoid(wide(x)).to(torch.bfloat16) * 0.06
+
+    # the rounding of a bf16 softmax's sum does not grow with the classes (from a review:
+    # a bound that did passed 1 from 32 columns, and these read as summing to 1)
+    assert TorchAdapter(HalfScores()).predict(X).shape == (16,)
     scores = TorchAdapter(Scores())
     assert np.all((scores.logits(X) > 0) & (scores.logits(X) < 1))  # the case meant
     assert scores.predict(X).shape == (16,)

@@ -33,6 +33,11 @@ __all__ = ["FeatureConstraints"]
 BoundSource = Literal["declared", "inferred", "none"]
 _NONE: BoundSource = "none"
 _DECLARED: BoundSource = "declared"
+# a feature whose standard deviation is at most this share of its largest magnitude has no
+# spread (its values differ by rounding at most); above it, x / std * std in float64 errs by
+# under 2e-7 std, within the attacks' eps tolerance of 1e-6
+_NO_SPREAD = 1e-9
+_ONE_HOT_NO_SPREAD = 1e-6
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,13 @@ class FeatureConstraints:
     one_hot_groups:
         Index arrays of features that form one categorical variable.
     scale:
-        Per-feature standard deviation of the training data (ddof 0, floored at 1e-12):
-        the unit of ``eps`` for tabular data. Ones for tensors.
+        Per-feature standard deviation of the training data (ddof 0): the unit of ``eps``
+        for tabular data. Ones for tensors.
+    no_spread:
+        Features with no spread in the training data (a standard deviation at the values'
+        rounding level): eps standard deviations of them is no move, so they are held
+        immutable (scale 1). A one-hot member with no spread stays movable with scale 1e-6
+        instead (a switch through it costs 1e6 std; the group's other switches stay open).
     """
 
     names: tuple[str, ...]
@@ -65,6 +75,7 @@ class FeatureConstraints:
     integer: np.ndarray
     one_hot_groups: tuple[np.ndarray, ...] = ()
     scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    no_spread: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -146,6 +157,7 @@ class FeatureConstraints:
         integer = np.zeros(n, dtype=bool)
         groups: dict[str, list[int]] = {}
         scale = np.ones(n)
+        no_spread: list[str] = []
         for i, name in enumerate(feature_names):
             spec = schema.columns.get(name)
             col = _reference_column(reference, name)
@@ -178,7 +190,21 @@ class FeatureConstraints:
                     f"feature {name!r}: declared range is empty ({lower[i]} > {upper[i]})"
                 )
             if scale_by_std and col is not None and col.size:
-                scale[i] = max(float(col.std()), 1e-12)
+                std = float(col.std())
+                if std > _NO_SPREAD * float(np.abs(col).max()):
+                    scale[i] = std
+                elif spec is not None and spec.one_hot_group:
+                    # a category never (or always) taken: switching into (out of) it costs
+                    # 1e6 std, beyond any eps, while the group's other switches stay open
+                    scale[i] = _ONE_HOT_NO_SPREAD
+                else:
+                    # eps std units of no spread is no move at all. A scale at the values'
+                    # rounding level (1e-12 before) turned the float64 round trip of
+                    # x / scale * scale into 1e-3 std of noise: Square's candidates at the
+                    # ball's edge read as outside it and were dropped, HopSkipJump's starts
+                    # lay 1e13 eps away, and points read robust that were not (a review)
+                    immutable[i] = True
+                    no_spread.append(name)
         return cls(
             names=tuple(feature_names),
             lower=lower,
@@ -188,6 +214,7 @@ class FeatureConstraints:
             integer=integer,
             one_hot_groups=tuple(np.asarray(g, dtype=np.intp) for g in groups.values()),
             scale=scale,
+            no_spread=tuple(no_spread),
         )
 
     # -- enforcement ------------------------------------------------------------------------
@@ -371,6 +398,8 @@ class FeatureConstraints:
             "n_features": self.n_features,
             "bounds": {str(k): int(v) for k, v in sources.items()},
             "immutable": [n for n, m in zip(self.names, self.immutable, strict=True) if m],
+            # held immutable because the training data gave them no spread (eps std units)
+            "no_spread": list(self.no_spread),
             "integer_features": int(self.integer.sum()),
             "one_hot_groups": len(self.one_hot_groups),
             "eps_unit": "std" if not np.allclose(self.scale, 1.0) else "input",

@@ -8,11 +8,14 @@ attack pillar budgets and reports them.
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -35,14 +38,35 @@ PROBA_TOLERANCE = 1e-5
 
 
 def same_label(a: Any, b: Any) -> bool:
-    """Whether two class labels are one: equal as text ("0" and 0: a policy's labels are
-    text), or as numbers (0.0, 0 and False: a model fitted on float or bool labels)."""
-    if str(a) == str(b):
+    """Whether two class labels are one: two texts when equal; two numbers when equal
+    exactly (0.0, 0 and False: a model fitted on float or bool labels; 2**53 and 2**53 + 1
+    differ, which floats would merge); a text and a number when the text spells that number
+    ("0" and 0: a policy's labels are text; not "007", " 1" or "1_0" for 7, 1 or 10, nor
+    "007" for "7", which a comparison through floats took for one, from a review)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    if str(a) == str(b):  # the shortest spelling of a float32 0.1 is "0.1"
         return True
-    try:
-        return bool(float(a) == float(b))
-    except (TypeError, ValueError):
-        return False
+    x, y = _label_value(a), _label_value(b)
+    return x is not None and x == y
+
+
+def _label_value(label: Any) -> Fraction | None:
+    """A label's exact numeric value (None: not a number, or not finite)."""
+    if isinstance(label, bool | np.bool_ | int | np.integer):
+        return Fraction(int(label))
+    if isinstance(label, float | np.floating):
+        return Fraction(float(label)) if math.isfinite(float(label)) else None
+    if isinstance(label, str):
+        digits = label.lstrip("+-")
+        if "_" in label or label != label.strip() or (digits[:1] == "0" and digits[1:2].isdigit()):
+            return None  # a grouping, spaces, a leading zero: not the number's spelling
+        try:
+            value = Decimal(label)
+        except InvalidOperation:
+            return None
+        return Fraction(value) if value.is_finite() else None
+    return None
 
 
 class Capability(StrEnum):

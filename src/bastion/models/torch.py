@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -111,9 +110,17 @@ _PASS_NODES = frozenset({
     "DivBackward1", "FlipBackward0", "IndexSelectBackward0", "GatherBackward0",
     "RepeatBackward0", "AsStridedBackward0",
 })  # fmt: skip
-# a shift by a constant (one input with a gradient) maps probabilities out of [0, 1]:
-# 2 * sigmoid - 1 is a bounded logit, whatever the values of the row probed
-_SHIFT_NODES = frozenset({"AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1"})
+# the elementwise affine maps (one input with a gradient) and the order-keeping reshapes
+# that may lie between a sigmoid and the output: a * p + c with 0 strictly between c and
+# a + c is a bounded logit (2 * sigmoid - 1 is tanh(z / 2)), whatever the rows probed;
+# any other a, c (sigmoid + 1e-6, 0.98 * sigmoid + 0.01, 1 - sigmoid) leaves probabilities
+_AFFINE_NODES = frozenset({
+    "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1", "RsubBackward0",
+    "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0", "DivBackward1",
+    "NegBackward0", "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0",
+    "AliasBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
+    "SqueezeBackward3", "UnsqueezeBackward0", "CloneBackward0", "ToCopyBackward0",
+})  # fmt: skip
 # operations that keep scores scores, for the value check's exemption: the pass operations
 # but those normalising one input by another (a division or product of two), and the
 # piecewise-identity activations (a relu after a least-squares head)
@@ -150,9 +157,10 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     """
     node = getattr(out, "grad_fn", None)
     last = _last_operation(node)
-    if last is not None and _within_unit_interval(out):
-        # a sigmoid or softmax mapped back out of [0, 1] (2 * sigmoid - 1 is tanh) is a
-        # bounded logit, and its sign or argmax the prediction
+    if last is not None and _within_unit_interval(out) and not _bounded_logit(out):
+        # a sigmoid or softmax mapped back out of [0, 1] on the rows probed, or by an
+        # affine map whose range holds 0 (2 * sigmoid - 1), is a bounded logit, and its
+        # sign or argmax the prediction
         what = f"ends in {last}, so it returns probabilities"
     elif not _made_by_score_layers(node) and _looks_like_probabilities(out):
         # the values, unless score layers alone made them (a least-squares classifier's
@@ -226,8 +234,6 @@ def _probability_operation(node: Any, read: _GraphReader) -> str | None:
         return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
     if name not in _PASS_NODES or not parents:
         return None
-    if name in _SHIFT_NODES and len(parents) == 1:
-        return None
     first = read(parents[0])
     return first if first is not None and all(read(p) for p in parents[1:]) else None
 
@@ -249,6 +255,43 @@ def _last_operation(node: Any) -> str | None:
     return _GraphReader(_probability_operation, None)(node)  # type: ignore[no-any-return]
 
 
+def _bounded_logit(out: Any) -> bool:
+    """Whether ``out`` is ``a * sigmoid(z) + c`` elementwise (:data:`_AFFINE_NODES` between
+    them, one input with a gradient each) with 0 strictly between ``c`` and ``a + c`` for
+    every value: a logit bounded to that range, whose sign is the sigmoid's decision. ``a``
+    is the output's derivative with respect to the sigmoid's saved output (exact for an
+    affine map, from one row as from many), ``c`` the rest."""
+    node = getattr(out, "grad_fn", None)
+    for _ in range(_MAX_DEPTH_READ):
+        name = type(node).__name__
+        if name == "SigmoidBackward0":
+            break
+        parents = _parents(node)
+        if name not in _AFFINE_NODES or len(parents) != 1:
+            return False
+        node = parents[0]
+    else:
+        return False
+    torch = require("torch", "PyTorch models")
+    p: Any = getattr(node, "_saved_result", None)
+    if p is None:
+        return False
+    try:
+        with torch.enable_grad():
+            # the graph is kept: the caller's backward pass still runs through it
+            (slope,) = torch.autograd.grad(
+                out, p, grad_outputs=torch.ones_like(out), retain_graph=True
+            )
+        a = slope.detach().double().reshape(-1)
+        o = out.detach().double().reshape(-1)
+        c = o - a * p.detach().double().reshape(-1)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    ends = torch.stack((c, a + c))
+    margin = 1e-3 * a.abs()
+    return bool(((ends.amin(dim=0) < -margin) & (ends.amax(dim=0) > margin)).all())
+
+
 def _made_by_score_layers(node: Any) -> bool:
     """Whether an output (its ``grad_fn``) was made by score layers alone; False without a
     graph."""
@@ -268,11 +311,11 @@ def _looks_like_probabilities(out: Any) -> bool:
     """Rows of two or more values in [0, 1] that sum to 1: probabilities, whatever made them
     (a backstop for operations the autograd reading does not know)."""
     try:
-        # a half-precision softmax's rows sum to 1 only within its rounding (bf16: 2e-3)
-        tolerance = max(
-            _PROBABILITY_SUM_TOLERANCE,
-            4 * math.prod(out.shape[1:]) * _finfo_eps(out.dtype),
-        )
+        # a half-precision softmax's rows sum to 1 only within its rounding (bf16: 2e-3,
+        # whatever the classes: each value rounds by at most eps times itself, and they sum
+        # to 1; a bound growing with the columns passed 1 from 32 bf16 columns, and any
+        # row in [0, 1] read as summing to 1, from a review)
+        tolerance = max(_PROBABILITY_SUM_TOLERANCE, 4 * _finfo_eps(out.dtype))
         values = out.detach().float().reshape(out.shape[0], -1)
     except (AttributeError, RuntimeError, IndexError, TypeError):
         return False

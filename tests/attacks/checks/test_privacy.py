@@ -730,6 +730,22 @@ def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
         finding = check._finding(context(train, test, forest), config, cut, "shadow")
         assert finding.status is Status.FAIL, finding.message
         assert "cut short (time budget)" in finding.message
+    # figures from two attacks say which gave each; from one, under its name alone (from a
+    # review: the threshold attack's TPR read as LiRA's)
+    split = {
+        "threshold": replace(results["threshold"], metrics={**results["threshold"].metrics,
+                                                            "auc": 0.5, "tpr_at_1pct_fpr": 0.3}),
+        "shadow": replace(results["shadow"], metrics={**results["shadow"].metrics,
+                                                      "auc": 0.9, "tpr_at_1pct_fpr": 0.1}),
+    }  # fmt: skip
+    message = check._finding(context(train, test, forest), config, split, "shadow").message
+    assert "worst case of confidence threshold and LiRA offline with 2 shadow models" in message
+    assert "AUC 0.900 (LiRA)" in message
+    assert "TPR at 1% FPR 30.0% (threshold)" in message
+    alone = {"shadow": split["shadow"]}
+    message = check._finding(context(train, test, forest), config, alone, "shadow").message
+    assert "(LiRA offline with 2 shadow models) on" in message
+    assert "(LiRA)" not in message
 
 
 # -- PRV001's records, from a review -----------------------------------------------------------

@@ -810,10 +810,13 @@ def test_features_pinned_by_inferred_bounds_are_a_sanity_warning(data: dict[str,
     pinned = [n for n in finding.evidence["sanity"] if "never vary" in n]
     assert len(pinned) == 1
     assert "1 feature(s) never vary in the training data (mean radius)" in pinned[0]
+    assert "eps_unit: input" in pinned[0]  # eps in std units of a constant: no move
     assert finding.status is not Status.PASS
+    assert finding.evidence["constraints"]["no_spread"] == ["mean radius"]
     per_feature = finding.evidence["eps_original_units"]
     texture = train.features["mean texture"].to_numpy()
     assert per_feature["mean texture"] == pytest.approx(0.5 * texture.std())
+    assert per_feature["mean radius"] == 0.0
     # the original data: no feature is pinned
     plain = _run(data, SklearnAdapter(data["lr"]), n_points=30, eps=0.5, eps_curve=(0.5,))
     assert not any("never vary" in note for note in plain.evidence["sanity"])

@@ -587,6 +587,41 @@ def test_constraints_are_never_violated(
     _verified(result, mixed["model"])
 
 
+@pytest.mark.parametrize("attack", ["square", "hopskipjump"])
+def test_a_constant_feature_the_model_ignores_changes_nothing(
+    mixed_table: Any, attack: str
+) -> None:
+    """A feature constant in the training data, with a declared range, that the model never
+    reads: the points broken are those broken without it (from a review: its scale of 1e-12
+    made Square drop candidates at the ball's edge, 12 points broken instead of 33, and
+    sent HopSkipJump's starts 1e13 eps away)."""
+    frame, y, _ = mixed_table
+    two = frame[["visits", "income"]]
+    est = LogisticRegression(max_iter=1000).fit(two.to_numpy()[:400], y[:400])
+    three = two.assign(fee=37.3)
+    schema = FeatureSchema(
+        columns={"fee": ColumnSpec("fee", ColumnKind.NUMERIC, min=0, max=100)}
+    ).merged_over(FeatureSchema.infer(three))
+    runs = []
+    for table, sch in ((two, FeatureSchema.infer(two)), (three, schema)):
+        cons = FeatureConstraints.from_schema(sch, list(table.columns), table)
+        model = CallableAdapter(
+            predict=lambda a: est.predict(np.asarray(a)[:, :2]),
+            predict_proba=lambda a: est.predict_proba(np.asarray(a)[:, :2]),
+            classes=[0, 1],
+        )
+        runs.append(
+            ATTACKS.get(attack)().run(
+                model, table.to_numpy()[400:460], y[400:460], eps=1.0, norm="inf",
+                constraints=cons, budget=Budget(max_queries_per_sample=300), seed=0,
+            )
+        )  # fmt: skip
+    without, with_fee = runs
+    assert without.success.sum() >= 10  # not vacuous
+    assert with_fee.success.sum() == without.success.sum()
+    assert np.all(with_fee.x_adv[:, 2] == 37.3)
+
+
 def test_breast_cancer_declared_immutable_and_integer_features(cancer: dict[str, Any]) -> None:
     frame = cancer["frame"].copy()
     frame["mean area"] = frame["mean area"].round()

@@ -239,6 +239,34 @@ def test_deterministic_under_a_seed(noisy_cancer: dict[str, Any]) -> None:
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
+def test_a_given_estimators_unset_seed_is_the_runs_seed(noisy_cancer: dict[str, Any]) -> None:
+    """A forest with random_state=None flagged 61, 64 and 60 rows in three runs of one seed
+    (from a review); the caller's estimator is left as it was."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    d = noisy_cancer
+    forest = RandomForestClassifier(n_estimators=10)
+    a = find_label_issues(d["X"][:250], d["y_noisy"][:250], seed=3, estimator=forest)
+    b = find_label_issues(d["X"][:250], d["y_noisy"][:250], seed=3, estimator=forest)
+    np.testing.assert_array_equal(a.flagged, b.flagged)
+    assert forest.random_state is None
+
+
+def test_one_class_or_a_binary_minority_smaller_than_the_folds() -> None:
+    """A binary minority of fewer rows than folds can fall in one fold's test rows, leaving
+    its training rows one class: the fit's ValueError ended POI001 (from a review). Those
+    rows stay unscored; one class in all is refused by name."""
+    X, y = load_breast_cancer(return_X_y=True)
+    majority = np.flatnonzero(y == 1)[:200]
+    for minority in (1, 2):
+        for seed in range(3):
+            rows = np.concatenate([majority, np.flatnonzero(y == 0)[:minority]])
+            issues = find_label_issues(X[rows], y[rows], seed=seed, refits=0)
+            assert issues.details["unscored_classes"] in ([], [0])
+    with pytest.raises(DataError, match="at least 2 classes; every label is 1"):
+        find_label_issues(X[majority], y[majority])
+
+
 def test_flagged_are_ranked_and_scores_are_one_minus_self_confidence(
     noisy_cancer: dict[str, Any],
 ) -> None:

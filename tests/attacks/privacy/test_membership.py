@@ -722,6 +722,17 @@ def test_labels_the_model_does_not_name_are_refused_before_any_query(
             ThresholdMembership().run(forest, cancer["X_eval"], labels, cancer["is_member"])
         with pytest.raises(ConfigError, match=match):
             shadow(cancer | {"y_eval": labels}, forest, n_shadow=2)
+    # the non-members' labels alone written otherwise: each scored 0 against the members'
+    # confidences, and a model that leaks nothing read AUC 1.0 (from a review)
+    members = cancer["is_member"]
+    for labels in (
+        np.where(members, cancer["y_eval"], cancer["y_eval"] + 10),
+        np.where(members, cancer["y_eval"].astype(object), cancer["y_eval"].astype(str)),
+    ):
+        with pytest.raises(ConfigError, match=r"non-member\(s\) are not among model"):
+            ThresholdMembership().run(forest, cancer["X_eval"], labels, members)
+        with pytest.raises(ConfigError, match=r"non-member\(s\) are not among model"):
+            shadow(cancer | {"y_eval": labels}, forest, n_shadow=2)
     assert forest.n_queries == before
     # the same labels as numbers of another type are the model's classes
     floats = ThresholdMembership().run(
@@ -766,7 +777,7 @@ def test_a_non_member_of_a_class_the_model_never_saw_is_a_record_like_any(
     assert result.metrics["auc"] > 0.55
     members = np.flatnonzero(cancer["is_member"])[:1]
     y[members] = 2  # a member's label the model cannot hold: labels written otherwise
-    with pytest.raises(ConfigError, match=r"labels \[2\] of 1 member\(s\) are not among"):
+    with pytest.raises(ConfigError, match=r"labels \[2\] of 1 of \d+ member\(s\) are not among"):
         ThresholdMembership().run(forest, cancer["X_eval"], y, cancer["is_member"])
 
 

@@ -161,9 +161,11 @@ class BackdoorActivationsCheck(Check):
                     seed=seed,
                     activations=acts,
                 )
+                # the evidence's spectral gaps, within the time budget too (from a review:
+                # run after it, a full SVD of wide activations took 33 s past a 15 s budget)
+                gaps = spectral_signatures(None, None, y, activations=acts).details["classes"]
             except TimeBudgetError as err:
                 return stopped_by_time(self, ctx, err, cfg.max_seconds)
-        gaps = spectral_signatures(None, None, y, activations=acts).details["classes"]
         names = list(X.columns.astype(str))
         classes = {
             label: _class_evidence(entry, gaps.get(label, {}), names)

@@ -433,7 +433,9 @@ class EvasionCheck(Check):
             "sanity": sanity,
         }
         if not tensor:  # std units: what eps allows each feature, in its own units
-            raw = (eps * np.asarray(constraints.scale)).tolist()
+            # none for a feature held fixed (immutable, or no spread in the training data)
+            movable = ~constraints.fixed_columns()
+            raw = (eps * np.asarray(constraints.scale) * movable).tolist()
             evidence["eps_original_units"] = dict(zip(names, raw, strict=True))
         if "device" in main.extra:  # white-box attacks run the torch module there
             evidence["device"] = main.extra["device"]
@@ -600,18 +602,27 @@ def _curve(results: dict[float, EvasionResult], correct: np.ndarray) -> list[dic
 
 
 def _pinned(constraints: FeatureConstraints, reference: str) -> list[str]:
-    """Mutable features whose inferred bounds have no width (a pixel blank in every training
-    image): no attack moves them, so a robust verdict says nothing about them."""
+    """Features that never vary in the reference data, which no attack moves, so that a
+    robust verdict says nothing about them: mutable ones whose inferred bounds have no width
+    (a pixel blank in every training image), and those held for want of spread (eps in std
+    units of a constant is no move)."""
     width = np.asarray(constraints.upper) - np.asarray(constraints.lower)
     inferred = np.array([s == "inferred" for s in constraints.bound_source], dtype=bool)
-    pinned = np.flatnonzero(inferred & (width <= 0) & ~constraints.fixed_columns())
+    held = np.isin(np.asarray(constraints.names, dtype=object), list(constraints.no_spread))
+    pinned = np.flatnonzero((inferred & (width <= 0) & ~constraints.fixed_columns()) | held)
     if pinned.size == 0:
         return []
+    why = (
+        "eps counts in their standard deviation, which is 0, so the attack never moved "
+        "them; declare their range and measure eps in input units (eps_unit: input) to "
+        "attack them"
+        if held.any()
+        else "their inferred bounds hold them at that value, so the attack never moved "
+        "them; declare their range in the schema to attack them"
+    )
     return [
         f"{pinned.size} feature(s) never vary in the {reference} data "
-        f"({_some_names(constraints, pinned)}): their "
-        "inferred bounds hold them at that value, so the attack never moved them; declare "
-        "their range in the schema to attack them"
+        f"({_some_names(constraints, pinned)}): {why}"
     ]
 
 
