@@ -49,6 +49,32 @@ def test_completed_hands_every_result_over_with_its_index(workers: int) -> None:
     assert [r for _, r in sorted(pairs)] == LocalExecutor(max_workers=1).map(math.sqrt, ITEMS)
 
 
+def _dies_on_one(i: int) -> int:
+    if i == 1:
+        import os
+
+        os._exit(3)  # a worker killed (out of memory, say): no exception to pickle back
+    time.sleep(0.3)
+    return i
+
+
+def test_a_dead_worker_names_the_pending_items_not_the_first() -> None:
+    """Every pending future fails when a worker dies: naming the first of them blamed item
+    0 for item 1's crash (from a review)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = LocalExecutor(max_workers=2, mp_context="fork")
+    for run in (
+        lambda: pool.map(_dies_on_one, [0, 1, 2, 3]),
+        lambda: list(pool.completed(_dies_on_one, [0, 1, 2, 3])),
+    ):
+        with pytest.raises(BrokenProcessPool) as info:
+            run()
+        notes = info.value.__notes__
+        assert not any(note.startswith("executor item") for note in notes)
+        assert any("a worker process died while items [" in note for note in notes)
+
+
 def test_a_deadline_keeps_the_finished_items_and_stops_the_workers_at_once() -> None:
     # two quick items and two that would sleep 30 s: the iteration ends at the deadline and
     # the workers running the long ones are terminated, not waited for

@@ -34,6 +34,7 @@ import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from bastion.exceptions import ConfigError
@@ -197,7 +198,7 @@ class LocalExecutor(Executor):
                     results.append(future.result())
                 except Exception as err:
                     pool.shutdown(wait=False, cancel_futures=True)
-                    _name_item(err, i, items[i])
+                    _name_failure(err, i, items[i], list(range(i, len(items))))
                     raise
                 except KeyboardInterrupt:
                     # Ctrl-C: drop the queued items at once instead of finishing them all
@@ -243,7 +244,7 @@ class LocalExecutor(Executor):
                     try:
                         result = future.result()
                     except Exception as err:
-                        _name_item(err, i, items[i])
+                        _name_failure(err, i, items[i], [index[f] for f in waiting | done])
                         raise
                     yield i, result
             finished = True
@@ -574,6 +575,19 @@ def _parent_rule() -> tuple[str, ...] | None:
     no rule; the network module is imported only where an attack opened one)."""
     module = sys.modules.get("bastion.attacks.network")
     return None if module is None else module.guarded_endpoints()
+
+
+def _name_failure(err: BaseException, index: int, item: Any, pending: list[int]) -> None:
+    """Note on a pool item's failure which item failed; for a dead worker (killed, out of
+    memory, ``os._exit``), which every pending item's future reports, the items pending
+    (from a review: the first of them, item 0, was named for item 1's crash)."""
+    if isinstance(err, BrokenProcessPool):
+        err.add_note(
+            f"executor: a worker process died while items {sorted(pending)[:8]} were "
+            "pending; which one it ran is unknown (one worker shows the item's own error)"
+        )
+        return
+    _name_item(err, index, item)
 
 
 def _name_item(err: BaseException, index: int, item: Any) -> None:

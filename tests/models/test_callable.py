@@ -34,6 +34,29 @@ def test_labels_from_probabilities_and_classes() -> None:
     assert model.predict(X).tolist() == ["yes"] * 6
 
 
+@pytest.mark.parametrize("shape", ["column", "flat"])
+def test_one_probability_column_of_two_classes_is_the_second_class(shape: str) -> None:
+    """A sigmoid's single column (Keras style), as an ONNX graph's is read; refused before,
+    so that Square attacked such a model only without classes (from a review)."""
+    from bastion.attacks.evasion.square import Square, SquareConfig
+
+    def proba(rows: np.ndarray) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(np.asarray(rows)[:, 0] - 5)))
+        return p[:, None] if shape == "column" else p
+
+    model = CallableAdapter(predict_proba=proba, classes=["neg", "pos"])
+    p = proba(X).reshape(-1)
+    np.testing.assert_allclose(model.predict_proba(X), np.stack([1 - p, p], axis=1))
+    assert model.predict(X).tolist() == ["neg"] * 3 + ["pos"] * 3
+    result = Square(SquareConfig(n_queries=50)).run(
+        model, X, model.predict(X), eps=3.0, norm="inf", seed=0
+    )
+    assert result.success.sum() >= 1
+    three = CallableAdapter(predict_proba=proba, classes=["a", "b", "c"])
+    with pytest.raises(ModelOutputError, match=r"expected \(6, 3\)"):
+        three.predict_proba(X)
+
+
 def test_predict_only_has_no_proba() -> None:
     model = CallableAdapter(predict=lambda rows: np.zeros(len(rows)), name="zeros")
     with pytest.raises(CapabilityError, match="'zeros'"):

@@ -30,7 +30,9 @@ __all__ = [
     "ModelAdapter",
     "ModelInfo",
     "refuse_misordered_columns",
+    "row_shape",
     "same_label",
+    "two_class_columns",
 ]
 
 ArrayLike = np.ndarray | pd.DataFrame
@@ -49,6 +51,24 @@ def same_label(a: Any, b: Any) -> bool:
         return True
     x, y = _label_value(a), _label_value(b)
     return x is not None and x == y
+
+
+def row_shape(model: Any) -> tuple[int, ...] | None:
+    """The shape of one input row as the model reads it (an image's ``(1, 8, 8)``): a torch
+    model's ``input_shape``, an ONNX graph's ``row_shape``; None when neither says."""
+    shape = getattr(model, "input_shape", None) or getattr(model, "row_shape", None)
+    return tuple(int(d) for d in shape) if shape else None
+
+
+def two_class_columns(proba: np.ndarray) -> np.ndarray:
+    """A two-class model's probabilities as two columns: one column (or a flat vector, a
+    sigmoid's, Keras style) is the second class's, as an ONNX graph's single probability
+    column is read (from a review: refused, so that Square attacked such a model only
+    without classes); anything else as it is."""
+    if proba.ndim == 1 or (proba.ndim == 2 and proba.shape[1] == 1):
+        p = proba.reshape(-1).astype(np.float64)
+        return np.stack((1.0 - p, p), axis=1)
+    return proba
 
 
 def _label_value(label: Any) -> Fraction | None:
@@ -168,6 +188,8 @@ class ModelAdapter(ABC):
         n = self._count(X)
         out = np.asarray(self._predict_proba(X), dtype=np.float64)
         k = None if self.classes_ is None else len(self.classes_)
+        if k == 2:
+            out = two_class_columns(out)
         if out.ndim != 2 or out.shape[0] != n or (k is not None and out.shape[1] != k):
             expected = f"({n}, {k})" if k is not None else f"({n}, n_classes)"
             raise ModelOutputError(

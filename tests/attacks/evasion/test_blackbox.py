@@ -622,6 +622,31 @@ def test_a_constant_feature_the_model_ignores_changes_nothing(
     assert np.all(with_fee.x_adv[:, 2] == 37.3)
 
 
+def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model that names its row shape as an ONNX graph does (``row_shape``, no
+    ``input_shape``) is searched with image windows (from a review: as a table)."""
+    from bastion.attacks.evasion import square as square_module
+
+    seen: list[Any] = []
+    layout = square_module._layout
+
+    def spy(declared: Any, space: Any) -> Any:
+        chosen = layout(declared, space)
+        seen.append(type(chosen).__name__)
+        return chosen
+
+    monkeypatch.setattr(square_module, "_layout", spy)
+    X, y = load_digits(return_X_y=True)
+    X = X[:20] / 16.0
+    est = LogisticRegression(max_iter=500).fit(X, y[:20])
+    model = CallableAdapter(predict_proba=est.predict_proba, classes=est.classes_.tolist())
+    model.row_shape = (1, 8, 8)  # type: ignore[attr-defined]
+    Square(SquareConfig(n_queries=10)).run(model, X, y[:20], eps=0.1, norm="inf", seed=0)
+    assert seen == ["_Image"]
+
+
 def test_breast_cancer_declared_immutable_and_integer_features(cancer: dict[str, Any]) -> None:
     frame = cancer["frame"].copy()
     frame["mean area"] = frame["mean area"].round()

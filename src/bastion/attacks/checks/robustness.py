@@ -80,7 +80,7 @@ from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, conf
 from bastion.data.schema import FeatureSchema
 from bastion.exceptions import CapabilityError, ConfigError, ModelOutputError, RemoteDeadlineError
 from bastion.findings import Finding, Severity, Status
-from bastion.models.base import Capability, ModelAdapter
+from bastion.models.base import Capability, ModelAdapter, row_shape
 from bastion.threats import ATLAS_CRAFT_ADVERSARIAL_DATA, ATLAS_EVASION, OWASP_INPUT_MANIPULATION
 
 __all__ = ["EvasionCheck", "EvasionCheckConfig", "default_eps", "resolve_attack"]
@@ -504,13 +504,6 @@ def _asked_twice(model: ModelAdapter, X: np.ndarray) -> list[str]:
             "outputs mislead attacks, so robustness figures may be overstated",
         )
     return notes
-
-
-def row_shape(model: Any) -> tuple[int, ...] | None:
-    """The shape of one input row as the model reads it (an image's ``(1, 8, 8)``): a torch
-    model's ``input_shape``, an ONNX graph's ``row_shape``; None when neither says."""
-    shape = getattr(model, "input_shape", None) or getattr(model, "row_shape", None)
-    return tuple(int(d) for d in shape) if shape else None
 
 
 def _run_curve(

@@ -28,7 +28,8 @@ Windows on tabular data
     sign (features play the role of channels); the start is "vertical stripes" of a 1-pixel-
     high image, i.e. a random sign per feature. L2: the window receives the paper's
     centre-peaked ("meta pseudo-Gaussian") profile in 1-D, with mass moved from a second
-    window. Images (``image_shape`` or the model's ``input_shape`` of (c, h, w)) use the
+    window. Images (``image_shape``, or the model's row shape of (c, h, w): a torch
+    model's ``input_shape``, an ONNX graph's ``row_shape``) use the
     paper's square windows, one sign per channel, vertical-stripe and tiled initialisations.
 Constraints
     Every candidate is made feasible (immutable, bounds, integers, one-hot groups) inside the
@@ -78,7 +79,7 @@ from bastion.attacks.evasion._blackbox import (
 )
 from bastion.attacks.results import EvasionResult
 from bastion.exceptions import ConfigError, RemoteDeadlineError
-from bastion.models.base import Capability, ModelAdapter
+from bastion.models.base import Capability, ModelAdapter, row_shape
 from bastion.threats import (
     ATLAS_BLACK_BOX_OPTIMIZATION,
     ATLAS_CRAFT_ADVERSARIAL_DATA,
@@ -104,7 +105,8 @@ class SquareConfig(AttackConfig):
             initialisation, iterations, success check); the budget's per-sample cap applies too.
         p_init: initial share of the input inside a window.
         image_shape: ``(c, h, w)`` or ``(h, w)`` for square windows; ``None`` takes the model's
-            ``input_shape`` when it has one, else the tabular (feature-subset) windows.
+            row shape when it has one (``input_shape``, an ONNX graph's ``row_shape``), else
+            the tabular (feature-subset) windows.
     """
 
     # three are the clean prediction, the initialisation and the success check
@@ -183,7 +185,9 @@ class Square(EvasionAttack):
             cap = min(cap, budget.max_queries_per_sample)
         ledger = Ledger(len(x), cap, budget)
         clean = clean_predictions(model, x, ledger, space)
-        layout = _layout(cfg.image_shape or getattr(model, "input_shape", None), space)
+        # an ONNX image model's graph says its row shape too (from a review: searched as a
+        # table, with feature subsets for windows)
+        layout = _layout(cfg.image_shape or row_shape(model), space)
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
         attacked = np.flatnonzero(np.asarray(clean == y))
