@@ -409,7 +409,12 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
             lambda z: torch.log_softmax(z, 1).exp(),
             lambda z: torch.stack([z.softmax(1), (2 * z).softmax(1)]).mean(0),
         ],
-        "a sigmoid": [lambda z: torch.cat([1 - z[:, :1].sigmoid(), z[:, :1].sigmoid()], 1)],
+        "a sigmoid": [
+            lambda z: torch.cat([1 - z[:, :1].sigmoid(), z[:, :1].sigmoid()], 1),
+            # by hand (one column gives the value check nothing to sum; a review)
+            lambda z: 1 / (1 + torch.exp(-z[:, :1])),
+            lambda z: torch.exp(z[:, 1]) / (1 + torch.exp(z[:, 1])),
+        ],
     }
     for what, hows in forms.items():
         for how in hows:

@@ -232,10 +232,32 @@ def _probability_operation(node: Any, read: _GraphReader) -> str | None:
             above = _parents(inner)
             inner = above[0] if len(above) == 1 else None
         return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
+    # a sigmoid by hand: 1 / (1 + exp(-z)), exp(z) / (1 + exp(z)) (one column gives the
+    # value check nothing to sum: every row read as class 1)
+    if name == "ReciprocalBackward0" and len(parents) == 1 and _one_plus_exp(parents[0]):
+        return "a sigmoid"
+    if (
+        name == "DivBackward0"
+        and len(parents) == 2
+        and type(parents[0]).__name__ == "ExpBackward0"
+        and _one_plus_exp(parents[1])
+    ):
+        return "a sigmoid"
     if name not in _PASS_NODES or not parents:
         return None
     first = read(parents[0])
     return first if first is not None and all(read(p) for p in parents[1:]) else None
+
+
+def _one_plus_exp(node: Any) -> bool:
+    """Whether ``node`` adds a constant to an exponential (``1 + exp(x)``: one input with
+    a gradient, an ``exp``)."""
+    parents = _parents(node)
+    return (
+        type(node).__name__ in ("AddBackward0", "AddBackward1")
+        and len(parents) == 1
+        and type(parents[0]).__name__ == "ExpBackward0"
+    )
 
 
 def _from_score_layers(node: Any, read: _GraphReader) -> bool:
