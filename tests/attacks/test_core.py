@@ -148,7 +148,9 @@ def test_a_feature_without_spread_is_held_and_never_scaled_to_rounding_noise() -
     )
     cons = FeatureConstraints.from_schema(schema, list(ref.columns), ref)
     assert cons.no_spread == ("fee", "zero")
-    assert cons.immutable.tolist() == [True, True, False, False, False]
+    # held by the attacks, not immutable (a poisoning trigger may set a blank pixel)
+    assert cons.fixed_columns().tolist() == [True, True, False, False, False]
+    assert not cons.immutable.any()
     assert cons.scale[:2].tolist() == [1.0, 1.0]
     assert cons.scale[2] == pytest.approx(ref["tiny"].std(ddof=0))
     assert cons.scale[3:].tolist() == [1e-6, 1e-6]
@@ -157,6 +159,13 @@ def test_a_feature_without_spread_is_held_and_never_scaled_to_rounding_noise() -
     moved = cons.project(x + 0.4, x)
     assert moved[0, :2].tolist() == [37.3, 0.0]  # held
     assert moved[0, 2] > x[0, 2]  # moves (to its inferred bound)
+    # a constant declared immutable is immutable, not "without spread" (ADV001 told users
+    # to declare its range to attack it; a review); all constants: still std units
+    declared = FeatureSchema({"fee": ColumnSpec("fee", ColumnKind.NUMERIC, immutable=True)})
+    both = FeatureConstraints.from_schema(declared, ["fee", "zero"], ref)
+    assert both.no_spread == ("zero",)
+    assert both.immutable.tolist() == [True, False]
+    assert both.describe()["eps_unit"] == "std"
 
 
 def test_bad_constraints_are_named() -> None:

@@ -468,6 +468,15 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     positive = np.abs(X)
     shifted = TorchAdapter(Output(lambda z: 2 * torch.sigmoid(z[:, :1]) - 1))
     assert shifted.predict(positive).shape == (16,)
+    # past column picks, reshapes and sums too (from a sixth review: refused there)
+    for how in (
+        lambda z: (2 * torch.sigmoid(z) - 1)[:, 0],
+        lambda z: (2 * torch.sigmoid(z[:, :1]) - 1).expand(-1, 1).t().t(),
+        lambda z: torch.cat([2 * torch.sigmoid(z[:, :1]) - 1], dim=1),
+        lambda z: torch.sigmoid(z).double() * 2 - 1,
+        lambda z: 0.5 - torch.sigmoid(z[:, :1]),
+    ):
+        assert TorchAdapter(Output(how)).predict(positive).shape == (16,)
     # from a fifth review: but not every shift. Probabilities nudged by a constant, clipped
     # to [0.01, 0.99], or reflected (1 - p) stay probabilities (0 is outside the map's
     # range): each read as a logit made every row class 1, on one row probed as on many
@@ -477,6 +486,8 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
             lambda z: torch.sigmoid(z[:, :1]) * 0.98 + 0.01,
             lambda z: torch.ones_like(z[:, :1]) - torch.sigmoid(z[:, :1]),
             lambda z: torch.sigmoid(z) + 1e-6,
+            # 0 inside the range, but crossed far from p = 0.5: nearly every row class 1
+            lambda z: 1.02 * torch.sigmoid(z[:, :1]) - 0.01,
         ],
         "a softmax": [lambda z: z.softmax(1) + 1e-3],
     }

@@ -61,10 +61,12 @@ class FeatureConstraints:
         Per-feature standard deviation of the training data (ddof 0): the unit of ``eps``
         for tabular data. Ones for tensors.
     no_spread:
-        Features with no spread in the training data (a standard deviation at the values'
-        rounding level): eps standard deviations of them is no move, so they are held
-        immutable (scale 1). A one-hot member with no spread stays movable with scale 1e-6
-        instead (a switch through it costs 1e6 std; the group's other switches stay open).
+        Mutable features with no spread in the training data (a standard deviation below
+        1e-9 of their magnitude): eps standard deviations of them is no move, so evasion
+        attacks hold them (:meth:`fixed_columns`; scale 1). They stay mutable for the
+        rest (a poisoning trigger may set them). A one-hot member with no spread is not
+        held but scaled by 1e-6 (a switch through it costs 1e6 std; the group's other
+        switches stay open).
     """
 
     names: tuple[str, ...]
@@ -197,13 +199,14 @@ class FeatureConstraints:
                     # a category never (or always) taken: switching into (out of) it costs
                     # 1e6 std, beyond any eps, while the group's other switches stay open
                     scale[i] = _ONE_HOT_NO_SPREAD
-                else:
+                elif not immutable[i]:
                     # eps std units of no spread is no move at all. A scale at the values'
                     # rounding level (1e-12 before) turned the float64 round trip of
                     # x / scale * scale into 1e-3 std of noise: Square's candidates at the
                     # ball's edge read as outside it and were dropped, HopSkipJump's starts
-                    # lay 1e13 eps away, and points read robust that were not (a review)
-                    immutable[i] = True
+                    # lay 1e13 eps away, and points read robust that were not (a review).
+                    # Held by the attacks (fixed_columns), not immutable: a poisoning
+                    # trigger may still set a pixel blank in every training image
                     no_spread.append(name)
         return cls(
             names=tuple(feature_names),
@@ -219,10 +222,13 @@ class FeatureConstraints:
 
     # -- enforcement ------------------------------------------------------------------------
     def fixed_columns(self) -> np.ndarray:
-        """Features no attack may move (a bool mask): the immutable ones, and every member
-        of a one-hot group that holds an immutable member (a category switch would change
-        it, or leave two members on)."""
+        """Features no attack may move (a bool mask): the immutable ones, those with no
+        spread in the training data (:attr:`no_spread`: eps std units of them is no move),
+        and every member of a one-hot group that holds an immutable member (a category
+        switch would change it, or leave two members on)."""
         fixed = np.asarray(self.immutable, dtype=bool).copy()
+        if self.no_spread:
+            fixed |= np.isin(np.asarray(self.names, dtype=object), list(self.no_spread))
         for group in self.one_hot_groups:
             if fixed[group].any():
                 fixed[group] = True
@@ -402,7 +408,8 @@ class FeatureConstraints:
             "no_spread": list(self.no_spread),
             "integer_features": int(self.integer.sum()),
             "one_hot_groups": len(self.one_hot_groups),
-            "eps_unit": "std" if not np.allclose(self.scale, 1.0) else "input",
+            # features with no spread have scale 1: every one of them left all ones
+            "eps_unit": "std" if self.no_spread or not np.allclose(self.scale, 1.0) else "input",
         }
 
 

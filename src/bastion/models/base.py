@@ -50,7 +50,14 @@ def same_label(a: Any, b: Any) -> bool:
     if str(a) == str(b):  # the shortest spelling of a float32 0.1 is "0.1"
         return True
     x, y = _label_value(a), _label_value(b)
-    return x is not None and x == y
+    if x is None or y is None:
+        return False
+    for text, other in ((a, b), (b, a)):
+        if isinstance(text, str) and isinstance(other, float | np.floating):
+            # a float label is the float nearest the text ("0.10" and "1e-1" for 0.1, which
+            # is not exactly 1/10)
+            return float(text) == float(other)
+    return x == y
 
 
 def row_shape(model: Any) -> tuple[int, ...] | None:
@@ -76,10 +83,19 @@ def _label_value(label: Any) -> Fraction | None:
     if isinstance(label, bool | np.bool_ | int | np.integer):
         return Fraction(int(label))
     if isinstance(label, float | np.floating):
-        return Fraction(float(label)) if math.isfinite(float(label)) else None
+        return Fraction(float(label)) if math.isfinite(label) else None
+    if isinstance(label, Fraction):
+        return label
+    if isinstance(label, Decimal):
+        return Fraction(label) if label.is_finite() else None
     if isinstance(label, str):
         digits = label.lstrip("+-")
-        if "_" in label or label != label.strip() or (digits[:1] == "0" and digits[1:2].isdigit()):
+        if (
+            not label.isascii()  # "٣" is no spelling of 3 in a label
+            or "_" in label
+            or label != label.strip()
+            or (digits[:1] == "0" and digits[1:2].isdigit())
+        ):
             return None  # a grouping, spaces, a leading zero: not the number's spelling
         try:
             value = Decimal(label)

@@ -110,17 +110,24 @@ _PASS_NODES = frozenset({
     "DivBackward1", "FlipBackward0", "IndexSelectBackward0", "GatherBackward0",
     "RepeatBackward0", "AsStridedBackward0",
 })  # fmt: skip
-# the elementwise affine maps (one input with a gradient) and the order-keeping reshapes
-# that may lie between a sigmoid and the output: a * p + c with 0 strictly between c and
-# a + c is a bounded logit (2 * sigmoid - 1 is tanh(z / 2)), whatever the rows probed;
-# any other a, c (sigmoid + 1e-6, 0.98 * sigmoid + 0.01, 1 - sigmoid) leaves probabilities
-_AFFINE_NODES = frozenset({
+# the operations linear in their one input with a gradient (affine with the constant
+# added): those that may lie between a sigmoid and the output of a bounded logit, a * p + c
+# (2 * sigmoid - 1 is tanh(z / 2)), past column picks, reshapes and sums. A division only
+# by a constant (the sigmoid as the divisor is no such map)
+_LINEAR_NODES = frozenset({
     "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1", "RsubBackward0",
     "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0", "DivBackward1",
     "NegBackward0", "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0",
     "AliasBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
     "SqueezeBackward3", "UnsqueezeBackward0", "CloneBackward0", "ToCopyBackward0",
+    "TBackward0", "TransposeBackward0", "PermuteBackward0", "ExpandBackward0",
+    "SelectBackward0", "SliceBackward0", "IndexBackward0", "UnbindBackward0",
+    "SplitBackward0", "CatBackward0", "StackBackward0", "IndexSelectBackward0",
+    "GatherBackward0", "RepeatBackward0", "FlipBackward0", "AsStridedBackward0",
+    "SumBackward0", "SumBackward1", "MeanBackward0", "MeanBackward1",
 })  # fmt: skip
+# a bounded logit's decision is the sigmoid's: a * p + c crosses 0 at p = 0.5 (within this)
+_BOUNDED_LOGIT_THRESHOLD = 0.05
 # operations that keep scores scores, for the value check's exemption: the pass operations
 # but those normalising one input by another (a division or product of two), and the
 # piecewise-identity activations (a relu after a least-squares head)
@@ -278,19 +285,25 @@ def _last_operation(node: Any) -> str | None:
 
 
 def _bounded_logit(out: Any) -> bool:
-    """Whether ``out`` is ``a * sigmoid(z) + c`` elementwise (:data:`_AFFINE_NODES` between
-    them, one input with a gradient each) with 0 strictly between ``c`` and ``a + c`` for
-    every value: a logit bounded to that range, whose sign is the sigmoid's decision. ``a``
-    is the output's derivative with respect to the sigmoid's saved output (exact for an
-    affine map, from one row as from many), ``c`` the rest."""
+    """Whether ``out`` is ``a * sigmoid(z) + c`` (:data:`_LINEAR_NODES` between them, one
+    input with a gradient each), with every value's ``a * p + c`` crossing 0 at p = 0.5: a
+    logit bounded to ``[c, a + c]``, whose sign is the sigmoid's decision (``2 * sigmoid -
+    1``, whatever the rows probed). A map crossing 0 elsewhere (``sigmoid + 1e-6``,
+    ``0.98 * sigmoid + 0.01``, ``1.02 * sigmoid - 0.01``, ``1 - sigmoid``) read as a logit
+    decides otherwise than the sigmoid: probabilities. ``a`` and ``a * p`` are the map's
+    derivative applied to ones and to ``p`` (products with its Jacobian, by double
+    backward, in the output's own layout), ``c`` the rest."""
     node = getattr(out, "grad_fn", None)
     for _ in range(_MAX_DEPTH_READ):
         name = type(node).__name__
         if name == "SigmoidBackward0":
             break
+        inputs = [n for n, _ in getattr(node, "next_functions", ())]
         parents = _parents(node)
-        if name not in _AFFINE_NODES or len(parents) != 1:
+        if name not in _LINEAR_NODES or len(parents) != 1:
             return False
+        if name == "DivBackward0" and (not inputs or inputs[0] is None):
+            return False  # the sigmoid divides: 0.2 / p is no affine map of it
         node = parents[0]
     else:
         return False
@@ -301,17 +314,22 @@ def _bounded_logit(out: Any) -> bool:
     try:
         with torch.enable_grad():
             # the graph is kept: the caller's backward pass still runs through it
-            (slope,) = torch.autograd.grad(
-                out, p, grad_outputs=torch.ones_like(out), retain_graph=True
+            probe = torch.zeros_like(out, requires_grad=True)
+            (pulled,) = torch.autograd.grad(
+                out, p, grad_outputs=probe, create_graph=True, retain_graph=True
             )
-        a = slope.detach().double().reshape(-1)
-        o = out.detach().double().reshape(-1)
-        c = o - a * p.detach().double().reshape(-1)
+            slope, moved = (
+                torch.autograd.grad(pulled, probe, grad_outputs=v, retain_graph=True)[0]
+                for v in (torch.ones_like(p), p.detach())
+            )
+        a = slope.detach().double()
+        c = out.detach().double() - moved.detach().double()
     except (AttributeError, RuntimeError, TypeError):
         return False
-    ends = torch.stack((c, a + c))
-    margin = 1e-3 * a.abs()
-    return bool(((ends.amin(dim=0) < -margin) & (ends.amax(dim=0) > margin)).all())
+    if not bool((a.abs() > 0).all()):
+        return False
+    crossing = -c / a
+    return bool(((crossing - 0.5).abs() <= _BOUNDED_LOGIT_THRESHOLD).all())
 
 
 def _made_by_score_layers(node: Any) -> bool:

@@ -746,6 +746,17 @@ def test_n_shadow_counts_the_shadows_whichever_attack_is_judged(
     message = check._finding(context(train, test, forest), config, alone, "shadow").message
     assert "(LiRA offline with 2 shadow models) on" in message
     assert "(LiRA)" not in message
+    # a tie goes to the judged attack, not to "threshold" by name (a review)
+    tied = {
+        "threshold": replace(split["threshold"], metrics={**split["threshold"].metrics,
+                                                          "tpr_at_1pct_fpr": 0.0}),
+        "shadow": replace(split["shadow"], metrics={**split["shadow"].metrics,
+                                                    "tpr_at_1pct_fpr": 0.0}),
+    }  # fmt: skip
+    for name in ("threshold", "shadow"):
+        tied[name].metrics["advantage"] = 0.1
+    message = check._finding(context(train, test, forest), config, tied, "shadow").message
+    assert "(LiRA offline with 2 shadow models) on" in message, message
 
 
 # -- PRV001's records, from a review -----------------------------------------------------------

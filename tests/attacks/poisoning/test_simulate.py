@@ -192,6 +192,27 @@ def test_default_trigger_prefers_rare_large_values_inside_bounds() -> None:
         default_trigger(X, cons, n_features=6)
 
 
+def test_a_pixel_blank_in_every_training_image_can_carry_the_trigger() -> None:
+    """A feature with no spread is held by the evasion attacks (eps std units of it is no
+    move), not immutable: the classic blank-corner trigger stays the default and may be
+    given (from a review: refused as immutable)."""
+    from bastion.data.schema import ColumnKind, ColumnSpec
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.integers(0, 256, size=(200, 16)).astype(float),
+                     columns=[f"p{i}" for i in range(16)])  # fmt: skip
+    X["p15"] = 0.0
+    y = rng.integers(0, 2, 200)
+    schema = FeatureSchema({c: ColumnSpec(c, ColumnKind.INTEGER, min=0, max=255) for c in X})
+    cons = FeatureConstraints.from_schema(schema, list(X.columns), X)
+    assert cons.no_spread == ("p15",)
+    assert default_trigger(X.to_numpy(), cons, n_features=1, rng=0) == {15: 255.0}
+    X_p, _, rows = add_backdoor(
+        X.to_numpy(), y, 0.1, trigger={15: 255.0}, target_class=1, rng=0, constraints=cons
+    )
+    assert np.all(X_p[rows, 15] == 255.0)
+
+
 def test_default_trigger_takes_values_real_inputs_take() -> None:
     """Inferred bounds are the data's range widened by a margin: a trigger there (pixel 267
     when pixels end at 255) measured the backdoor with inputs no one can send, and broke a

@@ -218,12 +218,16 @@ class MembershipCheck(Check):
         # each figure is the worst case over the attacks that ran: the shadow attack may have
         # the higher TPR at low FPR while the threshold attack has the higher AUC
         m = dict(result.metrics)
-        source: dict[str, str] = {}  # the attack each figure comes from
+        source: dict[str, str] = {}  # the attack each measured figure comes from
         for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage"):
             values = [
                 (float(v), k) for k, r in results.items() if (v := r.metrics[key]) is not None
             ]
-            m[key], source[key] = max(values) if values else (None, judged)
+            # a tie goes to the judged attack (by name, "threshold" won it; a review)
+            best = max(values, key=lambda vk: (vk[0], vk[1] == judged), default=None)
+            m[key] = None if best is None else best[0]
+            if best is not None:
+                source[key] = best[1]
         metrics: dict[str, float | int | None] = {
             "auc": m["auc"],
             "tpr_at_1pct_fpr": m["tpr_at_1pct_fpr"],
@@ -270,7 +274,9 @@ class MembershipCheck(Check):
         )
 
         def by(key: str) -> str:
-            return f" ({'LiRA' if source[key] == 'shadow' else 'threshold'})" if mixed else ""
+            if not mixed or key not in source:  # unmeasured: no attack to name
+                return ""
+            return f" ({'LiRA' if source[key] == 'shadow' else 'threshold'})"
 
         summary = (
             f"Membership inference ({what}) on {m['n_members']} members and {n_non} "

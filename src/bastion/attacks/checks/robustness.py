@@ -598,25 +598,28 @@ def _pinned(constraints: FeatureConstraints, reference: str) -> list[str]:
     """Features that never vary in the reference data, which no attack moves, so that a
     robust verdict says nothing about them: mutable ones whose inferred bounds have no width
     (a pixel blank in every training image), and those held for want of spread (eps in std
-    units of a constant is no move)."""
+    units of a constant is no move), each with its own remedy."""
     width = np.asarray(constraints.upper) - np.asarray(constraints.lower)
     inferred = np.array([s == "inferred" for s in constraints.bound_source], dtype=bool)
     held = np.isin(np.asarray(constraints.names, dtype=object), list(constraints.no_spread))
-    pinned = np.flatnonzero((inferred & (width <= 0) & ~constraints.fixed_columns()) | held)
-    if pinned.size == 0:
-        return []
-    why = (
-        "eps counts in their standard deviation, which is 0, so the attack never moved "
-        "them; declare their range and measure eps in input units (eps_unit: input) to "
-        "attack them"
-        if held.any()
-        else "their inferred bounds hold them at that value, so the attack never moved "
-        "them; declare their range in the schema to attack them"
-    )
-    return [
-        f"{pinned.size} feature(s) never vary in the {reference} data "
-        f"({_some_names(constraints, pinned)}): {why}"
-    ]
+    bounded = np.flatnonzero(inferred & (width <= 0) & ~constraints.fixed_columns())
+    notes = []
+    if bounded.size:
+        notes.append(
+            f"{bounded.size} feature(s) never vary in the {reference} data "
+            f"({_some_names(constraints, bounded)}): their inferred bounds hold them at "
+            "that value, so the attack never moved them; declare their range in the schema "
+            "to attack them"
+        )
+    if held.any():
+        spread = np.flatnonzero(held)
+        notes.append(
+            f"{spread.size} feature(s) never vary in the {reference} data, or by less than "
+            f"1e-9 of their size ({_some_names(constraints, spread)}): eps counts in their "
+            "standard deviation, about 0, so the attack never moved them; declare their "
+            "range and measure eps in input units (eps_unit: input) to attack them"
+        )
+    return notes
 
 
 def _stuck_integers(constraints: FeatureConstraints, eps: float) -> list[str]:
