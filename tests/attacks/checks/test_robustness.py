@@ -809,8 +809,10 @@ def test_features_pinned_by_inferred_bounds_are_a_sanity_warning(data: dict[str,
     finding = EvasionCheck(config).execute(ctx)
     pinned = [n for n in finding.evidence["sanity"] if "never vary" in n]
     assert len(pinned) == 1
-    assert "1 feature(s) never vary in the training data, or by less than 1e-9 of their size" \
+    assert (
+        "1 feature(s) never vary in the training data, or by less than 1e-9 of their size"
         " (mean radius)" in pinned[0]
+    )
     assert "eps_unit: input" in pinned[0]  # eps in std units of a constant: no move
     assert finding.status is not Status.PASS
     assert finding.evidence["constraints"]["no_spread"] == ["mean radius"]
