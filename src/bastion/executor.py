@@ -198,7 +198,8 @@ class LocalExecutor(Executor):
                     results.append(future.result())
                 except Exception as err:
                     pool.shutdown(wait=False, cancel_futures=True)
-                    _name_failure(err, i, items[i], list(range(i, len(items))))
+                    unfinished = [j for j in range(i, len(items)) if not _succeeded(futures[j])]
+                    _name_failure(err, i, items[i], unfinished)
                     raise
                 except KeyboardInterrupt:
                     # Ctrl-C: drop the queued items at once instead of finishing them all
@@ -244,7 +245,8 @@ class LocalExecutor(Executor):
                     try:
                         result = future.result()
                     except Exception as err:
-                        _name_failure(err, i, items[i], [index[f] for f in waiting | done])
+                        unfinished = [index[f] for f in waiting | done if not _succeeded(f)]
+                        _name_failure(err, i, items[i], unfinished)
                         raise
                     yield i, result
             finished = True
@@ -575,6 +577,11 @@ def _parent_rule() -> tuple[str, ...] | None:
     no rule; the network module is imported only where an attack opened one)."""
     module = sys.modules.get("bastion.attacks.network")
     return None if module is None else module.guarded_endpoints()
+
+
+def _succeeded(future: Future[Any]) -> bool:
+    """Whether ``future`` finished with a result (not pending, cancelled or failed)."""
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _name_failure(err: BaseException, index: int, item: Any, pending: list[int]) -> None:

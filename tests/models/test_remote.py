@@ -188,6 +188,23 @@ def test_a_redirect_is_an_error_naming_where_it_points(server: dict[str, Any], t
     assert _shown_location("http://u:p@[::1]:8/m") == "http://[::1]:8/m"
 
 
+@pytest.mark.parametrize("shape", [(3, 1), (3,)])
+def test_one_probability_column_gives_the_labels_predict_proba_reads(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]
+) -> None:
+    """A two-class endpoint answering P(class 1) alone, with no label output: predict took
+    the argmax of the one column (class 0 for every row; a flat vector raised AxisError)
+    while predict_proba read it as the second class's (a review). The answer's parsing is
+    what is tested here: the transport is replaced by the answer."""
+    endpoint = RemoteEndpoint("http://127.0.0.1:9", "m", classes=[0, 1], probabilities=True)
+    model = RemoteAdapter(endpoint)
+    answer = np.array([0.9, 0.2, 0.7]).reshape(shape)
+    monkeypatch.setattr(model, "_infer", lambda X: {endpoint.proba_outputs[0]: answer})
+    X = np.zeros((3, 2))
+    assert model.predict_proba(X)[:, 1].tolist() == [0.9, 0.2, 0.7]
+    assert model.predict(X).tolist() == [1, 0, 1]
+
+
 def test_one_output_name_is_never_both_labels_and_probabilities(
     server: dict[str, Any], token: str
 ) -> None:

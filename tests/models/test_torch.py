@@ -475,6 +475,9 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
         lambda z: torch.cat([2 * torch.sigmoid(z[:, :1]) - 1], dim=1),
         lambda z: torch.sigmoid(z).double() * 2 - 1,
         lambda z: 0.5 - torch.sigmoid(z[:, :1]),
+        # a sigmoid by hand, and a constant column beside the bounded logit (a seventh review)
+        lambda z: 2 / (1 + torch.exp(-z[:, :1])) - 1,
+        lambda z: torch.cat([torch.zeros_like(z[:, :1]), 2 * torch.sigmoid(z[:, :1]) - 1], 1),
     ):
         assert TorchAdapter(Output(how)).predict(positive).shape == (16,)
     # from a fifth review: but not every shift. Probabilities nudged by a constant, clipped

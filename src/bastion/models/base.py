@@ -218,7 +218,12 @@ class ModelAdapter(ABC):
                 f"model {self.info.name!r}: predict_proba returned NaN or infinite values "
                 f"in {bad} of {n} rows"
             )
-        # float32 runtimes (ONNX) round a little past the ends; anything more is not a probability
+        self._refuse_non_probabilities(out)
+        return out
+
+    def _refuse_non_probabilities(self, out: np.ndarray) -> None:
+        """Raise where ``out`` holds values outside [0, 1] (float32 runtimes, ONNX, round a
+        little past the ends; anything more is not a probability)."""
         if out.size and (out.min() < -PROBA_TOLERANCE or out.max() > 1 + PROBA_TOLERANCE):
             raise ModelOutputError(
                 f"model {self.info.name!r}: predict_proba returned values outside [0, 1] "
@@ -226,7 +231,23 @@ class ModelAdapter(ABC):
                 "scores, not probabilities (export the model with its final softmax or "
                 "sigmoid, or name the probability output)"
             )
-        return out
+
+    def _labels_of(self, proba: Any) -> np.ndarray:
+        """Labels read from a model's raw probabilities (for adapters that predict by them):
+        the most probable of ``classes_``, a two-class model's single column read as the
+        second class's, as :meth:`predict_proba` reads it (from a review: predict took the
+        argmax of the one column, class 0 for every row, while predict_proba read it).
+        Anything but rows of probabilities goes back as it is, for :meth:`predict` to
+        report its shape."""
+        out = np.asarray(proba)
+        if self.classes_ is None:
+            return out
+        if len(self.classes_) == 2:
+            out = two_class_columns(out)
+        if out.ndim != 2 or out.shape[1] != len(self.classes_):
+            return out
+        self._refuse_non_probabilities(np.asarray(out, dtype=np.float64))
+        return np.asarray(self.classes_[np.argmax(out, axis=1)])
 
     def logits(self, X: ArrayLike) -> np.ndarray:
         """Raw scores before softmax; adapters that have them override this."""

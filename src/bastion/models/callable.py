@@ -8,13 +8,7 @@ from typing import Any
 import numpy as np
 
 from bastion.exceptions import ConfigError
-from bastion.models.base import (
-    ArrayLike,
-    Capability,
-    ModelAdapter,
-    ModelInfo,
-    two_class_columns,
-)
+from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
 
 __all__ = ["CallableAdapter"]
 
@@ -74,12 +68,7 @@ class CallableAdapter(ModelAdapter):
             return np.asarray(self._predict_fn(X))
         if self._predict_proba_fn is None or self.classes_ is None:  # pragma: no cover
             raise ConfigError("CallableAdapter has no way to predict")  # guarded in __init__
-        proba = np.asarray(self._predict_proba_fn(X))
-        if len(self.classes_) == 2:
-            proba = two_class_columns(proba)
-        if proba.ndim != 2:
-            return proba  # the base class reports the wrong shape
-        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
+        return self._labels_of(self._predict_proba_fn(X))
 
     def _predict_proba(self, X: ArrayLike) -> np.ndarray:
         if self._predict_proba_fn is None:  # pragma: no cover - capability checked first

@@ -367,7 +367,7 @@ class RemoteAdapter(ModelAdapter):
                 f"{list(self.endpoint.label_outputs)} (nor probabilities with known classes); "
                 f"outputs: {sorted(outputs)}"
             )
-        return np.asarray(self.classes_[np.argmax(proba, axis=1)])
+        return self._labels_of(proba)
 
     def _predict_proba(self, X: ArrayLike) -> np.ndarray:
         outputs = self._infer(X)

@@ -296,10 +296,14 @@ def _bounded_logit(out: Any) -> bool:
     node = getattr(out, "grad_fn", None)
     for _ in range(_MAX_DEPTH_READ):
         name = type(node).__name__
-        if name == "SigmoidBackward0":
-            break
         inputs = [n for n, _ in getattr(node, "next_functions", ())]
         parents = _parents(node)
+        if name == "SigmoidBackward0" or (
+            # 1 / (1 + exp(-z)) by hand: its reciprocal keeps p too (exp(z) / (1 + exp(z))
+            # keeps no p, and reads as probabilities under any map)
+            name == "ReciprocalBackward0" and len(parents) == 1 and _one_plus_exp(parents[0])
+        ):
+            break
         if name not in _LINEAR_NODES or len(parents) != 1:
             return False
         if name == "DivBackward0" and (not inputs or inputs[0] is None):
@@ -326,9 +330,11 @@ def _bounded_logit(out: Any) -> bool:
         c = out.detach().double() - moved.detach().double()
     except (AttributeError, RuntimeError, TypeError):
         return False
-    if not bool((a.abs() > 0).all()):
+    # values the sigmoid does not reach (a constant column beside the logit) are constants
+    moves = a.abs() > 0
+    if not bool(moves.any()):
         return False
-    crossing = -c / a
+    crossing = -c[moves] / a[moves]
     return bool(((crossing - 0.5).abs() <= _BOUNDED_LOGIT_THRESHOLD).all())
 
 

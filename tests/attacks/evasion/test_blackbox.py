@@ -645,6 +645,11 @@ def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
     model.row_shape = (1, 8, 8)  # type: ignore[attr-defined]
     Square(SquareConfig(n_queries=10)).run(model, X, y[:20], eps=0.1, norm="inf", seed=0)
     assert seen == ["_Image"]
+    # channels last, as an ONNX graph may say (h, w, c): (c, h, w) windows would cut across
+    # its rows, so it keeps a table's (a review)
+    space = Space(FeatureConstraints.box(3 * 32 * 32, 0.0, 1.0), np.zeros((1, 3072)))
+    assert type(layout((32, 32, 3), space)).__name__ == "_Tabular"
+    assert type(layout((3, 32, 32), space)).__name__ == "_Image"
 
 
 def test_breast_cancer_declared_immutable_and_integer_features(cancer: dict[str, Any]) -> None:

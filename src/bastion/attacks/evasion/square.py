@@ -716,7 +716,15 @@ def _layout(declared: object, space: Space) -> _Layout:
         dims = tuple(int(v) for v in declared)
         if len(dims) == 2:
             dims = (1, *dims)
-        if len(dims) == 3 and math.prod(dims) == space.n_features and min(dims[1:]) > 1:
+        # channels first: an ONNX graph may say (h, w, c), whose flat rows a (c, h, w)
+        # window would cut across (a review); such a shape keeps the tabular windows
+        channels_last = dims[-1] <= 4 < dims[0] if len(dims) == 3 else False
+        if (
+            len(dims) == 3
+            and math.prod(dims) == space.n_features
+            and min(dims[1:]) > 1
+            and not channels_last
+        ):
             shape = dims
     if shape is None:
         return _Tabular(space)

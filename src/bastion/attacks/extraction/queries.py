@@ -97,7 +97,11 @@ def _project(rows: np.ndarray, constraints: FeatureConstraints) -> np.ndarray:
     # immutability means nothing for a row with no original: kept, it put the raw draw back
     # into every immutable feature (and every one-hot group holding one), fractional integers
     # and broken groups included
-    movable = dataclasses.replace(constraints, immutable=np.zeros_like(constraints.immutable))
+    # (nor what the attacks hold for want of spread: a fraction stayed in such an integer
+    # feature, from a review)
+    movable = dataclasses.replace(
+        constraints, immutable=np.zeros_like(constraints.immutable), no_spread=()
+    )
     return movable.project(inside, inside)
 
 
