@@ -55,6 +55,16 @@ def test_one_probability_column_of_two_classes_is_the_second_class(shape: str) -
     three = CallableAdapter(predict_proba=proba, classes=["a", "b", "c"])
     with pytest.raises(ModelOutputError, match=r"expected \(6, 3\)"):
         three.predict_proba(X)
+    # nor does predict read them (a review: the probabilities came back as labels)
+    with pytest.raises(ModelOutputError, match=r"expected \(6, 3\), one column per class"):
+        three.predict(X)
+    # a NaN row hid logits from the range check, and got a label itself (a review)
+    logits = CallableAdapter(
+        predict_proba=lambda rows: np.r_[np.nan, np.arange(len(rows) - 1) - 2.0],
+        classes=["neg", "pos"],
+    )
+    with pytest.raises(ModelOutputError, match="NaN or infinite values in 1 of 6 rows"):
+        logits.predict(X)
 
 
 def test_predict_only_has_no_proba() -> None:

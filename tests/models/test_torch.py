@@ -499,6 +499,27 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
             for rows in (positive, X):
                 with pytest.raises(ModelOutputError, match=f"ends in {what}"):
                     TorchAdapter(Output(how)).predict(rows)
+
+    # beside a bounded logit, a column of 0.9 (deciding at p = 0.95) or a probability whose
+    # weights on p sum to 0; a sigmoid by hand changed in place (which raised a bare
+    # RuntimeError): from an eighth review (on rows that keep the logit in [0, 1])
+    def up(z: Any) -> Any:  # a logit above 0: its bounded logit lies in [0, 1]
+        return z[:, :1].abs() + 0.1
+
+    for how in (
+        lambda z: torch.cat([0.9 + 0 * up(z).detach(), 2 * torch.sigmoid(up(z)) - 1], 1),
+        lambda z: torch.cat(
+            [
+                0.5 + (torch.sigmoid(up(z)) - torch.sigmoid(z[:, 1:2])) / 2,
+                2 * torch.sigmoid(up(z)) - 1,
+            ],
+            1,
+        ),
+        lambda z: torch.reciprocal(1 + torch.exp(-up(z))).mul_(2).sub_(1) * 0.5 + 0.5,
+    ):
+        with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+            TorchAdapter(Output(how)).predict(X)
+    assert TorchAdapter(Output(lambda z: 2 * torch.sigmoid(up(z)) - 1)).predict(X).shape == (16,)
     for how in (
         lambda z: torch.nn.functional.hardsigmoid(z),
         lambda z: z.sigmoid().index_select(1, torch.tensor([1, 0])),

@@ -237,16 +237,28 @@ class ModelAdapter(ABC):
         the most probable of ``classes_``, a two-class model's single column read as the
         second class's, as :meth:`predict_proba` reads it (from a review: predict took the
         argmax of the one column, class 0 for every row, while predict_proba read it).
-        Anything but rows of probabilities goes back as it is, for :meth:`predict` to
-        report its shape."""
+        Anything but rows of finite probabilities, one per class, is refused."""
         out = np.asarray(proba)
         if self.classes_ is None:
             return out
-        if len(self.classes_) == 2:
+        k = len(self.classes_)
+        if k == 2:
             out = two_class_columns(out)
-        if out.ndim != 2 or out.shape[1] != len(self.classes_):
-            return out
-        self._refuse_non_probabilities(np.asarray(out, dtype=np.float64))
+        if out.ndim != 2 or out.shape[1] != k:
+            # refused here: a column of them went on as labels (from a review: three
+            # classes, and predict returned the probabilities themselves)
+            raise ModelOutputError(
+                f"model {self.info.name!r}: its probabilities have shape {out.shape}; "
+                f"expected ({len(out)}, {k}), one column per class"
+            )
+        values = np.asarray(out, dtype=np.float64)
+        if not np.isfinite(values).all():  # a NaN also hid logits from the range check
+            bad = int((~np.isfinite(values)).any(axis=1).sum())
+            raise ModelOutputError(
+                f"model {self.info.name!r}: its probabilities hold NaN or infinite values "
+                f"in {bad} of {len(values)} rows"
+            )
+        self._refuse_non_probabilities(values)
         return np.asarray(self.classes_[np.argmax(out, axis=1)])
 
     def logits(self, X: ArrayLike) -> np.ndarray:

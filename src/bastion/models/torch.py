@@ -312,7 +312,11 @@ def _bounded_logit(out: Any) -> bool:
     else:
         return False
     torch = require("torch", "PyTorch models")
-    p: Any = getattr(node, "_saved_result", None)
+    try:
+        # raises once the result was changed in place (sigmoid(z).mul_(2).sub_(1))
+        p: Any = getattr(node, "_saved_result", None)
+    except RuntimeError:
+        return False
     if p is None:
         return False
     try:
@@ -330,9 +334,11 @@ def _bounded_logit(out: Any) -> bool:
         c = out.detach().double() - moved.detach().double()
     except (AttributeError, RuntimeError, TypeError):
         return False
-    # values the sigmoid does not reach (a constant column beside the logit) are constants
+    # a value the sigmoid does not reach is a column of zeros beside the logit (a column of
+    # 0.9 would move the decision to p = 0.95; weights on p summing to 0 are no such
+    # column: a review's (p0 - p1) / 2 + 0.5 beside a logit)
     moves = a.abs() > 0
-    if not bool(moves.any()):
+    if not bool(moves.any()) or bool((out.detach().double()[~moves] != 0).any()):
         return False
     crossing = -c[moves] / a[moves]
     return bool(((crossing - 0.5).abs() <= _BOUNDED_LOGIT_THRESHOLD).all())

@@ -632,8 +632,8 @@ def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
     seen: list[Any] = []
     layout = square_module._layout
 
-    def spy(declared: Any, space: Any) -> Any:
-        chosen = layout(declared, space)
+    def spy(declared: Any, space: Any, guessed: bool = False) -> Any:
+        chosen = layout(declared, space, guessed)
         seen.append(type(chosen).__name__)
         return chosen
 
@@ -646,10 +646,12 @@ def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
     Square(SquareConfig(n_queries=10)).run(model, X, y[:20], eps=0.1, norm="inf", seed=0)
     assert seen == ["_Image"]
     # channels last, as an ONNX graph may say (h, w, c): (c, h, w) windows would cut across
-    # its rows, so it keeps a table's (a review)
+    # its rows, so it keeps a table's (a review); a shape given as (c, h, w) is taken as it
+    # is (image_shape, a torch model's input_shape)
     space = Space(FeatureConstraints.box(3 * 32 * 32, 0.0, 1.0), np.zeros((1, 3072)))
-    assert type(layout((32, 32, 3), space)).__name__ == "_Tabular"
-    assert type(layout((3, 32, 32), space)).__name__ == "_Image"
+    assert type(layout((32, 32, 3), space, guessed=True)).__name__ == "_Tabular"
+    assert type(layout((3, 32, 32), space, guessed=True)).__name__ == "_Image"
+    assert type(layout((6, 32, 16), space)).__name__ == "_Image"
 
 
 def test_breast_cancer_declared_immutable_and_integer_features(cancer: dict[str, Any]) -> None:

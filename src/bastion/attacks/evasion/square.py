@@ -187,7 +187,8 @@ class Square(EvasionAttack):
         clean = clean_predictions(model, x, ledger, space)
         # an ONNX image model's graph says its row shape too (from a review: searched as a
         # table, with feature subsets for windows)
-        layout = _layout(cfg.image_shape or row_shape(model), space)
+        declared = cfg.image_shape or getattr(model, "input_shape", None)
+        layout = _layout(declared or row_shape(model), space, guessed=not declared)
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
         attacked = np.flatnonzero(np.asarray(clean == y))
@@ -709,8 +710,9 @@ class _Image(_Layout):
         return self._square(n, s, rng), self._square(n, s, rng), profile.reshape(-1).copy()
 
 
-def _layout(declared: object, space: Space) -> _Layout:
-    """Square windows when an image shape multiplies to the row width, else tabular."""
+def _layout(declared: object, space: Space, guessed: bool = False) -> _Layout:
+    """Square windows when an image shape multiplies to the row width, else tabular.
+    ``guessed``: the shape is an ONNX graph's, which may be channels last."""
     shape: tuple[int, ...] | None = None
     if isinstance(declared, tuple | list):
         dims = tuple(int(v) for v in declared)
@@ -718,7 +720,7 @@ def _layout(declared: object, space: Space) -> _Layout:
             dims = (1, *dims)
         # channels first: an ONNX graph may say (h, w, c), whose flat rows a (c, h, w)
         # window would cut across (a review); such a shape keeps the tabular windows
-        channels_last = dims[-1] <= 4 < dims[0] if len(dims) == 3 else False
+        channels_last = guessed and len(dims) == 3 and dims[-1] <= 4 < dims[0]
         if (
             len(dims) == 3
             and math.prod(dims) == space.n_features
