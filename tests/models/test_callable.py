@@ -65,6 +65,16 @@ def test_one_probability_column_of_two_classes_is_the_second_class(shape: str) -
     )
     with pytest.raises(ModelOutputError, match="NaN or infinite values in 1 of 6 rows"):
         logits.predict(X)
+    # a scalar, text: refused by name, not a bare TypeError / ValueError (a ninth review)
+    for answer in (0.7, np.array(["x", "y"] * 3, dtype=object)):
+        odd = CallableAdapter(predict_proba=lambda rows, a=answer: a, classes=["neg", "pos"])
+        with pytest.raises(ModelOutputError, match=r"its probabilities \(read for predict\)"):
+            odd.predict(X)
+    wide = CallableAdapter(
+        predict_proba=lambda rows: np.full((len(rows), 3), 2.0), classes=["a", "b", "c"]
+    )
+    with pytest.raises(ModelOutputError, match=r"\(read for predict\) hold values outside"):
+        wide.predict(X)
 
 
 def test_predict_only_has_no_proba() -> None:

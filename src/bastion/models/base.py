@@ -221,12 +221,14 @@ class ModelAdapter(ABC):
         self._refuse_non_probabilities(out)
         return out
 
-    def _refuse_non_probabilities(self, out: np.ndarray) -> None:
+    def _refuse_non_probabilities(
+        self, out: np.ndarray, what: str = "predict_proba returned"
+    ) -> None:
         """Raise where ``out`` holds values outside [0, 1] (float32 runtimes, ONNX, round a
-        little past the ends; anything more is not a probability)."""
+        little past the ends; anything more is not a probability); ``what`` names them."""
         if out.size and (out.min() < -PROBA_TOLERANCE or out.max() > 1 + PROBA_TOLERANCE):
             raise ModelOutputError(
-                f"model {self.info.name!r}: predict_proba returned values outside [0, 1] "
+                f"model {self.info.name!r}: {what} values outside [0, 1] "
                 f"(min {out.min():.6g}, max {out.max():.6g}): these look like logits or "
                 "scores, not probabilities (export the model with its final softmax or "
                 "sigmoid, or name the probability output)"
@@ -238,27 +240,33 @@ class ModelAdapter(ABC):
         second class's, as :meth:`predict_proba` reads it (from a review: predict took the
         argmax of the one column, class 0 for every row, while predict_proba read it).
         Anything but rows of finite probabilities, one per class, is refused."""
-        out = np.asarray(proba)
         if self.classes_ is None:
-            return out
+            return np.asarray(proba)
+        try:
+            out = np.asarray(proba, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ModelOutputError(
+                f"model {self.info.name!r}: its probabilities (read for predict) are not "
+                f"numbers: {err}"
+            ) from err
         k = len(self.classes_)
         if k == 2:
             out = two_class_columns(out)
         if out.ndim != 2 or out.shape[1] != k:
             # refused here: a column of them went on as labels (from a review: three
             # classes, and predict returned the probabilities themselves)
+            rows = out.shape[0] if out.ndim else "rows"
             raise ModelOutputError(
-                f"model {self.info.name!r}: its probabilities have shape {out.shape}; "
-                f"expected ({len(out)}, {k}), one column per class"
+                f"model {self.info.name!r}: its probabilities (read for predict) have shape "
+                f"{out.shape}; expected ({rows}, {k}), one column per class"
             )
-        values = np.asarray(out, dtype=np.float64)
-        if not np.isfinite(values).all():  # a NaN also hid logits from the range check
-            bad = int((~np.isfinite(values)).any(axis=1).sum())
+        if not np.isfinite(out).all():  # a NaN also hid logits from the range check
+            bad = int((~np.isfinite(out)).any(axis=1).sum())
             raise ModelOutputError(
-                f"model {self.info.name!r}: its probabilities hold NaN or infinite values "
-                f"in {bad} of {len(values)} rows"
+                f"model {self.info.name!r}: its probabilities (read for predict) hold NaN or "
+                f"infinite values in {bad} of {len(out)} rows"
             )
-        self._refuse_non_probabilities(values)
+        self._refuse_non_probabilities(out, "its probabilities (read for predict) hold")
         return np.asarray(self.classes_[np.argmax(out, axis=1)])
 
     def logits(self, X: ArrayLike) -> np.ndarray:

@@ -164,7 +164,12 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     """
     node = getattr(out, "grad_fn", None)
     last = _last_operation(node)
-    if last is not None and _within_unit_interval(out) and not _bounded_logit(out):
+    judged = last is not None and _within_unit_interval(out)
+    try:
+        bounded = judged and _bounded_logit(out)
+    except ModelOutputError as err:
+        raise ModelOutputError(f"model {name!r}: {err}") from err
+    if judged and not bounded:
         # a sigmoid or softmax mapped back out of [0, 1] on the rows probed, or by an
         # affine map whose range holds 0 (2 * sigmoid - 1), is a bounded logit, and its
         # sign or argmax the prediction
@@ -313,10 +318,16 @@ def _bounded_logit(out: Any) -> bool:
         return False
     torch = require("torch", "PyTorch models")
     try:
-        # raises once the result was changed in place (sigmoid(z).mul_(2).sub_(1))
         p: Any = getattr(node, "_saved_result", None)
-    except RuntimeError:
-        return False
+    except RuntimeError as err:
+        # the result was changed in place (sigmoid(z).mul_(2).sub_(1)): no p to tell a
+        # bounded logit from probabilities by; said, not guessed (a review saw the verdict
+        # follow the sign of the row probed)
+        raise ModelOutputError(
+            "its module changes a sigmoid's output in place, which leaves nothing to tell "
+            "a bounded logit from probabilities by: write the map out of place (e.g. "
+            f"2 * torch.sigmoid(z) - 1) or return the logits ({err})"
+        ) from err
     if p is None:
         return False
     try:

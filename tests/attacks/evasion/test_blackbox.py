@@ -651,6 +651,8 @@ def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
     space = Space(FeatureConstraints.box(3 * 32 * 32, 0.0, 1.0), np.zeros((1, 3072)))
     assert type(layout((32, 32, 3), space, guessed=True)).__name__ == "_Tabular"
     assert type(layout((3, 32, 32), space, guessed=True)).__name__ == "_Image"
+    gray = Space(FeatureConstraints.box(28 * 28, 0.0, 1.0), np.zeros((1, 784)))
+    assert type(layout((28, 28, 1), gray, guessed=True)).__name__ == "_Image"  # one channel
     assert type(layout((6, 32, 16), space)).__name__ == "_Image"
 
 

@@ -720,6 +720,8 @@ def _layout(declared: object, space: Space, guessed: bool = False) -> _Layout:
             dims = (1, *dims)
         # channels first: an ONNX graph may say (h, w, c), whose flat rows a (c, h, w)
         # window would cut across (a review); such a shape keeps the tabular windows
+        if guessed and len(dims) == 3 and dims[-1] == 1:
+            dims = (1, dims[0], dims[1])  # one channel: the same flat layout either way
         channels_last = guessed and len(dims) == 3 and dims[-1] <= 4 < dims[0]
         if (
             len(dims) == 3
