@@ -164,12 +164,16 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     """
     node = getattr(out, "grad_fn", None)
     last = _last_operation(node)
-    judged = last is not None and _within_unit_interval(out)
-    try:
-        bounded = judged and _bounded_logit(out)
-    except ModelOutputError as err:
-        raise ModelOutputError(f"model {name!r}: {err}") from err
-    if judged and not bounded:
+    if last is not None and _changed_in_place(out):
+        # whatever the values: its gradients fail, and no map of it can be read (a review
+        # saw the verdict follow the sign of the row probed, and a bare RuntimeError)
+        raise ModelOutputError(
+            f"model {name!r}: its module changes its final sigmoid's output in place "
+            "(sigmoid(z).mul_(2), say), which the sigmoid's backward pass needs: gradients "
+            "fail, and nothing tells a bounded logit from probabilities. Compute the final "
+            "map out of place, or return the logits"
+        )
+    if last is not None and _within_unit_interval(out) and not _bounded_logit(out):
         # a sigmoid or softmax mapped back out of [0, 1] on the rows probed, or by an
         # affine map whose range holds 0 (2 * sigmoid - 1), is a bounded logit, and its
         # sign or argmax the prediction
@@ -289,6 +293,40 @@ def _last_operation(node: Any) -> str | None:
     return _GraphReader(_probability_operation, None)(node)  # type: ignore[no-any-return]
 
 
+def _final_sigmoid(out: Any) -> Any:
+    """The autograd node of the sigmoid that ``out`` is a linear map of (past
+    :data:`_LINEAR_NODES`, one input with a gradient each; a sigmoid by hand,
+    ``1 / (1 + exp(-z))``, whose reciprocal keeps p too), or None."""
+    node = getattr(out, "grad_fn", None)
+    for _ in range(_MAX_DEPTH_READ):
+        name = type(node).__name__
+        inputs = [n for n, _ in getattr(node, "next_functions", ())]
+        parents = _parents(node)
+        if name == "SigmoidBackward0" or (
+            # exp(z) / (1 + exp(z)) keeps no p, and reads as probabilities under any map
+            name == "ReciprocalBackward0" and len(parents) == 1 and _one_plus_exp(parents[0])
+        ):
+            return node
+        if name not in _LINEAR_NODES or len(parents) != 1:
+            return None
+        if name == "DivBackward0" and (not inputs or inputs[0] is None):
+            return None  # the sigmoid divides: 0.2 / p is no affine map of it
+        node = parents[0]
+    return None
+
+
+def _changed_in_place(out: Any) -> bool:
+    """Whether the final sigmoid's output (:func:`_final_sigmoid`) was changed in place
+    (``sigmoid(z).mul_(2).sub_(1)``): its backward pass, which needs it, fails, and no map
+    of it can be read."""
+    node = _final_sigmoid(out)
+    try:
+        getattr(node, "_saved_result", None)
+    except RuntimeError:
+        return True
+    return False
+
+
 def _bounded_logit(out: Any) -> bool:
     """Whether ``out`` is ``a * sigmoid(z) + c`` (:data:`_LINEAR_NODES` between them, one
     input with a gradient each), with every value's ``a * p + c`` crossing 0 at p = 0.5: a
@@ -298,36 +336,14 @@ def _bounded_logit(out: Any) -> bool:
     decides otherwise than the sigmoid: probabilities. ``a`` and ``a * p`` are the map's
     derivative applied to ones and to ``p`` (products with its Jacobian, by double
     backward, in the output's own layout), ``c`` the rest."""
-    node = getattr(out, "grad_fn", None)
-    for _ in range(_MAX_DEPTH_READ):
-        name = type(node).__name__
-        inputs = [n for n, _ in getattr(node, "next_functions", ())]
-        parents = _parents(node)
-        if name == "SigmoidBackward0" or (
-            # 1 / (1 + exp(-z)) by hand: its reciprocal keeps p too (exp(z) / (1 + exp(z))
-            # keeps no p, and reads as probabilities under any map)
-            name == "ReciprocalBackward0" and len(parents) == 1 and _one_plus_exp(parents[0])
-        ):
-            break
-        if name not in _LINEAR_NODES or len(parents) != 1:
-            return False
-        if name == "DivBackward0" and (not inputs or inputs[0] is None):
-            return False  # the sigmoid divides: 0.2 / p is no affine map of it
-        node = parents[0]
-    else:
+    node = _final_sigmoid(out)
+    if node is None:
         return False
     torch = require("torch", "PyTorch models")
     try:
         p: Any = getattr(node, "_saved_result", None)
-    except RuntimeError as err:
-        # the result was changed in place (sigmoid(z).mul_(2).sub_(1)): no p to tell a
-        # bounded logit from probabilities by; said, not guessed (a review saw the verdict
-        # follow the sign of the row probed)
-        raise ModelOutputError(
-            "its module changes a sigmoid's output in place, which leaves nothing to tell "
-            "a bounded logit from probabilities by: write the map out of place (e.g. "
-            f"2 * torch.sigmoid(z) - 1) or return the logits ({err})"
-        ) from err
+    except RuntimeError:  # changed in place: refused before (refuse_probability_outputs)
+        return False
     if p is None:
         return False
     try:
