@@ -65,6 +65,10 @@ def test_one_probability_column_of_two_classes_is_the_second_class(shape: str) -
     )
     with pytest.raises(ModelOutputError, match="NaN or infinite values in 1 of 6 rows"):
         logits.predict(X)
+    ragged = CallableAdapter(predict_proba=lambda rows: [[0.5, 0.5]] + [[1.0]] * (len(rows) - 1),
+                             classes=["a", "b"])  # fmt: skip
+    with pytest.raises(ModelOutputError, match="not an array of numbers"):
+        ragged.predict_proba(X)
     # a scalar, text: refused by name, not a bare TypeError / ValueError (a ninth review)
     for answer in (0.7, np.array(["x", "y"] * 3, dtype=object)):
         odd = CallableAdapter(predict_proba=lambda rows, a=answer: a, classes=["neg", "pos"])

@@ -202,7 +202,13 @@ class ModelAdapter(ABC):
         """Class probabilities, shape (rows, classes), columns ordered as ``classes_``."""
         self.require(Capability.PREDICT_PROBA, by="predict_proba")
         n = self._count(X)
-        out = np.asarray(self._predict_proba(X), dtype=np.float64)
+        try:
+            out = np.asarray(self._predict_proba(X), dtype=np.float64)
+        except (TypeError, ValueError) as err:  # text, ragged rows: said as the others are
+            raise ModelOutputError(
+                f"model {self.info.name!r}: predict_proba returned what is not an array of "
+                f"numbers: {err}"
+            ) from err
         k = None if self.classes_ is None else len(self.classes_)
         if k == 2:
             out = two_class_columns(out)
