@@ -519,6 +519,29 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
         with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
             TorchAdapter(Output(how)).predict(X)
     assert TorchAdapter(Output(lambda z: 2 * torch.sigmoid(up(z)) - 1)).predict(X).shape == (16,)
+    # from an end-to-end review: a sigmoid scaled or shifted out of [0, 1] (100 * p, p + 1)
+    # is judged by its map, whatever the rows; a sigmoid under where / masked_fill /
+    # nan_to_num is still one; softmax summed into coarse classes by a constant matrix is
+    # no score layer's output
+    coarse = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    wide = torch.nn.Linear(4, 3)
+    for logit in (up, lambda z: -up(z)):
+        for how in (
+            lambda z, f=logit: 100 * torch.sigmoid(f(z)),
+            lambda z, f=logit: torch.sigmoid(f(z)) + 1,
+            lambda z, f=logit: torch.where(f(z) > -99, torch.sigmoid(f(z)), 0.0),
+            lambda z, f=logit: torch.sigmoid(f(z)).masked_fill(f(z) < -99, 0.0),
+            lambda z, f=logit: torch.nan_to_num(torch.sigmoid(f(z))),
+        ):
+            with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+                TorchAdapter(Output(how)).predict(X)
+
+    class Coarse(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return wide(x).softmax(1) @ coarse
+
+    with pytest.raises(ModelOutputError, match="returns probabilities"):
+        TorchAdapter(Coarse()).predict(X)
     # a bounded logit made in place keeps no p, and its gradients fail: said so, whatever
     # the rows probed (reviews 9 and 10: the verdict followed the sign of the row probed,
     # or the attack ended in a bare RuntimeError)

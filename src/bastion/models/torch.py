@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,8 @@ _PASS_NODES = frozenset({
     "SumBackward1", "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1",
     "RsubBackward0", "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0",
     "DivBackward1", "FlipBackward0", "IndexSelectBackward0", "GatherBackward0",
-    "RepeatBackward0", "AsStridedBackward0",
+    "RepeatBackward0", "AsStridedBackward0", "WhereBackward0", "MaskedFillBackward0",
+    "MaskedFillBackward1", "NanToNumBackward0",
 })  # fmt: skip
 # the operations linear in their one input with a gradient (affine with the constant
 # added): those that may lie between a sigmoid and the output of a bounded logit, a * p + c
@@ -173,10 +174,15 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
             "fail, and nothing tells a bounded logit from probabilities. Compute the final "
             "map out of place, or return the logits"
         )
-    if last is not None and _within_unit_interval(out) and not _bounded_logit(out):
-        # a sigmoid or softmax mapped back out of [0, 1] on the rows probed, or by an
-        # affine map whose range holds 0 (2 * sigmoid - 1), is a bounded logit, and its
-        # sign or argmax the prediction
+    # a linear map of a sigmoid is judged by the map alone, whatever the rows probed: a
+    # bounded logit crosses 0 at p = 0.5 (2 * sigmoid - 1); 100 * sigmoid or sigmoid + 1
+    # lie outside [0, 1] and still make every row class 1 (from a review)
+    mapped = last is not None and _final_sigmoid(out) is not None
+    if (mapped and not _bounded_logit(out)) or (
+        # else a sigmoid or softmax mapped back out of [0, 1] on the rows probed is a
+        # bounded logit, and its sign or argmax the prediction
+        last is not None and not mapped and _within_unit_interval(out)
+    ):
         what = f"ends in {last}, so it returns probabilities"
     elif not _made_by_score_layers(node) and _looks_like_probabilities(out):
         # the values, unless score layers alone made them (a least-squares classifier's
@@ -278,11 +284,13 @@ def _one_plus_exp(node: Any) -> bool:
 
 def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     """Whether ``node``'s output was made by score layers alone (:data:`_SCORE_NODES`),
-    past the pass operations."""
+    past the pass operations; not a product whose every input with a gradient is a
+    softmax's or sigmoid's (probabilities summed into coarse classes by a constant matrix,
+    ``softmax(z) @ M``, passed as scores; from a review)."""
     name = type(node).__name__
-    if name in _SCORE_NODES:
-        return True
     parents = _parents(node)
+    if name in _SCORE_NODES:
+        return not (parents and all(_last_operation(p) is not None for p in parents))
     if name in _NORMALISING_NODES and len(parents) > 1:
         return False  # x / sum(x), x * gate: made here, not by the layers
     return name in _SCORE_PASS_NODES and bool(parents) and all(read(p) for p in parents)
@@ -413,6 +421,19 @@ def _finfo_eps(dtype: Any) -> float:
     return float(torch.finfo(dtype).eps) if dtype.is_floating_point else 0.0
 
 
+def raise_input_gradient_error(err: RuntimeError, name: str | None = None) -> NoReturn:
+    """Raise ``err``, an input gradient's failure, as a :class:`ModelError` where it says
+    what to change in the module (a reentrant checkpoint cannot give one; from a review:
+    a bare RuntimeError ended the attack); as it is otherwise."""
+    if "use_reentrant" in str(err):
+        who = "the model's module" if name is None else f"model {name!r}: its module"
+        raise ModelError(
+            f"{who} runs torch.utils.checkpoint with use_reentrant=True, which gives no "
+            f"gradient with respect to the input; use use_reentrant=False ({err})"
+        ) from err
+    raise err
+
+
 def module_dtype(module: Any) -> Any:
     """The floating dtype of ``module``'s first parameter, which its inputs are cast to
     (None: no floating parameter, inputs go as they are)."""
@@ -534,7 +555,10 @@ class TorchAdapter(ModelAdapter):
                     )
                 else:
                     loss = torch.nn.functional.cross_entropy(out, tb, reduction="sum")
-                (grad,) = torch.autograd.grad(loss, xb)
+                try:
+                    (grad,) = torch.autograd.grad(loss, xb)
+                except RuntimeError as err:
+                    raise_input_gradient_error(err, self.info.name)
                 grads.append(grad.reshape(grad.shape[0], -1).detach().cpu().numpy())
         result = np.concatenate(grads, axis=0) if grads else np.zeros((0, rows.shape[1]))
         result = result.reshape(rows.shape)

@@ -29,7 +29,7 @@ from bastion.attacks.evasion.fgsm import FGSM  # noqa: E402
 from bastion.attacks.evasion.pgd import PGD, PGDConfig  # noqa: E402
 from bastion.attacks.results import EvasionResult  # noqa: E402
 from bastion.data.schema import ColumnKind, ColumnSpec, FeatureSchema  # noqa: E402
-from bastion.exceptions import CapabilityError, ConfigError, DataError  # noqa: E402
+from bastion.exceptions import CapabilityError, ConfigError, DataError, ModelError  # noqa: E402
 from bastion.models.sklearn import SklearnAdapter  # noqa: E402
 from bastion.models.torch import TorchAdapter  # noqa: E402
 
@@ -1987,6 +1987,33 @@ def test_input_gradient_by_the_engine_equals_autograd_grad() -> None:
     unused = torch.randn(9, 6, requires_grad=True)
     with torch.enable_grad(), pytest.raises(RuntimeError, match="not have been used"):
         _torch._input_grad(module(z), unused, seed)
+
+
+# torch warns that a reentrant checkpoint under no_grad (the predictions) takes no gradient
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+def test_a_reentrant_checkpoint_is_named_with_its_remedy() -> None:
+    """torch.utils.checkpoint with use_reentrant=True gives no input gradient: the attack
+    and loss_gradient ended in a bare RuntimeError (from a review)."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+    class Checkpointed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = body
+
+        def forward(self, x: Any) -> Any:
+            return checkpoint(self.body, x, use_reentrant=True)
+
+    model = TorchAdapter(Checkpointed())
+    X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    y = model.predict(X)
+    with pytest.raises(ModelError, match="use_reentrant=False"):
+        model.loss_gradient(X, y)
+    with pytest.raises(ModelError, match="use_reentrant=False"):
+        PGD(PGDConfig(steps=2)).run(model, X, y, eps=0.1)
 
 
 def test_release_cuda_graph_memory_drops_this_threads_anchors() -> None:

@@ -64,7 +64,11 @@ from bastion.exceptions import (
     ModelOutputError,
 )
 from bastion.models.base import ModelAdapter, refuse_misordered_columns
-from bastion.models.torch import eval_mode, refuse_probability_outputs
+from bastion.models.torch import (
+    eval_mode,
+    raise_input_gradient_error,
+    refuse_probability_outputs,
+)
 
 __all__ = ["APGDSchedule", "PGDSchedule", "run_attack"]
 
@@ -221,12 +225,15 @@ def _input_grad(out: Tensor, z: Tensor, seed: Tensor) -> Tensor:
     """The gradient of ``sum(out * seed)`` with respect to ``z`` (``seed`` in ``out``'s shape
     and dtype): ``torch.autograd.grad(out, z, grad_outputs=seed)``, by the engine directly
     where it can be reached (tested equal)."""
-    if _RUN_BACKWARD is not None:
-        # tensors, grad_tensors, keep_graph, create_graph, inputs, allow_unreachable,
-        # accumulate_grad (False: return the gradient, as autograd.grad does)
-        (grad,) = _RUN_BACKWARD((out,), (seed,), False, False, (z,), False, False)
-        return grad
-    (grad,) = torch.autograd.grad(out, z, grad_outputs=seed)
+    try:
+        if _RUN_BACKWARD is not None:
+            # tensors, grad_tensors, keep_graph, create_graph, inputs, allow_unreachable,
+            # accumulate_grad (False: return the gradient, as autograd.grad does)
+            (grad,) = _RUN_BACKWARD((out,), (seed,), False, False, (z,), False, False)
+            return grad
+        (grad,) = torch.autograd.grad(out, z, grad_outputs=seed)
+    except RuntimeError as err:
+        raise_input_gradient_error(err)
     return grad
 
 
