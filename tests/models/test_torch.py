@@ -542,6 +542,33 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
 
     with pytest.raises(ModelOutputError, match="returns probabilities"):
         TorchAdapter(Coarse()).predict(X)
+    # but a least-squares head on sigmoid features stays a score layer, its weights frozen
+    # or not (the attacks freeze them), and a bounded logit under where / masked_fill /
+    # nan_to_num stays one, whatever the rows (from a twelfth review: both were refused)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(400, 4))
+    labels = (features[:, 0] + features[:, 1] > 0).astype(int)
+    hidden = torch.nn.Linear(4, 16).double()
+    with torch.no_grad():
+        h = torch.sigmoid(hidden(torch.tensor(features))).numpy()
+    beta, *_ = np.linalg.lstsq(np.c_[h, np.ones(len(h))], np.eye(2)[labels], rcond=None)
+    head = torch.nn.Linear(16, 2).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor(beta[:-1].T))
+        head.bias.copy_(torch.tensor(beta[-1]))
+    elm = torch.nn.Sequential(hidden, torch.nn.Sigmoid(), head)
+    rows = features[:20]
+    assert TorchAdapter(elm).predict(rows).shape == (20,)
+    PGD(PGDConfig(steps=2)).run(TorchAdapter(elm), rows, TorchAdapter(elm).predict(rows), eps=0.01)
+    elm.requires_grad_(False)
+    assert TorchAdapter(elm).predict(rows).shape == (20,)
+    for logit in (up, lambda z: -up(z)):
+        for how in (
+            lambda z, f=logit: torch.nan_to_num(2 * torch.sigmoid(f(z)) - 1),
+            lambda z, f=logit: (2 * torch.sigmoid(f(z)) - 1).masked_fill(f(z) < -99, 0.0),
+            lambda z, f=logit: torch.where(f(z) > -99, 2 * torch.sigmoid(f(z)) - 1, -1.0),
+        ):
+            assert TorchAdapter(Output(how)).predict(X).shape == (16,)
     # a bounded logit made in place keeps no p, and its gradients fail: said so, whatever
     # the rows probed (reviews 9 and 10: the verdict followed the sign of the row probed,
     # or the attack ended in a bare RuntimeError)

@@ -125,7 +125,8 @@ _LINEAR_NODES = frozenset({
     "SelectBackward0", "SliceBackward0", "IndexBackward0", "UnbindBackward0",
     "SplitBackward0", "CatBackward0", "StackBackward0", "IndexSelectBackward0",
     "GatherBackward0", "RepeatBackward0", "FlipBackward0", "AsStridedBackward0",
-    "SumBackward0", "SumBackward1", "MeanBackward0", "MeanBackward1",
+    "SumBackward0", "SumBackward1", "MeanBackward0", "MeanBackward1", "WhereBackward0",
+    "MaskedFillBackward0", "MaskedFillBackward1", "NanToNumBackward0",
 })  # fmt: skip
 # a bounded logit's decision is the sigmoid's: a * p + c crosses 0 at p = 0.5 (within this)
 _BOUNDED_LOGIT_THRESHOLD = 0.05
@@ -286,14 +287,35 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     """Whether ``node``'s output was made by score layers alone (:data:`_SCORE_NODES`),
     past the pass operations; not a product whose every input with a gradient is a
     softmax's or sigmoid's (probabilities summed into coarse classes by a constant matrix,
-    ``softmax(z) @ M``, passed as scores; from a review)."""
+    ``softmax(z) @ M``, passed as scores; from a review) by a matrix that maps
+    probabilities to probabilities (:func:`_stochastic_matrix`: read from the product
+    itself, as frozen weights leave no trace in the graph, and a least-squares head on
+    sigmoid features must stay a score layer, from the next review)."""
     name = type(node).__name__
     parents = _parents(node)
     if name in _SCORE_NODES:
-        return not (parents and all(_last_operation(p) is not None for p in parents))
+        return not (
+            _stochastic_matrix(node)
+            and bool(parents)
+            and all(_last_operation(p) is not None for p in parents)
+        )
     if name in _NORMALISING_NODES and len(parents) > 1:
         return False  # x / sum(x), x * gate: made here, not by the layers
     return name in _SCORE_PASS_NODES and bool(parents) and all(read(p) for p in parents)
+
+
+def _stochastic_matrix(node: Any) -> bool:
+    """Whether a product node's fixed operand (its saved second matrix) is non-negative
+    with rows summing to 1: probabilities in, probabilities out (False where none is
+    saved)."""
+    try:
+        mat = getattr(node, "_saved_mat2", None)
+        if mat is None:
+            return False
+        values = mat.detach().double()
+        return bool((values >= 0).all() and ((values.sum(dim=-1) - 1).abs() <= 1e-6).all())
+    except (AttributeError, RuntimeError, TypeError):
+        return False
 
 
 def _last_operation(node: Any) -> str | None:
@@ -369,11 +391,15 @@ def _bounded_logit(out: Any) -> bool:
         c = out.detach().double() - moved.detach().double()
     except (AttributeError, RuntimeError, TypeError):
         return False
-    # a value the sigmoid does not reach is a column of zeros beside the logit (a column of
-    # 0.9 would move the decision to p = 0.95; weights on p summing to 0 are no such
-    # column: a review's (p0 - p1) / 2 + 0.5 beside a logit)
+    # a value the sigmoid does not reach is a constant: any one in a single column (a
+    # masked row's fixed logit, where(valid, 2p - 1, -1)), zeros only beside other columns
+    # (a column of 0.9 would move the argmax to p = 0.95; weights on p summing to 0 are no
+    # constant: a review's (p0 - p1) / 2 + 0.5 beside a logit)
     moves = a.abs() > 0
-    if not bool(moves.any()) or bool((out.detach().double()[~moves] != 0).any()):
+    one_column = out.ndim < 2 or out.shape[-1] == 1
+    if not bool(moves.any()) or (
+        not one_column and bool((out.detach().double()[~moves] != 0).any())
+    ):
         return False
     crossing = -c[moves] / a[moves]
     return bool(((crossing - 0.5).abs() <= _BOUNDED_LOGIT_THRESHOLD).all())
