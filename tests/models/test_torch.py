@@ -542,6 +542,22 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
 
     with pytest.raises(ModelOutputError, match="returns probabilities"):
         TorchAdapter(Coarse()).predict(X)
+    # nor by a half-precision, scaled or transposed matrix, nor a convolution (a thirteenth
+    # review: a test of rows summing to 1 within 1e-6 let them through)
+    mixed = torch.tensor([[0.1, 0.9], [0.9, 0.1], [0.5, 0.5]])
+    for how in (
+        lambda z: z.softmax(1).bfloat16() @ mixed.bfloat16(),
+        lambda z: z.softmax(1) @ (2 * mixed) / 2,
+        lambda z: (mixed.T @ z.softmax(1).T).T,
+        lambda z: torch.nn.functional.conv1d(z.softmax(1)[..., None], mixed.T[..., None])[..., 0],
+    ):
+
+        class Aggregated(torch.nn.Module):
+            def forward(self, x: Any, how: Any = how) -> Any:
+                return how(wide(x))
+
+        with pytest.raises(ModelOutputError, match="returns probabilities"):
+            TorchAdapter(Aggregated()).predict(X)
     # but a least-squares head on sigmoid features stays a score layer, its weights frozen
     # or not (the attacks freeze them), and a bounded logit under where / masked_fill /
     # nan_to_num stays one, whatever the rows (from a twelfth review: both were refused)
@@ -567,6 +583,8 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
             lambda z, f=logit: torch.nan_to_num(2 * torch.sigmoid(f(z)) - 1),
             lambda z, f=logit: (2 * torch.sigmoid(f(z)) - 1).masked_fill(f(z) < -99, 0.0),
             lambda z, f=logit: torch.where(f(z) > -99, 2 * torch.sigmoid(f(z)) - 1, -1.0),
+            # every row probed masked: nothing to judge the map by, so the values do
+            lambda z, f=logit: torch.where(f(z) < -99, 2 * torch.sigmoid(f(z)) - 1, -1.0),
         ):
             assert TorchAdapter(Output(how)).predict(X).shape == (16,)
     # a bounded logit made in place keeps no p, and its gradients fail: said so, whatever

@@ -178,11 +178,11 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     # a linear map of a sigmoid is judged by the map alone, whatever the rows probed: a
     # bounded logit crosses 0 at p = 0.5 (2 * sigmoid - 1); 100 * sigmoid or sigmoid + 1
     # lie outside [0, 1] and still make every row class 1 (from a review)
-    mapped = last is not None and _final_sigmoid(out) is not None
-    if (mapped and not _bounded_logit(out)) or (
+    verdict = _bounded_logit(out) if last is not None else None
+    if verdict is False or (
         # else a sigmoid or softmax mapped back out of [0, 1] on the rows probed is a
         # bounded logit, and its sign or argmax the prediction
-        last is not None and not mapped and _within_unit_interval(out)
+        verdict is None and last is not None and _within_unit_interval(out)
     ):
         what = f"ends in {last}, so it returns probabilities"
     elif not _made_by_score_layers(node) and _looks_like_probabilities(out):
@@ -287,15 +287,15 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     """Whether ``node``'s output was made by score layers alone (:data:`_SCORE_NODES`),
     past the pass operations; not a product whose every input with a gradient is a
     softmax's or sigmoid's (probabilities summed into coarse classes by a constant matrix,
-    ``softmax(z) @ M``, passed as scores; from a review) by a matrix that maps
-    probabilities to probabilities (:func:`_stochastic_matrix`: read from the product
-    itself, as frozen weights leave no trace in the graph, and a least-squares head on
-    sigmoid features must stay a score layer, from the next review)."""
+    ``softmax(z) @ M``, passed as scores; from a review) by a matrix that may keep them
+    probabilities (:func:`_maps_probabilities`: read from the product itself, as frozen
+    weights leave no trace in the graph, and a least-squares head on sigmoid features
+    must stay a score layer, from the next review)."""
     name = type(node).__name__
     parents = _parents(node)
     if name in _SCORE_NODES:
         return not (
-            _stochastic_matrix(node)
+            _maps_probabilities(node)
             and bool(parents)
             and all(_last_operation(p) is not None for p in parents)
         )
@@ -304,18 +304,19 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     return name in _SCORE_PASS_NODES and bool(parents) and all(read(p) for p in parents)
 
 
-def _stochastic_matrix(node: Any) -> bool:
-    """Whether a product node's fixed operand (its saved second matrix) is non-negative
-    with rows summing to 1: probabilities in, probabilities out (False where none is
-    saved)."""
+def _maps_probabilities(node: Any) -> bool:
+    """Whether a score node applied to probabilities may keep them probabilities: its
+    fixed operand (the saved second matrix, or weight) is non-negative, or none can be read
+    (a convolution, a product saving only its other side). Then the values decide. A
+    least-squares head has negative weights, and stays a score layer (from reviews: a
+    test of rows summing to 1 missed half-precision matrices and scaled ones)."""
     try:
         mat = getattr(node, "_saved_mat2", None)
         if mat is None:
-            return False
-        values = mat.detach().double()
-        return bool((values >= 0).all() and ((values.sum(dim=-1) - 1).abs() <= 1e-6).all())
+            mat = getattr(node, "_saved_weight", None)
+        return mat is None or bool((mat.detach() >= 0).all())
     except (AttributeError, RuntimeError, TypeError):
-        return False
+        return True
 
 
 def _last_operation(node: Any) -> str | None:
@@ -357,7 +358,7 @@ def _changed_in_place(out: Any) -> bool:
     return False
 
 
-def _bounded_logit(out: Any) -> bool:
+def _bounded_logit(out: Any) -> bool | None:
     """Whether ``out`` is ``a * sigmoid(z) + c`` (:data:`_LINEAR_NODES` between them, one
     input with a gradient each), with every value's ``a * p + c`` crossing 0 at p = 0.5: a
     logit bounded to ``[c, a + c]``, whose sign is the sigmoid's decision (``2 * sigmoid -
@@ -365,17 +366,19 @@ def _bounded_logit(out: Any) -> bool:
     ``0.98 * sigmoid + 0.01``, ``1.02 * sigmoid - 0.01``, ``1 - sigmoid``) read as a logit
     decides otherwise than the sigmoid: probabilities. ``a`` and ``a * p`` are the map's
     derivative applied to ones and to ``p`` (products with its Jacobian, by double
-    backward, in the output's own layout), ``c`` the rest."""
+    backward, in the output's own layout), ``c`` the rest. None: nothing to judge by (no
+    sigmoid under a linear map, no p kept, or no value the sigmoid reaches in the rows
+    probed: a masked row), which the caller reads by the values as before."""
     node = _final_sigmoid(out)
     if node is None:
-        return False
+        return None
     torch = require("torch", "PyTorch models")
     try:
         p: Any = getattr(node, "_saved_result", None)
     except RuntimeError:  # changed in place: refused before (refuse_probability_outputs)
-        return False
+        return None
     if p is None:
-        return False
+        return None
     try:
         with torch.enable_grad():
             # the graph is kept: the caller's backward pass still runs through it
@@ -390,16 +393,16 @@ def _bounded_logit(out: Any) -> bool:
         a = slope.detach().double()
         c = out.detach().double() - moved.detach().double()
     except (AttributeError, RuntimeError, TypeError):
-        return False
+        return None
     # a value the sigmoid does not reach is a constant: any one in a single column (a
     # masked row's fixed logit, where(valid, 2p - 1, -1)), zeros only beside other columns
     # (a column of 0.9 would move the argmax to p = 0.95; weights on p summing to 0 are no
     # constant: a review's (p0 - p1) / 2 + 0.5 beside a logit)
     moves = a.abs() > 0
+    if not bool(moves.any()):
+        return None  # every row probed masked (a review saw the verdict follow the row)
     one_column = out.ndim < 2 or out.shape[-1] == 1
-    if not bool(moves.any()) or (
-        not one_column and bool((out.detach().double()[~moves] != 0).any())
-    ):
+    if not one_column and bool((out.detach().double()[~moves] != 0).any()):
         return False
     crossing = -c[moves] / a[moves]
     return bool(((crossing - 0.5).abs() <= _BOUNDED_LOGIT_THRESHOLD).all())
