@@ -578,15 +578,36 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     PGD(PGDConfig(steps=2)).run(TorchAdapter(elm), rows, TorchAdapter(elm).predict(rows), eps=0.01)
     elm.requires_grad_(False)
     assert TorchAdapter(elm).predict(rows).shape == (20,)
+
+    class Transposed(torch.nn.Module):  # W @ h.T keeps W as its self, h as its mat2
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden, self.head = hidden, head
+
+        def forward(self, x: Any) -> Any:
+            return (self.head.weight @ torch.sigmoid(self.hidden(x)).T).T + self.head.bias
+
+    assert TorchAdapter(Transposed()).predict(rows).shape == (20,)
     for logit in (up, lambda z: -up(z)):
         for how in (
             lambda z, f=logit: torch.nan_to_num(2 * torch.sigmoid(f(z)) - 1),
             lambda z, f=logit: (2 * torch.sigmoid(f(z)) - 1).masked_fill(f(z) < -99, 0.0),
             lambda z, f=logit: torch.where(f(z) > -99, 2 * torch.sigmoid(f(z)) - 1, -1.0),
-            # every row probed masked: nothing to judge the map by, so the values do
-            lambda z, f=logit: torch.where(f(z) < -99, 2 * torch.sigmoid(f(z)) - 1, -1.0),
+            # some rows masked (the adapter probes several rows: a masked first row alone
+            # left nothing to judge the map by; reviews 13 and 14)
+            lambda z, f=logit: torch.where(z[:, 1:2] > 0, 2 * torch.sigmoid(f(z)) - 1, -1.0),
         ):
             assert TorchAdapter(Output(how)).predict(X).shape == (16,)
+    # a sigmoid under a fill outside [0, 1], a masked first row or not: refused (the
+    # values of a masked first row let it through; a fourteenth review); so is -sigmoid + 1
+    masked_first = X[np.argsort(X[:, 0])]
+    for how in (
+        lambda z: torch.where(z[:, 1:2] > 0, torch.sigmoid(z[:, :1]), -1.0),
+        lambda z: -torch.sigmoid(z[:, :1]) + 1,
+    ):
+        for rows in (X, masked_first):
+            with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+                TorchAdapter(Output(how)).predict(rows)
     # a bounded logit made in place keeps no p, and its gradients fail: said so, whatever
     # the rows probed (reviews 9 and 10: the verdict followed the sign of the row probed,
     # or the attack ended in a bare RuntimeError)

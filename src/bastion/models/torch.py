@@ -109,7 +109,7 @@ _PASS_NODES = frozenset({
     "RsubBackward0", "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0",
     "DivBackward1", "FlipBackward0", "IndexSelectBackward0", "GatherBackward0",
     "RepeatBackward0", "AsStridedBackward0", "WhereBackward0", "MaskedFillBackward0",
-    "MaskedFillBackward1", "NanToNumBackward0",
+    "MaskedFillBackward1", "NanToNumBackward0", "NegBackward0",
 })  # fmt: skip
 # the operations linear in their one input with a gradient (affine with the constant
 # added): those that may lie between a sigmoid and the output of a bounded logit, a * p + c
@@ -141,6 +141,7 @@ _NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
 _MAX_DEPTH_READ = 150  # well inside Python's recursion limit (three frames a node)
+_PROBE_ROWS = 16  # rows a TorchAdapter's output check runs (with autograd, no query)
 # the layers whose outputs are scores, not probabilities: an output made by them alone
 # (past the pass operations) is not judged by its values (a least-squares classifier's
 # scores sum to 1 per row and often lie in [0, 1]); anything else is (exp(z) / sum, a
@@ -295,9 +296,9 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     parents = _parents(node)
     if name in _SCORE_NODES:
         return not (
-            _maps_probabilities(node)
-            and bool(parents)
+            bool(parents)
             and all(_last_operation(p) is not None for p in parents)
+            and _maps_probabilities(node)
         )
     if name in _NORMALISING_NODES and len(parents) > 1:
         return False  # x / sum(x), x * gate: made here, not by the layers
@@ -306,17 +307,22 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
 
 def _maps_probabilities(node: Any) -> bool:
     """Whether a score node applied to probabilities may keep them probabilities: its
-    fixed operand (the saved second matrix, or weight) is non-negative, or none can be read
-    (a convolution, a product saving only its other side). Then the values decide. A
+    operands kept for its backward pass (both matrices of a product, a layer's weight) are
+    all non-negative, or none can be read. Then the values decide. A
     least-squares head has negative weights, and stays a score layer (from reviews: a
     test of rows summing to 1 missed half-precision matrices and scaled ones)."""
-    try:
-        mat = getattr(node, "_saved_mat2", None)
-        if mat is None:
-            mat = getattr(node, "_saved_weight", None)
-        return mat is None or bool((mat.detach() >= 0).all())
-    except (AttributeError, RuntimeError, TypeError):
-        return True
+    saved = []
+    for field in ("_saved_self", "_saved_mat1", "_saved_mat2", "_saved_weight"):
+        try:
+            value = getattr(node, field, None)
+        except RuntimeError:  # freed or changed in place
+            continue
+        if value is not None and hasattr(value, "detach"):
+            saved.append(value)
+    # every operand kept, the probabilities' own side included (W @ h.T keeps W as its
+    # self and h as its mat2; a review saw only the features read, and a least-squares
+    # head refused): one with a negative entry is a score layer's weight
+    return not any(bool((value.detach() < 0).any()) for value in saved)
 
 
 def _last_operation(node: Any) -> str | None:
@@ -367,8 +373,8 @@ def _bounded_logit(out: Any) -> bool | None:
     decides otherwise than the sigmoid: probabilities. ``a`` and ``a * p`` are the map's
     derivative applied to ones and to ``p`` (products with its Jacobian, by double
     backward, in the output's own layout), ``c`` the rest. None: nothing to judge by (no
-    sigmoid under a linear map, no p kept, or no value the sigmoid reaches in the rows
-    probed: a masked row), which the caller reads by the values as before."""
+    sigmoid under a linear map, no p kept), which the caller reads by the values as
+    before. False where the sigmoid reaches no value of the rows probed (all masked)."""
     node = _final_sigmoid(out)
     if node is None:
         return None
@@ -400,7 +406,10 @@ def _bounded_logit(out: Any) -> bool | None:
     # constant: a review's (p0 - p1) / 2 + 0.5 beside a logit)
     moves = a.abs() > 0
     if not bool(moves.any()):
-        return None  # every row probed masked (a review saw the verdict follow the row)
+        # every row probed masked: nothing shows a bounded logit, and the fill's values
+        # would decide for the sigmoid (where(valid, sigmoid, -1) passed; a review). The
+        # adapter probes several rows, so that this takes a batch masked throughout
+        return False
     one_column = out.ndim < 2 or out.shape[-1] == 1
     if not one_column and bool((out.detach().double()[~moves] != 0).any()):
         return False
@@ -696,9 +705,10 @@ class TorchAdapter(ModelAdapter):
             return
         torch = require("torch", "PyTorch models")
         out = None
-        # one row; a module that takes batches of a fixed size only gets the first batch;
-        # where both fail, the forward pass proper reports the error
-        for probe in (rows[:1], rows[: self.batch_size]):
+        # a few rows (a masked first row alone leaves a bounded logit nothing to be judged
+        # by; from a review), else one; a module that takes batches of a fixed size only
+        # gets the first batch; where all fail, the forward pass proper reports the error
+        for probe in (rows[:_PROBE_ROWS], rows[:1], rows[: self.batch_size]):
             try:
                 with self._eval_mode(), torch.enable_grad():
                     x = self._tensor(np.asarray(probe, dtype=np.float32))
