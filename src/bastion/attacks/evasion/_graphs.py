@@ -50,8 +50,9 @@ __all__ = [
 # steps run on a side stream before the capture: lazy initialisations (cuBLAS workspaces,
 # cuDNN algorithm choices, autograd's stream bookkeeping) must not happen inside it. One
 # does it: each further one is an eager step in place of a replay (H200, digits MLP,
-# 32,768 rows, 40 steps: 28.3 ms with one against 31.2 ms with two, best of 3; the CUDA
-# tests compare the graph's results with the eager loop's)
+# 32,768 rows, 40 steps: 28.3 ms with one against 31.2 ms with two, best of 3; in a later
+# call 35.4 against 35.6 ms; the CUDA tests compare the graph's results with the eager
+# loop's)
 WARMUP_STEPS = 1
 # replays needed for a capture to pay: on an H100 a capture of the digits MLP's step cost
 # ~10 ms, the launches of ~17 eager steps of it
