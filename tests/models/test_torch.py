@@ -608,6 +608,36 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
         for rows in (X, masked_first):
             with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
                 TorchAdapter(Output(how)).predict(rows)
+    # a batch whose first 16 rows all mask a bounded logit: the next rows decide (a
+    # fifteenth review: refused by the order of the rows), within batch_size
+    seen: list[int] = []
+
+    class Masked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: Any) -> Any:
+            seen.append(int(x.shape[0]))
+            z = self.linear(x)
+            return torch.where(x[:, :1] > 0, 2 * torch.sigmoid(z[:, :1]) - 1, -1.0)
+
+    many = np.random.default_rng(5).normal(size=(48, 4)).astype(np.float32)
+    many = many[np.argsort(many[:, 0])]  # the first 16 rows masked
+    assert (many[:16, 0] <= 0).all()
+    assert (many[:, 0] > 0).any()
+    assert TorchAdapter(Masked()).predict(many).shape == (48,)
+    seen.clear()
+    TorchAdapter(Masked(), batch_size=2).predict(many[-4:])
+    assert max(seen) == 2
+    # a negation keeps no score: -(softmax @ -M) is probabilities (a fifteenth review)
+
+    class Negated(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return -(wide(x).softmax(1) @ -coarse)
+
+    with pytest.raises(ModelOutputError, match="returns probabilities"):
+        TorchAdapter(Negated()).predict(X)
     # a bounded logit made in place keeps no p, and its gradients fail: said so, whatever
     # the rows probed (reviews 9 and 10: the verdict followed the sign of the row probed,
     # or the attack ended in a bare RuntimeError)

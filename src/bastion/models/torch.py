@@ -134,14 +134,17 @@ _BOUNDED_LOGIT_THRESHOLD = 0.05
 # but those normalising one input by another (a division or product of two), and the
 # piecewise-identity activations (a relu after a least-squares head)
 _SCORE_PASS_NODES = frozenset({
-    *_PASS_NODES, "ReluBackward0", "LeakyReluBackward0", "EluBackward0",
+    *(_PASS_NODES - {"NegBackward0"}), "ReluBackward0", "LeakyReluBackward0", "EluBackward0",
     "ConstantPadNdBackward0", "WhereBackward0",
 })  # fmt: skip
+# (a negation is no score-keeping step: -(softmax @ -M) hid a probability map behind the
+# negative weight that makes a product a score layer; from a review)
 _NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
 _MAX_DEPTH_READ = 150  # well inside Python's recursion limit (three frames a node)
 _PROBE_ROWS = 16  # rows a TorchAdapter's output check runs (with autograd, no query)
+_PROBE_CHUNKS = 8  # of them at most, where the rows probed mask a final sigmoid
 # the layers whose outputs are scores, not probabilities: an output made by them alone
 # (past the pass operations) is not judged by its values (a least-squares classifier's
 # scores sum to 1 per row and often lie in [0, 1]); anything else is (exp(z) / sum, a
@@ -153,6 +156,11 @@ _SCORE_NODES = frozenset({
     "NativeBatchNormBackward0", "CudnnBatchNormBackward0", "NativeLayerNormBackward0",
     "HardtanhBackward0", "LogSoftmaxBackward0",
 })  # fmt: skip
+
+
+class MaskedProbeError(ModelOutputError):
+    """The rows probed mask every value a final sigmoid reaches: the check cannot tell a
+    bounded logit from probabilities on them (other rows may)."""
 
 
 def refuse_probability_outputs(out: Any, name: str) -> None:
@@ -179,7 +187,13 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     # a linear map of a sigmoid is judged by the map alone, whatever the rows probed: a
     # bounded logit crosses 0 at p = 0.5 (2 * sigmoid - 1); 100 * sigmoid or sigmoid + 1
     # lie outside [0, 1] and still make every row class 1 (from a review)
-    verdict = _bounded_logit(out) if last is not None else None
+    try:
+        verdict = _bounded_logit(out) if last is not None else None
+    except MaskedProbeError as err:
+        raise MaskedProbeError(
+            f"model {name!r}: {err}: nothing tells a bounded logit from probabilities "
+            "there; a batch with unmasked rows would"
+        ) from err
     if verdict is False or (
         # else a sigmoid or softmax mapped back out of [0, 1] on the rows probed is a
         # bounded logit, and its sign or argmax the prediction
@@ -374,7 +388,11 @@ def _bounded_logit(out: Any) -> bool | None:
     derivative applied to ones and to ``p`` (products with its Jacobian, by double
     backward, in the output's own layout), ``c`` the rest. None: nothing to judge by (no
     sigmoid under a linear map, no p kept), which the caller reads by the values as
-    before. False where the sigmoid reaches no value of the rows probed (all masked)."""
+    before.
+
+    Raises:
+        MaskedProbeError: the sigmoid reaches no value of the rows probed (all masked).
+    """
     node = _final_sigmoid(out)
     if node is None:
         return None
@@ -408,8 +426,8 @@ def _bounded_logit(out: Any) -> bool | None:
     if not bool(moves.any()):
         # every row probed masked: nothing shows a bounded logit, and the fill's values
         # would decide for the sigmoid (where(valid, sigmoid, -1) passed; a review). The
-        # adapter probes several rows, so that this takes a batch masked throughout
-        return False
+        # adapter probes further rows (MaskedProbeError); the attack's first batch is all it has
+        raise MaskedProbeError("its module ends in a sigmoid that every row probed masks")
     one_column = out.ndim < 2 or out.shape[-1] == 1
     if not one_column and bool((out.detach().double()[~moves] != 0).any()):
         return False
@@ -697,36 +715,52 @@ class TorchAdapter(ModelAdapter):
 
     def check_logits(self, rows: np.ndarray) -> None:
         """Refuse a module that returns probabilities where logits are read
-        (:func:`refuse_probability_outputs`). Once per adapter, on one row of ``rows`` run
-        with autograd on (the run is no query); a refusal is raised again at every call."""
+        (:func:`refuse_probability_outputs`). Once per adapter, on the first rows of
+        ``rows`` (up to 16, within ``batch_size``) run with autograd on (the run is no
+        query); a refusal is raised again at every call."""
         if self._logits_refusal is not None:
             raise self._logits_refusal  # every call of a refused module, not the first only
         if self._logits_checked or len(rows) == 0:
             return
+        # a few rows, within batch_size (a masked first row alone left a bounded logit
+        # nothing to be judged by); where the rows probed mask the sigmoid throughout,
+        # the next few, up to _PROBE_CHUNKS times (from reviews: the verdict followed the
+        # order of the rows)
+        size = max(1, min(_PROBE_ROWS, self.batch_size))
+        starts = list(range(0, min(len(rows), size * _PROBE_CHUNKS), size))
+        try:
+            for i, start in enumerate(starts):
+                out = self._probe_outputs(rows, rows[start : start + size], first=i == 0)
+                try:
+                    refuse_probability_outputs(out, self.info.name)
+                    break
+                except MaskedProbeError:
+                    if i == len(starts) - 1:
+                        raise
+        except ModelOutputError as err:
+            self._logits_refusal = err
+            raise
+        finally:
+            self._logits_checked = True
+
+    def _probe_outputs(self, rows: np.ndarray, chunk: np.ndarray, first: bool) -> Any:
+        """The module's output on ``chunk`` with autograd on (None where it fails). For the
+        first, a module that fails on it gets one row, then the first batch (one that
+        takes batches of a fixed size); where all fail, the forward pass proper reports
+        the error."""
         torch = require("torch", "PyTorch models")
-        out = None
-        # a few rows (a masked first row alone leaves a bounded logit nothing to be judged
-        # by; from a review), else one; a module that takes batches of a fixed size only
-        # gets the first batch; where all fail, the forward pass proper reports the error
-        for probe in (rows[:_PROBE_ROWS], rows[:1], rows[: self.batch_size]):
+        tries = (chunk, rows[:1], rows[: self.batch_size]) if first else (chunk,)
+        for probe in tries:
             try:
                 with self._eval_mode(), torch.enable_grad():
                     x = self._tensor(np.asarray(probe, dtype=np.float32))
                     if x.is_floating_point():
                         x.requires_grad_(True)
                     out = self._forward(x)
-                break
             except ModelError:
                 continue
-        if isinstance(out, tuple | list) and out:
-            out = out[0]
-        try:
-            refuse_probability_outputs(out, self.info.name)
-        except ModelOutputError as err:
-            self._logits_refusal = err
-            raise
-        finally:
-            self._logits_checked = True
+            return out[0] if isinstance(out, tuple | list) and out else out
+        return None
 
     def check_width(self, width: int, what: str) -> None:
         """Refuse a module whose ``width`` outputs per row do not match the declared
