@@ -630,14 +630,37 @@ def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     seen.clear()
     TorchAdapter(Masked(), batch_size=2).predict(many[-4:])
     assert max(seen) == 2
-    # a negation keeps no score: -(softmax @ -M) is probabilities (a fifteenth review)
+    # a later chunk the module cannot run is no pass; Ctrl-C during the probe leaves the
+    # check to the next call (a sixteenth review: both let probabilities through)
 
-    class Negated(torch.nn.Module):
+    class FixedBatch(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
         def forward(self, x: Any) -> Any:
-            return -(wide(x).softmax(1) @ -coarse)
+            if x.shape[0] != 32:
+                raise RuntimeError("this module takes batches of 32")
+            return torch.where(x[:, :1] > 0, torch.sigmoid(self.linear(x)[:, :1]), 0.0)
 
-    with pytest.raises(ModelOutputError, match="returns probabilities"):
-        TorchAdapter(Negated()).predict(X)
+    fixed = np.random.default_rng(6).normal(size=(64, 4)).astype(np.float32)
+    fixed[:32, 0] = -1.0
+    with pytest.raises(ModelOutputError, match="every row probed masks"):
+        TorchAdapter(FixedBatch(), classes=[0, 1], batch_size=32).predict(fixed)
+    calls: list[int] = []
+
+    class Interrupted(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+            return wide(x).softmax(1)
+
+    once = TorchAdapter(Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        once.predict(X)
+    with pytest.raises(ModelOutputError, match="ends in a softmax"):
+        once.predict(X)
     # a bounded logit made in place keeps no p, and its gradients fail: said so, whatever
     # the rows probed (reviews 9 and 10: the verdict followed the sign of the row probed,
     # or the attack ended in a bare RuntimeError)

@@ -134,11 +134,9 @@ _BOUNDED_LOGIT_THRESHOLD = 0.05
 # but those normalising one input by another (a division or product of two), and the
 # piecewise-identity activations (a relu after a least-squares head)
 _SCORE_PASS_NODES = frozenset({
-    *(_PASS_NODES - {"NegBackward0"}), "ReluBackward0", "LeakyReluBackward0", "EluBackward0",
+    *_PASS_NODES, "ReluBackward0", "LeakyReluBackward0", "EluBackward0",
     "ConstantPadNdBackward0", "WhereBackward0",
 })  # fmt: skip
-# (a negation is no score-keeping step: -(softmax @ -M) hid a probability map behind the
-# negative weight that makes a product a score layer; from a review)
 _NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
@@ -728,20 +726,34 @@ class TorchAdapter(ModelAdapter):
         # order of the rows)
         size = max(1, min(_PROBE_ROWS, self.batch_size))
         starts = list(range(0, min(len(rows), size * _PROBE_CHUNKS), size))
+        masked: MaskedProbeError | None = None
         try:
             for i, start in enumerate(starts):
                 out = self._probe_outputs(rows, rows[start : start + size], first=i == 0)
+                if out is None and masked is not None:
+                    # a later chunk the module cannot run (a short last one, a fixed batch
+                    # size) shows nothing: it is no pass (from a review)
+                    continue
                 try:
                     refuse_probability_outputs(out, self.info.name)
+                    masked = None
                     break
-                except MaskedProbeError:
-                    if i == len(starts) - 1:
-                        raise
+                except MaskedProbeError as err:
+                    masked = err
+            if masked is not None:
+                raise masked
         except ModelOutputError as err:
             self._logits_refusal = err
-            raise
-        finally:
             self._logits_checked = True
+            raise
+        # only once judged: Ctrl-C during the probe left the check off for good (a review)
+        self._logits_checked = True
+
+    @property
+    def logits_accepted(self) -> bool:
+        """Whether :meth:`check_logits` ran and found logits (the white-box attacks then
+        skip their own check, which sees their first batch only)."""
+        return self._logits_checked and self._logits_refusal is None
 
     def _probe_outputs(self, rows: np.ndarray, chunk: np.ndarray, first: bool) -> Any:
         """The module's output on ``chunk`` with autograd on (None where it fails). For the

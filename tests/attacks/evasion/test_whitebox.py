@@ -1989,6 +1989,30 @@ def test_input_gradient_by_the_engine_equals_autograd_grad() -> None:
         _torch._input_grad(module(z), unused, seed)
 
 
+def test_the_attack_takes_the_adapters_verdict_on_its_outputs() -> None:
+    """A bounded logit the adapter's check accepted (on rows it reaches) is attacked on
+    rows that mask it throughout; the attack's own check, on its first batch alone, refused
+    it (from a review)."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(4, 1)
+
+    class Masked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: Any) -> Any:
+            return torch.where(x[:, :1] > 0, 2 * torch.sigmoid(self.linear(x)) - 1, -1.0)
+
+    rows = np.random.default_rng(1).normal(size=(64, 4)).astype(np.float32)
+    model = TorchAdapter(Masked(), classes=[0, 1])
+    model.predict(rows)
+    assert model.logits_accepted
+    masked = rows[rows[:, 0] <= 0][:8]
+    result = PGD(PGDConfig(steps=2)).run(model, masked, model.predict(masked), eps=0.1)
+    assert len(result.success) == len(masked)
+
+
 # torch warns that a reentrant checkpoint under no_grad (the predictions) takes no gradient
 @pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
 def test_a_reentrant_checkpoint_is_named_with_its_remedy() -> None:
