@@ -354,6 +354,32 @@ def test_an_archive_exported_in_training_mode_or_for_fixed_batches_is_refused(
     np.testing.assert_array_equal(model.predict(X), model.predict(X))
 
 
+def test_the_score_reading_judges_each_node_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The score reading asks what made each product's inputs: one shared reading, not a
+    fresh one per product, which walked the residual path again for every head (a review
+    timed 190 ms on 1,000 deeply supervised heads)."""
+    torch = pytest.importorskip("torch")
+    from bastion.models import torch as adapter
+
+    calls: list[int] = []
+    judge = adapter._probability_operation
+
+    def counted(node: Any, read: Any) -> Any:
+        calls.append(1)
+        return judge(node, read)
+
+    monkeypatch.setattr(adapter, "_probability_operation", counted)
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, requires_grad=True)
+    h, heads = x, []
+    for _ in range(200):
+        h = h + torch.relu(torch.nn.functional.linear(h, torch.randn(8, 8) * 0.1))
+        heads.append(torch.nn.functional.linear(h, torch.randn(3, 8)))
+    out = torch.stack(heads).mean(0)
+    adapter.refuse_probability_outputs(out, "deep")
+    assert len(calls) < 20 * 200  # each node once (a fresh reading per head: 18,977 calls)
+
+
 def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     """A sigmoid's probability read as a logit made every row class 1 (a constant model no
     attack moves: ADV001 passed a 97.5%-accurate model at robust accuracy = clean accuracy);

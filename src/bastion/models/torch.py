@@ -224,6 +224,10 @@ class _GraphReader:
         self.seen: dict[int, Any] = {}
         self.visits = 0
         self.depth = 0  # nodes on the path being read (each costs Python frames)
+        # a second reading the judge needs on the way (the score reading asks what made
+        # each product's inputs), kept for the whole reading: a fresh one per node walked
+        # the same paths again, quadratic in depth (a review timed 190 ms on 1,000 heads)
+        self.companion: _GraphReader | None = None
 
     def __call__(self, node: Any) -> Any:
         if node is None:
@@ -298,18 +302,18 @@ def _one_plus_exp(node: Any) -> bool:
 
 def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     """Whether ``node``'s output was made by score layers alone (:data:`_SCORE_NODES`),
-    past the pass operations; not a product whose every input with a gradient is a
-    softmax's or sigmoid's (probabilities summed into coarse classes by a constant matrix,
-    ``softmax(z) @ M``, passed as scores; from a review) by a matrix that may keep them
-    probabilities (:func:`_maps_probabilities`: read from the product itself, as frozen
-    weights leave no trace in the graph, and a least-squares head on sigmoid features
-    must stay a score layer, from the next review)."""
+    past the pass operations. Not a product of probabilities (every input with a gradient
+    a softmax's or sigmoid's) whose operands may keep them probabilities
+    (:func:`_maps_probabilities`): ``softmax(z) @ M``, probabilities summed into coarse
+    classes, passed as scores (from a review), while a least-squares head on sigmoid
+    features must stay a score layer (from the next one)."""
     name = type(node).__name__
     parents = _parents(node)
     if name in _SCORE_NODES:
+        made_by = read.companion or _GraphReader(_probability_operation, None)
         return not (
             bool(parents)
-            and all(_last_operation(p) is not None for p in parents)
+            and all(made_by(p) is not None for p in parents)
             and _maps_probabilities(node)
         )
     if name in _NORMALISING_NODES and len(parents) > 1:
@@ -436,7 +440,9 @@ def _bounded_logit(out: Any) -> bool | None:
 def _made_by_score_layers(node: Any) -> bool:
     """Whether an output (its ``grad_fn``) was made by score layers alone; False without a
     graph."""
-    return bool(_GraphReader(_from_score_layers, False)(node))
+    reader = _GraphReader(_from_score_layers, False)
+    reader.companion = _GraphReader(_probability_operation, None)
+    return bool(reader(node))
 
 
 def _within_unit_interval(out: Any) -> bool:
