@@ -32,6 +32,7 @@ from bastion.models.base import (
     ModelAdapter,
     ModelInfo,
     same_label,
+    two_class_columns,
 )
 from bastion.models.formats import sha256_file
 
@@ -374,7 +375,7 @@ class OnnxAdapter(ModelAdapter):
                         f"{p.max():.6g}): a logit, not a probability. Export the model with "
                         "its final sigmoid"
                     )
-                return np.stack([1.0 - p, p], axis=1)
+                return two_class_columns(p)
             return arr
         # ZipMap: one {class: probability} dict per row.
         if self.classes_ is None:

@@ -113,21 +113,12 @@ _PASS_NODES = frozenset({
 })  # fmt: skip
 # the operations linear in their one input with a gradient (affine with the constant
 # added): those that may lie between a sigmoid and the output of a bounded logit, a * p + c
-# (2 * sigmoid - 1 is tanh(z / 2)), past column picks, reshapes and sums. A division only
-# by a constant (the sigmoid as the divisor is no such map)
-_LINEAR_NODES = frozenset({
-    "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1", "RsubBackward0",
-    "RsubBackward1", "MulBackward0", "MulBackward1", "DivBackward0", "DivBackward1",
-    "NegBackward0", "ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0",
-    "AliasBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
-    "SqueezeBackward3", "UnsqueezeBackward0", "CloneBackward0", "ToCopyBackward0",
-    "TBackward0", "TransposeBackward0", "PermuteBackward0", "ExpandBackward0",
-    "SelectBackward0", "SliceBackward0", "IndexBackward0", "UnbindBackward0",
-    "SplitBackward0", "CatBackward0", "StackBackward0", "IndexSelectBackward0",
-    "GatherBackward0", "RepeatBackward0", "FlipBackward0", "AsStridedBackward0",
-    "SumBackward0", "SumBackward1", "MeanBackward0", "MeanBackward1", "WhereBackward0",
-    "MaskedFillBackward0", "MaskedFillBackward1", "NanToNumBackward0",
-})  # fmt: skip
+# (2 * sigmoid - 1 is tanh(z / 2)), past column picks, reshapes and sums: the pass
+# operations but the clamps. A division only by a constant (the sigmoid as the divisor is
+# no such map; :func:`_final_sigmoid` checks)
+_LINEAR_NODES = _PASS_NODES - {
+    "ClampBackward0", "ClampBackward1", "ClampMinBackward0", "ClampMaxBackward0",
+}  # fmt: skip
 # a bounded logit's decision is the sigmoid's: a * p + c crosses 0 at p = 0.5 (within this)
 _BOUNDED_LOGIT_THRESHOLD = 0.05
 # operations that keep scores scores, for the value check's exemption: the pass operations
@@ -141,7 +132,7 @@ _NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 10_000
 _MAX_DEPTH_READ = 150  # well inside Python's recursion limit (three frames a node)
-_PROBE_ROWS = 16  # rows a TorchAdapter's output check runs (with autograd, no query)
+PROBE_ROWS = 16  # rows the output checks run (with autograd, no query)
 _PROBE_CHUNKS = 8  # of them at most, where the rows probed mask a final sigmoid
 # the layers whose outputs are scores, not probabilities: an output made by them alone
 # (past the pass operations) is not judged by its values (a least-squares classifier's
@@ -173,7 +164,8 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     """
     node = getattr(out, "grad_fn", None)
     last = _last_operation(node)
-    if last is not None and _changed_in_place(out):
+    final = _final_sigmoid(out) if last is not None else None
+    if final is not None and _changed_in_place(final):
         # whatever the values: its gradients fail, and no map of it can be read (a review
         # saw the verdict follow the sign of the row probed, and a bare RuntimeError)
         raise ModelOutputError(
@@ -186,7 +178,7 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
     # bounded logit crosses 0 at p = 0.5 (2 * sigmoid - 1); 100 * sigmoid or sigmoid + 1
     # lie outside [0, 1] and still make every row class 1 (from a review)
     try:
-        verdict = _bounded_logit(out) if last is not None else None
+        verdict = _bounded_logit(out, final) if final is not None else None
     except MaskedProbeError as err:
         raise MaskedProbeError(
             f"model {name!r}: {err}: nothing tells a bounded logit from probabilities "
@@ -368,11 +360,10 @@ def _final_sigmoid(out: Any) -> Any:
     return None
 
 
-def _changed_in_place(out: Any) -> bool:
-    """Whether the final sigmoid's output (:func:`_final_sigmoid`) was changed in place
-    (``sigmoid(z).mul_(2).sub_(1)``): its backward pass, which needs it, fails, and no map
-    of it can be read."""
-    node = _final_sigmoid(out)
+def _changed_in_place(node: Any) -> bool:
+    """Whether the final sigmoid's output (``node``, from :func:`_final_sigmoid`) was
+    changed in place (``sigmoid(z).mul_(2).sub_(1)``): its backward pass, which needs it,
+    fails, and no map of it can be read."""
     try:
         getattr(node, "_saved_result", None)
     except RuntimeError:
@@ -380,24 +371,21 @@ def _changed_in_place(out: Any) -> bool:
     return False
 
 
-def _bounded_logit(out: Any) -> bool | None:
-    """Whether ``out`` is ``a * sigmoid(z) + c`` (:data:`_LINEAR_NODES` between them, one
-    input with a gradient each), with every value's ``a * p + c`` crossing 0 at p = 0.5: a
+def _bounded_logit(out: Any, node: Any) -> bool | None:
+    """Whether ``out`` is ``a * sigmoid(z) + c`` (the sigmoid's node ``node``, from
+    :func:`_final_sigmoid`; :data:`_LINEAR_NODES` between them, one input with a gradient
+    each), with every value's ``a * p + c`` crossing 0 at p = 0.5: a
     logit bounded to ``[c, a + c]``, whose sign is the sigmoid's decision (``2 * sigmoid -
     1``, whatever the rows probed). A map crossing 0 elsewhere (``sigmoid + 1e-6``,
     ``0.98 * sigmoid + 0.01``, ``1.02 * sigmoid - 0.01``, ``1 - sigmoid``) read as a logit
     decides otherwise than the sigmoid: probabilities. ``a`` and ``a * p`` are the map's
     derivative applied to ones and to ``p`` (products with its Jacobian, by double
     backward, in the output's own layout), ``c`` the rest. None: nothing to judge by (no
-    sigmoid under a linear map, no p kept), which the caller reads by the values as
-    before.
+    p kept, or the map cannot be read), which the caller reads by the values.
 
     Raises:
         MaskedProbeError: the sigmoid reaches no value of the rows probed (all masked).
     """
-    node = _final_sigmoid(out)
-    if node is None:
-        return None
     torch = require("torch", "PyTorch models")
     try:
         p: Any = getattr(node, "_saved_result", None)
@@ -730,7 +718,7 @@ class TorchAdapter(ModelAdapter):
         # nothing to be judged by); where the rows probed mask the sigmoid throughout,
         # the next few, up to _PROBE_CHUNKS times (from reviews: the verdict followed the
         # order of the rows)
-        size = max(1, min(_PROBE_ROWS, self.batch_size))
+        size = max(1, min(PROBE_ROWS, self.batch_size))
         starts = list(range(0, min(len(rows), size * _PROBE_CHUNKS), size))
         masked: MaskedProbeError | None = None
         try:

@@ -65,6 +65,7 @@ from bastion.exceptions import (
 )
 from bastion.models.base import ModelAdapter, refuse_misordered_columns
 from bastion.models.torch import (
+    PROBE_ROWS,
     eval_mode,
     raise_input_gradient_error,
     refuse_probability_outputs,
@@ -2033,7 +2034,7 @@ def run_attack(
             # query; several, as the adapter's check, so that one masked row decides
             # nothing)
             with torch.enable_grad():
-                probe = x_dev[:16].clone().requires_grad_(x_dev.is_floating_point())
+                probe = x_dev[:PROBE_ROWS].clone().requires_grad_(x_dev.is_floating_point())
                 name_, net.check_outputs_of = net.check_outputs_of, None
                 refuse_probability_outputs(net.logits(probe, scaled=False, fast=False), name_)
             net.forward_calls -= 1  # not a query, nor a call the caller asked for
