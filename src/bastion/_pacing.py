@@ -11,7 +11,9 @@ spent elsewhere (a slow answer, a surrogate's fit) earns no credit.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -54,6 +56,9 @@ class RateLimiter:
         # (spaced from the first request, a 10 s stall let 8 requests go at once at 1/s)
         self._due_request = -math.inf
         self._due_rows = -math.inf
+        # held from the look at the caps to the record: two threads that shared an adapter
+        # both read "no wait" and sent at once, two requests under a cap of one
+        self._turn = threading.Lock()
         self.requests = 0
         self.rows = 0
         self.slept_s = 0.0
@@ -89,8 +94,15 @@ def wait_for_all(limiters: Sequence[RateLimiter], rows: int) -> None:
     a cap of 5 a second); the second reported only the rest of the wait."""
     if not limiters:
         return
-    pause = max(limiter.delay() for limiter in limiters)
-    if pause > 0:
-        limiters[0]._sleep(pause)
-    for limiter in limiters:
-        limiter.record(rows, pause)
+    # one at a time through every cap: each limiter's turn, taken in one global order (by
+    # id) so that two callers holding the same caps in other orders cannot deadlock; the
+    # sleep happens inside the turn, as the next request must wait for this one anyway
+    held = sorted({id(limiter): limiter for limiter in limiters}.values(), key=id)
+    with contextlib.ExitStack() as turns:
+        for limiter in held:
+            turns.enter_context(limiter._turn)
+        pause = max(limiter.delay() for limiter in limiters)
+        if pause > 0:
+            limiters[0]._sleep(pause)
+        for limiter in held:
+            limiter.record(rows, pause)
