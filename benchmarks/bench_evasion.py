@@ -27,7 +27,9 @@ batch (parameters frozen), and reports each attack's time per point-step as a ra
 Speed comparisons with torchattacks are given twice: as the ratio of the best times, and as
 the median ratio of ``--duel-rounds`` back-to-back runs of the two (A-B-B-A order), which a
 slow spell of a shared machine moves less; the verdict of the per point-step goal reads the
-latter. Bastion's PGD (early exit off) also runs back to back with the floor itself (also
+latter. On a CPU the loops alone are compared back to back too: in each round, a short and a
+full run of each attack, and the ratio of the two slopes (the fixed costs cancel out).
+Bastion's PGD (early exit off) also runs back to back with the floor itself (also
 with ``--no-peers``): on CUDA the verdict of the <= 1.05x goal reads that median. It also
 runs back to back with torchattacks plus the two predictions that Bastion's result carries and
 torchattacks leaves to its caller (the clean predictions and those of its output), the same
@@ -82,6 +84,7 @@ SHORT_TA = "torchattacks PGD, short"
 SHORT_BF16 = "bastion PGD bf16, early exit off, short"
 TA_PREDICTED = "torchattacks PGD + predictions"
 FLOOR = "floor"  # the floor as a contender of the back-to-back runs
+LOOP_DUEL = ("bastion PGD loop", "torchattacks PGD loop")  # slopes, back to back
 
 
 def _nan(_: Any) -> float:
@@ -210,6 +213,31 @@ def run_duels(
             ratios.append(t_ours / t_peer)
         out.append(Duel(ours_name, peer_name, tuple(ratios)))
     return out
+
+
+def run_loop_duel(cases: list[Case], rounds: int, timer: Timer) -> Duel | None:
+    """Bastion's PGD loop against torchattacks', back to back: in each round the four runs
+    (full and short, of each) go A-A-B-B, then B-B-A-A, and the ratio of the two slopes
+    (full minus short, per point-step) is taken within the round. The fixed costs (Bastion's
+    clean predictions and verification, either's set-up) cancel out of each slope."""
+    by = {c.name: c for c in cases}
+    named = ("bastion PGD, early exit off", SHORT_PGD, "torchattacks PGD", SHORT_TA)
+    if not all(name in by for name in named):
+        return None
+    ours_full, ours_short, ta_full, ta_short = (by[name] for name in named)
+    ratios = []
+    for r in range(rounds):
+        order = [ours_full, ours_short, ta_short, ta_full]
+        took = {}
+        for case in order if r % 2 == 0 else order[::-1]:
+            took[case.name] = timer.once(lambda c=case, r=r: c.run(r))[0]
+
+        def slope(full: Case, short: Case, took: dict[str, float] = took) -> float:
+            steps = (full.point_steps or 0) - (short.point_steps or 0)
+            return (took[full.name] - took[short.name]) / steps
+
+        ratios.append(slope(ours_full, ours_short) / slope(ta_full, ta_short))
+    return Duel(LOOP_DUEL[0], LOOP_DUEL[1], tuple(ratios))
 
 
 # -- model and data ---------------------------------------------------------------------------
@@ -863,6 +891,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.duel_rounds > 0
         else []
     )
+    loop_duel = (
+        run_loop_duel(cases, args.duel_rounds, timer)
+        if args.duel_rounds > 0 and not args.no_peers and device.type == "cpu"
+        else None
+    )
+    if loop_duel is not None:
+        duels.append(loop_duel)
     strength = run_strength(cases, args.strength_seeds) if args.strength_seeds > 1 else []
     same = (
         same_start_strength(net, X, y, args, device, args.strength_seeds)
@@ -1008,6 +1043,12 @@ def goals(
             "one): "
             f"{slope / per_floor:.2f}x floor; fixed cost {fixed * 1e3:.2f} ms "
             f"({fixed / full.seconds:.0%} of the whole attack)"
+        )
+    d = duel.get(LOOP_DUEL)
+    if d:
+        out.append(
+            "  PGD loop alone per point-step against torchattacks' (the two slopes, back to "
+            f"back): median {d.median:.3f}x ({d.spread()})"
         )
     ok = None if pgd_off is None or ta is None else pgd_off <= ta
     ratio = f"{pgd_off / ta:.3f}x torchattacks" if pgd_off and ta else "torchattacks not run"
