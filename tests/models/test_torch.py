@@ -380,6 +380,31 @@ def test_the_score_reading_judges_each_node_once(monkeypatch: pytest.MonkeyPatch
     assert len(calls) < 20 * 200  # each node once (a fresh reading per head: 18,977 calls)
 
 
+def test_a_reading_cut_short_passes_no_later_head_as_scores() -> None:
+    """A reading cut short by the depth or the node budget is an unknown, not "no
+    probabilities": kept, a softmax 160 steps under one head read as such for the next head
+    (60 steps from it), and a budget spent by one head passed every later head's softmax as
+    scores; both models were accepted (from a review)."""
+    torch = pytest.importorskip("torch")
+    from bastion.models.torch import refuse_probability_outputs
+
+    x = torch.randn(16, 5, requires_grad=True)
+    q = torch.softmax(x[:, :3], dim=1)
+    for _ in range(60):
+        q = q * 1.0
+    probs = q
+    for _ in range(100):
+        q = q * 1.0
+    deep = torch.cat([q @ torch.zeros(3, 2), probs @ torch.eye(3)], dim=1)
+    gates = torch.stack([torch.sigmoid(x[:, :3] * (i % 7 + 1)) for i in range(10_001)])
+    wide = torch.cat(
+        [gates.mean(0) @ torch.zeros(3, 2), torch.softmax(x[:, :3], dim=1) @ torch.eye(3)], dim=1
+    )
+    for out in (deep, wide):
+        with pytest.raises(ModelOutputError, match="returns probabilities"):
+            refuse_probability_outputs(out, "heads")
+
+
 def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     """A sigmoid's probability read as a logit made every row class 1 (a constant model no
     attack moves: ADV001 passed a 97.5%-accurate model at robust accuracy = clean accuracy);

@@ -209,12 +209,17 @@ def refuse_probability_outputs(out: Any, name: str) -> None:
 class _GraphReader:
     """Reads an autograd graph back from a node, each node once (a graph of shared paths,
     residual sums, was walked once per path, 2^depth times), at most
-    :data:`_MAX_NODES_READ` nodes in all; a node past that, or none, reads as ``default``."""
+    :data:`_MAX_NODES_READ` nodes in all; a node past that, or none, reads as ``default``.
+    A reading cut short (past the node budget or :data:`_MAX_DEPTH_READ`) is counted in
+    ``cuts`` and never kept: kept, its default answered for the same node reached later by
+    a shorter path (from a review: a softmax 160 steps under one head read as "no
+    probabilities" for the next head, 60 steps from it)."""
 
     def __init__(self, judge: Callable[[Any, _GraphReader], Any], default: Any) -> None:
         self.judge, self.default = judge, default
         self.seen: dict[int, Any] = {}
         self.visits = 0
+        self.cuts = 0
         self.depth = 0  # nodes on the path being read (each costs Python frames)
         # a second reading the judge needs on the way (the score reading asks what made
         # each product's inputs), kept for the whole reading: a fresh one per node walked
@@ -228,17 +233,21 @@ class _GraphReader:
         if key in self.seen:
             return self.seen[key]
         self.visits += 1
-        if self.visits > _MAX_NODES_READ:
-            return self.default
-        if self.depth >= _MAX_DEPTH_READ:  # a chain this long reads as the default
+        if self.visits > _MAX_NODES_READ or self.depth >= _MAX_DEPTH_READ:
+            # past the budget, or a chain this long: the default, for this path only
+            self.cuts += 1
             return self.default
         self.seen[key] = self.default  # a path in progress (no cycles in autograd)
         self.depth += 1
+        cuts = self.cuts
         try:
-            self.seen[key] = self.judge(node, self)
+            verdict = self.judge(node, self)
         finally:
             self.depth -= 1
-        return self.seen[key]
+            del self.seen[key]
+        if self.cuts == cuts:  # whole: kept (the budget bounds the re-readings of the rest)
+            self.seen[key] = verdict
+        return verdict
 
 
 def _parents(node: Any) -> list[Any]:
@@ -303,11 +312,15 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
     parents = _parents(node)
     if name in _SCORE_NODES:
         made_by = read.companion or _GraphReader(_probability_operation, None)
-        return not (
-            bool(parents)
-            and all(made_by(p) is not None for p in parents)
-            and _maps_probabilities(node)
-        )
+        for p in parents:
+            cuts = made_by.cuts
+            if made_by(p) is None:
+                # an input something else made: a score layer; unless that reading was cut
+                # short, and what made it is unknown: then no score layer is proven, and
+                # the values judge (read as "not probabilities", a node budget spent by one
+                # head passed every later head's softmax as scores, from a review)
+                return made_by.cuts == cuts
+        return not (bool(parents) and _maps_probabilities(node))
     if name in _NORMALISING_NODES and len(parents) > 1:
         return False  # x / sum(x), x * gate: made here, not by the layers
     return name in _SCORE_PASS_NODES and bool(parents) and all(read(p) for p in parents)
