@@ -143,6 +143,37 @@ def test_fidelity_is_sklearns_accuracy_score_between_victim_and_surrogate(
     )
 
 
+@pytest.mark.parametrize("missing", [np.nan, None])
+def test_rows_without_a_label_count_in_fidelity_not_in_the_accuracies(
+    cancer: dict[str, Any], missing: Any
+) -> None:
+    """A test set with half its targets blank halved both accuracies, each blank read as a
+    miss (from a review of EXT001)."""
+    y = cancer["y_eval"].astype(object if missing is None else float)
+    blank = np.arange(len(y)) % 2 == 0
+    y[blank] = missing
+    result = ExtractionAttack(
+        ExtractionConfig(surrogate="logistic", budget=100, budget_curve=(100,))
+    ).run(
+        SklearnAdapter(cancer["victim"]),
+        attacker_data=cancer["attacker"],
+        constraints=cancer["constraints"],
+        eval_data=cancer["X_eval"],
+        eval_labels=y,
+        feature_stats=cancer["stats"],
+    )
+    assert result.model is not None
+    known = ~blank
+    victim_labels = cancer["victim"].predict(cancer["X_eval"])
+    surrogate_labels = result.model.predict(cancer["X_eval"])
+    truth = cancer["y_eval"][known]
+    assert result.fidelity == pytest.approx(accuracy_score(victim_labels, surrogate_labels))
+    assert result.surrogate_accuracy == pytest.approx(
+        accuracy_score(truth, surrogate_labels[known])
+    )
+    assert result.victim_accuracy == pytest.approx(accuracy_score(truth, victim_labels[known]))
+
+
 def test_default_synthetic_is_gaussian_not_uniform(cancer: dict[str, Any]) -> None:
     cfg = ExtractionConfig()
     assert cfg.strategy is None

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field, field_validator
 
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
@@ -290,7 +291,8 @@ class ExtractionAttack(Attack):
         eval_data:
             Held-out rows on which fidelity is measured (never sent as attack queries).
         eval_labels:
-            Their true labels, for ``surrogate_accuracy`` (optional).
+            Their true labels, for ``surrogate_accuracy`` (optional). Rows whose label is
+            missing (None, NaN) count in fidelity but not in the accuracies.
         budget:
             ``max_queries`` lowers the config's ``budget``; ``max_seconds`` bounds wall time.
         seed:
@@ -455,7 +457,7 @@ class ExtractionAttack(Attack):
                     budget=nominal,
                     queries=point,
                     fidelity=fidelity,
-                    surrogate_accuracy=None if y_eval is None else float(np.mean(pred == y_eval)),
+                    surrogate_accuracy=_accuracy(pred, y_eval),
                 )
             )
         if cfg.surrogate != "auto":
@@ -465,7 +467,7 @@ class ExtractionAttack(Attack):
             curve=tuple(curve),
             fidelity=curve[-1].fidelity if curve else None,
             surrogate_accuracy=curve[-1].surrogate_accuracy if curve else None,
-            victim_accuracy=None if y_eval is None else float(np.mean(v_eval == y_eval)),
+            victim_accuracy=_accuracy(v_eval, y_eval),
             queries_used=int(queries_used),
             eval_queries=int(eval_queries),
             budget=int(limit),
@@ -653,6 +655,18 @@ def _matrix(values: Any, name: str, n_features: int) -> np.ndarray:
         bad = int((~np.isfinite(X)).any(axis=1).sum())
         raise DataError(f"{name} holds NaN or infinite values in {bad} row(s); impute them first")
     return X
+
+
+def _accuracy(pred: np.ndarray, y: np.ndarray | None) -> float | None:
+    """Share of ``pred`` equal to ``y`` over the rows whose label is known (a missing one,
+    None or NaN, counted as a miss: a test set with half its targets blank halved both
+    accuracies, from a review); None without labels or with none known."""
+    if y is None:
+        return None
+    known = ~pd.isna(y)
+    if not known.any():
+        return None
+    return float(np.mean(pred[known] == y[known]))
 
 
 def _labels(values: Any, n: int, name: str) -> np.ndarray:
