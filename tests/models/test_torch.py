@@ -405,6 +405,49 @@ def test_a_reading_cut_short_passes_no_later_head_as_scores() -> None:
             refuse_probability_outputs(out, "heads")
 
 
+def test_the_reading_follows_chains_past_any_depth() -> None:
+    """The reading recursed, and cut chains deeper than 150 nodes: a least-squares head on a
+    residual stream 160 blocks deep was refused (its input read as unknown), a sigmoid under
+    160 clamps was accepted, and a reading nested in another (a product's inputs, read
+    under a deep chain of relus) ended in a RecursionError (reviews)."""
+    torch = pytest.importorskip("torch")
+    from bastion.models.torch import refuse_probability_outputs
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(160))
+            self.head = torch.nn.Linear(4, 2)
+            with torch.no_grad():  # least-squares-like: rows near 0.5, summing to 1
+                self.head.weight.copy_(torch.tensor([[0.01, 0, 0, 0], [-0.01, 0, 0, 0]]))
+                self.head.bias.fill_(0.5)
+
+        def forward(self, x: Any) -> Any:
+            for block in self.blocks:
+                x = x + 0.01 * torch.relu(block(x))
+            return self.head(x)
+
+    X = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    assert TorchAdapter(Residual(), classes=[0, 1]).predict(X).shape == (32,)
+
+    torch.manual_seed(0)
+    z = torch.randn(16, 3, requires_grad=True)
+    p = torch.sigmoid(z[:, :1])
+    for _ in range(160):
+        p = p.clamp(0, 1)
+    with pytest.raises(ModelOutputError, match="ends in a sigmoid"):
+        refuse_probability_outputs(p, "clamped")
+    probs = torch.softmax(z, dim=1)
+    deep = probs
+    for _ in range(300):
+        deep = deep * 1.0
+    out = (probs + deep) @ torch.eye(3) * 0.5
+    for _ in range(300):
+        out = torch.relu(out)
+    with pytest.raises(ModelOutputError, match="returns probabilities"):
+        refuse_probability_outputs(out, "nested")
+
+
 def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:
     """A sigmoid's probability read as a logit made every row class 1 (a constant model no
     attack moves: ADV001 passed a 97.5%-accurate model at robust accuracy = clean accuracy);

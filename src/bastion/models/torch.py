@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -130,8 +130,7 @@ _SCORE_PASS_NODES = frozenset({
 })  # fmt: skip
 _NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
-_MAX_NODES_READ = 10_000
-_MAX_DEPTH_READ = 150  # well inside Python's recursion limit (three frames a node)
+_MAX_NODES_READ = 100_000  # about 0.1 s of reading (a graph's tail, not its whole)
 PROBE_ROWS = 16  # rows the output checks run (with autograd, no query)
 _PROBE_CHUNKS = 8  # of them at most, where the rows probed mask a final sigmoid
 # the layers whose outputs are scores, not probabilities: an output made by them alone
@@ -210,44 +209,65 @@ class _GraphReader:
     """Reads an autograd graph back from a node, each node once (a graph of shared paths,
     residual sums, was walked once per path, 2^depth times), at most
     :data:`_MAX_NODES_READ` nodes in all; a node past that, or none, reads as ``default``.
-    A reading cut short (past the node budget or :data:`_MAX_DEPTH_READ`) is counted in
-    ``cuts`` and never kept: kept, its default answered for the same node reached later by
-    a shorter path (from a review: a softmax 160 steps under one head read as "no
-    probabilities" for the next head, 60 steps from it)."""
 
-    def __init__(self, judge: Callable[[Any, _GraphReader], Any], default: Any) -> None:
+    A judge is a generator: ``judge(node, reader)`` yields each node whose verdict it needs
+    and is sent that verdict back; what it returns is the node's. The reader runs the judges
+    from a stack of its own, not by recursion: a recursive reading was cut at a depth that
+    Python's stack allows, and a cut-short chain (a residual stream 160 blocks deep) read as
+    the default, both ways wrong (a softmax passed as scores; a least-squares head on it
+    refused), and two readers nested in each other overflowed the stack (reviews).
+
+    A reading cut short by the budget is counted in ``cuts`` and never kept: kept, its
+    default answered for the same node reached later by another path."""
+
+    def __init__(
+        self, judge: Callable[[Any, _GraphReader], Generator[Any, Any, Any]], default: Any
+    ) -> None:
         self.judge, self.default = judge, default
         self.seen: dict[int, Any] = {}
         self.visits = 0
         self.cuts = 0
-        self.depth = 0  # nodes on the path being read (each costs Python frames)
         # a second reading the judge needs on the way (the score reading asks what made
         # each product's inputs), kept for the whole reading: a fresh one per node walked
         # the same paths again, quadratic in depth (a review timed 190 ms on 1,000 heads)
         self.companion: _GraphReader | None = None
 
-    def __call__(self, node: Any) -> Any:
+    def _start(self, node: Any) -> tuple[bool, Any]:
+        """``(False, verdict)`` where ``node``'s verdict is known without reading it (none,
+        seen, past the budget); else ``(True, None)``, the node counted as read."""
         if node is None:
-            return self.default
+            return False, self.default
         key = id(node)
         if key in self.seen:
-            return self.seen[key]
+            return False, self.seen[key]
         self.visits += 1
-        if self.visits > _MAX_NODES_READ or self.depth >= _MAX_DEPTH_READ:
-            # past the budget, or a chain this long: the default, for this path only
+        if self.visits > _MAX_NODES_READ:
             self.cuts += 1
-            return self.default
-        self.seen[key] = self.default  # a path in progress (no cycles in autograd)
-        self.depth += 1
-        cuts = self.cuts
-        try:
-            verdict = self.judge(node, self)
-        finally:
-            self.depth -= 1
-            del self.seen[key]
-        if self.cuts == cuts:  # whole: kept (the budget bounds the re-readings of the rest)
-            self.seen[key] = verdict
-        return verdict
+            return False, self.default
+        return True, None
+
+    def __call__(self, node: Any) -> Any:
+        fresh, verdict = self._start(node)
+        if not fresh:
+            return verdict
+        # each frame: the node's key, its judge, and the cuts before it ran
+        stack = [(id(node), self.judge(node, self), self.cuts)]
+        answer: Any = None
+        while stack:
+            key, judge, cuts = stack[-1]
+            try:
+                wanted = judge.send(answer)
+            except StopIteration as done:
+                stack.pop()
+                answer = done.value
+                if self.cuts == cuts:  # whole: kept (the budget bounds re-readings)
+                    self.seen[key] = answer
+                continue
+            fresh, answer = self._start(wanted)
+            if fresh:
+                stack.append((id(wanted), self.judge(wanted, self), self.cuts))
+                answer = None
+        return answer
 
 
 def _parents(node: Any) -> list[Any]:
@@ -259,7 +279,7 @@ def _parents(node: Any) -> list[Any]:
     ]
 
 
-def _probability_operation(node: Any, read: _GraphReader) -> str | None:
+def _probability_operation(node: Any, read: _GraphReader) -> Generator[Any, Any, str | None]:
     """What turned ``node``'s output into probabilities ("a sigmoid", "a softmax"), past the
     operations that keep probabilities probabilities (:data:`_PASS_NODES`; every input of a
     combination must lead to one); None when something else made it (a layer's logits)."""
@@ -286,8 +306,13 @@ def _probability_operation(node: Any, read: _GraphReader) -> str | None:
         return "a sigmoid"
     if name not in _PASS_NODES or not parents:
         return None
-    first = read(parents[0])
-    return first if first is not None and all(read(p) for p in parents[1:]) else None
+    first: str | None = yield parents[0]
+    if first is None:
+        return None
+    for parent in parents[1:]:
+        if (yield parent) is None:
+            return None
+    return first
 
 
 def _one_plus_exp(node: Any) -> bool:
@@ -301,7 +326,7 @@ def _one_plus_exp(node: Any) -> bool:
     )
 
 
-def _from_score_layers(node: Any, read: _GraphReader) -> bool:
+def _from_score_layers(node: Any, read: _GraphReader) -> Generator[Any, Any, bool]:
     """Whether ``node``'s output was made by score layers alone (:data:`_SCORE_NODES`),
     past the pass operations. Not a product of probabilities (every input with a gradient
     a softmax's or sigmoid's) whose operands may keep them probabilities
@@ -323,7 +348,12 @@ def _from_score_layers(node: Any, read: _GraphReader) -> bool:
         return not (bool(parents) and _maps_probabilities(node))
     if name in _NORMALISING_NODES and len(parents) > 1:
         return False  # x / sum(x), x * gate: made here, not by the layers
-    return name in _SCORE_PASS_NODES and bool(parents) and all(read(p) for p in parents)
+    if name not in _SCORE_PASS_NODES or not parents:
+        return False
+    for parent in parents:
+        if not (yield parent):
+            return False
+    return True
 
 
 def _maps_probabilities(node: Any) -> bool:
@@ -356,7 +386,7 @@ def _final_sigmoid(out: Any) -> Any:
     :data:`_LINEAR_NODES`, one input with a gradient each; a sigmoid by hand,
     ``1 / (1 + exp(-z))``, whose reciprocal keeps p too), or None."""
     node = getattr(out, "grad_fn", None)
-    for _ in range(_MAX_DEPTH_READ):
+    for _ in range(_MAX_NODES_READ):
         name = type(node).__name__
         inputs = [n for n, _ in getattr(node, "next_functions", ())]
         parents = _parents(node)

@@ -174,6 +174,17 @@ def test_rows_without_a_label_count_in_fidelity_not_in_the_accuracies(
     assert result.victim_accuracy == pytest.approx(accuracy_score(truth, victim_labels[known]))
 
 
+def test_a_list_of_text_labels_keeps_its_missing_ones_missing() -> None:
+    """As an array of text, a NaN beside text labels became the label "nan" (a review)."""
+    from bastion.attacks.extraction.extract import _accuracy, _labels
+
+    pred = np.array(["a", "b", "a", "b"], dtype=object)
+    for missing in (np.nan, None):
+        labels = _labels(["a", missing, "a", "a"], 4, "eval_labels")
+        assert _accuracy(pred, labels) == pytest.approx(2 / 3)
+    assert _accuracy(pred, _labels(np.array(["a", "b", "b", "b"]), 4, "eval_labels")) == 0.75
+
+
 def test_default_synthetic_is_gaussian_not_uniform(cancer: dict[str, Any]) -> None:
     cfg = ExtractionConfig()
     assert cfg.strategy is None

@@ -658,9 +658,9 @@ def _matrix(values: Any, name: str, n_features: int) -> np.ndarray:
 
 
 def _accuracy(pred: np.ndarray, y: np.ndarray | None) -> float | None:
-    """Share of ``pred`` equal to ``y`` over the rows whose label is known (a missing one,
-    None or NaN, counted as a miss: a test set with half its targets blank halved both
-    accuracies, from a review); None without labels or with none known."""
+    """Share of ``pred`` equal to ``y`` over the rows whose label is known, None without
+    labels or with none known (a missing label, None or NaN, had counted as a miss: a test
+    set with half its targets blank halved both accuracies, from a review)."""
     if y is None:
         return None
     known = ~pd.isna(y)
@@ -671,6 +671,10 @@ def _accuracy(pred: np.ndarray, y: np.ndarray | None) -> float | None:
 
 def _labels(values: Any, n: int, name: str) -> np.ndarray:
     y = np.asarray(values)
+    if y.dtype.kind in "US" and not isinstance(values, np.ndarray):
+        # text beside NaN or None, kept as given: as an array of text, a NaN became "nan",
+        # a label like any other (from a review)
+        y = np.asarray(values, dtype=object)
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"{name} must hold one label per evaluation row ({n}); received {y.shape}")
     return y
