@@ -972,6 +972,44 @@ def test_rows_that_break_their_own_constraints_are_left_out_and_said() -> None:
     assert finding.metrics["attacked_points"] <= len(test.features) - dropped
 
 
+def test_an_integer_kind_guessed_from_training_data_leaves_no_test_row_out() -> None:
+    """A feature rounded in the training data only was inferred integer, and every test row
+    holding a fraction in it was left out as breaking its own declared constraints: the gate
+    judged one row of 171 and passed a model it fails on all of them (a review). A guessed
+    kind the test rows contradict is dropped and said; a declared one still holds."""
+    from bastion.data.schema import ColumnKind, ColumnSpec
+
+    frame = load_breast_cancer(as_frame=True).frame.sample(frac=1.0, random_state=0)
+    frame = frame[["mean radius", "mean texture", "worst area", "target"]].reset_index(drop=True)
+    train_frame = frame.iloc[:400].reset_index(drop=True)
+    train_frame["mean texture"] = train_frame["mean texture"].round()
+    train = Dataset.from_frame(train_frame, name="tr", target="target")
+    test = Dataset.from_frame(frame.iloc[400:].reset_index(drop=True), name="te", target="target")
+    model = SklearnAdapter(
+        GradientBoostingClassifier(random_state=0).fit(train.features, train.labels)
+    )
+    inferred = FeatureSchema.infer(train.frame, exclude=("target",))
+    assert inferred.columns["mean texture"].kind is ColumnKind.INTEGER
+    config = EvasionCheckConfig(eps=0.25, n_points=40, max_queries_per_sample=100)
+
+    def run(schema: FeatureSchema) -> Any:
+        ctx = CheckContext(
+            seed=0, subject="model", train=train, test=test, schema=schema, model=model
+        )
+        return EvasionCheck(config).execute(ctx)
+
+    guessed = run(inferred)
+    assert guessed.evidence.get("constraint_violating_rows_left_out", 0) == 0
+    assert guessed.metrics["n_points"] == 40
+    assert any("fractions in test rows (mean texture)" in n for n in guessed.evidence["sanity"])
+    declared = FeatureSchema(
+        columns={"mean texture": ColumnSpec("mean texture", ColumnKind.INTEGER)}
+    ).merged_over(inferred)
+    held = run(declared)
+    fractions = int((test.features["mean texture"] % 1 != 0).sum())
+    assert held.evidence["constraint_violating_rows_left_out"] == fractions > 0
+
+
 def test_a_remote_deadline_in_a_curve_radius_keeps_the_gates_run(
     data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -302,6 +302,15 @@ class EvasionCheck(Check):
         values = frame.to_numpy(dtype=np.float64)
         complete = np.isfinite(values).all(axis=1)
         incomplete = int((has_label & ~complete).sum())
+        # an integer kind the schema guessed from whole numbers in the training data, which
+        # test rows contradict with fractions, is no constraint: those rows were left out as
+        # breaking their own declared constraints, and the gate judged what remained (one
+        # row of 171, from a review). A declared kind still holds, and still leaves them out
+        guessed = _guessed_integers(constraints, schema, values[has_label & complete])
+        if guessed.size:
+            integer = np.asarray(constraints.integer, dtype=bool).copy()
+            integer[guessed] = False
+            constraints = replace(constraints, integer=integer)
         # nor a row that breaks its own constraints: an attack must repair it first, beyond
         # a small eps, and it read as robust (a review saw drop_first dummies declared a
         # one-hot group pass a model that fails with them declared immutable)
@@ -342,6 +351,13 @@ class EvasionCheck(Check):
                 "within eps. A one-hot group must hold exactly one 1 per row (declare "
                 "drop_first dummies as plain binary features); an integer feature whole "
                 "numbers"
+            )
+        if guessed.size:
+            sanity.append(
+                f"{guessed.size} feature(s) hold whole numbers in the "
+                f"{'training' if ctx.train is not None else 'test'} data but fractions in "
+                f"test rows ({_some_names(constraints, guessed)}): not held to whole numbers; "
+                "declare their kind in the schema (integer, or numeric) to say which"
             )
         sanity += _pinned(constraints, "training" if ctx.train is not None else "test")
         sanity += _stuck_integers(constraints, eps)
@@ -637,6 +653,24 @@ def _stuck_integers(constraints: FeatureConstraints, eps: float) -> list[str]:
         f"({_some_names(constraints, stuck)}): the attack never changed them; raise eps, or "
         "declare them numeric if their values need not be whole"
     ]
+
+
+def _guessed_integers(
+    constraints: FeatureConstraints, schema: FeatureSchema, rows: np.ndarray
+) -> np.ndarray:
+    """Columns whose integer kind was inferred, not declared, and that ``rows`` (the test
+    rows judged) contradict with a fraction."""
+    integer = np.asarray(constraints.integer, dtype=bool)
+    guessed = []
+    for j in np.flatnonzero(integer):
+        if schema.is_declared(constraints.names[j]):
+            continue
+        # FeatureConstraints.invalid_rows's tolerance: what float32 roundings leave
+        values = rows[:, j]
+        tol = np.maximum(1e-4, 2.0**-23 * np.abs(values))
+        if bool((np.abs(values - np.rint(values)) > tol).any()):
+            guessed.append(j)
+    return np.asarray(guessed, dtype=np.int64)
 
 
 def _some_names(constraints: FeatureConstraints, columns: np.ndarray) -> str:
