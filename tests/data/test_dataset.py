@@ -112,3 +112,12 @@ def test_model_inputs_are_the_columns_a_model_names_and_a_missing_one_is_named()
     lacking = types.SimpleNamespace(feature_names_in_=np.array(["a", "c"], dtype=object))
     with pytest.raises(DataError, match="takes column 'c', which the dataset lacks"):
         ds.model_inputs(lacking)
+    # a model input named a non-feature (or the target) is in the file: said so, not
+    # "lacks" with a guess at another name (a review)
+    aside = Dataset.from_frame(frame, name="test", target="y", non_features=("d",))
+    reads_d = types.SimpleNamespace(feature_names_in_=np.array(["a", "d"], dtype=object))
+    with pytest.raises(DataError, match="takes column 'd' as an input, which this run names a non"):
+        aside.model_inputs(reads_d)
+    reads_y = types.SimpleNamespace(feature_names_in_=np.array(["y", "a"], dtype=object))
+    with pytest.raises(DataError, match="'y' as an input, which this run names the target"):
+        ds.model_inputs(reads_y)

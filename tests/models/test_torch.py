@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import subprocess
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -446,6 +448,36 @@ def test_the_reading_follows_chains_past_any_depth() -> None:
         out = torch.relu(out)
     with pytest.raises(ModelOutputError, match="returns probabilities"):
         refuse_probability_outputs(out, "nested")
+
+
+def test_a_chain_too_deep_to_free_is_not_read_to_its_end() -> None:
+    """Read 30,000 steps deep (a moving average over a long signal), the nodes' Python
+    objects made torch free the graph by a recursion that overflowed the C stack: the
+    process died with a segfault (a review). Run apart, so that a crash fails one test."""
+    code = """
+import numpy as np, torch
+from bastion.models.torch import TorchAdapter
+
+class MovingAverage(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj, self.fc = torch.nn.Linear(1, 4), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        u = self.proj(x.unsqueeze(-1))
+        h = u[:, 0]
+        for t in range(1, x.shape[1]):
+            h = 0.99 * h + 0.01 * u[:, t]
+        return self.fc(h)
+
+X = np.random.default_rng(0).normal(size=(2, 30_000)).astype(np.float32)
+print(TorchAdapter(MovingAverage(), classes=[0, 1]).predict(X).shape)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(2,)"
 
 
 def test_a_module_ending_in_a_softmax_or_a_sigmoid_is_refused() -> None:

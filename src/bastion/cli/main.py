@@ -74,6 +74,7 @@ def _add_governance_apps() -> None:
 _add_governance_apps()
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class FailOn(StrEnum):
@@ -574,8 +575,15 @@ def attack_extraction(
 def attack_poisoning(
     data: DataOpt,
     target: TargetOpt,
+    # required: every poisoning check reads it (without it the run skipped them all and
+    # failed the gate, exit 1, a review)
+    train: Annotated[
+        Path,
+        typer.Option(
+            "--train", help="The training data: inspected for label issues, and retrained on."
+        ),
+    ],
     model: ModelOpt = None,
-    train: TrainOpt = None,
     attack: Annotated[
         str | None, typer.Option("--attack", help="Simulate: label_flip or backdoor.")
     ] = None,
@@ -664,8 +672,11 @@ def attack_inversion(
             "its one-hot encoding, all hidden from the attacker.",
         ),
     ],
+    # required: PRV002 infers the attribute of these records (without them, exit 1, skipped)
+    train: Annotated[
+        Path, typer.Option("--train", help="The training data (the records attacked).")
+    ],
     model: ModelOpt = None,
-    train: TrainOpt = None,
     seed: SeedOpt = 0,
     max_seconds: Annotated[
         float | None,
@@ -720,15 +731,19 @@ def run(argv: list[str] | None = None) -> int:
         command.main(args=args, prog_name="bastion", standalone_mode=True)
     except SystemExit as done:
         code = done.code
+        if code == EXIT_INTERRUPTED:
+            # the CLI framework turns a Ctrl-C outside the runner (loading the model or the
+            # data) into exit 130 and says nothing: the process ended in silence (a review)
+            print("interrupted", file=sys.stderr)
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
     except BastionError as err:
         if debug:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one the framework let through (it converts its own)
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as err:  # an internal bug: say so briefly; --debug shows where
         if debug:
             traceback.print_exc()

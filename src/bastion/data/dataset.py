@@ -94,6 +94,15 @@ class Dataset:
     def _lacks(self, model: Any, missing: list[str], have: list[str]) -> DataError:
         where = f" ({self.path})" if self.path else ""
         name = getattr(getattr(model, "info", None), "name", "the model")
+        set_aside = [c for c in missing if c == self.target or c in self.non_features]
+        if set_aside:
+            # the file holds it: "lacks" and a guess at another name misled (a review)
+            role = "the target" if set_aside[0] == self.target else "a non-feature column"
+            return DataError(
+                f"dataset {self.name!r}{where}: the model {name!r} takes column "
+                f"{set_aside[0]!r} as an input, which this run names {role}; a model input "
+                "can be neither"
+            )
         return DataError(
             f"dataset {self.name!r}{where}: the model {name!r} takes column "
             f"{missing[0]!r}, which the dataset lacks"

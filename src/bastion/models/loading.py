@@ -315,8 +315,9 @@ def _load_torch(
     else:
         if factory is None:
             raise ConfigError(
-                f"{str(file)!r} holds safetensors weights only; pass factory='package.module:"
-                "function' that builds the nn.Module"
+                f"{str(file)!r} holds safetensors weights only; name the function that "
+                "builds the nn.Module, 'package.module:function' (--factory on the command "
+                "line, model.factory in a policy, factory= in load_model)"
             )
         module = load_torch_safetensors(factory, file)
         details["factory"] = factory

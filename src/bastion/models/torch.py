@@ -131,6 +131,11 @@ _SCORE_PASS_NODES = frozenset({
 _NORMALISING_NODES = frozenset({"MulBackward0", "DivBackward0"})
 _PROBABILITY_SUM_TOLERANCE = 1e-4
 _MAX_NODES_READ = 100_000  # about 0.1 s of reading (a graph's tail, not its whole)
+# reading a node's inputs gives each a Python object, which torch frees recursively in C
+# with the graph: a chain of about 50,000 such nodes overflowed an 8 MiB stack when the
+# graph was freed, and the process died (a segfault, from a review); a thread's stack may
+# be smaller. A chain read deeper than this is cut short (read as unknown)
+_MAX_DEPTH_READ = 1_000
 PROBE_ROWS = 16  # rows the output checks run (with autograd, no query)
 _PROBE_CHUNKS = 8  # of them at most, where the rows probed mask a final sigmoid
 # the layers whose outputs are scores, not probabilities: an output made by them alone
@@ -212,13 +217,15 @@ class _GraphReader:
 
     A judge is a generator: ``judge(node, reader)`` yields each node whose verdict it needs
     and is sent that verdict back; what it returns is the node's. The reader runs the judges
-    from a stack of its own, not by recursion: a recursive reading was cut at a depth that
-    Python's stack allows, and a cut-short chain (a residual stream 160 blocks deep) read as
-    the default, both ways wrong (a softmax passed as scores; a least-squares head on it
-    refused), and two readers nested in each other overflowed the stack (reviews).
+    from a stack of its own, not by recursion: a recursive reading was cut at 150 nodes
+    deep, which Python's stack allowed (a sigmoid under 160 clamps passed as logits, a
+    least-squares head on a residual stream 160 blocks deep was refused), and two readers
+    nested in each other overflowed it (reviews). Chains are read :data:`_MAX_DEPTH_READ`
+    deep, which torch can free.
 
-    A reading cut short by the budget is counted in ``cuts`` and never kept: kept, its
-    default answered for the same node reached later by another path."""
+    A reading cut short (the budget, the depth) is counted in ``cuts`` and never kept: kept,
+    its default answered for the same node reached later by another path. Its callers read
+    it as unknown: the values judge."""
 
     def __init__(
         self, judge: Callable[[Any, _GraphReader], Generator[Any, Any, Any]], default: Any
@@ -232,22 +239,23 @@ class _GraphReader:
         # the same paths again, quadratic in depth (a review timed 190 ms on 1,000 heads)
         self.companion: _GraphReader | None = None
 
-    def _start(self, node: Any) -> tuple[bool, Any]:
+    def _start(self, node: Any, depth: int) -> tuple[bool, Any]:
         """``(False, verdict)`` where ``node``'s verdict is known without reading it (none,
-        seen, past the budget); else ``(True, None)``, the node counted as read."""
+        seen, past the budget, ``depth`` nodes down a chain as deep as may be read); else
+        ``(True, None)``, the node counted as read."""
         if node is None:
             return False, self.default
         key = id(node)
         if key in self.seen:
             return False, self.seen[key]
         self.visits += 1
-        if self.visits > _MAX_NODES_READ:
+        if self.visits > _MAX_NODES_READ or depth >= _MAX_DEPTH_READ:
             self.cuts += 1
             return False, self.default
         return True, None
 
     def __call__(self, node: Any) -> Any:
-        fresh, verdict = self._start(node)
+        fresh, verdict = self._start(node, 0)
         if not fresh:
             return verdict
         # each frame: the node's key, its judge, and the cuts before it ran
@@ -263,7 +271,7 @@ class _GraphReader:
                 if self.cuts == cuts:  # whole: kept (the budget bounds re-readings)
                     self.seen[key] = answer
                 continue
-            fresh, answer = self._start(wanted)
+            fresh, answer = self._start(wanted, len(stack))
             if fresh:
                 stack.append((id(wanted), self.judge(wanted, self), self.cuts))
                 answer = None
@@ -386,7 +394,7 @@ def _final_sigmoid(out: Any) -> Any:
     :data:`_LINEAR_NODES`, one input with a gradient each; a sigmoid by hand,
     ``1 / (1 + exp(-z))``, whose reciprocal keeps p too), or None."""
     node = getattr(out, "grad_fn", None)
-    for _ in range(_MAX_NODES_READ):
+    for _ in range(_MAX_DEPTH_READ):
         name = type(node).__name__
         inputs = [n for n, _ in getattr(node, "next_functions", ())]
         parents = _parents(node)

@@ -81,6 +81,12 @@ def test_penultimate_activations_read_the_last_linear_input(backdoored: dict[str
         penultimate_activations(d["model"], d["X_p"][:5], layer="nope")
     with pytest.raises(ModelError, match="torch model"):
         penultimate_activations(object(), d["X_p"][:5])
+    # an exported program keeps plain modules for its weights: it said "no Linear layer,
+    # name one with layer=", which the command line cannot (a review)
+    module = d["model"].module.eval()
+    exported = torch.export.export(module, (torch.as_tensor(d["X_p"][:2], dtype=torch.float32),))
+    with pytest.raises(ModelError, match="load it as module:factory with safetensors"):
+        penultimate_activations(exported.module(), d["X_p"][:5])
 
 
 @slow

@@ -134,6 +134,15 @@ def penultimate_activations(
     named = dict(module.named_modules())
     if layer is None:
         linears = [name for name, m in named.items() if isinstance(m, torch.nn.Linear)]
+        if not linears and isinstance(module, torch.fx.GraphModule):
+            # an exported program keeps its weights in plain modules, not its layers: "no
+            # Linear layer, name one" misled, and named none it has (a review)
+            raise ModelError(
+                "the model is a traced or exported graph (a torch.export .pt2 program keeps "
+                "its weights but not its layers): load it as module:factory with safetensors "
+                "weights (--factory on the command line, model.factory in a policy) to read "
+                "its activations"
+            )
         if not linears:
             raise ModelError(
                 "the model has no torch.nn.Linear layer; name the layer whose input to read "
