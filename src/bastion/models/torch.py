@@ -297,9 +297,14 @@ def _probability_operation(node: Any, read: _GraphReader) -> Generator[Any, Any,
     parents = _parents(node)
     if name == "ExpBackward0":  # exp(log_softmax(z)) is softmax(z)
         inner = parents[0] if len(parents) == 1 else None
-        while inner is not None and type(inner).__name__ in _PASS_NODES:
+        for _ in range(_MAX_DEPTH_READ):  # a chain as deep as torch can free once read
+            if inner is None or type(inner).__name__ not in _PASS_NODES:
+                break
             above = _parents(inner)
             inner = above[0] if len(above) == 1 else None
+        else:
+            read.cuts += 1  # cut short: unknown (a segfault past it, from a review)
+            return None
         return None if inner is None else _LOG_PROBABILITY_NODES.get(type(inner).__name__)
     # a sigmoid by hand: 1 / (1 + exp(-z)), exp(z) / (1 + exp(z)) (one column gives the
     # value check nothing to sum: every row read as class 1)

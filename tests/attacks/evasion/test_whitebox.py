@@ -1947,6 +1947,30 @@ def test_per_point_losses_and_gradients_equal_autograd(mlp: TorchAdapter, loss: 
         assert closed is not None
 
 
+def test_one_logit_cross_entropy_keeps_a_gradient_where_autograd_cancels() -> None:
+    """Autograd of BCE-with-logits gives sigmoid(s) - 1, exactly 0 in float32 once s > 17:
+    a confident class-1 point had no gradient, and APGD-CE never moved it (a review saw
+    53% of the points stuck on a one-logit model). The closed form equals autograd where
+    autograd is exact, and keeps the sign where it cancels."""
+    from bastion.attacks.evasion import _torch
+
+    s = torch.tensor([[-3.0], [0.5], [4.0], [30.0], [-30.0], [2.0]])
+    y = torch.tensor([0, 1, 1, 1, 0, 0])
+    closed = _torch._loss_and_seed("ce", s, y)
+    assert closed is not None
+    losses, seed, cls = closed
+    reference = s.clone().requires_grad_(True)
+    expected = _torch._ce(reference, y)
+    (grad,) = torch.autograd.grad(expected.sum(), reference)
+    torch.testing.assert_close(losses, expected.detach())
+    finite = [0, 1, 2, 5]  # where sigmoid(s) - y does not cancel
+    torch.testing.assert_close(seed[finite], grad[finite])
+    assert grad[3, 0] == 0  # autograd's cancellation
+    assert seed[3, 0] < 0  # the closed form: -sigmoid(-30), the way to class 0
+    assert seed[4, 0] > 0
+    assert cls.tolist() == [0, 1, 1, 1, 0, 1]
+
+
 @pytest.mark.parametrize("loss", ["ce", "dlr"])
 def test_predicted_class_from_the_loss_breaks_ties_as_argmax(loss: str) -> None:
     """The loop's "misclassified" test reads the class the loss computed on the way; on tied

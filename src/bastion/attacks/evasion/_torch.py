@@ -156,12 +156,26 @@ def _loss_and_seed(
 ) -> tuple[Tensor, Tensor, Tensor | None] | None:
     """Per-point losses, their gradient with respect to the logits in closed form, and the
     predicted class where the computation yields it for free (None where there is no closed
-    form here: one logit). Backward then starts at the logits: the loss's own forward and
-    backward kernels (log-softmax, gather, topk, where) are skipped, and the gradient is the
-    one autograd computes through :func:`_ce`, :func:`_dlr` or :func:`_margin` (tested
-    against it)."""
+    form here: the margin of one logit). Backward then starts at the logits: the loss's own
+    forward and backward kernels (log-softmax, gather, topk, where) are skipped, and the
+    gradient is the one autograd computes through :func:`_ce`, :func:`_dlr` or
+    :func:`_margin` (tested against it; for one logit's cross-entropy, without autograd's
+    cancellation)."""
     if logits.shape[1] < 2:
-        return None
+        if name != "ce" or logits.shape[1] != 1:
+            return None  # the margin's gradient is a constant: autograd of _margin
+        # one logit s: BCE = softplus(f * s), f = +1 for class 0 and -1 for class 1, whose
+        # gradient f * sigmoid(f * s) never cancels: autograd's sigmoid(s) - 1 is exactly 0
+        # in float32 once s > 17, and a confident class-1 point had no gradient at all
+        # (from a review: APGD-CE stuck on every correct class-1 point, 53% of them)
+        s = logits[:, 0]
+        flip = 1.0 - 2.0 * y.to(s.dtype)
+        signed = s * flip
+        return (
+            functional.softplus(signed),
+            (torch.sigmoid(signed) * flip).unsqueeze(1),
+            (s > 0).long(),
+        )
     col = y.unsqueeze(1)
     if name == "ce":
         # CE = log(sum exp(z - m)) + m - z_y; d/dz = softmax - one-hot
