@@ -308,6 +308,9 @@ def test_the_table_shows_the_metric_of_the_limit_crossed() -> None:
     assert _key_metric({**poisoning, "accuracy_drop": 0.2}, limits) == "accuracy_drop=0.2"
     within = {**poisoning, "backdoor_success_rate": 0.1}
     assert _key_metric(within, limits) == "accuracy_drop=0.0175"  # the first limit's
+    # the backdoor limit judges the lift, not the raw rate its name begins
+    lifted = {**poisoning, "backdoor_success_rate": 0.2727, "backdoor_lift": 0.1111}
+    assert _key_metric(lifted, {"max_backdoor_success": 0.2}) == "backdoor_lift=0.1111"
     evasion = {"n_points": 171, "clean_accuracy": 0.96, "robust_accuracy": 0.339}
     assert _key_metric(evasion, {"min_robust_accuracy": None}) == "robust_accuracy=0.339"
     assert _key_metric({"n_rows": 5, "psi": 0.3}, {"psi_limit": 0.2}) == "psi=0.3"

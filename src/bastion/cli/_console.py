@@ -95,6 +95,11 @@ def findings_table(report: Report, show_passed: bool = True, title: str | None =
 _HEADLINE = ("robust_accuracy", "fidelity", "auc", "advantage", "accuracy_drop", "precision")
 
 
+# limits that judge a metric named otherwise: the name's prefix showed the raw success rate
+# beside max_backdoor_success, marked pass above its limit (the lift is judged; a review)
+_JUDGED_BY = {"max_backdoor_success": "backdoor_lift"}
+
+
 def _key_metric(metrics: object, threshold: object) -> str:
     """The metric of the finding's limit that was crossed, else of its first limit, else its
     headline figure (a substring match took the first metric near any limit's name: POI002
@@ -107,7 +112,11 @@ def _key_metric(metrics: object, threshold: object) -> str:
         if isinstance(limit, bool) or not isinstance(limit, int | float):
             continue  # no limit set (None), or not a number
         base = str(key).removeprefix("max_").removeprefix("min_")
-        name = base if base in metrics else next((m for m in metrics if m.startswith(base)), None)
+        name = _JUDGED_BY.get(str(key))
+        if name not in metrics:
+            name = (
+                base if base in metrics else next((m for m in metrics if m.startswith(base)), None)
+            )
         if name is None:  # "max_fraction" over "duplicate_fraction", "min_ratio" over a ratio
             name = next((m for m in metrics if m.endswith("_" + base)), None)
         if name is None:  # a limit named otherwise ("psi_limit" over "psi")

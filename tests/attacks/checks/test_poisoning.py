@@ -371,6 +371,30 @@ def test_simulation_fails_a_backdoored_gradient_boosting_model(
     assert finding.evidence["target_class"] == 1
 
 
+def test_a_backdoor_limit_is_judged_only_on_enough_triggered_rows(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """One triggered test row, 0 of 1 sent to the target, passed a limit of 0.5 (a review):
+    no success in n rows bounds the rate below 3 / n only (the rule of three), so fewer rows
+    than that fail closed, and the count is reported. The message names the lift the limit
+    judges beside the raw rate (27.3% beside a limit of 0.2 read as an error, with "pass")."""
+    train, test = cancer
+    frame = test.frame
+    few = pd.concat([frame[frame["target"] == 1], frame[frame["target"] == 0].head(5)])
+    small = Dataset.from_frame(few.reset_index(drop=True), name="few", target="target")
+    model = logistic(train)
+    cfg = PoisoningSimulationConfig(kind="backdoor", rate=0.05, target_class=1)
+    finding = PoisoningSimulationCheck(cfg).execute(context(train, small, model))
+    assert value(finding, "triggered_rows") == 5
+    assert finding.status is Status.FAIL, finding.message
+    assert "only 5 triggered test row(s): fewer than the 6" in finding.message
+    enough = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
+    n = int((test.labels != 1).sum())
+    assert value(enough, "triggered_rows") == n >= 6
+    assert "which max_backdoor_success judges" in enough.message
+    assert f"of {n} (the clean model's" in enough.message
+
+
 def test_simulation_trigger_by_feature_name(cancer: tuple[Dataset, Dataset]) -> None:
     train, test = cancer
     high = float(train.frame["mean radius"].max())

@@ -45,6 +45,7 @@ References
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -327,6 +328,16 @@ class PoisoningSimulationCheck(Check):
                     "effect cannot be measured: max_backdoor_success not judged; choose "
                     "another trigger or target_class"
                 )
+            elif sim.n_triggered < _rows_to_judge(cfg.max_backdoor_success):
+                # no success in n rows bounds the rate below 3 / n only (95%, the rule of
+                # three): fewer rows than that cannot show the limit holds (a review saw one
+                # triggered row, 0 of 1, pass a limit of 0.5)
+                violations.append(
+                    f"only {sim.n_triggered} triggered test row(s): fewer than the "
+                    f"{_rows_to_judge(cfg.max_backdoor_success)} that could show a backdoor "
+                    f"lift below max_backdoor_success {cfg.max_backdoor_success:g} (the rule "
+                    "of three), so it is not judged; give a larger test set"
+                )
             else:
                 lift = backdoor_lift(success, sim.clean_trigger_rate)
                 if lift > cfg.max_backdoor_success:
@@ -437,8 +448,25 @@ def _summary(
         f"{sim.clean_accuracy:.3f} -> {sim.poisoned_accuracy:.3f}."
     )
     if success is not None:
-        text += f" Triggered test inputs sent to the target class: {success:.1%}."
+        text += (
+            f" Triggered test inputs sent to the target class: {success:.1%} of {sim.n_triggered}"
+        )
+        if sim.clean_trigger_rate is not None:
+            # the limit judges the lift: 27.3% beside a limit of 0.2, with "pass", read as
+            # an error without the clean model's share (a review)
+            lift = backdoor_lift(success, sim.clean_trigger_rate)
+            text += (
+                f" (the clean model's: {sim.clean_trigger_rate:.1%}; the poison's lift, which "
+                f"max_backdoor_success judges: {lift:.1%})"
+            )
+        text += "."
     return text
+
+
+def _rows_to_judge(limit: float) -> int:
+    """The fewest triggered rows on which no success bounds the rate below ``limit`` (95%,
+    the rule of three: 3 / n); none for a limit of 0, which no count can show."""
+    return math.ceil(3.0 / limit) if limit > 0 else 0
 
 
 def _detection(precision: float | None, recall: float | None) -> str:

@@ -91,6 +91,8 @@ class PoisoningSimulation:
     backdoor_success_rate, clean_trigger_rate:
         Backdoor only (``None`` otherwise): share of triggered test rows of other classes that
         the poisoned (clean) model sends to the target class.
+    n_triggered:
+        Backdoor only: the test rows those shares are of (0 otherwise).
     target_class, trigger:
         The backdoor's target class and trigger (feature position -> value), or the targeted
         flip's target.
@@ -120,6 +122,7 @@ class PoisoningSimulation:
     elapsed_s: float = 0.0
     n_train: int = 0
     poisoned_model: Any = field(default=None, repr=False, compare=False)
+    n_triggered: int = 0
 
     @property
     def applied_rate(self) -> float:
@@ -137,6 +140,7 @@ class PoisoningSimulation:
             "poison_rate": self.applied_rate,
             "requested_rate": self.rate,
             "n_poisoned": self.n_poisoned,
+            "triggered_rows": self.n_triggered if self.kind == "backdoor" else None,
         }
 
 
@@ -571,6 +575,7 @@ def simulate_poisoning(
         elapsed_s=time.perf_counter() - started,
         n_train=len(labels),
         poisoned_model=poisoned_model,
+        n_triggered=0 if stamped is None else len(others),
     )
 
 
