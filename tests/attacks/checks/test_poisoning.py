@@ -363,7 +363,7 @@ def test_simulation_fails_a_backdoored_gradient_boosting_model(
     finding = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
     assert finding.status is Status.FAIL, finding.message
     assert value(finding, "backdoor_success_rate") > 0.5
-    assert "backdoor success" in finding.message
+    assert "backdoor lift" in finding.message
     assert finding.threshold == {"max_accuracy_drop": 0.05, "max_backdoor_success": 0.5}
     trigger = finding.evidence["trigger"]
     assert len(trigger) == 3
@@ -384,15 +384,36 @@ def test_a_backdoor_limit_is_judged_only_on_enough_triggered_rows(
     small = Dataset.from_frame(few.reset_index(drop=True), name="few", target="target")
     model = logistic(train)
     cfg = PoisoningSimulationConfig(kind="backdoor", rate=0.05, target_class=1)
+    # the trigger on 5 test rows: a clear success is judged as such, whatever the count
     finding = PoisoningSimulationCheck(cfg).execute(context(train, small, model))
     assert value(finding, "triggered_rows") == 5
     assert finding.status is Status.FAIL, finding.message
-    assert "only 5 triggered test row(s): fewer than the 6" in finding.message
+    assert "backdoor lift 1.000 > max_backdoor_success 0.5 (on 5 triggered" in finding.message
+    # one row poisoned, one triggered: 0 of 1 is within the limit and shows nothing
+    lone = pd.concat([frame[frame["target"] == 1], frame[frame["target"] == 0].head(1)])
+    one_row = Dataset.from_frame(lone.reset_index(drop=True), name="one", target="target")
+    weak = cfg.model_copy(update={"rate": 0.002})
+    finding = PoisoningSimulationCheck(weak).execute(context(train, one_row, model))
+    assert value(finding, "triggered_rows") == 1
+    assert value(finding, "backdoor_lift") == 0.0
+    assert finding.status is Status.FAIL, finding.message
+    assert "within max_backdoor_success 0.5, but on 1 triggered test row(s): fewer than the 6" in (
+        finding.message
+    )
     enough = PoisoningSimulationCheck(cfg).execute(context(train, test, model))
     n = int((test.labels != 1).sum())
     assert value(enough, "triggered_rows") == n >= 6
     assert "which max_backdoor_success judges" in enough.message
-    assert f"of {n} (the clean model's" in enough.message
+    assert f"of {n} rows (the clean model's" in enough.message
+    # a limit of 1 cannot be crossed: judged on any count; one of 0 never shown to hold
+    one = cfg.model_copy(update={"max_backdoor_success": 1.0})
+    assert PoisoningSimulationCheck(one).execute(context(train, small, model)).status is (
+        Status.PASS
+    )
+    zero = weak.model_copy(update={"max_backdoor_success": 0.0})
+    never = PoisoningSimulationCheck(zero).execute(context(train, one_row, model))
+    assert never.status is Status.FAIL
+    assert "max_backdoor_success 0 cannot be shown to hold" in never.message
 
 
 def test_simulation_trigger_by_feature_name(cancer: tuple[Dataset, Dataset]) -> None:
@@ -736,7 +757,7 @@ def test_the_backdoor_gate_reads_the_poisons_share_of_what_the_clean_model_left(
     success, clean = value(finding, "backdoor_success_rate"), value(finding, "clean_trigger_rate")
     assert 0.3 < clean < 0.7 < success
     assert finding.status is Status.FAIL, finding.message
-    assert "the poison took" in finding.message
+    assert f"where the clean model's was {clean:.3f}" in finding.message
     assert finding.metrics["backdoor_lift"] == backdoor_lift(success, clean)
     assert backdoor_lift(success, clean) == (success - clean) / (1 - clean)
     assert backdoor_lift(0.98, 1.0) == 0.0

@@ -336,6 +336,14 @@ def _judge(
     else:
         values = ds.frame[attribute]
         present = np.flatnonzero(values.notna().to_numpy())
+    unlabelled = 0
+    if cfg.use_labels and ds.target is not None:
+        # the attacker knows each row's label: a row without one is left out (its blank read
+        # as a label of its own, a feature the baseline used: half the labels blank moved
+        # the advantage from 0.09 to 0.28, from a review)
+        known = ds.frame[ds.target].notna().to_numpy()[present]
+        unlabelled = int((~known).sum())
+        present = present[known]
     n_values = int(values.iloc[present].nunique())
     if n_values < 2:
         return f"attribute {attribute!r} takes a single value: nothing to infer"
@@ -413,6 +421,7 @@ def _judge(
         # the number of bins only: their edges are quantiles of the sensitive attribute
         "bins": binned["count"] if binned else None,
         "labels_known": y is not None,
+        "unlabelled_rows_left_out": unlabelled,
         "evaluation": result.extra.get("evaluation"),
         "classifier": cfg.classifier,
         "stopped": result.stopped,

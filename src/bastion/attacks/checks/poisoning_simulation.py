@@ -328,28 +328,38 @@ class PoisoningSimulationCheck(Check):
                     "effect cannot be measured: max_backdoor_success not judged; choose "
                     "another trigger or target_class"
                 )
-            elif sim.n_triggered < _rows_to_judge(cfg.max_backdoor_success):
-                # no success in n rows bounds the rate below 3 / n only (95%, the rule of
-                # three): fewer rows than that cannot show the limit holds (a review saw one
-                # triggered row, 0 of 1, pass a limit of 0.5)
-                violations.append(
-                    f"only {sim.n_triggered} triggered test row(s): fewer than the "
-                    f"{_rows_to_judge(cfg.max_backdoor_success)} that could show a backdoor "
-                    f"lift below max_backdoor_success {cfg.max_backdoor_success:g} (the rule "
-                    "of three), so it is not judged; give a larger test set"
-                )
             else:
                 lift = backdoor_lift(success, sim.clean_trigger_rate)
-                if lift > cfg.max_backdoor_success:
+                limit = cfg.max_backdoor_success
+                # the lift is a share of the rows the clean model kept from the target
+                room = sim.n_triggered * (1.0 - (sim.clean_trigger_rate or 0.0))
+                if lift > limit:
                     clean = (
-                        f" (the clean model's {sim.clean_trigger_rate:.3f}: the poison took "
-                        f"{lift:.1%} of the rest)"
+                        f"; success {success:.3f} where the clean model's was "
+                        f"{sim.clean_trigger_rate:.3f}"
                         if sim.clean_trigger_rate
                         else ""
                     )
                     violations.append(
-                        f"backdoor success {success:.3f}{clean} > max_backdoor_success "
-                        f"{cfg.max_backdoor_success:g}"
+                        f"backdoor lift {lift:.3f} > max_backdoor_success {limit:g} (on "
+                        f"{sim.n_triggered} triggered test rows{clean})"
+                    )
+                elif limit <= 0:
+                    violations.append(
+                        "max_backdoor_success 0 cannot be shown to hold on any test set (a "
+                        f"lift of {lift:.3f} on {sim.n_triggered} triggered rows bounds the "
+                        "true lift only below 3 / rows): set a small positive limit"
+                    )
+                elif limit < 1.0 and room < _rows_to_judge(limit):
+                    # a lift within the limit on too few rows shows nothing: no success in n
+                    # rows bounds the rate below 3 / n only (95%, the rule of three; a review
+                    # saw 0 of 1 triggered row pass a limit of 0.5); a limit of 1 cannot be
+                    # crossed
+                    violations.append(
+                        f"backdoor lift {lift:.3f} within max_backdoor_success {limit:g}, but "
+                        f"on {_rows_text(room, sim.n_triggered)}: fewer than the "
+                        f"{_rows_to_judge(limit)} that can show a lift below it (the rule of "
+                        "three), so it is not judged; give a larger test set"
                     )
         evidence: dict[str, Any] = {
             "kind": cfg.kind,
@@ -448,9 +458,8 @@ def _summary(
         f"{sim.clean_accuracy:.3f} -> {sim.poisoned_accuracy:.3f}."
     )
     if success is not None:
-        text += (
-            f" Triggered test inputs sent to the target class: {success:.1%} of {sim.n_triggered}"
-        )
+        text += " Triggered test inputs sent to the target class: "
+        text += f"{success:.1%} of {sim.n_triggered} rows"
         if sim.clean_trigger_rate is not None:
             # the limit judges the lift: 27.3% beside a limit of 0.2, with "pass", read as
             # an error without the clean model's share (a review)
@@ -464,9 +473,17 @@ def _summary(
 
 
 def _rows_to_judge(limit: float) -> int:
-    """The fewest triggered rows on which no success bounds the rate below ``limit`` (95%,
-    the rule of three: 3 / n); none for a limit of 0, which no count can show."""
-    return math.ceil(3.0 / limit) if limit > 0 else 0
+    """The fewest rows on which no success bounds the rate below ``limit`` (95%, the rule
+    of three: 3 / n); ``limit`` > 0."""
+    return math.ceil(3.0 / limit - 1e-9)
+
+
+def _rows_text(room: float, triggered: int) -> str:
+    """The rows a lift rests on: the triggered ones, less those the clean model already sent
+    to the target."""
+    if room >= triggered:
+        return f"{triggered} triggered test row(s)"
+    return f"{room:.0f} of {triggered} triggered test rows (the clean model sent the rest)"
 
 
 def _detection(precision: float | None, recall: float | None) -> str:
