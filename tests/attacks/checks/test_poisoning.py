@@ -416,6 +416,28 @@ def test_a_backdoor_limit_is_judged_only_on_enough_triggered_rows(
     assert "max_backdoor_success 0 cannot be shown to hold" in never.message
 
 
+def test_the_rows_a_lift_rests_on_are_counted_not_rounded_down() -> None:
+    """17 triggered rows, 11 sent to the target by the clean model: 6 left, enough for a
+    limit of 0.5; from the rate, 17 * (1 - 11 / 17) was 5.999... and the gate failed
+    closed saying "6 ... fewer than the 6" (a review)."""
+    from bastion.attacks.checks.poisoning_simulation import _judge_backdoor
+    from bastion.attacks.poisoning.simulate import PoisoningSimulation
+
+    assert 17 * (1 - 11 / 17) < 6  # the float the count came from
+    sim = PoisoningSimulation(
+        kind="backdoor", rate=0.05, n_poisoned=3, poisoned_indices=np.arange(3),
+        clean_accuracy=0.9, poisoned_accuracy=0.9, accuracy_drop=0.0,
+        backdoor_success_rate=11 / 17, clean_trigger_rate=11 / 17, n_triggered=17,
+    )  # fmt: skip
+    cfg = PoisoningSimulationConfig(kind="backdoor")
+    assert _judge_backdoor(cfg, sim) is None
+    fewer = PoisoningSimulation(**{**vars(sim), "n_triggered": 16, "clean_trigger_rate": 11 / 16,
+                                   "backdoor_success_rate": 11 / 16})  # fmt: skip
+    problem = _judge_backdoor(cfg, fewer)
+    assert problem is not None
+    assert "on 5 of 16 triggered test rows (the clean model sent the rest)" in problem
+
+
 def test_simulation_trigger_by_feature_name(cancer: tuple[Dataset, Dataset]) -> None:
     train, test = cancer
     high = float(train.frame["mean radius"].max())

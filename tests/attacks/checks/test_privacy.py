@@ -275,6 +275,14 @@ def test_attribute_inference_leaves_out_rows_without_a_label(
     assert with_blanks.metrics == without.metrics
     assert with_blanks.evidence["unlabelled_rows_left_out"] == int(blank.sum())
     assert with_blanks.evidence["labels_known"] is True
+    # every label blank: said so, not "takes a single value" (a review)
+    frame["target"] = np.nan
+    blank_all = Dataset.from_frame(frame, name="train", **kw)
+    none = check.execute(context(blank_all, test, model, sensitive_features=("sex",)))
+    assert none.status is Status.SKIPPED
+    assert f"the 0 row(s) with a label (use_labels; {len(frame)} without one left out)" in (
+        none.message
+    )
 
 
 def test_attribute_inference_passes_a_model_that_ignores_it(

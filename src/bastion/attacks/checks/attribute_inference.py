@@ -345,6 +345,13 @@ def _judge(
         unlabelled = int((~known).sum())
         present = present[known]
     n_values = int(values.iloc[present].nunique())
+    if n_values < 2 and unlabelled:
+        held = "no value" if n_values == 0 else "a single value"
+        return (
+            f"attribute {attribute!r}: the {len(present)} row(s) with a label (use_labels; "
+            f"{unlabelled} without one left out) hold {held} of it: nothing to infer (give "
+            "the rows' labels, or set use_labels false)"
+        )
     if n_values < 2:
         return f"attribute {attribute!r} takes a single value: nothing to infer"
     # a numeric column is binned unless the schema declares it categorical (region codes)

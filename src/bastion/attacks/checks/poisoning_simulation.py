@@ -33,8 +33,12 @@ Gate
     Fails when ``accuracy_drop > max_accuracy_drop`` or, for a backdoor, when the poison's
     share of what the clean model left, ``(backdoor_success_rate - clean_trigger_rate) /
     (1 - clean_trigger_rate)``, exceeds ``max_backdoor_success`` (the success rate itself
-    when the clean model sends no triggered row to the target; a trigger the clean model
-    always obeys is no backdoor). ``max_seconds``
+    when the clean model sends no triggered row to the target). It fails closed where the
+    limit cannot be judged: no test row to trigger, a trigger the clean model always obeys
+    (no backdoor shows), a lift within the limit on fewer than ``ceil(3 / limit)`` of the
+    rows the clean model kept from the target (no success in n rows bounds the rate below
+    3 / n only, the rule of three; ``lift_rows`` in the evidence), or a limit of 0, which
+    no test set can show to hold. ``max_seconds``
     (default 600) bounds the detectors: the retrainings always run (the gate's figures need
     them), and once they have used up the time the detectors are skipped, or stopped between
     their stages (their figures null, the evidence says so); the gate is judged either way.
@@ -81,7 +85,10 @@ class PoisoningSimulationConfig(CheckConfig):
     kind: Literal["label_flip", "backdoor"] = "label_flip"
     rate: float = Field(default=0.05, gt=0.0, lt=1.0, description="share of rows poisoned")
     max_accuracy_drop: Fraction = 0.05
-    max_backdoor_success: Fraction = 0.5
+    max_backdoor_success: Fraction = Field(
+        default=0.5,
+        description="limit on backdoor_lift; judged on at least ceil(3 / limit) rows",
+    )
     # label flipping
     mode: Literal["random", "targeted"] = "random"
     source: Label | None = None
@@ -306,61 +313,9 @@ class PoisoningSimulationCheck(Check):
         success = sim.backdoor_success_rate
         if cfg.kind == "backdoor":
             threshold["max_backdoor_success"] = cfg.max_backdoor_success
-            if success is None:
-                # no test row could carry the trigger to judge (none of the source class, or
-                # every row already of the target class): a limit not judged fails closed
-                victims = (
-                    f"class {cfg.source_class!r}"
-                    if cfg.source_class is not None
-                    else (f"a class other than the target {sim.target_class!r}")
-                )
-                violations.append(
-                    f"backdoor success is undefined (no test row of {victims} to stamp): "
-                    "max_backdoor_success not judged"
-                )
-            elif sim.clean_trigger_rate is not None and sim.clean_trigger_rate >= 1.0:
-                # the clean model already sends every stamped row to the target: nothing is
-                # left for the poison to show, and a lift of 0 passed (a review: iris, the
-                # default trigger virginica-like)
-                violations.append(
-                    "the clean model already sends every triggered test row to the target "
-                    f"class {sim.target_class!r} (clean trigger rate 1.0), so the poison's "
-                    "effect cannot be measured: max_backdoor_success not judged; choose "
-                    "another trigger or target_class"
-                )
-            else:
-                lift = backdoor_lift(success, sim.clean_trigger_rate)
-                limit = cfg.max_backdoor_success
-                # the lift is a share of the rows the clean model kept from the target
-                room = sim.n_triggered * (1.0 - (sim.clean_trigger_rate or 0.0))
-                if lift > limit:
-                    clean = (
-                        f"; success {success:.3f} where the clean model's was "
-                        f"{sim.clean_trigger_rate:.3f}"
-                        if sim.clean_trigger_rate
-                        else ""
-                    )
-                    violations.append(
-                        f"backdoor lift {lift:.3f} > max_backdoor_success {limit:g} (on "
-                        f"{sim.n_triggered} triggered test rows{clean})"
-                    )
-                elif limit <= 0:
-                    violations.append(
-                        "max_backdoor_success 0 cannot be shown to hold on any test set (a "
-                        f"lift of {lift:.3f} on {sim.n_triggered} triggered rows bounds the "
-                        "true lift only below 3 / rows): set a small positive limit"
-                    )
-                elif limit < 1.0 and room < _rows_to_judge(limit):
-                    # a lift within the limit on too few rows shows nothing: no success in n
-                    # rows bounds the rate below 3 / n only (95%, the rule of three; a review
-                    # saw 0 of 1 triggered row pass a limit of 0.5); a limit of 1 cannot be
-                    # crossed
-                    violations.append(
-                        f"backdoor lift {lift:.3f} within max_backdoor_success {limit:g}, but "
-                        f"on {_rows_text(room, sim.n_triggered)}: fewer than the "
-                        f"{_rows_to_judge(limit)} that can show a lift below it (the rule of "
-                        "three), so it is not judged; give a larger test set"
-                    )
+            problem = _judge_backdoor(cfg, sim)
+            if problem is not None:
+                violations.append(problem)
         evidence: dict[str, Any] = {
             "kind": cfg.kind,
             "rate": sim.applied_rate,
@@ -382,6 +337,8 @@ class PoisoningSimulationCheck(Check):
             evidence["activation_detector"] = activation.get("evidence")
         if cfg.kind == "backdoor":
             evidence["target_class"] = sim.target_class
+            # the rows the lift is a share of: those the clean model kept from the target
+            evidence["lift_rows"] = _lift_rows(sim) if success is not None else 0
             # a synthetic trigger, not data: feature names and the values it sets
             evidence["trigger"] = {names[j]: v for j, v in sim.trigger.items()}
             evidence["constraints"] = constraints.describe() if constraints else None
@@ -472,18 +429,78 @@ def _summary(
     return text
 
 
+def _judge_backdoor(cfg: PoisoningSimulationConfig, sim: PoisoningSimulation) -> str | None:
+    """Why the backdoor fails the gate (its lift past ``max_backdoor_success``, or a limit
+    that cannot be judged on this test set), or None."""
+    success = sim.backdoor_success_rate
+    if success is None:
+        # no test row could carry the trigger to judge (none of the source class, or every
+        # row already of the target class): a limit not judged fails closed
+        victims = (
+            f"class {cfg.source_class!r}"
+            if cfg.source_class is not None
+            else f"a class other than the target {sim.target_class!r}"
+        )
+        return (
+            f"backdoor success is undefined (no test row of {victims} to stamp): "
+            "max_backdoor_success not judged"
+        )
+    clean = sim.clean_trigger_rate or 0.0
+    if clean >= 1.0:
+        # the clean model already sends every stamped row to the target: nothing is left
+        # for the poison to show, and a lift of 0 passed (a review: iris, the default
+        # trigger virginica-like)
+        return (
+            "the clean model already sends every triggered test row to the target class "
+            f"{sim.target_class!r} (clean trigger rate 1.0), so the poison's effect cannot be "
+            "measured: max_backdoor_success not judged; choose another trigger or target_class"
+        )
+    lift = backdoor_lift(success, sim.clean_trigger_rate)
+    limit = cfg.max_backdoor_success
+    if lift > limit:
+        beside = f"; success {success:.3f} where the clean model's was {clean:.3f}" if clean else ""
+        return (
+            f"backdoor lift {lift:.3f} > max_backdoor_success {limit:g} (on {sim.n_triggered} "
+            f"triggered test row(s){beside})"
+        )
+    if limit <= 0:
+        return (
+            "max_backdoor_success 0 cannot be shown to hold on any test set (a lift of "
+            f"{lift:.3f} on {sim.n_triggered} triggered rows bounds the true lift only below "
+            "3 / rows): set a small positive limit"
+        )
+    # a lift within the limit on too few rows shows nothing: no success in n rows bounds the
+    # rate below 3 / n only (95%, the rule of three; a review saw 0 of 1 triggered row pass
+    # a limit of 0.5); a limit of 1 cannot be crossed
+    room = _lift_rows(sim)
+    if limit < 1.0 and room < _rows_to_judge(limit):
+        return (
+            f"backdoor lift {lift:.3f} within max_backdoor_success {limit:g}, but on "
+            f"{_rows_text(room, sim.n_triggered)}: fewer than the {_rows_to_judge(limit)} "
+            "that can show a lift below it (the rule of three), so it is not judged; give a "
+            "larger test set"
+        )
+    return None
+
+
+def _lift_rows(sim: PoisoningSimulation) -> int:
+    """The rows the lift is a share of: the triggered ones the clean model kept from the
+    target, counted (from the rate, 17 * (1 - 11 / 17) was 5.999..., fewer than 6)."""
+    return round(sim.n_triggered * (1.0 - (sim.clean_trigger_rate or 0.0)))
+
+
 def _rows_to_judge(limit: float) -> int:
     """The fewest rows on which no success bounds the rate below ``limit`` (95%, the rule
     of three: 3 / n); ``limit`` > 0."""
     return math.ceil(3.0 / limit - 1e-9)
 
 
-def _rows_text(room: float, triggered: int) -> str:
+def _rows_text(room: int, triggered: int) -> str:
     """The rows a lift rests on: the triggered ones, less those the clean model already sent
     to the target."""
     if room >= triggered:
         return f"{triggered} triggered test row(s)"
-    return f"{room:.0f} of {triggered} triggered test rows (the clean model sent the rest)"
+    return f"{room} of {triggered} triggered test rows (the clean model sent the rest)"
 
 
 def _detection(precision: float | None, recall: float | None) -> str:
