@@ -436,6 +436,12 @@ def test_the_rows_a_lift_rests_on_are_counted_not_rounded_down() -> None:
     problem = _judge_backdoor(cfg, fewer)
     assert problem is not None
     assert "on 5 of 16 triggered test rows (the clean model sent the rest)" in problem
+    # 4 of the 8 rows the clean model left: a lift of exactly the limit passes (from the
+    # rates it read 0.5000000000000001, and failed)
+    at_limit = PoisoningSimulation(**{**vars(sim), "n_triggered": 9, "clean_trigger_rate": 1 / 9,
+                                      "backdoor_success_rate": 5 / 9})  # fmt: skip
+    assert (5 / 9 - 1 / 9) / (1 - 1 / 9) > 0.5
+    assert _judge_backdoor(cfg, at_limit) is None
 
 
 def test_simulation_trigger_by_feature_name(cancer: tuple[Dataset, Dataset]) -> None:

@@ -37,8 +37,8 @@ Gate
     limit cannot be judged: no test row to trigger, a trigger the clean model always obeys
     (no backdoor shows), a lift within the limit on fewer than ``ceil(3 / limit)`` of the
     rows the clean model kept from the target (no success in n rows bounds the rate below
-    3 / n only, the rule of three; ``lift_rows`` in the evidence), or a limit of 0, which
-    no test set can show to hold. ``max_seconds``
+    3 / n only, the rule of three; ``lift_rows`` in the evidence; a limit of 1 cannot be
+    crossed), or a limit of 0, which no test set can show to hold. ``max_seconds``
     (default 600) bounds the detectors: the retrainings always run (the gate's figures need
     them), and once they have used up the time the detectors are skipped, or stopped between
     their stages (their figures null, the evidence says so); the gate is judged either way.
@@ -87,7 +87,10 @@ class PoisoningSimulationConfig(CheckConfig):
     max_accuracy_drop: Fraction = 0.05
     max_backdoor_success: Fraction = Field(
         default=0.5,
-        description="limit on backdoor_lift; judged on at least ceil(3 / limit) rows",
+        description=(
+            "limit on backdoor_lift; a lift within it counts on at least ceil(3 / limit) rows "
+            "(a limit of 1 cannot be crossed)"
+        ),
     )
     # label flipping
     mode: Literal["random", "targeted"] = "random"
@@ -148,7 +151,7 @@ def _set(config: PoisoningSimulationConfig, name: str) -> bool:
     return getattr(config, name) is not None
 
 
-def backdoor_lift(success: float, clean: float | None) -> float:
+def backdoor_lift(success: float, clean: float | None, rows: int | None = None) -> float:
     """The poison's gain over the clean model relative to the room the clean model left:
     ``(success - clean) / (1 - clean)`` from the two rates (so the share of the rows the clean
     model kept from the target that the poison sent there, when the poison keeps the clean
@@ -156,16 +159,23 @@ def backdoor_lift(success: float, clean: float | None) -> float:
     1 the room holds few rows and the figure rests on them. A plain difference never failed
     once the clean rate reached the limit (iris: success 1.0 over a clean rate 0.5 passed a
     limit of 0.5), and the success rate alone failed a trigger the clean model already obeys
-    (0.98 over 1.0).
+    (0.98 over 1.0). With ``rows``, the rates' row count, the figure comes from the counts
+    in one division: from the rates, 4 of the 8 rows left read 0.5000000000000001 and failed
+    a limit of 0.5 (a review).
 
     Example::
 
         >>> backdoor_lift(1.0, 0.5), backdoor_lift(0.75, 0.5), backdoor_lift(0.98, 1.0)
         (1.0, 0.5, 0.0)
+        >>> backdoor_lift(5 / 9, 1 / 9, rows=9)
+        0.5
     """
     base = clean or 0.0
     if base >= 1.0:
         return 0.0
+    if rows:
+        hits, kept = round(success * rows), round(base * rows)
+        return (hits - kept) / (rows - kept)
     return (success - base) / (1.0 - base)
 
 
@@ -293,7 +303,7 @@ class PoisoningSimulationCheck(Check):
             **sim.metrics(),
             # the figure the backdoor limit judges
             "backdoor_lift": (
-                backdoor_lift(success_rate, sim.clean_trigger_rate)
+                backdoor_lift(success_rate, sim.clean_trigger_rate, sim.n_triggered)
                 if success_rate is not None
                 else None
             ),
@@ -420,7 +430,7 @@ def _summary(
         if sim.clean_trigger_rate is not None:
             # the limit judges the lift: 27.3% beside a limit of 0.2, with "pass", read as
             # an error without the clean model's share (a review)
-            lift = backdoor_lift(success, sim.clean_trigger_rate)
+            lift = backdoor_lift(success, sim.clean_trigger_rate, sim.n_triggered)
             text += (
                 f" (the clean model's: {sim.clean_trigger_rate:.1%}; the poison's lift, which "
                 f"max_backdoor_success judges: {lift:.1%})"
@@ -455,7 +465,7 @@ def _judge_backdoor(cfg: PoisoningSimulationConfig, sim: PoisoningSimulation) ->
             f"{sim.target_class!r} (clean trigger rate 1.0), so the poison's effect cannot be "
             "measured: max_backdoor_success not judged; choose another trigger or target_class"
         )
-    lift = backdoor_lift(success, sim.clean_trigger_rate)
+    lift = backdoor_lift(success, sim.clean_trigger_rate, sim.n_triggered)
     limit = cfg.max_backdoor_success
     if lift > limit:
         beside = f"; success {success:.3f} where the clean model's was {clean:.3f}" if clean else ""
@@ -485,8 +495,8 @@ def _judge_backdoor(cfg: PoisoningSimulationConfig, sim: PoisoningSimulation) ->
 
 def _lift_rows(sim: PoisoningSimulation) -> int:
     """The rows the lift is a share of: the triggered ones the clean model kept from the
-    target, counted (from the rate, 17 * (1 - 11 / 17) was 5.999..., fewer than 6)."""
-    return round(sim.n_triggered * (1.0 - (sim.clean_trigger_rate or 0.0)))
+    target, from the counts (from the rate, 17 * (1 - 11 / 17) was 5.999..., fewer than 6)."""
+    return sim.n_triggered - round((sim.clean_trigger_rate or 0.0) * sim.n_triggered)
 
 
 def _rows_to_judge(limit: float) -> int:

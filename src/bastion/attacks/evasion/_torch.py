@@ -150,8 +150,9 @@ def _ce_direction(
     per row leaves as it is. The gradient itself, softmax - one-hot, cancels on a confident
     model: p_y - 1 is exactly 0 in float32 past a margin of about 17 (the step lost its
     -grad z_y term), and every entry past about 103 (no gradient); a sigmoid's s - 1 past
-    s = 17 and 89; half precision past 8 to 17 (a review: a digits MLP with its logits x100
-    read robust accuracy 0.954, 0.552 with this). The loss, softplus(r - z_y), has no
+    s = 17; half precision past 8 to 17 (reviews; a digits MLP with its logits x100, the
+    same decisions, read robust accuracy 0.967 under PGD at eps 0.05, 0.813 with this and
+    0.807 unscaled). The loss, softplus(r - z_y), has no
     cancellation either (log(sum) was 0 there, and APGD's checkpoints compared zeros). Half
     precision is computed in float32. The class comes from argmax (its first maximal index,
     as the verification's)."""
@@ -382,13 +383,6 @@ class _Net:
             self.loss_name, self._loss = _loss_function(self.requested_loss, logits.shape[1])
         return self._loss(logits, y)
 
-    def loss_sum(self, logits: Tensor, y: Tensor) -> Tensor:
-        """The summed loss in one kernel where torch has one (PGD needs no per-point loss)."""
-        if self.requested_loss == "ce" and logits.shape[1] > 1:
-            self.loss_name = "ce"
-            return functional.cross_entropy(logits, y, reduction="sum")
-        return self.loss(logits, y).sum()
-
     def forward(
         self, z: Tensor, y: Tensor, need_grad: bool, per_point: bool
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
@@ -430,7 +424,7 @@ class _Net:
                 losses = self.loss(logits, y)
                 total = losses.sum()
             else:
-                total = self.loss_sum(logits, y)
+                total = self.loss(logits, y).sum()
             if self._one is None or self._one.dtype != total.dtype:
                 self._one = torch.ones((), dtype=total.dtype, device=total.device)
             grad = _input_grad(total, z, self._one)
