@@ -163,7 +163,10 @@ def _ce_direction(
         flip = 1.0 - 2.0 * y.to(s.dtype)
         if need_loss:
             losses = functional.softplus(s * flip)
-        return losses, flip.unsqueeze(1).to(logits.dtype), (s > 0).long()
+        # + 0 * s: a NaN or infinite logit makes its row's direction NaN, as the gradient
+        # was, for the NaN sanity finding (a constant +-1 would hide it; a review)
+        direction = flip + 0.0 * s
+        return losses, direction.unsqueeze(1).to(logits.dtype), (s > 0).long()
     col = y.unsqueeze(1)
     cls = work.argmax(dim=1)
     others = work.scatter(1, col, -math.inf)
