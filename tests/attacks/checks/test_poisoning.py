@@ -789,3 +789,4 @@ def test_the_backdoor_gate_reads_the_poisons_share_of_what_the_clean_model_left(
     assert finding.metrics["backdoor_lift"] == backdoor_lift(success, clean)
     assert backdoor_lift(success, clean) == (success - clean) / (1 - clean)
     assert backdoor_lift(0.98, 1.0) == 0.0
+    assert backdoor_lift(1.0, 0.95, rows=10) == 0.0  # rates not of 10 rows: no division by 0

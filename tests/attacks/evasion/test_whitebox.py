@@ -1978,10 +1978,12 @@ def test_cross_entropy_keeps_its_direction_where_autograd_cancels() -> None:
     torch.testing.assert_close(losses, _torch._ce(s, y))
     assert seed[:, 0].tolist() == [1.0, -1.0, -1.0, -1.0, 1.0, 1.0, -1.0]
     assert cls.tolist() == [0, 1, 1, 1, 0, 1, 1]
-    # a NaN logit leaves its row's direction NaN, as the gradient was (the NaN finding)
-    _, seed, _ = _torch._ce_direction(torch.tensor([[float("nan")], [2.0]]), y[:2], False)
+    # a NaN logit leaves its row's direction NaN, as the gradient was (the NaN finding); an
+    # infinite one keeps the way back under the overflow
+    odd = torch.tensor([[float("nan")], [2.0], [float("inf")], [-float("inf")]])
+    _, seed, _ = _torch._ce_direction(odd, torch.tensor([0, 1, 0, 1]), False)
     assert bool(torch.isnan(seed[0, 0]))
-    assert seed[1, 0] == -1
+    assert seed[1:, 0].tolist() == [-1.0, 1.0, -1.0]
 
     for margin in (5.0, 20.0, 150.0):
         for dtype in (torch.float32, torch.float16, torch.bfloat16):

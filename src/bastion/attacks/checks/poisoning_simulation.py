@@ -175,7 +175,8 @@ def backdoor_lift(success: float, clean: float | None, rows: int | None = None) 
         return 0.0
     if rows:
         hits, kept = round(success * rows), round(base * rows)
-        return (hits - kept) / (rows - kept)
+        # rates not of ``rows`` rows may round to every row kept: nothing left, as above
+        return (hits - kept) / (rows - kept) if kept < rows else 0.0
     return (success - base) / (1.0 - base)
 
 

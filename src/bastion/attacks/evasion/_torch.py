@@ -163,9 +163,10 @@ def _ce_direction(
         flip = 1.0 - 2.0 * y.to(s.dtype)
         if need_loss:
             losses = functional.softplus(s * flip)
-        # + 0 * s: a NaN or infinite logit makes its row's direction NaN, as the gradient
-        # was, for the NaN sanity finding (a constant +-1 would hide it; a review)
-        direction = flip + 0.0 * s
+        # a NaN logit leaves its row's direction NaN, as the gradient was, for the NaN
+        # sanity finding (a constant +-1 hid it); an infinite one keeps +-1, the way back
+        # under the overflow (NaN there lost the row, a review)
+        direction = torch.where(torch.isnan(s), s, flip)
         return losses, direction.unsqueeze(1).to(logits.dtype), (s > 0).long()
     col = y.unsqueeze(1)
     cls = work.argmax(dim=1)
