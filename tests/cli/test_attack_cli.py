@@ -533,7 +533,7 @@ def make() -> torch.nn.Module:
 
 @pytest.mark.slow
 def test_white_box_on_torch_models_from_the_command_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
@@ -568,6 +568,10 @@ def test_white_box_on_torch_models_from_the_command_line(
         assert adv["evidence"]["attack"] == "pgd"
         assert adv["evidence"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert run(["attack", "evasion", "--model", "m.pt2", *common, "--input-shape", "1,x"]) == 2
+    for shape in ("-1", "1,0,8", ""):  # refused up front, not as an error finding (a review)
+        capsys.readouterr()
+        assert run(["attack", "evasion", "--model", "m.pt2", *common, "--input-shape", shape]) == 2
+        assert "--input-shape: expected whole numbers >= 1" in capsys.readouterr().err
     model_pt2 = ["--model", str(tmp_path / "model.pt2")]
     assert run(["attack", "evasion", *model_pt2, *common, "--device", "gpu"]) == 2
 

@@ -414,11 +414,16 @@ def _shape(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",")]
+        dims = [int(part) for part in text.split(",")]
     except ValueError:
+        dims = []
+    if not dims or any(d < 1 for d in dims):
+        # -1 or 0 went on to the attack, and came back as an error finding (a review)
         raise BastionConfigError(
-            f"--input-shape: expected integers separated by commas (e.g. 1,8,8), got {text!r}"
-        ) from None
+            f"--input-shape: expected whole numbers >= 1 separated by commas (e.g. 1,8,8), "
+            f"got {text!r}"
+        )
+    return dims
 
 
 def _classes(text: str | None) -> list[str | int] | None:

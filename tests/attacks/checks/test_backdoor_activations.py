@@ -235,3 +235,21 @@ def test_labels_the_model_never_answers_are_an_error_not_a_pass(
     config = BackdoorActivationsConfig(presence="reclassification")
     alone = BackdoorActivationsCheck(config).execute(context(named, undeclared))
     assert alone.status is not Status.ERROR, alone.message
+
+
+def test_the_summary_gives_the_figures_of_the_presence_tests_that_ran() -> None:
+    """Under the reclassification test alone the message printed a transfer lift, a figure
+    nothing judged (a review)."""
+    from bastion.attacks.checks.backdoor_activations import _summary
+
+    entry = {"transfer_lift": 0.41, "reclassified_own_share": 0.25, "reclassified_to": 0}
+    classes = {"1": entry}
+    both = _summary("both", ["1"], [1], classes, 30, 300)
+    assert "transfer lift 0.41" in both
+    assert "25% kept its label when reclassified, most went to 0" in both
+    alone = _summary("reclassification", ["1"], [1], classes, 30, 300)
+    assert "transfer lift" not in alone
+    assert "25% kept its label" in alone
+    transfer = _summary("transfer", ["1"], [1], classes, 30, 300)
+    assert "transfer lift 0.41" in transfer
+    assert "kept its label" not in transfer

@@ -255,11 +255,17 @@ def _summary(
         for label in suspects:
             entry = classes[str(label)]
             own = entry["reclassified_own_share"]
-            details.append(
-                f"{label} (transfer lift {entry['transfer_lift']:.2f}, "
-                f"{'n/a' if own is None else f'{own:.0%}'} kept its label when reclassified, "
-                f"most went to {entry['reclassified_to']})"
-            )
+            # each test's figures where it ran: the transfer lift under the reclassification
+            # test alone was a figure nothing judged (a review)
+            said = []
+            if presence in ("transfer", "both"):
+                said.append(f"transfer lift {entry['transfer_lift']:.2f}")
+            if presence in ("reclassification", "both"):
+                said.append(
+                    f"{'n/a' if own is None else f'{own:.0%}'} kept its label when "
+                    f"reclassified, most went to {entry['reclassified_to']}"
+                )
+            details.append(f"{label} ({', '.join(said)})")
         text += (": " + "; ".join(details) + ".") if details else "."
     text += f" {n_flagged} of {n} training rows flagged ({n_flagged / n:.2%})."
     return text
