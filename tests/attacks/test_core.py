@@ -100,6 +100,15 @@ def test_what_never_moves_keeps_its_value_in_bounds_or_not() -> None:
     moved = out.copy()
     moved[0, 3], moved[0, 1] = 1.0, 0.0  # another category: the fixed group moved
     assert cons.violations(moved, x0) == 1
+    # a fixed group with no member on (its dropped reference category) and a fixed integer
+    # holding a fraction, left as they were: no break (both were counted, untouched; a review)
+    dropped = np.array([[21.5, 0.0, 0.0, 0.0, 0.5]])
+    assert cons.violations(dropped, dropped) == 0
+    aged = FeatureConstraints.from_schema(
+        FeatureSchema({"age": ColumnSpec("age", ColumnKind.INTEGER, immutable=True)}), ["age"], None
+    )
+    assert aged.violations(np.array([[30.5]]), np.array([[30.5]])) == 0
+    assert aged.violations(np.array([[31.0]]), np.array([[30.5]])) == 1
 
 
 def test_each_rows_bounds_hold_its_own_value() -> None:

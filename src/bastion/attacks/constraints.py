@@ -344,10 +344,13 @@ class FeatureConstraints:
         bad |= (x_adv[:, free] > upper[:, free] + atol).any(axis=1)
         if fixed.any():
             bad |= (np.abs(x_adv[:, fixed] - x_orig[:, fixed]) > atol).any(axis=1)
-        if self.integer.any():
-            vals = x_adv[:, self.integer]
+        # a fixed feature or group only has to stay as it was (above): a dropped-first
+        # group held immutable has no member on, and an untouched row read as broken
+        movable_integers = self.integer & free
+        if movable_integers.any():
+            vals = x_adv[:, movable_integers]
             bad |= (np.abs(vals - np.rint(vals)) > atol).any(axis=1)
-        for group in self.one_hot_groups:
+        for group in self.movable_groups():
             block = x_adv[:, group]
             ok = (np.abs(block.sum(axis=1) - 1) <= atol) & np.isin(block, (0.0, 1.0)).all(axis=1)
             bad |= ~ok

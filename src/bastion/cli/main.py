@@ -404,8 +404,10 @@ def _limit_option(command: str) -> Any:
     return typer.Option(
         "--limit",
         metavar="NAME=VALUE",
-        help="A gate limit, instead of the check's default (repeatable; 'off' turns one off): "
+        help="A gate limit, instead of the check's default (repeatable; 'off' turns off "
+        "one that is off by default): "
         + ", ".join(LIMIT_NAMES[command])
+        + (" (max_backdoor_success with --attack backdoor)" if command == "poisoning" else "")
         + ". Crossing one exits 1.",
     )
 

@@ -707,6 +707,9 @@ def test_torch_retraining_without_classes_refuses_labels_that_name_no_output() -
         ({"kind": "backdoor", "mode": "targeted"}, "kind 'backdoor' does not use mode"),
         ({"kind": "backdoor", "target": 0}, "kind 'backdoor' does not use target"),
         ({"max_backdoor_success": 0.1}, "does not use max_backdoor_success"),
+        # at the policy's load, not after every other check ran (a review)
+        ({"mode": "targeted"}, "mode 'targeted' needs target"),
+        ({"mode": "targeted", "source": 1}, "mode 'targeted' needs target"),
     ],
 )
 def test_options_the_chosen_attack_ignores_are_refused(

@@ -907,6 +907,28 @@ def test_rows_with_a_missing_feature_are_left_out_and_counted(data: dict[str, An
     )
 
 
+def test_one_hot_members_are_no_integers_stuck_within_eps() -> None:
+    """A one-hot member moves by a category switch, not a whole unit: it was listed as an
+    integer feature eps cannot move, with "declare them numeric" (a review)."""
+    from bastion.attacks.checks.robustness import _stuck_integers
+    from bastion.attacks.constraints import FeatureConstraints
+    from bastion.data.schema import ColumnKind, ColumnSpec
+
+    rng = np.random.default_rng(0)
+    site = rng.integers(0, 3, 200)
+    frame = pd.DataFrame(
+        {"count": rng.integers(0, 3, 200).astype(float), **{
+            f"site_{k}": (site == k).astype(float) for k in range(3)}}
+    )  # fmt: skip
+    specs = {"count": ColumnSpec("count", ColumnKind.INTEGER)}
+    specs |= {c: ColumnSpec(c, ColumnKind.BOOLEAN, one_hot_group="site") for c in frame.columns[1:]}
+    constraints = FeatureConstraints.from_schema(FeatureSchema(specs), list(frame.columns), frame)
+    notes = _stuck_integers(constraints, 0.2)
+    assert len(notes) == 1
+    assert "1 integer feature(s)" in notes[0]
+    assert "(count)" in notes[0]
+
+
 def test_integer_features_eps_cannot_move_are_a_sanity_warning(data: dict[str, Any]) -> None:
     """Rounding takes a candidate back toward its original value: an integer feature that
     eps cannot move by one unit never changes (every pixel of 0..16 digits at the tensor

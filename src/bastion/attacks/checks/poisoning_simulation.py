@@ -137,6 +137,12 @@ class PoisoningSimulationConfig(CheckConfig):
             unused += [n for n in ("source", "target") if _set(self, n)]
             if self.mode != "random":
                 unused.append("mode")
+        if self.kind == "label_flip" and self.mode == "targeted" and self.target is None:
+            # found only at run time before, after every other check had run (a review)
+            raise ValueError(
+                "mode 'targeted' needs target, the class the labels are flipped to "
+                "(and optionally source, the class flipped from)"
+            )
         if unused:
             raise ValueError(
                 f"kind {self.kind!r}"

@@ -645,6 +645,10 @@ def _stuck_integers(constraints: FeatureConstraints, eps: float) -> list[str]:
     left every pixel of 0..16 digits in place)."""
     reach = eps * np.asarray(constraints.scale, dtype=np.float64)
     integer = np.asarray(constraints.integer, dtype=bool) & ~constraints.fixed_columns()
+    for group in constraints.one_hot_groups:
+        # a category switch, not a whole unit: "declare them numeric" was wrong advice for
+        # one-hot members (a review)
+        integer[group] = False
     stuck = np.flatnonzero(integer & (reach < 1.0))
     if stuck.size == 0:
         return []
