@@ -584,6 +584,7 @@ def test_constraints_are_never_violated(
     changes = result.extra["mean_abs_change_original_units"]
     assert "age" not in changes
     assert set(changes) <= {"visits", "income", *cons.names[3:]}
+    assert result.extra["eps_unit"] == "std"  # as the white-box results say
     _verified(result, mixed["model"])
 
 

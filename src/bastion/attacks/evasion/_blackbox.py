@@ -579,6 +579,8 @@ def finalize(
     # fraction in an integer feature): any candidate must repair them, usually beyond eps,
     # so they read as robust; ADV001 leaves them out, a caller of the attack can too
     out_extra["constraint_violating_points"] = space.constraints.count_invalid(x)
+    # the unit of eps and the perturbations, as the white-box results say (a review)
+    out_extra["eps_unit"] = "input" if bool(np.all(space.scale == 1.0)) else "std"
     return EvasionResult(
         attack=name,
         x_adv=x_adv.reshape(shape),
