@@ -145,7 +145,8 @@ class EvasionCheckConfig(CheckConfig):
         # a typo in the policy is a configuration error (exit 2), not a failed gate
         known = sorted(a.id for a in ATTACKS if a.family == "evasion")
         if value != "auto" and value not in known:
-            raise ValueError(f"expected auto or one of {', '.join(known)}; got {value!r}")
+            # auto is an attack of the registry too: named once (it was listed twice)
+            raise ValueError(f"expected one of {', '.join(known)}; got {value!r}")
         return value
 
     @field_validator("eps_curve")
