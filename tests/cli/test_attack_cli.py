@@ -178,8 +178,8 @@ def test_limits_set_every_section_that_has_them_and_off_turns_one_off() -> None:
 
 def test_the_help_names_each_commands_limits_as_its_checks_do() -> None:
     from bastion.checks import CHECKS
-    from bastion.cli.attack import SECTIONS
-    from bastion.cli.main import LIMIT_NAMES
+    from bastion.cli.attack import SECTIONS, _may_be_none
+    from bastion.cli.main import LIMIT_NAMES, LIMITS_THAT_MAY_BE_OFF
 
     assert set(LIMIT_NAMES) == set(SECTIONS)
     for command, sections in SECTIONS.items():
@@ -187,6 +187,9 @@ def test_the_help_names_each_commands_limits_as_its_checks_do() -> None:
         assert sorted(LIMIT_NAMES[command]) == sorted(n for c in owners for n in c.gate_limits)
         for cls in owners:  # each limit is an option of the check
             assert set(cls.gate_limits) <= set(cls.Config.model_fields)
+            for name in cls.gate_limits:  # 'off' is offered where the field admits None
+                annotation = cls.Config.model_fields[name].annotation
+                assert (name in LIMITS_THAT_MAY_BE_OFF) == _may_be_none(annotation), name
 
 
 def test_extraction_membership_poisoning(project: Path) -> None:

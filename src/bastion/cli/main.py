@@ -400,14 +400,21 @@ LIMIT_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
+# the limits that may be turned off (their fields admit None; a test keeps the two equal)
+LIMITS_THAT_MAY_BE_OFF = frozenset(
+    {"min_robust_accuracy", "max_attack_success_rate", "max_fidelity", "max_tpr_at_1pct_fpr"}
+)
+
+
 def _limit_option(command: str) -> Any:
+    may_be_off = [n for n in LIMIT_NAMES[command] if n in LIMITS_THAT_MAY_BE_OFF]
     return typer.Option(
         "--limit",
         metavar="NAME=VALUE",
-        help="A gate limit, instead of the check's default (repeatable; 'off' turns off "
-        "one that is off by default): "
+        help="A gate limit, instead of the check's default (repeatable): "
         + ", ".join(LIMIT_NAMES[command])
         + (" (max_backdoor_success with --attack backdoor)" if command == "poisoning" else "")
+        + (f"; 'off' turns off {' or '.join(may_be_off)}" if may_be_off else "")
         + ". Crossing one exits 1.",
     )
 
