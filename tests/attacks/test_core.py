@@ -109,6 +109,9 @@ def test_what_never_moves_keeps_its_value_in_bounds_or_not() -> None:
     )
     assert aged.violations(np.array([[30.5]]), np.array([[30.5]])) == 0
     assert aged.violations(np.array([[31.0]]), np.array([[30.5]])) == 1
+    # a NaN where the original held a value is a break (every comparison passed it)
+    x = np.array([[21.5, 1.0, 0.0, 0.0, 0.5]])
+    assert cons.violations(np.array([[21.5, 1.0, 0.0, 0.0, np.nan]]), x) == 1
 
 
 def test_each_rows_bounds_hold_its_own_value() -> None:

@@ -336,7 +336,9 @@ class FeatureConstraints:
         """How many rows break any constraint (0 for every attack's output; tests assert it).
         Bounds (:meth:`row_bounds`) judge the features an attack may move; the others must
         equal the original."""
-        bad = np.zeros(len(x_adv), dtype=bool)
+        # a NaN the original did not hold is no point at all (every comparison below is
+        # False for it, and a NaN row passed; a review)
+        bad = (np.isnan(x_adv) & ~np.isnan(x_orig)).any(axis=1)
         fixed = self.fixed_columns()
         free = ~fixed
         lower, upper = self.row_bounds(x_orig)
