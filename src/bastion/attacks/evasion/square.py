@@ -188,7 +188,7 @@ class Square(EvasionAttack):
         # an ONNX image model's graph says its row shape too (from a review: searched as a
         # table, with feature subsets for windows)
         declared = cfg.image_shape or getattr(model, "input_shape", None)
-        layout = _layout(declared or row_shape(model), space, guessed=not declared)
+        layout = _layout(declared or row_shape(model), space)
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
         attacked = np.flatnonzero(np.asarray(clean == y))
@@ -654,16 +654,30 @@ class _Tabular(_Layout):
 
 
 class _Image(_Layout):
-    def __init__(self, c: int, h: int, w: int) -> None:
+    """Square windows over an image's rows, laid out (c, h, w), or (h, w, c) where
+    ``channels_last``: the windows and starts are drawn in (c, h, w) and placed in the row's
+    own layout (a (h, w, c) row cut as (c, h, w) put every window across the wrong axes:
+    robust accuracy 0.81 against 0.49 for the same model taking channels first)."""
+
+    def __init__(self, c: int, h: int, w: int, channels_last: bool = False) -> None:
         self.c, self.h, self.w = c, h, w
+        self.channels_last = channels_last
 
     def describe(self) -> str:
+        if self.channels_last:
+            return f"square windows over (h, w, c) = ({self.h}, {self.w}, {self.c})"
         return f"square windows over (c, h, w) = ({self.c}, {self.h}, {self.w})"
+
+    def _rows(self, delta: np.ndarray) -> np.ndarray:
+        """(n, c, h, w) values as flat rows in the row's layout."""
+        if self.channels_last:
+            delta = delta.transpose(0, 2, 3, 1)
+        out: np.ndarray = np.ascontiguousarray(delta).reshape(len(delta), -1)
+        return out
 
     def init_inf(self, n: int, rng: np.random.Generator) -> np.ndarray:
         stripes = rng.choice(np.array([-1.0, 1.0]), size=(n, self.c, 1, self.w))
-        out: np.ndarray = np.broadcast_to(stripes, (n, self.c, self.h, self.w)).reshape(n, -1)
-        return out.copy()
+        return self._rows(np.broadcast_to(stripes, (n, self.c, self.h, self.w)))
 
     def init_l2(self, n: int, rng: np.random.Generator) -> np.ndarray:
         s = max(self.h // 5, 1)
@@ -680,16 +694,19 @@ class _Image(_Layout):
                     block += pattern[: block.shape[2], : block.shape[3]] * signs
                 vw += s
             vh += s
-        out: np.ndarray = delta.reshape(n, -1)
-        return out
+        return self._rows(delta)
 
     def _square(self, n: int, s: int, rng: np.random.Generator) -> np.ndarray:
+        """Flat positions of a window of side ``s`` per row, ``(n, c, s * s)``."""
         vh = rng.integers(0, self.h - s + 1, size=n)
         vw = rng.integers(0, self.w - s + 1, size=n)
         i, j = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
         pixels = (vh[:, None, None] + i) * self.w + (vw[:, None, None] + j)  # (n, s, s)
-        channel = np.arange(self.c)[None, :, None] * (self.h * self.w)
-        out: np.ndarray = channel + pixels.reshape(n, 1, s * s)
+        channels = np.arange(self.c)[None, :, None]
+        if self.channels_last:
+            out: np.ndarray = pixels.reshape(n, 1, s * s) * self.c + channels
+        else:
+            out = channels * (self.h * self.w) + pixels.reshape(n, 1, s * s)
         return out
 
     def windows_inf(self, n: int, p: float, rng: np.random.Generator) -> np.ndarray:
@@ -710,29 +727,25 @@ class _Image(_Layout):
         return self._square(n, s, rng), self._square(n, s, rng), profile.reshape(-1).copy()
 
 
-def _layout(declared: object, space: Space, guessed: bool = False) -> _Layout:
+def _layout(declared: object, space: Space) -> _Layout:
     """Square windows when an image shape multiplies to the row width, else tabular.
-    ``guessed``: the shape is an ONNX graph's, which may be channels last."""
-    shape: tuple[int, ...] | None = None
-    if isinstance(declared, tuple | list):
-        dims = tuple(int(v) for v in declared)
-        if len(dims) == 2:
-            dims = (1, *dims)
-        # channels first: an ONNX graph may say (h, w, c), whose flat rows a (c, h, w)
-        # window would cut across (a review); such a shape keeps the tabular windows
-        if guessed and len(dims) == 3 and dims[-1] == 1:
-            dims = (1, dims[0], dims[1])  # one channel: the same flat layout either way
-        channels_last = guessed and len(dims) == 3 and dims[-1] <= 4 < dims[0]
-        if (
-            len(dims) == 3
-            and math.prod(dims) == space.n_features
-            and min(dims[1:]) > 1
-            and not channels_last
-        ):
-            shape = dims
-    if shape is None:
+
+    A shape ending in at most 4 values after a longer first one, (h, w, c), is channels
+    last (a torch module declared so, or an ONNX graph's); others are (c, h, w).
+    Both cut their windows in the row's own layout (a review saw a (h, w, c) row cut as
+    (c, h, w), and before that ONNX's fall back to the table's windows)."""
+    if not isinstance(declared, tuple | list):
         return _Tabular(space)
-    return _Image(*shape)
+    dims = tuple(int(v) for v in declared)
+    if len(dims) == 2:
+        dims = (1, *dims)
+    if len(dims) != 3 or math.prod(dims) != space.n_features:
+        return _Tabular(space)
+    if dims[-1] <= 4 < dims[0]:  # (8, 8, 1) too: one channel, either layout
+        h, w, c = dims
+        return _Image(c, h, w, channels_last=True) if min(h, w) > 1 else _Tabular(space)
+    c, h, w = dims
+    return _Image(c, h, w) if min(h, w) > 1 else _Tabular(space)
 
 
 def _eta_rectangles(x: int, y: int) -> np.ndarray:
