@@ -28,8 +28,8 @@ Windows on tabular data
     sign (features play the role of channels); the start is "vertical stripes" of a 1-pixel-
     high image, i.e. a random sign per feature. L2: the window receives the paper's
     centre-peaked ("meta pseudo-Gaussian") profile in 1-D, with mass moved from a second
-    window. Images (``image_shape``, or the model's row shape of (c, h, w): a torch
-    model's ``input_shape``, an ONNX graph's ``row_shape``) use the
+    window. Images (``image_shape``, or the model's row shape of (c, h, w) or (h, w, c): a
+    torch model's ``input_shape``, an ONNX graph's ``row_shape``) use the
     paper's square windows, one sign per channel, vertical-stripe and tiled initialisations.
 Constraints
     Every candidate is made feasible (immutable, bounds, integers, one-hot groups) inside the
@@ -104,9 +104,10 @@ class SquareConfig(AttackConfig):
         n_queries: queries per point, every model call included (clean prediction,
             initialisation, iterations, success check); the budget's per-sample cap applies too.
         p_init: initial share of the input inside a window.
-        image_shape: ``(c, h, w)`` or ``(h, w)`` for square windows; ``None`` takes the model's
-            row shape when it has one (``input_shape``, an ONNX graph's ``row_shape``), else
-            the tabular (feature-subset) windows.
+        image_shape: ``(c, h, w)``, ``(h, w, c)`` or ``(h, w)`` for square windows (a last
+            value of at most 4 after a longer first one is read as channels last); ``None``
+            takes the model's row shape when it has one (``input_shape``, an ONNX graph's
+            ``row_shape``), else the tabular (feature-subset) windows.
     """
 
     # three are the clean prediction, the initialisation and the success check
