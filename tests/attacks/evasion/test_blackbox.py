@@ -633,8 +633,8 @@ def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
     seen: list[Any] = []
     layout = square_module._layout
 
-    def spy(declared: Any, space: Any) -> Any:
-        chosen = layout(declared, space)
+    def spy(declared: Any, space: Any, *args: Any, **kwargs: Any) -> Any:
+        chosen = layout(declared, space, *args, **kwargs)
         seen.append(type(chosen).__name__)
         return chosen
 
@@ -658,6 +658,14 @@ def test_square_takes_image_windows_from_an_onnx_graphs_row_shape(
     gray = Space(FeatureConstraints.box(28 * 28, 0.0, 1.0), np.zeros((1, 784)))
     assert type(layout((28, 28, 1), gray)).__name__ == "_Image"  # one channel
     assert type(layout((6, 32, 16), space)).__name__ == "_Image"
+    # 8 bands of 4 x 4 stay bands (both others must be longer than the last; a review), and
+    # the reading can be forced either way
+    bands = Space(FeatureConstraints.box(128, 0.0, 1.0), np.zeros((1, 128)))
+    assert not layout((8, 4, 4), bands).channels_last  # type: ignore[attr-defined]
+    assert layout((8, 4, 4), bands, True).channels_last  # type: ignore[attr-defined]
+    assert not layout((32, 32, 3), space, False).channels_last  # type: ignore[attr-defined]
+    tiny = Space(FeatureConstraints.box(16, 0.0, 1.0), np.zeros((1, 16)))
+    assert type(layout((4, 4, 1), tiny, guessed=True)).__name__ == "_Image"  # an ONNX gray
     # a window of one (h, w) position holds its c values, consecutive in (h, w, c) rows
     rng = np.random.default_rng(0)
     positions = last._square(5, 1, rng)  # (rows, c, 1)

@@ -104,16 +104,19 @@ class SquareConfig(AttackConfig):
         n_queries: queries per point, every model call included (clean prediction,
             initialisation, iterations, success check); the budget's per-sample cap applies too.
         p_init: initial share of the input inside a window.
-        image_shape: ``(c, h, w)``, ``(h, w, c)`` or ``(h, w)`` for square windows (a last
-            value of at most 4 after a longer first one is read as channels last); ``None``
+        image_shape: ``(c, h, w)``, ``(h, w, c)`` or ``(h, w)`` for square windows; ``None``
             takes the model's row shape when it has one (``input_shape``, an ONNX graph's
             ``row_shape``), else the tabular (feature-subset) windows.
+        channels_last: whether a 3-D shape is ``(h, w, c)``; ``None`` reads it so where its
+            last value is at most 4 and both others are larger ((32, 32, 3), not (8, 4, 4)
+            or (3, 32, 32)).
     """
 
     # three are the clean prediction, the initialisation and the success check
     n_queries: int = Field(default=5_000, ge=3)
     p_init: float = Field(default=0.8, gt=0.0, le=1.0)
     image_shape: tuple[int, ...] | None = None
+    channels_last: bool | None = None
 
 
 @ATTACKS.register
@@ -157,7 +160,7 @@ class Square(EvasionAttack):
 
         Parameters:
             model: any adapter with ``predict`` and ``predict_proba``.
-            X: rows ``(n, d)`` (or ``(n, c, h, w)``) in input units.
+            X: rows ``(n, d)`` (or ``(n, c, h, w)``, ``(n, h, w, c)``) in input units.
             y: true labels.
             eps: radius in ``constraints.scale`` units.
             norm: ``"inf"`` or ``"2"``.
@@ -189,7 +192,9 @@ class Square(EvasionAttack):
         # an ONNX image model's graph says its row shape too (from a review: searched as a
         # table, with feature subsets for windows)
         declared = cfg.image_shape or getattr(model, "input_shape", None)
-        layout = _layout(declared or row_shape(model), space)
+        layout = _layout(
+            declared or row_shape(model), space, cfg.channels_last, guessed=not declared
+        )
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
         attacked = np.flatnonzero(np.asarray(clean == y))
@@ -728,13 +733,17 @@ class _Image(_Layout):
         return self._square(n, s, rng), self._square(n, s, rng), profile.reshape(-1).copy()
 
 
-def _layout(declared: object, space: Space) -> _Layout:
+def _layout(
+    declared: object, space: Space, channels_last: bool | None = None, guessed: bool = False
+) -> _Layout:
     """Square windows when an image shape multiplies to the row width, else tabular.
 
-    A shape ending in at most 4 values after a longer first one, (h, w, c), is channels
-    last (a torch module declared so, or an ONNX graph's); others are (c, h, w).
-    Both cut their windows in the row's own layout (a review saw a (h, w, c) row cut as
-    (c, h, w), and before that ONNX's fall back to the table's windows)."""
+    A 3-D shape is (h, w, c) where ``channels_last`` says so or, left ``None``, where its
+    last value is at most 4 and both others are larger ((32, 32, 3): a torch module declared
+    so, or an ONNX graph's); else (c, h, w), so that 8 bands of 4 x 4 stay bands. Both cut
+    their windows in the row's own layout (a review saw a (h, w, c) row cut as (c, h, w),
+    robust accuracy 0.81 against 0.49, and before that ONNX's fall back to the table's
+    windows). ``guessed`` (an ONNX graph's shape): (h, w, 1) is one channel of h x w."""
     if not isinstance(declared, tuple | list):
         return _Tabular(space)
     dims = tuple(int(v) for v in declared)
@@ -742,7 +751,10 @@ def _layout(declared: object, space: Space) -> _Layout:
         dims = (1, *dims)
     if len(dims) != 3 or math.prod(dims) != space.n_features:
         return _Tabular(space)
-    if dims[-1] <= 4 < dims[0]:  # (8, 8, 1) too: one channel, either layout
+    if guessed and channels_last is None and dims[-1] == 1:
+        dims = (1, dims[0], dims[1])  # one channel: the same flat layout either way
+    last = channels_last if channels_last is not None else dims[-1] <= 4 < min(dims[:2])
+    if last:
         h, w, c = dims
         return _Image(c, h, w, channels_last=True) if min(h, w) > 1 else _Tabular(space)
     c, h, w = dims
