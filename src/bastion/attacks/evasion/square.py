@@ -107,16 +107,17 @@ class SquareConfig(AttackConfig):
         image_shape: ``(c, h, w)``, ``(h, w, c)`` or ``(h, w)`` for square windows; ``None``
             takes the model's row shape when it has one (``input_shape``, an ONNX graph's
             ``row_shape``), else the tabular (feature-subset) windows.
-        channels_last: whether a 3-D shape is ``(h, w, c)``; ``None`` reads it so where its
-            last value is at most 4 and both others are larger ((32, 32, 3), not (8, 4, 4)
-            or (3, 32, 32)).
+        image_layout: how a 3-D shape's values lie in a row: ``"hwc"`` (channels last),
+            ``"chw"``, or ``"auto"``: channels last where the last value is at most 4 and
+            both others are larger ((32, 32, 3), not (8, 4, 4) or (3, 32, 32)). A 2-D shape
+            is one channel either way.
     """
 
     # three are the clean prediction, the initialisation and the success check
     n_queries: int = Field(default=5_000, ge=3)
     p_init: float = Field(default=0.8, gt=0.0, le=1.0)
     image_shape: tuple[int, ...] | None = None
-    channels_last: bool | None = None
+    image_layout: Literal["auto", "chw", "hwc"] = "auto"
 
 
 @ATTACKS.register
@@ -193,7 +194,7 @@ class Square(EvasionAttack):
         # table, with feature subsets for windows)
         declared = cfg.image_shape or getattr(model, "input_shape", None)
         layout = _layout(
-            declared or row_shape(model), space, cfg.channels_last, guessed=not declared
+            declared or row_shape(model), space, cfg.image_layout, guessed=not declared
         )
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
@@ -733,27 +734,26 @@ class _Image(_Layout):
         return self._square(n, s, rng), self._square(n, s, rng), profile.reshape(-1).copy()
 
 
-def _layout(
-    declared: object, space: Space, channels_last: bool | None = None, guessed: bool = False
-) -> _Layout:
+def _layout(declared: object, space: Space, layout: str = "auto", guessed: bool = False) -> _Layout:
     """Square windows when an image shape multiplies to the row width, else tabular.
 
-    A 3-D shape is (h, w, c) where ``channels_last`` says so or, left ``None``, where its
-    last value is at most 4 and both others are larger ((32, 32, 3): a torch module declared
-    so, or an ONNX graph's); else (c, h, w), so that 8 bands of 4 x 4 stay bands. Both cut
-    their windows in the row's own layout (a review saw a (h, w, c) row cut as (c, h, w),
-    robust accuracy 0.81 against 0.49, and before that ONNX's fall back to the table's
-    windows). ``guessed`` (an ONNX graph's shape): (h, w, 1) is one channel of h x w."""
+    A 3-D shape is (h, w, c) where ``layout`` is ``"hwc"`` or, ``"auto"``, where its last
+    value is at most 4 and both others are larger ((32, 32, 3): a torch module declared so,
+    or an ONNX graph's); else (c, h, w), so that 8 bands of 4 x 4 stay bands. Both cut their
+    windows in the row's own layout (a review saw a (h, w, c) row cut as (c, h, w), robust
+    accuracy 0.81 against 0.49, and before that ONNX's fall back to the table's windows).
+    A 2-D shape is one channel whatever ``layout`` says; ``guessed`` (an ONNX graph's
+    shape, read ``"auto"``): (h, w, 1) is one channel of h x w."""
     if not isinstance(declared, tuple | list):
         return _Tabular(space)
     dims = tuple(int(v) for v in declared)
     if len(dims) == 2:
-        dims = (1, *dims)
+        dims, layout = (1, *dims), "chw"  # one channel, whatever the layout said
     if len(dims) != 3 or math.prod(dims) != space.n_features:
         return _Tabular(space)
-    if guessed and channels_last is None and dims[-1] == 1:
+    if guessed and layout == "auto" and dims[-1] == 1:
         dims = (1, dims[0], dims[1])  # one channel: the same flat layout either way
-    last = channels_last if channels_last is not None else dims[-1] <= 4 < min(dims[:2])
+    last = layout == "hwc" or (layout == "auto" and dims[-1] <= 4 < min(dims[:2]))
     if last:
         h, w, c = dims
         return _Image(c, h, w, channels_last=True) if min(h, w) > 1 else _Tabular(space)
