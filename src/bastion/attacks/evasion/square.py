@@ -734,7 +734,12 @@ class _Image(_Layout):
         return self._square(n, s, rng), self._square(n, s, rng), profile.reshape(-1).copy()
 
 
-def _layout(declared: object, space: Space, layout: str = "auto", guessed: bool = False) -> _Layout:
+def _layout(
+    declared: object,
+    space: Space,
+    layout: Literal["auto", "chw", "hwc"] = "auto",
+    guessed: bool = False,
+) -> _Layout:
     """Square windows when an image shape multiplies to the row width, else tabular.
 
     A 3-D shape is (h, w, c) where ``layout`` is ``"hwc"`` or, ``"auto"``, where its last
