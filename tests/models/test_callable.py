@@ -67,7 +67,7 @@ def test_one_probability_column_of_two_classes_is_the_second_class(shape: str) -
         logits.predict(X)
     ragged = CallableAdapter(predict_proba=lambda rows: [[0.5, 0.5]] + [[1.0]] * (len(rows) - 1),
                              classes=["a", "b"])  # fmt: skip
-    with pytest.raises(ModelOutputError, match="not an array of numbers"):
+    with pytest.raises(ModelOutputError, match="predict_proba returned are not numbers"):
         ragged.predict_proba(X)
     # a scalar, text: refused by name, not a bare TypeError / ValueError (a ninth review)
     for answer in (0.7, np.array(["x", "y"] * 3, dtype=object)):

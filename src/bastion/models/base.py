@@ -202,77 +202,60 @@ class ModelAdapter(ABC):
         """Class probabilities, shape (rows, classes), columns ordered as ``classes_``."""
         self.require(Capability.PREDICT_PROBA, by="predict_proba")
         n = self._count(X)
+        return self._probability_rows(
+            self._predict_proba(X), "the probabilities predict_proba returned", n
+        )
+
+    def _probability_rows(self, raw: Any, source: str, rows: int | None = None) -> np.ndarray:
+        """``raw`` probabilities as a (rows, classes) float64 array in ``classes_`` order, a
+        two-class model's single column read as the second class's; anything else refused
+        by name (``source``, a plural noun: what they are): text, ragged rows, another
+        width or row count, NaN (which also hid logits from the range check) and values
+        outside [0, 1]. One reading for ``predict_proba`` and for labels read from
+        probabilities (:meth:`_labels_of`), which had drifted apart (reviews)."""
+        name = self.info.name
         try:
-            out = np.asarray(self._predict_proba(X), dtype=np.float64)
+            out = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError) as err:  # text, ragged rows: said as the others are
-            raise ModelOutputError(
-                f"model {self.info.name!r}: predict_proba returned what is not an array of "
-                f"numbers: {err}"
-            ) from err
+            raise ModelOutputError(f"model {name!r}: {source} are not numbers: {err}") from err
         k = None if self.classes_ is None else len(self.classes_)
         if k == 2:
             out = two_class_columns(out)
-        if out.ndim != 2 or out.shape[0] != n or (k is not None and out.shape[1] != k):
-            expected = f"({n}, {k})" if k is not None else f"({n}, n_classes)"
+        if (
+            out.ndim != 2
+            or (rows is not None and out.shape[0] != rows)
+            or (k is not None and out.shape[1] != k)
+        ):
+            n = rows if rows is not None else (out.shape[0] if out.ndim else "rows")
+            expected = f"({n}, {k if k is not None else 'n_classes'}), one column per class"
             raise ModelOutputError(
-                f"model {self.info.name!r}: predict_proba returned shape {out.shape} for {n} "
-                f"rows; expected {expected}"
+                f"model {name!r}: {source} have shape {out.shape}; expected {expected}"
             )
         if not np.isfinite(out).all():
             bad = int((~np.isfinite(out)).any(axis=1).sum())
             raise ModelOutputError(
-                f"model {self.info.name!r}: predict_proba returned NaN or infinite values "
-                f"in {bad} of {n} rows"
+                f"model {name!r}: {source} hold NaN or infinite values in {bad} of "
+                f"{len(out)} rows"
             )
-        self._refuse_non_probabilities(out)
-        return out
-
-    def _refuse_non_probabilities(
-        self, out: np.ndarray, what: str = "predict_proba returned"
-    ) -> None:
-        """Raise where ``out`` holds values outside [0, 1] (float32 runtimes, ONNX, round a
-        little past the ends; anything more is not a probability); ``what`` names them."""
         if out.size and (out.min() < -PROBA_TOLERANCE or out.max() > 1 + PROBA_TOLERANCE):
+            # float32 runtimes (ONNX) round a little past the ends; anything more is not a
+            # probability
             raise ModelOutputError(
-                f"model {self.info.name!r}: {what} values outside [0, 1] "
-                f"(min {out.min():.6g}, max {out.max():.6g}): these look like logits or "
-                "scores, not probabilities (export the model with its final softmax or "
-                "sigmoid, or name the probability output)"
+                f"model {name!r}: {source} hold values outside [0, 1] (min {out.min():.6g}, "
+                f"max {out.max():.6g}): these look like logits or scores, not probabilities "
+                "(export the model with its final softmax or sigmoid, or name the probability "
+                "output)"
             )
+        return out
 
     def _labels_of(self, proba: Any) -> np.ndarray:
         """Labels read from a model's raw probabilities (for adapters that predict by them):
-        the most probable of ``classes_``, a two-class model's single column read as the
-        second class's, as :meth:`predict_proba` reads it (from a review: predict took the
-        argmax of the one column, class 0 for every row, while predict_proba read it).
-        Anything but rows of finite probabilities, one per class, is refused."""
+        the most probable of ``classes_``, read as :meth:`predict_proba` reads them (from a
+        review: predict took the argmax of a two-class model's single column, class 0 for
+        every row, while predict_proba read it as the second class's)."""
         if self.classes_ is None:
             return np.asarray(proba)
-        try:
-            out = np.asarray(proba, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ModelOutputError(
-                f"model {self.info.name!r}: its probabilities (read for predict) are not "
-                f"numbers: {err}"
-            ) from err
-        k = len(self.classes_)
-        if k == 2:
-            out = two_class_columns(out)
-        if out.ndim != 2 or out.shape[1] != k:
-            # refused here: a column of them went on as labels (from a review: three
-            # classes, and predict returned the probabilities themselves)
-            rows = out.shape[0] if out.ndim else "rows"
-            raise ModelOutputError(
-                f"model {self.info.name!r}: its probabilities (read for predict) have shape "
-                f"{out.shape}; expected ({rows}, {k}), one column per class"
-            )
-        if not np.isfinite(out).all():  # a NaN also hid logits from the range check
-            bad = int((~np.isfinite(out)).any(axis=1).sum())
-            raise ModelOutputError(
-                f"model {self.info.name!r}: its probabilities (read for predict) hold NaN or "
-                f"infinite values in {bad} of {len(out)} rows"
-            )
-        self._refuse_non_probabilities(out, "its probabilities (read for predict) hold")
+        out = self._probability_rows(proba, "its probabilities (read for predict)")
         return np.asarray(self.classes_[np.argmax(out, axis=1)])
 
     def logits(self, X: ArrayLike) -> np.ndarray:

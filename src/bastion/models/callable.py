@@ -70,7 +70,8 @@ class CallableAdapter(ModelAdapter):
             raise ConfigError("CallableAdapter has no way to predict")  # guarded in __init__
         return self._labels_of(self._predict_proba_fn(X))
 
-    def _predict_proba(self, X: ArrayLike) -> np.ndarray:
+    def _predict_proba(self, X: ArrayLike) -> Any:
         if self._predict_proba_fn is None:  # pragma: no cover - capability checked first
             return super()._predict_proba(X)
-        return np.asarray(self._predict_proba_fn(X))
+        # as the function returned it: predict_proba reads it as numbers, or says why not
+        return self._predict_proba_fn(X)
