@@ -234,8 +234,7 @@ class ModelAdapter(ABC):
         if not np.isfinite(out).all():
             bad = int((~np.isfinite(out)).any(axis=1).sum())
             raise ModelOutputError(
-                f"model {name!r}: {source} hold NaN or infinite values in {bad} of "
-                f"{len(out)} rows"
+                f"model {name!r}: {source} hold NaN or infinite values in {bad} of {len(out)} rows"
             )
         if out.size and (out.min() < -PROBA_TOLERANCE or out.max() > 1 + PROBA_TOLERANCE):
             # float32 runtimes (ONNX) round a little past the ends; anything more is not a
