@@ -44,7 +44,12 @@ def test_the_issue_example_message() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"projekt": "x"}, "bastion.yaml: projekt: unknown key; expected one of: version, project"),
+        (
+            {"projekt": "x"},
+            "bastion.yaml: projekt: unknown key; did you mean 'project'? expected one of: "
+            "version, project",
+        ),
+        ({"zzz": 1}, "bastion.yaml: zzz: unknown key; expected one of: version, project"),
         ({"seed": "abc"}, "bastion.yaml: seed: expected an integer >= 0, got 'abc'"),
         ({"gate": {"fail_on": "severe"}}, "gate.fail_on: expected one of info, low, medium"),
         (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["known_names"]
+__all__ = ["did_you_mean", "known_names"]
 
 
 def known_names(
@@ -21,8 +21,7 @@ def known_names(
     names = [str(n) for n in known]
     if not names:
         return f"there are no {noun}"
-    close = difflib.get_close_matches(str(wanted), names, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    hint = did_you_mean(wanted, names)
     if len(names) <= limit:
         listed = ", ".join(names)
     else:
@@ -32,3 +31,10 @@ def known_names(
             f"({len(names)} in all)"
         )
     return f"{hint}{noun} are {listed}"
+
+
+def did_you_mean(wanted: object, names: Iterable[str]) -> str:
+    """``did you mean 'a' or 'b'? `` for the names close to ``wanted`` (difflib's, as a user
+    mistypes), or an empty string."""
+    close = difflib.get_close_matches(str(wanted), list(names), n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

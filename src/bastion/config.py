@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from bastion._names import did_you_mean
 from bastion.checks import (
     CATEGORIES,
     CHECKS,
@@ -499,8 +500,12 @@ def _describe_error(item: Mapping[str, Any], model: type[BaseModel]) -> str:
     got = item.get("input")
     if kind == "extra_forbidden":
         owner = _owner_model(model, item["loc"][:-1])
-        keys = ", ".join(owner.model_fields) if owner is not None else ""
-        return f"unknown key; expected one of: {keys}" if keys else "unknown key"
+        names = list(owner.model_fields) if owner is not None else []
+        if not names:
+            return "unknown key"
+        # a mistyped key is the usual cause: name the close ones first
+        hint = did_you_mean(item["loc"][-1], names)
+        return f"unknown key; {hint}expected one of: {', '.join(names)}"
     if kind == "missing":
         return "required key is missing"
     if kind == "value_error":
