@@ -53,8 +53,8 @@ def test_the_issue_example_message() -> None:
         ({"seed": "abc"}, "bastion.yaml: seed: expected an integer >= 0, got 'abc'"),
         ({"gate": {"fail_on": "severe"}}, "gate.fail_on: expected one of info, low, medium"),
         (
-            {"checks": {"data": {"completenes": {}}}},
-            "checks.data.completenes: unknown check 'completenes'; expected one of:",
+            {"checks": {"data": {"zzz": {}}}},
+            "checks.data.zzz: unknown check 'zzz'; expected one of:",
         ),
         (
             {"checks": {"data": {"completeness": {"mostly": 1.5}}}},
@@ -74,6 +74,14 @@ def test_the_issue_example_message() -> None:
         ),
         ({"waivers": [{"check": "DQ001"}]}, "waivers[0].reason: required key is missing"),
         ({"gate": {"required": ["NOPE1"]}}, "gate.required[0]: unknown check id 'NOPE1'"),
+        (
+            {"gate": {"required": ["ADV01"]}},
+            "gate.required[0]: unknown check id 'ADV01'; did you mean 'ADV001'",
+        ),
+        (
+            {"checks": {"data": {"completenes": {}}}},
+            "unknown check 'completenes'; did you mean 'completeness'? expected one of:",
+        ),
         (
             {"model": {"remote": {"url": "u", "model_name": "m", "timeout_s": 0}}},
             "model.remote.timeout_s: expected a number > 0, got 0",

@@ -36,5 +36,5 @@ def known_names(
 def did_you_mean(wanted: object, names: Iterable[str]) -> str:
     """``did you mean 'a' or 'b'? `` for the names close to ``wanted`` (difflib's, as a user
     mistypes), or an empty string."""
-    close = difflib.get_close_matches(str(wanted), list(names), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(wanted), sorted(names), n=3, cutoff=0.6)
     return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""

@@ -422,8 +422,8 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
             if cls is None:
                 known = sorted(n for c, n in by_name if c == category)
                 raise ConfigError(
-                    f"{source}: checks.{category}.{name}: unknown check {name!r}; expected one "
-                    f"of: {', '.join(known)}"
+                    f"{source}: checks.{category}.{name}: unknown check {name!r}; "
+                    f"{did_you_mean(name, known)}expected one of: {', '.join(known)}"
                 )
             try:
                 # `completeness:` with no value means "on, with defaults"
@@ -455,14 +455,16 @@ def parse_policy(data: Any, *, source: str = "policy", path: Path | None = None)
     for i, check_id in enumerate(model.gate.required):
         if check_id not in known_ids:
             raise ConfigError(
-                f"{source}: gate.required[{i}]: unknown check id {check_id!r}; expected one of: "
+                f"{source}: gate.required[{i}]: unknown check id {check_id!r}; "
+                f"{did_you_mean(check_id, known_ids)}expected one of: "
                 f"{', '.join(sorted(known_ids))}"
             )
     for i, waiver in enumerate(model.waivers):
         if waiver.check not in known_ids:
             raise ConfigError(
-                f"{source}: waivers[{i}].check: unknown check id {waiver.check!r}; expected one "
-                f"of: {', '.join(sorted(known_ids))}"
+                f"{source}: waivers[{i}].check: unknown check id {waiver.check!r}; "
+                f"{did_you_mean(waiver.check, known_ids)}expected one of: "
+                f"{', '.join(sorted(known_ids))}"
             )
     return Policy(model, configs, path)
 
