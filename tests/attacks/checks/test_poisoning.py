@@ -312,6 +312,35 @@ def test_simulation_detectors_cut_short_by_max_seconds_report_nothing(
     assert "Detectors stopped" in finding.message
 
 
+def test_detectors_stopped_by_a_callers_deadline_without_max_seconds(
+    cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``max_seconds: null`` inside a caller's ``wall_deadline``: the detectors stop at that
+    deadline and say so (the message formatted None with ``:g``, a TypeError)."""
+    import time
+
+    from bastion._deadline import wall_deadline
+    from bastion.attacks.checks import poisoning_simulation
+
+    simulate = poisoning_simulation.simulate_poisoning
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # past the caller's deadline before the detectors start
+        return simulate(*args, **kwargs)
+
+    monkeypatch.setattr(poisoning_simulation, "simulate_poisoning", slow)
+    train, test = cancer
+    check = PoisoningSimulationCheck(PoisoningSimulationConfig(max_seconds=None))
+    with wall_deadline(0.2):
+        finding = check.execute(context(train, test, logistic(train)))
+    assert finding.status is Status.PASS, finding.message
+    assert value(finding, "accuracy_drop") <= 0.05  # judged
+    assert finding.metrics["precision"] is None
+    detectors = finding.evidence["detectors"]
+    assert detectors.startswith("stopped: the wall-time budget ran out before")
+    assert detectors.endswith("(the run's deadline)")
+
+
 def test_ctrl_c_in_the_detectors_keeps_the_simulation(
     cancer: tuple[Dataset, Dataset], monkeypatch: pytest.MonkeyPatch
 ) -> None:

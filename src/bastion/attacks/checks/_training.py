@@ -53,7 +53,7 @@ def stopped_by_time(
     the gate must not read its silence as a pass."""
     from bastion.findings import Status
 
-    budget = f"max_seconds {max_seconds:g}" if max_seconds is not None else "the run's deadline"
+    budget = time_budget_text(max_seconds)
     key = f"{check.category}.{check.name}.max_seconds"
     return check.finding(
         ctx,
@@ -63,6 +63,12 @@ def stopped_by_time(
         "training rows.",
         evidence={"max_seconds": max_seconds},
     )
+
+
+def time_budget_text(max_seconds: float | None) -> str:
+    """The budget that stopped a stage: ``max_seconds 60``, or the caller's deadline where the
+    check has none of its own (``max_seconds: null`` inside an outer ``wall_deadline``)."""
+    return f"max_seconds {max_seconds:g}" if max_seconds is not None else "the run's deadline"
 
 
 # checks whose max_seconds `bastion attack --max-seconds` sets (POI001 and POI003 have none)

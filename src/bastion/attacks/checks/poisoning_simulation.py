@@ -57,7 +57,7 @@ from pydantic import Field, model_validator
 
 from bastion._user_code import TrainFnReference
 from bastion.attacks.budget import Budget, BudgetTracker, note_interrupt, wall_deadline
-from bastion.attacks.checks._training import train_lacks
+from bastion.attacks.checks._training import time_budget_text, train_lacks
 from bastion.attacks.constraints import FeatureConstraints
 from bastion.attacks.poisoning._training import resolve_trainer
 from bastion.attacks.poisoning.detect import find_label_issues, precision_recall
@@ -277,7 +277,7 @@ class PoisoningSimulationCheck(Check):
         activation: dict[str, Any] = {}
         # None: the detectors ran; else why they did not (or not to their end)
         detectors_stopped: str | None = (
-            f"not run: max_seconds {cfg.max_seconds:g} was reached by the retrainings"
+            f"not run: {time_budget_text(cfg.max_seconds)} was reached by the retrainings"
             if tracker.out_of_time()
             else None
         )
@@ -304,7 +304,7 @@ class PoisoningSimulationCheck(Check):
                     note_interrupt()
                     detectors_stopped = "stopped: interrupted (Ctrl-C)"
                 else:
-                    detectors_stopped = f"stopped: {err} (max_seconds {cfg.max_seconds:g})"
+                    detectors_stopped = f"stopped: {err} ({time_budget_text(cfg.max_seconds)})"
         success_rate = sim.backdoor_success_rate
         metrics: dict[str, float | int | None] = {
             **sim.metrics(),
