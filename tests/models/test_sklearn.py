@@ -101,3 +101,26 @@ def test_unfitted_and_non_estimators_are_refused() -> None:
         SklearnAdapter(LogisticRegression())
     with pytest.raises(ModelError, match="predict method"):
         SklearnAdapter(object())
+
+
+def test_kept_fitted_part_names_what_a_clone_shares_fitted() -> None:
+    from sklearn.base import clone
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from bastion.models.sklearn import kept_fitted_part
+
+    X, y = load_breast_cancer(return_X_y=True)
+    scaled = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    # stateless parts and ordinary fitted models clone anew
+    plain = make_pipeline(FunctionTransformer(), StandardScaler(), LogisticRegression())
+    assert kept_fitted_part(plain.fit(X, y), clone(plain)) is None
+    assert kept_fitted_part(scaled, clone(scaled)) is None
+    calibrated = CalibratedClassifierCV(FrozenEstimator(scaled)).fit(X, y)
+    assert kept_fitted_part(calibrated, clone(calibrated)) == "'estimator': FrozenEstimator"
+    frozen = FrozenEstimator(scaled)
+    assert kept_fitted_part(frozen, clone(frozen)) == "the estimator: FrozenEstimator"

@@ -16,7 +16,7 @@ import pandas as pd
 from bastion.exceptions import ModelError
 from bastion.models.base import ArrayLike, Capability, ModelAdapter, ModelInfo
 
-__all__ = ["SklearnAdapter"]
+__all__ = ["SklearnAdapter", "kept_fitted_part"]
 
 
 class SklearnAdapter(ModelAdapter):
@@ -128,3 +128,43 @@ def _check_fitted(estimator: Any) -> None:
     except TypeError:
         # Not a scikit-learn estimator (duck-typed predict): nothing to check.
         pass
+
+
+def kept_fitted_part(estimator: Any, fresh: Any) -> str | None:
+    """A fitted part of ``estimator`` that its clone ``fresh`` shares as it is (``repr`` of
+    its parameter name, and its type), if any.
+
+    clone() makes every part anew, but for a part that clones as itself, such as a
+    ``FrozenEstimator`` (scikit-learn's way to calibrate a model already trained): a
+    "retraining" of the clone carries that fitted model along. A part counts when it is the
+    same object in both and fitted by scikit-learn's convention (``__sklearn_is_fitted__``,
+    else attributes ending in ``_``); a stateless part such as a ``FunctionTransformer``
+    is cloned anew and does not.
+
+    Example::
+
+        >>> from sklearn.base import clone
+        >>> kept_fitted_part(calibrated, clone(calibrated))  # doctest: +SKIP
+        "'estimator': FrozenEstimator"
+    """
+
+    def parts(obj: Any) -> list[tuple[str, Any]]:
+        params = getattr(obj, "get_params", None)
+        nested = params(deep=True) if callable(params) else {}
+        # the outermost first: the part a user wrote (a FrozenEstimator), not what it wraps
+        inner = sorted(nested.items(), key=lambda kv: kv[0].count("__"))
+        return [("the estimator", obj), *((repr(k), v) for k, v in inner)]
+
+    before = {name: id(part) for name, part in parts(estimator)}
+    for name, part in parts(fresh):
+        if before.get(name) != id(part) or not hasattr(part, "fit"):
+            continue
+        is_fitted = getattr(part, "__sklearn_is_fitted__", None)
+        state = getattr(part, "__dict__", {})
+        if (
+            bool(is_fitted())
+            if callable(is_fitted)
+            else any(k.endswith("_") and not k.startswith("__") for k in state)
+        ):
+            return f"{name}: {type(part).__name__}"
+    return None

@@ -104,6 +104,32 @@ def test_membership_falls_back_to_the_threshold_attack(cancer: tuple[Dataset, Da
     assert "--train-fn" in skipped.message  # says how to give the shadows a recipe
 
 
+def test_a_shadow_recipe_that_keeps_the_targets_fit_is_not_used(
+    cancer: tuple[Dataset, Dataset],
+) -> None:
+    """From a review: a clone keeps what a FrozenEstimator wraps (scikit-learn's way to
+    calibrate a forest already trained), so every shadow held the target's own forest and
+    LiRA, comparing the target with itself, read AUC 0.53: a pass, where the recipe that
+    retrains reads 0.66, a fail. The shadow attack now says it cannot run, and why."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    train, test = cancer
+    X = train.features
+    forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, train.labels)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(forest), method="sigmoid")
+    model = SklearnAdapter(calibrated.fit(X, train.labels))
+    finding = MembershipCheck().execute(context(train, test, model))
+    assert set(finding.evidence["attacks"]) == {"threshold"}
+    assert finding.metrics["n_shadow"] == 0
+    assert "'estimator': FrozenEstimator" in finding.evidence["shadow_not_run"]
+    assert "The shadow attack did not run" in finding.message
+    shadow_only = MembershipCheck(MembershipCheckConfig(attack="shadow"))
+    skipped = shadow_only.execute(context(train, test, model))
+    assert skipped.status is Status.SKIPPED
+    assert "keeps a fitted part ('estimator': FrozenEstimator)" in skipped.message
+
+
 def test_a_reversed_membership_signal_is_a_warn(cancer: tuple[Dataset, Dataset]) -> None:
     """Members scoring far lower than non-members is no pass: reversed, the score tells
     them apart (here a model sure of every test row and unsure of every training row)."""

@@ -142,15 +142,13 @@ class MembershipCheck(Check):
             return self.skip(ctx, "needs the target column in train and test (set data.target)")
         if not model.has(Capability.PREDICT_PROBA):
             return self.skip(ctx, f"model {model.info.name!r} does not provide predict_proba")
-        attack = _choose_attack(cfg, model)
+        attack, no_shadow = _choose_attack(cfg, model)
         if attack is None:
             return self.skip(
                 ctx,
-                "attack 'shadow' needs a clonable scikit-learn estimator to train shadow "
-                f"models like the target; model {model.info.name!r} ({model.info.format}) "
-                "is not one: name the target's training recipe (train_fn "
-                "'package.module:function'; bastion attack membership --train-fn), or use "
-                "attack: threshold",
+                f"attack 'shadow' cannot run: {no_shadow}. Name the target's training recipe "
+                "(train_fn 'package.module:function'; bastion attack membership --train-fn), "
+                "or use attack: threshold",
             )
 
         rng = ctx.rng(self.id)
@@ -204,7 +202,7 @@ class MembershipCheck(Check):
             )
         # the gate judges the stronger attack: a weak one must not vouch for the model
         judged = max(results, key=lambda k: float(results[k].metrics["auc"] or 0.0))
-        return self._finding(ctx, cfg, results, judged, copies)
+        return self._finding(ctx, cfg, results, judged, copies, no_shadow)
 
     def _finding(
         self,
@@ -213,6 +211,7 @@ class MembershipCheck(Check):
         results: dict[str, MembershipResult],
         judged: str,
         copies: int = 0,
+        no_shadow: str | None = None,
     ) -> Finding:
         result = results[judged]
         # each figure is the worst case over the attacks that ran: the shadow attack may have
@@ -287,6 +286,9 @@ class MembershipCheck(Check):
         )
         if result.stopped:
             summary += f" Stopped early ({result.stopped}): {result.n_shadow} shadow models."
+        if no_shadow is not None:
+            # attack auto fell back to the weaker attack: said, not silent
+            summary += f" The shadow attack did not run: {no_shadow}."
         # the attacks score members higher; far below 0.5 the signal is there, reversed
         aucs = [(float(a), k) for k, r in results.items() if (a := r.metrics["auc"]) is not None]
         lowest, lowest_by = min(aucs) if aucs else (0.5, "")
@@ -333,6 +335,7 @@ class MembershipCheck(Check):
             "nonmembers_from": "test",
             # test rows with a training row's feature values: members, not non-members
             "test_rows_in_train_left_out": copies,
+            "shadow_not_run": no_shadow,
             "attacks": {
                 name: {
                     "auc": r.metrics["auc"],
@@ -358,17 +361,20 @@ def _user_recipe(cfg: MembershipCheckConfig) -> Any:
     return functools.partial(TrainedBy, resolve_reference(cfg.train_fn, what="train_fn"))
 
 
-def _choose_attack(cfg: MembershipCheckConfig, model: ModelAdapter) -> str | None:
-    """The attack to run, or None when ``shadow`` was asked for and cannot run."""
+def _choose_attack(
+    cfg: MembershipCheckConfig, model: ModelAdapter
+) -> tuple[str | None, str | None]:
+    """The attack to run (None when ``shadow`` was asked for and cannot run), and why the
+    shadow attack cannot run, where it cannot."""
     if cfg.attack == "threshold":
-        return "threshold"
+        return "threshold", None
     if cfg.train_fn is not None:
-        return "shadow"
+        return "shadow", None
     try:
         shadow_recipe(model)
-    except CapabilityError:
-        return "threshold" if cfg.attack == "auto" else None
-    return "shadow"
+    except CapabilityError as err:
+        return ("threshold" if cfg.attack == "auto" else None), str(err).rstrip(".")
+    return "shadow", None
 
 
 def _candidate_rows(

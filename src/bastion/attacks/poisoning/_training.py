@@ -83,16 +83,22 @@ def _refuse_frozen(estimator: Any, name: str) -> None:
     """A part that no clone retrains (scikit-learn's ``FrozenEstimator``, the recommended
     way to calibrate a prefit model) would carry the model under test into both
     retrainings: the poisoned copy kept the clean classifier, and a backdoor that works
-    (success 1.0 on the bare model) read 0.09, a pass. Such an estimator is refused."""
-    get_params = getattr(estimator, "get_params", None)
-    parts = [estimator, *get_params(deep=True).values()] if callable(get_params) else [estimator]
-    frozen = [type(p).__name__ for p in parts if type(p).__name__ == "FrozenEstimator"]
-    if frozen:
+    (success 1.0 on the bare model) read 0.09, a pass. Such an estimator is refused: any
+    part that a clone of it keeps fitted (:func:`~bastion.models.sklearn.kept_fitted_part`)."""
+    from sklearn.base import clone
+
+    from bastion.models.sklearn import kept_fitted_part
+
+    try:
+        fresh = clone(estimator)
+    except TypeError:  # duck-typed: deep-copied and refitted whole (see _estimator_trainer)
+        return
+    fitted = kept_fitted_part(estimator, fresh)
+    if fitted is not None:
         raise CapabilityError(
-            f"poisoning simulation must retrain model {name!r}, but it holds a "
-            "FrozenEstimator, which a clone does not retrain (the clean model would leak "
-            "into the poisoned copy); give train_fn 'package.module:function', your "
-            "recipe that fits every part"
+            f"poisoning simulation must retrain model {name!r}, but a clone of it keeps a "
+            f"fitted part ({fitted}), which would carry the clean model into the poisoned "
+            "copy; give train_fn 'package.module:function', your recipe that fits every part"
         )
 
 

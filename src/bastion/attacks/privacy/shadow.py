@@ -28,6 +28,7 @@ from bastion.attacks.budget import BudgetTracker, report_stage
 from bastion.exceptions import CapabilityError, ConfigError
 from bastion.executor import SMALL_DATA_ROWS, Executor, native_threads
 from bastion.models.base import ArrayLike, ModelAdapter
+from bastion.models.sklearn import kept_fitted_part
 
 __all__ = [
     "ShadowTask",
@@ -169,9 +170,23 @@ def shadow_recipe(model: ModelAdapter, estimator: Recipe | None = None) -> Recip
         from sklearn.base import clone
 
         try:
-            return clone(target)
+            recipe = clone(target)
         except TypeError:
             pass
+        else:
+            fitted = kept_fitted_part(target, recipe)
+            if fitted is None:
+                return recipe
+            # a clone keeps what a FrozenEstimator (scikit-learn's way to calibrate a model
+            # already trained) wraps: every shadow would hold the target's own fit, and
+            # LiRA, comparing the target with itself, read no leak (from a review: AUC
+            # 0.53 and a pass, 0.66 and a fail with the recipe that retrains)
+            raise CapabilityError(
+                f"shadow models need the target's training recipe: a clone of model "
+                f"{model.info.name!r} keeps a fitted part ({fitted}), so every shadow would "
+                "hold the target's own fit; pass estimator= (or train_fn in a policy) that "
+                "trains every part, or use the threshold attack"
+            )
     raise CapabilityError(
         f"shadow models need the target's training recipe: model {model.info.name!r} "
         f"({model.info.format}) is not a clonable scikit-learn estimator; pass estimator= "
