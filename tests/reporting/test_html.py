@@ -6,6 +6,7 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bastion.findings import Finding, Severity, Status
@@ -366,3 +367,17 @@ def test_a_fidelity_point_is_drawn_at_the_queries_it_trained_on() -> None:
     stopped = fidelity_curve_svg(curve(200, 150), key="a")
     assert stopped == fidelity_curve_svg(curve(150, 150), key="a")
     assert stopped != fidelity_curve_svg(curve(200, 200), key="a")
+
+
+@pytest.mark.parametrize(
+    ("shape", "drawn"),
+    [((1, 8, 8), (8, 8)), ((8, 8, 1), (8, 8)), ((8, 8, 3), (8, 8)), ((3, 6, 5), (6, 5))],
+)
+def test_adversarial_pictures_keep_their_height_and_width(
+    shape: tuple[int, ...], drawn: tuple[int, int]
+) -> None:
+    """From a review: a channels-last image, (8, 8, 1) or (32, 32, 3), was averaged over its
+    first axis and drew as an 8 x 1 strip; channels are read as Square reads them."""
+    from bastion.reporting.plots import _as_image
+
+    assert _as_image(np.arange(np.prod(shape), dtype=float).reshape(shape)).shape == drawn

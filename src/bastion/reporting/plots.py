@@ -376,11 +376,16 @@ def adversarial_images_svg(samples: Sequence[Mapping[str, Any]], key: str) -> st
 def _as_image(values: Any) -> Any:
     import numpy as np
 
+    from bastion._numeric import looks_channels_last
+
     array = np.asarray(values, dtype=float)
-    while array.ndim > 2 and array.shape[0] == 1:  # (1, H, W) channel-first grey images
+    while array.ndim > 3 and array.shape[0] == 1:  # a batch axis of one
         array = array[0]
-    if array.ndim == 3:  # (C, H, W) colour: average the channels for a grey preview
-        array = array.mean(axis=0)
+    if array.ndim == 3:
+        # channels averaged for a grey preview, on the axis Square's windows read as the
+        # channels: (8, 8, 1) and (32, 32, 3) are channels last (averaged over axis 0 they
+        # drew as 8 x 1 and 32 x 3 strips; a review), (1, 8, 8) and (3, 32, 32) first
+        array = array.mean(axis=2 if looks_channels_last(array.shape) else 0)
     return array
 
 

@@ -61,6 +61,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from bastion._numeric import looks_channels_last
 from bastion.attacks.base import ATTACKS, AttackConfig, EvasionAttack
 from bastion.attacks.budget import Budget
 from bastion.attacks.constraints import FeatureConstraints
@@ -758,7 +759,7 @@ def _layout(
         return _Tabular(space)
     if guessed and layout == "auto" and dims[-1] == 1:
         dims = (1, dims[0], dims[1])  # one channel: the same flat layout either way
-    last = layout == "hwc" or (layout == "auto" and dims[-1] <= 4 < min(dims[:2]))
+    last = layout == "hwc" or (layout == "auto" and looks_channels_last(dims))
     if last:
         h, w, c = dims
         return _Image(c, h, w, channels_last=True) if min(h, w) > 1 else _Tabular(space)
