@@ -76,7 +76,14 @@ def run_demo(out: Path) -> int:
         folder = out / scenario.name
         policy_path = _write_project(folder, scenario)
         console.rule(f"[bold]{scenario.title}")
-        code = run_check(policy_path, folder / "report", show_passed=False)
+        # the passes of the Test pillar would fill the screen; the attacks' figures are
+        # what the demo shows, passed or not (a review saw breast cancer's three hidden)
+        code = run_check(
+            policy_path,
+            folder / "report",
+            show_passed=False,
+            passes_shown_of=("robustness", "extraction", "poisoning", "privacy"),
+        )
         verdicts.append((scenario.name, code))
     protected = _protect(out, out / scenarios[0].name)
     console.rule("[bold]demo summary")

@@ -270,6 +270,31 @@ def test_names_with_brackets_print_literally(
     assert "[bold]kind" in out
 
 
+def test_a_summary_without_passes_keeps_those_of_the_sections_named() -> None:
+    """The demo leaves the Test pillar's passes out of its summary but shows every attack's
+    figure: a review saw breast cancer's three passing attacks never reach the screen."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from bastion.cli._console import findings_table
+    from bastion.findings import Severity, Status
+
+    def passed(check_id: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            check_id=check_id, subject="model", status=Status.PASS, waived=False,
+            severity=Severity.HIGH, metrics={"auc": 0.51}, threshold={}, message="ok",
+        )  # fmt: skip
+
+    report = SimpleNamespace(project="p", findings=[passed("MV001"), passed("PRV001")])
+    console = Console(record=True, width=200)
+    table = findings_table(report, show_passed=False, passes_shown_of=("privacy",))  # type: ignore[arg-type]
+    console.print(table)
+    text = console.export_text()
+    assert "PRV001" in text
+    assert "MV001" not in text
+
+
 def test_a_policy_error_a_check_finds_as_it_runs_exits_2(project: Path) -> None:
     """An attribute that is not a column is known only when the check reads the data: it
     was an error finding and exit 1 (a failed gate), where a policy error exits 2."""

@@ -135,7 +135,16 @@ def test_no_writer_leaks_samples() -> None:
 
 @pytest.mark.parametrize(
     ("check_id", "category"),
-    [("DQ002", "data"), ("MV003", "validation"), ("FA001", "fairness"), ("ZZ999", "other")],
+    [
+        ("DQ002", "data"),
+        ("MV003", "validation"),
+        ("FA001", "fairness"),
+        ("ADV001", "robustness"),
+        ("EXT001", "extraction"),
+        ("POI003", "poisoning"),
+        ("PRV002", "privacy"),
+        ("ZZ999", "other"),
+    ],
 )
 def test_category_of(check_id: str, category: str) -> None:
     assert category_of(check_id) == category
@@ -153,3 +162,10 @@ def test_importing_writers_does_not_import_matplotlib() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == ""
+
+
+def test_every_registered_check_has_its_own_report_section() -> None:
+    from bastion.checks import CHECKS
+
+    for check in CHECKS:
+        assert category_of(check.id) == check.category, check.id

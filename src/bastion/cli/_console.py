@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -62,9 +63,17 @@ class ProgressBar:
         self._progress.stop()
 
 
-def findings_table(report: Report, show_passed: bool = True, title: str | None = None) -> Table:
+def findings_table(
+    report: Report,
+    show_passed: bool = True,
+    title: str | None = None,
+    passes_shown_of: Collection[str] = (),
+) -> Table:
     """A compact table: one row per finding, the key metric beside its limit, under ``title``
-    (default: ``bastion check: <project>``)."""
+    (default: ``bastion check: <project>``). Without ``show_passed``, passes are left out
+    but those of the report sections named in ``passes_shown_of``."""
+    from bastion.reporting.writers import category_of
+
     heading = title if title is not None else f"bastion check: {report.project}"
     table = Table(title=Text(heading, style="table.title"), title_justify="left")
     table.add_column("check")
@@ -74,7 +83,11 @@ def findings_table(report: Report, show_passed: bool = True, title: str | None =
     table.add_column("metric", overflow="fold")
     table.add_column("message", overflow="fold", max_width=70)
     for f in report.findings:
-        if not show_passed and f.status.value == "pass":
+        if (
+            not show_passed
+            and f.status.value == "pass"
+            and category_of(f.check_id) not in passes_shown_of
+        ):
             continue
         status = f.status.value + (" (waived)" if f.waived else "")
         style = "yellow" if f.waived else _STATUS_STYLE.get(f.status.value, "")

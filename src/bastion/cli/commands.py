@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,8 +39,11 @@ def run_check(
     fail_on: str | None = None,
     formats: list[str] | None = None,
     show_passed: bool = True,
+    passes_shown_of: Collection[str] = (),
 ) -> int:
-    """Run the gate for ``config``, write the reports, print the summary; return the exit code."""
+    """Run the gate for ``config``, write the reports, print the summary; return the exit code.
+    Without ``show_passed``, the summary leaves passes out but those of the report sections
+    named in ``passes_shown_of``."""
     from bastion.config import load_policy
     from bastion.reporting.writers import write_reports
     from bastion.runner import run_gate
@@ -52,7 +56,9 @@ def run_check(
         progress=lambda total: ProgressBar(total, "bastion check"),
     )
     written = write_reports(report, out, chosen)
-    console.print(findings_table(report, show_passed=show_passed))
+    console.print(
+        findings_table(report, show_passed=show_passed, passes_shown_of=passes_shown_of)
+    )
     console.print(verdict_line(report))
     for reason in report.verdict.reasons:
         console.print(f"  - {reason}", markup=False)

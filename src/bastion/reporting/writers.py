@@ -56,8 +56,18 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("json", "html", "junit", "sarif", "markdown")
 """Every built-in format, in the order ``write_reports`` writes them by default."""
 
-CATEGORIES: tuple[str, ...] = ("data", "validation", "fairness", "other")
-"""Report sections, in display order; checks of unknown origin land in ``other``."""
+CATEGORIES: tuple[str, ...] = (
+    "data",
+    "validation",
+    "fairness",
+    "robustness",
+    "extraction",
+    "poisoning",
+    "privacy",
+    "other",
+)
+"""Report sections, in display order: the checks' categories (the Attack pillar's filed
+under ``other`` before; a review), and ``other`` for checks of unknown origin."""
 
 # Check-id prefixes of the built-in check families. The registry is only asked for ids
 # outside these, so that rendering a hand-built report never imports every check module.
@@ -66,6 +76,10 @@ _PREFIX_CATEGORY: dict[str, str] = {
     "DD": "data",
     "MV": "validation",
     "FA": "fairness",
+    "ADV": "robustness",
+    "EXT": "extraction",
+    "POI": "poisoning",
+    "PRV": "privacy",
 }
 
 
@@ -116,7 +130,8 @@ def check_class(check_id: str) -> type[Check] | None:
 
 
 def category_of(check_id: str) -> str:
-    """The report section of a check: ``data``, ``validation``, ``fairness`` or ``other``.
+    """The report section of a check: its category (``data``, ``validation``, ``fairness``,
+    ``robustness``, ``extraction``, ``poisoning``, ``privacy``) or ``other``.
 
     Example::
 
