@@ -165,7 +165,9 @@ def test_importing_writers_does_not_import_matplotlib() -> None:
 
 
 def test_every_registered_check_has_its_own_report_section() -> None:
-    from bastion.checks import CHECKS
+    from bastion.checks import CATEGORIES, CHECKS
+    from bastion.reporting.writers import CATEGORIES as SECTIONS
 
+    assert SECTIONS == (*CATEGORIES, "other")
     for check in CHECKS:
         assert category_of(check.id) == check.category, check.id

@@ -56,9 +56,7 @@ def run_check(
         progress=lambda total: ProgressBar(total, "bastion check"),
     )
     written = write_reports(report, out, chosen)
-    console.print(
-        findings_table(report, show_passed=show_passed, passes_shown_of=passes_shown_of)
-    )
+    console.print(findings_table(report, show_passed=show_passed, passes_shown_of=passes_shown_of))
     console.print(verdict_line(report))
     for reason in report.verdict.reasons:
         console.print(f"  - {reason}", markup=False)

@@ -67,7 +67,9 @@ CATEGORIES: tuple[str, ...] = (
     "other",
 )
 """Report sections, in display order: the checks' categories (the Attack pillar's filed
-under ``other`` before; a review), and ``other`` for checks of unknown origin."""
+under ``other`` before; a review), and ``other`` for checks of unknown origin. Written out
+rather than taken from ``bastion.checks.CATEGORIES``, whose import costs pandas and more
+(a test keeps the two equal)."""
 
 # Check-id prefixes of the built-in check families. The registry is only asked for ids
 # outside these, so that rendering a hand-built report never imports every check module.
