@@ -168,6 +168,6 @@ def test_every_registered_check_has_its_own_report_section() -> None:
     from bastion.checks import CATEGORIES, CHECKS
     from bastion.reporting.writers import CATEGORIES as SECTIONS
 
-    assert SECTIONS == (*CATEGORIES, "other")
+    assert (*CATEGORIES, "other") == SECTIONS
     for check in CHECKS:
         assert category_of(check.id) == check.category, check.id
