@@ -340,6 +340,9 @@ def test_the_table_shows_the_metric_of_the_limit_crossed() -> None:
     assert _key_metric(evasion, {"min_robust_accuracy": None}) == "robust_accuracy=0.339"
     assert _key_metric({"n_rows": 5, "psi": 0.3}, {"psi_limit": 0.2}) == "psi=0.3"
     assert _key_metric({"n_rows": 5}, {}) == "n_rows=5"
+    # EXT001's query budget is a setting: with max_fidelity off, the headline figure shows
+    extraction = {"budget": 100, "queries_used": 100, "fidelity": 0.9708}
+    assert _key_metric(extraction, {"max_fidelity": None, "budget": 100}) == "fidelity=0.9708"
     # limits named by the metric's last part (fairness, data quality)
     fairness = {"demographic_parity_difference": 0.06, "demographic_parity_ratio": 0.87}
     limits = {"max_difference": 0.1, "min_ratio": 0.9}

@@ -112,6 +112,10 @@ _HEADLINE = ("robust_accuracy", "fidelity", "auc", "advantage", "accuracy_drop",
 # beside max_backdoor_success, marked pass above its limit (the lift is judged; a review)
 _JUDGED_BY = {"max_backdoor_success": "backdoor_lift"}
 
+# settings a threshold records beside its limits (EXT001's query budget, at which its fidelity
+# is judged): no limit, and with max_fidelity off the table showed budget=100 (a review)
+_NOT_LIMITS = frozenset({"budget"})
+
 
 def _key_metric(metrics: object, threshold: object) -> str:
     """The metric of the finding's limit that was crossed, else of its first limit, else its
@@ -122,8 +126,8 @@ def _key_metric(metrics: object, threshold: object) -> str:
     limits = threshold if isinstance(threshold, dict) else {}
     judged: list[tuple[bool, str]] = []
     for key, limit in limits.items():
-        if isinstance(limit, bool) or not isinstance(limit, int | float):
-            continue  # no limit set (None), or not a number
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or key in _NOT_LIMITS:
+            continue  # no limit set (None), not a number, or a setting
         base = str(key).removeprefix("max_").removeprefix("min_")
         name = _JUDGED_BY.get(str(key))
         if name not in metrics:
