@@ -51,7 +51,7 @@ from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker, report_stage, stop_at_deadline
 from bastion.attacks.privacy._aux import aligned_aux
-from bastion.exceptions import ConfigError, ModelOutputError, TimeBudgetError
+from bastion.exceptions import ConfigError, DataError, ModelOutputError, TimeBudgetError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
 from bastion.threats import ATLAS_MODEL_INVERSION, OWASP_MODEL_INVERSION
@@ -245,6 +245,9 @@ class AttributeInference(Attack):
             _check_labels(y_aux, len(aux_truth), "y_aux")
             if (y is None) != (y_aux is None):
                 raise ConfigError("pass y and y_aux together (the label is a feature of both)")
+        _refuse_missing(truth, label, "sensitive" if attribute is None else "X")
+        if aux_truth is not None:
+            _refuse_missing(aux_truth, label, "sensitive_aux" if attribute is None else "X_aux")
         known_values = aux_truth if aux_truth is not None else truth
         binning: _Bins | None = None
         if _is_numeric(known_values) and len(np.unique(known_values)) > cfg.max_candidates:
@@ -465,6 +468,19 @@ def _is_group(attribute: Attribute | None) -> bool:
 
 def _members(attribute: Attribute) -> list[str | int]:
     return list(attribute) if isinstance(attribute, list | tuple) else [attribute]
+
+
+def _refuse_missing(values: np.ndarray, label: str, source: str) -> None:
+    """A row whose attribute is missing has no truth to infer: scored, it was a value of its
+    own, and in a numeric attribute it made every quantile edge NaN, one bin for all (from a
+    review: 1% of ages missing took the advantage from 0.31 to 0.005, a pass)."""
+    missing = pd.isna(pd.Series(values, dtype=object)).to_numpy()
+    if missing.any():
+        raise DataError(
+            f"attribute {label!r} is missing in {int(missing.sum())} of {len(values)} rows of "
+            f"{source} (the first at row {int(np.flatnonzero(missing)[0])}): leave those rows "
+            "out, as PRV002 does"
+        )
 
 
 def _attribute_values(
