@@ -130,6 +130,36 @@ def test_a_shadow_recipe_that_keeps_the_targets_fit_is_not_used(
     assert "keeps a fitted part ('estimator': FrozenEstimator)" in skipped.message
 
 
+def test_shadows_that_refuse_a_category_they_never_saw_are_said_so() -> None:
+    """From a review: a OneHotEncoder's default refuses a category that only the records a
+    shadow did not train on hold, and the check ended with sklearn's bare "Found unknown
+    categories". ``auto`` judges the threshold attack and says why the shadows did not run;
+    ``shadow`` is an error that says what to change."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=300), "city": rng.choice(["a", "b"], 300)})
+    frame.loc[7, "city"] = "rare"  # one training row of a rare city
+    frame["y"] = (frame.x + rng.normal(size=300) > 0).astype(int)
+    train, test = (
+        Dataset.from_frame(part.reset_index(drop=True), name=name, target="y")
+        for part, name in ((frame.iloc[:150], "train"), (frame.iloc[150:], "test"))
+    )
+    encoded = make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough")
+    pipe = make_pipeline(encoded, RandomForestClassifier(n_estimators=20, random_state=0))
+    model = SklearnAdapter(pipe.fit(train.features, train.labels))
+    config = {"executor": "local:1", "n_shadow": 4}
+    finding = MembershipCheck(MembershipCheckConfig(**config)).execute(context(train, test, model))
+    assert set(finding.evidence["attacks"]) == {"threshold"}, finding.message
+    assert "unknown categories ['rare']" in finding.evidence["shadow_not_run"]
+    assert "handle_unknown='ignore'" in finding.message
+    strict = MembershipCheck(MembershipCheckConfig(attack="shadow", **config))
+    failed = strict.execute(context(train, test, model))
+    assert failed.status is Status.ERROR
+    assert "could not score the records it did not train on" in failed.message
+
+
 def test_a_reversed_membership_signal_is_a_warn(cancer: tuple[Dataset, Dataset]) -> None:
     """Members scoring far lower than non-members is no pass: reversed, the score tells
     them apart (here a model sure of every test row and unsure of every training row)."""

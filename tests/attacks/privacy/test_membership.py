@@ -507,10 +507,46 @@ def test_a_time_budget_spent_before_the_first_query_says_so(
 def test_a_time_budget_keeps_the_shadows_already_trained(
     cancer: dict[str, Any], forest: SklearnAdapter
 ) -> None:
-    result = shadow(cancer, forest, n_shadow=8, budget=Budget(max_seconds=1e-3))
+    import time
+
+    def slow() -> RandomForestClassifier:
+        class Slow(RandomForestClassifier):
+            def fit(self, *args: Any, **kwargs: Any) -> Any:
+                time.sleep(0.4)  # the first shadow, started in time, ends past the budget
+                return super().fit(*args, **kwargs)
+
+        return Slow(n_estimators=10)
+
+    result = shadow(cancer, forest, n_shadow=8, estimator=slow, budget=Budget(max_seconds=0.3))
     assert result.n_shadow == 1
     assert result.stopped == "time budget"
     assert np.isfinite(result.scores).all()
+
+
+def test_no_shadow_starts_once_the_time_budget_is_spent(cancer: dict[str, Any]) -> None:
+    """From a review: the first shadow trained whatever time was left (PRV001 gave the
+    shadows at least 1 ms after the threshold attack had spent max_seconds), one more
+    retraining of the target's recipe past the budget."""
+    import time
+
+    fits = {"n": 0}
+
+    def counted() -> RandomForestClassifier:
+        fits["n"] += 1
+        return RandomForestClassifier(n_estimators=5)
+
+    tracker = BudgetTracker(Budget(max_seconds=1e-6))
+    time.sleep(0.01)
+    y = np.asarray(cancer["y_eval"])
+    keep = keep_matrix(4, len(y), np.random.default_rng(0))
+    conf, kept = train_shadows(
+        counted, cancer["X_eval"], y, keep, np.arange(len(y)), np.unique(y),
+        executor=SERIAL, seed=0, tracker=tracker,
+    )  # fmt: skip
+    assert fits["n"] == 0
+    assert conf.shape == (0, len(y))
+    assert kept.shape == (0, len(y))
+    assert tracker.exhausted_reason == "time budget"
 
 
 def test_ctrl_c_keeps_the_shadows_already_trained(
@@ -949,3 +985,18 @@ def test_target_proba_must_hold_probabilities() -> None:
     ThresholdMembership().run(target, X, y, is_member, target_proba=framed)
     with pytest.raises(DataError, match="target_proba must hold probabilities"):
         ThresholdMembership().run(target, X, y, is_member, target_proba=framed.astype(str) + "%")
+
+
+def test_an_unlabelled_record_is_named_as_such(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    """From a review: a NaN label read as "labels [nan] ... are not among the model's
+    classes: give the labels as the model names its classes"."""
+    from bastion.exceptions import DataError
+
+    y = np.asarray(cancer["y_eval"], dtype=float)
+    y[[4, 9]] = np.nan
+    with pytest.raises(
+        DataError, match=r"y is missing for 2 of \d+ record\(s\) \(the first at row 4\)"
+    ):
+        ThresholdMembership().run(forest, cancer["X_eval"], y, cancer["is_member"])

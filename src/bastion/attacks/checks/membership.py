@@ -61,7 +61,7 @@ from bastion.attacks.privacy.membership import (
     check_records,
     stack_rows,
 )
-from bastion.attacks.privacy.shadow import TrainedBy, shadow_recipe
+from bastion.attacks.privacy.shadow import ShadowScoringError, TrainedBy, shadow_recipe
 from bastion.checks import CHECKS, Check, CheckConfig, CheckContext, Scope, config_as
 from bastion.exceptions import CapabilityError, ConfigError
 from bastion.executor import check_executor_spec
@@ -187,19 +187,27 @@ class MembershipCheck(Check):
             aux_X, aux_y = _aux_rows(
                 (train_X, train_y), (test_X, test_y), members, nonmembers, cfg.max_aux_rows, rng
             )
-            results["shadow"] = ShadowMembership(ShadowMembershipConfig(n_shadow=cfg.n_shadow)).run(
-                model,
-                X,
-                y,
-                is_member,
-                X_aux=aux_X,
-                y_aux=aux_y,
-                estimator=_user_recipe(cfg),
-                executor=cfg.executor,
-                budget=budget,
-                seed=seed,
-                target_proba=proba,
-            )
+            try:
+                results["shadow"] = ShadowMembership(
+                    ShadowMembershipConfig(n_shadow=cfg.n_shadow)
+                ).run(
+                    model,
+                    X,
+                    y,
+                    is_member,
+                    X_aux=aux_X,
+                    y_aux=aux_y,
+                    estimator=_user_recipe(cfg),
+                    executor=cfg.executor,
+                    budget=budget,
+                    seed=seed,
+                    target_proba=proba,
+                )
+            except ShadowScoringError as err:
+                if cfg.attack != "auto":
+                    raise
+                # auto: the threshold attack is judged, and the finding says why
+                no_shadow = str(err).rstrip(".")
         # the gate judges the stronger attack: a weak one must not vouch for the model
         judged = max(results, key=lambda k: float(results[k].metrics["auc"] or 0.0))
         return self._finding(ctx, cfg, results, judged, copies, no_shadow)

@@ -615,6 +615,14 @@ def check_records(model: ModelAdapter, X: ArrayLike, y: np.ndarray, is_member: n
     model.require(Capability.PREDICT_PROBA, by="membership inference")
     y, is_member = _labels(y, "y"), _membership_flags(is_member)
     _validate(X, y, is_member)
+    missing = pd.isna(pd.Series(y, dtype=object)).to_numpy()
+    if missing.any():
+        # an unlabelled record has no true label to be confident in (it read as a label
+        # spelled otherwise than the model's classes; a review)
+        raise DataError(
+            f"y is missing for {int(missing.sum())} of {len(y)} record(s) (the first at row "
+            f"{int(np.flatnonzero(missing)[0])}): leave unlabelled records out, as PRV001 does"
+        )
     _check_known_labels(model, y, is_member)
 
 

@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from bastion.attacks.budget import BudgetTracker, report_stage
-from bastion.exceptions import CapabilityError, ConfigError
+from bastion.exceptions import CapabilityError, ConfigError, ModelError
 from bastion.executor import SMALL_DATA_ROWS, Executor, native_threads
 from bastion.models.base import ArrayLike, ModelAdapter
 from bastion.models.sklearn import kept_fitted_part
 
 __all__ = [
+    "ShadowScoringError",
     "ShadowTask",
     "TrainedBy",
     "describe_recipe",
@@ -83,8 +84,25 @@ def fit_shadow(task: ShadowTask) -> np.ndarray:
         return constant
     estimator = make_estimator(task.recipe, task.seed)
     estimator.fit(take_rows(task.X, task.train_rows), task.y[task.train_rows])
-    proba = np.asarray(estimator.predict_proba(take_rows(task.X, task.query_rows)))
+    try:
+        proba = np.asarray(estimator.predict_proba(take_rows(task.X, task.query_rows)))
+    except (ValueError, KeyError, IndexError) as err:
+        # by design a shadow never saw half of the records it scores (from a review: a
+        # OneHotEncoder's default refused a category only those rows hold, and the check
+        # ended with sklearn's bare "Found unknown categories")
+        raise ShadowScoringError(
+            f"shadow model {task.index + 1} could not score the records it did not train on "
+            f"(each shadow trains on half of them): {err}. An encoder that refuses values it "
+            "never saw (OneHotEncoder's or OrdinalEncoder's default handle_unknown='error') "
+            "does this: let it take them (handle_unknown='ignore'), or name a training "
+            "recipe that does (train_fn)"
+        ) from err
     return true_label_confidence(proba, np.asarray(estimator.classes_), task.y[task.query_rows])
+
+
+class ShadowScoringError(ModelError):
+    """A shadow model refused a record it did not train on (an encoder that refuses
+    categories it never saw): the shadow attack cannot run on these records."""
 
 
 class TrainedBy:
@@ -247,6 +265,12 @@ def train_shadows(
     started = time.perf_counter()
     # in-process fits on small data run single-threaded (see SMALL_DATA_ROWS)
     local_threads = 1 if len(y) < SMALL_DATA_ROWS else None
+    if tracker is not None and tracker.out_of_time():
+        # spent before the first shadow (by the threshold attack, or the target's answers):
+        # one more retraining of the target's recipe could outlast the budget many times
+        # over (a review: 1.46 s under 0.5 s)
+        tracker.exhausted_reason = "time budget"
+        return np.empty((0, len(query_rows))), keep[:0]
     try:
         report_stage(f"shadow model 1 of {len(tasks)}")
         with native_threads(local_threads):
