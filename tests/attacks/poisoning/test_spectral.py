@@ -446,3 +446,19 @@ def test_activation_clustering_reports_each_class() -> None:
     assert [s for s in seen if s.startswith("activation clustering")] == [
         f"activation clustering: class {c} of 3" for c in (1, 2, 3)
     ]
+
+
+def test_labels_the_model_never_answers_are_refused_not_read_as_clean() -> None:
+    """From a review: with labels shifted by 10 (a bare module answering 0..9), no stamped
+    row ever read as the target, and a backdoored MLP's every class looked clean."""
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.exceptions import DataError
+
+    X, y = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=200).fit(X[:300], y[:300])
+    acts = X[:300]
+    found = activation_clustering(model, X[:300], y[:300], activations=acts, seed=0)
+    assert found.method == "activation_clustering"
+    with pytest.raises(DataError, match=r"none of its answers on the first 300 rows"):
+        activation_clustering(model, X[:300], y[:300] + 10, activations=acts, seed=0)

@@ -115,6 +115,11 @@ class LabelIssuesCheck(Check):
             "flagged_fraction": share,
             "estimated_issues": issues.details.get("estimated_issues"),
         }
+        unjudged = int(issues.details.get("unjudged_rows") or 0)
+        if cfg.method == "confident_learning":
+            # rows no model scored for their own label (a class too small for the folds, or
+            # a fold whose training rows held one class): none of them can be flagged
+            metrics["unjudged_rows"] = unjudged
         evidence: dict[str, object] = {
             "method": cfg.method,
             "flagged_by_class": {str(k): v for k, v in issues.counts_by_class(y).items()},
@@ -142,9 +147,20 @@ class LabelIssuesCheck(Check):
                 f"{folds}-fold cross-validation: no model saw them while scoring their rows, "
                 "so no row is estimated to belong to them."
             )
+        if unjudged:
+            # from a review: a binary minority of 2 rows, both in one fold, left that fold's
+            # 114 majority rows unscored, and the pass read as every row judged
+            message += (
+                f" {unjudged} of {n} rows could not be judged (no model of the "
+                f"{folds}-fold cross-validation scored them for their own label): none of them "
+                "can be flagged."
+            )
         if share > cfg.max_flagged_fraction:
             status = Status.FAIL
             message += " Review the flagged rows (label noise or label flipping)."
+        elif unjudged:
+            status = Status.WARN
+            message += " Not shown for the rows not judged: give the small classes more rows."
         else:
             status = Status.PASS
         return self.finding(

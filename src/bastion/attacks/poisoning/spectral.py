@@ -68,6 +68,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from bastion._deadline import stop_at_deadline
 from bastion._names import known_names
@@ -400,6 +401,8 @@ def activation_clustering(
             max_rows=max_transfer_rows,
             reclassifier=reclassifier,
             seed=seed,
+            # the reclassification test alone never reads the model's answers
+            reads_answers=presence != "reclassification",
         )
     # many small fits (PCA, k-means, logistic regressions): BLAS and OpenMP threads cost more
     # than they save there (digits, 2 cores: 4.2 s with threads, 0.5 s without)
@@ -639,6 +642,7 @@ class _PresenceTests:
         max_rows: int,
         reclassifier: TrainFn | None,
         seed: int,
+        reads_answers: bool = True,
     ) -> None:
         rows = as_float_matrix(X)
         if len(rows) != len(labels):
@@ -657,12 +661,32 @@ class _PresenceTests:
         # rows go back to the model in X's own shape (images stay images)
         self.row_shape = tuple(np.shape(X)[1:]) if np.ndim(X) > 2 else ()
         self.predict = _predictor(model, self.row_shape)
+        if reads_answers:
+            self._refuse_foreign_labels(X)
         self.seed = seed
         self.train: TrainFn = (
             reclassifier
             if reclassifier is not None
             else lambda X_fit, y_fit: default_estimator(seed).fit(X_fit, y_fit)
         )
+
+    def _refuse_foreign_labels(self, X: Any, rows: int = 512) -> None:
+        """The test compares the model's predictions with the labels ``y``: where none of
+        its answers is a label (labels 10..19 for a model answering 0..9, a bare module's
+        columns beside text labels), no stamped row ever reads as the target and every
+        class looked clean (from a review: a backdoored digits MLP, labels + 10, flagged
+        nothing). Checked on the first ``rows`` rows, one query."""
+        first = np.asarray(X)[:rows] if not hasattr(X, "iloc") else X.iloc[:rows]
+        if self.row_shape:
+            first = np.asarray(first).reshape(len(first), *self.row_shape)
+        answers = pd.unique(pd.Series(np.asarray(self.predict(first)).reshape(-1)))
+        labels = pd.unique(pd.Series(self.y))
+        if not set(answers.tolist()) & set(labels.tolist()):
+            raise DataError(
+                f"the presence test compares the model's predictions with y, but none of its "
+                f"answers on the first {len(first)} rows ({answers.tolist()[:10]}) is a label "
+                f"of y ({labels.tolist()[:10]}): give y as the model names its classes"
+            )
 
     def judge(
         self,
