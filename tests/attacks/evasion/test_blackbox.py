@@ -1499,3 +1499,17 @@ def test_hopskipjump_probes_of_mostly_continuous_rows_are_not_widened(
     )  # fmt: skip
     assert calls["estimate"] > 0
     assert calls["relax"] == calls["estimate"]
+
+
+@pytest.mark.parametrize("attack", [Square(SquareConfig(n_queries=200)), HopSkipJump()])
+def test_a_model_of_one_class_spends_no_search(attack: Any) -> None:
+    """From a review: Square read a one-class model's single probability column as a
+    sigmoid's, every point looked broken and was refuted, and each searched to its cap (199
+    of 200 queries). Nothing can be evaded: the clean prediction is the only query."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    model = SklearnAdapter(RandomForestClassifier(n_estimators=5).fit(X, np.full(50, 7)))
+    result = attack.run(model, X[:4], np.full(4, 7), eps=1.0)
+    assert not result.success.any()
+    assert result.queries.tolist() == [1, 1, 1, 1]
+    assert result.stopped is None

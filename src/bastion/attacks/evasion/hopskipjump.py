@@ -320,6 +320,9 @@ class _Walk:
 
     # -- the attack ---------------------------------------------------------------------------
     def run(self) -> None:
+        classes = self.model.classes_
+        if classes is not None and len(classes) < 2:
+            return  # one class answered everywhere: no start exists, none is drawn
         self._init_natural()
         self._init_random()
         idx = np.flatnonzero(self.has)
