@@ -508,8 +508,9 @@ def test_a_copy_not_run_to_its_budget_is_no_pass(tiny: dict[str, Any]) -> None:
         return Extraction(cfg).execute(_ctx(tiny, model))
 
     # probabilities slow (cut at half the time), labels fast and complete under the limit:
-    # the judged copy passes, but one attacker was not run to its budget
-    cut = check(proba_wait=0.3, labels_wait=0.0)
+    # the judged copy passes, but one attacker was not run to its budget. The labels' half
+    # is 4 s (2 s ran out beside a test suite and three other busy processes on two cores)
+    cut = check(proba_wait=0.6, labels_wait=0.0, seconds=8.0)
     copies = cut.evidence["copies"]
     assert copies["probabilities"]["stopped"] == "time budget"
     assert copies["labels"]["stopped"] is None
@@ -517,7 +518,7 @@ def test_a_copy_not_run_to_its_budget_is_no_pass(tiny: dict[str, Any]) -> None:
     assert cut.status is Status.FAIL, cut.message
     assert "Not shown for every attacker" in cut.message
     # report only (no max_fidelity): a warning, as every report-only run stopped short
-    report_only = check(proba_wait=0.3, labels_wait=0.0, limit=None)
+    report_only = check(proba_wait=0.6, labels_wait=0.0, limit=None, seconds=8.0)
     assert report_only.status is Status.WARN, report_only.message
     # probabilities fast, labels slower than half the time (10 batches of 0.45 s against
     # 4 s): they take what the first left, with 3.5 s to spare for a loaded machine (2.5 s
