@@ -1000,3 +1000,25 @@ def test_an_unlabelled_record_is_named_as_such(
         DataError, match=r"y is missing for 2 of \d+ record\(s\) \(the first at row 4\)"
     ):
         ThresholdMembership().run(forest, cancer["X_eval"], y, cancer["is_member"])
+
+
+def test_a_shadow_answering_nan_is_named() -> None:
+    """From a review: a train_fn shadow's NaN probabilities reached roc_auc_score, whose
+    "Input contains NaN" named nothing."""
+    from bastion.exceptions import ModelOutputError
+
+    class NaNProba(LogisticRegression):
+        def predict_proba(self, X: Any) -> np.ndarray:
+            out = super().predict_proba(X)
+            out[1] = np.nan
+            return out
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    task = ShadowTask(
+        index=2, recipe=NaNProba(), X=X, y=y, train_rows=np.arange(30),
+        query_rows=np.arange(30, 60), classes=np.array([0, 1]), seed=0,
+    )  # fmt: skip
+    with pytest.raises(ModelOutputError, match=r"shadow model 3 answered NaN .* for 1 of 30"):
+        fit_shadow(task)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bastion.attacks.budget import BudgetTracker, report_stage
-from bastion.exceptions import CapabilityError, ConfigError, ModelError
+from bastion.exceptions import CapabilityError, ConfigError, ModelError, ModelOutputError
 from bastion.executor import SMALL_DATA_ROWS, Executor, native_threads
 from bastion.models.base import ArrayLike, ModelAdapter
 from bastion.models.sklearn import kept_fitted_part
@@ -97,6 +97,15 @@ def fit_shadow(task: ShadowTask) -> np.ndarray:
             "does this: let it take them (handle_unknown='ignore'), or name a training "
             "recipe that does (train_fn)"
         ) from err
+    bad = ~np.isfinite(proba).all(axis=-1) if proba.ndim == 2 else ~np.isfinite(proba)
+    if bad.any():
+        # the target's outputs are checked so; a shadow's NaN reached roc_auc_score, whose
+        # "Input contains NaN" named nothing (a review)
+        raise ModelOutputError(
+            f"shadow model {task.index + 1} answered NaN or infinite probabilities for "
+            f"{int(bad.sum())} of {len(bad)} records: the shadows' training recipe must give "
+            "finite probabilities"
+        )
     return true_label_confidence(proba, np.asarray(estimator.classes_), task.y[task.query_rows])
 
 
