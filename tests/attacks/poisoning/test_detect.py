@@ -116,9 +116,10 @@ def test_refit_beats_cleanlab_on_small_multiclass_sets(loader: Any) -> None:
 
 
 def test_a_refit_prunes_at_least_the_first_rounds_counts(noisy_cancer: dict[str, Any]) -> None:
-    """The refit's ranking with the first round's counts as a floor: a refit alone would
-    prune fewer rows in some cells; with the floor it flags a superset of what the refit's
-    own counts flag (rows the model still predicts as labelled aside)."""
+    """The refit's candidates: its ranking with the first round's counts as a floor (a refit
+    alone would prune fewer rows in some cells; with the floor they are a superset of what
+    the refit's own counts flag, rows the model still predicts as labelled aside). Of those,
+    each class keeps at most the first round's count, the most suspicious by the refit."""
     from bastion.attacks.poisoning.detect import _label_indices, _prune_by_noise_rate
 
     d = noisy_cancer
@@ -130,9 +131,38 @@ def test_a_refit_prunes_at_least_the_first_rounds_counts(noisy_cancer: dict[str,
     floored, used = _prune_by_noise_rate(labels, classes, refit, at_least=counts)
     np.testing.assert_array_equal(used, np.maximum(alone_counts, counts))
     assert set(alone.flagged) <= set(floored.flagged)
-    # what find_label_issues returns with one refit
-    np.testing.assert_array_equal(find_label_issues(d["X"], d["y_noisy"], seed=0).mask,
-                                  floored.mask)  # fmt: skip
+    # what find_label_issues returns with one refit: candidates, at most the first round's
+    # count per class, the largest refit margins first
+    found = find_label_issues(d["X"], d["y_noisy"], seed=0)
+    assert found.details["candidates"] == floored.n_flagged
+    assert set(found.flagged) <= set(floored.flagged)
+    for cls in range(len(classes)):
+        of_class = labels == cls
+        taken = found.mask & of_class
+        assert taken.sum() == min(int((first.mask & of_class).sum()),
+                                  int((floored.mask & of_class).sum()))  # fmt: skip
+        margin = refit[:, 1 - cls] - refit[:, cls]
+        left_out = floored.mask & of_class & ~found.mask
+        if left_out.any() and taken.any():
+            assert margin[taken].min() >= margin[left_out].max()
+
+
+def test_a_refit_flags_no_more_rows_of_a_class_than_cleanlab() -> None:
+    """From a review: where classes overlap (a 90/10 synthetic set) the refit's larger
+    counts flagged 3.4% of a clean set's rows against cleanlab's 2.6%, and on 5% flips
+    precision fell from 0.64 to 0.53. Each class now keeps at most the first round's
+    count, which is cleanlab's on the same probabilities."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=1000, n_features=10, n_informative=6,
+                               weights=[0.9, 0.1], random_state=1, flip_y=0)  # fmt: skip
+    for seed in range(3):
+        proba = out_of_sample_proba(default_estimator(seed), X, y, cv=5, seed=seed)
+        theirs = cleanlab_filter.find_label_issues(y, proba, n_jobs=1)
+        ours = find_label_issues(X, y, seed=seed)
+        assert ours.details["rounds"] == 2
+        for cls in (0, 1):
+            assert (ours.mask & (y == cls)).sum() <= (theirs & (y == cls)).sum()
 
 
 def test_a_refit_keeps_a_row_of_every_class() -> None:
@@ -233,7 +263,8 @@ def test_copies_of_a_flipped_row_do_not_vouch_for_it() -> None:
     for method in ("confident_learning", "knn"):
         issues = find_label_issues(X, noisy, method=method, seed=0)
         precision, recall = precision_recall(issues.flagged, poisoned)
-        assert recall == 1.0, method
+        assert recall is not None, method
+        assert recall > 0.85, method
         assert precision is not None, method
         assert precision > 0.7, method
 
