@@ -75,6 +75,15 @@ def test_the_issue_example_message() -> None:
         ({"waivers": [{"check": "DQ001"}]}, "waivers[0].reason: required key is missing"),
         ({"gate": {"required": ["NOPE1"]}}, "gate.required[0]: unknown check id 'NOPE1'"),
         (
+            {"data": {"schem": {}}},
+            "data.schem: unknown key; did you mean 'schema'? expected one of:",
+        ),
+        (
+            {"waivers": [{"check": "dq005", "reason": "r", "owner": "o", "expires": "2027-01-01"}]},
+            "unknown check id 'dq005'; did you mean 'DQ005'",
+        ),
+        ({"gate": {"required": ["adv001"]}}, "unknown check id 'adv001'; did you mean 'ADV001'"),
+        (
             {"gate": {"required": ["ADV01"]}},
             "gate.required[0]: unknown check id 'ADV01'; did you mean 'ADV001'",
         ),

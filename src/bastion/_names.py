@@ -36,5 +36,10 @@ def known_names(
 def did_you_mean(wanted: object, names: Iterable[str]) -> str:
     """``did you mean 'a' or 'b'? `` for the names close to ``wanted`` (difflib's, as a user
     mistypes), or an empty string."""
-    close = difflib.get_close_matches(str(wanted), sorted(names), n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    # compared without case: 'adv001' is ADV001, and 'dq005' is not MV005 first (a review)
+    by_folded: dict[str, str] = {}
+    for name in sorted(names):
+        by_folded.setdefault(name.casefold(), name)
+    close = difflib.get_close_matches(str(wanted).casefold(), list(by_folded), n=3, cutoff=0.6)
+    shown = [by_folded[c] for c in close]
+    return f"did you mean {' or '.join(repr(c) for c in shown)}? " if shown else ""

@@ -502,7 +502,9 @@ def _describe_error(item: Mapping[str, Any], model: type[BaseModel]) -> str:
     got = item.get("input")
     if kind == "extra_forbidden":
         owner = _owner_model(model, item["loc"][:-1])
-        names = list(owner.model_fields) if owner is not None else []
+        # the keys as a policy writes them: a field's alias (``schema`` for ``schema_``)
+        fields = owner.model_fields.items() if owner is not None else []
+        names = [field.alias or name for name, field in fields]
         if not names:
             return "unknown key"
         # a mistyped key is the usual cause: name the close ones first

@@ -1,7 +1,8 @@
 """``junit.xml``: the findings as a JUnit XML test report, which every CI system displays.
 
 Layout: ``<testsuites name="bastion">`` holds one ``<testsuite name="bastion.<category>">``
-per category that has findings (data, validation, fairness, other) with one ``<testcase>``
+per category that has findings (data, validation, fairness, robustness, extraction,
+poisoning, privacy, other) with one ``<testcase>``
 per finding, plus a final ``bastion.gate`` suite with a single ``verdict`` testcase that
 fails with the gate's reasons. That last case is how CI shows reasons no finding carries
 (a required check that never ran) and makes the file fail exactly when the gate did.

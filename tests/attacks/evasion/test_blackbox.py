@@ -1513,3 +1513,10 @@ def test_a_model_of_one_class_spends_no_search(attack: Any) -> None:
     assert not result.success.any()
     assert result.queries.tolist() == [1, 1, 1, 1]
     assert result.stopped is None
+    # under a per-point cap below the attack's own: no budget ended a search that never
+    # ran (ADV001 read "query budget" as limits not shown, and failed; a review)
+    capped = attack.run(
+        model, X[:4], np.full(4, 7), eps=1.0, budget=Budget(max_queries_per_sample=50)
+    )
+    assert capped.stopped is None
+    assert capped.queries.tolist() == [1, 1, 1, 1]

@@ -210,7 +210,11 @@ class Square(EvasionAttack):
         # same, with their reserved check (a threshold may flip the label first)
         probe = np.zeros(len(x), dtype=bool)
         iterations = check_calls = 0
-        if attacked.size and n_iter >= 0 and space.mutable.size:
+        # a model of one class answers it everywhere: no point can be evaded, and its one
+        # probability column read as a sigmoid's sent every point searching to its cap (a
+        # review: 199 of 200 queries each); no search, and no budget ended one
+        one_class = model.classes_ is not None and len(model.classes_) < 2
+        if attacked.size and n_iter >= 0 and space.mutable.size and not one_class:
             ledger.pending[attacked] = True
             rng = np.random.default_rng(seed)
             search = _Search(
@@ -233,7 +237,7 @@ class Square(EvasionAttack):
         # the budget's per-sample cap, not the attack's own setting, ended the search
         per_sample = budget.max_queries_per_sample
         capped = per_sample is not None and per_sample < cfg.n_queries
-        if ledger.stopped is None and capped and not candidate[attacked].all():
+        if ledger.stopped is None and capped and not one_class and not candidate[attacked].all():
             ledger.stopped = "query budget"
         extra = {
             "loss": "margin on logits" if logits else "margin on probabilities",
@@ -459,11 +463,6 @@ class _Search:
         """Search for ``n_iter`` iterations at most; returns the iterations run."""
         n = len(self.rows)
         if self.model.classes_ is not None:
-            if len(self.model.classes_) < 2:
-                # a model of one class answers it everywhere: no point can be evaded, and
-                # its one probability column read as a sigmoid's sent every point searching
-                # to its cap (a review: 199 of 200 queries each)
-                return 0
             self._known_columns()
         elif not self._columns_agree():
             return 0
