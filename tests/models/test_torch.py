@@ -1105,3 +1105,13 @@ def test_a_module_returning_a_dict_is_named() -> None:
     model = TorchAdapter(DictOut(), classes=[0, 1])
     with pytest.raises(ModelOutputError, match=r"its module returned dict; .* wrap the module"):
         model.predict(np.zeros((3, 4)))
+
+
+def test_one_output_needs_two_declared_classes() -> None:
+    """One output is a sigmoid's logit: with one class declared beside it, predict indexed
+    a second class that was not there (an IndexError; a review)."""
+    model = TorchAdapter(torch.nn.Linear(3, 1), classes=[7])
+    with pytest.raises(ModelOutputError, match="one output per row, a logit of two classes"):
+        model.predict(np.zeros((2, 3), dtype=np.float32))
+    two = TorchAdapter(torch.nn.Linear(3, 1), classes=["no", "yes"])
+    assert set(two.predict(np.zeros((2, 3), dtype=np.float32))) <= {"no", "yes"}

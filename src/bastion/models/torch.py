@@ -831,8 +831,17 @@ class TorchAdapter(ModelAdapter):
         if self.classes_ is None:
             return
         k = len(self.classes_)
-        if width == k or (width == 1 and k == 2):
+        if (width == k and width > 1) or (width == 1 and k == 2):
             return
+        if width == 1:
+            # one output is read as a sigmoid's logit: class 1 of two where it is positive
+            # (one class declared beside it made predict an IndexError; a review)
+            raise ModelOutputError(
+                f"model {self.info.name!r}: {what}: the module gives one output per row, a "
+                f"logit of two classes, but {k} class(es) are declared "
+                f"({self.classes_.tolist()[:12]}); declare the two (--classes or "
+                "model.classes)"
+            )
         raise ModelOutputError(
             f"model {self.info.name!r}: {what}: the module gives {width} output(s) per row "
             f"but {k} classes are declared ({self.classes_.tolist()[:12]}); give one class "
