@@ -1142,6 +1142,10 @@ def test_labels_as_a_column_vector_and_images_as_images(cancer: dict[str, Any]) 
     for attack in (Square(SquareConfig(n_queries=20)), HopSkipJump()):
         result = attack.run(conv, images, labels, eps=0.1, budget=Budget(max_queries_per_sample=20))
         assert result.x_adv.shape == images.shape
+    # Square's windows come from X's own image rows where the model declares no shape (a
+    # review: searched as a table, with feature subsets for windows)
+    searched = Square(SquareConfig(n_queries=20)).run(conv, images, labels, eps=0.1)
+    assert searched.extra["windows"] == "square windows over (c, h, w) = (1, 8, 8)"
     # a scikit-learn model of flat rows keeps getting flat rows from image-shaped X
     flat = LogisticRegression(max_iter=2000).fit(images.reshape(10, -1), labels)
     for attack in (Square(SquareConfig(n_queries=20)), HopSkipJump()):

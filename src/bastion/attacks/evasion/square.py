@@ -194,9 +194,11 @@ class Square(EvasionAttack):
         # an ONNX image model's graph says its row shape too (from a review: searched as a
         # table, with feature subsets for windows)
         declared = cfg.image_shape or getattr(model, "input_shape", None)
-        layout = _layout(
-            declared or row_shape(model), space, cfg.image_layout, guessed=not declared
-        )
+        # else the model's graph's shape, else X's own rows when they are images (a torch
+        # model without input_shape takes them so; searched as a table, with feature
+        # subsets for windows, its robustness was overstated: a review)
+        seen = row_shape(model) or (shape[1:] if len(shape) > 2 else None)
+        layout = _layout(declared or seen, space, cfg.image_layout, guessed=not declared)
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check
         attacked = np.flatnonzero(np.asarray(clean == y))
