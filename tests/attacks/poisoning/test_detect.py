@@ -165,6 +165,23 @@ def test_a_refit_flags_no_more_rows_of_a_class_than_cleanlab() -> None:
             assert (ours.mask & (y == cls)).sum() <= (theirs & (y == cls)).sum()
 
 
+def test_rows_an_earlier_round_judged_are_not_unjudged_after_a_refit() -> None:
+    """From a review: a refit lacking a small class in a fold counted its rows as unjudged
+    (POI001 then said none of them could be flagged) though the first round had judged
+    them, and scored them 1.0 from the refit's probability 0, ranking them first."""
+    from sklearn.datasets import make_classification
+
+    for state in (6, 7, 8):
+        X, y = make_classification(n_samples=80, n_features=5, n_informative=3, n_classes=3,
+                                   weights=[0.6, 0.33, 0.07], flip_y=0.2,
+                                   random_state=state)  # fmt: skip
+        single = find_label_issues(X, y, seed=0, refits=0)
+        refit = find_label_issues(X, y, seed=0, refits=1)
+        assert refit.details["unjudged_rows"] <= single.details["unjudged_rows"], state
+        if state == 6:
+            assert refit.scores.max() < 1.0
+
+
 def test_a_refit_keeps_a_row_of_every_class() -> None:
     """Each round's counts keep one row per class, but the larger of two rounds' counts
     took all 7 rows of a small class (the first round took 6)."""
@@ -267,6 +284,25 @@ def test_copies_of_a_flipped_row_do_not_vouch_for_it() -> None:
         assert recall > 0.85, method
         assert precision is not None, method
         assert precision > 0.7, method
+
+
+def test_copies_in_a_table_of_few_distinct_rows_are_the_data() -> None:
+    """From a review of the copies fix: on discrete features every row is a copy of its
+    cell; kept apart, kNN's neighbours were every other cell (all 1,000 rows of a clean
+    table flagged) and cross-validation predicted cells no fold had seen (1,097 of 2,000)."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(2)
+    smoker = rng.choice(["yes", "no"], 1000)
+    frame = pd.DataFrame(
+        {"smoker": smoker, "a": rng.choice(["x", "y"], 1000), "b": rng.choice(["u", "v"], 1000)}
+    )
+    knn = find_label_issues(frame, smoker == "yes", method="knn", k=10)
+    assert knn.n_flagged == 0
+    X = rng.integers(0, 3, size=(2000, 3)).astype(float)
+    y = ((X[:, 0] == 1) ^ (X[:, 1] == X[:, 2])).astype(int)
+    tree = DecisionTreeClassifier(min_samples_leaf=5)
+    assert find_label_issues(X, y, seed=0, estimator=tree).n_flagged == 0
 
 
 def test_folds_keep_copies_together_and_are_stratified_folds_without_copies() -> None:

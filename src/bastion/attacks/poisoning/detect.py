@@ -32,8 +32,10 @@ Two detectors of label issues (label flipping, AML.T0020; OWASP ML02), both mode
   neighbours (itself excluded) whose label differs; a row is flagged when another class
   outvotes its own label among its neighbours.
 
-Exact copies of a row vouch for nothing: they share one cross-validation fold, and kNN
-counts a distinct point once (with its copies' label shares), never as its own neighbour.
+In a table of mostly distinct rows, exact copies of a row vouch for nothing: they share
+one cross-validation fold, and kNN counts a distinct point once (with its copies' label
+shares), never as its own neighbour. In a table of few distinct rows (discrete features)
+copies are the data, and both detectors take the rows as they are.
 
 Metrics: ``precision = |flagged ∩ poisoned| / |flagged|`` and ``recall = |flagged ∩
 poisoned| / |poisoned|`` over training rows (REFERENCE.md "Attack metrics").
@@ -227,7 +229,7 @@ def _cross_validated_proba(
     proba = np.zeros((n, len(classes)))
     seen = np.zeros((n, len(classes)), dtype=bool)
     keep = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
-    folds = _folds(idx, cv, seed, _copies(X))
+    folds = _folds(idx, cv, seed, _suspect_copies(X))
     for k, (train, test) in enumerate(folds, start=1):
         stage = f"cross-validated probabilities: fold {k} of {len(folds)}"
         stop_at_deadline(stage)  # the folds' training spends no queries: the time budget
@@ -379,10 +381,10 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     """Label issues by disagreement with the nearest neighbours.
 
     Features are standardized (text columns one-hot encoded); each row's ``k`` nearest
-    neighbours are other points: exact copies of the row are one point with it, and a
-    point copied several times votes once, with its copies' label shares (fewer than ``k``
-    neighbours when there are fewer other points). A row is flagged when some other class
-    gets more of its neighbours' votes than its own label.
+    neighbours exclude the row itself. In a table of mostly distinct rows they are other
+    points: exact copies of the row are one point with it, and a point copied several times
+    votes once, with its copies' label shares. A row is flagged when some other class gets
+    more of its neighbours' votes than its own label.
 
     Parameters:
         X: features.
@@ -414,7 +416,10 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     # the neighbours are other points: a row's exact copies are no evidence for its label
     # (from a review: 4 flipped rows copied 12 times each voted for each other, and none was
     # found). Each distinct point votes once, with the shares of its copies' labels
-    copies = _copies(Z)
+    copies = _suspect_copies(Z)
+    if copies is None or int(copies.max()) + 1 <= k:
+        # copies are the data's nature, or too few other points to vote: rows as they are
+        copies = np.arange(n)
     m = int(copies.max()) + 1
     first = np.full(m, n, dtype=np.intp)
     np.minimum.at(first, copies, np.arange(n))
@@ -541,8 +546,10 @@ def find_label_issues(
         candidates, prune = _prune_by_noise_rate(
             labels, class_list, refit, at_least=prune, seen=refit_seen, earlier=issues.mask
         )
-        issues = _at_most(candidates, cap, labels, refit, refit_seen, probs)
-        probs = np.where(refit_seen, refit, probs)
+        # a row the refit could not score for its label keeps what an earlier round read
+        probs = np.where(refit_seen[np.arange(len(labels)), labels][:, None], refit, probs)
+        seen = seen | refit_seen
+        issues = _at_most(candidates, cap, labels, probs, seen)
         rounds += 1
     return _with_details(issues, rounds=rounds, cv=cv)
 
@@ -551,36 +558,41 @@ def _at_most(
     candidates: LabelIssues,
     cap: np.ndarray,
     labels: np.ndarray,
-    refit: np.ndarray,
-    refit_seen: np.ndarray,
-    earlier: np.ndarray,
+    probs: np.ndarray,
+    seen: np.ndarray,
 ) -> LabelIssues:
-    """Of a refit's candidates, per given class the ``cap`` most suspicious by the refit's
-    margin (the best other class's probability less the given label's; a row the refit
-    could not score for its label by the earlier round's). The larger counts alone raised
-    recall but flagged more rows than the paper's pass where classes overlap: on a
-    90/10 synthetic set with 5% flips, precision 0.64 -> 0.53, and 3.4% of a clean set's
-    rows against 2.6% (a review); capped, precision and recall are at least cleanlab's on
-    the sets measured (see the module docstring)."""
+    """Of a refit's candidates, per given class the ``cap`` most suspicious by the margin of
+    ``probs`` (the refit's, or an earlier round's for a row the refit could not score for
+    its label): the best other class's probability less the given label's. The larger
+    counts alone raised recall but flagged more rows than the paper's pass where classes
+    overlap: on a 90/10 synthetic set with 5% flips, precision 0.64 -> 0.53, and 3.4% of a
+    clean set's rows against 2.6% (a review); capped, precision and recall are at least
+    cleanlab's on the sets measured (see the module docstring). Scores and the rows no
+    round could judge (``seen``: any round's model saw the class) come from the same
+    probabilities (a refit's probability 0 for a class it lacked read as score 1, and its
+    rows as unjudged though an earlier round had judged them; a review)."""
     n = len(labels)
     rows_n = np.arange(n)
-    scored = refit_seen[rows_n, labels]
-    probs = np.where(scored[:, None], refit, earlier)
+    own = probs[rows_n, labels]
     others = probs.copy()
     others[rows_n, labels] = -np.inf
-    margin = others.max(axis=1) - probs[rows_n, labels]
+    margin = others.max(axis=1) - own
     mask = candidates.mask
     keep = np.zeros(n, dtype=bool)
     for cls in np.flatnonzero(cap).tolist():
         rows = np.flatnonzero(mask & (labels == cls))
         order = np.lexsort((rows, -margin[rows]))  # ties by position
         keep[rows[order[: int(cap[cls])]]] = True
-    flagged = np.flatnonzero(keep)
+    scores = 1.0 - own
     return LabelIssues(
         method=candidates.method,
-        flagged=_ranked(flagged, candidates.scores),
-        scores=candidates.scores,
-        details={**candidates.details, "candidates": candidates.n_flagged},
+        flagged=_ranked(np.flatnonzero(keep), scores),
+        scores=scores,
+        details={
+            **candidates.details,
+            "candidates": candidates.n_flagged,
+            "unjudged_rows": int((~seen[rows_n, labels]).sum()),
+        },
     )
 
 
@@ -598,6 +610,25 @@ def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     keep[crowded, 0] = False
     out: np.ndarray = found[keep].reshape(len(rows), k)
     return out
+
+
+# below this share of distinct rows, exact copies are the data's nature (few distinct values
+# per feature), not a sign of rows copied to vouch for each other
+_MOSTLY_DISTINCT = 0.5
+
+
+def _suspect_copies(X: Any) -> np.ndarray | None:
+    """:func:`_copies` where a copy is suspect: in a table of mostly distinct rows (at least
+    half), where an exact copy is no independent evidence for its twin's label (from a
+    review: 4 flipped rows copied 12 times each, 8% of breast cancer, found at recall 0.29
+    by confident learning and 0 by kNN). None in a table of few distinct rows (discrete
+    features), where copies are the data: kept apart, cross-validation predicted cells no
+    fold had seen and kNN's neighbours were every other cell (a second review: 55% and 100%
+    of clean tables flagged)."""
+    copies = _copies(X)
+    n = len(copies)
+    distinct = int(copies.max()) + 1 if n else 0
+    return copies if distinct >= _MOSTLY_DISTINCT * n else None
 
 
 def _copies(X: Any) -> np.ndarray:
@@ -625,11 +656,11 @@ def _folds(
     labels: np.ndarray, cv: int, seed: int, copies: np.ndarray | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The cross-validation's (train, test) rows. Exact copies of a row (``copies``, from
-    :func:`_copies`) fall in one fold: a copy in the training folds vouched for its twin's
-    label (from a review: 4 flipped rows copied 12 times each, 8% of breast cancer, were
-    found at recall 0.29 and passed the 5% gate; 0.88 with the copies kept together). The
-    distinct rows are split as the rows were (the same folds where no row repeats), each
-    labelled by its first copy."""
+    :func:`_suspect_copies`) fall in one fold: a copy in the training folds vouched for its
+    twin's label (from a review: 4 flipped rows copied 12 times each, 8% of breast cancer,
+    were found at recall 0.29 and passed the 5% gate; 0.88 with the copies kept together).
+    The distinct rows are split as the rows were (the same folds where no row repeats),
+    each labelled by its first copy."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     n = len(labels)

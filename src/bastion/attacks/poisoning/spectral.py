@@ -662,7 +662,7 @@ class _PresenceTests:
         self.row_shape = tuple(np.shape(X)[1:]) if np.ndim(X) > 2 else ()
         self.predict = _predictor(model, self.row_shape)
         if reads_answers:
-            self._refuse_foreign_labels(X)
+            self._refuse_foreign_labels()
         self.seed = seed
         self.train: TrainFn = (
             reclassifier
@@ -670,15 +670,15 @@ class _PresenceTests:
             else lambda X_fit, y_fit: default_estimator(seed).fit(X_fit, y_fit)
         )
 
-    def _refuse_foreign_labels(self, X: Any, rows: int = 512) -> None:
+    def _refuse_foreign_labels(self, rows: int = 512) -> None:
         """The test compares the model's predictions with the labels ``y``: where none of
         its answers is a label (labels 10..19 for a model answering 0..9, a bare module's
         columns beside text labels), no stamped row ever reads as the target and every
         class looked clean (from a review: a backdoored digits MLP, labels + 10, flagged
-        nothing). Checked on the first ``rows`` rows, one query."""
-        first = np.asarray(X)[:rows] if not hasattr(X, "iloc") else X.iloc[:rows]
-        if self.row_shape:
-            first = np.asarray(first).reshape(len(first), *self.row_shape)
+        nothing). Checked on the first ``rows`` rows, one query, sent as the test sends its
+        stamped rows (flat float32 rows; images went in X's own shape and dtype, which a
+        model of flat rows refused: a review)."""
+        first = self.rows[:rows].astype(np.float32)
         answers = pd.unique(pd.Series(np.asarray(self.predict(first)).reshape(-1)))
         labels = pd.unique(pd.Series(self.y))
         if not set(answers.tolist()) & set(labels.tolist()):
