@@ -124,3 +124,10 @@ def test_kept_fitted_part_names_what_a_clone_shares_fitted() -> None:
     assert kept_fitted_part(calibrated, clone(calibrated)) == "'estimator': FrozenEstimator"
     frozen = FrozenEstimator(scaled)
     assert kept_fitted_part(frozen, clone(frozen)) == "the estimator: FrozenEstimator"
+    # a parameter holding a class clones as itself: no fitted part (a review: calling its
+    # unbound __sklearn_is_fitted__ raised a TypeError)
+    from sklearn.ensemble import BaggingClassifier
+
+    bagged = BaggingClassifier(estimator=LogisticRegression())
+    bagged.estimator = make_pipeline(LogisticRegression()).__class__  # type: ignore[assignment]
+    assert kept_fitted_part(bagged, clone(bagged)) is None

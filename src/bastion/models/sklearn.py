@@ -157,8 +157,8 @@ def kept_fitted_part(estimator: Any, fresh: Any) -> str | None:
 
     before = {name: id(part) for name, part in parts(estimator)}
     for name, part in parts(fresh):
-        if before.get(name) != id(part) or not hasattr(part, "fit"):
-            continue
+        if before.get(name) != id(part) or not hasattr(part, "fit") or isinstance(part, type):
+            continue  # made anew, no estimator, or a class (which clones as itself)
         is_fitted = getattr(part, "__sklearn_is_fitted__", None)
         state = getattr(part, "__dict__", {})
         if (

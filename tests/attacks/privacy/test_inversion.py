@@ -278,6 +278,19 @@ def test_a_missing_attribute_value_is_refused_by_row(data: dict[str, Any]) -> No
         run(model, data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]], hidden)
 
 
+def test_a_missing_one_hot_member_is_refused() -> None:
+    """A row of [NaN, 0, 0] read as the first member's value (NaN != 0; a review)."""
+    from bastion.attacks.privacy.inversion import one_hot_names
+    from bastion.exceptions import DataError
+
+    frame = pd.DataFrame({"g_a": [np.nan, 0, 1], "g_b": [0, 1, 0], "g_c": [0, 0, 0]})
+    with pytest.raises(DataError, match=r"missing in 1 row\(s\) \(the first at position 0\)"):
+        one_hot_names(frame, ["g_a", "g_b", "g_c"], "X")
+    assert one_hot_names(frame.fillna(0), ["g_a", "g_b", "g_c"], "X").tolist() == [
+        "(none)", "g_b", "g_a",
+    ]  # fmt: skip
+
+
 def test_a_non_numeric_attribute_with_many_values_is_refused(data: dict[str, Any]) -> None:
     model = fit(data, ["a", "b", "c", "d"])
     X = data["frame"].iloc[:N_TRAIN][["a", "b", "c", "d"]]

@@ -549,6 +549,31 @@ def test_no_shadow_starts_once_the_time_budget_is_spent(cancer: dict[str, Any]) 
     assert tracker.exhausted_reason == "time budget"
 
 
+def test_no_shadow_trained_measures_nothing_of_lira(
+    cancer: dict[str, Any], forest: SklearnAdapter
+) -> None:
+    """With no shadow, LiRA's score is the target's confidence alone: the threshold attack's
+    figures, published as LiRA's with 0 shadow models (a review). Now nothing is measured."""
+    import time
+
+    class Slow:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def predict_proba(self, X: Any) -> Any:
+            time.sleep(0.4)  # the target's answers spend the budget
+            return self.inner.predict_proba(X)
+
+    result = shadow(cancer, Slow(forest), n_shadow=8, budget=Budget(max_seconds=0.2))
+    assert result.n_shadow == 0
+    assert result.stopped == "time budget"
+    assert result.metrics["auc"] is None
+    assert result.metrics["advantage"] is None
+
+
 def test_ctrl_c_keeps_the_shadows_already_trained(
     cancer: dict[str, Any], forest: SklearnAdapter
 ) -> None:

@@ -524,11 +524,21 @@ def one_hot_names(X: ArrayLike, members: list[str | int], x_name: str) -> np.nda
         raise ConfigError(f"a one-hot attribute needs distinct columns; received {members!r}")
     columns = [np.asarray(_one_column(X, m, x_name)) for m in members]
     try:
-        hot = np.column_stack([np.asarray(c, dtype=np.float64) != 0 for c in columns])
+        values = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
     except (TypeError, ValueError) as err:
         raise ConfigError(
             f"one-hot attribute columns {members!r} of {x_name} must hold numbers: {err}"
         ) from err
+    missing = np.flatnonzero(np.isnan(values).any(axis=1))
+    if len(missing):
+        # NaN != 0 read as a column set: a row of [NaN, 0, 0] took the first member's name
+        # (a review), and a row of NaN read as several columns set
+        raise DataError(
+            f"one-hot attribute columns {members!r} of {x_name} are missing in "
+            f"{len(missing)} row(s) (the first at position {int(missing[0])}): leave those "
+            "rows out, as PRV002 does"
+        )
+    hot = values != 0
     several = np.flatnonzero(hot.sum(axis=1) > 1)
     if len(several):
         raise ConfigError(

@@ -461,11 +461,20 @@ class ShadowMembership(_MembershipAttack):
             "pool_rows": len(pool_y),
             "aux_rows_equal_to_evaluated_left_out": aux_copies,
         }
+        metrics = low_fpr_metrics(scores, members[rows])
+        if len(shadow_conf) == 0:
+            # no shadow trained (the budget was spent first): the scores are the target's
+            # confidence alone, the threshold attack's, which published under LiRA's name
+            # could be judged as it (a review); nothing of LiRA's was measured
+            metrics = {
+                **metrics,
+                **dict.fromkeys(("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage")),
+            }
         return MembershipResult(
             attack=self.id,
             scores=scores,
             is_member=members[rows],
-            metrics=low_fpr_metrics(scores, members[rows]),
+            metrics=metrics,
             n_shadow=len(shadow_conf),
             elapsed_s=time.perf_counter() - start,
             queries=tracker.queries,

@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 
 from bastion.attacks.budget import BudgetTracker, report_stage
-from bastion.exceptions import CapabilityError, ConfigError, ModelError, ModelOutputError
+from bastion.exceptions import (
+    BastionError,
+    CapabilityError,
+    ConfigError,
+    ModelError,
+    ModelOutputError,
+)
 from bastion.executor import SMALL_DATA_ROWS, Executor, native_threads
 from bastion.models.base import ArrayLike, ModelAdapter
 from bastion.models.sklearn import kept_fitted_part
@@ -86,16 +92,19 @@ def fit_shadow(task: ShadowTask) -> np.ndarray:
     estimator.fit(take_rows(task.X, task.train_rows), task.y[task.train_rows])
     try:
         proba = np.asarray(estimator.predict_proba(take_rows(task.X, task.query_rows)))
+    except BastionError:
+        raise  # a train_fn's adapter said what went wrong already
     except (ValueError, KeyError, IndexError) as err:
         # by design a shadow never saw half of the records it scores (from a review: a
         # OneHotEncoder's default refused a category only those rows hold, and the check
         # ended with sklearn's bare "Found unknown categories")
         raise ShadowScoringError(
-            f"shadow model {task.index + 1} could not score the records it did not train on "
-            f"(each shadow trains on half of them): {err}. An encoder that refuses values it "
-            "never saw (OneHotEncoder's or OrdinalEncoder's default handle_unknown='error') "
-            "does this: let it take them (handle_unknown='ignore'), or name a training "
-            "recipe that does (train_fn)"
+            f"shadow model {task.index + 1}, trained on half of the records as every shadow "
+            f"is, could not score the records it did not train on: {err}. A common cause is "
+            "an encoder that refuses values it never saw (OneHotEncoder's or "
+            "OrdinalEncoder's default handle_unknown='error'): let it take them "
+            "(handle_unknown='ignore'); else name a training recipe the shadows can use "
+            "(train_fn)"
         ) from err
     bad = ~np.isfinite(proba).all(axis=-1) if proba.ndim == 2 else ~np.isfinite(proba)
     if bad.any():
