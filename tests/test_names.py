@@ -23,3 +23,13 @@ def test_a_wide_table_shows_its_first_and_last_names_and_its_width() -> None:
 
 def test_nothing_known() -> None:
     assert known_names("x", [], noun="profiles") == "there are no profiles"
+
+
+def test_close_names_are_found_without_case_and_all_cases_shown() -> None:
+    from bastion._names import did_you_mean
+
+    assert did_you_mean("adv001", ["ADV001", "MV001"]).startswith("did you mean 'ADV001'")
+    assert did_you_mean("dq005", ["DQ005", "MV005"]).startswith("did you mean 'DQ005'")
+    # names equal but for case are both shown, the closer one first (one was hidden)
+    assert did_you_mean("age_", ["Age", "age", "income"]) == "did you mean 'age' or 'Age'? "
+    assert did_you_mean("zzz", ["a", "b"]) == ""

@@ -36,10 +36,14 @@ def known_names(
 def did_you_mean(wanted: object, names: Iterable[str]) -> str:
     """``did you mean 'a' or 'b'? `` for the names close to ``wanted`` (difflib's, as a user
     mistypes), or an empty string."""
-    # compared without case: 'adv001' is ADV001, and 'dq005' is not MV005 first (a review)
-    by_folded: dict[str, str] = {}
+    # compared without case: 'adv001' is ADV001, and 'dq005' is not MV005 first (a review);
+    # names equal but for case are all shown, the one in the asked case first
+    by_folded: dict[str, list[str]] = {}
     for name in sorted(names):
-        by_folded.setdefault(name.casefold(), name)
+        by_folded.setdefault(name.casefold(), []).append(name)
     close = difflib.get_close_matches(str(wanted).casefold(), list(by_folded), n=3, cutoff=0.6)
-    shown = [by_folded[c] for c in close]
+    def likeness(name: str) -> float:
+        return -difflib.SequenceMatcher(None, str(wanted), name).ratio()
+
+    shown = [name for c in close for name in sorted(by_folded[c], key=likeness)]
     return f"did you mean {' or '.join(repr(c) for c in shown)}? " if shown else ""

@@ -1154,6 +1154,9 @@ def test_labels_as_a_column_vector_and_images_as_images(cancer: dict[str, Any]) 
             budget=Budget(max_queries_per_sample=20),
         )  # fmt: skip
         assert result.x_adv.shape == images.shape
+    # and the table's windows: its figures must not hang on how X was shaped (a review)
+    as_table = Square(SquareConfig(n_queries=20)).run(SklearnAdapter(flat), images, labels, eps=0.1)
+    assert as_table.extra["windows"].startswith("random feature subsets")
 
 
 def test_a_point_beyond_the_training_range_can_still_be_broken(cancer: dict[str, Any]) -> None:

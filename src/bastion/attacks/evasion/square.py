@@ -194,10 +194,13 @@ class Square(EvasionAttack):
         # an ONNX image model's graph says its row shape too (from a review: searched as a
         # table, with feature subsets for windows)
         declared = cfg.image_shape or getattr(model, "input_shape", None)
-        # else the model's graph's shape, else X's own rows when they are images (a torch
-        # model without input_shape takes them so; searched as a table, with feature
-        # subsets for windows, its robustness was overstated: a review)
-        seen = row_shape(model) or (shape[1:] if len(shape) > 2 else None)
+        # else the model's graph's shape, else, for a torch model without input_shape, X's
+        # own rows when they are images (it takes them so; searched as a table, with
+        # feature subsets for windows, its robustness was overstated: a review). A model of
+        # flat rows keeps the table's windows whatever X's shape (its figures must not hang
+        # on how X was shaped; a review of the first version)
+        takes_x_shape = getattr(model, "module", None) is not None and len(shape) > 2
+        seen = row_shape(model) or (shape[1:] if takes_x_shape else None)
         layout = _layout(declared or seen, space, cfg.image_layout, guessed=not declared)
         logits = uses_logits(model)
         n_iter = cap - 3  # clean prediction, initialisation and success check

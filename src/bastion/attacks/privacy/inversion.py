@@ -523,13 +523,17 @@ def one_hot_names(X: ArrayLike, members: list[str | int], x_name: str) -> np.nda
         # one column is a binary attribute encoded with its reference dropped
         raise ConfigError(f"a one-hot attribute needs distinct columns; received {members!r}")
     columns = [np.asarray(_one_column(X, m, x_name)) for m in members]
+    # pd.NA of a nullable column too, before the cast refuses it as no number (a review)
+    absent = np.column_stack([pd.isna(pd.Series(c, dtype=object)).to_numpy() for c in columns])
     try:
-        values = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+        values = np.column_stack(
+            [np.asarray(pd.Series(c, dtype=object).fillna(0), dtype=np.float64) for c in columns]
+        )
     except (TypeError, ValueError) as err:
         raise ConfigError(
             f"one-hot attribute columns {members!r} of {x_name} must hold numbers: {err}"
         ) from err
-    missing = np.flatnonzero(np.isnan(values).any(axis=1))
+    missing = np.flatnonzero(absent.any(axis=1))
     if len(missing):
         # NaN != 0 read as a column set: a row of [NaN, 0, 0] took the first member's name
         # (a review), and a row of NaN read as several columns set
