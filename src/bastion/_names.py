@@ -42,6 +42,7 @@ def did_you_mean(wanted: object, names: Iterable[str]) -> str:
     for name in sorted(names):
         by_folded.setdefault(name.casefold(), []).append(name)
     close = difflib.get_close_matches(str(wanted).casefold(), list(by_folded), n=3, cutoff=0.6)
+
     def likeness(name: str) -> float:
         return -difflib.SequenceMatcher(None, str(wanted), name).ratio()
 
