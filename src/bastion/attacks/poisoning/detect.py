@@ -402,7 +402,6 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
 
         >>> knn_label_consistency(X, y, k=10).n_flagged  # doctest: +SKIP
     """
-    from sklearn.neighbors import NearestNeighbors
     from sklearn.preprocessing import StandardScaler
 
     classes, labels = encode_labels(y)
@@ -413,40 +412,38 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     if not 1 <= k < n:
         raise ConfigError(f"k must be in [1, {n - 1}] for {n} rows; received {k}")
     Z = StandardScaler().fit_transform(Z)
-    # the neighbours are other points: a row's exact copies are no evidence for its label
-    # (from a review: 4 flipped rows copied 12 times each voted for each other, and none was
-    # found). Each distinct point votes once, with the shares of its copies' labels
-    copies = _suspect_copies(Z)
-    if copies is None or int(copies.max()) + 1 <= k:
-        # copies are the data's nature, or too few other points to vote: rows as they are
-        copies = np.arange(n)
+    copies = _copies(Z)
     m = int(copies.max()) + 1
     first = np.full(m, n, dtype=np.intp)
     np.minimum.at(first, copies, np.arange(n))
-    shares = np.zeros((m, len(classes)))
-    np.add.at(shares, (copies, labels), 1.0)
-    shares /= shares.sum(axis=1, keepdims=True)
-    k_points = min(k, m - 1)
-    neighbours = np.empty((m, k_points), dtype=np.intp)
-    if k_points > 0:
-        points = Z[first]
-        index = NearestNeighbors(n_neighbors=k_points + 1).fit(points)
-        # the search costs time in the square of the points (brute force past 15
-        # features): in chunks, with the time budget looked at between them
-        for start in range(0, m, _KNN_CHUNK):
-            stop = min(start + _KNN_CHUNK, m)
-            stage = f"kNN label consistency: rows {start + 1}-{stop} of {m}"
-            stop_at_deadline(stage)
-            report_stage(stage)
-            found = index.kneighbors(points[start:stop], return_distance=False)
-            neighbours[start:stop] = _without_self(found, np.arange(start, stop), k_points)
-    votes = shares[neighbours].sum(axis=1)[copies]  # (rows, classes)
+    counts = np.zeros((m, len(classes)))
+    np.add.at(counts, (copies, labels), 1.0)
+    sizes = counts.sum(axis=1)
+    # in a table of mostly distinct rows a copy is suspect: no evidence for its twin's
+    # label (from a review: 4 flipped rows copied 12 times each voted for each other, and
+    # none was found), so a row's copies do not vote for it and a point votes once, with
+    # its copies' label shares. Elsewhere copies are the data (discrete features): every
+    # row votes, its own copies first (they are nearest)
+    suspect = _suspect_copies(Z) is not None
+    weights = np.ones(m) if suspect else sizes
+    ballots = counts / sizes[:, None] if suspect else counts
+    own_copies = np.zeros(m) if suspect else sizes - 1
+    # own copies past k vote in proportion: the row's k nearest are k of its copies, and
+    # which k (the first in file order, as kneighbors breaks ties) must not decide (a
+    # review: a clean cell read flagged or not by the order of the file)
+    own_scale = np.minimum(1.0, k / np.maximum(own_copies, 1.0))
+    need = k - own_copies * own_scale
+    other_votes, other_weight = _nearest_votes(Z[first], weights, ballots, need, k)
+    votes = other_votes[copies] + (counts[copies] - np.eye(len(classes))[labels]) * (
+        (own_copies * own_scale / np.maximum(own_copies, 1.0))[copies][:, None]
+    )
+    total = (own_copies * own_scale + other_weight)[copies]
     own = votes[np.arange(n), labels]
     others = votes.copy()
     others[np.arange(n), labels] = -1
     # a margin against the float sums' last bits (shares of 1/3 add to 0.9999999999999999)
     flagged = others.max(axis=1) > own + 1e-9
-    scores = 1.0 - own / k_points if k_points else np.zeros(n)  # no other point: no vote
+    scores = np.where(total > 0, 1.0 - own / np.maximum(total, 1e-12), 0.0)
     return LabelIssues(
         method="knn",
         flagged=_ranked(np.flatnonzero(flagged), scores),
@@ -454,11 +451,58 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
         details={
             "k": k,
             "classes": [jsonable(c) for c in classes],
-            # exact copies share one point; k_points < k when there are fewer others
             "distinct_rows": m,
-            "k_points": k_points,
+            "copies": "suspect" if suspect else "the data's",
         },
     )
+
+
+def _nearest_votes(
+    points: np.ndarray, weights: np.ndarray, ballots: np.ndarray, need: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct point, the votes of the nearest other points until ``need`` votes are
+    cast (``weights``: each point's votes, ``ballots``: their label counts): points nearer
+    than the last one needed vote in full, points tied at its distance share what is left
+    in proportion to their weights, so that ties never go by file order. Returns the votes
+    (points, classes) and their number (``need``, or fewer where fewer points exist)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    m = len(points)
+    votes = np.zeros((m, ballots.shape[1]))
+    cast = np.zeros(m)
+    fetch = min(m, 3 * k + 1)  # room for ties at the last distance needed
+    if fetch < 2:
+        return votes, cast
+    index = NearestNeighbors(n_neighbors=fetch).fit(points)
+    # the search costs time in the square of the points (brute force past 15 features): in
+    # chunks, with the time budget looked at between them
+    for start in range(0, m, _KNN_CHUNK):
+        stop = min(start + _KNN_CHUNK, m)
+        stage = f"kNN label consistency: rows {start + 1}-{stop} of {m}"
+        stop_at_deadline(stage)
+        report_stage(stage)
+        dist, found = index.kneighbors(points[start:stop])
+        rows = np.arange(start, stop)
+        keep = _without_self(found, rows, fetch - 1, mask=True)
+        dist = dist[keep].reshape(len(rows), fetch - 1)
+        found = found[keep].reshape(len(rows), fetch - 1)
+        w = weights[found]
+        want = need[rows][:, None]
+        cum = np.cumsum(w, axis=1)
+        # the distance of the point whose votes reach what is needed (the last fetched
+        # where they never do)
+        last = np.minimum((cum < want).sum(axis=1), fetch - 2)
+        edge = dist[np.arange(len(rows)), last][:, None]
+        tie = np.abs(dist - edge) <= 1e-9 * np.maximum(1.0, edge)
+        before = (dist < edge) & ~tie
+        full = (w * before).sum(axis=1, keepdims=True)
+        tied = (w * tie).sum(axis=1, keepdims=True)
+        share = np.clip((want - full) / np.maximum(tied, 1e-12), 0.0, 1.0)
+        coef = np.where(before, 1.0, 0.0) + np.where(tie, share, 0.0)
+        coef[(want[:, 0] <= 0)] = 0.0
+        votes[rows] = np.einsum("pj,pjc->pc", coef, ballots[found])
+        cast[rows] = (coef * w).sum(axis=1)
+    return votes, cast
 
 
 def find_label_issues(
@@ -601,13 +645,18 @@ def _at_most(
 _KNN_CHUNK = 2_048  # rows per kNN query between two looks at the time budget
 
 
-def _without_self(found: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+def _without_self(
+    found: np.ndarray, rows: np.ndarray, k: int, mask: bool = False
+) -> np.ndarray:
     """Each row's ``k`` neighbours without the row itself, as ``kneighbors()`` without X
     gives them: ``found`` holds ``k + 1`` per row; a row with more exact duplicates than
-    neighbours may not be among them, and then the first (a duplicate of it) is dropped."""
-    keep = found != rows[:, None]
+    neighbours may not be among them, and then the first (a duplicate of it) is dropped.
+    ``mask``: the boolean mask of the entries kept instead."""
+    keep: np.ndarray = found != rows[:, None]
     crowded = keep.all(axis=1)
     keep[crowded, 0] = False
+    if mask:
+        return keep
     out: np.ndarray = found[keep].reshape(len(rows), k)
     return out
 
