@@ -434,8 +434,10 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     own_scale = np.minimum(1.0, k / np.maximum(own_copies, 1.0))
     need = k - own_copies * own_scale
     other_votes, other_weight = _nearest_votes(Z[first], weights, ballots, need, k)
-    votes = other_votes[copies] + (counts[copies] - np.eye(len(classes))[labels]) * (
-        (own_copies * own_scale / np.maximum(own_copies, 1.0))[copies][:, None]
+    votes = (
+        other_votes[copies]
+        + (counts[copies] - np.eye(len(classes))[labels])
+        * ((own_copies * own_scale / np.maximum(own_copies, 1.0))[copies][:, None])
     )
     total = (own_copies * own_scale + other_weight)[copies]
     own = votes[np.arange(n), labels]
@@ -645,9 +647,7 @@ def _at_most(
 _KNN_CHUNK = 2_048  # rows per kNN query between two looks at the time budget
 
 
-def _without_self(
-    found: np.ndarray, rows: np.ndarray, k: int, mask: bool = False
-) -> np.ndarray:
+def _without_self(found: np.ndarray, rows: np.ndarray, k: int, mask: bool = False) -> np.ndarray:
     """Each row's ``k`` neighbours without the row itself, as ``kneighbors()`` without X
     gives them: ``found`` holds ``k + 1`` per row; a row with more exact duplicates than
     neighbours may not be among them, and then the first (a duplicate of it) is dropped.
