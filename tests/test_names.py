@@ -33,3 +33,4 @@ def test_close_names_are_found_without_case_and_all_cases_shown() -> None:
     # names equal but for case are both shown, the closer one first (one was hidden)
     assert did_you_mean("age_", ["Age", "age", "income"]) == "did you mean 'age' or 'Age'? "
     assert did_you_mean("zzz", ["a", "b"]) == ""
+    assert did_you_mean("agee", ["age", "age", "income"]) == "did you mean 'age'? "

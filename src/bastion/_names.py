@@ -39,7 +39,7 @@ def did_you_mean(wanted: object, names: Iterable[str]) -> str:
     # compared without case: 'adv001' is ADV001, and 'dq005' is not MV005 first (a review);
     # names equal but for case are all shown, the one in the asked case first
     by_folded: dict[str, list[str]] = {}
-    for name in sorted(names):
+    for name in sorted(set(names)):
         by_folded.setdefault(name.casefold(), []).append(name)
     close = difflib.get_close_matches(str(wanted).casefold(), list(by_folded), n=3, cutoff=0.6)
 

@@ -274,6 +274,26 @@ def test_knn_verdicts_do_not_hang_on_the_order_of_the_rows() -> None:
         assert sorted(order[issues.flagged].tolist()) == sorted(flipped.tolist())
 
 
+def test_a_tie_wider_than_the_search_is_shared_by_all_its_points() -> None:
+    """From a review: a one-hot column of 50 levels, every level equidistant from every
+    other, read by which levels the search happened to return (past 3k + 1 of them): a row
+    was flagged in every order, where all 49 others sharing the votes do not flag it."""
+    rng = np.random.default_rng(0)
+    levels = np.repeat(np.arange(50), 4)
+    labels = np.where(levels < 31, "a", "b").astype(object)
+    labels[levels == 49] = ["a", "a", "b", "b"]
+    watched = int(np.flatnonzero(levels == 49)[0])
+    for _ in range(5):
+        order = rng.permutation(len(levels))
+        frame = pd.DataFrame({"level": levels[order].astype(str)})
+        issues = knn_label_consistency(frame, labels[order], k=10)
+        at = int(np.flatnonzero(order == watched)[0])
+        assert not issues.mask[at]
+        # its own copies vote 1 a and 2 b; the other 7 votes are shared by the 49 other
+        # levels' 196 rows, 124 of them a: 1 - (1 + 7 x 124 / 196) / 10
+        assert issues.scores[at] == pytest.approx(1 - (1 + 7 * 124 / 196) / 10, abs=1e-9)
+
+
 def test_copies_of_a_flipped_row_do_not_vouch_for_it() -> None:
     """From a review: 4 flipped rows copied 12 times each (48 of 613 rows) voted for each
     other in kNN and sat in each other's training folds: recall 0.29 by confident learning,

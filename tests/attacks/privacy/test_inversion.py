@@ -286,6 +286,9 @@ def test_a_missing_one_hot_member_is_refused() -> None:
     frame = pd.DataFrame({"g_a": [np.nan, 0, 1], "g_b": [0, 1, 0], "g_c": [0, 0, 0]})
     with pytest.raises(DataError, match=r"missing in 1 row\(s\) \(the first at position 0\)"):
         one_hot_names(frame, ["g_a", "g_b", "g_c"], "X")
+    text = pd.DataFrame({"a": ["1", "0", "nan"], "b": ["0", "1", "0"]})
+    with pytest.raises(DataError, match=r"missing in 1 row\(s\) \(the first at position 2\)"):
+        one_hot_names(text, ["a", "b"], "X")
     nullable = frame.fillna(0).astype("boolean")
     nullable.loc[1, "g_c"] = pd.NA  # a nullable column's NA: missing too, not "no number"
     with pytest.raises(DataError, match=r"missing in 1 row\(s\) \(the first at position 1\)"):

@@ -432,7 +432,7 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     # which k (the first in file order, as kneighbors breaks ties) must not decide (a
     # review: a clean cell read flagged or not by the order of the file)
     own_scale = np.minimum(1.0, k / np.maximum(own_copies, 1.0))
-    need = k - own_copies * own_scale
+    need = np.where(own_copies >= k, 0.0, k - own_copies)
     other_votes, other_weight = _nearest_votes(Z[first], weights, ballots, need, k)
     votes = (
         other_votes[copies]
@@ -445,7 +445,7 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     others[np.arange(n), labels] = -1
     # a margin against the float sums' last bits (shares of 1/3 add to 0.9999999999999999)
     flagged = others.max(axis=1) > own + 1e-9
-    scores = np.where(total > 0, 1.0 - own / np.maximum(total, 1e-12), 0.0)
+    scores = np.clip(np.where(total > 0, 1.0 - own / np.maximum(total, 1e-12), 0.0), 0.0, 1.0)
     return LabelIssues(
         method="knn",
         flagged=_ranked(np.flatnonzero(flagged), scores),
@@ -488,23 +488,53 @@ def _nearest_votes(
         keep = _without_self(found, rows, fetch - 1, mask=True)
         dist = dist[keep].reshape(len(rows), fetch - 1)
         found = found[keep].reshape(len(rows), fetch - 1)
-        w = weights[found]
-        want = need[rows][:, None]
-        cum = np.cumsum(w, axis=1)
-        # the distance of the point whose votes reach what is needed (the last fetched
-        # where they never do)
-        last = np.minimum((cum < want).sum(axis=1), fetch - 2)
-        edge = dist[np.arange(len(rows)), last][:, None]
-        tie = np.abs(dist - edge) <= 1e-9 * np.maximum(1.0, edge)
-        before = (dist < edge) & ~tie
-        full = (w * before).sum(axis=1, keepdims=True)
-        tied = (w * tie).sum(axis=1, keepdims=True)
-        share = np.clip((want - full) / np.maximum(tied, 1e-12), 0.0, 1.0)
-        coef = np.where(before, 1.0, 0.0) + np.where(tie, share, 0.0)
-        coef[(want[:, 0] <= 0)] = 0.0
-        votes[rows] = np.einsum("pj,pjc->pc", coef, ballots[found])
-        cast[rows] = (coef * w).sum(axis=1)
+        want = need[rows]
+        votes[rows], cast[rows], cut = _shared_votes(dist, found, weights, ballots, want)
+        if fetch < m:
+            # a tie that runs past the points fetched: every point at that distance shares
+            # (from a review: a one-hot column of 50 levels, all equidistant, read by which
+            # of them the search happened to return)
+            for i in np.flatnonzero(cut).tolist():
+                p = int(rows[i])
+                reach = float(dist[i, -1]) * (1 + 1e-9) + 1e-12
+                far, near = index.radius_neighbors(points[p : p + 1], radius=reach)
+                order = np.argsort(far[0], kind="stable")
+                d_all, f_all = far[0][order], near[0][order]
+                mine = f_all != p
+                one = _shared_votes(
+                    d_all[mine][None, :], f_all[mine][None, :], weights, ballots, want[i : i + 1]
+                )
+                votes[p], cast[p] = one[0][0], one[1][0]
     return votes, cast
+
+
+def _shared_votes(
+    dist: np.ndarray,
+    found: np.ndarray,
+    weights: np.ndarray,
+    ballots: np.ndarray,
+    want: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_nearest_votes` for rows of neighbours sorted by distance: the votes, their
+    number, and whether the tie at the last distance needed reaches the last neighbour
+    given (more points may share it)."""
+    w = weights[found]
+    need = want[:, None]
+    cum = np.cumsum(w, axis=1)
+    # the distance of the point whose votes reach what is needed (the last given where
+    # they never do)
+    last = np.minimum((cum < need).sum(axis=1), found.shape[1] - 1)
+    edge = dist[np.arange(len(dist)), last][:, None]
+    tie = np.abs(dist - edge) <= 1e-9 * np.maximum(1.0, edge)
+    before = (dist < edge) & ~tie
+    full = (w * before).sum(axis=1, keepdims=True)
+    tied = (w * tie).sum(axis=1, keepdims=True)
+    share = np.clip((need - full) / np.maximum(tied, 1e-12), 0.0, 1.0)
+    coef = np.where(before, 1.0, 0.0) + np.where(tie, share, 0.0)
+    idle = want <= 0
+    coef[idle] = 0.0
+    votes = np.einsum("pj,pjc->pc", coef, ballots[found])
+    return votes, (coef * w).sum(axis=1), tie[:, -1] & ~idle
 
 
 def find_label_issues(

@@ -533,7 +533,8 @@ def one_hot_names(X: ArrayLike, members: list[str | int], x_name: str) -> np.nda
         raise ConfigError(
             f"one-hot attribute columns {members!r} of {x_name} must hold numbers: {err}"
         ) from err
-    missing = np.flatnonzero(absent.any(axis=1))
+    # and a value that casts to NaN (the text "nan")
+    missing = np.flatnonzero((absent | np.isnan(values)).any(axis=1))
     if len(missing):
         # NaN != 0 read as a column set: a row of [NaN, 0, 0] took the first member's name
         # (a review), and a row of NaN read as several columns set
