@@ -32,10 +32,10 @@ Two detectors of label issues (label flipping, AML.T0020; OWASP ML02), both mode
   neighbours (itself excluded) whose label differs; a row is flagged when another class
   outvotes its own label among its neighbours.
 
-In a table of mostly distinct rows, exact copies of a row vouch for nothing: they share
-one cross-validation fold, and kNN counts a distinct point once (with its copies' label
-shares), never as its own neighbour. In a table of few distinct rows (discrete features)
-copies are the data, and both detectors take the rows as they are.
+In a table where most distinct rows occur once, exact copies of a row vouch for nothing:
+they share one cross-validation fold, and kNN counts a distinct point once (with its copies'
+label shares), never as its own neighbour. Where most distinct rows repeat (discrete
+features) copies are the data, and both detectors take the rows as they are.
 
 Metrics: ``precision = |flagged ∩ poisoned| / |flagged|`` and ``recall = |flagged ∩
 poisoned| / |poisoned|`` over training rows (REFERENCE.md "Attack metrics").
@@ -381,10 +381,11 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     """Label issues by disagreement with the nearest neighbours.
 
     Features are standardized (text columns one-hot encoded); each row's ``k`` nearest
-    neighbours exclude the row itself. In a table of mostly distinct rows they are other
-    points: exact copies of the row are one point with it, and a point copied several times
-    votes once, with its copies' label shares. A row is flagged when some other class gets
-    more of its neighbours' votes than its own label.
+    neighbours exclude the row itself; rows tied at the last distance share its votes. Where
+    most distinct rows occur once they are other points: exact copies of the row are one
+    point with it, and a point copied several times votes once, with its copies' label
+    shares. A row is flagged when some other class gets more of its neighbours' votes than
+    its own label.
 
     Parameters:
         X: features.
@@ -419,7 +420,7 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     counts = np.zeros((m, len(classes)))
     np.add.at(counts, (copies, labels), 1.0)
     sizes = counts.sum(axis=1)
-    # in a table of mostly distinct rows a copy is suspect: no evidence for its twin's
+    # where most distinct rows occur once a copy is suspect: no evidence for its twin's
     # label (from a review: 4 flipped rows copied 12 times each voted for each other, and
     # none was found), so a row's copies do not vote for it and a point votes once, with
     # its copies' label shares. Elsewhere copies are the data (discrete features): every
@@ -691,23 +692,27 @@ def _without_self(found: np.ndarray, rows: np.ndarray, k: int, mask: bool = Fals
     return out
 
 
-# below this share of distinct rows, exact copies are the data's nature (few distinct values
-# per feature), not a sign of rows copied to vouch for each other
-_MOSTLY_DISTINCT = 0.5
+# below this share of singletons among the distinct rows, exact copies are the data's
+# nature (few distinct values per feature), not a sign of rows copied to vouch for each other
+_MOSTLY_SINGLE = 0.5
 
 
 def _suspect_copies(X: Any) -> np.ndarray | None:
-    """:func:`_copies` where a copy is suspect: in a table of mostly distinct rows (at least
-    half), where an exact copy is no independent evidence for its twin's label (from a
-    review: 4 flipped rows copied 12 times each, 8% of breast cancer, found at recall 0.29
-    by confident learning and 0 by kNN). None in a table of few distinct rows (discrete
-    features), where copies are the data: kept apart, cross-validation predicted cells no
-    fold had seen and kNN's neighbours were every other cell (a second review: 55% and 100%
-    of clean tables flagged)."""
+    """:func:`_copies` where a copy is suspect: where most distinct rows occur once (at
+    least half of them), an exact copy is no independent evidence for its twin's label
+    (from a review: 4 flipped rows copied 12 times each, 8% of breast cancer, found at
+    recall 0.29 by confident learning and 0 by kNN). None where most distinct rows repeat
+    (discrete features), where copies are the data: kept apart, cross-validation predicted
+    cells no fold had seen and kNN's neighbours were every other cell (a second review: 55%
+    and 100% of clean tables flagged). Read over the distinct rows, not the rows: copying a
+    few rows many times leaves it as it was (a third review: read over the rows, 150 copies
+    of 4 flipped rows took breast cancer under half distinct, and the poison vouched for
+    itself again)."""
     copies = _copies(X)
-    n = len(copies)
-    distinct = int(copies.max()) + 1 if n else 0
-    return copies if distinct >= _MOSTLY_DISTINCT * n else None
+    if not len(copies):
+        return None
+    sizes = np.bincount(copies)
+    return copies if (sizes == 1).sum() >= _MOSTLY_SINGLE * len(sizes) else None
 
 
 def _copies(X: Any) -> np.ndarray:
