@@ -32,10 +32,10 @@ Two detectors of label issues (label flipping, AML.T0020; OWASP ML02), both mode
   neighbours (itself excluded) whose label differs; a row is flagged when another class
   outvotes its own label among its neighbours.
 
-In a table where most distinct rows occur once, exact copies of a row vouch for nothing:
-they share one cross-validation fold, and kNN counts a distinct point once (with its copies'
-label shares), never as its own neighbour. Where most distinct rows repeat (discrete
-features) copies are the data, and both detectors take the rows as they are.
+Exact copies of a row count as rows: copies of a flipped row vouch for each other (in each
+other's training folds, and as each other's nearest neighbours). Rules that set them apart
+failed on tables of discrete features or could be switched by adding copies (reviews);
+the data-quality duplicates check (DQ005) reports them.
 
 Metrics: ``precision = |flagged ∩ poisoned| / |flagged|`` and ``recall = |flagged ∩
 poisoned| / |poisoned|`` over training rows (REFERENCE.md "Attack metrics").
@@ -229,7 +229,7 @@ def _cross_validated_proba(
     proba = np.zeros((n, len(classes)))
     seen = np.zeros((n, len(classes)), dtype=bool)
     keep = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
-    folds = _folds(idx, cv, seed, _suspect_copies(X))
+    folds = _folds(idx, cv, seed)
     for k, (train, test) in enumerate(folds, start=1):
         stage = f"cross-validated probabilities: fold {k} of {len(folds)}"
         stop_at_deadline(stage)  # the folds' training spends no queries: the time budget
@@ -381,11 +381,10 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     """Label issues by disagreement with the nearest neighbours.
 
     Features are standardized (text columns one-hot encoded); each row's ``k`` nearest
-    neighbours exclude the row itself; rows tied at the last distance share its votes. Where
-    most distinct rows occur once they are other points: exact copies of the row are one
-    point with it, and a point copied several times votes once, with its copies' label
-    shares. A row is flagged when some other class gets more of its neighbours' votes than
-    its own label.
+    neighbours exclude the row itself; its exact copies come first, and rows tied at the
+    last distance share its votes in proportion (so that no verdict hangs on the order of
+    the rows). A row is flagged when some other class gets more of its neighbours' votes
+    than its own label.
 
     Parameters:
         X: features.
@@ -420,15 +419,10 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     counts = np.zeros((m, len(classes)))
     np.add.at(counts, (copies, labels), 1.0)
     sizes = counts.sum(axis=1)
-    # where most distinct rows occur once a copy is suspect: no evidence for its twin's
-    # label (from a review: 4 flipped rows copied 12 times each voted for each other, and
-    # none was found), so a row's copies do not vote for it and a point votes once, with
-    # its copies' label shares. Elsewhere copies are the data (discrete features): every
-    # row votes, its own copies first (they are nearest)
-    suspect = _suspect_copies(Z) is not None
-    weights = np.ones(m) if suspect else sizes
-    ballots = counts / sizes[:, None] if suspect else counts
-    own_copies = np.zeros(m) if suspect else sizes - 1
+    # a row's own copies are its nearest rows: they vote first
+    weights = sizes
+    ballots = counts
+    own_copies = sizes - 1
     # own copies past k vote in proportion: the row's k nearest are k of its copies, and
     # which k (the first in file order, as kneighbors breaks ties) must not decide (a
     # review: a clean cell read flagged or not by the order of the file)
@@ -455,7 +449,6 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
             "k": k,
             "classes": [jsonable(c) for c in classes],
             "distinct_rows": m,
-            "copies": "suspect" if suspect else "the data's",
         },
     )
 
@@ -491,17 +484,22 @@ def _nearest_votes(
         found = found[keep].reshape(len(rows), fetch - 1)
         want = need[rows]
         votes[rows], cast[rows], cut = _shared_votes(dist, found, weights, ballots, want)
-        if fetch < m:
+        cut_rows = np.flatnonzero(cut)
+        if fetch < m and len(cut_rows):
             # a tie that runs past the points fetched: every point at that distance shares
             # (from a review: a one-hot column of 50 levels, all equidistant, read by which
-            # of them the search happened to return)
-            for i in np.flatnonzero(cut).tolist():
+            # of them the search happened to return). One search for the chunk's such rows
+            # (one per row took 408 s on 50,000 rows; a review), each row then keeping the
+            # points within its own reach, by the tie test's own tolerance
+            reach = dist[cut_rows, -1] + 1e-9 * np.maximum(1.0, dist[cut_rows, -1])
+            far, near = index.radius_neighbors(
+                points[rows[cut_rows]], radius=float(reach.max()) * (1 + 1e-12)
+            )
+            for j, i in enumerate(cut_rows.tolist()):
                 p = int(rows[i])
-                reach = float(dist[i, -1]) * (1 + 1e-9) + 1e-12
-                far, near = index.radius_neighbors(points[p : p + 1], radius=reach)
-                order = np.argsort(far[0], kind="stable")
-                d_all, f_all = far[0][order], near[0][order]
-                mine = f_all != p
+                order = np.argsort(far[j], kind="stable")
+                d_all, f_all = far[j][order], near[j][order]
+                mine = (f_all != p) & (d_all <= reach[j])
                 one = _shared_votes(
                     d_all[mine][None, :], f_all[mine][None, :], weights, ballots, want[i : i + 1]
                 )
@@ -692,29 +690,6 @@ def _without_self(found: np.ndarray, rows: np.ndarray, k: int, mask: bool = Fals
     return out
 
 
-# below this share of singletons among the distinct rows, exact copies are the data's
-# nature (few distinct values per feature), not a sign of rows copied to vouch for each other
-_MOSTLY_SINGLE = 0.5
-
-
-def _suspect_copies(X: Any) -> np.ndarray | None:
-    """:func:`_copies` where a copy is suspect: where most distinct rows occur once (at
-    least half of them), an exact copy is no independent evidence for its twin's label
-    (from a review: 4 flipped rows copied 12 times each, 8% of breast cancer, found at
-    recall 0.29 by confident learning and 0 by kNN). None where most distinct rows repeat
-    (discrete features), where copies are the data: kept apart, cross-validation predicted
-    cells no fold had seen and kNN's neighbours were every other cell (a second review: 55%
-    and 100% of clean tables flagged). Read over the distinct rows, not the rows: copying a
-    few rows many times leaves it as it was (a third review: read over the rows, 150 copies
-    of 4 flipped rows took breast cancer under half distinct, and the poison vouched for
-    itself again)."""
-    copies = _copies(X)
-    if not len(copies):
-        return None
-    sizes = np.bincount(copies)
-    return copies if (sizes == 1).sum() >= _MOSTLY_SINGLE * len(sizes) else None
-
-
 def _copies(X: Any) -> np.ndarray:
     """Each row's group of exact copies (rows equal in every feature), numbered in the order
     of their first rows: ``arange(n)`` when no row repeats."""
@@ -736,41 +711,20 @@ def _copies(X: Any) -> np.ndarray:
     return groups
 
 
-def _folds(
-    labels: np.ndarray, cv: int, seed: int, copies: np.ndarray | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The cross-validation's (train, test) rows. Exact copies of a row (``copies``, from
-    :func:`_suspect_copies`) fall in one fold: a copy in the training folds vouched for its
-    twin's label (from a review: 4 flipped rows copied 12 times each, 8% of breast cancer,
-    were found at recall 0.29 and passed the 5% gate; 0.88 with the copies kept together).
-    The distinct rows are split as the rows were (the same folds where no row repeats),
-    each labelled by its first copy."""
+def _folds(labels: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
     n = len(labels)
     if not 2 <= cv <= n:
         raise ConfigError(f"cv must be in [2, {n}] for {n} rows; received {cv}")
-    if copies is None:
-        copies = np.arange(n)
-    n_distinct = int(copies.max()) + 1 if n else 0
-    first = np.full(n_distinct, n, dtype=np.intp)
-    np.minimum.at(first, copies, np.arange(n))
-    splits = min(cv, n_distinct)
-    if splits < 2:  # every row a copy of one: nothing to hold out but rows
-        copies, first, splits = np.arange(n), np.arange(n), cv
-    by_label = labels[first]
-    smallest = int(np.bincount(by_label).min())
+    smallest = int(np.bincount(labels).min())
     # stratify when every class can appear in every fold (sklearn warns otherwise)
     splitter: Any = (
-        StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-        if smallest >= splits
-        else KFold(n_splits=splits, shuffle=True, random_state=seed)
+        StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+        if smallest >= cv
+        else KFold(n_splits=cv, shuffle=True, random_state=seed)
     )
-    fold_of = np.empty(len(first), dtype=np.intp)
-    for f, (_, test) in enumerate(splitter.split(np.zeros(len(first)), by_label)):
-        fold_of[test] = f
-    row_fold = fold_of[copies]
-    return [(np.flatnonzero(row_fold != f), np.flatnonzero(row_fold == f)) for f in range(splits)]
+    return [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(n), labels)]
 
 
 def _label_indices(
@@ -869,8 +823,10 @@ def _keep_one_per_class(prune: np.ndarray) -> np.ndarray:
 
 
 def _ranked(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Row positions, highest score first (ties by position)."""
-    order = np.lexsort((rows, -scores[rows]))
+    """Row positions, highest score first (ties by position: scores equal but for their
+    last bits, summed in another order, count as ties; a review saw the order change with
+    the kNN search's chunks)."""
+    order = np.lexsort((rows, -np.round(scores[rows], 12)))
     ranked: np.ndarray = rows[order].astype(np.intp)
     return ranked
 
