@@ -420,15 +420,13 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     np.add.at(counts, (copies, labels), 1.0)
     sizes = counts.sum(axis=1)
     # a row's own copies are its nearest rows: they vote first
-    weights = sizes
-    ballots = counts
     own_copies = sizes - 1
     # own copies past k vote in proportion: the row's k nearest are k of its copies, and
     # which k (the first in file order, as kneighbors breaks ties) must not decide (a
     # review: a clean cell read flagged or not by the order of the file)
     own_scale = np.minimum(1.0, k / np.maximum(own_copies, 1.0))
     need = np.where(own_copies >= k, 0.0, k - own_copies)
-    other_votes, other_weight = _nearest_votes(Z[first], weights, ballots, need, k)
+    other_votes, other_weight = _nearest_votes(Z[first], sizes, counts, need, k)
     votes = (
         other_votes[copies]
         + (counts[copies] - np.eye(len(classes))[labels])
