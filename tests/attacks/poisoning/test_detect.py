@@ -578,3 +578,12 @@ def test_bad_inputs() -> None:
         find_label_issues(np.zeros((3, 1)), np.array([0.0, np.nan, 1.0]))
     with pytest.raises(DataError, match="not one of classes"):
         confident_learning(["a", "z"], np.full((2, 2), 0.5), classes=["a", "b"])
+
+
+def test_copies_are_equal_values_not_equal_bytes() -> None:
+    """-0.0 and 0.0 are one value: as bytes they made two groups of what are copies, and a
+    row's own copies did not vote first (a review)."""
+    from bastion.attacks.poisoning.detect import _copies
+
+    X = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 2.0]])
+    assert _copies(X).tolist() == [0, 0, 1]

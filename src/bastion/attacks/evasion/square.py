@@ -29,8 +29,9 @@ Windows on tabular data
     high image, i.e. a random sign per feature. L2: the window receives the paper's
     centre-peaked ("meta pseudo-Gaussian") profile in 1-D, with mass moved from a second
     window. Images (``image_shape``, or the model's row shape of (c, h, w) or (h, w, c): a
-    torch model's ``input_shape``, an ONNX graph's ``row_shape``) use the
-    paper's square windows, one sign per channel, vertical-stripe and tiled initialisations.
+    torch model's ``input_shape``, an ONNX graph's ``row_shape``, or X's own image rows for
+    a torch model that declares none) use the paper's square windows, one sign per channel,
+    vertical-stripe and tiled initialisations.
 Constraints
     Every candidate is made feasible (immutable, bounds, integers, one-hot groups) inside the
     eps ball before it is queried; eps is in ``constraints.scale`` units (standard deviations
@@ -107,7 +108,8 @@ class SquareConfig(AttackConfig):
         p_init: initial share of the input inside a window.
         image_shape: ``(c, h, w)``, ``(h, w, c)`` or ``(h, w)`` for square windows; ``None``
             takes the model's row shape when it has one (``input_shape``, an ONNX graph's
-            ``row_shape``), else the tabular (feature-subset) windows.
+            ``row_shape``), else X's own image rows for a torch model (which takes them
+            so), else the tabular (feature-subset) windows.
         image_layout: how a 3-D shape's values lie in a row: ``"hwc"`` (channels last),
             ``"chw"``, or ``"auto"``: channels last where the last value is at most 4 and
             both others are larger ((32, 32, 3), not (8, 4, 4) or (3, 32, 32)). A 2-D shape
