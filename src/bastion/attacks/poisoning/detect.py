@@ -23,9 +23,9 @@ Two detectors of label issues (label flipping, AML.T0020; OWASP ML02), both mode
   within the seeds' spread; with 5% flips 0.64 -> 0.64, 0.79 -> 0.80). The refit's larger
   counts alone, without the cap, gained recall there but lost precision (0.74 and 0.53),
   and flagged 3.4% of the clean 90/10 set where cleanlab flags 2.6%. No class ever flags
-  more rows than cleanlab on the same probabilities. (These 8-seed figures come from a
-  one-off script over the same folds; ``benchmarks/bench_poisoning.py`` runs the four
-  scikit-learn sets against cleanlab, 5 seeds.)
+  more rows than cleanlab on the same probabilities (``benchmarks/bench_poisoning.py
+  --seeds 8``, and ``--rate 0`` for clean labels; the 5% and uncapped figures came from a
+  one-off script over the same folds).
   ``refits=0`` is the paper's single pass and flags exactly what cleanlab's
   ``find_label_issues`` (``filter_by="prune_by_noise_rate"``) flags on the same
   probabilities (tested).
