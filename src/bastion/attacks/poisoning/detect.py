@@ -425,15 +425,14 @@ def knn_label_consistency(X: Any, y: Any, *, k: int = 10) -> LabelIssues:
     # own copies past k vote in proportion: the row's k nearest are k of its copies, and
     # which k (the first in file order, as kneighbors breaks ties) must not decide (a
     # review: a clean cell read flagged or not by the order of the file)
-    own_scale = np.minimum(1.0, k / np.maximum(own_copies, 1.0))
-    need = np.where(own_copies >= k, 0.0, k - own_copies)
-    other_votes, other_weight = _nearest_votes(Z[first], sizes, counts, need, k)
+    own_votes = np.minimum(own_copies, k)
+    scale = own_votes / np.maximum(own_copies, 1.0)
+    other_votes, other_weight = _nearest_votes(Z[first], sizes, counts, k - own_votes, k)
     votes = (
         other_votes[copies]
-        + (counts[copies] - np.eye(len(classes))[labels])
-        * ((own_copies * own_scale / np.maximum(own_copies, 1.0))[copies][:, None])
+        + (counts[copies] - np.eye(len(classes))[labels]) * scale[copies][:, None]
     )
-    total = (own_copies * own_scale + other_weight)[copies]
+    total = (own_votes + other_weight)[copies]
     own = votes[np.arange(n), labels]
     others = votes.copy()
     others[np.arange(n), labels] = -1
