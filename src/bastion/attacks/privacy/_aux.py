@@ -9,7 +9,7 @@ import pandas as pd
 from bastion.exceptions import ConfigError
 from bastion.models.base import ArrayLike
 
-__all__ = ["aligned_aux"]
+__all__ = ["aligned_aux", "is_missing"]
 
 
 def aligned_aux(X: ArrayLike, X_aux: ArrayLike) -> ArrayLike:
@@ -46,3 +46,10 @@ def aligned_aux(X: ArrayLike, X_aux: ArrayLike) -> ArrayLike:
     if isinstance(X_aux, pd.DataFrame):
         return X_aux.to_numpy()
     return X_aux
+
+
+def is_missing(values: ArrayLike) -> np.ndarray:
+    """Which values are missing (NaN, None, a nullable column's NA), whatever the dtype: the
+    attacks refuse such labels and attributes by count and first row."""
+    out: np.ndarray = pd.isna(pd.Series(np.asarray(values), dtype=object)).to_numpy()
+    return out

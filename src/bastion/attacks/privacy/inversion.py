@@ -50,7 +50,7 @@ from pydantic import Field
 from bastion._names import known_names
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker, report_stage, stop_at_deadline
-from bastion.attacks.privacy._aux import aligned_aux
+from bastion.attacks.privacy._aux import aligned_aux, is_missing
 from bastion.exceptions import ConfigError, DataError, ModelOutputError, TimeBudgetError
 from bastion.executor import SMALL_DATA_ROWS, native_threads
 from bastion.models.base import ArrayLike, Capability, ModelAdapter
@@ -474,11 +474,11 @@ def _refuse_missing(values: np.ndarray, label: str, source: str) -> None:
     """A row whose attribute is missing has no truth to infer: scored, it was a value of its
     own, and in a numeric attribute it made every quantile edge NaN, one bin for all (from a
     review: 1% of ages missing took the advantage from 0.31 to 0.005, a pass)."""
-    missing = pd.isna(pd.Series(values, dtype=object)).to_numpy()
-    if missing.any():
+    absent = is_missing(values)
+    if absent.any():
         raise DataError(
-            f"attribute {label!r} is missing in {int(missing.sum())} of {len(values)} rows of "
-            f"{source} (the first at row {int(np.flatnonzero(missing)[0])}): leave those rows "
+            f"attribute {label!r} is missing in {int(absent.sum())} of {len(values)} rows of "
+            f"{source} (the first at row {int(np.flatnonzero(absent)[0])}): leave those rows "
             "out, as PRV002 does"
         )
 
@@ -524,7 +524,7 @@ def one_hot_names(X: ArrayLike, members: list[str | int], x_name: str) -> np.nda
         raise ConfigError(f"a one-hot attribute needs distinct columns; received {members!r}")
     columns = [np.asarray(_one_column(X, m, x_name)) for m in members]
     # pd.NA of a nullable column too, before the cast refuses it as no number (a review)
-    absent = np.column_stack([pd.isna(pd.Series(c, dtype=object)).to_numpy() for c in columns])
+    absent = np.column_stack([is_missing(c) for c in columns])
     try:
         values = np.column_stack(
             [np.asarray(pd.Series(c, dtype=object).fillna(0), dtype=np.float64) for c in columns]

@@ -57,7 +57,7 @@ from pydantic import Field
 
 from bastion.attacks.base import ATTACKS, Attack, AttackConfig
 from bastion.attacks.budget import Budget, BudgetTracker
-from bastion.attacks.privacy._aux import aligned_aux
+from bastion.attacks.privacy._aux import aligned_aux, is_missing
 from bastion.attacks.privacy.shadow import (
     Recipe,
     describe_recipe,
@@ -624,13 +624,13 @@ def check_records(model: ModelAdapter, X: ArrayLike, y: np.ndarray, is_member: n
     model.require(Capability.PREDICT_PROBA, by="membership inference")
     y, is_member = _labels(y, "y"), _membership_flags(is_member)
     _validate(X, y, is_member)
-    missing = pd.isna(pd.Series(y, dtype=object)).to_numpy()
-    if missing.any():
+    unlabelled = is_missing(y)
+    if unlabelled.any():
         # an unlabelled record has no true label to be confident in (it read as a label
         # spelled otherwise than the model's classes; a review)
         raise DataError(
-            f"y is missing for {int(missing.sum())} of {len(y)} record(s) (the first at row "
-            f"{int(np.flatnonzero(missing)[0])}): leave unlabelled records out, as PRV001 does"
+            f"y is missing for {int(unlabelled.sum())} of {len(y)} record(s) (the first at row "
+            f"{int(np.flatnonzero(unlabelled)[0])}): leave unlabelled records out, as PRV001 does"
         )
     _check_known_labels(model, y, is_member)
 
@@ -720,9 +720,9 @@ def _isin_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def _check_aux_columns(X: ArrayLike, X_aux: ArrayLike) -> None:
     """``X_aux`` must describe the records as ``X`` does (checked before any query)."""
     if isinstance(X, pd.DataFrame) and isinstance(X_aux, pd.DataFrame):
-        missing = [c for c in X.columns if c not in X_aux.columns]
-        if missing:
-            raise ConfigError(f"X_aux lacks column(s) {missing[:5]} of X")
+        lacking = [c for c in X.columns if c not in X_aux.columns]
+        if lacking:
+            raise ConfigError(f"X_aux lacks column(s) {lacking[:5]} of X")
         return
     shape, aux_shape = np.shape(X)[1:], np.shape(X_aux)[1:]
     if shape != aux_shape:
